@@ -1,0 +1,1 @@
+"""Benchmarks: Helogale against peers measured in the same run (``python -m bench ...``)."""

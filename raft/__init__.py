@@ -1,0 +1,5 @@
+"""Raft consensus library (elections, log replication, snapshots, membership).
+
+Nothing lives here yet; the pure state machine, durable log and gRPC transport arrive with the
+raft issue.
+"""
