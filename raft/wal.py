@@ -1,0 +1,484 @@
+"""Durable Raft log storage: a write-ahead log of checksummed records in segment files.
+
+Owns ``WalStorage``, the on-disk implementation of ``raft.types.LogStorage``, and the snapshot
+files beside it.
+
+Layout of a data directory::
+
+    <dir>/wal/<seq:016x>.wal      segments, replayed in sequence order
+    <dir>/snap/<index:016x>.snap  state-machine snapshots (latest two kept)
+
+Every record is framed as ``length:u32 | crc32:u32 | kind:u8 | payload`` (little endian; the
+CRC covers kind and payload). Records: an entry (appending entry *i* cuts the log from *i* on,
+so conflicts are truncated by replay order), a hard state (the last one wins), a compaction
+mark (entries up to an index dropped) and a snapshot mark (log reset to a received snapshot).
+
+``save(hard_state, entries, snapshot)`` writes one Ready's worth of records with ONE write and
+ONE fdatasync: group commit. A crash can leave a torn record at the tail of the newest segment
+only; on open the tail is checked record by record and cut at the first bad length or
+checksum, so a partial write is never replayed. A bad record in an older (sealed) segment is
+real corruption and raises ``WalCorrupted``. Opening always starts a fresh segment whose header
+repeats the hard state and the compaction point, which is what lets ``compact`` delete whole
+old segments. Snapshots are written to a temp file, fsynced, renamed and the directory fsynced.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    RaftError,
+    Snapshot,
+    SnapshotMeta,
+    StorageCompacted,
+)
+
+__all__ = ["WalCorrupted", "WalStorage", "decode_snapshot", "encode_snapshot"]
+
+_FRAME = struct.Struct("<II")  # length of (kind + payload), crc32 of (kind + payload)
+_ENTRY = struct.Struct("<QQB")  # term, index, type; data follows
+_HARD = struct.Struct("<QQQ")  # term, vote, commit
+_MARK = struct.Struct("<QQ")  # index, term
+_MAX_RECORD = 1 << 30
+
+K_ENTRY = 1
+K_HARD = 2
+K_COMPACT = 3
+K_SNAPSHOT = 4
+K_CONF = 5
+
+_SNAP_MAGIC = b"HLGSNAP1"
+_SNAP_HEAD = struct.Struct("<8sIIQ")  # magic, crc32(meta + data), meta length, data length
+
+
+class WalCorrupted(RaftError):
+    """A sealed WAL segment or every snapshot file failed its checksum."""
+
+
+def _frame(kind: int, payload: bytes) -> bytes:
+    body = bytes((kind,)) + payload
+    return _FRAME.pack(len(body), zlib.crc32(body)) + body
+
+
+def _encode_entry(e: Entry) -> bytes:
+    body = bytes((K_ENTRY,)) + _ENTRY.pack(e.term, e.index, int(e.type)) + e.data
+    return _FRAME.pack(len(body), zlib.crc32(body)) + body
+
+
+def _encode_ids(ids: frozenset[int]) -> bytes:
+    return struct.pack(f"<I{len(ids)}Q", len(ids), *sorted(ids))
+
+
+def _decode_ids(buf: bytes, pos: int) -> tuple[frozenset[int], int]:
+    (n,) = struct.unpack_from("<I", buf, pos)
+    pos += 4
+    ids = struct.unpack_from(f"<{n}Q", buf, pos)
+    return frozenset(ids), pos + 8 * n
+
+
+def encode_conf_state(cs: ConfState) -> bytes:
+    return (
+        _encode_ids(cs.voters) + _encode_ids(cs.learners) + _encode_ids(cs.voters_outgoing)
+        + _encode_ids(cs.learners_next) + bytes((1 if cs.auto_leave else 0,))
+    )
+
+
+def decode_conf_state(buf: bytes, pos: int = 0) -> tuple[ConfState, int]:
+    voters, pos = _decode_ids(buf, pos)
+    learners, pos = _decode_ids(buf, pos)
+    outgoing, pos = _decode_ids(buf, pos)
+    learners_next, pos = _decode_ids(buf, pos)
+    auto_leave = bool(buf[pos])
+    return ConfState(voters, learners, outgoing, learners_next, auto_leave), pos + 1
+
+
+def encode_snapshot(snap: Snapshot) -> bytes:
+    """Snapshot file bytes: header with checksum, metadata, data."""
+    meta = _MARK.pack(snap.meta.index, snap.meta.term) + encode_conf_state(snap.meta.conf_state)
+    crc = zlib.crc32(snap.data, zlib.crc32(meta))
+    return _SNAP_HEAD.pack(_SNAP_MAGIC, crc, len(meta), len(snap.data)) + meta + snap.data
+
+
+def decode_snapshot(buf: bytes) -> Snapshot:
+    """Inverse of ``encode_snapshot``; raises WalCorrupted on any damage."""
+    if len(buf) < _SNAP_HEAD.size:
+        raise WalCorrupted("snapshot file too short")
+    magic, crc, meta_len, data_len = _SNAP_HEAD.unpack_from(buf)
+    if magic != _SNAP_MAGIC or len(buf) != _SNAP_HEAD.size + meta_len + data_len:
+        raise WalCorrupted("snapshot file has a bad header or length")
+    meta = buf[_SNAP_HEAD.size:_SNAP_HEAD.size + meta_len]
+    data = buf[_SNAP_HEAD.size + meta_len:]
+    if zlib.crc32(data, zlib.crc32(meta)) != crc:
+        raise WalCorrupted("snapshot file checksum mismatch")
+    index, term = _MARK.unpack_from(meta)
+    cs, _ = decode_conf_state(meta, _MARK.size)
+    return Snapshot(SnapshotMeta(index, term, cs), bytes(data))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Segment:
+    seq: int
+    path: Path
+    max_index: int = 0  # highest entry index written into this segment (0: none)
+
+
+@dataclass
+class _Replay:
+    """Log state rebuilt from records, in record order."""
+
+    base_index: int = 0
+    base_term: int | None = 0
+    hard: HardState | None = None
+    conf: ConfState | None = None
+
+    def __post_init__(self) -> None:
+        self.ents: list[Entry] = []
+
+    def last(self) -> int:
+        return self.base_index + len(self.ents)
+
+    def entry(self, e: Entry) -> None:
+        if e.index <= self.base_index:
+            return
+        if e.index > self.last() + 1:
+            # Older segments were dropped by compaction; a later mark supplies the base term.
+            self.base_index, self.base_term, self.ents = e.index - 1, None, [e]
+            return
+        del self.ents[e.index - self.base_index - 1:]
+        self.ents.append(e)
+
+    def compact(self, index: int, term: int) -> None:
+        if index < self.base_index:
+            return
+        if index == self.base_index:
+            self.base_term = term
+            return
+        if index >= self.last():
+            self.ents = []
+        else:
+            del self.ents[:index - self.base_index]
+        self.base_index, self.base_term = index, term
+
+    def reset(self, index: int, term: int) -> None:
+        self.base_index, self.base_term, self.ents = index, term, []
+
+
+def _scan(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """Parse records; returns them and the offset just past the last good one."""
+    out: list[tuple[int, bytes]] = []
+    pos, n = 0, len(data)
+    while pos + _FRAME.size <= n:
+        length, crc = _FRAME.unpack_from(data, pos)
+        if length == 0 or length > _MAX_RECORD or pos + _FRAME.size + length > n:
+            break
+        body = data[pos + _FRAME.size:pos + _FRAME.size + length]
+        if zlib.crc32(body) != crc:
+            break
+        out.append((body[0], body[1:]))
+        pos += _FRAME.size + length
+    return out, pos
+
+
+class WalStorage:
+    """Durable ``LogStorage``: reads are served from memory, writes go to the WAL first.
+
+    Thread safety: one writer (the driver thread) may call ``save``/``compact``/``create_snapshot``
+    while other threads read; a lock guards the in-memory view.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        segment_bytes: int = 64 << 20,
+        sync: bool = True,
+        keep_snapshots: int = 2,
+    ) -> None:
+        self.path = Path(path)
+        self.segment_bytes = segment_bytes
+        self.sync = sync
+        self.keep_snapshots = keep_snapshots
+        self._wal_dir = self.path / "wal"
+        self._snap_dir = self.path / "snap"
+        self._wal_dir.mkdir(parents=True, exist_ok=True)
+        self._snap_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._segments: list[_Segment] = []
+        self._fd = -1
+        self._size = 0
+        self.fsyncs = 0
+        """Number of fdatasync calls made on segments (group commit is visible here)."""
+        self._snap = self._load_snapshot()
+        self._replay()
+        self._open_segment()
+
+    # ------------------------------------------------------------------ open / replay
+    def _load_snapshot(self) -> Snapshot:
+        for tmp in self._snap_dir.glob("*.tmp"):
+            tmp.unlink()
+        for f in sorted(self._snap_dir.glob("*.snap"), reverse=True):
+            try:
+                return decode_snapshot(f.read_bytes())
+            except WalCorrupted:
+                continue  # a damaged newer snapshot: fall back to an older one
+        return Snapshot()
+
+    def _replay(self) -> None:
+        rp = _Replay()
+        files = sorted(self._wal_dir.glob("*.wal"))
+        for i, f in enumerate(files):
+            data = f.read_bytes()
+            records, good = _scan(data)
+            if good != len(data):
+                if i != len(files) - 1:
+                    raise WalCorrupted(f"{f.name}: bad record at offset {good}")
+                with open(f, "r+b") as fh:  # torn tail of the newest segment: cut it
+                    fh.truncate(good)
+                    os.fsync(fh.fileno())
+            seg = _Segment(int(f.stem, 16), f)
+            for kind, payload in records:
+                if kind == K_ENTRY:
+                    term, index, typ = _ENTRY.unpack_from(payload)
+                    rp.entry(Entry(term, index, EntryType(typ), bytes(payload[_ENTRY.size:])))
+                    seg.max_index = max(seg.max_index, index)
+                elif kind == K_HARD:
+                    rp.hard = HardState(*_HARD.unpack_from(payload))
+                elif kind == K_COMPACT:
+                    rp.compact(*_MARK.unpack_from(payload))
+                elif kind == K_SNAPSHOT:
+                    rp.reset(*_MARK.unpack_from(payload))
+                elif kind == K_CONF:
+                    rp.conf, _ = decode_conf_state(payload)
+                else:
+                    raise WalCorrupted(f"{f.name}: unknown record kind {kind}")
+            self._segments.append(seg)
+        snap = self._snap.meta
+        if rp.base_term is None:
+            raise WalCorrupted("compacted log has no base term")
+        if snap.index > rp.base_index:
+            # The snapshot was saved but the WAL never recorded its reset (crash in between),
+            # or it was made by the application: keep the log if it holds the snapshot's entry.
+            held = rp.last() >= snap.index
+            if not held or rp.ents[snap.index - rp.base_index - 1].term != snap.term:
+                rp.reset(snap.index, snap.term)
+        self._base_index, self._base_term = rp.base_index, rp.base_term
+        self._ents = rp.ents
+        self._hard = rp.hard or HardState()
+        if self._hard.commit < snap.index:
+            self._hard = HardState(self._hard.term, self._hard.vote, snap.index)
+        self._conf = rp.conf
+
+    def _open_segment(self) -> None:
+        seq = self._segments[-1].seq + 1 if self._segments else 1
+        path = self._wal_dir / f"{seq:016x}.wal"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        header = [
+            _frame(K_HARD, _HARD.pack(self._hard.term, self._hard.vote, self._hard.commit)),
+            _frame(K_COMPACT, _MARK.pack(self._base_index, self._base_term)),
+        ]
+        if self._conf is not None:
+            header.append(_frame(K_CONF, encode_conf_state(self._conf)))
+        buf = b"".join(header)
+        os.write(fd, buf)
+        if self.sync:
+            os.fsync(fd)
+            _fsync_dir(self._wal_dir)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._size = fd, len(buf)
+        self._segments.append(_Segment(seq, path))
+
+    # ------------------------------------------------------------------ LogStorage (reads)
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        with self._lock:
+            if not self._snap.empty or self._conf is None:
+                return self._hard.copy(), self._snap.meta.conf_state
+            return self._hard.copy(), self._conf
+
+    def hard_state(self) -> HardState:
+        with self._lock:
+            return self._hard.copy()
+
+    def first_index(self) -> int:
+        with self._lock:
+            return self._base_index + 1
+
+    def last_index(self) -> int:
+        with self._lock:
+            return self._base_index + len(self._ents)
+
+    def term(self, i: int) -> int:
+        with self._lock:
+            if i < self._base_index:
+                raise StorageCompacted(f"term({i}): compacted up to {self._base_index}")
+            if i == self._base_index:
+                return self._base_term
+            if i > self._base_index + len(self._ents):
+                raise RaftError(f"term({i}): beyond last index {self.last_index()}")
+            return self._ents[i - self._base_index - 1].term
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        with self._lock:
+            if lo <= self._base_index:
+                raise StorageCompacted(f"entries({lo}): compacted up to {self._base_index}")
+            last = self._base_index + len(self._ents)
+            if hi > last + 1:
+                raise RaftError(f"entries({lo}, {hi}): beyond last index {last}")
+            out = self._ents[lo - self._base_index - 1:hi - self._base_index - 1]
+        if max_bytes is not None and len(out) > 1:
+            size = 0
+            for n, e in enumerate(out):
+                size += 24 + len(e.data)
+                if size > max_bytes and n > 0:
+                    return out[:n]
+        return out
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self._snap
+
+    # ------------------------------------------------------------------ writes
+    def save(
+        self,
+        hard_state: HardState | None,
+        entries: Sequence[Entry] = (),
+        snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Persist one Ready: snapshot (if any), entries, hard state; ONE fdatasync for all.
+
+        Appending entry *i* replaces every entry from *i* on. ``sync=False`` skips the fsync
+        (a Ready with only a commit-index change need not be durable at once).
+        """
+        if snapshot is not None and not snapshot.empty:
+            self._write_snapshot_file(snapshot)
+        parts: list[bytes] = []
+        if snapshot is not None and not snapshot.empty:
+            parts.append(_frame(K_SNAPSHOT, _MARK.pack(snapshot.meta.index, snapshot.meta.term)))
+        parts.extend(_encode_entry(e) for e in entries)
+        if hard_state is not None:
+            parts.append(_frame(K_HARD, _HARD.pack(hard_state.term, hard_state.vote,
+                                                   hard_state.commit)))
+        if parts:
+            self._write(b"".join(parts), sync=sync)
+            if entries:
+                seg = self._segments[-1]
+                seg.max_index = max(seg.max_index, max(e.index for e in entries))
+        with self._lock:
+            if snapshot is not None and not snapshot.empty:
+                self._snap = snapshot
+                self._base_index, self._base_term = snapshot.meta.index, snapshot.meta.term
+                self._ents = []
+                self._conf = None
+            if entries:
+                first = entries[0].index
+                if first <= self._base_index:
+                    skip = self._base_index + 1 - first
+                    entries = list(entries)[skip:]
+                    first = self._base_index + 1
+                if entries:
+                    last = self._base_index + len(self._ents)
+                    if first > last + 1:
+                        raise RaftError(f"append at {first} leaves a gap after {last}")
+                    del self._ents[first - self._base_index - 1:]
+                    self._ents.extend(entries)
+            if hard_state is not None:
+                self._hard = hard_state.copy()
+        if self._size >= self.segment_bytes:
+            self._open_segment()
+
+    def set_conf_state(self, conf_state: ConfState) -> None:
+        """Record a bootstrap configuration (used by ``initial_state`` until a snapshot)."""
+        self._write(_frame(K_CONF, encode_conf_state(conf_state)), sync=True)
+        with self._lock:
+            self._conf = conf_state
+
+    def _write(self, buf: bytes, *, sync: bool) -> None:
+        view = memoryview(buf)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._size += len(buf)
+        if sync and self.sync:
+            os.fdatasync(self._fd)
+            self.fsyncs += 1
+
+    def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
+        """Save the application's state-machine image taken at applied ``index``."""
+        with self._lock:
+            if index <= self._snap.meta.index:
+                return self._snap
+            term = self.term(index)
+        snap = Snapshot(SnapshotMeta(index, term, conf_state), data)
+        self._write_snapshot_file(snap)
+        with self._lock:
+            self._snap = snap
+        return snap
+
+    def _write_snapshot_file(self, snap: Snapshot) -> None:
+        final = self._snap_dir / f"{snap.meta.index:016x}.snap"
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(encode_snapshot(snap))
+            fh.flush()
+            if self.sync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        if self.sync:
+            _fsync_dir(self._snap_dir)
+        old = sorted(self._snap_dir.glob("*.snap"))[:-self.keep_snapshots]
+        for f in old:
+            f.unlink()
+
+    def compact(self, index: int) -> None:
+        """Drop entries up to ``index`` (which must not pass the latest snapshot) and delete
+        whole segments that hold nothing newer."""
+        with self._lock:
+            if index <= self._base_index:
+                return
+            if index > self._snap.meta.index:
+                raise RaftError(f"compact({index}) beyond snapshot {self._snap.meta.index}")
+            term = self.term(index)
+        self._write(_frame(K_COMPACT, _MARK.pack(index, term)), sync=True)
+        with self._lock:
+            del self._ents[:index - self._base_index]
+            self._base_index, self._base_term = index, term
+        removed = False
+        while len(self._segments) > 1 and self._segments[0].max_index <= index:
+            self._segments.pop(0).path.unlink()
+            removed = True
+        if removed and self.sync:
+            _fsync_dir(self._wal_dir)
+
+    def segment_paths(self) -> list[Path]:
+        return [s.path for s in self._segments]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> WalStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,220 @@
+"""WalStorage: durability, group commit, conflict truncation, torn tails, compaction, snapshots."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Snapshot,
+    SnapshotMeta,
+    StorageCompacted,
+)
+from raft.wal import WalCorrupted, WalStorage, decode_snapshot, encode_snapshot
+
+
+def ents(lo: int, hi: int, term: int, size: int = 8) -> list[Entry]:
+    return [Entry(term, i, EntryType.NORMAL, f"{term}:{i}".encode().ljust(size, b".")) for i in range(lo, hi + 1)]
+
+
+def log_of(w: WalStorage) -> list[Entry]:
+    return w.entries(w.first_index(), w.last_index() + 1)
+
+
+def test_roundtrip_and_reopen(tmp_path: Path) -> None:
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 2, 0), ents(1, 5, 1))
+        w.save(HardState(1, 2, 4), [])
+        assert w.last_index() == 5 and w.first_index() == 1
+    with WalStorage(tmp_path) as w:
+        assert log_of(w) == ents(1, 5, 1)
+        hs, _ = w.initial_state()
+        assert (hs.term, hs.vote, hs.commit) == (1, 2, 4)
+        assert w.term(0) == 0 and w.term(3) == 1
+
+
+def test_group_commit_one_fsync_per_save(tmp_path: Path) -> None:
+    with WalStorage(tmp_path) as w:
+        before = w.fsyncs
+        w.save(HardState(3, 1, 10), ents(1, 500, 3))
+        assert w.fsyncs == before + 1
+        w.save(None, ents(501, 600, 3), sync=False)
+        assert w.fsyncs == before + 1
+
+
+def test_conflict_truncates_from_index(tmp_path: Path) -> None:
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 1, 0), ents(1, 10, 1))
+        w.save(HardState(2, 3, 0), ents(5, 7, 2))
+        expected = ents(1, 4, 1) + ents(5, 7, 2)
+        assert log_of(w) == expected
+    with WalStorage(tmp_path) as w:
+        assert log_of(w) == expected and w.last_index() == 7
+
+
+def test_max_bytes_cuts_but_returns_one(tmp_path: Path) -> None:
+    with WalStorage(tmp_path) as w:
+        w.save(None, ents(1, 10, 1, size=100))
+        assert len(w.entries(1, 11, max_bytes=1)) == 1
+        assert len(w.entries(1, 11, max_bytes=300)) == 2
+
+
+def _acked_then_tail(tmp_path: Path) -> tuple[Path, int, int, list[Entry], HardState, list[Entry]]:
+    """Acknowledged batches, then an unacknowledged tail batch; returns the segment and the
+    byte range [acked_end, full_end) of the tail."""
+    src = tmp_path / "src"
+    w = WalStorage(src)
+    w.save(HardState(1, 1, 0), ents(1, 6, 1))
+    w.save(HardState(2, 2, 3), ents(4, 8, 2))  # conflict: 4..6 replaced
+    seg = w.segment_paths()[-1]
+    acked_end = seg.stat().st_size
+    acked = ents(1, 3, 1) + ents(4, 8, 2)
+    tail = ents(9, 11, 2, size=20)
+    w.save(HardState(2, 2, 8), tail)
+    w.close()
+    return seg, acked_end, seg.stat().st_size, acked, HardState(2, 2, 3), tail
+
+
+def test_torn_tail_at_every_byte_offset(tmp_path: Path) -> None:
+    seg, lo, hi, acked, acked_hs, tail = _acked_then_tail(tmp_path)
+    full = seg.read_bytes()
+    for cut in range(lo, hi + 1):
+        d = tmp_path / f"c{cut}"
+        shutil.copytree(seg.parent.parent, d)
+        (d / "wal" / seg.name).write_bytes(full[:cut])
+        with WalStorage(d) as w:
+            log = log_of(w)
+            assert log[:len(acked)] == acked, cut
+            assert log[len(acked):] == tail[:len(log) - len(acked)], cut  # a clean prefix only
+            hs = w.hard_state()
+            if cut == hi:
+                assert hs.commit == 8 and log == acked + tail
+            else:
+                assert hs == acked_hs
+        with WalStorage(d) as w:  # the cut is itself durable: reopen again, same view
+            assert log_of(w)[:len(acked)] == acked
+        shutil.rmtree(d)
+
+
+def test_corrupt_tail_bytes_never_replayed(tmp_path: Path) -> None:
+    seg, lo, hi, acked, _, tail = _acked_then_tail(tmp_path)
+    full = seg.read_bytes()
+    for pos in range(lo, hi):
+        d = tmp_path / f"x{pos}"
+        shutil.copytree(seg.parent.parent, d)
+        damaged = bytearray(full)
+        damaged[pos] ^= 0x5A
+        (d / "wal" / seg.name).write_bytes(bytes(damaged))
+        with WalStorage(d) as w:
+            log = log_of(w)
+            assert log[:len(acked)] == acked, pos
+            assert log[len(acked):] == tail[:len(log) - len(acked)], pos
+        shutil.rmtree(d)
+
+
+def test_zero_filled_tail_is_cut(tmp_path: Path) -> None:
+    seg, _, _, acked, _, tail = _acked_then_tail(tmp_path)
+    with open(seg, "ab") as fh:
+        fh.write(b"\0" * 4096)
+    with WalStorage(seg.parent.parent) as w:
+        assert log_of(w) == acked + tail
+
+
+def test_corruption_in_sealed_segment_raises(tmp_path: Path) -> None:
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 1, 0), ents(1, 5, 1))
+        first = w.segment_paths()[0]
+    with WalStorage(tmp_path) as w:  # reopening seals the first segment
+        w.save(None, ents(6, 7, 1))
+    data = bytearray(first.read_bytes())
+    data[len(data) - 3] ^= 0xFF
+    first.write_bytes(bytes(data))
+    with pytest.raises(WalCorrupted):
+        WalStorage(tmp_path)
+
+
+def test_segments_roll_and_compaction_drops_old_ones(tmp_path: Path) -> None:
+    cs = ConfState(voters=frozenset({1, 2, 3}))
+    with WalStorage(tmp_path, segment_bytes=2000) as w:
+        w.set_conf_state(cs)
+        for lo in range(1, 400, 20):
+            w.save(HardState(1, 1, lo + 19), ents(lo, lo + 19, 1, size=40))
+        assert len(w.segment_paths()) > 5
+        with pytest.raises(Exception, match="beyond snapshot"):
+            w.compact(300)
+        snap = w.create_snapshot(350, cs, b"state@350")
+        assert snap.meta.term == 1
+        n_before = len(w.segment_paths())
+        w.compact(300)
+        assert len(w.segment_paths()) < n_before
+        assert w.first_index() == 301 and w.term(300) == 1
+        with pytest.raises(StorageCompacted):
+            w.entries(300, 302)
+        with pytest.raises(StorageCompacted):
+            w.term(299)
+        expected = log_of(w)
+    with WalStorage(tmp_path, segment_bytes=2000) as w:
+        assert w.first_index() == 301 and w.last_index() == 400
+        assert log_of(w) == expected
+        assert w.term(300) == 1
+        assert w.snapshot().data == b"state@350"
+        hs, conf = w.initial_state()
+        assert conf == cs and hs.commit == 400
+
+
+def test_compaction_survives_many_reopens_and_appends(tmp_path: Path) -> None:
+    for round_ in range(6):
+        with WalStorage(tmp_path, segment_bytes=1500) as w:
+            lo = w.last_index() + 1
+            w.save(HardState(round_ + 1, 1, lo + 29), ents(lo, lo + 29, round_ + 1, size=30))
+            w.create_snapshot(lo + 20, ConfState(voters=frozenset({1})), b"s")
+            w.compact(lo + 10)
+            assert w.first_index() == lo + 11
+    with WalStorage(tmp_path, segment_bytes=1500) as w:
+        assert w.last_index() == 180 and w.first_index() == 162
+        assert [e.index for e in log_of(w)] == list(range(162, 181))
+        assert w.term(161) == 6
+
+
+def test_snapshot_from_leader_resets_log(tmp_path: Path) -> None:
+    cs = ConfState(voters=frozenset({1, 2, 3}))
+    snap = Snapshot(SnapshotMeta(100, 4, cs), b"image")
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 1, 5), ents(1, 10, 1))
+        w.save(HardState(4, 0, 100), ents(101, 102, 4), snapshot=snap)
+        assert w.first_index() == 101 and w.last_index() == 102 and w.term(100) == 4
+    with WalStorage(tmp_path) as w:
+        assert w.first_index() == 101 and w.last_index() == 102 and w.term(100) == 4
+        assert w.snapshot() == snap
+        assert w.initial_state()[1] == cs
+
+
+def test_crash_between_snapshot_file_and_wal_record(tmp_path: Path) -> None:
+    snap = Snapshot(SnapshotMeta(50, 3, ConfState(voters=frozenset({1}))), b"img")
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 1, 5), ents(1, 10, 1))
+        w._write_snapshot_file(snap)  # the crash: the WAL never saw the reset record
+    (tmp_path / "snap" / "dead.tmp").write_bytes(b"half")
+    with WalStorage(tmp_path) as w:
+        assert w.first_index() == 51 and w.last_index() == 50 and w.term(50) == 3
+        assert w.hard_state().commit == 50
+        assert not list((tmp_path / "snap").glob("*.tmp"))
+
+
+def test_snapshot_file_checksum(tmp_path: Path) -> None:
+    snap = Snapshot(SnapshotMeta(7, 2, ConfState(voters=frozenset({1, 2}), learners=frozenset({9}))), b"x" * 100)
+    raw = encode_snapshot(snap)
+    assert decode_snapshot(raw) == snap
+    for pos in (0, 10, len(raw) - 1):
+        bad = bytearray(raw)
+        bad[pos] ^= 1
+        with pytest.raises(WalCorrupted):
+            decode_snapshot(bytes(bad))
+    with pytest.raises(WalCorrupted):
+        decode_snapshot(raw[:-1])
