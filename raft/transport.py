@@ -1,0 +1,326 @@
+"""Raft peer transport over gRPC (``proto/raft.proto``).
+
+Owns ``GrpcTransport``: a gRPC server that receives batches of raft ``Message``s from peers, and
+one sender per peer holding a long-lived client stream. ``send`` never blocks: it appends to the
+peer's queue and returns; the peer's sender thread drains everything queued into ONE
+``RaftBatch`` per stream write, so a busy leader ships hundreds of messages and entries in one
+gRPC message instead of one call per entry.
+
+A peer that is down costs the caller nothing: while its stream is not connected, messages for it
+are dropped on the spot (Raft retransmits), and the sender reconnects with exponential backoff.
+A queue that grows past ``max_queue`` (a slow peer) also drops, oldest first.
+Also owns the conversion between ``raft.types.Message`` and its protobuf form.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+
+import grpc
+
+from proto import raft_pb2, raft_pb2_grpc
+from raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    MessageType,
+    Snapshot,
+    SnapshotMeta,
+)
+
+__all__ = ["GrpcTransport", "message_from_proto", "message_to_proto"]
+
+log = logging.getLogger(__name__)
+
+_MAX_MSG = 256 << 20
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MSG),
+    ("grpc.max_receive_message_length", _MAX_MSG),
+    ("grpc.keepalive_time_ms", 2000),
+    ("grpc.keepalive_timeout_ms", 2000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+_SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MSG),
+    ("grpc.max_receive_message_length", _MAX_MSG),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.so_reuseport", 0),
+]
+_ETYPES = tuple(EntryType)
+_MTYPES = tuple(MessageType)
+
+
+# ---------------------------------------------------------------------- conversion
+def _conf_to_proto(cs: ConfState) -> raft_pb2.RaftConfState:
+    return raft_pb2.RaftConfState(
+        voters=sorted(cs.voters), learners=sorted(cs.learners),
+        voters_outgoing=sorted(cs.voters_outgoing), learners_next=sorted(cs.learners_next),
+        auto_leave=cs.auto_leave,
+    )
+
+
+def _conf_from_proto(p: raft_pb2.RaftConfState) -> ConfState:
+    return ConfState(
+        frozenset(p.voters), frozenset(p.learners), frozenset(p.voters_outgoing),
+        frozenset(p.learners_next), p.auto_leave,
+    )
+
+
+def message_to_proto(m: Message) -> raft_pb2.RaftMessage:
+    pm = raft_pb2.RaftMessage(
+        type=int(m.type), to=m.to, term=m.term, log_term=m.log_term, index=m.index,
+        commit=m.commit, reject=m.reject, reject_hint=m.reject_hint, context=m.context,
+        offset=m.offset, done=m.done,
+    )
+    setattr(pm, "from", m.frm)
+    if m.entries:
+        add = pm.entries.add
+        for e in m.entries:
+            add(term=e.term, index=e.index, type=int(e.type), data=e.data)
+    if m.snapshot is not None:
+        s = m.snapshot
+        pm.snapshot.CopyFrom(raft_pb2.RaftSnapshot(
+            index=s.meta.index, term=s.meta.term, conf_state=_conf_to_proto(s.meta.conf_state),
+            data=s.data,
+        ))
+    return pm
+
+
+def message_from_proto(pm: raft_pb2.RaftMessage) -> Message:
+    snap = None
+    if pm.HasField("snapshot"):
+        ps = pm.snapshot
+        snap = Snapshot(SnapshotMeta(ps.index, ps.term, _conf_from_proto(ps.conf_state)), ps.data)
+    return Message(
+        type=_MTYPES[pm.type], to=pm.to, frm=getattr(pm, "from"), term=pm.term,
+        log_term=pm.log_term, index=pm.index,
+        entries=[Entry(e.term, e.index, _ETYPES[e.type], e.data) for e in pm.entries],
+        commit=pm.commit, reject=pm.reject, reject_hint=pm.reject_hint, context=pm.context,
+        snapshot=snap, offset=pm.offset, done=pm.done,
+    )
+
+
+# ---------------------------------------------------------------------- receiving side
+class _Servicer(raft_pb2_grpc.RaftTransportServicer):
+    def __init__(self, deliver: Callable[[list[Message]], None]) -> None:
+        self._deliver = deliver
+
+    def Stream(self, request_iterator: Iterator[raft_pb2.RaftBatch], context: grpc.ServicerContext) -> raft_pb2.RaftAck:
+        for batch in request_iterator:
+            msgs = [message_from_proto(pm) for pm in batch.messages]
+            try:
+                self._deliver(msgs)
+            except Exception:  # a bad batch must not kill the stream
+                log.exception("raft transport: delivering a batch failed")
+        return raft_pb2.RaftAck()
+
+
+# ---------------------------------------------------------------------- sending side
+class _PeerSender:
+    """One peer: a queue, a thread, a client stream reconnected with backoff."""
+
+    def __init__(self, transport: GrpcTransport, peer_id: int, address: str) -> None:
+        self.t = transport
+        self.peer_id = peer_id
+        self.address = address
+        self.cond = threading.Condition()
+        self.queue: deque[Message] = deque()
+        self.connected = False
+        self.closed = False
+        self.dropped = 0
+        self.sent_batches = 0
+        self._channel: grpc.Channel | None = None
+        self.thread = threading.Thread(
+            target=self._run, name=f"raft-send-{transport.node_id}->{peer_id}", daemon=True)
+
+    def enqueue(self, msgs: list[Message]) -> None:
+        with self.cond:
+            if not self.connected or self.closed:
+                self.dropped += len(msgs)
+                return
+            self.queue.extend(msgs)
+            over = len(self.queue) - self.t.max_queue
+            for _ in range(over):
+                self.queue.popleft()
+            self.dropped += max(0, over)
+            self.cond.notify()
+
+    def _batches(self) -> Iterator[raft_pb2.RaftBatch]:
+        frm = self.t.node_id
+        while True:
+            with self.cond:
+                while not self.queue and not self.closed and self.connected:
+                    self.cond.wait()
+                if self.closed or not self.connected:
+                    return
+                msgs = list(self.queue)
+                self.queue.clear()
+            batch = raft_pb2.RaftBatch(messages=[message_to_proto(m) for m in msgs])
+            setattr(batch, "from", frm)
+            self.sent_batches += 1
+            yield batch
+
+    def _run(self) -> None:
+        backoff = self.t.min_backoff
+        while not self.closed:
+            self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+            stub = raft_pb2_grpc.RaftTransportStub(self._channel)
+            try:
+                grpc.channel_ready_future(self._channel).result(timeout=backoff * 4)
+            except grpc.FutureTimeoutError:
+                self._channel.close()
+                if self._sleep(backoff):
+                    return
+                backoff = min(backoff * 2, self.t.max_backoff)
+                continue
+            with self.cond:
+                self.connected = True
+            started = time.monotonic()
+            try:
+                stub.Stream(self._batches(), wait_for_ready=False)
+            except grpc.RpcError as exc:
+                if not self.closed:
+                    log.debug("raft stream to %s ended: %s", self.peer_id, exc)
+            except ValueError:  # channel closed under us during stop
+                pass
+            finally:
+                with self.cond:
+                    self.connected = False
+                    self.dropped += len(self.queue)
+                    self.queue.clear()
+                    self.cond.notify_all()  # release the request iterator gRPC may be in
+                self._channel.close()
+            if time.monotonic() - started > 1.0:
+                backoff = self.t.min_backoff
+            if self._sleep(backoff):
+                return
+            backoff = min(backoff * 2, self.t.max_backoff)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Back off; returns True when closed meanwhile."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.closed, timeout=seconds)
+            return self.closed
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.queue.clear()
+            self.cond.notify_all()
+        ch = self._channel
+        if ch is not None:
+            ch.close()
+
+
+class GrpcTransport:
+    """Sends raft messages to peers and hands received ones to ``on_messages``.
+
+    ``on_messages(msgs)`` is called from gRPC server threads; it should only enqueue.
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        listen: str,
+        peers: dict[int, str],
+        on_messages: Callable[[list[Message]], None],
+        *,
+        max_queue: int = 20000,
+        min_backoff: float = 0.05,
+        max_backoff: float = 1.0,
+        server_threads: int = 16,
+    ) -> None:
+        self.node_id = node_id
+        self.listen = listen
+        self.max_queue = max_queue
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self._on_messages = on_messages
+        self._lock = threading.Lock()
+        self._peers: dict[int, _PeerSender] = {}
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=server_threads,
+                                       thread_name_prefix=f"raft-recv-{node_id}"),
+            options=_SERVER_OPTIONS,
+        )
+        raft_pb2_grpc.add_RaftTransportServicer_to_server(_Servicer(on_messages), self._server)
+        self.port = self._server.add_insecure_port(listen)
+        if self.port == 0:
+            raise OSError(f"raft transport cannot listen on {listen}")
+        self._initial_peers = dict(peers)
+        self._started = False
+
+    def start(self) -> None:
+        self._server.start()
+        self._started = True
+        for pid, addr in self._initial_peers.items():
+            self.add_peer(pid, addr)
+
+    def add_peer(self, peer_id: int, address: str) -> None:
+        if peer_id == self.node_id:
+            return
+        with self._lock:
+            old = self._peers.get(peer_id)
+            if old is not None and old.address == address:
+                return
+            sender = _PeerSender(self, peer_id, address)
+            self._peers[peer_id] = sender
+        if old is not None:
+            old.close()
+        sender.thread.start()
+
+    def remove_peer(self, peer_id: int) -> None:
+        with self._lock:
+            sender = self._peers.pop(peer_id, None)
+        if sender is not None:
+            sender.close()
+
+    def peers(self) -> dict[int, str]:
+        with self._lock:
+            return {pid: s.address for pid, s in self._peers.items()}
+
+    def connected(self, peer_id: int) -> bool:
+        with self._lock:
+            s = self._peers.get(peer_id)
+        return s is not None and s.connected
+
+    def send(self, msgs: Iterable[Message]) -> None:
+        """Queue messages for their peers; never blocks. Unknown or down peers: dropped."""
+        by_peer: dict[int, list[Message]] = {}
+        for m in msgs:
+            by_peer.setdefault(m.to, []).append(m)
+        for pid, ms in by_peer.items():
+            if pid == self.node_id:
+                self._on_messages(ms)
+                continue
+            with self._lock:
+                s = self._peers.get(pid)
+            if s is not None:
+                s.enqueue(ms)
+
+    def stats(self) -> dict[int, dict[str, int | bool]]:
+        with self._lock:
+            peers = dict(self._peers)
+        return {pid: {"connected": s.connected, "dropped": s.dropped, "batches": s.sent_batches}
+                for pid, s in peers.items()}
+
+    def stop(self, grace: float = 0.2) -> None:
+        with self._lock:
+            senders = list(self._peers.values())
+            self._peers.clear()
+        for s in senders:
+            s.close()
+        self._server.stop(grace).wait()
+        for s in senders:
+            s.thread.join(timeout=2.0)

@@ -1,0 +1,130 @@
+"""GrpcTransport: message conversion, batching over one stream, down peers, reconnection."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from raft.transport import GrpcTransport, message_from_proto, message_to_proto
+from raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    MessageType,
+    Snapshot,
+    SnapshotMeta,
+)
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.005)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.msgs: list[Message] = []
+        self.batches = 0
+
+    def __call__(self, msgs: list[Message]) -> None:
+        with self.lock:
+            self.msgs.extend(msgs)
+            self.batches += 1
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.msgs)
+
+
+def test_message_roundtrip_all_fields() -> None:
+    snap = Snapshot(SnapshotMeta(40, 3, ConfState(frozenset({1, 2}), frozenset({5}),
+                                                   frozenset({1, 3}), frozenset({4}), True)), b"chunk")
+    m = Message(MessageType.SNAPSHOT, to=2, frm=1, term=3, log_term=2, index=40,
+                entries=[Entry(3, 41, EntryType.CONF_CHANGE, b"cc"), Entry(3, 42, EntryType.NORMAL, b"")],
+                commit=39, reject=True, reject_hint=17, context=b"ctx", snapshot=snap, offset=9, done=True)
+    back = message_from_proto(message_to_proto(m))
+    assert back.type is MessageType.SNAPSHOT and back.entries[0].type is EntryType.CONF_CHANGE
+    back.entries = tuple(back.entries)
+    m.entries = tuple(m.entries)
+    assert back == m
+    plain = Message(MessageType.HEARTBEAT, to=3, frm=1, term=7, commit=5)
+    assert message_from_proto(message_to_proto(plain)) == Message(
+        MessageType.HEARTBEAT, to=3, frm=1, term=7, commit=5, entries=[])
+
+
+def test_messages_flow_in_batches() -> None:
+    inbox = Inbox()
+    b = GrpcTransport(2, "127.0.0.1:0", {}, inbox)
+    b.start()
+    a = GrpcTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox())
+    a.start()
+    try:
+        wait_until(lambda: a.connected(2))
+        n = 5000
+        for i in range(0, n, 50):
+            a.send([Message(MessageType.APPEND, to=2, frm=1, term=1, index=j,
+                            entries=[Entry(1, j + 1, EntryType.NORMAL, b"x" * 200)])
+                    for j in range(i, i + 50)])
+        wait_until(lambda: inbox.count() == n)
+        assert [m.index for m in inbox.msgs] == list(range(n))  # one stream: order kept
+        assert inbox.batches < n / 5  # many messages per gRPC message
+        assert all(m.frm == 1 and m.entries[0].data == b"x" * 200 for m in inbox.msgs)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_down_peer_costs_nothing_and_reconnects() -> None:
+    inbox = Inbox()
+    port = free_port()
+    a = GrpcTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{port}"}, Inbox(), min_backoff=0.02,
+                      max_backoff=0.1)
+    a.start()
+    try:
+        t0 = time.monotonic()
+        for _ in range(2000):
+            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=1)])
+        assert time.monotonic() - t0 < 1.0  # nothing waits on the dead peer
+        assert a.stats()[2]["dropped"] == 2000
+        b = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)
+        b.start()
+        try:
+            wait_until(lambda: a.connected(2))
+            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=2)])
+            wait_until(lambda: inbox.count() >= 1)
+            assert inbox.msgs[-1].term == 2
+        finally:
+            b.stop()
+        wait_until(lambda: not a.connected(2))  # the stream breaks when the peer goes away
+        b2 = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)
+        b2.start()
+        try:
+            wait_until(lambda: a.connected(2))
+            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=3)])
+            wait_until(lambda: inbox.msgs[-1].term == 3)
+        finally:
+            b2.stop()
+    finally:
+        a.stop()
+
+
+def test_local_messages_are_delivered_directly() -> None:
+    inbox = Inbox()
+    a = GrpcTransport(1, "127.0.0.1:0", {}, inbox)
+    a.send([Message(MessageType.HEARTBEAT, to=1, frm=1, term=1),
+            Message(MessageType.HEARTBEAT, to=5, frm=1, term=1)])  # unknown peer: dropped
+    assert inbox.count() == 1
+    a.stop()
