@@ -55,11 +55,11 @@ class History:
     ops: list[Op] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _counter: itertools.count = field(default_factory=itertools.count, repr=False)
-    _t0: float = field(default_factory=time.monotonic, repr=False)
+    origin: float = field(default_factory=time.monotonic, repr=False)
 
     def _add(self, process: int, type_: OpType, f: str, key: Any, value: Any, error: str | None) -> Op:
         with self._lock:
-            op = Op(next(self._counter), process, type_, f, key, value, time.monotonic() - self._t0, error)
+            op = Op(next(self._counter), process, type_, f, key, value, time.monotonic() - self.origin, error)
             self.ops.append(op)
             return op
 
@@ -70,7 +70,7 @@ class History:
         return self._add(invocation.process, type_, invocation.f, invocation.key, value, error)
 
     def elapsed(self) -> float:
-        return time.monotonic() - self._t0
+        return time.monotonic() - self.origin
 
     def dump(self, path: str) -> None:
         with open(path, "w") as fh:
