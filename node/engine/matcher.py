@@ -1,0 +1,607 @@
+"""The query language: a query document compiled once into a :class:`Matcher`.
+
+Semantics follow MongoDB's manual: implicit AND of fields; dot paths with implicit array
+traversal (:mod:`node.engine.paths`); a leaf operator ($eq, $gt, $in, $regex, ...) matches when the
+field value, or any element of an array field value, satisfies it; array operators ($size,
+$elemMatch) look at arrays themselves; comparisons only match values of the operand's type
+bracket (``{$gt: 5}`` never matches a string); ``null`` matches missing fields; ``$ne``/``$nin``/
+``$not``/``$nor`` are negations of the whole per-field test. Geo operators ($near, $nearSphere,
+$within, $geoWithin) are delegated to :mod:`node.engine.geo`.
+
+Malformed queries raise MongoError code 2 (BadValue) with MongoDB's messages at compile time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from bson.regex import Regex
+
+from node.engine.errors import MongoError, bad_value, location
+from node.engine.paths import Parts, iter_path, split_path
+from node.engine.values import (
+    MISSING,
+    RANK_MAXKEY,
+    RANK_MINKEY,
+    RANK_STRING,
+    bson_type_code,
+    canonical_rank,
+    compare,
+    hash_key,
+    is_nan,
+    is_number,
+    number_value,
+    regex_parts,
+    type_codes,
+)
+
+# evaluation results: a position (>= 0), or one of these
+NO_MATCH = -2
+MATCH = -1
+
+Raw = list[tuple[Any, "int | None"]]  # values along a path with their first-array positions
+
+_GEO_OPERATORS = frozenset({"$near", "$nearSphere", "$within", "$geoWithin"})
+_DBREF_KEYS = frozenset({"$ref", "$id", "$db"})
+
+
+def _found(pos: int | None) -> int:
+    return MATCH if pos is None else pos
+
+
+def _candidates(raw: Raw, expand: bool) -> Iterable[tuple[Any, int | None]]:
+    """Leaf candidates: each array's elements (with their index) and then the array itself."""
+    for value, pos in raw:
+        if expand and isinstance(value, list | tuple):
+            for k, element in enumerate(value):
+                yield element, (k if pos is None else pos)
+        yield value, pos
+
+
+# --- field-level operators ----------------------------------------------------------------------
+
+
+class _Op:
+    """One operator applied to the values a path reached."""
+
+    def eval(self, raw: Raw, expand: bool) -> int:
+        raise NotImplementedError
+
+
+class _Leaf(_Op):
+    """An operator that tests single values; arrays match when any element (or the whole) does."""
+
+    def __init__(self, test: Callable[[Any], bool]) -> None:
+        self.test = test
+
+    def eval(self, raw: Raw, expand: bool) -> int:
+        test = self.test
+        for value, pos in _candidates(raw, expand):
+            if test(value):
+                return _found(pos)
+        return NO_MATCH
+
+
+class _Not(_Op):
+    def __init__(self, inner: _Op) -> None:
+        self.inner = inner
+
+    def eval(self, raw: Raw, expand: bool) -> int:
+        return MATCH if self.inner.eval(raw, expand) == NO_MATCH else NO_MATCH
+
+
+class _AllOf(_Op):
+    """Every operator must match (the operators of one field, ``$all``); last position wins."""
+
+    def __init__(self, ops: list[_Op]) -> None:
+        self.ops = ops
+
+    def eval(self, raw: Raw, expand: bool) -> int:
+        result = MATCH
+        for op in self.ops:
+            r = op.eval(raw, expand)
+            if r == NO_MATCH:
+                return NO_MATCH
+            if r >= 0:
+                result = r
+        return result
+
+
+class _Never(_Op):
+    def eval(self, raw: Raw, expand: bool) -> int:
+        return NO_MATCH
+
+
+class _Exists(_Op):
+    def __init__(self, want: bool) -> None:
+        self.want = want
+
+    def eval(self, raw: Raw, expand: bool) -> int:
+        present = any(v is not MISSING for v, _ in raw)
+        return MATCH if present == self.want else NO_MATCH
+
+
+class _Size(_Op):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def eval(self, raw: Raw, expand: bool) -> int:
+        for value, pos in raw:
+            if isinstance(value, list | tuple) and len(value) == self.size:
+                return _found(pos)
+        return NO_MATCH
+
+
+class _ElemMatch(_Op):
+    """``$elemMatch``: some element of an array satisfies a query (object form) or operators."""
+
+    def __init__(self, node: _Node | None, value_op: _Op | None) -> None:
+        self.node = node
+        self.value_op = value_op
+
+    def eval(self, raw: Raw, expand: bool) -> int:
+        for value, pos in raw:
+            if not isinstance(value, list | tuple):
+                continue
+            for k, element in enumerate(value):
+                if self.node is not None:
+                    ok = isinstance(element, Mapping) and self.node.eval(element) != NO_MATCH
+                else:
+                    assert self.value_op is not None
+                    ok = self.value_op.eval([(element, None)], False) != NO_MATCH
+                if ok:
+                    return k if pos is None else pos
+        return NO_MATCH
+
+
+class _Geo(_Op):
+    def __init__(self, query: Any) -> None:
+        self.query = query
+
+    def eval(self, raw: Raw, expand: bool) -> int:
+        for value, pos in raw:
+            if value is not MISSING and self.query.matches(value):
+                return _found(pos)
+        return NO_MATCH
+
+
+# --- value tests --------------------------------------------------------------------------------
+
+
+def _equals(rhs: Any) -> Callable[[Any], bool]:
+    rank = canonical_rank(rhs)
+
+    def test(v: Any) -> bool:
+        return canonical_rank(v) == rank and compare(v, rhs) == 0
+
+    return test
+
+
+def _comparison(op: str, rhs: Any) -> Callable[[Any], bool]:
+    rank = canonical_rank(rhs)
+    rhs_nan = is_nan(rhs)
+    accept = {
+        "$gt": lambda c: c > 0,
+        "$gte": lambda c: c >= 0,
+        "$lt": lambda c: c < 0,
+        "$lte": lambda c: c <= 0,
+    }[op]
+    inclusive = op in ("$gte", "$lte")
+
+    def test(v: Any) -> bool:
+        v_rank = canonical_rank(v)
+        if v_rank != rank:
+            # MinKey and MaxKey operands compare against every type
+            if rank in (RANK_MINKEY, RANK_MAXKEY) and v is not MISSING:
+                return accept(compare(v, rhs))
+            return False
+        if rhs_nan or is_nan(v):
+            return inclusive and rhs_nan and is_nan(v)
+        return accept(compare(v, rhs))
+
+    return test
+
+
+def _regex_test(pattern: re.Pattern[str], as_value: Any) -> Callable[[Any], bool]:
+    value_key = hash_key(as_value)
+
+    def test(v: Any) -> bool:
+        if isinstance(v, str):
+            return canonical_rank(v) == RANK_STRING and pattern.search(v) is not None
+        if isinstance(v, Regex | re.Pattern):
+            return hash_key(v) == value_key
+        return False
+
+    return test
+
+
+_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE, "u": 0}
+
+
+def compile_regex(pattern: str, options: str) -> re.Pattern[str]:
+    """A Python pattern for a MongoDB ``$regex`` with ``$options`` (BadValue on bad input)."""
+    flags = 0
+    for letter in options:
+        if letter not in _REGEX_FLAGS:
+            raise bad_value(f"invalid flag in regex options: {letter}")
+        flags |= _REGEX_FLAGS[letter]
+    try:
+        return re.compile(pattern, flags)
+    except re.error as exc:
+        raise location(51091, f"Regular expression is invalid: {exc}") from None
+
+
+def _regex_from_value(value: Regex[Any] | re.Pattern[Any], options: str | None = None) -> _Leaf:
+    pattern, letters = regex_parts(value)
+    if options is not None:
+        letters = options
+    letters = letters.replace("l", "")
+    return _Leaf(_regex_test(compile_regex(pattern, letters), Regex(pattern, letters)))
+
+
+def _is_regex(value: Any) -> bool:
+    return isinstance(value, Regex | re.Pattern)
+
+
+def _in_test(values: list[Any], op: str) -> Callable[[Any], bool]:
+    keys = set()
+    regexes: list[Callable[[Any], bool]] = []
+    for v in values:
+        if isinstance(v, Mapping) and v and _is_operator_dict(v):
+            raise bad_value(f"cannot nest $ under {op}")
+        if _is_regex(v):
+            regexes.append(_regex_from_value(v).test)
+        else:
+            keys.add(hash_key(v))
+
+    def test(v: Any) -> bool:
+        if keys and hash_key(v) in keys:
+            return True
+        return any(r(v) for r in regexes)
+
+    return test
+
+
+def _mod_test(spec: Any) -> Callable[[Any], bool]:
+    if not isinstance(spec, list | tuple):
+        raise bad_value("malformed mod, needs to be an array")
+    if len(spec) < 2:
+        raise bad_value("malformed mod, not enough elements")
+    if len(spec) > 2:
+        raise bad_value("malformed mod, too many elements")
+    divisor_v, remainder_v = spec
+    if not is_number(divisor_v):
+        raise bad_value("malformed mod, divisor not a number")
+    if not is_number(remainder_v):
+        raise bad_value("malformed mod, remainder not a number")
+    if is_nan(divisor_v) or is_nan(remainder_v) or _infinite(divisor_v) or _infinite(remainder_v):
+        raise bad_value("malformed mod, divisor or remainder value is invalid")
+    divisor = int(number_value(divisor_v))
+    remainder = int(number_value(remainder_v))
+    if divisor == 0:
+        raise bad_value("divisor cannot be 0")
+
+    def test(v: Any) -> bool:
+        if not is_number(v) or is_nan(v) or _infinite(v):
+            return False
+        x = int(number_value(v))
+        r = abs(x) % abs(divisor)
+        return (-r if x < 0 else r) == remainder
+
+    return test
+
+
+def _infinite(v: Any) -> bool:
+    n = number_value(v)
+    return n in (float("inf"), float("-inf"))
+
+
+def _type_test(spec: Any) -> Callable[[Any], bool]:
+    codes = type_codes(spec)
+
+    def test(v: Any) -> bool:
+        return v is not MISSING and bson_type_code(v) in codes
+
+    return test
+
+
+def _truthy(v: Any) -> bool:
+    if v is None or v is MISSING:
+        return False
+    if is_number(v):
+        return number_value(v) != 0
+    return bool(v) if isinstance(v, bool) else True
+
+
+# --- compilation --------------------------------------------------------------------------------
+
+
+def _is_operator_dict(value: Mapping[str, Any]) -> bool:
+    """An operator document starts with a ``$`` field (and is not a DBRef-shaped literal)."""
+    first = next(iter(value))
+    return isinstance(first, str) and first.startswith("$") and first not in _DBREF_KEYS
+
+
+def _compile_equality(value: Any) -> _Op:
+    if _is_regex(value):
+        return _regex_from_value(value)
+    return _Leaf(_equals(value))
+
+
+def _compile_operators(spec: Mapping[str, Any]) -> _Op:
+    """The operators of one field, ``{"$gt": 1, "$lt": 5}``, as one AND."""
+    if any(k in _GEO_OPERATORS for k in spec):
+        return _compile_geo(spec)
+    ops: list[_Op] = []
+    options = spec.get("$options")
+    if options is not None and "$regex" not in spec:
+        raise bad_value("$options needs a $regex")
+    for name, arg in spec.items():
+        if name == "$options":
+            continue
+        ops.append(_compile_operator(name, arg, spec))
+    return ops[0] if len(ops) == 1 else _AllOf(ops)
+
+
+def _compile_geo(spec: Mapping[str, Any]) -> _Op:
+    try:
+        from node.engine import geo
+    except ImportError:  # pragma: no cover - geo is part of the engine
+        op = next(k for k in spec if k in _GEO_OPERATORS)
+        raise bad_value(f"{op} is not supported") from None
+    return _Geo(geo.compile_geo(spec))
+
+
+def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any]) -> _Op:
+    if name == "$eq":
+        return _Leaf(_equals(arg))
+    if name == "$ne":
+        return _Not(_Leaf(_equals(arg)))
+    if name in ("$gt", "$gte", "$lt", "$lte"):
+        return _Leaf(_comparison(name, arg))
+    if name in ("$in", "$nin"):
+        if not isinstance(arg, list | tuple):
+            raise bad_value(f"{name} needs an array")
+        test = _Leaf(_in_test(list(arg), name))
+        return test if name == "$in" else _Not(test)
+    if name == "$all":
+        return _compile_all(arg)
+    if name == "$exists":
+        return _Exists(_truthy(arg))
+    if name == "$mod":
+        return _Leaf(_mod_test(arg))
+    if name == "$size":
+        return _Size(_size_arg(arg))
+    if name == "$type":
+        return _Leaf(_type_test(arg))
+    if name == "$regex":
+        return _compile_regex_operator(arg, spec.get("$options"))
+    if name == "$not":
+        return _compile_not(arg)
+    if name == "$elemMatch":
+        return _compile_elem_match(arg)
+    if name in ("$maxDistance", "$minDistance", "$uniqueDocs"):
+        raise bad_value(f"{name} can only be used with $near, $nearSphere or $within")
+    raise bad_value(f"unknown operator: {name}")
+
+
+def _size_arg(arg: Any) -> int:
+    if not is_number(arg):
+        raise bad_value("$size needs a number")
+    if is_nan(arg) or _infinite(arg):
+        raise bad_value("$size must be a whole number")
+    n = number_value(arg)
+    if n != int(n):
+        raise bad_value("$size must be a whole number")
+    if n < 0:
+        raise bad_value("$size may not be negative")
+    return int(n)
+
+
+def _compile_regex_operator(arg: Any, options: Any) -> _Op:
+    if options is not None and not isinstance(options, str):
+        raise bad_value("$options has to be a string")
+    if isinstance(arg, str):
+        letters = options or ""
+        return _Leaf(_regex_test(compile_regex(arg, letters), Regex(arg, letters)))
+    if _is_regex(arg):
+        return _regex_from_value(arg, options)
+    raise bad_value("$regex has to be a string")
+
+
+def _compile_not(arg: Any) -> _Op:
+    if _is_regex(arg):
+        return _Not(_regex_from_value(arg))
+    if isinstance(arg, Mapping):
+        if not arg:
+            raise bad_value("$not cannot be empty")
+        if not _is_operator_dict(arg):
+            raise bad_value(f"unknown operator: {next(iter(arg))}")
+        return _Not(_compile_operators(arg))
+    raise bad_value("$not needs a regex or a document")
+
+
+def _compile_all(arg: Any) -> _Op:
+    if not isinstance(arg, list | tuple):
+        raise bad_value("$all needs an array")
+    if not arg:
+        return _Never()
+    elem_matches = [
+        isinstance(v, Mapping) and len(v) > 0 and next(iter(v)) == "$elemMatch" for v in arg
+    ]
+    if any(elem_matches):
+        if not all(elem_matches):
+            raise bad_value("$all/$elemMatch has to be consistent")
+        return _AllOf([_compile_elem_match(v["$elemMatch"]) for v in arg])
+    ops: list[_Op] = []
+    for v in arg:
+        if isinstance(v, Mapping) and v and _is_operator_dict(v):
+            raise bad_value("no $ expressions in $all")
+        ops.append(_compile_equality(v))
+    return _AllOf(ops)
+
+
+_LOGICAL = frozenset({"$and", "$or", "$nor", "$where", "$expr", "$text", "$comment"})
+
+
+def _compile_elem_match(arg: Any) -> _Op:
+    if not isinstance(arg, Mapping):
+        raise bad_value("$elemMatch needs an Object")
+    if arg and _is_operator_dict(arg) and next(iter(arg)) not in _LOGICAL:
+        return _ElemMatch(None, _compile_operators(arg))
+    return _ElemMatch(_compile_query(arg, []), None)
+
+
+class _Node:
+    """A boolean expression over a whole document."""
+
+    def eval(self, doc: Any) -> int:
+        raise NotImplementedError
+
+
+class _Field(_Node):
+    def __init__(self, parts: Parts, op: _Op) -> None:
+        self.parts = parts
+        self.op = op
+
+    def eval(self, doc: Any) -> int:
+        return self.op.eval(list(iter_path(doc, self.parts)), True)
+
+
+class _And(_Node):
+    def __init__(self, children: list[_Node]) -> None:
+        self.children = children
+
+    def eval(self, doc: Any) -> int:
+        result = MATCH
+        for child in self.children:
+            r = child.eval(doc)
+            if r == NO_MATCH:
+                return NO_MATCH
+            if r >= 0:
+                result = r
+        return result
+
+
+class _Or(_Node):
+    def __init__(self, children: list[_Node]) -> None:
+        self.children = children
+
+    def eval(self, doc: Any) -> int:
+        for child in self.children:
+            r = child.eval(doc)
+            if r != NO_MATCH:
+                return r
+        return NO_MATCH
+
+
+class _Nor(_Node):
+    def __init__(self, children: list[_Node]) -> None:
+        self.children = children
+
+    def eval(self, doc: Any) -> int:
+        for child in self.children:
+            if child.eval(doc) != NO_MATCH:
+                return NO_MATCH
+        return MATCH
+
+
+class _Const(_Node):
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def eval(self, doc: Any) -> int:
+        return MATCH if self.value else NO_MATCH
+
+
+def _compile_logical(arg: Any, geo_out: list[tuple[str, Any]]) -> list[_Node]:
+    if not isinstance(arg, list | tuple) or not arg:
+        raise bad_value("$and/$or/$nor must be a nonempty array")
+    children: list[_Node] = []
+    for entry in arg:
+        if not isinstance(entry, Mapping):
+            raise bad_value("$or/$and/$nor entries need to be full objects")
+        children.append(_compile_query(entry, geo_out))
+    return children
+
+
+def _compile_query(query: Mapping[str, Any], geo_out: list[tuple[str, Any]]) -> _Node:
+    children: list[_Node] = []
+    for name, arg in query.items():
+        if not isinstance(name, str):
+            raise bad_value(f"field names must be strings, got {name!r}")
+        if name.startswith("$"):
+            if name in ("$and", "$or", "$nor"):
+                subs = _compile_logical(arg, geo_out)
+                if name == "$and":
+                    children.append(_And(subs))
+                elif name == "$or":
+                    children.append(_Or(subs))
+                else:
+                    children.append(_Nor(subs))
+            elif name == "$comment":
+                continue
+            elif name in ("$alwaysTrue", "$alwaysFalse"):
+                if arg != 1:
+                    raise bad_value(f"{name} must be an integer value of 1")
+                children.append(_Const(name == "$alwaysTrue"))
+            elif name in ("$where", "$expr", "$text", "$jsonSchema"):
+                raise bad_value(f"{name} is not supported")
+            else:
+                raise bad_value(f"unknown top level operator: {name}")
+            continue
+        if isinstance(arg, Mapping) and arg and _is_operator_dict(arg):
+            op = _compile_operators(arg)
+            if isinstance(op, _Geo):
+                geo_out.append((name, op.query))
+        else:
+            op = _compile_equality(arg)
+        children.append(_Field(split_path(name), op))
+    if len(children) == 1:
+        return children[0]
+    return _And(children)
+
+
+class Matcher:
+    """A compiled query document.
+
+    ``Matcher(query)`` raises MongoError (BadValue) for malformed queries; ``matches(doc)`` tests
+    a document; ``match_position(doc)`` also gives the index of the first matched element of the
+    array the query traversed (``None`` when no array was involved), for the positional ``$``.
+    """
+
+    __slots__ = ("_root", "geo", "query")
+
+    def __init__(self, query: Mapping[str, Any] | None = None) -> None:
+        if query is None:
+            query = {}
+        if not isinstance(query, Mapping):
+            raise bad_value("query filter must be an object")
+        self.query = query
+        self.geo: list[tuple[str, Any]] = []
+        """``(path, geo.GeoQuery)`` for each geo predicate (the planner sorts by ``$near``)."""
+        self._root = _compile_query(query, self.geo)
+
+    def matches(self, doc: Mapping[str, Any]) -> bool:
+        """Whether ``doc`` satisfies the query."""
+        return self._root.eval(doc) != NO_MATCH
+
+    def match_position(self, doc: Mapping[str, Any]) -> tuple[bool, int | None]:
+        """``(matched, position of the first matched array element or None)``."""
+        r = self._root.eval(doc)
+        if r == NO_MATCH:
+            return False, None
+        return True, (r if r >= 0 else None)
+
+    def __repr__(self) -> str:
+        return f"Matcher({self.query!r})"
+
+
+def matches(query: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    """One-shot convenience: ``Matcher(query).matches(doc)``."""
+    return Matcher(query).matches(doc)
+
+
+__all__ = ["Matcher", "MongoError", "compile_regex", "matches"]
