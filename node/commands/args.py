@@ -1,0 +1,156 @@
+"""Typed access to command fields, raising MongoDB's errors for missing or mistyped fields.
+
+MongoDB's IDL parser answers a wrong type with TypeMismatch (14) ``BSON field 'insert.documents'
+is the wrong type 'int', expected type 'array'`` and a missing required field with
+Location40414 ``BSON field 'insert.documents' is missing but a required field``; the helpers here
+give the same answers so handlers can stay short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bson import Int64
+
+from node.engine.errors import MongoError, type_mismatch
+
+_MISSING = object()
+
+_TYPE_NAMES: list[tuple[type, str]] = [
+    (bool, "bool"),
+    (Int64, "long"),
+    (int, "int"),
+    (float, "double"),
+    (str, "string"),
+    (Mapping, "object"),
+    (list, "array"),
+    (bytes, "binData"),
+    (type(None), "null"),
+]
+
+
+def bson_type_name(value: Any) -> str:
+    """MongoDB's alias for the BSON type of ``value`` (``int``, ``string``, ``object`` ...)."""
+    for cls, name in _TYPE_NAMES:
+        if isinstance(value, cls):
+            return name
+    return type(value).__name__
+
+
+def _wrong(cmd_name: str, field: str, value: Any, expected: str) -> MongoError:
+    return type_mismatch(
+        f"BSON field '{cmd_name}.{field}' is the wrong type '{bson_type_name(value)}', "
+        f"expected type '{expected}'"
+    )
+
+
+def missing(cmd_name: str, field: str) -> MongoError:
+    """Location40414: a required field is absent."""
+    return MongoError(40414, f"BSON field '{cmd_name}.{field}' is missing but a required field")
+
+
+def is_number(value: Any) -> bool:
+    """True for int/long/double (bool excluded)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def get_str(cmd: Mapping[str, Any], cmd_name: str, field: str, default: Any = _MISSING) -> Any:
+    value = cmd.get(field, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise missing(cmd_name, field)
+        return default
+    if not isinstance(value, str):
+        raise _wrong(cmd_name, field, value, "string")
+    return value
+
+
+def get_doc(
+    cmd: Mapping[str, Any], cmd_name: str, field: str, default: Any = _MISSING
+) -> Any:
+    value = cmd.get(field, _MISSING)
+    if value is _MISSING or (value is None and default is not _MISSING):
+        if default is _MISSING:
+            raise missing(cmd_name, field)
+        return default
+    if not isinstance(value, Mapping):
+        raise _wrong(cmd_name, field, value, "object")
+    return value
+
+
+def get_list(
+    cmd: Mapping[str, Any], cmd_name: str, field: str, default: Any = _MISSING
+) -> Any:
+    value = cmd.get(field, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise missing(cmd_name, field)
+        return default
+    if not isinstance(value, list):
+        raise _wrong(cmd_name, field, value, "array")
+    return value
+
+
+def get_bool(cmd: Mapping[str, Any], cmd_name: str, field: str, default: bool = False) -> bool:
+    value = cmd.get(field, _MISSING)
+    if value is _MISSING or value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if is_number(value):
+        return bool(value)
+    raise _wrong(cmd_name, field, value, "bool")
+
+
+def get_int(cmd: Mapping[str, Any], cmd_name: str, field: str, default: Any = _MISSING) -> Any:
+    value = cmd.get(field, _MISSING)
+    if value is _MISSING or value is None:
+        if default is _MISSING:
+            raise missing(cmd_name, field)
+        return default
+    if not is_number(value):
+        raise _wrong(cmd_name, field, value, "long")
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise MongoError(2, f"BSON field '{cmd_name}.{field}' has an invalid number")
+        return int(value)
+    return int(value)
+
+
+def get_nonneg_int(
+    cmd: Mapping[str, Any], cmd_name: str, field: str, default: Any = _MISSING
+) -> Any:
+    value = get_int(cmd, cmd_name, field, default)
+    if value is not None and value < 0:
+        raise MongoError(
+            51024, f"BSON field '{field}' value must be >= 0, actual value '{value}'"
+        )
+    return value
+
+
+def collection_name(cmd: Mapping[str, Any], cmd_name: str) -> str:
+    """The collection a command names in its first field, validated like MongoDB does."""
+    value = cmd.get(cmd_name)
+    if not isinstance(value, str):
+        raise MongoError(
+            73,
+            f"collection name has invalid type {bson_type_name(value)}",
+            code_name="InvalidNamespace",
+        )
+    check_collection_name(value)
+    return value
+
+
+def check_collection_name(name: str) -> None:
+    """InvalidNamespace (73) for names MongoDB refuses."""
+    if not name:
+        raise MongoError(73, "Invalid namespace specified: collection name is empty")
+    if "\x00" in name or name.startswith(".") or name.endswith(".") or "$" in name:
+        raise MongoError(73, f"Invalid collection name: {name}")
+
+
+def check_db_name(name: str) -> None:
+    """InvalidNamespace (73) for database names MongoDB refuses."""
+    if not name or len(name) >= 64 or any(c in name for c in '/\\. "$\x00*<>:|?'):
+        raise MongoError(73, f"Invalid database name: '{name}'")

@@ -1,0 +1,164 @@
+"""The server cursor registry: open cursors by id, batches for ``getMore``, idle expiry.
+
+A cursor wraps an iterator of result documents for one namespace. ``find``/``aggregate`` hand the
+first batch back directly and register the rest here only if more remain; ``getMore`` takes the
+next batch (by count and by the 16 MiB reply budget); ``killCursors`` closes them. A cursor that
+nobody touched for ``idle_timeout_s`` is closed by :meth:`CursorRegistry.reap`, which the
+registry runs itself on every call and which servers may also call from a timer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+
+from node.engine.errors import CURSOR_NOT_FOUND, MongoError
+
+MAX_BATCH_BYTES = 16 * 1024 * 1024 - 16 * 1024
+DEFAULT_FIRST_BATCH = 101
+DEFAULT_IDLE_TIMEOUT_S = 600.0
+
+
+@dataclass
+class _Cursor:
+    cursor_id: int
+    ns: str
+    source: Iterator[dict[str, Any]]
+    last_used: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    peeked: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _close(source: Iterator[Any]) -> None:
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
+
+
+def take_batch(
+    source: Iterator[dict[str, Any]], limit: int | None, pending: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` documents (None: as many as fit in a reply) and whether more remain.
+
+    ``pending`` carries a document read ahead to learn whether the source is exhausted.
+    """
+    batch: list[dict[str, Any]] = []
+    size = 0
+    while limit is None or len(batch) < limit:
+        if pending:
+            doc = pending.pop()
+        else:
+            try:
+                doc = next(source)
+            except StopIteration:
+                return batch, False
+        doc_size = len(bson.encode(doc)) if batch else 0
+        if batch and size + doc_size > MAX_BATCH_BYTES:
+            pending.append(doc)
+            return batch, True
+        size += doc_size
+        batch.append(doc)
+    if pending:
+        return batch, True
+    try:
+        pending.append(next(source))
+    except StopIteration:
+        return batch, False
+    return batch, True
+
+
+class CursorRegistry:
+    """Open server cursors of one node, thread-safe."""
+
+    def __init__(
+        self,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.idle_timeout_s = idle_timeout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cursors: dict[int, _Cursor] = {}
+        self._ids = itertools.count(random.SystemRandom().randrange(1, 1 << 40))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._cursors)
+
+    def first_batch(
+        self, ns: str, source: Iterator[dict[str, Any]], batch_size: int | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Take the first batch; register the rest (returns cursor id, 0 when exhausted)."""
+        self.reap()
+        limit = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
+        pending: list[dict[str, Any]] = []
+        batch, more = take_batch(source, limit, pending)
+        if not more:
+            _close(source)
+            return batch, 0
+        cursor_id = next(self._ids)
+        cursor = _Cursor(cursor_id, ns, source, self._clock(), peeked=pending)
+        with self._lock:
+            self._cursors[cursor_id] = cursor
+        return batch, cursor_id
+
+    def get_more(
+        self, cursor_id: int, ns: str, batch_size: int | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The next batch of an open cursor and its id (0 once exhausted and closed)."""
+        self.reap()
+        with self._lock:
+            cursor = self._cursors.get(cursor_id)
+        if cursor is None:
+            raise MongoError(CURSOR_NOT_FOUND, f"cursor id {cursor_id} not found")
+        if cursor.ns != ns:
+            raise MongoError(
+                13, f"Requested getMore on namespace '{ns}', but cursor belongs to a "
+                f"different namespace {cursor.ns}", code_name="Unauthorized"
+            )
+        with cursor.lock:
+            cursor.last_used = self._clock()
+            batch, more = take_batch(cursor.source, batch_size, cursor.peeked)
+        if not more:
+            self._drop(cursor_id)
+            return batch, 0
+        return batch, cursor_id
+
+    def kill(self, cursor_ids: list[int]) -> tuple[list[int], list[int]]:
+        """Close cursors; returns (killed, not found)."""
+        killed: list[int] = []
+        not_found: list[int] = []
+        for cid in cursor_ids:
+            (killed if self._drop(cid) else not_found).append(cid)
+        return killed, not_found
+
+    def reap(self) -> int:
+        """Close cursors idle longer than the timeout; returns how many."""
+        now = self._clock()
+        with self._lock:
+            stale = [
+                cid for cid, c in self._cursors.items()
+                if now - c.last_used > self.idle_timeout_s and not c.lock.locked()
+            ]
+        return sum(1 for cid in stale if self._drop(cid))
+
+    def close_all(self) -> None:
+        with self._lock:
+            ids = list(self._cursors)
+        for cid in ids:
+            self._drop(cid)
+
+    def _drop(self, cursor_id: int) -> bool:
+        with self._lock:
+            cursor = self._cursors.pop(cursor_id, None)
+        if cursor is None:
+            return False
+        _close(cursor.source)
+        return True

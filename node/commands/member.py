@@ -1,0 +1,131 @@
+"""What the command handlers need from the replica-set member, and write-concern parsing.
+
+The handlers never touch Raft: they ask the :class:`Member` whether this node may write or read,
+hand it a fully resolved write (an *entry*, a plain dict the state machine applies
+deterministically) with a :class:`WriteConcern`, and ask it for topology and status.
+``node.server.replica.Replica`` is the replicated member; ``node.server.standalone`` is the
+single in-process member used by tests and embedded use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from node.commands.args import bson_type_name, is_number
+from node.commands.context import RequestContext
+from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError
+
+UNSATISFIABLE_WRITE_CONCERN = 100
+WRITE_CONCERN_FAILED = 64
+
+
+@dataclass(frozen=True)
+class WriteConcern:
+    """``w`` (int or ``"majority"``), ``wtimeout`` in ms (0: wait forever), ``j``."""
+
+    w: int | str = 1
+    wtimeout_ms: int = 0
+    j: bool | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.w != 0
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"w": self.w, "wtimeout": self.wtimeout_ms}
+        if self.j is not None:
+            doc["j"] = self.j
+        return doc
+
+
+def parse_write_concern(cmd: Mapping[str, Any], set_size: int) -> WriteConcern:
+    """The command's ``writeConcern`` (default ``{w: 1}``), checked against the set's size."""
+    spec = cmd.get("writeConcern")
+    if spec is None:
+        return WriteConcern()
+    if not isinstance(spec, Mapping):
+        raise MongoError(
+            14, f"BSON field 'writeConcern' is the wrong type '{bson_type_name(spec)}', "
+            "expected type 'object'"
+        )
+    w: int | str = 1
+    raw_w = spec.get("w", 1)
+    if isinstance(raw_w, str):
+        if raw_w != "majority":
+            raise MongoError(79, f"No write concern mode named '{raw_w}' found in replica set "
+                             "configuration", code_name="UnknownReplWriteConcern")
+        w = raw_w
+    elif is_number(raw_w):
+        w = int(raw_w)
+        if w < 0:
+            raise MongoError(FAILED_TO_PARSE, "w has to be a non-negative number and not "
+                             "greater than 50; found: " + str(raw_w))
+    else:
+        raise MongoError(FAILED_TO_PARSE, "w has to be a string or a number; found: "
+                         + bson_type_name(raw_w))
+    wtimeout = spec.get("wtimeout", 0)
+    if not is_number(wtimeout):
+        raise MongoError(BAD_VALUE, "wtimeout must be a number")
+    j = spec.get("j")
+    if j is not None and not isinstance(j, bool):
+        if not is_number(j):
+            raise MongoError(BAD_VALUE, "j must be numeric or a boolean value")
+        j = bool(j)
+    fsync = spec.get("fsync")
+    if fsync:
+        j = True
+    if isinstance(w, int) and w > set_size:
+        raise MongoError(
+            UNSATISFIABLE_WRITE_CONCERN,
+            f"Not enough data-bearing nodes: write concern w={w} is larger than the replica "
+            f"set's {set_size} member(s)",
+            code_name="UnsatisfiableWriteConcern",
+        )
+    return WriteConcern(w=w, wtimeout_ms=max(0, int(wtimeout)), j=j)
+
+
+def write_concern_error(errmsg: str, wc: WriteConcern) -> dict[str, Any]:
+    """MongoDB's ``writeConcernError`` subdocument for a wait that timed out (code 64)."""
+    return {
+        "code": WRITE_CONCERN_FAILED,
+        "codeName": "WriteConcernFailed",
+        "errmsg": errmsg,
+        "errInfo": {"wtimeout": True, "writeConcern": wc.to_doc()},
+    }
+
+
+class Member(Protocol):
+    """The replica-set member as the command handlers see it."""
+
+    def set_size(self) -> int:
+        """Number of voting members (bounds ``w``)."""
+        ...
+
+    def require_writable(self) -> None:
+        """Raise NotWritablePrimary (10107, with the primary's address) unless primary."""
+        ...
+
+    def check_readable(self, cmd: Mapping[str, Any], ctx: RequestContext) -> None:
+        """Enforce read preference / secondaryOk and, for ``readConcern: linearizable``,
+        wait until this node has applied everything committed when the read began."""
+        ...
+
+    def submit(
+        self, entry: dict[str, Any], wc: WriteConcern
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Replicate and apply ``entry``; returns (result of applying it, writeConcernError)."""
+        ...
+
+    def hello(self, ctx: RequestContext) -> dict[str, Any]:
+        """Topology fields of ``hello`` for a client on ``ctx.transport``."""
+        ...
+
+    def repl_set_get_status(self) -> dict[str, Any]: ...
+
+    def repl_set_get_config(self) -> dict[str, Any]: ...
+
+    def step_down(self, step_down_secs: float, catch_up_secs: float) -> None: ...
+
+    def reconfig(self, config: Mapping[str, Any], force: bool) -> None: ...

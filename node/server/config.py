@@ -1,0 +1,167 @@
+"""Settings of a member process, from command-line flags and an optional TOML config file.
+
+A member is described by ``ID=HOST:PORT[,wire=HOST:PORT][,priority=P][,raft=HOST:PORT]``: its
+Raft id, the gRPC address clients and peers dial, optionally its MongoDB wire-protocol address,
+its election priority (0: never primary) and the address this process should dial for Raft
+traffic to it (a fault-injecting proxy in chaos tests). Every member of a set starts with the same list, so each knows
+every address ``hello`` must report. A config file holds the same keys as the long flags, with
+dashes as underscores (``replset``, ``member_id``, ``peers = ["2=127.0.0.1:7002", ...]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ELECTION_TIMEOUT_MS = 1000
+DEFAULT_HEARTBEAT_MS = 100
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One member of the replica set as configured."""
+
+    id: int
+    host: str
+    wire_host: str | None = None
+    priority: float = 1.0
+    raft_host: str | None = None
+    """Where THIS process dials the member for Raft traffic (its Raft listen address or a
+    chaos proxy in front of it); default: the gRPC host with port + 1."""
+
+    @property
+    def raft_address(self) -> str:
+        return self.raft_host or default_raft_address(self.host)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"_id": self.id, "host": self.host, "priority": self.priority}
+        if self.wire_host:
+            doc["wireHost"] = self.wire_host
+        return doc
+
+    @staticmethod
+    def from_doc(doc: dict[str, Any]) -> MemberSpec:
+        return MemberSpec(int(doc["_id"]), str(doc["host"]), doc.get("wireHost"),
+                          float(doc.get("priority", 1.0)))
+
+
+def default_raft_address(host: str) -> str:
+    """The Raft address a member listens on when none is given: gRPC port + 1."""
+    name, _, port = host.rpartition(":")
+    return f"{name}:{int(port) + 1}"
+
+
+def parse_member(text: str) -> MemberSpec:
+    """``2=127.0.0.1:7002,wire=127.0.0.1:27018,priority=0,raft=127.0.0.1:9000`` -> spec."""
+    head, *opts = [p.strip() for p in text.split(",")]
+    ident, sep, host = head.partition("=")
+    if not sep or not ident.strip().isdigit() or ":" not in host:
+        raise ValueError(f"member must look like ID=HOST:PORT, got {text!r}")
+    wire: str | None = None
+    raft: str | None = None
+    priority = 1.0
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        if key == "wire":
+            wire = value
+        elif key == "raft":
+            raft = value
+        elif key == "priority":
+            priority = float(value)
+        else:
+            raise ValueError(f"unknown member option {key!r} in {text!r}")
+    return MemberSpec(int(ident), host.strip(), wire, priority, raft)
+
+
+@dataclass
+class NodeConfig:
+    """Everything a member process needs to start."""
+
+    member_id: int
+    listen: str
+    replset: str = "rs0"
+    advertise: str | None = None
+    raft_listen: str | None = None
+    peers: list[MemberSpec] = field(default_factory=list)
+    data_dir: str | None = None
+    election_timeout_ms: int = DEFAULT_ELECTION_TIMEOUT_MS
+    heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
+    priority: float = 1.0
+    wire_port: int | None = None
+    wire_listen_host: str = "127.0.0.1"
+    advertise_wire: str | None = None
+    join: bool = False
+    log_level: str = "INFO"
+    cursor_timeout_s: float = 600.0
+
+    @property
+    def advertised(self) -> str:
+        return self.advertise or self.listen
+
+    @property
+    def raft_listen_address(self) -> str:
+        return self.raft_listen or default_raft_address(self.listen)
+
+    @property
+    def advertised_wire(self) -> str | None:
+        if self.advertise_wire:
+            return self.advertise_wire
+        if self.wire_port is not None:
+            host = self.advertised.rsplit(":", 1)[0]
+            return f"{host}:{self.wire_port}"
+        return None
+
+    def self_spec(self) -> MemberSpec:
+        return MemberSpec(self.member_id, self.advertised, self.advertised_wire, self.priority)
+
+    def members(self) -> list[MemberSpec]:
+        """All members, this one included, ordered by id."""
+        others = [p for p in self.peers if p.id != self.member_id]
+        return sorted([self.self_spec(), *others], key=lambda m: m.id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="helogale-node", description="Helogale replica-set member")
+    p.add_argument("--config", help="TOML file with the same keys as the long flags")
+    p.add_argument("--replset", help="replica set name (default rs0)")
+    p.add_argument("--id", dest="member_id", type=int, help="this member's id (positive)")
+    p.add_argument("--listen", help="gRPC listen address HOST:PORT")
+    p.add_argument("--advertise", help="gRPC address others dial (default: --listen)")
+    p.add_argument("--raft-listen", help="Raft transport listen address (default: port + 1)")
+    p.add_argument("--peer", dest="peers", action="append",
+                   help="another member: ID=HOST:PORT[,wire=HOST:PORT][,priority=P]; repeat")
+    p.add_argument("--data", dest="data_dir", help="data directory (default: in memory)")
+    p.add_argument("--election-timeout-ms", type=int)
+    p.add_argument("--heartbeat-ms", type=int)
+    p.add_argument("--priority", type=float, help="election priority; 0 never primary")
+    p.add_argument("--wire-port", type=int, help="also serve the MongoDB wire protocol here")
+    p.add_argument("--wire-host", dest="wire_listen_host", help="wire listen host")
+    p.add_argument("--advertise-wire", help="wire address reported by hello")
+    p.add_argument("--join", action="store_true", default=None,
+                   help="start empty and wait to be added by replSetReconfig")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> NodeConfig:
+    """Parse flags (and the config file they name); flags win over the file."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    if ns.config:
+        with open(ns.config, "rb") as fh:
+            values.update(tomllib.load(fh))
+    for key, value in vars(ns).items():
+        if key != "config" and value is not None:
+            values[key] = value
+    if "member_id" not in values or "listen" not in values:
+        parser.error("--id and --listen are required (flags or config file)")
+    values["peers"] = [p if isinstance(p, MemberSpec) else parse_member(p)
+                       for p in values.get("peers", [])]
+    known = set(NodeConfig.__dataclass_fields__)
+    unknown = set(values) - known
+    if unknown:
+        parser.error(f"unknown settings: {', '.join(sorted(unknown))}")
+    return NodeConfig(**values)

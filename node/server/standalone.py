@@ -1,0 +1,57 @@
+"""A single member without Raft: writes apply at once through the same state machine.
+
+Used by the command-layer tests and for embedding a node in one process. It behaves like a
+one-member replica set that is always primary: every entry is applied immediately with the next
+log index, so replies come from exactly the code path a replicated member uses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from node.commands.context import RequestContext
+from node.commands.member import WriteConcern
+from node.engine.errors import MongoError
+from node.server.statemachine import StateMachine
+
+
+class StandaloneMember:
+    """Always-writable single member; hello reports no replica set."""
+
+    def __init__(self, state_machine: StateMachine, address: str = "localhost:0") -> None:
+        self.sm = state_machine
+        self.address = address
+        self._lock = threading.Lock()
+
+    def set_size(self) -> int:
+        return 1
+
+    def require_writable(self) -> None:
+        return None
+
+    def check_readable(self, cmd: Mapping[str, Any], ctx: RequestContext) -> None:
+        return None
+
+    def submit(
+        self, entry: dict[str, Any], wc: WriteConcern
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        with self._lock:
+            index = self.sm.applied_index + 1
+            return self.sm.apply(index, entry), None
+
+    def hello(self, ctx: RequestContext) -> dict[str, Any]:
+        return {"isWritablePrimary": True, "me": self.address}
+
+    def repl_set_get_status(self) -> dict[str, Any]:
+        raise MongoError(76, "not running with --replSet", code_name="NoReplicationEnabled")
+
+    def repl_set_get_config(self) -> dict[str, Any]:
+        raise MongoError(76, "not running with --replSet", code_name="NoReplicationEnabled")
+
+    def step_down(self, step_down_secs: float, catch_up_secs: float) -> None:
+        raise MongoError(76, "not running with --replSet", code_name="NoReplicationEnabled")
+
+    def reconfig(self, config: Mapping[str, Any], force: bool) -> None:
+        raise MongoError(76, "not running with --replSet", code_name="NoReplicationEnabled")

@@ -1,0 +1,191 @@
+"""Applies committed Raft entries to the engine, one store transaction per entry.
+
+An entry is a BSON document ``{op, db, ...}`` that the primary fully resolved before proposing
+(ObjectIds, upsert ids, ``now``), so applying it is deterministic on every member. For each entry
+the state machine, in ONE write transaction of the store:
+
+1. if the entry carries a session (``lsid``, ``txnNumber``) already recorded, returns the
+   recorded reply without applying anything (a retried write counts once);
+2. runs the op's applier (``node.commands`` registers one per write command) against the txn;
+3. records the reply under the session (retryable writes) and the entry's log index.
+
+So after a crash the store says exactly which index was applied last, and a write is either
+fully applied with its bookkeeping or not at all. An applier that fails with an unexpected
+exception aborts its transaction; the index is then recorded alone (the same on every member)
+and the error becomes the reply.
+
+Sharding hook: a ``guard`` (ownership filter / routing-version check per collection) is asked
+before every applier runs; None today.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import bson
+from bson import Int64
+from bson.codec_options import CodecOptions
+
+from node.engine.errors import MongoError
+
+log = logging.getLogger("helogale.statemachine")
+
+META = "rs_meta"
+SESSIONS = "rs_sessions"
+APPLIED_KEY = b"applied"
+CONFIG_KEY = b"config"
+TRANSACTION_TOO_OLD = 225
+CODEC = CodecOptions(document_class=dict, tz_aware=True)
+_U64 = struct.Struct(">Q")
+
+Applier = Callable[[Any, Any, dict[str, Any]], dict[str, Any]]
+"""``applier(engine, write_txn, entry) -> reply``; must be deterministic."""
+
+
+class RoutingGuard(Protocol):
+    """Sharding later: refuse entries for ranges this set does not own or stale routing."""
+
+    def check(self, entry: Mapping[str, Any]) -> None: ...
+
+
+def encode_entry(entry: Mapping[str, Any]) -> bytes:
+    return bson.encode(entry)
+
+
+def decode_entry(data: bytes) -> dict[str, Any]:
+    return bson.decode(data, codec_options=CODEC)
+
+
+def session_key(lsid: Any) -> bytes:
+    """Storage key of a logical session id (``{id: UUID}`` or the raw id)."""
+    ident = lsid.get("id") if isinstance(lsid, Mapping) else lsid
+    return bson.encode({"id": ident})
+
+
+class StateMachine:
+    """Applies entries in log order to ``engine`` over ``store``; thread-safe."""
+
+    def __init__(
+        self,
+        engine: Any,
+        store: Any,
+        appliers: Mapping[str, Applier],
+        *,
+        begin: Callable[[], Any] | None = None,
+        guard: RoutingGuard | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.appliers = dict(appliers)
+        self.guard = guard
+        self._begin = begin or store.write
+        self._lock = threading.Lock()
+        self._applied = self._read_applied()
+        self.on_apply: list[Callable[[int, dict[str, Any]], None]] = []
+
+    # --- positions --------------------------------------------------------------------------
+    def _read_applied(self) -> int:
+        with self.store.read() as txn:
+            raw = txn.get(META, APPLIED_KEY)
+        return _U64.unpack(raw)[0] if raw else 0
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    def replset_config(self) -> dict[str, Any] | None:
+        with self.store.read() as txn:
+            raw = txn.get(META, CONFIG_KEY)
+        return decode_entry(raw) if raw else None
+
+    def recorded_reply(self, lsid: Any, txn_number: int) -> dict[str, Any] | None:
+        """The reply recorded for (lsid, txnNumber), if that write was applied already."""
+        with self.store.read() as txn:
+            raw = txn.get(SESSIONS, session_key(lsid))
+        if raw is None:
+            return None
+        rec = decode_entry(raw)
+        if int(rec["txnNumber"]) == txn_number:
+            return dict(rec["reply"])
+        if int(rec["txnNumber"]) > txn_number:
+            raise MongoError(
+                TRANSACTION_TOO_OLD,
+                f"Retryable write with txnNumber {txn_number} is prohibited on session "
+                f"because a newer retryable write with txnNumber {int(rec['txnNumber'])} "
+                "has already started on this session.",
+                code_name="TransactionTooOld",
+            )
+        return None
+
+    # --- applying ---------------------------------------------------------------------------
+    def apply_noop(self, index: int) -> None:
+        """Record ``index`` as applied for an entry with no effect (empty, conf change)."""
+        with self._lock:
+            if index <= self._applied:
+                return
+            with self._begin() as txn:
+                txn.put(META, APPLIED_KEY, _U64.pack(index))
+            self._applied = index
+
+    def apply(self, index: int, data: bytes | Mapping[str, Any]) -> dict[str, Any]:
+        """Apply the entry at ``index`` (skipped if already applied); returns its reply."""
+        entry = decode_entry(data) if isinstance(data, bytes | bytearray) else dict(data)
+        with self._lock:
+            if index and index <= self._applied:
+                return {"ok": 1.0, "alreadyApplied": True}
+            try:
+                reply = self._apply_in_txn(index, entry)
+            except MongoError as exc:
+                reply = exc.to_reply()
+                self._record_index_only(index)
+            except Exception as exc:  # deterministic on every member; never wedge the log
+                log.exception("applying entry %d (%s) failed", index, entry.get("op"))
+                reply = MongoError(1, f"internal error applying entry: {exc}").to_reply()
+                self._record_index_only(index)
+            if index:
+                self._applied = index
+        for callback in self.on_apply:
+            callback(index, reply)
+        return reply
+
+    def _record_index_only(self, index: int) -> None:
+        if index:
+            with self._begin() as txn:
+                txn.put(META, APPLIED_KEY, _U64.pack(index))
+
+    def _apply_in_txn(self, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+        op = entry.get("op")
+        applier = self.appliers.get(op) if isinstance(op, str) else None
+        if applier is None:
+            raise MongoError(1, f"unknown log entry op {op!r}")
+        lsid = entry.get("lsid")
+        txn_number = entry.get("txnNumber")
+        with self._begin() as txn:
+            skey = None
+            if lsid is not None and txn_number is not None:
+                skey = session_key(lsid)
+                raw = txn.get(SESSIONS, skey)
+                if raw is not None:
+                    rec = decode_entry(raw)
+                    if int(rec["txnNumber"]) == int(txn_number):
+                        if index:
+                            txn.put(META, APPLIED_KEY, _U64.pack(index))
+                        return dict(rec["reply"])
+                    if int(rec["txnNumber"]) > int(txn_number):
+                        raise MongoError(TRANSACTION_TOO_OLD, "txnNumber is too old",
+                                         code_name="TransactionTooOld")
+            if self.guard is not None:
+                self.guard.check(entry)
+            reply = applier(self.engine, txn, entry)
+            if op == "replSetConfig":
+                txn.put(META, CONFIG_KEY, bson.encode(entry["config"]))
+            if skey is not None:
+                txn.put(SESSIONS, skey, bson.encode(
+                    {"txnNumber": Int64(int(txn_number)), "reply": reply}))
+            if index:
+                txn.put(META, APPLIED_KEY, _U64.pack(index))
+        return reply
