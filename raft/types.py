@@ -247,6 +247,9 @@ class Ready:
     committed_entries: list[Entry] = field(default_factory=list)
     """Apply to the state machine after persisting."""
     read_states: list[ReadState] = field(default_factory=list)
+    self_messages: list[Message] = field(default_factory=list)
+    """Internal: the node's own acknowledgements (its vote, its log), stepped by advance()
+    because they count only once durable. Drivers ignore this field."""
     seq: int = 0
     """Sequence number: Readies are persisted and advanced in this order."""
     must_sync: bool = False

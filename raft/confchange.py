@@ -1,0 +1,101 @@
+"""Membership changes: encoding ConfChange requests and computing the next ConfState.
+
+Owns the transition rules. A *simple* change alters at most one voter and is applied directly;
+anything larger enters a *joint* configuration (old voters = ``voters_outgoing``, new voters =
+``voters``) in which every decision needs a majority of both, and a later empty ConfChange
+leaves it. Learners never vote; a voter demoted to learner while joint waits in
+``learners_next`` until the joint config is left.
+"""
+
+from __future__ import annotations
+
+import json
+
+from raft.types import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeTransition,
+    ConfChangeType,
+    ConfState,
+    RaftError,
+)
+
+
+class ConfChangeError(RaftError):
+    """The change is not valid against the current configuration."""
+
+
+def encode(cc: ConfChange) -> bytes:
+    return json.dumps({
+        "c": [[int(c.type), c.node_id] for c in cc.changes],
+        "t": int(cc.transition),
+        "x": cc.context.hex(),
+    }, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> ConfChange:
+    d = json.loads(data)
+    return ConfChange(
+        tuple(ConfChangeSingle(ConfChangeType(t), n) for t, n in d["c"]),
+        ConfChangeTransition(d["t"]),
+        bytes.fromhex(d["x"]),
+    )
+
+
+def _apply_changes(cs: ConfState, cc: ConfChange) -> tuple[set[int], set[int], set[int]]:
+    voters, learners, nxt = set(cs.voters), set(cs.learners), set(cs.learners_next)
+    outgoing = cs.voters_outgoing
+    for ch in cc.changes:
+        nid = ch.node_id
+        if nid <= 0:
+            raise ConfChangeError(f"invalid node id {nid}")
+        if ch.type == ConfChangeType.ADD_NODE:
+            voters.add(nid)
+            learners.discard(nid)
+            nxt.discard(nid)
+        elif ch.type == ConfChangeType.ADD_LEARNER:
+            voters.discard(nid)
+            if nid in outgoing:
+                nxt.add(nid)
+            else:
+                learners.add(nid)
+        elif ch.type == ConfChangeType.REMOVE_NODE:
+            voters.discard(nid)
+            learners.discard(nid)
+            nxt.discard(nid)
+        else:  # pragma: no cover - enum is closed
+            raise ConfChangeError(f"unknown change type {ch.type}")
+    if not voters:
+        raise ConfChangeError("removed all voters")
+    return voters, learners, nxt
+
+
+def is_simple(cs: ConfState, cc: ConfChange) -> bool:
+    """True if ``cc`` may be applied without a joint configuration."""
+    if cc.transition != ConfChangeTransition.AUTO or not cc.changes:
+        return False
+    voters, _, _ = _apply_changes(ConfState(cs.voters, cs.learners), cc)
+    return len(voters ^ set(cs.voters)) <= 1
+
+
+def apply(cs: ConfState, cc: ConfChange) -> ConfState:
+    """The configuration after ``cc``; raises ConfChangeError if it is not allowed."""
+    if cc.leave_joint():
+        if not cs.joint:
+            raise ConfChangeError("not in a joint configuration")
+        return ConfState(
+            voters=cs.voters, learners=cs.learners | cs.learners_next,
+        )
+    if cs.joint:
+        raise ConfChangeError("configuration is joint; leave it first")
+    if is_simple(cs, cc):
+        voters, learners, _ = _apply_changes(cs, cc)
+        return ConfState(frozenset(voters), frozenset(learners))
+    # enter joint: outgoing = current voters
+    joint = ConfState(cs.voters, cs.learners, voters_outgoing=cs.voters)
+    voters, learners, nxt = _apply_changes(joint, cc)
+    return ConfState(
+        voters=frozenset(voters), learners=frozenset(learners), voters_outgoing=cs.voters,
+        learners_next=frozenset(nxt),
+        auto_leave=cc.transition != ConfChangeTransition.JOINT_EXPLICIT,
+    )
