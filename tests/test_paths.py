@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from node.engine.paths import array_index, iter_path, key_values, lookup, path_values, split_path
-from node.engine.values import MISSING
+from node.engine.values import MISSING, UNDEFINED
 
 
 def test_split_and_array_index() -> None:
@@ -58,7 +58,8 @@ def test_first_array_position_is_kept_through_nested_arrays() -> None:
 
 def test_key_values_for_sorting_and_indexing() -> None:
     assert key_values({"a": [3, 1, [2]]}, "a") == [3, 1, [2]]
-    assert key_values({"a": []}, "a") == [[]]
+    assert key_values({"a": []}, "a") == [UNDEFINED]
+    assert key_values({"a": [[]]}, "a") == [[]]
     assert key_values({}, "a") == [MISSING]
     assert key_values({"a": [{"b": 2}, {"c": 1}, 5]}, "a.b") == [2, MISSING, MISSING]
     assert key_values({"a": []}, "a.b") == [MISSING]

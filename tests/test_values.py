@@ -20,6 +20,7 @@ from node.engine import errors
 from node.engine.errors import MongoError
 from node.engine.values import (
     MISSING,
+    UNDEFINED,
     SortKey,
     bson_type_code,
     canonical_rank,
@@ -61,7 +62,7 @@ numbers = st.one_of(
 datetimes = st.datetimes(
     min_value=datetime.datetime(1900, 1, 1), max_value=datetime.datetime(2200, 1, 1)
 )
-scalars = st.one_of(
+bson_scalars = st.one_of(
     st.none(),
     st.booleans(),
     numbers,
@@ -76,14 +77,17 @@ scalars = st.one_of(
     st.just(MinKey()),
     st.just(MaxKey()),
 )
-values = st.recursive(
-    scalars,
-    lambda children: st.one_of(
+
+
+def _nest(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
         st.lists(children, max_size=3),
         st.lists(st.tuples(keys, children), max_size=3).map(lambda kv: SON(dict(kv))),
-    ),
-    max_leaves=8,
-)
+    )
+
+
+values = st.recursive(bson_scalars | st.just(UNDEFINED), _nest, max_leaves=8)
+bson_values = st.recursive(bson_scalars, _nest, max_leaves=8)
 
 
 # --- total order properties ---------------------------------------------------------------------
@@ -161,7 +165,7 @@ def test_numbers_compare_by_exact_value(a: Any, b: Any) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(values, values)
+@given(bson_values, bson_values)
 def test_order_survives_bson_round_trip(a: Any, b: Any) -> None:
     da = bson.decode(bson.encode({"v": a}))["v"]
     db = bson.decode(bson.encode({"v": b}))["v"]
@@ -174,6 +178,7 @@ def test_order_survives_bson_round_trip(a: Any, b: Any) -> None:
 def test_type_order_chain() -> None:
     chain = [
         MinKey(),
+        UNDEFINED,
         None,
         float("nan"),
         -1e308,

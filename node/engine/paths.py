@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from node.engine.values import MISSING
+from node.engine.values import MISSING, UNDEFINED
 
 Parts = tuple[str, ...]
 
@@ -88,9 +88,9 @@ def path_values(doc: Any, path: str | Sequence[str]) -> list[Any]:
 def key_values(doc: Any, path: str | Sequence[str]) -> list[Any]:
     """The values a sort key or an index key takes at ``path``.
 
-    Leaf arrays are unwound one level (an empty leaf array is returned as ``[]`` itself so the
-    caller can apply its own rule); array elements that cannot continue the path, missing
-    fields and scalars met mid-path contribute ``MISSING``.
+    Leaf arrays are unwound one level and an empty leaf array gives ``UNDEFINED`` (MongoDB's key
+    for ``[]``, below null); array elements that cannot continue the path, missing fields and
+    scalars met mid-path contribute ``MISSING``.
     """
     out: list[Any] = []
     _keys(doc, _as_parts(path), 0, out)
@@ -103,7 +103,7 @@ def _keys(value: Any, parts: Parts, i: int, out: list[Any]) -> None:
             if value:
                 out.extend(value)
             else:
-                out.append([])
+                out.append(UNDEFINED)
         else:
             out.append(value)
         return

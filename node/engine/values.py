@@ -2,7 +2,7 @@
 
 Order (MongoDB's canonical type order; lower rank sorts first)::
 
-    MinKey(-1) < null/missing(5) < numbers(10) < string/symbol(15) < object(20) < array(25)
+    MinKey(-1) < undefined(0) < null/missing(5) < numbers(10) < string/symbol(15) < object(20) < array(25)
     < binData(30) < ObjectId(35) < bool(40) < date(45) < timestamp(47) < regex(50)
     < code(60) < code with scope(65) < MaxKey(127)
 
@@ -25,7 +25,8 @@ Within a rank:
 * regex (``bson.Regex``, ``re.Pattern``): pattern, then the flag letters (``"ilmsux"`` order, as
   BSON stores them). code: the code string, then (with scope) the scope document.
 
-:data:`MISSING` stands for an absent field; it compares equal to ``None``.
+:data:`MISSING` stands for an absent field; it compares equal to ``None``. :data:`UNDEFINED`
+(BSON's deprecated undefined, rank 0) is the sort and index key of an empty array.
 """
 
 from __future__ import annotations
@@ -77,8 +78,30 @@ class _Missing:
 
 MISSING: Final = _Missing()
 
+
+class _Undefined:
+    """BSON's deprecated *undefined* (rank 0): the sort/index key of an empty array."""
+
+    __slots__ = ()
+    _instance: _Undefined | None = None
+
+    def __new__(cls) -> _Undefined:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+    def __reduce__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED: Final = _Undefined()
+
 # --- canonical ranks ----------------------------------------------------------------------------
 RANK_MINKEY: Final = -1
+RANK_UNDEFINED: Final = 0
 RANK_NULL: Final = 5
 RANK_NUMBER: Final = 10
 RANK_STRING: Final = 15
@@ -97,6 +120,7 @@ RANK_MAXKEY: Final = 127
 _EXACT_RANKS: dict[type, int] = {
     type(None): RANK_NULL,
     _Missing: RANK_NULL,
+    _Undefined: RANK_UNDEFINED,
     bool: RANK_BOOL,
     int: RANK_NUMBER,
     Int64: RANK_NUMBER,
@@ -284,7 +308,7 @@ def compare(a: Any, b: Any) -> int:
         return _compare_documents(a, b)
     if ra == RANK_ARRAY:
         return _compare_sequences(a, b)
-    if ra in (RANK_NULL, RANK_MINKEY, RANK_MAXKEY):
+    if ra in (RANK_NULL, RANK_MINKEY, RANK_MAXKEY, RANK_UNDEFINED):
         return 0
     if ra == RANK_BOOL:
         return _cmp(a, b)
@@ -330,7 +354,7 @@ def hash_key(v: Any) -> Hashable:
         return (rank, tuple((k, hash_key(x)) for k, x in _doc_items(v)))
     if rank == RANK_ARRAY:
         return (rank, tuple(hash_key(x) for x in v))
-    if rank in (RANK_NULL, RANK_MINKEY, RANK_MAXKEY):
+    if rank in (RANK_NULL, RANK_MINKEY, RANK_MAXKEY, RANK_UNDEFINED):
         return (rank,)
     if rank == RANK_BOOL:
         return (rank, bool(v))
@@ -440,6 +464,7 @@ def bson_type_code(v: Any) -> int:
         RANK_REGEX: 11,
         RANK_MINKEY: -1,
         RANK_MAXKEY: 127,
+        RANK_UNDEFINED: 6,
     }[rank]
 
 
