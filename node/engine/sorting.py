@@ -1,0 +1,163 @@
+"""Sort specifications and sort keys, with MongoDB's array rules.
+
+A sort spec is a mapping (``dict``/``SON``), a list of ``(path, direction)`` pairs (pymongo's
+form) or a single path string (ascending); directions are ``1`` or ``-1``. Keys follow the
+manual: the value of a path is found with implicit array traversal (:func:`paths.key_values`);
+an ascending sort uses the smallest of the values, a descending sort the largest; a missing field
+sorts as ``null``; an empty array sorts below ``null``. Values compare with
+:func:`values.compare`.
+
+``Sort(spec).key(doc)`` (or :func:`sort_key`) returns a key for ``sorted``; ties keep the input
+order (Python's sort is stable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from node.engine.errors import bad_value, location
+from node.engine.paths import Parts, key_values, split_path
+from node.engine.values import SortKey, compare, is_nan, is_number, number_value
+
+SortSpec = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
+
+
+class _Descending:
+    """Reverses the order of a :class:`SortKey`."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: SortKey) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Descending) -> bool:
+        return other.key < self.key
+
+    def __gt__(self, other: _Descending) -> bool:
+        return other.key > self.key
+
+    def __le__(self, other: _Descending) -> bool:
+        return other.key <= self.key
+
+    def __ge__(self, other: _Descending) -> bool:
+        return other.key >= self.key
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Descending):
+            return NotImplemented
+        return self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def _direction(path: str, value: Any) -> int:
+    if isinstance(value, Mapping):
+        if "$meta" in value:
+            raise bad_value(f"$meta sort by {value['$meta']!r} is not supported")
+        raise location(17312, f"bad sort specification: {path}")
+    if is_number(value) and not is_nan(value):
+        n = number_value(value)
+        if n == 1:
+            return 1
+        if n == -1:
+            return -1
+    raise location(15975, "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
+
+
+def _check_path(path: Any) -> str:
+    if not isinstance(path, str):
+        raise bad_value(f"sort field names must be strings, got {path!r}")
+    if path == "":
+        raise location(40352, "FieldPath cannot be constructed with empty string")
+    parts = path.split(".")
+    if any(part == "" for part in parts):
+        raise location(15998, "FieldPath field names may not be empty strings.")
+    if parts[0].startswith("$"):
+        raise location(16410, "FieldPath field names may not start with '$'.")
+    return path
+
+
+def parse_sort(spec: SortSpec | None) -> list[tuple[str, int]]:
+    """Validate a sort spec into ``[(path, 1 | -1), ...]`` (empty: no sort)."""
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        return [(_check_path(spec), 1)]
+    pairs: Iterable[Any]
+    if isinstance(spec, Mapping):
+        pairs = spec.items()
+    elif isinstance(spec, list | tuple):
+        pairs = spec
+    else:
+        raise bad_value("sort must be an object or a list of (key, direction) pairs")
+    out: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for pair in pairs:
+        if isinstance(pair, str):
+            path, direction = pair, 1
+        elif isinstance(pair, list | tuple) and len(pair) == 2:
+            path, direction = pair[0], _direction(str(pair[0]), pair[1])
+        else:
+            raise bad_value("sort must be an object or a list of (key, direction) pairs")
+        path = _check_path(path)
+        if path in seen:
+            continue  # a mapping cannot repeat a key; keep the first of a repeated pair
+        seen.add(path)
+        out.append((path, direction))
+    return out
+
+
+class Sort:
+    """A compiled sort specification."""
+
+    __slots__ = ("_fields", "spec")
+
+    def __init__(self, spec: SortSpec | None) -> None:
+        self.spec: list[tuple[str, int]] = parse_sort(spec)
+        self._fields: list[tuple[Parts, int]] = [(split_path(p), d) for p, d in self.spec]
+
+    def __bool__(self) -> bool:
+        return bool(self._fields)
+
+    def key(self, doc: Mapping[str, Any]) -> tuple[SortKey | _Descending, ...]:
+        """A key for ``sorted(docs, key=...)`` ordering documents as MongoDB does."""
+        out: list[SortKey | _Descending] = []
+        for parts, direction in self._fields:
+            out.append(
+                SortKey(field_sort_value(doc, parts, direction))
+                if direction == 1
+                else _Descending(SortKey(field_sort_value(doc, parts, direction)))
+            )
+        return tuple(out)
+
+    def sort(self, docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """``docs`` in sort order (stable)."""
+        if not self._fields:
+            return list(docs)
+        return sorted(docs, key=self.key)
+
+
+def field_sort_value(doc: Mapping[str, Any], path: str | Parts, direction: int) -> Any:
+    """The value ``doc`` sorts by at ``path``: the min (ascending) or max (descending) of the
+    values the path reaches, arrays unwound."""
+    candidates = key_values(doc, path)
+    best = candidates[0]
+    for value in candidates[1:]:
+        c = compare(value, best)
+        if (c < 0 and direction == 1) or (c > 0 and direction == -1):
+            best = value
+    return best
+
+
+def sort_key(doc: Mapping[str, Any], spec: SortSpec | Sort) -> tuple[SortKey | _Descending, ...]:
+    """``Sort(spec).key(doc)``; pass a compiled :class:`Sort` to avoid re-parsing the spec."""
+    sort = spec if isinstance(spec, Sort) else Sort(spec)
+    return sort.key(doc)
+
+
+def sort_documents(docs: Iterable[Mapping[str, Any]], spec: SortSpec | Sort | None) -> list[Any]:
+    """``docs`` sorted by ``spec`` (stable; no spec keeps the input order)."""
+    sort = spec if isinstance(spec, Sort) else Sort(spec)
+    return sort.sort(docs)
