@@ -1,0 +1,995 @@
+"""Query planning and execution: candidate plans, plan choice, execution statistics, explain.
+
+Given a filter, an optional sort, skip and limit, and the indexes of a collection, the planner
+
+* derives per-field *index bounds* from the filter's top-level AND (equality, ``$eq``, ``$in``,
+  ``$gt``/``$gte``/``$lt``/``$lte`` -- type-bracketed as MongoDB does);
+* builds candidate plans: an index scan (IXSCAN + FETCH) for each index whose leading fields are
+  bounded or which can supply the sort order, a 2d index scan over the geo *covering* of a
+  ``$within``/``$geoWithin`` region, GEO_NEAR_2D for ``$near``/``$nearSphere`` (results by
+  distance, default limit 100), and the collection scan as fallback;
+* chooses by a cost model: the number of index keys each plan's bounds hold, counted with a cap
+  at the best plan so far (ties go to the plan that also supplies the sort order);
+* always re-checks the whole filter on fetched documents (bounds are a superset);
+* sorts in memory when no index supplies the order, failing like MongoDB past the memory limit
+  (code 292, 32 MiB by default);
+* reports MongoDB-shaped ``explain`` output (``queryPlanner.winningPlan``, ``executionStats``).
+
+Indexes are seen through :class:`IndexInfo`; index entries are expected to be keyed by the
+memcomparable key (``keystring.encode_compound`` of the key values in index order, descending
+fields inverted), followed by anything, with the record's key recoverable by ``locate``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+from bson.regex import Regex
+
+from node.engine.errors import MongoError, bad_value
+from node.engine.geo import DEFAULT_NEAR_LIMIT, GeoBounds, GeoQuery
+from node.engine.keystring import encode_key, invert, is_descending, prefix_successor
+from node.engine.matcher import Matcher
+from node.engine.paths import key_values, path_values
+from node.engine.values import MISSING, SortKey
+
+SORT_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
+"""Default limit for in-memory sorts (MongoDB's internalQueryMaxBlockingSortMemoryUsageBytes)."""
+QUERY_EXCEEDED_MEMORY_LIMIT = 292
+NO_QUERY_EXECUTION_PLANS = 291
+MAX_SCAN_RANGES = 512  # cap on the cartesian product of point bounds
+
+Range = tuple[bytes, bytes | None]  # [start, end) in index-key bytes; end None: to the end
+
+
+# --- what the planner needs to know about a collection ------------------------------------------
+
+
+def _record_key_from_value(key: bytes, value: bytes) -> bytes:
+    return value
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """One index as the planner sees it.
+
+    ``key`` is the key pattern (``(field, 1 | -1 | "2d")`` pairs); ``table`` the KV table of its
+    entries; ``multikey`` whether some document produced several keys (bounds on one field are
+    then not intersected, and the index supplies no sort on it); ``geo`` the 2d bounds when the
+    first field is ``"2d"``; ``locate(entry_key, entry_value)`` the record key of an entry."""
+
+    name: str
+    key: tuple[tuple[str, Any], ...]
+    table: str
+    sparse: bool = False
+    multikey: bool = True
+    geo: GeoBounds | None = None
+    locate: Callable[[bytes, bytes], bytes] = _record_key_from_value
+
+    @property
+    def key_pattern(self) -> dict[str, Any]:
+        return dict(self.key)
+
+    @property
+    def is_2d(self) -> bool:
+        return bool(self.key) and self.key[0][1] == "2d"
+
+
+@dataclass(frozen=True)
+class CollectionView:
+    """The collection a query runs on: its namespace, record table, indexes and decoder."""
+
+    namespace: str
+    docs_table: str
+    indexes: Sequence[IndexInfo] = ()
+    decode: Callable[[bytes], dict[str, Any]] = bson.decode
+
+
+@dataclass
+class FindSpec:
+    """A query: filter, sort (``[(field, 1 | -1)]``), skip, limit (0: none), hint."""
+
+    filter: Mapping[str, Any] = field(default_factory=dict)
+    sort: Sequence[tuple[str, int]] | None = None
+    skip: int = 0
+    limit: int = 0
+    hint: str | Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None
+    max_sort_bytes: int = SORT_MEMORY_LIMIT_BYTES
+    allow_disk_use: bool = False
+
+
+@dataclass
+class Stats:
+    """Execution counters, as in MongoDB's ``executionStats``."""
+
+    keys_examined: int = 0
+    docs_examined: int = 0
+    n_returned: int = 0
+
+
+@dataclass
+class QueryResult:
+    """Documents (in result order) with their record keys, the plans and the counters."""
+
+    docs: list[dict[str, Any]]
+    record_keys: list[bytes]
+    plan: Plan
+    rejected: list[Plan]
+    stats: Stats
+    sort_stage: dict[str, Any] | None = None
+
+
+# --- bounds ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One end of an interval: ascending key bytes (``None``: unbounded), inclusiveness, label."""
+
+    enc: bytes | None
+    inclusive: bool
+    label: str
+    shown_inclusive: bool | None = None
+
+    @property
+    def display_inclusive(self) -> bool:
+        return self.inclusive if self.shown_inclusive is None else self.shown_inclusive
+
+
+@dataclass(frozen=True)
+class Interval:
+    lo: Bound
+    hi: Bound
+
+    @property
+    def is_point(self) -> bool:
+        return (
+            self.lo.enc is not None
+            and self.lo.enc == self.hi.enc
+            and self.lo.inclusive
+            and self.hi.inclusive
+        )
+
+    def render(self, descending: bool = False) -> str:
+        lo, hi = (self.hi, self.lo) if descending else (self.lo, self.hi)
+        left = "[" if lo.display_inclusive else "("
+        right = "]" if hi.display_inclusive else ")"
+        return f"{left}{lo.label}, {hi.label}{right}"
+
+    def to_bytes_space(self, descending: bool) -> tuple[Bound, Bound]:
+        """(lo, hi) in index-byte order for a field of the given direction."""
+        if not descending:
+            return self.lo, self.hi
+        lo = Bound(None if self.hi.enc is None else invert(self.hi.enc), self.hi.inclusive, "")
+        hi = Bound(None if self.lo.enc is None else invert(self.lo.enc), self.lo.inclusive, "")
+        return lo, hi
+
+
+MIN_BOUND = Bound(None, True, "MinKey")
+MAX_BOUND = Bound(None, True, "MaxKey")
+FULL = Interval(MIN_BOUND, MAX_BOUND)
+
+
+def render_value(value: Any) -> str:
+    """A value as MongoDB prints it in index bounds."""
+    if value is None or value is MISSING:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan.0"
+        if math.isinf(value):
+            return "inf.0" if value > 0 else "-inf.0"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{k}: {render_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list | tuple):
+        inner = ", ".join(render_value(v) for v in value)
+        return "[ " + inner + " ]" if inner else "[]"
+    return str(value)
+
+
+_NUMBER_TYPE = encode_key(0)[0]
+_STRING_TYPE = encode_key("")[0]
+
+
+def _type_floor(value: Any) -> Bound:
+    t = encode_key(value)[0]
+    if t == _NUMBER_TYPE:
+        return Bound(bytes([t]), True, "-inf.0")
+    if t == _STRING_TYPE:
+        return Bound(bytes([t]), True, '""')
+    return Bound(bytes([t]), True, "MinKey", shown_inclusive=True)
+
+
+def _type_ceiling(value: Any) -> Bound:
+    t = encode_key(value)[0]
+    if t == _NUMBER_TYPE:
+        return Bound(bytes([t + 1]), False, "inf.0", shown_inclusive=True)
+    if t == _STRING_TYPE:
+        return Bound(bytes([t + 1]), False, "{}")
+    return Bound(bytes([t + 1]), False, "MaxKey", shown_inclusive=True)
+
+
+def _point(value: Any) -> Interval:
+    b = Bound(encode_key(value), True, render_value(value))
+    return Interval(b, b)
+
+
+def _unindexable(value: Any) -> bool:
+    """Values whose equality/comparison semantics the index keys cannot bound."""
+    return isinstance(value, list | tuple | Regex) or hasattr(value, "pattern")
+
+
+def _is_operator_doc(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(
+        isinstance(k, str) and k.startswith("$") for k in value
+    )
+
+
+@dataclass
+class FieldPredicates:
+    """The bound-able predicates of one field (from the filter's top-level AND)."""
+
+    points: list[list[Interval]] = field(default_factory=list)  # each: eq or $in alternatives
+    lowers: list[Bound] = field(default_factory=list)
+    uppers: list[Bound] = field(default_factory=list)
+    ranges: list[Interval] = field(default_factory=list)  # single-predicate ranges
+
+
+def _collect(filt: Mapping[str, Any], out: dict[str, FieldPredicates]) -> None:
+    for name, arg in filt.items():
+        if name == "$and" and isinstance(arg, list | tuple):
+            for sub in arg:
+                if isinstance(sub, Mapping):
+                    _collect(sub, out)
+            continue
+        if name.startswith("$"):
+            continue
+        preds = out.setdefault(name, FieldPredicates())
+        if not _is_operator_doc(arg):
+            if not _unindexable(arg):
+                preds.points.append([_point(arg)])
+            continue
+        if any(k in ("$near", "$nearSphere", "$within", "$geoWithin") for k in arg):
+            continue
+        for op, value in arg.items():
+            if op == "$eq" and not _unindexable(value):
+                preds.points.append([_point(value)])
+            elif op == "$in" and isinstance(value, list | tuple):
+                if not any(_unindexable(v) or _is_operator_doc(v) for v in value):
+                    unique = {encode_key(v): v for v in value}
+                    preds.points.append([_point(unique[k]) for k in sorted(unique)])
+            elif op in ("$gt", "$gte") and not _unindexable(value):
+                lo = Bound(encode_key(value), op == "$gte", render_value(value))
+                preds.lowers.append(lo)
+                preds.ranges.append(Interval(lo, _type_ceiling(value)))
+            elif op in ("$lt", "$lte") and not _unindexable(value):
+                hi = Bound(encode_key(value), op == "$lte", render_value(value))
+                preds.uppers.append(hi)
+                preds.ranges.append(Interval(_type_floor(value), hi))
+
+
+def filter_predicates(filt: Mapping[str, Any]) -> dict[str, FieldPredicates]:
+    """Bound-able predicates per field path."""
+    out: dict[str, FieldPredicates] = {}
+    _collect(filt, out)
+    return {k: v for k, v in out.items() if v.points or v.ranges}
+
+
+def _lower_key(b: Bound) -> tuple[bytes, int]:
+    return (b.enc or b"", 0 if b.inclusive else 1)
+
+
+def _upper_key(b: Bound) -> tuple[bytes, int]:
+    return (b.enc or b"", 1 if b.inclusive else 0)
+
+
+def field_intervals(preds: FieldPredicates, multikey: bool) -> list[Interval]:
+    """Sorted, disjoint value intervals for one field (empty list: nothing can match)."""
+    if preds.points:
+        if multikey or len(preds.points) == 1:
+            return min(preds.points, key=len)
+        common = set.intersection(*({iv.lo.enc for iv in alt} for alt in preds.points))
+        return [iv for iv in preds.points[0] if iv.lo.enc in common]
+    if multikey:
+        # each predicate may be satisfied by a different array element: one predicate only
+        return [preds.ranges[0]]
+    lo = max((b for b in preds.lowers), key=_lower_key, default=None)
+    hi = min((b for b in preds.uppers), key=_upper_key, default=None)
+    if lo is None:
+        assert hi is not None
+        return [Interval(_type_floor_from(hi), hi)]
+    if hi is None:
+        return [Interval(lo, _ceiling_from(lo))]
+    if (
+        lo.enc is not None
+        and hi.enc is not None
+        and (lo.enc > hi.enc or (lo.enc == hi.enc and not (lo.inclusive and hi.inclusive)))
+    ):
+        return []
+    return [Interval(lo, hi)]
+
+
+def _type_floor_from(hi: Bound) -> Bound:
+    assert hi.enc is not None
+    t = hi.enc[0]
+    labels = {_NUMBER_TYPE: "-inf.0", _STRING_TYPE: '""'}
+    return Bound(bytes([t]), True, labels.get(t, "MinKey"))
+
+
+def _ceiling_from(lo: Bound) -> Bound:
+    assert lo.enc is not None
+    t = lo.enc[0]
+    if t == _NUMBER_TYPE:
+        return Bound(bytes([t + 1]), False, "inf.0", shown_inclusive=True)
+    if t == _STRING_TYPE:
+        return Bound(bytes([t + 1]), False, "{}")
+    return Bound(bytes([t + 1]), False, "MaxKey", shown_inclusive=True)
+
+
+def key_ranges(
+    field_bounds: Sequence[tuple[list[Interval], bool]], *, reverse: bool = False
+) -> list[Range]:
+    """Byte ranges of a compound index for per-field intervals ``(intervals, descending)``.
+
+    Leading point-only fields form prefixes; the first non-point field contributes its
+    intervals; later fields are unbounded (the filter re-check handles them)."""
+    prefixes: list[list[bytes]] = []
+    tail: list[tuple[Bound, Bound]] | None = None
+    count = 1
+    for intervals, descending in field_bounds:
+        if not intervals:
+            return []
+        if all(iv.is_point for iv in intervals) and count * len(intervals) <= MAX_SCAN_RANGES:
+            encs = sorted(
+                invert(iv.lo.enc) if descending else iv.lo.enc  # type: ignore[arg-type]
+                for iv in intervals
+            )
+            prefixes.append(encs)
+            count *= len(intervals)
+            continue
+        if intervals != [FULL]:
+            tail = sorted(
+                (iv.to_bytes_space(descending) for iv in intervals),
+                key=lambda pair: pair[0].enc or b"",
+            )
+        break
+    ranges: list[Range] = []
+    for combo in itertools.product(*prefixes):
+        p = b"".join(combo)
+        if tail is None:
+            ranges.append((p, prefix_successor(p) if p else None))
+            continue
+        for lo, hi in tail:
+            if lo.enc is None:
+                start = p
+            elif lo.inclusive:
+                start = p + lo.enc
+            else:
+                start = prefix_successor(p + lo.enc) or p + lo.enc
+            if hi.enc is None:
+                end = prefix_successor(p) if p else None
+            elif hi.inclusive:
+                end = prefix_successor(p + hi.enc)
+            else:
+                end = p + hi.enc
+            if end is None or start < end:
+                ranges.append((start, end))
+    ranges.sort()
+    return list(reversed(ranges)) if reverse else ranges
+
+
+# --- plans ----------------------------------------------------------------------------------------
+
+
+class Plan:
+    """A way to produce the matching documents (``run`` yields ``(record_key, raw, doc)``)."""
+
+    provides_sort = False
+    estimate = 0
+
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[tuple[bytes, bytes, dict]]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def summary(self) -> str:
+        raise NotImplementedError
+
+
+class CollScan(Plan):
+    """Every record in ``_id`` order, filtered."""
+
+    def __init__(self, matcher: Matcher, filt: Mapping[str, Any]) -> None:
+        self.matcher = matcher
+        self.filter = filt
+
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[tuple[bytes, bytes, dict]]:
+        matches, decode = self.matcher.matches, view.decode
+        for rk, raw in txn.scan(view.docs_table):
+            stats.docs_examined += 1
+            doc = decode(raw)
+            if matches(doc):
+                yield rk, raw, doc
+
+    def describe(self) -> dict[str, Any]:
+        stage: dict[str, Any] = {"stage": "COLLSCAN"}
+        if self.filter:
+            stage["filter"] = dict(self.filter)
+        stage["direction"] = "forward"
+        return stage
+
+    @property
+    def summary(self) -> str:
+        return "COLLSCAN"
+
+
+class IndexScan(Plan):
+    """IXSCAN over byte ranges of one index, then FETCH with the full filter."""
+
+    def __init__(
+        self,
+        index: IndexInfo,
+        ranges: list[Range],
+        bounds: dict[str, list[str]],
+        matcher: Matcher,
+        filt: Mapping[str, Any],
+        *,
+        reverse: bool = False,
+        provides_sort: bool = False,
+    ) -> None:
+        self.index = index
+        self.ranges = ranges
+        self.bounds = bounds
+        self.matcher = matcher
+        self.filter = filt
+        self.reverse = reverse
+        self.provides_sort = provides_sort
+        self.bounded_fields = 0
+
+    def entries(self, txn: Any, stats: Stats) -> Iterator[bytes]:
+        """Record keys of the index entries in range, in scan order, without repeats."""
+        seen: set[bytes] = set()
+        locate, table = self.index.locate, self.index.table
+        for start, end in self.ranges:
+            for key, value in txn.scan(table, start, end, reverse=self.reverse):
+                stats.keys_examined += 1
+                rk = locate(key, value)
+                if rk in seen:
+                    continue
+                seen.add(rk)
+                yield rk
+
+    def count_keys(self, txn: Any, cap: int) -> int:
+        """Index entries in range, counting at most ``cap``."""
+        n = 0
+        for start, end in self.ranges:
+            for _ in txn.scan(self.index.table, start, end):
+                n += 1
+                if n >= cap:
+                    return n
+        return n
+
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[tuple[bytes, bytes, dict]]:
+        matches, decode, docs = self.matcher.matches, view.decode, view.docs_table
+        for rk in self.entries(txn, stats):
+            raw = txn.get(docs, rk)
+            if raw is None:
+                continue
+            stats.docs_examined += 1
+            doc = decode(raw)
+            if matches(doc):
+                yield rk, raw, doc
+
+    def describe(self) -> dict[str, Any]:
+        ixscan = {
+            "stage": "IXSCAN",
+            "keyPattern": self.index.key_pattern,
+            "indexName": self.index.name,
+            "isMultiKey": self.index.multikey,
+            "isSparse": self.index.sparse,
+            "direction": "backward" if self.reverse else "forward",
+            "indexBounds": self.bounds,
+        }
+        fetch: dict[str, Any] = {"stage": "FETCH"}
+        if self.filter:
+            fetch["filter"] = dict(self.filter)
+        fetch["inputStage"] = ixscan
+        return fetch
+
+    @property
+    def summary(self) -> str:
+        return f"IXSCAN {self.index.name}"
+
+
+class GeoNear(Plan):
+    """GEO_NEAR_2D: documents by distance from the ``$near`` point via a 2d index."""
+
+    provides_sort = False
+
+    def __init__(
+        self, index: IndexInfo, path: str, query: GeoQuery, matcher: Matcher, filt: Mapping
+    ) -> None:
+        assert index.geo is not None
+        self.index = index
+        self.bounds = index.geo
+        self.path = path
+        self.query = query
+        self.matcher = matcher
+        self.filter = filt
+        self.want = 0  # set by the executor: how many nearest results are needed
+        self.radii: list[float] = []
+
+    def _ranges(self, radius: float | None) -> list[Range]:
+        cells = self.query.covering(self.bounds, radius)
+        if cells is None:
+            return [(b"", None)]
+        return [(encode_key(lo), prefix_successor(encode_key(hi))) for lo, hi in cells]
+
+    def _full_radius(self) -> float:
+        if self.query.spherical:
+            return math.pi
+        return (self.bounds.max - self.bounds.min) * math.sqrt(2) * 2
+
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[tuple[bytes, bytes, dict]]:
+        """Matches ordered by distance (ties by record key)."""
+        seen: set[bytes] = set()
+        found: list[tuple[float, bytes, bytes, dict]] = []
+        full = self._full_radius()
+        if self.query.max_distance is not None:
+            radius = self.query.max_distance
+            final = True
+        else:
+            span = math.pi if self.query.spherical else self.bounds.max - self.bounds.min
+            radius = span / 4096
+            final = False
+        while True:
+            self.radii.append(radius)
+            for start, end in self._ranges(radius):
+                for key, value in txn.scan(self.index.table, start, end):
+                    stats.keys_examined += 1
+                    rk = self.index.locate(key, value)
+                    if rk in seen:
+                        continue
+                    seen.add(rk)
+                    raw = txn.get(view.docs_table, rk)
+                    if raw is None:
+                        continue
+                    stats.docs_examined += 1
+                    doc = view.decode(raw)
+                    if not self.matcher.matches(doc):
+                        continue
+                    dist = min(
+                        (d for v in path_values(doc, self.path)
+                         if (d := self.query.distance(v)) is not None),
+                        default=math.inf,
+                    )
+                    found.append((dist, rk, raw, doc))
+            if final or radius >= full:
+                break
+            if sum(1 for d, *_ in found if d <= radius) >= self.want:
+                break
+            radius = min(radius * 2, full)
+            final = radius >= full
+        found.sort(key=lambda item: (item[0], item[1]))
+        for _, rk, raw, doc in found:
+            yield rk, raw, doc
+
+    def describe(self) -> dict[str, Any]:
+        near: dict[str, Any] = {
+            "stage": "GEO_NEAR_2D",
+            "keyPattern": self.index.key_pattern,
+            "indexName": self.index.name,
+            "indexVersion": 2,
+        }
+        if self.radii:
+            near["searchRadii"] = list(self.radii)
+        fetch: dict[str, Any] = {"stage": "FETCH"}
+        if self.filter:
+            fetch["filter"] = dict(self.filter)
+        fetch["inputStage"] = near
+        return fetch
+
+    @property
+    def summary(self) -> str:
+        return f"GEO_NEAR_2D {self.index.name}"
+
+
+# --- planning -------------------------------------------------------------------------------------
+
+
+def normalize_sort(sort: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> list[tuple[str, int]]:
+    """``[(field, 1 | -1)]`` from a sort spec (list of pairs or mapping)."""
+    if not sort:
+        return []
+    items = list(sort.items()) if isinstance(sort, Mapping) else list(sort)
+    out = []
+    for name, direction in items:
+        if direction in (1, -1) and not isinstance(direction, bool):
+            out.append((name, int(direction)))
+        else:
+            raise bad_value(f"bad sort specification: {name}: {direction!r}")
+    return out
+
+
+def _index_scan(
+    index: IndexInfo,
+    preds: Mapping[str, FieldPredicates],
+    sort: list[tuple[str, int]],
+    matcher: Matcher,
+    filt: Mapping[str, Any],
+) -> IndexScan | None:
+    """The IXSCAN plan of a btree index, or None when it bounds nothing and gives no sort."""
+    per_field: list[tuple[list[Interval], bool]] = []
+    shown: dict[str, list[str]] = {}
+    bounded = 0
+    equality_prefix = 0
+    prefix_open = True
+    for name, direction in index.key:
+        desc = is_descending(direction)
+        intervals = field_intervals(preds[name], index.multikey) if name in preds else [FULL]
+        if name in preds:
+            bounded += 1
+        if prefix_open and len(intervals) == 1 and intervals[0].is_point:
+            equality_prefix += 1
+        else:
+            prefix_open = False
+        per_field.append((intervals, desc))
+        order = list(reversed(intervals)) if desc else intervals
+        shown[name] = [iv.render(desc) for iv in order]
+    sort_ok, reverse = _supplies_sort(index, sort, equality_prefix)
+    if not per_field or (index.key[0][0] not in preds and not sort_ok):
+        return None
+    if index.sparse and not _excludes_null(index, preds):
+        return None
+    plan = IndexScan(
+        index,
+        key_ranges(per_field, reverse=reverse),
+        shown,
+        matcher,
+        filt,
+        reverse=reverse,
+        provides_sort=sort_ok,
+    )
+    plan.bounded_fields = bounded
+    return plan
+
+
+def _excludes_null(index: IndexInfo, preds: Mapping[str, FieldPredicates]) -> bool:
+    """Whether the bounds exclude null on some field (so a sparse index misses no match)."""
+    null = encode_key(None)
+    for name, _ in index.key:
+        if name not in preds:
+            continue
+        intervals = field_intervals(preds[name], index.multikey)
+        if all(
+            not ((iv.lo.enc or b"") <= null and (iv.hi.enc is None or null <= iv.hi.enc))
+            for iv in intervals
+        ):
+            return True
+    return False
+
+
+def _supplies_sort(
+    index: IndexInfo, sort: list[tuple[str, int]], equality_prefix: int
+) -> tuple[bool, bool]:
+    """(whether a scan of ``index`` yields ``sort`` order, whether backwards)."""
+    if not sort or index.multikey or index.is_2d:
+        return False, False
+    rest = list(index.key[equality_prefix:])
+    if len(sort) > len(rest):
+        return False, False
+    signs = set()
+    for (sname, sdir), (iname, idir) in zip(sort, rest):
+        if sname != iname:
+            return False, False
+        signs.add(sdir == (-1 if is_descending(idir) else 1))
+    if len(signs) != 1:
+        return False, False
+    return True, signs == {False}
+
+
+def _geo_plans(
+    view: CollectionView, matcher: Matcher, filt: Mapping[str, Any]
+) -> tuple[GeoNear | None, list[IndexScan]]:
+    near: GeoNear | None = None
+    within: list[IndexScan] = []
+    for path, query in matcher.geo:
+        index = next(
+            (ix for ix in view.indexes if ix.is_2d and ix.key[0][0] == path and ix.geo), None
+        )
+        if query.is_near:
+            if index is None:
+                raise MongoError(
+                    NO_QUERY_EXECUTION_PLANS,
+                    f"error processing query: ns={view.namespace} planner returned error "
+                    ":: caused by :: unable to find index for $geoNear query",
+                    code_name="NoQueryExecutionPlans",
+                )
+            if near is not None:
+                raise bad_value("Too many geoNear expressions")
+            near = GeoNear(index, path, query, matcher, filt)
+        elif index is not None:
+            assert index.geo is not None
+            cells = query.covering(index.geo) or []
+            ranges = [(encode_key(lo), prefix_successor(encode_key(hi))) for lo, hi in cells]
+            bounds = {path: [f"[{lo}, {hi}]" for lo, hi in cells]}
+            for name, _ in index.key[1:]:
+                bounds[name] = ["[MinKey, MaxKey]"]
+            plan = IndexScan(index, ranges, bounds, matcher, filt)
+            plan.bounded_fields = 1
+            within.append(plan)
+    return near, within
+
+
+def _hinted(view: CollectionView, hint: Any) -> IndexInfo | str:
+    if isinstance(hint, str):
+        if hint == "$natural":
+            return "$natural"
+        found = next((ix for ix in view.indexes if ix.name == hint), None)
+    else:
+        pattern = list(hint.items()) if isinstance(hint, Mapping) else [tuple(p) for p in hint]
+        if pattern and pattern[0][0] == "$natural":
+            return "$natural"
+        found = next((ix for ix in view.indexes if list(ix.key) == pattern), None)
+    if found is None:
+        raise bad_value("error processing query: planner returned error :: caused by :: "
+                        "hint provided does not correspond to an existing index")
+    return found
+
+
+def plan_query(txn: Any, view: CollectionView, spec: FindSpec) -> tuple[Plan, list[Plan], Matcher]:
+    """Compile the filter and choose a plan: ``(winner, rejected, matcher)``."""
+    filt = spec.filter or {}
+    matcher = Matcher(filt)
+    sort = normalize_sort(spec.sort)
+    near, geo_scans = _geo_plans(view, matcher, filt)
+    if near is not None:
+        return near, [], matcher
+    preds = filter_predicates(filt)
+    if spec.hint is not None:
+        hinted = _hinted(view, spec.hint)
+        if hinted == "$natural":
+            return CollScan(matcher, filt), [], matcher
+        assert isinstance(hinted, IndexInfo)
+        if hinted.is_2d:
+            for plan in geo_scans:
+                if plan.index is hinted:
+                    return plan, [], matcher
+        plan = _index_scan(hinted, preds, sort, matcher, filt)
+        if plan is None:  # a hinted index without bounds: scan all of it
+            plan = _full_index_scan(hinted, preds, sort, matcher, filt)
+        return plan, [], matcher
+    candidates: list[IndexScan] = list(geo_scans)
+    for index in view.indexes:
+        if index.is_2d:
+            continue
+        plan = _index_scan(index, preds, sort, matcher, filt)
+        if plan is not None:
+            candidates.append(plan)
+    if not candidates:
+        return CollScan(matcher, filt), [], matcher
+    if len(candidates) == 1:
+        return candidates[0], [], matcher
+    return (*_choose(txn, candidates, sort), matcher)
+
+
+def _full_index_scan(
+    index: IndexInfo,
+    preds: Mapping[str, FieldPredicates],
+    sort: list[tuple[str, int]],
+    matcher: Matcher,
+    filt: Mapping[str, Any],
+) -> IndexScan:
+    sort_ok, reverse = _supplies_sort(index, sort, 0)
+    bounds = {name: ["[MinKey, MaxKey]"] for name, _ in index.key}
+    return IndexScan(
+        index, [(b"", None)], bounds, matcher, filt, reverse=reverse, provides_sort=sort_ok
+    )
+
+
+def _choose(txn: Any, candidates: list[IndexScan], sort: list[tuple[str, int]]) -> tuple[Plan, list[Plan]]:
+    """Fewest index keys in bounds wins (counted with a cap at the best so far); ties go to the
+    plan that supplies the sort, then to the one bounding more fields."""
+    candidates.sort(key=lambda p: (-p.bounded_fields, not p.provides_sort))
+    best: IndexScan | None = None
+    best_rank: tuple[int, bool, int] | None = None
+    for plan in candidates:
+        cap = best.estimate + 1 if best is not None else 1 << 62
+        plan.estimate = plan.count_keys(txn, cap)
+        rank = (plan.estimate, not (sort and plan.provides_sort), -plan.bounded_fields)
+        if best_rank is None or rank < best_rank:
+            best, best_rank = plan, rank
+    assert best is not None
+    return best, [p for p in candidates if p is not best]
+
+
+# --- execution ------------------------------------------------------------------------------------
+
+
+def sort_key_for(sort: list[tuple[str, int]]) -> Callable[[Mapping[str, Any]], tuple]:
+    """MongoDB's sort key: per field, the smallest (ascending) or largest (descending) value the
+    path reaches in the document (arrays unwound), missing as null."""
+
+    def key(doc: Mapping[str, Any]) -> tuple:
+        parts = []
+        for name, direction in sort:
+            values = [None if v is MISSING else v for v in key_values(doc, name)] or [None]
+            pick = min if direction > 0 else max
+            chosen = pick(values, key=SortKey)
+            parts.append(_Directed(chosen, direction))
+        return tuple(parts)
+
+    return key
+
+
+class _Directed:
+    __slots__ = ("direction", "key")
+
+    def __init__(self, value: Any, direction: int) -> None:
+        self.key = SortKey(value)
+        self.direction = direction
+
+    def __lt__(self, other: _Directed) -> bool:
+        return self.key < other.key if self.direction > 0 else other.key < self.key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Directed) and self.key == other.key
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def sort_exceeded(limit: int) -> MongoError:
+    return MongoError(
+        QUERY_EXCEEDED_MEMORY_LIMIT,
+        f"Sort exceeded memory limit of {limit} bytes, but did not opt in to external sorting.",
+        code_name="QueryExceededMemoryLimitNoDiskUseAllowed",
+    )
+
+
+def blocking_sort(
+    rows: Iterable[tuple[bytes, bytes, dict]],
+    sort: list[tuple[str, int]],
+    *,
+    keep: int,
+    max_bytes: int,
+    allow_disk_use: bool = False,
+) -> list[tuple[bytes, bytes, dict]]:
+    """Sort rows in memory, keeping the first ``keep`` (0: all); fails with code 292 when the
+    documents held exceed ``max_bytes`` (unless ``allow_disk_use``)."""
+    key = sort_key_for(sort)
+    held = 0
+    counter = itertools.count()
+    if keep > 0:
+        heap: list[tuple[Any, int, tuple[bytes, bytes, dict]]] = []  # max-heap via negation
+        for row in rows:
+            item = (_Reversed(key(row[2])), next(counter), row)
+            if len(heap) < keep:
+                heapq.heappush(heap, item)
+                held += len(row[1])
+            elif item[0] > heap[0][0]:
+                old = heapq.heapreplace(heap, item)
+                held += len(row[1]) - len(old[2][1])
+            if held > max_bytes and not allow_disk_use:
+                raise sort_exceeded(max_bytes)
+        ordered = sorted(heap, key=lambda it: (it[0].inner, it[1]))
+        return [it[2] for it in ordered]
+    items = []
+    for row in rows:
+        held += len(row[1])
+        if held > max_bytes and not allow_disk_use:
+            raise sort_exceeded(max_bytes)
+        items.append((key(row[2]), next(counter), row))
+    items.sort(key=lambda it: (it[0], it[1]))
+    return [it[2] for it in items]
+
+
+class _Reversed:
+    """Inverts a tuple key's order, so heapq's min-heap keeps the ``keep`` smallest."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: tuple) -> None:
+        self.inner = inner
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return other.inner < self.inner
+
+    def __gt__(self, other: _Reversed) -> bool:
+        return self.inner < other.inner
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and self.inner == other.inner
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def execute(txn: Any, view: CollectionView, spec: FindSpec) -> QueryResult:
+    """Run a query: plan, scan, filter, sort, skip and limit."""
+    if spec.skip < 0:
+        raise bad_value("skip value must be non-negative")
+    if spec.limit < 0:
+        raise bad_value("limit value must be non-negative")
+    plan, rejected, _ = plan_query(txn, view, spec)
+    sort = normalize_sort(spec.sort)
+    stats = Stats()
+    skip, limit = spec.skip, spec.limit
+    sort_stage: dict[str, Any] | None = None
+    if isinstance(plan, GeoNear):
+        if not limit:
+            limit = DEFAULT_NEAR_LIMIT
+        plan.want = skip + limit
+        rows: Iterable[tuple[bytes, bytes, dict]] = plan.run(txn, view, stats)
+        if sort:
+            rows = itertools.islice(rows, skip + limit)
+    else:
+        rows = plan.run(txn, view, stats)
+    if sort and not plan.provides_sort:
+        keep = skip + limit if limit else 0
+        sort_stage = {"stage": "SORT", "sortPattern": dict(sort), "memLimit": spec.max_sort_bytes,
+                      "type": "simple"}
+        if limit:
+            sort_stage["limitAmount"] = keep
+        rows = blocking_sort(
+            rows, sort, keep=keep, max_bytes=spec.max_sort_bytes, allow_disk_use=spec.allow_disk_use
+        )
+    out = itertools.islice(rows, skip, skip + limit if limit else None)
+    docs: list[dict[str, Any]] = []
+    keys: list[bytes] = []
+    for rk, _, doc in out:
+        keys.append(rk)
+        docs.append(doc)
+    stats.n_returned = len(docs)
+    return QueryResult(docs, keys, plan, rejected, stats, sort_stage)
+
+
+def explain(txn: Any, view: CollectionView, spec: FindSpec, verbosity: str = "executionStats") -> dict[str, Any]:
+    """MongoDB-shaped explain output (``queryPlanner`` and, unless ``queryPlanner`` verbosity,
+    ``executionStats`` from actually running the winning plan)."""
+    result = execute(txn, view, spec)
+    winning = _wrap(result.plan.describe(), result, spec)
+    planner: dict[str, Any] = {
+        "plannerVersion": 1,
+        "namespace": view.namespace,
+        "parsedQuery": dict(spec.filter or {}),
+        "winningPlan": winning,
+        "rejectedPlans": [p.describe() for p in result.rejected],
+    }
+    out: dict[str, Any] = {"queryPlanner": planner}
+    if verbosity != "queryPlanner":
+        out["executionStats"] = {
+            "executionSuccess": True,
+            "nReturned": result.stats.n_returned,
+            "totalKeysExamined": result.stats.keys_examined,
+            "totalDocsExamined": result.stats.docs_examined,
+            "executionStages": winning,
+        }
+    out["ok"] = 1.0
+    return out
+
+
+def _wrap(stage: dict[str, Any], result: QueryResult, spec: FindSpec) -> dict[str, Any]:
+    """Stack SORT, SKIP and LIMIT stages over a plan's stage tree, as MongoDB shows them."""
+    if result.sort_stage is not None:
+        stage = dict(result.sort_stage, inputStage=stage)
+    if spec.skip:
+        stage = {"stage": "SKIP", "skipAmount": spec.skip, "inputStage": stage}
+    limit = spec.limit or (DEFAULT_NEAR_LIMIT if isinstance(result.plan, GeoNear) else 0)
+    if limit and result.sort_stage is None:
+        stage = {"stage": "LIMIT", "limitAmount": limit, "inputStage": stage}
+    return stage
