@@ -36,8 +36,9 @@ from node.engine.errors import MongoError, bad_value
 from node.engine.geo import DEFAULT_NEAR_LIMIT, GeoBounds, GeoQuery
 from node.engine.keystring import encode_key, invert, is_descending, prefix_successor
 from node.engine.matcher import Matcher
-from node.engine.paths import key_values, path_values
-from node.engine.values import MISSING, SortKey
+from node.engine.paths import path_values
+from node.engine.sorting import Sort, parse_sort
+from node.engine.values import MISSING
 
 SORT_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
 """Default limit for in-memory sorts (MongoDB's internalQueryMaxBlockingSortMemoryUsageBytes)."""
@@ -613,20 +614,6 @@ class GeoNear(Plan):
 # --- planning -------------------------------------------------------------------------------------
 
 
-def normalize_sort(sort: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> list[tuple[str, int]]:
-    """``[(field, 1 | -1)]`` from a sort spec (list of pairs or mapping)."""
-    if not sort:
-        return []
-    items = list(sort.items()) if isinstance(sort, Mapping) else list(sort)
-    out = []
-    for name, direction in items:
-        if direction in (1, -1) and not isinstance(direction, bool):
-            out.append((name, int(direction)))
-        else:
-            raise bad_value(f"bad sort specification: {name}: {direction!r}")
-    return out
-
-
 def _index_scan(
     index: IndexInfo,
     preds: Mapping[str, FieldPredicates],
@@ -757,7 +744,7 @@ def plan_query(txn: Any, view: CollectionView, spec: FindSpec) -> tuple[Plan, li
     """Compile the filter and choose a plan: ``(winner, rejected, matcher)``."""
     filt = spec.filter or {}
     matcher = Matcher(filt)
-    sort = normalize_sort(spec.sort)
+    sort = parse_sort(spec.sort)
     near, geo_scans = _geo_plans(view, matcher, filt)
     if near is not None:
         return near, [], matcher
@@ -823,35 +810,8 @@ def _choose(txn: Any, candidates: list[IndexScan], sort: list[tuple[str, int]]) 
 
 
 def sort_key_for(sort: list[tuple[str, int]]) -> Callable[[Mapping[str, Any]], tuple]:
-    """MongoDB's sort key: per field, the smallest (ascending) or largest (descending) value the
-    path reaches in the document (arrays unwound), missing as null."""
-
-    def key(doc: Mapping[str, Any]) -> tuple:
-        parts = []
-        for name, direction in sort:
-            values = [None if v is MISSING else v for v in key_values(doc, name)] or [None]
-            pick = min if direction > 0 else max
-            chosen = pick(values, key=SortKey)
-            parts.append(_Directed(chosen, direction))
-        return tuple(parts)
-
-    return key
-
-
-class _Directed:
-    __slots__ = ("direction", "key")
-
-    def __init__(self, value: Any, direction: int) -> None:
-        self.key = SortKey(value)
-        self.direction = direction
-
-    def __lt__(self, other: _Directed) -> bool:
-        return self.key < other.key if self.direction > 0 else other.key < self.key
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Directed) and self.key == other.key
-
-    __hash__ = None  # type: ignore[assignment]
+    """MongoDB's sort key for ``sort`` (see :mod:`node.engine.sorting`)."""
+    return Sort(sort).key
 
 
 def sort_exceeded(limit: int) -> MongoError:
@@ -926,7 +886,7 @@ def execute(txn: Any, view: CollectionView, spec: FindSpec) -> QueryResult:
     if spec.limit < 0:
         raise bad_value("limit value must be non-negative")
     plan, rejected, _ = plan_query(txn, view, spec)
-    sort = normalize_sort(spec.sort)
+    sort = parse_sort(spec.sort)
     stats = Stats()
     skip, limit = spec.skip, spec.limit
     sort_stage: dict[str, Any] | None = None
