@@ -1,0 +1,175 @@
+"""``Database``: collections by attribute or item, collection management and ``command``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bson.codec_options import CodecOptions
+
+from helogale.collection import Collection
+from helogale.cursor import CommandCursor
+from helogale.errors import InvalidName, check_reply
+from helogale.read_preferences import ReadPreference, ServerMode
+from helogale.write_concern import WriteConcern
+
+if TYPE_CHECKING:
+    from helogale.client import MongoClient
+
+NAMESPACE_NOT_FOUND = 26
+
+
+def check_database_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError("name must be an instance of str")
+    if not name:
+        raise InvalidName("database name cannot be the empty string")
+    for char in " .$/\\\x00\"":
+        if char in name:
+            raise InvalidName(f"database names cannot contain the character {char!r}")
+
+
+class Database:
+    """A database of one client; cheap to create, holds no state but options."""
+
+    def __init__(
+        self,
+        client: MongoClient,
+        name: str,
+        codec_options: CodecOptions | None = None,
+        read_preference: ServerMode | None = None,
+        write_concern: WriteConcern | None = None,
+    ) -> None:
+        check_database_name(name)
+        self._client = client
+        self._name = name
+        self._codec_options = codec_options or client.codec_options
+        self._read_preference = read_preference or client.read_preference
+        self._write_concern = write_concern or client.write_concern
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def client(self) -> MongoClient:
+        return self._client
+
+    @property
+    def connection(self) -> MongoClient:
+        """The classic name of :attr:`client` (``assert dbh.connection == c``)."""
+        return self._client
+
+    @property
+    def codec_options(self) -> CodecOptions:
+        return self._codec_options
+
+    @property
+    def read_preference(self) -> ServerMode:
+        return self._read_preference
+
+    @property
+    def write_concern(self) -> WriteConcern:
+        return self._write_concern
+
+    def with_options(
+        self,
+        codec_options: CodecOptions | None = None,
+        read_preference: ServerMode | None = None,
+        write_concern: WriteConcern | None = None,
+    ) -> Database:
+        return Database(
+            self._client, self._name, codec_options or self._codec_options,
+            read_preference or self._read_preference, write_concern or self._write_concern,
+        )
+
+    def __getattr__(self, name: str) -> Collection:
+        if name.startswith("_"):
+            raise AttributeError(
+                f"Database has no attribute {name!r}. To access the {name} collection, "
+                f"use database[{name!r}]."
+            )
+        return self[name]
+
+    def __getitem__(self, name: str) -> Collection:
+        return Collection(self, name)
+
+    def get_collection(
+        self,
+        name: str,
+        codec_options: CodecOptions | None = None,
+        read_preference: ServerMode | None = None,
+        write_concern: WriteConcern | None = None,
+    ) -> Collection:
+        return Collection(self, name, codec_options, read_preference, write_concern)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Database):
+            return self._client == other._client and self._name == other._name
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+    def __repr__(self) -> str:
+        return f"Database({self._client!r}, {self._name!r})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(
+            "'Database' object is not callable. If you meant to call a method on a 'MongoClient' "
+            "object it is failing because no such method exists."
+        )
+
+    # --- commands ---------------------------------------------------------------------------
+    def command(
+        self,
+        command: str | Mapping[str, Any],
+        value: Any = 1,
+        check: bool = True,
+        allowable_errors: list[Any] | None = None,
+        read_preference: ServerMode | None = None,
+        codec_options: CodecOptions | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Run any command document and return the server's raw reply; an ``ok: 0`` reply
+        raises :class:`~helogale.errors.OperationFailure` (``code``, ``details``) when ``check``."""
+        if isinstance(command, str):
+            document: dict[str, Any] = {command: value}
+        elif isinstance(command, Mapping):
+            document = dict(command)
+        else:
+            raise TypeError("command must be a string or a mapping")
+        document.update(kwargs)
+        return self._client.run_command(
+            self._name, document,
+            read_preference=read_preference or ReadPreference.PRIMARY,
+            codec_options=codec_options or self._codec_options,
+            check=check, allowable_errors=tuple(allowable_errors or ()),
+        )
+
+    def list_collections(self, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> CommandCursor:
+        command: dict[str, Any] = {"listCollections": 1, "cursor": {}}
+        if filter:
+            command["filter"] = filter
+        command.update(kwargs)
+        reply, address = self._client.read_command(
+            self._name, command, ReadPreference.PRIMARY, self._codec_options
+        )
+        return CommandCursor(self._client, self._name, reply["cursor"], address, self._codec_options)
+
+    def list_collection_names(self, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> list[str]:
+        return [c["name"] for c in self.list_collections(filter, nameOnly=True, **kwargs)]
+
+    def create_collection(self, name: str, **kwargs: Any) -> Collection:
+        collection = Collection(self, name)
+        self.command({"create": name, **kwargs})
+        return collection
+
+    def drop_collection(self, name_or_collection: str | Collection) -> dict[str, Any]:
+        name = name_or_collection.name if isinstance(name_or_collection, Collection) else name_or_collection
+        if not isinstance(name, str):
+            raise TypeError("name_or_collection must be an instance of str or Collection")
+        reply = self.command({"drop": name}, check=False)
+        if reply.get("code") != NAMESPACE_NOT_FOUND and reply.get("errmsg") != "ns not found":
+            check_reply(reply)
+        return reply

@@ -1,0 +1,166 @@
+"""The retry policy — the one place that decides whether an operation runs again — and the
+server sessions (``lsid`` + ``txnNumber``) that make retrying a write safe.
+
+:meth:`Executor.run` selects a server, runs the operation there, and on a retryable failure
+(network error, NotWritablePrimary and the other "not primary / shutting down" codes) marks the
+server unknown and runs the operation again on a freshly selected server — the new primary once
+the monitors find it. Reads are retried when ``retryReads`` is on; writes only when retryable
+(``retryWrites`` on and a single-statement-per-document write carrying a session id and
+transaction number, which the server uses to apply it at most once). Retries continue until
+``serverSelectionTimeoutMS`` after the first failure (at most ``MAX_ATTEMPTS`` runs in all), so
+a failover costs a pause, not an error.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from bson.binary import Binary
+from bson.int64 import Int64
+
+from helogale.channel import Address, Channel
+from helogale.errors import AutoReconnect, PyMongoError, is_not_primary, is_retryable
+from helogale.read_preferences import ReadPreference, ServerMode
+from helogale.topology import MONGOS, RS_PRIMARY, ServerDescription, Topology
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 10
+
+Operation = Callable[[ServerDescription, Channel], T]
+
+
+@dataclass
+class ServerSession:
+    """A logical session: ``lsid`` and the last transaction number used with it."""
+
+    lsid: dict[str, Any] = field(default_factory=lambda: {"id": Binary(uuid.uuid4().bytes, 4)})
+    txn_number: int = 0
+
+    def next_txn_number(self) -> Int64:
+        self.txn_number += 1
+        return Int64(self.txn_number)
+
+
+class SessionPool:
+    """Sessions reused across operations; one operation holds a session at a time, so the
+    transaction numbers of a session always increase in the order the server sees them."""
+
+    def __init__(self) -> None:
+        self._free: list[ServerSession] = []
+        self._lock = threading.Lock()
+
+    def checkout(self) -> ServerSession:
+        with self._lock:
+            return self._free.pop() if self._free else ServerSession()
+
+    def checkin(self, session: ServerSession) -> None:
+        with self._lock:
+            self._free.append(session)
+
+
+def supports_retryable_writes(server: ServerDescription) -> bool:
+    """Retryable writes need a replica-set primary or a router (not a standalone node)."""
+    return server.server_type in (RS_PRIMARY, MONGOS)
+
+
+class Executor:
+    """Runs operations against the topology with the client's retry policy."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        retry_reads: bool = True,
+        retry_writes: bool = True,
+    ) -> None:
+        self.topology = topology
+        self.retry_reads = retry_reads
+        self.retry_writes = retry_writes
+        self.sessions = SessionPool()
+
+    def run(
+        self,
+        operation: Operation[T],
+        *,
+        read_preference: ServerMode = ReadPreference.PRIMARY,
+        retryable: bool,
+        address: Address | None = None,
+    ) -> T:
+        """Run ``operation(server, channel)``; retry it while ``retryable`` and the error allows.
+
+        With ``address`` the operation is pinned to that server (``getMore``/``killCursors``)
+        and is never retried elsewhere.
+        """
+        topology = self.topology
+        deadline: float | None = None
+        attempts = 0
+        while True:
+            if address is not None:
+                server = ServerDescription(address)
+            else:
+                remaining = None
+                if deadline is not None:
+                    remaining = max(deadline - time.monotonic(), 0.0)
+                server = topology.select_server(read_preference, timeout=remaining)
+            channel = topology.channels.get(server.address)
+            attempts += 1
+            try:
+                return operation(server, channel)
+            except PyMongoError as exc:
+                if isinstance(exc, AutoReconnect) or is_not_primary(exc):
+                    topology.mark_unknown(server.address, exc)
+                if address is not None or not retryable or not is_retryable(exc):
+                    raise
+                if deadline is None:
+                    deadline = time.monotonic() + topology.server_selection_timeout
+                if attempts >= MAX_ATTEMPTS or time.monotonic() >= deadline:
+                    raise
+
+    def read(
+        self, operation: Operation[T], read_preference: ServerMode = ReadPreference.PRIMARY
+    ) -> T:
+        """A read: retried when ``retryReads`` is on."""
+        return self.run(operation, read_preference=read_preference, retryable=self.retry_reads)
+
+    def write(
+        self,
+        build: Callable[[ServerDescription, dict[str, Any] | None], tuple[str, dict[str, Any]]],
+        handle: Callable[[dict[str, Any], ServerDescription], T],
+        *,
+        retryable: bool,
+        codec_options: Any = None,
+    ) -> T:
+        """A write command: ``build(server, session_fields)`` returns ``(db, command)``;
+        ``handle(reply, server)`` checks the reply (raising mapped errors) and returns the result.
+
+        When the write is retryable, ``session_fields`` is ``{lsid, txnNumber}`` — the same on
+        every attempt, so the server recognises a retry of a write it already applied.
+        """
+        retry = retryable and self.retry_writes
+        session = self.sessions.checkout() if retry else None
+        fields: dict[str, Any] | None = None
+
+        def operation(server: ServerDescription, channel: Channel) -> T:
+            nonlocal fields
+            session_fields = None
+            if session is not None and supports_retryable_writes(server):
+                if fields is None:
+                    fields = {"lsid": session.lsid, "txnNumber": session.next_txn_number()}
+                session_fields = fields
+            db, command = build(server, session_fields)
+            if codec_options is not None:
+                reply = channel.run(db, command, codec_options)
+            else:
+                reply = channel.run(db, command)
+            return handle(reply, server)
+
+        try:
+            return self.run(operation, retryable=retry)
+        finally:
+            if session is not None:
+                self.sessions.checkin(session)
