@@ -341,10 +341,10 @@ def test_in_memory_sort_limit_error() -> None:
 
 def test_blocking_sort_arrays_and_missing() -> None:
     rows = [
-        (b"1", b"x", {"_id": 1, "a": [5, 1]}),
-        (b"2", b"x", {"_id": 2}),
-        (b"3", b"x", {"_id": 3, "a": 3}),
-        (b"4", b"x", {"_id": 4, "a": [2, 9]}),
+        (b"1", b"x", {"_id": 1, "a": [5, 1]}, None),
+        (b"2", b"x", {"_id": 2}, None),
+        (b"3", b"x", {"_id": 3, "a": 3}, None),
+        (b"4", b"x", {"_id": 4, "a": [2, 9]}, None),
     ]
     up = blocking_sort(rows, [("a", 1)], keep=0, max_bytes=10**6)
     assert [r[2]["_id"] for r in up] == [2, 1, 4, 3]

@@ -47,6 +47,7 @@ NO_QUERY_EXECUTION_PLANS = 291
 MAX_SCAN_RANGES = 512  # cap on the cartesian product of point bounds
 
 Range = tuple[bytes, bytes | None]  # [start, end) in index-key bytes; end None: to the end
+Row = tuple[bytes, bytes, dict[str, Any], "int | None"]  # record key, BSON, doc, match position
 
 
 # --- what the planner needs to know about a collection ------------------------------------------
@@ -397,12 +398,12 @@ def key_ranges(
 
 
 class Plan:
-    """A way to produce the matching documents (``run`` yields ``(record_key, raw, doc)``)."""
+    """A way to produce the matching documents (``run`` yields :data:`Row` tuples)."""
 
     provides_sort = False
     estimate = 0
 
-    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[tuple[bytes, bytes, dict]]:
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -416,17 +417,19 @@ class Plan:
 class CollScan(Plan):
     """Every record in ``_id`` order, filtered."""
 
-    def __init__(self, matcher: Matcher, filt: Mapping[str, Any]) -> None:
+    def __init__(self, matcher: Matcher, filt: Mapping[str, Any], start: bytes = b"") -> None:
         self.matcher = matcher
         self.filter = filt
+        self.start = start
 
-    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[tuple[bytes, bytes, dict]]:
-        matches, decode = self.matcher.matches, view.decode
-        for rk, raw in txn.scan(view.docs_table):
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
+        match, decode = self.matcher.match_position, view.decode
+        for rk, raw in txn.scan(view.docs_table, self.start):
             stats.docs_examined += 1
             doc = decode(raw)
-            if matches(doc):
-                yield rk, raw, doc
+            matched, pos = match(doc)
+            if matched:
+                yield rk, raw, doc, pos
 
     def describe(self) -> dict[str, Any]:
         stage: dict[str, Any] = {"stage": "COLLSCAN"}
@@ -486,16 +489,17 @@ class IndexScan(Plan):
                     return n
         return n
 
-    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[tuple[bytes, bytes, dict]]:
-        matches, decode, docs = self.matcher.matches, view.decode, view.docs_table
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
+        match, decode, docs = self.matcher.match_position, view.decode, view.docs_table
         for rk in self.entries(txn, stats):
             raw = txn.get(docs, rk)
             if raw is None:
                 continue
             stats.docs_examined += 1
             doc = decode(raw)
-            if matches(doc):
-                yield rk, raw, doc
+            matched, pos = match(doc)
+            if matched:
+                yield rk, raw, doc, pos
 
     def describe(self) -> dict[str, Any]:
         ixscan = {
@@ -547,10 +551,10 @@ class GeoNear(Plan):
             return math.pi
         return (self.bounds.max - self.bounds.min) * math.sqrt(2) * 2
 
-    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[tuple[bytes, bytes, dict]]:
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         """Matches ordered by distance (ties by record key)."""
         seen: set[bytes] = set()
-        found: list[tuple[float, bytes, bytes, dict]] = []
+        found: list[tuple[float, bytes, bytes, dict[str, Any], int | None]] = []
         full = self._full_radius()
         if self.query.max_distance is not None:
             radius = self.query.max_distance
@@ -573,14 +577,15 @@ class GeoNear(Plan):
                         continue
                     stats.docs_examined += 1
                     doc = view.decode(raw)
-                    if not self.matcher.matches(doc):
+                    matched, pos = self.matcher.match_position(doc)
+                    if not matched:
                         continue
                     dist = min(
                         (d for v in path_values(doc, self.path)
                          if (d := self.query.distance(v)) is not None),
                         default=math.inf,
                     )
-                    found.append((dist, rk, raw, doc))
+                    found.append((dist, rk, raw, doc, pos))
             if final or radius >= full:
                 break
             if sum(1 for d, *_ in found if d <= radius) >= self.want:
@@ -588,8 +593,8 @@ class GeoNear(Plan):
             radius = min(radius * 2, full)
             final = radius >= full
         found.sort(key=lambda item: (item[0], item[1]))
-        for _, rk, raw, doc in found:
-            yield rk, raw, doc
+        for _, rk, raw, doc, pos in found:
+            yield rk, raw, doc, pos
 
     def describe(self) -> dict[str, Any]:
         near: dict[str, Any] = {
@@ -823,20 +828,20 @@ def sort_exceeded(limit: int) -> MongoError:
 
 
 def blocking_sort(
-    rows: Iterable[tuple[bytes, bytes, dict]],
+    rows: Iterable[Row],
     sort: list[tuple[str, int]],
     *,
     keep: int,
     max_bytes: int,
     allow_disk_use: bool = False,
-) -> list[tuple[bytes, bytes, dict]]:
+) -> list[Row]:
     """Sort rows in memory, keeping the first ``keep`` (0: all); fails with code 292 when the
     documents held exceed ``max_bytes`` (unless ``allow_disk_use``)."""
     key = sort_key_for(sort)
     held = 0
     counter = itertools.count()
     if keep > 0:
-        heap: list[tuple[Any, int, tuple[bytes, bytes, dict]]] = []  # max-heap via negation
+        heap: list[tuple[Any, int, Row]] = []  # max-heap via negation
         for row in rows:
             item = (_Reversed(key(row[2])), next(counter), row)
             if len(heap) < keep:
@@ -894,7 +899,7 @@ def execute(txn: Any, view: CollectionView, spec: FindSpec) -> QueryResult:
         if not limit:
             limit = DEFAULT_NEAR_LIMIT
         plan.want = skip + limit
-        rows: Iterable[tuple[bytes, bytes, dict]] = plan.run(txn, view, stats)
+        rows: Iterable[Row] = plan.run(txn, view, stats)
         if sort:
             rows = itertools.islice(rows, skip + limit)
     else:
@@ -911,7 +916,7 @@ def execute(txn: Any, view: CollectionView, spec: FindSpec) -> QueryResult:
     out = itertools.islice(rows, skip, skip + limit if limit else None)
     docs: list[dict[str, Any]] = []
     keys: list[bytes] = []
-    for rk, _, doc in out:
+    for rk, _, doc, _pos in out:
         keys.append(rk)
         docs.append(doc)
     stats.n_returned = len(docs)
