@@ -1,0 +1,215 @@
+"""Tests for node.engine.projection, from the MongoDB manual's projection pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bson import SON
+
+from node.engine.errors import MongoError
+from node.engine.matcher import Matcher
+from node.engine.projection import Projection, project
+
+INVENTORY = {
+    "_id": 1,
+    "item": "journal",
+    "status": "A",
+    "size": {"h": 14, "w": 21, "uom": "cm"},
+    "instock": [{"warehouse": "A", "qty": 5}, {"warehouse": "C", "qty": 15}],
+}
+
+
+def bad(spec: Any, code: int, message: str | None = None) -> None:
+    with pytest.raises(MongoError) as info:
+        Projection(spec)
+    assert info.value.code == code
+    if message is not None:
+        assert info.value.errmsg == message
+
+
+def test_no_projection_returns_everything() -> None:
+    assert project(INVENTORY, None) == INVENTORY
+    assert project(INVENTORY, {}) == INVENTORY
+
+
+def test_inclusion_keeps_id_by_default() -> None:
+    assert project(INVENTORY, {"item": 1, "status": 1}) == {
+        "_id": 1,
+        "item": "journal",
+        "status": "A",
+    }
+    assert project(INVENTORY, {"item": 1, "_id": 0}) == {"item": "journal"}
+    assert project(INVENTORY, {"_id": 1}) == {"_id": 1}
+    assert project(INVENTORY, ["item"]) == {"_id": 1, "item": "journal"}
+    assert Projection({"item": True}).inclusion
+
+
+def test_inclusion_keeps_document_order() -> None:
+    out = project(INVENTORY, SON([("status", 1), ("item", 1)]))
+    assert list(out) == ["_id", "item", "status"]
+
+
+def test_exclusion() -> None:
+    out = project(INVENTORY, {"status": 0, "instock": 0})
+    assert out == {"_id": 1, "item": "journal", "size": {"h": 14, "w": 21, "uom": "cm"}}
+    assert "_id" not in project(INVENTORY, {"_id": 0})
+    assert project(INVENTORY, {"_id": 0, "item": 0, "status": 0, "size": 0, "instock": 0}) == {}
+    assert not Projection({"a": False}).inclusion
+
+
+def test_dotted_inclusion_into_documents_and_arrays() -> None:
+    out = project(INVENTORY, {"item": 1, "size.uom": 1, "instock.qty": 1})
+    assert out == {
+        "_id": 1,
+        "item": "journal",
+        "size": {"uom": "cm"},
+        "instock": [{"qty": 5}, {"qty": 15}],
+    }
+    # nested projection documents mean the same as dotted paths
+    assert project(INVENTORY, {"size": {"uom": 1}}) == {"_id": 1, "size": {"uom": "cm"}}
+
+
+def test_dotted_inclusion_drops_scalars_and_keeps_empty_documents() -> None:
+    doc = {"_id": 1, "a": [1, {"b": 2, "c": 3}, {"c": 4}, [{"b": 5}]], "x": 7}
+    assert project(doc, {"a.b": 1}) == {"_id": 1, "a": [{"b": 2}, {}, [{"b": 5}]]}
+    # a scalar where a document was expected is dropped entirely
+    assert project({"_id": 1, "a": 5}, {"a.b": 1}) == {"_id": 1}
+
+
+def test_dotted_exclusion() -> None:
+    out = project(INVENTORY, {"size.uom": 0, "instock.warehouse": 0})
+    assert out["size"] == {"h": 14, "w": 21}
+    assert out["instock"] == [{"qty": 5}, {"qty": 15}]
+    doc = {"_id": 1, "a": [1, {"b": 2, "c": 3}], "s": 5}
+    assert project(doc, {"a.b": 0, "s.t": 0}) == {"_id": 1, "a": [1, {"c": 3}], "s": 5}
+
+
+def test_slice() -> None:
+    doc = {"_id": 1, "title": "post", "comments": [1, 2, 3, 4, 5], "n": 9}
+    assert project(doc, {"comments": {"$slice": 2}}) == {**doc, "comments": [1, 2]}
+    assert project(doc, {"comments": {"$slice": -2}})["comments"] == [4, 5]
+    assert project(doc, {"comments": {"$slice": [1, 2]}})["comments"] == [2, 3]
+    assert project(doc, {"comments": {"$slice": [-2, 5]}})["comments"] == [4, 5]
+    assert project(doc, {"comments": {"$slice": [-20, 2]}})["comments"] == [1, 2]
+    assert project(doc, {"comments": {"$slice": [10, 2]}})["comments"] == []
+    assert project(doc, {"comments": {"$slice": -10}})["comments"] == [1, 2, 3, 4, 5]
+    # $slice on a non-array leaves the value alone
+    assert project(doc, {"n": {"$slice": 1}})["n"] == 9
+    # with an inclusion, the sliced field is included too
+    assert project(doc, {"title": 1, "comments": {"$slice": 1}}) == {
+        "_id": 1,
+        "title": "post",
+        "comments": [1],
+    }
+    # with an exclusion, everything else stays
+    assert project(doc, {"title": 0, "comments": {"$slice": 1}}) == {
+        "_id": 1,
+        "comments": [1],
+        "n": 9,
+    }
+    nested = {"_id": 1, "a": [{"b": [1, 2, 3]}, {"b": [4, 5]}]}
+    assert project(nested, {"a.b": {"$slice": 1}}) == {"_id": 1, "a": [{"b": [1]}, {"b": [4]}]}
+
+
+def test_slice_errors() -> None:
+    bad({"a": {"$slice": "1"}}, 2)
+    bad({"a": {"$slice": [1]}}, 2, "$slice array wrong size")
+    bad({"a": {"$slice": [1, 0]}}, 2, "$slice limit must be positive")
+    bad({"a": {"$slice": [1, -1]}}, 2, "$slice limit must be positive")
+
+
+def test_elem_match_projection() -> None:
+    school = {
+        "_id": 1,
+        "zipcode": "63109",
+        "students": [
+            {"name": "john", "school": 102, "age": 10},
+            {"name": "jess", "school": 102, "age": 11},
+            {"name": "jeff", "school": 108, "age": 15},
+        ],
+    }
+    spec = {"students": {"$elemMatch": {"school": 102}}}
+    assert project(school, spec) == {
+        "_id": 1,
+        "students": [{"name": "john", "school": 102, "age": 10}],
+    }
+    spec2 = {"students": {"$elemMatch": {"school": 102, "age": {"$gt": 10}}}}
+    assert project(school, spec2)["students"] == [{"name": "jess", "school": 102, "age": 11}]
+    # no match: the field is omitted; the other included fields come first
+    spec3 = {"students": {"$elemMatch": {"school": 999}}, "zipcode": 1}
+    assert project(school, spec3) == {"_id": 1, "zipcode": "63109"}
+    out = project(school, {"students": {"$elemMatch": {"age": 15}}, "zipcode": 1})
+    assert list(out) == ["_id", "zipcode", "students"]
+    assert project({"_id": 2, "students": 5}, spec) == {"_id": 2}
+    # value form
+    assert project({"_id": 3, "s": [1, 5, 9]}, {"s": {"$elemMatch": {"$gt": 4}}}) == {
+        "_id": 3,
+        "s": [5],
+    }
+
+
+def test_elem_match_projection_errors() -> None:
+    bad({"a.b": {"$elemMatch": {"x": 1}}}, 31275)
+    bad({"a": {"$elemMatch": 5}}, 2)
+    bad({"a": {"$elemMatch": {"$foo": 1}}}, 2, "unknown operator: $foo")
+    bad({"a": 0, "b": {"$elemMatch": {"x": 1}}}, 31253)
+
+
+def test_positional_projection_uses_the_query_match() -> None:
+    doc = {"_id": 7, "semester": 3, "grades": [80, 85, 90, 91]}
+    query = Matcher({"semester": 3, "grades": {"$gte": 85}})
+    matched, position = query.match_position(doc)
+    assert matched and position == 1
+    spec = Projection({"grades.$": 1})
+    assert spec.needs_position
+    assert spec.apply(doc, position) == {"_id": 7, "grades": [85]}
+
+    user = {
+        "_id": 1,
+        "name": "nick",
+        "emails": [{"email": "a@x", "primary": True}, {"email": "b@x", "primary": False}],
+    }
+    _, pos = Matcher({"emails.email": "b@x"}).match_position(user)
+    assert project(user, {"emails.$": 1, "name": 1}, pos) == {
+        "_id": 1,
+        "name": "nick",
+        "emails": [{"email": "b@x", "primary": False}],
+    }
+    with pytest.raises(MongoError) as info:
+        spec.apply(doc, None)
+    assert info.value.code == 51246
+
+
+def test_positional_projection_errors() -> None:
+    bad({"a.$": 1, "b.$": 1}, 31276)
+    bad({"a.$.b": 1}, 31394)
+    bad({"a.$": 0}, 31395)
+    bad({"x": 0, "a.$": 1}, 31253)
+    bad({"a.$": 1, "b": {"$elemMatch": {"c": 1}}}, 31255)
+
+
+def test_mixing_inclusion_and_exclusion() -> None:
+    bad({"a": 1, "b": 0}, 31254, "Cannot do exclusion on field b in inclusion projection")
+    bad({"a": 0, "b": 1}, 31253, "Cannot do inclusion on field b in exclusion projection")
+    # _id may be mixed either way
+    assert project(INVENTORY, {"_id": 0, "item": 1}) == {"item": "journal"}
+    assert project(INVENTORY, {"_id": 1, "size": 0, "instock": 0}) == {
+        "_id": 1,
+        "item": "journal",
+        "status": "A",
+    }
+
+
+def test_path_collisions_and_bad_paths() -> None:
+    bad({"a": 1, "a.b": 1}, 31250, "Path collision at a.b remaining portion b")
+    bad({"a.b": 1, "a": 1}, 31250, "Path collision at a")
+    bad({"a": {"$elemMatch": {"x": 1}}, "a.b": 1}, 31250)
+    bad({"": 1}, 40352)
+    bad({"a..b": 1}, 15998)
+    bad({"$a": 1}, 16410)
+    bad({"a": "yes"}, 2)
+    bad({"a": None}, 2)
+    bad({"a": {"$meta": "textScore"}}, 2)
+    bad({"a": {"$foo": 1}}, 2)
+    bad(5, 2)
