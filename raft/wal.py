@@ -224,6 +224,7 @@ class WalStorage:
         self._segments: list[_Segment] = []
         self._fd = -1
         self._size = 0
+        self._dirty = False
         self.fsyncs = 0
         """Number of fdatasync calls made on segments (group commit is visible here)."""
         self._snap = self._load_snapshot()
@@ -302,8 +303,10 @@ class WalStorage:
             os.fsync(fd)
             _fsync_dir(self._wal_dir)
         if self._fd >= 0:
+            if self._dirty and self.sync:
+                os.fdatasync(self._fd)  # seal the old segment durably before moving on
             os.close(self._fd)
-        self._fd, self._size = fd, len(buf)
+        self._fd, self._size, self._dirty = fd, len(buf), False
         self._segments.append(_Segment(seq, path))
 
     # ------------------------------------------------------------------ LogStorage (reads)
@@ -418,9 +421,16 @@ class WalStorage:
             n = os.write(self._fd, view)
             view = view[n:]
         self._size += len(buf)
-        if sync and self.sync:
+        self._dirty = True
+        if sync:
+            self.flush()
+
+    def flush(self) -> None:
+        """fdatasync what ``save(..., sync=False)`` wrote: group commit across saves."""
+        if self._dirty and self.sync:
             os.fdatasync(self._fd)
             self.fsyncs += 1
+        self._dirty = False
 
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         """Save the application's state-machine image taken at applied ``index``."""

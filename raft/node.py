@@ -1,0 +1,587 @@
+"""The concurrent Raft driver: ``RaftNode`` runs a ``RawNode`` with a WAL, a gRPC transport,
+a clock and the application's state machine.
+
+Threads
+-------
+* **raft loop** (owns the ``RawNode``): ticks on a monotonic clock every ``tick_interval``,
+  steps received messages, turns all queued proposals into ONE ``propose_batch``, takes a
+  ``Ready``, sends its ``messages`` at once and hands the Ready to the persist thread. It never
+  touches the disk, so heartbeats and votes keep flowing while an fsync stalls (Readies are
+  pipelined, up to ``max_inflight_readies``).
+* **persist/apply**: takes every queued Ready, writes them all and fsyncs ONCE (group commit
+  across Readies), sends the ``persisted_messages`` (append/vote acknowledgements), installs a
+  received snapshot, applies committed entries through ``apply(entries)``, resolves proposal
+  and read futures, takes application snapshots, compacts the log, and finally asks the loop to
+  ``advance`` each Ready in order.
+
+The application supplies ``apply(entries) -> list | None`` (NORMAL entries in log order,
+including the empty entry each new leader appends; a returned list gives per-entry results,
+found on the proposal future's ``result_value``), and optionally ``snapshot() -> bytes`` (state
+image as of the last applied entry) and ``restore(data)`` (replace state with an image).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raft import confchange
+from raft.core import Config, RawNode, Status
+from raft.transport import GrpcTransport
+from raft.types import (
+    NONE,
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    ProposalDropped,
+    RaftError,
+    Ready,
+    StateRole,
+)
+from raft.wal import WalStorage
+
+__all__ = ["NodeStopped", "NotLeader", "RaftNode", "RaftNodeConfig", "Snapshotter"]
+
+log = logging.getLogger(__name__)
+
+ApplyFn = Callable[[list[Entry]], "Sequence[Any] | None"]
+
+
+class NotLeader(ProposalDropped):
+    """This member cannot take the request; ``leader`` is the known leader id (0: none)."""
+
+    def __init__(self, leader: int, why: str = "not leader") -> None:
+        super().__init__(f"{why} (leader: {leader or 'unknown'})")
+        self.leader = leader
+
+
+class NodeStopped(RaftError):
+    """The node was stopped before the request completed."""
+
+
+class Snapshotter:
+    """Application snapshot hooks: ``take()`` returns bytes, ``install(data)`` restores."""
+
+    def __init__(self, take: Callable[[], bytes], install: Callable[[bytes], None]) -> None:
+        self.take = take
+        self.install = install
+
+
+@dataclass
+class RaftNodeConfig:
+    tick_interval: float = 0.02
+    """Seconds per Raft tick (monotonic clock)."""
+    election_tick: int = 10
+    heartbeat_tick: int = 1
+    pre_vote: bool = True
+    check_quorum: bool = True
+    max_inflight_readies: int = 8
+    snapshot_every: int = 10000
+    """Take an application snapshot after this many applied entries (0: never)."""
+    keep_entries: int = 2000
+    """Entries kept behind a snapshot for slow followers before compaction."""
+    segment_bytes: int = 64 << 20
+    fsync: bool = True
+    max_size_per_msg: int = 1 << 20
+    max_inflight_msgs: int = 256
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What other threads may read without asking the loop (refreshed every loop turn)."""
+
+    id: int
+    role: StateRole
+    term: int
+    leader: int
+    commit: int
+    last_index: int
+    match: dict[int, int]
+    voters: frozenset[int]
+
+
+class RaftNode:
+    """A Raft member: durable log in ``data_dir``, peers over gRPC, state machine via callbacks.
+
+    ``peers`` maps every initial member id (this one included) to its ``host:port``. A brand
+    new data directory is bootstrapped with those members as voters unless ``join`` is True
+    (then the node waits to be added by the leader and receive the log or a snapshot).
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        data_dir: str | Path,
+        peers: dict[int, str],
+        apply: ApplyFn,
+        *,
+        snapshotter: Snapshotter | None = None,
+        config: RaftNodeConfig | None = None,
+        listen: str | None = None,
+        join: bool = False,
+        on_leader_change: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.id = node_id
+        self.cfg = config or RaftNodeConfig()
+        self._apply_fn = apply
+        self._snapshotter = snapshotter
+        self._on_leader_change = on_leader_change
+        self.storage = WalStorage(data_dir, segment_bytes=self.cfg.segment_bytes,
+                                  sync=self.cfg.fsync)
+        hs, cs = self.storage.initial_state()
+        fresh = (hs.term == 0 and self.storage.last_index() == 0 and not cs.voters
+                 and self.storage.snapshot().empty)
+        if fresh and not join:
+            cs = ConfState(voters=frozenset(peers))
+            self.storage.set_conf_state(cs)
+        snap = self.storage.snapshot()
+        if not snap.empty and snapshotter is not None:
+            snapshotter.install(snap.data)
+        self._applied = self.storage.first_index() - 1 if snap.empty else snap.meta.index
+        self._applied_conf = cs
+        self._snap_index = snap.meta.index
+        self.raw = RawNode(Config(
+            id=node_id, election_tick=self.cfg.election_tick,
+            heartbeat_tick=self.cfg.heartbeat_tick, pre_vote=self.cfg.pre_vote,
+            check_quorum=self.cfg.check_quorum, max_size_per_msg=self.cfg.max_size_per_msg,
+            max_inflight_msgs=self.cfg.max_inflight_msgs, applied=self._applied,
+        ), self.storage)
+        self._cv = threading.Condition()
+        self._inbox: deque[tuple[str, Any]] = deque()
+        self._persist_cv = threading.Condition()
+        self._persist_q: deque[Ready | None] = deque()
+        self._inflight = 0
+        self._running = False
+        self._stopped = False
+        self._fut_lock = threading.Lock()
+        self._pending: dict[int, tuple[int, Future[int]]] = {}
+        self._reads: dict[bytes, Future[int]] = {}
+        self._ready_reads: list[tuple[int, Future[int]]] = []
+        self._read_ids = itertools.count(1)
+        self._state_cv = threading.Condition()
+        self._view = NodeView(node_id, StateRole.FOLLOWER, hs.term, NONE, hs.commit,
+                              self.storage.last_index(), {}, cs.voters)
+        self._applied_index = self._applied
+        self.snapshots_installed = 0
+        """Snapshots received from a leader and installed (a lagging member's catch-up)."""
+        self.transport = GrpcTransport(node_id, listen or peers[node_id], peers, self._receive)
+        self._loop_thread = threading.Thread(target=self._loop, name=f"raft-loop-{node_id}",
+                                             daemon=True)
+        self._persist_thread = threading.Thread(target=self._persist_loop,
+                                                name=f"raft-persist-{node_id}", daemon=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> RaftNode:
+        self._running = True
+        self.transport.start()
+        self._persist_thread.start()
+        self._loop_thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop threads, close the transport and the WAL; pending futures fail."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with self._cv:
+            self._running = False
+            self._cv.notify_all()
+        if self._loop_thread.is_alive():
+            self._loop_thread.join(timeout=5)
+        with self._persist_cv:
+            self._persist_q.append(None)
+            self._persist_cv.notify_all()
+        if self._persist_thread.is_alive():
+            self._persist_thread.join(timeout=10)
+        self.transport.stop()
+        self.storage.close()
+        with self._fut_lock:
+            futs = [f for _, f in self._pending.values()] + list(self._reads.values())
+            futs += [f for _, f in self._ready_reads]
+            self._pending.clear()
+            self._reads.clear()
+            self._ready_reads.clear()
+        for f in futs:
+            if not f.done():
+                f.set_exception(NodeStopped("node stopped"))
+        with self._state_cv:
+            self._state_cv.notify_all()
+
+    def __enter__(self) -> RaftNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ public API
+    def propose(self, data: bytes) -> Future[int]:
+        """Replicate ``data``; the future resolves with its log index once it is committed and
+        applied here (``future.result_value`` holds what ``apply`` returned for it), or fails
+        with NotLeader / ProposalDropped."""
+        fut: Future[int] = Future()
+        self._post("propose", (data, fut))
+        return fut
+
+    def propose_conf_change(self, cc: ConfChange) -> Future[int]:
+        """Membership change; resolves with the entry index once applied. For an added member,
+        put its ``host:port`` in ``cc.context`` so every member learns how to reach it."""
+        fut: Future[int] = Future()
+        self._post("conf", (cc, fut))
+        return fut
+
+    def add_member(self, node_id: int, address: str, *, learner: bool = False) -> Future[int]:
+        kind = ConfChangeType.ADD_LEARNER if learner else ConfChangeType.ADD_NODE
+        return self.propose_conf_change(
+            ConfChange(((kind, node_id),), context=address.encode()))  # type: ignore[arg-type]
+
+    def remove_member(self, node_id: int) -> Future[int]:
+        return self.propose_conf_change(
+            ConfChange(((ConfChangeType.REMOVE_NODE, node_id),)))  # type: ignore[arg-type]
+
+    def read_index(self) -> Future[int]:
+        """Linearizable read point: resolves with the commit index confirmed by a quorum,
+        once this member has applied at least that far."""
+        fut: Future[int] = Future()
+        ctx = struct.pack(">IQ", self.id, next(self._read_ids))
+        with self._fut_lock:
+            self._reads[ctx] = fut
+        self._post("read", (ctx, fut))
+        return fut
+
+    def transfer_leadership(self, to: int) -> None:
+        self._post("transfer", to)
+
+    def campaign(self) -> None:
+        self._post("campaign", None)
+
+    def status(self, timeout: float = 5.0) -> Status:
+        """The core's full status (per-member progress on the leader), taken on the loop."""
+        fut: Future[Status] = Future()
+        self._post("call", (self.raw.status, fut))
+        return fut.result(timeout)
+
+    @property
+    def view(self) -> NodeView:
+        return self._view
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied_index
+
+    def is_leader(self) -> bool:
+        return self._view.role == StateRole.LEADER
+
+    def leader_id(self) -> int:
+        return self._view.leader
+
+    def wait_for(self, pred: Callable[[NodeView], bool], timeout: float) -> bool:
+        """Block until ``pred(view)`` holds (re-checked every loop turn) or the timeout."""
+        deadline = time.monotonic() + timeout
+        with self._state_cv:
+            while not pred(self._view):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopped:
+                    return False
+                self._state_cv.wait(left)
+            return True
+
+    def wait_for_match(self, index: int, n: int, timeout: float) -> bool:
+        """Leader only: wait until ``n`` voters (this one included) hold ``index`` durably —
+        write concern ``w=n``. False on timeout or when not leader."""
+        return self.wait_for(
+            lambda v: v.role == StateRole.LEADER
+            and sum(1 for m in v.match.values() if m >= index) >= n, timeout)
+
+    def wait_committed(self, index: int, timeout: float) -> bool:
+        return self.wait_for(lambda v: v.commit >= index, timeout)
+
+    def wait_applied(self, index: int, timeout: float) -> bool:
+        return self.wait_for(lambda v: self._applied_index >= index, timeout)
+
+    # ------------------------------------------------------------------ raft loop
+    def _post(self, kind: str, payload: Any) -> None:
+        if self._stopped:
+            if kind in ("propose", "conf", "read", "call"):
+                payload[-1].set_exception(NodeStopped("node stopped"))
+            return
+        with self._cv:
+            self._inbox.append((kind, payload))
+            self._cv.notify()
+
+    def _receive(self, msgs: list[Message]) -> None:
+        with self._cv:
+            self._inbox.append(("msgs", msgs))
+            self._cv.notify()
+
+    def _loop(self) -> None:
+        interval = self.cfg.tick_interval
+        next_tick = time.monotonic() + interval
+        raw = self.raw
+        while True:
+            with self._cv:
+                while self._running and not self._inbox:
+                    left = next_tick - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
+                if not self._running:
+                    return
+                events = list(self._inbox)
+                self._inbox.clear()
+            now = time.monotonic()
+            if now >= next_tick:
+                # After a long stall tick a bounded number of times, never a burst that
+                # would expire every election timer at once.
+                n = min(int((now - next_tick) / interval) + 1, 2)
+                for _ in range(n):
+                    raw.tick()
+                next_tick = now + interval
+            try:
+                self._handle_events(events)
+            except Exception:
+                log.exception("raft loop: handling events failed")
+            self._publish()
+            while raw.has_ready() and self._inflight < self.cfg.max_inflight_readies:
+                rd = raw.ready()
+                if rd.messages:
+                    self.transport.send(rd.messages)
+                self._inflight += 1
+                with self._persist_cv:
+                    self._persist_q.append(rd)
+                    self._persist_cv.notify()
+
+    def _handle_events(self, events: list[tuple[str, Any]]) -> None:
+        raw = self.raw
+        batch: list[tuple[bytes, Future[int]]] = []
+        for kind, payload in events:
+            if kind != "propose" and batch:
+                self._propose_batch(batch)
+                batch = []
+            if kind == "msgs":
+                for m in payload:
+                    try:
+                        raw.step(m)
+                    except RaftError as exc:
+                        log.debug("raft step %s: %s", m.type.name, exc)
+            elif kind == "propose":
+                batch.append(payload)
+            elif kind == "advance":
+                raw.advance(payload)
+                self._inflight -= 1
+            elif kind == "conf":
+                cc, fut = payload
+                try:
+                    idx = raw.propose_conf_change(cc)
+                except ProposalDropped as exc:
+                    fut.set_exception(self._not_leader(str(exc)))
+                else:
+                    with self._fut_lock:
+                        self._pending[idx] = (raw.term, fut)
+            elif kind == "read":
+                ctx, fut = payload
+                try:
+                    raw.read_index(ctx)
+                except ProposalDropped as exc:
+                    with self._fut_lock:
+                        self._reads.pop(ctx, None)
+                    fut.set_exception(self._not_leader(str(exc)))
+            elif kind == "transfer":
+                raw.transfer_leader(payload)
+            elif kind == "campaign":
+                raw.campaign()
+            elif kind == "call":
+                fn, fut = payload
+                try:
+                    fut.set_result(fn())
+                except Exception as exc:
+                    fut.set_exception(exc)
+        if batch:
+            self._propose_batch(batch)
+
+    def _not_leader(self, why: str) -> NotLeader:
+        return NotLeader(self.raw.leader, why)
+
+    def _propose_batch(self, batch: list[tuple[bytes, Future[int]]]) -> None:
+        raw = self.raw
+        try:
+            last = raw.propose_batch([d for d, _ in batch])
+        except ProposalDropped as exc:
+            err = self._not_leader(str(exc))
+            for _, fut in batch:
+                fut.set_exception(err)
+            return
+        first = last - len(batch) + 1
+        term = raw.term
+        with self._fut_lock:
+            for i, (_, fut) in enumerate(batch):
+                self._pending[first + i] = (term, fut)
+
+    def _publish(self) -> None:
+        raw = self.raw
+        old = self._view
+        match: dict[int, int] = {}
+        if raw.role == StateRole.LEADER:
+            match = {nid: pr.match for nid, pr in raw.prs.items() if not pr.is_learner}
+        view = NodeView(self.id, raw.role, raw.term, raw.leader, raw.log.committed,
+                        raw.log.last_index(), match, raw.conf.voters)
+        if view == old:
+            return
+        with self._state_cv:
+            self._view = view
+            self._state_cv.notify_all()
+        if view.leader != old.leader and self._on_leader_change is not None:
+            try:
+                self._on_leader_change(view.leader, view.term)
+            except Exception:
+                log.exception("on_leader_change callback failed")
+
+    # ------------------------------------------------------------------ persist / apply
+    def _persist_loop(self) -> None:
+        while True:
+            with self._persist_cv:
+                while not self._persist_q:
+                    self._persist_cv.wait()
+                rds = list(self._persist_q)
+                self._persist_q.clear()
+            stop = rds[-1] is None
+            rds = [rd for rd in rds if rd is not None]
+            try:
+                self._persist(rds)
+            except Exception:
+                log.exception("raft persist failed; stopping this member")
+                with self._cv:
+                    self._running = False
+                    self._cv.notify_all()
+                return
+            if stop:
+                return
+
+    def _persist(self, rds: list[Ready]) -> None:
+        wal = self.storage
+        for rd in rds:
+            if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
+                wal.save(rd.hard_state, rd.entries, rd.snapshot, sync=False)
+        if any(rd.must_sync for rd in rds):
+            wal.flush()
+        for rd in rds:
+            if rd.persisted_messages:
+                self.transport.send(rd.persisted_messages)
+            if rd.snapshot is not None and not rd.snapshot.empty:
+                self._install_snapshot(rd)
+            if rd.committed_entries:
+                self._apply(rd.committed_entries)
+            if rd.read_states:
+                with self._fut_lock:
+                    for rs in rd.read_states:
+                        fut = self._reads.pop(rs.context, None)
+                        if fut is not None:
+                            self._ready_reads.append((rs.index, fut))
+            self._resolve_reads()
+            self._maybe_snapshot()
+            self._post("advance", rd)
+
+    def _install_snapshot(self, rd: Ready) -> None:
+        snap = rd.snapshot
+        assert snap is not None
+        if self._snapshotter is not None:
+            self._snapshotter.install(snap.data)
+        self.snapshots_installed += 1
+        self._applied = snap.meta.index
+        self._applied_conf = snap.meta.conf_state
+        self._snap_index = snap.meta.index
+        with self._fut_lock:
+            covered = [i for i in self._pending if i <= snap.meta.index]
+            futs = [self._pending.pop(i)[1] for i in covered]
+        for f in futs:  # outcome unknown: the entries arrived inside a snapshot
+            f.set_exception(ProposalDropped("entry was superseded by a snapshot"))
+        self._set_applied(snap.meta.index)
+
+    def _apply(self, entries: list[Entry]) -> None:
+        run: list[Entry] = []
+        results: dict[int, Any] = {}
+
+        def flush() -> None:
+            if run:
+                out = self._apply_fn(list(run))
+                if out is not None:
+                    for e, r in zip(run, out):
+                        results[e.index] = r
+                run.clear()
+
+        for e in entries:
+            if e.type == EntryType.CONF_CHANGE:
+                flush()
+                self._apply_conf_change(e)
+            else:
+                run.append(e)
+        flush()
+        last = entries[-1].index
+        self._applied = last
+        won: list[tuple[int, Future[int]]] = []
+        lost: list[Future[int]] = []
+        with self._fut_lock:
+            if self._pending:
+                for e in entries:
+                    p = self._pending.pop(e.index, None)
+                    if p is not None:
+                        (won.append((e.index, p[1])) if p[0] == e.term else lost.append(p[1]))
+        for index, fut in won:
+            if not fut.done():
+                fut.result_value = results.get(index)  # type: ignore[attr-defined]
+                fut.set_result(index)
+        for fut in lost:
+            if not fut.done():
+                fut.set_exception(ProposalDropped("entry was overwritten by a new leader"))
+        self._set_applied(last)
+
+    def _apply_conf_change(self, e: Entry) -> None:
+        cc = confchange.decode(e.data)
+        try:
+            self._applied_conf = confchange.apply(self._applied_conf, cc)
+        except RaftError as exc:
+            log.debug("conf change at %d rejected: %s", e.index, exc)
+            return
+        for ch in cc.changes:
+            if ch.type == ConfChangeType.REMOVE_NODE:
+                if ch.node_id != self.id and ch.node_id not in self._applied_conf.members():
+                    self.transport.remove_peer(ch.node_id)
+            elif cc.context and len(cc.changes) == 1:
+                self.transport.add_peer(ch.node_id, cc.context.decode())
+
+    def _set_applied(self, index: int) -> None:
+        with self._state_cv:
+            self._applied_index = index
+            self._state_cv.notify_all()
+
+    def _resolve_reads(self) -> None:
+        if not self._ready_reads:
+            return
+        with self._fut_lock:
+            ready = [(i, f) for i, f in self._ready_reads if i <= self._applied]
+            self._ready_reads = [(i, f) for i, f in self._ready_reads if i > self._applied]
+        for i, f in ready:
+            if not f.done():
+                f.set_result(i)
+
+    def _maybe_snapshot(self) -> None:
+        every = self.cfg.snapshot_every
+        if not every or self._snapshotter is None or self._applied - self._snap_index < every:
+            return
+        index = self._applied
+        snap = self.storage.create_snapshot(index, self._applied_conf, self._snapshotter.take())
+        self._snap_index = snap.meta.index
+        cut = index - self.cfg.keep_entries
+        if cut >= self.storage.first_index():
+            self.storage.compact(cut)

@@ -1,0 +1,141 @@
+"""A tiny replicated key-value process: one ``RaftNode`` member plus a client endpoint.
+
+Used by the real-process cluster tests and by ``python -m bench raft``. Clients talk to it
+through the ``helogale.Command`` gRPC service (BSON command in, BSON reply out):
+
+* ``{"put": key, "value": bytes}`` -> ``{"ok": 1, "index": n}`` once committed and applied here
+* ``{"get": key, "linearizable": bool}`` -> ``{"ok": 1, "value": bytes | None, "applied": n}``
+* ``{"status": 1}`` -> role, term, leader, commit, applied, log bounds, match indexes
+* ``{"transfer": id}``, ``{"snapshot_now": 1}``
+* ``{"wait_match": index, "n": n, "timeout": s}`` -> ``{"ok": 1, "reached": bool}``
+
+Errors: not the leader -> ``{"ok": 0, "code": 10107, "codeName": "NotWritablePrimary",
+"leader": id}``. Run: ``python -m tests.raft_io.kv_member --id 1 --dir D --peers
+1=127.0.0.1:7001,2=...  --client 127.0.0.1:7101``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from concurrent import futures
+from typing import Any
+
+import bson
+import grpc
+
+from proto import helogale_pb2, helogale_pb2_grpc
+from raft.node import NotLeader, RaftNode, RaftNodeConfig, Snapshotter
+from raft.types import Entry, RaftError, StateRole
+
+
+class KV:
+    """The state machine: a dict, applied in log order; snapshots are JSON of the dict."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.data: dict[str, bytes] = {}
+        self.applied = 0
+
+    def apply(self, entries: list[Entry]) -> None:
+        with self.lock:
+            for e in entries:
+                if e.data:
+                    key, _, value = e.data.partition(b"\0")
+                    self.data[key.decode()] = value
+                self.applied = e.index
+
+    def take(self) -> bytes:
+        with self.lock:
+            return json.dumps({k: v.hex() for k, v in self.data.items()}).encode()
+
+    def install(self, data: bytes) -> None:
+        with self.lock:
+            self.data = {k: bytes.fromhex(v) for k, v in json.loads(data).items()}
+
+
+class Member(helogale_pb2_grpc.CommandServicer):
+    def __init__(self, node: RaftNode, kv: KV) -> None:
+        self.node = node
+        self.kv = kv
+
+    def Run(self, request: helogale_pb2.CommandRequest, context: grpc.ServicerContext) -> helogale_pb2.CommandReply:
+        cmd = bson.decode(request.command)
+        try:
+            reply = self.handle(cmd)
+        except NotLeader as exc:
+            reply = {"ok": 0, "code": 10107, "codeName": "NotWritablePrimary",
+                     "errmsg": str(exc), "leader": exc.leader}
+        except (RaftError, TimeoutError) as exc:
+            reply = {"ok": 0, "code": 1, "errmsg": f"{type(exc).__name__}: {exc}"}
+        return helogale_pb2.CommandReply(reply=bson.encode(reply))
+
+    def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        node = self.node
+        if "put" in cmd:
+            fut = node.propose(cmd["put"].encode() + b"\0" + bytes(cmd["value"]))
+            return {"ok": 1, "index": fut.result(timeout=cmd.get("timeout", 10.0))}
+        if "get" in cmd:
+            if cmd.get("linearizable"):
+                node.read_index().result(timeout=5.0)
+            with self.kv.lock:
+                return {"ok": 1, "value": self.kv.data.get(cmd["get"]), "applied": self.kv.applied}
+        if "status" in cmd:
+            v = node.view
+            return {
+                "ok": 1, "id": node.id, "role": StateRole(v.role).name, "term": v.term,
+                "leader": v.leader, "commit": v.commit, "applied": node.applied_index,
+                "last_index": node.storage.last_index(),
+                "first_index": node.storage.first_index(),
+                "snapshot_index": node.storage.snapshot().meta.index,
+                "match": {str(k): m for k, m in v.match.items()},
+                "keys": len(self.kv.data),
+                "snapshots_installed": node.snapshots_installed,
+            }
+        if "transfer" in cmd:
+            node.transfer_leadership(int(cmd["transfer"]))
+            return {"ok": 1}
+        if "wait_match" in cmd:
+            ok = node.wait_for_match(int(cmd["wait_match"]), int(cmd["n"]),
+                                     float(cmd.get("timeout", 5.0)))
+            return {"ok": 1, "reached": ok}
+        return {"ok": 0, "code": 59, "errmsg": f"no such command: {sorted(cmd)}"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--id", type=int, required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--peers", required=True, help="1=host:port,2=host:port,...")
+    ap.add_argument("--client", required=True, help="host:port of the client endpoint")
+    ap.add_argument("--tick", type=float, default=RaftNodeConfig.tick_interval)
+    ap.add_argument("--election-tick", type=int, default=RaftNodeConfig.election_tick)
+    ap.add_argument("--snapshot-every", type=int, default=RaftNodeConfig.snapshot_every)
+    ap.add_argument("--keep-entries", type=int, default=RaftNodeConfig.keep_entries)
+    ap.add_argument("--no-fsync", action="store_true")
+    args = ap.parse_args(argv)
+    peers = {int(k): v for k, v in (p.split("=", 1) for p in args.peers.split(","))}
+    kv = KV()
+    cfg = RaftNodeConfig(tick_interval=args.tick, election_tick=args.election_tick,
+                         snapshot_every=args.snapshot_every, keep_entries=args.keep_entries,
+                         fsync=not args.no_fsync)
+    node = RaftNode(args.id, args.dir, peers, kv.apply, snapshotter=Snapshotter(kv.take, kv.install),
+                    config=cfg)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=300))
+    helogale_pb2_grpc.add_CommandServicer_to_server(Member(node, kv), server)
+    server.add_insecure_port(args.client)
+    node.start()
+    server.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    print("READY", flush=True)
+    done.wait()
+    server.stop(0.5)
+    node.stop()
+
+
+if __name__ == "__main__":
+    main()
