@@ -22,7 +22,7 @@ from node.engine.keystring import (
     invert,
     prefix_successor,
 )
-from node.engine.values import MISSING, compare
+from node.engine.values import MISSING, UNDEFINED, compare
 
 
 def sign(x: int) -> int:
@@ -102,6 +102,7 @@ _scalars = st.one_of(
     st.booleans(),
     st.none(),
     st.just(MISSING),
+    st.just(UNDEFINED),
     st.just(MinKey()),
     st.just(MaxKey()),
     _binaries,
@@ -225,7 +226,7 @@ def test_strings_with_nuls() -> None:
 
 def test_type_order() -> None:
     ordered = [
-        MinKey(), None, 5, "s", {"a": 1}, [1], b"\x00", ObjectId(b"\x00" * 12), False, True,
+        MinKey(), UNDEFINED, None, 5, "s", {"a": 1}, [1], b"\x00", ObjectId(b"\x00" * 12), False, True,
         dt.datetime(2000, 1, 1), Timestamp(1, 1), Regex("a", ""), Code("x"), Code("x", {}),
         MaxKey(),
     ]

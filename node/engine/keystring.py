@@ -61,14 +61,18 @@ from node.engine.values import (
     RANK_REGEX,
     RANK_STRING,
     RANK_TIMESTAMP,
+    RANK_UNDEFINED,
+    UNDEFINED,
     binary_parts,
     datetime_to_millis,
     regex_parts,
 )
 
-# Type bytes: MongoDB's canonical type rank + 2 (values.RANK_*), so 0x01 (MinKey) .. 0x81
+# Type bytes: MongoDB's canonical type rank + 2 (values.RANK_*), so 0x01 (MinKey), 0x02
+# (undefined: the key of an empty array) .. 0x81
 # (MaxKey). Never 0x00 (the document/array terminator) and never 0xFF.
 T_MINKEY = RANK_MINKEY + 2
+T_UNDEFINED = RANK_UNDEFINED + 2
 T_NULL = RANK_NULL + 2
 T_NUMBER = RANK_NUMBER + 2
 T_STRING = RANK_STRING + 2
@@ -316,6 +320,10 @@ def _enc_code(value: Any, out: bytearray) -> None:
         _document_body(value.scope, out)
 
 
+def _enc_undefined(value: Any, out: bytearray) -> None:
+    out.append(T_UNDEFINED)
+
+
 def _enc_minkey(value: Any, out: bytearray) -> None:
     out.append(T_MINKEY)
 
@@ -333,6 +341,7 @@ _Encoder = Callable[[Any, bytearray], None]
 _ENCODERS: dict[type, _Encoder] = {
     type(None): _enc_null,
     type(MISSING): _enc_null,
+    type(UNDEFINED): _enc_undefined,
     int: _enc_number,
     float: _enc_number,
     Decimal128: _enc_number,
