@@ -1,0 +1,729 @@
+"""A collection over a KVStore: its records, and the CRUD operations on them.
+
+Records live in table ``docs:<db>.<coll>``, keyed by ``keystring.encode_key(_id)`` (so a table
+scan runs in ``_id`` order) with the BSON document as value. Every operation is deterministic:
+new ``_id``s and the time are supplied by the caller (:func:`ensure_id` helps fill ids).
+
+Transactions: every write method takes an optional ``txn`` (a :class:`WriteTxn` the caller
+owns, e.g. the replica-set state machine's per-entry transaction); without one it opens and
+commits its own. Either way a failed operation changes nothing: each statement runs under a
+:class:`Savepoint` that undoes its writes on error, so earlier statements of an ordered insert
+(or of the caller's transaction) stay.
+
+Seams for indexes and the planner (see docs/architecture.md, "Engine: collections"):
+
+* :meth:`Collection._index_upkeep` is called on every insert/update/delete with
+  ``(txn, old_doc, new_doc, record_key)`` and delegates to the engine's ``indexes``
+  (an :class:`IndexMaintainer`) when one is installed;
+* :meth:`Collection._execute` produces the matching records of a query; it delegates to the
+  engine's ``planner`` (a :class:`QueryPlanner`) when one is installed, else scans in
+  ``_id`` order (with point lookups for ``_id`` equality and ``$in``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import bson
+from bson.objectid import ObjectId
+from bson.regex import Regex
+
+from node.engine.errors import (
+    MongoError,
+    bad_value,
+    bson_object_too_large,
+    duplicate_key,
+    failed_to_parse,
+    location,
+)
+from node.engine.keystring import encode_key
+from node.engine.matcher import Matcher
+from node.engine.path_update import check_storable, format_value
+from node.engine.paths import path_values
+from node.engine.sorting import Sort, SortSpec
+from node.engine.storage import ReadTxn, WriteTxn
+from node.engine.updater import Update
+from node.engine.values import MISSING, hash_key
+
+if TYPE_CHECKING:
+    from node.engine.database import Engine
+
+MAX_BSON_SIZE = 16 * 1024 * 1024
+UPDATE_TOO_LARGE = 17419
+
+
+def docs_table(ns: str) -> str:
+    """The table holding the records of namespace ``db.coll``."""
+    return f"docs:{ns}"
+
+
+def index_table_prefix(ns: str) -> str:
+    """Every index table of ``ns`` starts with this (``idx:<db>.<coll>:<index name>``)."""
+    return f"idx:{ns}:"
+
+
+def encode_doc(doc: Mapping[str, Any]) -> bytes:
+    return bson.encode(doc)
+
+
+def decode_doc(data: bytes) -> dict[str, Any]:
+    return bson.decode(data)
+
+
+def ensure_id(doc: Mapping[str, Any], new_id: Any = None) -> dict[str, Any]:
+    """``doc`` with ``_id`` as its first field; a missing ``_id`` becomes ``new_id`` (or a fresh
+    ObjectId when ``new_id`` is None -- call this on the primary, before the operation is logged)."""
+    if "_id" in doc:
+        value = doc["_id"]
+    else:
+        value = ObjectId() if new_id is None else new_id
+    out: dict[str, Any] = {"_id": value}
+    out.update((k, v) for k, v in doc.items() if k != "_id")
+    return out
+
+
+# --- seams ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class QuerySpec:
+    """What a planner needs to produce a query's candidate records."""
+
+    ns: str
+    filter: Mapping[str, Any]
+    matcher: Matcher
+    sort: list[tuple[str, int]] | None = None
+    after_key: bytes | None = None
+
+
+class IndexMaintainer(Protocol):
+    """Keeps secondary indexes in step with the records (installed as ``Engine.indexes``)."""
+
+    def on_write(
+        self,
+        txn: WriteTxn,
+        ns: str,
+        old_doc: Mapping[str, Any] | None,
+        new_doc: Mapping[str, Any] | None,
+        record_key: bytes,
+    ) -> None:
+        """Called for every insert (old None), update, delete (new None); may raise
+        DuplicateKey; the caller's savepoint undoes partial writes."""
+        ...
+
+    def on_drop(self, txn: WriteTxn, ns: str) -> None:
+        """The collection is being dropped."""
+        ...
+
+
+class QueryPlanner(Protocol):
+    """Chooses how to find a query's records (installed as ``Engine.planner``)."""
+
+    def execute(
+        self, txn: ReadTxn, query: QuerySpec
+    ) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
+        """``(record_key, doc, match_position)`` of every matching record. In record-key order
+        after ``query.after_key`` when ``query.sort`` is None; any order otherwise."""
+        ...
+
+
+# --- savepoints -----------------------------------------------------------------------------------
+
+
+class Savepoint:
+    """A write transaction view that remembers how to undo its writes (statement atomicity)."""
+
+    def __init__(self, txn: WriteTxn) -> None:
+        self._txn = txn
+        self._undo: list[tuple[str, bytes, bytes | None]] = []
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        return self._txn.get(table, key)
+
+    def scan(
+        self,
+        table: str,
+        start: bytes = b"",
+        end: bytes | None = None,
+        *,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        return self._txn.scan(table, start, end, reverse=reverse)
+
+    def tables(self) -> list[str]:
+        return self._txn.tables()
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._undo.append((table, key, self._txn.get(table, key)))
+        self._txn.put(table, key, value)
+
+    def delete(self, table: str, key: bytes) -> bool:
+        old = self._txn.get(table, key)
+        if old is None:
+            return False
+        self._undo.append((table, key, old))
+        return self._txn.delete(table, key)
+
+    def drop_table(self, table: str) -> None:
+        for key, value in list(self._txn.scan(table)):
+            self._undo.append((table, key, value))
+        self._txn.drop_table(table)
+
+    def rollback(self) -> None:
+        for table, key, old in reversed(self._undo):
+            if old is None:
+                self._txn.delete(table, key)
+            else:
+                self._txn.put(table, key, old)
+        self._undo.clear()
+
+
+# --- results --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WriteError:
+    index: int
+    code: int
+    errmsg: str
+    code_name: str
+    details: dict[str, Any] | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "code": self.code, "errmsg": self.errmsg}
+        if self.details:
+            out.update(self.details)
+        return out
+
+
+@dataclass
+class InsertResult:
+    n: int = 0
+    inserted_ids: list[Any] = field(default_factory=list)
+    write_errors: list[WriteError] = field(default_factory=list)
+
+
+@dataclass
+class UpdateResult:
+    n: int = 0
+    n_modified: int = 0
+    upserted_id: Any = None
+    upserted: bool = False
+
+
+@dataclass
+class FindAndModifyResult:
+    value: dict[str, Any] | None
+    n: int = 0
+    updated_existing: bool = False
+    upserted_id: Any = None
+    upserted: bool = False
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _check_size(doc: Mapping[str, Any], data: bytes, *, for_update: bool) -> None:
+    if len(data) > MAX_BSON_SIZE:
+        if for_update:
+            raise location(
+                UPDATE_TOO_LARGE,
+                f"Resulting document after update is larger than {MAX_BSON_SIZE}",
+            )
+        raise bson_object_too_large(
+            f"object to insert too large. size in bytes: {len(data)}, max size: {MAX_BSON_SIZE}"
+        )
+
+
+def _id_point_keys(filter: Mapping[str, Any]) -> list[bytes] | None:
+    """Record keys a filter's ``_id`` equality / ``$in`` restricts it to, or None."""
+    if "_id" not in filter:
+        return None
+    value = filter["_id"]
+    if isinstance(value, Regex | re.Pattern):
+        return None
+    if isinstance(value, Mapping) and value and next(iter(value)).startswith("$"):
+        if set(value) == {"$eq"}:
+            value = value["$eq"]
+            if isinstance(value, Regex | re.Pattern):
+                return None
+        elif set(value) == {"$in"} and isinstance(value["$in"], list):
+            items = value["$in"]
+            if any(isinstance(v, Regex | re.Pattern | list) for v in items):
+                return None
+            return sorted({encode_key(v) for v in items})
+        else:
+            return None
+    if isinstance(value, list):
+        return None
+    return [encode_key(value)]
+
+
+def _unwind(values: Iterable[Any]) -> Iterator[Any]:
+    for v in values:
+        if isinstance(v, list):
+            yield from v
+        elif v is not MISSING:
+            yield v
+
+
+def _projector(projection: Mapping[str, Any] | None) -> Any:
+    """A callable ``(doc, position) -> doc`` for a projection spec, or None for no projection."""
+    if not projection:
+        return None
+    from node.engine.projection import Projection
+
+    compiled = Projection(projection)
+    return compiled.apply
+
+
+# --- the collection -------------------------------------------------------------------------------
+
+
+class Collection:
+    """Namespace ``db.name`` of an :class:`~node.engine.database.Engine`.
+
+    Cheap to create; holds no state besides its names. Created lazily in the catalog on the
+    first write (insert or upsert).
+    """
+
+    def __init__(self, engine: Engine, db: str, name: str) -> None:
+        self.engine = engine
+        self.db = db
+        self.name = name
+        self.ns = f"{db}.{name}"
+        self.table = docs_table(self.ns)
+
+    def __repr__(self) -> str:
+        return f"Collection({self.ns!r})"
+
+    # -- transactions ---------------------------------------------------------------------------
+    def _write(self, txn: WriteTxn | None, body: Any) -> Any:
+        """Run ``body(savepoint)`` atomically: in ``txn`` under a savepoint, or in a new txn."""
+        if txn is None:
+            with self.engine.store.write() as own:
+                return body(own)
+        sp = Savepoint(txn)
+        try:
+            return body(sp)
+        except BaseException:
+            sp.rollback()
+            raise
+
+    # -- seams ----------------------------------------------------------------------------------
+    def _index_upkeep(
+        self,
+        txn: WriteTxn,
+        old_doc: Mapping[str, Any] | None,
+        new_doc: Mapping[str, Any] | None,
+        record_key: bytes,
+    ) -> None:
+        """Keep secondary indexes in step with one record change; called just before the
+        record itself is written or deleted (a DuplicateKey raised here aborts the statement)."""
+        indexes = self.engine.indexes
+        if indexes is not None:
+            indexes.on_write(txn, self.ns, old_doc, new_doc, record_key)
+
+    def _execute(
+        self, txn: ReadTxn, query: QuerySpec
+    ) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
+        """The records matching ``query``: ``(record_key, doc, match_position)``.
+
+        Without a sort: in record-key (``_id``) order, strictly after ``query.after_key``.
+        A planner installed on the engine replaces this collection scan.
+        """
+        planner = self.engine.planner
+        if planner is not None:
+            yield from planner.execute(txn, query)
+            return
+        points = _id_point_keys(query.filter)
+        if points is not None:
+            for key in points:
+                if query.after_key is not None and key <= query.after_key:
+                    continue
+                raw = txn.get(self.table, key)
+                if raw is None:
+                    continue
+                doc = decode_doc(raw)
+                matched, pos = query.matcher.match_position(doc)
+                if matched:
+                    yield key, doc, pos
+            return
+        start = b"" if query.after_key is None else query.after_key + b"\x00"
+        for key, raw in txn.scan(self.table, start):
+            doc = decode_doc(raw)
+            matched, pos = query.matcher.match_position(doc)
+            if matched:
+                yield key, doc, pos
+
+    def _matching(
+        self,
+        txn: ReadTxn,
+        filter: Mapping[str, Any] | None,
+        sort: Sort | None = None,
+        after_key: bytes | None = None,
+    ) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
+        flt = filter or {}
+        sort = sort if sort else None
+        spec = QuerySpec(self.ns, flt, Matcher(flt), sort.spec if sort else None, after_key)
+        records = self._execute(txn, spec)
+        if sort is None:
+            yield from records
+            return
+        key = sort.key
+        yield from sorted(records, key=lambda r: key(r[1]))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def find_records(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        *,
+        sort: SortSpec | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        after_key: bytes | None = None,
+        txn: ReadTxn | None = None,
+    ) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """``(record_key, projected doc)`` of the matches, streamed.
+
+        ``limit`` 0 means no limit (a negative limit counts as its absolute value). Without a
+        sort the order is ``_id`` order and ``after_key`` resumes strictly after a record key
+        returned earlier, so a cursor can page through with fresh snapshots and see each
+        document once. ``after_key`` cannot be combined with ``sort``.
+        """
+        compiled_sort = Sort(sort)
+        if after_key is not None and compiled_sort:
+            raise ValueError("after_key resumption needs _id order (no sort)")
+        skip, limit = _check_skip_limit(skip, limit)
+        project = _projector(projection)
+        # compile (and so validate) before the generator starts
+        flt = filter or {}
+        Matcher(flt)
+
+        def generate(reader: ReadTxn) -> Iterator[tuple[bytes, dict[str, Any]]]:
+            produced = 0
+            skipped = 0
+            for key, doc, pos in self._matching(reader, flt, compiled_sort, after_key):
+                if skipped < skip:
+                    skipped += 1
+                    continue
+                yield key, (project(doc, pos) if project else doc)
+                produced += 1
+                if limit and produced >= limit:
+                    return
+
+        if txn is not None:
+            return generate(txn)
+
+        def own() -> Iterator[tuple[bytes, dict[str, Any]]]:
+            with self.engine.store.read() as reader:
+                yield from generate(reader)
+
+        return own()
+
+    def find(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        *,
+        sort: SortSpec | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        txn: ReadTxn | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The matching documents (projected), as an iterator; see :meth:`find_records`."""
+        records = self.find_records(filter, projection, sort=sort, skip=skip, limit=limit, txn=txn)
+        return (doc for _, doc in records)
+
+    def find_one(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        *,
+        sort: SortSpec | None = None,
+        txn: ReadTxn | None = None,
+    ) -> dict[str, Any] | None:
+        return next(self.find(filter, projection, sort=sort, limit=1, txn=txn), None)
+
+    def count(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        skip: int = 0,
+        limit: int = 0,
+        txn: ReadTxn | None = None,
+    ) -> int:
+        """How many documents match, after ``skip``, at most ``limit`` (0 = no limit)."""
+        skip, limit = _check_skip_limit(skip, limit)
+        n = sum(1 for _ in self.find_records(filter, txn=txn)) - skip
+        n = max(n, 0)
+        return min(n, limit) if limit else n
+
+    def distinct(
+        self,
+        key: str,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        txn: ReadTxn | None = None,
+    ) -> list[Any]:
+        """The distinct values at ``key`` among matching documents (arrays unwound one level),
+        de-duplicated by value equality (``1 == 1.0``), in first-seen order."""
+        if not isinstance(key, str):
+            raise MongoError(14, "key must be a string", code_name="TypeMismatch")
+        if key == "":
+            raise bad_value("FieldPath cannot be constructed with empty string")
+        seen: set[Any] = set()
+        out: list[Any] = []
+        for doc in self.find(filter, txn=txn):
+            for value in _unwind(path_values(doc, key)):
+                h = hash_key(value)
+                if h not in seen:
+                    seen.add(h)
+                    out.append(value)
+        return out
+
+    # -- writes ---------------------------------------------------------------------------------
+    def _insert_doc(self, txn: WriteTxn, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and store one document; returns it as stored (``_id`` first)."""
+        if not isinstance(doc, Mapping):
+            raise bad_value("document to insert must be an object")
+        if "_id" not in doc:
+            raise ValueError("insert needs _id: fill it with ensure_id() before applying")
+        doc = ensure_id(doc)
+        check_storable(doc, for_insert=True)
+        data = encode_doc(doc)
+        _check_size(doc, data, for_update=False)
+        key = encode_key(doc["_id"])
+        if txn.get(self.table, key) is not None:
+            raise self._duplicate_id(doc["_id"])
+        self._index_upkeep(txn, None, doc, key)
+        txn.put(self.table, key, data)
+        return doc
+
+    def _duplicate_id(self, value: Any) -> MongoError:
+        return duplicate_key(
+            f"E11000 duplicate key error collection: {self.ns} index: _id_ dup key: "
+            f"{{ _id: {format_value(value)} }}",
+            key_pattern={"_id": 1},
+            key_value={"_id": value},
+        )
+
+    def insert_one(self, doc: Mapping[str, Any], *, txn: WriteTxn | None = None) -> Any:
+        """Insert one document (``_id`` required); returns its ``_id``; raises MongoError."""
+
+        def body(w: WriteTxn) -> Any:
+            self.engine._ensure_collection(w, self.db, self.name)
+            sp = Savepoint(w)
+            try:
+                return self._insert_doc(sp, doc)["_id"]
+            except BaseException:
+                sp.rollback()
+                raise
+
+        return self._write(txn, body)
+
+    def insert(
+        self,
+        docs: Iterable[Mapping[str, Any]],
+        *,
+        ordered: bool = True,
+        txn: WriteTxn | None = None,
+    ) -> InsertResult:
+        """Insert documents (each with ``_id``), reporting per-document errors by index.
+
+        Ordered: stops at the first error, earlier documents stay inserted. Unordered: tries
+        every document.
+        """
+        docs = list(docs)
+
+        def body(w: WriteTxn) -> InsertResult:
+            result = InsertResult()
+            if docs:
+                self.engine._ensure_collection(w, self.db, self.name)
+            for i, doc in enumerate(docs):
+                sp = Savepoint(w)
+                try:
+                    result.inserted_ids.append(self._insert_doc(sp, doc)["_id"])
+                    result.n += 1
+                except MongoError as exc:
+                    sp.rollback()
+                    result.write_errors.append(
+                        WriteError(i, exc.code, exc.errmsg, exc.code_name, exc.details)
+                    )
+                    if ordered:
+                        break
+            return result
+
+        return self._write(txn, body)
+
+    def update(
+        self,
+        q: Mapping[str, Any],
+        u: Mapping[str, Any],
+        *,
+        upsert: bool = False,
+        multi: bool = False,
+        upsert_id: Any = None,
+        now: datetime.datetime | None = None,
+        txn: WriteTxn | None = None,
+    ) -> UpdateResult:
+        """Apply update ``u`` to the first (or, ``multi``, every) document matching ``q``.
+
+        With ``upsert`` and no match, inserts the query's equality fields updated by ``u``;
+        its ``_id`` (when neither query nor update gives one) is ``upsert_id``, supplied by the
+        caller. ``now`` is the time ``$currentDate`` writes.
+        """
+        update = Update(u)
+        if multi and update.is_replacement:
+            raise failed_to_parse("multi update is not supported for replacement-style update")
+        matcher_filter = q or {}
+        Matcher(matcher_filter)
+
+        def body(w: WriteTxn) -> UpdateResult:
+            result = UpdateResult()
+            matches = self._matching(w, matcher_filter)
+            targets = list(matches) if multi else list(_first(matches))
+            for key, doc, pos in targets:
+                result.n += 1
+                if self._replace(w, key, doc, update.apply(doc, position=pos, now=now)):
+                    result.n_modified += 1
+            if not targets and upsert:
+                new = update.upsert_document(matcher_filter, now=now)
+                result.upserted_id = self._insert_upsert(w, new, upsert_id)["_id"]
+                result.upserted = True
+                result.n = 1
+            return result
+
+        return self._write(txn, body)
+
+    def _replace(self, txn: WriteTxn, key: bytes, old: dict[str, Any], new: dict[str, Any]) -> bool:
+        """Store ``new`` over ``old`` at ``key``; False (nothing written) when unchanged."""
+        old_data = encode_doc(old)
+        new_data = encode_doc(new)
+        if old_data == new_data:
+            return False
+        _check_size(new, new_data, for_update=True)
+        self._index_upkeep(txn, old, new, key)
+        txn.put(self.table, key, new_data)
+        return True
+
+    def _insert_upsert(self, txn: WriteTxn, new: dict[str, Any], upsert_id: Any) -> dict[str, Any]:
+        if "_id" not in new:
+            if upsert_id is None:
+                raise ValueError("upsert needs an _id from the caller (upsert_id)")
+            new = ensure_id(new, upsert_id)
+        self.engine._ensure_collection(txn, self.db, self.name)
+        return self._insert_doc(txn, new)
+
+    def delete(
+        self,
+        q: Mapping[str, Any],
+        *,
+        limit: int = 0,
+        txn: WriteTxn | None = None,
+    ) -> int:
+        """Delete every document matching ``q`` (``limit`` 1: only the first); returns n."""
+        if limit not in (0, 1):
+            raise failed_to_parse(f"The limit field in delete objects must be 0 or 1. Got {limit}")
+        flt = q or {}
+        Matcher(flt)
+
+        def body(w: WriteTxn) -> int:
+            matches = self._matching(w, flt)
+            targets = list(_first(matches)) if limit == 1 else list(matches)
+            for key, doc, _ in targets:
+                self._index_upkeep(w, doc, None, key)
+                w.delete(self.table, key)
+            return len(targets)
+
+        return self._write(txn, body)
+
+    def find_and_modify(
+        self,
+        query: Mapping[str, Any] | None = None,
+        *,
+        sort: SortSpec | None = None,
+        update: Mapping[str, Any] | None = None,
+        remove: bool = False,
+        new: bool = False,
+        fields: Mapping[str, Any] | None = None,
+        upsert: bool = False,
+        upsert_id: Any = None,
+        now: datetime.datetime | None = None,
+        txn: WriteTxn | None = None,
+    ) -> FindAndModifyResult:
+        """Atomically update or remove the first match (in ``sort`` order) and return it.
+
+        ``value`` is the document before the change, or after it with ``new``; None when
+        nothing matched (and nothing was upserted, or ``new`` is false on an upsert).
+        """
+        if remove and update is not None:
+            raise failed_to_parse("Cannot specify both an update and remove=true")
+        if not remove and update is None:
+            raise failed_to_parse("Either an update or remove=true must be specified")
+        if remove and new:
+            raise failed_to_parse(
+                "Cannot specify both new=true and remove=true; 'remove' always returns the "
+                "deleted document"
+            )
+        if remove and upsert:
+            raise failed_to_parse("Cannot specify both upsert=true and remove=true")
+        compiled = Update(update) if update is not None else None
+        compiled_sort = Sort(sort)
+        project = _projector(fields)
+        flt = query or {}
+        Matcher(flt)
+
+        def shape(doc: dict[str, Any] | None, pos: int | None) -> dict[str, Any] | None:
+            if doc is None or project is None:
+                return doc
+            return project(doc, pos)
+
+        def body(w: WriteTxn) -> FindAndModifyResult:
+            target = next(_first(self._matching(w, flt, compiled_sort)), None)
+            if target is None:
+                if compiled is None or not upsert:
+                    return FindAndModifyResult(None)
+                doc = compiled.upsert_document(flt, now=now)
+                stored = self._insert_upsert(w, doc, upsert_id)
+                return FindAndModifyResult(
+                    shape(stored, None) if new else None,
+                    n=1,
+                    upserted_id=stored["_id"],
+                    upserted=True,
+                )
+            key, doc, pos = target
+            if compiled is None:
+                self._index_upkeep(w, doc, None, key)
+                w.delete(self.table, key)
+                return FindAndModifyResult(shape(doc, pos), n=1)
+            after = compiled.apply(doc, position=pos, now=now)
+            self._replace(w, key, doc, after)
+            return FindAndModifyResult(
+                shape(after if new else doc, pos), n=1, updated_existing=True
+            )
+
+        return self._write(txn, body)
+
+
+def _first(it: Iterator[Any]) -> Iterator[Any]:
+    for item in it:
+        yield item
+        return
+
+
+def _check_skip_limit(skip: Any, limit: Any) -> tuple[int, int]:
+    if skip is None:
+        skip = 0
+    if limit is None:
+        limit = 0
+    if isinstance(skip, bool) or not isinstance(skip, int | float) or skip < 0:
+        raise bad_value(f"skip value must be non-negative, but received: {skip}")
+    if isinstance(limit, bool) or not isinstance(limit, int | float):
+        raise bad_value("limit must be a number")
+    return int(skip), abs(int(limit))
