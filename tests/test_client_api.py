@@ -1,0 +1,247 @@
+"""The client API. Part 1 (no cluster): the command documents each method builds and how
+replies become results, against a scripted in-process gRPC server. Part 2 (``cluster``): the
+whole API, classic and modern forms, against a real local 3-member replica set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from bson.int64 import Int64
+from bson.objectid import ObjectId
+
+import helogale
+from helogale import (
+    ASCENDING,
+    DESCENDING,
+    DeleteMany,
+    DeleteOne,
+    InsertOne,
+    ReplaceOne,
+    ReturnDocument,
+    UpdateMany,
+    UpdateOne,
+)
+from helogale.errors import BulkWriteError, DuplicateKeyError, InvalidOperation
+from tests.client_scripted_server import ScriptedServer
+
+# --- part 1: command building against a scripted server ---------------------------------------
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[ScriptedServer, helogale.MongoClient]]:
+    server = ScriptedServer()
+    client = helogale.MongoClient(f"helogale://{server.host}/?replicaSet=rs0",
+                                  serverSelectionTimeoutMS=3000)
+    yield server, client
+    client.close()
+    server.stop()
+
+
+def _cursor_server(server: ScriptedServer, docs: list[dict[str, Any]]) -> None:
+    """Answer find/getMore from ``docs`` honouring batchSize/limit/skip like MongoDB."""
+    state: dict[str, Any] = {}
+
+    def find(db: str, cmd: dict[str, Any]) -> dict[str, Any]:
+        rest = docs[cmd.get("skip", 0):]
+        if cmd.get("limit"):
+            rest = rest[: cmd["limit"]]
+        size = cmd.get("batchSize", 101)
+        state["rest"] = rest[size:]
+        cursor_id = 77 if state["rest"] else 0
+        return {"ok": 1.0, "cursor": {"firstBatch": rest[:size], "id": Int64(cursor_id), "ns": f"{db}.c"}}
+
+    def get_more(db: str, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert cmd["getMore"] == 77
+        size = cmd.get("batchSize", 101)
+        batch, state["rest"] = state["rest"][:size], state["rest"][size:]
+        cursor_id = 77 if state["rest"] else 0
+        return {"ok": 1.0, "cursor": {"nextBatch": batch, "id": Int64(cursor_id), "ns": f"{db}.c"}}
+
+    server.default = lambda db, cmd: {"find": find, "getMore": get_more}.get(
+        next(iter(cmd)), lambda d, c: {"ok": 1.0})(db, cmd)
+
+
+def test_insert_one_command(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    server, client = scripted
+    server.default = lambda db, cmd: {"ok": 1.0, "n": 1}
+    doc = {"name": "jane"}
+    users = client.mydb.get_collection("users", write_concern=helogale.WriteConcern(w="majority"))
+    result = users.insert_one(doc)
+    assert isinstance(doc["_id"], ObjectId) and result.inserted_id == doc["_id"]
+    [(db, cmd)] = server.received
+    assert db == "mydb"
+    assert list(cmd)[:4] == ["insert", "documents", "ordered", "writeConcern"]
+    assert cmd["insert"] == "users" and cmd["writeConcern"] == {"w": "majority"}
+    assert list(cmd["documents"][0]) == ["_id", "name"]  # _id goes first
+    assert "lsid" in cmd and cmd["txnNumber"] == 1
+
+
+def test_classic_calls_build_classic_commands(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    server, client = scripted
+    server.script("update", {"ok": 1.0, "n": 2, "nModified": 2})
+    server.script("update", {"ok": 1.0, "n": 1, "nModified": 0,
+                             "upserted": [{"index": 0, "_id": "s1"}]})
+    server.script("delete", {"ok": 1.0, "n": 3})
+    server.script("findAndModify", {"ok": 1.0, "value": {"_id": 1, "v": 2},
+                                    "lastErrorObject": {"n": 1, "updatedExisting": True}})
+    server.default = lambda db, cmd: {"ok": 1.0, "n": 1}
+    users = client.mydb.users
+    oid = users.insert({"a": 1}, safe=True)
+    assert isinstance(oid, ObjectId)
+    assert "writeConcern" not in server.commands("insert")[0]  # safe=True: acknowledged default
+    users.insert({"b": 1}, w=2)
+    assert server.commands("insert")[1]["writeConcern"] == {"w": 2}
+    out = users.update({"score": 0}, {"$set": {"flagged": True}}, multi=True, safe=True)
+    assert out == {"n": 2, "nModified": 2, "updatedExisting": True, "ok": 1.0, "err": None}
+    statement = server.commands("update")[0]["updates"][0]
+    assert statement == {"q": {"score": 0}, "u": {"$set": {"flagged": True}}, "multi": True, "upsert": False}
+    assert "txnNumber" not in server.commands("update")[0]  # multi updates are not retryable
+    out = users.update({"session_id": "s1"}, {"$set": {"d": 1}}, safe=True, upsert=True)
+    assert out["upserted"] == "s1" and out["updatedExisting"] is False
+    assert users.remove(None, safe=True) == {"n": 3, "ok": 1.0, "err": None}
+    assert server.commands("delete")[0]["deletes"] == [{"q": {}, "limit": 0}]
+    value = users.find_and_modify({"username": "u"}, {"$inc": {"v": 1}}, safe=True, new=True,
+                                  upsert=True, sort=[("v", DESCENDING)], fields={"v": 1})
+    assert value == {"_id": 1, "v": 2}
+    fam = server.commands("findAndModify")[0]
+    assert (fam["query"], fam["update"], fam["new"], fam["upsert"]) == (
+        {"username": "u"}, {"$inc": {"v": 1}}, True, True)
+    assert fam["sort"] == {"v": -1} and fam["fields"] == {"v": 1} and "txnNumber" in fam
+    users.insert({"c": 1}, safe=False)
+    assert server.commands("insert")[-1]["writeConcern"] == {"w": 1}  # w=0 still waits for the primary
+    with pytest.raises(ValueError):
+        users.find_and_modify({"a": 1})
+    assert users.ensure_index([("username", ASCENDING), ("score", DESCENDING)], unique=True) \
+        == "username_1_score_-1"
+    index = server.commands("createIndexes")[0]["indexes"][0]
+    assert index == {"key": {"username": 1, "score": -1}, "name": "username_1_score_-1", "unique": True}
+
+
+def test_modern_write_results(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    server, client = scripted
+    server.script("update", {"ok": 1.0, "n": 1, "nModified": 1},
+                  {"ok": 1.0, "n": 1, "nModified": 0, "upserted": [{"index": 0, "_id": 9}]})
+    server.script("delete", {"ok": 1.0, "n": 1})
+    coll = client.db.c
+    result = coll.update_one({"_id": 1}, {"$set": {"a": 1}})
+    assert (result.matched_count, result.modified_count, result.upserted_id) == (1, 1, None)
+    result = coll.replace_one({"_id": 9}, {"a": 2}, upsert=True)
+    assert (result.matched_count, result.upserted_id) == (0, 9)
+    assert coll.delete_one({"_id": 1}).deleted_count == 1
+    with pytest.raises(ValueError):
+        coll.update_one({}, {"a": 1})
+    with pytest.raises(ValueError):
+        coll.replace_one({}, {"$set": {"a": 1}})
+    unack = coll.with_options(write_concern=helogale.WriteConcern(w=0)).delete_many({})
+    assert not unack.acknowledged
+    with pytest.raises(InvalidOperation):
+        _ = unack.deleted_count
+
+
+def test_bulk_write_groups_and_reports_errors(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    server, client = scripted
+    server.script("insert", {"ok": 1.0, "n": 2})
+    server.script("update", {"ok": 1.0, "n": 2, "nModified": 1, "upserted": [{"index": 1, "_id": 5}]})
+    server.script("delete", {"ok": 1.0, "n": 4})
+    coll = client.db.c
+    result = coll.bulk_write([
+        InsertOne({"_id": 1}), InsertOne({"_id": 2}),
+        UpdateOne({"_id": 1}, {"$set": {"a": 1}}), ReplaceOne({"_id": 5}, {"a": 5}, upsert=True),
+        UpdateMany({}, {"$inc": {"n": 1}}),
+        DeleteOne({"_id": 2}), DeleteMany({}),
+    ])
+    assert (result.inserted_count, result.matched_count, result.modified_count,
+            result.upserted_count, result.deleted_count) == (2, 1, 1, 1, 4)
+    assert result.upserted_ids == {3: 5}
+    # the update run mixes single and multi statements: not retryable as a batch
+    assert "txnNumber" not in server.commands("update")[0]
+    assert len(server.commands("update")[0]["updates"]) == 3
+    server.script("insert", {"ok": 1.0, "n": 1, "writeErrors": [
+        {"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"}]})
+    with pytest.raises(BulkWriteError) as info:
+        coll.insert_many([{"_id": 1}, {"_id": 1}, {"_id": 3}])
+    details = info.value.details
+    assert details["nInserted"] == 1 and details["writeErrors"][0]["index"] == 1
+    server.script("insert", {"ok": 1.0, "n": 0, "writeErrors": [
+        {"index": 0, "code": 11000, "errmsg": "E11000 duplicate key"}]})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert([{"_id": 1}], safe=True)
+
+
+def test_cursor_streams_with_get_more(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    server, client = scripted
+    docs = [{"_id": i, "v": i} for i in range(10)]
+    _cursor_server(server, docs)
+    cursor = client.db.c.find({"v": {"$gte": 0}}, {"v": 1}).sort("v", DESCENDING).batch_size(3)
+    assert cursor.next() == docs[0]
+    assert cursor.retrieved == 1
+    assert len(server.commands("getMore")) == 0  # only the first batch so far
+    assert list(cursor) == docs[1:]
+    find = server.commands("find")[0]
+    assert find == {"find": "c", "filter": {"v": {"$gte": 0}}, "sort": {"v": -1},
+                    "projection": {"v": 1}, "batchSize": 3}
+    assert [c["batchSize"] for c in server.commands("getMore")] == [3, 3, 3]
+    assert not cursor.alive
+
+
+def test_cursor_limit_skip_and_kill(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    server, client = scripted
+    docs = [{"_id": i} for i in range(20)]
+    _cursor_server(server, docs)
+    coll = client.db.c
+    assert list(coll.find(skip=2, limit=5, batch_size=2)) == docs[2:7]
+    assert [c.get("batchSize") for c in server.commands("getMore")] == [2, 1]
+    cursor = coll.find(batch_size=4)
+    assert [next(cursor) for _ in range(2)] == docs[:2]
+    cursor.close()
+    assert server.commands("killCursors")[-1]["cursors"] == [77]
+    assert coll.find_one(3) == docs[0]  # the scripted server ignores the filter
+    assert server.commands("find")[-1]["filter"] == {"_id": 3}
+    assert server.commands("find")[-1]["singleBatch"] is True
+    assert coll.find()[4] == docs[4]
+    assert list(coll.find()[3:6]) == docs[3:6]
+    cursor = coll.find()
+    list(cursor)
+    with pytest.raises(InvalidOperation):
+        cursor.limit(3)
+    assert list(cursor.rewind().limit(2)) == docs[:2]
+    assert list(cursor.clone()) == docs[:2]
+
+
+def test_cursor_sort_forms() -> None:
+    from helogale.cursor import normalize_sort
+
+    assert normalize_sort(("dateofbirth", DESCENDING)) == [("dateofbirth", -1)]
+    assert normalize_sort("a") == [("a", 1)]
+    assert normalize_sort("a", -1) == [("a", -1)]
+    assert normalize_sort([("a", 1), ("b", -1)]) == [("a", 1), ("b", -1)]
+    assert normalize_sort({"a": -1}) == [("a", -1)]
+    with pytest.raises(TypeError):
+        normalize_sort(5)
+
+
+def test_snapshot_returns_each_document_once(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    server, client = scripted
+    # a server whose cursor sees a moved document twice
+    docs = [{"_id": 1}, {"_id": 2}, {"_id": 3}, {"_id": 2, "moved": True}, {"_id": 4}]
+    _cursor_server(server, docs)
+    assert [d["_id"] for d in client.db.c.find(snapshot=True, batch_size=2)] == [1, 2, 3, 4]
+    assert server.commands("find")[0]["sort"] == {"_id": 1}
+    with pytest.raises(InvalidOperation):
+        list(client.db.c.find(snapshot=True, sort=[("a", 1)]))
+
+
+def test_return_document_constants() -> None:
+    assert ReturnDocument.BEFORE is False and ReturnDocument.AFTER is True
+    assert helogale.GEO2D == "2d" and helogale.GEOSPHERE == "2dsphere"
+    assert helogale.ObjectId is ObjectId and helogale.SON is not None
+
+
+def test_collection_not_callable(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    _, client = scripted
+    with pytest.raises(TypeError, match="no such method"):
+        client.db.c.no_such_method()
+    with pytest.raises(helogale.errors.InvalidName):
+        client["bad.name"]
