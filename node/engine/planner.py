@@ -466,18 +466,21 @@ class IndexScan(Plan):
         self.provides_sort = provides_sort
         self.bounded_fields = 0
 
-    def entries(self, txn: Any, stats: Stats) -> Iterator[bytes]:
-        """Record keys of the index entries in range, in scan order, without repeats."""
+    def entries(self, txn: Any, stats: Stats) -> Iterator[tuple[bytes, bytes]]:
+        """``(record key, entry value)`` of the index entries in range, in scan order, without
+        repeats (a multikey index holds a record once per key)."""
         seen: set[bytes] = set()
         locate, table = self.index.locate, self.index.table
+        dedupe = self.index.multikey or self.index.is_2d
         for start, end in self.ranges:
             for key, value in txn.scan(table, start, end, reverse=self.reverse):
                 stats.keys_examined += 1
                 rk = locate(key, value)
-                if rk in seen:
-                    continue
-                seen.add(rk)
-                yield rk
+                if dedupe:
+                    if rk in seen:
+                        continue
+                    seen.add(rk)
+                yield rk, value
 
     def count_keys(self, txn: Any, cap: int) -> int:
         """Index entries in range, counting at most ``cap``."""
@@ -491,8 +494,9 @@ class IndexScan(Plan):
 
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         match, decode, docs = self.matcher.match_position, view.decode, view.docs_table
-        for rk in self.entries(txn, stats):
-            raw = txn.get(docs, rk)
+        clustered = self.index.table == docs  # the _id_ index: entries are the records
+        for rk, value in self.entries(txn, stats):
+            raw = value if clustered else txn.get(docs, rk)
             if raw is None:
                 continue
             stats.docs_examined += 1
@@ -745,10 +749,13 @@ def _hinted(view: CollectionView, hint: Any) -> IndexInfo | str:
     return found
 
 
-def plan_query(txn: Any, view: CollectionView, spec: FindSpec) -> tuple[Plan, list[Plan], Matcher]:
-    """Compile the filter and choose a plan: ``(winner, rejected, matcher)``."""
+def plan_query(
+    txn: Any, view: CollectionView, spec: FindSpec, *, matcher: Matcher | None = None
+) -> tuple[Plan, list[Plan], Matcher]:
+    """Choose a plan: ``(winner, rejected, matcher)`` (``matcher``: the filter, compiled)."""
     filt = spec.filter or {}
-    matcher = Matcher(filt)
+    if matcher is None:
+        matcher = Matcher(filt)
     sort = parse_sort(spec.sort)
     near, geo_scans = _geo_plans(view, matcher, filt)
     if near is not None:
@@ -884,13 +891,35 @@ class _Reversed:
     __hash__ = None  # type: ignore[assignment]
 
 
-def execute(txn: Any, view: CollectionView, spec: FindSpec) -> QueryResult:
-    """Run a query: plan, scan, filter, sort, skip and limit."""
+@dataclass
+class Pipeline:
+    """A planned query ready to stream: rows in result order (before skip/limit)."""
+
+    rows: Iterable[Row]
+    plan: Plan
+    rejected: list[Plan]
+    stats: Stats
+    sort_stage: dict[str, Any] | None
+    limit: int  # the effective limit (``$near`` defaults to 100), 0: none
+
+
+def pipeline(
+    txn: Any,
+    view: CollectionView,
+    spec: FindSpec,
+    *,
+    matcher: Matcher | None = None,
+    record_order_after: bytes | None = None,
+    record_order: bool = False,
+) -> Pipeline:
+    """Plan a query and stack its stages: scan, filter, and a blocking sort when no index gives
+    the order. ``record_order``: without a sort, yield in record-key order (strictly after
+    ``record_order_after``) whatever the plan -- except ``$near``, always by distance."""
     if spec.skip < 0:
         raise bad_value("skip value must be non-negative")
     if spec.limit < 0:
         raise bad_value("limit value must be non-negative")
-    plan, rejected, _ = plan_query(txn, view, spec)
+    plan, rejected, _ = plan_query(txn, view, spec, matcher=matcher)
     sort = parse_sort(spec.sort)
     stats = Stats()
     skip, limit = spec.skip, spec.limit
@@ -902,25 +931,111 @@ def execute(txn: Any, view: CollectionView, spec: FindSpec) -> QueryResult:
         rows: Iterable[Row] = plan.run(txn, view, stats)
         if sort:
             rows = itertools.islice(rows, skip + limit)
+    elif record_order and not sort:
+        if isinstance(plan, CollScan):
+            if record_order_after is not None:
+                plan.start = record_order_after + b"\x00"
+            rows = plan.run(txn, view, stats)
+        else:
+            after = record_order_after
+            found = (r for r in plan.run(txn, view, stats) if after is None or r[0] > after)
+            rows = (
+                heapq.nsmallest(skip + limit, found, key=lambda r: r[0])
+                if limit
+                else sorted(found, key=lambda r: r[0])
+            )
     else:
         rows = plan.run(txn, view, stats)
     if sort and not plan.provides_sort:
         keep = skip + limit if limit else 0
-        sort_stage = {"stage": "SORT", "sortPattern": dict(sort), "memLimit": spec.max_sort_bytes,
-                      "type": "simple"}
+        sort_stage = {
+            "stage": "SORT",
+            "sortPattern": dict(sort),
+            "memLimit": spec.max_sort_bytes,
+            "type": "simple",
+        }
         if limit:
             sort_stage["limitAmount"] = keep
         rows = blocking_sort(
             rows, sort, keep=keep, max_bytes=spec.max_sort_bytes, allow_disk_use=spec.allow_disk_use
         )
-    out = itertools.islice(rows, skip, skip + limit if limit else None)
+    return Pipeline(rows, plan, rejected, stats, sort_stage, limit)
+
+
+def execute(
+    txn: Any, view: CollectionView, spec: FindSpec, *, matcher: Matcher | None = None
+) -> QueryResult:
+    """Run a query: plan, scan, filter, sort, skip and limit (results in plan order)."""
+    p = pipeline(txn, view, spec, matcher=matcher)
+    skip, limit = spec.skip, p.limit
     docs: list[dict[str, Any]] = []
     keys: list[bytes] = []
-    for rk, _, doc, _pos in out:
+    for rk, _, doc, _pos in itertools.islice(p.rows, skip, skip + limit if limit else None):
         keys.append(rk)
         docs.append(doc)
-    stats.n_returned = len(docs)
-    return QueryResult(docs, keys, plan, rejected, stats, sort_stage)
+    p.stats.n_returned = len(docs)
+    return QueryResult(docs, keys, p.plan, p.rejected, p.stats, p.sort_stage)
+
+
+class Planner:
+    """The engine's planner seam (``Engine(planner=Planner())``, see ``collection.QueryPlanner``).
+
+    Indexes come from :func:`node.engine.indexes.planner_infos`. ``execute`` yields
+    ``(record_key, doc, match_position)``: with a sort, in sort order (index order or a
+    blocking sort bounded by ``max_sort_bytes``); ``$near`` by distance; otherwise in
+    record-key order after ``query.after_key``. ``query.skip``/``query.limit``/``query.hint``
+    are used when the query carries them (skip and limit are left for the caller to apply)."""
+
+    def __init__(self, *, max_sort_bytes: int = SORT_MEMORY_LIMIT_BYTES) -> None:
+        self.max_sort_bytes = max_sort_bytes
+
+    def view(self, txn: Any, ns: str) -> CollectionView:
+        from node.engine.indexes import docs_table, planner_infos
+
+        db, _, coll = ns.partition(".")
+        return CollectionView(ns, docs_table(db, coll), tuple(planner_infos(txn, db, coll)))
+
+    def spec(self, query: Any) -> FindSpec:
+        return FindSpec(
+            query.filter,
+            sort=query.sort or None,
+            skip=getattr(query, "skip", 0) or 0,
+            limit=abs(getattr(query, "limit", 0) or 0),
+            hint=getattr(query, "hint", None),
+            max_sort_bytes=self.max_sort_bytes,
+            allow_disk_use=bool(getattr(query, "allow_disk_use", False)),
+        )
+
+    def execute(self, txn: Any, query: Any) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
+        p = pipeline(
+            txn,
+            self.view(txn, query.ns),
+            self.spec(query),
+            matcher=getattr(query, "matcher", None),
+            record_order=True,
+            record_order_after=getattr(query, "after_key", None),
+        )
+        for rk, _, doc, pos in p.rows:
+            yield rk, doc, pos
+
+    def explain(
+        self,
+        txn: Any,
+        ns: str,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        sort: Any = None,
+        skip: int = 0,
+        limit: int = 0,
+        hint: Any = None,
+        verbosity: str = "executionStats",
+    ) -> dict[str, Any]:
+        """MongoDB's ``explain`` output for a find on ``ns``."""
+        spec = FindSpec(
+            filter or {}, sort=sort or None, skip=skip, limit=abs(limit), hint=hint,
+            max_sort_bytes=self.max_sort_bytes,
+        )
+        return explain(txn, self.view(txn, ns), spec, verbosity)
 
 
 def explain(txn: Any, view: CollectionView, spec: FindSpec, verbosity: str = "executionStats") -> dict[str, Any]:
