@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from bson import SON, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.engine.errors import MongoError
 from node.engine.matcher import Matcher
+from node.engine.values import canonical_rank, compare
 
 
 def ids(query: dict[str, Any], docs: list[dict[str, Any]]) -> list[Any]:
@@ -446,3 +449,61 @@ def test_malformed_queries_raise_bad_value() -> None:
 def test_dbref_shaped_subdocument_is_equality() -> None:
     ref = SON([("$ref", "users"), ("$id", 1)])
     assert ok({"owner": ref}, {"owner": {"$ref": "users", "$id": 1}})
+
+
+def test_ne_refuses_a_regex() -> None:
+    bad({"a": {"$ne": re.compile("x")}}, "Can't have regex as arg to $ne.")
+
+
+# --- properties --------------------------------------------------------------------------------
+
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(-5, 5, allow_nan=False),
+    st.sampled_from(["", "a", "b", "ab"]),
+    st.just(float("nan")),
+)
+value = st.recursive(
+    scalar,
+    lambda c: st.one_of(
+        st.lists(c, max_size=3), st.dictionaries(st.sampled_from(["x", "y"]), c, max_size=2)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value, value)
+def test_operator_identities(stored: Any, operand: Any) -> None:
+    doc = {"a": stored}
+    eq = ok({"a": {"$eq": operand}}, doc)
+    assert ok({"a": {"$in": [operand]}}, doc) == eq
+    assert ok({"a": {"$ne": operand}}, doc) == (not eq)
+    assert ok({"a": {"$nin": [operand]}}, doc) == (not eq)
+    assert ok({"a": {"$not": {"$eq": operand}}}, doc) == (not eq)
+    assert ok({"$nor": [{"a": operand}]}, doc) == (not eq)
+    assert ok({"a": {"$all": [operand]}}, doc) == eq
+    assert ok({"a": operand}, doc) == eq  # no "$" keys: literal equality
+    assert ok({"a": stored}, doc)
+    gte, gt = ok({"a": {"$gte": operand}}, doc), ok({"a": {"$gt": operand}}, doc)
+    lte, lt = ok({"a": {"$lte": operand}}, doc), ok({"a": {"$lt": operand}}, doc)
+    assert gte == (gt or eq)
+    assert lte == (lt or eq)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scalar, scalar)
+def test_comparisons_agree_with_compare_within_a_bracket(x: Any, y: Any) -> None:
+    doc = {"a": x}
+    nan = any(isinstance(v, float) and v != v for v in (x, y))
+    if canonical_rank(x) != canonical_rank(y) or nan:
+        if not nan:
+            assert not ok({"a": {"$lt": y}}, doc) and not ok({"a": {"$gt": y}}, doc)
+        return
+    c = compare(x, y)
+    assert ok({"a": {"$lt": y}}, doc) == (c < 0)
+    assert ok({"a": {"$lte": y}}, doc) == (c <= 0)
+    assert ok({"a": {"$gt": y}}, doc) == (c > 0)
+    assert ok({"a": {"$gte": y}}, doc) == (c >= 0)

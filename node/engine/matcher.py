@@ -358,6 +358,8 @@ def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any]) -> _Op:
     if name == "$eq":
         return _Leaf(_equals(arg))
     if name == "$ne":
+        if _is_regex(arg):
+            raise bad_value("Can't have regex as arg to $ne.")
         return _Not(_Leaf(_equals(arg)))
     if name in ("$gt", "$gte", "$lt", "$lte"):
         return _Leaf(_comparison(name, arg))
