@@ -467,8 +467,12 @@ class _Field(_Node):
     def __init__(self, parts: Parts, op: _Op) -> None:
         self.parts = parts
         self.op = op
+        self.name = parts[0] if len(parts) == 1 else None
 
     def eval(self, doc: Any) -> int:
+        if self.name is not None and isinstance(doc, Mapping):
+            # fast path for a top-level field: the one value it has (or MISSING)
+            return self.op.eval([(doc.get(self.name, MISSING), None)], True)
         return self.op.eval(list(iter_path(doc, self.parts)), True)
 
 
