@@ -1,0 +1,372 @@
+"""``python -m bench raft [--json PATH]``: Raft replication throughput, latency and failover.
+
+Runs a 3-member Helogale Raft cluster (``tests/raft_io/kv_member.py`` processes, WAL with fsync,
+gRPC transport on loopback) and, in the same run, two peers:
+
+* **etcd** (3 members on loopback, if the ``etcd`` binary is installed: Debian ``etcd-server``),
+  driven through its gRPC ``KV.Put`` by the same client harness;
+* **PySyncObj** (PyPI ``pysyncobj``): 3 processes on loopback replicating a counter with its
+  journal on disk (``flushJournal``); its proposers run inside one member process, since
+  PySyncObj has no network client API.
+
+Workloads ``proposers-1``, ``proposers-16``, ``proposers-128``: that many concurrent clients each
+put 200-byte values, one outstanding request each, for ``--duration`` seconds; reported as
+committed proposals per second and client-side p50/p99 commit latency. Failover: SIGKILL the
+Helogale leader ``--kills`` times (>= 20) and time until another member reports leadership.
+``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms}, ...],
+"failover": {p50_s, p99_s, n}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bson
+import grpc
+
+from proto import helogale_pb2, helogale_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+VALUE = b"v" * 200
+PROPOSERS = (1, 16, 128)
+
+
+# ---------------------------------------------------------------------- load generator
+def percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
+
+
+def run_load(make_call: Callable[[int], Callable[[int], None]], proposers: int,
+             duration: float, warmup: float = 0.5) -> dict[str, float]:
+    """``make_call(worker)`` returns ``call(seq)`` doing one synchronous proposal."""
+    lats: list[list[float]] = [[] for _ in range(proposers)]
+    errors = [0] * proposers
+    start = time.monotonic() + warmup
+    stop_at = start + duration
+    barrier = threading.Barrier(proposers)
+
+    def worker(w: int) -> None:
+        call = make_call(w)
+        barrier.wait()
+        seq = 0
+        mine = lats[w]
+        while True:
+            t0 = time.monotonic()
+            if t0 >= stop_at:
+                return
+            try:
+                call(seq)
+            except Exception:
+                errors[w] += 1
+                time.sleep(0.01)
+                continue
+            t1 = time.monotonic()
+            if t0 >= start:
+                mine.append(t1 - t0)
+            seq += 1
+
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(proposers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    allv = sorted(v for ls in lats for v in ls)
+    return {"ops_per_s": len(allv) / duration, "p50_ms": percentile(allv, 0.5) * 1000,
+            "p99_ms": percentile(allv, 0.99) * 1000, "errors": float(sum(errors))}
+
+
+def _channels(address: str, n: int) -> list[grpc.Channel]:
+    return [grpc.insecure_channel(address) for _ in range(n)]
+
+
+# ---------------------------------------------------------------------- helogale
+def bench_helogale(root: Path, duration: float, kills: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    sys.path.insert(0, str(REPO))
+    from tests.raft_io.kv_cluster import KVCluster, wait_until
+
+    c = KVCluster(root / "helogale", 3)
+    (root / "helogale").mkdir(parents=True, exist_ok=True)
+    c.start_all()
+    results: list[dict[str, Any]] = []
+    try:
+        lead = c.wait_leader()
+        chans = _channels(c.client_addr[lead], 8)
+        stubs = [helogale_pb2_grpc.CommandStub(ch) for ch in chans]
+        for n in PROPOSERS:
+            def make_call(w: int, n: int = n) -> Callable[[int], None]:
+                stub = stubs[w % len(stubs)]
+
+                def call(seq: int) -> None:
+                    cmd = bson.encode({"put": f"p{n}-{w}-{seq}", "value": VALUE})
+                    r = bson.decode(stub.Run(helogale_pb2.CommandRequest(db="admin", command=cmd),
+                                             timeout=10).reply)
+                    if not r["ok"]:
+                        raise RuntimeError(r["errmsg"])
+                return call
+            r = run_load(make_call, n, duration)
+            results.append({"workload": f"proposers-{n}", "system": "helogale", **r})
+            print(f"  helogale  proposers-{n:<4} {r['ops_per_s']:9.0f} ops/s  p50 {r['p50_ms']:7.2f} ms"
+                  f"  p99 {r['p99_ms']:7.2f} ms", flush=True)
+        for ch in chans:
+            ch.close()
+        times: list[float] = []
+        for k in range(kills):
+            lead = c.wait_leader(timeout=30)
+            term = c.status(lead)["term"]
+            t0 = time.monotonic()
+            c.kill(lead)
+
+            def new_leader(old: int = lead, term: int = term) -> bool:
+                for i in list(c.procs):
+                    st = c.status(i)
+                    if st and st["role"] == "LEADER" and st["term"] > term and i != old:
+                        return True
+                return False
+            wait_until(new_leader, 30, "a new leader")
+            times.append(time.monotonic() - t0)
+            c.start(lead)
+            wait_until(lambda i=lead: (c.status(i) or {}).get("role") == "FOLLOWER"
+                       and c.status(i)["leader"] != 0, 30, "the restarted member to follow")
+            print(f"  failover {k + 1:2d}: {times[-1]:.3f} s", flush=True)
+        times.sort()
+        failover = {"p50_s": percentile(times, 0.5), "p99_s": percentile(times, 0.99),
+                    "n": len(times)}
+    finally:
+        c.stop_all()
+    return results, failover
+
+
+# ---------------------------------------------------------------------- etcd
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def etcd_put_request(key: bytes, value: bytes) -> bytes:
+    """etcdserverpb.PutRequest{key = 1, value = 2} encoded by hand (no generated stubs)."""
+    return b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(value)) + value
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
+    etcd = shutil.which("etcd")
+    if etcd is None:
+        print("  etcd: not installed (apt-get install etcd-server); skipped", flush=True)
+        return []
+    names = ["e1", "e2", "e3"]
+    peer = {n: _free_port() for n in names}
+    client = {n: _free_port() for n in names}
+    cluster = ",".join(f"{n}=http://127.0.0.1:{peer[n]}" for n in names)
+    procs = []
+    for n in names:
+        d = root / "etcd" / n
+        d.mkdir(parents=True, exist_ok=True)
+        log = open(root / "etcd" / f"{n}.log", "wb")  # noqa: SIM115 - handed to the child
+        procs.append(subprocess.Popen([
+            etcd, "--name", n, "--data-dir", str(d),
+            "--listen-client-urls", f"http://127.0.0.1:{client[n]}",
+            "--advertise-client-urls", f"http://127.0.0.1:{client[n]}",
+            "--listen-peer-urls", f"http://127.0.0.1:{peer[n]}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer[n]}",
+            "--initial-cluster", cluster, "--initial-cluster-state", "new",
+            "--initial-cluster-token", "bench", "--log-level", "error",
+        ], stdout=log, stderr=log))
+        log.close()
+    results: list[dict[str, Any]] = []
+    try:
+        leader_addr = _etcd_leader(client)
+        chans = _channels(leader_addr, 8)
+        puts = [ch.unary_unary("/etcdserverpb.KV/Put", request_serializer=lambda b: b,
+                               response_deserializer=lambda b: b) for ch in chans]
+        for n in PROPOSERS:
+            def make_call(w: int, n: int = n) -> Callable[[int], None]:
+                put = puts[w % len(puts)]
+
+                def call(seq: int) -> None:
+                    put(etcd_put_request(f"p{n}-{w}-{seq}".encode(), VALUE), timeout=10)
+                return call
+            r = run_load(make_call, n, duration)
+            results.append({"workload": f"proposers-{n}", "system": "etcd", **r})
+            print(f"  etcd      proposers-{n:<4} {r['ops_per_s']:9.0f} ops/s  p50 {r['p50_ms']:7.2f} ms"
+                  f"  p99 {r['p99_ms']:7.2f} ms", flush=True)
+        for ch in chans:
+            ch.close()
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return results
+
+
+def _etcd_leader(client: dict[str, int]) -> str:
+    endpoints = ",".join(f"127.0.0.1:{p}" for p in client.values())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = subprocess.run(["etcdctl", "--endpoints", endpoints, "endpoint", "status",
+                              "-w", "json"], capture_output=True, text=True,
+                             env=dict(os.environ, ETCDCTL_API="3"))
+        if out.returncode == 0:
+            for st in json.loads(out.stdout):
+                s = st["Status"]
+                if s["leader"] and s["leader"] == s["header"]["member_id"]:
+                    return st["Endpoint"]
+        time.sleep(0.1)
+    raise TimeoutError("etcd elected no leader")
+
+
+# ---------------------------------------------------------------------- pysyncobj
+def pysyncobj_member(argv: list[str]) -> int:
+    """One PySyncObj member process; with ``--drive`` it also runs the workloads."""
+    from pysyncobj import SyncObj, SyncObjConf, replicated
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--self", required=True)
+    ap.add_argument("--partners", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--drive", default="")
+    ap.add_argument("--duration", type=float, default=5.0)
+    args = ap.parse_args(argv)
+
+    class Counter(SyncObj):
+        def __init__(self) -> None:
+            conf = SyncObjConf(journalFile=os.path.join(args.dir, "journal"),
+                               fullDumpFile=os.path.join(args.dir, "dump"),
+                               flushJournal=True, dynamicMembershipChange=False)
+            super().__init__(args.self, args.partners.split(","), conf)
+            self.n = 0
+
+        @replicated
+        def incr(self, payload: bytes) -> int:
+            self.n += 1
+            return self.n
+
+    obj = Counter()
+    deadline = time.monotonic() + 60
+    while obj._getLeader() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("pysyncobj elected no leader")
+        time.sleep(0.05)
+    if not args.drive:
+        signal.sigwait({signal.SIGTERM})
+        return 0
+    out = []
+    for n in (int(x) for x in args.drive.split(",")):
+        def make_call(w: int) -> Callable[[int], None]:
+            def call(seq: int) -> None:
+                obj.incr(VALUE, sync=True, timeout=10)
+            return call
+        r = run_load(make_call, n, args.duration)
+        out.append({"workload": f"proposers-{n}", "system": "pysyncobj", **r})
+    print("RESULT " + json.dumps(out), flush=True)
+    return 0
+
+
+def bench_pysyncobj(root: Path, duration: float) -> list[dict[str, Any]]:
+    try:
+        import pysyncobj  # noqa: F401
+    except ImportError:
+        print("  pysyncobj: not installed (pip install pysyncobj); skipped", flush=True)
+        return []
+    addrs = [f"127.0.0.1:{_free_port()}" for _ in range(3)]
+    procs = []
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for i, a in enumerate(addrs):
+        d = root / "pysyncobj" / str(i)
+        d.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "bench.raft", "pysyncobj-member", "--self", a,
+               "--partners", ",".join(x for x in addrs if x != a), "--dir", str(d)]
+        if i == 0:
+            cmd += ["--drive", ",".join(map(str, PROPOSERS)), "--duration", str(duration)]
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True))
+    try:
+        out, _ = procs[0].communicate(timeout=60 + 4 * duration * len(PROPOSERS))
+    finally:
+        for p in procs[1:]:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    results: list[dict[str, Any]] = []
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            results = json.loads(line[7:])
+    for r in results:
+        print(f"  pysyncobj {r['workload']:<14} {r['ops_per_s']:9.0f} ops/s  p50 "
+              f"{r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms", flush=True)
+    return results
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "pysyncobj-member":
+        return pysyncobj_member(argv[1:])
+    ap = argparse.ArgumentParser(prog="python -m bench raft", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per workload")
+    ap.add_argument("--kills", type=int, default=20, help="leader kills for failover timing")
+    ap.add_argument("--skip-etcd", action="store_true")
+    ap.add_argument("--skip-pysyncobj", action="store_true")
+    args = ap.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="bench-raft-"))
+    try:
+        print("helogale (3 members, WAL fsync, gRPC on loopback)", flush=True)
+        results, failover = bench_helogale(root, args.duration, args.kills)
+        if not args.skip_etcd:
+            print("etcd (3 members on loopback)", flush=True)
+            results += bench_etcd(root, args.duration)
+        if not args.skip_pysyncobj:
+            print("pysyncobj (3 processes, journal on disk)", flush=True)
+            results += bench_pysyncobj(root, args.duration)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"failover: p50 {failover['p50_s']:.3f} s  p99 {failover['p99_s']:.3f} s  "
+          f"(n={failover['n']})")
+    ours = {r["workload"]: r for r in results if r["system"] == "helogale"}
+    for r in results:
+        if r["system"] != "helogale" and r["workload"] in ours and r["ops_per_s"]:
+            ratio = ours[r["workload"]]["ops_per_s"] / r["ops_per_s"]
+            print(f"ratio helogale/{r['system']} {r['workload']}: {ratio:.2f}x throughput")
+    if args.json:
+        shaped = [{k: r[k] for k in ("workload", "system", "ops_per_s", "p50_ms", "p99_ms")}
+                  for r in results]
+        Path(args.json).write_text(json.dumps({"results": shaped, "failover": failover},
+                                              indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
