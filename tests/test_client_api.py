@@ -245,3 +245,208 @@ def test_collection_not_callable(scripted: tuple[ScriptedServer, helogale.MongoC
         client.db.c.no_such_method()
     with pytest.raises(helogale.errors.InvalidName):
         client["bad.name"]
+
+
+# --- part 2: the whole API against a real local replica set ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    from node.local_cluster import LocalCluster
+
+    with LocalCluster(members=3) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(cluster: Any) -> Iterator[helogale.MongoClient]:
+    with helogale.MongoClient(cluster.uri, serverSelectionTimeoutMS=20000) as running:
+        yield running
+
+
+def _wait(predicate: Any, timeout: float = 20.0) -> None:
+    from tests.client_scripted_server import wait_for
+
+    wait_for(predicate, timeout)
+
+
+@pytest.mark.cluster
+def test_discovery_and_commands(cluster: Any, client: helogale.MongoClient) -> None:
+    members = {helogale.uri.parse_host(a) for a in cluster.addresses}
+    _wait(lambda: client.nodes == members)
+    assert client.primary in members
+    assert client.secondaries == members - {client.primary}
+    hello = client.admin.command("hello")
+    assert hello["isWritablePrimary"] is True and hello["setName"] == cluster.replset
+    status = client.admin.command("replSetGetStatus")
+    assert status["ok"] == 1 and len(status["members"]) == 3
+    with pytest.raises(helogale.errors.OperationFailure) as info:
+        client.admin.command("noSuchCommand")
+    assert info.value.code == 59 and info.value.details["ok"] == 0
+
+
+@pytest.mark.cluster
+def test_classic_api(client: helogale.MongoClient) -> None:
+    from datetime import datetime
+
+    dbh = client["classic"]
+    assert dbh.connection is client
+    users = dbh.users
+    user_doc = {"username": "janedoe", "firstname": "jane", "dateofbirth": datetime(1974, 4, 12),
+                "email": "janedoe74@example.com", "score": 0}
+    oid = users.insert(user_doc, safe=True)
+    assert user_doc["_id"] == oid
+    ids = users.insert([{"username": "john", "firstname": "john", "score": 0},
+                        {"username": "jim", "firstname": "jane", "score": 3,
+                         "dateofbirth": datetime(1990, 1, 1)}], w=2)
+    assert len(ids) == 2
+    assert users.find_one({"username": "janedoe"})["email"] == "janedoe74@example.com"
+    assert [u.get("email") for u in users.find({"username": "janedoe"}, {"email": 1})] == \
+        ["janedoe74@example.com"]
+    assert users.find().count() == 3
+    assert users.find({"firstname": "jane"}).count() == 2
+    youngest_first = users.find({"firstname": "jane"}).sort(("dateofbirth", DESCENDING))
+    assert [u["username"] for u in youngest_first] == ["jim", "janedoe"]
+    out = users.update({"username": "janedoe"}, {"$set": {"email": "new@example.com"}}, safe=True)
+    assert out["n"] == 1 and out["updatedExisting"] is True
+    out = users.update({"score": 0}, {"$set": {"flagged": True}}, safe=True)
+    assert out["n"] == 1
+    out = users.update({"score": 0}, {"$set": {"flagged": True}}, multi=True, safe=True)
+    assert out["n"] == 2
+    out = users.update({"session_id": "s1"}, {"$set": {"d": "x"}}, safe=True, upsert=True)
+    assert out["updatedExisting"] is False and users.find_one({"_id": out["upserted"]})["d"] == "x"
+    # save: insert without _id, replace with it
+    sid = users.save({"username": "saved", "score": 1})
+    users.save({"_id": sid, "username": "saved", "score": 2})
+    assert users.find_one(sid)["score"] == 2
+    # find_and_modify: new, upsert, remove, sort, fields
+    users.update({"username": "janedoe"}, {"$set": {"account_balance": 0}}, safe=True)
+    ret = users.find_and_modify({"username": "janedoe"}, {"$inc": {"account_balance": 20}},
+                                safe=True, new=True)
+    assert ret["account_balance"] == 20
+    old = users.find_and_modify({"username": "janedoe"}, {"$inc": {"account_balance": 5}})
+    assert old["account_balance"] == 20
+    counter = dbh.counters.find_and_modify({"counter_name": "c"}, {"$inc": {"value": 1}},
+                                           new=True, upsert=True, safe=True)
+    assert counter["value"] == 1
+    top = users.find_and_modify({"score": {"$exists": True}}, {"$set": {"top": True}},
+                                sort=[("score", DESCENDING)], fields={"username": 1}, new=True)
+    assert top == {"_id": top["_id"], "username": "jim"}
+    removed = users.find_and_modify({"username": "saved"}, remove=True)
+    assert removed["_id"] == sid and users.find_one(sid) is None
+    # ensure_index + unique
+    assert users.ensure_index("username", unique=True) == "username_1"
+    with pytest.raises(DuplicateKeyError) as info:
+        users.insert({"username": "jim"}, safe=True)
+    assert info.value.code == 11000
+    assert users.remove({"username": "jim"}, safe=True)["n"] == 1
+    assert users.remove(None, safe=True)["n"] >= 3
+    assert users.find_one() is None
+
+
+@pytest.mark.cluster
+def test_modern_api(client: helogale.MongoClient) -> None:
+    coll = client.modern.items
+    coll.drop()
+    result = coll.insert_one({"_id": 1, "kind": "a", "n": 1})
+    assert result.inserted_id == 1 and result.acknowledged
+    many = coll.insert_many([{"_id": i, "kind": "ab"[i % 2], "n": i} for i in range(2, 12)])
+    assert many.inserted_ids == list(range(2, 12))
+    with pytest.raises(BulkWriteError) as info:
+        coll.insert_many([{"_id": 100}, {"_id": 1}, {"_id": 101}], ordered=False)
+    assert info.value.details["nInserted"] == 2
+    assert [e["code"] for e in info.value.details["writeErrors"]] == [11000]
+    assert coll.count_documents({}) == 13
+    assert coll.estimated_document_count() == 13
+    assert coll.count_documents({"kind": "a"}, skip=1, limit=3) == 3
+    assert sorted(coll.distinct("kind")) == ["a", "b"]
+    assert coll.find({"n": {"$lt": 4}}).distinct("kind") in (["a", "b"], ["b", "a"])
+    res = coll.update_one({"_id": 1}, {"$set": {"x": 1}})
+    assert (res.matched_count, res.modified_count, res.upserted_id) == (1, 1, None)
+    res = coll.update_many({"kind": "a"}, {"$inc": {"n": 100}})
+    assert res.matched_count == res.modified_count == 6
+    res = coll.replace_one({"_id": 500}, {"kind": "c"}, upsert=True)
+    assert res.upserted_id == 500 and res.matched_count == 0
+    doc = coll.find_one_and_update({"_id": 2}, {"$inc": {"n": 1}}, return_document=ReturnDocument.AFTER)
+    assert doc["n"] == 103
+    doc = coll.find_one_and_replace({"_id": 2}, {"kind": "z"}, projection={"kind": 1})
+    assert doc == {"_id": 2, "kind": "a"}
+    doc = coll.find_one_and_delete({"kind": "z"})
+    assert doc["_id"] == 2 and coll.find_one({"_id": 2}) is None
+    assert coll.delete_one({"kind": "b"}).deleted_count == 1
+    assert coll.delete_many({"kind": "b"}).deleted_count == 4
+    bulk = coll.bulk_write([InsertOne({"_id": 900}), UpdateOne({"_id": 900}, {"$set": {"a": 1}}),
+                            UpdateMany({"kind": "a"}, {"$set": {"b": 1}}),
+                            ReplaceOne({"_id": 901}, {"r": 1}, upsert=True),
+                            DeleteOne({"_id": 900}), DeleteMany({"kind": "c"})], ordered=True)
+    assert (bulk.inserted_count, bulk.upserted_ids, bulk.deleted_count) == (1, {3: 901}, 2)
+    assert bulk.matched_count == 1 + 5 and bulk.modified_count == 1 + 5
+
+
+@pytest.mark.cluster
+def test_cursor_streams_and_snapshot(client: helogale.MongoClient) -> None:
+    coll = client.cursors.docs
+    coll.drop()
+    coll.insert_many([{"_id": i, "v": i % 7, "pad": "x"} for i in range(300)])
+    cursor = coll.find({}, batch_size=25)
+    first = next(cursor)
+    assert first["_id"] in range(300)
+    assert cursor.cursor_id  # more batches remain on the server
+    assert len(list(cursor)) == 299
+    assert [d["_id"] for d in coll.find().sort("_id", DESCENDING).skip(5).limit(3)] == [294, 293, 292]
+    assert [d["v"] for d in coll.find(sort=[("v", ASCENDING), ("_id", DESCENDING)], limit=2)] == [0, 0]
+    assert coll.find({"v": 3}).count() == len([i for i in range(300) if i % 7 == 3])
+    assert coll.find().limit(10).count(with_limit_and_skip=True) == 10
+    early = coll.find(batch_size=10)
+    next(early)
+    early.close()
+    assert not early.alive
+    cursor = coll.find({"v": 0}).limit(4)
+    assert len(list(cursor)) == 4
+    assert len(list(cursor.rewind())) == 4 and len(list(cursor.clone())) == 4
+    assert coll.find()[10]["_id"] == 10
+    # snapshot: documents grow (and may move) while we iterate; each is returned once
+    seen = []
+    for doc in coll.find(snapshot=True, batch_size=16):
+        seen.append(doc["_id"])
+        if len(seen) % 10 == 0:
+            coll.update_many({"_id": {"$gt": doc["_id"]}}, {"$set": {"pad": "y" * 500}})
+    assert sorted(seen) == list(range(300)) and len(seen) == len(set(seen))
+
+
+@pytest.mark.cluster
+def test_indexes_and_management(client: helogale.MongoClient) -> None:
+    db = client.mgmt
+    coll = db.places
+    coll.insert_one({"loc": [1, 2], "name": "a", "rank": 1})
+    assert coll.create_index([("loc", helogale.GEO2D)]) == "loc_2d"
+    names = coll.create_indexes([helogale.IndexModel([("name", ASCENDING)], unique=True),
+                                 helogale.IndexModel([("rank", DESCENDING)], name="by_rank")])
+    assert names == ["name_1", "by_rank"]
+    info = coll.index_information()
+    assert info["name_1"]["key"] == [("name", 1)] and info["name_1"]["unique"] is True
+    assert set(info) == {"_id_", "loc_2d", "name_1", "by_rank"}
+    assert {i["name"] for i in coll.list_indexes()} == set(info)
+    coll.drop_index("by_rank")
+    coll.drop_index([("name", ASCENDING)])
+    assert set(coll.index_information()) == {"_id_", "loc_2d"}
+    coll.drop_indexes()
+    assert set(coll.index_information()) == {"_id_"}
+    assert "places" in db.list_collection_names()
+    assert "mgmt" in client.list_database_names()
+    db.other.insert_one({})
+    db.drop_collection("other")
+    assert "other" not in db.list_collection_names()
+    coll.drop()
+    assert "places" not in db.list_collection_names()
+    client.drop_database("mgmt")
+    assert "mgmt" not in client.list_database_names()
+
+
+@pytest.mark.cluster
+def test_secondary_reads(client: helogale.MongoClient) -> None:
+    coll = client.reads.get_collection("c", write_concern=helogale.WriteConcern(w=3))
+    coll.insert_one({"_id": "r"})
+    secondary = coll.with_options(read_preference=helogale.ReadPreference.SECONDARY)
+    _wait(lambda: secondary.find_one({"_id": "r"}) is not None)
+    assert secondary.count_documents({"_id": "r"}) == 1
