@@ -17,9 +17,17 @@ from node.engine.keystring import encode_key
 from node.engine.memory_store import MemoryStore
 
 
-@pytest.fixture
-def engine() -> Engine:
-    return Engine(MemoryStore())
+@pytest.fixture(params=["memory", "lmdb"])
+def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """The same engine behaviour on the in-memory and the durable store."""
+    if request.param == "memory":
+        yield Engine(MemoryStore())
+        return
+    from node.engine.lmdb_store import LMDBStore
+
+    store = LMDBStore(tmp_path / "db", map_size=1 << 30, sync=False)
+    yield Engine(store)
+    store.close()
 
 
 @pytest.fixture
