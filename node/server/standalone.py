@@ -55,3 +55,19 @@ class StandaloneMember:
 
     def reconfig(self, config: Mapping[str, Any], force: bool) -> None:
         raise MongoError(76, "not running with --replSet", code_name="NoReplicationEnabled")
+
+
+def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0) -> Any:
+    """A dispatcher over one in-process member (MemoryStore by default): for tests, embedding."""
+    from node.commands.appliers import APPLIERS
+    from node.commands.cursors import CursorRegistry
+    from node.commands.dispatcher import Dispatcher, NodeServices
+    from node.commands.engine_ops import open_engine
+
+    if store is None:
+        from node.engine.memory_store import MemoryStore
+
+        store = MemoryStore()
+    engine = open_engine(store)
+    member = StandaloneMember(StateMachine(engine, store, APPLIERS))
+    return Dispatcher(NodeServices(engine, member, CursorRegistry(cursor_timeout_s)))

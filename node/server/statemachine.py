@@ -66,6 +66,11 @@ def session_key(lsid: Any) -> bytes:
     return bson.encode({"id": ident})
 
 
+def apply_replset_config(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    """A replica-set configuration entry: the state machine stores ``entry["config"]``."""
+    return {}
+
+
 class StateMachine:
     """Applies entries in log order to ``engine`` over ``store``; thread-safe."""
 
@@ -80,7 +85,7 @@ class StateMachine:
     ) -> None:
         self.engine = engine
         self.store = store
-        self.appliers = dict(appliers)
+        self.appliers = {"replSetConfig": apply_replset_config, **appliers}
         self.guard = guard
         self._begin = begin or store.write
         self._lock = threading.Lock()
@@ -88,6 +93,14 @@ class StateMachine:
         self.on_apply: list[Callable[[int, dict[str, Any]], None]] = []
 
     # --- positions --------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read positions after the store was replaced (snapshot installed)."""
+        with self._lock:
+            self._applied = self._read_applied()
+            reload = getattr(self.engine, "reload", None)
+            if callable(reload):
+                reload()
+
     def _read_applied(self) -> int:
         with self.store.read() as txn:
             raw = txn.get(META, APPLIED_KEY)
@@ -152,40 +165,79 @@ class StateMachine:
             callback(index, reply)
         return reply
 
+    def apply_batch(self, items: list[tuple[int, dict[str, Any] | None]]) -> list[Any]:
+        """Apply consecutive entries (None: an empty entry) in ONE store transaction.
+
+        If anything in the batch raises, the transaction is aborted and the entries are
+        applied one by one instead, so replies are exactly those of :meth:`apply`.
+        """
+        with self._lock:
+            todo = [(i, e) for i, e in items if i > self._applied]
+            if not todo:
+                return [None] * len(items)
+            replies: dict[int, Any] = {}
+            try:
+                with self._begin() as txn:
+                    for index, entry in todo:
+                        replies[index] = (None if entry is None
+                                          else self._apply_entry(txn, index, entry))
+                    txn.put(META, APPLIED_KEY, _U64.pack(todo[-1][0]))
+                self._applied = todo[-1][0]
+            except Exception:
+                replies.clear()
+            else:
+                out = [replies.get(i) for i, _ in items]
+        if not replies:
+            out = []
+            for index, entry in items:
+                if entry is None:
+                    self.apply_noop(index)
+                    out.append(None)
+                else:
+                    out.append(self.apply(index, entry))
+            return out
+        for callback in self.on_apply:
+            for index, _ in todo:
+                callback(index, replies[index])
+        return out
+
     def _record_index_only(self, index: int) -> None:
         if index:
             with self._begin() as txn:
                 txn.put(META, APPLIED_KEY, _U64.pack(index))
 
     def _apply_in_txn(self, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+        with self._begin() as txn:
+            reply = self._apply_entry(txn, index, entry)
+            if index:
+                txn.put(META, APPLIED_KEY, _U64.pack(index))
+        return reply
+
+    def _apply_entry(self, txn: Any, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+        """Apply one entry inside ``txn`` (session check, guard, applier, bookkeeping)."""
         op = entry.get("op")
         applier = self.appliers.get(op) if isinstance(op, str) else None
         if applier is None:
             raise MongoError(1, f"unknown log entry op {op!r}")
         lsid = entry.get("lsid")
         txn_number = entry.get("txnNumber")
-        with self._begin() as txn:
-            skey = None
-            if lsid is not None and txn_number is not None:
-                skey = session_key(lsid)
-                raw = txn.get(SESSIONS, skey)
-                if raw is not None:
-                    rec = decode_entry(raw)
-                    if int(rec["txnNumber"]) == int(txn_number):
-                        if index:
-                            txn.put(META, APPLIED_KEY, _U64.pack(index))
-                        return dict(rec["reply"])
-                    if int(rec["txnNumber"]) > int(txn_number):
-                        raise MongoError(TRANSACTION_TOO_OLD, "txnNumber is too old",
-                                         code_name="TransactionTooOld")
-            if self.guard is not None:
-                self.guard.check(entry)
-            reply = applier(self.engine, txn, entry)
-            if op == "replSetConfig":
-                txn.put(META, CONFIG_KEY, bson.encode(entry["config"]))
-            if skey is not None:
-                txn.put(SESSIONS, skey, bson.encode(
-                    {"txnNumber": Int64(int(txn_number)), "reply": reply}))
-            if index:
-                txn.put(META, APPLIED_KEY, _U64.pack(index))
+        skey = None
+        if lsid is not None and txn_number is not None:
+            skey = session_key(lsid)
+            raw = txn.get(SESSIONS, skey)
+            if raw is not None:
+                rec = decode_entry(raw)
+                if int(rec["txnNumber"]) == int(txn_number):
+                    return dict(rec["reply"])
+                if int(rec["txnNumber"]) > int(txn_number):
+                    raise MongoError(TRANSACTION_TOO_OLD, "txnNumber is too old",
+                                     code_name="TransactionTooOld")
+        if self.guard is not None:
+            self.guard.check(entry)
+        reply = applier(self.engine, txn, entry)
+        if op == "replSetConfig":
+            txn.put(META, CONFIG_KEY, bson.encode(entry["config"]))
+        if skey is not None:
+            txn.put(SESSIONS, skey, bson.encode(
+                {"txnNumber": Int64(int(txn_number)), "reply": reply}))
         return reply

@@ -1,0 +1,168 @@
+"""Handlers for handshake, server and replica-set administration commands.
+
+``hello``/``isMaster`` (topology from the member, limits and versions from here), ``ping``,
+``buildInfo``, ``getParameter``, ``serverStatus``, ``endSessions``, ``getLastError``,
+``connectionStatus``, ``listCommands`` and ``replSetGetStatus``/``replSetGetConfig``/
+``replSetStepDown``/``replSetReconfig`` (delegated to the member).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bson import Int64, ObjectId
+
+from node.commands.args import get_bool, get_doc, is_number
+from node.commands.context import RequestContext
+from node.engine.errors import MongoError
+
+if TYPE_CHECKING:
+    from node.commands.dispatcher import NodeServices
+
+VERSION = "7.0.0"
+VERSION_ARRAY = [7, 0, 0, 0]
+MAX_BSON_OBJECT_SIZE = 16 * 1024 * 1024
+MAX_MESSAGE_SIZE_BYTES = 48_000_000
+MAX_WRITE_BATCH_SIZE = 100_000
+MIN_WIRE_VERSION = 0
+MAX_WIRE_VERSION = 21
+PROCESS_ID = ObjectId()
+
+_PARAMETERS: dict[str, Any] = {
+    "featureCompatibilityVersion": {"version": "7.0"},
+    "maxBSONObjectSize": MAX_BSON_OBJECT_SIZE,
+    "cursorTimeoutMillis": Int64(600_000),
+    "authenticationMechanisms": [],
+}
+
+
+def hello(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+          ) -> dict[str, Any]:
+    topo = node.member.hello(ctx)
+    writable = bool(topo.pop("isWritablePrimary", False))
+    legacy = next(iter(cmd)) in ("isMaster", "ismaster")
+    reply: dict[str, Any] = {"ismaster" if legacy else "isWritablePrimary": writable}
+    reply["topologyVersion"] = {"processId": PROCESS_ID, "counter": Int64(0)}
+    reply.update(topo)
+    reply.update({
+        "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
+        "maxMessageSizeBytes": MAX_MESSAGE_SIZE_BYTES,
+        "maxWriteBatchSize": MAX_WRITE_BATCH_SIZE,
+        "localTime": _dt.datetime.now(_dt.UTC),
+        "logicalSessionTimeoutMinutes": 30,
+        "connectionId": ctx.connection_id,
+        "minWireVersion": MIN_WIRE_VERSION,
+        "maxWireVersion": MAX_WIRE_VERSION,
+        "readOnly": False,
+    })
+    return reply
+
+
+def ping(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+         ) -> dict[str, Any]:
+    return {}
+
+
+def build_info(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+               ) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "versionArray": VERSION_ARRAY,
+        "gitVersion": "helogale",
+        "helogale": True,
+        "bits": 64,
+        "debug": False,
+        "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
+        "storageEngines": ["helogale"],
+    }
+
+
+def get_parameter(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                  ) -> dict[str, Any]:
+    arg = cmd.get("getParameter")
+    if arg == "*" or (isinstance(arg, Mapping) and arg.get("allParameters")):
+        return dict(_PARAMETERS)
+    wanted = [k for k in cmd if k not in ("getParameter", "$db", "lsid", "$readPreference",
+                                          "$clusterTime", "comment")]
+    reply = {k: _PARAMETERS[k] for k in wanted if k in _PARAMETERS}
+    if not reply:
+        raise MongoError(72, "no option found to get", code_name="InvalidOptions")
+    return reply
+
+
+def server_status(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                  ) -> dict[str, Any]:
+    return {
+        "host": node.member.hello(ctx).get("me", "localhost"),
+        "version": VERSION,
+        "process": "helogale-node",
+        "pid": Int64(os.getpid()),
+        "uptime": float(int(time.time() - node.started_at)),
+        "uptimeMillis": Int64(int((time.time() - node.started_at) * 1000)),
+        "localTime": _dt.datetime.now(_dt.UTC),
+        "metrics": {"cursor": {"open": {"total": Int64(len(node.cursors))}}},
+    }
+
+
+def end_sessions(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                 ) -> dict[str, Any]:
+    return {}
+
+
+def get_last_error(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                   ) -> dict[str, Any]:
+    # every acknowledged write here already waited for its write concern
+    return {"n": 0, "err": None, "connectionId": ctx.connection_id}
+
+
+def connection_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                      ctx: RequestContext) -> dict[str, Any]:
+    return {"authInfo": {"authenticatedUsers": [], "authenticatedUserRoles": []}}
+
+
+def list_commands(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                  ) -> dict[str, Any]:
+    from node.commands.dispatcher import COMMANDS
+
+    return {"commands": {
+        name: {"help": spec.help, "adminOnly": spec.admin_only}
+        for name, spec in sorted(COMMANDS.items())
+    }}
+
+
+def repl_set_get_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                        ctx: RequestContext) -> dict[str, Any]:
+    return node.member.repl_set_get_status()
+
+
+def repl_set_get_config(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                        ctx: RequestContext) -> dict[str, Any]:
+    return {"config": node.member.repl_set_get_config()}
+
+
+def repl_set_step_down(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                       ctx: RequestContext) -> dict[str, Any]:
+    secs = cmd.get("replSetStepDown", 60)
+    if not is_number(secs):
+        raise MongoError(14, "replSetStepDown's value must be a number",
+                         code_name="TypeMismatch")
+    catch_up = cmd.get("secondaryCatchUpPeriodSecs", 10)
+    if not is_number(catch_up):
+        raise MongoError(14, "secondaryCatchUpPeriodSecs must be a number",
+                         code_name="TypeMismatch")
+    if catch_up > secs:
+        raise MongoError(2, "replSetStepDown argument must be greater than "
+                         "secondaryCatchUpPeriodSecs")
+    node.member.step_down(float(secs), float(catch_up))
+    return {}
+
+
+def repl_set_reconfig(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                      ctx: RequestContext) -> dict[str, Any]:
+    config = get_doc(cmd, "replSetReconfig", "replSetReconfig")
+    node.member.reconfig(config, get_bool(cmd, "replSetReconfig", "force"))
+    return {}

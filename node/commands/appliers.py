@@ -1,0 +1,12 @@
+"""Every log entry op and its applier (the state machine's table), gathered from the families."""
+
+from __future__ import annotations
+
+from node.commands import catalog, crud, indexes
+from node.server.statemachine import Applier
+
+APPLIERS: dict[str, Applier] = {
+    **crud.APPLIERS,
+    **indexes.APPLIERS,
+    **catalog.APPLIERS,
+}

@@ -1,0 +1,116 @@
+"""Catalog commands: ``listCollections``, ``listDatabases``, ``collStats``, ``dbStats`` (reads)
+and ``create``, ``drop``, ``dropDatabase`` (replicated writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bson import Int64
+
+from node.commands import engine_ops
+from node.commands.args import collection_name, get_bool, get_doc
+from node.commands.context import RequestContext
+from node.commands.crud import submit
+from node.engine.errors import MongoError
+
+if TYPE_CHECKING:
+    from node.commands.dispatcher import NodeServices
+
+
+def list_collections(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                     ) -> dict[str, Any]:
+    from node.commands.query import open_cursor
+
+    filt = get_doc(cmd, "listCollections", "filter", {})
+    name_only = get_bool(cmd, "listCollections", "nameOnly")
+    node.member.check_readable(cmd, ctx)
+    infos = []
+    for name in engine_ops.collection_names(node.engine, db):
+        info: dict[str, Any] = {"name": name, "type": "collection"}
+        if not name_only:
+            info.update({"options": {}, "info": {"readOnly": False},
+                         "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"}})
+        infos.append(info)
+    if filt:
+        infos = engine_ops.filter_docs(infos, filt)
+    cursor = cmd.get("cursor") if isinstance(cmd.get("cursor"), Mapping) else {}
+    batch = cursor.get("batchSize")
+    return open_cursor(node, f"{db}.$cmd.listCollections", iter(infos),
+                       int(batch) if isinstance(batch, int) else None)
+
+
+def list_databases(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                   ) -> dict[str, Any]:
+    node.member.check_readable(cmd, ctx)
+    name_only = get_bool(cmd, "listDatabases", "nameOnly")
+    dbs = []
+    total = 0
+    for name in engine_ops.database_names(node.engine):
+        size = engine_ops.database_size(node.engine, name)
+        total += size
+        dbs.append({"name": name} if name_only else
+                   {"name": name, "sizeOnDisk": Int64(size), "empty": size == 0})
+    filt = get_doc(cmd, "listDatabases", "filter", {})
+    if filt:
+        dbs = engine_ops.filter_docs(dbs, filt)
+    reply: dict[str, Any] = {"databases": dbs}
+    if not name_only:
+        reply["totalSize"] = Int64(total)
+    return reply
+
+
+def coll_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+               ) -> dict[str, Any]:
+    coll = collection_name(cmd, "collStats")
+    node.member.check_readable(cmd, ctx)
+    n = engine_ops.count(node.engine, db, coll, {})
+    return {"ns": f"{db}.{coll}", "count": n,
+            "nindexes": len(engine_ops.list_indexes(node.engine, db, coll, missing_ok=True))}
+
+
+def db_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+             ) -> dict[str, Any]:
+    node.member.check_readable(cmd, ctx)
+    names = engine_ops.collection_names(node.engine, db)
+    objects = sum(engine_ops.count(node.engine, db, c, {}) for c in names)
+    return {"db": db, "collections": len(names), "objects": objects}
+
+
+def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+           ) -> dict[str, Any]:
+    coll = collection_name(cmd, "create")
+    for unsupported in ("capped", "viewOn", "timeseries", "clusteredIndex"):
+        if cmd.get(unsupported):
+            raise MongoError(115, f"create option '{unsupported}' is not supported",
+                             code_name="CommandNotSupported")
+    return submit(node, cmd, {"op": "create", "db": db, "coll": coll})
+
+
+def apply_create(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    engine_ops.create_collection(engine, txn, entry["db"], entry["coll"])
+    return {}
+
+
+def drop(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+         ) -> dict[str, Any]:
+    coll = collection_name(cmd, "drop")
+    return submit(node, cmd, {"op": "drop", "db": db, "coll": coll})
+
+
+def apply_drop(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    was = engine_ops.drop_collection(engine, txn, entry["db"], entry["coll"])
+    return {"nIndexesWas": was, "ns": f"{entry['db']}.{entry['coll']}"}
+
+
+def drop_database(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                  ) -> dict[str, Any]:
+    return submit(node, cmd, {"op": "dropDatabase", "db": db})
+
+
+def apply_drop_database(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    engine_ops.drop_database(engine, txn, entry["db"])
+    return {"dropped": entry["db"]}
+
+
+APPLIERS = {"create": apply_create, "drop": apply_drop, "dropDatabase": apply_drop_database}
