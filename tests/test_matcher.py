@@ -507,3 +507,13 @@ def test_comparisons_agree_with_compare_within_a_bracket(x: Any, y: Any) -> None
     assert ok({"a": {"$lte": y}}, doc) == (c <= 0)
     assert ok({"a": {"$gt": y}}, doc) == (c > 0)
     assert ok({"a": {"$gte": y}}, doc) == (c >= 0)
+
+
+def test_pcre_spellings_are_translated() -> None:
+    assert ok({"a": {"$regex": r"^(?<year>\d{4})-"}}, {"a": "2011-06"})
+    assert ok({"a": {"$regex": r"x\Z"}}, {"a": "x\n"})  # PCRE \Z allows a final newline
+    assert not ok({"a": {"$regex": r"x\z"}}, {"a": "x\n"})  # \z is the very end
+    assert ok({"a": {"$regex": r"x\z"}}, {"a": "x"})
+    assert ok({"a": {"$regex": r"\\z"}}, {"a": "\\z"})  # an escaped backslash stays literal
+    assert ok({"a": {"$regex": r"(?<=a)b"}}, {"a": "ab"})  # lookbehind untouched
+    bad({"a": {"$regex": "a\0b"}}, "Regular expression cannot contain an embedded null byte", 51109)

@@ -220,6 +220,31 @@ def _regex_test(pattern: re.Pattern[str], as_value: Any) -> Callable[[Any], bool
 _REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE, "u": 0}
 
 
+def pcre_to_python(pattern: str) -> str:
+    """Rewrite the PCRE spellings Python's ``re`` lacks: ``(?<name>...)``, ``\\z`` and ``\\Z``."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if nxt == "z":
+                out.append("\\Z")  # PCRE \z: the very end
+            elif nxt == "Z":
+                out.append("(?=\\n?\\Z)")  # PCRE \Z: the end or before a final newline
+            else:
+                out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if pattern.startswith("(?<", i) and i + 3 < n and pattern[i + 3] not in "=!":
+            out.append("(?P<")
+            i += 3
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def compile_regex(pattern: str, options: str) -> re.Pattern[str]:
     """A Python pattern for a MongoDB ``$regex`` with ``$options`` (BadValue on bad input)."""
     flags = 0
@@ -227,8 +252,10 @@ def compile_regex(pattern: str, options: str) -> re.Pattern[str]:
         if letter not in _REGEX_FLAGS:
             raise bad_value(f"invalid flag in regex options: {letter}")
         flags |= _REGEX_FLAGS[letter]
+    if "\0" in pattern:
+        raise location(51109, "Regular expression cannot contain an embedded null byte")
     try:
-        return re.compile(pattern, flags)
+        return re.compile(pcre_to_python(pattern), flags)
     except re.error as exc:
         raise location(51091, f"Regular expression is invalid: {exc}") from None
 
