@@ -10,6 +10,8 @@ from typing import Any
 
 import bson
 import pytest
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
 from bson.min_key import MinKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +30,7 @@ from node.engine.planner import (
     execute,
     explain,
     filter_predicates,
+    raw_prefilter,
     sort_key_for,
 )
 from node.engine.values import MISSING, UNDEFINED, SortKey
@@ -456,3 +459,55 @@ def test_sphere_distances_in_radians(places: Coll) -> None:
     q = compile_geo({"$nearSphere": [0, 0]})
     dists = [q.distance(d["loc"]) for d in res.docs]
     assert dists == sorted(dists) and all(d <= math.radians(20) for d in dists)
+
+
+# --- the raw-bytes prefilter of collection scans --------------------------------------------------
+
+SCALARS = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.sampled_from([0, 1, -1, 7, 2**31, 2**53, -(2**63)]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, -0.0, 7.0, 0.5, 1e300]),
+    st.text(max_size=6),
+    st.booleans(),
+    st.none(),
+)
+STORED = st.one_of(
+    SCALARS,
+    st.integers(-(2**62), 2**62).map(Int64),
+    st.sampled_from(["7", "7.0", "-0", "0", "1E+1"]).map(Decimal128),
+    st.lists(SCALARS, max_size=3),
+    st.fixed_dictionaries({"b": SCALARS}),
+)
+
+
+def _stored_forms(wanted: Any) -> list[Any]:
+    """Ways a document can hold a value equal to ``wanted``."""
+    forms: list[Any] = [wanted, [0, wanted], {"b": wanted}, [{"b": wanted}]]
+    if isinstance(wanted, int | float) and not isinstance(wanted, bool):
+        if float(wanted).is_integer() and abs(wanted) < 2**62:
+            forms += [Int64(int(wanted)), float(wanted), int(wanted)]
+        if math.isfinite(wanted):
+            forms.append(Decimal128(repr(float(wanted)) if isinstance(wanted, float) else str(wanted)))
+    return forms
+
+
+@settings(max_examples=200, deadline=None)
+@given(stored=STORED, wanted=SCALARS, path=st.sampled_from(["a", "a.b"]), op=st.booleans())
+def test_raw_prefilter_never_rejects_a_match(stored: Any, wanted: Any, path: str, op: bool) -> None:
+    filt = {path: {"$eq": wanted} if op else wanted}
+    test = raw_prefilter(filt)
+    m = Matcher(filt)
+    for value in [stored, *_stored_forms(wanted)]:
+        doc = {"_id": 1, "a": value}
+        if m.matches(doc) and test is not None:
+            assert test(bson.encode(doc)), (filt, doc)
+
+
+def test_raw_prefilter_rejects_obvious_misses() -> None:
+    test = raw_prefilter({"name": "bob", "n": 7})
+    assert test is not None
+    assert not test(bson.encode({"name": "ann", "n": 7}))
+    assert not test(bson.encode({"name": "bob", "n": 8}))
+    assert test(bson.encode({"name": ["x", "bob"], "n": 7.0}))
+    assert raw_prefilter({"a": {"$gt": 1}}) is None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -414,18 +415,75 @@ class Plan:
         raise NotImplementedError
 
 
+def _payloads(value: Any) -> list[bytes] | None:
+    """Every BSON payload encoding of a value that equality can match, or None when unknown.
+
+    A document equal to ``value`` at some path holds one of these byte strings somewhere."""
+    if isinstance(value, str):
+        data = value.encode("utf-8")
+        return [struct.pack("<i", len(data) + 1) + data + b"\x00"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    out = [struct.pack("<d", float(value))] if float(value) == value else []
+    if float(value).is_integer():
+        n = int(value)
+        if -(2**31) <= n < 2**31:
+            out.append(struct.pack("<i", n))
+        if -(2**63) <= n < 2**63:
+            out.append(struct.pack("<q", n))
+    return out
+
+
+_DECIMAL_TYPE = b"\x13"
+
+
+def raw_prefilter(filt: Mapping[str, Any]) -> Callable[[bytes], bool] | None:
+    """A cheap test on a record's BSON bytes that every match passes (None: no such test).
+
+    For each top-level equality on a string or a number, a matching document must contain
+    one of the value's payload encodings (or a Decimal128, which could equal a number)."""
+    required: list[tuple[list[bytes], bool]] = []
+    for name, arg in filt.items():
+        if name.startswith("$"):
+            continue
+        value = arg
+        if isinstance(arg, Mapping):
+            if set(arg) != {"$eq"}:
+                continue
+            value = arg["$eq"]
+        patterns = _payloads(value)
+        if patterns is not None:
+            required.append((patterns, not isinstance(value, str)))
+    if not required:
+        return None
+
+    def passes(raw: bytes) -> bool:
+        for patterns, numeric in required:
+            if not any(p in raw for p in patterns) and not (numeric and _DECIMAL_TYPE in raw):
+                return False
+        return True
+
+    return passes
+
+
 class CollScan(Plan):
-    """Every record in ``_id`` order, filtered."""
+    """Every record in ``_id`` order, filtered (records that cannot match are skipped by a
+    byte-level test before decoding, see :func:`raw_prefilter`)."""
 
     def __init__(self, matcher: Matcher, filt: Mapping[str, Any], start: bytes = b"") -> None:
         self.matcher = matcher
         self.filter = filt
         self.start = start
+        self.prefilter = raw_prefilter(filt)
 
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
-        match, decode = self.matcher.match_position, view.decode
+        match, decode, prefilter = self.matcher.match_position, view.decode, self.prefilter
         for rk, raw in txn.scan(view.docs_table, self.start):
             stats.docs_examined += 1
+            if prefilter is not None and not prefilter(raw):
+                continue
             doc = decode(raw)
             matched, pos = match(doc)
             if matched:
