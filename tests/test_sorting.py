@@ -24,6 +24,9 @@ def test_parse_forms() -> None:
     assert parse_sort(SON([("b", -1), ("a", 1.0)])) == [("b", -1), ("a", 1)]
     assert parse_sort([("x.y", -1), ("z", Int64(1))]) == [("x.y", -1), ("z", 1)]
     assert parse_sort("name") == [("name", 1)]
+    assert parse_sort(("score", -1)) == [("score", -1)]  # the book's sort(("score", DESCENDING))
+    assert parse_sort(["a", "b"]) == [("a", 1), ("b", 1)]
+    assert parse_sort([("a", 1), ("b", -1)]) == [("a", 1), ("b", -1)]
     assert parse_sort(None) == [] and parse_sort({}) == []
     assert not Sort({})
 

@@ -1,7 +1,7 @@
 """Sort specifications and sort keys, with MongoDB's array rules.
 
 A sort spec is a mapping (``dict``/``SON``), a list of ``(path, direction)`` pairs (pymongo's
-form) or a single path string (ascending); directions are ``1`` or ``-1``. Keys follow the
+form), one bare ``(path, direction)`` pair or a single path string (ascending); directions are ``1`` or ``-1``. Keys follow the
 manual: the value of a path is found with implicit array traversal (:func:`paths.key_values`);
 an ascending sort uses the smallest of the values, a descending sort the largest; a missing field
 sorts as ``null``; an empty array sorts below ``null``. Values compare with
@@ -89,7 +89,10 @@ def parse_sort(spec: SortSpec | None) -> list[tuple[str, int]]:
     if isinstance(spec, Mapping):
         pairs = spec.items()
     elif isinstance(spec, list | tuple):
-        pairs = spec
+        if len(spec) == 2 and isinstance(spec[0], str) and not isinstance(spec[1], str | tuple):
+            pairs = [spec]  # one bare (key, direction) pair, as in the book's sort(("a", -1))
+        else:
+            pairs = spec
     else:
         raise bad_value("sort must be an object or a list of (key, direction) pairs")
     out: list[tuple[str, int]] = []
