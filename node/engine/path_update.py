@@ -3,9 +3,10 @@
 Unlike the read side (``paths.py``), writes never fan out over arrays implicitly: a numeric
 component addresses an array element (``"emails.0.email"``), anything else addresses a field,
 and a path that runs into a scalar (or a non-numeric component into an array) is rejected with
-MongoDB's PathNotViable error (exact reads use :func:`node.engine.paths.lookup`). Also here: splitting/validating update paths, expanding the
-positional ``$`` and all-positional ``$[]`` components into concrete paths, and rendering values
-the way MongoDB's error messages print them.
+MongoDB's PathNotViable error (exact reads use :func:`node.engine.paths.lookup`). Also here:
+splitting/validating update paths, expanding the positional ``$`` and all-positional ``$[]``
+components into concrete paths, checking field names for storage, and rendering values the way
+MongoDB's error messages print them.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ def format_id(doc: Mapping[str, Any]) -> str:
 
 
 _DBREF_FIELDS = frozenset({"$ref", "$id", "$db"})
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes, datetime.datetime})
 
 
 def check_storable(doc: Mapping[str, Any], *, for_insert: bool = False) -> None:
@@ -216,7 +218,7 @@ def _check_id(value: Any, *, for_insert: bool) -> None:
 
 
 def _check_names(value: Any, prefix: str) -> None:
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         for key, sub in value.items():
             path = f"{prefix}{key}"
             if key.startswith("$") and key not in _DBREF_FIELDS:
@@ -227,9 +229,9 @@ def _check_names(value: Any, prefix: str) -> None:
                 raise dotted_field_name(
                     f"The dotted field '{key}' in '{path}' is not valid for storage."
                 )
-            if isinstance(sub, Mapping | list):
+            if type(sub) not in _LEAVES and isinstance(sub, Mapping | list):
                 _check_names(sub, path + ".")
     elif isinstance(value, list):
         for i, sub in enumerate(value):
-            if isinstance(sub, Mapping | list):
+            if type(sub) not in _LEAVES and isinstance(sub, Mapping | list):
                 _check_names(sub, f"{prefix}{i}.")

@@ -77,12 +77,21 @@ _DECIMAL_CONTEXT = create_decimal128_context()
 
 # --- value helpers ------------------------------------------------------------------------------
 
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes, datetime.datetime})
+
 
 def clone(value: Any) -> Any:
     """A deep copy of a BSON value (documents and arrays copied, scalars shared)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {k: clone(v) for k, v in value.items()}
+    if kind is list:
+        return [clone(v) for v in value]
     if isinstance(value, Mapping):
         return {k: clone(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple):
         return [clone(v) for v in value]
     return value
 
