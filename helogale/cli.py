@@ -1,4 +1,5 @@
-"""The ``helogale`` command line: ``helogale demo`` (engine tour) and, later, ``helogale up``."""
+"""The ``helogale`` command line: ``helogale demo`` (engine tour) and ``helogale up`` (a local
+replica set of member processes; see :func:`node.local_cluster.run_up`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="helogale", description="Helogale document database")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run a short tour of the document engine, in memory")
+    up = sub.add_parser("up", help="start a local replica set and print its URI; Ctrl-C stops")
+    up.add_argument("--data", help="data directory (default: a temporary one)")
+    up.add_argument("--port", type=int, help="first port (gRPC ports, then Raft ports)")
+    up.add_argument("--members", type=int, default=3, help="number of members (default 3)")
+    up.add_argument("--wire", action="store_true", help="also serve the MongoDB wire protocol")
+    up.add_argument("--demo", action="store_true", help="run a few demo writes and reads")
     args = parser.parse_args(argv)
+    if args.command == "up":
+        from node.local_cluster import run_up
+
+        return run_up(args.data, args.port, args.members, args.wire, args.demo)
     if args.command == "demo":
         from node.engine.demo import run_demo
 

@@ -33,6 +33,13 @@ from proto import helogale_pb2, helogale_pb2_grpc
 
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
 LOOPBACK = "127.0.0.1"
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
 
 
 def free_ports(n: int) -> list[int]:
@@ -297,10 +304,10 @@ class LocalCluster:
         """Run a command on member ``i`` over gRPC; raises grpc.RpcError if unreachable."""
         m = self.members[i]
         if m.channel is None:
-            m.channel = grpc.insecure_channel(m.address)
+            m.channel = grpc.insecure_channel(m.address, options=CHANNEL_OPTIONS)
         stub = helogale_pb2_grpc.CommandStub(m.channel)
         reply = stub.Run(helogale_pb2.CommandRequest(db=db, command=bson.encode(cmd)),
-                         timeout=timeout)
+                         timeout=timeout, wait_for_ready=True)
         return bson.decode(reply.reply, codec_options=CODEC)
 
     def try_command(self, i: int, cmd: Mapping[str, Any], db: str = "admin",
@@ -335,3 +342,55 @@ class LocalCluster:
 
     def member_status(self, i: int) -> dict[str, Any] | None:
         return self.try_command(i, {"replSetGetStatus": 1})
+
+
+def _demo(cluster: LocalCluster, out: Any) -> None:
+    """A few majority writes and a read against the primary, printed."""
+    p = cluster.wait_for_primary()
+    docs = [{"name": "meerkat", "weight_g": 720}, {"name": "dwarf mongoose", "weight_g": 310},
+            {"name": "banded mongoose", "weight_g": 1500}]
+    reply = cluster.command(p, {"insert": "animals", "documents": docs,
+                                "writeConcern": {"w": "majority"}}, db="demo")
+    print(f"demo: inserted {reply.get('n')} documents into demo.animals (w=majority) "
+          f"on primary {cluster.members[p].address}", file=out)
+    reply = cluster.command(p, {"update": "animals", "updates": [
+        {"q": {"name": "dwarf mongoose"}, "u": {"$inc": {"weight_g": 5}}}]}, db="demo")
+    print(f"demo: updated {reply.get('nModified')} document", file=out)
+    reply = cluster.command(p, {"find": "animals", "filter": {"weight_g": {"$lt": 1000}},
+                                "sort": {"weight_g": 1}, "projection": {"_id": 0}}, db="demo")
+    for doc in reply.get("cursor", {}).get("firstBatch", []):
+        print(f"demo: found {doc}", file=out)
+
+
+def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = False,
+           demo: bool = False, out: Any = None) -> int:
+    """``helogale up``: start a set, print its URI(s), wait for Ctrl-C/SIGTERM, stop cleanly."""
+    import threading
+
+    out = out or sys.stdout
+    if data_dir is not None:
+        os.makedirs(data_dir, exist_ok=True)
+    cluster = LocalCluster(members, data_dir=data_dir, base_port=base_port, wire=wire)
+    done = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT,
+                                                                      signal.SIGTERM)}
+    try:
+        cluster.start()
+        print(cluster.uri, file=out, flush=True)
+        if cluster.wire_uri:
+            print(cluster.wire_uri, file=out, flush=True)
+        print(f"replica set {cluster.replset}: {members} members, data in {cluster.data_dir}; "
+              "Ctrl-C stops", file=sys.stderr, flush=True)
+        if demo:
+            _demo(cluster, out)
+            out.flush()
+        done.wait()
+    except TimeoutError as exc:
+        print(f"helogale up: {exc} (logs in {cluster.data_dir})", file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print("stopped", file=sys.stderr)
+    return 0

@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_ELECTION_TIMEOUT_MS = 1000
+DEFAULT_ELECTION_TIMEOUT_MS = 500
 DEFAULT_HEARTBEAT_MS = 100
 
 
@@ -95,6 +95,8 @@ class NodeConfig:
     join: bool = False
     log_level: str = "INFO"
     cursor_timeout_s: float = 600.0
+    snapshot_every: int = 10000
+    keep_entries: int = 2000
 
     @property
     def advertised(self) -> str:
@@ -141,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advertise-wire", help="wire address reported by hello")
     p.add_argument("--join", action="store_true", default=None,
                    help="start empty and wait to be added by replSetReconfig")
+    p.add_argument("--snapshot-every", type=int,
+                   help="take a state snapshot every N applied entries (default 10000)")
+    p.add_argument("--keep-entries", type=int,
+                   help="log entries kept behind a snapshot for slow members (default 2000)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     return p
 

@@ -1,0 +1,40 @@
+"""``python -m node`` / ``helogale-node``: run one replica-set member until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from node.server.config import config_from_args
+from node.server.logs import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = config_from_args(argv)
+    setup_logging(config.log_level, member=config.member_id, replset=config.replset)
+    log = logging.getLogger("helogale.node")
+    from node.server.app import NodeApp
+
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received, shutting down",
+                 extra={"fields": {"signal": signal.Signals(signum).name}})
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        app = NodeApp(config).start()
+    except Exception:
+        log.exception("member failed to start")
+        return 1
+    done.wait()
+    app.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Assembles a member process: store, engine, state machine, member, dispatcher, servers.
+
+``NodeApp(config).start()`` opens the data directory (LMDB, or memory without ``--data``),
+builds the state machine with every command family's appliers, the member (a replicated
+:class:`~node.server.replica.Replica`, or a :class:`~node.server.standalone.StandaloneMember`
+when ``standalone`` is asked for), the dispatcher, the gRPC command server and, with
+``--wire-port``, the MongoDB wire-protocol listener. ``stop()`` undoes it in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from node.commands.appliers import APPLIERS
+from node.commands.context import WIRE, RequestContext
+from node.commands.cursors import CursorRegistry
+from node.commands.dispatcher import Dispatcher, NodeServices
+from node.commands.engine_ops import open_engine
+from node.server.config import NodeConfig
+from node.server.grpc_service import add_command_service, make_server
+from node.server.statemachine import StateMachine
+
+log = logging.getLogger("helogale.node")
+
+
+def open_store(data_dir: str | None) -> Any:
+    """The engine's KVStore: LMDB under ``data_dir/engine``, or in memory."""
+    if data_dir is None:
+        from node.engine.memory_store import MemoryStore
+
+        return MemoryStore()
+    from node.engine.lmdb_store import LMDBStore
+
+    path = os.path.join(data_dir, "engine")
+    os.makedirs(path, exist_ok=True)
+    return LMDBStore(path)
+
+
+class NodeApp:
+    """One member process's moving parts."""
+
+    def __init__(self, config: NodeConfig, *, standalone: bool = False) -> None:
+        self.config = config
+        self.store = open_store(config.data_dir)
+        self.engine = open_engine(self.store)
+        self.sm = StateMachine(self.engine, self.store, APPLIERS)
+        self.member: Any
+        if standalone:
+            from node.server.standalone import StandaloneMember
+
+            self.member = StandaloneMember(self.sm, config.advertised)
+        else:
+            from node.server.replica import Replica
+
+            self.member = Replica(config, self.sm, self.store)
+        self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
+        self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors))
+        self.grpc = make_server()
+        add_command_service(self.grpc, self.dispatcher)
+        port = self.grpc.add_insecure_port(config.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {config.listen}")
+        self.wire: Any = None
+        self._stopped = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, name="cursor-reaper",
+                                        daemon=True)
+
+    def _reap_loop(self) -> None:
+        while not self._stopped.wait(5.0):
+            self.cursors.reap()
+
+    def _start_wire(self) -> None:
+        if self.config.wire_port is None:
+            return
+        from node.wire.server import WireServer
+
+        def handle(db: str, command: dict[str, Any], info: Any) -> dict[str, Any]:
+            ctx = RequestContext(transport=WIRE, connection_id=info.connection_id,
+                                 peer=info.peer)
+            return self.dispatcher.run(db, command, ctx)
+
+        self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port)
+        self.wire.start()
+
+    def start(self) -> NodeApp:
+        start = getattr(self.member, "start", None)
+        if start is not None:
+            start()
+        self.grpc.start()
+        self._start_wire()
+        self._reaper.start()
+        log.info("member serving", extra={"fields": {
+            "listen": self.config.listen, "wire_port": self.config.wire_port,
+            "replset": self.config.replset, "data": self.config.data_dir}})
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, stop the member, close cursors and the store."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.wire is not None:
+            self.wire.stop()
+        self.grpc.stop(0.5).wait()
+        stop = getattr(self.member, "stop", None)
+        if stop is not None:
+            stop()
+        self.cursors.close_all()
+        self.store.close()
+        log.info("member stopped")

@@ -1,0 +1,480 @@
+"""The replicated member: owns the :class:`raft.node.RaftNode`, proposes writes, waits for
+write concern, serves topology (``hello``), status, step-down, reconfiguration and priorities.
+
+Writes: only the primary (the Raft leader, with priority > 0, not stepping down) accepts them;
+the entry is proposed, and the reply is what applying the committed entry returned. Because the
+reply exists only once the entry is committed, every acknowledged write with ``w >= 1`` is
+already majority-committed; ``w = N`` then waits until N voters hold the entry durably, and
+``wtimeout`` ends the wait with a writeConcernError (code 64) without undoing anything.
+
+Reads: on the primary by default; ``readConcern: linearizable`` first confirms leadership with
+a ReadIndex round and waits until that index is applied; secondaries serve reads whose read
+preference allows it (they may lag: ``hello.lastWrite`` and ``replSetGetStatus`` say by how much).
+
+Priorities: a background monitor on the leader hands leadership (Raft leadership transfer) to
+a caught-up member of higher priority; a leader with priority 0, or one that was asked to step
+down, transfers away at once and never reports itself primary meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from bson import Int64, ObjectId, Timestamp
+
+from node.commands.context import WIRE, RequestContext
+from node.commands.member import WriteConcern, write_concern_error
+from node.engine.errors import (
+    NOT_PRIMARY_NO_SECONDARY_OK,
+    NOT_WRITABLE_PRIMARY,
+    MongoError,
+)
+from node.engine.snapshot import dump_snapshot, load_snapshot
+from node.server.config import MemberSpec, NodeConfig
+from node.server.statemachine import StateMachine, decode_entry, encode_entry
+from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
+from raft.types import Entry, ProposalDropped, StateRole
+
+log = logging.getLogger("helogale.replica")
+
+INTERRUPTED_REPL_STATE_CHANGE = 11602
+EXCEEDED_TIME_LIMIT = 262
+NEW_REPLICA_SET_CONFIG_INVALID = 93
+TICK_S = 0.025
+_U64 = struct.Struct(">Q")
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+def _interrupted(why: str) -> MongoError:
+    return MongoError(INTERRUPTED_REPL_STATE_CHANGE, why,
+                      code_name="InterruptedDueToReplStateChange")
+
+
+class Replica:
+    """One replica-set member around a RaftNode (see module docstring)."""
+
+    def __init__(self, config: NodeConfig, sm: StateMachine, store: Any) -> None:
+        self.config = config
+        self.sm = sm
+        self.store = store
+        self.id = config.member_id
+        self.started_at = time.time()
+        self._last_write = _EPOCH
+        self._stepdown_until = 0.0
+        self._stop = threading.Event()
+        self._mlock = threading.Lock()
+        self._members = self._load_members()
+        raft_dir = os.path.join(config.data_dir or ".", "raft") if config.data_dir else None
+        if raft_dir is None:
+            import tempfile
+
+            raft_dir = tempfile.mkdtemp(prefix=f"helogale-raft-{self.id}-")
+        election_tick = max(2, round(config.election_timeout_ms / 1000 / TICK_S))
+        heartbeat_tick = max(1, min(election_tick - 1, round(config.heartbeat_ms / 1000 / TICK_S)))
+        peers = {m.id: m.raft_address for m in self._members}
+        peers[self.id] = config.raft_listen_address
+        self.raft = RaftNode(
+            self.id, raft_dir, peers, self._apply,
+            snapshotter=Snapshotter(self._take_snapshot, self._install_snapshot),
+            config=RaftNodeConfig(tick_interval=TICK_S, election_tick=election_tick,
+                                  heartbeat_tick=heartbeat_tick,
+                                  snapshot_every=config.snapshot_every,
+                                  keep_entries=config.keep_entries),
+            listen=config.raft_listen_address, join=config.join,
+            on_leader_change=self._on_leader_change,
+        )
+        self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
+                                         daemon=True)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.raft.start()
+        self._monitor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.raft.stop()
+        if self._monitor.is_alive():
+            self._monitor.join(timeout=2)
+
+    # --- configuration -------------------------------------------------------------------------
+    def _load_members(self) -> list[MemberSpec]:
+        stored = self.sm.replset_config()
+        if stored:
+            return self._members_from_config(stored)
+        return self.config.members()
+
+    def _members_from_config(self, cfg: Mapping[str, Any]) -> list[MemberSpec]:
+        out = []
+        for doc in cfg.get("members", []):
+            spec = MemberSpec.from_doc(dict(doc))
+            if spec.id == self.id:
+                spec = MemberSpec(spec.id, spec.host, spec.wire_host, spec.priority,
+                                  self.config.raft_listen_address)
+            else:
+                mine = {p.id: p for p in self.config.peers}.get(spec.id)
+                if mine is not None and mine.raft_host:
+                    spec = MemberSpec(spec.id, spec.host, spec.wire_host, spec.priority,
+                                      mine.raft_host)
+            out.append(spec)
+        return sorted(out, key=lambda m: m.id)
+
+    def members(self) -> list[MemberSpec]:
+        with self._mlock:
+            return list(self._members)
+
+    def _member(self, member_id: int) -> MemberSpec | None:
+        for m in self.members():
+            if m.id == member_id:
+                return m
+        return None
+
+    def _priority(self, member_id: int) -> float:
+        m = self._member(member_id)
+        return m.priority if m is not None else 0.0
+
+    def config_doc(self) -> dict[str, Any]:
+        stored = self.sm.replset_config()
+        if stored:
+            return stored
+        return {"_id": self.config.replset, "version": 1, "term": Int64(self.raft.view.term),
+                "members": [m.to_doc() for m in self.members()]}
+
+    # --- raft callbacks (persist thread) -------------------------------------------------------
+    def _apply(self, entries: list[Entry]) -> Sequence[Any]:
+        items: list[tuple[int, dict[str, Any] | None]] = []
+        for e in entries:
+            items.append((e.index, decode_entry(e.data) if e.data else None))
+        replies = self.sm.apply_batch(items)
+        for _, entry in items:
+            if entry is None:
+                continue
+            now = entry.get("now")
+            if isinstance(now, _dt.datetime):
+                self._last_write = now
+            if entry.get("op") == "replSetConfig":
+                with self._mlock:
+                    self._members = self._members_from_config(entry["config"])
+                self._sync_transport()
+        return replies
+
+    def _sync_transport(self) -> None:
+        for m in self.members():
+            if m.id != self.id:
+                self.raft.transport.add_peer(m.id, m.raft_address)
+
+    def _take_snapshot(self) -> bytes:
+        return _U64.pack(self.sm.applied_index) + b"".join(dump_snapshot(self.store))
+
+    def _install_snapshot(self, data: bytes) -> None:
+        (index,) = _U64.unpack(data[:8])
+        if index <= self.sm.applied_index:
+            return  # this store already holds that state (and possibly more)
+        load_snapshot(self.store, [data[8:]], replace=True)
+        self.sm.reload()
+        with self._mlock:
+            self._members = self._load_members()
+        log.info("installed snapshot", extra={"fields": {"index": index}})
+
+    def _on_leader_change(self, leader: int, term: int) -> None:
+        log.info("leader changed", extra={"fields": {"leader": leader, "term": term}})
+
+    # --- roles ---------------------------------------------------------------------------------
+    def is_primary(self) -> bool:
+        return (self.raft.is_leader() and self._priority(self.id) > 0
+                and time.monotonic() >= self._stepdown_until)
+
+    def primary_address(self, wire: bool = False) -> str | None:
+        view = self.raft.view
+        leader = view.leader
+        if not leader:
+            return None
+        if leader == self.id and not self.is_primary():
+            return None
+        m = self._member(leader)
+        if m is None or m.priority <= 0:
+            return None
+        return (m.wire_host or m.host) if wire else m.host
+
+    def set_size(self) -> int:
+        return max(1, len(self.raft.view.voters))
+
+    def require_writable(self) -> None:
+        if self.is_primary():
+            return
+        primary = self.primary_address()
+        msg = "not primary" + (f"; primary is {primary}" if primary else "; no primary known")
+        details = {"primary": primary} if primary else None
+        raise MongoError(NOT_WRITABLE_PRIMARY, msg, details=details)
+
+    # --- writes --------------------------------------------------------------------------------
+    def submit(self, entry: dict[str, Any], wc: WriteConcern
+               ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        started = time.monotonic()
+        deadline = started + wc.wtimeout_ms / 1000 if wc.wtimeout_ms else None
+        lsid, txn = entry.get("lsid"), entry.get("txnNumber")
+        if lsid is not None and txn is not None:
+            recorded = self.sm.recorded_reply(lsid, int(txn))
+            if recorded is not None:
+                return recorded, self._wait_w(self.sm.applied_index, wc, deadline)
+        self.require_writable()
+        fut = self.raft.propose(encode_entry(entry))
+        if not wc.acknowledged:
+            return {}, None
+        try:
+            index = fut.result(None if deadline is None else max(0.0, deadline - started))
+        except FutureTimeout:
+            return {"n": 0}, write_concern_error("waiting for replication timed out", wc)
+        except NotLeader as exc:
+            primary = self.primary_address()
+            raise MongoError(NOT_WRITABLE_PRIMARY, f"not primary: {exc}",
+                             details={"primary": primary} if primary else None) from None
+        except (ProposalDropped, NodeStopped) as exc:
+            raise _interrupted(f"operation interrupted by a replica set state change: {exc}"
+                               ) from None
+        result = getattr(fut, "result_value", None)
+        if not isinstance(result, dict):
+            raise _interrupted("write outcome unknown after a replica set state change")
+        return result, self._wait_w(index, wc, deadline)
+
+    def _wait_w(self, index: int, wc: WriteConcern, deadline: float | None
+                ) -> dict[str, Any] | None:
+        if not isinstance(wc.w, int) or wc.w <= 1:
+            return None  # applied => majority-committed already
+        timeout = 1e9 if deadline is None else max(0.0, deadline - time.monotonic())
+        if self.raft.wait_for_match(index, wc.w, timeout):
+            return None
+        return write_concern_error(
+            f"waiting for replication timed out; w={wc.w} not reached for index {index}", wc)
+
+    # --- reads ---------------------------------------------------------------------------------
+    def check_readable(self, cmd: Mapping[str, Any], ctx: RequestContext) -> None:
+        rc = cmd.get("readConcern")
+        level = rc.get("level") if isinstance(rc, Mapping) else None
+        if level == "linearizable":
+            self.require_writable()
+            try:
+                self.raft.read_index().result(10.0)
+            except (ProposalDropped, NodeStopped, FutureTimeout) as exc:
+                raise _interrupted(f"linearizable read could not confirm leadership: {exc}"
+                                   ) from None
+            return
+        if self.is_primary():
+            return
+        pref = cmd.get("$readPreference")
+        mode = pref.get("mode", "primary") if isinstance(pref, Mapping) else "primary"
+        if mode == "primary" and not cmd.get("$secondaryOk"):
+            raise MongoError(NOT_PRIMARY_NO_SECONDARY_OK, "not primary and secondaryOk=false",
+                             code_name="NotPrimaryNoSecondaryOk")
+
+    # --- topology ------------------------------------------------------------------------------
+    def _op_time(self) -> dict[str, Any]:
+        return {"ts": Timestamp(int(self._last_write.timestamp()), self.sm.applied_index
+                                & 0xFFFFFFFF), "t": Int64(self.raft.view.term)}
+
+    def hello(self, ctx: RequestContext) -> dict[str, Any]:
+        wire = ctx.transport == WIRE
+        members = self.members()
+
+        def addr(m: MemberSpec) -> str:
+            return (m.wire_host or m.host) if wire else m.host
+
+        me = self._member(self.id)
+        primary = self.is_primary()
+        reply: dict[str, Any] = {"isWritablePrimary": primary}
+        in_config = me is not None and self.id in self.raft.view.voters
+        reply["secondary"] = in_config and not primary
+        reply["setName"] = self.config.replset
+        reply["setVersion"] = int(self.config_doc().get("version", 1))
+        reply["hosts"] = [addr(m) for m in members if m.priority > 0]
+        passives = [addr(m) for m in members if m.priority <= 0]
+        if passives:
+            reply["passives"] = passives
+        paddr = self.primary_address(wire)
+        if paddr:
+            reply["primary"] = paddr
+        reply["me"] = addr(me) if me else (self.config.advertised_wire if wire and
+                                           self.config.advertised_wire else
+                                           self.config.advertised)
+        if me is not None and me.priority <= 0:
+            reply["passive"] = True
+        if primary:
+            reply["electionId"] = ObjectId(b"\x7f\xff\xff\xff"
+                                           + self.raft.view.term.to_bytes(8, "big"))
+        if not in_config:
+            reply["info"] = "Does not have a valid replica set config"
+            reply["isreplicaset"] = True
+        op = self._op_time()
+        reply["lastWrite"] = {"opTime": op, "lastWriteDate": self._last_write,
+                              "majorityOpTime": op, "majorityWriteDate": self._last_write}
+        return reply
+
+    def repl_set_get_status(self) -> dict[str, Any]:
+        st = self.raft.status()
+        view = self.raft.view
+        now = _dt.datetime.now(_dt.UTC)
+        members = []
+        for m in self.members():
+            doc: dict[str, Any] = {"_id": m.id, "name": m.host}
+            if m.wire_host:
+                doc["wireHost"] = m.wire_host
+            if m.id == self.id:
+                state = 1 if self.is_primary() else (2 if m.id in view.voters else 5)
+                doc.update({"health": 1.0, "self": True, "uptime": int(time.time()
+                                                                         - self.started_at),
+                            "appliedIndex": Int64(self.sm.applied_index),
+                            "commitIndex": Int64(st.commit),
+                            "lastIndex": Int64(st.last_index),
+                            "lagEntries": Int64(max(0, st.commit - self.sm.applied_index))})
+            else:
+                pr = st.progress.get(m.id)
+                if m.id == view.leader and m.priority > 0:
+                    state = 1
+                elif pr is not None and not pr.recent_active:
+                    state = 8
+                else:
+                    state = 2 if m.id in view.voters else 5
+                doc["health"] = 0.0 if state == 8 else 1.0
+                if pr is not None:
+                    doc["matchIndex"] = Int64(pr.match)
+                    doc["lagEntries"] = Int64(max(0, st.last_index - pr.match))
+            doc["state"] = state
+            doc["stateStr"] = {1: "PRIMARY", 2: "SECONDARY", 5: "STARTUP2",
+                               8: "(not reachable/healthy)"}[state]
+            doc["priority"] = m.priority
+            doc["optimeDate"] = self._last_write if m.id == self.id else None
+            members.append(doc)
+        return {
+            "set": self.config.replset,
+            "date": now,
+            "myState": 1 if self.is_primary() else 2,
+            "term": Int64(st.term),
+            "leaderId": st.leader,
+            "commitIndex": Int64(st.commit),
+            "appliedIndex": Int64(self.sm.applied_index),
+            "lastWriteDate": self._last_write,
+            "members": members,
+        }
+
+    def repl_set_get_config(self) -> dict[str, Any]:
+        return self.config_doc()
+
+    # --- step-down and priorities -------------------------------------------------------------
+    def _best_target(self) -> int | None:
+        """The caught-up electable member with the highest priority (then most log), if any."""
+        view = self.raft.view
+        best: tuple[float, int, int] | None = None
+        for m in self.members():
+            if m.id == self.id or m.priority <= 0 or m.id not in view.voters:
+                continue
+            match = view.match.get(m.id, 0)
+            if match < view.last_index:
+                continue
+            key = (m.priority, match, m.id)
+            if best is None or key > best:
+                best = key
+        return best[2] if best else None
+
+    def step_down(self, step_down_secs: float, catch_up_secs: float) -> None:
+        if not self.is_primary():
+            raise MongoError(NOT_WRITABLE_PRIMARY, "not primary so can't step down")
+        deadline = time.monotonic() + max(catch_up_secs, 0.0)
+        while True:
+            target = self._best_target()
+            if target is not None:
+                break
+            if time.monotonic() >= deadline:
+                raise MongoError(EXCEEDED_TIME_LIMIT, "No electable secondaries caught up as "
+                                 "of the step-down deadline", code_name="ExceededTimeLimit")
+            self.raft.wait_for(lambda v: False, 0.05)
+        self._stepdown_until = time.monotonic() + step_down_secs
+        self.raft.transfer_leadership(target)
+        self.raft.wait_for(lambda v: v.leader not in (0, self.id), max(catch_up_secs, 2.0))
+
+    def _monitor_loop(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                self._balance()
+            except Exception:
+                log.exception("priority monitor failed")
+
+    def _balance(self) -> None:
+        view = self.raft.view
+        if view.role != StateRole.LEADER:
+            return
+        mine = self._priority(self.id)
+        target = self._best_target()
+        if target is None:
+            return
+        stepping_down = time.monotonic() < self._stepdown_until
+        if mine <= 0 or stepping_down or self._priority(target) > mine:
+            log.info("transferring leadership", extra={"fields": {"to": target}})
+            self.raft.transfer_leadership(target)
+            self.raft.wait_for(lambda v: v.role != StateRole.LEADER, 1.0)
+
+    # --- reconfiguration -----------------------------------------------------------------------
+    def reconfig(self, config: Mapping[str, Any], force: bool) -> None:
+        self.require_writable()
+        if config.get("_id") != self.config.replset:
+            raise MongoError(NEW_REPLICA_SET_CONFIG_INVALID,
+                             f"New and old configurations differ in replica set name; old was "
+                             f"{self.config.replset}, and new is {config.get('_id')}",
+                             code_name="NewReplicaSetConfigurationIncompatible")
+        raw_members = config.get("members")
+        if not isinstance(raw_members, list) or not raw_members:
+            raise MongoError(NEW_REPLICA_SET_CONFIG_INVALID, "members must be a non-empty array",
+                             code_name="InvalidReplicaSetConfig")
+        specs: list[MemberSpec] = []
+        try:
+            for doc in raw_members:
+                specs.append(MemberSpec.from_doc(dict(doc)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MongoError(NEW_REPLICA_SET_CONFIG_INVALID, f"bad member: {exc}",
+                             code_name="InvalidReplicaSetConfig") from None
+        ids = [s.id for s in specs]
+        if len(set(ids)) != len(ids) or any(i <= 0 for i in ids):
+            raise MongoError(NEW_REPLICA_SET_CONFIG_INVALID, "member _id values must be "
+                             "distinct positive integers", code_name="InvalidReplicaSetConfig")
+        current = self.config_doc()
+        version = int(config.get("version", int(current.get("version", 1)) + 1))
+        if version <= int(current.get("version", 1)):
+            version = int(current.get("version", 1)) + 1
+        old_voters = set(self.raft.view.voters)
+        new_ids = set(ids)
+        by_id = {s.id: s for s in specs}
+        # raft addresses of added members, from their doc or the gRPC port + 1 convention
+        docs = []
+        for raw in raw_members:
+            d = dict(raw)
+            d.setdefault("priority", 1.0)
+            docs.append(d)
+        new_cfg = {"_id": self.config.replset, "version": version, "members": docs}
+        self._propose_and_wait({"op": "replSetConfig", "config": new_cfg,
+                                "now": _dt.datetime.now(_dt.UTC)})
+        for mid in sorted(new_ids - old_voters):
+            raft_addr = dict(next(r for r in raw_members if int(r["_id"]) == mid)).get(
+                "raftHost") or by_id[mid].raft_address
+            self._conf_wait(self.raft.add_member(mid, raft_addr))
+        for mid in sorted(old_voters - new_ids):
+            self._conf_wait(self.raft.remove_member(mid))
+
+    def _propose_and_wait(self, entry: dict[str, Any], timeout: float = 30.0) -> None:
+        fut = self.raft.propose(encode_entry(entry))
+        self._conf_wait(fut, timeout)
+
+    def _conf_wait(self, fut: Any, timeout: float = 30.0) -> None:
+        try:
+            fut.result(timeout)
+        except FutureTimeout:
+            raise MongoError(EXCEEDED_TIME_LIMIT, "reconfiguration did not commit in time",
+                             code_name="ExceededTimeLimit") from None
+        except (ProposalDropped, NodeStopped) as exc:
+            raise _interrupted(f"reconfiguration interrupted: {exc}") from None
