@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 from bson import SON
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.engine.errors import MongoError
 from node.engine.matcher import Matcher
@@ -213,3 +215,46 @@ def test_path_collisions_and_bad_paths() -> None:
     bad({"a": {"$meta": "textScore"}}, 2)
     bad({"a": {"$foo": 1}}, 2)
     bad(5, 2)
+
+
+fields = st.sampled_from(["a", "b", "c", "d"])
+docs = st.dictionaries(
+    fields,
+    st.one_of(
+        st.integers(), st.lists(st.integers(), max_size=3), st.dictionaries(fields, st.integers())
+    ),
+).map(lambda d: {"_id": 0, **d})
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    docs, st.lists(st.sampled_from(["a", "b", "c", "a.b", "b.c", "d.a"]), min_size=1, unique=True)
+)
+def test_inclusion_and_exclusion_partition_the_document(
+    doc: dict[str, Any], paths: list[str]
+) -> None:
+    tops = {p.split(".")[0] for p in paths}
+    if len(tops) != len(paths):
+        return  # colliding paths ("a" with "a.b") are rejected; covered elsewhere
+    kept = project(doc, dict.fromkeys(paths, 1))
+    dropped = project(doc, dict.fromkeys(paths, 0))
+    assert kept["_id"] == 0 and dropped["_id"] == 0
+    for name, value in doc.items():
+        if name == "_id":
+            continue
+        if name in paths:  # a whole top-level field goes to exactly one side
+            assert kept.get(name) == value and name not in dropped
+        elif name not in tops:
+            assert name not in kept and dropped[name] == value
+        else:  # a dotted path "name.sub" reaches into the field
+            sub = next(p for p in paths if p.startswith(name + ".")).split(".")[1]
+            if isinstance(value, dict):
+                assert kept[name] == ({sub: value[sub]} if sub in value else {})
+                assert dropped[name] == {k: v for k, v in value.items() if k != sub}
+            elif isinstance(value, list):
+                assert kept[name] == []  # scalars in arrays are dropped by an inclusion
+                assert dropped[name] == value
+            else:
+                assert name not in kept and dropped[name] == value
+    # inclusion keeps only named top-level fields, in document order
+    assert list(kept) == [k for k in doc if k == "_id" or k in kept]
