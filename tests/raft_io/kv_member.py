@@ -17,10 +17,10 @@ Errors: not the leader -> ``{"ok": 0, "code": 10107, "codeName": "NotWritablePri
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import threading
-from concurrent import futures
 from typing import Any
 
 import bson
@@ -57,14 +57,16 @@ class KV:
 
 
 class Member(helogale_pb2_grpc.CommandServicer):
+    """The client endpoint, on gRPC's asyncio server: waiting requests cost no thread."""
+
     def __init__(self, node: RaftNode, kv: KV) -> None:
         self.node = node
         self.kv = kv
 
-    def Run(self, request: helogale_pb2.CommandRequest, context: grpc.ServicerContext) -> helogale_pb2.CommandReply:
+    async def Run(self, request: helogale_pb2.CommandRequest, context: grpc.aio.ServicerContext) -> helogale_pb2.CommandReply:
         cmd = bson.decode(request.command)
         try:
-            reply = self.handle(cmd)
+            reply = await self.handle(cmd)
         except NotLeader as exc:
             reply = {"ok": 0, "code": 10107, "codeName": "NotWritablePrimary",
                      "errmsg": str(exc), "leader": exc.leader}
@@ -72,14 +74,15 @@ class Member(helogale_pb2_grpc.CommandServicer):
             reply = {"ok": 0, "code": 1, "errmsg": f"{type(exc).__name__}: {exc}"}
         return helogale_pb2.CommandReply(reply=bson.encode(reply))
 
-    def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         node = self.node
         if "put" in cmd:
             fut = node.propose(cmd["put"].encode() + b"\0" + bytes(cmd["value"]))
-            return {"ok": 1, "index": fut.result(timeout=cmd.get("timeout", 10.0))}
+            index = await asyncio.wait_for(asyncio.wrap_future(fut), cmd.get("timeout", 10.0))
+            return {"ok": 1, "index": index}
         if "get" in cmd:
             if cmd.get("linearizable"):
-                node.read_index().result(timeout=5.0)
+                await asyncio.wait_for(asyncio.wrap_future(node.read_index()), 5.0)
             with self.kv.lock:
                 return {"ok": 1, "value": self.kv.data.get(cmd["get"]), "applied": self.kv.applied}
         if "status" in cmd:
@@ -98,10 +101,27 @@ class Member(helogale_pb2_grpc.CommandServicer):
             node.transfer_leadership(int(cmd["transfer"]))
             return {"ok": 1}
         if "wait_match" in cmd:
-            ok = node.wait_for_match(int(cmd["wait_match"]), int(cmd["n"]),
-                                     float(cmd.get("timeout", 5.0)))
+            ok = await asyncio.get_running_loop().run_in_executor(
+                None, node.wait_for_match, int(cmd["wait_match"]), int(cmd["n"]),
+                float(cmd.get("timeout", 5.0)))
             return {"ok": 1, "reached": ok}
         return {"ok": 0, "code": 59, "errmsg": f"no such command: {sorted(cmd)}"}
+
+
+async def serve(node: RaftNode, kv: KV, address: str) -> None:
+    server = grpc.aio.server()
+    helogale_pb2_grpc.add_CommandServicer_to_server(Member(node, kv), server)
+    server.add_insecure_port(address)
+    node.start()
+    await server.start()
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, done.set)
+    loop.add_signal_handler(signal.SIGINT, done.set)
+    print("READY", flush=True)
+    await done.wait()
+    await server.stop(0.5)
+    node.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,19 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                          fsync=not args.no_fsync)
     node = RaftNode(args.id, args.dir, peers, kv.apply, snapshotter=Snapshotter(kv.take, kv.install),
                     config=cfg)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=300))
-    helogale_pb2_grpc.add_CommandServicer_to_server(Member(node, kv), server)
-    server.add_insecure_port(args.client)
-    node.start()
-    server.start()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    print("READY", flush=True)
-    done.wait()
-    server.stop(0.5)
-    node.stop()
-
+    asyncio.run(serve(node, kv, args.client))
 
 if __name__ == "__main__":
     main()
