@@ -17,11 +17,18 @@ from node.engine.keystring import encode_key
 from node.engine.memory_store import MemoryStore
 
 
-@pytest.fixture(params=["memory", "lmdb"])
+@pytest.fixture(params=["memory", "lmdb", "planned"])
 def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    """The same engine behaviour on the in-memory and the durable store."""
+    """The same engine behaviour on the in-memory and the durable store, and with the real
+    index maintainer and planner plugged into the seams."""
     if request.param == "memory":
         yield Engine(MemoryStore())
+        return
+    if request.param == "planned":
+        from node.engine.indexes import IndexManager
+        from node.engine.planner import Planner
+
+        yield Engine(MemoryStore(), indexes=IndexManager(), planner=Planner())
         return
     from node.engine.lmdb_store import LMDBStore
 
@@ -387,7 +394,8 @@ def test_planner_seam_replaces_the_collection_scan() -> None:
     c = engine["d"]["c"]
     c.insert([{"_id": 1}, {"_id": 2}, {"_id": 3}])
     assert ids(c.find({"_id": {"$gte": 2}})) == [3, 2]
-    assert ids(c.find(sort={"_id": 1})) == [1, 2, 3]
+    # with a planner installed, producing the sort order is the planner's job
+    assert ids(c.find(sort={"_id": 1}, limit=2)) == [3, 2]
     assert planner.seen == [("d.c", None), ("d.c", [("_id", 1)])]
 
 
@@ -443,3 +451,27 @@ def test_database_prefix_does_not_leak_into_listing(engine: Engine) -> None:
     assert engine["a"].collection_names() == ["c"]
     engine["a"].drop()
     assert engine["ab"].collection_names() == ["c"]
+
+
+def test_real_unique_index_through_the_seams() -> None:
+    from node.engine.indexes import IndexManager
+    from node.engine.planner import Planner
+
+    indexes = IndexManager()
+    engine = Engine(MemoryStore(), indexes=indexes, planner=Planner())
+    c = engine["d"]["users"]
+    c.insert([{"_id": 1, "name": "a"}, {"_id": 2, "name": "b"}])
+    with engine.store.write() as txn:
+        indexes.create_index(txn, "d.users", [("name", 1)], unique=True)
+    res = c.insert([{"_id": 3, "name": "a"}, {"_id": 4, "name": "c"}], ordered=False)
+    assert [(e.index, e.code) for e in res.write_errors] == [(0, 11000)]
+    with pytest.raises(MongoError) as info:
+        c.update({"_id": 4}, {"$set": {"name": "b"}})
+    assert info.value.code == 11000
+    assert c.find_one({"name": "c"}) == {"_id": 4, "name": "c"}
+    c.delete({"_id": 2})
+    c.update({"_id": 4}, {"$set": {"name": "b"}})
+    assert ids(c.find({"name": {"$gte": "a"}}, sort={"name": -1})) == [4, 1]
+    assert engine.drop_collection("d", "users")
+    with engine.store.read() as r:
+        assert [t for t in r.tables() if t.startswith("idx:d.users")] == []

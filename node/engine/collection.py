@@ -98,6 +98,10 @@ class QuerySpec:
     matcher: Matcher
     sort: list[tuple[str, int]] | None = None
     after_key: bytes | None = None
+    skip: int = 0
+    """Planning hints only: the caller applies skip and limit to what execute yields."""
+    limit: int = 0
+    hint: Any = None
 
 
 class IndexMaintainer(Protocol):
@@ -366,12 +370,26 @@ class Collection:
         filter: Mapping[str, Any] | None,
         sort: Sort | None = None,
         after_key: bytes | None = None,
+        *,
+        skip: int = 0,
+        limit: int = 0,
+        hint: Any = None,
     ) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
+        """Matching records; in ``sort`` order when given (a planner sorts for itself)."""
         flt = filter or {}
         sort = sort if sort else None
-        spec = QuerySpec(self.ns, flt, Matcher(flt), sort.spec if sort else None, after_key)
+        spec = QuerySpec(
+            self.ns,
+            flt,
+            Matcher(flt),
+            sort.spec if sort else None,
+            after_key,
+            skip=skip,
+            limit=limit,
+            hint=hint,
+        )
         records = self._execute(txn, spec)
-        if sort is None:
+        if sort is None or self.engine.planner is not None:
             yield from records
             return
         key = sort.key
@@ -387,6 +405,7 @@ class Collection:
         skip: int = 0,
         limit: int = 0,
         after_key: bytes | None = None,
+        hint: Any = None,
         txn: ReadTxn | None = None,
     ) -> Iterator[tuple[bytes, dict[str, Any]]]:
         """``(record_key, projected doc)`` of the matches, streamed.
@@ -408,7 +427,10 @@ class Collection:
         def generate(reader: ReadTxn) -> Iterator[tuple[bytes, dict[str, Any]]]:
             produced = 0
             skipped = 0
-            for key, doc, pos in self._matching(reader, flt, compiled_sort, after_key):
+            rows = self._matching(
+                reader, flt, compiled_sort, after_key, skip=skip, limit=limit, hint=hint
+            )
+            for key, doc, pos in rows:
                 if skipped < skip:
                     skipped += 1
                     continue
@@ -434,10 +456,13 @@ class Collection:
         sort: SortSpec | None = None,
         skip: int = 0,
         limit: int = 0,
+        hint: Any = None,
         txn: ReadTxn | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The matching documents (projected), as an iterator; see :meth:`find_records`."""
-        records = self.find_records(filter, projection, sort=sort, skip=skip, limit=limit, txn=txn)
+        records = self.find_records(
+            filter, projection, sort=sort, skip=skip, limit=limit, hint=hint, txn=txn
+        )
         return (doc for _, doc in records)
 
     def find_one(
@@ -685,7 +710,7 @@ class Collection:
             return project(doc, pos)
 
         def body(w: WriteTxn) -> FindAndModifyResult:
-            target = next(_first(self._matching(w, flt, compiled_sort)), None)
+            target = next(_first(self._matching(w, flt, compiled_sort, limit=1)), None)
             if target is None:
                 if compiled is None or not upsert:
                     return FindAndModifyResult(None)
