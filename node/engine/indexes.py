@@ -48,7 +48,7 @@ from node.engine.errors import (
     invalid_options,
 )
 from node.engine.geo import GeoBounds
-from node.engine.keystring import encode_compound, prefix_successor
+from node.engine.keystring import encode_compound, encode_key, is_descending, prefix_successor
 from node.engine.path_update import format_value
 from node.engine.paths import array_index, key_values, path_values, split_path
 from node.engine.storage import ReadTxn, WriteTxn
@@ -189,6 +189,10 @@ class IndexSpec:
     @property
     def directions(self) -> tuple[Any, ...]:
         return tuple(d for _, d in self.key)
+
+    @property
+    def descending(self) -> tuple[bool, ...]:
+        return tuple(is_descending(d) for _, d in self.key)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -401,7 +405,12 @@ def _check_parallel_arrays(spec: IndexSpec, doc: Mapping[str, Any]) -> bool:
     arrays: list[set[str]] = []
     for name, direction in spec.key:
         found: set[str] = set()
-        if direction != GEO_TYPE:  # a location's own array is its coordinates
+        if direction == GEO_TYPE:  # a location's own array is its coordinates
+            pass
+        elif "." not in name:
+            if isinstance(doc.get(name), list | tuple):
+                found.add(name)
+        else:
             _array_prefixes(doc, split_path(name), 0, found)
         arrays.append(found)
     if len(arrays) > 1:
@@ -435,31 +444,38 @@ def index_keys(spec: IndexSpec, doc: Mapping[str, Any]) -> tuple[list[tuple[Any,
     An empty list means the document is not in the index (sparse, or a 2d index without a
     location). Raises code 171 for parallel arrays and the geo errors for bad locations.
     """
+    keys, multikey = _keys_by_encoding(spec, doc)
+    return list(keys.values()), multikey
+
+
+def _keys_by_encoding(spec: IndexSpec, doc: Mapping[str, Any]) -> tuple[dict[bytes, tuple], bool]:
+    """``{encoded key: key values}`` of ``doc`` in ``spec`` (in generation order), multikey."""
     multikey = _check_parallel_arrays(spec, doc)
     per_field = [_field_values(spec, doc, name, d) for name, d in spec.key]
     if spec.geo is not None and not per_field[0]:
-        return [], multikey
+        return {}, multikey
     if spec.sparse and all(v is MISSING for values in per_field for v in values):
-        return [], multikey
+        return {}, multikey
+    keys: dict[bytes, tuple] = {}
     if len(per_field) == 1:
-        combos: Iterator[tuple[Any, ...]] = ((v,) for v in per_field[0])
+        descending = spec.descending[0]
+        for v in per_field[0]:
+            enc = encode_key(v, descending)
+            if enc not in keys:
+                keys[enc] = (v,)
     else:
-        combos = itertools.product(*per_field)
-    seen: set[bytes] = set()
-    keys: list[tuple[Any, ...]] = []
-    for combo in combos:
-        enc = encode_compound(combo, spec.directions)
-        if enc not in seen:
-            seen.add(enc)
-            keys.append(combo)
+        directions = spec.directions
+        for combo in itertools.product(*per_field):
+            enc = encode_compound(combo, directions)
+            if enc not in keys:
+                keys[enc] = combo
     return keys, multikey or len(keys) > 1
 
 
 def _encoded_keys(spec: IndexSpec, doc: Mapping[str, Any] | None) -> tuple[dict[bytes, tuple], bool]:
     if doc is None:
         return {}, False
-    keys, multikey = index_keys(spec, doc)
-    return {encode_compound(k, spec.directions): k for k in keys}, multikey
+    return _keys_by_encoding(spec, doc)
 
 
 def _entry_key(spec: IndexSpec, encoded: bytes, record_key: bytes) -> bytes:
