@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -415,55 +416,63 @@ class Plan:
         raise NotImplementedError
 
 
-def _payloads(value: Any) -> list[bytes] | None:
-    """Every BSON payload encoding of a value that equality can match, or None when unknown.
+def _typed_payloads(value: Any) -> list[tuple[bytes, bytes]] | None:
+    """Every ``(BSON type byte, payload)`` encoding of a value that equality can match (besides
+    Decimal128), or None when the value is not a string or a finite number.
 
-    A document equal to ``value`` at some path holds one of these byte strings somewhere."""
+    A document equal to ``value`` at some path holds one of these payloads somewhere."""
     if isinstance(value, str):
         data = value.encode("utf-8")
-        return [struct.pack("<i", len(data) + 1) + data + b"\x00"]
+        payload = struct.pack("<i", len(data) + 1) + data + b"\x00"
+        return [(b"\x02", payload), (b"\x0e", payload)]  # string, symbol
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    out = [struct.pack("<d", float(value))] if float(value) == value else []
+    out = [(b"\x01", struct.pack("<d", float(value)))] if float(value) == value else []
     if float(value).is_integer():
         n = int(value)
         if -(2**31) <= n < 2**31:
-            out.append(struct.pack("<i", n))
+            out.append((b"\x10", struct.pack("<i", n)))
         if -(2**63) <= n < 2**63:
-            out.append(struct.pack("<q", n))
+            out.append((b"\x12", struct.pack("<q", n)))
     return out
 
 
-_DECIMAL_TYPE = b"\x13"
-
-
-def raw_prefilter(filt: Mapping[str, Any]) -> Callable[[bytes], bool] | None:
+def raw_prefilter(filt: Mapping[str, Any]) -> Callable[[bytes], object] | None:
     """A cheap test on a record's BSON bytes that every match passes (None: no such test).
 
-    For each top-level equality on a string or a number, a matching document must contain
-    one of the value's payload encodings (or a Decimal128, which could equal a number)."""
-    required: list[tuple[list[bytes], bool]] = []
+    For each top-level equality on a string or a number, a matching document must contain the
+    BSON element (for a top-level field: type, name and payload -- or an array or a Decimal128
+    under that name; for a dotted path: one of the value's payloads or any Decimal128)."""
+    tests: list[re.Pattern[bytes]] = []
     for name, arg in filt.items():
-        if name.startswith("$"):
+        if name.startswith("$") or "\x00" in name:
             continue
         value = arg
         if isinstance(arg, Mapping):
             if set(arg) != {"$eq"}:
                 continue
             value = arg["$eq"]
-        patterns = _payloads(value)
-        if patterns is not None:
-            required.append((patterns, not isinstance(value, str)))
-    if not required:
+        typed = _typed_payloads(value)
+        if typed is None:
+            continue
+        numeric = not isinstance(value, str)
+        if "." in name:
+            patterns = {p for _, p in typed} | ({b"\x13"} if numeric else set())
+        else:
+            field = name.encode("utf-8") + b"\x00"
+            patterns = {t + field + p for t, p in typed} | {b"\x04" + field}
+            if numeric:
+                patterns.add(b"\x13" + field)
+        tests.append(re.compile(b"|".join(re.escape(p) for p in sorted(patterns))))
+    if not tests:
         return None
+    if len(tests) == 1:
+        return tests[0].search  # a match object (truthy) or None
 
     def passes(raw: bytes) -> bool:
-        for patterns, numeric in required:
-            if not any(p in raw for p in patterns) and not (numeric and _DECIMAL_TYPE in raw):
-                return False
-        return True
+        return all(t.search(raw) is not None for t in tests)
 
     return passes
 
