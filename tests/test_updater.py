@@ -9,9 +9,13 @@ import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.timestamp import Timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.engine.errors import MongoError
+from node.engine.paths import lookup
 from node.engine.updater import Update, arithmetic, upsert_seed
+from node.engine.values import values_equal
 
 NOW = datetime.datetime(2021, 6, 1, 12, 30, 45, 678901)
 
@@ -445,3 +449,104 @@ def test_upsert_positional_fails_and_id_change_fails() -> None:
         "x": 1,
         "a": 1,
     }
+
+
+# --- properties ---------------------------------------------------------------------------------------
+
+
+_int32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+_int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_int32, _int32)
+def test_inc_int32_exact_and_promotes_only_on_overflow(a: int, b: int) -> None:
+    out = apply({"$inc": {"n": b}}, {"_id": 1, "n": a})["n"]
+    assert out == a + b
+    assert isinstance(out, Int64) == (not -(2**31) <= a + b < 2**31)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_int64, _int64)
+def test_inc_int64_exact_or_double_on_overflow(a: int, b: int) -> None:
+    out = apply({"$inc": {"n": Int64(b)}}, {"_id": 1, "n": Int64(a)})["n"]
+    if -(2**63) <= a + b < 2**63:
+        assert isinstance(out, Int64) and out == a + b
+    else:
+        assert isinstance(out, float) and out == float(a) + float(b)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(-5, 5), max_size=6),
+    st.lists(st.integers(-5, 5), max_size=4),
+    st.one_of(st.none(), st.integers(-8, 8)),
+    st.one_of(st.none(), st.integers(-8, 8)),
+    st.sampled_from([None, 1, -1]),
+)
+def test_push_modifiers_match_a_reference_model(
+    base: list[int], each: list[int], position: int | None, slice_: int | None, sort: int | None
+) -> None:
+    spec: dict[str, Any] = {"$each": each}
+    if position is not None:
+        spec["$position"] = position
+    if slice_ is not None:
+        spec["$slice"] = slice_
+    if sort is not None:
+        spec["$sort"] = sort
+    expected = list(base)
+    if position is None:
+        expected += each
+    else:
+        at = max(0, len(expected) + position) if position < 0 else min(position, len(expected))
+        expected[at:at] = each
+    if sort is not None:
+        expected.sort(reverse=sort == -1)
+    if slice_ is not None:
+        expected = expected[:slice_] if slice_ >= 0 else expected[max(0, len(expected) + slice_) :]
+    assert apply({"$push": {"a": spec}}, {"_id": 1, "a": base})["a"] == expected
+
+
+_values = st.one_of(
+    st.integers(-3, 3),
+    st.sampled_from([1.0, "x", None, True]),
+    st.lists(st.integers(0, 2), max_size=2),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_values, max_size=6), st.lists(_values, max_size=4))
+def test_add_to_set_is_idempotent_and_never_duplicates(base: list[Any], add: list[Any]) -> None:
+    u = Update({"$addToSet": {"a": {"$each": add}}})
+    once = u.apply({"_id": 1, "a": base})
+    assert u.apply(once) == once
+    added = once["a"][len(base) :]
+    assert once["a"][: len(base)] == base
+    for i, v in enumerate(added):
+        assert not any(values_equal(v, w) for w in base + added[:i])
+    for v in add:
+        assert any(values_equal(v, w) for w in once["a"])
+
+
+_names = st.sampled_from(["a", "b", "c"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(_names, min_size=1, max_size=3),
+    st.integers(),
+    st.dictionaries(_names, st.integers(), max_size=3),
+)
+def test_set_then_lookup_and_input_untouched(
+    path: list[str], value: int, doc: dict[str, Any]
+) -> None:
+    original = {"_id": 0, **doc}
+    snapshot = {"_id": 0, **doc}
+    try:
+        out = apply({"$set": {".".join(path): value}}, original)
+    except MongoError as exc:  # the path ran into a scalar
+        assert exc.code == 28
+    else:
+        assert lookup(out, path) == value
+        assert next(iter(out)) == "_id"
+    assert original == snapshot
