@@ -340,6 +340,23 @@ class LocalCluster:
         """Block until member ``i`` answers ``ping``."""
         wait_until(lambda: self.try_command(i, {"ping": 1}), timeout, f"member {i} ready")
 
+    def member_doc(self, i: int) -> dict[str, Any]:
+        """Member ``i`` as a replica-set config document (for ``replSetReconfig``)."""
+        m = self.members[i]
+        doc: dict[str, Any] = {"_id": m.member_id, "host": m.address,
+                               "raftHost": m.raft_address, "priority": m.priority}
+        if m.wire_address:
+            doc["wireHost"] = m.wire_address
+        return doc
+
+    def reconfig(self, member_indexes: list[int], timeout: float = 30.0) -> dict[str, Any]:
+        """Send ``replSetReconfig`` with exactly these members to the primary."""
+        p = self.wait_for_primary(timeout)
+        current = self.command(p, {"replSetGetConfig": 1})["config"]
+        cfg = {"_id": self.replset, "version": int(current.get("version", 1)) + 1,
+               "members": [self.member_doc(i) for i in member_indexes]}
+        return self.command(p, {"replSetReconfig": cfg}, timeout=timeout)
+
     def member_status(self, i: int) -> dict[str, Any] | None:
         return self.try_command(i, {"replSetGetStatus": 1})
 

@@ -39,12 +39,13 @@ class MemberSpec:
         doc: dict[str, Any] = {"_id": self.id, "host": self.host, "priority": self.priority}
         if self.wire_host:
             doc["wireHost"] = self.wire_host
+        doc["raftHost"] = self.raft_address
         return doc
 
     @staticmethod
     def from_doc(doc: dict[str, Any]) -> MemberSpec:
         return MemberSpec(int(doc["_id"]), str(doc["host"]), doc.get("wireHost"),
-                          float(doc.get("priority", 1.0)))
+                          float(doc.get("priority", 1.0)), doc.get("raftHost"))
 
 
 def default_raft_address(host: str) -> str:

@@ -460,9 +460,7 @@ class Replica:
         self._propose_and_wait({"op": "replSetConfig", "config": new_cfg,
                                 "now": _dt.datetime.now(_dt.UTC)})
         for mid in sorted(new_ids - old_voters):
-            raft_addr = dict(next(r for r in raw_members if int(r["_id"]) == mid)).get(
-                "raftHost") or by_id[mid].raft_address
-            self._conf_wait(self.raft.add_member(mid, raft_addr))
+            self._conf_wait(self.raft.add_member(mid, by_id[mid].raft_address))
         for mid in sorted(old_voters - new_ids):
             self._conf_wait(self.raft.remove_member(mid))
 

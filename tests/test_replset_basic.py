@@ -1,0 +1,102 @@
+"""A 3-member replica set of real processes: election, writes, reads, topology, status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from node.local_cluster import LocalCluster, wait_until
+from tests.replset_helpers import SECONDARY, wait_has
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(3) as c:
+        yield c
+
+
+def test_one_primary_and_topology(cluster: LocalCluster) -> None:
+    p = cluster.wait_for_primary()
+    hellos = [cluster.command(i, {"hello": 1}) for i in range(3)]
+    assert [h["isWritablePrimary"] for h in hellos].count(True) == 1
+    assert hellos[p]["isWritablePrimary"] and not hellos[p]["secondary"]
+    for i, h in enumerate(hellos):
+        assert h["setName"] == "rs0"
+        assert sorted(h["hosts"]) == sorted(cluster.addresses)
+        assert h["me"] == cluster.members[i].address
+        assert h["primary"] == cluster.members[p].address
+        if i != p:
+            assert h["secondary"] is True
+
+
+def test_writes_replicate_and_secondaries_serve_reads_by_preference(cluster: LocalCluster
+                                                                   ) -> None:
+    p = cluster.wait_for_primary()
+    reply = cluster.command(p, {"insert": "c", "documents": [{"_id": i} for i in range(20)],
+                                "writeConcern": {"w": "majority"}}, db="app")
+    assert reply == {"n": 20, "ok": 1.0}
+    s = (p + 1) % 3
+    refused = cluster.command(s, {"find": "c"}, db="app")
+    assert refused["ok"] == 0.0 and refused["code"] == 13435
+    wait_has(cluster, s, set(range(20)))
+    reply = cluster.command(s, {"find": "c", "filter": {"_id": {"$lt": 3}},
+                                "$readPreference": SECONDARY}, db="app")
+    assert [d["_id"] for d in reply["cursor"]["firstBatch"]] == [0, 1, 2]
+
+
+def test_secondary_refuses_writes_with_primary_address(cluster: LocalCluster) -> None:
+    p = cluster.wait_for_primary()
+    s = (p + 2) % 3
+    reply = cluster.command(s, {"insert": "c", "documents": [{"_id": "x"}]}, db="app")
+    assert reply["ok"] == 0.0 and reply["code"] == 10107
+    assert reply["codeName"] == "NotWritablePrimary"
+    assert reply["primary"] == cluster.members[p].address
+    found = cluster.command(p, {"find": "c", "filter": {"_id": "x"}}, db="app")
+    assert found["cursor"]["firstBatch"] == []
+
+
+def test_linearizable_read_on_primary(cluster: LocalCluster) -> None:
+    p = cluster.wait_for_primary()
+    cluster.command(p, {"insert": "lin", "documents": [{"_id": 1}]}, db="app")
+    reply = cluster.command(p, {"find": "lin", "readConcern": {"level": "linearizable"}},
+                            db="app")
+    assert reply["cursor"]["firstBatch"] == [{"_id": 1}]
+    s = (p + 1) % 3
+    reply = cluster.command(s, {"find": "lin", "readConcern": {"level": "linearizable"},
+                                "$readPreference": SECONDARY}, db="app")
+    assert reply["ok"] == 0.0 and reply["code"] == 10107
+
+
+def test_repl_set_get_status_reports_every_member(cluster: LocalCluster) -> None:
+    p = cluster.wait_for_primary()
+    cluster.command(p, {"insert": "st", "documents": [{"_id": 1}], "writeConcern": {"w": 3}},
+                    db="app")
+
+    def caught_up() -> dict | None:
+        st = cluster.command(p, {"replSetGetStatus": 1})
+        if all(m.get("lagEntries", 0) == 0 for m in st["members"]):
+            return st
+        return None
+
+    st = wait_until(caught_up, 10, "members caught up")
+    assert st["set"] == "rs0" and st["myState"] == 1 and st["term"] >= 1
+    states = sorted(m["stateStr"] for m in st["members"])
+    assert states == ["PRIMARY", "SECONDARY", "SECONDARY"]
+    me = next(m for m in st["members"] if m.get("self"))
+    assert me["appliedIndex"] == st["appliedIndex"] and me["commitIndex"] >= me["appliedIndex"]
+    s = (p + 1) % 3
+    sst = cluster.command(s, {"replSetGetStatus": 1})
+    assert sst["myState"] == 2 and "lagEntries" in next(m for m in sst["members"]
+                                                         if m.get("self"))
+
+
+def test_bad_input_keeps_the_member_serving(cluster: LocalCluster) -> None:
+    p = cluster.wait_for_primary()
+    for cmd in ({"nonsense": 1}, {"insert": 3}, {"find": "c", "filter": {"$where": 1}},
+                {"insert": "c", "documents": [{"_id": 1, "$x": 1}]}):
+        reply = cluster.command(p, cmd, db="app")
+        assert reply["ok"] == 0.0 or reply.get("writeErrors"), reply
+    assert cluster.command(p, {"ping": 1}) == {"ok": 1.0}
