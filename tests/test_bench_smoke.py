@@ -1,0 +1,59 @@
+"""Smoke test of ``python -m bench engine``: a tiny run on every system, JSON shape checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.engine import SYSTEMS, WORKLOADS, format_table, run
+
+pytestmark = pytest.mark.bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_engine_bench_json_shape(tmp_path: Path) -> None:
+    out = tmp_path / "engine.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "engine", "--docs", "400", "--budget", "0.05",
+         "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "x montydb" in proc.stdout and "x mongomock" in proc.stdout
+    data = json.loads(out.read_text())
+    assert set(data) == {"results"}
+    rows = data["results"]
+    assert {(r["workload"], r["system"]) for r in rows} == {
+        (w, s) for w in WORKLOADS for s in SYSTEMS
+    }
+    for row in rows:
+        assert {"workload", "system", "ops_per_s", "p50_ms", "p99_ms"} <= set(row)
+        assert row["ops_per_s"] > 0
+        assert 0 <= row["p50_ms"] <= row["p99_ms"]
+    for needle in ("insert", "indexed", "range", "scan", "near"):
+        assert sum(needle in w for w in WORKLOADS) == 1, needle
+    emulated = {r["system"] for r in rows if r.get("emulated")}
+    assert "helogale" not in emulated
+
+
+def test_engine_bench_helogale_alone() -> None:
+    results = run(300, systems=("helogale",), budget_s=0.02)
+    assert [m.workload for m in results] == list(WORKLOADS)
+    assert all(m.items > 0 and m.latencies for m in results)
+    assert "helogale ops/s" in format_table(results)
+
+
+def test_dispatcher_usage_and_unknown_subcommand() -> None:
+    from bench.__main__ import SUBCOMMANDS, main
+
+    assert SUBCOMMANDS["engine"] == "bench.engine"
+    assert main(["no-such-bench"]) == 2
+    assert main(["--help"]) == 0
