@@ -426,6 +426,19 @@ def test_key_too_long_rejected() -> None:
     res = insert(e, {"_id": 1, "s": "x" * 600})
     assert res.n == 0 and res.write_errors[0].code == 17280
     assert insert(e, {"_id": 2, "s": "x" * 300}).n == 1
+    # the record key counts too: a long _id pushes the entry over the limit
+    res = insert(e, {"_id": "i" * 250, "s": "x" * 250})
+    assert res.n == 0 and res.write_errors[0].code == 17280
+    assert "key too large to index, failing db.c.$s_1" in res.write_errors[0].errmsg
+
+
+def test_key_limit_fits_the_lmdb_store(tmp_path: Path) -> None:
+    with LMDBStore(tmp_path / "db", sync=False) as store:
+        e = make_engine(store)
+        ix(e, "s")
+        for n in range(480, 501):
+            res = insert(e, {"_id": n, "s": "x" * n})
+            assert res.n == 1 or res.write_errors[0].code == 17280
 
 
 # --- 2d through the collection -------------------------------------------------------------------

@@ -60,8 +60,9 @@ if TYPE_CHECKING:
 ID_INDEX_NAME = "_id_"
 CATALOG_TABLE = "idxcat"
 INDEX_VERSION = 2
-MAX_INDEX_KEY_BYTES = 480
-"""Longest encoded index key accepted (LMDB keys are at most 511 bytes incl. the record key)."""
+MAX_INDEX_KEY_BYTES = 500
+"""Longest index entry key accepted, record key included (LMDB's limit is 511 bytes, less the
+store's 4-byte table id); the same on every store, so behaviour does not depend on it."""
 
 CANNOT_INDEX_PARALLEL_ARRAYS = 171
 INVALID_INDEX_SPECIFICATION_OPTION = 197
@@ -510,8 +511,10 @@ def duplicate_key_error(db: str, coll: str, spec: IndexSpec, values: tuple[Any, 
     )
 
 
-def _check_key_length(db: str, coll: str, spec: IndexSpec, encoded: bytes, values: tuple) -> None:
-    if len(encoded) > MAX_INDEX_KEY_BYTES:
+def _check_key_length(
+    db: str, coll: str, spec: IndexSpec, encoded: bytes, record_key: bytes, values: tuple
+) -> None:
+    if len(_entry_key(spec, encoded, record_key)) > MAX_INDEX_KEY_BYTES:
         raise MongoError(
             KEY_TOO_LONG,
             f"key too large to index, failing {db}.{coll}.${spec.name} {len(encoded)} "
@@ -553,7 +556,7 @@ def update_index_entries(
         added = [k for k in new_keys if k not in old_keys]
         table = spec.table(db, coll)
         for enc in added:
-            _check_key_length(db, coll, spec, enc, new_keys[enc])
+            _check_key_length(db, coll, spec, enc, record_key, new_keys[enc])
             if spec.unique:
                 holder = txn.get(table, enc)
                 if holder is not None and holder != record_key:
@@ -664,7 +667,7 @@ def _build(
                         continue
                     raise duplicate_key_error(db, coll, spec, keys[clash])
             for enc, values in keys.items():
-                _check_key_length(db, coll, spec, enc, values)
+                _check_key_length(db, coll, spec, enc, record_key, values)
                 txn.put(table, _entry_key(spec, enc, record_key), record_key)
     except MongoError:
         txn.drop_table(table)

@@ -226,7 +226,7 @@ class LMDBStore:
         *,
         map_size: int = DEFAULT_MAP_SIZE,
         sync: bool = True,
-        max_readers: int = 512,
+        max_readers: int = 4096,
     ) -> None:
         self.path = os.fspath(path)
         os.makedirs(self.path, exist_ok=True)
