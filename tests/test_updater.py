@@ -174,6 +174,9 @@ def test_sibling_paths_with_common_prefix_do_not_conflict() -> None:
         ({"$currentDate": {"a": 1}}, 2),
         ({"$currentDate": {"a": {"$type": "int"}}}, 2),
         ({"$set": {"$x": 1}}, 52),
+        ({"$set": {"a.$.b.$": 1}}, 2),
+        ({"$set": {"$": 1}}, 2),
+        ({"$inc": {"$[].a": 1}}, 2),
     ],
 )
 def test_malformed_updates_raise_mongo_errors(spec: dict[str, Any], code: int) -> None:

@@ -394,7 +394,16 @@ class Update:
                 if name == "$rename":
                     self._compile_rename(trie, path, parts, arg)
                     continue
-                if parts[0].startswith("$") and parts[0] != POSITIONAL:
+                if parts.count(POSITIONAL) > 1:
+                    raise bad_value(
+                        f"Too many positional (i.e. '$') elements found in path '{path}'"
+                    )
+                if parts[0] in (POSITIONAL, ALL_POSITIONAL):
+                    raise bad_value(
+                        "Cannot have positional (i.e. '$') element in the first position in "
+                        f"path '{path}'"
+                    )
+                if parts[0].startswith("$"):
                     raise dollar_prefixed_field_name(
                         f"The dollar ($) prefixed field '{parts[0]}' in '{path}' is not valid "
                         "for storage."
