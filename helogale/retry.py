@@ -82,6 +82,8 @@ class Executor:
         self.retry_reads = retry_reads
         self.retry_writes = retry_writes
         self.sessions = SessionPool()
+        self._lock = threading.Lock()
+        self.retries = 0  # operations run again after a retryable failure (for tests and stats)
 
     def run(
         self,
@@ -120,6 +122,8 @@ class Executor:
                     deadline = time.monotonic() + topology.server_selection_timeout
                 if attempts >= MAX_ATTEMPTS or time.monotonic() >= deadline:
                     raise
+                with self._lock:
+                    self.retries += 1
 
     def read(
         self, operation: Operation[T], read_preference: ServerMode = ReadPreference.PRIMARY

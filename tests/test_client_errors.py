@@ -115,6 +115,7 @@ def test_retryable_write_retried_with_same_session(server: ScriptedServer) -> No
     assert result.acknowledged and result.inserted_id == inserts[0]["documents"][0]["_id"]
     assert {repr(c["lsid"]) for c in inserts} == {repr(inserts[0]["lsid"])}
     assert {c["txnNumber"] for c in inserts} == {inserts[0]["txnNumber"]}
+    assert client.executor.retries == 2
 
 
 def test_txn_numbers_increase_per_session(server: ScriptedServer) -> None:

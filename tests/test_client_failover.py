@@ -84,6 +84,7 @@ def test_writes_survive_primary_sigkill() -> None:
             assert not writer.is_alive()
             assert writer.errors == [], writer.errors
             assert client.primary not in (None, old_address)
+            assert client.executor.retries >= 1  # the kill was survived by retrying
 
             seqs = Counter(doc["seq"] for doc in coll.find({"seq": {"$exists": True}}))
             assert all(seqs[s] == 1 for s in writer.acked_seqs), "an acknowledged insert is missing or doubled"
