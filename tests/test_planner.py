@@ -504,6 +504,13 @@ def test_raw_prefilter_never_rejects_a_match(stored: Any, wanted: Any, path: str
             assert test(bson.encode(doc)), (filt, doc)
 
 
+def test_raw_prefilter_zero_and_negative_zero() -> None:
+    for stored in (0, -0.0, 0.0, Int64(0)):
+        for wanted in (0, -0.0, 0.0):
+            test = raw_prefilter({"a": wanted})
+            assert test is not None and test(bson.encode({"a": stored}))
+
+
 def test_raw_prefilter_rejects_obvious_misses() -> None:
     test = raw_prefilter({"name": "bob", "n": 7})
     assert test is not None
@@ -511,3 +518,46 @@ def test_raw_prefilter_rejects_obvious_misses() -> None:
     assert not test(bson.encode({"name": "bob", "n": 8}))
     assert test(bson.encode({"name": ["x", "bob"], "n": 7.0}))
     assert raw_prefilter({"a": {"$gt": 1}}) is None
+
+
+# --- $near over many points reads only a small part of the collection ---------------------------
+
+
+def _bulk_points(n: int, seed: int) -> tuple[MemoryStore, IndexInfo, list[tuple[float, float]]]:
+    """A records table and a 2d index of ``n`` random points, written directly."""
+    rng = random.Random(seed)
+    store = MemoryStore()
+    bounds = GeoBounds()
+    info = IndexInfo("loc_2d", (("loc", "2d"),), f"idx:{NS}:loc_2d", multikey=False, geo=bounds)
+    points = [(rng.uniform(-180, 179.999), rng.uniform(-90, 89.999)) for _ in range(n)]
+    with store.write() as txn:
+        for i, (x, y) in enumerate(points):
+            rk = encode_key(i)
+            txn.put(DOCS, rk, bson.encode({"_id": i, "loc": [x, y]}))
+            txn.put(info.table, encode_key(bounds.key((x, y))) + rk, rk)
+    return store, info, points
+
+
+def _check_near_scales(n: int, radius: float) -> None:
+    store, info, points = _bulk_points(n, seed=n)
+    view = CollectionView(NS, DOCS, (info,))
+    center = (12.5, -33.0)
+    with store.read() as txn:
+        res = execute(txn, view, FindSpec({"loc": {"$near": list(center), "$maxDistance": radius}}))
+    expected = sorted(
+        (math.dist(p, center), i) for i, p in enumerate(points) if math.dist(p, center) <= radius
+    )
+    assert [d["_id"] for d in res.docs] == [i for _, i in expected][:100]
+    assert expected
+    # only the cells around the circle are read: a tiny fraction of the collection
+    assert res.stats.docs_examined < 4 * len(expected) + 50
+    assert res.stats.keys_examined < 0.01 * n
+
+
+def test_near_with_max_distance_reads_a_small_fraction() -> None:
+    _check_near_scales(40_000, 3.0)
+
+
+@pytest.mark.slow
+def test_near_with_max_distance_over_a_million_points() -> None:
+    _check_near_scales(1_000_000, 1.5)

@@ -430,6 +430,8 @@ def _typed_payloads(value: Any) -> list[tuple[bytes, bytes]] | None:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     out = [(b"\x01", struct.pack("<d", float(value)))] if float(value) == value else []
+    if value == 0:
+        out = [(b"\x01", struct.pack("<d", 0.0)), (b"\x01", struct.pack("<d", -0.0))]
     if float(value).is_integer():
         n = int(value)
         if -(2**31) <= n < 2**31:
