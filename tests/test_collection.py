@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 from typing import Any
 
 import bson
 import pytest
 from bson.objectid import ObjectId
 from bson.regex import Regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.engine.collection import Collection, Savepoint, ensure_id
 from node.engine.database import CATALOG, Engine
@@ -475,3 +478,38 @@ def test_real_unique_index_through_the_seams() -> None:
     assert engine.drop_collection("d", "users")
     with engine.store.read() as r:
         assert [t for t in r.tables() if t.startswith("idx:d.users")] == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sets(st.integers(0, 60), max_size=30),
+    st.lists(st.tuples(st.booleans(), st.integers(0, 60)), max_size=20),
+    st.integers(1, 5),
+)
+def test_paging_by_record_key_returns_survivors_once(
+    initial: set[int], churn: list[tuple[bool, int]], page: int
+) -> None:
+    """Documents present for the whole scan come back exactly once, in _id order, however the
+    collection changes between pages."""
+    c = Engine(MemoryStore())["p"]["c"]
+    c.insert([{"_id": i} for i in sorted(initial)])
+    touched: set[int] = set()
+    seen: list[int] = []
+    after: bytes | None = None
+    churn_iter = iter(churn)
+    while True:
+        batch = list(c.find_records(limit=page, after_key=after))
+        if not batch:
+            break
+        seen.extend(d["_id"] for _, d in batch)
+        after = batch[-1][0]
+        for insert, i in itertools.islice(churn_iter, 2):
+            touched.add(i)
+            if insert:
+                c.insert([{"_id": i}])
+            else:
+                c.delete({"_id": i})
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    survivors = initial - touched
+    assert survivors <= set(seen)
+    assert set(seen) <= initial | touched
