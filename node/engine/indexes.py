@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import bson
@@ -183,19 +184,19 @@ class IndexSpec:
     multikey: bool = False
     geo: GeoBounds | None = None
 
-    @property
+    @cached_property
     def is_id(self) -> bool:
         return self.name == ID_INDEX_NAME
 
-    @property
+    @cached_property
     def directions(self) -> tuple[Any, ...]:
         return tuple(d for _, d in self.key)
 
-    @property
+    @cached_property
     def descending(self) -> tuple[bool, ...]:
         return tuple(is_descending(d) for _, d in self.key)
 
-    @property
+    @cached_property
     def fields(self) -> tuple[str, ...]:
         return tuple(f for f, _ in self.key)
 
@@ -205,7 +206,12 @@ class IndexSpec:
 
     def table(self, db: str, coll: str) -> str:
         """The table holding this index's entries (the records table for ``_id_``)."""
-        return docs_table(db, coll) if self.is_id else index_table(db, coll, self.name)
+        cached = self.__dict__.get("_table")
+        if cached is not None and cached[0] == (db, coll):
+            return cached[1]
+        name = docs_table(db, coll) if self.is_id else index_table(db, coll, self.name)
+        self.__dict__["_table"] = ((db, coll), name)
+        return name
 
     def to_document(self) -> SON[str, Any]:
         """The spec as ``listIndexes`` returns it (``{v, key, name, unique?, sparse?, ...}``)."""
@@ -542,18 +548,22 @@ def update_index_entries(
     Call it *before* writing the record. All checks (unique keys, parallel arrays, geo bounds,
     key length) run before the first write, so a MongoError here leaves the store unchanged.
     """
-    specs = [s for s in (indexes or load_indexes(txn, db, coll)) if not s.is_id]
-    if not specs:
-        return
+    specs = indexes if indexes is not None else load_indexes(txn, db, coll)
     plans: list[tuple[IndexSpec, str, list[bytes], list[bytes]]] = []
     newly_multikey: set[str] = set()
     for spec in specs:
-        old_keys, _ = _encoded_keys(spec, old_doc)
+        if spec.is_id:
+            continue
         new_keys, multikey = _encoded_keys(spec, new_doc)
         if multikey and not spec.multikey:
             newly_multikey.add(spec.name)
-        removed = [k for k in old_keys if k not in new_keys]
-        added = [k for k in new_keys if k not in old_keys]
+        if old_doc is None:
+            removed: list[bytes] = []
+            added = list(new_keys)
+        else:
+            old_keys, _ = _encoded_keys(spec, old_doc)
+            removed = [k for k in old_keys if k not in new_keys]
+            added = [k for k in new_keys if k not in old_keys]
         table = spec.table(db, coll)
         for enc in added:
             _check_key_length(db, coll, spec, enc, record_key, new_keys[enc])
