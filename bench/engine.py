@@ -100,7 +100,8 @@ def make_montydb() -> Target:
     from montydb import MontyClient, set_storage
 
     path = tempfile.mkdtemp(prefix="bench-montydb-")
-    set_storage(path, storage="lightning", use_bson=False)
+    # montydb defaults otherwise; its 10 MiB default LMDB map cannot hold 100k documents
+    set_storage(path, storage="lightning", use_bson=False, map_size=str(4 << 30))
     client = MontyClient(path)
 
     def cleanup() -> None:
