@@ -204,6 +204,16 @@ def test_closed_store_refuses_work(tmp_path: Path) -> None:
         pass
 
 
+def test_reader_opened_inside_the_writer_sees_the_committed_state(store: LMDBStore) -> None:
+    with store.write() as w:
+        w.put("t", b"a", b"1")
+    with store.write() as w:
+        w.put("t", b"a", b"2")
+        with store.read() as r:
+            assert r.get("t", b"a") == b"1"
+        assert w.get("t", b"a") == b"2"
+
+
 def test_readers_never_block_the_writer(store: LMDBStore) -> None:
     """A reader holds its snapshot open in another thread while the writer commits repeatedly."""
     with store.write() as w:

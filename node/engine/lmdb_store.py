@@ -241,6 +241,7 @@ class LMDBStore:
             max_readers=max_readers,
             lock=True,
         )
+        self._env.reader_check()  # free reader slots left by killed processes
         self._max_key = self._env.max_key_size()
         self._write_lock = threading.Lock()
         self._closed = False
