@@ -263,3 +263,17 @@ def test_custom_bounds_covering() -> None:
         query = compile_geo({"$within": {"$center": [[cx, cy], r]}})
         expected = {i for i, p in enumerate(points) if query.point_matches(p)}
         assert expected <= _candidates(keys, query.covering(bounds) or [])
+
+
+def test_interleave_and_keys_match_a_bit_by_bit_reference() -> None:
+    def spread(v: int) -> int:
+        return sum(((v >> i) & 1) << (2 * i) for i in range(32))
+
+    rng = random.Random(2)
+    b = GeoBounds()
+    for _ in range(500):
+        a, c = rng.randrange(1 << 32), rng.randrange(1 << 32)
+        assert interleave(a, c) == (spread(a) << 1) | spread(c)
+        p = (rng.uniform(-180, 180), rng.uniform(-180, 180))
+        assert b.key(p) == (spread(b.cell(p[0])) << 1) | spread(b.cell(p[1]))
+        assert b.keys_for([p[0], p[1]]) == b.keys_for({"x": p[0], "y": p[1]}) == [b.key(p)]

@@ -167,13 +167,19 @@ def sphere_cap_boxes(center: Point, radius: float) -> list[Box]:
 # --- the 2d index -----------------------------------------------------------------------------------
 
 
+def _spread16(v: int) -> int:
+    v = (v | (v << 8)) & 0x00FF00FF
+    v = (v | (v << 4)) & 0x0F0F0F0F
+    v = (v | (v << 2)) & 0x33333333
+    return (v | (v << 1)) & 0x55555555
+
+
+_SPREAD16 = [_spread16(v) for v in range(1 << 16)]
+
+
 def _spread(v: int) -> int:
-    v &= 0xFFFFFFFF
-    v = (v | (v << 16)) & 0x0000FFFF0000FFFF
-    v = (v | (v << 8)) & 0x00FF00FF00FF00FF
-    v = (v | (v << 4)) & 0x0F0F0F0F0F0F0F0F
-    v = (v | (v << 2)) & 0x3333333333333333
-    return (v | (v << 1)) & 0x5555555555555555
+    """The bits of a 32-bit ``v`` moved to the even positions of a 64-bit number."""
+    return _SPREAD16[v & 0xFFFF] | (_SPREAD16[(v >> 16) & 0xFFFF] << 32)
 
 
 def interleave(x: int, y: int) -> int:
@@ -229,7 +235,18 @@ class GeoBounds:
 
     def key(self, p: Point) -> int:
         """The interleaved cell key of ``p``."""
-        return interleave(self.cell(p[0]), self.cell(p[1]))
+        n = 1 << self.bits
+        scale = n / (self.max - self.min)
+        cx = int((p[0] - self.min) * scale)
+        cy = int((p[1] - self.min) * scale)
+        if not (0 <= cx < n and 0 <= cy < n):
+            cx, cy = self.cell(p[0]), self.cell(p[1])
+        t = _SPREAD16
+        return (
+            (t[cx & 0xFFFF] | (t[cx >> 16] << 32)) << 1
+            | t[cy & 0xFFFF]
+            | (t[cy >> 16] << 32)
+        )
 
     def keys_for(self, value: Any, doc: Mapping[str, Any] | None = None) -> list[int]:
         """Index keys for a document's location field value (``None``: field missing -> no keys).
@@ -237,6 +254,12 @@ class GeoBounds:
         Raises code 16755 ("Can't extract geo keys") for malformed or out-of-bounds locations."""
         if value is None:
             return []
+        if type(value) is list and len(value) == 2:  # the common [x, y] (fast path)
+            x, y = value
+            if type(x) is float and type(y) is float:
+                if not (self.min <= x < self.max and self.min <= y < self.max):
+                    raise _cannot_extract(doc, self.out_of_bounds_message())
+                return [self.key((x, y))]
         points = points_of(value)
         if not points:
             if isinstance(value, list) and not value:
