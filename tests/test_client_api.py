@@ -450,3 +450,30 @@ def test_secondary_reads(client: helogale.MongoClient) -> None:
     secondary = coll.with_options(read_preference=helogale.ReadPreference.SECONDARY)
     _wait(lambda: secondary.find_one({"_id": "r"}) is not None)
     assert secondary.count_documents({"_id": "r"}) == 1
+
+
+@pytest.mark.cluster
+def test_one_client_shared_by_threads(client: helogale.MongoClient) -> None:
+    import threading
+
+    coll = client.threads.c
+    coll.drop()
+    coll.insert_one({"_id": "total", "n": 0})
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(40):
+                coll.insert_one({"t": t, "i": i})
+                coll.update_one({"_id": "total"}, {"$inc": {"n": 1}})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert coll.count_documents({"t": {"$exists": True}}) == 240
+    assert coll.find_one({"_id": "total"})["n"] == 240

@@ -245,3 +245,9 @@ def test_close_stops_monitor_threads(server: ScriptedServer) -> None:
     assert not any(t.name.startswith("helogale-monitor") for t in threading.enumerate())
     with pytest.raises(helogale.errors.InvalidOperation):
         client.db.c.find_one()
+
+
+def test_document_too_large_is_refused_before_sending(server: ScriptedServer) -> None:
+    with _client(server) as client, pytest.raises(DocumentTooLarge):
+        client.db.c.insert_one({"big": "x" * (17 * 1024 * 1024)})
+    assert server.commands("insert") == []
