@@ -146,6 +146,7 @@ def test_existing_index_conflicts() -> None:
     assert ix(e, "a") == "a_1"
     assert ix(e, "a") == "a_1"  # identical: no-op
     assert ix(e, "_id") == "_id_"
+    assert ix(e, "_id", name="_id_1", unique=True) == "_id_"  # as pymongo sends it
     with pytest.raises(MongoError) as err:
         ix(e, [("a", -1)], name="a_1")
     assert err.value.code == 86

@@ -612,8 +612,8 @@ def create_index(
     collection's own delete), else here (records table and every other index)."""
     drop_dups = bool(options.get("dropDups") or options.get("drop_dups"))
     spec = spec_from_options(keys, options)
-    if spec.key == ID_INDEX.key and "name" not in options:
-        return ID_INDEX_NAME  # the _id index always exists
+    if spec.key == ID_INDEX.key:
+        return ID_INDEX_NAME  # the _id index always exists (MongoDB: "all indexes already exist")
     existing = load_indexes(txn, db, coll)
     for other in existing:
         if other.name == spec.name:
