@@ -66,6 +66,9 @@ class _LmdbReadTxn:
         self._store = store
         self._txn = txn
         self._ids: dict[str, bytes | None] = {}
+        self._max_key = store._max_key
+        self._data_db = store._data_db
+        self._raw_get = txn.get
 
     def _table_id(self, table: str) -> bytes | None:
         try:
@@ -76,13 +79,13 @@ class _LmdbReadTxn:
             return tid
 
     def get(self, table: str, key: bytes) -> bytes | None:
-        tid = self._table_id(table)
+        tid = self._ids[table] if table in self._ids else self._table_id(table)
         if tid is None:
             return None
         full = tid + key
-        if len(full) > self._store._max_key:
+        if len(full) > self._max_key:
             return None
-        return self._txn.get(full, db=self._store._data_db)
+        return self._raw_get(full, db=self._data_db)
 
     def scan(
         self,
