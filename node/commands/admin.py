@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bson import Int64, ObjectId
+from bson import Int64
 
 from node.commands.args import get_bool, get_doc, is_number
 from node.commands.context import RequestContext
@@ -30,7 +30,6 @@ MAX_MESSAGE_SIZE_BYTES = 48_000_000
 MAX_WRITE_BATCH_SIZE = 100_000
 MIN_WIRE_VERSION = 0
 MAX_WIRE_VERSION = 21
-PROCESS_ID = ObjectId()
 
 _PARAMETERS: dict[str, Any] = {
     "featureCompatibilityVersion": {"version": "7.0"},
@@ -46,7 +45,8 @@ def hello(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
     writable = bool(topo.pop("isWritablePrimary", False))
     legacy = next(iter(cmd)) in ("isMaster", "ismaster")
     reply: dict[str, Any] = {"ismaster" if legacy else "isWritablePrimary": writable}
-    reply["topologyVersion"] = {"processId": PROCESS_ID, "counter": Int64(0)}
+    # no topologyVersion: drivers would switch to streaming (awaitable) hello, which this
+    # server answers at once, so their monitors would spin; polling hello is what we serve
     reply.update(topo)
     reply.update({
         "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
@@ -58,6 +58,7 @@ def hello(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
         "minWireVersion": MIN_WIRE_VERSION,
         "maxWireVersion": MAX_WIRE_VERSION,
         "readOnly": False,
+        "helloOk": True,
     })
     return reply
 
