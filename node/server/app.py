@@ -79,12 +79,13 @@ class NodeApp:
     def _start_wire(self) -> None:
         if self.config.wire_port is None:
             return
+        from node.wire.labels import add_error_labels
         from node.wire.server import WireServer
 
         def handle(db: str, command: dict[str, Any], info: Any) -> dict[str, Any]:
             ctx = RequestContext(transport=WIRE, connection_id=info.connection_id,
                                  peer=info.peer)
-            return self.dispatcher.run(db, command, ctx)
+            return add_error_labels(command, self.dispatcher.run(db, command, ctx))
 
         self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port)
         self.wire.start()
