@@ -13,10 +13,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="run a short tour of the document engine, in memory")
     up = sub.add_parser("up", help="start a local replica set and print its URI; Ctrl-C stops")
     up.add_argument("--data", help="data directory (default: a temporary one)")
-    up.add_argument("--port", type=int, help="first port (gRPC ports, then Raft ports)")
+    up.add_argument("--port", type=int, default=27027,
+                    help="first port: gRPC ports, then Raft ports, then wire ports (27027)")
     up.add_argument("--members", type=int, default=3, help="number of members (default 3)")
     up.add_argument("--wire", action="store_true", help="also serve the MongoDB wire protocol")
-    up.add_argument("--demo", action="store_true", help="run a few demo writes and reads")
+    up.add_argument("--no-demo", dest="demo", action="store_false",
+                    help="skip the few demo writes and reads run after start-up")
     args = parser.parse_args(argv)
     if args.command == "up":
         from node.local_cluster import run_up

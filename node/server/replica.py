@@ -317,8 +317,13 @@ class Replica:
                               "majorityOpTime": op, "majorityWriteDate": self._last_write}
         return reply
 
+    def applied_index(self) -> int:
+        """Last log index applied here (conf changes included)."""
+        return max(self.sm.applied_index, self.raft.applied_index)
+
     def repl_set_get_status(self) -> dict[str, Any]:
         st = self.raft.status()
+        applied = self.applied_index()
         view = self.raft.view
         now = _dt.datetime.now(_dt.UTC)
         members = []
@@ -330,10 +335,10 @@ class Replica:
                 state = 1 if self.is_primary() else (2 if m.id in view.voters else 5)
                 doc.update({"health": 1.0, "self": True, "uptime": int(time.time()
                                                                          - self.started_at),
-                            "appliedIndex": Int64(self.sm.applied_index),
+                            "appliedIndex": Int64(applied),
                             "commitIndex": Int64(st.commit),
                             "lastIndex": Int64(st.last_index),
-                            "lagEntries": Int64(max(0, st.commit - self.sm.applied_index))})
+                            "lagEntries": Int64(max(0, st.commit - applied))})
             else:
                 pr = st.progress.get(m.id)
                 if m.id == view.leader and m.priority > 0:
@@ -359,7 +364,7 @@ class Replica:
             "term": Int64(st.term),
             "leaderId": st.leader,
             "commitIndex": Int64(st.commit),
-            "appliedIndex": Int64(self.sm.applied_index),
+            "appliedIndex": Int64(applied),
             "lastWriteDate": self._last_write,
             "members": members,
         }
