@@ -12,7 +12,7 @@ from node.commands import engine_ops
 from node.commands.args import collection_name, get_bool, get_doc
 from node.commands.context import RequestContext
 from node.commands.crud import submit
-from node.engine.errors import MongoError
+from node.engine.errors import MongoError, namespace_not_found
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -99,6 +99,8 @@ def drop(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
 
 
 def apply_drop(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    if engine.catalog_entry(entry["db"], entry["coll"], txn=txn) is None:
+        raise namespace_not_found("ns not found")
     was = engine_ops.drop_collection(engine, txn, entry["db"], entry["coll"])
     return {"nIndexesWas": was, "ns": f"{entry['db']}.{entry['coll']}"}
 
