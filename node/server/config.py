@@ -98,6 +98,9 @@ class NodeConfig:
     cursor_timeout_s: float = 600.0
     snapshot_every: int = 10000
     keep_entries: int = 2000
+    unsafe_ack_before_commit: bool = False
+    """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
+    deliberately breaks durability so the chaos suite can prove it catches lost writes."""
 
     @property
     def advertised(self) -> str:
@@ -149,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-entries", type=int,
                    help="log entries kept behind a snapshot for slow members (default 2000)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
+                   help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose
     return p
 
 

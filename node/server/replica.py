@@ -229,6 +229,8 @@ class Replica:
         fut = self.raft.propose(encode_entry(entry))
         if not wc.acknowledged:
             return {}, None
+        if self.config.unsafe_ack_before_commit:
+            return _unsafe_early_reply(entry), None
         try:
             index = fut.result(None if deadline is None else max(0.0, deadline - started))
         except FutureTimeout:
@@ -481,3 +483,10 @@ class Replica:
                              code_name="ExceededTimeLimit") from None
         except (ProposalDropped, NodeStopped) as exc:
             raise _interrupted(f"reconfiguration interrupted: {exc}") from None
+
+
+def _unsafe_early_reply(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The reply a broken server would give before its write commits (chaos tests only)."""
+    statements = entry.get("docs") or entry.get("updates") or entry.get("deletes") or [None]
+    n = len(statements)
+    return {"n": n, "nModified": n if entry.get("op") == "update" else 0}
