@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.min_key import MinKey
+from bson.regex import Regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +33,7 @@ from node.engine.planner import (
     explain,
     filter_predicates,
     raw_prefilter,
+    regex_prefix,
     sort_key_for,
 )
 from node.engine.values import MISSING, UNDEFINED, SortKey
@@ -561,3 +564,59 @@ def test_near_with_max_distance_reads_a_small_fraction() -> None:
 @pytest.mark.slow
 def test_near_with_max_distance_over_a_million_points() -> None:
     _check_near_scales(1_000_000, 1.5)
+
+
+# --- $or and regex prefixes ----------------------------------------------------------------------
+
+
+def test_or_of_indexed_clauses_uses_an_or_plan(people: Coll) -> None:
+    filt = {"$or": [{"age": {"$lt": 5}}, {"name": "eve", "age": {"$gt": 90}}, {"tags": "d"}]}
+    res = people.find(filt)
+    assert res.plan.summary == "OR age_1, name_1_age_-1, tags_1"
+    assert sorted(_ids(res.docs)) == sorted(_ids(people.brute(filt)))
+    assert len(set(_ids(res.docs))) == len(res.docs)
+    assert res.stats.docs_examined < 600
+    plan = people.explain(filt)["queryPlanner"]["winningPlan"]
+    assert plan["stage"] == "FETCH" and plan["inputStage"]["stage"] == "OR"
+    assert [s["stage"] for s in plan["inputStage"]["inputStages"]] == ["IXSCAN"] * 3
+    # combined with a top-level condition, and with a clause no index serves
+    filt2 = {"name": "ann", "$or": [{"age": 3}, {"tags": "a"}]}
+    assert sorted(_ids(people.find(filt2).docs)) == sorted(_ids(people.brute(filt2)))
+    filt3 = {"$or": [{"age": 3}, {"zz": 1}]}
+    res3 = people.find(filt3)
+    assert res3.plan.summary == "COLLSCAN"
+    assert sorted(_ids(res3.docs)) == sorted(_ids(people.brute(filt3)))
+
+
+@pytest.mark.parametrize(
+    ("filt", "indexed"),
+    [
+        ({"name": {"$regex": "^bo"}}, True),
+        ({"name": {"$regex": "^e.e"}}, True),
+        ({"name": {"$regex": "^c", "$options": "s"}}, True),
+        ({"name": re.compile("^de*")}, True),
+        ({"name": Regex("^an")}, True),
+        ({"name": {"$regex": "^B", "$options": "i"}}, False),
+        ({"name": {"$regex": "ve$"}}, False),
+        ({"name": {"$regex": "^a|^b"}}, False),
+    ],
+)
+def test_regex_prefix_bounds(people: Coll, filt: dict[str, Any], indexed: bool) -> None:
+    res = people.find(filt)
+    assert sorted(_ids(res.docs)) == sorted(_ids(people.brute(filt)))
+    if indexed:
+        assert res.plan.summary == "IXSCAN name_1_age_-1"
+        assert res.stats.docs_examined == len(res.docs)
+    else:
+        assert res.plan.summary == "COLLSCAN"
+
+
+def test_regex_prefix_extraction() -> None:
+    assert regex_prefix("^abc") == "abc"
+    assert regex_prefix("^ab*c") == "a"
+    assert regex_prefix("^abc?") == "ab"
+    assert regex_prefix("^ab+c") == "ab"
+    assert regex_prefix("^a.c") == "a"
+    assert regex_prefix("\\Aabc") == "abc"
+    assert regex_prefix("abc") is None
+    assert regex_prefix("^a|b") is None

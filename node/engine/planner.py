@@ -248,6 +248,7 @@ class FieldPredicates:
     """The bound-able predicates of one field (from the filter's top-level AND)."""
 
     points: list[list[Interval]] = field(default_factory=list)  # each: eq or $in alternatives
+    unions: list[list[Interval]] = field(default_factory=list)  # each: a regex's intervals
     lowers: list[Bound] = field(default_factory=list)
     uppers: list[Bound] = field(default_factory=list)
     ranges: list[Interval] = field(default_factory=list)  # single-predicate ranges
@@ -266,9 +267,15 @@ def _collect(filt: Mapping[str, Any], out: dict[str, FieldPredicates]) -> None:
         if not _is_operator_doc(arg):
             if not _unindexable(arg):
                 preds.points.append([_point(arg)])
+            elif (intervals := regex_intervals(arg)) is not None:
+                preds.unions.append(intervals)
             continue
         if any(k in ("$near", "$nearSphere", "$within", "$geoWithin") for k in arg):
             continue
+        if "$regex" in arg:
+            intervals = regex_intervals(arg["$regex"], arg.get("$options", ""))
+            if intervals is not None:
+                preds.unions.append(intervals)
         for op, value in arg.items():
             if op == "$eq" and not _unindexable(value):
                 preds.points.append([_point(value)])
@@ -290,7 +297,65 @@ def filter_predicates(filt: Mapping[str, Any]) -> dict[str, FieldPredicates]:
     """Bound-able predicates per field path."""
     out: dict[str, FieldPredicates] = {}
     _collect(filt, out)
-    return {k: v for k, v in out.items() if v.points or v.ranges}
+    return {k: v for k, v in out.items() if v.points or v.ranges or v.unions}
+
+
+_REGEX_META = frozenset(".^$*+?()[]{}|\\")
+_NO_PREFIX_FLAGS = re.IGNORECASE | re.MULTILINE | re.VERBOSE
+
+
+def regex_prefix(pattern: str) -> str | None:
+    """The literal text every match of an anchored regex starts with (None: not anchored)."""
+    if "|" in pattern:
+        return None
+    if pattern.startswith("^"):
+        body = pattern[1:]
+    elif pattern.startswith("\\A"):
+        body = pattern[2:]
+    else:
+        return None
+    out: list[str] = []
+    for i, c in enumerate(body):
+        if c in _REGEX_META:
+            if c in "*?{" and out:
+                out.pop()  # the previous character may be absent
+            break
+        out.append(c)
+        if i + 1 < len(body) and body[i + 1] in "*?{":
+            out.pop()
+            break
+    return "".join(out)
+
+
+def regex_intervals(value: Any, options: Any = "") -> list[Interval] | None:
+    """Index intervals of a regex predicate: the strings starting with its literal prefix,
+    plus every stored regex value (which equality to a regex also matches)."""
+    if isinstance(value, str):
+        pattern, flags = value, 0
+        if not isinstance(options, str) or any(f in options for f in "imx"):
+            return None
+    elif isinstance(value, Regex | re.Pattern):
+        pattern = value.pattern if isinstance(value.pattern, str) else None
+        flags = value.flags if isinstance(value.flags, int) else _NO_PREFIX_FLAGS
+        if isinstance(options, str) and any(f in options for f in "imx"):
+            return None
+    else:
+        return None
+    if pattern is None or flags & _NO_PREFIX_FLAGS:
+        return None
+    prefix = regex_prefix(pattern)
+    if not prefix or "\x00" in prefix:
+        return None
+    start = encode_key(prefix)[:-2]  # the prefix bytes without the string terminator
+    end = prefix_successor(start)
+    if end is None:
+        return None
+    strings = Interval(
+        Bound(start, True, render_value(prefix)),
+        Bound(end, False, render_value(prefix[:-1] + chr(ord(prefix[-1]) + 1))),
+    )
+    regex_type = Regex("")
+    return [strings, Interval(_type_floor(regex_type), _type_ceiling(regex_type))]
 
 
 def _lower_key(b: Bound) -> tuple[bytes, int]:
@@ -308,6 +373,8 @@ def field_intervals(preds: FieldPredicates, multikey: bool) -> list[Interval]:
             return min(preds.points, key=len)
         common = set.intersection(*({iv.lo.enc for iv in alt} for alt in preds.points))
         return [iv for iv in preds.points[0] if iv.lo.enc in common]
+    if preds.unions:
+        return preds.unions[0]
     if multikey:
         # each predicate may be satisfied by a different array element: one predicate only
         return [preds.ranges[0]]
@@ -595,6 +662,56 @@ class IndexScan(Plan):
         return f"IXSCAN {self.index.name}"
 
 
+class OrScan(Plan):
+    """OR of index scans, one per ``$or`` clause; records once each, then FETCH + filter."""
+
+    def __init__(self, children: list[IndexScan], matcher: Matcher, filt: Mapping) -> None:
+        self.children = children
+        self.matcher = matcher
+        self.filter = filt
+        self.bounded_fields = min(c.bounded_fields for c in children)
+
+    def count_keys(self, txn: Any, cap: int) -> int:
+        n = 0
+        for child in self.children:
+            n += child.count_keys(txn, cap - n)
+            if n >= cap:
+                return n
+        return n
+
+    def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
+        seen: set[bytes] = set()
+        match, decode, docs = self.matcher.match_position, view.decode, view.docs_table
+        for child in self.children:
+            clustered = child.index.table == docs
+            for rk, value in child.entries(txn, stats):
+                if rk in seen:
+                    continue
+                seen.add(rk)
+                raw = value if clustered else txn.get(docs, rk)
+                if raw is None:
+                    continue
+                stats.docs_examined += 1
+                doc = decode(raw)
+                matched, pos = match(doc)
+                if matched:
+                    yield rk, raw, doc, pos
+
+    def describe(self) -> dict[str, Any]:
+        fetch: dict[str, Any] = {"stage": "FETCH"}
+        if self.filter:
+            fetch["filter"] = dict(self.filter)
+        fetch["inputStage"] = {
+            "stage": "OR",
+            "inputStages": [c.describe()["inputStage"] for c in self.children],
+        }
+        return fetch
+
+    @property
+    def summary(self) -> str:
+        return "OR " + ", ".join(c.index.name for c in self.children)
+
+
 class GeoNear(Plan):
     """GEO_NEAR_2D: documents by distance from the ``$near`` point via a 2d index."""
 
@@ -843,18 +960,50 @@ def plan_query(
         if plan is None:  # a hinted index without bounds: scan all of it
             plan = _full_index_scan(hinted, preds, sort, matcher, filt)
         return plan, [], matcher
-    candidates: list[IndexScan] = list(geo_scans)
+    candidates: list[IndexScan | OrScan] = list(geo_scans)
     for index in view.indexes:
         if index.is_2d:
             continue
         plan = _index_scan(index, preds, sort, matcher, filt)
         if plan is not None:
             candidates.append(plan)
+    or_plan = _or_plan(txn, view, filt, matcher)
+    if or_plan is not None:
+        candidates.append(or_plan)
     if not candidates:
         return CollScan(matcher, filt), [], matcher
     if len(candidates) == 1:
         return candidates[0], [], matcher
     return (*_choose(txn, candidates, sort), matcher)
+
+
+def _or_plan(
+    txn: Any, view: CollectionView, filt: Mapping[str, Any], matcher: Matcher
+) -> OrScan | None:
+    """An OR of index scans for a top-level ``$or`` whose every clause (with the rest of the
+    filter) can use an index; None otherwise."""
+    clauses = filt.get("$or")
+    if not isinstance(clauses, list | tuple) or not clauses:
+        return None
+    rest = {k: v for k, v in filt.items() if k != "$or"}
+    children: list[IndexScan] = []
+    for clause in clauses:
+        if not isinstance(clause, Mapping):
+            return None
+        preds = filter_predicates({"$and": [rest, clause]})
+        options = [
+            plan
+            for index in view.indexes
+            if not index.is_2d
+            and (plan := _index_scan(index, preds, [], matcher, clause)) is not None
+            and plan.bounded_fields
+        ]
+        if not options:
+            return None
+        best, _ = _choose(txn, options, []) if len(options) > 1 else (options[0], [])
+        assert isinstance(best, IndexScan)
+        children.append(best)
+    return OrScan(children, matcher, filt)
 
 
 def _full_index_scan(
@@ -871,11 +1020,13 @@ def _full_index_scan(
     )
 
 
-def _choose(txn: Any, candidates: list[IndexScan], sort: list[tuple[str, int]]) -> tuple[Plan, list[Plan]]:
+def _choose(
+    txn: Any, candidates: Sequence[IndexScan | OrScan], sort: list[tuple[str, int]]
+) -> tuple[Plan, list[Plan]]:
     """Fewest index keys in bounds wins (counted with a cap at the best so far); ties go to the
     plan that supplies the sort, then to the one bounding more fields."""
-    candidates.sort(key=lambda p: (-p.bounded_fields, not p.provides_sort))
-    best: IndexScan | None = None
+    candidates = sorted(candidates, key=lambda p: (-p.bounded_fields, not p.provides_sort))
+    best: IndexScan | OrScan | None = None
     best_rank: tuple[int, bool, int] | None = None
     for plan in candidates:
         cap = best.estimate + 1 if best is not None else 1 << 62
