@@ -620,3 +620,17 @@ def test_regex_prefix_extraction() -> None:
     assert regex_prefix("\\Aabc") == "abc"
     assert regex_prefix("abc") is None
     assert regex_prefix("^a|b") is None
+
+
+def test_geo_inside_or(places: Coll) -> None:
+    filt = {"$or": [{"loc": {"$within": {"$box": [[0, 0], [5, 5]]}}}, {"kind": "park"}]}
+    res = places.find(filt)
+    assert sorted(_ids(res.docs), key=str) == sorted(_ids(places.brute(filt)), key=str)
+    assert any(d["kind"] == "park" for d in res.docs)
+    with pytest.raises(MongoError) as info:
+        places.find({"$or": [{"loc": {"$near": [0, 0]}}, {"kind": "park"}]})
+    assert "geoNear must be top-level expr" in info.value.errmsg
+    both = {"$and": [{"loc": {"$geoWithin": {"$center": [[0, 0], 30]}}}, {"kind": "bar"}]}
+    res = places.find(both)
+    assert res.plan.summary in ("IXSCAN loc_2d", "IXSCAN kind_1")
+    assert sorted(_ids(res.docs)) == sorted(_ids(places.brute(both)))

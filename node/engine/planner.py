@@ -35,7 +35,13 @@ import bson
 from bson.regex import Regex
 
 from node.engine.errors import MongoError, bad_value
-from node.engine.geo import DEFAULT_NEAR_LIMIT, GeoBounds, GeoQuery
+from node.engine.geo import (
+    DEFAULT_NEAR_LIMIT,
+    GeoBounds,
+    GeoQuery,
+    compile_geo,
+    is_geo_operator_dict,
+)
 from node.engine.keystring import encode_key, invert, is_descending, prefix_successor
 from node.engine.matcher import Matcher
 from node.engine.paths import path_values
@@ -891,7 +897,13 @@ def _geo_plans(
 ) -> tuple[GeoNear | None, list[IndexScan]]:
     near: GeoNear | None = None
     within: list[IndexScan] = []
-    for path, query in matcher.geo:
+    top = _top_level_geo(filt)
+    if sum(q.is_near for _, q in matcher.geo) > sum(q.is_near for _, q in top):
+        raise bad_value(
+            "error processing query: planner returned error :: caused by :: "
+            "geoNear must be top-level expr"
+        )
+    for path, query in top:  # a region inside $or/$nor cannot restrict the scan
         index = next(
             (ix for ix in view.indexes if ix.is_2d and ix.key[0][0] == path and ix.geo), None
         )
@@ -917,6 +929,19 @@ def _geo_plans(
             plan.bounded_fields = 1
             within.append(plan)
     return near, within
+
+
+def _top_level_geo(filt: Mapping[str, Any]) -> list[tuple[str, GeoQuery]]:
+    """Geo predicates every match must satisfy: top level or inside a top-level ``$and``."""
+    out: list[tuple[str, GeoQuery]] = []
+    for name, arg in filt.items():
+        if name == "$and" and isinstance(arg, list | tuple):
+            for sub in arg:
+                if isinstance(sub, Mapping):
+                    out += _top_level_geo(sub)
+        elif not name.startswith("$") and is_geo_operator_dict(arg):
+            out.append((name, compile_geo(arg)))
+    return out
 
 
 def _hinted(view: CollectionView, hint: Any) -> IndexInfo | str:
