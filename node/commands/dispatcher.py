@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import bson
 from bson.codec_options import CodecOptions
@@ -44,6 +44,14 @@ class NodeServices:
     member: Member
     cursors: CursorRegistry = field(default_factory=CursorRegistry)
     started_at: float = field(default_factory=time.time)
+    routing: RoutingCheck | None = None
+
+
+class RoutingCheck(Protocol):
+    """Sharding seam (not built yet): refuse commands for collections this set does not own,
+    or routed with a stale routing version (``shardVersion``), before any handler runs."""
+
+    def check(self, db: str, command: Mapping[str, Any]) -> None: ...
 
 
 Handler = Callable[[NodeServices, str, Mapping[str, Any], RequestContext], dict[str, Any]]
@@ -135,6 +143,8 @@ class Dispatcher:
             if spec.admin_only and db != "admin":
                 raise MongoError(13, f"{name} may only be run against the admin database.",
                                  code_name="Unauthorized")
+            if self.services.routing is not None:
+                self.services.routing.check(db, command)
             reply = spec.handler(self.services, db, command, ctx)
         except MongoError as exc:
             return exc.to_reply()

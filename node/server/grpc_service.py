@@ -49,7 +49,7 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
         return helogale_pb2.CommandReply(reply=reply)
 
 
-def make_server(max_workers: int = 32) -> grpc.Server:
+def make_server(max_workers: int = 128) -> grpc.Server:
     """A gRPC server with message limits large enough for 16 MiB documents in batches."""
     return grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
 

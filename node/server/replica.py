@@ -220,12 +220,12 @@ class Replica:
                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         started = time.monotonic()
         deadline = started + wc.wtimeout_ms / 1000 if wc.wtimeout_ms else None
+        self.require_writable()
         lsid, txn = entry.get("lsid"), entry.get("txnNumber")
         if lsid is not None and txn is not None:
             recorded = self.sm.recorded_reply(lsid, int(txn))
             if recorded is not None:
                 return recorded, self._wait_w(self.sm.applied_index, wc, deadline)
-        self.require_writable()
         fut = self.raft.propose(encode_entry(entry))
         if not wc.acknowledged:
             return {}, None
