@@ -634,3 +634,13 @@ def test_geo_inside_or(places: Coll) -> None:
     res = places.find(both)
     assert res.plan.summary in ("IXSCAN loc_2d", "IXSCAN kind_1")
     assert sorted(_ids(res.docs)) == sorted(_ids(places.brute(both)))
+
+
+def test_hinted_2d_index_without_a_geo_predicate(places: Coll) -> None:
+    filt = {"loc": [10, 20], "kind": "cafe"}
+    res = places.find(filt, hint="loc_2d")
+    assert res.plan.summary == "IXSCAN loc_2d"
+    assert _ids(res.docs) == _ids(places.brute(filt))
+    some = places.docs[3]
+    res = places.find({"loc": some["loc"]}, hint="loc_2d")
+    assert _ids(res.docs) == [some["_id"]]

@@ -981,6 +981,7 @@ def plan_query(
             for plan in geo_scans:
                 if plan.index is hinted:
                     return plan, [], matcher
+            return _full_index_scan(hinted, preds, sort, matcher, filt), [], matcher
         plan = _index_scan(hinted, preds, sort, matcher, filt)
         if plan is None:  # a hinted index without bounds: scan all of it
             plan = _full_index_scan(hinted, preds, sort, matcher, filt)
