@@ -40,6 +40,7 @@ from raft.transport import GrpcTransport
 from raft.types import (
     NONE,
     ConfChange,
+    ConfChangeSingle,
     ConfChangeType,
     ConfState,
     Entry,
@@ -87,7 +88,9 @@ class RaftNodeConfig:
     heartbeat_tick: int = 1
     pre_vote: bool = True
     check_quorum: bool = True
-    max_inflight_readies: int = 8
+    max_inflight_readies: int = 4096
+    """Readies handed to the persist thread but not yet advanced. Must stay large: while the
+    disk stalls the loop keeps taking Readies to send heartbeats and votes."""
     snapshot_every: int = 10000
     """Take an application snapshot after this many applied entries (0: never)."""
     keep_entries: int = 2000
@@ -192,14 +195,20 @@ class RaftNode:
 
     def stop(self) -> None:
         """Stop threads, close the transport and the WAL; pending futures fail."""
-        if self._stopped:
-            return
-        self._stopped = True
         with self._cv:
+            if self._stopped:
+                return
+            self._stopped = True
             self._running = False
             self._cv.notify_all()
         if self._loop_thread.is_alive():
             self._loop_thread.join(timeout=5)
+        with self._cv:
+            leftover = list(self._inbox)
+            self._inbox.clear()
+        for kind, payload in leftover:
+            if kind in ("propose", "conf", "read", "call"):
+                payload[-1].set_exception(NodeStopped("node stopped"))
         with self._persist_cv:
             self._persist_q.append(None)
             self._persist_cv.notify_all()
@@ -244,11 +253,11 @@ class RaftNode:
     def add_member(self, node_id: int, address: str, *, learner: bool = False) -> Future[int]:
         kind = ConfChangeType.ADD_LEARNER if learner else ConfChangeType.ADD_NODE
         return self.propose_conf_change(
-            ConfChange(((kind, node_id),), context=address.encode()))  # type: ignore[arg-type]
+            ConfChange((ConfChangeSingle(kind, node_id),), context=address.encode()))
 
     def remove_member(self, node_id: int) -> Future[int]:
         return self.propose_conf_change(
-            ConfChange(((ConfChangeType.REMOVE_NODE, node_id),)))  # type: ignore[arg-type]
+            ConfChange((ConfChangeSingle(ConfChangeType.REMOVE_NODE, node_id),)))
 
     def read_index(self) -> Future[int]:
         """Linearizable read point: resolves with the commit index confirmed by a quorum,
@@ -312,13 +321,13 @@ class RaftNode:
 
     # ------------------------------------------------------------------ raft loop
     def _post(self, kind: str, payload: Any) -> None:
-        if self._stopped:
-            if kind in ("propose", "conf", "read", "call"):
-                payload[-1].set_exception(NodeStopped("node stopped"))
-            return
         with self._cv:
-            self._inbox.append((kind, payload))
-            self._cv.notify()
+            if not self._stopped:
+                self._inbox.append((kind, payload))
+                self._cv.notify()
+                return
+        if kind in ("propose", "conf", "read", "call"):
+            payload[-1].set_exception(NodeStopped("node stopped"))
 
     def _receive(self, msgs: list[Message]) -> None:
         with self._cv:
@@ -386,6 +395,8 @@ class RaftNode:
                     idx = raw.propose_conf_change(cc)
                 except ProposalDropped as exc:
                     fut.set_exception(self._not_leader(str(exc)))
+                except Exception as exc:  # an invalid change: the caller's error
+                    fut.set_exception(exc)
                 else:
                     with self._fut_lock:
                         self._pending[idx] = (raw.term, fut)

@@ -140,6 +140,7 @@ class _PeerSender:
         self.closed = False
         self.dropped = 0
         self.sent_batches = 0
+        self.sent_messages = 0
         self._channel: grpc.Channel | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"raft-send-{transport.node_id}->{peer_id}", daemon=True)
@@ -169,23 +170,20 @@ class _PeerSender:
             batch = raft_pb2.RaftBatch(messages=[message_to_proto(m) for m in msgs])
             setattr(batch, "from", frm)
             self.sent_batches += 1
+            self.sent_messages += len(msgs)
             yield batch
 
     def _run(self) -> None:
+        # One channel for the sender's life: gRPC reconnects its subchannel by itself (with the
+        # backoff options above); this loop only reopens the stream, with its own backoff.
+        channel = self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+        stub = raft_pb2_grpc.RaftTransportStub(channel)
         backoff = self.t.min_backoff
         while not self.closed:
-            self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
-            stub = raft_pb2_grpc.RaftTransportStub(self._channel)
-            try:
-                grpc.channel_ready_future(self._channel).result(timeout=backoff * 4)
-            except grpc.FutureTimeoutError:
-                self._channel.close()
-                if self._sleep(backoff):
-                    return
-                backoff = min(backoff * 2, self.t.max_backoff)
-                continue
             with self.cond:
-                self.connected = True
+                if self.closed:
+                    break
+                self.connected = True  # optimistic: a refused stream fails within milliseconds
             started = time.monotonic()
             try:
                 stub.Stream(self._batches(), wait_for_ready=False)
@@ -200,12 +198,12 @@ class _PeerSender:
                     self.dropped += len(self.queue)
                     self.queue.clear()
                     self.cond.notify_all()  # release the request iterator gRPC may be in
-                self._channel.close()
             if time.monotonic() - started > 1.0:
                 backoff = self.t.min_backoff
             if self._sleep(backoff):
-                return
+                break
             backoff = min(backoff * 2, self.t.max_backoff)
+        channel.close()
 
     def _sleep(self, seconds: float) -> bool:
         """Back off; returns True when closed meanwhile."""
@@ -220,7 +218,7 @@ class _PeerSender:
             self.cond.notify_all()
         ch = self._channel
         if ch is not None:
-            ch.close()
+            ch.close()  # ends a live stream at once
 
 
 class GrpcTransport:
@@ -310,10 +308,11 @@ class GrpcTransport:
                 s.enqueue(ms)
 
     def stats(self) -> dict[int, dict[str, int | bool]]:
+        """Per peer: stream up, messages dropped, batches and messages handed to gRPC."""
         with self._lock:
             peers = dict(self._peers)
-        return {pid: {"connected": s.connected, "dropped": s.dropped, "batches": s.sent_batches}
-                for pid, s in peers.items()}
+        return {pid: {"connected": s.connected, "dropped": s.dropped, "batches": s.sent_batches,
+                      "sent": s.sent_messages} for pid, s in peers.items()}
 
     def stop(self, grace: float = 0.2) -> None:
         with self._lock:

@@ -98,23 +98,24 @@ def test_down_peer_costs_nothing_and_reconnects() -> None:
         for _ in range(2000):
             a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=1)])
         assert time.monotonic() - t0 < 1.0  # nothing waits on the dead peer
-        assert a.stats()[2]["dropped"] == 2000
+        # Dropped on the spot, or lost with a stream that failed: never held for later.
+        wait_until(lambda: a.stats()[2]["dropped"] + a.stats()[2]["sent"] == 2000)
+
+        def delivered(term: int) -> bool:  # resend until it arrives, as Raft does
+            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=term)])
+            return any(m.term == term for m in inbox.msgs)
+
         b = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)
         b.start()
         try:
-            wait_until(lambda: a.connected(2))
-            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=2)])
-            wait_until(lambda: inbox.count() >= 1)
-            assert inbox.msgs[-1].term == 2
+            wait_until(lambda: delivered(2))
+            assert all(m.term == 2 for m in inbox.msgs)  # none of the dropped term-1 ones
         finally:
             b.stop()
-        wait_until(lambda: not a.connected(2))  # the stream breaks when the peer goes away
-        b2 = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)
+        b2 = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)  # the peer restarts
         b2.start()
         try:
-            wait_until(lambda: a.connected(2))
-            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=3)])
-            wait_until(lambda: inbox.msgs[-1].term == 3)
+            wait_until(lambda: delivered(3))
         finally:
             b2.stop()
     finally:

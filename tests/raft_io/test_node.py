@@ -1,0 +1,208 @@
+"""RaftNode driver, in one process over real gRPC and WALs: futures, group commit, ReadIndex,
+write-concern waits, stalled disks, restart, leadership transfer and membership changes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
+from raft.types import Entry
+from tests.raft_io.kv_cluster import free_port, wait_until
+
+
+class Machine:
+    """A list-of-entries state machine with snapshot hooks."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.data: list[bytes] = []
+        self.indexes: list[int] = []
+
+    def apply(self, entries: list[Entry]) -> list[int]:
+        with self.lock:
+            for e in entries:
+                if e.data:
+                    self.data.append(e.data)
+                self.indexes.append(e.index)
+            return [len(self.data)] * len(entries)
+
+    def take(self) -> bytes:
+        with self.lock:
+            return b"\n".join(self.data)
+
+    def install(self, blob: bytes) -> None:
+        with self.lock:
+            self.data = blob.split(b"\n") if blob else []
+
+
+class Group:
+    def __init__(self, root: Path, ids: tuple[int, ...] = (1, 2, 3), **cfg: int) -> None:
+        self.root = root
+        self.peers = {i: f"127.0.0.1:{free_port()}" for i in ids}
+        self.cfg = RaftNodeConfig(**cfg)
+        self.machines: dict[int, Machine] = {}
+        self.nodes: dict[int, RaftNode] = {}
+        for i in ids:
+            self.start(i)
+
+    def start(self, i: int, *, join: bool = False) -> RaftNode:
+        m = self.machines[i] = Machine()
+        n = RaftNode(i, self.root / f"n{i}", self.peers, m.apply,
+                     snapshotter=Snapshotter(m.take, m.install), config=self.cfg, join=join)
+        self.nodes[i] = n.start()
+        return n
+
+    def leader(self, timeout: float = 15.0) -> RaftNode:
+        def one() -> RaftNode | None:
+            leads = [n for n in self.nodes.values() if n.is_leader()]
+            return leads[0] if len(leads) == 1 else None
+        return wait_until(one, timeout, "one leader")
+
+    def stop(self) -> None:
+        for n in self.nodes.values():
+            n.stop()
+
+
+@pytest.fixture
+def group(tmp_path: Path):
+    g = Group(tmp_path)
+    yield g
+    g.stop()
+
+
+def test_proposals_commit_apply_everywhere_in_order(group: Group) -> None:
+    lead = group.leader()
+    futs = [lead.propose(f"e{i}".encode()) for i in range(300)]
+    idx = [f.result(timeout=15) for f in futs]
+    assert idx == sorted(idx) and len(set(idx)) == 300
+    assert futs[-1].result_value == 300  # what apply returned for that entry
+    for m in group.machines.values():
+        wait_until(lambda m=m: len(m.data) == 300, 15, "every member to apply")
+        assert m.data == [f"e{i}".encode() for i in range(300)]
+
+
+def test_group_commit_many_proposals_few_fsyncs(group: Group) -> None:
+    lead = group.leader()
+    lead.propose(b"warm").result(timeout=15)
+    before = lead.storage.fsyncs
+    futs = [lead.propose(b"x" * 200) for _ in range(1000)]
+    for f in futs:
+        f.result(timeout=15)
+    assert lead.storage.fsyncs - before < 200  # many entries per fsync
+
+
+def test_follower_refuses_with_leader_hint(group: Group) -> None:
+    lead = group.leader()
+    follower = next(n for n in group.nodes.values() if n is not lead)
+    wait_until(lambda: follower.leader_id() == lead.id, 10, "follower to know the leader")
+    with pytest.raises(NotLeader) as info:
+        follower.propose(b"nope").result(timeout=5)
+    assert info.value.leader == lead.id
+
+
+def test_read_index_and_write_concern(group: Group) -> None:
+    lead = group.leader()
+    i = lead.propose(b"w").result(timeout=15)
+    assert lead.read_index().result(timeout=5) >= i
+    assert lead.wait_for_match(i, 3, timeout=10)
+    assert not lead.wait_for_match(i + 1000, 2, timeout=0.2)
+    follower = next(n for n in group.nodes.values() if n is not lead)
+    assert follower.read_index().result(timeout=5) >= i  # forwarded to the leader
+    assert not follower.wait_for_match(i, 1, timeout=0.2)  # w=N waits are the leader's
+    st = lead.status()
+    assert {k: v.match >= i for k, v in st.progress.items()} == {1: True, 2: True, 3: True}
+
+
+def test_stalled_leader_fsync_does_not_cost_leadership(group: Group) -> None:
+    lead = group.leader()
+    term = lead.view.term
+    real_flush = lead.storage.flush
+    stalled = threading.Event()
+
+    def slow_flush() -> None:
+        if not stalled.is_set():
+            stalled.set()
+            time.sleep(1.5)  # the simulated disk stall: several election timeouts long
+        real_flush()
+
+    lead.storage.flush = slow_flush  # type: ignore[method-assign]
+    fut = lead.propose(b"during-stall")
+    wait_until(stalled.is_set, 5, "the stall to begin")
+    # Followers hold a majority: the entry commits on their acks while the leader's disk hangs.
+    others = [n for n in group.nodes.values() if n is not lead]
+    wait_until(lambda: all(n.view.commit >= lead.view.last_index for n in others), 5,
+               "followers to commit during the stall")
+    fut.result(timeout=10)
+    assert lead.is_leader() and lead.view.term == term
+    assert all(n.view.term == term and n.leader_id() == lead.id for n in others)
+
+
+def test_restart_replays_and_keeps_serving(tmp_path: Path) -> None:
+    g = Group(tmp_path, snapshot_every=50, keep_entries=10)
+    try:
+        lead = g.leader()
+        for f in [lead.propose(f"r{i}".encode()) for i in range(120)]:
+            f.result(timeout=15)
+        wait_until(lambda: lead.storage.snapshot().meta.index >= 100
+                   and lead.storage.first_index() > 1, 10, "a snapshot and compaction")
+    finally:
+        g.stop()
+    g2 = Group(tmp_path, snapshot_every=50, keep_entries=10)
+    try:
+        g2.peers = g.peers
+        lead = g2.leader()
+        lead.propose(b"after").result(timeout=15)
+        for m in g2.machines.values():
+            wait_until(lambda m=m: m.data[-1:] == [b"after"], 15, "restarted members to apply")
+            assert m.data == [f"r{i}".encode() for i in range(120)] + [b"after"]
+    finally:
+        g2.stop()
+
+
+def test_transfer_leadership(group: Group) -> None:
+    lead = group.leader()
+    target = next(i for i in group.nodes if i != lead.id)
+    wait_until(lambda: lead.status().progress[target].match >= lead.view.commit, 10, "catch-up")
+    lead.transfer_leadership(target)
+    wait_until(lambda: group.nodes[target].is_leader(), 10, "the transferee to lead")
+    group.nodes[target].propose(b"new-leader").result(timeout=10)
+
+
+def test_add_and_remove_member(tmp_path: Path) -> None:
+    g = Group(tmp_path)
+    try:
+        lead = g.leader()
+        for f in [lead.propose(f"m{i}".encode()) for i in range(20)]:
+            f.result(timeout=15)
+        g.peers[4] = f"127.0.0.1:{free_port()}"
+        new = g.start(4, join=True)
+        lead.add_member(4, g.peers[4]).result(timeout=15)
+        wait_until(lambda: len(g.machines[4].data) == 20, 20, "the new member to catch up")
+        i = lead.propose(b"four").result(timeout=15)
+        assert lead.wait_for_match(i, 4, timeout=15)
+        assert 4 in lead.view.voters
+        lead.remove_member(4).result(timeout=15)
+        wait_until(lambda: 4 not in lead.view.voters, 10, "the removal to apply")
+        lead.propose(b"three-again").result(timeout=15)
+        new.stop()
+    finally:
+        g.stop()
+
+
+def test_stop_fails_pending_futures(tmp_path: Path) -> None:
+    g = Group(tmp_path, ids=(1, 2, 3))
+    lead = g.leader()
+    for n in list(g.nodes.values()):
+        if n is not lead:
+            n.stop()
+    fut = lead.propose(b"never-committed")  # no quorum left
+    lead.stop()
+    with pytest.raises((NodeStopped, NotLeader)):
+        fut.result(timeout=5)
+    with pytest.raises(NodeStopped):
+        lead.propose(b"after-stop").result(timeout=1)
+    g.stop()
