@@ -48,6 +48,8 @@ class Channel:
         self._channel = grpc.insecure_channel(format_address(address), options=_CHANNEL_OPTIONS)
         self._run = helogale_pb2_grpc.CommandStub(self._channel).Run
         self._closed = False
+        self._lock = threading.Lock()
+        self._in_flight: set[grpc.Future] = set()
 
     def run(
         self,
@@ -63,14 +65,25 @@ class Channel:
                 f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"
             )
         deadline = timeout if timeout is not None else self.timeout
+        request = helogale_pb2.CommandRequest(db=db, command=payload)
         try:
-            response = self._run(
-                helogale_pb2.CommandRequest(db=db, command=payload), timeout=deadline
-            )
-        except grpc.RpcError as exc:
-            raise self._translate(exc) from None
+            future = self._run.future(request, timeout=deadline)
         except ValueError as exc:  # "Cannot invoke RPC on closed channel!"
             raise AutoReconnect(f"{format_address(self.address)}: {exc}", address=self.address) from None
+        with self._lock:
+            self._in_flight.add(future)
+        try:
+            response = future.result()
+        except grpc.FutureCancelledError:
+            raise AutoReconnect(
+                f"{format_address(self.address)}: request abandoned, the server was marked unknown",
+                address=self.address,
+            ) from None
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+        finally:
+            with self._lock:
+                self._in_flight.discard(future)
         try:
             return bson.decode(response.reply, codec_options=codec_options)
         except Exception as exc:
@@ -83,6 +96,13 @@ class Channel:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return NetworkTimeout(message, address=self.address)
         return AutoReconnect(message, address=self.address)
+
+    def cancel_in_flight(self) -> int:
+        """Abandon every request still waiting on this server (it was found unreachable or
+        deposed): their callers get AutoReconnect and the retry policy takes over."""
+        with self._lock:
+            futures = list(self._in_flight)
+        return sum(1 for future in futures if future.cancel())
 
     def close(self) -> None:
         if not self._closed:
@@ -107,6 +127,12 @@ class ChannelPool:
             if channel is None:
                 channel = self._channels[address] = Channel(address, self._timeout)
             return channel
+
+    def cancel_in_flight(self, address: Address) -> int:
+        """Abandon the requests in flight to ``address`` (see :meth:`Channel.cancel_in_flight`)."""
+        with self._lock:
+            channel = self._channels.get(address)
+        return channel.cancel_in_flight() if channel is not None else 0
 
     def discard(self, address: Address) -> None:
         with self._lock:

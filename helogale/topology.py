@@ -196,6 +196,7 @@ class Topology:
         self._servers: dict[Address, ServerDescription] = {a: ServerDescription(a) for a in self.seeds}
         self._monitors: dict[Address, Monitor] = {}
         self._max_election: tuple[Any, Any] | None = None
+        self._deposed: list[Address] = []
         self._opened = False
         self._closed = False
 
@@ -244,12 +245,20 @@ class Topology:
             desc = ServerDescription.from_hello(address, reply, rtt)
             self._update_locked(desc)
             self._cond.notify_all()
+            deposed, self._deposed = self._deposed, []
+        for other in deposed:
+            self.channels.cancel_in_flight(other)  # writes waiting on a deposed primary
 
     def on_check_failed(self, address: Address, error: BaseException) -> None:
         with self._cond:
-            if address in self._servers and not self._closed:
-                self._servers[address] = ServerDescription(address, error=str(error))
-                self._cond.notify_all()
+            if address not in self._servers or self._closed:
+                return
+            self._servers[address] = ServerDescription(address, error=str(error))
+            self._request_check_all_locked()
+            self._cond.notify_all()
+        # requests waiting on a server that stopped answering would hang: hand them to the
+        # retry policy instead
+        self.channels.cancel_in_flight(address)
 
     def _update_locked(self, desc: ServerDescription) -> None:
         address = desc.address
@@ -274,6 +283,7 @@ class Topology:
             for other, other_desc in list(self._servers.items()):
                 if other != address and other_desc.server_type == RS_PRIMARY:
                     self._servers[other] = ServerDescription(other, error="another primary elected")
+                    self._deposed.append(other)
             if desc.hosts:
                 for host in desc.hosts:
                     if host not in self._servers:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.cluster
 
 
 class Writer(threading.Thread):
-    """Alternates an insert of ``{seq: i}`` and a ``$inc`` of one counter until stopped."""
+    """Alternates an insert of ``{seq: i}`` (read back at once) and a ``$inc`` of one counter
+    until stopped."""
 
     def __init__(self, collection: helogale.Collection) -> None:
         super().__init__(name="failover-writer", daemon=True)
@@ -42,6 +43,8 @@ class Writer(threading.Thread):
                     self.collection.insert_one({"seq": seq})
                     with self.lock:
                         self.acked_seqs.append(seq)
+                    # a read on the primary (retryable read) sees the acknowledged write
+                    assert self.collection.find_one({"seq": seq}) is not None
                 else:
                     result = self.collection.update_one({"_id": "counter"}, {"$inc": {"n": 1}})
                     assert result.modified_count == 1
@@ -61,35 +64,56 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def test_writes_survive_primary_sigkill() -> None:
+def check_writes_survive(disrupt: str) -> None:
     from node.local_cluster import LocalCluster
 
     with LocalCluster(members=3) as cluster:
-        client = helogale.MongoClient(cluster.uri, w="majority", serverSelectionTimeoutMS=30000)
+        client = helogale.MongoClient(cluster.uri, w="majority", serverSelectionTimeoutMS=30000,
+                                      heartbeatFrequencyMS=500, connectTimeoutMS=2000)
         try:
             coll = client.failover.events
             coll.insert_one({"_id": "counter", "n": 0})
             writer = Writer(coll)
             writer.start()
-            wait_until(lambda: writer.acked() >= 40 or writer.errors, 60, "writes before the kill")
+            wait_until(lambda: writer.acked() >= 40 or writer.errors, 60, "writes before")
             old_primary = cluster.primary_index()
             assert old_primary is not None
             old_address = helogale.uri.parse_host(cluster.addresses[old_primary])
             before = writer.acked()
-            cluster.kill(old_primary)
-            wait_until(lambda: writer.acked() >= before + 40 or writer.errors, 90,
-                       "writes after the kill")
+            if disrupt == "kill":
+                cluster.kill(old_primary)
+            else:
+                cluster.pause(old_primary)
+            wait_until(lambda: writer.acked() >= before + 40 or writer.errors, 90, "writes after")
             writer.stop_event.set()
             writer.join(60)
             assert not writer.is_alive()
             assert writer.errors == [], writer.errors
             assert client.primary not in (None, old_address)
-            assert client.executor.retries >= 1  # the kill was survived by retrying
+            assert client.executor.retries >= 1  # the disruption was survived by retrying
 
             seqs = Counter(doc["seq"] for doc in coll.find({"seq": {"$exists": True}}))
             assert all(seqs[s] == 1 for s in writer.acked_seqs), "an acknowledged insert is missing or doubled"
             assert set(seqs) == set(writer.acked_seqs)
             assert coll.find_one({"_id": "counter"})["n"] == writer.acked_incs
-            print(f"failover: {writer.acked()} writes, longest pause {writer.longest_pause:.2f}s")
+            print(f"{disrupt}: {writer.acked()} writes, longest pause {writer.longest_pause:.2f}s")
+
+            # the old primary comes back as a member the client sees again
+            if disrupt == "kill":
+                cluster.restart(old_primary)
+            else:
+                cluster.resume(old_primary)
+            wait_until(lambda: old_address in client.nodes, 60, "the old primary to rejoin")
+            assert coll.count_documents({"seq": {"$exists": True}}) == len(writer.acked_seqs)
         finally:
             client.close()
+
+
+def test_writes_survive_primary_sigkill() -> None:
+    check_writes_survive("kill")
+
+
+def test_writes_survive_primary_pause() -> None:
+    """SIGSTOP: requests to the frozen primary hang until its monitor gives up on it; they are
+    then abandoned and retried on the new primary."""
+    check_writes_survive("pause")
