@@ -467,9 +467,27 @@ class Replica:
         self._propose_and_wait({"op": "replSetConfig", "config": new_cfg,
                                 "now": _dt.datetime.now(_dt.UTC)})
         for mid in sorted(new_ids - old_voters):
-            self._conf_wait(self.raft.add_member(mid, by_id[mid].raft_address))
+            self._change_voters(mid, add=True, address=by_id[mid].raft_address)
         for mid in sorted(old_voters - new_ids):
-            self._conf_wait(self.raft.remove_member(mid))
+            self._change_voters(mid, add=False)
+
+    def _change_voters(self, member_id: int, *, add: bool, address: str = "") -> None:
+        """One membership change, retried while Raft refuses it (a change still pending)."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            self.require_writable()
+            fut = (self.raft.add_member(member_id, address) if add
+                   else self.raft.remove_member(member_id))
+            try:
+                self._conf_wait(fut, max(1.0, deadline - time.monotonic()))
+            except MongoError:
+                if time.monotonic() >= deadline:
+                    raise
+            if self.raft.wait_for(lambda v: (member_id in v.voters) == add, 2.0):
+                return
+            if time.monotonic() >= deadline:
+                raise MongoError(EXCEEDED_TIME_LIMIT, "membership change did not take effect",
+                                 code_name="ExceededTimeLimit")
 
     def _propose_and_wait(self, entry: dict[str, Any], timeout: float = 30.0) -> None:
         fut = self.raft.propose(encode_entry(entry))
