@@ -251,3 +251,28 @@ def test_document_too_large_is_refused_before_sending(server: ScriptedServer) ->
     with _client(server) as client, pytest.raises(DocumentTooLarge):
         client.db.c.insert_one({"big": "x" * (17 * 1024 * 1024)})
     assert server.commands("insert") == []
+
+
+def test_request_to_unreachable_server_is_abandoned_and_retried(server: ScriptedServer) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def hang(db: str, cmd: dict) -> dict:
+        release.wait(10)  # a frozen server: no reply until the test ends
+        return {"ok": 1.0, "n": 1}
+
+    server.script("insert", hang, {"ok": 1.0, "n": 1})
+    with _client(server) as client:
+        results: list[object] = []
+        writer = threading.Thread(target=lambda: results.append(client.db.c.insert_one({"x": 1})))
+        writer.start()
+        wait_for(lambda: len(server.commands("insert")) == 1)
+        # the monitor's hello to the server failed: in-flight requests are handed to the retry
+        client.topology.on_check_failed(server.address, AutoReconnect("hello timed out"))
+        writer.join(10)
+        release.set()
+        assert results and results[0].acknowledged
+        assert client.executor.retries == 1
+    first, second = server.commands("insert")
+    assert first["txnNumber"] == second["txnNumber"]
