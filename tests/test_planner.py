@@ -644,3 +644,24 @@ def test_hinted_2d_index_without_a_geo_predicate(places: Coll) -> None:
     some = places.docs[3]
     res = places.find({"loc": some["loc"]}, hint="loc_2d")
     assert _ids(res.docs) == [some["_id"]]
+
+
+def test_trial_picks_the_index_with_fewest_keys() -> None:
+    c = Coll(
+        [
+            ("a_1", [("a", 1)], {"multikey": False}),
+            ("b_1", [("b", 1)], {"multikey": False}),
+            ("a_1_c_1", [("a", 1), ("c", 1)], {"multikey": False}),
+        ]
+    )
+    c.insert([{"_id": i, "a": int(i % 10 != 0), "b": i, "c": i % 3} for i in range(2000)])
+    for filt, winner in [
+        ({"a": 1, "b": 7}, {"b_1"}),
+        ({"a": 0, "b": {"$gte": 100}}, {"a_1", "a_1_c_1"}),  # 200 keys on a, b has 1900
+        ({"a": 1, "c": 2, "b": {"$lt": 1500}}, {"a_1_c_1"}),
+    ]:
+        out = c.explain(filt)
+        assert out["queryPlanner"]["winningPlan"]["inputStage"]["indexName"] in winner, filt
+        assert len(out["queryPlanner"]["rejectedPlans"]) == 2
+        res = c.find(filt)
+        assert sorted(_ids(res.docs)) == sorted(_ids(c.brute(filt)))

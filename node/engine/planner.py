@@ -624,15 +624,11 @@ class IndexScan(Plan):
                     seen.add(rk)
                 yield rk, value
 
-    def count_keys(self, txn: Any, cap: int) -> int:
-        """Index entries in range, counting at most ``cap``."""
-        n = 0
+    def keys(self, txn: Any) -> Iterator[bytes]:
+        """The index keys in range (for the plan trial)."""
         for start, end in self.ranges:
-            for _ in txn.scan(self.index.table, start, end):
-                n += 1
-                if n >= cap:
-                    return n
-        return n
+            for key, _ in txn.scan(self.index.table, start, end):
+                yield key
 
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         match, decode, docs = self.matcher.match_position, view.decode, view.docs_table
@@ -677,13 +673,9 @@ class OrScan(Plan):
         self.filter = filt
         self.bounded_fields = min(c.bounded_fields for c in children)
 
-    def count_keys(self, txn: Any, cap: int) -> int:
-        n = 0
+    def keys(self, txn: Any) -> Iterator[bytes]:
         for child in self.children:
-            n += child.count_keys(txn, cap - n)
-            if n >= cap:
-                return n
-        return n
+            yield from child.keys(txn)
 
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         seen: set[bytes] = set()
@@ -1046,22 +1038,35 @@ def _full_index_scan(
     )
 
 
+TRIAL_STEP = 64
+
+
 def _choose(
     txn: Any, candidates: Sequence[IndexScan | OrScan], sort: list[tuple[str, int]]
 ) -> tuple[Plan, list[Plan]]:
-    """Fewest index keys in bounds wins (counted with a cap at the best so far); ties go to the
-    plan that supplies the sort, then to the one bounding more fields."""
-    candidates = sorted(candidates, key=lambda p: (-p.bounded_fields, not p.provides_sort))
-    best: IndexScan | OrScan | None = None
-    best_rank: tuple[int, bool, int] | None = None
-    for plan in candidates:
-        cap = best.estimate + 1 if best is not None else 1 << 62
-        plan.estimate = plan.count_keys(txn, cap)
-        rank = (plan.estimate, not (sort and plan.provides_sort), -plan.bounded_fields)
-        if best_rank is None or rank < best_rank:
-            best, best_rank = plan, rank
-    assert best is not None
-    return best, [p for p in candidates if p is not best]
+    """Trial: walk every candidate's index keys in lockstep, ``TRIAL_STEP`` keys a round; the
+    plans that run out first hold the fewest keys and win (the work is bounded by the number
+    of candidates times the winner's keys). Among those, the plan that supplies the sort, then
+    the one bounding more fields."""
+    plans = sorted(candidates, key=lambda p: (-p.bounded_fields, not p.provides_sort))
+    walkers = [p.keys(txn) for p in plans]
+    counts = [0] * len(plans)
+    finished: list[int] = []
+    while not finished:
+        for i, walker in enumerate(walkers):
+            for _ in range(TRIAL_STEP):
+                if next(walker, None) is None:
+                    finished.append(i)
+                    break
+                counts[i] += 1
+    for i, plan in enumerate(plans):
+        plan.estimate = counts[i]
+    least = min(counts[i] for i in finished)
+    best = min(
+        (plans[i] for i in finished if counts[i] == least),
+        key=lambda p: (not (sort and p.provides_sort), -p.bounded_fields),
+    )
+    return best, [p for p in plans if p is not best]
 
 
 # --- execution ------------------------------------------------------------------------------------
