@@ -34,6 +34,8 @@ class RunConfig:
     election_timeout_ms: int | None = None
     node_args: list[str] = field(default_factory=list)  # e.g. a test-only unsafe switch
     data_dir: str | None = None
+    fault_s: tuple[float, float] = (1.5, 4.0)  # how long each fault lasts
+    heal_s: tuple[float, float] = (2.0, 4.0)  # healthy time between faults
     op_timeout_s: float = 10.0
     recovery_timeout_s: float = 60.0
 
@@ -58,11 +60,11 @@ def _recovery_times(windows: list[FaultWindow], ops: list[Any]) -> list[float]:
 def run(config: RunConfig) -> RunReport:
     workload = make_workload(config.workload, config.seed)
     kinds = expand_kinds(config.faults)
-    schedule = plan(config.seed, config.time, kinds)
+    schedule = plan(config.seed, config.time, kinds, fault_s=config.fault_s, heal_s=config.heal_s)
     cluster = LocalCluster(config.members, data_dir=config.data_dir,
                            election_timeout_ms=config.election_timeout_ms,
                            extra_args=config.node_args, log_level="WARNING")
-    mesh = LinkMesh({i: ("127.0.0.1", m.port) for i, m in enumerate(cluster.members)})
+    mesh = LinkMesh({i: ("127.0.0.1", m.raft_port) for i, m in enumerate(cluster.members)})
     cluster.link_address = lambda i, j: "{}:{}".format(*mesh.address(i, j))
     stop = threading.Event()
     try:

@@ -36,11 +36,23 @@ class Verdict:
 
 
 class Collection(Protocol):
+    name: str
+    database: Any
+
     def find_one(self, *args: Any, **kwargs: Any) -> Any: ...
     def find(self, *args: Any, **kwargs: Any) -> Any: ...
     def insert_one(self, *args: Any, **kwargs: Any) -> Any: ...
     def update_one(self, *args: Any, **kwargs: Any) -> Any: ...
     def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def linearizable_find_one(coll: Collection, key: Any) -> dict[str, Any] | None:
+    """``find_one({_id: key})`` with read concern "linearizable" (confirmed by ReadIndex), so a
+    deposed primary that has not noticed yet cannot answer with stale data."""
+    reply = coll.database.command("find", coll.name, filter={"_id": key}, limit=1,
+                                  singleBatch=True, readConcern={"level": "linearizable"})
+    batch = reply["cursor"]["firstBatch"]
+    return batch[0] if batch else None
 
 
 @dataclass
@@ -91,7 +103,7 @@ class RegisterWorkload(Workload):
         choice = self.rng.random()
         if choice < 0.4:
             def read() -> Any:
-                doc = coll.find_one({"_id": key})
+                doc = linearizable_find_one(coll, key)
                 return None if doc is None else doc.get("value")
             self._read(history, process, key, read)
         elif choice < 0.7:
@@ -144,7 +156,7 @@ class CounterWorkload(Workload):
     def operate(self, history: History, process: int, coll: Collection) -> None:
         if self.rng.random() < 0.25:
             def read() -> Any:
-                doc = coll.find_one({"_id": "counter"})
+                doc = linearizable_find_one(coll, "counter")
                 return 0 if doc is None else doc.get("value", 0)
             self._read(history, process, "counter", read)
             return
