@@ -112,16 +112,8 @@ def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
 
 
 def apply_insert(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
-    n = 0
-    errors: list[dict[str, Any]] = []
-    for i, doc in enumerate(entry["docs"]):
-        try:
-            engine_ops.insert_one(engine, txn, entry["db"], entry["coll"], doc)
-            n += 1
-        except MongoError as exc:
-            errors.append(write_error(i, exc))
-            if entry.get("ordered", True):
-                break
+    n, errors = engine_ops.insert_many(engine, txn, entry["db"], entry["coll"], entry["docs"],
+                                       ordered=entry.get("ordered", True))
     reply: dict[str, Any] = {"n": n}
     if errors:
         reply["writeErrors"] = errors

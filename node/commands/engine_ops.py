@@ -30,8 +30,11 @@ def open_engine(store: Any) -> Engine:
 # --- writes (inside the state machine's transaction) -------------------------------------------
 
 
-def insert_one(engine: Engine, txn: Any, db: str, coll: str, doc: Mapping[str, Any]) -> None:
-    engine.collection(db, coll).insert_one(doc, txn=txn)
+def insert_many(engine: Engine, txn: Any, db: str, coll: str, docs: list[Mapping[str, Any]],
+                *, ordered: bool) -> tuple[int, list[dict[str, Any]]]:
+    """Insert ``docs``; returns (n inserted, writeErrors documents)."""
+    res = engine.collection(db, coll).insert(docs, ordered=ordered, txn=txn)
+    return res.n, [e.to_doc() for e in res.write_errors]
 
 
 @dataclass
