@@ -184,6 +184,11 @@ def test_equality_uses_index_and_reports_bounds(people: Coll) -> None:
     assert stats["nReturned"] == len(expected)
     assert stats["totalDocsExamined"] == len(expected)
     assert stats["totalKeysExamined"] == len(expected)
+    stages = stats["executionStages"]
+    assert stages["stage"] == "FETCH" and stages["nReturned"] == len(expected)
+    assert stages["docsExamined"] == len(expected)
+    assert stages["inputStage"]["keysExamined"] == len(expected)
+    assert "keysExamined" not in plan["inputStage"]  # the plan itself carries no counters
     assert out["ok"] == 1.0
 
 

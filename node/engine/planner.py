@@ -1308,10 +1308,27 @@ def explain(txn: Any, view: CollectionView, spec: FindSpec, verbosity: str = "ex
             "nReturned": result.stats.n_returned,
             "totalKeysExamined": result.stats.keys_examined,
             "totalDocsExamined": result.stats.docs_examined,
-            "executionStages": winning,
+            "executionStages": _with_counts(result.plan.describe(), result, spec),
         }
     out["ok"] = 1.0
     return out
+
+
+def _with_counts(stage: dict[str, Any], result: QueryResult, spec: FindSpec) -> dict[str, Any]:
+    """The winning plan's stages annotated with the run's counters (``nReturned`` at the top,
+    ``keysExamined`` on the index stage, ``docsExamined`` on FETCH/COLLSCAN)."""
+    stats = result.stats
+    node: dict[str, Any] | None = stage
+    while node is not None:
+        kind = node.get("stage")
+        if kind in ("FETCH", "COLLSCAN"):
+            node["docsExamined"] = stats.docs_examined
+        if kind in ("IXSCAN", "GEO_NEAR_2D", "OR"):
+            node["keysExamined"] = stats.keys_examined
+        node = node.get("inputStage")
+    top = _wrap(stage, result, spec)
+    top["nReturned"] = stats.n_returned
+    return top
 
 
 def _wrap(stage: dict[str, Any], result: QueryResult, spec: FindSpec) -> dict[str, Any]:
