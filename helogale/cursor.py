@@ -444,6 +444,7 @@ class Cursor(_Batches):
     def explain(self, verbosity: str = "queryPlanner") -> dict[str, Any]:
         find = self.find_command()
         find.pop("singleBatch", None)
+        find.pop("batchSize", None)
         reply, _ = self._collection.read_command({"explain": find, "verbosity": verbosity})
         return reply
 

@@ -477,3 +477,27 @@ def test_one_client_shared_by_threads(client: helogale.MongoClient) -> None:
     assert errors == []
     assert coll.count_documents({"t": {"$exists": True}}) == 240
     assert coll.find_one({"_id": "total"})["n"] == 240
+
+
+def test_explain_rename_and_command_options(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    from bson.codec_options import CodecOptions
+    from bson.son import SON
+
+    server, client = scripted
+    server.script("explain", {"ok": 1.0, "queryPlanner": {"winningPlan": {"stage": "COLLSCAN"}}})
+    server.script("renameCollection", {"ok": 1.0})
+    server.script("listCollections", {"ok": 1.0, "cursor": {
+        "firstBatch": [{"name": "a", "type": "collection"}], "id": Int64(0), "ns": "db.$cmd.listCollections"}})
+    server.script("ping", {"ok": 1.0, "nested": {"b": 1, "a": 2}})
+    coll = client.db.c
+    plan = coll.find({"x": 1}).sort("y", 1).limit(-5).explain()
+    assert plan["queryPlanner"]["winningPlan"]["stage"] == "COLLSCAN"
+    (db, explain), = [(d, c) for d, c in server.received if "explain" in c]
+    assert db == "db" and explain["explain"] == {"find": "c", "filter": {"x": 1}, "sort": {"y": 1}, "limit": 5}
+    coll.rename("d", dropTarget=True)
+    assert server.commands("renameCollection")[0] == {"renameCollection": "db.c", "to": "db.d", "dropTarget": True}
+    assert server.received[-1][0] == "admin"
+    assert client.db.list_collection_names() == ["a"]
+    assert server.commands("listCollections")[0]["nameOnly"] is True
+    reply = client.db.command("ping", codec_options=CodecOptions(document_class=SON))
+    assert isinstance(reply, SON) and list(reply["nested"]) == ["b", "a"]
