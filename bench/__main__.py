@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS: dict[str, str] = {
     "engine": "bench.engine",  # document engine vs montydb (LMDB) and mongomock
     "raft": "bench.raft",  # 3-member Raft over gRPC vs etcd and pysyncobj
+    "replset": "bench.replset",  # 3-member replica set inserts and failover vs etcd
 }
 
 
