@@ -48,8 +48,7 @@ class Channel:
         self._channel = grpc.insecure_channel(format_address(address), options=_CHANNEL_OPTIONS)
         self._run = helogale_pb2_grpc.CommandStub(self._channel).Run
         self._closed = False
-        self._lock = threading.Lock()
-        self._in_flight: set[grpc.Future] = set()
+        self._abandoned = False
 
     def run(
         self,
@@ -67,23 +66,17 @@ class Channel:
         deadline = timeout if timeout is not None else self.timeout
         request = helogale_pb2.CommandRequest(db=db, command=payload)
         try:
-            future = self._run.future(request, timeout=deadline)
+            response = self._run(request, timeout=deadline)
+        except grpc.RpcError as exc:
+            if self._abandoned:
+                raise AutoReconnect(
+                    f"{format_address(self.address)}: request abandoned, the server was "
+                    "marked unknown",
+                    address=self.address,
+                ) from None
+            raise self._translate(exc) from None
         except ValueError as exc:  # "Cannot invoke RPC on closed channel!"
             raise AutoReconnect(f"{format_address(self.address)}: {exc}", address=self.address) from None
-        with self._lock:
-            self._in_flight.add(future)
-        try:
-            response = future.result()
-        except grpc.FutureCancelledError:
-            raise AutoReconnect(
-                f"{format_address(self.address)}: request abandoned, the server was marked unknown",
-                address=self.address,
-            ) from None
-        except grpc.RpcError as exc:
-            raise self._translate(exc) from None
-        finally:
-            with self._lock:
-                self._in_flight.discard(future)
         try:
             return bson.decode(response.reply, codec_options=codec_options)
         except Exception as exc:
@@ -97,12 +90,12 @@ class Channel:
             return NetworkTimeout(message, address=self.address)
         return AutoReconnect(message, address=self.address)
 
-    def cancel_in_flight(self) -> int:
-        """Abandon every request still waiting on this server (it was found unreachable or
-        deposed): their callers get AutoReconnect and the retry policy takes over."""
-        with self._lock:
-            futures = list(self._in_flight)
-        return sum(1 for future in futures if future.cancel())
+    def abandon(self) -> None:
+        """Close the channel, failing every request still waiting on this server (it was found
+        unreachable or deposed): their callers get AutoReconnect and the retry policy takes
+        over. The pool makes a fresh channel for later requests."""
+        self._abandoned = True
+        self.close()
 
     def close(self) -> None:
         if not self._closed:
@@ -128,11 +121,14 @@ class ChannelPool:
                 channel = self._channels[address] = Channel(address, self._timeout)
             return channel
 
-    def cancel_in_flight(self, address: Address) -> int:
-        """Abandon the requests in flight to ``address`` (see :meth:`Channel.cancel_in_flight`)."""
+    def cancel_in_flight(self, address: Address) -> bool:
+        """Abandon the requests in flight to ``address`` (see :meth:`Channel.abandon`)."""
         with self._lock:
-            channel = self._channels.get(address)
-        return channel.cancel_in_flight() if channel is not None else 0
+            channel = self._channels.pop(address, None)
+        if channel is None:
+            return False
+        channel.abandon()
+        return True
 
     def discard(self, address: Address) -> None:
         with self._lock:
