@@ -283,6 +283,24 @@ def test_discovery_and_commands(cluster: Any, client: helogale.MongoClient) -> N
     with pytest.raises(helogale.errors.OperationFailure) as info:
         client.admin.command("noSuchCommand")
     assert info.value.code == 59 and info.value.details["ok"] == 0
+    assert client.address == client.primary and client.is_primary
+
+
+@pytest.mark.cluster
+def test_classic_connection_by_host_and_port(cluster: Any) -> None:
+    host, port = helogale.uri.parse_host(cluster.addresses[0])
+    seed = "localhost" if host == "127.0.0.1" else host
+    c = helogale.Connection(host=seed, port=port, serverSelectionTimeoutMS=20000)
+    try:
+        dbh = c["mydb"]
+        assert dbh.connection == c
+        dbh.users.insert({"username": "conn"}, safe=True)
+        assert dbh.users.find_one({"username": "conn"})["username"] == "conn"
+        # the seed spelled "localhost" is replaced by the members' own addresses
+        members = {helogale.uri.parse_host(a) for a in cluster.addresses}
+        _wait(lambda: c.nodes == members)
+    finally:
+        c.close()
 
 
 @pytest.mark.cluster
