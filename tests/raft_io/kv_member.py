@@ -8,6 +8,7 @@ through the ``helogale.Command`` gRPC service (BSON command in, BSON reply out):
 * ``{"status": 1}`` -> role, term, leader, commit, applied, log bounds, match indexes
 * ``{"transfer": id}``, ``{"snapshot_now": 1}``
 * ``{"wait_match": index, "n": n, "timeout": s}`` -> ``{"ok": 1, "reached": bool}``
+* ``{"load": proposers, "duration": s, "size": bytes}`` -> in-process proposers' throughput
 
 Errors: not the leader -> ``{"ok": 0, "code": 10107, "codeName": "NotWritablePrimary",
 "leader": id}``. Run: ``python -m tests.raft_io.kv_member --id 1 --dir D --peers
@@ -20,7 +21,9 @@ import argparse
 import asyncio
 import json
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import bson
@@ -100,6 +103,16 @@ class Member(helogale_pb2_grpc.CommandServicer):
         if "transfer" in cmd:
             node.transfer_leadership(int(cmd["transfer"]))
             return {"ok": 1}
+        if "load" in cmd:  # the benchmark's embedded proposers: no client RPC per proposal
+            from bench.raft import run_load
+
+            def make_call(w: int) -> Callable[[int], None]:
+                def call(seq: int) -> None:
+                    node.propose(f"L{w}-{seq}".encode() + b"\0" + b"v" * int(cmd["size"])).result(10)
+                return call
+            stats = await asyncio.get_running_loop().run_in_executor(
+                None, run_load, make_call, int(cmd["load"]), float(cmd["duration"]))
+            return {"ok": 1, **stats}
         if "wait_match" in cmd:
             ok = await asyncio.get_running_loop().run_in_executor(
                 None, node.wait_for_match, int(cmd["wait_match"]), int(cmd["n"]),
@@ -136,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep-entries", type=int, default=RaftNodeConfig.keep_entries)
     ap.add_argument("--no-fsync", action="store_true")
     args = ap.parse_args(argv)
+    sys.setswitchinterval(0.0005)  # many I/O-bound threads: hand the GIL over sooner
     peers = {int(k): v for k, v in (p.split("=", 1) for p in args.peers.split(","))}
     kv = KV()
     cfg = RaftNodeConfig(tick_interval=args.tick, election_tick=args.election_tick,
