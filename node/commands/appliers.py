@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from node.commands import catalog, crud, indexes
-from node.server.statemachine import Applier
+from node.server.statemachine import Applier, Grouper
 
 APPLIERS: dict[str, Applier] = {
     **crud.APPLIERS,
     **indexes.APPLIERS,
     **catalog.APPLIERS,
 }
+
+GROUPERS: dict[str, Grouper] = dict(crud.GROUPERS)

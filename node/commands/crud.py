@@ -120,6 +120,30 @@ def apply_insert(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
     return reply
 
 
+class InsertGrouper:
+    """Consecutive single-document inserts into one collection, applied as one engine call
+    (unordered across entries, so each entry's document succeeds or fails on its own, exactly
+    as when applied one by one)."""
+
+    def key(self, entry: Mapping[str, Any]) -> Any:
+        if len(entry["docs"]) != 1:
+            return None
+        return (entry["db"], entry["coll"])
+
+    def apply(self, engine: Any, txn: Any, entries: list[dict[str, Any]]
+              ) -> list[dict[str, Any]]:
+        docs = [e["docs"][0] for e in entries]
+        _, errors = engine_ops.insert_many(engine, txn, entries[0]["db"], entries[0]["coll"],
+                                           docs, ordered=False)
+        replies: list[dict[str, Any]] = [{"n": 1} for _ in entries]
+        for err in errors:
+            replies[err["index"]] = {"n": 0, "writeErrors": [{**err, "index": 0}]}
+        return replies
+
+
+GROUPERS = {"insert": InsertGrouper()}
+
+
 # --- update ---------------------------------------------------------------------------------
 
 _UPDATE_FIELDS = {"q", "u", "upsert", "multi", "arrayFilters", "collation", "hint", "c"}

@@ -46,6 +46,16 @@ Applier = Callable[[Any, Any, dict[str, Any]], dict[str, Any]]
 """``applier(engine, write_txn, entry) -> reply``; must be deterministic."""
 
 
+class Grouper(Protocol):
+    """Applies a run of consecutive entries of one op in one call (same replies as one by
+    one). ``key(entry)`` says which entries may share a call (None: this one may not)."""
+
+    def key(self, entry: Mapping[str, Any]) -> Any: ...
+
+    def apply(self, engine: Any, txn: Any, entries: list[dict[str, Any]]
+              ) -> list[dict[str, Any]]: ...
+
+
 class RoutingGuard(Protocol):
     """Sharding later: refuse entries for ranges this set does not own or stale routing."""
 
@@ -82,11 +92,13 @@ class StateMachine:
         *,
         begin: Callable[[], Any] | None = None,
         guard: RoutingGuard | None = None,
+        groupers: Mapping[str, Grouper] | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.appliers = {"replSetConfig": apply_replset_config, **appliers}
         self.guard = guard
+        self.groupers = dict(groupers or {})
         self._begin = begin or store.write
         self._lock = threading.Lock()
         self._applied = self._read_applied()
@@ -178,9 +190,7 @@ class StateMachine:
             replies: dict[int, Any] = {}
             try:
                 with self._begin() as txn:
-                    for index, entry in todo:
-                        replies[index] = (None if entry is None
-                                          else self._apply_entry(txn, index, entry))
+                    self._apply_runs(txn, todo, replies)
                     txn.put(META, APPLIED_KEY, _U64.pack(todo[-1][0]))
                 self._applied = todo[-1][0]
             except Exception:
@@ -200,6 +210,43 @@ class StateMachine:
             for index, _ in todo:
                 callback(index, replies[index])
         return out
+
+    def _apply_runs(self, txn: Any, todo: list[tuple[int, dict[str, Any] | None]],
+                    replies: dict[int, Any]) -> None:
+        """Apply ``todo`` in order; runs of consecutive entries a grouper accepts (same key)
+        go to the grouper in one call (e.g. single-document inserts into one collection)."""
+        i = 0
+        while i < len(todo):
+            index, entry = todo[i]
+            grouper = self._grouper_for(entry)
+            key = grouper.key(entry) if grouper is not None and entry is not None else None
+            if key is None or grouper is None:
+                replies[index] = None if entry is None else self._apply_entry(txn, index, entry)
+                i += 1
+                continue
+            j = i + 1
+            while j < len(todo):
+                nxt = todo[j][1]
+                if self._grouper_for(nxt) is not grouper or grouper.key(nxt) != key:
+                    break
+                j += 1
+            run = todo[i:j]
+            if len(run) == 1:
+                replies[index] = self._apply_entry(txn, index, entry)
+            else:
+                if self.guard is not None:
+                    for _, e in run:
+                        self.guard.check(e)  # type: ignore[arg-type]
+                for (idx, _), reply in zip(run, grouper.apply(self.engine, txn,
+                                                              [e for _, e in run])):
+                    replies[idx] = reply
+            i = j
+
+    def _grouper_for(self, entry: dict[str, Any] | None) -> Grouper | None:
+        if entry is None or entry.get("lsid") is not None:
+            return None
+        op = entry.get("op")
+        return self.groupers.get(op) if isinstance(op, str) else None
 
     def _record_index_only(self, index: int) -> None:
         if index:

@@ -1,0 +1,112 @@
+"""The state machine: one transaction per entry (effects + index + session), batches and
+grouped inserts equal to one-by-one application, retryable writes, failures, the guard hook."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from bson import Int64
+
+from node.commands.appliers import APPLIERS, GROUPERS
+from node.commands.engine_ops import open_engine
+from node.engine.errors import MongoError
+from node.engine.lmdb_store import LMDBStore
+from node.engine.memory_store import MemoryStore
+from node.server.statemachine import StateMachine
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def machine(store: Any = None, **kw: Any) -> StateMachine:
+    store = store if store is not None else MemoryStore()
+    return StateMachine(open_engine(store), store, APPLIERS, groupers=GROUPERS, **kw)
+
+
+def ins(*ids: Any, coll: str = "c", ordered: bool = True) -> dict[str, Any]:
+    return {"op": "insert", "db": "app", "coll": coll, "docs": [{"_id": i} for i in ids],
+            "ordered": ordered, "now": NOW}
+
+
+def all_docs(sm: StateMachine, coll: str = "c") -> list[dict[str, Any]]:
+    return list(sm.engine.collection("app", coll).find({}))
+
+
+def test_applied_index_survives_reopen_and_old_entries_are_skipped(tmp_path: Any) -> None:
+    store = LMDBStore(str(tmp_path))
+    sm = machine(store)
+    assert sm.apply(1, ins(1)) == {"n": 1}
+    sm.apply_noop(2)
+    assert sm.apply(3, ins(2)) == {"n": 1}
+    store.close()
+    store = LMDBStore(str(tmp_path))
+    sm = machine(store)
+    assert sm.applied_index == 3
+    assert sm.apply(3, ins(99))["alreadyApplied"] is True
+    assert [d["_id"] for d in all_docs(sm)] == [1, 2]
+    store.close()
+
+
+def test_grouped_batch_equals_one_by_one() -> None:
+    entries: list[dict[str, Any] | None] = [
+        ins(1), ins(2), ins(1), None, ins(3, coll="d"), ins(4), ins(5, 5, 6), ins(6),
+        ins(7, 7, 8, ordered=False), ins(9), ins(9),
+        {"op": "update", "db": "app", "coll": "c", "now": NOW, "ordered": True,
+         "updates": [{"q": {"_id": 1}, "u": {"$set": {"x": 1}}, "multi": False,
+                      "upsert": False}]},
+        ins(10),
+    ]
+    one, batch = machine(), machine()
+    expected = [one.apply(i + 1, e) if e else one.apply_noop(i + 1) for i, e in
+                enumerate(entries)]
+    got = batch.apply_batch([(i + 1, e) for i, e in enumerate(entries)])
+    assert got == expected
+    assert got[2]["writeErrors"][0]["index"] == 0 and got[2]["n"] == 0
+    for coll in ("c", "d"):
+        assert all_docs(batch, coll) == all_docs(one, coll)
+    assert batch.applied_index == one.applied_index == len(entries)
+
+
+def test_retryable_write_recorded_with_its_reply() -> None:
+    sm = machine()
+    entry = {**ins(1), "lsid": {"id": b"s1"}, "txnNumber": Int64(5)}
+    assert sm.apply(1, entry) == {"n": 1}
+    assert sm.apply(2, entry) == {"n": 1}  # a retry: recorded reply, nothing applied
+    assert sm.recorded_reply({"id": b"s1"}, 5) == {"n": 1}
+    assert sm.recorded_reply({"id": b"s1"}, 6) is None
+    with pytest.raises(MongoError) as err:
+        sm.recorded_reply({"id": b"s1"}, 4)
+    assert err.value.code == 225
+    assert [d["_id"] for d in all_docs(sm)] == [1]
+    assert sm.apply(3, {**entry, "txnNumber": Int64(3)})["code"] == 225
+
+
+def test_failing_entry_changes_nothing_but_is_recorded_as_applied() -> None:
+    def boom(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+        txn.put("docs:app.c", b"junk", b"junk")
+        raise RuntimeError("bug")
+
+    store = MemoryStore()
+    sm = StateMachine(open_engine(store), store, {**APPLIERS, "boom": boom})
+    reply = sm.apply(1, {"op": "boom"})
+    assert reply["ok"] == 0.0 and reply["code"] == 1
+    assert sm.applied_index == 1
+    with store.read() as txn:
+        assert txn.get("docs:app.c", b"junk") is None
+    assert sm.apply(2, {"op": "nope"})["ok"] == 0.0
+    assert sm.applied_index == 2
+
+
+def test_guard_refuses_entries_before_they_apply() -> None:
+    class Guard:
+        def check(self, entry: Any) -> None:
+            if entry.get("coll") == "foreign":
+                raise MongoError(13388, "stale routing version", code_name="StaleConfig")
+
+    sm = machine(guard=Guard())
+    assert sm.apply(1, ins(1, coll="foreign"))["code"] == 13388
+    assert sm.apply_batch([(2, ins(2)), (3, ins(3)), (4, ins(4, coll="foreign"))])[2][
+        "code"] == 13388
+    assert [d["_id"] for d in all_docs(sm)] == [2, 3]
+    assert all_docs(sm, "foreign") == []
