@@ -197,6 +197,7 @@ class Topology:
         self._monitors: dict[Address, Monitor] = {}
         self._max_election: tuple[Any, Any] | None = None
         self._deposed: list[Address] = []
+        self._retired: list[Monitor] = []
         self._opened = False
         self._closed = False
 
@@ -215,6 +216,8 @@ class Topology:
         with self._cond:
             self._closed = True
             monitors, self._monitors = list(self._monitors.values()), {}
+            monitors += self._retired
+            self._retired = []
             self._cond.notify_all()
         for monitor in monitors:
             monitor.stop()
@@ -233,6 +236,7 @@ class Topology:
         monitor = self._monitors.pop(address, None)
         if monitor is not None:
             monitor.stop()
+            self._retired.append(monitor)  # joined by close()
 
     # --- monitor callbacks -----------------------------------------------------------------
     def on_hello(self, address: Address, reply: Mapping[str, Any], rtt: float) -> None:

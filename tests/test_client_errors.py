@@ -276,3 +276,17 @@ def test_request_to_unreachable_server_is_abandoned_and_retried(server: Scripted
         assert client.executor.retries == 1
     first, second = server.commands("insert")
     assert first["txnNumber"] == second["txnNumber"]
+
+
+def test_removed_members_monitors_are_joined_on_close(server: ScriptedServer) -> None:
+    import threading
+
+    other = ScriptedServer(set_name="another-set")
+    try:
+        # a seed that belongs to another replica set: its monitor is retired, then joined
+        client = _client(server, other)
+        wait_for(lambda: client.nodes == {server.address})
+        client.close()
+        assert not any(t.name.startswith("helogale-monitor") for t in threading.enumerate())
+    finally:
+        other.stop()
