@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import helogale
 from helogale.errors import ConfigurationError, InvalidURI
@@ -173,3 +175,33 @@ def test_read_preference_selection() -> None:
     assert read_pref_from_name("SecondaryPreferred") == ReadPreference.SECONDARY_PREFERRED
     with pytest.raises(ConfigurationError):
         read_pref_from_name("fastest")
+
+
+_hostnames = st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z][a-z0-9-]{0,6}){0,2}", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hosts=st.lists(st.tuples(_hostnames, st.integers(1, 65535)), min_size=1, max_size=4),
+    database=st.none() | st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,12}", fullmatch=True),
+    w=st.none() | st.integers(0, 5) | st.just("majority"),
+    timeout=st.none() | st.integers(0, 10**6),
+    retry=st.none() | st.booleans(),
+)
+def test_uri_round_trip(hosts: list[tuple[str, int]], database: str | None, w: object,
+                        timeout: int | None, retry: bool | None) -> None:
+    options: dict[str, object] = {}
+    if w is not None:
+        options["w"] = w
+    if timeout is not None:
+        options["serverSelectionTimeoutMS"] = timeout
+    if retry is not None:
+        options["retryWrites"] = retry
+    query = "&".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
+    uri = "helogale://" + ",".join(f"{h}:{p}" for h, p in hosts) + "/" + (database or "")
+    if query:
+        uri += "?" + query
+    parsed = parse_uri(uri)
+    assert parsed.hosts == hosts
+    assert parsed.database == database
+    assert parsed.options == options
