@@ -476,6 +476,19 @@ class Collection:
         reply, _ = self.read_command(command)
         return list(reply.get("values", []))
 
+    def aggregate(self, pipeline: list[Mapping[str, Any]], batch_size: int = 0,
+                  **kwargs: Any) -> CommandCursor:
+        """Run an aggregation pipeline; returns a streaming :class:`CommandCursor`."""
+        if not isinstance(pipeline, list):
+            raise TypeError("pipeline must be a list")
+        cursor_opts: dict[str, Any] = {"batchSize": batch_size} if batch_size else {}
+        command: dict[str, Any] = {"aggregate": self._name, "pipeline": pipeline, "cursor": cursor_opts}
+        command.update(kwargs)
+        writes = any(("$out" in stage or "$merge" in stage) for stage in pipeline)
+        reply, address = self.read_command(command, ReadPreference.PRIMARY if writes else None)
+        return CommandCursor(self._database.client, self._database.name, reply["cursor"], address,
+                             self._codec_options, batch_size)
+
     # --- indexes ------------------------------------------------------------------------------------------------
     def create_indexes(self, indexes: list[IndexModel]) -> list[str]:
         documents = []

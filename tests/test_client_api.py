@@ -519,3 +519,18 @@ def test_explain_rename_and_command_options(scripted: tuple[ScriptedServer, helo
     assert server.commands("listCollections")[0]["nameOnly"] is True
     reply = client.db.command("ping", codec_options=CodecOptions(document_class=SON))
     assert isinstance(reply, SON) and list(reply["nested"]) == ["b", "a"]
+
+
+@pytest.mark.cluster
+def test_aggregate_streams(client: helogale.MongoClient) -> None:
+    coll = client.agg.sales
+    coll.drop()
+    coll.insert_many([{"item": "abc"[i % 3], "qty": i} for i in range(60)])
+    cursor = coll.aggregate([{"$match": {"qty": {"$gte": 10}}},
+                             {"$group": {"_id": "$item", "total": {"$sum": "$qty"}}},
+                             {"$sort": {"_id": 1}}], batch_size=2)
+    totals = {d["_id"]: d["total"] for d in cursor}
+    expected = {k: sum(i for i in range(10, 60) if "abc"[i % 3] == k) for k in "abc"}
+    assert totals == expected
+    many = coll.aggregate([{"$match": {}}], batch_size=7)
+    assert len(list(many)) == 60
