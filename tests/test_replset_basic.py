@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import bson
+import grpc
 import pytest
 
 from node.local_cluster import LocalCluster, wait_until
+from proto import helogale_pb2, helogale_pb2_grpc
 from tests.replset_helpers import SECONDARY, wait_has
 
 pytestmark = pytest.mark.cluster
@@ -95,6 +98,13 @@ def test_repl_set_get_status_reports_every_member(cluster: LocalCluster) -> None
 
 def test_bad_input_keeps_the_member_serving(cluster: LocalCluster) -> None:
     p = cluster.wait_for_primary()
+    channel = grpc.insecure_channel(cluster.members[p].address)
+    stub = helogale_pb2_grpc.CommandStub(channel)
+    for junk in (b"", b"\x01\x02", b"\x10\x00\x00\x00\x03a\x00" + b"\xff" * 9):
+        raw = stub.Run(helogale_pb2.CommandRequest(db="app", command=junk), timeout=10)
+        reply = bson.decode(raw.reply)
+        assert reply["ok"] == 0.0 and reply["code"] == 22, reply
+    channel.close()
     for cmd in ({"nonsense": 1}, {"insert": 3}, {"find": "c", "filter": {"$where": 1}},
                 {"insert": "c", "documents": [{"_id": 1, "$x": 1}]}):
         reply = cluster.command(p, cmd, db="app")

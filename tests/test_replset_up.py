@@ -20,7 +20,7 @@ def test_up_prints_uri_runs_demo_and_stops_on_ctrl_c(tmp_path: object) -> None:
     data = os.path.join(str(tmp_path), "data")
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from helogale.cli import main; "
-         "sys.exit(main(sys.argv[1:]))", "up", "--data", data, "--port", str(base)],
+         "sys.exit(main(sys.argv[1:]))", "up", "--data", data, "--port", str(base), "--wire"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     lines: list[str] = []
@@ -42,6 +42,8 @@ def test_up_prints_uri_runs_demo_and_stops_on_ctrl_c(tmp_path: object) -> None:
     uri = lines[0]
     hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
     assert uri == f"helogale://{hosts}/?replicaSet=rs0"
+    wire_hosts = ",".join(f"127.0.0.1:{base + 6 + i}" for i in range(3))
+    assert lines[1] == f"mongodb://{wire_hosts}/?replicaSet=rs0"
     assert any(x.startswith("demo: inserted 3 documents") for x in lines)
     assert code == 0
     # every member process is gone and left its data behind for the next `up`
