@@ -452,6 +452,8 @@ class RaftNode:
         with self._state_cv:
             self._view = view
             self._state_cv.notify_all()
+        if view.term != old.term or view.leader != old.leader:
+            self._fail_reads()  # the core forgets ReadIndex requests when leadership changes
         if view.leader != old.leader and self._on_leader_change is not None:
             try:
                 self._on_leader_change(view.leader, view.term)
@@ -575,6 +577,17 @@ class RaftNode:
         with self._state_cv:
             self._applied_index = index
             self._state_cv.notify_all()
+
+    def _fail_reads(self) -> None:
+        with self._fut_lock:
+            if not self._reads:
+                return
+            lost = list(self._reads.values())
+            self._reads.clear()
+        err = NotLeader(self.raw.leader, "leadership changed before the read was confirmed")
+        for f in lost:
+            if not f.done():
+                f.set_exception(err)
 
     def _resolve_reads(self) -> None:
         if not self._ready_reads:

@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from raft.types import (
     ConfState,
@@ -218,3 +220,68 @@ def test_snapshot_file_checksum(tmp_path: Path) -> None:
             decode_snapshot(bytes(bad))
     with pytest.raises(WalCorrupted):
         decode_snapshot(raw[:-1])
+
+
+# ---------------------------------------------------------------------- model-based
+
+_ops = st.lists(st.one_of(
+    st.tuples(st.just("append"), st.integers(0, 6), st.integers(1, 8), st.integers(0, 90)),
+    st.tuples(st.just("snapshot_compact"), st.integers(0, 40)),
+    st.tuples(st.just("reopen")),
+    st.tuples(st.just("leader_snapshot"), st.integers(1, 30)),
+), min_size=1, max_size=25)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops)
+def test_matches_a_simple_model_across_reopens(tmp_path_factory: pytest.TempPathFactory,
+                                               ops: list[tuple]) -> None:
+    """Appends with conflicts, snapshots + compaction, leader snapshots and reopens, against
+    a plain list model; tiny segments so rolls and segment deletion happen constantly."""
+    d = tmp_path_factory.mktemp("model")
+    w = WalStorage(d, segment_bytes=300)
+    base, base_term, log = 0, 0, []  # model: entries after (base, base_term)
+    term, snap_idx = 1, 0  # entries up to a snapshot are committed: never overwritten
+    try:
+        for op in ops:
+            if op[0] == "append":
+                _, back, n, size = op
+                last = base + len(log)
+                start = max(base + 1, snap_idx + 1, last + 1 - back)
+                term += 1
+                new = [Entry(term, i, EntryType.NORMAL, bytes([i % 251]) * size)
+                       for i in range(start, start + n)]
+                w.save(HardState(term, 1, 0), new)
+                del log[start - base - 1:]
+                log.extend(new)
+            elif op[0] == "snapshot_compact":
+                last = base + len(log)
+                if last <= base:
+                    continue
+                at = base + 1 + op[1] % (last - base)
+                w.create_snapshot(at, ConfState(voters=frozenset({1})), b"s%d" % at)
+                snap_idx = max(snap_idx, at)
+                cut = max(base + 1, at - 3)
+                if cut <= at:
+                    cut_term = log[cut - base - 1].term
+                    w.compact(cut)
+                    del log[:cut - base]
+                    base, base_term = cut, cut_term
+            elif op[0] == "leader_snapshot":
+                term += 1
+                idx = base + len(log) + op[1]
+                snap = Snapshot(SnapshotMeta(idx, term, ConfState(voters=frozenset({1, 2}))), b"L")
+                w.save(HardState(term, 0, idx), [], snapshot=snap)
+                base, base_term, log, snap_idx = idx, term, [], idx
+            else:
+                w.close()
+                w = WalStorage(d, segment_bytes=300)
+            assert w.first_index() == base + 1 and w.last_index() == base + len(log)
+            assert w.term(base) == base_term
+            if log:
+                assert w.entries(base + 1, base + len(log) + 1) == log
+        w.close()
+        w = WalStorage(d, segment_bytes=300)
+        assert w.first_index() == base + 1 and log_of(w) == log and w.term(base) == base_term
+    finally:
+        w.close()
