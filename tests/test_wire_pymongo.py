@@ -8,9 +8,11 @@ run last and bring the set back to three live members.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -363,6 +365,18 @@ def test_write_concern_majority(db: Database[Any]) -> None:
     wait_until(lambda: db.wc.find_one({"_id": "fire-and-forget"}), 10, "the w=0 write")
 
 
+def test_readme_example_runs(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Connecting with pymongo", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    uri = re.search(r'"(mongodb://[^"]+)"', code)
+    assert uri is not None and cluster.wire_uri is not None
+    exec(code.replace(uri.group(1), cluster.wire_uri), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "1"
+    assert "'weight_g': 725" in out[1]
+
+
 # --- members stopped: run last --------------------------------------------------------------
 
 
@@ -449,6 +463,8 @@ def test_retryable_writes_survive_primary_sigkill(cluster: LocalCluster) -> None
     assert len(acked) >= killed_at + 30
     retries = _retried_commands(recorder)
     print(f"failover: {len(acked)} acked, {len(failed)} failed, {retries} driver retries")
+    # the write in flight when the primary died was resent with the same (lsid, txnNumber)
+    assert retries >= 1
 
 
 def _retried_commands(recorder: Recorder) -> int:
