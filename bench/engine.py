@@ -7,6 +7,10 @@ unindexed field, and a ``$near`` query with ``$maxDistance`` over the N points. 
 table of operations per second and Helogale's ratio to each peer; ``--json PATH`` writes
 ``{"results": [{"workload", "system", "ops_per_s", "p50_ms", "p99_ms"}, ...]}``.
 
+Systems run side by side: insert batches and query operations alternate round-robin between
+them, so that load changes on a shared machine hit every system alike; ops/s is operations over
+the time spent in them (``--budget`` seconds per query workload and system, at least 3 ops).
+
 Neither peer implements ``$near``; for them the near workload runs what a user would write
 instead: a bounding-box query on ``loc.0``/``loc.1`` plus a client-side distance filter and sort
 (marked ``*`` in the table, ``"emulated": true`` in the JSON).
@@ -23,8 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -224,105 +227,111 @@ class Measurement:
         return row
 
 
-def _repeat(
-    m: Measurement, op: Callable[[int], object], *, max_ops: int, budget_s: float, min_ops: int = 3
-) -> None:
-    """Run ``op(i)`` until ``max_ops`` runs or ``budget_s`` seconds (at least ``min_ops``)."""
-    start = time.perf_counter()
-    i = 0
-    while i < max_ops:
-        t0 = time.perf_counter()
-        op(i)
-        m.latencies.append(time.perf_counter() - t0)
-        i += 1
-        if i >= min_ops and time.perf_counter() - start > budget_s:
-            break
-    m.elapsed = time.perf_counter() - start
-    m.items = i
+@dataclass
+class Workload:
+    """One query workload: ``op(target, i)`` runs the i-th operation."""
+
+    name: str
+    op: Callable[[Target, int], object]
+    max_ops: int
 
 
-def run_system(
-    target: Target, docs: list[dict[str, Any]], *, budget_s: float, seed: int = 7
-) -> list[Measurement]:
-    """Every workload on one target, in order; the insert workload loads the data."""
-    n = len(docs)
+def query_workloads(n: int, seed: int = 7) -> list[Workload]:
+    """The query workloads over ``n`` loaded documents; the same operations for every system."""
     rng = random.Random(seed)
-    out: list[Measurement] = []
-    target.create_indexes()
-
-    m = Measurement(W_INSERT, target.name)
-    start = time.perf_counter()
-    for lo in range(0, n, BATCH):
-        batch = [dict(d, loc=list(d["loc"])) for d in docs[lo : lo + BATCH]]
-        t0 = time.perf_counter()
-        target.insert_many(batch)
-        m.latencies.append(time.perf_counter() - t0)
-    m.elapsed = time.perf_counter() - start
-    m.items = n
-    out.append(m)
-
     keys = [rng.randrange(n) for _ in range(5000)]
-    m = Measurement(W_FIND_ONE, target.name)
-
-    def find_one(i: int) -> None:
-        doc = target.find_one({"k": keys[i % len(keys)]})
-        assert doc is not None and doc["k"] == keys[i % len(keys)]
-
-    _repeat(m, find_one, max_ops=5000, budget_s=budget_s)
-    out.append(m)
-
     width = max(1, n // 100)
     starts = [rng.randrange(max(1, n - width)) for _ in range(500)]
-    m = Measurement(W_RANGE, target.name)
-
-    def range_query(i: int) -> None:
-        a = starts[i % len(starts)]
-        got = target.find({"k": {"$gte": a, "$lt": a + width}})
-        assert len(got) == min(width, n - a)
-
-    _repeat(m, range_query, max_ops=500, budget_s=budget_s)
-    out.append(m)
-
     groups = [rng.randrange(1000) for _ in range(100)]
-    m = Measurement(W_SCAN, target.name)
-
-    def scan(i: int) -> None:
-        target.find({"grp": groups[i % len(groups)], "name": {"$ne": ""}})
-
-    _repeat(m, scan, max_ops=100, budget_s=budget_s)
-    out.append(m)
-
     centers = [(rng.uniform(-170, 170), rng.uniform(-80, 80)) for _ in range(500)]
-    m = Measurement(W_NEAR, target.name, emulated=target.near_emulated)
 
-    def near(i: int) -> None:
+    def find_one(t: Target, i: int) -> None:
+        k = keys[i % len(keys)]
+        doc = t.find_one({"k": k})
+        assert doc is not None and doc["k"] == k
+
+    def range_query(t: Target, i: int) -> None:
+        a = starts[i % len(starts)]
+        assert len(t.find({"k": {"$gte": a, "$lt": a + width}})) == min(width, n - a)
+
+    def scan(t: Target, i: int) -> None:
+        t.find({"grp": groups[i % len(groups)], "name": {"$ne": ""}})
+
+    def near(t: Target, i: int) -> None:
         x, y = centers[i % len(centers)]
-        got = target.near(x, y, NEAR_DISTANCE)
+        got = t.near(x, y, NEAR_DISTANCE)
         dists = [math.hypot(d["loc"][0] - x, d["loc"][1] - y) for d in got]
         assert dists == sorted(dists) and all(d <= NEAR_DISTANCE for d in dists)
 
-    _repeat(m, near, max_ops=500, budget_s=budget_s)
-    out.append(m)
-    return out
+    return [
+        Workload(W_FIND_ONE, find_one, 5000),
+        Workload(W_RANGE, range_query, 500),
+        Workload(W_SCAN, scan, 100),
+        Workload(W_NEAR, near, 500),
+    ]
 
 
-@contextmanager
-def opened(name: str) -> Iterator[Target]:
-    target = FACTORIES[name]()
-    try:
-        yield target
-    finally:
-        target.close()
+def _interleaved(
+    targets: list[Target], workload: Workload, *, budget_s: float, min_ops: int = 3
+) -> list[Measurement]:
+    """Round-robin one operation per system until each has run ``max_ops`` operations or spent
+    ``budget_s`` seconds in them (at least ``min_ops``), so that load changes on the machine
+    hit every system alike. Ops/s is operations over the time spent in them."""
+    ms = [
+        Measurement(workload.name, t.name, emulated=workload.name == W_NEAR and t.near_emulated)
+        for t in targets
+    ]
+    active = list(range(len(targets)))
+    i = 0
+    while active:
+        for j in list(active):
+            t0 = time.perf_counter()
+            workload.op(targets[j], i)
+            ms[j].latencies.append(time.perf_counter() - t0)
+            ms[j].items += 1
+            ms[j].elapsed += ms[j].latencies[-1]
+            done = ms[j].items >= workload.max_ops
+            if ms[j].items >= min_ops and ms[j].elapsed >= budget_s:
+                done = True
+            if done:
+                active.remove(j)
+        i += 1
+    return ms
+
+
+def run_targets(
+    targets: list[Target], docs: list[dict[str, Any]], *, budget_s: float
+) -> list[Measurement]:
+    """Load ``docs`` into every target (batches interleaved across systems), then run every
+    query workload interleaved."""
+    inserts = [Measurement(W_INSERT, t.name) for t in targets]
+    for t in targets:
+        t.create_indexes()
+    for lo in range(0, len(docs), BATCH):
+        for t, m in zip(targets, inserts):
+            batch = [dict(d, loc=list(d["loc"])) for d in docs[lo : lo + BATCH]]
+            t0 = time.perf_counter()
+            t.insert_many(batch)
+            m.latencies.append(time.perf_counter() - t0)
+            m.elapsed += m.latencies[-1]
+            m.items += len(batch)
+    results = list(inserts)
+    for workload in query_workloads(len(docs)):
+        results.extend(_interleaved(targets, workload, budget_s=budget_s))
+    return results
 
 
 def run(n: int, *, systems: tuple[str, ...] = SYSTEMS, budget_s: float = 2.0) -> list[Measurement]:
     """The whole benchmark: every workload on every system, same data, same queries."""
     docs = make_docs(n)
-    results: list[Measurement] = []
-    for name in systems:
-        with opened(name) as target:
-            results.extend(run_system(target, docs, budget_s=budget_s))
-    return results
+    targets: list[Target] = []
+    try:
+        for name in systems:
+            targets.append(FACTORIES[name]())
+        return run_targets(targets, docs, budget_s=budget_s)
+    finally:
+        for t in targets:
+            t.close()
 
 
 def format_table(results: list[Measurement]) -> str:
