@@ -465,7 +465,7 @@ def key_ranges(
                 end = p + hi.enc
             if end is None or start < end:
                 ranges.append((start, end))
-    ranges.sort()
+    ranges.sort(key=lambda r: r[0])
     return list(reversed(ranges)) if reverse else ranges
 
 
