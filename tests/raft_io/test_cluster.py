@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -71,4 +72,46 @@ def test_lagging_member_is_brought_back_by_snapshot(tmp_path: Path) -> None:
         c.put("after", b"yes")  # and it keeps replicating normally afterwards
         wait_until(lambda: converged(c, lag, {"after": b"yes"}), 20, "replication after install")
     finally:
+        c.stop_all()
+
+
+def test_acknowledged_writes_survive_leader_sigkill_under_load(tmp_path: Path) -> None:
+    c = KVCluster(tmp_path, 3).start_all()
+    acked: dict[str, bytes] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(w: int) -> None:
+        seq = 0
+        while not stop.is_set():
+            key, value = f"w{w}-{seq}", f"{w}:{seq}".encode()
+            try:
+                c.put(key, value, timeout=5)
+            except TimeoutError:
+                continue
+            with lock:
+                acked[key] = value
+            seq += 1
+
+    try:
+        lead = c.wait_leader()
+        threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(acked) >= 40, 30, "writes before the kill")
+        c.kill(lead)
+        new = c.wait_leader(exclude=lead)
+        n_at_kill = len(acked)
+        wait_until(lambda: len(acked) >= n_at_kill + 40, 30, "writes after the kill")
+        c.start(lead)
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        with lock:
+            final = dict(acked)
+        for i in c.ids:  # every acknowledged write is on every member, the killed one included
+            wait_until(lambda i=i: converged(c, i, final), 30, f"member {i} to hold every ack")
+        assert c.status(new)["commit"] >= len(final)
+    finally:
+        stop.set()
         c.stop_all()
