@@ -106,15 +106,15 @@ def bench_failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
     def writer() -> None:
         while not stop.is_set():
             p = cluster.primary_index()
-            if p is None:
-                continue
-            reply = cluster.try_command(p, {"insert": "failover", "documents": [
-                {"_id": next(counter)}], "writeConcern": {"w": "majority", "wtimeout": 5000}},
-                db="bench", timeout=5)
+            reply = None if p is None else cluster.try_command(p, {
+                "insert": "failover", "documents": [{"_id": next(counter)}],
+                "writeConcern": {"w": "majority", "wtimeout": 5000}}, db="bench", timeout=5)
             if reply and reply.get("ok") == 1.0 and reply.get("n") == 1 \
                     and "writeConcernError" not in reply:
                 with lock:
                     acks.append(time.monotonic())
+            else:
+                stop.wait(0.02)  # client retry backoff while there is no primary
 
     threads = [threading.Thread(target=writer, daemon=True) for _ in range(4)]
     for t in threads:

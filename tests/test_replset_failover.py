@@ -48,6 +48,7 @@ class Writer(threading.Thread):
                     self.acked.add(n)
                     self.ack_times.append(time.monotonic())
                     break
+                self.stop.wait(0.02)  # client retry backoff, as drivers do
 
 
 def test_primary_sigkill_under_load_loses_no_acknowledged_write(cluster: LocalCluster) -> None:
