@@ -144,6 +144,8 @@ class Savepoint:
     def __init__(self, txn: WriteTxn) -> None:
         self._txn = txn
         self._undo: list[tuple[str, bytes, bytes | None]] = []
+        # a store's ``replace`` (put returning the old value) saves a lookup per write
+        self._txn_replace = getattr(txn, "replace", None)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         return self._txn.get(table, key)
@@ -162,8 +164,23 @@ class Savepoint:
         return self._txn.tables()
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
-        self._undo.append((table, key, self._txn.get(table, key)))
-        self._txn.put(table, key, value)
+        txn_replace = self._txn_replace
+        if txn_replace is not None:
+            self._undo.append((table, key, txn_replace(table, key, value)))
+        else:
+            self._undo.append((table, key, self._txn.get(table, key)))
+            self._txn.put(table, key, value)
+
+    def replace(self, table: str, key: bytes, value: bytes) -> bytes | None:
+        """Store ``value`` under ``key``; returns the value it replaced (None: there was none)."""
+        txn_replace = self._txn_replace
+        if txn_replace is not None:
+            old = txn_replace(table, key, value)
+        else:
+            old = self._txn.get(table, key)
+            self._txn.put(table, key, value)
+        self._undo.append((table, key, old))
+        return old
 
     def delete(self, table: str, key: bytes) -> bool:
         old = self._txn.get(table, key)
@@ -241,6 +258,48 @@ def _check_size(doc: Mapping[str, Any], data: bytes, *, for_update: bool) -> Non
         raise bson_object_too_large(
             f"object to insert too large. size in bytes: {len(data)}, max size: {MAX_BSON_SIZE}"
         )
+
+
+_PLAIN_LEAVES = frozenset(
+    {str, int, float, bool, type(None), bytes, ObjectId, datetime.datetime}
+)
+
+
+def _plain_names(doc: Mapping[str, Any]) -> bool:
+    """A fast pre-check for :func:`check_storable`: True when no field name at any depth starts
+    with ``$`` or contains ``.`` and every value is a plain leaf, dict or list. False means
+    "not sure": run the full check (which raises the right error, or passes DBRefs)."""
+    for key, sub in doc.items():
+        if type(key) is not str or key[:1] == "$" or "." in key:
+            return False
+        kind = type(sub)
+        if kind in _PLAIN_LEAVES:
+            continue
+        if kind is dict:
+            if not _plain_names(sub):
+                return False
+        elif kind is list:
+            if not _plain_elements(sub):
+                return False
+        else:
+            return False
+    return True
+
+
+def _plain_elements(items: list[Any]) -> bool:
+    for sub in items:
+        kind = type(sub)
+        if kind in _PLAIN_LEAVES:
+            continue
+        if kind is dict:
+            if not _plain_names(sub):
+                return False
+        elif kind is list:
+            if not _plain_elements(sub):
+                return False
+        else:
+            return False
+    return True
 
 
 def _id_point_keys(filter: Mapping[str, Any]) -> list[bytes] | None:
@@ -519,8 +578,10 @@ class Collection:
             raise bad_value("document to insert must be an object")
         if "_id" not in doc:
             raise ValueError("insert needs _id: fill it with ensure_id() before applying")
-        doc = ensure_id(doc)
-        check_storable(doc, for_insert=True)
+        if type(doc) is not dict or next(iter(doc)) != "_id":
+            doc = ensure_id(doc)  # a plain dict with _id first is stored as it is (not kept)
+        if not (type(doc["_id"]) in _PLAIN_LEAVES and _plain_names(doc)):
+            check_storable(doc, for_insert=True)
         data = encode_doc(doc)
         _check_size(doc, data, for_update=False)
         key = encode_key(doc["_id"])

@@ -200,6 +200,14 @@ class IndexSpec:
     def fields(self) -> tuple[str, ...]:
         return tuple(f for f, _ in self.key)
 
+    @cached_property
+    def plain_field(self) -> str | None:
+        """The field name when the key is a single top-level (undotted) field, else None: such
+        an index takes its keys straight from ``doc.get(field)`` (the fast path of upkeep)."""
+        if len(self.key) == 1 and "." not in self.key[0][0]:
+            return self.key[0][0]
+        return None
+
     @property
     def key_pattern(self) -> dict[str, Any]:
         return dict(self.key)
@@ -457,6 +465,11 @@ def index_keys(spec: IndexSpec, doc: Mapping[str, Any]) -> tuple[list[tuple[Any,
 
 def _keys_by_encoding(spec: IndexSpec, doc: Mapping[str, Any]) -> tuple[dict[bytes, tuple], bool]:
     """``{encoded key: key values}`` of ``doc`` in ``spec`` (in generation order), multikey."""
+    name = spec.plain_field
+    if name is not None:
+        fast = _plain_field_keys(spec, name, doc)
+        if fast is not None:
+            return fast
     multikey = _check_parallel_arrays(spec, doc)
     per_field = [_field_values(spec, doc, name, d) for name, d in spec.key]
     if spec.geo is not None and not per_field[0]:
@@ -477,6 +490,31 @@ def _keys_by_encoding(spec: IndexSpec, doc: Mapping[str, Any]) -> tuple[dict[byt
             if enc not in keys:
                 keys[enc] = combo
     return keys, multikey or len(keys) > 1
+
+
+def _plain_field_keys(
+    spec: IndexSpec, name: str, doc: Mapping[str, Any]
+) -> tuple[dict[bytes, tuple], bool] | None:
+    """:func:`_keys_by_encoding` for a one-field, undotted key pattern when the field holds no
+    array (or, for 2d, anything): the same result without path walking. None: take the
+    general path."""
+    value = doc.get(name, MISSING)
+    geo = spec.geo
+    if geo is not None:
+        if value is MISSING:
+            return {}, False
+        keys: dict[bytes, tuple] = {}
+        descending = spec.descending[0]
+        for cell in geo.keys_for(value, doc):
+            enc = encode_key(cell, descending)
+            if enc not in keys:
+                keys[enc] = (cell,)
+        return keys, len(keys) > 1
+    if isinstance(value, list | tuple):
+        return None
+    if value is MISSING and spec.sparse:
+        return {}, False
+    return {encode_key(value, spec.descending[0]): (value,)}, False
 
 
 def _encoded_keys(spec: IndexSpec, doc: Mapping[str, Any] | None) -> tuple[dict[bytes, tuple], bool]:
@@ -549,35 +587,47 @@ def update_index_entries(
     key length) run before the first write, so a MongoError here leaves the store unchanged.
     """
     specs = indexes if indexes is not None else load_indexes(txn, db, coll)
-    plans: list[tuple[IndexSpec, str, list[bytes], list[bytes]]] = []
+    plans: list[tuple[str, list[bytes], list[bytes]]] = []
     newly_multikey: set[str] = set()
     for spec in specs:
         if spec.is_id:
             continue
-        new_keys, multikey = _encoded_keys(spec, new_doc)
+        if new_doc is None:
+            new_keys: dict[bytes, tuple] = {}
+            multikey = False
+        else:
+            new_keys, multikey = _keys_by_encoding(spec, new_doc)
         if multikey and not spec.multikey:
             newly_multikey.add(spec.name)
         if old_doc is None:
+            if not new_keys:
+                continue
             removed: list[bytes] = []
             added = list(new_keys)
         else:
-            old_keys, _ = _encoded_keys(spec, old_doc)
+            old_keys, _ = _keys_by_encoding(spec, old_doc)
             removed = [k for k in old_keys if k not in new_keys]
             added = [k for k in new_keys if k not in old_keys]
         table = spec.table(db, coll)
+        unique = spec.unique
+        added_entries: list[bytes] = []
         for enc in added:
-            _check_key_length(db, coll, spec, enc, record_key, new_keys[enc])
-            if spec.unique:
+            entry = enc if unique else enc + record_key
+            if len(entry) > MAX_INDEX_KEY_BYTES:
+                _check_key_length(db, coll, spec, enc, record_key, new_keys[enc])
+            if unique:
                 holder = txn.get(table, enc)
                 if holder is not None and holder != record_key:
                     raise duplicate_key_error(db, coll, spec, new_keys[enc])
-        if removed or added:
-            plans.append((spec, table, removed, added))
-    for spec, table, removed, added in plans:
-        for enc in removed:
-            txn.delete(table, _entry_key(spec, enc, record_key))
-        for enc in added:
-            txn.put(table, _entry_key(spec, enc, record_key), record_key)
+            added_entries.append(entry)
+        if removed or added_entries:
+            removed_entries = removed if unique else [enc + record_key for enc in removed]
+            plans.append((table, removed_entries, added_entries))
+    for table, removed_entries, added_entries in plans:
+        for entry in removed_entries:
+            txn.delete(table, entry)
+        for entry in added_entries:
+            txn.put(table, entry, record_key)
     if newly_multikey:
         _mark_multikey(txn, db, coll, newly_multikey)
 
@@ -784,6 +834,9 @@ def lookup_unique(txn: ReadTxn, db: str, coll: str, spec: IndexSpec, values: Seq
 # --- the engine's index maintainer ---------------------------------------------------------------
 
 
+_split_cache: dict[str, tuple[str, str]] = {}
+
+
 def split_ns(ns: str) -> tuple[str, str]:
     """``"db.coll.with.dots"`` -> ``("db", "coll.with.dots")``."""
     db, _, coll = ns.partition(".")
@@ -802,8 +855,12 @@ class IndexManager:
         new_doc: Mapping[str, Any] | None,
         record_key: bytes,
     ) -> None:
-        db, coll = split_ns(ns)
-        update_index_entries(txn, db, coll, record_key, old_doc, new_doc)
+        names = _split_cache.get(ns)
+        if names is None:
+            names = _split_cache[ns] = split_ns(ns)
+            if len(_split_cache) > _CACHE_LIMIT:
+                _split_cache.clear()
+        update_index_entries(txn, names[0], names[1], record_key, old_doc, new_doc)
 
     def on_drop(self, txn: WriteTxn, ns: str) -> None:
         db, coll = split_ns(ns)

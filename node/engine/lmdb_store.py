@@ -171,17 +171,35 @@ class _LmdbWriteTxn(_LmdbReadTxn):
         return tid
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
-        tid = self._table_id(table)
+        tid = self._ids.get(table)
         if tid is None:
-            tid = self._create_table(table)
+            tid = self._table_id(table)
+            if tid is None:
+                tid = self._create_table(table)
         full = tid + key
-        if len(full) > self._store._max_key:
+        if len(full) > self._max_key:
             raise KeyTooLarge(
                 f"key of {len(key)} bytes exceeds the store's limit of "
                 f"{self._store.max_key_size()} bytes"
             )
         self._mutations += 1
-        self._txn.put(full, value, db=self._store._data_db)
+        self._txn.put(full, value, db=self._data_db)
+
+    def replace(self, table: str, key: bytes, value: bytes) -> bytes | None:
+        """:meth:`put` returning the value it replaced (None: the key was absent), in one step."""
+        tid = self._ids.get(table)
+        if tid is None:
+            tid = self._table_id(table)
+            if tid is None:
+                tid = self._create_table(table)
+        full = tid + key
+        if len(full) > self._max_key:
+            raise KeyTooLarge(
+                f"key of {len(key)} bytes exceeds the store's limit of "
+                f"{self._store.max_key_size()} bytes"
+            )
+        self._mutations += 1
+        return self._txn.replace(full, value, db=self._data_db)
 
     def delete(self, table: str, key: bytes) -> bool:
         tid = self._table_id(table)
