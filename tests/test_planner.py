@@ -670,3 +670,19 @@ def test_trial_picks_the_index_with_fewest_keys() -> None:
         assert len(out["queryPlanner"]["rejectedPlans"]) == 2
         res = c.find(filt)
         assert sorted(_ids(res.docs)) == sorted(_ids(c.brute(filt)))
+
+
+def test_elem_match_bounds_intersect_on_multikey() -> None:
+    c = Coll([("v_1", [("v", 1)], {})])
+    rng = random.Random(4)
+    c.insert([{"_id": i, "v": [rng.randrange(100) for _ in range(3)]} for i in range(400)])
+    filt = {"v": {"$elemMatch": {"$gte": 40, "$lt": 42}}}
+    res = c.find(filt)
+    assert sorted(_ids(res.docs)) == sorted(_ids(c.brute(filt)))
+    assert res.plan.bounds == {"v": ["[40, 42)"]}
+    # without $elemMatch a multikey field keeps one predicate only
+    loose = {"v": {"$gte": 40, "$lt": 42}}
+    res2 = c.find(loose)
+    assert sorted(_ids(res2.docs)) == sorted(_ids(c.brute(loose)))
+    assert res2.plan.bounds == {"v": ["[40, inf.0]"]}
+    assert not c.find({"v": {"$elemMatch": {"$gt": 5, "$lt": 3}}}).docs

@@ -283,7 +283,14 @@ def _collect(filt: Mapping[str, Any], out: dict[str, FieldPredicates]) -> None:
             if intervals is not None:
                 preds.unions.append(intervals)
         for op, value in arg.items():
-            if op == "$eq" and not _unindexable(value):
+            if op == "$elemMatch" and _is_operator_doc(value):
+                # one element satisfies every predicate: bounds intersect even when multikey
+                sub: dict[str, FieldPredicates] = {}
+                _collect({name: value}, sub)
+                inner = sub.get(name)
+                if inner is not None and (inner.points or inner.ranges or inner.unions):
+                    preds.unions.append(field_intervals(inner, multikey=False))
+            elif op == "$eq" and not _unindexable(value):
                 preds.points.append([_point(value)])
             elif op == "$in" and isinstance(value, list | tuple):
                 if not any(_unindexable(v) or _is_operator_doc(v) for v in value):
