@@ -21,8 +21,10 @@ from chaos.checkers.collections import check_append, check_counter, check_set
 from chaos.checkers.linearizability import check_register
 from chaos.history import History, Operation
 from helogale.errors import PyMongoError, WriteError
+from helogale.read_concern import ReadConcern
 
 COLLECTION = "chaos"
+LINEARIZABLE = ReadConcern("linearizable")
 
 
 @dataclass
@@ -36,9 +38,6 @@ class Verdict:
 
 
 class Collection(Protocol):
-    name: str
-    database: Any
-
     def find_one(self, *args: Any, **kwargs: Any) -> Any: ...
     def find(self, *args: Any, **kwargs: Any) -> Any: ...
     def insert_one(self, *args: Any, **kwargs: Any) -> Any: ...
@@ -46,13 +45,10 @@ class Collection(Protocol):
     def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
-def linearizable_find_one(coll: Collection, key: Any) -> dict[str, Any] | None:
+def linearizable_find_one(coll: Any, key: Any) -> dict[str, Any] | None:
     """``find_one({_id: key})`` with read concern "linearizable" (confirmed by ReadIndex), so a
     deposed primary that has not noticed yet cannot answer with stale data."""
-    reply = coll.database.command("find", coll.name, filter={"_id": key}, limit=1,
-                                  singleBatch=True, readConcern={"level": "linearizable"})
-    batch = reply["cursor"]["firstBatch"]
-    return batch[0] if batch else None
+    return coll.with_options(read_concern=LINEARIZABLE).find_one({"_id": key})
 
 
 @dataclass

@@ -28,6 +28,7 @@ from helogale.collection import (
 )
 from helogale.cursor import CommandCursor, Cursor
 from helogale.database import Database
+from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference
 from helogale.results import (
     BulkWriteResult,
@@ -61,6 +62,7 @@ __all__ = [
     "InsertOneResult",
     "MongoClient",
     "ObjectId",
+    "ReadConcern",
     "ReadPreference",
     "ReplaceOne",
     "ReturnDocument",

@@ -12,6 +12,7 @@ from bson.codec_options import CodecOptions
 from helogale.channel import Address, Channel, ChannelPool
 from helogale.database import Database
 from helogale.errors import ConfigurationError, check_reply
+from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference, ServerMode, read_pref_from_name
 from helogale.retry import Executor
 from helogale.topology import Topology
@@ -118,6 +119,10 @@ class MongoClient:
         return self._write_concern
 
     @property
+    def read_concern(self) -> ReadConcern:
+        return ReadConcern(self._options.get("readConcernLevel"))
+
+    @property
     def options(self) -> dict[str, Any]:
         return dict(self._options)
 
@@ -169,12 +174,13 @@ class MongoClient:
         codec_options: CodecOptions | None = None,
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
+        read_concern: ReadConcern | None = None,
     ) -> Database:
         if name is None:
             name = self._default_database
             if name is None:
                 raise ConfigurationError("No default database name defined or provided.")
-        return Database(self, name, codec_options, read_preference, write_concern)
+        return Database(self, name, codec_options, read_preference, write_concern, read_concern)
 
     def get_default_database(self, default: str | None = None) -> Database:
         name = self._default_database or default

@@ -33,6 +33,7 @@ from helogale.errors import (
     check_write_reply,
     write_error_for,
 )
+from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference, ServerMode
 from helogale.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 from helogale.write_concern import WriteConcern, from_legacy
@@ -123,6 +124,9 @@ def _filter_for(spec_or_id: Any) -> Mapping[str, Any]:
     return {"_id": spec_or_id}
 
 
+_READ_CONCERN_COMMANDS = frozenset({"find", "count", "distinct", "aggregate"})
+
+
 class Collection:
     """A collection of one database; cheap to create, holds no state but options."""
 
@@ -133,6 +137,7 @@ class Collection:
         codec_options: CodecOptions | None = None,
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
+        read_concern: ReadConcern | None = None,
     ) -> None:
         _check_collection_name(name)
         self._database = database
@@ -140,6 +145,7 @@ class Collection:
         self._codec_options = codec_options or database.codec_options
         self._read_preference = read_preference or database.read_preference
         self._write_concern = write_concern or database.write_concern
+        self._read_concern = read_concern or database.read_concern
 
     # --- identity and options ---------------------------------------------------------------
     @property
@@ -166,11 +172,16 @@ class Collection:
     def write_concern(self) -> WriteConcern:
         return self._write_concern
 
+    @property
+    def read_concern(self) -> ReadConcern:
+        return self._read_concern
+
     def with_options(
         self,
         codec_options: CodecOptions | None = None,
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
+        read_concern: ReadConcern | None = None,
     ) -> Collection:
         return Collection(
             self._database,
@@ -178,6 +189,7 @@ class Collection:
             codec_options or self._codec_options,
             read_preference or self._read_preference,
             write_concern or self._write_concern,
+            read_concern or self._read_concern,
         )
 
     def __getattr__(self, name: str) -> Collection:
@@ -191,7 +203,7 @@ class Collection:
     def __getitem__(self, name: str) -> Collection:
         return Collection(
             self._database, f"{self._name}.{name}", self._codec_options,
-            self._read_preference, self._write_concern,
+            self._read_preference, self._write_concern, self._read_concern,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -236,6 +248,8 @@ class Collection:
         self, command: dict[str, Any], read_preference: ServerMode | None = None
     ) -> tuple[dict[str, Any], Any]:
         """Run a read command as a retryable read; returns ``(reply, server address)``."""
+        if self._read_concern.level and next(iter(command)) in _READ_CONCERN_COMMANDS:
+            command.setdefault("readConcern", self._read_concern.document)
         return self._database.client.read_command(
             self._database.name, command, read_preference or self._read_preference,
             self._codec_options,

@@ -10,6 +10,7 @@ from bson.codec_options import CodecOptions
 from helogale.collection import Collection
 from helogale.cursor import CommandCursor
 from helogale.errors import InvalidName, check_reply
+from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference, ServerMode
 from helogale.write_concern import WriteConcern
 
@@ -39,6 +40,7 @@ class Database:
         codec_options: CodecOptions | None = None,
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
+        read_concern: ReadConcern | None = None,
     ) -> None:
         check_database_name(name)
         self._client = client
@@ -46,6 +48,7 @@ class Database:
         self._codec_options = codec_options or client.codec_options
         self._read_preference = read_preference or client.read_preference
         self._write_concern = write_concern or client.write_concern
+        self._read_concern = read_concern or client.read_concern
 
     @property
     def name(self) -> str:
@@ -72,15 +75,21 @@ class Database:
     def write_concern(self) -> WriteConcern:
         return self._write_concern
 
+    @property
+    def read_concern(self) -> ReadConcern:
+        return self._read_concern
+
     def with_options(
         self,
         codec_options: CodecOptions | None = None,
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
+        read_concern: ReadConcern | None = None,
     ) -> Database:
         return Database(
             self._client, self._name, codec_options or self._codec_options,
             read_preference or self._read_preference, write_concern or self._write_concern,
+            read_concern or self._read_concern,
         )
 
     def __getattr__(self, name: str) -> Collection:
@@ -100,8 +109,9 @@ class Database:
         codec_options: CodecOptions | None = None,
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
+        read_concern: ReadConcern | None = None,
     ) -> Collection:
-        return Collection(self, name, codec_options, read_preference, write_concern)
+        return Collection(self, name, codec_options, read_preference, write_concern, read_concern)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Database):

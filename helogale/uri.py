@@ -61,6 +61,14 @@ def _read_preference(name: str, value: Any) -> str:
     raise ConfigurationError(f"{name} must be one of {', '.join(modes)}, not {value!r}")
 
 
+def _read_concern_level(name: str, value: Any) -> str:
+    from helogale.read_concern import LEVELS
+
+    if str(value) not in LEVELS:
+        raise ConfigurationError(f"{name} must be one of {', '.join(LEVELS)}, not {value!r}")
+    return str(value)
+
+
 # canonical option name -> validator
 _OPTIONS = {
     "replicaSet": _str,
@@ -68,6 +76,7 @@ _OPTIONS = {
     "wTimeoutMS": _non_negative_int,
     "journal": _bool,
     "readPreference": _read_preference,
+    "readConcernLevel": _read_concern_level,
     "retryWrites": _bool,
     "retryReads": _bool,
     "serverSelectionTimeoutMS": _non_negative_int,

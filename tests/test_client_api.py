@@ -534,3 +534,31 @@ def test_aggregate_streams(client: helogale.MongoClient) -> None:
     assert totals == expected
     many = coll.aggregate([{"$match": {}}], batch_size=7)
     assert len(list(many)) == 60
+
+
+def test_read_concern_travels_with_reads_only(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    server, client = scripted
+    _cursor_server(server, [{"_id": 1}])
+    coll = client.db.get_collection("c", read_concern=helogale.ReadConcern("linearizable"))
+    assert coll.find_one({"_id": 1}) == {"_id": 1}
+    find = next(cmd for _, cmd in server.received if "find" in cmd)
+    assert find["readConcern"] == {"level": "linearizable"}
+    server.received.clear()
+    server.default = lambda db, cmd: {"ok": 1.0, "n": 1}
+    coll.insert_one({"_id": 2})
+    [(_, insert)] = server.received
+    assert "readConcern" not in insert
+    plain = client.db.c
+    server.received.clear()
+    _cursor_server(server, [])
+    plain.find_one({})
+    assert "readConcern" not in server.received[0][1]
+    assert coll.with_options().read_concern == helogale.ReadConcern("linearizable")
+
+
+@pytest.mark.cluster
+def test_linearizable_reads_on_the_primary(client: helogale.MongoClient) -> None:
+    coll = client.reads.get_collection("lin", read_concern=helogale.ReadConcern("linearizable"))
+    coll.insert_one({"_id": "x", "v": 1})
+    assert coll.find_one({"_id": "x"}) == {"_id": "x", "v": 1}
+    assert coll.count_documents({"v": 1}) == 1
