@@ -99,7 +99,7 @@ def bench_failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
     """SIGKILL the primary ``kills`` times under load; seconds to the next acknowledged write."""
     times: list[float] = []
     counter = itertools.count()
-    acks: list[float] = []
+    acks: list[tuple[float, int]] = []  # (time, member index that acknowledged)
     stop = threading.Event()
     lock = threading.Lock()
 
@@ -112,7 +112,7 @@ def bench_failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
             if reply and reply.get("ok") == 1.0 and reply.get("n") == 1 \
                     and "writeConcernError" not in reply:
                 with lock:
-                    acks.append(time.monotonic())
+                    acks.append((time.monotonic(), p))
             else:
                 stop.wait(0.02)  # client retry backoff while there is no primary
 
@@ -121,15 +121,18 @@ def bench_failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
         t.start()
     try:
         for k in range(kills):
-            wait_until(lambda: len(acks) > 0 and time.monotonic() - acks[-1] < 0.5, 60,
+            wait_until(lambda: len(acks) > 0 and time.monotonic() - acks[-1][0] < 0.5, 60,
                        "writes flowing")
             p = cluster.wait_for_primary()
             killed_at = time.monotonic()
             cluster.kill(p)
-            wait_until(lambda at=killed_at: acks[-1] > at, 60, "a write acknowledged after the kill")
-            with lock:
-                first = min(t for t in acks if t > killed_at)
-            times.append(first - killed_at)
+
+            def after(at: float = killed_at, old: int = p) -> list[float]:
+                with lock:
+                    return [t for t, member in acks if t > at and member != old]
+
+            wait_until(after, 60, "a write acknowledged by a new primary after the kill")
+            times.append(min(after()) - killed_at)
             print(f"  kill {k + 1:2d}: first majority write after {times[-1]:.3f} s",
                   flush=True)
             cluster.restart(p)
