@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 
 import bson
@@ -45,6 +46,9 @@ def test_writes_replicate_and_secondaries_serve_reads_by_preference(cluster: Loc
     refused = cluster.command(s, {"find": "c"}, db="app")
     assert refused["ok"] == 0.0 and refused["code"] == 13435
     wait_has(cluster, s, set(range(20)))
+    hello = cluster.command(s, {"hello": 1})
+    age = datetime.datetime.now(datetime.UTC) - hello["lastWrite"]["lastWriteDate"]
+    assert datetime.timedelta(0) <= age < datetime.timedelta(seconds=60)
     reply = cluster.command(s, {"find": "c", "filter": {"_id": {"$lt": 3}},
                                 "$readPreference": SECONDARY}, db="app")
     assert [d["_id"] for d in reply["cursor"]["firstBatch"]] == [0, 1, 2]

@@ -45,6 +45,7 @@ from raft.types import Entry, ProposalDropped, StateRole
 
 log = logging.getLogger("helogale.replica")
 
+NOOP_INTERVAL_S = 10.0
 INTERRUPTED_REPL_STATE_CHANGE = 11602
 EXCEEDED_TIME_LIMIT = 262
 NEW_REPLICA_SET_CONFIG_INVALID = 93
@@ -413,7 +414,16 @@ class Replica:
             except Exception:
                 log.exception("priority monitor failed")
 
+    def _write_noop_if_idle(self) -> None:
+        """Like MongoDB's primary, write a no-op after 10 s without writes, so secondaries'
+        ``lastWriteDate`` keeps moving and drivers can measure staleness."""
+        now = _dt.datetime.now(_dt.UTC)
+        if self.is_primary() and (now - self._last_write).total_seconds() >= NOOP_INTERVAL_S:
+            self._last_write = now  # one proposal per interval, even before it applies
+            self.raft.propose(encode_entry({"op": "noop", "now": now}))
+
     def _balance(self) -> None:
+        self._write_noop_if_idle()
         view = self.raft.view
         if view.role != StateRole.LEADER:
             return

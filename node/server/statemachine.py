@@ -81,6 +81,11 @@ def apply_replset_config(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[s
     return {}
 
 
+def apply_noop_entry(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    """The primary's periodic no-op: carries only ``now`` (members' lastWriteDate advances)."""
+    return {}
+
+
 class StateMachine:
     """Applies entries in log order to ``engine`` over ``store``; thread-safe."""
 
@@ -96,7 +101,8 @@ class StateMachine:
     ) -> None:
         self.engine = engine
         self.store = store
-        self.appliers = {"replSetConfig": apply_replset_config, **appliers}
+        self.appliers = {"replSetConfig": apply_replset_config, "noop": apply_noop_entry,
+                         **appliers}
         self.guard = guard
         self.groupers = dict(groupers or {})
         self._begin = begin or store.write
