@@ -196,5 +196,19 @@ def test_more_to_come_gets_no_reply_and_the_write_happens(node: LocalCluster) ->
         wait_until(lambda: client[FUZZ_DB].mtc.find_one({"_id": 1}), 20, "the w=0 insert")
 
 
+def test_legacy_op_query_handshake_gets_op_reply(node: LocalCluster) -> None:
+    doc = bson.encode({"isMaster": 1, "helloOk": True})
+    body = struct.pack("<i", 0) + b"admin.$cmd\x00" + struct.pack("<ii", 0, -1) + doc
+    data = _exchange(_port(node), HEADER.pack(HEADER_SIZE + len(body), 41, 0, OP_QUERY) + body)
+    length, _, response_to, op = HEADER.unpack_from(data)
+    assert (length, response_to, op) == (len(data), 41, OP_REPLY)
+    flags, cursor_id, start, n = struct.unpack_from("<iqii", data, HEADER_SIZE)
+    assert (flags & 2, cursor_id, start, n) == (0, 0, 0, 1)
+    reply = bson.decode(data[HEADER_SIZE + 20:])
+    assert reply["ok"] == 1.0 and reply["ismaster"] is True
+    assert reply["me"] == node.members[0].wire_address
+    assert reply["maxWireVersion"] >= 17
+
+
 def test_node_serves_pymongo_after_the_fuzz(node: LocalCluster) -> None:
     _assert_serves_pymongo(node)

@@ -158,6 +158,13 @@ def test_admin_commands(client: MongoClient[Any], db: Database[Any]) -> None:
         db.admin_probe.insert_one({"x": 2}, session=s)
         assert db.admin_probe.count_documents({}, session=s) == 2
         assert client.admin.command("endSessions", [s.session_id])["ok"] == 1.0
+    def states() -> bool:
+        status = client.admin.command("replSetGetStatus")
+        assert status["set"] == "rs0"
+        return sorted(m["stateStr"] for m in status["members"]) == ["PRIMARY", "SECONDARY",
+                                                                    "SECONDARY"]
+    wait_until(states, 30, "one PRIMARY and two SECONDARY in replSetGetStatus")
+    assert db.command("count", "admin_probe", query={"x": 2})["n"] == 1
     # what mongosh asks at start: answered, or refused with CommandNotFound
     for cmd in (SON([("getParameter", 1), ("featureCompatibilityVersion", 1)]),
                 SON([("getLog", "startupWarnings")]), SON([("atlasVersion", 1)])):
