@@ -17,12 +17,23 @@ from raft.types import (
     ConfChangeTransition,
     ConfChangeType,
     ConfState,
+    Entry,
+    EntryType,
+    HardState,
     RaftError,
 )
 
 
 class ConfChangeError(RaftError):
     """The change is not valid against the current configuration."""
+
+
+class UnknownConfiguration(ConfChangeError):
+    """A change arrived at a node whose configuration is empty (a joiner without snapshot)."""
+
+
+BOOTSTRAP = b"bootstrap"
+"""Context of the ConfChange in log entry 1 written by ``bootstrap_entries``."""
 
 
 def encode(cc: ConfChange) -> bytes:
@@ -88,6 +99,13 @@ def apply(cs: ConfState, cc: ConfChange) -> ConfState:
         )
     if cs.joint:
         raise ConfChangeError("configuration is joint; leave it first")
+    if not cs.voters:
+        if cc.context != BOOTSTRAP:
+            raise UnknownConfiguration(
+                "configuration unknown on this node (it joined with empty storage and has "
+                "not received a snapshot); only the bootstrap change applies to it")
+        voters, learners, _ = _apply_changes(cs, cc)
+        return ConfState(frozenset(voters), frozenset(learners))
     if is_simple(cs, cc):
         voters, learners, _ = _apply_changes(cs, cc)
         return ConfState(frozenset(voters), frozenset(learners))
@@ -99,3 +117,18 @@ def apply(cs: ConfState, cc: ConfChange) -> ConfState:
         learners_next=frozenset(nxt),
         auto_leave=cc.transition != ConfChangeTransition.JOINT_EXPLICIT,
     )
+
+
+def bootstrap_entries(conf: ConfState) -> tuple[HardState, list[Entry]]:
+    """What a brand-new cluster member persists before its first start.
+
+    The initial configuration becomes log entry 1 (term 1, committed), so that a node that
+    joins later with an empty log learns the whole membership history from the leader.
+    Only the founding members bootstrap; a joining node starts from empty storage.
+    """
+    changes = tuple(ConfChangeSingle(ConfChangeType.ADD_NODE, n) for n in sorted(conf.voters))
+    changes += tuple(ConfChangeSingle(ConfChangeType.ADD_LEARNER, n)
+                     for n in sorted(conf.learners))
+    entry = Entry(1, 1, EntryType.CONF_CHANGE,
+                  encode(ConfChange(changes, context=BOOTSTRAP)))
+    return HardState(term=1, vote=0, commit=1), [entry]

@@ -58,9 +58,14 @@ class Config:
     max_inflight_msgs: int = 256
     max_inflight_bytes: int = 0
     """0 = unbounded; else also bound the in-flight window by bytes."""
+    max_uncommitted_entries: int = 0
+    """0 = unbounded; else the leader drops proposals while this many entries await commit
+    (back-pressure so a leader without a quorum does not grow its log without bound)."""
     max_committed_size_per_ready: int = 1 << 62
     applied: int = 0
-    """Index the application has already applied (on restart); 0 = the snapshot index."""
+    """Index the application's state already reflects (on restart); at least the index of
+    the storage's snapshot, which is what 0 means. Conf-change entries between the snapshot
+    and this index are replayed into the configuration."""
     rng: random.Random | None = None
     """Random source for election timeouts; a seeded Random makes runs reproducible."""
 
@@ -100,6 +105,13 @@ class Status:
     """Per-member replication progress; filled on the leader only."""
 
 
+def _snapshot_index(storage: LogStorage) -> int:
+    try:
+        return storage.snapshot().meta.index
+    except SnapshotTemporarilyUnavailable:
+        return 0
+
+
 class RawNode:
     """One Raft peer. Not thread-safe: the driver serializes every call."""
 
@@ -132,7 +144,7 @@ class RawNode:
         self._need_bcast = False
         self._snap_recv: tuple[Snapshot, bytearray] | None = None
         self._seq = 0
-        snap_index = self.log.first_index() - 1
+        snap_index = max(self.log.first_index() - 1, _snapshot_index(storage))
         if hs.commit:
             self.log.commit_to(min(hs.commit, self.log.last_index()))
         applied = max(config.applied, snap_index)
@@ -152,7 +164,7 @@ class RawNode:
             return
         for e in self.log.slice(lo + 1, hi + 1):
             if e.type == EntryType.CONF_CHANGE:
-                self.conf = confchange.apply(self.conf, confchange.decode(e.data))
+                self._apply_conf_change(confchange.decode(e.data))
 
     # ------------------------------------------------------------------ public API
     def tick(self) -> None:
@@ -180,6 +192,13 @@ class RawNode:
                 pass  # pre-votes never change our term
             elif m.type in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
                 self.become_follower(m.term, m.frm)
+            elif m.type == MT.VOTE:
+                # Adopt the term but keep our election timer running: only a granted vote
+                # restarts it, so a candidate with a stale log that keeps campaigning cannot
+                # hold back the nodes that could win.
+                elapsed = self.election_elapsed
+                self.become_follower(m.term, NONE)
+                self.election_elapsed = elapsed
             else:
                 self.become_follower(m.term, NONE)
         elif m.term < self.term:
@@ -268,10 +287,11 @@ class RawNode:
             return True
         if self.log.has_next_committed():
             return True
-        if (self.term, self.vote, self.log.committed) != (
-                self._prev_hs.term, self._prev_hs.vote, self._prev_hs.commit):
+        hs = self._prev_hs
+        if self.term != hs.term or self.vote != hs.vote or self.log.committed != hs.commit:
             return True
-        return self._soft_state() != self._prev_ss
+        ss = self._prev_ss
+        return self.leader != ss.leader or self.role != ss.role
 
     def _soft_state(self) -> SoftState:
         return SoftState(self.leader, self.role)
@@ -471,11 +491,15 @@ class RawNode:
             return
         li, lt = self.log.last_index(), self.log.last_term()
         ctx = CAMPAIGN_TRANSFER if transfer else b""
+        # Vote requests wait for our new term and self-vote to be durable: a candidate may win
+        # on its peers' votes alone, and a leader whose term is not durable could restart
+        # below it and lead the same term twice with different entries.
+        out = self.msgs if pre else self.msgs_after_persist
         for nid in sorted(self.conf.voters | self.conf.voters_outgoing):
             if nid == self.id:
                 continue
-            self.msgs.append(Message(mtype, to=nid, frm=self.id, term=term, index=li,
-                                     log_term=lt, context=ctx))
+            out.append(Message(mtype, to=nid, frm=self.id, term=term, index=li,
+                               log_term=lt, context=ctx))
 
     def _poll(self) -> quorum.VoteResult:
         return quorum.joint_vote(self.conf, self.votes)
@@ -573,16 +597,18 @@ class RawNode:
             self._send(Message(MT.APPEND_RESP, to=m.frm, index=self.log.committed))
             return
         cur = self._snap_recv
-        if m.offset == 0:
+        if cur is None or cur[0].meta != meta:
+            if m.offset != 0:  # we lost (or never had) the start of this snapshot
+                self._send(Message(MT.SNAPSHOT_RESP, to=m.frm, index=meta.index, reject=True))
+                return
             cur = (snap, bytearray())
-        elif cur is None or cur[0].meta != meta:
-            self._send(Message(MT.SNAPSHOT_RESP, to=m.frm, index=meta.index, reject_hint=0))
-            return
         buf = cur[1]
         if m.offset != len(buf):
+            # a duplicate (offset below) is acknowledged; a gap (offset above) is rejected with
+            # what we hold, and the leader resumes from there
             self._snap_recv = cur
             self._send(Message(MT.SNAPSHOT_RESP, to=m.frm, index=meta.index,
-                               reject_hint=len(buf)))
+                               reject=m.offset > len(buf), reject_hint=len(buf)))
             return
         buf += snap.data
         if not m.done:
@@ -641,7 +667,12 @@ class RawNode:
             self._leader_append_resp(m, pr)
         elif t == MT.HEARTBEAT_RESP:
             pr.recent_active = True
-            if pr.state == ProgressState.SNAPSHOT or pr.state == ProgressState.PROBE:
+            if pr.state == ProgressState.SNAPSHOT:
+                if not pr.snap_progress:  # no ack since the last heartbeat: go back N
+                    pr.snap_sent = pr.snap_offset
+                    pr.probe_sent = False
+                pr.snap_progress = False
+            elif pr.state == ProgressState.PROBE:
                 pr.probe_sent = False
             elif pr.inflights.full():
                 pr.inflights.free_first_one()
@@ -652,9 +683,18 @@ class RawNode:
         elif t == MT.SNAPSHOT_RESP:
             pr.recent_active = True
             if pr.state == ProgressState.SNAPSHOT and m.index == pr.pending_snapshot:
-                pr.snap_offset = m.reject_hint
-                pr.probe_sent = False
-                self._send_append(m.frm)
+                if m.reject:  # the follower holds exactly reject_hint bytes: resume there
+                    pr.snap_offset = pr.snap_sent = m.reject_hint
+                    pr.probe_sent = False
+                elif m.reject_hint > pr.snap_offset:
+                    pr.snap_offset = m.reject_hint
+                    pr.snap_progress = True
+                    if pr.snap_sent < pr.snap_offset:
+                        pr.snap_sent = pr.snap_offset
+                else:
+                    return  # stale or duplicate acknowledgement
+                while self._send_append(m.frm):
+                    pass
 
     def _leader_append_resp(self, m: Message, pr: Progress) -> None:
         pr.recent_active = True
@@ -712,6 +752,9 @@ class RawNode:
             raise ProposalDropped("leadership transfer in progress")
         if self.id not in self.prs:
             raise ProposalDropped("leader was removed from the configuration")
+        limit = self.cfg.max_uncommitted_entries
+        if limit and self.log.last_index() - self.log.committed + len(items) > limit:
+            raise ProposalDropped("too many uncommitted entries")
         for i, (typ, data) in enumerate(items):
             if typ == EntryType.CONF_CHANGE:
                 if self.pending_conf_index > self.log.applied:
@@ -782,14 +825,18 @@ class RawNode:
         snap = pr.snapshot
         if snap is None:
             return False
-        off = pr.snap_offset
+        off = pr.snap_sent
         size = self.cfg.max_size_per_msg
+        if off - pr.snap_offset >= size * self.cfg.max_inflight_msgs:
+            return False  # window of unacknowledged chunks is full
         chunk = snap.data[off:off + size]
         done = off + len(chunk) >= len(snap.data)
         self.msgs.append(Message(MT.SNAPSHOT, to=to, frm=self.id, term=self.term,
                                  index=snap.meta.index, log_term=snap.meta.term,
                                  snapshot=Snapshot(snap.meta, chunk), offset=off, done=done))
-        pr.probe_sent = True
+        pr.snap_sent = off + len(chunk)
+        if done:
+            pr.probe_sent = True
         return True
 
     def _send(self, m: Message) -> None:
@@ -857,7 +904,12 @@ class RawNode:
 
     # ------------------------------------------------------------------ membership
     def _apply_conf_change(self, cc: ConfChange) -> None:
-        self.conf = confchange.apply(self.conf, cc)
+        try:
+            self.conf = confchange.apply(self.conf, cc)
+        except confchange.UnknownConfiguration:
+            # A node that joined with empty storage cannot rebuild the membership from a
+            # partial history; it stays non-voting (safe) until a snapshot brings the config.
+            return
         cfg = self.cfg
         members = self.conf.members()
         learners = self.conf.learners | self.conf.learners_next

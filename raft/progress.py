@@ -60,7 +60,7 @@ class Progress:
 
     __slots__ = (
         "inflights", "is_learner", "match", "next", "pending_snapshot", "probe_sent",
-        "recent_active", "snap_offset", "snapshot", "state",
+        "recent_active", "snap_offset", "snap_progress", "snap_sent", "snapshot", "state",
     )
 
     def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int = 0,
@@ -71,7 +71,9 @@ class Progress:
         self.probe_sent = False
         self.pending_snapshot = 0
         self.snapshot: Snapshot | None = None
-        self.snap_offset = 0
+        self.snap_offset = 0  # snapshot bytes the follower acknowledged
+        self.snap_sent = 0  # next snapshot byte to send
+        self.snap_progress = False  # acks arrived since the last heartbeat response
         self.recent_active = False
         self.is_learner = is_learner
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
@@ -81,6 +83,8 @@ class Progress:
         self.pending_snapshot = 0
         self.snapshot = None
         self.snap_offset = 0
+        self.snap_sent = 0
+        self.snap_progress = False
         self.state = state
         self.inflights.reset()
 
@@ -140,7 +144,7 @@ class Progress:
             return self.probe_sent
         if self.state == ProgressState.REPLICATE:
             return self.inflights.full()
-        return self.probe_sent  # SNAPSHOT: one chunk outstanding at a time
+        return self.probe_sent  # SNAPSHOT: every chunk sent, waiting for acknowledgements
 
     def __repr__(self) -> str:
         return (f"Progress(match={self.match}, next={self.next}, state={self.state.name}, "

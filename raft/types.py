@@ -12,14 +12,15 @@ The core (``raft.core.RawNode``) never does I/O. The driver loops:
    ``propose(data)`` / ``propose_conf_change(cc)`` / ``read_index(ctx)`` /
    ``transfer_leader(to)`` for local requests.
 2. ``if node.has_ready(): rd = node.ready()``.
-3. Send ``rd.messages`` **at once** (heartbeats, appends and votes from a leader or candidate;
-   they never wait behind the disk).
+3. Send ``rd.messages`` **at once**: a leader's heartbeats and appends, pre-votes, heartbeat
+   and ReadIndex responses never wait behind the disk (a slow fsync must not cause elections).
 4. Persist, in this order and with ONE fsync: ``rd.snapshot`` (if any; install it into the
    state machine too), ``rd.entries`` (appending entry *i* truncates the durable log from *i*
    on: this is how conflicts are cut), then ``rd.hard_state`` (if not None). After the fsync
    the entries must be readable through the LogStorage the core was built with.
-5. Send ``rd.persisted_messages`` (vote grants, append acknowledgements: they promise that
-   the state above is durable).
+5. Send ``rd.persisted_messages``: vote grants and append acknowledgements (they promise
+   that the state above is durable) and a candidate's vote requests (its new term and
+   self-vote must be durable first, or a restarted leader could lead one term twice).
 6. Apply ``rd.committed_entries`` to the state machine, in order. Entries of type
    CONF_CHANGE carry an encoded ``ConfChange`` (``raft.confchange.decode``); the core itself
    applies them to its configuration in ``advance``. Hand ``rd.read_states`` to waiting
