@@ -70,6 +70,7 @@ MODIFIERS = frozenset(
     }
 )
 NOT_SINGLE_VALUE_FIELD = 54
+NOT_EXACT_VALUE_FIELD = 111
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DECIMAL_CONTEXT = create_decimal128_context()
@@ -123,8 +124,9 @@ def _to_decimal(v: Any) -> decimal.Decimal:
 def arithmetic(op: str, a: Any, b: Any) -> Any:
     """``a + b`` (op ``"+"``) or ``a * b`` (``"*"``) with MongoDB's numeric type promotion.
 
-    int32 results that overflow become int64; int64 results that overflow become double;
-    any double makes a double; any Decimal128 makes a Decimal128.
+    int32 results that overflow become int64; any double makes a double; any Decimal128 makes
+    a Decimal128. An int64 result that overflows is not representable: None (MongoDB refuses
+    the update rather than losing precision).
     """
     kind = max(_number_kind(a), _number_kind(b))
     if kind == 3:
@@ -141,7 +143,7 @@ def arithmetic(op: str, a: Any, b: Any) -> Any:
         return r
     if _INT64_MIN <= r <= _INT64_MAX:
         return Int64(r)
-    return float(x) + float(y) if op == "+" else float(x) * float(y)
+    return None
 
 
 def _plain(v: Any) -> Any:
@@ -537,7 +539,7 @@ class Update:
         For a replacement only the query's ``_id`` is kept. The caller adds ``_id`` if the
         result has none.
         """
-        seed = upsert_seed(query)
+        seed = upsert_seed(query, id_only=self.replacement is not None)
         if self.replacement is not None:
             new = clone(self.replacement)
             if "_id" not in new and "_id" in seed:
@@ -602,7 +604,14 @@ def _apply_arith(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Context) 
             f"Cannot apply {op.name} to a value of non-numeric type. {format_id(ctx.original)} "
             f"has the field '{parts[-1]}' of non-numeric type {type_name(current)}"
         )
-    set_value(doc, parts, arithmetic("+" if op.name == "$inc" else "*", current, op.arg))
+    result = arithmetic("+" if op.name == "$inc" else "*", current, op.arg)
+    if result is None:
+        kind = "NumberLong" if _number_kind(current) == 1 else "NumberInt"
+        raise bad_value(
+            f"Failed to apply {op.name} operations to current value (({kind}){int(current)}) "
+            f"for document {format_id(ctx.original)}"
+        )
+    set_value(doc, parts, result)
 
 
 def _apply_min_max(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Context) -> None:
@@ -782,14 +791,25 @@ _APPLIERS: dict[str, _Applier] = {
 # --- upsert seeding -----------------------------------------------------------------------------
 
 
-def upsert_seed(query: Mapping[str, Any]) -> dict[str, Any]:
+def upsert_seed(query: Mapping[str, Any], *, id_only: bool = False) -> dict[str, Any]:
     """The base document of an upsert: the query's equality fields (``{a: v}``, ``{a: {$eq:
-    v}}``, and those inside ``$and``), dotted paths expanded into sub-documents, ``_id`` first.
+    v}}``, a one-element ``$in``, each element of ``$all``, and those inside ``$and`` or a
+    one-clause ``$or``), dotted paths expanded into sub-documents, ``_id`` first.
 
     Paths matched twice or overlapping raise code 54 NotSingleValueField, as MongoDB does.
+    ``id_only`` (a replacement upsert): only ``_id`` is taken, and it must be given whole
+    (``_id.x`` raises code 111 NotExactValueField); other fields may conflict freely.
     """
     equalities: list[tuple[str, Any]] = []
     _collect_equalities(query, equalities)
+    if id_only:
+        equalities = [(p, v) for p, v in equalities if p.split(".", 1)[0] == "_id"]
+        for path, _ in equalities:
+            if path != "_id":
+                raise location(
+                    NOT_EXACT_VALUE_FIELD,
+                    f"field at '_id' must be exactly specified, field at sub-path '{path}'found",
+                )
     seed: dict[str, Any] = {}
     trie: dict[str, Any] = {}
     for path, value in sorted(equalities, key=lambda pv: pv[0] != "_id"):
@@ -839,12 +859,25 @@ def _collect_equalities(query: Mapping[str, Any], out: list[tuple[str, Any]]) ->
         elif key.startswith("$") or isinstance(value, Regex | re.Pattern):
             continue
         elif _is_operator_doc(value):
-            if "$eq" in value:
-                eq = value["$eq"]
-                if not isinstance(eq, Regex | re.Pattern):
-                    out.append((key, eq))
+            _operator_equalities(key, value, out)
         else:
             out.append((key, value))
+
+
+def _operator_equalities(path: str, ops: Mapping[str, Any], out: list[tuple[str, Any]]) -> None:
+    """The equalities MongoDB reads from an operator document when seeding an upsert: ``$eq``
+    (of any value, a regex included), a one-element ``$in`` and each plain element of ``$all``
+    (both are rewritten to equality; regexes and ``$elemMatch`` elements are not equalities)."""
+    for op, arg in ops.items():
+        if op == "$eq":
+            out.append((path, arg))
+        elif op == "$in" and isinstance(arg, list) and len(arg) == 1:
+            if not isinstance(arg[0], Regex | re.Pattern):
+                out.append((path, arg[0]))
+        elif op == "$all" and isinstance(arg, list):
+            for item in arg:
+                if not isinstance(item, Regex | re.Pattern) and not _is_operator_doc(item):
+                    out.append((path, item))
 
 
 __all__ = ["MODIFIERS", "Update", "arithmetic", "clone", "upsert_seed"]

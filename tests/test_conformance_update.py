@@ -1,0 +1,450 @@
+"""Conformance of the update language with MongoDB's documented behaviour (issue 2).
+
+Each case states what mongod does for a tricky update: numeric promotion and overflow, $min/$max
+across types, $rename/$unset/$pop/$pull/$push/$addToSet edge cases, upsert seeding (the rules of
+MongoDB's own jstests/core/upsert_fields.js), replacement and ``_id``, and the positional ``$``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.regex import Regex
+
+from node.engine.collection import Collection
+from node.engine.database import Engine
+from node.engine.errors import MongoError
+from node.engine.memory_store import MemoryStore
+
+UPSERT_ID = "generated"
+
+
+def coll_with(*docs: dict[str, Any]) -> Collection:
+    coll = Engine(MemoryStore())["conf"]["upd"]
+    if docs:
+        coll.insert([{"_id": i, **d} for i, d in enumerate(docs)])
+    return coll
+
+
+def updated(doc: dict[str, Any], update: dict[str, Any], query: Any = None) -> dict[str, Any]:
+    """The document after ``update`` (doc gets ``_id`` 0)."""
+    coll = coll_with(doc)
+    coll.update(query if query is not None else {"_id": 0}, update)
+    out = coll.find_one({"_id": 0})
+    assert out is not None
+    return out
+
+
+def update_error(doc: dict[str, Any], update: dict[str, Any], query: Any = None) -> MongoError:
+    coll = coll_with(doc)
+    before = list(coll.find())
+    with pytest.raises(MongoError) as info:
+        coll.update(query if query is not None else {"_id": 0}, update)
+    assert list(coll.find()) == before  # a failed update changes nothing
+    return info.value
+
+
+def upserted(query: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    coll = coll_with()
+    res = coll.update(query, update, upsert=True, upsert_id=UPSERT_ID)
+    assert res.upserted
+    docs = list(coll.find())
+    assert len(docs) == 1
+    return docs[0]
+
+
+def upsert_error(query: dict[str, Any], update: dict[str, Any]) -> MongoError:
+    coll = coll_with()
+    with pytest.raises(MongoError) as info:
+        coll.update(query, update, upsert=True, upsert_id=UPSERT_ID)
+    assert list(coll.find()) == []
+    return info.value
+
+
+# --- $inc / $mul: type promotion and overflow ------------------------------------------------------
+
+
+def test_inc_int32_overflow_widens_to_int64() -> None:
+    out = updated({"a": 2**31 - 1}, {"$inc": {"a": 1}})["a"]
+    assert isinstance(out, Int64) and out == 2**31
+
+
+def test_mul_int32_overflow_widens_to_int64() -> None:
+    out = updated({"a": 2**30}, {"$mul": {"a": 2}})["a"]
+    assert isinstance(out, Int64) and out == 2**31
+
+
+@pytest.mark.parametrize(
+    ("start", "update", "shown"),
+    [
+        (Int64(2**63 - 1), {"$inc": {"a": 1}}, "(NumberLong)9223372036854775807"),
+        (Int64(-(2**63)), {"$inc": {"a": -1}}, "(NumberLong)-9223372036854775808"),
+        (Int64(2**62), {"$mul": {"a": 2}}, "(NumberLong)4611686018427387904"),
+        (3, {"$mul": {"a": Int64(2**62)}}, "(NumberInt)3"),
+    ],
+)
+def test_int64_overflow_is_refused(start: Any, update: dict[str, Any], shown: str) -> None:
+    """mongod does not fall back to a double: the update fails with BadValue."""
+    err = update_error({"a": start}, update)
+    op = next(iter(update))
+    assert err.code == 2
+    assert err.errmsg == (
+        f"Failed to apply {op} operations to current value ({shown}) for document {{_id: 0}}"
+    )
+
+
+def test_inc_type_promotion() -> None:
+    assert isinstance(updated({"a": 1}, {"$inc": {"a": Int64(1)}})["a"], Int64)
+    assert updated({"a": 1}, {"$inc": {"a": 0.5}})["a"] == 1.5
+    assert updated({"a": Int64(1)}, {"$inc": {"a": Decimal128("0.5")}})["a"] == Decimal128("1.5")
+    assert updated({"a": 2.5}, {"$mul": {"a": Decimal128("2")}})["a"] == Decimal128("5.0")
+
+
+def test_mul_on_missing_field_sets_zero_of_the_argument_type() -> None:
+    assert updated({}, {"$mul": {"a": 5}})["a"] == 0
+    assert isinstance(updated({}, {"$mul": {"a": 2.5}})["a"], float)
+    assert isinstance(updated({}, {"$mul": {"a": Int64(3)}})["a"], Int64)
+
+
+def test_inc_on_null_or_string_is_a_type_mismatch() -> None:
+    err = update_error({"a": None}, {"$inc": {"a": 1}})
+    assert err.code == 14
+    assert err.errmsg == (
+        "Cannot apply $inc to a value of non-numeric type. {_id: 0} has the field 'a' of "
+        "non-numeric type null"
+    )
+    assert update_error({"a": 1}, {"$inc": {"a": "1"}}).code == 14
+
+
+# --- $min / $max across types ----------------------------------------------------------------------
+
+
+def test_min_max_compare_in_bson_type_order() -> None:
+    assert updated({"a": 1}, {"$min": {"a": None}})["a"] is None  # null < numbers
+    assert updated({"a": 1}, {"$max": {"a": "a"}})["a"] == "a"  # strings > numbers
+    assert updated({"a": [1, 2]}, {"$max": {"a": {"x": 1}}})["a"] == [1, 2]  # array > object
+    assert updated({"a": 1}, {"$min": {"a": Decimal128("0.5")}})["a"] == Decimal128("0.5")
+
+
+def test_min_max_keep_the_stored_type_when_values_are_equal() -> None:
+    out = updated({"a": 1}, {"$max": {"a": 1.0}})["a"]
+    assert out == 1 and type(out) is int
+
+
+# --- $rename, $unset, $pop --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "spec"),
+    [
+        ({"a": [1, 2]}, {"a.0": "c"}),
+        ({"a": [{"x": 1}]}, {"a.x": "c"}),
+        ({"a": 1, "b": []}, {"a": "b.x"}),
+        ({"a": 1, "b": []}, {"a": "b.0"}),
+    ],
+)
+def test_rename_into_or_out_of_arrays_is_refused(doc: dict[str, Any], spec: dict[str, str]) -> None:
+    assert update_error(doc, {"$rename": spec}).code == 2
+
+
+def test_rename_overwrites_target_and_ignores_missing_source() -> None:
+    assert updated({"a": 1, "b": 2}, {"$rename": {"a": "b"}}) == {"_id": 0, "b": 1}
+    assert updated({"a": 1}, {"$rename": {"z": "y"}}) == {"_id": 0, "a": 1}
+    assert updated({"a": {"b": 1}}, {"$rename": {"a.b": "c.d"}}) == {
+        "_id": 0,
+        "a": {},
+        "c": {"d": 1},
+    }
+
+
+def test_unset_array_element_leaves_null() -> None:
+    assert updated({"a": [1, 2, 3]}, {"$unset": {"a.1": ""}})["a"] == [1, None, 3]
+    assert updated({"a": [{"b": 1}]}, {"$unset": {"a.0.b": ""}})["a"] == [{}]
+    # a non-numeric component through an array is simply not there
+    assert updated({"a": [{"b": 1}]}, {"$unset": {"a.b": ""}})["a"] == [{"b": 1}]
+
+
+def test_pop() -> None:
+    assert updated({"a": [1, 2, 3]}, {"$pop": {"a": -1}})["a"] == [2, 3]
+    assert updated({"a": [1, 2, 3]}, {"$pop": {"a": 1.0}})["a"] == [1, 2]
+    assert updated({}, {"$pop": {"a": 1}}) == {"_id": 0}
+    err = update_error({"a": 1}, {"$pop": {"a": 1}})
+    assert (err.code, err.errmsg) == (14, "Path 'a' contains an element of non-array type 'int'")
+    assert update_error({"a": [1]}, {"$pop": {"a": 2}}).code == 9
+
+
+# --- $pull / $pullAll ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("array", "cond", "left"),
+    [
+        ([1, 2, 3, 4], {"$gte": 3}, [1, 2]),
+        ([{"b": 1, "c": 1}, {"b": 2}], {"b": 1}, [{"b": 2}]),  # match semantics, not equality
+        ([{"b": 1, "c": 1}, {"b": 2}], {"b": {"$gt": 1}}, [{"b": 1, "c": 1}]),
+        ([[1, 2], [3]], [1, 2], [[3]]),
+        ([[1, 2], [3]], {"$size": 1}, [[1, 2]]),
+        ([{"b": [1, 2]}, {"b": [3]}], {"b": 2}, [{"b": [3]}]),
+        ([1, "x", None], None, [1, "x"]),
+        ([{"x": 1}, {"x": None}, {}], {"x": None}, [{"x": 1}]),
+        (["abc", "xyz"], re.compile("^a"), ["xyz"]),
+        (["abc", "xyz"], {"$in": ["abc", re.compile("z$")]}, []),
+        ([{"b": 1}, {"b": 2}], {"$elemMatch": {"b": 1}}, [{"b": 1}, {"b": 2}]),
+        ([1, 2, 3], {"$not": {"$gt": 1}}, [2, 3]),
+    ],
+)
+def test_pull(array: list[Any], cond: Any, left: list[Any]) -> None:
+    assert updated({"a": array}, {"$pull": {"a": cond}})["a"] == left
+
+
+def test_pull_on_non_array_is_refused() -> None:
+    err = update_error({"a": 1}, {"$pull": {"a": 1}})
+    assert (err.code, err.errmsg) == (2, "Cannot apply $pull to a non-array value")
+
+
+def test_pull_all_uses_exact_equality_field_order_included() -> None:
+    doc = {"a": [{"b": 1, "c": 2}, 1, 1.0, 2]}
+    assert updated(doc, {"$pullAll": {"a": [{"c": 2, "b": 1}, 1]}})["a"] == [{"b": 1, "c": 2}, 2]
+    assert updated(doc, {"$pullAll": {"a": [{"b": 1, "c": 2}]}})["a"] == [1, 1.0, 2]
+
+
+# --- $push / $addToSet --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mods", "result"),
+    [
+        ({"$each": [5, 4], "$sort": 1, "$slice": -2}, [4, 5]),
+        ({"$each": [5, 4], "$slice": 2, "$sort": -1}, [5, 4]),  # sort first, whatever the order
+        ({"$each": [], "$slice": 0}, []),
+        ({"$each": [9], "$position": -1}, [3, 1, 9, 2]),
+        ({"$each": [9], "$position": -10}, [9, 3, 1, 2]),
+        ({"$each": [9], "$position": 10}, [3, 1, 2, 9]),
+        ({"$each": [8, 9], "$position": 1, "$slice": 3}, [3, 8, 9]),
+        ({"$each": [8], "$position": 1.0}, [3, 8, 1, 2]),
+    ],
+)
+def test_push_modifiers(mods: dict[str, Any], result: list[Any]) -> None:
+    assert updated({"a": [3, 1, 2]}, {"$push": {"a": mods}})["a"] == result
+
+
+def test_push_sort_by_field_puts_missing_first() -> None:
+    doc = {"a": [{"s": 2}, {"s": 1}, {"t": 0}]}
+    out = updated(doc, {"$push": {"a": {"$each": [], "$sort": {"s": 1}}}})["a"]
+    assert out == [{"t": 0}, {"s": 1}, {"s": 2}]
+
+
+def test_push_errors() -> None:
+    assert update_error({"a": [1]}, {"$push": {"a": {"$each": 3}}}).code == 2
+    assert update_error({"a": [1]}, {"$push": {"a": {"$each": [3], "$bad": 1}}}).code == 2
+    assert update_error({"a": [1]}, {"$push": {"a": {"$each": [2], "$slice": 1.5}}}).code == 2
+    sort_err = update_error({"a": [{"s": 1}]}, {"$push": {"a": {"$each": [], "$sort": {"s": 0}}}})
+    assert sort_err.errmsg == "The $sort element value must be either 1 or -1"
+    # without $each the document is the value pushed, and a $-name is not storable
+    assert update_error({"a": [1]}, {"$push": {"a": {"$slice": 1}}}).code == 52
+    err = update_error({"a": 1}, {"$push": {"a": 2}})
+    assert err.errmsg == "The field 'a' must be an array but is of type int in document {_id: 0}"
+
+
+def test_add_to_set_compares_documents_with_field_order() -> None:
+    doc = {"a": [{"b": 1, "c": 2}]}
+    assert updated(doc, {"$addToSet": {"a": {"b": 1, "c": 2}}})["a"] == [{"b": 1, "c": 2}]
+    out = updated(doc, {"$addToSet": {"a": {"c": 2, "b": 1}}})["a"]
+    assert out == [{"b": 1, "c": 2}, {"c": 2, "b": 1}]
+    assert list(out[1]) == ["c", "b"]
+
+
+def test_add_to_set_numbers_by_value_and_each_dedups() -> None:
+    assert updated({"a": [1]}, {"$addToSet": {"a": 1.0}})["a"] == [1]
+    assert updated({"a": [1]}, {"$addToSet": {"a": {"$each": [2, 2, 3]}}})["a"] == [1, 2, 3]
+    assert updated({"a": [1]}, {"$addToSet": {"a": [1, 2]}})["a"] == [1, [1, 2]]
+    assert update_error({"a": "x"}, {"$addToSet": {"a": 1}}).code == 2
+
+
+# --- $setOnInsert and upsert seeding (jstests/core/upsert_fields.js) --------------------------------
+
+
+def test_set_on_insert_is_ignored_on_update() -> None:
+    coll = coll_with({"a": 1})
+    coll.update({"a": 1}, {"$setOnInsert": {"b": 1}, "$set": {"c": 1}}, upsert=True)
+    assert list(coll.find()) == [{"_id": 0, "a": 1, "c": 1}]
+
+
+MODIFIER_STYLES = [{"$set": {"a": 1}}, {"$setOnInsert": {"a": 1}}]
+ALL_STYLES = [{}, *MODIFIER_STYLES]
+
+
+@pytest.mark.parametrize("update", ALL_STYLES)
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"_id": 1},
+        {"_id": {"$eq": 1}},
+        {"_id": {"$all": [1]}},
+        {"_id": {"$in": [1]}},
+        {"$and": [{"_id": 1}]},
+        {"$and": [{"_id": {"$eq": 1}}]},
+        {"$or": [{"_id": 1}]},
+        {"$or": [{"_id": {"$eq": 1}}]},
+    ],
+)
+def test_upsert_takes_id_from_query_equality(query: dict[str, Any], update: dict[str, Any]) -> None:
+    assert upserted(query, update)["_id"] == 1
+
+
+@pytest.mark.parametrize("update", ALL_STYLES)
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"_id": {"$gt": 1}},
+        {"_id": {"$ne": 1}},
+        {"_id": {"$in": [1, 2]}},
+        {"_id": {"$elemMatch": {"$eq": 1}}},
+        {"_id": {"$exists": True}},
+        {"_id": {"$not": {"$eq": 1}}},
+        {"$or": [{"_id": 1}, {"_id": 1}]},
+        {"$nor": [{"_id": 1}]},
+        {"_id": re.compile("abc")},
+    ],
+)
+def test_upsert_generates_id_without_equality(
+    query: dict[str, Any], update: dict[str, Any]
+) -> None:
+    assert upserted(query, update)["_id"] == UPSERT_ID
+
+
+@pytest.mark.parametrize("update", ALL_STYLES)
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"_id": [1, 2]},
+        {"_id": {"$eq": [1, 2]}},
+        {"_id": {"$all": [1, 2]}},
+        {"$and": [{"_id": 1}, {"_id": 1}]},
+        {"$and": [{"_id": {"$eq": 1}}, {"_id": 2}]},
+        {"_id": 1, "_id.x": 1},
+        {"_id": {"x": 1}, "_id.x": 1},
+    ],
+)
+def test_upsert_id_extraction_errors(query: dict[str, Any], update: dict[str, Any]) -> None:
+    upsert_error(query, update)
+
+
+def test_nested_id_fields_seed_only_modifier_upserts() -> None:
+    assert upserted({"_id.x": 1, "_id.y": 2}, {"$set": {"a": 1}})["_id"] == {"x": 1, "y": 2}
+    err = upsert_error({"_id.x": 1, "_id.y": 2}, {})
+    assert err.code == 111  # NotExactValueField: a replacement needs _id whole
+
+
+@pytest.mark.parametrize("update", MODIFIER_STYLES)
+@pytest.mark.parametrize(
+    ("query", "x"),
+    [
+        ({"x": 1}, 1),
+        ({"x": {"$eq": 1}}, 1),
+        ({"x": {"$in": [1]}}, 1),
+        ({"x": {"$all": [1]}}, 1),
+        ({"$and": [{"x": 1}]}, 1),
+        ({"$or": [{"x": {"$eq": 1}}]}, 1),
+        ({"x": [1, 2]}, [1, 2]),
+        ({"x.x": 1}, {"x": 1}),
+        ({"x.x": {"$all": [1]}}, {"x": 1}),
+        ({"$or": [{"x.x": 1}]}, {"x": 1}),
+        ({"x": {"$eq": Regex("abc")}}, Regex("abc")),
+    ],
+)
+def test_modifier_upsert_seeds_equality_fields(
+    query: dict[str, Any], x: Any, update: dict[str, Any]
+) -> None:
+    assert upserted(query, update)["x"] == x
+
+
+@pytest.mark.parametrize("update", ALL_STYLES)
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"x": {"$gt": 1}},
+        {"x": {"$ne": 1}},
+        {"x": {"$in": [1, 2]}},
+        {"x": {"$elemMatch": {"$eq": 1}}},
+        {"x": {"$exists": True}},
+        {"x": {"$not": {"$eq": 1}}},
+        {"$or": [{"x": 1}, {"x": 1}]},
+        {"$nor": [{"x": 1}]},
+        {"x": re.compile("abc")},
+    ],
+)
+def test_upsert_does_not_seed_non_equalities(query: dict[str, Any], update: dict[str, Any]) -> None:
+    assert "x" not in upserted(query, update)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"x": {"$all": [1, 2]}},
+        {"$and": [{"x": 1}, {"x": 1}]},
+        {"$and": [{"x": {"$eq": 1}}, {"x": 2}]},
+        {"x": 1, "x.x": 1},
+        {"x": {}, "x.x": 1},
+        {"x": {"x": 1}, "x.y": 1},
+        {"x": [1, {"x": 1}], "x.x": 1},
+    ],
+)
+def test_conflicting_equalities(query: dict[str, Any]) -> None:
+    """Refused for modifier upserts (code 54); a replacement ignores every field but _id."""
+    for update in MODIFIER_STYLES:
+        assert upsert_error(query, update).code == 54
+    assert upserted(query, {"y": 1}) == {"_id": UPSERT_ID, "y": 1}
+    assert upserted({"_id": 1, **query}, {})["_id"] == 1
+
+
+def test_upsert_seed_then_update_operators_apply() -> None:
+    assert upserted({"a": {"$eq": 5}}, {"$inc": {"n": 1}}) == {"_id": UPSERT_ID, "a": 5, "n": 1}
+    assert upserted({"a": 1}, {"$set": {"a": 2}}) == {"_id": UPSERT_ID, "a": 2}
+    assert upserted({"$and": [{"a": 1}, {"b.c": 2}]}, {"$set": {"d": 1}}) == {
+        "_id": UPSERT_ID,
+        "a": 1,
+        "b": {"c": 2},
+        "d": 1,
+    }
+    assert upsert_error({"a": 1}, {"$set": {"a.b": 2}}).code == 28
+
+
+# --- replacement and _id ------------------------------------------------------------------------------
+
+
+def test_replacement_keeps_id_and_refuses_to_change_it() -> None:
+    assert updated({"a": 1}, {"b": 2}) == {"_id": 0, "b": 2}
+    assert updated({"a": 1}, {"b": 2, "_id": 0}) == {"_id": 0, "b": 2}
+    assert update_error({"a": 1}, {"_id": 5, "b": 2}).code == 66
+    assert update_error({"a": 1}, {"$set": {"_id": 5}}).code == 66
+
+
+def test_replacement_upsert_id_from_replacement_wins_over_generated() -> None:
+    assert upserted({"a": 1}, {"_id": 6, "b": 2}) == {"_id": 6, "b": 2}
+    assert upserted({"_id": 5, "a": 1}, {"b": 2}) == {"_id": 5, "b": 2}
+
+
+# --- positional operators -------------------------------------------------------------------------------
+
+
+def test_positional_without_array_match_is_bad_value() -> None:
+    err = update_error({"a": [1, 2]}, {"$set": {"a.$": 9}}, query={"_id": 0})
+    assert err.code == 2
+    assert err.errmsg == "The positional operator did not find the match needed from the query."
+
+
+def test_positional_updates_the_first_matched_element() -> None:
+    doc = {"a": [{"b": 1}, {"b": 2}, {"b": 2}]}
+    out = updated(doc, {"$set": {"a.$.c": 1}}, query={"a.b": 2})
+    assert out["a"] == [{"b": 1}, {"b": 2, "c": 1}, {"b": 2}]
+
+
+def test_all_positional_on_nested_arrays() -> None:
+    doc = {"a": [{"b": [1, 2]}, {"b": [3]}]}
+    assert updated(doc, {"$inc": {"a.$[].b.$[]": 10}})["a"] == [{"b": [11, 12]}, {"b": [13]}]
+    assert updated({"a": [[1], [2, 3]]}, {"$set": {"a.$[].$[]": 0}})["a"] == [[0], [0, 0]]
