@@ -121,17 +121,27 @@ def wire_hosts(cluster: LocalCluster) -> set[str]:
 def test_hello_reports_wire_addresses_and_driver_limits(cluster: LocalCluster,
                                                         client: MongoClient[Any]) -> None:
     client.admin.command("ping")
-    p = cluster.wait_for_primary()
-    for i, m in enumerate(cluster.members):
-        with direct(cluster, i) as one:
-            hello = one.admin.command("hello", helloOk=True)
-            legacy = one.admin.command("isMaster")
+
+    def settled() -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
+        """Every member's (hello, isMaster) once they agree on one primary."""
+        answers = []
+        for i in range(len(cluster.members)):
+            with direct(cluster, i) as one:
+                answers.append((one.admin.command("hello", helloOk=True),
+                                one.admin.command("isMaster")))
+        primaries = [h["me"] for h, legacy in answers
+                     if h["isWritablePrimary"] and legacy["ismaster"]]
+        agreed = len(primaries) == 1 and all(h.get("primary") == primaries[0]
+                                             for h, _ in answers)
+        return answers if agreed else None
+
+    answers = wait_until(settled, 30, "members to agree on a primary")
+    for m, (hello, _) in zip(cluster.members, answers, strict=True):
         assert hello["me"] == m.wire_address
         assert set(hello["hosts"]) == wire_hosts(cluster)
+        assert hello["primary"] in wire_hosts(cluster)
         assert hello["setName"] == "rs0"
-        assert hello["isWritablePrimary"] is (i == p)
-        assert hello["secondary"] is (i != p)
-        assert legacy["ismaster"] is (i == p)
+        assert hello["secondary"] is not hello["isWritablePrimary"]
         assert hello["minWireVersion"] == 0
         assert 17 <= hello["maxWireVersion"] <= 25
         assert hello["logicalSessionTimeoutMinutes"] > 0
@@ -143,9 +153,11 @@ def test_hello_reports_wire_addresses_and_driver_limits(cluster: LocalCluster,
         assert "localTime" in hello
         # streaming hello is not served: no topologyVersion, so drivers poll
         assert "topologyVersion" not in hello
-    # the driver discovered the whole set through the wire addresses
-    assert client.primary == ("127.0.0.1", cluster.members[p].wire_port)
-    assert {f"{h}:{port}" for h, port in client.nodes} == wire_hosts(cluster)
+    # the driver discovers the whole set through the wire addresses
+    wait_until(lambda: {f"{h}:{port}" for h, port in client.nodes} == wire_hosts(cluster), 30,
+               "pymongo to know every member")
+    assert client.primary is not None
+    assert f"{client.primary[0]}:{client.primary[1]}" in wire_hosts(cluster)
 
 
 def test_admin_commands(client: MongoClient[Any], db: Database[Any]) -> None:
