@@ -234,7 +234,7 @@ class GrpcTransport:
         peers: dict[int, str],
         on_messages: Callable[[list[Message]], None],
         *,
-        max_queue: int = 20000,
+        max_queue: int = 4096,
         min_backoff: float = 0.05,
         max_backoff: float = 1.0,
         server_threads: int = 16,
