@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -260,46 +260,20 @@ def _check_size(doc: Mapping[str, Any], data: bytes, *, for_update: bool) -> Non
         )
 
 
-_PLAIN_LEAVES = frozenset(
-    {str, int, float, bool, type(None), bytes, ObjectId, datetime.datetime}
-)
+_PLAIN_IDS = frozenset({str, int, float, bool, type(None), bytes, ObjectId, datetime.datetime})
 
 
-def _plain_names(doc: Mapping[str, Any]) -> bool:
-    """A fast pre-check for :func:`check_storable`: True when no field name at any depth starts
-    with ``$`` or contains ``.`` and every value is a plain leaf, dict or list. False means
-    "not sure": run the full check (which raises the right error, or passes DBRefs)."""
-    for key, sub in doc.items():
-        if type(key) is not str or key[:1] == "$" or "." in key:
-            return False
-        kind = type(sub)
-        if kind in _PLAIN_LEAVES:
-            continue
-        if kind is dict:
-            if not _plain_names(sub):
-                return False
-        elif kind is list:
-            if not _plain_elements(sub):
-                return False
-        else:
-            return False
-    return True
-
-
-def _plain_elements(items: list[Any]) -> bool:
-    for sub in items:
-        kind = type(sub)
-        if kind in _PLAIN_LEAVES:
-            continue
-        if kind is dict:
-            if not _plain_names(sub):
-                return False
-        elif kind is list:
-            if not _plain_elements(sub):
-                return False
-        else:
-            return False
-    return True
+def _encode_storable(doc: Mapping[str, Any]) -> bytes:
+    """:func:`check_storable` (insert rules) then BSON, with the common case in C: bson's
+    ``check_keys`` refuses ``$``-prefixed and dotted names at every depth, a superset of what
+    MongoDB refuses, so only a document it refuses (or an unusual ``_id``) takes the full check."""
+    if type(doc["_id"]) in _PLAIN_IDS:
+        try:
+            return bson.encode(doc, check_keys=True)
+        except bson.InvalidDocument:
+            pass
+    check_storable(doc, for_insert=True)
+    return encode_doc(doc)
 
 
 def _id_point_keys(filter: Mapping[str, Any]) -> list[bytes] | None:
@@ -572,24 +546,44 @@ class Collection:
         return out
 
     # -- writes ---------------------------------------------------------------------------------
-    def _insert_doc(self, txn: WriteTxn, doc: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate and store one document; returns it as stored (``_id`` first)."""
-        if not isinstance(doc, Mapping):
+    def _insert_doc(
+        self,
+        txn: WriteTxn,
+        doc: Mapping[str, Any],
+        add_entries: Callable[[bytes, Mapping[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Validate and store one document; returns it as stored (``_id`` first).
+
+        ``add_entries`` (from :meth:`_entries_adder`) replaces :meth:`_index_upkeep` for a batch.
+        """
+        if type(doc) is not dict and not isinstance(doc, Mapping):
             raise bad_value("document to insert must be an object")
         if "_id" not in doc:
             raise ValueError("insert needs _id: fill it with ensure_id() before applying")
         if type(doc) is not dict or next(iter(doc)) != "_id":
             doc = ensure_id(doc)  # a plain dict with _id first is stored as it is (not kept)
-        if not (type(doc["_id"]) in _PLAIN_LEAVES and _plain_names(doc)):
-            check_storable(doc, for_insert=True)
-        data = encode_doc(doc)
-        _check_size(doc, data, for_update=False)
+        data = _encode_storable(doc)
+        if len(data) > MAX_BSON_SIZE:
+            _check_size(doc, data, for_update=False)
         key = encode_key(doc["_id"])
         if txn.get(self.table, key) is not None:
             raise self._duplicate_id(doc["_id"])
-        self._index_upkeep(txn, None, doc, key)
+        if add_entries is None:
+            self._index_upkeep(txn, None, doc, key)
+        else:
+            add_entries(key, doc)
         txn.put(self.table, key, data)
         return doc
+
+    def _entries_adder(self, txn: WriteTxn) -> Callable[[bytes, Mapping[str, Any]], None] | None:
+        """The index maintainer's batch hook for new records, when it has one: an
+        ``add(record_key, doc)`` that raises MongoError only before its first write, so a
+        failed document needs no savepoint (see ``IndexManager.entries_adder``)."""
+        indexes = self.engine.indexes
+        if indexes is None:
+            return _no_entries
+        adder = getattr(indexes, "entries_adder", None)
+        return None if adder is None else adder(txn, self.ns)
 
     def _duplicate_id(self, value: Any) -> MongoError:
         return duplicate_key(
@@ -631,11 +625,25 @@ class Collection:
             result = InsertResult()
             if docs:
                 self.engine._ensure_collection(w, self.db, self.name)
+            else:
+                return result
+            add_entries = self._entries_adder(w)
+            ids = result.inserted_ids
             for i, doc in enumerate(docs):
+                if add_entries is not None:
+                    # every check precedes the first write: a failed document wrote nothing
+                    try:
+                        ids.append(self._insert_doc(w, doc, add_entries)["_id"])
+                    except MongoError as exc:
+                        result.write_errors.append(
+                            WriteError(i, exc.code, exc.errmsg, exc.code_name, exc.details)
+                        )
+                        if ordered:
+                            break
+                    continue
                 sp = Savepoint(w)
                 try:
-                    result.inserted_ids.append(self._insert_doc(sp, doc)["_id"])
-                    result.n += 1
+                    ids.append(self._insert_doc(sp, doc)["_id"])
                 except MongoError as exc:
                     sp.rollback()
                     result.write_errors.append(
@@ -643,6 +651,7 @@ class Collection:
                     )
                     if ordered:
                         break
+            result.n = len(ids)
             return result
 
         return self._write(txn, body)
@@ -795,6 +804,10 @@ class Collection:
             )
 
         return self._write(txn, body)
+
+
+def _no_entries(record_key: bytes, doc: Mapping[str, Any]) -> None:
+    """The entries adder of an engine without secondary indexes."""
 
 
 def _first(it: Iterator[Any]) -> Iterator[Any]:

@@ -37,6 +37,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import bson
+from bson.objectid import ObjectId
 from bson.son import SON
 
 from node.engine.errors import (
@@ -492,6 +493,9 @@ def _keys_by_encoding(spec: IndexSpec, doc: Mapping[str, Any]) -> tuple[dict[byt
     return keys, multikey or len(keys) > 1
 
 
+_SCALAR_TYPES = frozenset({int, str, float, bool, type(None), ObjectId})
+
+
 def _plain_field_keys(
     spec: IndexSpec, name: str, doc: Mapping[str, Any]
 ) -> tuple[dict[bytes, tuple], bool] | None:
@@ -503,14 +507,17 @@ def _plain_field_keys(
     if geo is not None:
         if value is MISSING:
             return {}, False
+        cells = geo.keys_for(value, doc)
+        if len(cells) == 1:
+            return {encode_key(cells[0], spec.descending[0]): (cells[0],)}, False
         keys: dict[bytes, tuple] = {}
         descending = spec.descending[0]
-        for cell in geo.keys_for(value, doc):
+        for cell in cells:
             enc = encode_key(cell, descending)
             if enc not in keys:
                 keys[enc] = (cell,)
         return keys, len(keys) > 1
-    if isinstance(value, list | tuple):
+    if type(value) not in _SCALAR_TYPES and isinstance(value, list | tuple):
         return None
     if value is MISSING and spec.sparse:
         return {}, False
@@ -587,6 +594,10 @@ def update_index_entries(
     key length) run before the first write, so a MongoError here leaves the store unchanged.
     """
     specs = indexes if indexes is not None else load_indexes(txn, db, coll)
+    if old_doc is None:
+        if new_doc is not None:
+            _insert_entries(txn, db, coll, record_key, new_doc, specs)
+        return
     plans: list[tuple[str, list[bytes], list[bytes]]] = []
     newly_multikey: set[str] = set()
     for spec in specs:
@@ -630,6 +641,53 @@ def update_index_entries(
             txn.put(table, entry, record_key)
     if newly_multikey:
         _mark_multikey(txn, db, coll, newly_multikey)
+
+
+def _insert_entries(
+    txn: WriteTxn,
+    db: str,
+    coll: str,
+    record_key: bytes,
+    doc: Mapping[str, Any],
+    specs: Sequence[IndexSpec],
+) -> bool:
+    """:func:`update_index_entries` for a new record (no old document): the common insert.
+    Every check precedes the first write. True when it marked an index multikey (the
+    catalog changed: ``specs`` are stale)."""
+    writes: list[tuple[str, bytes]] = []
+    newly_multikey: set[str] | None = None
+    for spec in specs:
+        if spec.is_id:
+            continue
+        keys, multikey = _keys_by_encoding(spec, doc)
+        if multikey and not spec.multikey:
+            if newly_multikey is None:
+                newly_multikey = set()
+            newly_multikey.add(spec.name)
+        if not keys:
+            continue
+        table = spec.table(db, coll)
+        if spec.unique:
+            for enc, values in keys.items():
+                if len(enc) > MAX_INDEX_KEY_BYTES:
+                    _check_key_length(db, coll, spec, enc, record_key, values)
+                holder = txn.get(table, enc)
+                if holder is not None and holder != record_key:
+                    raise duplicate_key_error(db, coll, spec, values)
+                writes.append((table, enc))
+        else:
+            for enc, values in keys.items():
+                entry = enc + record_key
+                if len(entry) > MAX_INDEX_KEY_BYTES:
+                    _check_key_length(db, coll, spec, enc, record_key, values)
+                writes.append((table, entry))
+    put = txn.put
+    for table, entry in writes:
+        put(table, entry, record_key)
+    if newly_multikey:
+        _mark_multikey(txn, db, coll, newly_multikey)
+        return True
+    return False
 
 
 def _mark_multikey(txn: WriteTxn, db: str, coll: str, names: set[str]) -> None:
@@ -861,6 +919,26 @@ class IndexManager:
             if len(_split_cache) > _CACHE_LIMIT:
                 _split_cache.clear()
         update_index_entries(txn, names[0], names[1], record_key, old_doc, new_doc)
+
+    def entries_adder(
+        self, txn: WriteTxn, ns: str
+    ) -> Callable[[bytes, Mapping[str, Any]], None]:
+        """For a batch of inserts in ``txn``: ``add(record_key, doc)`` adds a new record's
+        entries to every index (what ``on_write(txn, ns, None, doc, record_key)`` does, with
+        the index list loaded once). It raises MongoError (duplicate key, parallel arrays, geo,
+        key too long) only before its first write, so a failed document changed nothing."""
+        db, coll = split_ns(ns)
+        specs = load_indexes(txn, db, coll)
+        if len(specs) == 1:  # only _id_ (the records table itself): nothing to add
+            current: list[Sequence[IndexSpec]] = []
+        else:
+            current = [specs]
+
+        def add(record_key: bytes, doc: Mapping[str, Any]) -> None:
+            if current and _insert_entries(txn, db, coll, record_key, doc, current[0]):
+                current[0] = load_indexes(txn, db, coll)
+
+        return add
 
     def on_drop(self, txn: WriteTxn, ns: str) -> None:
         db, coll = split_ns(ns)
