@@ -406,7 +406,9 @@ def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any]) -> _Op:
     if name == "$type":
         return _Leaf(_type_test(arg))
     if name == "$regex":
-        return _compile_regex_operator(arg, spec.get("$options"))
+        keys = list(spec)
+        options_first = "$options" in spec and keys.index("$options") < keys.index("$regex")
+        return _compile_regex_operator(arg, spec.get("$options"), options_first)
     if name == "$not":
         return _compile_not(arg)
     if name == "$elemMatch":
@@ -429,13 +431,18 @@ def _size_arg(arg: Any) -> int:
     return int(n)
 
 
-def _compile_regex_operator(arg: Any, options: Any) -> _Op:
+def _compile_regex_operator(arg: Any, options: Any, options_first: bool = False) -> _Op:
     if options is not None and not isinstance(options, str):
         raise bad_value("$options has to be a string")
     if isinstance(arg, str):
         letters = options or ""
         return _Leaf(_regex_test(compile_regex(arg, letters), Regex(arg, letters)))
     if _is_regex(arg):
+        if regex_parts(arg)[1]:  # a regex value with flags of its own (re's 'u' included)
+            if options:
+                code = 51074 if options_first else 51075
+                raise location(code, "options set in both $regex and $options")
+            options = None
         return _regex_from_value(arg, options)
     raise bad_value("$regex has to be a string")
 
