@@ -15,8 +15,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_ELECTION_TIMEOUT_MS = 500
-DEFAULT_HEARTBEAT_MS = 100
+DEFAULT_ELECTION_TIMEOUT_MS = 400
+DEFAULT_HEARTBEAT_MS = 75
 
 
 @dataclass(frozen=True)
