@@ -10,6 +10,7 @@ outputs are collected in a ``Ready`` (see ``raft.types`` for the driver contract
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass, field
 
@@ -444,6 +445,8 @@ class RawNode:
                 self.step(Message(MT.CHECK_QUORUM))
             if self.role == StateRole.LEADER and self.lead_transferee != NONE:
                 self.lead_transferee = NONE  # transfer did not finish within a timeout
+            if self.role == StateRole.LEADER and not self._promotable():
+                self._transfer_to_best()  # a removed leader keeps trying to hand over
         if self.role != StateRole.LEADER:
             return
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
@@ -750,7 +753,7 @@ class RawNode:
             raise ProposalDropped("not leader")
         if self.lead_transferee != NONE:
             raise ProposalDropped("leadership transfer in progress")
-        if self.id not in self.prs:
+        if not self._promotable():
             raise ProposalDropped("leader was removed from the configuration")
         limit = self.cfg.max_uncommitted_entries
         if limit and self.log.last_index() - self.log.committed + len(items) > limit:
@@ -927,23 +930,29 @@ class RawNode:
         if self.role != StateRole.LEADER:
             return
         if not self._promotable():
-            # The leader removed itself: hand over to the most caught-up voter, step down.
-            self._bcast_append()
-            best, best_match = NONE, -1
-            for nid in sorted(self.conf.voters):
-                pr = self.prs.get(nid)
-                if pr is not None and pr.match > best_match:
-                    best, best_match = nid, pr.match
-            if best != NONE and best_match == self.log.last_index():
-                self._send(Message(MT.TIMEOUT_NOW, to=best))
-            self.become_follower(self.term, NONE)
-            return
+            # The leader was removed or demoted. It keeps leading (commitment counts only the
+            # voters) but accepts no proposals, and hands leadership to the most caught-up
+            # voter. Stepping down at once could deadlock the cluster when the old leader
+            # holds the longest log but may no longer campaign.
+            self.lead_transferee = NONE
+            self._transfer_to_best()
         if self._maybe_commit():
             self._release_pending_reads()
         self._need_bcast = True
+
+    def _transfer_to_best(self) -> None:
+        best, best_match = NONE, -1
+        for nid in sorted(self.conf.voters):
+            pr = self.prs.get(nid)
+            if nid != self.id and pr is not None and pr.match > best_match:
+                best, best_match = nid, pr.match
+        if best != NONE:
+            self._leader_transfer(best)
 
     def _maybe_auto_leave_joint(self) -> None:
         if (self.role == StateRole.LEADER and self.conf.joint and self.conf.auto_leave
                 and self.pending_conf_index <= self.log.applied
                 and self.lead_transferee == NONE):
-            self._propose_entries([(EntryType.CONF_CHANGE, confchange.encode(ConfChange()))])
+            with contextlib.suppress(ProposalDropped):  # else retried after the next apply
+                self._propose_entries([(EntryType.CONF_CHANGE,
+                                        confchange.encode(ConfChange()))])
