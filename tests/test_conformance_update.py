@@ -448,3 +448,51 @@ def test_all_positional_on_nested_arrays() -> None:
     doc = {"a": [{"b": [1, 2]}, {"b": [3]}]}
     assert updated(doc, {"$inc": {"a.$[].b.$[]": 10}})["a"] == [{"b": [11, 12]}, {"b": [13]}]
     assert updated({"a": [[1], [2, 3]]}, {"$set": {"a.$[].$[]": 0}})["a"] == [[0], [0, 0]]
+
+
+@pytest.mark.parametrize(
+    ("doc", "update", "query", "at"),
+    [
+        ({"a": [1, 2, 3]}, {"$inc": {"a.$[]": 1}, "$set": {"a.0": 1}}, None, "a.0"),
+        ({"a": [{"b": 1}]}, {"$set": {"a.$[].b": 2, "a.0.b": 1}}, None, "a.0.b"),
+        ({"a": [{"b": 1}]}, {"$set": {"a.$[]": 2, "a.0.b": 1}}, None, "a.0"),
+        ({"a": [1, 2]}, {"$set": {"a.$": 5, "a.1": 6}}, {"a": 2}, "a.1"),
+    ],
+)
+def test_positional_paths_resolving_onto_another_path_conflict(
+    doc: dict[str, Any], update: dict[str, Any], query: Any, at: str
+) -> None:
+    err = update_error(doc, update, query)
+    assert (err.code, err.errmsg) == (40, f"Update created a conflict at '{at}'")
+
+
+def test_positional_paths_that_resolve_apart_apply() -> None:
+    doc = {"a": [{"b": 1}]}
+    assert updated(doc, {"$set": {"a.$[].b": 2, "a.0.c": 1}})["a"] == [{"b": 2, "c": 1}]
+    assert updated({"a": [1, 2]}, {"$set": {"a.$": 5, "a.0": 6}}, {"a": 2})["a"] == [6, 5]
+    # '$[]' ranges over the elements the array had, not ones another operator adds
+    assert updated({"a": []}, {"$inc": {"a.$[]": 1}, "$set": {"a.0": 1}})["a"] == [1]
+    out = updated({"a": [1, 2]}, {"$inc": {"a.$[]": 1}, "$set": {"a.4": 0}})["a"]
+    assert out == [2, 3, None, None, 0]
+
+
+def test_all_positional_needs_an_existing_array() -> None:
+    err = update_error({}, {"$set": {"a.$[]": 1}})
+    assert err.errmsg == "The path 'a' must exist in the document in order to apply array updates."
+    assert update_error({"a": 1}, {"$set": {"a.$[]": 1}}).code == 2
+    assert updated({"a": [1]}, {"$unset": {"a.$[]": 1}})["a"] == [None]
+
+
+def test_positional_uses_the_matched_index_of_whatever_array_matched() -> None:
+    """A documented pitfall: '$' is the index of the query's array match, on any array."""
+    out = updated({"a": [1, 2], "b": [5, 6]}, {"$set": {"a.$": 9}}, {"b": 6})
+    assert out["a"] == [1, 9]
+    assert updated({"a": [1, 2]}, {"$set": {"x.$": 9}}, {"a": 2})["x"] == {"1": 9}
+
+
+def test_set_pads_arrays_and_refuses_fields_in_arrays_or_scalars() -> None:
+    assert updated({"a": [1]}, {"$set": {"a.3": 1}})["a"] == [1, None, None, 1]
+    assert updated({"a": {"b": 1}}, {"$set": {"a.0": 1}})["a"] == {"b": 1, "0": 1}
+    assert update_error({"a": [{"b": 1}]}, {"$set": {"a.b": 1}}).code == 28
+    assert update_error({"a": [1]}, {"$set": {"a.0.b": 1}}).code == 28
+    assert update_error({"a": [1, 2, 3]}, {"$set": {"a.-1": 5}}).code == 28

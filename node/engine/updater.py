@@ -193,20 +193,25 @@ class _ConflictTrie:
     def __init__(self) -> None:
         self._root: dict[str, Any] = {}
 
-    def add(self, path: str, parts: list[str]) -> None:
+    def add(self, path: str, parts: list[str], *, resolved: bool = False) -> None:
+        """Record ``path``; ``resolved``: a path whose ``$``/``$[]`` were replaced by the
+        document's indexes, reported as MongoDB does when merging such paths at apply time."""
         node = self._root
         for depth, part in enumerate(parts):
             if node.get("\0end"):
-                raise conflicting_update_operators(
-                    f"Updating the path '{path}' would create a conflict at "
-                    f"'{'.'.join(parts[:depth])}'"
-                )
+                self._conflict(path, ".".join(parts[:depth]), resolved)
             node = node.setdefault(part, {})
         if node:
-            raise conflicting_update_operators(
-                f"Updating the path '{path}' would create a conflict at '{path}'"
-            )
+            self._conflict(path, path, resolved)
         node["\0end"] = True
+
+    @staticmethod
+    def _conflict(path: str, at: str, resolved: bool) -> None:
+        if resolved:
+            raise conflicting_update_operators(f"Update created a conflict at '{at}'")
+        raise conflicting_update_operators(
+            f"Updating the path '{path}' would create a conflict at '{at}'"
+        )
 
 
 class _PullCondition:
@@ -361,6 +366,7 @@ class Update:
         self._ops: list[_Op] = []
         self._renames: list[tuple[list[str], str, list[str], str]] = []
         self.replacement: dict[str, Any] | None = None
+        self._positional = False
         if self.is_replacement:
             self._compile_replacement(spec)
         else:
@@ -418,6 +424,9 @@ class Update:
                 trie.add(path, parts)
                 self._ops.append(self._compile_op(name, path, parts, arg))
         self._ops.sort(key=lambda op: _path_order_key(op.parts))
+        self._positional = any(
+            POSITIONAL in op.parts or ALL_POSITIONAL in op.parts for op in self._ops
+        )
 
     def _compile_op(self, name: str, path: str, parts: list[str], arg: Any) -> _Op:
         op = _Op(name, path, parts, arg)
@@ -494,11 +503,19 @@ class Update:
         new = clone(doc)
         renamed = self._read_rename_sources(new)
         ctx = _Context(original=doc, is_insert=is_insert, now=now, renamed=renamed)
-        for op in self._ops:
-            if op.name == "$setOnInsert" and not is_insert:
-                continue
-            for parts in expand_positional(new, op.parts, position, is_insert=is_insert):
-                _APPLIERS[op.name](new, parts, op, ctx)
+        ops = [op for op in self._ops if is_insert or op.name != "$setOnInsert"]
+        plan = [(op, op.parts) for op in ops]
+        if self._positional:
+            # '$' and '$[]' resolve against the document as it was, and may resolve onto a
+            # path another operator names ('a.$[]' and 'a.0'): a conflict, as in MongoDB
+            resolved = _ConflictTrie()
+            plan = []
+            for op in ops:
+                for parts in expand_positional(new, op.parts, position, is_insert=is_insert):
+                    resolved.add(_dotted(parts), parts, resolved=True)
+                    plan.append((op, parts))
+        for op, parts in plan:
+            _APPLIERS[op.name](new, parts, op, ctx)
         if "_id" in doc and ("_id" not in new or not _same_bson(doc["_id"], new["_id"])):
             raise immutable_field(
                 "Performing an update on the path '_id' would modify the immutable field '_id'"
