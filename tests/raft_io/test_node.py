@@ -151,14 +151,14 @@ def test_stalled_follower_fsync_keeps_it_following(group: Group) -> None:
     def slow_flush() -> None:
         if not stalled.is_set():
             stalled.set()
-            time.sleep(1.5)  # the simulated disk stall on a follower
+            time.sleep(3.0)  # the simulated disk stall on a follower
         real_flush()
 
     slow.storage.flush = slow_flush  # type: ignore[method-assign]
     futs = [lead.propose(b"f%d" % i) for i in range(20)]
     wait_until(stalled.is_set, 5, "the follower's stall to begin")
     for f in futs:  # the other follower and the leader form the quorum meanwhile
-        f.result(timeout=1.0)
+        f.result(timeout=2.5)
     assert stalled.is_set() and slow.view.term == term and slow.leader_id() == lead.id
     wait_until(lambda: slow.applied_index >= futs[-1].result(), 10, "the slow follower to apply")
     assert lead.is_leader() and lead.view.term == term
