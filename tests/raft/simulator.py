@@ -73,6 +73,7 @@ class SimParams:
     reads: bool = True
     crash_rate: float = 0.002
     partition_rate: float = 0.004
+    heal_rate: float = 0.003
     crash_new_leader: float = 0.15
     """Chance to crash a freshly elected leader within a few ms (before its disk catches up)."""
     randomize: bool = True
@@ -448,7 +449,7 @@ class Simulator:
                     a, b = r.sample(ids, 2)
                     self.blocked.add((a, b))  # asymmetric: a cannot reach b
             self.trace.append((self.now, "partition", sorted(self.blocked)))
-        if self.blocked and r.random() < 0.012:
+        if self.blocked and r.random() < p.heal_rate * NEMESIS_EVERY:
             self.blocked.clear()
             self.trace.append((self.now, "heal"))
         if p.crashes and r.random() < p.crash_rate * NEMESIS_EVERY:

@@ -15,7 +15,8 @@ from tests.raft.simulator import SimParams, Simulator
 def quiet_params(nodes: int) -> SimParams:
     return SimParams(nodes=nodes, randomize=False, loss=0.0, dup=0.0, delay=(1, 5),
                      fsync_ms=(1, 2), partitions=False, crashes=False, slow_disk=False,
-                     conf_changes=False, transfers=False, reads=False, crash_new_leader=0.0)
+                     conf_changes=False, transfers=False, reads=False, crash_new_leader=0.0,
+                     heal_rate=0.0)
 
 
 def settle(sim: Simulator) -> int:
