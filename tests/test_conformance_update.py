@@ -427,6 +427,18 @@ def test_replacement_keeps_id_and_refuses_to_change_it() -> None:
 def test_replacement_upsert_id_from_replacement_wins_over_generated() -> None:
     assert upserted({"a": 1}, {"_id": 6, "b": 2}) == {"_id": 6, "b": 2}
     assert upserted({"_id": 5, "a": 1}, {"b": 2}) == {"_id": 5, "b": 2}
+    assert upserted({"_id": 5}, {"_id": 5, "b": 2}) == {"_id": 5, "b": 2}
+
+
+def test_upsert_may_not_change_the_query_id() -> None:
+    err = upsert_error({"_id": 1}, {"_id": 2, "x": 1})
+    assert (err.code, err.errmsg) == (
+        66,
+        "After applying the update, the (immutable) field '_id' was found to have been altered "
+        "to _id: 2",
+    )
+    assert upsert_error({"_id": 1}, {"$setOnInsert": {"_id": 2}}).code == 66
+    assert upserted({"_id": 1}, {"$set": {"_id": 1}}) == {"_id": 1}
 
 
 # --- positional operators -------------------------------------------------------------------------------

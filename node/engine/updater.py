@@ -558,10 +558,7 @@ class Update:
         """
         seed = upsert_seed(query, id_only=self.replacement is not None)
         if self.replacement is not None:
-            new = clone(self.replacement)
-            if "_id" not in new and "_id" in seed:
-                new["_id"] = seed["_id"]
-            return _id_first(new)
+            return self._apply_replacement(seed)  # the query's _id is immutable here too
         return self.apply(seed, position=None, is_insert=True, now=now)
 
 
