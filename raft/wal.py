@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from raft.memory_storage import limit_size
 from raft.types import (
     ConfState,
     Entry,
@@ -346,13 +347,7 @@ class WalStorage:
             if hi > last + 1:
                 raise RaftError(f"entries({lo}, {hi}): beyond last index {last}")
             out = self._ents[lo - self._base_index - 1:hi - self._base_index - 1]
-        if max_bytes is not None and len(out) > 1:
-            size = 0
-            for n, e in enumerate(out):
-                size += 24 + len(e.data)
-                if size > max_bytes and n > 0:
-                    return out[:n]
-        return out
+        return limit_size(out, max_bytes)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
