@@ -348,3 +348,22 @@ def test_logical_operators() -> None:
 def test_malformed_operators(flt: dict[str, Any], message: str) -> None:
     err = query_error(flt)
     assert (err.code, err.errmsg) == (2, message)
+
+
+def test_elem_match_object_form_treats_inner_arrays_as_documents() -> None:
+    """mongod matches an array element that is itself an array as the document it is in BSON
+    (fields "0", "1", ...); scalars never match the object form."""
+    docs = [{"a": [1, {"b": 1}]}, {"a": [1, [2]]}, {"a": [1, 2]}, {"a": [{"c": 1}]}, {"a": []}]
+    assert matching(docs, {"a": {"$elemMatch": {}}}) == [0, 1, 3]
+    assert matching(docs, {"a": {"$elemMatch": {"b": {"$exists": False}}}}) == [1, 3]
+    assert matching(docs, {"a": {"$elemMatch": {"0": 2}}}) == [1]
+    assert matching(docs, {"a": {"$all": [{"$elemMatch": {}}]}}) == [0, 1, 3]
+
+
+def test_regex_and_eq_against_stored_regexes() -> None:
+    """A regex query matches strings and equal regex values; $eq of a regex only the latter."""
+    docs = [{"a": "abc"}, {"a": Regex("abc")}, {"a": Regex("abc", "i")}, {"a": [Regex("abc")]}]
+    assert matching(docs, {"a": Regex("abc")}) == [0, 1, 3]
+    assert matching(docs, {"a": {"$in": [Regex("abc")]}}) == [0, 1, 3]
+    assert matching(docs, {"a": {"$eq": Regex("abc")}}) == [1, 3]
+    assert matching(docs, {"a": {"$eq": "abc"}}) == [0]

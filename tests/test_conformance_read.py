@@ -393,3 +393,8 @@ def test_sixteen_mib_limit() -> None:
         coll.update({"_id": 0}, {"$set": {"s": "x" * MIB16}})
     assert info.value.code == 17419
     assert coll.find_one({"_id": 0}) == {"_id": 0, "s": "y"}
+
+
+def test_elem_match_projection_of_an_inner_array() -> None:
+    coll = coll_with([{"a": [1, [2], {"b": 1}]}])
+    assert list(coll.find({}, {"a": {"$elemMatch": {"0": 2}}})) == [{"_id": 0, "a": [[2]]}]

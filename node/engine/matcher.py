@@ -147,6 +147,8 @@ class _ElemMatch(_Op):
                 continue
             for k, element in enumerate(value):
                 if self.node is not None:
+                    if isinstance(element, list | tuple):  # an inner array is matched as the
+                        element = {str(i): v for i, v in enumerate(element)}  # document it is
                     ok = isinstance(element, Mapping) and self.node.eval(element) != NO_MATCH
                 else:
                     assert self.value_op is not None
