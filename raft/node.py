@@ -23,7 +23,9 @@ image as of the last applied entry) and ``restore(data)`` (replace state with an
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import os
 import struct
 import threading
 import time
@@ -179,7 +181,12 @@ class RaftNode:
         self._applied_index = self._applied
         self.snapshots_installed = 0
         """Snapshots received from a leader and installed (a lagging member's catch-up)."""
-        self.transport = GrpcTransport(node_id, listen or peers[node_id], peers, self._receive)
+        saved = self.storage.path / "peers.json"
+        self._addresses = ({int(k): v for k, v in json.loads(saved.read_text()).items()}
+                           if saved.exists() else {})
+        self._addresses.update(peers)  # addresses given now win over remembered ones
+        self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
+                                       self._addresses, self._receive)
         self._loop_thread = threading.Thread(target=self._loop, name=f"raft-loop-{node_id}",
                                              daemon=True)
         self._persist_thread = threading.Thread(target=self._persist_loop,
@@ -566,12 +573,27 @@ class RaftNode:
         except RaftError as exc:
             log.debug("conf change at %d rejected: %s", e.index, exc)
             return
+        changed = False
         for ch in cc.changes:
             if ch.type == ConfChangeType.REMOVE_NODE:
                 if ch.node_id != self.id and ch.node_id not in self._applied_conf.members():
                     self.transport.remove_peer(ch.node_id)
+                    changed = self._addresses.pop(ch.node_id, None) is not None or changed
             elif cc.context and len(cc.changes) == 1:
-                self.transport.add_peer(ch.node_id, cc.context.decode())
+                address = cc.context.decode()
+                self.transport.add_peer(ch.node_id, address)
+                changed = self._addresses.get(ch.node_id) != address or changed
+                self._addresses[ch.node_id] = address
+        if changed:
+            self._save_addresses()
+
+    def _save_addresses(self) -> None:
+        """Keep members' addresses beside the log: a restart after the conf-change entries
+        were compacted into a snapshot still knows how to reach members added later."""
+        path = self.storage.path / "peers.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({str(k): v for k, v in sorted(self._addresses.items())}))
+        os.replace(tmp, path)
 
     def _set_applied(self, index: int) -> None:
         with self._state_cv:

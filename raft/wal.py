@@ -24,6 +24,7 @@ old segments. Snapshots are written to a temp file, fsynced, renamed and the dir
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import threading
@@ -222,15 +223,25 @@ class WalStorage:
         self._wal_dir.mkdir(parents=True, exist_ok=True)
         self._snap_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._dir_lock = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._dir_lock)
+            raise RaftError(f"{self.path} is in use by another WalStorage") from None
         self._segments: list[_Segment] = []
         self._fd = -1
         self._size = 0
         self._dirty = False
         self.fsyncs = 0
         """Number of fdatasync calls made on segments (group commit is visible here)."""
-        self._snap = self._load_snapshot()
-        self._replay()
-        self._open_segment()
+        try:
+            self._snap = self._load_snapshot()
+            self._replay()
+            self._open_segment()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ open / replay
     def _load_snapshot(self) -> Snapshot:
@@ -481,6 +492,9 @@ class WalStorage:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._dir_lock >= 0:
+            os.close(self._dir_lock)  # releases the flock
+            self._dir_lock = -1
 
     def __enter__(self) -> WalStorage:
         return self

@@ -3,6 +3,7 @@ write-concern waits, stalled disks, restart, leadership transfer and membership 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -230,6 +231,8 @@ def test_learner_catches_up_without_voting(tmp_path: Path) -> None:
         assert lead.status().progress[5].is_learner
         lead.add_member(5, g.peers[5]).result(timeout=15)  # promotion
         wait_until(lambda: 5 in lead.view.voters, 10, "the promotion to apply")
+        remembered = json.loads((tmp_path / f"n{lead.id}" / "peers.json").read_text())
+        assert remembered["5"] == g.peers[5]  # reachable after a restart from a snapshot
     finally:
         g.stop()
 

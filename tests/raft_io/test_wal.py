@@ -14,6 +14,7 @@ from raft.types import (
     Entry,
     EntryType,
     HardState,
+    RaftError,
     Snapshot,
     SnapshotMeta,
     StorageCompacted,
@@ -39,6 +40,12 @@ def test_roundtrip_and_reopen(tmp_path: Path) -> None:
         hs, _ = w.initial_state()
         assert (hs.term, hs.vote, hs.commit) == (1, 2, 4)
         assert w.term(0) == 0 and w.term(3) == 1
+
+
+def test_one_open_storage_per_directory(tmp_path: Path) -> None:
+    with WalStorage(tmp_path), pytest.raises(RaftError, match="in use"):
+        WalStorage(tmp_path)
+    WalStorage(tmp_path).close()  # released on close
 
 
 def test_group_commit_one_fsync_per_save(tmp_path: Path) -> None:
