@@ -185,8 +185,12 @@ class RaftNode:
         self._addresses = ({int(k): v for k, v in json.loads(saved.read_text()).items()}
                            if saved.exists() else {})
         self._addresses.update(peers)  # addresses given now win over remembered ones
-        self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
-                                       self._addresses, self._receive)
+        try:
+            self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
+                                           self._addresses, self._receive)
+        except BaseException:
+            self.storage.close()  # release the data directory for a retry
+            raise
         self._loop_thread = threading.Thread(target=self._loop, name=f"raft-loop-{node_id}",
                                              daemon=True)
         self._persist_thread = threading.Thread(target=self._persist_loop,
