@@ -7,7 +7,8 @@ Workloads, each for ``--duration`` seconds, through the gRPC command endpoint of
 * ``insert_many-batch-1000``: 4 clients inserting batches of 1,000 documents with
   ``w: "majority"`` (``ops_per_s`` counts documents);
 * failover: ``--kills`` times (>= 10), SIGKILL the primary under a steady ``w: "majority"`` write
-  load and time until the first write acknowledged after the kill; then restart the member.
+  load and time until the first write acknowledged after the kill; then restart the member and
+  wait until it caught up (each kill hits a healthy set).
 
 In the same run, a 3-member etcd on loopback (Debian ``etcd-server``) takes puts of the same
 size at the same concurrency (``bench.raft.bench_etcd``), reported as ``insert-majority-N``
@@ -137,12 +138,22 @@ def bench_failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
                   flush=True)
             cluster.restart(p)
             cluster.wait_ready(p)
+            wait_until(lambda: _all_caught_up(cluster), 60, "the restarted member caught up")
     finally:
         stop.set()
         for t in threads:
             t.join(10)
     times.sort()
     return {"p50_s": percentile(times, 0.5), "p99_s": percentile(times, 0.99), "n": len(times)}
+
+
+def _all_caught_up(cluster: LocalCluster) -> bool:
+    """True when the primary sees every member healthy with no log lag (a healthy set)."""
+    p = cluster.primary_index()
+    status = None if p is None else cluster.try_command(p, {"replSetGetStatus": 1})
+    if not status or status.get("ok") != 1.0:
+        return False
+    return all(m["health"] == 1.0 and m.get("lagEntries", 1) < 50 for m in status["members"])
 
 
 def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
