@@ -229,11 +229,19 @@ class RawNode:
 
         Raises ProposalDropped if this node is not the leader or a transfer is in progress.
         """
-        return self._propose_entries([(EntryType.NORMAL, data)])
+        return self.propose_batch((data,))
 
-    def propose_batch(self, datas: list[bytes]) -> int:
-        """Append many entries at once (one allocation pass); returns the last index."""
-        return self._propose_entries([(EntryType.NORMAL, d) for d in datas])
+    def propose_batch(self, datas: list[bytes] | tuple[bytes, ...]) -> int:
+        """Append many entries at once (one Entry per datum, nothing else); returns the last
+        index. The entries go out in one append per follower at the next ``ready()``."""
+        self._check_can_propose(len(datas))
+        log = self.log
+        li = log.last_index()
+        term = self.term
+        normal = EntryType.NORMAL
+        log.append([Entry(term, li + i, normal, d) for i, d in enumerate(datas, 1)])
+        self._need_bcast = True
+        return li + len(datas)
 
     def propose_conf_change(self, cc: ConfChange) -> int:
         """Propose a membership change; returns the entry index.
@@ -749,15 +757,7 @@ class RawNode:
         return li + len(ents)
 
     def _propose_entries(self, items: list[tuple[EntryType, bytes]]) -> int:
-        if self.role != StateRole.LEADER:
-            raise ProposalDropped("not leader")
-        if self.lead_transferee != NONE:
-            raise ProposalDropped("leadership transfer in progress")
-        if not self._promotable():
-            raise ProposalDropped("leader was removed from the configuration")
-        limit = self.cfg.max_uncommitted_entries
-        if limit and self.log.last_index() - self.log.committed + len(items) > limit:
-            raise ProposalDropped("too many uncommitted entries")
+        self._check_can_propose(len(items))
         for i, (typ, data) in enumerate(items):
             if typ == EntryType.CONF_CHANGE:
                 if self.pending_conf_index > self.log.applied:
@@ -768,6 +768,17 @@ class RawNode:
                     raise ProposalDropped(f"invalid configuration change: {e}") from e
                 self.pending_conf_index = self.log.last_index() + i + 1
         return self._append(items)
+
+    def _check_can_propose(self, n: int) -> None:
+        if self.role != StateRole.LEADER:
+            raise ProposalDropped("not leader")
+        if self.lead_transferee != NONE:
+            raise ProposalDropped("leadership transfer in progress")
+        if not self._promotable():
+            raise ProposalDropped("leader was removed from the configuration")
+        limit = self.cfg.max_uncommitted_entries
+        if limit and self.log.last_index() - self.log.committed + n > limit:
+            raise ProposalDropped("too many uncommitted entries")
 
     def _bcast_append(self) -> None:
         self._need_bcast = False

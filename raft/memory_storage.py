@@ -8,6 +8,7 @@ compacts it (``create_snapshot`` then ``compact``). Not thread-safe: one driver 
 from __future__ import annotations
 
 from raft.types import (
+    ENTRY_OVERHEAD,
     ConfState,
     Entry,
     HardState,
@@ -23,6 +24,8 @@ def limit_size(ents: list[Entry], max_bytes: int | None) -> list[Entry]:
     """Longest prefix of ``ents`` within ``max_bytes`` (always at least one entry)."""
     if max_bytes is None or len(ents) <= 1:
         return ents
+    if ENTRY_OVERHEAD * len(ents) + sum([len(e[3]) for e in ents]) <= max_bytes:
+        return ents  # the common case: everything fits
     total = 0
     for i, e in enumerate(ents):
         total += entry_size(e)
