@@ -21,13 +21,28 @@ from bson.regex import Regex
 
 from node.engine.database import Engine
 from node.engine.errors import MongoError
+from node.engine.indexes import IndexManager
 from node.engine.memory_store import MemoryStore
+from node.engine.planner import Planner
 
 
 def matching(docs: list[dict[str, Any]], flt: dict[str, Any]) -> list[int]:
     """The positions (``_id``) of the documents ``flt`` matches."""
     coll = Engine(MemoryStore())["conf"]["query"]
     coll.insert([{"_id": i, **d} for i, d in enumerate(docs)])
+    return sorted(d["_id"] for d in coll.find(flt))
+
+
+def matching_with_index(
+    docs: list[dict[str, Any]], flt: dict[str, Any], key: list[tuple[str, Any]], **opts: Any
+) -> list[int]:
+    """As :func:`matching`, with the planner and an index on ``key`` (results must not change)."""
+    engine = Engine(MemoryStore(), indexes=IndexManager(), planner=Planner())
+    coll = engine["conf"]["query"]
+    coll.insert([{"_id": i, **d} for i, d in enumerate(docs)])
+    with engine.store.write() as txn:
+        assert engine.indexes is not None
+        engine.indexes.create_index(txn, "conf.query", key, **opts)
     return sorted(d["_id"] for d in coll.find(flt))
 
 
@@ -55,28 +70,28 @@ NULLS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("flt", "ids"),
-    [
-        ({"a": None}, [0, 1, 2]),
-        ({"a": {"$eq": None}}, [0, 1, 2]),
-        ({"a": {"$in": [None]}}, [0, 1, 2]),
-        ({"a": {"$exists": False}}, [1]),
-        ({"a": {"$ne": None}}, [3, 4, 5, 6, 7, 8, 9]),
-        ({"a": {"$nin": [None]}}, [3, 4, 5, 6, 7, 8, 9]),
-        ({"a": {"$gte": None}}, [0, 1, 2]),
-        ({"a": {"$lt": None}}, []),
-        ({"a": {"$type": "null"}}, [0, 2]),
-        # an array element lacking the field is null; scalars in the array are not
-        ({"a.b": None}, [0, 1, 5, 9]),
-        ({"a.b": {"$ne": None}}, [2, 3, 4, 6, 7, 8]),
-        ({"a.b": {"$exists": True}}, [5, 6, 9]),
-        ({"a.b": {"$exists": False}}, [0, 1, 2, 3, 4, 7, 8]),
-        ({"a": {"$eq": [None]}}, [8]),
-        ({"a": {"$elemMatch": {"$eq": None}}}, [2]),
-        ({"a": {"$eq": None, "$exists": True}}, [0, 2]),
-    ],
-)
+NULL_CASES: list[tuple[dict[str, Any], list[int]]] = [
+    ({"a": None}, [0, 1, 2]),
+    ({"a": {"$eq": None}}, [0, 1, 2]),
+    ({"a": {"$in": [None]}}, [0, 1, 2]),
+    ({"a": {"$exists": False}}, [1]),
+    ({"a": {"$ne": None}}, [3, 4, 5, 6, 7, 8, 9]),
+    ({"a": {"$nin": [None]}}, [3, 4, 5, 6, 7, 8, 9]),
+    ({"a": {"$gte": None}}, [0, 1, 2]),
+    ({"a": {"$lt": None}}, []),
+    ({"a": {"$type": "null"}}, [0, 2]),
+    # an array element lacking the field is null; scalars in the array are not
+    ({"a.b": None}, [0, 1, 5, 9]),
+    ({"a.b": {"$ne": None}}, [2, 3, 4, 6, 7, 8]),
+    ({"a.b": {"$exists": True}}, [5, 6, 9]),
+    ({"a.b": {"$exists": False}}, [0, 1, 2, 3, 4, 7, 8]),
+    ({"a": {"$eq": [None]}}, [8]),
+    ({"a": {"$elemMatch": {"$eq": None}}}, [2]),
+    ({"a": {"$eq": None, "$exists": True}}, [0, 2]),
+]
+
+
+@pytest.mark.parametrize(("flt", "ids"), NULL_CASES)
 def test_null_and_missing(flt: dict[str, Any], ids: list[int]) -> None:
     assert matching(NULLS, flt) == ids
 
@@ -99,42 +114,42 @@ ARRAYS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("flt", "ids"),
-    [
-        ({"a": 2}, [0, 2, 4]),  # one level of traversal only: [1, [2, 3]] does not hold 2
-        ({"a": [2, 3]}, [1]),  # whole array, or an element that is that array
-        ({"a": [1, 2, 3]}, [0]),
-        ({"a": []}, [5]),
-        ({"a": {"$ne": 2}}, [1, 3, 5]),
-        ({"a": {"$nin": [1, 2]}}, [3, 5]),
-        ({"a": {"$ne": [1, 2]}}, [0, 1, 2, 4, 5]),
-        ({"a": {"$in": [[1, 2]]}}, [3]),
-        ({"a": {"$nin": []}}, [0, 1, 2, 3, 4, 5]),
-        ({"a": {"$in": []}}, []),
-        ({"a": {"$all": [2, 3]}}, [0]),
-        ({"a": {"$all": [[2, 3]]}}, [1]),
-        ({"a": {"$all": [1, [2, 3]]}}, [1]),
-        ({"a": {"$all": []}}, []),
-        ({"a": {"$size": 2}}, [1]),
-        ({"a": {"$size": 2.0}}, [1]),
-        ({"a": {"$size": Int64(1)}}, [3, 4]),
-        ({"a": {"$size": 0}}, [5]),
-        ({"a": {"$gt": 1, "$lt": 3}}, [0, 2, 4]),  # each bound may hold for a different element
-        ({"a": {"$elemMatch": {"$gt": 1, "$lt": 3}}}, [0, 4]),  # one element must satisfy both
-        ({"a": {"$elemMatch": {"$gt": 1}}}, [0, 4]),  # no traversal of nested arrays
-        ({"a": {"$elemMatch": {"$elemMatch": {"$gt": 2}}}}, [1]),
-        ({"a": {"$gt": [1]}}, [0, 1, 3, 4]),  # an array operand compares whole arrays too
-        ({"a": {"$type": "array"}}, [0, 1, 3, 4, 5]),
-        ({"a.0": 1}, [0, 1, 3]),
-        ({"a.0": [1, 2]}, [3]),
-        ({"a.0.0": 1}, [3]),
-        ({"a.1": [2, 3]}, [1]),
-        ({"a.1.0": 2}, [1]),
-        ({"a.1": {"$exists": True}}, [0, 1]),
-        ({"a.0": {"$exists": False}}, [2, 5]),
-    ],
-)
+ARRAY_CASES: list[tuple[dict[str, Any], list[int]]] = [
+    ({"a": 2}, [0, 2, 4]),  # one level of traversal only: [1, [2, 3]] does not hold 2
+    ({"a": [2, 3]}, [1]),  # whole array, or an element that is that array
+    ({"a": [1, 2, 3]}, [0]),
+    ({"a": []}, [5]),
+    ({"a": {"$ne": 2}}, [1, 3, 5]),
+    ({"a": {"$nin": [1, 2]}}, [3, 5]),
+    ({"a": {"$ne": [1, 2]}}, [0, 1, 2, 4, 5]),
+    ({"a": {"$in": [[1, 2]]}}, [3]),
+    ({"a": {"$nin": []}}, [0, 1, 2, 3, 4, 5]),
+    ({"a": {"$in": []}}, []),
+    ({"a": {"$all": [2, 3]}}, [0]),
+    ({"a": {"$all": [[2, 3]]}}, [1]),
+    ({"a": {"$all": [1, [2, 3]]}}, [1]),
+    ({"a": {"$all": []}}, []),
+    ({"a": {"$size": 2}}, [1]),
+    ({"a": {"$size": 2.0}}, [1]),
+    ({"a": {"$size": Int64(1)}}, [3, 4]),
+    ({"a": {"$size": 0}}, [5]),
+    ({"a": {"$gt": 1, "$lt": 3}}, [0, 2, 4]),  # each bound may hold for a different element
+    ({"a": {"$elemMatch": {"$gt": 1, "$lt": 3}}}, [0, 4]),  # one element must satisfy both
+    ({"a": {"$elemMatch": {"$gt": 1}}}, [0, 4]),  # no traversal of nested arrays
+    ({"a": {"$elemMatch": {"$elemMatch": {"$gt": 2}}}}, [1]),
+    ({"a": {"$gt": [1]}}, [0, 1, 3, 4]),  # an array operand compares whole arrays too
+    ({"a": {"$type": "array"}}, [0, 1, 3, 4, 5]),
+    ({"a.0": 1}, [0, 1, 3]),
+    ({"a.0": [1, 2]}, [3]),
+    ({"a.0.0": 1}, [3]),
+    ({"a.1": [2, 3]}, [1]),
+    ({"a.1.0": 2}, [1]),
+    ({"a.1": {"$exists": True}}, [0, 1]),
+    ({"a.0": {"$exists": False}}, [2, 5]),
+]
+
+
+@pytest.mark.parametrize(("flt", "ids"), ARRAY_CASES)
 def test_arrays(flt: dict[str, Any], ids: list[int]) -> None:
     assert matching(ARRAYS, flt) == ids
 
@@ -150,25 +165,25 @@ PATHS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("flt", "ids"),
-    [
-        ({"a.b": 1}, [1, 3]),  # a named field does not reach into an array of arrays
-        ({"a.0.b": 1}, [0, 1, 2, 3]),  # '0' is an index and a field name alike
-        ({"a.1.b": 5}, [3]),
-        ({"a.b.c": 1}, [4, 6]),
-        ({"a.0": "x"}, [5]),  # field '0' of an element
-        ({"a.0": "y"}, []),
-        ({"a.b": [1, 2]}, [1]),
-        ({"a.b.0": 1}, [1]),
-        ({"a.b.c.0": 1}, [6]),
-        ({"a.b": {"$size": 2}}, [1]),
-        ({"a.b": {"$elemMatch": {"$eq": 2}}}, [1]),
-        ({"a.b": {"$all": [1, 5]}}, [3]),
-        ({"a": {"$elemMatch": {"b": {"$elemMatch": {"$eq": 2}}}}}, [1]),
-        ({"$nor": [{"a.b": 1}]}, [0, 2, 4, 5, 6]),
-    ],
-)
+PATH_CASES: list[tuple[dict[str, Any], list[int]]] = [
+    ({"a.b": 1}, [1, 3]),  # a named field does not reach into an array of arrays
+    ({"a.0.b": 1}, [0, 1, 2, 3]),  # '0' is an index and a field name alike
+    ({"a.1.b": 5}, [3]),
+    ({"a.b.c": 1}, [4, 6]),
+    ({"a.0": "x"}, [5]),  # field '0' of an element
+    ({"a.0": "y"}, []),
+    ({"a.b": [1, 2]}, [1]),
+    ({"a.b.0": 1}, [1]),
+    ({"a.b.c.0": 1}, [6]),
+    ({"a.b": {"$size": 2}}, [1]),
+    ({"a.b": {"$elemMatch": {"$eq": 2}}}, [1]),
+    ({"a.b": {"$all": [1, 5]}}, [3]),
+    ({"a": {"$elemMatch": {"b": {"$elemMatch": {"$eq": 2}}}}}, [1]),
+    ({"$nor": [{"a.b": 1}]}, [0, 2, 4, 5, 6]),
+]
+
+
+@pytest.mark.parametrize(("flt", "ids"), PATH_CASES)
 def test_dotted_paths(flt: dict[str, Any], ids: list[int]) -> None:
     assert matching(PATHS, flt) == ids
 
@@ -181,22 +196,22 @@ SUBDOCS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("flt", "ids"),
-    [
-        ({"a.b": 1, "a.c": 1}, [0, 1]),  # different elements may satisfy each condition
-        ({"a": {"$elemMatch": {"b": 1, "c": 1}}}, [1]),
-        ({"a": {"$elemMatch": {"b": 1, "c": 2}}}, [0]),  # $elemMatch needs an array
-        ({"a": {"$elemMatch": {"b": {"$gte": 2}}}}, [0]),
-        ({"a": {"$elemMatch": {"$or": [{"b": 2}, {"c": 3}]}}}, [0, 3]),
-        ({"a": {"$elemMatch": {"b": 1, "$or": [{"c": 1}, {"c": 3}]}}}, [1, 3]),
-        ({"a": {"$all": [{"$elemMatch": {"b": 2}}, {"$elemMatch": {"c": 2}}]}}, [0]),
-        ({"a": {"$not": {"$elemMatch": {"b": 1}}}}, [2]),
-        ({"a": {"b": 1, "c": 2}}, [0, 2]),  # exact sub-document equality, field order included
-        ({"a": {"c": 2, "b": 1}}, []),
-        ({"a": {"$type": "object"}}, [0, 1, 2, 3]),
-    ],
-)
+SUBDOC_CASES: list[tuple[dict[str, Any], list[int]]] = [
+    ({"a.b": 1, "a.c": 1}, [0, 1]),  # different elements may satisfy each condition
+    ({"a": {"$elemMatch": {"b": 1, "c": 1}}}, [1]),
+    ({"a": {"$elemMatch": {"b": 1, "c": 2}}}, [0]),  # $elemMatch needs an array
+    ({"a": {"$elemMatch": {"b": {"$gte": 2}}}}, [0]),
+    ({"a": {"$elemMatch": {"$or": [{"b": 2}, {"c": 3}]}}}, [0, 3]),
+    ({"a": {"$elemMatch": {"b": 1, "$or": [{"c": 1}, {"c": 3}]}}}, [1, 3]),
+    ({"a": {"$all": [{"$elemMatch": {"b": 2}}, {"$elemMatch": {"c": 2}}]}}, [0]),
+    ({"a": {"$not": {"$elemMatch": {"b": 1}}}}, [2]),
+    ({"a": {"b": 1, "c": 2}}, [0, 2]),  # exact sub-document equality, field order included
+    ({"a": {"c": 2, "b": 1}}, []),
+    ({"a": {"$type": "object"}}, [0, 1, 2, 3]),
+]
+
+
+@pytest.mark.parametrize(("flt", "ids"), SUBDOC_CASES)
 def test_sub_documents(flt: dict[str, Any], ids: list[int]) -> None:
     assert matching(SUBDOCS, flt) == ids
 
@@ -216,36 +231,36 @@ NUMBERS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("flt", "ids"),
-    [
-        ({"a": 2}, [0, 1, 2, 3]),
-        ({"a": Decimal128("2")}, [0, 1, 2, 3]),
-        ({"a": {"$gt": 1.5}}, [0, 1, 2, 3, 6]),
-        ({"a": {"$lte": Decimal128("2.25")}}, [0, 1, 2, 3, 8]),
-        ({"a": {"$lt": math.inf}}, [0, 1, 2, 3, 6, 8]),  # NaN is never less (or greater)
-        ({"a": {"$gt": -math.inf}}, [0, 1, 2, 3, 6]),
-        ({"a": math.nan}, [4, 7]),  # NaN equals NaN, double or decimal
-        ({"a": {"$gte": math.nan}}, [4, 7]),
-        ({"a": {"$gt": math.nan}}, []),
-        ({"a": {"$lt": "3"}}, [5]),  # no comparison across type brackets
-        ({"a": {"$gt": MinKey()}}, [0, 1, 2, 3, 4, 5, 6, 7, 8]),
-        ({"a": {"$lt": MaxKey()}}, [0, 1, 2, 3, 4, 5, 6, 7, 8]),
-        ({"a": {"$type": "number"}}, [0, 1, 2, 3, 4, 6, 7, 8]),
-        ({"a": {"$type": "int"}}, [0]),
-        ({"a": {"$type": "long"}}, [1]),
-        ({"a": {"$type": "double"}}, [2, 4, 6, 8]),
-        ({"a": {"$type": 19}}, [3, 7]),
-        ({"a": {"$type": 16.0}}, [0]),
-        ({"a": {"$type": ["string", "long"]}}, [1, 5]),
-        ({"a": {"$in": [None, 2]}}, [0, 1, 2, 3]),
-        ({"a": {"$mod": [2, 0]}}, [0, 1, 2, 3, 6]),  # the value truncates too: 2.5 -> 2
-        ({"a": {"$mod": [-2, 0]}}, [0, 1, 2, 3, 6]),
-        ({"a": {"$mod": [2.9, 0]}}, [0, 1, 2, 3, 6]),  # divisor truncated toward zero
-        ({"a": {"$mod": [2, 0.5]}}, [0, 1, 2, 3, 6]),  # and the remainder
-        ({"a": {"$mod": [3, 2]}}, [0, 1, 2, 3, 6]),
-    ],
-)
+NUMBER_CASES: list[tuple[dict[str, Any], list[int]]] = [
+    ({"a": 2}, [0, 1, 2, 3]),
+    ({"a": Decimal128("2")}, [0, 1, 2, 3]),
+    ({"a": {"$gt": 1.5}}, [0, 1, 2, 3, 6]),
+    ({"a": {"$lte": Decimal128("2.25")}}, [0, 1, 2, 3, 8]),
+    ({"a": {"$lt": math.inf}}, [0, 1, 2, 3, 6, 8]),  # NaN is never less (or greater)
+    ({"a": {"$gt": -math.inf}}, [0, 1, 2, 3, 6]),
+    ({"a": math.nan}, [4, 7]),  # NaN equals NaN, double or decimal
+    ({"a": {"$gte": math.nan}}, [4, 7]),
+    ({"a": {"$gt": math.nan}}, []),
+    ({"a": {"$lt": "3"}}, [5]),  # no comparison across type brackets
+    ({"a": {"$gt": MinKey()}}, [0, 1, 2, 3, 4, 5, 6, 7, 8]),
+    ({"a": {"$lt": MaxKey()}}, [0, 1, 2, 3, 4, 5, 6, 7, 8]),
+    ({"a": {"$type": "number"}}, [0, 1, 2, 3, 4, 6, 7, 8]),
+    ({"a": {"$type": "int"}}, [0]),
+    ({"a": {"$type": "long"}}, [1]),
+    ({"a": {"$type": "double"}}, [2, 4, 6, 8]),
+    ({"a": {"$type": 19}}, [3, 7]),
+    ({"a": {"$type": 16.0}}, [0]),
+    ({"a": {"$type": ["string", "long"]}}, [1, 5]),
+    ({"a": {"$in": [None, 2]}}, [0, 1, 2, 3]),
+    ({"a": {"$mod": [2, 0]}}, [0, 1, 2, 3, 6]),  # the value truncates too: 2.5 -> 2
+    ({"a": {"$mod": [-2, 0]}}, [0, 1, 2, 3, 6]),
+    ({"a": {"$mod": [2.9, 0]}}, [0, 1, 2, 3, 6]),  # divisor truncated toward zero
+    ({"a": {"$mod": [2, 0.5]}}, [0, 1, 2, 3, 6]),  # and the remainder
+    ({"a": {"$mod": [3, 2]}}, [0, 1, 2, 3, 6]),
+]
+
+
+@pytest.mark.parametrize(("flt", "ids"), NUMBER_CASES)
 def test_numbers(flt: dict[str, Any], ids: list[int]) -> None:
     assert matching(NUMBERS, flt) == ids
 
@@ -261,32 +276,32 @@ STRINGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("flt", "ids"),
-    [
-        ({"a": {"$regex": "^abc"}}, [0]),
-        ({"a": {"$regex": "^abc", "$options": "m"}}, [0, 1]),
-        ({"a": {"$regex": "^abc", "$options": "i"}}, [0, 1]),
-        ({"a": {"$regex": "^abc", "$options": "im"}}, [0, 1, 3]),
-        ({"a": {"$regex": "a b # comment\nc", "$options": "x"}}, [0, 1]),
-        ({"a": {"$regex": "x.abc"}}, []),
-        ({"a": {"$regex": "x.abc", "$options": "s"}}, [1]),
-        ({"a": {"$regex": "c$"}}, [0, 1]),
-        ({"a": {"$regex": "^c$", "$options": "m"}}, []),
-        ({"a": Regex("^abc$", "m")}, [0, 1]),
-        ({"a": {"$regex": Regex("^abc", "i")}}, [0, 1]),
-        ({"a": {"$regex": Regex("^abc"), "$options": "i"}}, [0, 1]),  # a flagless regex object
-        ({"a": {"$in": [Regex("^x"), 5]}}, [1, 2, 3]),
-        ({"a": {"$in": [Regex("^abc", "i"), None]}}, [0, 1, 4]),
-        ({"a": {"$nin": [Regex("^abc", "i")]}}, [2, 3, 4]),
-        ({"a": {"$all": [Regex("^a", "i"), Regex("c$")]}}, [0, 1]),
-        ({"a": {"$not": Regex("^a")}}, [1, 2, 3, 4]),
-        ({"a": {"$not": {"$regex": "^a", "$options": "i"}}}, [2, 3, 4]),
-        ({"a": {"$not": {"$type": "string"}}}, [2, 4]),
-        ({"a": {"$not": {"$gt": 1}}}, [0, 1, 3, 4]),
-        ({"a": {"$regex": "5"}}, []),  # a regex only matches strings
-    ],
-)
+REGEX_CASES: list[tuple[dict[str, Any], list[int]]] = [
+    ({"a": {"$regex": "^abc"}}, [0]),
+    ({"a": {"$regex": "^abc", "$options": "m"}}, [0, 1]),
+    ({"a": {"$regex": "^abc", "$options": "i"}}, [0, 1]),
+    ({"a": {"$regex": "^abc", "$options": "im"}}, [0, 1, 3]),
+    ({"a": {"$regex": "a b # comment\nc", "$options": "x"}}, [0, 1]),
+    ({"a": {"$regex": "x.abc"}}, []),
+    ({"a": {"$regex": "x.abc", "$options": "s"}}, [1]),
+    ({"a": {"$regex": "c$"}}, [0, 1]),
+    ({"a": {"$regex": "^c$", "$options": "m"}}, []),
+    ({"a": Regex("^abc$", "m")}, [0, 1]),
+    ({"a": {"$regex": Regex("^abc", "i")}}, [0, 1]),
+    ({"a": {"$regex": Regex("^abc"), "$options": "i"}}, [0, 1]),  # a flagless regex object
+    ({"a": {"$in": [Regex("^x"), 5]}}, [1, 2, 3]),
+    ({"a": {"$in": [Regex("^abc", "i"), None]}}, [0, 1, 4]),
+    ({"a": {"$nin": [Regex("^abc", "i")]}}, [2, 3, 4]),
+    ({"a": {"$all": [Regex("^a", "i"), Regex("c$")]}}, [0, 1]),
+    ({"a": {"$not": Regex("^a")}}, [1, 2, 3, 4]),
+    ({"a": {"$not": {"$regex": "^a", "$options": "i"}}}, [2, 3, 4]),
+    ({"a": {"$not": {"$type": "string"}}}, [2, 4]),
+    ({"a": {"$not": {"$gt": 1}}}, [0, 1, 3, 4]),
+    ({"a": {"$regex": "5"}}, []),  # a regex only matches strings
+]
+
+
+@pytest.mark.parametrize(("flt", "ids"), REGEX_CASES)
 def test_regex(flt: dict[str, Any], ids: list[int]) -> None:
     assert matching(STRINGS, flt) == ids
 
@@ -367,3 +382,36 @@ def test_regex_and_eq_against_stored_regexes() -> None:
     assert matching(docs, {"a": {"$in": [Regex("abc")]}}) == [0, 1, 3]
     assert matching(docs, {"a": {"$eq": Regex("abc")}}) == [1, 3]
     assert matching(docs, {"a": {"$eq": "abc"}}) == [0]
+
+
+# --- the same answers through an index -------------------------------------------------------------
+
+INDEXED_CASES = [
+    (docs, flt, ids)
+    for docs, cases in [
+        (NULLS, NULL_CASES),
+        (ARRAYS, ARRAY_CASES),
+        (PATHS, PATH_CASES),
+        (SUBDOCS, SUBDOC_CASES),
+        (NUMBERS, NUMBER_CASES),
+        (STRINGS, REGEX_CASES),
+    ]
+    for flt, ids in cases
+]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [[("a", 1)], [("a", -1)], [("a.b", 1)], [("a", 1), ("b", 1)]],
+    ids=["a", "a_desc", "a.b", "a_b"],
+)
+def test_an_index_never_changes_the_answer(key: list[tuple[str, Any]]) -> None:
+    """Index bounds must cover every document the matcher accepts (multikey arrays, nested
+    $elemMatch, MinKey/MaxKey comparisons that cross types, regexes, null/missing)."""
+    for docs, flt, ids in INDEXED_CASES:
+        assert matching_with_index(docs, flt, key) == ids, flt
+
+
+def test_sparse_index_never_changes_the_answer() -> None:
+    for docs, flt, ids in INDEXED_CASES:
+        assert matching_with_index(docs, flt, [("a", 1)], sparse=True) == ids, flt

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
 from bson.regex import Regex
 
 from node.engine.errors import MongoError, bad_value
@@ -243,6 +245,11 @@ def _unindexable(value: Any) -> bool:
     return isinstance(value, list | tuple | Regex) or hasattr(value, "pattern")
 
 
+def _spans_all_types(value: Any) -> bool:
+    """MinKey/MaxKey: a comparison with them crosses every type, beyond one type's bounds."""
+    return isinstance(value, MinKey | MaxKey)
+
+
 def _is_operator_doc(value: Any) -> bool:
     return isinstance(value, Mapping) and bool(value) and all(
         isinstance(k, str) and k.startswith("$") for k in value
@@ -286,7 +293,10 @@ def _collect(filt: Mapping[str, Any], out: dict[str, FieldPredicates]) -> None:
             if op == "$elemMatch" and _is_operator_doc(value):
                 # one element satisfies every predicate: bounds intersect even when multikey
                 sub: dict[str, FieldPredicates] = {}
-                _collect({name: value}, sub)
+                # a nested $elemMatch applies to inner arrays, whose elements are not keys
+                element_ops = {k: v for k, v in value.items() if k != "$elemMatch"}
+                if element_ops:
+                    _collect({name: element_ops}, sub)
                 inner = sub.get(name)
                 if inner is not None and (inner.points or inner.ranges or inner.unions):
                     preds.unions.append(field_intervals(inner, multikey=False))
@@ -296,6 +306,8 @@ def _collect(filt: Mapping[str, Any], out: dict[str, FieldPredicates]) -> None:
                 if not any(_unindexable(v) or _is_operator_doc(v) for v in value):
                     unique = {encode_key(v): v for v in value}
                     preds.points.append([_point(unique[k]) for k in sorted(unique)])
+            elif op in ("$gt", "$gte", "$lt", "$lte") and _spans_all_types(value):
+                continue
             elif op in ("$gt", "$gte") and not _unindexable(value):
                 lo = Bound(encode_key(value), op == "$gte", render_value(value))
                 preds.lowers.append(lo)
