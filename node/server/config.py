@@ -96,8 +96,8 @@ class NodeConfig:
     join: bool = False
     log_level: str = "INFO"
     cursor_timeout_s: float = 600.0
-    snapshot_every: int = 10000
-    keep_entries: int = 2000
+    snapshot_every: int = 50000
+    keep_entries: int = 5000
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -148,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--join", action="store_true", default=None,
                    help="start empty and wait to be added by replSetReconfig")
     p.add_argument("--snapshot-every", type=int,
-                   help="take a state snapshot every N applied entries (default 10000)")
+                   help="take a state snapshot every N applied entries (default 50000)")
     p.add_argument("--keep-entries", type=int,
-                   help="log entries kept behind a snapshot for slow members (default 2000)")
+                   help="log entries kept behind a snapshot for slow members (default 5000)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose
