@@ -318,7 +318,7 @@ class LocalCluster:
             return None
         try:
             return self.command(i, cmd, db, timeout)
-        except grpc.RpcError:
+        except (grpc.RpcError, ValueError):  # ValueError: channel closed by kill() meanwhile
             return None
 
     def primary_index(self) -> int | None:
