@@ -567,6 +567,7 @@ def test_near_with_max_distance_reads_a_small_fraction() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_near_with_max_distance_over_a_million_points() -> None:
     _check_near_scales(1_000_000, 1.5)
 
