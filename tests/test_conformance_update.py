@@ -139,16 +139,57 @@ def test_min_max_keep_the_stored_type_when_values_are_equal() -> None:
 
 
 @pytest.mark.parametrize(
-    ("doc", "spec"),
+    ("doc", "spec", "message"),
     [
-        ({"a": [1, 2]}, {"a.0": "c"}),
-        ({"a": [{"x": 1}]}, {"a.x": "c"}),
-        ({"a": 1, "b": []}, {"a": "b.x"}),
-        ({"a": 1, "b": []}, {"a": "b.0"}),
+        (
+            {"a": [1, 2]},
+            {"a.0": "c"},
+            "The source field cannot be an array element, 'a.0' in doc with _id: 0 has an "
+            "array field called 'a'",
+        ),
+        (
+            {"a": {"b": [{"c": [{"d": 1}]}]}},
+            {"a.b.0.c.0.d": "z"},
+            "The source field cannot be an array element, 'a.b.0.c.0.d' in doc with _id: 0 "
+            "has an array field called 'c'",
+        ),
+        (
+            {"a": 1, "b": []},
+            {"a": "b.x"},
+            "The destination field cannot be an array element, 'b.x' in doc with _id: 0 has an "
+            "array field called 'b'",
+        ),
     ],
 )
-def test_rename_into_or_out_of_arrays_is_refused(doc: dict[str, Any], spec: dict[str, str]) -> None:
-    assert update_error(doc, {"$rename": spec}).code == 2
+def test_rename_into_or_out_of_arrays_is_refused(
+    doc: dict[str, Any], spec: dict[str, str], message: str
+) -> None:
+    err = update_error(doc, {"$rename": spec})
+    assert (err.code, err.errmsg) == (2, message)
+    assert update_error({"a": 1, "b": []}, {"$rename": {"a": "b.0"}}).code == 2
+
+
+@pytest.mark.parametrize(
+    ("doc", "source", "message"),
+    [
+        (
+            {"a": [{"x": 1}]},
+            "a.x",
+            "cannot use the part (a of a.x) to traverse the element ({a: [ { x: 1 } ]})",
+        ),
+        ({"a": [1]}, "a.0.x", "cannot use the part (0 of a.0.x) to traverse the element ({0: 1})"),
+        ({"a": 1}, "a.b", "cannot use the part (a of a.b) to traverse the element ({a: 1})"),
+    ],
+)
+def test_rename_source_through_array_field_or_scalar_is_not_viable(
+    doc: dict[str, Any], source: str, message: str
+) -> None:
+    err = update_error(doc, {"$rename": {source: "c"}})
+    assert (err.code, err.errmsg) == (28, message)
+
+
+def test_rename_of_a_missing_array_element_does_nothing() -> None:
+    assert updated({"a": [1, 2]}, {"$rename": {"a.5": "c"}}) == {"_id": 0, "a": [1, 2]}
 
 
 def test_rename_overwrites_target_and_ignores_missing_source() -> None:

@@ -34,6 +34,7 @@ from node.engine.errors import (
     failed_to_parse,
     immutable_field,
     location,
+    path_not_viable,
     type_mismatch,
 )
 from node.engine.path_update import (
@@ -538,7 +539,7 @@ class Update:
     def _read_rename_sources(self, doc: dict[str, Any]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for parts, path, to_parts, to_path in self._renames:
-            _no_array_on_path(doc, parts, path, "source")
+            _check_rename_source(doc, parts, path)
             _no_array_on_path(doc, to_parts, to_path, "destination")
             value = lookup(doc, parts)
             if value is not MISSING:
@@ -570,17 +571,49 @@ def _id_first(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _id_element(doc: Mapping[str, Any]) -> str:
+    """``_id: <value>`` as MongoDB prints the element (no braces), or ``no id``."""
+    return f"_id: {format_value(doc['_id'])}" if "_id" in doc else "no id"
+
+
 def _no_array_on_path(doc: Any, parts: list[str], path: str, which: str) -> None:
     cur = doc
     for depth, part in enumerate(parts):
         if isinstance(cur, list):
             raise bad_value(
                 f"The {which} field cannot be an array element, '{path}' in doc with "
-                f"{format_id(doc)} has an array field called '{parts[depth - 1]}'"
+                f"{_id_element(doc)} has an array field called '{parts[depth - 1]}'"
             )
         if not isinstance(cur, Mapping) or part not in cur:
             return
         cur = cur[part]
+
+
+def _check_rename_source(doc: dict[str, Any], parts: list[str], path: str) -> None:
+    """MongoDB's walk to a ``$rename`` source: a field name through an array, or any part
+    through a scalar, is PathNotViable (28); a source found inside an array is BadValue (2);
+    a source that is not there is fine (the rename does nothing)."""
+    cur: Any = doc
+    array_field: str | None = None
+    for depth, part in enumerate(parts):
+        index = array_index(part) if isinstance(cur, list) else None
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, Mapping) or (index is not None and index >= len(cur)):
+            return
+        elif index is not None:
+            array_field, cur = parts[depth - 1], cur[index]
+        else:
+            name = parts[depth - 1]
+            raise path_not_viable(
+                f"cannot use the part ({name} of {path}) to traverse the element "
+                f"({{{name}: {format_value(cur)}}})"
+            )
+    if array_field is not None:
+        raise bad_value(
+            f"The source field cannot be an array element, '{path}' in doc with "
+            f"{_id_element(doc)} has an array field called '{array_field}'"
+        )
 
 
 @dataclass
