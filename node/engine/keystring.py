@@ -99,6 +99,8 @@ _N_POS_INF = 0x06
 _EXP_BIAS = 0x8000
 _SMALL_INT_LIMIT = 10**18
 _POS_INT_HEADER = bytes([T_NUMBER, _N_POS])
+_POS_INT_PREFIXES = [_POS_INT_HEADER + (n + _EXP_BIAS).to_bytes(2, "big") for n in range(19)]
+"""Type, class and exponent bytes of a positive integer with n digits (fast path)."""
 _STR_HEADER = bytes([T_STRING])
 _INVERT = bytes(255 - i for i in range(256))
 _DATE_BIAS = 1 << 63  # signed milliseconds since the epoch, offset into 8 unsigned bytes
@@ -118,12 +120,7 @@ def encode_key(value: Any, descending: bool = False) -> bytes:
     kind = type(value)
     if kind is int and 0 < value < _SMALL_INT_LIMIT:  # fast path: positive ints (common _ids)
         digits = str(value)
-        data = (
-            _POS_INT_HEADER
-            + (len(digits) + _EXP_BIAS).to_bytes(2, "big")
-            + digits.rstrip("0").encode("ascii")
-            + b"\x00"
-        )
+        data = _POS_INT_PREFIXES[len(digits)] + digits.rstrip("0").encode("ascii") + b"\x00"
     elif kind is str and "\x00" not in value:
         data = _STR_HEADER + value.encode("utf-8", "surrogatepass") + b"\x00\x00"
     else:
