@@ -157,3 +157,35 @@ def test_batch_inside_callers_transaction_is_undone_with_it(engine: Engine) -> N
         raise RuntimeError("abort")
     assert list(c.find({})) == []
     _check_consistent(engine)
+
+
+def test_lmdb_put_many_and_replace(tmp_path: Path) -> None:
+    store = LMDBStore(tmp_path / "db")
+    try:
+        with store.write() as w:
+            w.put("t", b"b", b"old")
+            w.put_many("t", [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")])
+            w.put_many("new", [(b"x", b"9")])  # creates the table
+            w.put_many("t", [])
+            assert w.replace("t", b"c", b"33") == b"3"
+            assert w.replace("t", b"d", b"4") is None
+            with pytest.raises(ValueError):
+                w.put_many("t", [(b"e", b"5"), (b"k" * 600, b"x")])
+        with store.read() as r:
+            assert list(r.scan("t")) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"33"), (b"d", b"4")]
+            assert list(r.scan("new")) == [(b"x", b"9")]
+    finally:
+        store.close()
+
+
+def test_index_entries_visible_after_batch_and_to_the_next_batch(engine: Engine) -> None:
+    _create(engine, "k")
+    _create(engine, [("loc", "2d")])
+    c = engine["d"]["c"]
+    first = [{"_id": i, "k": i % 3, "loc": [float(i), float(-i)]} for i in range(30)]
+    assert c.insert(first).n == 30
+    assert sorted(d["_id"] for d in c.find({"k": 1})) == list(range(1, 30, 3))
+    assert c.insert([{"_id": 100, "k": 1, "loc": [0.5, 0.5]}]).n == 1
+    near = list(c.find({"loc": {"$near": [0.0, 0.0], "$maxDistance": 1.0}}))
+    assert [d["_id"] for d in near] == [0, 100]
+    _check_consistent(engine)

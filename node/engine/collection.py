@@ -124,6 +124,16 @@ class IndexMaintainer(Protocol):
         ...
 
 
+class EntriesAdder(Protocol):
+    """An index maintainer's batch hook for inserts (``indexes.entries_adder(txn, ns)``):
+    ``add(record_key, doc)`` before each new record is written -- raising MongoError only
+    before it changed anything -- and ``finish()`` after the batch."""
+
+    def add(self, record_key: bytes, doc: Mapping[str, Any]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
 class QueryPlanner(Protocol):
     """Chooses how to find a query's records (installed as ``Engine.planner``)."""
 
@@ -575,13 +585,12 @@ class Collection:
         txn.put(self.table, key, data)
         return doc
 
-    def _entries_adder(self, txn: WriteTxn) -> Callable[[bytes, Mapping[str, Any]], None] | None:
-        """The index maintainer's batch hook for new records, when it has one: an
-        ``add(record_key, doc)`` that raises MongoError only before its first write, so a
-        failed document needs no savepoint (see ``IndexManager.entries_adder``)."""
+    def _entries_adder(self, txn: WriteTxn) -> EntriesAdder | None:
+        """The index maintainer's batch hook for new records, when it has one (see
+        :class:`EntriesAdder`); None: use :meth:`_index_upkeep` under a savepoint."""
         indexes = self.engine.indexes
         if indexes is None:
-            return _no_entries
+            return _NO_ENTRIES
         adder = getattr(indexes, "entries_adder", None)
         return None if adder is None else adder(txn, self.ns)
 
@@ -627,7 +636,8 @@ class Collection:
                 self.engine._ensure_collection(w, self.db, self.name)
             else:
                 return result
-            add_entries = self._entries_adder(w)
+            adder = self._entries_adder(w)
+            add_entries = None if adder is None else adder.add
             ids = result.inserted_ids
             for i, doc in enumerate(docs):
                 if add_entries is not None:
@@ -651,6 +661,8 @@ class Collection:
                     )
                     if ordered:
                         break
+            if adder is not None:
+                adder.finish()
             result.n = len(ids)
             return result
 
@@ -806,8 +818,17 @@ class Collection:
         return self._write(txn, body)
 
 
-def _no_entries(record_key: bytes, doc: Mapping[str, Any]) -> None:
-    """The entries adder of an engine without secondary indexes."""
+class _NoEntries:
+    """The entries adder of an engine without an index maintainer."""
+
+    def add(self, record_key: bytes, doc: Mapping[str, Any]) -> None:
+        return None
+
+    def finish(self) -> None:
+        return None
+
+
+_NO_ENTRIES = _NoEntries()
 
 
 def _first(it: Iterator[Any]) -> Iterator[Any]:

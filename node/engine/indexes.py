@@ -901,6 +901,95 @@ def split_ns(ns: str) -> tuple[str, str]:
     return db, coll
 
 
+class EntriesAdder:
+    """Index entries for a batch of new records in one write transaction.
+
+    ``add(record_key, doc)`` does what ``update_index_entries(txn, db, coll, record_key, None,
+    doc)`` does, with the index list loaded once per batch: it raises MongoError (duplicate
+    key, parallel arrays, geo, key too long) only before it records anything, so a failed
+    document changes nothing. Unique entries are written at once (later documents of the batch
+    are checked against them); non-unique entries, which nothing reads during the batch, are
+    kept and written by :meth:`finish` in key order (one ``put_many`` per index when the store
+    has it). Call ``finish()`` after the last document, before anything reads the indexes.
+    """
+
+    def __init__(self, txn: WriteTxn, db: str, coll: str) -> None:
+        self._txn = txn
+        self._db = db
+        self._coll = coll
+        self._pending: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._load()
+
+    def _load(self) -> None:
+        db, coll = self._db, self._coll
+        self._specs = [
+            (spec, spec.table(db, coll), spec.unique, spec.plain_field, spec.descending[0])
+            for spec in load_indexes(self._txn, db, coll)
+            if not spec.is_id
+        ]
+
+    def add(self, record_key: bytes, doc: Mapping[str, Any]) -> None:
+        if not self._specs:
+            return
+        unique_writes: list[tuple[str, bytes]] = []
+        deferred: list[tuple[str, bytes]] = []
+        newly_multikey: set[str] | None = None
+        txn = self._txn
+        for spec, table, unique, plain, descending in self._specs:
+            if plain is not None and spec.geo is None:
+                value = doc.get(plain, MISSING)
+                if type(value) in _SCALAR_TYPES:  # one key, no array: the common case
+                    enc = encode_key(value, descending)
+                    keys: dict[bytes, tuple] = {enc: (value,)}
+                    multikey = False
+                else:
+                    keys, multikey = _keys_by_encoding(spec, doc)
+            else:
+                keys, multikey = _keys_by_encoding(spec, doc)
+            if multikey and not spec.multikey:
+                if newly_multikey is None:
+                    newly_multikey = set()
+                newly_multikey.add(spec.name)
+            if unique:
+                for enc, values in keys.items():
+                    if len(enc) > MAX_INDEX_KEY_BYTES:
+                        _check_key_length(self._db, self._coll, spec, enc, record_key, values)
+                    holder = txn.get(table, enc)
+                    if holder is not None and holder != record_key:
+                        raise duplicate_key_error(self._db, self._coll, spec, values)
+                    unique_writes.append((table, enc))
+            else:
+                for enc, values in keys.items():
+                    entry = enc + record_key
+                    if len(entry) > MAX_INDEX_KEY_BYTES:
+                        _check_key_length(self._db, self._coll, spec, enc, record_key, values)
+                    deferred.append((table, entry))
+        for table, entry in unique_writes:
+            txn.put(table, entry, record_key)
+        pending = self._pending
+        for table, entry in deferred:
+            rows = pending.get(table)
+            if rows is None:
+                rows = pending[table] = []
+            rows.append((entry, record_key))
+        if newly_multikey:
+            _mark_multikey(txn, self._db, self._coll, newly_multikey)
+            self._load()
+
+    def finish(self) -> None:
+        """Write the kept non-unique entries (in key order)."""
+        txn = self._txn
+        put_many = getattr(txn, "put_many", None)
+        for table, rows in self._pending.items():
+            rows.sort()
+            if put_many is not None:
+                put_many(table, rows)
+            else:
+                for key, value in rows:
+                    txn.put(table, key, value)
+        self._pending.clear()
+
+
 class IndexManager:
     """The engine's index maintainer (``Engine(store, indexes=IndexManager())``): the
     :class:`node.engine.collection.IndexMaintainer` seam plus namespace-keyed index commands."""
@@ -920,25 +1009,10 @@ class IndexManager:
                 _split_cache.clear()
         update_index_entries(txn, names[0], names[1], record_key, old_doc, new_doc)
 
-    def entries_adder(
-        self, txn: WriteTxn, ns: str
-    ) -> Callable[[bytes, Mapping[str, Any]], None]:
-        """For a batch of inserts in ``txn``: ``add(record_key, doc)`` adds a new record's
-        entries to every index (what ``on_write(txn, ns, None, doc, record_key)`` does, with
-        the index list loaded once). It raises MongoError (duplicate key, parallel arrays, geo,
-        key too long) only before its first write, so a failed document changed nothing."""
+    def entries_adder(self, txn: WriteTxn, ns: str) -> EntriesAdder:
+        """For a batch of inserts in ``txn`` (see :class:`EntriesAdder`)."""
         db, coll = split_ns(ns)
-        specs = load_indexes(txn, db, coll)
-        if len(specs) == 1:  # only _id_ (the records table itself): nothing to add
-            current: list[Sequence[IndexSpec]] = []
-        else:
-            current = [specs]
-
-        def add(record_key: bytes, doc: Mapping[str, Any]) -> None:
-            if current and _insert_entries(txn, db, coll, record_key, doc, current[0]):
-                current[0] = load_indexes(txn, db, coll)
-
-        return add
+        return EntriesAdder(txn, db, coll)
 
     def on_drop(self, txn: WriteTxn, ns: str) -> None:
         db, coll = split_ns(ns)
