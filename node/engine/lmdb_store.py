@@ -33,12 +33,15 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import takewhile
+from operator import itemgetter
 from typing import Any
 
 import lmdb
 
 _NEXT_ID_KEY = b"\xff\xffnext"
 _ID_LEN = 4
+_strip_table_id = itemgetter(slice(_ID_LEN, None))
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file only grows as pages are used
 
 
@@ -109,22 +112,31 @@ class _LmdbReadTxn:
         return self._scan_cursor(lower, upper, reverse)
 
     def _scan_cursor(self, lower: bytes, upper: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-        """Straight cursor walk (read transactions: the snapshot cannot change under it)."""
-        cur = self._txn.cursor(db=self._store._data_db)
+        """Straight cursor walk (read transactions: the snapshot cannot change under it).
+
+        Forward, the walk is built from C iterators only (no Python frame per row): keys from
+        one cursor while below ``upper``, minus the table id, zipped with the values of a
+        second cursor stepping in lockstep from the same place."""
         if not reverse:
-            if not cur.set_range(lower):
+            keys = self._txn.cursor(db=self._data_db)
+            if not keys.set_range(lower):
+                return iter(())
+            values = self._txn.cursor(db=self._data_db)
+            values.set_range(lower)
+            return zip(
+                map(_strip_table_id, takewhile(upper.__gt__, keys.iternext(values=False))),
+                values.iternext(keys=False),
+            )
+        return self._scan_reverse(lower, upper)
+
+    def _scan_reverse(self, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
+        cur = self._txn.cursor(db=self._data_db)
+        if not _seek_before(cur, upper):
+            return
+        for k, v in cur.iterprev():
+            if k < lower:
                 return
-            for k, v in cur:
-                if k >= upper:
-                    return
-                yield k[_ID_LEN:], v
-        else:
-            if not _seek_before(cur, upper):
-                return
-            for k, v in cur.iterprev():
-                if k < lower:
-                    return
-                yield k[_ID_LEN:], v
+            yield k[_ID_LEN:], v
 
     def _scan_live(self, lower: bytes, upper: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
         """Cursor walk for the writer, which may modify the table between steps: whenever it
