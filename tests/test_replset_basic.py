@@ -24,7 +24,12 @@ def cluster() -> Iterator[LocalCluster]:
 
 def test_one_primary_and_topology(cluster: LocalCluster) -> None:
     p = cluster.wait_for_primary()
-    hellos = [cluster.command(i, {"hello": 1}) for i in range(3)]
+
+    def all_know_primary() -> list | None:
+        hs = [cluster.command(i, {"hello": 1}) for i in range(3)]
+        return hs if all("primary" in h for h in hs) else None
+
+    hellos = wait_until(all_know_primary, 10, "every member to learn the primary")
     assert [h["isWritablePrimary"] for h in hellos].count(True) == 1
     assert hellos[p]["isWritablePrimary"] and not hellos[p]["secondary"]
     for i, h in enumerate(hellos):
