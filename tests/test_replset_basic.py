@@ -62,6 +62,7 @@ def test_writes_replicate_and_secondaries_serve_reads_by_preference(cluster: Loc
 def test_secondary_refuses_writes_with_primary_address(cluster: LocalCluster) -> None:
     p = cluster.wait_for_primary()
     s = (p + 2) % 3
+    wait_until(lambda: "primary" in cluster.command(s, {"hello": 1}), 10, "a known primary")
     reply = cluster.command(s, {"insert": "c", "documents": [{"_id": "x"}]}, db="app")
     assert reply["ok"] == 0.0 and reply["code"] == 10107
     assert reply["codeName"] == "NotWritablePrimary"
