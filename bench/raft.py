@@ -3,25 +3,43 @@
 Runs a 3-member Helogale Raft cluster (``tests/raft_io/kv_member.py`` processes, WAL with fsync,
 gRPC transport on loopback) and, in the same run, two peers:
 
-* **etcd** (3 members on loopback, if the ``etcd`` binary is installed: Debian ``etcd-server``),
-  driven through its gRPC ``KV.Put`` by the same client harness;
+* **etcd** (3 members on loopback, if the ``etcd`` binary is installed: Debian ``etcd-server``,
+  default settings), driven through its gRPC ``KV.Put``;
 * **PySyncObj** (PyPI ``pysyncobj``): 3 processes on loopback replicating a counter with its
   journal on disk (``flushJournal``); its proposers run inside one member process, since
   PySyncObj has no network client API.
 
-Workloads ``proposers-1``, ``proposers-16``, ``proposers-128``: that many concurrent clients each
-put 200-byte values, one outstanding request each, for ``--duration`` seconds; reported as
-committed proposals per second and client-side p50/p99 commit latency. The same proposers are also run inside the leader process (system ``helogale-embedded``,
-comparable to PySyncObj's in-process proposers): the gap to ``helogale`` is the cost of
-Python gRPC per client request, not of Raft. Failover: SIGKILL the
-Helogale leader ``--kills`` times (>= 20) and time until another member reports leadership.
-``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms}, ...],
-"failover": {p50_s, p99_s, n}}``.
+Workloads ``proposers-1``, ``proposers-16``, ``proposers-128``: that many concurrent proposers
+each put 200-byte values with ONE request outstanding at a time (no client-side batching or
+pipelining), for ``--duration`` seconds after a 0.5 s warm-up; reported as puts acknowledged
+per second (committed by a majority and applied on the leader) and client-side p50/p99 latency.
+
+How each system is driven (the same harness for all network clients): ceil(N / 32) separate
+client processes, each an asyncio event loop running its share of the proposers over gRPC
+(``grpc.aio``), one TCP connection per 8 proposers, all aimed at the leader. Each system gets
+its own API's cheapest put path:
+
+* ``helogale``: each proposer holds one bidirectional stream (``/helogale.raftio.KV/Puts``)
+  and sends a put per stream message, waiting for its reply before the next;
+* ``helogale-unary``: one unary ``Command.Run`` call per put (BSON command) -- shown for
+  comparison with etcd's unary API;
+* ``etcd``: one unary ``KV.Put`` call per put (etcd's API has no streaming put; this is also
+  how etcd's own benchmark tool drives it);
+* ``helogale-embedded``: the same proposer loop run as threads inside the leader process
+  (comparable to PySyncObj's in-process proposers): Raft cost without client RPCs.
+
+Each line prints the client processes' CPU use (cores) so a client-bound result shows. The
+machine is shared (2 cores): clients, members and etcd compete for it alike.
+Failover: SIGKILL the Helogale leader ``--kills`` times (>= 20) and time until another member
+reports leadership. ``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms,
+p99_ms}, ...], "failover": {p50_s, p99_s, n}}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -93,12 +111,159 @@ def run_load(make_call: Callable[[int], Callable[[int], None]], proposers: int,
 
 def _line(system: str, n: int, r: dict[str, float]) -> None:
     errs = f"  ({r['errors']:.0f} failed: leader changes)" if r.get("errors") else ""
-    print(f"  {system:<9} proposers-{n:<4} {r['ops_per_s']:9.0f} ops/s  p50 {r['p50_ms']:7.2f} ms"
-          f"  p99 {r['p99_ms']:7.2f} ms{errs}", flush=True)
+    cpu = f"  clients {r['client_cpu']:.2f} cores" if "client_cpu" in r else ""
+    print(f"  {system:<14} proposers-{n:<4} {r['ops_per_s']:9.0f} ops/s  p50 {r['p50_ms']:7.2f} ms"
+          f"  p99 {r['p99_ms']:7.2f} ms{cpu}{errs}", flush=True)
 
 
-def _channels(address: str, n: int) -> list[grpc.Channel]:
-    return [grpc.insecure_channel(address) for _ in range(n)]
+# ---------------------------------------------------------------------- client processes
+PROPOSERS_PER_PROCESS = 32
+PROPOSERS_PER_CONNECTION = 8
+_CLIENT_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection per channel
+
+
+def _proposer_calls(kind: str, channels: list[Any], n: int,
+                    prefix: str) -> list[Callable[[int], Any]]:
+    """One ``async call(seq)`` per proposer, for the three client kinds (see the docstring)."""
+    calls: list[Callable[[int], Any]] = []
+    for w in range(n):
+        ch = channels[w // PROPOSERS_PER_CONNECTION]
+        if kind == "etcd":
+            put = ch.unary_unary("/etcdserverpb.KV/Put", request_serializer=None,
+                                 response_deserializer=None)
+
+            async def call(seq: int, put: Any = put, w: int = w) -> None:
+                await put(etcd_put_request(f"{prefix}-{w}-{seq}".encode(), VALUE), timeout=10)
+        elif kind == "helogale-unary":
+            run = helogale_pb2_grpc.CommandStub(ch).Run
+
+            async def call(seq: int, run: Any = run, w: int = w) -> None:
+                cmd = bson.encode({"put": f"{prefix}-{w}-{seq}", "value": VALUE})
+                reply = bson.decode((await run(helogale_pb2.CommandRequest(
+                    db="admin", command=cmd), timeout=10)).reply)
+                if not reply["ok"]:
+                    raise RuntimeError(reply["errmsg"])
+        elif kind == "helogale":
+            stream = ch.stream_stream("/helogale.raftio.KV/Puts", request_serializer=None,
+                                      response_deserializer=None)
+            holder: list[Any] = []
+
+            async def call(seq: int, stream: Any = stream, holder: list[Any] = holder,
+                           w: int = w) -> None:
+                if not holder:
+                    holder.append(stream())
+                s = holder[0]
+                await s.write(f"{prefix}-{w}-{seq}".encode() + b"\0" + VALUE)
+                reply = await s.read()
+                if reply is grpc.aio.EOF or not reply or reply[0] != 1:
+                    holder.clear()
+                    raise RuntimeError(bson.decode(reply[1:])["errmsg"] if reply else "eof")
+        else:
+            raise ValueError(kind)
+        calls.append(call)
+    return calls
+
+
+async def _client_async(kind: str, address: str, n: int, prefix: str) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    channels = [grpc.aio.insecure_channel(address, options=_CLIENT_OPTIONS)
+                for _ in range(-(-n // PROPOSERS_PER_CONNECTION))]
+    for ch in channels:
+        await asyncio.wait_for(ch.channel_ready(), 30)
+    calls = _proposer_calls(kind, channels, n, prefix)
+    for call in calls:  # connect every stream and warm every path before the clock starts
+        with contextlib.suppress(Exception):
+            await call(-1)
+    print("READY", flush=True)
+    start, stop_at = (float(x) for x in (await loop.run_in_executor(None, sys.stdin.readline)).split())
+    lats: list[float] = []
+    errors = 0
+
+    async def proposer(call: Callable[[int], Any]) -> None:
+        nonlocal errors
+        seq = 0
+        while True:
+            t0 = time.time()
+            if t0 >= stop_at:
+                return
+            try:
+                await call(seq)
+            except Exception:
+                errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            if t0 >= start:
+                lats.append(time.time() - t0)
+            seq += 1
+    async def cpu_at(t: float) -> float:
+        await asyncio.sleep(max(0.0, t - time.time()))
+        return time.process_time()
+
+    await asyncio.sleep(max(0.0, start - 0.5 - time.time()))  # warm up from start - 0.5 s
+    cpu0 = asyncio.ensure_future(cpu_at(start))
+    cpu1 = asyncio.ensure_future(cpu_at(stop_at))
+    await asyncio.gather(*(proposer(c) for c in calls))
+    cpu = (await cpu1) - (await cpu0)
+    for ch in channels:
+        await ch.close()
+    return {"lats": lats, "errors": errors, "cpu_s": cpu}
+
+
+def load_client(argv: list[str]) -> int:
+    """A client process: ``--proposers`` asyncio proposers, each one request outstanding."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kind", required=True, choices=("helogale", "helogale-unary", "etcd"))
+    ap.add_argument("--address", required=True)
+    ap.add_argument("--proposers", type=int, required=True)
+    ap.add_argument("--prefix", required=True)
+    args = ap.parse_args(argv)
+    out = asyncio.run(_client_async(args.kind, args.address, args.proposers, args.prefix))
+    print("RESULT " + json.dumps(out), flush=True)
+    return 0
+
+
+def run_clients(kind: str, address: str, proposers: int, duration: float,
+                prefix: str) -> dict[str, float]:
+    """Drive ``proposers`` concurrent proposers from ceil(proposers / 32) client processes
+    and merge their latencies: throughput counts requests finished inside the window."""
+    nproc = -(-proposers // PROPOSERS_PER_PROCESS)
+    share = [proposers // nproc + (1 if i < proposers % nproc else 0) for i in range(nproc)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "bench.raft", "load-client", "--kind", kind, "--address", address,
+         "--proposers", str(k), "--prefix", f"{prefix}-{i}"],
+        cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for i, k in enumerate(share)]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "READY":
+                raise RuntimeError(f"{kind} load client failed to start")
+        start = time.time() + 0.7
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(f"{start} {start + duration}\n")
+            p.stdin.flush()
+        lats: list[float] = []
+        errors = 0
+        cpu = 0.0
+        for p in procs:
+            out, _ = p.communicate(timeout=duration + 60)
+            for line in out.splitlines():
+                if line.startswith("RESULT "):
+                    got = json.loads(line[7:])
+                    lats += got["lats"]
+                    errors += got["errors"]
+                    cpu += got["cpu_s"]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lats.sort()
+    return {"ops_per_s": len(lats) / duration, "p50_ms": percentile(lats, 0.5) * 1000,
+            "p99_ms": percentile(lats, 0.99) * 1000, "errors": float(errors),
+            "client_cpu": cpu / duration}
 
 
 # ---------------------------------------------------------------------- helogale
@@ -111,25 +276,12 @@ def bench_helogale(root: Path, duration: float, kills: int) -> tuple[list[dict[s
     c.start_all()
     results: list[dict[str, Any]] = []
     try:
-        stubs = {i: [helogale_pb2_grpc.CommandStub(ch) for ch in _channels(addr, 8)]
-                 for i, addr in c.client_addr.items()}
-        leader = [c.wait_leader()]  # followed across elections: a NotLeader reply re-resolves
-
-        def make_call(w: int) -> Callable[[int], None]:
-            def call(seq: int) -> None:
-                stub = stubs[leader[0]][w % 8]
-                cmd = bson.encode({"put": f"p{w}-{seq}", "value": VALUE})
-                r = bson.decode(stub.Run(helogale_pb2.CommandRequest(db="admin", command=cmd),
-                                         timeout=10).reply)
-                if not r["ok"]:
-                    if r.get("leader"):
-                        leader[0] = r["leader"]
-                    raise RuntimeError(r["errmsg"])
-            return call
-        for n in PROPOSERS:
-            r = run_load(make_call, n, duration)
-            results.append({"workload": f"proposers-{n}", "system": "helogale", **r})
-            _line("helogale", n, r)
+        for kind in ("helogale", "helogale-unary"):
+            for n in PROPOSERS:
+                lead = c.wait_leader()
+                r = run_clients(kind, c.client_addr[lead], n, duration, f"{kind}-{n}")
+                results.append({"workload": f"proposers-{n}", "system": kind, **r})
+                _line(kind, n, r)
         for n in PROPOSERS:  # the same proposers inside the leader: Raft without client RPCs
             lead = c.wait_leader()
             r = c.clients[lead].call({"load": n, "duration": duration, "size": len(VALUE)},
@@ -216,21 +368,10 @@ def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     try:
         leader_addr = _etcd_leader(client)
-        chans = _channels(leader_addr, 8)
-        puts = [ch.unary_unary("/etcdserverpb.KV/Put", request_serializer=lambda b: b,
-                               response_deserializer=lambda b: b) for ch in chans]
         for n in PROPOSERS:
-            def make_call(w: int, n: int = n) -> Callable[[int], None]:
-                put = puts[w % len(puts)]
-
-                def call(seq: int) -> None:
-                    put(etcd_put_request(f"p{n}-{w}-{seq}".encode(), VALUE), timeout=10)
-                return call
-            r = run_load(make_call, n, duration)
+            r = run_clients("etcd", leader_addr, n, duration, f"p{n}")
             results.append({"workload": f"proposers-{n}", "system": "etcd", **r})
             _line("etcd", n, r)
-        for ch in chans:
-            ch.close()
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -345,6 +486,8 @@ def bench_pysyncobj(root: Path, duration: float) -> list[dict[str, Any]]:
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "pysyncobj-member":
         return pysyncobj_member(argv[1:])
+    if argv and argv[0] == "load-client":
+        return load_client(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bench raft", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="write the figures to this file")

@@ -218,8 +218,7 @@ class RaftNode:
             leftover = list(self._inbox)
             self._inbox.clear()
         for kind, payload in leftover:
-            if kind in ("propose", "conf", "read", "call"):
-                payload[-1].set_exception(NodeStopped("node stopped"))
+            self._fail_stopped(kind, payload)
         with self._persist_cv:
             self._persist_q.append(None)
             self._persist_cv.notify_all()
@@ -253,6 +252,14 @@ class RaftNode:
         fut: Future[int] = Future()
         self._post("propose", (data, fut))
         return fut
+
+    def propose_many(self, datas: Sequence[bytes]) -> list[Future[int]]:
+        """``propose`` for many payloads at once (one hand-off to the loop, consecutive
+        indexes when accepted); one future per payload, in order."""
+        futs: list[Future[int]] = [Future() for _ in datas]
+        if futs:
+            self._post("propose_many", (list(zip(datas, futs)), futs))
+        return futs
 
     def propose_conf_change(self, cc: ConfChange) -> Future[int]:
         """Membership change; resolves with the entry index once applied. For an added member,
@@ -337,8 +344,15 @@ class RaftNode:
                 self._inbox.append((kind, payload))
                 self._cv.notify()
                 return
+        self._fail_stopped(kind, payload)
+
+    @staticmethod
+    def _fail_stopped(kind: str, payload: Any) -> None:
         if kind in ("propose", "conf", "read", "call"):
             payload[-1].set_exception(NodeStopped("node stopped"))
+        elif kind == "propose_many":
+            for f in payload[-1]:
+                f.set_exception(NodeStopped("node stopped"))
 
     def _receive(self, msgs: list[Message]) -> None:
         with self._cv:
@@ -386,6 +400,9 @@ class RaftNode:
         raw = self.raw
         batch: list[tuple[bytes, Future[int]]] = []
         for kind, payload in events:
+            if kind == "propose_many":
+                batch.extend(payload[0])
+                continue
             if kind != "propose" and batch:
                 self._propose_batch(batch)
                 batch = []

@@ -52,6 +52,12 @@ class MemberClient:
                               timeout=timeout)
         return bson.decode(reply.reply)
 
+    def stream_puts(self, items: list[tuple[str, bytes]], timeout: float = 20.0) -> list[bytes]:
+        """Puts over one ``/helogale.raftio.KV/Puts`` stream; the raw replies, in order."""
+        call = self.channel.stream_stream("/helogale.raftio.KV/Puts", request_serializer=None,
+                                          response_deserializer=None)
+        return list(call(iter([k.encode() + b"\0" + v for k, v in items]), timeout=timeout))
+
     def try_call(self, cmd: dict[str, Any], timeout: float = 2.0) -> dict[str, Any] | None:
         try:
             return self.call(cmd, timeout)

@@ -10,6 +10,12 @@ through the ``helogale.Command`` gRPC service (BSON command in, BSON reply out):
 * ``{"wait_match": index, "n": n, "timeout": s}`` -> ``{"ok": 1, "reached": bool}``
 * ``{"load": proposers, "duration": s, "size": bytes}`` -> in-process proposers' throughput
 
+Puts also have a streaming form, ``/helogale.raftio.KV/Puts`` (bidirectional stream, raw bytes,
+no protobuf): each request message is ``key + b"\0" + value`` (the log entry itself), each reply
+``b"\1" + 8-byte big-endian index`` once committed and applied here, or ``b"\0" + BSON error
+reply``; replies come in request order. A client holding one stream sends a put per message
+instead of paying for one unary call per put.
+
 Errors: not the leader -> ``{"ok": 0, "code": 10107, "codeName": "NotWritablePrimary",
 "leader": id}``. Run: ``python -m tests.raft_io.kv_member --id 1 --dir D --peers
 1=127.0.0.1:7001,2=...  --client 127.0.0.1:7101``.
@@ -21,9 +27,12 @@ import argparse
 import asyncio
 import json
 import signal
+import struct
 import sys
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from typing import Any
 
 import bson
@@ -59,12 +68,78 @@ class KV:
             self.data = {k: bytes.fromhex(v) for k, v in json.loads(data).items()}
 
 
+PUTS_METHOD = "/helogale.raftio.KV/Puts"
+
+
+class LoopProposer:
+    """Bridges the asyncio server to ``RaftNode`` in batches: proposals made during one event
+    loop turn go to the node in ONE ``propose_many``; proposals the persist thread resolves
+    are handed back to the loop with one ``call_soon_threadsafe`` per burst, not per future."""
+
+    def __init__(self, node: RaftNode, loop: asyncio.AbstractEventLoop) -> None:
+        self.node = node
+        self.loop = loop
+        self._batch: list[tuple[bytes, asyncio.Future[int]]] = []
+        self._done: deque[tuple[asyncio.Future[int], Future[int]]] = deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+
+    def propose(self, data: bytes) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = self.loop.create_future()
+        if not self._batch:
+            self.loop.call_soon(self._flush)
+        self._batch.append((data, fut))
+        return fut
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        for (_, afut), cfut in zip(batch, self.node.propose_many([d for d, _ in batch])):
+            cfut.add_done_callback(lambda cf, af=afut: self._resolved(af, cf))
+
+    def _resolved(self, afut: asyncio.Future[int], cfut: Future[int]) -> None:
+        with self._lock:  # called on the persist thread (or the loop thread on errors)
+            self._done.append((afut, cfut))
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            done = list(self._done)
+            self._done.clear()
+            self._wake_pending = False
+        for afut, cfut in done:
+            if afut.done():
+                continue
+            exc = cfut.exception()
+            if exc is None:
+                afut.set_result(cfut.result())
+            else:
+                afut.set_exception(exc)
+
+
 class Member(helogale_pb2_grpc.CommandServicer):
     """The client endpoint, on gRPC's asyncio server: waiting requests cost no thread."""
 
-    def __init__(self, node: RaftNode, kv: KV) -> None:
+    def __init__(self, node: RaftNode, kv: KV, proposer: LoopProposer) -> None:
         self.node = node
         self.kv = kv
+        self.proposer = proposer
+
+    async def Puts(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """The streaming put endpoint (see the module docstring)."""
+        async for data in requests:
+            try:
+                index = await asyncio.wait_for(self.proposer.propose(data), 10.0)
+            except NotLeader as exc:
+                yield b"\0" + bson.encode({"ok": 0, "code": 10107, "codeName": "NotWritablePrimary",
+                                           "errmsg": str(exc), "leader": exc.leader})
+            except (RaftError, TimeoutError) as exc:
+                yield b"\0" + bson.encode({"ok": 0, "code": 1,
+                                           "errmsg": f"{type(exc).__name__}: {exc}"})
+            else:
+                yield b"\1" + struct.pack(">Q", index)
 
     async def Run(self, request: helogale_pb2.CommandRequest, context: grpc.aio.ServicerContext) -> helogale_pb2.CommandReply:
         cmd = bson.decode(request.command)
@@ -80,8 +155,8 @@ class Member(helogale_pb2_grpc.CommandServicer):
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         node = self.node
         if "put" in cmd:
-            fut = node.propose(cmd["put"].encode() + b"\0" + bytes(cmd["value"]))
-            index = await asyncio.wait_for(asyncio.wrap_future(fut), cmd.get("timeout", 10.0))
+            fut = self.proposer.propose(cmd["put"].encode() + b"\0" + bytes(cmd["value"]))
+            index = await asyncio.wait_for(fut, cmd.get("timeout", 10.0))
             return {"ok": 1, "index": index}
         if "get" in cmd:
             if cmd.get("linearizable"):
@@ -123,7 +198,10 @@ class Member(helogale_pb2_grpc.CommandServicer):
 
 async def serve(node: RaftNode, kv: KV, address: str) -> None:
     server = grpc.aio.server()
-    helogale_pb2_grpc.add_CommandServicer_to_server(Member(node, kv), server)
+    member = Member(node, kv, LoopProposer(node, asyncio.get_running_loop()))
+    helogale_pb2_grpc.add_CommandServicer_to_server(member, server)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "helogale.raftio.KV", {"Puts": grpc.stream_stream_rpc_method_handler(member.Puts)})])
     server.add_insecure_port(address)
     node.start()
     await server.start()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 from pathlib import Path
 
+import bson
 import pytest
 
 from tests.raft_io.kv_cluster import KVCluster, wait_until
@@ -114,4 +116,24 @@ def test_acknowledged_writes_survive_leader_sigkill_under_load(tmp_path: Path) -
         assert c.status(new)["commit"] >= len(final)
     finally:
         stop.set()
+        c.stop_all()
+
+
+def test_streaming_puts_reply_in_order_and_followers_refuse(tmp_path: Path) -> None:
+    c = KVCluster(tmp_path, 3).start_all()
+    try:
+        lead = c.wait_leader()
+        items = [(f"s{i}", f"x{i}".encode()) for i in range(50)]
+        replies = c.clients[lead].stream_puts(items)
+        assert [r[0] for r in replies] == [1] * 50
+        idx = [struct.unpack(">Q", r[1:])[0] for r in replies]
+        assert idx == sorted(idx) and len(set(idx)) == 50
+        assert all(c.get(lead, k) == v for k, v in items)
+        follower = next(i for i in c.ids if i != lead)
+        wait_until(lambda: c.status(follower)["leader"] == lead, 10, "follower to know the leader")
+        [refused] = c.clients[follower].stream_puts([("nope", b"v")])
+        assert refused[0] == 0
+        err = bson.decode(refused[1:])
+        assert err["code"] == 10107 and err["leader"] == lead
+    finally:
         c.stop_all()

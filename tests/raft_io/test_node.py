@@ -86,6 +86,22 @@ def test_proposals_commit_apply_everywhere_in_order(group: Group) -> None:
         assert m.data == [f"e{i}".encode() for i in range(300)]
 
 
+def test_propose_many_takes_consecutive_indexes_in_order(group: Group) -> None:
+    lead = group.leader()
+    futs = lead.propose_many([f"m{i}".encode() for i in range(100)])
+    idx = [f.result(timeout=15) for f in futs]
+    assert idx == list(range(idx[0], idx[0] + 100))
+    assert lead.propose_many([]) == []
+    for m in group.machines.values():
+        wait_until(lambda m=m: len(m.data) == 100, 15, "every member to apply")
+        assert m.data == [f"m{i}".encode() for i in range(100)]
+    follower = next(n for n in group.nodes.values() if n is not lead)
+    wait_until(lambda: follower.leader_id() == lead.id, 10, "follower to know the leader")
+    for f in follower.propose_many([b"a", b"b"]):
+        with pytest.raises(NotLeader):
+            f.result(timeout=5)
+
+
 def test_group_commit_many_proposals_few_fsyncs(group: Group) -> None:
     lead = group.leader()
     lead.propose(b"warm").result(timeout=15)
