@@ -48,8 +48,9 @@ def test_wiped_member_readded_catches_up_by_snapshot() -> None:
         reply = c.command(p, {"insert": "c", "documents": [{"_id": "after"}],
                               "writeConcern": {"w": 3, "wtimeout": 20000}}, db="app")
         assert reply == {"n": 1, "ok": 1.0}
-        hello = c.command(victim, {"hello": 1})
-        assert hello["secondary"] is True and len(hello["hosts"]) == 3
+        wait_until(lambda: c.command(victim, {"hello": 1})["secondary"], 10,
+                   "the re-added member to see itself a voter")
+        assert len(c.command(victim, {"hello": 1})["hosts"]) == 3
 
 
 def test_priorities_and_step_down() -> None:
