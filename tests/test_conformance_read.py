@@ -398,3 +398,11 @@ def test_sixteen_mib_limit() -> None:
 def test_elem_match_projection_of_an_inner_array() -> None:
     coll = coll_with([{"a": [1, [2], {"b": 1}]}])
     assert list(coll.find({}, {"a": {"$elemMatch": {"0": 2}}})) == [{"_id": 0, "a": [[2]]}]
+
+
+def test_positional_projection_needs_an_implicit_array_match() -> None:
+    coll = coll_with([{"a": [1, 5], "b": [{"c": [7, 8]}]}])
+    with pytest.raises(MongoError) as info:
+        list(coll.find({"a.1": 5}, {"a.$": 1}))
+    assert info.value.code == 51246
+    assert list(coll.find({"a": 5}, {"a.$": 1})) == [{"_id": 0, "a": [5]}]

@@ -549,3 +549,51 @@ def test_set_pads_arrays_and_refuses_fields_in_arrays_or_scalars() -> None:
     assert update_error({"a": [{"b": 1}]}, {"$set": {"a.b": 1}}).code == 28
     assert update_error({"a": [1]}, {"$set": {"a.0.b": 1}}).code == 28
     assert update_error({"a": [1, 2, 3]}, {"$set": {"a.-1": 5}}).code == 28
+
+
+# jstests/core/update_array_offset_positional.js: an index the query names is not a match
+# position, so '$' cannot use it, and it does not displace a position found by traversal
+
+
+@pytest.mark.parametrize(
+    ("doc", "query", "update"),
+    [
+        ({"a": [0]}, {"_id": 0, "a.0": 0}, {"$set": {"a.$": 1}}),
+        ({"a": [{"b": 0}]}, {"_id": 0, "a.0.b": 0}, {"$set": {"a.$.b": 1}}),
+        ({"a": [[0]]}, {"_id": 0, "a.0.0": 0}, {"$set": {"a.$.0": 1}}),
+        ({"a": [{"b": [0]}]}, {"_id": 0, "a.0.b.0": 0}, {"$set": {"a.$.b.0": 1}}),
+    ],
+)
+def test_positional_gets_no_position_from_an_explicit_index(
+    doc: dict[str, Any], query: dict[str, Any], update: dict[str, Any]
+) -> None:
+    err = update_error(doc, update, query)
+    assert (err.code, err.errmsg) == (
+        2,
+        "The positional operator did not find the match needed from the query.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "query", "update", "after"),
+    [
+        ({"a": [{"b": [0, 1]}]}, {"a.0.b": 1}, {"$set": {"a.0.b.$": 2}}, {"a": [{"b": [0, 2]}]}),
+        ({"a": [{"b": [0, 1]}]}, {"a.b.1": 1}, {"$set": {"a.$.b.1": 2}}, {"a": [{"b": [0, 2]}]}),
+        (
+            {"a": [0, 1], "b": [0]},
+            {"a": 1, "b.0": 0},
+            {"$set": {"a.$": 2}},
+            {"a": [0, 2], "b": [0]},
+        ),
+        (
+            {"a": [0, 1], "b": [{"c": [0]}]},
+            {"a": 1, "b.0.c.0": 0},
+            {"$set": {"a.$": 2}},
+            {"a": [0, 2], "b": [{"c": [0]}]},
+        ),
+    ],
+)
+def test_positional_uses_only_implicit_traversal_positions(
+    doc: dict[str, Any], query: dict[str, Any], update: dict[str, Any], after: dict[str, Any]
+) -> None:
+    assert updated(doc, update, {"_id": 0, **query}) == {"_id": 0, **after}

@@ -71,7 +71,9 @@ def _walk(value: Any, parts: Parts, i: int, pos: int | None) -> Iterator[tuple[A
     if isinstance(value, list | tuple):
         index = array_index(name)
         if index is not None and index < len(value):
-            yield from _walk(value[index], parts, i + 1, index if pos is None else pos)
+            # reaching an element by its index is no implicit traversal: no position (as
+            # MongoDB, which never gives '$' the offset a query named)
+            yield from _walk(value[index], parts, i + 1, pos)
         for k, element in enumerate(value):
             # with a numeric component, only element documents having that field are followed
             if isinstance(element, Mapping) and (index is None or name in element):
