@@ -13,6 +13,7 @@ Malformed queries raise MongoError code 2 (BadValue) with MongoDB's messages at 
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -78,6 +79,12 @@ class _Leaf(_Op):
 
     def eval(self, raw: Raw, expand: bool) -> int:
         test = self.test
+        if len(raw) == 1:  # fast path: one value that is not an array to expand
+            value, pos = raw[0]
+            if not expand or (type(value) in _SCALARS or not isinstance(value, list | tuple)):
+                if test(value):
+                    return MATCH if pos is None else pos
+                return NO_MATCH
         for value, pos in _candidates(raw, expand):
             if test(value):
                 return _found(pos)
@@ -172,12 +179,45 @@ class _Geo(_Op):
 # --- value tests --------------------------------------------------------------------------------
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+_ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
+
+
+def _plain_operand(rhs: Any) -> type | None:
+    """``int``/``float`` for a plain non-NaN number, ``str`` for a string, else None: operands
+    whose comparison with a value of one of these exact types is Python's own (the fast path
+    of the value tests; every other value takes the general path)."""
+    kind = type(rhs)
+    if kind is str or ((kind is int or kind is float) and rhs == rhs):
+        return kind
+    return None
+
+
 def _equals(rhs: Any) -> Callable[[Any], bool]:
     rank = canonical_rank(rhs)
 
     def test(v: Any) -> bool:
         return canonical_rank(v) == rank and compare(v, rhs) == 0
 
+    kind = _plain_operand(rhs)
+    if kind is str:
+
+        def str_test(v: Any) -> bool:
+            return v == rhs if type(v) is str else test(v)
+
+        return str_test
+    if kind is not None:
+
+        def number_test(v: Any) -> bool:
+            t = type(v)
+            return v == rhs if t is int or t is float else test(v)
+
+        return number_test
     return test
 
 
@@ -203,6 +243,23 @@ def _comparison(op: str, rhs: Any) -> Callable[[Any], bool]:
             return inclusive and rhs_nan and is_nan(v)
         return accept(compare(v, rhs))
 
+    kind = _plain_operand(rhs)
+    fast = _ORDER_OPS[op]
+    if kind is str:
+
+        def str_test(v: Any) -> bool:
+            return fast(v, rhs) if type(v) is str else test(v)
+
+        return str_test
+    if kind is not None:
+
+        def number_test(v: Any) -> bool:
+            t = type(v)
+            if t is int or (t is float and v == v):
+                return fast(v, rhs)
+            return test(v)
+
+        return number_test
     return test
 
 
