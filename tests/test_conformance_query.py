@@ -415,3 +415,86 @@ def test_an_index_never_changes_the_answer(key: list[tuple[str, Any]]) -> None:
 def test_sparse_index_never_changes_the_answer() -> None:
     for docs, flt, ids in INDEXED_CASES:
         assert matching_with_index(docs, flt, [("a", 1)], sparse=True) == ids, flt
+
+
+# --- jstests/core/null_query_semantics.js (the cases without the deprecated 'undefined') -----------
+
+NULL_SEMANTICS = {
+    "a_empty_subobject": {"a": {}},
+    "a_null": {"a": None},
+    "a_number": {"a": 4},
+    "a_subobject_b_not_null": {"a": {"b": "hi"}},
+    "a_subobject_b_null": {"a": {"b": None}},
+    "no_a": {},
+    "a_double_array": {"a": [[]]},
+    "a_empty_array": {"a": []},
+    "a_object_array_all_b_nulls": {"a": [{"b": None}, {"b": None}, {}]},
+    "a_object_array_no_b_nulls": {"a": [{"b": 1}, {"b": 3}, {"b": "string"}]},
+    "a_object_array_some_b_nulls": {"a": [{"b": None}, {"b": 3}, {"b": None}]},
+    "a_object_array_some_b_missing": {"a": [{"b": 3}, {}]},
+    "a_value_array_all_nulls": {"a": [None, None]},
+    "a_value_array_no_nulls": {"a": [1, "string", 4]},
+    "a_value_array_with_null": {"a": [1, "string", None, 4]},
+}
+
+NULL_SEMANTICS_CASES = [
+    ({"a": {"$eq": None}}, "a_null a_value_array_all_nulls a_value_array_with_null no_a"),
+    (
+        {"a": {"$ne": None}},
+        "a_double_array a_empty_array a_empty_subobject a_number a_object_array_all_b_nulls "
+        "a_object_array_no_b_nulls a_object_array_some_b_nulls a_object_array_some_b_missing "
+        "a_subobject_b_not_null a_subobject_b_null a_value_array_no_nulls",
+    ),
+    ({"a": {"$elemMatch": {"$eq": None}}}, "a_value_array_all_nulls a_value_array_with_null"),
+    (
+        {"a": {"$elemMatch": {"$ne": None}}},
+        "a_double_array a_object_array_all_b_nulls a_object_array_no_b_nulls "
+        "a_object_array_some_b_nulls a_object_array_some_b_missing a_value_array_no_nulls "
+        "a_value_array_with_null",
+    ),
+    (
+        {"a.b": {"$eq": None}},
+        "a_empty_subobject a_null a_number a_subobject_b_null no_a a_object_array_all_b_nulls "
+        "a_object_array_some_b_nulls a_object_array_some_b_missing",
+    ),
+    (
+        {"a.b": {"$ne": None}},
+        "a_subobject_b_not_null a_double_array a_empty_array a_object_array_no_b_nulls "
+        "a_value_array_all_nulls a_value_array_no_nulls a_value_array_with_null",
+    ),
+    ({"a.b": {"$elemMatch": {"$eq": None}}}, ""),
+    ({"a.b": {"$elemMatch": {"$ne": None}}}, ""),
+    (
+        {"a": {"$elemMatch": {"b": {"$eq": None}}}},
+        "a_double_array a_object_array_all_b_nulls a_object_array_some_b_nulls "
+        "a_object_array_some_b_missing",
+    ),
+    (
+        {"a": {"$elemMatch": {"b": {"$ne": None}}}},
+        "a_object_array_no_b_nulls a_object_array_some_b_nulls a_object_array_some_b_missing",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "opts"),
+    [
+        (None, {}),
+        ([("a", 1)], {}),
+        ([("a", -1)], {}),
+        ([("a", 1)], {"sparse": True}),
+        ([("a.b", 1)], {}),
+        ([("_id", 1), ("a.b", 1)], {}),
+        ([("a.b", 1), ("_id", 1)], {"sparse": True}),
+    ],
+)
+def test_null_query_semantics(key: list[tuple[str, Any]] | None, opts: dict[str, Any]) -> None:
+    engine = Engine(MemoryStore(), indexes=IndexManager(), planner=Planner())
+    coll = engine["conf"]["nulls"]
+    coll.insert([{"_id": name, **doc} for name, doc in NULL_SEMANTICS.items()])
+    if key is not None:
+        with engine.store.write() as txn:
+            assert engine.indexes is not None
+            engine.indexes.create_index(txn, "conf.nulls", key, **opts)
+    for flt, names in NULL_SEMANTICS_CASES:
+        assert sorted(d["_id"] for d in coll.find(flt)) == sorted(names.split()), flt

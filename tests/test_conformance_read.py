@@ -406,3 +406,11 @@ def test_positional_projection_needs_an_implicit_array_match() -> None:
         list(coll.find({"a.1": 5}, {"a.$": 1}))
     assert info.value.code == 51246
     assert list(coll.find({"a": 5}, {"a.$": 1})) == [{"_id": 0, "a": [5]}]
+
+
+def test_dotted_inclusion_keeps_array_shapes() -> None:
+    """From jstests/core/null_query_semantics.js: an inclusion through arrays keeps nested arrays
+    and drops scalars."""
+    docs = [{"a": [[]]}, {"a": []}, {"a": [1, "s", None]}, {"a": [{"b": 3}, {}]}, {"a": 4}]
+    out = list(coll_with(docs).find({}, {"_id": 0, "a.b": 1}))
+    assert out == [{"a": [[]]}, {"a": []}, {"a": []}, {"a": [{"b": 3}, {}]}, {}]
