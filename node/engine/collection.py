@@ -280,7 +280,7 @@ def _encode_storable(doc: Mapping[str, Any]) -> bytes:
     if type(doc["_id"]) in _PLAIN_IDS:
         try:
             return bson.encode(doc, check_keys=True)
-        except bson.InvalidDocument:
+        except Exception:  # the slow path below raises what it always raised
             pass
     check_storable(doc, for_insert=True)
     return encode_doc(doc)
