@@ -93,10 +93,18 @@ class RunReport:
         bottom.set_ylabel("latency (ms)")
         bottom.set_xlabel("seconds")
         palette = {"kill": "red", "pause": "purple", "partition": "orange", "restart-all": "black"}
+        label_each = len(self.faults) <= 20  # past that, a legend reads better than labels
         for fault in self.faults:
             for ax in (top, bottom):
                 ax.axvspan(fault.start, fault.end, alpha=0.15, color=palette.get(fault.kind, "grey"))
-            top.text(fault.start, top.get_ylim()[1] * 0.95, fault.kind, fontsize=7, va="top")
+            if label_each:
+                top.text(fault.start, top.get_ylim()[1] * 0.95, fault.kind, fontsize=7, va="top")
+        if not label_each:
+            from matplotlib.patches import Patch
+
+            kinds = sorted({f.kind for f in self.faults})
+            bottom.legend(handles=[Patch(color=palette.get(k, "grey"), alpha=0.3, label=k)
+                                   for k in kinds], loc="upper right", fontsize=7)
         verdict = "valid" if not self.anomalies else f"{len(self.anomalies)} anomalies"
         fig.suptitle(f"{self.workload} seed={self.seed}: {verdict}, "
                      f"{self.acknowledged} acknowledged, {self.lost} lost")
