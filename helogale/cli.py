@@ -16,7 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=27027,
                     help="first port: gRPC ports, then Raft ports, then wire ports (27027)")
     up.add_argument("--members", type=int, default=3, help="number of members (default 3)")
-    up.add_argument("--wire", action="store_true", help="also serve the MongoDB wire protocol")
+    up.add_argument("--wire", dest="wire", action="store_true", default=True,
+                    help="serve the MongoDB wire protocol too and print a mongodb:// URI (default)")
+    up.add_argument("--no-wire", dest="wire", action="store_false",
+                    help="serve gRPC only (the helogale:// URI)")
     up.add_argument("--no-demo", dest="demo", action="store_false",
                     help="skip the few demo writes and reads run after start-up")
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ def test_up_prints_uri_runs_demo_and_stops_on_ctrl_c(tmp_path: object) -> None:
     data = os.path.join(str(tmp_path), "data")
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from helogale.cli import main; "
-         "sys.exit(main(sys.argv[1:]))", "up", "--data", data, "--port", str(base), "--wire"],
+         "sys.exit(main(sys.argv[1:]))", "up", "--data", data, "--port", str(base)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     lines: list[str] = []
