@@ -122,55 +122,93 @@ PROPOSERS_PER_CONNECTION = 8
 _CLIENT_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection per channel
 
 
-def _proposer_calls(kind: str, channels: list[Any], n: int,
-                    prefix: str) -> list[Callable[[int], Any]]:
+class _Target:
+    """A client process's connections: ``channels(member)[w // 8]`` for proposer ``w``, made
+    when first needed; ``leader`` follows helogale's NotWritablePrimary hints."""
+
+    def __init__(self, members: dict[int, str], leader: int, n: int) -> None:
+        self.members = members
+        self.leader = leader
+        self.n = n
+        self._channels: dict[int, list[Any]] = {}
+
+    def channels(self, member: int) -> list[Any]:
+        if member not in self._channels:
+            self._channels[member] = [
+                grpc.aio.insecure_channel(self.members[member], options=_CLIENT_OPTIONS)
+                for _ in range(-(-self.n // PROPOSERS_PER_CONNECTION))]
+        return self._channels[member]
+
+    def refused(self, reply: dict[str, Any]) -> RuntimeError:
+        if reply.get("leader") in self.members:
+            self.leader = reply["leader"]
+        return RuntimeError(reply.get("errmsg", "refused"))
+
+    async def close(self) -> None:
+        for chans in self._channels.values():
+            for ch in chans:
+                await ch.close()
+
+
+def _proposer_calls(kind: str, target: _Target, prefix: str) -> list[Callable[[int], Any]]:
     """One ``async call(seq)`` per proposer, for the three client kinds (see the docstring)."""
     calls: list[Callable[[int], Any]] = []
-    for w in range(n):
-        ch = channels[w // PROPOSERS_PER_CONNECTION]
+    for w in range(target.n):
+        conn = w // PROPOSERS_PER_CONNECTION
         if kind == "etcd":
-            put = ch.unary_unary("/etcdserverpb.KV/Put", request_serializer=None,
-                                 response_deserializer=None)
+            put = target.channels(target.leader)[conn].unary_unary(
+                "/etcdserverpb.KV/Put", request_serializer=None, response_deserializer=None)
 
             async def call(seq: int, put: Any = put, w: int = w) -> None:
                 await put(etcd_put_request(f"{prefix}-{w}-{seq}".encode(), VALUE), timeout=10)
         elif kind == "helogale-unary":
-            run = helogale_pb2_grpc.CommandStub(ch).Run
+            stubs: dict[int, Any] = {}
 
-            async def call(seq: int, run: Any = run, w: int = w) -> None:
+            async def call(seq: int, w: int = w, conn: int = conn,
+                           stubs: dict[int, Any] = stubs) -> None:
+                lead = target.leader
+                if lead not in stubs:
+                    stubs[lead] = helogale_pb2_grpc.CommandStub(target.channels(lead)[conn])
                 cmd = bson.encode({"put": f"{prefix}-{w}-{seq}", "value": VALUE})
-                reply = bson.decode((await run(helogale_pb2.CommandRequest(
-                    db="admin", command=cmd), timeout=10)).reply)
+                reply = bson.decode((await stubs[lead].Run(
+                    helogale_pb2.CommandRequest(db="admin", command=cmd), timeout=10)).reply)
                 if not reply["ok"]:
-                    raise RuntimeError(reply["errmsg"])
+                    raise target.refused(reply)
         elif kind == "helogale":
-            stream = ch.stream_stream("/helogale.raftio.KV/Puts", request_serializer=None,
-                                      response_deserializer=None)
-            holder: list[Any] = []
+            held: dict[int, Any] = {}  # the proposer's one stream, to the member it leads to
 
-            async def call(seq: int, stream: Any = stream, holder: list[Any] = holder,
-                           w: int = w) -> None:
-                if not holder:
-                    holder.append(stream())
-                s = holder[0]
-                await s.write(f"{prefix}-{w}-{seq}".encode() + b"\0" + VALUE)
-                reply = await s.read()
-                if reply is grpc.aio.EOF or not reply or reply[0] != 1:
-                    holder.clear()
-                    raise RuntimeError(bson.decode(reply[1:])["errmsg"] if reply else "eof")
+            async def call(seq: int, w: int = w, conn: int = conn, held: dict[int, Any] = held) -> None:
+                lead = target.leader
+                if lead not in held:
+                    held.clear()
+                    held[lead] = target.channels(lead)[conn].stream_stream(
+                        "/helogale.raftio.KV/Puts", request_serializer=None,
+                        response_deserializer=None)()
+                s = held[lead]
+                try:
+                    await s.write(f"{prefix}-{w}-{seq}".encode() + b"\0" + VALUE)
+                    reply = await s.read()
+                except Exception:
+                    held.clear()
+                    raise
+                if reply is grpc.aio.EOF or not reply:
+                    held.clear()
+                    raise RuntimeError("stream ended")
+                if reply[0] != 1:
+                    raise target.refused(bson.decode(reply[1:]))
         else:
             raise ValueError(kind)
         calls.append(call)
     return calls
 
 
-async def _client_async(kind: str, address: str, n: int, prefix: str) -> dict[str, Any]:
+async def _client_async(kind: str, members: dict[int, str], leader: int, n: int,
+                        prefix: str) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    channels = [grpc.aio.insecure_channel(address, options=_CLIENT_OPTIONS)
-                for _ in range(-(-n // PROPOSERS_PER_CONNECTION))]
-    for ch in channels:
+    target = _Target(members, leader, n)
+    for ch in target.channels(leader):
         await asyncio.wait_for(ch.channel_ready(), 30)
-    calls = _proposer_calls(kind, channels, n, prefix)
+    calls = _proposer_calls(kind, target, prefix)
     for call in calls:  # connect every stream and warm every path before the clock starts
         with contextlib.suppress(Exception):
             await call(-1)
@@ -204,8 +242,7 @@ async def _client_async(kind: str, address: str, n: int, prefix: str) -> dict[st
     cpu1 = asyncio.ensure_future(cpu_at(stop_at))
     await asyncio.gather(*(proposer(c) for c in calls))
     cpu = (await cpu1) - (await cpu0)
-    for ch in channels:
-        await ch.close()
+    await target.close()
     return {"lats": lats, "errors": errors, "cpu_s": cpu}
 
 
@@ -213,25 +250,30 @@ def load_client(argv: list[str]) -> int:
     """A client process: ``--proposers`` asyncio proposers, each one request outstanding."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--kind", required=True, choices=("helogale", "helogale-unary", "etcd"))
-    ap.add_argument("--address", required=True)
+    ap.add_argument("--members", required=True, help="id=host:port,...")
+    ap.add_argument("--leader", type=int, required=True)
     ap.add_argument("--proposers", type=int, required=True)
     ap.add_argument("--prefix", required=True)
     args = ap.parse_args(argv)
-    out = asyncio.run(_client_async(args.kind, args.address, args.proposers, args.prefix))
+    members = {int(k): v for k, v in (m.split("=", 1) for m in args.members.split(","))}
+    out = asyncio.run(_client_async(args.kind, members, args.leader, args.proposers,
+                                    args.prefix))
     print("RESULT " + json.dumps(out), flush=True)
     return 0
 
 
-def run_clients(kind: str, address: str, proposers: int, duration: float,
-                prefix: str) -> dict[str, float]:
+def run_clients(kind: str, members: dict[int, str], leader: int, proposers: int,
+                duration: float, prefix: str) -> dict[str, float]:
     """Drive ``proposers`` concurrent proposers from ceil(proposers / 32) client processes
-    and merge their latencies: throughput counts requests finished inside the window."""
+    aimed at ``members[leader]`` (helogale clients follow NotWritablePrimary hints to another
+    member) and merge their latencies: throughput counts requests finished in the window."""
+    spec = ",".join(f"{k}={v}" for k, v in members.items())
     nproc = -(-proposers // PROPOSERS_PER_PROCESS)
     share = [proposers // nproc + (1 if i < proposers % nproc else 0) for i in range(nproc)]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "bench.raft", "load-client", "--kind", kind, "--address", address,
-         "--proposers", str(k), "--prefix", f"{prefix}-{i}"],
+        [sys.executable, "-m", "bench.raft", "load-client", "--kind", kind, "--members", spec,
+         "--leader", str(leader), "--proposers", str(k), "--prefix", f"{prefix}-{i}"],
         cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for i, k in enumerate(share)]
     try:
@@ -279,7 +321,7 @@ def bench_helogale(root: Path, duration: float, kills: int) -> tuple[list[dict[s
         for kind in ("helogale", "helogale-unary"):
             for n in PROPOSERS:
                 lead = c.wait_leader()
-                r = run_clients(kind, c.client_addr[lead], n, duration, f"{kind}-{n}")
+                r = run_clients(kind, c.client_addr, lead, n, duration, f"{kind}-{n}")
                 results.append({"workload": f"proposers-{n}", "system": kind, **r})
                 _line(kind, n, r)
         for n in PROPOSERS:  # the same proposers inside the leader: Raft without client RPCs
@@ -369,7 +411,7 @@ def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
     try:
         leader_addr = _etcd_leader(client)
         for n in PROPOSERS:
-            r = run_clients("etcd", leader_addr, n, duration, f"p{n}")
+            r = run_clients("etcd", {0: leader_addr}, 0, n, duration, f"p{n}")
             results.append({"workload": f"proposers-{n}", "system": "etcd", **r})
             _line("etcd", n, r)
     finally:
