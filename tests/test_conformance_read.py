@@ -414,3 +414,131 @@ def test_dotted_inclusion_keeps_array_shapes() -> None:
     docs = [{"a": [[]]}, {"a": []}, {"a": [1, "s", None]}, {"a": [{"b": 3}, {}]}, {"a": 4}]
     out = list(coll_with(docs).find({}, {"_id": 0, "a.b": 1}))
     assert out == [{"a": [[]]}, {"a": []}, {"a": []}, {"a": [{"b": 3}, {}]}, {}]
+
+
+# --- jstests/core/query/sort/sort_dotted_paths.js (documents with 'undefined' left out) ------------
+
+
+def _sorted_ids(docs: list[dict[str, Any]], sort: list[tuple[str, int]]) -> list[Any]:
+    coll = Engine(MemoryStore())["conf"]["sort"]
+    coll.insert(docs)
+    ids = [d["_id"] for d in coll.find({}, {"_id": 1}, sort=sort)]
+    assert [d["_id"] for d in coll.find({}, {"_id": 1}, sort=sort, limit=500)] == ids
+    return ids
+
+
+SORT_MIXED = [
+    {"_id": 1, "a": 1, "b": [2]},
+    {"_id": 2, "a": 2, "b": []},
+    {"_id": 3, "a": [], "b": 4},
+    {"_id": 4, "a": [1], "b": 4},
+    {"_id": 5, "a": [2, 3], "b": 2},
+    {"_id": 6, "a": 2, "b": [3, 5]},
+    {"_id": 7, "a": 1, "b": [1, 3]},
+    {"_id": 8, "a": [1, 2], "b": 3},
+    {"_id": 9, "a": 2, "b": 3},
+]
+SORT_PAIRS = [
+    {"_id": 1, "a": [{"b": 4, "c": 1}, {"b": 1, "c": 2}]},
+    {"_id": 2, "a": [{"b": 2, "c": 1}, {"b": 4, "c": 2}]},
+    {"_id": 3, "a": [{"b": 6, "c": 1}, {"b": 9, "c": 2}]},
+    {"_id": 4, "a": [{"b": 4, "c": 1}, {"b": 5, "c": 3}]},
+    {"_id": 5, "a": [{"b": 2, "c": 1}, {"b": 7, "c": 3}]},
+    {"_id": 6, "a": [{"b": 5, "c": 1}, {"b": 3, "c": 3}]},
+    {"_id": 7, "a": [{"b": 7, "c": 2}, {"b": 2, "c": 3}]},
+    {"_id": 8, "a": [{"b": 3, "c": 2}, {"b": 8, "c": 3}]},
+    {"_id": 9, "a": [{"b": 8, "c": 2}, {"b": 6, "c": 3}]},
+]
+SORT_NESTED_PAIRS = [
+    {"_id": 1, "a": [{"b": [4, 1], "c": 1}, {"b": [1, 5], "c": 2}]},
+    {"_id": 2, "a": [{"b": 2, "c": [1, 3]}, {"b": 4, "c": [2, 4]}]},
+    {"_id": 3, "a": [{"b": [6, 4], "c": 1}, {"b": [9, 7], "c": 2}]},
+    {"_id": 4, "a": [{"b": 4, "c": [1, 2]}, {"b": 5, "c": [3, 2]}]},
+    {"_id": 5, "a": [{"b": [2, 3], "c": 1}, {"b": [7, 6], "c": 3}]},
+    {"_id": 6, "a": [{"b": 5, "c": []}, {"b": 3, "c": 3}]},
+    {"_id": 7, "a": [{"b": [], "c": 2}, {"b": 2, "c": 3}]},
+    {"_id": 8, "a": [{"b": 3, "c": [2]}, {"b": 8, "c": [3]}]},
+    {"_id": 9, "a": [{"b": [8], "c": 2}, {"b": [6], "c": 3}]},
+]
+SORT_TWO_ARRAYS = [
+    {"_id": 1, "a": {"b": 1}, "c": [{"d": [4, 1]}, {"d": [1, 5]}]},
+    {"_id": 2, "a": [{"b": [1, 3]}, {"b": [2, 4]}], "c": {"d": 2}},
+    {"_id": 3, "a": {"b": 1}, "c": [{"d": [6, 4]}, {"d": [9, 7]}]},
+    {"_id": 4, "a": [{"b": [2]}, {"b": [3, 2]}], "c": {"d": 4}},
+    {"_id": 5, "a": {"b": 1}, "c": [{"d": [2, 3]}, {"d": [7, 6]}]},
+    {"_id": 6, "a": [{"b": []}, {"b": 3}], "c": {"d": 4}},
+    {"_id": 7, "a": {"b": 2}, "c": [{"d": []}, {"d": 2}]},
+    {"_id": 8, "a": [{"b": [2]}, {"b": [3]}], "c": {"d": 3}},
+    {"_id": 9, "a": {"b": 3}, "c": [{"d": [8]}, {"d": [6]}]},
+]
+SORT_DEPTH3 = [
+    {"_id": 1, "a": {"b": {"c": 2}}},
+    {"_id": 2, "a": {"b": {"c": []}}},
+    {"_id": 3, "a": [{"b": []}, {"b": {"c": []}}]},
+    {"_id": 4, "a": [{"b": {"c": 1}}]},
+    {"_id": 5, "a": {"b": [{"c": 3}, {"d": 1}]}},
+    {"_id": 6, "a": {"b": [{"c": [5]}]}},
+    {"_id": 7, "a": []},
+    {"_id": 8, "a": {"b": [{"c": [1, 3]}, {"c": [2, 5]}]}},
+    {"_id": 9, "a": [{"b": [{"c": []}, {"c": [1, 3]}]}]},
+]
+
+
+@pytest.mark.parametrize(
+    ("docs", "sort", "ids"),
+    [
+        (SORT_MIXED, [("a", 1), ("b", 1), ("_id", 1)], [3, 7, 1, 8, 4, 2, 5, 6, 9]),
+        (SORT_MIXED, [("a", 1), ("b", -1), ("_id", 1)], [3, 4, 7, 8, 1, 6, 9, 5, 2]),
+        (SORT_MIXED, [("a", -1), ("b", 1), ("_id", 1)], [5, 2, 6, 8, 9, 7, 1, 4, 3]),
+        (SORT_MIXED, [("a", -1), ("b", -1), ("_id", 1)], [5, 6, 8, 9, 2, 4, 7, 1, 3]),
+        # fields through the same array take their values from the same element
+        (SORT_PAIRS, [("a.c", 1), ("a.b", 1), ("_id", 1)], [2, 5, 1, 4, 6, 3, 8, 7, 9]),
+        (SORT_PAIRS, [("a.c", 1), ("a.b", -1), ("_id", 1)], [3, 6, 1, 4, 2, 5, 9, 7, 8]),
+        (SORT_PAIRS, [("a.c", -1), ("a.b", 1), ("_id", 1)], [7, 6, 4, 9, 5, 8, 1, 2, 3]),
+        (SORT_PAIRS, [("a.c", -1), ("a.b", -1), ("_id", 1)], [8, 5, 9, 4, 6, 7, 3, 2, 1]),
+        (SORT_PAIRS, [("a.c", 1), ("a", 1), ("_id", 1)], [2, 5, 1, 4, 6, 3, 8, 7, 9]),
+        (SORT_PAIRS, [("a.c", -1), ("a", -1), ("_id", 1)], [8, 5, 9, 4, 6, 7, 3, 2, 1]),
+        (SORT_NESTED_PAIRS, [("a.c", 1), ("a.b", 1), ("_id", 1)], [6, 1, 2, 5, 3, 4, 7, 8, 9]),
+        (SORT_NESTED_PAIRS, [("a.c", 1), ("a.b", -1), ("_id", 1)], [6, 3, 1, 4, 5, 2, 9, 8, 7]),
+        (SORT_NESTED_PAIRS, [("a.c", -1), ("a.b", 1), ("_id", 1)], [2, 7, 6, 4, 5, 9, 8, 1, 3]),
+        (SORT_NESTED_PAIRS, [("a.c", -1), ("a.b", -1), ("_id", 1)], [2, 8, 5, 9, 4, 6, 7, 3, 1]),
+        (SORT_NESTED_PAIRS, [("a.b", 1), ("a", 1), ("_id", 1)], [7, 1, 2, 5, 6, 8, 4, 3, 9]),
+        (SORT_NESTED_PAIRS, [("a.b", -1), ("a", -1), ("_id", 1)], [3, 9, 8, 5, 1, 4, 6, 2, 7]),
+        (SORT_NESTED_PAIRS, [("a.0.b", 1), ("_id", 1)], [7, 1, 2, 5, 8, 3, 4, 6, 9]),
+        (SORT_NESTED_PAIRS, [("a.0.b", -1), ("_id", -1)], [9, 3, 6, 4, 1, 8, 5, 2, 7]),
+        (SORT_TWO_ARRAYS, [("a.b", 1), ("c.d", 1), ("_id", 1)], [6, 1, 2, 5, 3, 7, 8, 4, 9]),
+        (SORT_TWO_ARRAYS, [("a.b", -1), ("c.d", -1), ("_id", 1)], [2, 9, 4, 6, 8, 7, 3, 5, 1]),
+        (SORT_DEPTH3, [("a.b.c", 1), ("_id", 1)], [2, 3, 9, 5, 7, 4, 8, 1, 6]),
+        (SORT_DEPTH3, [("a.b.c", 1), ("_id", -1)], [9, 3, 2, 7, 5, 8, 4, 1, 6]),
+        (SORT_DEPTH3, [("a.b.c", -1), ("_id", 1)], [6, 8, 5, 9, 1, 4, 3, 7, 2]),
+        (SORT_DEPTH3, [("a.b.c", -1), ("_id", -1)], [8, 6, 9, 5, 1, 4, 7, 3, 2]),
+    ],
+)
+def test_sort_dotted_paths(
+    docs: list[dict[str, Any]], sort: list[tuple[str, int]], ids: list[int]
+) -> None:
+    assert _sorted_ids(docs, sort) == ids
+
+
+@pytest.mark.parametrize(
+    ("doc", "sort"),
+    [
+        ({"_id": 3, "a": [], "b": []}, [("a", 1), ("b", 1)]),
+        ({"_id": 3, "a": [], "b": []}, [("_id", 1), ("a", 1), ("b", 1)]),
+        ({"_id": 1, "a": {"b": [1, 2], "c": [3, 4]}}, [("a.b", 1), ("a.c", 1)]),
+        ({"_id": 1, "a": {"b": [1, 2]}, "c": {"d": [3, 4]}}, [("a.b", 1), ("c.d", 1)]),
+    ],
+)
+def test_sort_refuses_parallel_arrays(doc: dict[str, Any], sort: list[tuple[str, int]]) -> None:
+    coll = Engine(MemoryStore())["conf"]["sort"]
+    coll.insert([{"_id": 0, "a": [], "b": 1}, doc])
+    with pytest.raises(MongoError) as info:
+        list(coll.find({}, sort=sort))
+    assert (info.value.code, info.value.errmsg) == (
+        2,
+        "cannot sort with keys that are parallel arrays",
+    )
+    # documents filtered out do not count
+    flt = {"$or": [{"a": {"$not": {"$type": "array"}}}, {"b": {"$not": {"$type": "array"}}}]}
+    if "b" in doc:
+        assert [d["_id"] for d in coll.find(flt, sort=sort)] == [0]

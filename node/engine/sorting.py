@@ -7,6 +7,12 @@ an ascending sort uses the smallest of the values, a descending sort the largest
 sorts as ``null``; an empty array sorts below ``null``. Values compare with
 :func:`values.compare`.
 
+With several keys the document's sort key is, as in MongoDB, the smallest (in the sort's own
+order) of the key tuples an index on the sort pattern would hold: fields that run through the
+same array take their values from the same element (``{"a.c": 1, "a.b": 1}`` pairs each
+element's ``c`` with its ``b``), and fields through two different arrays are refused
+("cannot sort with keys that are parallel arrays", code 2).
+
 ``Sort(spec).key(doc)`` (or :func:`sort_key`) returns a key for ``sorted``; ties keep the input
 order (Python's sort is stable).
 """
@@ -17,8 +23,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from node.engine.errors import bad_value, location
-from node.engine.paths import Parts, key_values, split_path
-from node.engine.values import SortKey, compare, is_nan, is_number, number_value
+from node.engine.paths import Parts, array_index, key_values, split_path
+from node.engine.values import (
+    MISSING,
+    UNDEFINED,
+    SortKey,
+    compare,
+    is_nan,
+    is_number,
+    number_value,
+)
 
 SortSpec = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
 
@@ -126,14 +140,14 @@ class Sort:
 
     def key(self, doc: Mapping[str, Any]) -> tuple[SortKey | _Descending, ...]:
         """A key for ``sorted(docs, key=...)`` ordering documents as MongoDB does."""
-        out: list[SortKey | _Descending] = []
-        for parts, direction in self._fields:
-            out.append(
-                SortKey(field_sort_value(doc, parts, direction))
-                if direction == 1
-                else _Descending(SortKey(field_sort_value(doc, parts, direction)))
-            )
-        return tuple(out)
+        if len(self._fields) > 1:
+            values = compound_sort_values(doc, self._fields)
+        else:
+            values = [field_sort_value(doc, parts, d) for parts, d in self._fields]
+        return tuple(
+            SortKey(v) if d == 1 else _Descending(SortKey(v))
+            for v, (_, d) in zip(values, self._fields, strict=True)
+        )
 
     def sort(self, docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """``docs`` in sort order (stable)."""
@@ -152,6 +166,87 @@ def field_sort_value(doc: Mapping[str, Any], path: str | Parts, direction: int) 
         if (c < 0 and direction == 1) or (c > 0 and direction == -1):
             best = value
     return best
+
+
+def compound_sort_values(doc: Mapping[str, Any], fields: Sequence[tuple[Parts, int]]) -> list[Any]:
+    """The values ``doc`` sorts by for a several-key sort: its first key tuple in sort order."""
+    values: list[Any] = []
+    for parts, _ in fields:  # the common case, no array on any path: one key tuple
+        value: Any = doc
+        for part in parts:
+            if isinstance(value, Mapping):
+                value = value.get(part, MISSING)
+            elif isinstance(value, list | tuple):
+                break
+            else:
+                value = MISSING
+        if isinstance(value, list | tuple):
+            break
+        values.append(value)
+    else:
+        return values
+    tuples = _key_tuples([("walk", doc, parts, 0) for parts, _ in fields])
+    best = tuples[0]
+    for candidate in tuples[1:]:
+        for a, b, (_, direction) in zip(candidate, best, fields, strict=True):
+            c = compare(a, b) * direction
+            if c:
+                if c < 0:
+                    best = candidate
+                break
+    return list(best)
+
+
+_State = tuple[Any, ...]  # ("walk", value, parts, i) or ("leaf", value)
+
+
+def _advance(state: _State) -> _State:
+    """Follow documents and array indexes; stop at a leaf or at an array to unwind
+    (``("unwind", array, parts, i)``)."""
+    if state[0] == "leaf":
+        return state
+    _, value, parts, i = state
+    while i < len(parts):
+        if isinstance(value, Mapping):
+            value = value.get(parts[i], MISSING)
+            if value is MISSING:
+                return ("leaf", MISSING)
+        elif isinstance(value, list | tuple):
+            index = array_index(parts[i])
+            if index is None:
+                return ("unwind", value, parts, i)
+            value = value[index] if index < len(value) else MISSING
+        else:
+            return ("leaf", MISSING)
+        i += 1
+    if isinstance(value, list | tuple):
+        return ("unwind", value, parts, i)
+    return ("leaf", value)
+
+
+def _key_tuples(states: list[_State]) -> list[tuple[Any, ...]]:
+    """The key tuples of one document (as :func:`paths.key_values`, field by field, but fields
+    through the same array take the same element)."""
+    states = [_advance(s) for s in states]
+    pending = [k for k, s in enumerate(states) if s[0] == "unwind"]
+    if not pending:
+        return [tuple(s[1] for s in states)]
+    array = states[pending[0]][1]
+    if any(states[k][1] is not array for k in pending):
+        raise bad_value("cannot sort with keys that are parallel arrays")
+    out: list[tuple[Any, ...]] = []
+    for element in array or [MISSING]:
+        nxt = list(states)
+        for k in pending:
+            _, _, parts, i = states[k]
+            if i == len(parts):
+                nxt[k] = ("leaf", UNDEFINED if element is MISSING else element)
+            elif isinstance(element, Mapping):
+                nxt[k] = ("walk", element, parts, i)
+            else:
+                nxt[k] = ("leaf", MISSING)
+        out.extend(_key_tuples(nxt))
+    return out
 
 
 def sort_key(doc: Mapping[str, Any], spec: SortSpec | Sort) -> tuple[SortKey | _Descending, ...]:
