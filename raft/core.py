@@ -467,8 +467,8 @@ class RawNode:
             return
         if not self._promotable():
             return
-        if self._has_unapplied_conf_change():
-            return
+        if self._has_unapplied_conf_change() or self.log.unstable.snapshot is not None:
+            return  # configuration or snapshot not settled yet: campaign later
         if self.cfg.pre_vote and not transfer:
             self._campaign(pre=True, transfer=False)
         else:

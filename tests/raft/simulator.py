@@ -127,7 +127,8 @@ class Simulator:
         for nid in self.ids:
             storage = MemoryStorage(conf)
             p = self.p
-            period = p.tick_ms + self.rng.randint(-p.tick_ms // 4, p.tick_ms // 4)
+            skew = self.rng.choice((4, 4, 2))  # clock speed within ±25%, or ±50%
+            period = p.tick_ms + self.rng.randint(-p.tick_ms // skew, p.tick_ms // skew)
             node = SimNode(nid, storage, period, random.Random(seed * 1000 + nid))
             node.fsync_ms = self.rng.randint(*p.fsync_ms)
             self.nodes[nid] = node
