@@ -542,3 +542,128 @@ def test_sort_refuses_parallel_arrays(doc: dict[str, Any], sort: list[tuple[str,
     flt = {"$or": [{"a": {"$not": {"$type": "array"}}}, {"b": {"$not": {"$type": "array"}}}]}
     if "b" in doc:
         assert [d["_id"] for d in coll.find(flt, sort=sort)] == [0]
+
+
+# --- jstests/core/query/project/positional_projection.js ------------------------------------------
+
+_X = [{"a": 1, "b": 2}, {"a": 2, "c": 3}, {"a": 1, "d": 5}]
+_A = [{"p": [1, 2], "q": [3, 4]}, {"p": [5, 6], "q": [7, 8]}]
+_ABC = {"a": [1, 2, 3], "b": [4, 5, 6], "c": [7, 8, 9]}
+
+
+@pytest.mark.parametrize(
+    ("flt", "projection", "doc", "expected"),
+    [
+        ({"x.a": 2}, {"x.$": 1}, {"x": _X}, {"x": [{"a": 2, "c": 3}]}),
+        ({"x.a": 1}, {"x.$": 1}, {"x": _X}, {"x": [{"a": 1, "b": 2}]}),
+        (
+            {"x.y.a": 1},
+            {"x.y.$": 1},
+            {"x": {"y": [{"a": 1, "b": 1}, {"a": 1, "b": 2}]}},
+            {"x": {"y": [{"a": 1, "b": 1}]}},
+        ),
+        ({}, {"g.$": 1}, {"x": _X}, {}),
+        ({"x": 1}, {"a.$": 1}, {"x": 1}, {}),
+        (
+            {"x": {"$gt": 0}},
+            {"a.b.c.$": 1},
+            {"x": [-1, 1, 2], "a": {"b": {"d": [1, 2, 3], "f": 456}, "e": 123}},
+            {"a": {"b": {}}},
+        ),
+        (
+            {"x": 1},
+            {"a.b.c.$": 1},
+            {"x": [1], "a": [{"b": [[[{"c": 1, "d": 2}]]]}]},
+            {"a": [{"b": [[[{"c": 1}]]]}]},
+        ),
+        (
+            {"x": {"$gt": 0}},
+            {"a.b.c.$": 1},
+            {"x": [-1, 1, 2], "a": {"b": {"c": 123}}},
+            {"a": {"b": {"c": 123}}},
+        ),
+        # '.$' applies to the first array on its path
+        (
+            {"x.y.z": 1},
+            {"a.b.c.$": 1},
+            {
+                "x": {"y": {"z": [0, 1, 2]}},
+                "a": [{"b": {"c": [1, 2, 3]}}, {"b": {"c": [4, 5, 6]}}, {"b": {"c": [7, 8, 9]}}],
+            },
+            {"a": [{"b": {"c": [4, 5, 6]}}]},
+        ),
+        (
+            {"x.y.z": 1},
+            {"a.b.c.$": 1},
+            {"x": {"y": {"z": [0, 1, 2]}}, "a": {"b": [{"c": [1, 2, 3]}, {"c": [4, 5, 6]}]}},
+            {"a": {"b": [{"c": [4, 5, 6]}]}},
+        ),
+        (
+            {"x.y.z": 1},
+            {"a.b.c.$": 1},
+            {"x": {"y": {"z": [0, 1, 2]}}, "a": {"b": {"c": [1, 2, 3]}}},
+            {"a": {"b": {"c": [2]}}},
+        ),
+        ({"x": {"$elemMatch": {"$gt": 1, "$lt": 3}}}, {"x.$": 1}, {"x": [1, 2, 3]}, {"x": [2]}),
+        (
+            {"a": {"$elemMatch": {"$elemMatch": {"$eq": 3}}}},
+            {"b.$": 1},
+            {"a": [[1, 2], [3, 4]], "b": [[5, 6], [7, 8]]},
+            {"b": [[7, 8]]},
+        ),
+        (
+            {"a": {"$elemMatch": {"p": {"$elemMatch": {"$eq": 6}}}}},
+            {"b.$": 1},
+            {"a": _A, "b": [11, 12]},
+            {"b": [12]},
+        ),
+        (
+            {"a": {"$elemMatch": {"q": {"$elemMatch": {"$eq": 3}}}}},
+            {"b.$": 1},
+            {"a": _A, "b": [11, 12]},
+            {"b": [11]},
+        ),
+        ({"$and": [{"a": 1}, {"a": 2}, {"a": 3}]}, {"b.$": 1}, _ABC, {"b": [6]}),
+        ({"$and": [{"a": 3}, {"a": 2}, {"a": 1}]}, {"b.$": 1}, _ABC, {"b": [4]}),
+        ({"a": {"$in": [2, 3]}}, {"b.$": 1}, _ABC, {"b": [5]}),
+        ({"$or": [{"a": 2}, {"a": 3}]}, {"b.$": 1}, _ABC, {"b": [5]}),
+        (
+            {"a": {"$elemMatch": {"y": {"$exists": True}}}},
+            {"a.$": 1},
+            {"a": [{"y": 1}, {"y": 2}]},
+            {"a": [{"y": 1}]},
+        ),
+    ],
+)
+def test_positional_projection_cases(
+    flt: dict[str, Any], projection: dict[str, Any], doc: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    out = coll_with([doc]).find_one(flt, projection)
+    assert out is not None
+    out.pop("_id", None)
+    assert out == expected
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        {"b": [4, 5, 6]},  # a whole-array match records no position
+        {"$or": [{"a": 1}, {"b": 5}]},  # an $or over several fields records none
+        {"$or": [{"a": 0}, {"b": 5}]},
+        {"$nor": [{"a": -1}, {"a": -2}]},
+        {"a": {"$not": {"$elemMatch": {"$eq": 100}}}},
+    ],
+)
+def test_positional_projection_without_a_recorded_position(flt: dict[str, Any]) -> None:
+    with pytest.raises(MongoError) as info:
+        list(coll_with([_ABC]).find(flt, {"a.$": 1, "_id": 0} if "b" not in flt else {"c.$": 1}))
+    assert info.value.code == 51246
+
+
+def test_or_over_several_fields_gives_positional_update_no_position() -> None:
+    coll = coll_with([_ABC])
+    with pytest.raises(MongoError) as info:
+        coll.update({"$or": [{"a": 1}, {"b": 5}]}, {"$set": {"a.$": 0}})
+    assert info.value.code == 2
+    coll.update({"$or": [{"a": 2}, {"a": 3}]}, {"$set": {"a.$": 0}})
+    assert coll.find_one()["a"] == [1, 0, 3]

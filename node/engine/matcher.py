@@ -585,15 +585,38 @@ class _And(_Node):
 
 
 class _Or(_Node):
-    def __init__(self, children: list[_Node]) -> None:
+    def __init__(self, children: list[_Node], keeps_position: bool = True) -> None:
         self.children = children
+        self.keeps_position = keeps_position
 
     def eval(self, doc: Any) -> int:
         for child in self.children:
             r = child.eval(doc)
             if r != NO_MATCH:
-                return r
+                return r if self.keeps_position else MATCH
         return NO_MATCH
+
+
+def _or_keeps_position(clauses: list[Any]) -> bool:
+    """MongoDB reads a one-clause ``$or`` as its clause and an ``$or`` of equalities on one path
+    as an ``$in``; any other ``$or`` reports no array position (for ``$`` and ``.$``)."""
+    if len(clauses) == 1:
+        return True
+    paths: set[str] = set()
+    for clause in clauses:
+        if not isinstance(clause, Mapping) or len(clause) != 1:
+            return False
+        ((path, value),) = clause.items()
+        if path.startswith("$"):
+            return False
+        if isinstance(value, Mapping) and value and _is_operator_dict(value):
+            if set(value) != {"$eq"}:
+                return False
+            value = value["$eq"]
+        if _is_regex(value):
+            return False
+        paths.add(path)
+    return len(paths) == 1
 
 
 class _Nor(_Node):
@@ -637,7 +660,7 @@ def _compile_query(query: Mapping[str, Any], geo_out: list[tuple[str, Any]]) -> 
                 if name == "$and":
                     children.append(_And(subs))
                 elif name == "$or":
-                    children.append(_Or(subs))
+                    children.append(_Or(subs, _or_keeps_position(arg)))
                 else:
                     children.append(_Nor(subs))
             elif name == "$comment":

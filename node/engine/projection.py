@@ -258,19 +258,34 @@ class Projection:
         return _exclude_doc(doc, self._tree)
 
 
+_APPLIED = -1
+"""``position`` once ``.$`` has selected its element: deeper arrays are kept whole."""
+
+
+def _positional_element(array: Sequence[Any], position: int | None) -> Any:
+    if position is None or not 0 <= position < len(array):
+        raise location(
+            51246,
+            "Executor error during find command :: caused by :: positional operator "
+            "'.$' couldn't find a matching element in the array",
+        )
+    return array[position]
+
+
+def _has_positional(tree: _Tree) -> bool:
+    return any(
+        isinstance(node, _Positional) or (isinstance(node, dict) and _has_positional(node))
+        for node in tree.values()
+    )
+
+
 def _leaf_value(leaf: _Leaf, value: Any, position: int | None) -> Any:
     if isinstance(leaf, _Slice):
         return leaf.apply(value)
     if isinstance(leaf, _Positional):
-        if not isinstance(value, list | tuple):
+        if not isinstance(value, list | tuple) or position == _APPLIED:
             return value
-        if position is None or position >= len(value):
-            raise location(
-                51246,
-                "Executor error during find command :: caused by :: positional operator "
-                "'.$' couldn't find a matching element in the array",
-            )
-        return [value[position]]
+        return [_positional_element(value, position)]
     return value
 
 
@@ -285,7 +300,12 @@ def _include_doc(doc: Mapping[str, Any], tree: _Tree, position: int | None) -> d
         elif isinstance(value, Mapping):
             out[name] = _include_doc(value, node, position)
         elif isinstance(value, list | tuple):
-            out[name] = _include_array(value, node, position)
+            if position != _APPLIED and _has_positional(node):
+                # '.$' selects from the first array on its path, whatever lies below
+                element = _positional_element(value, position)
+                out[name] = _include_array([element], node, _APPLIED)
+            else:
+                out[name] = _include_array(value, node, position)
     return out
 
 
