@@ -76,10 +76,12 @@ class LoopProposer:
     loop turn go to the node in ONE ``propose_many``; proposals the persist thread resolves
     are handed back to the loop with one ``call_soon_threadsafe`` per burst, not per future."""
 
-    def __init__(self, node: RaftNode, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, node: RaftNode, loop: asyncio.AbstractEventLoop, timeout: float = 10.0) -> None:
         self.node = node
         self.loop = loop
+        self.timeout = timeout
         self._batch: list[tuple[bytes, asyncio.Future[int]]] = []
+        self._recent: deque[tuple[float, list[asyncio.Future[int]]]] = deque()
         self._done: deque[tuple[asyncio.Future[int], Future[int]]] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
@@ -91,8 +93,20 @@ class LoopProposer:
         self._batch.append((data, fut))
         return fut
 
+    async def expire(self) -> None:
+        """Fail proposals still unresolved ``timeout`` seconds after they were handed over
+        (checked every second; a per-proposal ``wait_for`` would cost a timer each)."""
+        while True:
+            await asyncio.sleep(1.0)
+            old = self.loop.time() - self.timeout
+            while self._recent and self._recent[0][0] < old:
+                for fut in self._recent.popleft()[1]:
+                    if not fut.done():
+                        fut.set_exception(TimeoutError("proposal not committed in time"))
+
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
+        self._recent.append((self.loop.time(), [f for _, f in batch]))
         for (_, afut), cfut in zip(batch, self.node.propose_many([d for d, _ in batch])):
             cfut.add_done_callback(lambda cf, af=afut: self._resolved(af, cf))
 
@@ -131,7 +145,7 @@ class Member(helogale_pb2_grpc.CommandServicer):
         """The streaming put endpoint (see the module docstring)."""
         async for data in requests:
             try:
-                index = await asyncio.wait_for(self.proposer.propose(data), 10.0)
+                index = await self.proposer.propose(data)
             except NotLeader as exc:
                 yield b"\0" + bson.encode({"ok": 0, "code": 10107, "codeName": "NotWritablePrimary",
                                            "errmsg": str(exc), "leader": exc.leader})
@@ -156,7 +170,7 @@ class Member(helogale_pb2_grpc.CommandServicer):
         node = self.node
         if "put" in cmd:
             fut = self.proposer.propose(cmd["put"].encode() + b"\0" + bytes(cmd["value"]))
-            index = await asyncio.wait_for(fut, cmd.get("timeout", 10.0))
+            index = await (asyncio.wait_for(fut, cmd["timeout"]) if "timeout" in cmd else fut)
             return {"ok": 1, "index": index}
         if "get" in cmd:
             if cmd.get("linearizable"):
@@ -198,7 +212,9 @@ class Member(helogale_pb2_grpc.CommandServicer):
 
 async def serve(node: RaftNode, kv: KV, address: str) -> None:
     server = grpc.aio.server()
-    member = Member(node, kv, LoopProposer(node, asyncio.get_running_loop()))
+    proposer = LoopProposer(node, asyncio.get_running_loop())
+    expiry = asyncio.ensure_future(proposer.expire())
+    member = Member(node, kv, proposer)
     helogale_pb2_grpc.add_CommandServicer_to_server(member, server)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
         "helogale.raftio.KV", {"Puts": grpc.stream_stream_rpc_method_handler(member.Puts)})])
@@ -212,6 +228,7 @@ async def serve(node: RaftNode, kv: KV, address: str) -> None:
     print("READY", flush=True)
     await done.wait()
     await server.stop(0.5)
+    expiry.cancel()
     node.stop()
 
 
