@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from node.commands import catalog, crud, indexes
+from node.commands import catalog, crud, indexes, rename
 from node.server.statemachine import Applier, Grouper
 
 APPLIERS: dict[str, Applier] = {
     **crud.APPLIERS,
     **indexes.APPLIERS,
     **catalog.APPLIERS,
+    **rename.APPLIERS,
 }
 
 GROUPERS: dict[str, Grouper] = dict(crud.GROUPERS)

@@ -23,7 +23,7 @@ import bson
 from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 
-from node.commands import admin, catalog, crud, indexes, query
+from node.commands import admin, catalog, crud, explain, indexes, query, rename
 from node.commands.args import check_db_name
 from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
@@ -80,6 +80,7 @@ COMMANDS: dict[str, Command] = {
     "count": Command(query.count, help="count matching documents"),
     "distinct": Command(query.distinct, help="distinct values of a field"),
     "aggregate": Command(query.aggregate, help="a small aggregation pipeline subset"),
+    "explain": Command(explain.explain, help="how a find/count/distinct would run"),
     # indexes
     "createIndexes": Command(indexes.create_indexes, help="build indexes"),
     "dropIndexes": Command(indexes.drop_indexes, help="drop indexes"),
@@ -92,6 +93,8 @@ COMMANDS: dict[str, Command] = {
     "dropDatabase": Command(catalog.drop_database, help="drop the current database"),
     "collStats": Command(catalog.coll_stats, help="collection statistics"),
     "dbStats": Command(catalog.db_stats, help="database statistics"),
+    "renameCollection": Command(rename.rename_collection_command, admin_only=True,
+                                help="rename a collection"),
     # admin
     "hello": Command(admin.hello, help="topology handshake"),
     "isMaster": Command(admin.hello, help="legacy topology handshake"),
