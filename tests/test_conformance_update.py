@@ -597,3 +597,69 @@ def test_positional_uses_only_implicit_traversal_positions(
     doc: dict[str, Any], query: dict[str, Any], update: dict[str, Any], after: dict[str, Any]
 ) -> None:
     assert updated(doc, update, {"_id": 0, **query}) == {"_id": 0, **after}
+
+
+# --- jstests/core/write/update/update_modifier_pop.js: modifiers that never create their path ---
+
+
+@pytest.mark.parametrize("spec", [0, -2, 2.5, 1.1, {"b": 1}])
+def test_pop_argument_must_be_one_or_minus_one(spec: Any) -> None:
+    assert (
+        update_error({}, {"$pop": {"a.b" if not isinstance(spec, dict) else "a": spec}}).code == 9
+    )
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [{}, {"a": {"c": 1}}, {"a": {"b": []}}, {"a": [{"b": 0}, {"b": 1}]}],
+)
+def test_pop_on_a_path_that_could_exist_is_a_no_op(doc: dict[str, Any]) -> None:
+    coll = coll_with(doc)
+    path = "a.2.b" if isinstance(doc.get("a"), list) else "a.b"
+    res = coll.update({"_id": 0}, {"$pop": {path: 1}})
+    assert (res.n, res.n_modified) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("doc", "update", "message"),
+    [
+        (
+            {"a": {"b": 1}},
+            {"$pop": {"a.b.c": 1}},
+            "Cannot use the part (c) of (a.b.c) to traverse the element ({b: 1})",
+        ),
+        (
+            {"a": {"b": [1, 2]}},
+            {"$pop": {"a.b.c": 1}},
+            "Cannot use the part (c) of (a.b.c) to traverse the element ({b: [ 1, 2 ]})",
+        ),
+        (
+            {"a": [{"b": [1]}]},
+            {"$pull": {"a.b": 1}},
+            "Cannot use the part (b) of (a.b) to traverse the element ({a: [ { b: [ 1 ] } ]})",
+        ),
+        (
+            {"a": None},
+            {"$pullAll": {"a.b": [1]}},
+            "Cannot use the part (b) of (a.b) to traverse the element ({a: null})",
+        ),
+    ],
+)
+def test_non_creating_modifiers_on_a_blocked_path_are_not_viable(
+    doc: dict[str, Any], update: dict[str, Any], message: str
+) -> None:
+    err = update_error(doc, update)
+    assert (err.code, err.errmsg) == (28, message)
+    # $unset is the one modifier that ignores a blocked path
+    path = next(iter(next(iter(update.values()))))
+    assert updated(doc, {"$unset": {path: 1}}) == {"_id": 0, **doc}
+
+
+def test_pop_through_positional_and_nested_arrays() -> None:
+    doc = {"a": [{"b": [1, 2, 3]}, {"b": [4, 5, 6]}]}
+    assert updated(doc, {"$pop": {"a.$.b": 1}}, {"a.b": 5})["a"] == [
+        {"b": [1, 2, 3]},
+        {"b": [4, 5]},
+    ]
+    assert updated({"a": [1, [2, 3, 4]]}, {"$pop": {"a.1": 1}})["a"] == [1, [2, 3]]
+    assert updated({"a": {"b": [1, 2, 3]}}, {"$pop": {"a.b": -1}})["a"] == {"b": [2, 3]}

@@ -787,9 +787,34 @@ def _apply_add_to_set(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Cont
         set_value(doc, parts, current)
 
 
+def _check_viable(doc: dict[str, Any], parts: list[str]) -> None:
+    """For a modifier that does not create its path ($pop, $pull, $pullAll): a missing path is
+    a no-op only if it could exist; one blocked by a scalar, or by an array met with a field
+    name, is PathNotViable (28), as in MongoDB."""
+    value: Any = doc
+    for depth, part in enumerate(parts):
+        if isinstance(value, Mapping):
+            if part not in value:
+                return
+            value = value[part]
+            continue
+        if isinstance(value, list):
+            index = array_index(part)
+            if index is not None:
+                if index >= len(value):
+                    return
+                value = value[index]
+                continue
+        raise path_not_viable(
+            f"Cannot use the part ({part}) of ({_dotted(parts)}) to traverse the element "
+            f"({{{parts[depth - 1]}: {format_value(value)}}})"
+        )
+
+
 def _apply_pop(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Context) -> None:
     current = lookup(doc, parts)
     if current is MISSING:
+        _check_viable(doc, parts)
         return
     if not isinstance(current, list):
         raise type_mismatch(
@@ -802,6 +827,7 @@ def _apply_pop(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Context) ->
 def _apply_pull(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Context) -> None:
     current = lookup(doc, parts)
     if current is MISSING:
+        _check_viable(doc, parts)
         return
     if not isinstance(current, list):
         raise bad_value("Cannot apply $pull to a non-array value")
