@@ -1,27 +1,47 @@
 """``python -m bench replset [--json PATH]``: a 3-member Helogale replica set on loopback.
 
-Workloads, each for ``--duration`` seconds, through the gRPC command endpoint of the primary:
+Workloads, each for ``--duration`` seconds after a 0.5 s warm-up, against the primary:
 
-* ``insert-w1-N`` and ``insert-majority-N`` for N = 1, 16, 64 concurrent clients: one
-  single-document insert outstanding per client (``writeConcern`` ``w: 1`` / ``"majority"``);
+* ``insert-w1-N`` and ``insert-majority-N`` for N = 1, 16, 64 concurrent clients: each client
+  has ONE single-document insert outstanding at a time (``writeConcern`` ``w: 1`` /
+  ``"majority"``; no client-side batching or pipelining);
 * ``insert_many-batch-1000``: 4 clients inserting batches of 1,000 documents with
   ``w: "majority"`` (``ops_per_s`` counts documents);
 * failover: ``--kills`` times (>= 10), SIGKILL the primary under a steady ``w: "majority"`` write
   load and time until the first write acknowledged after the kill; then restart the member and
   wait until it caught up (each kill hits a healthy set).
 
-In the same run, a 3-member etcd on loopback (Debian ``etcd-server``) takes puts of the same
-size at the same concurrency (``bench.raft.bench_etcd``), reported as ``insert-majority-N``
-for system ``etcd`` (every etcd put is majority-committed). ``--json PATH`` writes
-``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms}], "failover": {p50_s, p99_s, n}}``.
+In the same run, a 3-member etcd on loopback (Debian ``etcd-server``, default settings) takes
+puts of the same size at the same concurrency, reported as ``insert-majority-N`` for system
+``etcd`` (every etcd put is majority-committed and applied before its reply).
+
+How each system is driven, identically: ceil(N / 32) separate client processes, each an asyncio
+event loop (``grpc.aio``) running its share of the N clients, one TCP connection per 8 clients,
+all aimed at the primary / leader, one unary call per operation:
+
+* helogale: ``helogale.Command/Run`` carrying the BSON command ``{insert: <coll>, documents:
+  [{_id: <unique str>, v: <200 bytes>}], writeConcern: {w: ...}}`` (what a driver sends for
+  ``insert_one``); a reply counts only with ``ok: 1``, ``n: 1`` and no writeConcernError;
+* etcd: ``etcdserverpb.KV/Put`` with a unique key and a 200-byte value, via ``bench.raft``'s
+  harness (the same process / connection split; etcd's own benchmark tool also drives it with
+  unary puts).
+
+Each line shows the client processes' CPU (cores), so a client-bound figure shows. Members,
+clients and etcd share the same machine. ``--json PATH`` writes ``{"results": [{workload,
+system, ops_per_s, p50_ms, p99_ms}], "failover": {p50_s, p99_s, n}}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -58,26 +78,137 @@ def _run(stub: Any, cmd: dict[str, Any], timeout: float = 30.0) -> dict[str, Any
     return reply
 
 
-def bench_inserts(cluster: LocalCluster, duration: float) -> list[dict[str, Any]]:
+# ---------------------------------------------------------------------- insert load clients
+async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -> dict[str, Any]:
+    """One client process: ``n`` asyncio clients, each ONE unary ``Command.Run`` insert of a
+    single document outstanding at a time; a TCP connection per 8 clients (as bench.raft
+    drives etcd)."""
+    loop = asyncio.get_running_loop()
+    channels = [grpc.aio.insecure_channel(address, options=raft_bench._CLIENT_OPTIONS)
+                for _ in range(-(-n // raft_bench.PROPOSERS_PER_CONNECTION))]
+    for ch in channels:
+        await asyncio.wait_for(ch.channel_ready(), 30)
+    runs = [helogale_pb2_grpc.CommandStub(ch).Run for ch in channels]
+    wc = {"w": w}
+
+    async def call(worker: int, seq: int) -> None:
+        cmd = bson.encode({"insert": coll, "documents": [{"_id": f"{prefix}-{worker}-{seq}",
+                                                           "v": PAYLOAD}],
+                           "writeConcern": wc})
+        run = runs[worker // raft_bench.PROPOSERS_PER_CONNECTION]
+        reply = bson.decode((await run(helogale_pb2.CommandRequest(db="bench", command=cmd),
+                                       timeout=30)).reply)
+        if reply.get("ok") != 1.0 or reply.get("n") != 1 or reply.get("writeConcernError"):
+            raise RuntimeError(f"write failed: {reply}")
+
+    for worker in range(n):  # warm every connection before the clock starts
+        with contextlib.suppress(Exception):
+            await call(worker, -1)
+    print("READY", flush=True)
+    line = await loop.run_in_executor(None, sys.stdin.readline)
+    start, stop_at = (float(x) for x in line.split())
+    lats: list[float] = []
+    errors = 0
+
+    async def client(worker: int) -> None:
+        nonlocal errors
+        seq = 0
+        while True:
+            t0 = time.time()
+            if t0 >= stop_at:
+                return
+            try:
+                await call(worker, seq)
+            except Exception:
+                errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            if t0 >= start:
+                lats.append(time.time() - t0)
+            seq += 1
+
+    await asyncio.sleep(max(0.0, start - 0.5 - time.time()))
+    cpu0 = time.process_time()
+    await asyncio.gather(*(client(k) for k in range(n)))
+    cpu = time.process_time() - cpu0
+    for ch in channels:
+        await ch.close()
+    return {"lats": lats, "errors": errors, "cpu_s": cpu}
+
+
+def load_client(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--address", required=True)
+    ap.add_argument("--clients", type=int, required=True)
+    ap.add_argument("--coll", required=True)
+    ap.add_argument("--w", required=True)
+    ap.add_argument("--prefix", required=True)
+    args = ap.parse_args(argv)
+    w: Any = int(args.w) if args.w.isdigit() else args.w
+    out = asyncio.run(_insert_client(args.address, args.clients, args.coll, w, args.prefix))
+    print("RESULT " + json.dumps(out), flush=True)
+    return 0
+
+
+def run_insert_clients(address: str, clients: int, duration: float, coll: str, w: Any
+                       ) -> dict[str, float]:
+    """``clients`` concurrent inserters spread over ceil(clients / 32) processes (the split
+    bench.raft uses for etcd); throughput counts inserts finished inside the window."""
+    per = raft_bench.PROPOSERS_PER_PROCESS
+    nproc = -(-clients // per)
+    share = [clients // nproc + (1 if i < clients % nproc else 0) for i in range(nproc)]
+    env = dict(os.environ, PYTHONPATH=str(raft_bench.REPO))
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "bench", "replset", "load-client", "--address", address,
+         "--clients", str(k), "--coll", coll, "--w", str(w), "--prefix", f"{coll}-{i}"],
+        cwd=raft_bench.REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for i, k in enumerate(share)]
+    lats: list[float] = []
+    errors = 0
+    cpu = 0.0
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "READY":
+                raise RuntimeError("insert load client failed to start")
+        start = time.time() + 0.7
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(f"{start} {start + duration}\n")
+            p.stdin.flush()
+        for p in procs:
+            out, _ = p.communicate(timeout=duration + 60)
+            for row in out.splitlines():
+                if row.startswith("RESULT "):
+                    got = json.loads(row[7:])
+                    lats += got["lats"]
+                    errors += got["errors"]
+                    cpu += got["cpu_s"]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lats.sort()
+    return {"ops_per_s": len(lats) / duration, "p50_ms": percentile(lats, 0.5) * 1000,
+            "p99_ms": percentile(lats, 0.99) * 1000, "errors": float(errors),
+            "client_cpu": cpu / duration}
+
+
+# ---------------------------------------------------------------------- helogale workloads
+def bench_inserts(cluster: LocalCluster, duration: float,
+                  clients: tuple[int, ...] = CLIENTS) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     p = cluster.wait_for_primary()
-    chans, stubs = _stubs(cluster.members[p].address, 8)
+    address = cluster.members[p].address
+    for w, label in ((1, "w1"), ("majority", "majority")):
+        for n in clients:
+            r = run_insert_clients(cluster.members[cluster.wait_for_primary()].address, n,
+                                   duration, f"{label}{n}", w)
+            results.append({"workload": f"insert-{label}-{n}", "system": "helogale", **r})
+            _print(results[-1])
+    chans, stubs = _stubs(address, BATCH_CLIENTS)
     try:
-        for w, label in ((1, "w1"), ("majority", "majority")):
-            for n in CLIENTS:
-                def make_call(worker: int, n: int = n, w: Any = w, label: str = label
-                              ) -> Callable[[int], None]:
-                    stub = stubs[worker % len(stubs)]
-
-                    def call(seq: int) -> None:
-                        _run(stub, {"insert": f"{label}{n}", "documents": [
-                            {"_id": f"{worker}-{seq}", "v": PAYLOAD}],
-                            "writeConcern": {"w": w}})
-                    return call
-                r = run_load(make_call, n, duration)
-                results.append({"workload": f"insert-{label}-{n}", "system": "helogale", **r})
-                _print(results[-1])
-
         def make_batch(worker: int) -> Callable[[int], None]:
             stub = stubs[worker % len(stubs)]
 
@@ -165,11 +296,14 @@ def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
 
 
 def _print(r: dict[str, Any]) -> None:
+    cpu = f"  clients {r['client_cpu']:.2f} cores" if "client_cpu" in r else ""
     print(f"  {r['system']:<9} {r['workload']:<24} {r['ops_per_s']:10.0f} ops/s  "
-          f"p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms", flush=True)
+          f"p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms{cpu}", flush=True)
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "load-client":
+        return load_client(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bench replset", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="write the figures to this file")
