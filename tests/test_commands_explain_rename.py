@@ -77,6 +77,30 @@ def test_engine_rename_across_databases_and_drop_target() -> None:
         assert "email_1" in idx.index_information(txn, "other", "people")
 
 
+def test_engine_rename_large_collection_on_lmdb(tmp_path: Any) -> None:
+    """More records than one copy chunk, on the LMDB store; the old target's own index goes."""
+    from node.engine.lmdb_store import LMDBStore
+
+    with LMDBStore(tmp_path / "db", map_size=1 << 28, sync=False) as store:
+        engine = open_engine(store)
+        engine.collection("app", "big").insert([{"_id": i, "k": i % 97} for i in range(2500)])
+        engine.collection("app", "dst").insert([{"_id": "x", "only": 1}])
+        with store.write() as txn:
+            idx.create_index(txn, "app", "big", [("k", 1)])
+            idx.create_index(txn, "app", "dst", [("only", 1)])
+        with store.write() as txn:
+            rename_collection(engine, txn, "app", "big", "app", "dst", drop_target=True)
+        dst = engine.collection("app", "dst")
+        assert dst.count({}) == 2500
+        assert dst.count({"k": 5}) == len([i for i in range(2500) if i % 97 == 5])
+        assert sorted(d["_id"] for d in dst.find({"_id": {"$gte": 2497}})) == [2497, 2498, 2499]
+        with store.read() as txn:
+            assert [s.name for s in idx.load_indexes(txn, "app", "dst")] == ["_id_", "k_1"]
+            assert [t for t in txn.tables() if "app.big" in t or "only" in t] == []
+            keys = list(txn.scan(idx.index_table("app", "dst", "k_1")))
+        assert len(keys) == 2500
+
+
 @pytest.mark.parametrize(("src", "dst", "code"), [
     (("app", "missing"), ("app", "b"), 26),
     (("app", "users"), ("app", "users"), 20),
