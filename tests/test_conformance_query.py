@@ -498,3 +498,20 @@ def test_null_query_semantics(key: list[tuple[str, Any]] | None, opts: dict[str,
             engine.indexes.create_index(txn, "conf.nulls", key, **opts)
     for flt, names in NULL_SEMANTICS_CASES:
         assert sorted(d["_id"] for d in coll.find(flt)) == sorted(names.split()), flt
+
+
+def test_dbref_fields_are_queryable_paths() -> None:
+    """A DBRef is the document {$ref, $id[, $db]}: its fields can be queried (and indexed)."""
+    docs = [
+        {"a": [{"b": {"$ref": "old", "$id": 0}}]},
+        {"r": {"$ref": "x", "$id": 7, "$db": "d"}},
+    ]
+    for flt, ids in [
+        ({"a.b.$ref": "old"}, [0]),
+        ({"a.0.b.$ref": "old"}, [0]),
+        ({"a.b.$id": 0}, [0]),
+        ({"r.$id": {"$gt": 5}}, [1]),
+        ({"r.$db": "d"}, [1]),
+    ]:
+        assert matching(docs, flt) == ids
+        assert matching_with_index(docs, flt, [("a.b.$ref", 1)]) == ids

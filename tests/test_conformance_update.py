@@ -663,3 +663,12 @@ def test_pop_through_positional_and_nested_arrays() -> None:
     ]
     assert updated({"a": [1, [2, 3, 4]]}, {"$pop": {"a.1": 1}})["a"] == [1, [2, 3]]
     assert updated({"a": {"b": [1, 2, 3]}}, {"$pop": {"a.b": -1}})["a"] == {"b": [2, 3]}
+
+
+def test_updates_inside_a_dbref() -> None:
+    """jstests update_arraymatch8: '$set' on a DBRef's own fields."""
+    coll = coll_with({"a": [{"b": {"$ref": "old", "$id": 0}}]})
+    coll.update({}, {"$set": {"a.0.b.$ref": "new"}})
+    assert coll.count({"a.b.$ref": "new"}) == 1 and coll.count({"a.b.$ref": "old"}) == 0
+    coll.update({}, {"$inc": {"a.0.b.$id": 2}})
+    assert coll.count({"a.b.$id": 2}) == 1

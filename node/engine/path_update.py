@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from bson.dbref import DBRef
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.objectid import ObjectId
@@ -86,6 +87,9 @@ def set_value(doc: dict[str, Any], parts: list[str], value: Any) -> None:
             nxt = cur[i]
         else:  # pragma: no cover - the loop never descends into scalars
             raise _not_viable(part, name, cur)
+        if isinstance(nxt, DBRef):  # update inside a DBRef: it becomes the document it is
+            nxt = dict(nxt.as_doc())
+            cur[part if isinstance(cur, dict) else i] = nxt
         if not isinstance(nxt, dict | list):
             raise _not_viable(parts[depth + 1], part, nxt)
         cur = nxt

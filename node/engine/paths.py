@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from bson.dbref import DBRef
+
 from node.engine.values import MISSING, UNDEFINED
 
 Parts = tuple[str, ...]
@@ -61,6 +63,8 @@ def _walk(value: Any, parts: Parts, i: int, pos: int | None) -> Iterator[tuple[A
         yield value, pos
         return
     name = parts[i]
+    if isinstance(value, DBRef):  # a DBRef is the document {$ref, $id[, $db]} it is stored as
+        value = value.as_doc()
     if isinstance(value, Mapping):
         child = value.get(name, MISSING)
         if child is MISSING:
@@ -110,6 +114,8 @@ def _keys(value: Any, parts: Parts, i: int, out: list[Any]) -> None:
             out.append(value)
         return
     name = parts[i]
+    if isinstance(value, DBRef):
+        value = value.as_doc()
     if isinstance(value, Mapping):
         _keys(value.get(name, MISSING), parts, i + 1, out)
         return
@@ -138,6 +144,8 @@ def lookup(doc: Any, path: str | Sequence[str]) -> Any:
     """
     value = doc
     for name in _as_parts(path):
+        if isinstance(value, DBRef):
+            value = value.as_doc()
         if isinstance(value, Mapping):
             value = value.get(name, MISSING)
             if value is MISSING:
