@@ -29,7 +29,10 @@ its own API's cheapest put path:
   (comparable to PySyncObj's in-process proposers): Raft cost without client RPCs.
 
 Each line prints the client processes' CPU use (cores) so a client-bound result shows. The
-machine is shared (2 cores): clients, members and etcd compete for it alike.
+machine is shared (2 cores): clients, members and etcd compete for it alike, so both clusters
+stay up together and each proposer count runs ``helogale``, ``helogale-unary`` and ``etcd``
+back to back (load from other work on the machine drifts over all three alike); etcd idles
+during the embedded and failover phases.
 Failover: SIGKILL the Helogale leader ``--kills`` times (>= 20) and time until another member
 reports leadership. ``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms,
 p99_ms}, ...], "failover": {p50_s, p99_s, n}}``.
@@ -49,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +312,10 @@ def run_clients(kind: str, members: dict[int, str], leader: int, proposers: int,
 
 
 # ---------------------------------------------------------------------- helogale
-def bench_helogale(root: Path, duration: float, kills: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def bench_helogale(root: Path, duration: float, kills: int, etcd_address: str | None = None,
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Helogale's workloads and failover; with ``etcd_address`` (a running etcd leader) each
+    proposer count runs etcd right after Helogale, so a shared machine's load drifts alike."""
     sys.path.insert(0, str(REPO))
     from tests.raft_io.kv_cluster import KVCluster, wait_until
 
@@ -318,12 +324,14 @@ def bench_helogale(root: Path, duration: float, kills: int) -> tuple[list[dict[s
     c.start_all()
     results: list[dict[str, Any]] = []
     try:
-        for kind in ("helogale", "helogale-unary"):
-            for n in PROPOSERS:
+        for n in PROPOSERS:
+            for kind in ("helogale", "helogale-unary"):
                 lead = c.wait_leader()
                 r = run_clients(kind, c.client_addr, lead, n, duration, f"{kind}-{n}")
                 results.append({"workload": f"proposers-{n}", "system": kind, **r})
                 _line(kind, n, r)
+            if etcd_address is not None:
+                results.append(_etcd_row(etcd_address, n, duration))
         for n in PROPOSERS:  # the same proposers inside the leader: Raft without client RPCs
             lead = c.wait_leader()
             r = c.clients[lead].call({"load": n, "duration": duration, "size": len(VALUE)},
@@ -383,11 +391,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _etcd_row(address: str, n: int, duration: float) -> dict[str, Any]:
+    r = run_clients("etcd", {0: address}, 0, n, duration, f"p{n}")
+    _line("etcd", n, r)
+    return {"workload": f"proposers-{n}", "system": "etcd", **r}
+
+
 def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
+    """etcd's rows alone, at every count in ``PROPOSERS`` (also used by ``bench replset``)."""
+    with etcd_cluster(root) as address:
+        if address is None:
+            return []
+        return [_etcd_row(address, n, duration) for n in PROPOSERS]
+
+
+@contextlib.contextmanager
+def etcd_cluster(root: Path) -> Iterator[str | None]:
+    """A 3-member etcd on loopback (default settings); yields its leader's client address,
+    or None when the ``etcd`` binary is not installed."""
     etcd = shutil.which("etcd")
     if etcd is None:
         print("  etcd: not installed (apt-get install etcd-server); skipped", flush=True)
-        return []
+        yield None
+        return
     names = ["e1", "e2", "e3"]
     peer = {n: _free_port() for n in names}
     client = {n: _free_port() for n in names}
@@ -407,13 +433,8 @@ def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
             "--initial-cluster-token", "bench", "--log-level", "error",
         ], stdout=log, stderr=log))
         log.close()
-    results: list[dict[str, Any]] = []
     try:
-        leader_addr = _etcd_leader(client)
-        for n in PROPOSERS:
-            r = run_clients("etcd", {0: leader_addr}, 0, n, duration, f"p{n}")
-            results.append({"workload": f"proposers-{n}", "system": "etcd", **r})
-            _line("etcd", n, r)
+        yield _etcd_leader(client)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -422,7 +443,6 @@ def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return results
 
 
 def _etcd_leader(client: dict[str, int]) -> str:
@@ -540,11 +560,12 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-raft-"))
     try:
-        print("helogale (3 members, WAL fsync, gRPC on loopback)", flush=True)
-        results, failover = bench_helogale(root, args.duration, args.kills)
-        if not args.skip_etcd:
-            print("etcd (3 members on loopback)", flush=True)
-            results += bench_etcd(root, args.duration)
+        print("helogale (3 members, WAL fsync, gRPC on loopback)"
+              + ("" if args.skip_etcd else ", interleaved with etcd (3 members on loopback)"),
+              flush=True)
+        with (contextlib.nullcontext(None) if args.skip_etcd
+              else etcd_cluster(root)) as etcd_address:
+            results, failover = bench_helogale(root, args.duration, args.kills, etcd_address)
         if not args.skip_pysyncobj:
             print("pysyncobj (3 processes, journal on disk)", flush=True)
             results += bench_pysyncobj(root, args.duration)
