@@ -48,3 +48,12 @@ def test_five_nodes(start: int) -> None:
 @pytest.mark.parametrize("start", range(1_000_000, 1_020_000, 1000))
 def test_soak(nodes: int, start: int) -> None:
     _run_chunk(nodes, start, 1000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes", [3, 5])
+@pytest.mark.parametrize("start", range(2_000_000, 2_002_000, 200))
+def test_soak_long_fault_phase(nodes: int, start: int) -> None:
+    """Fewer seeds, four times longer under faults (more elections, snapshots, changes)."""
+    for seed in range(start, start + 200):
+        run_seed(seed, SimParams(nodes=nodes, fault_time=6000))
