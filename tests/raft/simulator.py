@@ -84,6 +84,7 @@ class SimParams:
     max_size_per_msg: int = 256
     max_inflight: int = 4
     max_uncommitted: int = 60
+    max_inflight_bytes: int = 0
 
 
 @dataclass
@@ -168,6 +169,7 @@ class Simulator:
         q.crash_new_leader = r.choice((0.0, 0.15, 0.5))
         q.max_inflight = r.choice((1, 4, 64))
         q.max_size_per_msg = r.choice((128, 512, 4096))
+        q.max_inflight_bytes = r.choice((0, 0, 600))
         if r.random() < 0.1:
             q.pre_vote = False
         if r.random() < 0.1:
@@ -182,7 +184,8 @@ class Simulator:
                      pre_vote=p.pre_vote, check_quorum=p.check_quorum,
                      max_size_per_msg=p.max_size_per_msg, max_inflight_msgs=p.max_inflight,
                      applied=snap.meta.index, rng=node.rng,
-                     max_uncommitted_entries=p.max_uncommitted)
+                     max_uncommitted_entries=p.max_uncommitted,
+                     max_inflight_bytes=p.max_inflight_bytes)
         node.raw = RawNode(cfg, node.storage)
         node.lives += 1
         if snap.meta.index:
