@@ -84,20 +84,34 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
     single document outstanding at a time; a TCP connection per 8 clients (as bench.raft
     drives etcd)."""
     loop = asyncio.get_running_loop()
-    channels = [grpc.aio.insecure_channel(address, options=raft_bench._CLIENT_OPTIONS)
-                for _ in range(-(-n // raft_bench.PROPOSERS_PER_CONNECTION))]
-    for ch in channels:
-        await asyncio.wait_for(ch.channel_ready(), 30)
-    runs = [helogale_pb2_grpc.CommandStub(ch).Run for ch in channels]
+    per_conn = raft_bench.PROPOSERS_PER_CONNECTION
+    runs: dict[str, list[Any]] = {}  # member address -> one Run stub per TCP connection
+    channels: list[Any] = []
+    target = [address]  # the primary as last learned (NotWritablePrimary names the new one)
+
+    async def connect(addr: str) -> list[Any]:
+        if addr not in runs:
+            chans = [grpc.aio.insecure_channel(addr, options=raft_bench._CLIENT_OPTIONS)
+                     for _ in range(-(-n // per_conn))]
+            channels.extend(chans)
+            runs[addr] = [helogale_pb2_grpc.CommandStub(ch).Run for ch in chans]
+            for ch in chans:
+                await asyncio.wait_for(ch.channel_ready(), 30)
+        return runs[addr]
+
+    await connect(address)
     wc = {"w": w}
 
     async def call(worker: int, seq: int) -> None:
         cmd = bson.encode({"insert": coll, "documents": [{"_id": f"{prefix}-{worker}-{seq}",
                                                            "v": PAYLOAD}],
                            "writeConcern": wc})
-        run = runs[worker // raft_bench.PROPOSERS_PER_CONNECTION]
+        addr = target[0]
+        run = (await connect(addr))[worker // per_conn]
         reply = bson.decode((await run(helogale_pb2.CommandRequest(db="bench", command=cmd),
                                        timeout=30)).reply)
+        if reply.get("code") == 10107 and reply.get("primary"):
+            target[0] = reply["primary"]  # follow the new primary, as a driver does
         if reply.get("ok") != 1.0 or reply.get("n") != 1 or reply.get("writeConcernError"):
             raise RuntimeError(f"write failed: {reply}")
 
@@ -109,6 +123,7 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
     start, stop_at = (float(x) for x in line.split())
     lats: list[float] = []
     errors = 0
+    first_error: list[str] = []
 
     async def client(worker: int) -> None:
         nonlocal errors
@@ -119,7 +134,9 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
                 return
             try:
                 await call(worker, seq)
-            except Exception:
+            except Exception as exc:
+                if not first_error:
+                    first_error.append(str(exc)[:300])
                 errors += 1
                 await asyncio.sleep(0.01)
                 continue
@@ -133,7 +150,7 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
     cpu = time.process_time() - cpu0
     for ch in channels:
         await ch.close()
-    return {"lats": lats, "errors": errors, "cpu_s": cpu}
+    return {"lats": lats, "errors": errors, "cpu_s": cpu, "first_error": first_error}
 
 
 def load_client(argv: list[str]) -> int:
@@ -160,7 +177,8 @@ def run_insert_clients(address: str, clients: int, duration: float, coll: str, w
     env = dict(os.environ, PYTHONPATH=str(raft_bench.REPO))
     procs = [subprocess.Popen(
         [sys.executable, "-m", "bench", "replset", "load-client", "--address", address,
-         "--clients", str(k), "--coll", coll, "--w", str(w), "--prefix", f"{coll}-{i}"],
+         "--clients", str(k), "--coll", coll, "--w", str(w),
+         "--prefix", f"{coll}-{time.time_ns():x}-{i}"],
         cwd=raft_bench.REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for i, k in enumerate(share)]
     lats: list[float] = []
@@ -184,6 +202,9 @@ def run_insert_clients(address: str, clients: int, duration: float, coll: str, w
                     lats += got["lats"]
                     errors += got["errors"]
                     cpu += got["cpu_s"]
+                    if got["first_error"] and errors:
+                        print(f"    ({got['errors']} failed, e.g. {got['first_error'][0]})",
+                              flush=True)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -2,9 +2,7 @@
 
 The dispatcher knows nothing about sockets; the transport says which kind it is (``"grpc"`` or
 ``"wire"``) so that ``hello`` answers with the addresses a client on that transport can dial, and
-gives a connection id for logs and ``hello.connectionId``. A transport that can wait for a write
-without holding a thread (the asyncio gRPC endpoint) sets ``defer_writes``: write handlers then
-return a :class:`~node.commands.member.PendingWrite` instead of blocking until the entry commits.
+gives a connection id for logs and ``hello.connectionId``.
 """
 
 from __future__ import annotations
@@ -22,4 +20,3 @@ class RequestContext:
     transport: str = GRPC
     connection_id: int = 0
     peer: str = ""
-    defer_writes: bool = False

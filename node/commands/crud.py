@@ -31,7 +31,7 @@ from node.commands.args import (
     is_number,
 )
 from node.commands.context import RequestContext
-from node.commands.member import PendingWrite, WriteConcern, parse_write_concern
+from node.commands.member import parse_write_concern
 from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
 
 if TYPE_CHECKING:
@@ -56,26 +56,8 @@ def _check_batch(name: str, items: list[Any]) -> None:
         )
 
 
-DEFERRABLE = frozenset({"insert", "update", "delete", "findAndModify", "findandmodify"})
-"""Write commands whose handler can return a PendingWrite (see :func:`can_defer`)."""
-
-
-def can_defer(name: str, cmd: Mapping[str, Any]) -> bool:
-    """Whether running ``cmd`` with ``ctx.defer_writes`` never blocks: a write command whose
-    write concern needs no wait beyond the entry being applied (``w`` 0, 1 or majority)."""
-    if name not in DEFERRABLE:
-        return False
-    spec = cmd.get("writeConcern")
-    w = spec.get("w", 1) if isinstance(spec, Mapping) else 1
-    return not (is_number(w) and w > 1)
-
-
-def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
-           ctx: RequestContext | None = None) -> dict[str, Any] | PendingWrite:
-    """Attach session and time, replicate, and shape the reply (``writeConcernError``).
-
-    With ``ctx.defer_writes`` (and a member that offers ``begin_write``) the write is proposed
-    and a :class:`PendingWrite` returned whose ``finish`` gives the reply."""
+def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """Attach session and time, replicate, and shape the reply (``writeConcernError``)."""
     node.member.require_writable()
     wc = parse_write_concern(cmd, node.member.set_size())
     lsid = cmd.get("lsid")
@@ -90,20 +72,7 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
         entry["lsid"] = lsid
         entry["txnNumber"] = Int64(int(txn_number))
     entry.setdefault("now", _now())
-    begin = getattr(node.member, "begin_write", None)
-    if ctx is not None and ctx.defer_writes and begin is not None \
-            and not (isinstance(wc.w, int) and wc.w > 1):
-        outcome = begin(entry, wc)
-        if isinstance(outcome, PendingWrite):
-            return PendingWrite(outcome.future, outcome.timeout,
-                                lambda timed_out: _shape(wc, *outcome.finish(timed_out)))
-        return _shape(wc, *outcome)
     result, wce = node.member.submit(entry, wc)
-    return _shape(wc, result, wce)
-
-
-def _shape(wc: WriteConcern, result: dict[str, Any], wce: dict[str, Any] | None
-           ) -> dict[str, Any]:
     if not wc.acknowledged:
         return {"ok": 1.0}
     reply = dict(result)
@@ -124,7 +93,7 @@ def write_error(index: int, exc: MongoError) -> dict[str, Any]:
 
 
 def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-           ) -> dict[str, Any] | PendingWrite:
+           ) -> dict[str, Any]:
     coll = collection_name(cmd, "insert")
     docs = get_list(cmd, "insert", "documents")
     ordered = get_bool(cmd, "insert", "ordered", True)
@@ -139,7 +108,7 @@ def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         else:
             resolved.append({"_id": ObjectId(), **doc})
     entry = {"op": "insert", "db": db, "coll": coll, "docs": resolved, "ordered": ordered}
-    return submit(node, cmd, entry, ctx)
+    return submit(node, cmd, entry)
 
 
 def apply_insert(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -208,14 +177,14 @@ def _parse_update_statement(i: int, st: Any) -> dict[str, Any]:
 
 
 def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-           ) -> dict[str, Any] | PendingWrite:
+           ) -> dict[str, Any]:
     coll = collection_name(cmd, "update")
     updates = get_list(cmd, "update", "updates")
     _check_batch("update", updates)
     ordered = get_bool(cmd, "update", "ordered", True)
     statements = [_parse_update_statement(i, st) for i, st in enumerate(updates)]
     entry = {"op": "update", "db": db, "coll": coll, "updates": statements, "ordered": ordered}
-    return submit(node, cmd, entry, ctx)
+    return submit(node, cmd, entry)
 
 
 def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -263,14 +232,14 @@ def _parse_delete_statement(i: int, st: Any) -> dict[str, Any]:
 
 
 def delete(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-           ) -> dict[str, Any] | PendingWrite:
+           ) -> dict[str, Any]:
     coll = collection_name(cmd, "delete")
     deletes = get_list(cmd, "delete", "deletes")
     _check_batch("delete", deletes)
     ordered = get_bool(cmd, "delete", "ordered", True)
     statements = [_parse_delete_statement(i, st) for i, st in enumerate(deletes)]
     entry = {"op": "delete", "db": db, "coll": coll, "deletes": statements, "ordered": ordered}
-    return submit(node, cmd, entry, ctx)
+    return submit(node, cmd, entry)
 
 
 def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -294,7 +263,7 @@ def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
 
 
 def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-                    ) -> dict[str, Any] | PendingWrite:
+                    ) -> dict[str, Any]:
     name = next(iter(cmd))
     coll = collection_name(cmd, name)
     query = get_doc(cmd, name, "query", {})
@@ -329,7 +298,7 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
     }
     if upsert:
         entry["upsertId"] = ObjectId()
-    return submit(node, cmd, entry, ctx)
+    return submit(node, cmd, entry)
 
 
 def apply_find_and_modify(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:

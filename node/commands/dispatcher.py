@@ -27,7 +27,7 @@ from node.commands import admin, catalog, crud, explain, indexes, query, rename
 from node.commands.args import check_db_name
 from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
-from node.commands.member import Member, PendingWrite
+from node.commands.member import Member
 from node.engine.errors import MongoError, command_not_found
 
 log = logging.getLogger("helogale.commands")
@@ -131,10 +131,7 @@ class Dispatcher:
         return COMMANDS
 
     def run(self, db: str, command: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        """Run one command; the reply always has ``ok`` (1.0 or 0.0 with errmsg/code).
-
-        With ``ctx.defer_writes`` a write command may instead return a
-        :class:`~node.commands.member.PendingWrite`; :meth:`finish` then gives its reply."""
+        """Run one command; the reply always has ``ok`` (1.0 or 0.0 with errmsg/code)."""
         try:
             if not isinstance(command, Mapping) or not command:
                 raise MongoError(9, "Command document is empty or not a document",
@@ -152,8 +149,6 @@ class Dispatcher:
             if self.services.routing is not None:
                 self.services.routing.check(db, command)
             reply = spec.handler(self.services, db, command, ctx)
-            if isinstance(reply, PendingWrite):
-                return reply
         except MongoError as exc:
             return exc.to_reply()
         except RecursionError:
@@ -161,18 +156,6 @@ class Dispatcher:
                               code_name="Overflow").to_reply()
         except Exception as exc:  # a bug in a handler: log it, answer, keep serving
             log.exception("command failed: %r", _name_of(command))
-            return MongoError(1, f"internal error: {type(exc).__name__}: {exc}").to_reply()
-        reply.setdefault("ok", 1.0)
-        return reply
-
-    def finish(self, pending: PendingWrite, timed_out: bool) -> dict[str, Any]:
-        """The reply of a deferred write whose future completed (or whose wait timed out)."""
-        try:
-            reply = pending.finish(timed_out)
-        except MongoError as exc:
-            return exc.to_reply()
-        except Exception as exc:
-            log.exception("finishing a write failed")
             return MongoError(1, f"internal error: {type(exc).__name__}: {exc}").to_reply()
         reply.setdefault("ok", 1.0)
         return reply
@@ -186,14 +169,9 @@ class Dispatcher:
                                code_name="InvalidBSON").to_reply()
         else:
             reply = self.run(db, doc, ctx)
-        return self.encode_reply(reply)
-
-    @staticmethod
-    def encode_reply(reply: Mapping[str, Any]) -> bytes:
-        """The reply as BSON (a reply that cannot be encoded is a bug, answered as one)."""
         try:
             return bson.encode(reply)
-        except Exception as exc:
+        except Exception as exc:  # a reply that cannot be encoded is a bug, not a crash
             log.exception("reply not encodable")
             return bson.encode(MongoError(1, f"reply not encodable: {exc}").to_reply())
 

@@ -9,8 +9,7 @@ single in-process member used by tests and embedded use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,28 +94,6 @@ def write_concern_error(errmsg: str, wc: WriteConcern) -> dict[str, Any]:
         "errmsg": errmsg,
         "errInfo": {"wtimeout": True, "writeConcern": wc.to_doc()},
     }
-
-
-@dataclass
-class PendingWrite:
-    """A proposed write whose outcome is not known yet. ``future`` completes (result or
-    exception) once the entry is applied here or its proposal failed; ``timeout`` is how long
-    the write concern lets the caller wait (None: forever); then ``finish(timed_out)`` returns
-    the outcome without blocking (for ``w`` of 0, 1 or ``"majority"``) or raises MongoError."""
-
-    future: Future[Any]
-    timeout: float | None
-    finish: Callable[[bool], Any]
-
-    def wait(self) -> Any:
-        """Block the calling thread until the outcome is known, then :meth:`finish`."""
-        try:
-            self.future.result(self.timeout)
-        except TimeoutError:
-            return self.finish(True)
-        except Exception:  # finish() turns the failure into its MongoError
-            pass
-        return self.finish(False)
 
 
 class Member(Protocol):

@@ -20,7 +20,7 @@ from node.commands.cursors import CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
 from node.server.config import NodeConfig
-from node.server.grpc_service import AsyncCommandServer
+from node.server.grpc_service import add_command_service, make_server
 from node.server.statemachine import StateMachine
 
 log = logging.getLogger("helogale.node")
@@ -62,7 +62,8 @@ class NodeApp:
             self.member = Replica(config, self.sm, self.store)
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
         self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors))
-        self.grpc = AsyncCommandServer(self.dispatcher)
+        self.grpc = make_server()
+        add_command_service(self.grpc, self.dispatcher)
         port = self.grpc.add_insecure_port(config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")
@@ -108,7 +109,7 @@ class NodeApp:
         self._stopped.set()
         if self.wire is not None:
             self.wire.stop()
-        self.grpc.stop(0.5)
+        self.grpc.stop(0.5).wait()
         stop = getattr(self.member, "stop", None)
         if stop is not None:
             stop()

@@ -31,7 +31,7 @@ from typing import Any
 from bson import Int64, ObjectId, Timestamp
 
 from node.commands.context import WIRE, RequestContext
-from node.commands.member import PendingWrite, WriteConcern, write_concern_error
+from node.commands.member import WriteConcern, write_concern_error
 from node.engine.errors import (
     NOT_PRIMARY_NO_SECONDARY_OK,
     NOT_WRITABLE_PRIMARY,
@@ -219,14 +219,6 @@ class Replica:
     # --- writes --------------------------------------------------------------------------------
     def submit(self, entry: dict[str, Any], wc: WriteConcern
                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        outcome = self.begin_write(entry, wc)
-        return outcome.wait() if isinstance(outcome, PendingWrite) else outcome
-
-    def begin_write(self, entry: dict[str, Any], wc: WriteConcern
-                    ) -> PendingWrite | tuple[dict[str, Any], dict[str, Any] | None]:
-        """Propose ``entry`` without waiting: the outcome at once when it is already known
-        (a retried write, ``w: 0``), else a :class:`PendingWrite` whose ``finish`` gives
-        ``(result, writeConcernError)`` as :meth:`submit` does."""
         started = time.monotonic()
         deadline = started + wc.wtimeout_ms / 1000 if wc.wtimeout_ms else None
         self.require_writable()
@@ -240,15 +232,10 @@ class Replica:
             return {}, None
         if self.config.unsafe_ack_before_commit:
             return _unsafe_early_reply(entry), None
-        return PendingWrite(fut, None if deadline is None else max(0.0, deadline - started),
-                            lambda timed_out: self._finish_write(fut, wc, deadline, timed_out))
-
-    def _finish_write(self, fut: Any, wc: WriteConcern, deadline: float | None,
-                      timed_out: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        if timed_out:
-            return {"n": 0}, write_concern_error("waiting for replication timed out", wc)
         try:
-            index = fut.result(0)
+            index = fut.result(None if deadline is None else max(0.0, deadline - started))
+        except FutureTimeout:
+            return {"n": 0}, write_concern_error("waiting for replication timed out", wc)
         except NotLeader as exc:
             primary = self.primary_address()
             raise MongoError(NOT_WRITABLE_PRIMARY, f"not primary: {exc}",
@@ -256,8 +243,6 @@ class Replica:
         except (ProposalDropped, NodeStopped) as exc:
             raise _interrupted(f"operation interrupted by a replica set state change: {exc}"
                                ) from None
-        except FutureTimeout:
-            return {"n": 0}, write_concern_error("waiting for replication timed out", wc)
         result = getattr(fut, "result_value", None)
         if not isinstance(result, dict):
             raise _interrupted("write outcome unknown after a replica set state change")
