@@ -69,11 +69,13 @@ def test_messages_flow_in_batches() -> None:
     inbox = Inbox()
     b = GrpcTransport(2, "127.0.0.1:0", {}, inbox)
     b.start()
-    a = GrpcTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox())
+    n = 5000
+    # A queue that holds the whole burst: on a loaded machine the sender thread may not run
+    # until every message is queued, and overflow (dropping, tested below) is not the point.
+    a = GrpcTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox(), max_queue=2 * n)
     a.start()
     try:
         wait_until(lambda: a.connected(2))
-        n = 5000
         for i in range(0, n, 50):
             a.send([Message(MessageType.APPEND, to=2, frm=1, term=1, index=j,
                             entries=[Entry(1, j + 1, EntryType.NORMAL, b"x" * 200)])
