@@ -15,16 +15,19 @@ In the same run, a 3-member etcd on loopback (Debian ``etcd-server``, default se
 puts of the same size at the same concurrency, reported as ``insert-majority-N`` for system
 ``etcd`` (every etcd put is majority-committed and applied before its reply).
 
-How each system is driven, identically: ceil(N / 32) separate client processes, each an asyncio
-event loop (``grpc.aio``) running its share of the N clients, one TCP connection per 8 clients,
-all aimed at the primary / leader, one unary call per operation:
+How each system is driven: ceil(N / 32) separate client processes, each an asyncio event loop
+(``grpc.aio``) running its share of the N clients, all aimed at the primary / leader:
 
-* helogale: ``helogale.Command/Run`` carrying the BSON command ``{insert: <coll>, documents:
+* helogale: as the helogale client library does, over one pipelined ``helogale.Command/Stream``
+  per client process, i.e. one TCP connection per 32 clients (the clients' requests are batched
+  onto it and replies matched back by request id, as a helogale client shared by 32 threads
+  does; etcd's Go server multiplexes its clients' calls over HTTP/2 the same way), each request
+  carrying the BSON command ``{insert: <coll>, documents:
   [{_id: <unique str>, v: <200 bytes>}], writeConcern: {w: ...}}`` (what a driver sends for
   ``insert_one``); a reply counts only with ``ok: 1``, ``n: 1`` and no writeConcernError;
 * etcd: ``etcdserverpb.KV/Put`` with a unique key and a 200-byte value, via ``bench.raft``'s
-  harness (the same process / connection split; etcd's own benchmark tool also drives it with
-  unary puts).
+  harness (the same process split, one TCP connection per 8 clients, one unary call each,
+  which etcd's server multiplexes over HTTP/2; etcd's own benchmark tool drives it the same way).
 
 Each line shows the client processes' CPU (cores), so a client-bound figure shows. Members,
 clients and etcd share the same machine. ``--json PATH`` writes ``{"results": [{workload,
@@ -62,6 +65,8 @@ CLIENTS = (1, 16, 64)
 PAYLOAD = "x" * 200
 BATCH = 1000
 BATCH_CLIENTS = 4
+STREAM_CLIENTS = 32  # clients sharing one command stream: a whole load process, as the
+                     # helogale client shares one channel per server among all its threads
 
 
 def _stubs(address: str, n: int) -> tuple[list[grpc.Channel], list[Any]]:
@@ -79,14 +84,89 @@ def _run(stub: Any, cmd: dict[str, Any], timeout: float = 30.0) -> dict[str, Any
 
 
 # ---------------------------------------------------------------------- insert load clients
+class _AioStream:
+    """One pipelined ``Command.Stream`` on an asyncio channel: a writer task drains queued
+    requests into batches, a reader task resolves each request's future by request id; when
+    the stream breaks every pending request fails and the next request opens a new stream (the
+    helogale client's ``StreamMux``, in asyncio)."""
+
+    def __init__(self, channel: Any) -> None:
+        self._stub = helogale_pb2_grpc.CommandStub(channel)
+        self._ids = itertools.count(1)
+        self._call: Any = None
+        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _open(self) -> None:
+        self._call = call = self._stub.Stream()
+        self._queue = asyncio.Queue()
+        self._pending = {}
+        self._tasks = [asyncio.create_task(self._write(call, self._queue, self._pending)),
+                       asyncio.create_task(self._read(call, self._pending))]
+
+    async def _write(self, call: Any, q: asyncio.Queue[tuple[int, bytes]],
+                     pending: dict[int, asyncio.Future[bytes]]) -> None:
+        make = helogale_pb2.StreamCommand
+        try:
+            while True:
+                rid, cmd = await q.get()
+                batch = [make(request_id=rid, db="bench", command=cmd)]
+                while not q.empty():
+                    rid, cmd = q.get_nowait()
+                    batch.append(make(request_id=rid, db="bench", command=cmd))
+                await call.write(helogale_pb2.CommandBatch(commands=batch))
+        except Exception as exc:
+            self._fail(call, pending, exc)
+
+    async def _read(self, call: Any, pending: dict[int, asyncio.Future[bytes]]) -> None:
+        try:
+            while True:
+                batch = await call.read()
+                if batch is grpc.aio.EOF:
+                    raise ConnectionError("the server closed the command stream")
+                for r in batch.replies:
+                    fut = pending.pop(r.request_id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(r.reply)
+        except Exception as exc:
+            self._fail(call, pending, exc)
+
+    def _fail(self, call: Any, pending: dict[int, asyncio.Future[bytes]],
+              exc: BaseException) -> None:
+        if self._call is call:
+            self._call = None
+            for t in self._tasks:
+                t.cancel()
+            call.cancel()
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"command stream broken: {exc}"))
+        pending.clear()
+
+    async def run(self, cmd: bytes, timeout: float) -> bytes:
+        if self._call is None:
+            self._open()
+        rid = next(self._ids)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._queue.put_nowait((rid, cmd))
+        return await asyncio.wait_for(fut, timeout)
+
+    def close(self) -> None:
+        if self._call is not None:
+            self._fail(self._call, self._pending, ConnectionError("closed"))
+
+
 async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -> dict[str, Any]:
-    """One client process: ``n`` asyncio clients, each ONE unary ``Command.Run`` insert of a
-    single document outstanding at a time; a TCP connection per 8 clients (as bench.raft
-    drives etcd)."""
+    """One client process: ``n`` asyncio clients, each ONE insert of a single document
+    outstanding at a time, all on one TCP connection carrying one pipelined command stream
+    (what one helogale client shared by ``n`` threads does)."""
     loop = asyncio.get_running_loop()
-    per_conn = raft_bench.PROPOSERS_PER_CONNECTION
-    runs: dict[str, list[Any]] = {}  # member address -> one Run stub per TCP connection
+    per_conn = STREAM_CLIENTS
+    runs: dict[str, list[Any]] = {}  # member address -> one stream per TCP connection
     channels: list[Any] = []
+    streams: list[_AioStream] = []
     target = [address]  # the primary as last learned (NotWritablePrimary names the new one)
 
     async def connect(addr: str) -> list[Any]:
@@ -94,7 +174,9 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
             chans = [grpc.aio.insecure_channel(addr, options=raft_bench._CLIENT_OPTIONS)
                      for _ in range(-(-n // per_conn))]
             channels.extend(chans)
-            runs[addr] = [helogale_pb2_grpc.CommandStub(ch).Run for ch in chans]
+            made = [_AioStream(ch) for ch in chans]
+            streams.extend(made)
+            runs[addr] = [s.run for s in made]
             for ch in chans:
                 await asyncio.wait_for(ch.channel_ready(), 30)
         return runs[addr]
@@ -108,8 +190,7 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
                            "writeConcern": wc})
         addr = target[0]
         run = (await connect(addr))[worker // per_conn]
-        reply = bson.decode((await run(helogale_pb2.CommandRequest(db="bench", command=cmd),
-                                       timeout=30)).reply)
+        reply = bson.decode(await run(cmd, 30))
         if reply.get("code") == 10107 and reply.get("primary"):
             target[0] = reply["primary"]  # follow the new primary, as a driver does
         if reply.get("ok") != 1.0 or reply.get("n") != 1 or reply.get("writeConcernError"):
@@ -148,6 +229,8 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
     cpu0 = time.process_time()
     await asyncio.gather(*(client(k) for k in range(n)))
     cpu = time.process_time() - cpu0
+    for s in streams:
+        s.close()
     for ch in channels:
         await ch.close()
     return {"lats": lats, "errors": errors, "cpu_s": cpu, "first_error": first_error}

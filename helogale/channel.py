@@ -1,5 +1,11 @@
-"""One gRPC channel per server address: encodes a command document as BSON, runs ``Command.Run``,
-decodes the BSON reply. Channels are thread-safe and shared by every thread of a client.
+"""One gRPC channel per server address: encodes a command document as BSON, sends it, decodes
+the BSON reply. Channels are thread-safe and shared by every thread of a client.
+
+Commands travel on one pipelined ``Command.Stream`` per server (a :class:`StreamMux`): many
+threads' requests share the stream, batched by a sender, matched to replies by request id.
+``hello`` (the monitor's) stays a unary ``Command.Run``, and so does everything against a server
+that has no ``Stream`` method. When a stream breaks, every request pending on it fails with
+AutoReconnect (exactly what a failed unary call gives) and the next request opens a new stream.
 
 Transport failures become :class:`~helogale.errors.AutoReconnect` (or ``NetworkTimeout``);
 this layer does not look inside replies (``ok: 0`` is the caller's business).
@@ -7,8 +13,10 @@ this layer does not look inside replies (``ok: 0`` is the caller's business).
 
 from __future__ import annotations
 
+import itertools
+import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import bson
@@ -34,9 +42,174 @@ _CHANNEL_OPTIONS = [
 ]
 
 
+MAX_COMMANDS_PER_BATCH = 1024
+_UNARY_COMMANDS = frozenset({"hello", "isMaster", "ismaster"})
+
+
 def format_address(address: Address) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class StreamUnsupported(Exception):
+    """The server has no ``Command.Stream``: nothing was run, send the request unary."""
+
+
+class _Pending:
+    """One request waiting for its reply."""
+
+    __slots__ = ("db", "done", "error", "payload", "reply", "request_id")
+
+    def __init__(self, request_id: int, db: str, payload: bytes) -> None:
+        self.request_id = request_id
+        self.db = db
+        self.payload = payload
+        self.done = threading.Event()
+        self.reply: bytes | None = None
+        self.error: BaseException | None = None
+
+
+class _Stream:
+    """One open ``Command.Stream`` call and the requests pending on it."""
+
+    def __init__(self, mux: StreamMux) -> None:
+        self._mux = mux
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+        self.dead = False
+        self._call = mux.stub_stream(self._requests())
+        self._receiver = threading.Thread(target=self._receive, name="helogale-stream-recv",
+                                          daemon=True)
+        self._receiver.start()
+
+    def submit(self, pending: _Pending) -> bool:
+        """Queue ``pending``; False when this stream has already failed."""
+        with self._lock:
+            if self.dead:
+                return False
+            self._pending[pending.request_id] = pending
+        self._queue.put(pending)
+        return True
+
+    def forget(self, pending: _Pending) -> None:
+        with self._lock:
+            self._pending.pop(pending.request_id, None)
+
+    def _requests(self) -> Iterator[Any]:
+        """The sender: drains the queue into batches (gRPC runs this in its own thread)."""
+        make = helogale_pb2.StreamCommand
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [make(request_id=item.request_id, db=item.db, command=item.payload)]
+            stop = False
+            while len(batch) < MAX_COMMANDS_PER_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(make(request_id=item.request_id, db=item.db,
+                                  command=item.payload))
+            yield helogale_pb2.CommandBatch(commands=batch)
+            if stop:
+                return
+
+    def _receive(self) -> None:
+        error: BaseException
+        try:
+            for batch in self._call:
+                with self._lock:
+                    resolved = [(self._pending.pop(r.request_id, None), r.reply)
+                                for r in batch.replies]
+                for pending, reply in resolved:
+                    if pending is not None:
+                        pending.reply = reply
+                        pending.done.set()
+            error = self._mux.broken("the server closed the command stream")
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                self._mux.unsupported = True
+                error = StreamUnsupported()
+            else:
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                error = self._mux.broken(f"{details} ({code.name if code else 'error'})")
+        except Exception as exc:  # the channel was closed under us
+            error = self._mux.broken(str(exc))
+        self.fail(error)
+
+    def fail(self, error: BaseException) -> None:
+        """End this stream: every pending request gets ``error``."""
+        with self._lock:
+            self.dead = True
+            pending, self._pending = list(self._pending.values()), {}
+        self._queue.put(None)
+        for p in pending:
+            p.error = error
+            p.done.set()
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class StreamMux:
+    """Many threads' requests to one server over one ``Command.Stream`` at a time."""
+
+    def __init__(self, channel: grpc.Channel, address: Address) -> None:
+        self.address = address
+        self.stub_stream = helogale_pb2_grpc.CommandStub(channel).Stream
+        self.unsupported = False
+        self.abandoned = False
+        self._ids = itertools.count(1)
+        self._stream: _Stream | None = None
+        self._lock = threading.Lock()
+
+    def broken(self, why: str) -> AutoReconnect:
+        if self.abandoned:
+            why = "request abandoned, the server was marked unknown"
+        return AutoReconnect(f"{format_address(self.address)}: {why}", address=self.address)
+
+    def _current(self) -> _Stream:
+        with self._lock:
+            stream = self._stream
+            if stream is None or stream.dead:
+                stream = self._stream = _Stream(self)
+            return stream
+
+    def run(self, db: str, payload: bytes, timeout: float | None) -> bytes:
+        """Send one BSON command, wait for its BSON reply (``timeout`` seconds at most)."""
+        pending = _Pending(next(self._ids), db, payload)
+        for _ in range(3):
+            if self.abandoned:
+                raise self.broken("")
+            if self.unsupported:
+                raise StreamUnsupported()
+            stream = self._current()
+            if stream.submit(pending):
+                break
+        else:
+            raise self.broken("cannot open a command stream")
+        if not pending.done.wait(timeout):
+            stream.forget(pending)
+            raise NetworkTimeout(f"{format_address(self.address)}: timed out after {timeout} s "
+                                 "(DEADLINE_EXCEEDED)", address=self.address)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.reply is not None
+        return pending.reply
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Fail every pending request and end the stream."""
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.fail(error or self.broken("the channel was closed"))
+            stream.cancel()
 
 
 class Channel:
@@ -47,6 +220,7 @@ class Channel:
         self.timeout = timeout
         self._channel = grpc.insecure_channel(format_address(address), options=_CHANNEL_OPTIONS)
         self._run = helogale_pb2_grpc.CommandStub(self._channel).Run
+        self._mux = StreamMux(self._channel, address)
         self._closed = False
         self._abandoned = False
 
@@ -64,6 +238,13 @@ class Channel:
                 f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"
             )
         deadline = timeout if timeout is not None else self.timeout
+        if not self._mux.unsupported and next(iter(command), None) not in _UNARY_COMMANDS:
+            try:
+                raw = self._mux.run(db, payload, deadline)
+            except StreamUnsupported:
+                pass  # an older server: nothing ran, fall through to a unary call
+            else:
+                return self._decode(raw, codec_options)
         request = helogale_pb2.CommandRequest(db=db, command=payload)
         try:
             response = self._run(request, timeout=deadline)
@@ -77,8 +258,11 @@ class Channel:
             raise self._translate(exc) from None
         except ValueError as exc:  # "Cannot invoke RPC on closed channel!"
             raise AutoReconnect(f"{format_address(self.address)}: {exc}", address=self.address) from None
+        return self._decode(response.reply, codec_options)
+
+    def _decode(self, raw: bytes, codec_options: CodecOptions) -> dict[str, Any]:
         try:
-            return bson.decode(response.reply, codec_options=codec_options)
+            return bson.decode(raw, codec_options=codec_options)
         except Exception as exc:
             raise ProtocolError(f"{format_address(self.address)} sent an undecodable reply: {exc}") from None
 
@@ -95,11 +279,13 @@ class Channel:
         unreachable or deposed): their callers get AutoReconnect and the retry policy takes
         over. The pool makes a fresh channel for later requests."""
         self._abandoned = True
+        self._mux.abandoned = True
         self.close()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._mux.close()
             self._channel.close()
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14proto/helogale.proto\x12\x08helogale\"-\n\x0e\x43ommandRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\x0c\"\x1d\n\x0c\x43ommandReply\x12\r\n\x05reply\x18\x01 \x01(\x0c\x32\x42\n\x07\x43ommand\x12\x37\n\x03Run\x12\x18.helogale.CommandRequest\x1a\x16.helogale.CommandReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14proto/helogale.proto\x12\x08helogale\"-\n\x0e\x43ommandRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\x0c\"\x1d\n\x0c\x43ommandReply\x12\r\n\x05reply\x18\x01 \x01(\x0c\"@\n\rStreamCommand\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x62\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\x0c\"9\n\x0c\x43ommandBatch\x12)\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x17.helogale.StreamCommand\"0\n\x0bStreamReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\r\n\x05reply\x18\x02 \x01(\x0c\"4\n\nReplyBatch\x12&\n\x07replies\x18\x01 \x03(\x0b\x32\x15.helogale.StreamReply2~\n\x07\x43ommand\x12\x37\n\x03Run\x12\x18.helogale.CommandRequest\x1a\x16.helogale.CommandReply\x12:\n\x06Stream\x12\x16.helogale.CommandBatch\x1a\x14.helogale.ReplyBatch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMANDREQUEST']._serialized_end=79
   _globals['_COMMANDREPLY']._serialized_start=81
   _globals['_COMMANDREPLY']._serialized_end=110
-  _globals['_COMMAND']._serialized_start=112
-  _globals['_COMMAND']._serialized_end=178
+  _globals['_STREAMCOMMAND']._serialized_start=112
+  _globals['_STREAMCOMMAND']._serialized_end=176
+  _globals['_COMMANDBATCH']._serialized_start=178
+  _globals['_COMMANDBATCH']._serialized_end=235
+  _globals['_STREAMREPLY']._serialized_start=237
+  _globals['_STREAMREPLY']._serialized_end=285
+  _globals['_REPLYBATCH']._serialized_start=287
+  _globals['_REPLYBATCH']._serialized_end=339
+  _globals['_COMMAND']._serialized_start=341
+  _globals['_COMMAND']._serialized_end=467
 # @@protoc_insertion_point(module_scope)

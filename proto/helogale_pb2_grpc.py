@@ -39,12 +39,23 @@ class CommandStub:
                 request_serializer=proto_dot_helogale__pb2.CommandRequest.SerializeToString,
                 response_deserializer=proto_dot_helogale__pb2.CommandReply.FromString,
                 _registered_method=True)
+        self.Stream = channel.stream_stream(
+                '/helogale.Command/Stream',
+                request_serializer=proto_dot_helogale__pb2.CommandBatch.SerializeToString,
+                response_deserializer=proto_dot_helogale__pb2.ReplyBatch.FromString,
+                _registered_method=True)
 
 
 class CommandServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Run(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stream(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +68,11 @@ def add_CommandServicer_to_server(servicer, server):
                     servicer.Run,
                     request_deserializer=proto_dot_helogale__pb2.CommandRequest.FromString,
                     response_serializer=proto_dot_helogale__pb2.CommandReply.SerializeToString,
+            ),
+            'Stream': grpc.stream_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=proto_dot_helogale__pb2.CommandBatch.FromString,
+                    response_serializer=proto_dot_helogale__pb2.ReplyBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +102,33 @@ class Command:
             '/helogale.Command/Run',
             proto_dot_helogale__pb2.CommandRequest.SerializeToString,
             proto_dot_helogale__pb2.CommandReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/helogale.Command/Stream',
+            proto_dot_helogale__pb2.CommandBatch.SerializeToString,
+            proto_dot_helogale__pb2.ReplyBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,9 @@
-"""The gRPC command endpoint: ``helogale.Command/Run`` (BSON command in, BSON reply out).
+"""The gRPC command endpoint: ``helogale.Command/Run`` (BSON command in, BSON reply out) and
+``helogale.Command/Stream``, the pipelined form of the same thing.
+
+On a stream the client sends batches of ``(request_id, db, command)``; each command runs on the
+service's worker pool (a write waiting for its Raft commit never holds up the stream's reader)
+and every reply ready by the time the stream's writer looks goes back in one batch.
 
 The service only converts between protobuf and the dispatcher; it never interprets commands.
 """
@@ -6,7 +11,9 @@ The service only converts between protobuf and the dispatcher; it never interpre
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
+from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
@@ -17,6 +24,9 @@ from node.commands.dispatcher import Dispatcher
 from proto import helogale_pb2, helogale_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+STREAM_WORKERS = 256
+MAX_REPLIES_PER_BATCH = 1024
+_END = object()
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -27,8 +37,10 @@ SERVER_OPTIONS = [
 class CommandService(helogale_pb2_grpc.CommandServicer):
     """Runs every request through the dispatcher; a connection id per distinct peer."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, workers: int = STREAM_WORKERS) -> None:
         self._dispatcher = dispatcher
+        self._pool = futures.ThreadPoolExecutor(max_workers=workers,
+                                                thread_name_prefix="stream-cmd")
         self._ids: dict[str, int] = {}
         self._next = itertools.count(1)
         self._lock = threading.Lock()
@@ -47,6 +59,76 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
         ctx = RequestContext(transport=GRPC, connection_id=self._connection_id(peer), peer=peer)
         reply = self._dispatcher.run_bson(request.db, request.command, ctx)
         return helogale_pb2.CommandReply(reply=reply)
+
+    def Stream(self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+               ) -> Iterator[Any]:
+        peer = context.peer() or ""
+        ctx = RequestContext(transport=GRPC, connection_id=self._connection_id(peer), peer=peer)
+        ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        state = {"in_flight": 0, "reading": True}
+        lock = threading.Lock()
+
+        def finished() -> None:  # one command done (or the reader ended): maybe end the stream
+            with lock:
+                done = not state["reading"] and state["in_flight"] == 0
+            if done:
+                ready.put(_END)
+
+        def run_one(request_id: int, db: str, command: bytes) -> None:
+            try:
+                reply = self._dispatcher.run_bson(db, command, ctx)
+                ready.put(helogale_pb2.StreamReply(request_id=request_id, reply=reply))
+            finally:
+                with lock:
+                    state["in_flight"] -= 1
+                finished()
+
+        def reader() -> None:
+            try:
+                for batch in request_iterator:
+                    with lock:
+                        state["in_flight"] += len(batch.commands)
+                    for cmd in batch.commands:
+                        try:
+                            self._pool.submit(run_one, cmd.request_id, cmd.db, cmd.command)
+                        except RuntimeError:  # the pool is shut down: the server is stopping
+                            with lock:
+                                state["in_flight"] -= 1
+            except Exception:  # the client went away or cancelled: nothing to answer
+                pass
+            finally:
+                with lock:
+                    state["reading"] = False
+                finished()
+
+        threading.Thread(target=reader, name="stream-reader", daemon=True).start()
+        while True:
+            try:
+                item = ready.get(timeout=1.0)
+            except queue.Empty:
+                if not context.is_active():
+                    return
+                continue
+            if item is _END:
+                return
+            replies = [item]
+            end = False
+            while len(replies) < MAX_REPLIES_PER_BATCH:
+                try:
+                    item = ready.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _END:
+                    end = True
+                    break
+                replies.append(item)
+            yield helogale_pb2.ReplyBatch(replies=replies)
+            if end or not context.is_active():
+                return
+
+    def close(self) -> None:
+        """Stop the stream worker pool (commands already running finish)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def make_server(max_workers: int = 128) -> grpc.Server:
