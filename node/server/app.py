@@ -63,7 +63,7 @@ class NodeApp:
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
         self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors))
         self.grpc = make_server()
-        add_command_service(self.grpc, self.dispatcher)
+        self.command_service = add_command_service(self.grpc, self.dispatcher)
         port = self.grpc.add_insecure_port(config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")
@@ -110,6 +110,7 @@ class NodeApp:
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()
+        self.command_service.close()
         stop = getattr(self.member, "stop", None)
         if stop is not None:
             stop()
