@@ -60,20 +60,14 @@ from typing import Any
 import bson
 import grpc
 
+from bench.load import REPO, percentile, run_client_processes, split_clients
 from proto import helogale_pb2, helogale_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[1]
 VALUE = b"v" * 200
 PROPOSERS = (1, 16, 128)
 
 
 # ---------------------------------------------------------------------- load generator
-def percentile(sorted_vals: list[float], q: float) -> float:
-    if not sorted_vals:
-        return float("nan")
-    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
-
-
 def run_load(make_call: Callable[[int], Callable[[int], None]], proposers: int,
              duration: float, warmup: float = 0.5) -> dict[str, float]:
     """``make_call(worker)`` returns ``call(seq)`` doing one synchronous proposal."""
@@ -121,7 +115,6 @@ def _line(system: str, n: int, r: dict[str, float]) -> None:
 
 
 # ---------------------------------------------------------------------- client processes
-PROPOSERS_PER_PROCESS = 32
 PROPOSERS_PER_CONNECTION = 8
 _CLIENT_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection per channel
 
@@ -272,44 +265,10 @@ def run_clients(kind: str, members: dict[int, str], leader: int, proposers: int,
     aimed at ``members[leader]`` (helogale clients follow NotWritablePrimary hints to another
     member) and merge their latencies: throughput counts requests finished in the window."""
     spec = ",".join(f"{k}={v}" for k, v in members.items())
-    nproc = -(-proposers // PROPOSERS_PER_PROCESS)
-    share = [proposers // nproc + (1 if i < proposers % nproc else 0) for i in range(nproc)]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "bench.raft", "load-client", "--kind", kind, "--members", spec,
-         "--leader", str(leader), "--proposers", str(k), "--prefix", f"{prefix}-{i}"],
-        cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for i, k in enumerate(share)]
-    try:
-        for p in procs:
-            assert p.stdout is not None
-            if p.stdout.readline().strip() != "READY":
-                raise RuntimeError(f"{kind} load client failed to start")
-        start = time.time() + 0.7
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write(f"{start} {start + duration}\n")
-            p.stdin.flush()
-        lats: list[float] = []
-        errors = 0
-        cpu = 0.0
-        for p in procs:
-            out, _ = p.communicate(timeout=duration + 60)
-            for line in out.splitlines():
-                if line.startswith("RESULT "):
-                    got = json.loads(line[7:])
-                    lats += got["lats"]
-                    errors += got["errors"]
-                    cpu += got["cpu_s"]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    lats.sort()
-    return {"ops_per_s": len(lats) / duration, "p50_ms": percentile(lats, 0.5) * 1000,
-            "p99_ms": percentile(lats, 0.99) * 1000, "errors": float(errors),
-            "client_cpu": cpu / duration}
+    argvs = [["bench.raft", "load-client", "--kind", kind, "--members", spec,
+              "--leader", str(leader), "--proposers", str(k), "--prefix", f"{prefix}-{i}"]
+             for i, k in enumerate(split_clients(proposers))]
+    return run_client_processes(argvs, duration, kind)
 
 
 # ---------------------------------------------------------------------- helogale

@@ -41,9 +41,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,7 +55,8 @@ import bson
 import grpc
 
 from bench import raft as raft_bench
-from bench.raft import percentile, run_load
+from bench.load import percentile, run_client_processes, split_clients
+from bench.raft import run_load
 from node.local_cluster import CHANNEL_OPTIONS, LocalCluster, wait_until
 from proto import helogale_pb2, helogale_pb2_grpc
 
@@ -254,49 +253,10 @@ def run_insert_clients(address: str, clients: int, duration: float, coll: str, w
                        ) -> dict[str, float]:
     """``clients`` concurrent inserters spread over ceil(clients / 32) processes (the split
     bench.raft uses for etcd); throughput counts inserts finished inside the window."""
-    per = raft_bench.PROPOSERS_PER_PROCESS
-    nproc = -(-clients // per)
-    share = [clients // nproc + (1 if i < clients % nproc else 0) for i in range(nproc)]
-    env = dict(os.environ, PYTHONPATH=str(raft_bench.REPO))
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "bench", "replset", "load-client", "--address", address,
-         "--clients", str(k), "--coll", coll, "--w", str(w),
-         "--prefix", f"{coll}-{time.time_ns():x}-{i}"],
-        cwd=raft_bench.REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for i, k in enumerate(share)]
-    lats: list[float] = []
-    errors = 0
-    cpu = 0.0
-    try:
-        for p in procs:
-            assert p.stdout is not None
-            if p.stdout.readline().strip() != "READY":
-                raise RuntimeError("insert load client failed to start")
-        start = time.time() + 0.7
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write(f"{start} {start + duration}\n")
-            p.stdin.flush()
-        for p in procs:
-            out, _ = p.communicate(timeout=duration + 60)
-            for row in out.splitlines():
-                if row.startswith("RESULT "):
-                    got = json.loads(row[7:])
-                    lats += got["lats"]
-                    errors += got["errors"]
-                    cpu += got["cpu_s"]
-                    if got["first_error"] and errors:
-                        print(f"    ({got['errors']} failed, e.g. {got['first_error'][0]})",
-                              flush=True)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    lats.sort()
-    return {"ops_per_s": len(lats) / duration, "p50_ms": percentile(lats, 0.5) * 1000,
-            "p99_ms": percentile(lats, 0.99) * 1000, "errors": float(errors),
-            "client_cpu": cpu / duration}
+    argvs = [["bench", "replset", "load-client", "--address", address, "--clients", str(k),
+              "--coll", coll, "--w", str(w), "--prefix", f"{coll}-{time.time_ns():x}-{i}"]
+             for i, k in enumerate(split_clients(clients))]
+    return run_client_processes(argvs, duration, "insert")
 
 
 # ---------------------------------------------------------------------- helogale workloads

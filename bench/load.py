@@ -1,0 +1,76 @@
+"""Client load spread over processes, shared by the network benchmarks (raft, replset).
+
+A benchmark's load client is a process started with its own argv. It prints ``READY``, reads
+one line ``START END`` (wall-clock seconds) from stdin, runs its concurrent clients in that
+window, and prints ``RESULT {json}`` with ``lats`` (seconds per finished request), ``errors``,
+``cpu_s`` and optionally ``first_error``. :func:`run_client_processes` starts the processes,
+starts them together, and merges what they report. Each system under test is driven the same
+way: ceil(N / 32) processes, so the client side is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENTS_PER_PROCESS = 32
+
+
+def percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")  # no sample: no latency to report
+    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
+
+
+def split_clients(total: int, per_process: int = CLIENTS_PER_PROCESS) -> list[int]:
+    """How many clients each process runs: ceil(total / per_process) near-equal shares."""
+    nproc = -(-total // per_process)
+    return [total // nproc + (1 if i < total % nproc else 0) for i in range(nproc)]
+
+
+def run_client_processes(argvs: list[list[str]], duration: float, label: str) -> dict[str, float]:
+    """Run one load-client process per argv (``python -m ...`` arguments) for ``duration``
+    seconds; throughput counts the requests finished inside the window."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for argv in argvs]
+    lats: list[float] = []
+    errors = 0
+    cpu = 0.0
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "READY":
+                raise RuntimeError(f"{label} load client failed to start")
+        start = time.time() + 0.7
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(f"{start} {start + duration}\n")
+            p.stdin.flush()
+        for p in procs:
+            out, _ = p.communicate(timeout=duration + 60)
+            for row in out.splitlines():
+                if not row.startswith("RESULT "):
+                    continue
+                got: dict[str, Any] = json.loads(row[7:])
+                lats += got["lats"]
+                errors += got["errors"]
+                cpu += got["cpu_s"]
+                if got.get("first_error") and got["errors"]:
+                    print(f"    ({got['errors']} failed, e.g. {got['first_error'][0]})", flush=True)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lats.sort()
+    return {"ops_per_s": len(lats) / duration, "p50_ms": percentile(lats, 0.5) * 1000,
+            "p99_ms": percentile(lats, 0.99) * 1000, "errors": float(errors),
+            "client_cpu": cpu / duration}
