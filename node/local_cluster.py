@@ -56,7 +56,7 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.02
+def wait_until(cond: Callable[[], Any], timeout: float, what: str = "a condition", interval: float = 0.02
                ) -> Any:
     """Poll ``cond`` until it returns something truthy; TimeoutError after ``timeout``."""
     deadline = time.monotonic() + timeout

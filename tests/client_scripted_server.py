@@ -10,7 +10,6 @@ or a callable ``(db, command) -> reply``; with no step left, ``default`` answers
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent import futures
@@ -19,6 +18,7 @@ from typing import Any
 import bson
 import grpc
 
+from node.local_cluster import wait_until
 from proto import helogale_pb2, helogale_pb2_grpc
 
 UNAVAILABLE = "UNAVAILABLE"
@@ -88,8 +88,4 @@ class ScriptedServer(helogale_pb2_grpc.CommandServicer):
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait until ``predicate()`` is true (polling), failing the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.01)
+    wait_until(predicate, timeout, "the condition", interval=0.01)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
 
 import helogale
+from node.local_cluster import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -54,14 +54,6 @@ class Writer(threading.Thread):
                 seq += 1
         except BaseException as exc:  # the test asserts there is none
             self.errors.append(exc)
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def check_writes_survive(disrupt: str) -> None:

@@ -11,13 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import bson
 import grpc
 
+from node.local_cluster import wait_until
 from proto import helogale_pb2, helogale_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,18 +27,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
-    """Poll ``cond`` until it returns something truthy; raise TimeoutError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 class MemberClient:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
 
+from node.local_cluster import wait_until
 from raft.transport import GrpcTransport, message_from_proto, message_to_proto
 from raft.types import (
     ConfState,
@@ -17,14 +17,6 @@ from raft.types import (
     Snapshot,
     SnapshotMeta,
 )
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.005)
 
 
 def free_port() -> int:
@@ -75,12 +67,12 @@ def test_messages_flow_in_batches() -> None:
     a = GrpcTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox(), max_queue=2 * n)
     a.start()
     try:
-        wait_until(lambda: a.connected(2))
+        wait_until(lambda: a.connected(2), 10.0)
         for i in range(0, n, 50):
             a.send([Message(MessageType.APPEND, to=2, frm=1, term=1, index=j,
                             entries=[Entry(1, j + 1, EntryType.NORMAL, b"x" * 200)])
                     for j in range(i, i + 50)])
-        wait_until(lambda: inbox.count() == n)
+        wait_until(lambda: inbox.count() == n, 10.0)
         assert [m.index for m in inbox.msgs] == list(range(n))  # one stream: order kept
         assert inbox.batches < n / 5  # many messages per gRPC message
         assert all(m.frm == 1 and m.entries[0].data == b"x" * 200 for m in inbox.msgs)
@@ -101,7 +93,7 @@ def test_down_peer_costs_nothing_and_reconnects() -> None:
             a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=1)])
         assert time.monotonic() - t0 < 1.0  # nothing waits on the dead peer
         # Dropped on the spot, or lost with a stream that failed: never held for later.
-        wait_until(lambda: a.stats()[2]["dropped"] + a.stats()[2]["sent"] == 2000)
+        wait_until(lambda: a.stats()[2]["dropped"] + a.stats()[2]["sent"] == 2000, 10.0)
 
         def delivered(term: int) -> bool:  # resend until it arrives, as Raft does
             a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=term)])
@@ -110,14 +102,14 @@ def test_down_peer_costs_nothing_and_reconnects() -> None:
         b = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)
         b.start()
         try:
-            wait_until(lambda: delivered(2))
+            wait_until(lambda: delivered(2), 10.0)
             assert all(m.term == 2 for m in inbox.msgs)  # none of the dropped term-1 ones
         finally:
             b.stop()
         b2 = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)  # the peer restarts
         b2.start()
         try:
-            wait_until(lambda: delivered(3))
+            wait_until(lambda: delivered(3), 10.0)
         finally:
             b2.stop()
     finally:
