@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -76,26 +78,33 @@ def check_set(operations: Iterable[Operation], final: Iterable[Any]) -> SetResul
 
 
 def check_counter(operations: Iterable[Operation], final: int | None) -> list[Anomaly]:
-    """Check ``incr`` (value = amount) and ``read`` operations, plus the final value."""
+    """Check ``incr`` (value = amount) and ``read`` operations, plus the final value.
+
+    Bounds come from prefix sums over increments sorted by completion (acknowledged ones) and
+    by invocation (all), so a history of n operations is checked in O(n log n).
+    """
     ops = list(operations)
     incrs = [op for op in ops if op.f == "incr" and op.type in ("ok", "info")]
+    acked = sorted((op for op in incrs if op.type == "ok"), key=lambda o: o.end)
+    acked_ends = [op.end for op in acked]
+    acked_sums = list(itertools.accumulate((op.value for op in acked), initial=0))
+    by_start = sorted(incrs, key=lambda o: o.start)
+    starts = [op.start for op in by_start]
+    started_sums = list(itertools.accumulate((op.value for op in by_start), initial=0))
     anomalies: list[Anomaly] = []
 
-    def bounds(start: float, end: float) -> tuple[int, int, list[Operation]]:
-        lower = sum(op.value for op in incrs if op.type == "ok" and op.end < start)
-        started = [op for op in incrs if op.start < end]
-        return lower, sum(op.value for op in started), started
-
     for read in (op for op in ops if op.f == "read" and op.type == "ok"):
-        lower, upper, _ = bounds(read.start, read.end)
+        lower = acked_sums[bisect.bisect_left(acked_ends, read.start)]
+        n_started = bisect.bisect_left(starts, read.end)
+        upper = started_sums[n_started]
         if not lower <= read.value <= upper:
-            culprits = [op for op in incrs if op.start < read.end][-20:]
+            culprits = by_start[max(0, n_started - 20):n_started]
             anomalies.append(Anomaly(
                 "counter-bounds", read.key,
                 f"read {read.value} outside [{lower}, {upper}]", [*culprits, read]))
     if final is not None:
-        lower = sum(op.value for op in incrs if op.type == "ok")
-        upper = sum(op.value for op in incrs)
+        lower = acked_sums[-1]
+        upper = started_sums[-1]
         if not lower <= final <= upper:
             kind = "lost" if final < lower else "duplicated"
             anomalies.append(Anomaly(
