@@ -1,4 +1,5 @@
-"""LMDBStore: the KVStore contract (checked against MemoryStore), persistence, MVCC, limits."""
+"""LMDBStore: the KVStore contract (its first tests run on MemoryStore too), persistence, MVCC,
+limits."""
 
 from __future__ import annotations
 
@@ -22,11 +23,20 @@ def store(tmp_path: Path) -> Any:
     s.close()
 
 
+@pytest.fixture(params=["lmdb", "memory"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Each KVStore implementation in turn, for tests of the shared contract."""
+    s = LMDBStore(tmp_path / "db", sync=False) if request.param == "lmdb" else MemoryStore()
+    yield s
+    s.close()
+
+
 def _all(txn: Any, table: str, **kw: Any) -> list[tuple[bytes, bytes]]:
     return list(txn.scan(table, **kw))
 
 
-def test_put_get_scan_ordered_by_unsigned_bytes(store: LMDBStore) -> None:
+def test_put_get_scan_ordered_by_unsigned_bytes(any_store: Any) -> None:
+    store = any_store
     with store.write() as w:
         for k in [b"\xff", b"b", b"a", b"\x00", b"ab", b""]:
             w.put("t", k, k + b"!")
@@ -39,7 +49,8 @@ def test_put_get_scan_ordered_by_unsigned_bytes(store: LMDBStore) -> None:
         assert _all(r, "missing") == []
 
 
-def test_scan_ranges_and_reverse(store: LMDBStore) -> None:
+def test_scan_ranges_and_reverse(any_store: Any) -> None:
+    store = any_store
     with store.write() as w:
         for i in range(10):
             w.put("t", bytes([i]), b"v")
@@ -56,7 +67,8 @@ def test_scan_ranges_and_reverse(store: LMDBStore) -> None:
         assert r.tables() == ["t", "t0", "u"]
 
 
-def test_writer_sees_own_changes_and_abort_restores(store: LMDBStore) -> None:
+def test_writer_sees_own_changes_and_abort_restores(any_store: Any) -> None:
+    store = any_store
     with store.write() as w:
         w.put("t", b"a", b"1")
         w.put("t", b"b", b"2")

@@ -1,10 +1,10 @@
-"""Tests for the in-memory KVStore: ordering, transactions, snapshot isolation."""
+"""Tests for the in-memory KVStore: snapshot isolation, pruning, a model check (the shared
+KVStore contract tests run on it from tests/test_lmdb_store.py)."""
 
 from __future__ import annotations
 
 import threading
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,51 +13,6 @@ from node.engine.memory_store import MemoryStore
 
 def _all(txn, table: str, **kw) -> list[tuple[bytes, bytes]]:
     return list(txn.scan(table, **kw))
-
-
-def test_put_get_scan_ordered_by_unsigned_bytes() -> None:
-    store = MemoryStore()
-    with store.write() as w:
-        for k in [b"\xff", b"b", b"a", b"\x00", b"ab"]:
-            w.put("t", k, k + b"!")
-    with store.read() as r:
-        assert [k for k, _ in _all(r, "t")] == [b"\x00", b"a", b"ab", b"b", b"\xff"]
-        assert r.get("t", b"ab") == b"ab!"
-        assert r.get("t", b"zz") is None
-        assert r.get("missing", b"a") is None
-        assert _all(r, "missing") == []
-
-
-def test_scan_ranges_and_reverse() -> None:
-    store = MemoryStore()
-    with store.write() as w:
-        for i in range(10):
-            w.put("t", bytes([i]), b"v")
-    with store.read() as r:
-        assert [k[0] for k, _ in r.scan("t", bytes([3]), bytes([6]))] == [3, 4, 5]
-        assert [k[0] for k, _ in r.scan("t", bytes([3]), bytes([6]), reverse=True)] == [5, 4, 3]
-        assert [k[0] for k, _ in r.scan("t", reverse=True)] == list(range(9, -1, -1))
-        assert [k[0] for k, _ in r.scan("t", bytes([8]))] == [8, 9]
-
-
-def test_writer_sees_own_changes_and_abort_restores() -> None:
-    store = MemoryStore()
-    with store.write() as w:
-        w.put("t", b"a", b"1")
-        w.put("t", b"b", b"2")
-    with pytest.raises(ValueError), store.write() as w:
-        w.put("t", b"a", b"changed")
-        w.put("t", b"c", b"3")
-        assert w.delete("t", b"b") is True
-        assert w.get("t", b"a") == b"changed"
-        assert [k for k, _ in _all(w, "t")] == [b"a", b"c"]
-        w.put("u", b"x", b"y")
-        w.drop_table("t")
-        assert w.tables() == ["u"]
-        raise ValueError("abort")
-    with store.read() as r:
-        assert _all(r, "t") == [(b"a", b"1"), (b"b", b"2")]
-        assert r.tables() == ["t"]
 
 
 def test_delete_reports_presence_and_drop_table() -> None:
