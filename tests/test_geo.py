@@ -277,3 +277,20 @@ def test_interleave_and_keys_match_a_bit_by_bit_reference() -> None:
         p = (rng.uniform(-180, 180), rng.uniform(-180, 180))
         assert b.key(p) == (spread(b.cell(p[0])) << 1) | spread(b.cell(p[1]))
         assert b.keys_for([p[0], p[1]]) == b.keys_for({"x": p[0], "y": p[1]}) == [b.key(p)]
+
+
+def test_simple_key_agrees_with_the_general_key_path() -> None:
+    rng = random.Random(7)
+    for bounds in (GeoBounds(), GeoBounds(bits=32, min=-1.0, max=1.0), GeoBounds(bits=5)):
+        edge = math.nextafter(bounds.max, bounds.min)
+        points = [[rng.uniform(bounds.min, bounds.max), rng.uniform(bounds.min, bounds.max)]]
+        points += [[edge, edge], [bounds.min, edge], [float(bounds.min), float(bounds.min)]]
+        for _ in range(2000):
+            points.append([rng.uniform(bounds.min, bounds.max), rng.uniform(bounds.min, bounds.max)])
+        for p in points:
+            assert bounds.simple_key(p) == bounds.key((p[0], p[1])), p
+        # anything but two in-bounds floats is left to keys_for
+        assert bounds.simple_key([1, 2.0]) is None
+        assert bounds.simple_key([bounds.max, 0.0]) is None
+        assert bounds.simple_key((1.0, 2.0)) is None
+        assert bounds.simple_key({"x": 1.0, "y": 2.0}) is None

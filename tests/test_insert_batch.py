@@ -189,3 +189,25 @@ def test_index_entries_visible_after_batch_and_to_the_next_batch(engine: Engine)
     near = list(c.find({"loc": {"$near": [0.0, 0.0], "$maxDistance": 1.0}}))
     assert [d["_id"] for d in near] == [0, 100]
     _check_consistent(engine)
+
+
+def test_geo_batch_mixes_fast_and_general_locations_and_skips_bad_ones(engine: Engine) -> None:
+    _create(engine, [("loc", "2d")])
+    _create(engine, "k")
+    c = engine["d"]["c"]
+    docs = [
+        {"_id": 1, "k": 1, "loc": [10.5, -20.25]},  # two floats: the fast path
+        {"_id": 2, "k": 2, "loc": [10, 20]},  # ints: the general path
+        {"_id": 3, "k": 3, "loc": {"x": 1.5, "y": 2.5}},
+        {"_id": 4, "k": 4, "loc": [500.0, 0.0]},  # out of bounds: refused, writes nothing
+        {"_id": 1, "k": 5, "loc": [1.0, 1.0]},  # duplicate _id inside the batch
+        {"_id": 6, "k": 6, "loc": [179.99999999999997, -180.0]},  # the top edge
+        {"_id": 7, "k": 7},  # no location: not in the 2d index
+    ]
+    res = c.insert(docs, ordered=False)
+    assert res.inserted_ids == [1, 2, 3, 6, 7]
+    assert [(e.index, e.code) for e in res.write_errors] == [(3, 16755), (4, 11000)]
+    _check_consistent(engine)
+    near = c.find({"loc": {"$near": [10.0, -20.0], "$maxDistance": 1.0}})
+    assert [d["_id"] for d in near] == [1]
+    assert [d["_id"] for d in c.find({"k": {"$gte": 4}})] == [6, 7]

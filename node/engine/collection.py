@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,7 +45,7 @@ from node.engine.matcher import Matcher
 from node.engine.path_update import check_storable, format_value
 from node.engine.paths import path_values
 from node.engine.sorting import Sort, SortSpec
-from node.engine.storage import ReadTxn, WriteTxn
+from node.engine.storage import ReadTxn, WriteTxn, put_rows
 from node.engine.updater import Update
 from node.engine.values import MISSING, hash_key
 
@@ -271,6 +271,21 @@ def _check_size(doc: Mapping[str, Any], data: bytes, *, for_update: bool) -> Non
 
 
 _PLAIN_IDS = frozenset({str, int, float, bool, type(None), bytes, ObjectId, datetime.datetime})
+
+
+def _prepare_insert(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], bytes, bytes]:
+    """A document to insert as stored (``_id`` first), its record key and its BSON; raises
+    MongoError for what may not be stored."""
+    if type(doc) is not dict and not isinstance(doc, Mapping):
+        raise bad_value("document to insert must be an object")
+    if "_id" not in doc:
+        raise ValueError("insert needs _id: fill it with ensure_id() before applying")
+    if type(doc) is not dict or next(iter(doc)) != "_id":
+        doc = ensure_id(doc)  # a plain dict with _id first is stored as it is (not kept)
+    data = _encode_storable(doc)
+    if len(data) > MAX_BSON_SIZE:
+        _check_size(doc, data, for_update=False)
+    return doc, encode_key(doc["_id"]), data
 
 
 def _encode_storable(doc: Mapping[str, Any]) -> bytes:
@@ -556,34 +571,46 @@ class Collection:
         return out
 
     # -- writes ---------------------------------------------------------------------------------
-    def _insert_doc(
-        self,
-        txn: WriteTxn,
-        doc: Mapping[str, Any],
-        add_entries: Callable[[bytes, Mapping[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Validate and store one document; returns it as stored (``_id`` first).
-
-        ``add_entries`` (from :meth:`_entries_adder`) replaces :meth:`_index_upkeep` for a batch.
-        """
-        if type(doc) is not dict and not isinstance(doc, Mapping):
-            raise bad_value("document to insert must be an object")
-        if "_id" not in doc:
-            raise ValueError("insert needs _id: fill it with ensure_id() before applying")
-        if type(doc) is not dict or next(iter(doc)) != "_id":
-            doc = ensure_id(doc)  # a plain dict with _id first is stored as it is (not kept)
-        data = _encode_storable(doc)
-        if len(data) > MAX_BSON_SIZE:
-            _check_size(doc, data, for_update=False)
-        key = encode_key(doc["_id"])
+    def _insert_doc(self, txn: WriteTxn, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and store one document; returns it as stored (``_id`` first)."""
+        doc, key, data = _prepare_insert(doc)
         if txn.get(self.table, key) is not None:
             raise self._duplicate_id(doc["_id"])
-        if add_entries is None:
-            self._index_upkeep(txn, None, doc, key)
-        else:
-            add_entries(key, doc)
+        self._index_upkeep(txn, None, doc, key)
         txn.put(self.table, key, data)
         return doc
+
+    def _insert_batch(
+        self, txn: WriteTxn, docs: list[Mapping[str, Any]], adder: EntriesAdder, ordered: bool
+    ) -> InsertResult:
+        """:meth:`insert`'s body when the index maintainer batches (see :class:`EntriesAdder`):
+        records are checked one by one (every check precedes the document's first write, so a
+        failed document writes nothing) and written together at the end, in key order."""
+        result = InsertResult()
+        ids = result.inserted_ids
+        table = self.table
+        get = txn.get
+        add = adder.add
+        records: dict[bytes, bytes] = {}
+        for i, doc in enumerate(docs):
+            try:
+                doc, key, data = _prepare_insert(doc)
+                if key in records or get(table, key) is not None:
+                    raise self._duplicate_id(doc["_id"])
+                add(key, doc)
+            except MongoError as exc:
+                result.write_errors.append(
+                    WriteError(i, exc.code, exc.errmsg, exc.code_name, exc.details)
+                )
+                if ordered:
+                    break
+                continue
+            records[key] = data
+            ids.append(doc["_id"])
+        adder.finish()
+        put_rows(txn, table, sorted(records.items()))
+        result.n = len(ids)
+        return result
 
     def _entries_adder(self, txn: WriteTxn) -> EntriesAdder | None:
         """The index maintainer's batch hook for new records, when it has one (see
@@ -637,20 +664,10 @@ class Collection:
             else:
                 return result
             adder = self._entries_adder(w)
-            add_entries = None if adder is None else adder.add
+            if adder is not None:
+                return self._insert_batch(w, docs, adder, ordered)
             ids = result.inserted_ids
             for i, doc in enumerate(docs):
-                if add_entries is not None:
-                    # every check precedes the first write: a failed document wrote nothing
-                    try:
-                        ids.append(self._insert_doc(w, doc, add_entries)["_id"])
-                    except MongoError as exc:
-                        result.write_errors.append(
-                            WriteError(i, exc.code, exc.errmsg, exc.code_name, exc.details)
-                        )
-                        if ordered:
-                            break
-                    continue
                 sp = Savepoint(w)
                 try:
                     ids.append(self._insert_doc(sp, doc)["_id"])
@@ -661,8 +678,6 @@ class Collection:
                     )
                     if ordered:
                         break
-            if adder is not None:
-                adder.finish()
             result.n = len(ids)
             return result
 

@@ -177,14 +177,14 @@ def _spread16(v: int) -> int:
 _SPREAD16 = [_spread16(v) for v in range(1 << 16)]
 
 
-def _spread(v: int) -> int:
-    """The bits of a 32-bit ``v`` moved to the even positions of a 64-bit number."""
-    return _SPREAD16[v & 0xFFFF] | (_SPREAD16[(v >> 16) & 0xFFFF] << 32)
-
-
 def interleave(x: int, y: int) -> int:
-    """Morton code of two cell numbers; x takes the higher bit of each pair."""
-    return (_spread(x) << 1) | _spread(y)
+    """Morton code of two 32-bit cell numbers; x takes the higher bit of each pair."""
+    t = _SPREAD16
+    return (
+        (t[x & 0xFFFF] | (t[(x >> 16) & 0xFFFF] << 32)) << 1
+        | t[y & 0xFFFF]
+        | (t[(y >> 16) & 0xFFFF] << 32)
+    )
 
 
 def _fmt(v: float) -> str:
@@ -241,12 +241,28 @@ class GeoBounds:
         cy = int((p[1] - self.min) * scale)
         if not (0 <= cx < n and 0 <= cy < n):
             cx, cy = self.cell(p[0]), self.cell(p[1])
-        t = _SPREAD16
-        return (
-            (t[cx & 0xFFFF] | (t[cx >> 16] << 32)) << 1
-            | t[cy & 0xFFFF]
-            | (t[cy >> 16] << 32)
-        )
+        return interleave(cx, cy)
+
+    def simple_key(self, value: Any) -> int | None:
+        """The one key of the common location ``[x, y]`` of two floats inside the bounds; None
+        for anything else (let :meth:`keys_for` handle it, errors included)."""
+        if type(value) is not list or len(value) != 2:
+            return None
+        x, y = value
+        if type(x) is not float or type(y) is not float:
+            return None
+        lo, hi = self.min, self.max
+        if not (lo <= x < hi and lo <= y < hi):
+            return None
+        n = 1 << self.bits
+        scale = n / (hi - lo)
+        cx = int((x - lo) * scale)
+        cy = int((y - lo) * scale)
+        if cx >= n:  # rounding at the top edge
+            cx = n - 1
+        if cy >= n:
+            cy = n - 1
+        return interleave(cx, cy)
 
     def keys_for(self, value: Any, doc: Mapping[str, Any] | None = None) -> list[int]:
         """Index keys for a document's location field value (``None``: field missing -> no keys).
@@ -254,12 +270,9 @@ class GeoBounds:
         Raises code 16755 ("Can't extract geo keys") for malformed or out-of-bounds locations."""
         if value is None:
             return []
-        if type(value) is list and len(value) == 2:  # the common [x, y] (fast path)
-            x, y = value
-            if type(x) is float and type(y) is float:
-                if not (self.min <= x < self.max and self.min <= y < self.max):
-                    raise _cannot_extract(doc, self.out_of_bounds_message())
-                return [self.key((x, y))]
+        simple = self.simple_key(value)
+        if simple is not None:
+            return [simple]
         points = points_of(value)
         if not points:
             if isinstance(value, list) and not value:
@@ -583,7 +596,9 @@ def compile_geo(spec: Mapping[str, Any]) -> GeoQuery:
     min_d = spec.get("$minDistance")
     if isinstance(operand, Mapping) and any(str(k).startswith("$") for k in operand):
         if "$geometry" in operand:
-            raise bad_value("$geometry (GeoJSON) queries need a 2dsphere index, which is unsupported")
+            raise bad_value(
+                "$geometry (GeoJSON) queries need a 2dsphere index, which is unsupported"
+            )
         raise bad_value(f"invalid argument to {op}: {_render(operand)}")
     center = as_point(operand)
     if center is None:

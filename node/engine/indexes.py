@@ -53,7 +53,7 @@ from node.engine.geo import GeoBounds
 from node.engine.keystring import encode_compound, encode_key, is_descending, prefix_successor
 from node.engine.path_update import format_value
 from node.engine.paths import array_index, key_values, path_values, split_path
-from node.engine.storage import ReadTxn, WriteTxn
+from node.engine.storage import ReadTxn, WriteTxn, put_rows
 from node.engine.values import MISSING, UNDEFINED
 
 if TYPE_CHECKING:
@@ -73,9 +73,7 @@ GEO_TYPE = "2d"
 
 _STORED_OPTIONS = ("unique", "sparse", "background", "min", "max", "bits", "expireAfterSeconds")
 _COMPARED_OPTIONS = ("unique", "sparse", "min", "max", "bits", "expireAfterSeconds")
-_ACCEPTED_OPTIONS = frozenset(
-    {*_STORED_OPTIONS, "name", "key", "v", "ns", "dropDups", "drop_dups"}
-)
+_ACCEPTED_OPTIONS = frozenset({*_STORED_OPTIONS, "name", "key", "v", "ns", "dropDups", "drop_dups"})
 
 
 def docs_table(db: str, coll: str) -> str:
@@ -224,7 +222,9 @@ class IndexSpec:
 
     def to_document(self) -> SON[str, Any]:
         """The spec as ``listIndexes`` returns it (``{v, key, name, unique?, sparse?, ...}``)."""
-        doc: SON[str, Any] = SON([("v", INDEX_VERSION), ("key", SON(self.key)), ("name", self.name)])
+        doc: SON[str, Any] = SON(
+            [("v", INDEX_VERSION), ("key", SON(self.key)), ("name", self.name)]
+        )
         for option in _STORED_OPTIONS:
             if option in self.options:
                 doc[option] = self.options[option]
@@ -342,9 +342,7 @@ def load_indexes(txn: ReadTxn, db: str, coll: str) -> list[IndexSpec]:
 
 
 def _save_indexes(txn: WriteTxn, db: str, coll: str, specs: Sequence[IndexSpec]) -> None:
-    entries = [
-        {"spec": s.to_document(), "multikey": s.multikey} for s in specs if not s.is_id
-    ]
+    entries = [{"spec": s.to_document(), "multikey": s.multikey} for s in specs if not s.is_id]
     if entries:
         txn.put(CATALOG_TABLE, _ns(db, coll), bson.encode({"indexes": entries}))
     else:
@@ -524,7 +522,9 @@ def _plain_field_keys(
     return {encode_key(value, spec.descending[0]): (value,)}, False
 
 
-def _encoded_keys(spec: IndexSpec, doc: Mapping[str, Any] | None) -> tuple[dict[bytes, tuple], bool]:
+def _encoded_keys(
+    spec: IndexSpec, doc: Mapping[str, Any] | None
+) -> tuple[dict[bytes, tuple], bool]:
     if doc is None:
         return {}, False
     return _keys_by_encoding(spec, doc)
@@ -555,8 +555,7 @@ def duplicate_key_error(db: str, coll: str, spec: IndexSpec, values: tuple[Any, 
     key_value = _key_document(spec, values)
     shown = _show_key(spec, values)
     return duplicate_key(
-        f"E11000 duplicate key error collection: {db}.{coll} index: {spec.name} "
-        f"dup key: {shown}",
+        f"E11000 duplicate key error collection: {db}.{coll} index: {spec.name} dup key: {shown}",
         key_pattern=spec.key_pattern,
         key_value=key_value,
     )
@@ -796,7 +795,9 @@ def _build(
         else:
             update_index_entries(txn, db, coll, record_key, doc, None)
             txn.delete(docs_table(db, coll), record_key)
-    return IndexSpec(spec.name, spec.key, spec.unique, spec.sparse, spec.options, multikey, spec.geo)
+    return IndexSpec(
+        spec.name, spec.key, spec.unique, spec.sparse, spec.options, multikey, spec.geo
+    )
 
 
 def drop_index(txn: WriteTxn, db: str, coll: str, index_or_name: Any) -> None:
@@ -881,7 +882,9 @@ def scan_index(
         yield key, locate(key, value)
 
 
-def lookup_unique(txn: ReadTxn, db: str, coll: str, spec: IndexSpec, values: Sequence[Any]) -> bytes | None:
+def lookup_unique(
+    txn: ReadTxn, db: str, coll: str, spec: IndexSpec, values: Sequence[Any]
+) -> bytes | None:
     """The record key holding ``values`` in a unique index (``None``: no such record)."""
     enc = encode_compound(list(values), spec.directions)
     if spec.is_id:
@@ -922,27 +925,50 @@ class EntriesAdder:
 
     def _load(self) -> None:
         db, coll = self._db, self._coll
+        pending = self._pending
         self._specs = [
-            (spec, spec.table(db, coll), spec.unique, spec.plain_field, spec.descending[0])
+            (
+                spec,
+                table,
+                spec.unique,
+                spec.plain_field,
+                spec.descending[0],
+                spec.geo,
+                pending.setdefault(table, []),
+            )
             for spec in load_indexes(self._txn, db, coll)
             if not spec.is_id
+            for table in (spec.table(db, coll),)
         ]
 
     def add(self, record_key: bytes, doc: Mapping[str, Any]) -> None:
         if not self._specs:
             return
         unique_writes: list[tuple[str, bytes]] = []
-        deferred: list[tuple[str, bytes]] = []
+        deferred: list[tuple[list[tuple[bytes, bytes]], bytes]] = []  # (rows, entry)
         newly_multikey: set[str] | None = None
         txn = self._txn
-        for spec, table, unique, plain, descending in self._specs:
-            if plain is not None and spec.geo is None:
+        for spec, table, unique, plain, descending, geo, rows in self._specs:
+            keys: dict[bytes, tuple]
+            if plain is not None:
+                # one key, no array: the common cases, without building the general key set
                 value = doc.get(plain, MISSING)
-                if type(value) in _SCALAR_TYPES:  # one key, no array: the common case
-                    enc = encode_key(value, descending)
-                    keys: dict[bytes, tuple] = {enc: (value,)}
-                    multikey = False
+                if geo is None:
+                    if type(value) in _SCALAR_TYPES:
+                        enc = encode_key(value, descending)
+                        if not unique and len(enc) + len(record_key) <= MAX_INDEX_KEY_BYTES:
+                            deferred.append((rows, enc + record_key))
+                            continue
+                        keys, multikey = {enc: (value,)}, False
+                    else:
+                        keys, multikey = _keys_by_encoding(spec, doc)
                 else:
+                    cell = geo.simple_key(value)
+                    if cell is not None and not unique:
+                        entry = encode_key(cell, descending) + record_key
+                        if len(entry) <= MAX_INDEX_KEY_BYTES:
+                            deferred.append((rows, entry))
+                            continue
                     keys, multikey = _keys_by_encoding(spec, doc)
             else:
                 keys, multikey = _keys_by_encoding(spec, doc)
@@ -963,14 +989,10 @@ class EntriesAdder:
                     entry = enc + record_key
                     if len(entry) > MAX_INDEX_KEY_BYTES:
                         _check_key_length(self._db, self._coll, spec, enc, record_key, values)
-                    deferred.append((table, entry))
+                    deferred.append((rows, entry))
         for table, entry in unique_writes:
             txn.put(table, entry, record_key)
-        pending = self._pending
-        for table, entry in deferred:
-            rows = pending.get(table)
-            if rows is None:
-                rows = pending[table] = []
+        for rows, entry in deferred:
             rows.append((entry, record_key))
         if newly_multikey:
             _mark_multikey(txn, self._db, self._coll, newly_multikey)
@@ -978,16 +1000,10 @@ class EntriesAdder:
 
     def finish(self) -> None:
         """Write the kept non-unique entries (in key order)."""
-        txn = self._txn
-        put_many = getattr(txn, "put_many", None)
         for table, rows in self._pending.items():
             rows.sort()
-            if put_many is not None:
-                put_many(table, rows)
-            else:
-                for key, value in rows:
-                    txn.put(table, key, value)
-        self._pending.clear()
+            put_rows(self._txn, table, rows)
+            rows.clear()
 
 
 class IndexManager:

@@ -27,7 +27,7 @@ from node.engine.errors import (
     namespace_exists,
     namespace_not_found,
 )
-from node.engine.storage import WriteTxn
+from node.engine.storage import WriteTxn, put_rows
 
 _COPY_CHUNK = 1024
 
@@ -54,8 +54,7 @@ def check_rename(src_db: str, src_coll: str, dst_db: str, dst_coll: str) -> None
         raise illegal_operation("Can't rename a collection to itself")
     for which, db, coll in (("source", src_db, src_coll), ("target", dst_db, dst_coll)):
         if coll.startswith("system."):
-            raise illegal_operation(
-                f"error with {which} namespace: cannot write to '{db}.{coll}'")
+            raise illegal_operation(f"error with {which} namespace: cannot write to '{db}.{coll}'")
 
 
 def rename_collection(
@@ -78,8 +77,7 @@ def rename_collection(
         if not drop_target:
             raise namespace_exists("target namespace exists")
         engine.drop_collection(dst_db, dst_coll, txn=txn)
-    _copy_table(txn, _indexes.docs_table(src_db, src_coll),
-                _indexes.docs_table(dst_db, dst_coll))
+    _copy_table(txn, _indexes.docs_table(src_db, src_coll), _indexes.docs_table(dst_db, dst_coll))
     for spec in _indexes.load_indexes(txn, src_db, src_coll):
         if not spec.is_id:
             _copy_table(txn, spec.table(src_db, src_coll), spec.table(dst_db, dst_coll))
@@ -98,17 +96,12 @@ def _ns_key(db: str, coll: str) -> bytes:
 
 def _copy_table(txn: WriteTxn, src: str, dst: str) -> None:
     """Copy every row of table ``src`` into ``dst`` (in chunks, in key order)."""
-    put_many = getattr(txn, "put_many", None)
     start = b""
     while True:
         rows = list(itertools.islice(txn.scan(src, start), _COPY_CHUNK))
         if not rows:
             return
-        if put_many is not None:
-            put_many(dst, rows)
-        else:
-            for key, value in rows:
-                txn.put(dst, key, value)
+        put_rows(txn, dst, rows)
         if len(rows) < _COPY_CHUNK:
             return
         start = rows[-1][0] + b"\x00"

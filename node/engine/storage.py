@@ -65,3 +65,15 @@ class KVStore(Protocol):
     def write(self) -> AbstractContextManager[WriteTxn]: ...
 
     def close(self) -> None: ...
+
+
+def put_rows(txn: WriteTxn, table: str, rows: list[tuple[bytes, bytes]]) -> None:
+    """:meth:`WriteTxn.put` of every ``(key, value)`` of ``rows``, in one call when the
+    transaction has a ``put_many`` (the LMDB store's, fastest with rows in key order)."""
+    put_many = getattr(txn, "put_many", None)
+    if put_many is not None:
+        put_many(table, rows)
+        return
+    put = txn.put
+    for key, value in rows:
+        put(table, key, value)
