@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 import bson
@@ -89,3 +90,69 @@ def test_write_concern_parsing() -> None:
         parse_write_concern({"writeConcern": {"w": -1}}, 3)
     with pytest.raises(MongoError):
         parse_write_concern({"writeConcern": 1}, 3)
+
+
+class _HeldMember:
+    """Wraps the standalone member: ``submit_async`` hands out a future the test completes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.held: list[tuple[Future[Any], dict[str, Any], WriteConcern]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def submit_async(self, entry: dict[str, Any], wc: WriteConcern) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self.held.append((fut, entry, wc))
+        return fut
+
+
+DEFERRED = RequestContext(connection_id=8, deferred_replies=True)
+
+
+def test_deferred_write_is_answered_once_when_its_future_completes(d: Dispatcher) -> None:
+    member = _HeldMember(d.services.member)
+    d.services.member = member
+    answers: list[dict[str, Any]] = []
+    cmd = {"insert": "c", "documents": [{"_id": 1}], "writeConcern": {"w": "majority"}}
+    d.run_bson_async("app", bson.encode(cmd), DEFERRED, lambda r: answers.append(bson.decode(r)))
+    assert answers == [] and len(member.held) == 1
+    fut, entry, wc = member.held[0]
+    assert entry["op"] == "insert" and entry["docs"] == [{"_id": 1}] and wc.w == "majority"
+    fut.set_result(({"n": 1}, None))
+    assert answers == [{"n": 1, "ok": 1.0}]
+    # a write concern error rides along with the result
+    d.run_bson_async("app", bson.encode(cmd), DEFERRED, lambda r: answers.append(bson.decode(r)))
+    member.held[1][0].set_result(({"n": 1}, {"code": 64, "errmsg": "timed out"}))
+    assert answers[1] == {"n": 1, "writeConcernError": {"code": 64, "errmsg": "timed out"},
+                          "ok": 1.0}
+
+
+def test_deferred_write_failures_become_error_replies(d: Dispatcher) -> None:
+    member = _HeldMember(d.services.member)
+    d.services.member = member
+    answers: list[dict[str, Any]] = []
+    for _ in range(2):
+        d.run_bson_async("app", bson.encode({"delete": "c", "deletes": [{"q": {}, "limit": 0}]}),
+                         DEFERRED, lambda r: answers.append(bson.decode(r)))
+    member.held[0][0].set_exception(MongoError(10107, "not primary"))
+    member.held[1][0].set_exception(RuntimeError("a bug"))
+    assert answers[0]["ok"] == 0.0 and answers[0]["code"] == 10107
+    assert answers[1]["ok"] == 0.0 and answers[1]["code"] == 1 and "a bug" in answers[1]["errmsg"]
+
+
+def test_async_entry_answers_at_once_what_needs_no_wait(d: Dispatcher) -> None:
+    answers: list[dict[str, Any]] = []
+    for raw in (b"\xff" * 12, bson.encode({"noSuchCommand": 1}), bson.encode({"count": "c"}),
+                bson.encode({"insert": "c", "documents": []})):
+        d.run_bson_async("app", raw, DEFERRED, lambda r: answers.append(bson.decode(r)))
+    assert [a.get("code") for a in answers] == [22, 59, None, 16]
+    # the standalone member completes writes at once: the reply comes before the call returns
+    d.run_bson_async("app", bson.encode({"insert": "c", "documents": [{"_id": 2}]}), DEFERRED,
+                     lambda r: answers.append(bson.decode(r)))
+    assert answers[-1] == {"n": 1, "ok": 1.0}
+    # run() with a deferring context waits for the reply itself
+    assert d.run("app", {"insert": "c", "documents": [{"_id": 3}]}, DEFERRED) == {"n": 1,
+                                                                                   "ok": 1.0}
+    assert d.run("app", {"count": "c"}, CTX)["n"] == 2

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import bson
+import grpc
 import pytest
 
-from node.local_cluster import LocalCluster
+from node.local_cluster import CHANNEL_OPTIONS, LocalCluster
+from proto import helogale_pb2, helogale_pb2_grpc
 from tests.replset_helpers import wait_has
 
 pytestmark = pytest.mark.cluster
@@ -68,3 +72,56 @@ def test_w3_with_a_member_down_times_out_and_the_write_stays(cluster: LocalClust
     reply = cluster.command(p, {"insert": "c", "documents": [{"_id": "all3"}],
                                 "writeConcern": {"w": 3, "wtimeout": 20000}}, db="app")
     assert reply == {"n": 1, "ok": 1.0}
+
+
+def _stream(cluster: LocalCluster, i: int, commands: list[dict[str, Any]]) -> list[tuple[int, dict]]:
+    """Send ``commands`` in one batch on a command stream to member ``i``; the replies as
+    ``(request id, reply)`` in the order they arrived (request ids count from 1)."""
+    batch = helogale_pb2.CommandBatch(commands=[
+        helogale_pb2.StreamCommand(request_id=k, db="app", command=bson.encode(cmd))
+        for k, cmd in enumerate(commands, start=1)])
+    with grpc.insecure_channel(cluster.members[i].address, options=CHANNEL_OPTIONS) as chan:
+        stub = helogale_pb2_grpc.CommandStub(chan)
+        return [(r.request_id, bson.decode(r.reply))
+                for rb in stub.Stream(iter([batch]), timeout=30) for r in rb.replies]
+
+
+def test_stream_writes_wait_for_their_own_write_concern_only(cluster: LocalCluster) -> None:
+    """On one stream, a w=3 write stuck behind a stopped member does not hold up the writes
+    sent after it; each reply carries its own write concern's outcome."""
+    p = cluster.wait_for_primary()
+    down = (p + 1) % 3
+    cluster.kill(down)
+    try:
+        replies = _stream(cluster, p, [
+            {"insert": "s", "documents": [{"_id": "w3"}],
+             "writeConcern": {"w": 3, "wtimeout": 1500}},
+            {"insert": "s", "documents": [{"_id": "w1"}], "writeConcern": {"w": 1}},
+            {"update": "s", "updates": [{"q": {"_id": "w1"}, "u": {"$set": {"x": 1}}}],
+             "writeConcern": {"w": "majority"}},
+            {"insert": "s", "documents": [{"_id": "w0"}], "writeConcern": {"w": 0}},
+            {"insert": "s", "documents": [{"_id": "w1"}]},  # duplicate key
+            {"count": "s"},
+        ])
+    finally:
+        cluster.restart(down)
+    order = [rid for rid, _ in replies]
+    by_id = dict(replies)
+    assert sorted(order) == [1, 2, 3, 4, 5, 6]
+    assert order[-1] == 1  # the w=3 write answered last, after its wtimeout
+    assert by_id[1]["n"] == 1 and by_id[1]["writeConcernError"]["code"] == 64
+    assert by_id[2] == {"n": 1, "ok": 1.0}
+    assert by_id[3] == {"n": 1, "nModified": 1, "ok": 1.0}
+    assert by_id[4] == {"ok": 1.0}
+    assert by_id[5]["n"] == 0 and by_id[5]["writeErrors"][0]["code"] == 11000
+    assert by_id[6]["ok"] == 1.0
+    cluster.wait_ready(down)
+    wait_has(cluster, down, {"w3", "w1", "w0"}, coll="s")
+
+
+def test_stream_write_to_a_secondary_is_refused_with_the_primary(cluster: LocalCluster) -> None:
+    p = cluster.wait_for_primary()
+    s = (p + 1) % 3
+    [(_, reply)] = _stream(cluster, s, [{"insert": "s", "documents": [{"_id": "no"}]}])
+    assert reply["ok"] == 0.0 and reply["code"] == 10107
+    assert reply["primary"] == cluster.members[p].address

@@ -12,6 +12,7 @@ from node.commands import engine_ops
 from node.commands.args import collection_name, get_bool, get_doc
 from node.commands.context import RequestContext
 from node.commands.crud import submit
+from node.commands.pending import PendingReply
 from node.engine.errors import MongoError, namespace_not_found
 
 if TYPE_CHECKING:
@@ -78,13 +79,13 @@ def db_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
 
 
 def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-           ) -> dict[str, Any]:
+           ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "create")
     for unsupported in ("capped", "viewOn", "timeseries", "clusteredIndex"):
         if cmd.get(unsupported):
             raise MongoError(115, f"create option '{unsupported}' is not supported",
                              code_name="CommandNotSupported")
-    return submit(node, cmd, {"op": "create", "db": db, "coll": coll})
+    return submit(node, cmd, {"op": "create", "db": db, "coll": coll}, ctx)
 
 
 def apply_create(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -93,9 +94,9 @@ def apply_create(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
 
 
 def drop(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-         ) -> dict[str, Any]:
+         ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "drop")
-    return submit(node, cmd, {"op": "drop", "db": db, "coll": coll})
+    return submit(node, cmd, {"op": "drop", "db": db, "coll": coll}, ctx)
 
 
 def apply_drop(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +107,8 @@ def apply_drop(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def drop_database(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-                  ) -> dict[str, Any]:
-    return submit(node, cmd, {"op": "dropDatabase", "db": db})
+                  ) -> dict[str, Any] | PendingReply:
+    return submit(node, cmd, {"op": "dropDatabase", "db": db}, ctx)
 
 
 def apply_drop_database(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:

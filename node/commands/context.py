@@ -20,3 +20,6 @@ class RequestContext:
     transport: str = GRPC
     connection_id: int = 0
     peer: str = ""
+    deferred_replies: bool = False
+    """The transport accepts a :class:`~node.commands.pending.PendingReply` from a write (it
+    answers out of order, when the write has applied) instead of a thread blocked on it."""

@@ -32,6 +32,7 @@ from node.commands.args import (
 )
 from node.commands.context import RequestContext
 from node.commands.member import parse_write_concern
+from node.commands.pending import PendingReply
 from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
 
 if TYPE_CHECKING:
@@ -56,8 +57,12 @@ def _check_batch(name: str, items: list[Any]) -> None:
         )
 
 
-def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """Attach session and time, replicate, and shape the reply (``writeConcernError``)."""
+def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
+           ctx: RequestContext) -> dict[str, Any] | PendingReply:
+    """Attach session and time, replicate, and shape the reply (``writeConcernError``).
+
+    With ``ctx.deferred_replies`` nothing waits here: the reply is a :class:`PendingReply`
+    that completes when the entry has applied (and the write concern is satisfied)."""
     node.member.require_writable()
     wc = parse_write_concern(cmd, node.member.set_size())
     lsid = cmd.get("lsid")
@@ -72,13 +77,19 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any]) ->
         entry["lsid"] = lsid
         entry["txnNumber"] = Int64(int(txn_number))
     entry.setdefault("now", _now())
-    result, wce = node.member.submit(entry, wc)
-    if not wc.acknowledged:
-        return {"ok": 1.0}
-    reply = dict(result)
-    if wce is not None:
-        reply["writeConcernError"] = wce
-    return reply
+
+    def shape(outcome: tuple[dict[str, Any], dict[str, Any] | None]) -> dict[str, Any]:
+        result, wce = outcome
+        if not wc.acknowledged:
+            return {"ok": 1.0}
+        reply = dict(result)
+        if wce is not None:
+            reply["writeConcernError"] = wce
+        return reply
+
+    if ctx.deferred_replies:
+        return PendingReply(node.member.submit_async(entry, wc), shape)
+    return shape(node.member.submit(entry, wc))
 
 
 def write_error(index: int, exc: MongoError) -> dict[str, Any]:
@@ -93,7 +104,7 @@ def write_error(index: int, exc: MongoError) -> dict[str, Any]:
 
 
 def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-           ) -> dict[str, Any]:
+           ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "insert")
     docs = get_list(cmd, "insert", "documents")
     ordered = get_bool(cmd, "insert", "ordered", True)
@@ -108,7 +119,7 @@ def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         else:
             resolved.append({"_id": ObjectId(), **doc})
     entry = {"op": "insert", "db": db, "coll": coll, "docs": resolved, "ordered": ordered}
-    return submit(node, cmd, entry)
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_insert(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -177,14 +188,14 @@ def _parse_update_statement(i: int, st: Any) -> dict[str, Any]:
 
 
 def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-           ) -> dict[str, Any]:
+           ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "update")
     updates = get_list(cmd, "update", "updates")
     _check_batch("update", updates)
     ordered = get_bool(cmd, "update", "ordered", True)
     statements = [_parse_update_statement(i, st) for i, st in enumerate(updates)]
     entry = {"op": "update", "db": db, "coll": coll, "updates": statements, "ordered": ordered}
-    return submit(node, cmd, entry)
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -232,14 +243,14 @@ def _parse_delete_statement(i: int, st: Any) -> dict[str, Any]:
 
 
 def delete(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-           ) -> dict[str, Any]:
+           ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "delete")
     deletes = get_list(cmd, "delete", "deletes")
     _check_batch("delete", deletes)
     ordered = get_bool(cmd, "delete", "ordered", True)
     statements = [_parse_delete_statement(i, st) for i, st in enumerate(deletes)]
     entry = {"op": "delete", "db": db, "coll": coll, "deletes": statements, "ordered": ordered}
-    return submit(node, cmd, entry)
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +274,7 @@ def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
 
 
 def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-                    ) -> dict[str, Any]:
+                    ) -> dict[str, Any] | PendingReply:
     name = next(iter(cmd))
     coll = collection_name(cmd, name)
     query = get_doc(cmd, name, "query", {})
@@ -298,7 +309,7 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
     }
     if upsert:
         entry["upsertId"] = ObjectId()
-    return submit(node, cmd, entry)
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_find_and_modify(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:

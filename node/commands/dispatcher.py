@@ -8,6 +8,9 @@ serving. ``Dispatcher.run_bson`` is the same for transports that carry raw BSON 
 gets InvalidBSON, code 22).
 
 A handler is ``handler(node: NodeServices, db: str, cmd: Mapping, ctx: RequestContext) -> dict``.
+Write handlers may instead return a :class:`~node.commands.pending.PendingReply` when the transport
+set ``ctx.deferred_replies``; ``Dispatcher.start``/``settle`` and ``run_bson_async`` let such a
+transport answer without a thread waiting per write (``run`` simply waits).
 Adding a command means writing its handler in the family module and one line in the table.
 """
 
@@ -28,6 +31,7 @@ from node.commands.args import check_db_name
 from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.member import Member
+from node.commands.pending import PendingReply
 from node.engine.errors import MongoError, command_not_found
 
 log = logging.getLogger("helogale.commands")
@@ -54,7 +58,8 @@ class RoutingCheck(Protocol):
     def check(self, db: str, command: Mapping[str, Any]) -> None: ...
 
 
-Handler = Callable[[NodeServices, str, Mapping[str, Any], RequestContext], dict[str, Any]]
+Handler = Callable[[NodeServices, str, Mapping[str, Any], RequestContext],
+                   dict[str, Any] | PendingReply]
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,13 @@ class Dispatcher:
 
     def run(self, db: str, command: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
         """Run one command; the reply always has ``ok`` (1.0 or 0.0 with errmsg/code)."""
+        reply = self.start(db, command, ctx)
+        return self.settle(reply, command) if isinstance(reply, PendingReply) else reply
+
+    def start(self, db: str, command: Mapping[str, Any], ctx: RequestContext
+              ) -> dict[str, Any] | PendingReply:
+        """Run one command as far as it goes without waiting: the reply, or (only when
+        ``ctx.deferred_replies``) a write's :class:`PendingReply` for :meth:`settle`."""
         try:
             if not isinstance(command, Mapping) or not command:
                 raise MongoError(9, "Command document is empty or not a document",
@@ -149,31 +161,74 @@ class Dispatcher:
             if self.services.routing is not None:
                 self.services.routing.check(db, command)
             reply = spec.handler(self.services, db, command, ctx)
-        except MongoError as exc:
-            return exc.to_reply()
-        except RecursionError:
-            return MongoError(15, "Overflow: document or query nested too deeply",
-                              code_name="Overflow").to_reply()
-        except Exception as exc:  # a bug in a handler: log it, answer, keep serving
-            log.exception("command failed: %r", _name_of(command))
-            return MongoError(1, f"internal error: {type(exc).__name__}: {exc}").to_reply()
+        except Exception as exc:
+            return _error_reply(exc, command)
+        if isinstance(reply, PendingReply):
+            return reply
+        reply.setdefault("ok", 1.0)
+        return reply
+
+    def settle(self, pending: PendingReply, command: Any = None) -> dict[str, Any]:
+        """The reply of a :class:`PendingReply` from :meth:`start` (waits if needed)."""
+        try:
+            reply = pending.settle()
+        except Exception as exc:
+            return _error_reply(exc, command)
         reply.setdefault("ok", 1.0)
         return reply
 
     def run_bson(self, db: str, command: bytes, ctx: RequestContext) -> bytes:
         """:meth:`run` for transports carrying BSON bytes; returns the BSON reply."""
-        try:
-            doc = bson.decode(command, codec_options=CODEC)
-        except (BSONError, ValueError, TypeError, IndexError, OverflowError) as exc:
-            reply = MongoError(INVALID_BSON, f"invalid BSON in command: {exc}",
-                               code_name="InvalidBSON").to_reply()
-        else:
-            reply = self.run(db, doc, ctx)
-        try:
-            return bson.encode(reply)
-        except Exception as exc:  # a reply that cannot be encoded is a bug, not a crash
-            log.exception("reply not encodable")
-            return bson.encode(MongoError(1, f"reply not encodable: {exc}").to_reply())
+        doc = _decode_command(command)
+        reply = doc.reply if isinstance(doc, _InvalidBSON) else self.run(db, doc, ctx)
+        return _encode_reply(reply)
+
+    def run_bson_async(self, db: str, command: bytes, ctx: RequestContext,
+                       done: Callable[[bytes], None]) -> None:
+        """:meth:`run_bson` that calls ``done(reply)`` exactly once instead of returning: at
+        once, or (a write, with ``ctx.deferred_replies``) from the thread that completes it."""
+        doc = _decode_command(command)
+        if isinstance(doc, _InvalidBSON):
+            done(_encode_reply(doc.reply))
+            return
+        reply = self.start(db, doc, ctx)
+        if not isinstance(reply, PendingReply):
+            done(_encode_reply(reply))
+            return
+        reply.add_done_callback(lambda p: done(_encode_reply(self.settle(p, doc))))
+
+
+@dataclass(frozen=True)
+class _InvalidBSON:
+    reply: dict[str, Any]
+
+
+def _decode_command(command: bytes) -> Any:
+    """The command document, or :class:`_InvalidBSON` with the error reply."""
+    try:
+        return bson.decode(command, codec_options=CODEC)
+    except (BSONError, ValueError, TypeError, IndexError, OverflowError) as exc:
+        return _InvalidBSON(MongoError(INVALID_BSON, f"invalid BSON in command: {exc}",
+                                       code_name="InvalidBSON").to_reply())
+
+
+def _encode_reply(reply: dict[str, Any]) -> bytes:
+    try:
+        return bson.encode(reply)
+    except Exception as exc:  # a reply that cannot be encoded is a bug, not a crash
+        log.exception("reply not encodable")
+        return bson.encode(MongoError(1, f"reply not encodable: {exc}").to_reply())
+
+
+def _error_reply(exc: Exception, command: Any) -> dict[str, Any]:
+    """The error reply for what a command raised (a handler bug is logged, then answered)."""
+    if isinstance(exc, MongoError):
+        return exc.to_reply()
+    if isinstance(exc, RecursionError):
+        return MongoError(15, "Overflow: document or query nested too deeply",
+                          code_name="Overflow").to_reply()
+    log.exception("command failed: %r", _name_of(command), exc_info=exc)
+    return MongoError(1, f"internal error: {type(exc).__name__}: {exc}").to_reply()
 
 
 def _name_of(command: Any) -> str:

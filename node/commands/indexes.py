@@ -10,6 +10,7 @@ from node.commands import engine_ops
 from node.commands.args import bson_type_name, collection_name, get_list
 from node.commands.context import RequestContext
 from node.commands.crud import submit
+from node.commands.pending import PendingReply
 from node.engine.errors import BAD_VALUE, MongoError, type_mismatch
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def create_indexes(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-                   ) -> dict[str, Any]:
+                   ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "createIndexes")
     specs = get_list(cmd, "createIndexes", "indexes")
     if not specs:
@@ -31,7 +32,7 @@ def create_indexes(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Req
         if "name" in spec and not isinstance(spec["name"], str):
             raise type_mismatch("The 'name' field must be a string")
     entry = {"op": "createIndexes", "db": db, "coll": coll, "indexes": [dict(s) for s in specs]}
-    return submit(node, cmd, entry)
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_create_indexes(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def apply_create_indexes(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[s
 
 
 def drop_indexes(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-                 ) -> dict[str, Any]:
+                 ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "dropIndexes")
     which = cmd.get("index")
     if which is None:
@@ -59,7 +60,7 @@ def drop_indexes(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reque
                             f"'{bson_type_name(which)}', expected types '[string, object]'")
     entry = {"op": "dropIndexes", "db": db, "coll": coll,
              "index": dict(which) if isinstance(which, Mapping) else which}
-    return submit(node, cmd, entry)
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_drop_indexes(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:

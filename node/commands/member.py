@@ -10,6 +10,7 @@ single in-process member used by tests and embedded use.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +33,12 @@ class WriteConcern:
     @property
     def acknowledged(self) -> bool:
         return self.w != 0
+
+    @property
+    def settles_on_apply(self) -> bool:
+        """Satisfied once the entry has applied here (w 0, 1 or majority; no wtimeout), with
+        no further wait."""
+        return not self.wtimeout_ms and not (isinstance(self.w, int) and self.w > 1)
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"w": self.w, "wtimeout": self.wtimeout_ms}
@@ -116,6 +123,15 @@ class Member(Protocol):
         self, entry: dict[str, Any], wc: WriteConcern
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Replicate and apply ``entry``; returns (result of applying it, writeConcernError)."""
+        ...
+
+    def submit_async(
+        self, entry: dict[str, Any], wc: WriteConcern
+    ) -> Future[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """:meth:`submit` without blocking: the future completes with what ``submit`` would
+        return, or fails with the MongoError it would raise (for a write concern that settles
+        on apply, in the thread that applies the entry). Raises at once what fails before
+        proposing (not primary)."""
         ...
 
     def hello(self, ctx: RequestContext) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from node.commands.args import bson_type_name, get_bool, missing
 from node.commands.context import RequestContext
 from node.commands.crud import submit
+from node.commands.pending import PendingReply
 from node.engine.errors import type_mismatch
 from node.engine.rename import check_rename, rename_collection, split_namespace
 
@@ -35,7 +36,7 @@ def _namespace_field(cmd: Mapping[str, Any], field: str, which: str) -> tuple[st
 
 
 def rename_collection_command(node: NodeServices, db: str, cmd: Mapping[str, Any],
-                              ctx: RequestContext) -> dict[str, Any]:
+                              ctx: RequestContext) -> dict[str, Any] | PendingReply:
     """Handler of ``renameCollection`` (the dispatcher runs it on ``admin`` only)."""
     src_db, src_coll = _namespace_field(cmd, OP, "source")
     dst_db, dst_coll = _namespace_field(cmd, "to", "target")
@@ -43,7 +44,7 @@ def rename_collection_command(node: NodeServices, db: str, cmd: Mapping[str, Any
     check_rename(src_db, src_coll, dst_db, dst_coll)
     entry = {"op": OP, "db": src_db, "coll": src_coll, "toDb": dst_db, "toColl": dst_coll,
              "dropTarget": drop_target}
-    return submit(node, cmd, entry)
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_rename_collection(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:

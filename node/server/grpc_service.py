@@ -1,9 +1,12 @@
 """The gRPC command endpoint: ``helogale.Command/Run`` (BSON command in, BSON reply out) and
 ``helogale.Command/Stream``, the pipelined form of the same thing.
 
-On a stream the client sends batches of ``(request_id, db, command)``; each command runs on the
-service's worker pool (a write waiting for its Raft commit never holds up the stream's reader)
-and every reply ready by the time the stream's writer looks goes back in one batch.
+On a stream the client sends batches of ``(request_id, db, command)``. The stream's reader runs
+writes itself, only as far as proposing them: their replies are deferred
+(:class:`~node.commands.pending.PendingReply`) and produced by the thread that applies the
+entry, so a write waiting for its Raft commit holds no thread. Every other command runs on the
+service's worker pool (a long read never holds up the reader). Every reply ready by the time
+the stream's writer looks goes back in one batch, in completion order.
 
 The service only converts between protobuf and the dispatcher; it never interprets commands.
 """
@@ -13,10 +16,11 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
 
+import bson
 import grpc
 
 from node.commands.context import GRPC, RequestContext
@@ -26,7 +30,12 @@ from proto import helogale_pb2, helogale_pb2_grpc
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 STREAM_WORKERS = 256
 MAX_REPLIES_PER_BATCH = 1024
+INLINE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "findandmodify"})
+"""Commands a stream's reader runs itself: writes, which only validate and propose before their
+reply is deferred (see :class:`~node.commands.pending.PendingReply`); everything else (a read
+may scan for long) runs on the worker pool."""
 _END = object()
+_INTERNAL_ERROR = bson.encode({"ok": 0.0, "errmsg": "internal error", "code": 1})
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -63,7 +72,8 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
     def Stream(self, request_iterator: Iterator[Any], context: grpc.ServicerContext
                ) -> Iterator[Any]:
         peer = context.peer() or ""
-        ctx = RequestContext(transport=GRPC, connection_id=self._connection_id(peer), peer=peer)
+        ctx = RequestContext(transport=GRPC, connection_id=self._connection_id(peer), peer=peer,
+                             deferred_replies=True)
         ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
         state = {"in_flight": 0, "reading": True}
         lock = threading.Lock()
@@ -74,14 +84,22 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
             if done:
                 ready.put(_END)
 
-        def run_one(request_id: int, db: str, command: bytes) -> None:
-            try:
-                reply = self._dispatcher.run_bson(db, command, ctx)
+        def answer(request_id: int) -> Callable[[bytes], None]:
+            def done(reply: bytes) -> None:
                 ready.put(helogale_pb2.StreamReply(request_id=request_id, reply=reply))
-            finally:
                 with lock:
                     state["in_flight"] -= 1
                 finished()
+            return done
+
+        def run_one(request_id: int, db: str, command: bytes) -> None:
+            done = answer(request_id)
+            try:
+                reply = self._dispatcher.run_bson(db, command, ctx)
+            except BaseException:
+                done(_INTERNAL_ERROR)
+                raise
+            done(reply)
 
         def reader() -> None:
             try:
@@ -89,6 +107,11 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                     with lock:
                         state["in_flight"] += len(batch.commands)
                     for cmd in batch.commands:
+                        if command_name(cmd.command) in INLINE_COMMANDS:
+                            # proposed here, answered by the thread that applies it
+                            self._dispatcher.run_bson_async(cmd.db, cmd.command, ctx,
+                                                            answer(cmd.request_id))
+                            continue
                         try:
                             self._pool.submit(run_one, cmd.request_id, cmd.db, cmd.command)
                         except RuntimeError:  # the pool is shut down: the server is stopping
@@ -129,6 +152,18 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
     def close(self) -> None:
         """Stop the stream worker pool (commands already running finish)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def command_name(command: bytes) -> str | None:
+    """The first field name of a BSON command document (its command), read without decoding
+    the document; None when the bytes do not start like a BSON document with a field."""
+    end = command.find(b"\x00", 5)
+    if len(command) < 6 or end < 0:
+        return None
+    try:
+        return command[5:end].decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def make_server(max_workers: int = 128) -> grpc.Server:

@@ -25,6 +25,7 @@ import struct
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -43,6 +44,7 @@ from node.server.statemachine import StateMachine, decode_entry, encode_entry
 from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
 from raft.types import Entry, ProposalDropped, StateRole
 
+WAITER_THREADS = 64
 log = logging.getLogger("helogale.replica")
 
 NOOP_INTERVAL_S = 10.0
@@ -94,6 +96,10 @@ class Replica:
         )
         self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
                                          daemon=True)
+        self._waiters = ThreadPoolExecutor(max_workers=WAITER_THREADS,
+                                           thread_name_prefix="write-concern-wait")
+        """Threads for :meth:`submit_async` writes whose write concern must wait (w > 1 or a
+        wtimeout); writes that settle on apply need none."""
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,6 +109,7 @@ class Replica:
     def stop(self) -> None:
         self._stop.set()
         self.raft.stop()
+        self._waiters.shutdown(wait=False)
         if self._monitor.is_alive():
             self._monitor.join(timeout=2)
 
@@ -221,21 +228,62 @@ class Replica:
                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         started = time.monotonic()
         deadline = started + wc.wtimeout_ms / 1000 if wc.wtimeout_ms else None
+        fut = self._propose(entry, wc)
+        if isinstance(fut, dict):
+            return fut, self._wait_w(self.sm.applied_index, wc, deadline)
+        try:
+            fut.result(None if deadline is None else max(0.0, deadline - started))
+        except FutureTimeout:
+            return {"n": 0}, write_concern_error("waiting for replication timed out", wc)
+        except (NotLeader, ProposalDropped, NodeStopped):
+            pass  # _applied_result answers with the client's error
+        result = self._applied_result(fut)
+        return result, self._wait_w(fut.result(0), wc, deadline)
+
+    def submit_async(self, entry: dict[str, Any], wc: WriteConcern
+                     ) -> Future[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """:meth:`submit` without blocking. A write concern that settles on apply needs no
+        thread: the future completes in the thread that applies the entry (or fails the
+        proposal); any other waits on one of the write-concern waiter threads."""
+        if not wc.settles_on_apply:
+            self.require_writable()
+            return self._waiters.submit(self.submit, entry, wc)
+        out: Future[tuple[dict[str, Any], dict[str, Any] | None]] = Future()
+        fut = self._propose(entry, wc)
+        if isinstance(fut, dict):
+            out.set_result((fut, None))
+            return out
+
+        def settle(done: Future[int]) -> None:
+            try:
+                out.set_result((self._applied_result(done), None))
+            except Exception as exc:  # MongoError, or a bug the dispatcher reports
+                out.set_exception(exc)
+
+        fut.add_done_callback(settle)
+        return out
+
+    def _propose(self, entry: dict[str, Any], wc: WriteConcern) -> Future[int] | dict[str, Any]:
+        """Propose ``entry``: the Raft future, or a result known without waiting (the reply a
+        session recorded for this retried write, ``w: 0``'s, or the unsafe test mode's)."""
         self.require_writable()
         lsid, txn = entry.get("lsid"), entry.get("txnNumber")
         if lsid is not None and txn is not None:
             recorded = self.sm.recorded_reply(lsid, int(txn))
             if recorded is not None:
-                return recorded, self._wait_w(self.sm.applied_index, wc, deadline)
+                return recorded
         fut = self.raft.propose(encode_entry(entry))
         if not wc.acknowledged:
-            return {}, None
+            return {}
         if self.config.unsafe_ack_before_commit:
-            return _unsafe_early_reply(entry), None
+            return _unsafe_early_reply(entry)
+        return fut
+
+    def _applied_result(self, fut: Future[int]) -> dict[str, Any]:
+        """What applying a proposed entry returned (``fut`` is done), or the MongoError a
+        client sees when the proposal failed."""
         try:
-            index = fut.result(None if deadline is None else max(0.0, deadline - started))
-        except FutureTimeout:
-            return {"n": 0}, write_concern_error("waiting for replication timed out", wc)
+            fut.result(0)
         except NotLeader as exc:
             primary = self.primary_address()
             raise MongoError(NOT_WRITABLE_PRIMARY, f"not primary: {exc}",
@@ -246,7 +294,7 @@ class Replica:
         result = getattr(fut, "result_value", None)
         if not isinstance(result, dict):
             raise _interrupted("write outcome unknown after a replica set state change")
-        return result, self._wait_w(index, wc, deadline)
+        return result
 
     def _wait_w(self, index: int, wc: WriteConcern, deadline: float | None
                 ) -> dict[str, Any] | None:

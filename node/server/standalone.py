@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from node.commands.context import RequestContext
@@ -40,6 +41,13 @@ class StandaloneMember:
         with self._lock:
             index = self.sm.applied_index + 1
             return self.sm.apply(index, entry), None
+
+    def submit_async(
+        self, entry: dict[str, Any], wc: WriteConcern
+    ) -> Future[tuple[dict[str, Any], dict[str, Any] | None]]:
+        out: Future[tuple[dict[str, Any], dict[str, Any] | None]] = Future()
+        out.set_result(self.submit(entry, wc))
+        return out
 
     def hello(self, ctx: RequestContext) -> dict[str, Any]:
         return {"isWritablePrimary": True, "me": self.address}
