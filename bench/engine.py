@@ -11,6 +11,12 @@ Systems run side by side: insert batches and query operations alternate round-ro
 them, so that load changes on a shared machine hit every system alike; ops/s is operations over
 the time spent in them (``--budget`` seconds per query workload and system, at least 3 ops).
 
+Durability settings are the same for both LMDB systems. By default neither fsyncs each commit:
+that is how a Helogale node runs its engine (the Raft WAL, fsynced in group commits, is the
+durable record; ``python -m bench replset`` measures that path), and montydb is given the same
+LMDB setting. ``--fsync`` makes both fsync every commit (each insert batch). mongomock keeps
+everything in memory either way.
+
 Neither peer implements ``$near``; for them the near workload runs what a user would write
 instead: a bounding-box query on ``loc.0``/``loc.1`` plus a client-side distance filter and sort
 (marked ``*`` in the table, ``"emulated": true`` in the JSON).
@@ -99,13 +105,16 @@ class PymongoLike:
         self._cleanup()
 
 
-def make_montydb() -> Target:
+def make_montydb(fsync: bool) -> Target:
     from montydb import MontyClient, set_storage
 
     path = tempfile.mkdtemp(prefix="bench-montydb-")
     # montydb defaults otherwise; its 10 MiB default LMDB map cannot hold 100k documents
     set_storage(path, storage="lightning", use_bson=False, map_size=str(4 << 30))
     client = MontyClient(path)
+    if not fsync:
+        # montydb's API has no sync option; its storage passes these to lmdb.open per write
+        client._storage._conn.opt.update(sync=False, metasync=False)
 
     def cleanup() -> None:
         client.close()
@@ -114,7 +123,7 @@ def make_montydb() -> Target:
     return PymongoLike("montydb", client["bench"]["docs"], cleanup)
 
 
-def make_mongomock() -> Target:
+def make_mongomock(fsync: bool) -> Target:
     import mongomock
 
     client = mongomock.MongoClient()
@@ -127,14 +136,14 @@ class HelogaleTarget:
     name = "helogale"
     near_emulated = False
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool) -> None:
         from node.engine.database import Engine
         from node.engine.indexes import IndexManager
         from node.engine.lmdb_store import LMDBStore
         from node.engine.planner import Planner
 
         self.path = tempfile.mkdtemp(prefix="bench-helogale-")
-        self.store = LMDBStore(self.path)
+        self.store = LMDBStore(self.path, sync=fsync)
         self.indexes = IndexManager()
         self.engine = Engine(self.store, indexes=self.indexes, planner=Planner())
         self.coll = self.engine.collection("bench", "docs")
@@ -163,11 +172,11 @@ class HelogaleTarget:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def make_helogale() -> Target:
-    return HelogaleTarget()
+def make_helogale(fsync: bool) -> Target:
+    return HelogaleTarget(fsync)
 
 
-FACTORIES: dict[str, Callable[[], Target]] = {
+FACTORIES: dict[str, Callable[[bool], Target]] = {
     "helogale": make_helogale,
     "montydb": make_montydb,
     "mongomock": make_mongomock,
@@ -321,13 +330,15 @@ def run_targets(
     return results
 
 
-def run(n: int, *, systems: tuple[str, ...] = SYSTEMS, budget_s: float = 2.0) -> list[Measurement]:
+def run(
+    n: int, *, systems: tuple[str, ...] = SYSTEMS, budget_s: float = 2.0, fsync: bool = False
+) -> list[Measurement]:
     """The whole benchmark: every workload on every system, same data, same queries."""
     docs = make_docs(n)
     targets: list[Target] = []
     try:
         for name in systems:
-            targets.append(FACTORIES[name]())
+            targets.append(FACTORIES[name](fsync))
         return run_targets(targets, docs, budget_s=budget_s)
     finally:
         for t in targets:
@@ -376,13 +387,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget", type=float, default=2.0, help="seconds per query workload per system"
     )
+    parser.add_argument(
+        "--fsync", action="store_true", help="both LMDB systems fsync every commit (batch)"
+    )
     args = parser.parse_args(argv)
     systems = tuple(s for s in args.systems.split(",") if s)
     unknown = [s for s in systems if s not in FACTORIES]
     if unknown or args.docs < 1:
         parser.error(f"unknown systems {unknown}" if unknown else "--docs must be positive")
-    print(f"engine benchmark: {args.docs} documents, systems {', '.join(systems)}", flush=True)
-    results = run(args.docs, systems=systems, budget_s=args.budget)
+    sync = "fsync every commit" if args.fsync else "no fsync per commit, as in a node"
+    print(
+        f"engine benchmark: {args.docs} documents, systems {', '.join(systems)}; LMDB: {sync}",
+        flush=True,
+    )
+    results = run(args.docs, systems=systems, budget_s=args.budget, fsync=args.fsync)
     print(format_table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -57,3 +57,20 @@ def test_dispatcher_usage_and_unknown_subcommand() -> None:
     assert SUBCOMMANDS["engine"] == "bench.engine"
     assert main(["no-such-bench"]) == 2
     assert main(["--help"]) == 0
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_engine_bench_lmdb_durability_setting_reaches_both_lmdb_systems(fsync: bool) -> None:
+    """``--fsync`` decides LMDB's per-commit sync for Helogale and montydb alike."""
+    from bench.engine import FACTORIES
+
+    helogale = FACTORIES["helogale"](fsync)
+    montydb = FACTORIES["montydb"](fsync)
+    try:
+        flags = helogale.store._env.flags()  # type: ignore[attr-defined]
+        assert flags["sync"] is fsync and flags["metasync"] is fsync
+        opt = montydb.coll.database.client._storage._conn.opt  # type: ignore[attr-defined]
+        assert opt.get("sync", True) is fsync and opt.get("metasync", True) is fsync
+    finally:
+        helogale.close()
+        montydb.close()

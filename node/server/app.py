@@ -26,12 +26,13 @@ from node.server.statemachine import StateMachine
 log = logging.getLogger("helogale.node")
 
 
-def open_store(data_dir: str | None) -> Any:
+def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
     """The engine's KVStore: LMDB under ``data_dir/engine``, or in memory.
 
-    LMDB runs without its own fsync: the Raft WAL (fsynced before anything is acknowledged) is
-    the durable record, and a restarted member replays it from the last snapshot. A killed
-    process loses nothing either way (LMDB's pages are in the OS cache)."""
+    A replica-set member's LMDB runs without its own fsync (``sync=False``): the Raft WAL
+    (fsynced before anything is acknowledged) is the durable record, and a restarted member
+    replays it from the last snapshot. A killed process loses nothing either way (LMDB's pages
+    are in the OS cache). A standalone member has no WAL, so its store fsyncs every commit."""
     if data_dir is None:
         from node.engine.memory_store import MemoryStore
 
@@ -40,7 +41,7 @@ def open_store(data_dir: str | None) -> Any:
 
     path = os.path.join(data_dir, "engine")
     os.makedirs(path, exist_ok=True)
-    return LMDBStore(path, sync=False)
+    return LMDBStore(path, sync=sync)
 
 
 class NodeApp:
@@ -48,7 +49,7 @@ class NodeApp:
 
     def __init__(self, config: NodeConfig, *, standalone: bool = False) -> None:
         self.config = config
-        self.store = open_store(config.data_dir)
+        self.store = open_store(config.data_dir, sync=standalone)
         self.engine = open_engine(self.store)
         self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS)
         self.member: Any
