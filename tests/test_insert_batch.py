@@ -15,6 +15,7 @@ from bson.son import SON
 
 from node.engine.collection import ensure_id
 from node.engine.database import Engine
+from node.engine.errors import MongoError
 from node.engine.indexes import IndexManager, index_keys, load_indexes
 from node.engine.keystring import encode_compound
 from node.engine.lmdb_store import LMDBStore
@@ -211,3 +212,18 @@ def test_geo_batch_mixes_fast_and_general_locations_and_skips_bad_ones(engine: E
     near = c.find({"loc": {"$near": [10.0, -20.0], "$maxDistance": 1.0}})
     assert [d["_id"] for d in near] == [1]
     assert [d["_id"] for d in c.find({"k": {"$gte": 4}})] == [6, 7]
+
+
+def test_an_id_too_long_for_the_id_index_is_refused_alone(engine: Engine) -> None:
+    """Same limit on both stores: 17280 KeyTooLong for that document, the others go in."""
+    c = engine["d"]["c"]
+    long_id = "x" * 600
+    res = c.insert([{"_id": 1}, {"_id": long_id}, {"_id": 2}], ordered=False)
+    assert res.inserted_ids == [1, 2]
+    [err] = res.write_errors
+    assert err.index == 1 and err.code == 17280
+    assert err.errmsg.startswith("key too large to index, failing d.c.$_id_ ")
+    with pytest.raises(MongoError) as exc:
+        c.insert_one({"_id": long_id})
+    assert exc.value.code == 17280
+    assert [d["_id"] for d in c.find({})] == [1, 2]

@@ -40,6 +40,7 @@ from node.engine.errors import (
     failed_to_parse,
     location,
 )
+from node.engine.indexes import KEY_TOO_LONG, MAX_INDEX_KEY_BYTES
 from node.engine.keystring import encode_key
 from node.engine.matcher import Matcher
 from node.engine.path_update import check_storable, format_value
@@ -273,9 +274,10 @@ def _check_size(doc: Mapping[str, Any], data: bytes, *, for_update: bool) -> Non
 _PLAIN_IDS = frozenset({str, int, float, bool, type(None), bytes, ObjectId, datetime.datetime})
 
 
-def _prepare_insert(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], bytes, bytes]:
+def _prepare_insert(ns: str, doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], bytes, bytes]:
     """A document to insert as stored (``_id`` first), its record key and its BSON; raises
-    MongoError for what may not be stored."""
+    MongoError for what may not be stored (an ``_id`` too long for the ``_id`` index
+    included)."""
     if type(doc) is not dict and not isinstance(doc, Mapping):
         raise bad_value("document to insert must be an object")
     if "_id" not in doc:
@@ -285,7 +287,15 @@ def _prepare_insert(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], bytes, b
     data = _encode_storable(doc)
     if len(data) > MAX_BSON_SIZE:
         _check_size(doc, data, for_update=False)
-    return doc, encode_key(doc["_id"]), data
+    key = encode_key(doc["_id"])
+    if len(key) > MAX_INDEX_KEY_BYTES:
+        raise MongoError(
+            KEY_TOO_LONG,
+            f"key too large to index, failing {ns}.$_id_ {len(key)} "
+            f"{{ _id: {format_value(doc['_id'])} }}",
+            code_name="KeyTooLong",
+        )
+    return doc, key, data
 
 
 def _encode_storable(doc: Mapping[str, Any]) -> bytes:
@@ -573,7 +583,7 @@ class Collection:
     # -- writes ---------------------------------------------------------------------------------
     def _insert_doc(self, txn: WriteTxn, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and store one document; returns it as stored (``_id`` first)."""
-        doc, key, data = _prepare_insert(doc)
+        doc, key, data = _prepare_insert(self.ns, doc)
         if txn.get(self.table, key) is not None:
             raise self._duplicate_id(doc["_id"])
         self._index_upkeep(txn, None, doc, key)
@@ -594,7 +604,7 @@ class Collection:
         records: dict[bytes, bytes] = {}
         for i, doc in enumerate(docs):
             try:
-                doc, key, data = _prepare_insert(doc)
+                doc, key, data = _prepare_insert(self.ns, doc)
                 if key in records or get(table, key) is not None:
                     raise self._duplicate_id(doc["_id"])
                 add(key, doc)
