@@ -145,6 +145,11 @@ class Engine:
         for _, raw in r.scan(CATALOG, start, end):
             yield bson.decode(raw)
 
+    def namespaces(self, *, txn: ReadTxn | None = None) -> list[tuple[str, str]]:
+        """``(db, collection)`` of every collection, in catalog order (reads no data)."""
+        with self._read(txn) as r:
+            return [(e["db"], e["name"]) for e in self._entries(r)]
+
     def list_collections(self, db: str, *, txn: ReadTxn | None = None) -> list[dict[str, Any]]:
         """``[{name, type, options, info}]`` of ``db``'s collections, by name."""
         with self._read(txn) as r:

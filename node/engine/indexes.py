@@ -211,6 +211,15 @@ class IndexSpec:
     def key_pattern(self) -> dict[str, Any]:
         return dict(self.key)
 
+    @property
+    def ttl_seconds(self) -> float | None:
+        """``expireAfterSeconds`` of a TTL index (one ascending or descending field, not
+        ``_id``); None otherwise (MongoDB ignores the option on compound indexes)."""
+        seconds = self.options.get("expireAfterSeconds")
+        if seconds is None or len(self.key) != 1 or self.geo is not None or self.is_id:
+            return None
+        return float(seconds)
+
     def table(self, db: str, coll: str) -> str:
         """The table holding this index's entries (the records table for ``_id_``)."""
         cached = self.__dict__.get("_table")
@@ -285,6 +294,8 @@ def spec_from_options(keys: Any, options: Mapping[str, Any]) -> IndexSpec:
                 if not value and option != "background":
                     continue
             stored[option] = value
+    if "expireAfterSeconds" in stored:
+        _check_ttl(key, name, stored["expireAfterSeconds"])
     geo = None
     if key[0][1] == GEO_TYPE:
         geo = GeoBounds.from_options(stored)
@@ -299,6 +310,30 @@ def spec_from_options(keys: Any, options: Mapping[str, Any]) -> IndexSpec:
         options=stored,
         geo=geo,
     )
+
+
+MAX_TTL_SECONDS = 2_147_483_647
+
+
+def _check_ttl(key: tuple[tuple[str, Any], ...], name: str, seconds: Any) -> None:
+    """MongoDB's rules for ``expireAfterSeconds``: a number in [0, 2^31 - 1], not on ``_id``."""
+    if key == (("_id", 1),):
+        raise MongoError(
+            INVALID_INDEX_SPECIFICATION_OPTION,
+            "The field 'expireAfterSeconds' is not valid for an _id index specification. "
+            f"Specification: {{ key: {{ _id: 1 }}, name: \"{name}\" }}",
+            code_name="InvalidIndexSpecificationOption",
+        )
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise _cannot_create(
+            "TTL index 'expireAfterSeconds' option must be numeric, but received a type of "
+            f"'{type(seconds).__name__}'"
+        )
+    if not 0 <= seconds <= MAX_TTL_SECONDS:  # NaN fails both comparisons
+        raise _cannot_create(
+            "TTL index 'expireAfterSeconds' option must be within an acceptable range, "
+            f"[0, {MAX_TTL_SECONDS}], but received {seconds}"
+        )
 
 
 def _spec_from_catalog(entry: Mapping[str, Any]) -> IndexSpec:

@@ -19,9 +19,11 @@ from node.commands.context import WIRE, RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
+from node.engine.errors import MongoError
 from node.server.config import NodeConfig
 from node.server.grpc_service import add_command_service, make_server
 from node.server.statemachine import StateMachine
+from node.server.ttl import TTLMonitor
 
 log = logging.getLogger("helogale.node")
 
@@ -72,6 +74,15 @@ class NodeApp:
         self._stopped = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="cursor-reaper",
                                         daemon=True)
+        self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
+                              interval_s=config.ttl_monitor_secs)
+
+    def _writable(self) -> bool:
+        try:
+            self.member.require_writable()
+        except MongoError:
+            return False
+        return True
 
     def _reap_loop(self) -> None:
         while not self._stopped.wait(5.0):
@@ -98,6 +109,7 @@ class NodeApp:
         self.grpc.start()
         self._start_wire()
         self._reaper.start()
+        self.ttl.start()
         log.info("member serving", extra={"fields": {
             "listen": self.config.listen, "wire_port": self.config.wire_port,
             "replset": self.config.replset, "data": self.config.data_dir}})
@@ -108,6 +120,7 @@ class NodeApp:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.ttl.stop()
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()

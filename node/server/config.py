@@ -98,6 +98,8 @@ class NodeConfig:
     cursor_timeout_s: float = 600.0
     snapshot_every: int = 50000
     keep_entries: int = 5000
+    ttl_monitor_secs: float = 60.0
+    """Seconds between the primary's passes deleting documents expired by TTL indexes."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -151,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take a state snapshot every N applied entries (default 50000)")
     p.add_argument("--keep-entries", type=int,
                    help="log entries kept behind a snapshot for slow members (default 5000)")
+    p.add_argument("--ttl-monitor-secs", type=float,
+                   help="seconds between passes deleting TTL-expired documents (default 60)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose
