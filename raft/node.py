@@ -75,11 +75,22 @@ class NodeStopped(RaftError):
 
 
 class Snapshotter:
-    """Application snapshot hooks: ``take()`` returns bytes, ``install(data)`` restores."""
+    """Application snapshot hooks: ``take()`` returns bytes, ``install(data)`` restores.
 
-    def __init__(self, take: Callable[[], bytes], install: Callable[[bytes], None]) -> None:
+    ``capture`` (optional) splits ``take`` in two for large state: called on the apply thread
+    right after an entry applied, it fixes the image as of that entry (say, by opening an MVCC
+    read transaction) and returns a function that produces the bytes later, from another
+    thread, while applying goes on."""
+
+    def __init__(
+        self,
+        take: Callable[[], bytes],
+        install: Callable[[bytes], None],
+        capture: Callable[[], Callable[[], bytes]] | None = None,
+    ) -> None:
         self.take = take
         self.install = install
+        self.capture = capture
 
 
 @dataclass
@@ -157,6 +168,10 @@ class RaftNode:
         self._applied = self.storage.first_index() - 1 if snap.empty else snap.meta.index
         self._applied_conf = cs
         self._snap_index = snap.meta.index
+        self._snap_thread: threading.Thread | None = None
+        """The background thread saving a snapshot (``Snapshotter.capture``), while it runs."""
+        self._snap_saved: int | None = None
+        """Index of a snapshot the background thread saved, not yet compacted behind."""
         self.raw = RawNode(Config(
             id=node_id, election_tick=self.cfg.election_tick,
             heartbeat_tick=self.cfg.heartbeat_tick, pre_vote=self.cfg.pre_vote,
@@ -225,6 +240,8 @@ class RaftNode:
         if self._persist_thread.is_alive():
             self._persist_thread.join(timeout=10)
         self.transport.stop()
+        if self._snap_thread is not None:
+            self._snap_thread.join(timeout=30)
         self.storage.close()
         with self._fut_lock:
             futs = [f for _, f in self._pending.values()] + list(self._reads.values())
@@ -643,12 +660,41 @@ class RaftNode:
                 f.set_result(i)
 
     def _maybe_snapshot(self) -> None:
+        """Persist thread, after applying: start a snapshot every ``snapshot_every`` entries
+        and compact the log behind the last one saved. With ``Snapshotter.capture`` the image
+        is produced and saved by a background thread (applying never waits for it); the
+        compaction that follows always happens here, where every other WAL write does."""
+        if self._snap_thread is not None and not self._snap_thread.is_alive():
+            self._snap_thread = None
+            saved, self._snap_saved = self._snap_saved, None
+            if saved is not None:  # None: saving failed (logged), the log stays whole
+                self._compact_behind(saved)
         every = self.cfg.snapshot_every
-        if not every or self._snapshotter is None or self._applied - self._snap_index < every:
+        if (not every or self._snapshotter is None or self._snap_thread is not None
+                or self._applied - self._snap_index < every):
             return
-        index = self._applied
-        snap = self.storage.create_snapshot(index, self._applied_conf, self._snapshotter.take())
-        self._snap_index = snap.meta.index
-        cut = index - self.cfg.keep_entries
+        index, conf = self._applied, self._applied_conf
+        self._snap_index = index  # no second snapshot until this one's interval has passed
+        capture = self._snapshotter.capture
+        if capture is None:
+            snap = self.storage.create_snapshot(index, conf, self._snapshotter.take())
+            self._compact_behind(snap.meta.index)
+            return
+        produce = capture()
+
+        def save() -> None:
+            try:
+                snap = self.storage.create_snapshot(index, conf, produce())
+            except Exception:
+                log.exception("raft snapshot at %d failed; the log is kept", index)
+                return
+            self._snap_saved = snap.meta.index
+
+        self._snap_thread = threading.Thread(target=save, name=f"raft-snapshot-{self.id}",
+                                             daemon=True)
+        self._snap_thread.start()
+
+    def _compact_behind(self, snap_index: int) -> None:
+        cut = snap_index - self.cfg.keep_entries
         if cut >= self.storage.first_index():
             self.storage.compact(cut)

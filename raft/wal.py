@@ -439,7 +439,9 @@ class WalStorage:
         self._dirty = False
 
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
-        """Save the application's state-machine image taken at applied ``index``."""
+        """Save the application's state-machine image taken at applied ``index``; returns the
+        latest snapshot (this one, unless a newer one exists). Safe to call from a thread
+        other than the one writing the log (the file is written outside the lock)."""
         with self._lock:
             if index <= self._snap.meta.index:
                 return self._snap
@@ -447,8 +449,10 @@ class WalStorage:
         snap = Snapshot(SnapshotMeta(index, term, conf_state), data)
         self._write_snapshot_file(snap)
         with self._lock:
-            self._snap = snap
-        return snap
+            # a snapshot installed meanwhile (another thread) may be newer: never go back
+            if index > self._snap.meta.index:
+                self._snap = snap
+            return self._snap
 
     def _write_snapshot_file(self, snap: Snapshot) -> None:
         final = self._snap_dir / f"{snap.meta.index:016x}.snap"
@@ -463,7 +467,7 @@ class WalStorage:
             _fsync_dir(self._snap_dir)
         old = sorted(self._snap_dir.glob("*.snap"))[:-self.keep_snapshots]
         for f in old:
-            f.unlink()
+            f.unlink(missing_ok=True)  # two threads may save snapshots at once
 
     def compact(self, index: int) -> None:
         """Drop entries up to ``index`` (which must not pass the latest snapshot) and delete

@@ -24,7 +24,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -86,7 +86,8 @@ class Replica:
         peers[self.id] = config.raft_listen_address
         self.raft = RaftNode(
             self.id, raft_dir, peers, self._apply,
-            snapshotter=Snapshotter(self._take_snapshot, self._install_snapshot),
+            snapshotter=Snapshotter(self._take_snapshot, self._install_snapshot,
+                                    self._capture_snapshot),
             config=RaftNodeConfig(tick_interval=TICK_S, election_tick=election_tick,
                                   heartbeat_tick=heartbeat_tick,
                                   snapshot_every=config.snapshot_every,
@@ -180,7 +181,16 @@ class Replica:
                 self.raft.transport.add_peer(m.id, m.raft_address)
 
     def _take_snapshot(self) -> bytes:
-        return _U64.pack(self.sm.applied_index) + b"".join(dump_snapshot(self.store))
+        return self._capture_snapshot()()
+
+    def _capture_snapshot(self) -> Callable[[], bytes]:
+        """Fix the store's image now (apply thread, just after an entry applied): the dump's
+        read transaction opens with its first chunk; the rest is read later, by the raft
+        snapshot thread, from that same MVCC snapshot while applying goes on."""
+        head = _U64.pack(self.sm.applied_index)
+        chunks = dump_snapshot(self.store)
+        first = next(chunks)
+        return lambda: head + first + b"".join(chunks)
 
     def _install_snapshot(self, data: bytes) -> None:
         (index,) = _U64.unpack(data[:8])

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,3 +267,53 @@ def test_stop_fails_pending_futures(tmp_path: Path) -> None:
     with pytest.raises(NodeStopped):
         lead.propose(b"after-stop").result(timeout=1)
     g.stop()
+
+
+def test_background_snapshot_does_not_hold_up_applying(tmp_path: Path) -> None:
+    """With ``Snapshotter.capture`` the image is fixed on the apply thread and produced on
+    another: entries keep committing and applying while it is produced, and the log is
+    compacted behind it only once it is saved. The image is the state as of capture."""
+    release = threading.Event()
+    captured: list[int] = []
+
+    class Capturing(Machine):
+        def capture(self) -> Any:
+            with self.lock:
+                image = b"\n".join(self.data)
+                captured.append(len(self.data))
+
+            def produce() -> bytes:
+                release.wait(20)
+                return image
+            return produce
+
+    g = Group.__new__(Group)
+    g.root, g.peers = tmp_path, {i: f"127.0.0.1:{free_port()}" for i in (1, 2, 3)}
+    g.cfg = RaftNodeConfig(snapshot_every=30, keep_entries=5)
+    g.machines, g.nodes = {}, {}
+    for i in (1, 2, 3):
+        m = g.machines[i] = Capturing()
+        g.nodes[i] = RaftNode(i, tmp_path / f"n{i}", g.peers, m.apply,
+                              snapshotter=Snapshotter(m.take, m.install, m.capture),
+                              config=g.cfg).start()
+    try:
+        lead = g.leader()
+        for f in [lead.propose(f"b{i}".encode()) for i in range(40)]:
+            f.result(timeout=15)
+        wait_until(lambda: len(captured) >= 3, 10, "every member to capture an image")
+        # the images are still being produced: applying goes on, nothing is compacted yet
+        for f in [lead.propose(f"c{i}".encode()) for i in range(100)]:
+            f.result(timeout=15)
+        assert all(n.storage.first_index() == 1 for n in g.nodes.values())
+        assert all(n.storage.snapshot().meta.index == 0 for n in g.nodes.values())
+        release.set()
+        for n in g.nodes.values():
+            wait_until(lambda n=n: n.storage.snapshot().meta.index >= 30, 10, "snapshot saved")
+        lead.propose(b"after").result(timeout=15)  # the next apply compacts behind it
+        everything = [f"b{i}".encode() for i in range(40)] + [f"c{i}".encode() for i in range(100)]
+        for n in g.nodes.values():
+            wait_until(lambda n=n: n.storage.first_index() > 1, 10, "compaction")
+            image = n.storage.snapshot().data.split(b"\n")
+            assert image == everything[:len(image)]  # a prefix: the state as of its capture
+    finally:
+        g.stop()
