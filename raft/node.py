@@ -341,12 +341,23 @@ class RaftNode:
                 self._state_cv.wait(left)
             return True
 
+    def wake_waiters(self) -> None:
+        """Make every :meth:`wait_for` re-check its predicate now (its inputs changed
+        outside this node)."""
+        with self._state_cv:
+            self._state_cv.notify_all()
+
+    def copies(self, index: int) -> int:
+        """Leader only: voters (this one included) holding ``index`` durably; 0 otherwise."""
+        v = self._view
+        if v.role != StateRole.LEADER:
+            return 0
+        return sum(1 for m in v.match.values() if m >= index)
+
     def wait_for_match(self, index: int, n: int, timeout: float) -> bool:
         """Leader only: wait until ``n`` voters (this one included) hold ``index`` durably —
         write concern ``w=n``. False on timeout or when not leader."""
-        return self.wait_for(
-            lambda v: v.role == StateRole.LEADER
-            and sum(1 for m in v.match.values() if m >= index) >= n, timeout)
+        return self.wait_for(lambda v: self.copies(index) >= n, timeout)
 
     def wait_committed(self, index: int, timeout: float) -> bool:
         return self.wait_for(lambda v: v.commit >= index, timeout)

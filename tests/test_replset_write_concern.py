@@ -125,3 +125,40 @@ def test_stream_write_to_a_secondary_is_refused_with_the_primary(cluster: LocalC
     [(_, reply)] = _stream(cluster, s, [{"insert": "s", "documents": [{"_id": "no"}]}])
     assert reply["ok"] == 0.0 and reply["code"] == 10107
     assert reply["primary"] == cluster.members[p].address
+
+
+def test_writes_waiting_for_w3_do_not_hold_up_other_write_concerns(
+        cluster: LocalCluster) -> None:
+    """Many w=3 writes stuck behind a stopped member (no wtimeout) take no thread each: a
+    majority write with a wtimeout sent after them is answered at once; the w=3 writes are
+    answered, without error, once the member is back."""
+    p = cluster.wait_for_primary()
+    down = (p + 1) % 3
+    cluster.kill(down)
+    stuck = 100
+    commands = [{"insert": "q", "documents": [{"_id": f"w3-{k}"}], "writeConcern": {"w": 3}}
+                for k in range(stuck)]
+    commands += [{"insert": "q", "documents": [{"_id": "maj"}],
+                  "writeConcern": {"w": "majority", "wtimeout": 5000}},
+                 {"insert": "q", "documents": [{"_id": "w1"}]}]
+    batch = helogale_pb2.CommandBatch(commands=[
+        helogale_pb2.StreamCommand(request_id=k, db="app", command=bson.encode(cmd))
+        for k, cmd in enumerate(commands, start=1)])
+    replies: dict[int, dict[str, Any]] = {}
+    try:
+        with grpc.insecure_channel(cluster.members[p].address, options=CHANNEL_OPTIONS) as ch:
+            stream = helogale_pb2_grpc.CommandStub(ch).Stream(iter([batch]), timeout=60)
+            for rb in stream:
+                for r in rb.replies:
+                    replies[r.request_id] = bson.decode(r.reply)
+                if {stuck + 1, stuck + 2} <= set(replies) and down is not None:
+                    assert len(replies) == 2  # the w=3 writes still wait
+                    assert replies[stuck + 1] == {"n": 1, "ok": 1.0}
+                    assert replies[stuck + 2] == {"n": 1, "ok": 1.0}
+                    cluster.restart(down)
+                    down = None
+    finally:
+        if down is not None:
+            cluster.restart(down)
+    assert len(replies) == stuck + 2
+    assert all(replies[k] == {"n": 1, "ok": 1.0} for k in range(1, stuck + 1))

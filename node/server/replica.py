@@ -25,14 +25,14 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from bson import Int64, ObjectId, Timestamp
 
 from node.commands.context import WIRE, RequestContext
-from node.commands.member import WriteConcern, write_concern_error
+from node.commands.member import WriteConcern
 from node.engine.errors import (
     NOT_PRIMARY_NO_SECONDARY_OK,
     NOT_WRITABLE_PRIMARY,
@@ -41,10 +41,10 @@ from node.engine.errors import (
 from node.engine.snapshot import dump_snapshot, load_snapshot
 from node.server.config import MemberSpec, NodeConfig
 from node.server.statemachine import StateMachine, decode_entry, encode_entry
+from node.server.write_wait import WriteConcernWaits
 from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
 from raft.types import Entry, ProposalDropped, StateRole
 
-WAITER_THREADS = 64
 log = logging.getLogger("helogale.replica")
 
 NOOP_INTERVAL_S = 10.0
@@ -97,10 +97,9 @@ class Replica:
         )
         self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
                                          daemon=True)
-        self._waiters = ThreadPoolExecutor(max_workers=WAITER_THREADS,
-                                           thread_name_prefix="write-concern-wait")
-        """Threads for :meth:`submit_async` writes whose write concern must wait (w > 1 or a
-        wtimeout); writes that settle on apply need none."""
+        self._wc_waits = WriteConcernWaits(
+            self.raft.copies, lambda pred, t: self.raft.wait_for(lambda _v: pred(), t),
+            self.raft.wake_waiters)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -110,7 +109,7 @@ class Replica:
     def stop(self) -> None:
         self._stop.set()
         self.raft.stop()
-        self._waiters.shutdown(wait=False)
+        self._wc_waits.stop()
         if self._monitor.is_alive():
             self._monitor.join(timeout=2)
 
@@ -236,42 +235,46 @@ class Replica:
     # --- writes --------------------------------------------------------------------------------
     def submit(self, entry: dict[str, Any], wc: WriteConcern
                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        started = time.monotonic()
-        deadline = started + wc.wtimeout_ms / 1000 if wc.wtimeout_ms else None
-        fut = self._propose(entry, wc)
-        if isinstance(fut, dict):
-            return fut, self._wait_w(self.sm.applied_index, wc, deadline)
-        try:
-            fut.result(None if deadline is None else max(0.0, deadline - started))
-        except FutureTimeout:
-            return {"n": 0}, write_concern_error("waiting for replication timed out", wc)
-        except (NotLeader, ProposalDropped, NodeStopped):
-            pass  # _applied_result answers with the client's error
-        result = self._applied_result(fut)
-        return result, self._wait_w(fut.result(0), wc, deadline)
+        return self.submit_async(entry, wc).result()
 
     def submit_async(self, entry: dict[str, Any], wc: WriteConcern
                      ) -> Future[tuple[dict[str, Any], dict[str, Any] | None]]:
-        """:meth:`submit` without blocking. A write concern that settles on apply needs no
-        thread: the future completes in the thread that applies the entry (or fails the
-        proposal); any other waits on one of the write-concern waiter threads."""
-        if not wc.settles_on_apply:
-            self.require_writable()
-            return self._waiters.submit(self.submit, entry, wc)
-        out: Future[tuple[dict[str, Any], dict[str, Any] | None]] = Future()
+        """Propose ``entry`` at once; the future completes with (result, writeConcernError)
+        when the write concern is settled, or fails with the client's MongoError. No thread
+        waits per write: a write concern that settles on apply is completed by the thread
+        that applies the entry; ``w > 1`` and ``wtimeout`` also involve the one watcher of
+        :class:`~node.server.write_wait.WriteConcernWaits`."""
+        started = time.monotonic()
         fut = self._propose(entry, wc)
-        if isinstance(fut, dict):
-            out.set_result((fut, None))
+        if wc.settles_on_apply:
+            out: Future[tuple[dict[str, Any], dict[str, Any] | None]] = Future()
+            if isinstance(fut, dict):
+                out.set_result((fut, None))
+                return out
+
+            def settle(done: Future[int]) -> None:
+                try:
+                    out.set_result((self._applied_result(done), None))
+                except Exception as exc:  # MongoError, or a bug the dispatcher reports
+                    out.set_exception(exc)
+
+            fut.add_done_callback(settle)
             return out
+        wait = self._wc_waits.add(wc, started)
+        if isinstance(fut, dict):  # a recorded reply: it applied at or before applied_index
+            self._wc_waits.applied(wait, fut, self.sm.applied_index)
+            return wait.out
 
-        def settle(done: Future[int]) -> None:
+        def applied(done: Future[int]) -> None:
             try:
-                out.set_result((self._applied_result(done), None))
-            except Exception as exc:  # MongoError, or a bug the dispatcher reports
-                out.set_exception(exc)
+                result = self._applied_result(done)
+            except Exception as exc:
+                self._wc_waits.failed(wait, exc)
+                return
+            self._wc_waits.applied(wait, result, done.result(0))
 
-        fut.add_done_callback(settle)
-        return out
+        fut.add_done_callback(applied)
+        return wait.out
 
     def _propose(self, entry: dict[str, Any], wc: WriteConcern) -> Future[int] | dict[str, Any]:
         """Propose ``entry``: the Raft future, or a result known without waiting (the reply a
@@ -295,7 +298,9 @@ class Replica:
         try:
             fut.result(0)
         except NotLeader as exc:
-            primary = self.primary_address()
+            # the leader the refusal names: this member's view may not show the change yet
+            known = self._member(exc.leader) if exc.leader and exc.leader != self.id else None
+            primary = known.host if known is not None and known.priority > 0 else None
             raise MongoError(NOT_WRITABLE_PRIMARY, f"not primary: {exc}",
                              details={"primary": primary} if primary else None) from None
         except (ProposalDropped, NodeStopped) as exc:
@@ -305,16 +310,6 @@ class Replica:
         if not isinstance(result, dict):
             raise _interrupted("write outcome unknown after a replica set state change")
         return result
-
-    def _wait_w(self, index: int, wc: WriteConcern, deadline: float | None
-                ) -> dict[str, Any] | None:
-        if not isinstance(wc.w, int) or wc.w <= 1:
-            return None  # applied => majority-committed already
-        timeout = 1e9 if deadline is None else max(0.0, deadline - time.monotonic())
-        if self.raft.wait_for_match(index, wc.w, timeout):
-            return None
-        return write_concern_error(
-            f"waiting for replication timed out; w={wc.w} not reached for index {index}", wc)
 
     # --- reads ---------------------------------------------------------------------------------
     def check_readable(self, cmd: Mapping[str, Any], ctx: RequestContext) -> None:

@@ -1,0 +1,171 @@
+"""Write-concern waits with no thread per write.
+
+A write is answered once its Raft entry has applied here (the reply is what applying it
+returned) and, for ``w: N > 1``, N voting members hold the entry durably. ``wtimeout`` bounds
+the whole wait: when it passes first, the reply carries a writeConcernError (code 64) and the
+write is never undone. :class:`WriteConcernWaits` holds every write still waiting: the apply
+thread hands it each entry's outcome, and one watcher thread does what needs the clock or the
+replication progress (deadlines, ``w > 1``), woken by either.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from node.commands.member import WriteConcern, write_concern_error
+
+Outcome = tuple[dict[str, Any], "dict[str, Any] | None"]
+MAX_SLEEP_S = 1.0
+"""The watcher re-reads the clock at least this often even with no deadline in sight."""
+
+
+class _Wait:
+    """One write: its future, write concern, deadline and (once applied) result and index."""
+
+    __slots__ = ("deadline", "done", "index", "out", "result", "wc")
+
+    def __init__(self, out: Future[Outcome], wc: WriteConcern, deadline: float | None) -> None:
+        self.out = out
+        self.wc = wc
+        self.deadline = deadline
+        self.result: dict[str, Any] | None = None
+        self.index = 0
+        self.done = False
+
+    @property
+    def needs_copies(self) -> int:
+        """Voters that must hold the entry (0: applied here is enough)."""
+        w = self.wc.w
+        return w if isinstance(w, int) and w > 1 else 0
+
+
+class WriteConcernWaits:
+    """Completes waiting writes. ``copies(index)`` counts the voters holding ``index`` (0 when
+    this member is not leader); ``wait_progress(pred, timeout)`` blocks until the replication
+    state may have changed and ``pred()`` holds, or the timeout; ``wake()`` interrupts it."""
+
+    def __init__(
+        self,
+        copies: Callable[[int], int],
+        wait_progress: Callable[[Callable[[], bool], float], bool],
+        wake: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._copies = copies
+        self._wait_progress = wait_progress
+        self._wake = wake
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._added = threading.Condition(self._lock)
+        self._waits: set[_Wait] = set()
+        self._changed = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="write-concern-waits",
+                                        daemon=True)
+        self._thread.start()
+
+    def add(self, wc: WriteConcern, started: float) -> _Wait:
+        """Start waiting for a write submitted at ``started`` (monotonic seconds)."""
+        deadline = started + wc.wtimeout_ms / 1000 if wc.wtimeout_ms else None
+        wait = _Wait(Future(), wc, deadline)
+        with self._lock:
+            self._waits.add(wait)
+            self._changed = True
+            self._added.notify()
+        self._wake()
+        return wait
+
+    def applied(self, wait: _Wait, result: dict[str, Any], index: int) -> None:
+        """The write's entry applied at ``index`` with ``result`` (apply thread)."""
+        with self._lock:
+            if wait.done:  # answered already (its wtimeout passed first)
+                return
+            wait.result, wait.index = result, index
+            ready = not wait.needs_copies
+            if ready:
+                self._finish_locked(wait)
+            else:
+                self._changed = True
+        if ready:
+            wait.out.set_result((result, None))
+        else:
+            self._wake()
+
+    def failed(self, wait: _Wait, exc: BaseException) -> None:
+        """The write's proposal failed: its future fails with ``exc``."""
+        with self._lock:
+            if wait.done:
+                return
+            self._finish_locked(wait)
+        wait.out.set_exception(exc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._added.notify()
+        self._wake()
+        self._thread.join(timeout=5)
+
+    # --- the watcher -----------------------------------------------------------------------------
+    def _finish_locked(self, wait: _Wait) -> bool:
+        if wait.done:
+            return False
+        wait.done = True
+        self._waits.discard(wait)
+        return True
+
+    def _outcome(self, wait: _Wait, now: float) -> Outcome | None:
+        """The reply now due for ``wait``, or None while it must go on waiting."""
+        if (wait.result is not None and wait.needs_copies
+                and self._copies(wait.index) >= wait.needs_copies):
+            return wait.result, None
+        if wait.deadline is None or now < wait.deadline:
+            return None
+        if wait.result is None:
+            return {"n": 0}, write_concern_error("waiting for replication timed out", wait.wc)
+        return wait.result, write_concern_error(
+            f"waiting for replication timed out; w={wait.wc.w} not reached for index "
+            f"{wait.index}", wait.wc)
+
+    def _settle(self) -> float | None:
+        """Complete every wait that is due; the earliest deadline still pending."""
+        now = self._clock()
+        due: list[tuple[_Wait, Outcome]] = []
+        earliest: float | None = None
+        with self._lock:
+            self._changed = False
+            for wait in list(self._waits):
+                outcome = self._outcome(wait, now)
+                if outcome is not None:
+                    if self._finish_locked(wait):
+                        due.append((wait, outcome))
+                elif wait.deadline is not None:
+                    earliest = wait.deadline if earliest is None else min(earliest, wait.deadline)
+        for wait, outcome in due:
+            wait.out.set_result(outcome)
+        return earliest
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waits and not self._stopped:
+                    self._added.wait()
+                if self._stopped:
+                    return
+            earliest = self._settle()
+            timeout = MAX_SLEEP_S if earliest is None else earliest - self._clock()
+            if timeout > 0:
+                self._wait_progress(self._progress_due, min(timeout, MAX_SLEEP_S))
+
+    def _progress_due(self) -> bool:
+        """Whether the watcher should look again: something changed here, or a write waiting
+        for copies may have them now."""
+        if self._changed or self._stopped:
+            return True
+        with self._lock:
+            waits = [w for w in self._waits if w.result is not None and w.needs_copies]
+        return any(self._copies(w.index) >= w.needs_copies for w in waits)

@@ -1,0 +1,119 @@
+"""WriteConcernWaits: writes waiting for w > 1 or a wtimeout complete from one watcher thread,
+with the replies the blocking path gave (a stand-in for the Raft node's replication state)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from node.commands.member import WriteConcern
+from node.engine.errors import MongoError
+from node.server.write_wait import WriteConcernWaits
+
+
+class FakeRaft:
+    """Voters holding every entry (``held``), with the wait/wake of RaftNode.wait_for."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.cv = threading.Condition()
+
+    def copies(self, index: int) -> int:
+        return self.held
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float) -> bool:
+        with self.cv:
+            return self.cv.wait_for(pred, timeout)
+
+    def wake(self) -> None:
+        with self.cv:
+            self.cv.notify_all()
+
+    def set_held(self, n: int) -> None:
+        with self.cv:
+            self.held = n
+            self.cv.notify_all()
+
+
+@pytest.fixture
+def raft() -> FakeRaft:
+    return FakeRaft()
+
+
+@pytest.fixture
+def waits(raft: FakeRaft) -> Iterator[WriteConcernWaits]:
+    w = WriteConcernWaits(raft.copies, raft.wait_for, raft.wake)
+    yield w
+    w.stop()
+
+
+def test_w3_completes_when_three_members_hold_the_entry(raft: FakeRaft,
+                                                        waits: WriteConcernWaits) -> None:
+    raft.set_held(2)
+    wait = waits.add(WriteConcern(w=3), time.monotonic())
+    waits.applied(wait, {"n": 1}, 7)
+    with pytest.raises(TimeoutError):
+        wait.out.result(0.3)
+    raft.set_held(3)
+    assert wait.out.result(5) == ({"n": 1}, None)
+
+
+def test_wtimeout_before_the_entry_applies(waits: WriteConcernWaits) -> None:
+    wait = waits.add(WriteConcern(w="majority", wtimeout_ms=100), time.monotonic())
+    result, wce = wait.out.result(5)
+    assert result == {"n": 0}
+    assert wce is not None and wce["code"] == 64 and wce["errInfo"]["wtimeout"] is True
+    waits.applied(wait, {"n": 1}, 3)  # applying later changes nothing already answered
+    assert wait.out.result(0) == (result, wce)
+
+
+def test_wtimeout_after_applying_short_of_w_copies(raft: FakeRaft,
+                                                   waits: WriteConcernWaits) -> None:
+    raft.set_held(2)
+    wait = waits.add(WriteConcern(w=3, wtimeout_ms=150), time.monotonic())
+    waits.applied(wait, {"n": 1, "nModified": 1}, 42)
+    result, wce = wait.out.result(5)
+    assert result == {"n": 1, "nModified": 1}
+    assert wce is not None and wce["code"] == 64 and "w=3 not reached for index 42" in wce["errmsg"]
+
+
+def test_applied_within_wtimeout_needs_no_more(waits: WriteConcernWaits) -> None:
+    wait = waits.add(WriteConcern(w=1, wtimeout_ms=60_000), time.monotonic())
+    waits.applied(wait, {"n": 1}, 1)
+    assert wait.out.result(0) == ({"n": 1}, None)
+
+
+def test_a_failed_proposal_fails_the_write_once(waits: WriteConcernWaits) -> None:
+    wait = waits.add(WriteConcern(w=2), time.monotonic())
+    waits.failed(wait, MongoError(11602, "interrupted"))
+    with pytest.raises(MongoError):
+        wait.out.result(0)
+    waits.failed(wait, MongoError(1, "second"))  # ignored
+    assert wait.out.exception(0).code == 11602  # type: ignore[union-attr]
+
+
+def test_many_waiting_writes_hold_no_thread_each(raft: FakeRaft,
+                                                 waits: WriteConcernWaits) -> None:
+    """The regression a thread pool had: writes behind long waits must not queue."""
+    raft.set_held(2)
+    before = threading.active_count()
+    stuck = [waits.add(WriteConcern(w=3), time.monotonic()) for _ in range(500)]
+    for i, wait in enumerate(stuck):
+        waits.applied(wait, {"n": 1}, i + 1)
+    quick = waits.add(WriteConcern(w="majority", wtimeout_ms=5000), time.monotonic())
+    waits.applied(quick, {"n": 1}, 501)
+    assert quick.out.result(2) == ({"n": 1}, None)
+    assert threading.active_count() <= before + 1
+    assert not any(w.out.done() for w in stuck)
+    raft.set_held(3)
+    assert all(w.out.result(5) == ({"n": 1}, None) for w in stuck)
+
+
+def test_stop_ends_the_watcher(raft: FakeRaft) -> None:
+    w = WriteConcernWaits(raft.copies, raft.wait_for, raft.wake)
+    w.add(WriteConcern(w=3), time.monotonic())
+    w.stop()
+    assert not w._thread.is_alive()
