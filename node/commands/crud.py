@@ -160,6 +160,23 @@ GROUPERS = {"insert": InsertGrouper()}
 _UPDATE_FIELDS = {"q", "u", "upsert", "multi", "arrayFilters", "collation", "hint", "c"}
 
 
+def _get_array_filters(st: Mapping[str, Any], where: str) -> list[dict[str, Any]] | None:
+    """The statement's ``arrayFilters`` (None when absent), type-checked as MongoDB's IDL does;
+    the filters themselves are compiled (and refused) when the entry applies, so a bad filter
+    is a write error of its statement."""
+    filters = st.get("arrayFilters")
+    if filters is None:
+        return None
+    if not isinstance(filters, list):
+        raise type_mismatch(f"BSON field '{where}.arrayFilters' is the wrong type "
+                            f"'{bson_type_name(filters)}', expected type 'array'")
+    for i, f in enumerate(filters):
+        if not isinstance(f, Mapping):
+            raise type_mismatch(f"BSON field '{where}.arrayFilters.{i}' is the wrong type "
+                                f"'{bson_type_name(f)}', expected type 'object'")
+    return [dict(f) for f in filters]
+
+
 def _parse_update_statement(i: int, st: Any) -> dict[str, Any]:
     if not isinstance(st, Mapping):
         raise type_mismatch(f"BSON field 'update.updates.{i}' is the wrong type "
@@ -181,7 +198,10 @@ def _parse_update_statement(i: int, st: Any) -> dict[str, Any]:
     if multi and is_replacement and u:
         raise MongoError(FAILED_TO_PARSE, "multi update is not supported for replacement-style "
                          "update")
+    array_filters = _get_array_filters(st, "update.updates")
     out: dict[str, Any] = {"q": dict(q), "u": dict(u), "multi": multi, "upsert": upsert}
+    if array_filters is not None:
+        out["arrayFilters"] = array_filters
     if upsert:
         out["upsertId"] = ObjectId()
     return out
@@ -284,6 +304,7 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
     new = get_bool(cmd, name, "new")
     upsert = get_bool(cmd, name, "upsert")
     upd = cmd.get("update")
+    array_filters = _get_array_filters(cmd, name)
     if remove:
         if upd is not None:
             raise MongoError(FAILED_TO_PARSE, "Cannot specify both an update and remove=true")
@@ -292,6 +313,8 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
         if new:
             raise MongoError(FAILED_TO_PARSE, "Cannot specify both new=true and remove=true; "
                              "'remove' always returns the deleted document")
+        if array_filters is not None:
+            raise MongoError(FAILED_TO_PARSE, "Cannot specify arrayFilters and remove=true")
     else:
         if upd is None:
             raise MongoError(FAILED_TO_PARSE, "Either an update or remove=true must be "
@@ -307,6 +330,8 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
         "remove": remove, "new": new, "upsert": upsert,
         "update": dict(upd) if isinstance(upd, Mapping) else None,
     }
+    if array_filters is not None:
+        entry["arrayFilters"] = array_filters
     if upsert:
         entry["upsertId"] = ObjectId()
     return submit(node, cmd, entry, ctx)

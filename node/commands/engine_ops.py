@@ -48,7 +48,7 @@ def update(engine: Engine, txn: Any, db: str, coll: str, st: Mapping[str, Any],
            now: _dt.datetime) -> UpdateOutcome:
     res = engine.collection(db, coll).update(
         st["q"], st["u"], upsert=st["upsert"], multi=st["multi"],
-        upsert_id=st.get("upsertId"), now=now, txn=txn)
+        upsert_id=st.get("upsertId"), now=now, array_filters=st.get("arrayFilters"), txn=txn)
     if res.upserted:
         return UpdateOutcome(0, 0, res.upserted_id)
     return UpdateOutcome(res.n, res.n_modified, None)
@@ -63,7 +63,8 @@ def find_and_modify(engine: Engine, txn: Any, entry: Mapping[str, Any]) -> Any:
     return engine.collection(entry["db"], entry["coll"]).find_and_modify(
         entry["query"], sort=entry["sort"] or None, update=entry["update"],
         remove=entry["remove"], new=entry["new"], fields=entry["fields"],
-        upsert=entry["upsert"], upsert_id=entry.get("upsertId"), now=entry["now"], txn=txn)
+        upsert=entry["upsert"], upsert_id=entry.get("upsertId"), now=entry["now"],
+        array_filters=entry.get("arrayFilters"), txn=txn)
 
 
 def create_collection(engine: Engine, txn: Any, db: str, coll: str) -> None:

@@ -702,15 +702,17 @@ class Collection:
         multi: bool = False,
         upsert_id: Any = None,
         now: datetime.datetime | None = None,
+        array_filters: list[Mapping[str, Any]] | None = None,
         txn: WriteTxn | None = None,
     ) -> UpdateResult:
         """Apply update ``u`` to the first (or, ``multi``, every) document matching ``q``.
 
         With ``upsert`` and no match, inserts the query's equality fields updated by ``u``;
         its ``_id`` (when neither query nor update gives one) is ``upsert_id``, supplied by the
-        caller. ``now`` is the time ``$currentDate`` writes.
+        caller. ``now`` is the time ``$currentDate`` writes. ``array_filters``: the filters
+        ``$[<identifier>]`` paths in ``u`` select array elements by (MongoDB's ``arrayFilters``).
         """
-        update = Update(u)
+        update = Update(u, array_filters)
         if multi and update.is_replacement:
             raise failed_to_parse("multi update is not supported for replacement-style update")
         matcher_filter = q or {}
@@ -787,12 +789,14 @@ class Collection:
         upsert: bool = False,
         upsert_id: Any = None,
         now: datetime.datetime | None = None,
+        array_filters: list[Mapping[str, Any]] | None = None,
         txn: WriteTxn | None = None,
     ) -> FindAndModifyResult:
         """Atomically update or remove the first match (in ``sort`` order) and return it.
 
         ``value`` is the document before the change, or after it with ``new``; None when
         nothing matched (and nothing was upserted, or ``new`` is false on an upsert).
+        ``array_filters`` as for :meth:`update`.
         """
         if remove and update is not None:
             raise failed_to_parse("Cannot specify both an update and remove=true")
@@ -805,7 +809,9 @@ class Collection:
             )
         if remove and upsert:
             raise failed_to_parse("Cannot specify both upsert=true and remove=true")
-        compiled = Update(update) if update is not None else None
+        if remove and array_filters is not None:
+            raise failed_to_parse("Cannot specify arrayFilters and remove=true")
+        compiled = Update(update, array_filters) if update is not None else None
         compiled_sort = Sort(sort)
         project = _projector(fields)
         flt = query or {}

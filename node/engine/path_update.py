@@ -4,9 +4,9 @@ Unlike the read side (``paths.py``), writes never fan out over arrays implicitly
 component addresses an array element (``"emails.0.email"``), anything else addresses a field,
 and a path that runs into a scalar (or a non-numeric component into an array) is rejected with
 MongoDB's PathNotViable error (exact reads use :func:`node.engine.paths.lookup`). Also here:
-splitting/validating update paths, expanding the positional ``$`` and all-positional ``$[]``
-components into concrete paths, checking field names for storage, and rendering values the way
-MongoDB's error messages print them.
+splitting/validating update paths, expanding the positional ``$``, all-positional ``$[]`` and
+filtered positional ``$[<identifier>]`` components into concrete paths, checking field names for
+storage, and rendering values the way MongoDB's error messages print them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bson.dbref import DBRef
@@ -36,6 +36,17 @@ from node.engine.values import MISSING
 
 POSITIONAL = "$"
 ALL_POSITIONAL = "$[]"
+
+
+def is_array_filter(part: str) -> bool:
+    """Whether ``part`` is ``$[]`` or ``$[<identifier>]`` (what MongoDB calls an array filter
+    identifier; the identifier of ``$[]`` is empty)."""
+    return len(part) >= 3 and part[0] == "$" and part[1] == "[" and part[-1] == "]"
+
+
+def is_positional_part(part: str) -> bool:
+    """Whether ``part`` is ``$``, ``$[]`` or ``$[<identifier>]``."""
+    return part == POSITIONAL or is_array_filter(part)
 
 
 def split_update_path(path: str) -> list[str]:
@@ -113,18 +124,24 @@ def unset_value(doc: dict[str, Any], parts: list[str]) -> bool:
 
 
 def expand_positional(
-    doc: Any, parts: list[str], position: int | None, *, is_insert: bool = False
+    doc: Any,
+    parts: list[str],
+    position: int | None,
+    *,
+    is_insert: bool = False,
+    filters: Mapping[str, Callable[[Any], bool]] | None = None,
 ) -> list[list[str]]:
-    """Concrete paths for ``parts``: ``$`` becomes the query's matched index, ``$[]`` every index.
+    """Concrete paths for ``parts``: ``$`` becomes the query's matched index, ``$[]`` every index,
+    ``$[<id>]`` every index whose element ``filters[id]`` accepts (the array filters).
 
     Raises BadValue (code 2) as MongoDB does when ``$`` has no match from the query, or when
-    ``$[]`` meets a missing or non-array field.
+    ``$[]``/``$[<id>]`` meets a missing or non-array field.
     """
-    if POSITIONAL not in parts and ALL_POSITIONAL not in parts:
+    if not any(is_positional_part(p) for p in parts):
         return [parts]
     results: list[list[str]] = [[]]
     used_positional = False
-    for depth, part in enumerate(parts):
+    for part in parts:
         if part == POSITIONAL and not used_positional:
             used_positional = True
             if position is None or is_insert:
@@ -132,13 +149,15 @@ def expand_positional(
                     "The positional operator did not find the match needed from the query."
                 )
             results = [[*r, str(position)] for r in results]
-        elif part == ALL_POSITIONAL:
+        elif is_array_filter(part):
+            identifier = part[2:-1]
+            accepts = filters[identifier] if identifier else None
             expanded: list[list[str]] = []
             for r in results:
                 array = lookup(doc, r)
                 if array is MISSING:
                     raise bad_value(
-                        f"The path '{'.'.join(parts[:depth])}' must exist in the document "
+                        f"The path '{'.'.join(r)}' must exist in the document "
                         "in order to apply array updates."
                     )
                 if not isinstance(array, list):
@@ -146,7 +165,11 @@ def expand_positional(
                         "Cannot apply array updates to non-array element "
                         f"{r[-1] if r else ''}: {format_value(array)}"
                     )
-                expanded.extend([*r, str(i)] for i in range(len(array)))
+                expanded.extend(
+                    [*r, str(i)]
+                    for i, element in enumerate(array)
+                    if accepts is None or accepts(element)
+                )
             results = expanded
         else:
             results = [[*r, part] for r in results]

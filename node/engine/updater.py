@@ -4,9 +4,10 @@ applies it to documents; :func:`upsert_seed` builds an upsert's base document fr
 Modifiers: ``$inc $mul $set $unset $min $max $rename $currentDate $setOnInsert $push`` (with
 ``$each $slice $sort $position``) ``$pushAll $addToSet`` (with ``$each``) ``$pop $pull $pullAll``.
 Paths use dot notation (intermediate documents are created, numeric components address array
-elements), the positional ``$`` (the array index the query matched, passed in by the caller) and
-``$[]`` (every element). Overlapping paths are rejected at compile time with MongoDB's code 40
-message. As in MongoDB 5.0+, modifications are applied in path order (numeric components in
+elements), the positional ``$`` (the array index the query matched, passed in by the caller),
+``$[]`` (every element) and ``$[<identifier>]`` (the elements the update's ``arrayFilters`` entry
+for that identifier matches). Overlapping paths are rejected at compile time with MongoDB's code
+40 message. As in MongoDB 5.0+, modifications are applied in path order (numeric components in
 numeric order, names lexicographically), so new fields appear in that order.
 
 Deterministic: the time ``$currentDate`` writes is the caller's ``now``.
@@ -28,11 +29,13 @@ from bson.regex import Regex
 from bson.timestamp import Timestamp
 
 from node.engine.errors import (
+    MongoError,
     bad_value,
     conflicting_update_operators,
     dollar_prefixed_field_name,
     failed_to_parse,
     immutable_field,
+    invalid_options,
     location,
     path_not_viable,
     type_mismatch,
@@ -44,6 +47,8 @@ from node.engine.path_update import (
     expand_positional,
     format_id,
     format_value,
+    is_array_filter,
+    is_positional_part,
     set_value,
     split_update_path,
     unset_value,
@@ -189,30 +194,75 @@ def _path_order_key(parts: list[str]) -> tuple[tuple[int, int | str], ...]:
 
 
 class _ConflictTrie:
-    """Detects overlapping update paths (one a prefix of the other), MongoDB's code 40."""
+    """Detects overlapping update paths (one a prefix of the other), MongoDB's code 40.
+
+    Also MongoDB's rule that an array updated through ``$[<id>]`` takes no other kind of
+    component at that level (``a.$[i]`` with ``a.0``, ``a.$`` or ``a.b``: a conflict at ``a``).
+    """
+
+    _END = "\0end"
 
     def __init__(self) -> None:
         self._root: dict[str, Any] = {}
 
-    def add(self, path: str, parts: list[str], *, resolved: bool = False) -> None:
-        """Record ``path``; ``resolved``: a path whose ``$``/``$[]`` were replaced by the
-        document's indexes, reported as MongoDB does when merging such paths at apply time."""
+    def add(self, path: str, parts: list[str], *, original: list[str] | None = None) -> None:
+        """Record ``path``. ``original``: ``parts`` is a path whose ``$``/``$[]``/``$[<id>]``
+        were replaced by the document's indexes and ``original`` is the path as written;
+        conflicts are then reported as MongoDB does when merging such paths at apply time."""
         node = self._root
         for depth, part in enumerate(parts):
-            if node.get("\0end"):
-                self._conflict(path, ".".join(parts[:depth]), resolved)
+            other = node.get(self._END)
+            if other is not None:
+                self._conflict(path, parts, depth, original, other)
+            if original is None and part not in node and _mixes_array_filters(node, part):
+                self._conflict(path, parts, depth, None, None)
             node = node.setdefault(part, {})
         if node:
-            self._conflict(path, path, resolved)
-        node["\0end"] = True
+            other = node.get(self._END) or _first_end(node)
+            self._conflict(path, parts, len(parts), original, other)
+        node[self._END] = original if original is not None else parts
 
     @staticmethod
-    def _conflict(path: str, at: str, resolved: bool) -> None:
-        if resolved:
-            raise conflicting_update_operators(f"Update created a conflict at '{at}'")
-        raise conflicting_update_operators(
-            f"Updating the path '{path}' would create a conflict at '{at}'"
-        )
+    def _conflict(
+        path: str,
+        parts: list[str],
+        depth: int,
+        original: list[str] | None,
+        other: list[str] | None,
+    ) -> None:
+        if original is None:
+            at = ".".join(parts[:depth])
+            raise conflicting_update_operators(
+                f"Updating the path '{path}' would create a conflict at '{at}'"
+            )
+        # as MongoDB's merge of the update tree names it: a component both paths wrote the
+        # same way ('b', '$[k]') stays as written, one they reach differently is the index
+        assert other is not None
+        shown = [original[i] if original[i] == other[i] else parts[i] for i in range(depth)]
+        raise conflicting_update_operators(f"Update created a conflict at '{'.'.join(shown)}'")
+
+
+def _mixes_array_filters(node: Mapping[str, Any], part: str) -> bool:
+    """Whether adding ``part`` beside ``node``'s components mixes ``$[<id>]`` with a field name,
+    index or ``$`` (``$[]`` beside an index stays allowed, checked when resolved)."""
+    kind = is_array_filter(part)
+    for key in node:
+        if key == _ConflictTrie._END or is_array_filter(key) == kind:
+            continue
+        if (kind and part != ALL_POSITIONAL) or (not kind and key != ALL_POSITIONAL):
+            return True
+    return False
+
+
+def _first_end(node: Mapping[str, Any]) -> list[str]:
+    """The path recorded first below ``node`` (every one of them shares its prefix)."""
+    found: list[str] = node.get(_ConflictTrie._END) or []
+    for key, child in node.items():
+        if found:
+            break
+        if key != _ConflictTrie._END:
+            found = _first_end(child)
+    return found
 
 
 class _PullCondition:
@@ -345,6 +395,93 @@ def _compile_current_date(path: str, arg: Any) -> str:
     )
 
 
+# --- array filters ($[<identifier>]) ------------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"[a-z][a-zA-Z0-9]*")
+
+
+class ArrayFilter:
+    """One element of an update's ``arrayFilters``: a query on the identifier, compiled once.
+
+    An array element is tested as the value of a field named by the identifier (as MongoDB
+    does), so ``{x: {$gte: 100}}`` tests the element itself and ``{"x.grade": {$gte: 85}}``
+    tests a field of a document element.
+    """
+
+    __slots__ = ("identifier", "matcher")
+
+    def __init__(self, identifier: str, matcher: Any) -> None:
+        self.identifier = identifier
+        self.matcher = matcher
+
+    def __call__(self, element: Any) -> bool:
+        return bool(self.matcher.matches({self.identifier: element}))
+
+
+def compile_array_filters(filters: Any) -> dict[str, ArrayFilter]:
+    """``arrayFilters`` compiled by identifier, validated with MongoDB's errors: TypeMismatch
+    (14) for a non-array or a non-document element, the query's own error (prefixed "Error
+    parsing array filter"), FailedToParse (9) for several or no top-level names and repeated
+    identifiers, BadValue (2) for an identifier that is not a lowercase-led alphanumeric."""
+    if filters is None:
+        return {}
+    if not isinstance(filters, list | tuple):
+        raise type_mismatch(f"arrayFilters must be an array, not {type_name(filters)}")
+    from node.engine.matcher import Matcher
+
+    compiled: dict[str, ArrayFilter] = {}
+    for i, raw in enumerate(filters):
+        if not isinstance(raw, Mapping):
+            raise type_mismatch(f"arrayFilters.{i} must be an object, not {type_name(raw)}")
+        try:
+            matcher = Matcher(raw)
+            identifier = _filter_identifier(raw)
+        except MongoError as exc:
+            raise MongoError(
+                exc.code,
+                f"Error parsing array filter :: caused by :: {exc.errmsg}",
+                code_name=exc.code_name,
+            ) from None
+        if identifier is None:
+            raise failed_to_parse(
+                "Cannot use an expression without a top-level field name in arrayFilters"
+            )
+        if not _IDENTIFIER.fullmatch(identifier):
+            raise bad_value(
+                "Error parsing array filter :: caused by :: The top-level field name must be an "
+                f"alphanumeric string beginning with a lowercase letter, found '{identifier}'"
+            )
+        if identifier in compiled:
+            raise failed_to_parse(
+                f"Found multiple array filters with the same top-level field name {identifier}"
+            )
+        compiled[identifier] = ArrayFilter(identifier, matcher)
+    return compiled
+
+
+def _filter_identifier(query: Mapping[str, Any]) -> str | None:
+    """The one top-level field name (before any dot) of a filter, looking through ``$and``,
+    ``$or`` and ``$nor``; None when it has none. Two different names: FailedToParse (9)."""
+    found: str | None = None
+    for key, value in query.items():
+        if key in ("$and", "$or", "$nor"):
+            names = [_filter_identifier(clause) for clause in value]
+        elif key.startswith("$"):
+            continue
+        else:
+            names = [key.split(".", 1)[0]]
+        for name in names:
+            if name is None:
+                continue
+            if found is None:
+                found = name
+            elif name != found:
+                raise failed_to_parse(
+                    f"Expected a single top-level field name, found '{found}' and '{name}'"
+                )
+    return found
+
+
 # --- the compiled update ------------------------------------------------------------------------
 
 
@@ -355,7 +492,9 @@ class Update:
     modifiers, malformed arguments, conflicting paths) and raises :class:`MongoError`.
     """
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
+    def __init__(
+        self, spec: Mapping[str, Any], array_filters: list[Mapping[str, Any]] | None = None
+    ) -> None:
         if not isinstance(spec, Mapping):
             raise failed_to_parse(
                 "Update argument must be either an object or an array (pipeline updates are "
@@ -368,7 +507,12 @@ class Update:
         self._renames: list[tuple[list[str], str, list[str], str]] = []
         self.replacement: dict[str, Any] | None = None
         self._positional = False
+        self._filters = compile_array_filters(array_filters)
         if self.is_replacement:
+            if self._filters:
+                raise invalid_options(
+                    "arrayFilters may not be specified for replacement-style updates"
+                )
             self._compile_replacement(spec)
         else:
             self._compile_modifiers(spec)
@@ -387,6 +531,7 @@ class Update:
 
     def _compile_modifiers(self, spec: Mapping[str, Any]) -> None:
         trie = _ConflictTrie()
+        used: set[str] = set()
         for name, fields in spec.items():
             if name not in MODIFIERS:
                 raise failed_to_parse(
@@ -407,10 +552,15 @@ class Update:
                     raise bad_value(
                         f"Too many positional (i.e. '$') elements found in path '{path}'"
                     )
-                if parts[0] in (POSITIONAL, ALL_POSITIONAL):
+                if parts[0] == POSITIONAL:
                     raise bad_value(
                         "Cannot have positional (i.e. '$') element in the first position in "
                         f"path '{path}'"
+                    )
+                if is_array_filter(parts[0]):
+                    raise bad_value(
+                        "Cannot have array filter identifier (i.e. '$[<id>]') element in the "
+                        f"first position in path '{path}'"
                     )
                 if parts[0].startswith("$"):
                     raise dollar_prefixed_field_name(
@@ -418,16 +568,23 @@ class Update:
                         "for storage."
                     )
                 for part in parts:
-                    if part.startswith("$[") and part.endswith("]") and part != ALL_POSITIONAL:
+                    identifier = part[2:-1] if is_array_filter(part) else ""
+                    if identifier and identifier not in self._filters:
                         raise bad_value(
-                            f"No array filter found for identifier '{part[2:-1]}' in path '{path}'"
+                            f"No array filter found for identifier '{identifier}' in path '{path}'"
                         )
+                    if identifier:
+                        used.add(identifier)
                 trie.add(path, parts)
                 self._ops.append(self._compile_op(name, path, parts, arg))
+        for identifier in sorted(self._filters):
+            if identifier not in used:
+                raise failed_to_parse(
+                    f"The array filter for identifier '{identifier}' was not used in the update "
+                    f"{format_value(spec)}"
+                )
         self._ops.sort(key=lambda op: _path_order_key(op.parts))
-        self._positional = any(
-            POSITIONAL in op.parts or ALL_POSITIONAL in op.parts for op in self._ops
-        )
+        self._positional = any(is_positional_part(p) for op in self._ops for p in op.parts)
 
     def _compile_op(self, name: str, path: str, parts: list[str], arg: Any) -> _Op:
         op = _Op(name, path, parts, arg)
@@ -507,13 +664,16 @@ class Update:
         ops = [op for op in self._ops if is_insert or op.name != "$setOnInsert"]
         plan = [(op, op.parts) for op in ops]
         if self._positional:
-            # '$' and '$[]' resolve against the document as it was, and may resolve onto a
-            # path another operator names ('a.$[]' and 'a.0'): a conflict, as in MongoDB
+            # '$', '$[]' and '$[<id>]' resolve against the document as it was, and may resolve
+            # onto a path another operator names ('a.$[]' and 'a.0', or '$[i]' and '$[j]'
+            # matching one element): a conflict, as in MongoDB
             resolved = _ConflictTrie()
             plan = []
             for op in ops:
-                for parts in expand_positional(new, op.parts, position, is_insert=is_insert):
-                    resolved.add(_dotted(parts), parts, resolved=True)
+                for parts in expand_positional(
+                    new, op.parts, position, is_insert=is_insert, filters=self._filters
+                ):
+                    resolved.add(_dotted(parts), parts, original=op.parts)
                     plan.append((op, parts))
         for op, parts in plan:
             _APPLIERS[op.name](new, parts, op, ctx)
@@ -953,4 +1113,12 @@ def _operator_equalities(path: str, ops: Mapping[str, Any], out: list[tuple[str,
                     out.append((path, item))
 
 
-__all__ = ["MODIFIERS", "Update", "arithmetic", "clone", "upsert_seed"]
+__all__ = [
+    "MODIFIERS",
+    "ArrayFilter",
+    "Update",
+    "arithmetic",
+    "clone",
+    "compile_array_filters",
+    "upsert_seed",
+]
