@@ -10,11 +10,13 @@ way: ceil(N / 32) processes, so the client side is not the bottleneck.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,47 @@ def percentile(sorted_vals: list[float], q: float) -> float:
     if not sorted_vals:
         return float("nan")  # no sample: no latency to report
     return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
+
+
+async def run_window(calls: list[Callable[[int], Awaitable[Any]]], start: float,
+                     stop_at: float) -> dict[str, Any]:
+    """Inside a load client: every ``call`` is one client sending requests back to back
+    (``call(seq)``) from ``start - 0.5`` s (warm-up) until ``stop_at``. Returns the RESULT
+    fields: latencies of requests begun in ``[start, stop_at)``, errors (a failed request is
+    retried after 10 ms), the first error's text, and this process's CPU inside the window."""
+    lats: list[float] = []
+    errors = 0
+    first_error: list[str] = []
+
+    async def client(call: Callable[[int], Awaitable[Any]]) -> None:
+        nonlocal errors
+        seq = 0
+        while True:
+            t0 = time.time()
+            if t0 >= stop_at:
+                return
+            try:
+                await call(seq)
+            except Exception as exc:
+                if not first_error:
+                    first_error.append(str(exc)[:300])
+                errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            if t0 >= start:
+                lats.append(time.time() - t0)
+            seq += 1
+
+    async def cpu_at(t: float) -> float:
+        await asyncio.sleep(max(0.0, t - time.time()))
+        return time.process_time()
+
+    await asyncio.sleep(max(0.0, start - 0.5 - time.time()))
+    cpu0 = asyncio.ensure_future(cpu_at(start))
+    cpu1 = asyncio.ensure_future(cpu_at(stop_at))
+    await asyncio.gather(*(client(c) for c in calls))
+    cpu = (await cpu1) - (await cpu0)
+    return {"lats": lats, "errors": errors, "cpu_s": cpu, "first_error": first_error}
 
 
 def split_clients(total: int, per_process: int = CLIENTS_PER_PROCESS) -> list[int]:

@@ -60,7 +60,7 @@ from typing import Any
 import bson
 import grpc
 
-from bench.load import REPO, percentile, run_client_processes, split_clients
+from bench.load import REPO, percentile, run_client_processes, run_window, split_clients
 from proto import helogale_pb2, helogale_pb2_grpc
 
 VALUE = b"v" * 200
@@ -211,36 +211,9 @@ async def _client_async(kind: str, members: dict[int, str], leader: int, n: int,
             await call(-1)
     print("READY", flush=True)
     start, stop_at = (float(x) for x in (await loop.run_in_executor(None, sys.stdin.readline)).split())
-    lats: list[float] = []
-    errors = 0
-
-    async def proposer(call: Callable[[int], Any]) -> None:
-        nonlocal errors
-        seq = 0
-        while True:
-            t0 = time.time()
-            if t0 >= stop_at:
-                return
-            try:
-                await call(seq)
-            except Exception:
-                errors += 1
-                await asyncio.sleep(0.01)
-                continue
-            if t0 >= start:
-                lats.append(time.time() - t0)
-            seq += 1
-    async def cpu_at(t: float) -> float:
-        await asyncio.sleep(max(0.0, t - time.time()))
-        return time.process_time()
-
-    await asyncio.sleep(max(0.0, start - 0.5 - time.time()))  # warm up from start - 0.5 s
-    cpu0 = asyncio.ensure_future(cpu_at(start))
-    cpu1 = asyncio.ensure_future(cpu_at(stop_at))
-    await asyncio.gather(*(proposer(c) for c in calls))
-    cpu = (await cpu1) - (await cpu0)
+    out = await run_window(calls, start, stop_at)
     await target.close()
-    return {"lats": lats, "errors": errors, "cpu_s": cpu}
+    return out
 
 
 def load_client(argv: list[str]) -> int:

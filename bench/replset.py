@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import shutil
@@ -55,7 +56,7 @@ import bson
 import grpc
 
 from bench import raft as raft_bench
-from bench.load import percentile, run_client_processes, split_clients
+from bench.load import percentile, run_client_processes, run_window, split_clients
 from bench.raft import run_load
 from node.local_cluster import CHANNEL_OPTIONS, LocalCluster, wait_until
 from proto import helogale_pb2, helogale_pb2_grpc
@@ -201,38 +202,13 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
     print("READY", flush=True)
     line = await loop.run_in_executor(None, sys.stdin.readline)
     start, stop_at = (float(x) for x in line.split())
-    lats: list[float] = []
-    errors = 0
-    first_error: list[str] = []
-
-    async def client(worker: int) -> None:
-        nonlocal errors
-        seq = 0
-        while True:
-            t0 = time.time()
-            if t0 >= stop_at:
-                return
-            try:
-                await call(worker, seq)
-            except Exception as exc:
-                if not first_error:
-                    first_error.append(str(exc)[:300])
-                errors += 1
-                await asyncio.sleep(0.01)
-                continue
-            if t0 >= start:
-                lats.append(time.time() - t0)
-            seq += 1
-
-    await asyncio.sleep(max(0.0, start - 0.5 - time.time()))
-    cpu0 = time.process_time()
-    await asyncio.gather(*(client(k) for k in range(n)))
-    cpu = time.process_time() - cpu0
+    out = await run_window([functools.partial(call, worker) for worker in range(n)],
+                           start, stop_at)
     for s in streams:
         s.close()
     for ch in channels:
         await ch.close()
-    return {"lats": lats, "errors": errors, "cpu_s": cpu, "first_error": first_error}
+    return out
 
 
 def load_client(argv: list[str]) -> int:
