@@ -127,11 +127,9 @@ def connection_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
 
 def list_commands(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                   ) -> dict[str, Any]:
-    from node.commands.dispatcher import COMMANDS
-
     return {"commands": {
         name: {"help": spec.help, "adminOnly": spec.admin_only}
-        for name, spec in sorted(COMMANDS.items())
+        for name, spec in sorted(node.commands.items())
     }}
 
 

@@ -21,40 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Int64, ObjectId
 
-from node.commands import engine_ops
-from node.commands.args import (
-    bson_type_name,
-    collection_name,
-    get_bool,
-    get_doc,
-    get_list,
-    is_number,
-)
+from node.commands import engine_ops, requests
+from node.commands.args import bson_type_name, is_number
 from node.commands.context import RequestContext
 from node.commands.member import parse_write_concern
 from node.commands.pending import PendingReply
-from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
+from node.engine.errors import MongoError, type_mismatch
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
-
-MAX_WRITE_BATCH = 100_000
-INVALID_LENGTH = 16
 
 
 def _now() -> _dt.datetime:
     now = _dt.datetime.now(_dt.UTC)
     return now.replace(microsecond=(now.microsecond // 1000) * 1000)
-
-
-def _check_batch(name: str, items: list[Any]) -> None:
-    if not items or len(items) > MAX_WRITE_BATCH:
-        raise MongoError(
-            INVALID_LENGTH,
-            f"Write batch sizes must be between 1 and {MAX_WRITE_BATCH}. "
-            f"Got {len(items)} operations.",
-            code_name="InvalidLength",
-        )
 
 
 def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
@@ -105,20 +85,11 @@ def write_error(index: int, exc: MongoError) -> dict[str, Any]:
 
 def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
-    coll = collection_name(cmd, "insert")
-    docs = get_list(cmd, "insert", "documents")
-    ordered = get_bool(cmd, "insert", "ordered", True)
-    _check_batch("insert", docs)
-    resolved: list[dict[str, Any]] = []
-    for doc in docs:
-        if not isinstance(doc, Mapping):
-            raise type_mismatch("BSON field 'insert.documents.0' is the wrong type "
-                                f"'{bson_type_name(doc)}', expected type 'object'")
-        if "_id" in doc:
-            resolved.append(dict(doc))
-        else:
-            resolved.append({"_id": ObjectId(), **doc})
-    entry = {"op": "insert", "db": db, "coll": coll, "docs": resolved, "ordered": ordered}
+    req = requests.parse_insert(db, cmd)
+    resolved = [dict(doc) if "_id" in doc else {"_id": ObjectId(), **doc}
+                for doc in req.documents]
+    entry = {"op": "insert", "db": db, "coll": req.coll, "docs": resolved,
+             "ordered": req.ordered}
     return submit(node, cmd, entry, ctx)
 
 
@@ -157,64 +128,17 @@ GROUPERS = {"insert": InsertGrouper()}
 
 # --- update ---------------------------------------------------------------------------------
 
-_UPDATE_FIELDS = {"q", "u", "upsert", "multi", "arrayFilters", "collation", "hint", "c"}
-
-
-def _get_array_filters(st: Mapping[str, Any], where: str) -> list[dict[str, Any]] | None:
-    """The statement's ``arrayFilters`` (None when absent), type-checked as MongoDB's IDL does;
-    the filters themselves are compiled (and refused) when the entry applies, so a bad filter
-    is a write error of its statement."""
-    filters = st.get("arrayFilters")
-    if filters is None:
-        return None
-    if not isinstance(filters, list):
-        raise type_mismatch(f"BSON field '{where}.arrayFilters' is the wrong type "
-                            f"'{bson_type_name(filters)}', expected type 'array'")
-    for i, f in enumerate(filters):
-        if not isinstance(f, Mapping):
-            raise type_mismatch(f"BSON field '{where}.arrayFilters.{i}' is the wrong type "
-                                f"'{bson_type_name(f)}', expected type 'object'")
-    return [dict(f) for f in filters]
-
-
-def _parse_update_statement(i: int, st: Any) -> dict[str, Any]:
-    if not isinstance(st, Mapping):
-        raise type_mismatch(f"BSON field 'update.updates.{i}' is the wrong type "
-                            f"'{bson_type_name(st)}', expected type 'object'")
-    for key in st:
-        if key not in _UPDATE_FIELDS:
-            raise MongoError(40415, f"BSON field 'update.updates.{key}' is an unknown field.",
-                             code_name="Location40415")
-    q = get_doc(st, "update.updates", "q")
-    u = st.get("u")
-    if isinstance(u, list):
-        raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
-    if not isinstance(u, Mapping):
-        raise type_mismatch("BSON field 'update.updates.u' is the wrong type "
-                            f"'{bson_type_name(u)}', expected type 'object'")
-    multi = get_bool(st, "update.updates", "multi")
-    upsert = get_bool(st, "update.updates", "upsert")
-    is_replacement = not any(str(k).startswith("$") for k in u)
-    if multi and is_replacement and u:
-        raise MongoError(FAILED_TO_PARSE, "multi update is not supported for replacement-style "
-                         "update")
-    array_filters = _get_array_filters(st, "update.updates")
-    out: dict[str, Any] = {"q": dict(q), "u": dict(u), "multi": multi, "upsert": upsert}
-    if array_filters is not None:
-        out["arrayFilters"] = array_filters
-    if upsert:
-        out["upsertId"] = ObjectId()
-    return out
-
-
 def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
-    coll = collection_name(cmd, "update")
-    updates = get_list(cmd, "update", "updates")
-    _check_batch("update", updates)
-    ordered = get_bool(cmd, "update", "ordered", True)
-    statements = [_parse_update_statement(i, st) for i, st in enumerate(updates)]
-    entry = {"op": "update", "db": db, "coll": coll, "updates": statements, "ordered": ordered}
+    req = requests.parse_update(db, cmd)
+    statements = []
+    for st in req.updates:
+        doc = st.to_doc()
+        if st.upsert:
+            doc["upsertId"] = ObjectId()
+        statements.append(doc)
+    entry = {"op": "update", "db": db, "coll": req.coll, "updates": statements,
+             "ordered": req.ordered}
     return submit(node, cmd, entry, ctx)
 
 
@@ -247,29 +171,11 @@ def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
 # --- delete ---------------------------------------------------------------------------------
 
 
-def _parse_delete_statement(i: int, st: Any) -> dict[str, Any]:
-    if not isinstance(st, Mapping):
-        raise type_mismatch(f"BSON field 'delete.deletes.{i}' is the wrong type "
-                            f"'{bson_type_name(st)}', expected type 'object'")
-    q = get_doc(st, "delete.deletes", "q")
-    if "limit" not in st:
-        raise MongoError(40414, "BSON field 'delete.deletes.limit' is missing but a required "
-                         "field", code_name="Location40414")
-    limit = st["limit"]
-    if not is_number(limit) or limit not in (0, 1):
-        raise MongoError(FAILED_TO_PARSE, f"The limit field in delete objects must be 0 or 1. "
-                         f"Got {limit}")
-    return {"q": dict(q), "limit": int(limit)}
-
-
 def delete(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
-    coll = collection_name(cmd, "delete")
-    deletes = get_list(cmd, "delete", "deletes")
-    _check_batch("delete", deletes)
-    ordered = get_bool(cmd, "delete", "ordered", True)
-    statements = [_parse_delete_statement(i, st) for i, st in enumerate(deletes)]
-    entry = {"op": "delete", "db": db, "coll": coll, "deletes": statements, "ordered": ordered}
+    req = requests.parse_delete(db, cmd)
+    entry = {"op": "delete", "db": db, "coll": req.coll,
+             "deletes": [st.to_doc() for st in req.deletes], "ordered": req.ordered}
     return submit(node, cmd, entry, ctx)
 
 
@@ -295,44 +201,10 @@ def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
 
 def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                     ) -> dict[str, Any] | PendingReply:
-    name = next(iter(cmd))
-    coll = collection_name(cmd, name)
-    query = get_doc(cmd, name, "query", {})
-    sort = get_doc(cmd, name, "sort", {})
-    fields = get_doc(cmd, name, "fields", None)
-    remove = get_bool(cmd, name, "remove")
-    new = get_bool(cmd, name, "new")
-    upsert = get_bool(cmd, name, "upsert")
-    upd = cmd.get("update")
-    array_filters = _get_array_filters(cmd, name)
-    if remove:
-        if upd is not None:
-            raise MongoError(FAILED_TO_PARSE, "Cannot specify both an update and remove=true")
-        if upsert:
-            raise MongoError(FAILED_TO_PARSE, "Cannot specify both upsert=true and remove=true")
-        if new:
-            raise MongoError(FAILED_TO_PARSE, "Cannot specify both new=true and remove=true; "
-                             "'remove' always returns the deleted document")
-        if array_filters is not None:
-            raise MongoError(FAILED_TO_PARSE, "Cannot specify arrayFilters and remove=true")
-    else:
-        if upd is None:
-            raise MongoError(FAILED_TO_PARSE, "Either an update or remove=true must be "
-                             "specified")
-        if isinstance(upd, list):
-            raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
-        if not isinstance(upd, Mapping):
-            raise type_mismatch("BSON field 'findAndModify.update' is the wrong type "
-                                f"'{bson_type_name(upd)}', expected type 'object'")
-    entry: dict[str, Any] = {
-        "op": "findAndModify", "db": db, "coll": coll, "query": dict(query),
-        "sort": dict(sort), "fields": dict(fields) if fields is not None else None,
-        "remove": remove, "new": new, "upsert": upsert,
-        "update": dict(upd) if isinstance(upd, Mapping) else None,
-    }
-    if array_filters is not None:
-        entry["arrayFilters"] = array_filters
-    if upsert:
+    req = requests.parse_find_and_modify(db, cmd)
+    entry: dict[str, Any] = {"op": "findAndModify", "db": db, "coll": req.coll,
+                             **req.to_entry_fields()}
+    if req.upsert:
         entry["upsertId"] = ObjectId()
     return submit(node, cmd, entry, ctx)
 

@@ -113,10 +113,9 @@ def drop_indexes(engine: Engine, txn: Any, db: str, coll: str, which: Any) -> in
 
 
 def find(engine: Engine, db: str, coll: str, filt: Mapping[str, Any], *,
-         projection: Mapping[str, Any] | None, sort: Mapping[str, Any] | None, skip: int,
+         projection: Mapping[str, Any] | None, sort: list[tuple[str, Any]] | None, skip: int,
          limit: int, hint: Any = None) -> Iterator[dict[str, Any]]:
-    sort_spec = list(sort.items()) if sort else None
-    it = engine.collection(db, coll).find(filt, projection, sort=sort_spec, skip=skip,
+    it = engine.collection(db, coll).find(filt, projection, sort=sort or None, skip=skip,
                                           limit=limit)
     # start the generator now so query errors surface before the reply is built
     first = next(it, None)

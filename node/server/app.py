@@ -19,6 +19,7 @@ from node.commands.context import WIRE, RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
+from node.commands.table import NODE_COMMANDS
 from node.engine.errors import MongoError
 from node.server.config import NodeConfig
 from node.server.grpc_service import add_command_service, make_server
@@ -64,7 +65,8 @@ class NodeApp:
 
             self.member = Replica(config, self.sm, self.store)
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
-        self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors))
+        self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors),
+                                     NODE_COMMANDS)
         self.grpc = make_server()
         self.command_service = add_command_service(self.grpc, self.dispatcher)
         port = self.grpc.add_insecure_port(config.listen)
@@ -97,7 +99,8 @@ class NodeApp:
         def handle(db: str, command: dict[str, Any], info: Any) -> dict[str, Any]:
             ctx = RequestContext(transport=WIRE, connection_id=info.connection_id,
                                  peer=info.peer)
-            return add_error_labels(command, self.dispatcher.run(db, command, ctx))
+            return add_error_labels(self.dispatcher.is_retryable_write(command),
+                                    self.dispatcher.run(db, command, ctx))
 
         self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port)
         self.wire.start()

@@ -2,7 +2,8 @@
 ``helogale.Command/Stream``, the pipelined form of the same thing.
 
 On a stream the client sends batches of ``(request_id, db, command)``. The stream's reader runs
-writes itself, only as far as proposing them: their replies are deferred
+writes itself (the table's ``write`` rows, :meth:`Dispatcher.runs_inline`), only as far as
+proposing them: their replies are deferred
 (:class:`~node.commands.pending.PendingReply`) and produced by the thread that applies the
 entry, so a write waiting for its Raft commit holds no thread. Every other command runs on the
 service's worker pool (a long read never holds up the reader). Every reply ready by the time
@@ -30,10 +31,6 @@ from proto import helogale_pb2, helogale_pb2_grpc
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 STREAM_WORKERS = 256
 MAX_REPLIES_PER_BATCH = 1024
-INLINE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "findandmodify"})
-"""Commands a stream's reader runs itself: writes, which only validate and propose before their
-reply is deferred (see :class:`~node.commands.pending.PendingReply`); everything else (a read
-may scan for long) runs on the worker pool."""
 _END = object()
 _INTERNAL_ERROR = bson.encode({"ok": 0.0, "errmsg": "internal error", "code": 1})
 SERVER_OPTIONS = [
@@ -107,7 +104,7 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                     with lock:
                         state["in_flight"] += len(batch.commands)
                     for cmd in batch.commands:
-                        if command_name(cmd.command) in INLINE_COMMANDS:
+                        if self._dispatcher.runs_inline(command_name(cmd.command)):
                             # proposed here, answered by the thread that applies it
                             self._dispatcher.run_bson_async(cmd.db, cmd.command, ctx,
                                                             answer(cmd.request_id))

@@ -71,6 +71,7 @@ def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0)
     from node.commands.cursors import CursorRegistry
     from node.commands.dispatcher import Dispatcher, NodeServices
     from node.commands.engine_ops import open_engine
+    from node.commands.table import NODE_COMMANDS
 
     if store is None:
         from node.engine.memory_store import MemoryStore
@@ -78,4 +79,5 @@ def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0)
         store = MemoryStore()
     engine = open_engine(store)
     member = StandaloneMember(StateMachine(engine, store, APPLIERS))
-    return Dispatcher(NodeServices(engine, member, CursorRegistry(cursor_timeout_s)))
+    return Dispatcher(NodeServices(engine, member, CursorRegistry(cursor_timeout_s)),
+                      NODE_COMMANDS)
