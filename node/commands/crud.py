@@ -38,13 +38,14 @@ def _now() -> _dt.datetime:
 
 
 def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
-           ctx: RequestContext) -> dict[str, Any] | PendingReply:
-    """Attach session and time, replicate, and shape the reply (``writeConcernError``).
+           ctx: RequestContext, max_time_ms: int = 0) -> dict[str, Any] | PendingReply:
+    """Attach session and time, replicate, and shape the reply (``writeConcernError``);
+    ``max_time_ms`` (the command's ``maxTimeMS``) bounds the wait.
 
     With ``ctx.deferred_replies`` nothing waits here: the reply is a :class:`PendingReply`
     that completes when the entry has applied (and the write concern is satisfied)."""
     node.member.require_writable()
-    wc = parse_write_concern(cmd, node.member.set_size())
+    wc = parse_write_concern(cmd, node.member.set_size(), max_time_ms)
     lsid = cmd.get("lsid")
     txn_number = cmd.get("txnNumber")
     if txn_number is not None:
@@ -90,7 +91,7 @@ def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
                 for doc in req.documents]
     entry = {"op": "insert", "db": db, "coll": req.coll, "docs": resolved,
              "ordered": req.ordered}
-    return submit(node, cmd, entry, ctx)
+    return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_insert(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         statements.append(doc)
     entry = {"op": "update", "db": db, "coll": req.coll, "updates": statements,
              "ordered": req.ordered}
-    return submit(node, cmd, entry, ctx)
+    return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def delete(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
     req = requests.parse_delete(db, cmd)
     entry = {"op": "delete", "db": db, "coll": req.coll,
              "deletes": [st.to_doc() for st in req.deletes], "ordered": req.ordered}
-    return submit(node, cmd, entry, ctx)
+    return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +207,7 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
                              **req.to_entry_fields()}
     if req.upsert:
         entry["upsertId"] = ObjectId()
-    return submit(node, cmd, entry, ctx)
+    return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_find_and_modify(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:

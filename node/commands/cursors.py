@@ -1,6 +1,7 @@
 """The server cursor registry: open cursors by id, batches for ``getMore``, idle expiry.
 
-A cursor wraps an iterator of result documents for one namespace. ``find``/``aggregate`` hand the
+A cursor wraps an iterator of result documents for one namespace (and the ``maxTimeMS`` budget
+of the command that opened it, spent across batches). ``find``/``aggregate`` hand the
 first batch back directly and register the rest here only if more remain; ``getMore`` takes the
 next batch (by count and by the 16 MiB reply budget); ``killCursors`` closes them. A cursor that
 nobody touched for ``idle_timeout_s`` is closed by :meth:`CursorRegistry.reap`, which the
@@ -19,6 +20,7 @@ from typing import Any
 
 import bson
 
+from node.commands.deadline import UNLIMITED, TimeBudget
 from node.engine.errors import CURSOR_NOT_FOUND, MongoError
 
 MAX_BATCH_BYTES = 16 * 1024 * 1024 - 16 * 1024
@@ -34,6 +36,8 @@ class _Cursor:
     last_used: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     peeked: list[dict[str, Any]] = field(default_factory=list)
+    budget: TimeBudget = UNLIMITED
+    """The ``maxTimeMS`` of the command that opened it, spent across its batches."""
 
 
 def _close(source: Iterator[Any]) -> None:
@@ -93,18 +97,25 @@ class CursorRegistry:
             return len(self._cursors)
 
     def first_batch(
-        self, ns: str, source: Iterator[dict[str, Any]], batch_size: int | None
+        self, ns: str, source: Iterator[dict[str, Any]], batch_size: int | None,
+        budget: TimeBudget = UNLIMITED,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Take the first batch; register the rest (returns cursor id, 0 when exhausted)."""
+        """Take the first batch; register the rest (returns cursor id, 0 when exhausted).
+        ``budget`` bounds the running time of this batch and every later one."""
         self.reap()
         limit = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
         pending: list[dict[str, Any]] = []
-        batch, more = take_batch(source, limit, pending)
+        try:
+            with budget.running():
+                batch, more = take_batch(source, limit, pending)
+        except BaseException:
+            _close(source)
+            raise
         if not more:
             _close(source)
             return batch, 0
         cursor_id = next(self._ids)
-        cursor = _Cursor(cursor_id, ns, source, self._clock(), peeked=pending)
+        cursor = _Cursor(cursor_id, ns, source, self._clock(), peeked=pending, budget=budget)
         with self._lock:
             self._cursors[cursor_id] = cursor
         return batch, cursor_id
@@ -125,7 +136,12 @@ class CursorRegistry:
             )
         with cursor.lock:
             cursor.last_used = self._clock()
-            batch, more = take_batch(cursor.source, batch_size, cursor.peeked)
+            try:
+                with cursor.budget.running():
+                    batch, more = take_batch(cursor.source, batch_size, cursor.peeked)
+            except MongoError:
+                self._drop(cursor_id)  # a cursor whose read failed (or timed out) is dead
+                raise
         if not more:
             self._drop(cursor_id)
             return batch, 0

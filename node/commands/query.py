@@ -17,6 +17,8 @@ from bson import Int64
 from node.commands import engine_ops, requests
 from node.commands.context import RequestContext
 from node.commands.cursors import take_batch
+from node.commands.deadline import UNLIMITED, TimeBudget
+from node.engine.errors import BAD_VALUE, MongoError
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -29,12 +31,15 @@ def cursor_reply(ns: str, batch: list[dict[str, Any]], cursor_id: int, first: bo
 
 
 def open_cursor(node: NodeServices, ns: str, docs: Iterator[dict[str, Any]],
-                batch_size: int | None, single_batch: bool = False) -> dict[str, Any]:
-    """First batch of ``docs``; the rest stays open as a server cursor."""
+                batch_size: int | None, single_batch: bool = False,
+                budget: TimeBudget = UNLIMITED) -> dict[str, Any]:
+    """First batch of ``docs``; the rest stays open as a server cursor (with ``budget``, the
+    command's ``maxTimeMS``, for its later batches)."""
     if single_batch:
-        batch, _ = take_batch(docs, batch_size, [])
+        with budget.running():
+            batch, _ = take_batch(docs, batch_size, [])
         return cursor_reply(ns, batch, 0, True)
-    batch, cid = node.cursors.first_batch(ns, docs, batch_size)
+    batch, cid = node.cursors.first_batch(ns, docs, batch_size, budget)
     return cursor_reply(ns, batch, cid, True)
 
 
@@ -42,17 +47,23 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
          ) -> dict[str, Any]:
     req = requests.parse_find(db, cmd)
     node.member.check_readable(cmd, ctx)
-    docs = engine_ops.find(node.engine, db, req.coll, req.filter, projection=req.projection,
-                           sort=req.sort, skip=req.skip, limit=req.limit, hint=req.hint)
+    budget = TimeBudget(req.max_time_ms)
+    with budget.running():
+        docs = engine_ops.find(node.engine, db, req.coll, req.filter,
+                               projection=req.projection, sort=req.sort, skip=req.skip,
+                               limit=req.limit, hint=req.hint)
     batch_size = req.batch_size
     if req.single_batch and batch_size is None:
         batch_size = req.limit or None
-    return open_cursor(node, req.ns, iter(docs), batch_size, req.single_batch)
+    return open_cursor(node, req.ns, iter(docs), batch_size, req.single_batch, budget)
 
 
 def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
              ) -> dict[str, Any]:
     req = requests.parse_get_more(db, cmd)
+    if req.max_time_ms:
+        raise MongoError(BAD_VALUE, "cannot set maxTimeMS on getMore command for a "
+                         "non-awaitData cursor")
     batch, cid = node.cursors.get_more(req.cursor_id, req.ns, req.batch_size)
     return cursor_reply(req.ns, batch, cid, False)
 
@@ -73,8 +84,9 @@ def count(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
           ) -> dict[str, Any]:
     req = requests.parse_count(db, cmd)
     node.member.check_readable(cmd, ctx)
-    n = engine_ops.count(node.engine, db, req.coll, req.query, skip=req.skip, limit=req.limit,
-                         hint=req.hint)
+    with TimeBudget(req.max_time_ms).running():
+        n = engine_ops.count(node.engine, db, req.coll, req.query, skip=req.skip,
+                             limit=req.limit, hint=req.hint)
     return {"n": n}
 
 
@@ -82,7 +94,8 @@ def distinct(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
              ) -> dict[str, Any]:
     req = requests.parse_distinct(db, cmd)
     node.member.check_readable(cmd, ctx)
-    return {"values": engine_ops.distinct(node.engine, db, req.coll, req.key, req.query)}
+    with TimeBudget(req.max_time_ms).running():
+        return {"values": engine_ops.distinct(node.engine, db, req.coll, req.key, req.query)}
 
 
 # --- aggregate (a small subset) --------------------------------------------------------------
@@ -92,5 +105,7 @@ def aggregate(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
               ) -> dict[str, Any]:
     req = requests.parse_aggregate(db, cmd)
     node.member.check_readable(cmd, ctx)
-    docs = engine_ops.aggregate(node.engine, db, req.coll, req.stages)
-    return open_cursor(node, f"{db}.{req.coll}", iter(docs), req.batch_size)
+    budget = TimeBudget(req.max_time_ms)
+    with budget.running():
+        docs = engine_ops.aggregate(node.engine, db, req.coll, req.stages)
+    return open_cursor(node, f"{db}.{req.coll}", iter(docs), req.batch_size, budget=budget)

@@ -32,6 +32,7 @@ import bson
 from bson.objectid import ObjectId
 from bson.regex import Regex
 
+from node.engine import interrupt
 from node.engine.errors import (
     MongoError,
     bad_value,
@@ -426,7 +427,9 @@ class Collection:
                     yield key, doc, pos
             return
         start = b"" if query.after_key is None else query.after_key + b"\x00"
-        for key, raw in txn.scan(self.table, start):
+        for n, (key, raw) in enumerate(txn.scan(self.table, start), 1):
+            if not n & interrupt.MASK:
+                interrupt.check()
             doc = decode_doc(raw)
             matched, pos = query.matcher.match_position(doc)
             if matched:
