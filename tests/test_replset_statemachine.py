@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from bson import Int64
 
-from node.commands.appliers import APPLIERS, GROUPERS
+from node.commands.appliers import APPLIERS, GROUPERS, STATEMENTS
 from node.commands.engine_ops import open_engine
 from node.engine.errors import MongoError
 from node.engine.lmdb_store import LMDBStore
@@ -21,7 +21,8 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 def machine(store: Any = None, **kw: Any) -> StateMachine:
     store = store if store is not None else MemoryStore()
-    return StateMachine(open_engine(store), store, APPLIERS, groupers=GROUPERS, **kw)
+    return StateMachine(open_engine(store), store, APPLIERS, groupers=GROUPERS,
+                        statements=STATEMENTS, **kw)
 
 
 def ins(*ids: Any, coll: str = "c", ordered: bool = True) -> dict[str, Any]:
@@ -73,10 +74,10 @@ def test_retryable_write_recorded_with_its_reply() -> None:
     entry = {**ins(1), "lsid": {"id": b"s1"}, "txnNumber": Int64(5)}
     assert sm.apply(1, entry) == {"n": 1}
     assert sm.apply(2, entry) == {"n": 1}  # a retry: recorded reply, nothing applied
-    assert sm.recorded_reply({"id": b"s1"}, 5) == {"n": 1}
-    assert sm.recorded_reply({"id": b"s1"}, 6) is None
+    assert sm.recorded_reply(entry) == {"n": 1}
+    assert sm.recorded_reply({**entry, "txnNumber": Int64(6)}) is None
     with pytest.raises(MongoError) as err:
-        sm.recorded_reply({"id": b"s1"}, 4)
+        sm.recorded_reply({**entry, "txnNumber": Int64(4)})
     assert err.value.code == 225
     assert [d["_id"] for d in all_docs(sm)] == [1]
     assert sm.apply(3, {**entry, "txnNumber": Int64(3)})["code"] == 225
@@ -100,7 +101,7 @@ def test_failing_entry_changes_nothing_but_is_recorded_as_applied() -> None:
 
 def test_guard_refuses_entries_before_they_apply() -> None:
     class Guard:
-        def check(self, entry: Any) -> None:
+        def check(self, txn: Any, entry: Any) -> None:
             if entry.get("coll") == "foreign":
                 raise MongoError(13388, "stale routing version", code_name="StaleConfig")
 
@@ -110,3 +111,55 @@ def test_guard_refuses_entries_before_they_apply() -> None:
         "code"] == 13388
     assert [d["_id"] for d in all_docs(sm)] == [2, 3]
     assert all_docs(sm, "foreign") == []
+
+
+LSID = {"id": b"s2"}
+
+
+def update_entry(*ids: Any, stmt_ids: list[int] | None = None, txn: int = 1) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "op": "update", "db": "app", "coll": "c", "now": NOW, "ordered": True,
+        "lsid": LSID, "txnNumber": Int64(txn),
+        "updates": [{"q": {"_id": i}, "u": {"$inc": {"k": 1}}, "multi": False,
+                     "upsert": False} for i in ids]}
+    if stmt_ids is not None:
+        entry["stmtIds"] = stmt_ids
+    return entry
+
+
+def test_retry_split_differently_applies_each_statement_once() -> None:
+    """A router splits one retryable batch per shard with the client's statement ids; a
+    retry that groups the statements differently runs only those not yet recorded."""
+    sm = machine()
+    sm.apply(1, ins(1, 2, 3))
+    first = update_entry(1, 2, stmt_ids=[0, 1])
+    assert sm.apply(2, first) == {"n": 2, "nModified": 2}
+    retry = update_entry(1, 2, 3, stmt_ids=[0, 1, 2])
+    assert sm.recorded_reply(retry) is None  # statement 2 is new: it must be proposed
+    assert sm.apply(3, retry) == {"n": 3, "nModified": 3}
+    assert sm.recorded_reply(retry) == {"n": 3, "nModified": 3}
+    assert sm.apply(4, retry) == {"n": 3, "nModified": 3}
+    assert [d.get("k") for d in all_docs(sm)] == [1, 1, 1]
+
+
+def test_retried_insert_skips_recorded_documents_and_keeps_indexes() -> None:
+    sm = machine()
+    entry = {**ins(1, 2, 2, 3), "lsid": LSID, "txnNumber": Int64(1)}
+    reply = sm.apply(1, entry)
+    assert reply["n"] == 2 and reply["writeErrors"][0]["index"] == 2  # ordered: stops at 2
+    again = sm.apply(2, {**entry, "docs": [{"_id": 1}, {"_id": 2}, {"_id": 4}, {"_id": 3}]})
+    # statements 0 and 1 were recorded; 2 and 3 run now
+    assert again == {"n": 4}
+    assert [d["_id"] for d in all_docs(sm)] == [1, 2, 3, 4]
+
+
+def test_find_and_modify_retry_returns_the_first_reply() -> None:
+    sm = machine()
+    sm.apply(1, ins(1))
+    fam = {"op": "findAndModify", "db": "app", "coll": "c", "query": {"_id": 1}, "sort": {},
+           "fields": None, "remove": False, "new": True, "upsert": False,
+           "update": {"$inc": {"k": 5}}, "now": NOW, "lsid": LSID, "txnNumber": Int64(9)}
+    first = sm.apply(2, fam)
+    assert first["value"] == {"_id": 1, "k": 5}
+    assert sm.apply(3, fam) == first
+    assert all_docs(sm) == [{"_id": 1, "k": 5}]

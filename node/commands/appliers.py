@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from node.commands import catalog, crud, indexes, rename
-from node.server.statemachine import Applier, Grouper
+from node.server.statemachine import Applier, Grouper, StatementsApplier
 
 APPLIERS: dict[str, Applier] = {
     **crud.APPLIERS,
@@ -13,3 +13,6 @@ APPLIERS: dict[str, Applier] = {
 }
 
 GROUPERS: dict[str, Grouper] = dict(crud.GROUPERS)
+
+STATEMENTS: dict[str, StatementsApplier] = dict(crud.STATEMENTS)
+"""Retryable writes applied statement by statement (``lsid`` + ``txnNumber`` entries)."""

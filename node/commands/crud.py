@@ -16,7 +16,7 @@ So replies come from applying the committed entry, identically on every member.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson import Int64, ObjectId
@@ -73,6 +73,17 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
     return shape(node.member.submit(entry, wc))
 
 
+Done = dict[int, Any]
+"""Results of a retryable write's statements by statement id (the recorded ones, or new)."""
+StatementsApplier = Callable[[Any, Any, dict[str, Any], Done], tuple[dict[str, Any], Done]]
+
+
+def statement_ids(entry: Mapping[str, Any], count: int) -> list[int]:
+    """The entry's statement ids (``stmtIds``, as a router sends them), else 0..count-1."""
+    ids = entry.get("stmtIds")
+    return [int(i) for i in ids] if ids else list(range(count))
+
+
 def write_error(index: int, exc: MongoError) -> dict[str, Any]:
     """One ``writeErrors`` element (with ``keyPattern``/``keyValue`` for DuplicateKey)."""
     err: dict[str, Any] = {"index": index, "code": exc.code, "errmsg": exc.errmsg}
@@ -91,16 +102,36 @@ def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
                 for doc in req.documents]
     entry = {"op": "insert", "db": db, "coll": req.coll, "docs": resolved,
              "ordered": req.ordered}
+    if req.stmt_ids is not None:
+        entry["stmtIds"] = req.stmt_ids
     return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_insert(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
-    n, errors = engine_ops.insert_many(engine, txn, entry["db"], entry["coll"], entry["docs"],
-                                       ordered=entry.get("ordered", True))
-    reply: dict[str, Any] = {"n": n}
+    return insert_statements(engine, txn, entry, {})[0]
+
+
+def insert_statements(engine: Any, txn: Any, entry: dict[str, Any], done: Done
+                      ) -> tuple[dict[str, Any], Done]:
+    """Insert the documents whose statement is not in ``done``; (reply, new results)."""
+    docs = entry["docs"]
+    ids = statement_ids(entry, len(docs))
+    todo = [i for i in range(len(docs)) if ids[i] not in done]
+    ordered = entry.get("ordered", True)
+    errors: list[dict[str, Any]] = []
+    succeeded: list[int] = []
+    if todo:
+        _, errors = engine_ops.insert_many(engine, txn, entry["db"], entry["coll"],
+                                           [docs[i] for i in todo], ordered=ordered)
+        failed = {e["index"] for e in errors}
+        last = min(failed) if ordered and failed else len(todo)
+        succeeded = [i for j, i in enumerate(todo[:last]) if j not in failed]
+        for e in errors:
+            e["index"] = todo[e["index"]]
+    reply: dict[str, Any] = {"n": len(docs) - len(todo) + len(succeeded)}
     if errors:
         reply["writeErrors"] = errors
-    return reply
+    return reply, {ids[i]: 1 for i in succeeded}
 
 
 class InsertGrouper:
@@ -140,33 +171,50 @@ def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         statements.append(doc)
     entry = {"op": "update", "db": db, "coll": req.coll, "updates": statements,
              "ordered": req.ordered}
+    if req.stmt_ids is not None:
+        entry["stmtIds"] = req.stmt_ids
     return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    return update_statements(engine, txn, entry, {})[0]
+
+
+def update_statements(engine: Any, txn: Any, entry: dict[str, Any], done: Done
+                      ) -> tuple[dict[str, Any], Done]:
+    """Run the update statements not in ``done`` (whose recorded results are folded into the
+    reply); (reply, new results ``{n, m[, u]}`` per statement)."""
     n = 0
     modified = 0
     upserted: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    results: Done = {}
+    ids = statement_ids(entry, len(entry["updates"]))
     for i, st in enumerate(entry["updates"]):
-        try:
-            res = engine_ops.update(engine, txn, entry["db"], entry["coll"], st, entry["now"])
-        except MongoError as exc:
-            errors.append(write_error(i, exc))
-            if entry.get("ordered", True):
-                break
-            continue
-        n += res.matched
-        modified += res.modified
-        if res.upserted_id is not None:
-            n += 1
-            upserted.append({"index": i, "_id": res.upserted_id})
+        outcome = done.get(ids[i])
+        if outcome is None:
+            try:
+                res = engine_ops.update(engine, txn, entry["db"], entry["coll"], st,
+                                        entry["now"])
+            except MongoError as exc:
+                errors.append(write_error(i, exc))
+                if entry.get("ordered", True):
+                    break
+                continue
+            outcome = {"n": res.matched, "m": res.modified}
+            if res.upserted_id is not None:
+                outcome = {"n": 1, "m": 0, "u": res.upserted_id}
+            results[ids[i]] = outcome
+        n += outcome["n"]
+        modified += outcome["m"]
+        if "u" in outcome:
+            upserted.append({"index": i, "_id": outcome["u"]})
     reply: dict[str, Any] = {"n": n, "nModified": modified}
     if upserted:
         reply["upserted"] = upserted
     if errors:
         reply["writeErrors"] = errors
-    return reply
+    return reply, results
 
 
 # --- delete ---------------------------------------------------------------------------------
@@ -177,24 +225,39 @@ def delete(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
     req = requests.parse_delete(db, cmd)
     entry = {"op": "delete", "db": db, "coll": req.coll,
              "deletes": [st.to_doc() for st in req.deletes], "ordered": req.ordered}
+    if req.stmt_ids is not None:
+        entry["stmtIds"] = req.stmt_ids
     return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    return delete_statements(engine, txn, entry, {})[0]
+
+
+def delete_statements(engine: Any, txn: Any, entry: dict[str, Any], done: Done
+                      ) -> tuple[dict[str, Any], Done]:
+    """Run the delete statements not in ``done``; (reply, new results ``{n}``)."""
     n = 0
     errors: list[dict[str, Any]] = []
+    results: Done = {}
+    ids = statement_ids(entry, len(entry["deletes"]))
     for i, st in enumerate(entry["deletes"]):
-        try:
-            n += engine_ops.delete(engine, txn, entry["db"], entry["coll"], st["q"],
-                                   just_one=st["limit"] == 1)
-        except MongoError as exc:
-            errors.append(write_error(i, exc))
-            if entry.get("ordered", True):
-                break
+        outcome = done.get(ids[i])
+        if outcome is None:
+            try:
+                deleted = engine_ops.delete(engine, txn, entry["db"], entry["coll"], st["q"],
+                                            just_one=st["limit"] == 1)
+            except MongoError as exc:
+                errors.append(write_error(i, exc))
+                if entry.get("ordered", True):
+                    break
+                continue
+            outcome = results[ids[i]] = {"n": deleted}
+        n += outcome["n"]
     reply: dict[str, Any] = {"n": n}
     if errors:
         reply["writeErrors"] = errors
-    return reply
+    return reply, results
 
 
 # --- findAndModify ----------------------------------------------------------------------------
@@ -207,10 +270,26 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
                              **req.to_entry_fields()}
     if req.upsert:
         entry["upsertId"] = ObjectId()
+    if req.stmt_id is not None:
+        entry["stmtIds"] = [req.stmt_id]
     return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_find_and_modify(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    return find_and_modify_statements(engine, txn, entry, {})[0]
+
+
+def find_and_modify_statements(engine: Any, txn: Any, entry: dict[str, Any], done: Done
+                               ) -> tuple[dict[str, Any], Done]:
+    """The one statement of a findAndModify: its recorded reply, or run it."""
+    (sid,) = statement_ids(entry, 1)
+    if sid in done:
+        return dict(done[sid]), {}
+    reply = _find_and_modify_reply(engine, txn, entry)
+    return reply, {sid: reply}
+
+
+def _find_and_modify_reply(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
     res = engine_ops.find_and_modify(engine, txn, entry)
     last: dict[str, Any] = {"n": res.n}
     if not entry["remove"]:
@@ -219,6 +298,15 @@ def apply_find_and_modify(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[
             last["upserted"] = res.upserted_id
     return {"lastErrorObject": last, "value": res.value}
 
+
+STATEMENTS: dict[str, StatementsApplier] = {
+    "insert": insert_statements,
+    "update": update_statements,
+    "delete": delete_statements,
+    "findAndModify": find_and_modify_statements,
+}
+"""Retryable writes statement by statement: the state machine passes the results recorded
+for the session's transaction number (``done``) and records the new ones."""
 
 APPLIERS = {
     "insert": apply_insert,

@@ -106,6 +106,14 @@ class QuerySpec:
     hint: Any = None
 
 
+class Ownership(Protocol):
+    """Which records of a collection this node serves (installed as ``Engine.ownership`` on a
+    shard): ``owned(txn, ns)`` has ``contains(record_key)``, or is None when every record of
+    ``ns`` is visible (an unsharded collection)."""
+
+    def owned(self, txn: ReadTxn, ns: str) -> Any: ...
+
+
 class IndexMaintainer(Protocol):
     """Keeps secondary indexes in step with the records (installed as ``Engine.indexes``)."""
 
@@ -407,8 +415,20 @@ class Collection:
         """The records matching ``query``: ``(record_key, doc, match_position)``.
 
         Without a sort: in record-key (``_id``) order, strictly after ``query.after_key``.
-        A planner installed on the engine replaces this collection scan.
+        A planner installed on the engine replaces this collection scan. With an ownership
+        seam (a shard), records whose ``_id`` this shard does not own are left out.
         """
+        rows = self._candidates(txn, query)
+        ownership = self.engine.ownership
+        owned = ownership.owned(txn, self.ns) if ownership is not None else None
+        if owned is None:
+            return rows
+        contains = owned.contains
+        return (row for row in rows if contains(row[0]))
+
+    def _candidates(
+        self, txn: ReadTxn, query: QuerySpec
+    ) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
         planner = self.engine.planner
         if planner is not None:
             yield from planner.execute(txn, query)

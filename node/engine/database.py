@@ -25,6 +25,7 @@ import bson
 from node.engine.collection import (
     Collection,
     IndexMaintainer,
+    Ownership,
     QueryPlanner,
     docs_table,
     index_table_prefix,
@@ -60,8 +61,9 @@ def _catalog_key(db: str, coll: str) -> bytes:
 
 
 class Engine:
-    """The document engine over ``store``; optional ``indexes``/``planner`` plug in the
-    index maintainer and the query planner (see :mod:`node.engine.collection`)."""
+    """The document engine over ``store``; optional ``indexes``/``planner``/``ownership`` plug
+    in the index maintainer, the query planner and a shard's ownership filter (see
+    :mod:`node.engine.collection`)."""
 
     def __init__(
         self,
@@ -69,10 +71,12 @@ class Engine:
         *,
         indexes: IndexMaintainer | None = None,
         planner: QueryPlanner | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.store = store
         self.indexes = indexes
         self.planner = planner
+        self.ownership = ownership
 
     # -- handles --------------------------------------------------------------------------------
     def database(self, name: str) -> Database:

@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Any
 
-from node.commands.appliers import APPLIERS, GROUPERS
+from node.commands.appliers import APPLIERS, GROUPERS, STATEMENTS
 from node.commands.context import WIRE, RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
@@ -54,7 +54,8 @@ class NodeApp:
         self.config = config
         self.store = open_store(config.data_dir, sync=standalone)
         self.engine = open_engine(self.store)
-        self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS)
+        self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS,
+                               statements=STATEMENTS)
         self.member: Any
         if standalone:
             from node.server.standalone import StandaloneMember

@@ -280,9 +280,8 @@ class Replica:
         """Propose ``entry``: the Raft future, or a result known without waiting (the reply a
         session recorded for this retried write, ``w: 0``'s, or the unsafe test mode's)."""
         self.require_writable()
-        lsid, txn = entry.get("lsid"), entry.get("txnNumber")
-        if lsid is not None and txn is not None:
-            recorded = self.sm.recorded_reply(lsid, int(txn))
+        if entry.get("lsid") is not None and entry.get("txnNumber") is not None:
+            recorded = self.sm.recorded_reply(entry)
             if recorded is not None:
                 return recorded
         fut = self.raft.propose(encode_entry(entry))

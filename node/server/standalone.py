@@ -67,7 +67,7 @@ class StandaloneMember:
 
 def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0) -> Any:
     """A dispatcher over one in-process member (MemoryStore by default): for tests, embedding."""
-    from node.commands.appliers import APPLIERS
+    from node.commands.appliers import APPLIERS, STATEMENTS
     from node.commands.cursors import CursorRegistry
     from node.commands.dispatcher import Dispatcher, NodeServices
     from node.commands.engine_ops import open_engine
@@ -78,6 +78,6 @@ def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0)
 
         store = MemoryStore()
     engine = open_engine(store)
-    member = StandaloneMember(StateMachine(engine, store, APPLIERS))
+    member = StandaloneMember(StateMachine(engine, store, APPLIERS, statements=STATEMENTS))
     return Dispatcher(NodeServices(engine, member, CursorRegistry(cursor_timeout_s)),
                       NODE_COMMANDS)

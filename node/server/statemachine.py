@@ -57,9 +57,17 @@ class Grouper(Protocol):
 
 
 class RoutingGuard(Protocol):
-    """Sharding later: refuse entries for ranges this set does not own or stale routing."""
+    """A shard's check, inside the entry's transaction: refuse (StaleConfig) an entry routed
+    with a stale version, to a collection in a critical section, or for ``_id``s this shard
+    does not own. Deterministic: it reads only replicated state through ``txn``."""
 
-    def check(self, entry: Mapping[str, Any]) -> None: ...
+    def check(self, txn: Any, entry: Mapping[str, Any]) -> None: ...
+
+
+StatementsApplier = Callable[[Any, Any, dict[str, Any], dict[int, Any]],
+                             tuple[dict[str, Any], dict[int, Any]]]
+"""``fn(engine, txn, entry, done) -> (reply, new results)``: a retryable write run statement
+by statement, skipping (and folding in) the statements recorded in ``done``."""
 
 
 def encode_entry(entry: Mapping[str, Any]) -> bytes:
@@ -86,6 +94,51 @@ def apply_noop_entry(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, 
     return {}
 
 
+def _session_record(txn: Any, lsid: Any) -> dict[str, Any] | None:
+    raw = txn.get(SESSIONS, session_key(lsid))
+    return None if raw is None else decode_entry(raw)
+
+
+def _recorded_statements(txn: Any, entry: Mapping[str, Any]) -> dict[int, Any]:
+    """Results recorded for the entry's session at its transaction number, by statement id
+    (empty for a newer transaction number); TransactionTooOld for an older one."""
+    rec = _session_record(txn, entry["lsid"])
+    if rec is None:
+        return {}
+    txn_number = int(entry["txnNumber"])
+    recorded = int(rec["txnNumber"])
+    if recorded > txn_number:
+        raise MongoError(
+            TRANSACTION_TOO_OLD,
+            f"Retryable write with txnNumber {txn_number} is prohibited on session because a "
+            f"newer retryable write with txnNumber {recorded} has already started on this "
+            "session.", code_name="TransactionTooOld")
+    if recorded < txn_number:
+        return {}
+    return {int(k): v for k, v in rec.get("stmts", {}).items()}
+
+
+def _record_statements(txn: Any, entry: Mapping[str, Any], results: Mapping[int, Any]) -> None:
+    txn.put(SESSIONS, session_key(entry["lsid"]), bson.encode({
+        "txnNumber": Int64(int(entry["txnNumber"])),
+        "stmts": {str(k): v for k, v in results.items()}}))
+
+
+class _NeedsApplying(Exception):
+    """A retried write has statements not recorded yet: it must be proposed and applied."""
+
+
+class _NoWrites:
+    """Stands in for the store transaction when a retried write is answered from its records
+    alone: touching it means some statement still has to run."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise _NeedsApplying(name)
+
+
+_NO_WRITES = _NoWrites()
+
+
 class StateMachine:
     """Applies entries in log order to ``engine`` over ``store``; thread-safe."""
 
@@ -98,6 +151,7 @@ class StateMachine:
         begin: Callable[[], Any] | None = None,
         guard: RoutingGuard | None = None,
         groupers: Mapping[str, Grouper] | None = None,
+        statements: Mapping[str, StatementsApplier] | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -105,6 +159,7 @@ class StateMachine:
                          **appliers}
         self.guard = guard
         self.groupers = dict(groupers or {})
+        self.statements = dict(statements or {})
         self._begin = begin or store.write
         self._lock = threading.Lock()
         self._applied = self._read_applied()
@@ -133,24 +188,22 @@ class StateMachine:
             raw = txn.get(META, CONFIG_KEY)
         return decode_entry(raw) if raw else None
 
-    def recorded_reply(self, lsid: Any, txn_number: int) -> dict[str, Any] | None:
-        """The reply recorded for (lsid, txnNumber), if that write was applied already."""
-        with self.store.read() as txn:
-            raw = txn.get(SESSIONS, session_key(lsid))
-        if raw is None:
+    def recorded_reply(self, entry: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The reply of a retried write whose every statement was applied already (so it
+        need not be proposed again), else None. Raises TransactionTooOld for a transaction
+        number below the session's."""
+        statements = self.statements.get(entry.get("op"))  # type: ignore[arg-type]
+        if statements is None:
             return None
-        rec = decode_entry(raw)
-        if int(rec["txnNumber"]) == txn_number:
-            return dict(rec["reply"])
-        if int(rec["txnNumber"]) > txn_number:
-            raise MongoError(
-                TRANSACTION_TOO_OLD,
-                f"Retryable write with txnNumber {txn_number} is prohibited on session "
-                f"because a newer retryable write with txnNumber {int(rec['txnNumber'])} "
-                "has already started on this session.",
-                code_name="TransactionTooOld",
-            )
-        return None
+        with self.store.read() as txn:
+            done = _recorded_statements(txn, entry)
+        if not done:
+            return None
+        try:
+            reply, new = statements(self.engine, _NO_WRITES, entry, done)
+        except _NeedsApplying:
+            return None
+        return None if new else reply
 
     # --- applying ---------------------------------------------------------------------------
     def apply_noop(self, index: int) -> None:
@@ -242,7 +295,7 @@ class StateMachine:
             else:
                 if self.guard is not None:
                     for _, e in run:
-                        self.guard.check(e)  # type: ignore[arg-type]
+                        self.guard.check(txn, e)  # type: ignore[arg-type]
                 for (idx, _), reply in zip(run, grouper.apply(self.engine, txn,
                                                               [e for _, e in run])):
                     replies[idx] = reply
@@ -272,25 +325,19 @@ class StateMachine:
         applier = self.appliers.get(op) if isinstance(op, str) else None
         if applier is None:
             raise MongoError(1, f"unknown log entry op {op!r}")
-        lsid = entry.get("lsid")
-        txn_number = entry.get("txnNumber")
-        skey = None
-        if lsid is not None and txn_number is not None:
-            skey = session_key(lsid)
-            raw = txn.get(SESSIONS, skey)
-            if raw is not None:
-                rec = decode_entry(raw)
-                if int(rec["txnNumber"]) == int(txn_number):
-                    return dict(rec["reply"])
-                if int(rec["txnNumber"]) > int(txn_number):
-                    raise MongoError(TRANSACTION_TOO_OLD, "txnNumber is too old",
-                                     code_name="TransactionTooOld")
+        statements = self.statements.get(op)  # type: ignore[arg-type]
+        retryable = (statements is not None and entry.get("lsid") is not None
+                     and entry.get("txnNumber") is not None)
+        done = _recorded_statements(txn, entry) if retryable else {}
         if self.guard is not None:
-            self.guard.check(entry)
-        reply = applier(self.engine, txn, entry)
-        if op == "replSetConfig":
-            txn.put(META, CONFIG_KEY, bson.encode(entry["config"]))
-        if skey is not None:
-            txn.put(SESSIONS, skey, bson.encode(
-                {"txnNumber": Int64(int(txn_number)), "reply": reply}))
+            self.guard.check(txn, entry)
+        if not retryable:
+            reply = applier(self.engine, txn, entry)
+            if op == "replSetConfig":
+                txn.put(META, CONFIG_KEY, bson.encode(entry["config"]))
+            return reply
+        assert statements is not None
+        reply, new = statements(self.engine, txn, entry, done)
+        if new or not done:
+            _record_statements(txn, entry, {**done, **new})
         return reply

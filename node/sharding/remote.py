@@ -1,0 +1,113 @@
+"""Talking to another replica set of the cluster (the config servers, a shard) by its
+connection string, for shards, config servers and routers alike.
+
+A connection string names a set and its members' gRPC addresses: ``"cfg/h1:p1,h2:p2"``.
+:class:`RemoteSet` wraps the ``helogale`` client (its topology monitors find the primary and
+follow failovers) and runs raw commands there: the reply comes back as the server gave it
+(``ok: 0`` included, for the caller to interpret), and the client's one retry policy runs the
+command again on the new primary when that is safe:
+
+* ``retry="safe"`` (reads, and writes carrying ``lsid`` + ``txnNumber``, which the shard
+  deduplicates): after a network error or any "not primary" answer;
+* ``retry="refused"`` (writes without a session): only when the server refused the command
+  before running it (NotWritablePrimary, NotPrimaryNoSecondaryOk), never after an error that
+  leaves the outcome unknown;
+* ``retry="never"``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from helogale.channel import Channel
+from helogale.client import MongoClient
+from helogale.errors import NotPrimaryError
+from helogale.read_preferences import ReadPreference, ServerMode
+from helogale.topology import ServerDescription
+
+Retry = Literal["safe", "refused", "never"]
+REFUSED_CODES = frozenset({10107, 13435})
+NOT_PRIMARY_CODES = frozenset({10107, 13435, 13436, 11600, 11602, 189, 91})
+
+
+def parse_connection_string(text: str) -> tuple[str | None, list[str]]:
+    """``"name/h1:p1,h2:p2"`` -> (``"name"``, hosts); a bare host list has no set name."""
+    name, sep, hosts = text.partition("/")
+    if not sep:
+        name, hosts = "", text
+    members = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not members:
+        raise ValueError(f"connection string {text!r} names no host")
+    return (name or None), members
+
+
+def connection_string(name: str | None, hosts: list[str]) -> str:
+    return (f"{name}/" if name else "") + ",".join(hosts)
+
+
+class RemoteSet:
+    """A replica set reached through its connection string (see module docstring)."""
+
+    def __init__(self, conn: str, *, server_selection_timeout_ms: int = 15000,
+                 socket_timeout_ms: int = 60000) -> None:
+        self.conn = conn
+        self.name, self.hosts = parse_connection_string(conn)
+        options: dict[str, Any] = {"serverSelectionTimeoutMS": server_selection_timeout_ms,
+                                   "socketTimeoutMS": socket_timeout_ms,
+                                   "heartbeatFrequencyMS": 2000,
+                                   "retryWrites": False}
+        if self.name:
+            options["replicaSet"] = self.name
+        self.client = MongoClient(self.hosts, **options)
+
+    def command(self, db: str, cmd: Mapping[str, Any], *, retry: Retry = "safe",
+                read_preference: ServerMode = ReadPreference.PRIMARY,
+                timeout: float | None = None) -> dict[str, Any]:
+        """Run ``cmd`` on the primary (or as ``read_preference`` allows); the raw reply."""
+        executor = self.client.executor
+
+        def operation(server: ServerDescription, channel: Channel) -> dict[str, Any]:
+            document = dict(cmd)
+            if read_preference.mode != ReadPreference.PRIMARY.mode:
+                document["$readPreference"] = read_preference.document
+            reply = channel.run(db, document, self.client.codec_options, timeout=timeout)
+            code = reply.get("code") if not reply.get("ok") else None
+            if code in NOT_PRIMARY_CODES and (retry == "safe" or (retry == "refused"
+                                                                  and code in REFUSED_CODES)):
+                raise NotPrimaryError(str(reply.get("errmsg")), reply, server.address)
+            return reply
+
+        try:
+            return executor.run(operation, read_preference=read_preference,
+                                retryable=retry != "never")
+        except NotPrimaryError as exc:  # retries ran out: the last answer is the reply
+            details = getattr(exc, "errors", None)
+            if isinstance(details, Mapping):
+                return dict(details)
+            raise
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RemoteSets:
+    """One :class:`RemoteSet` per connection string, made on first use; thread-safe."""
+
+    def __init__(self) -> None:
+        self._sets: dict[str, RemoteSet] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: str) -> RemoteSet:
+        with self._lock:
+            found = self._sets.get(conn)
+            if found is None:
+                found = self._sets[conn] = RemoteSet(conn)
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            sets, self._sets = list(self._sets.values()), {}
+        for s in sets:
+            s.close()
