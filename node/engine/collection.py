@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -104,6 +104,13 @@ class QuerySpec:
     """Planning hints only: the caller applies skip and limit to what execute yields."""
     limit: int = 0
     hint: Any = None
+
+
+class ChangeObserver(Protocol):
+    """Hears of every record written or deleted, inside the writing transaction (installed as
+    ``Engine.changes``; a shard records the ``_id``s a chunk migration must send again)."""
+
+    def on_change(self, txn: WriteTxn, ns: str, record_key: bytes) -> None: ...
 
 
 class Ownership(Protocol):
@@ -404,10 +411,14 @@ class Collection:
         record_key: bytes,
     ) -> None:
         """Keep secondary indexes in step with one record change; called just before the
-        record itself is written or deleted (a DuplicateKey raised here aborts the statement)."""
+        record itself is written or deleted (a DuplicateKey raised here aborts the statement).
+        The engine's change observer, if any, hears of the change in the same transaction."""
         indexes = self.engine.indexes
         if indexes is not None:
             indexes.on_write(txn, self.ns, old_doc, new_doc, record_key)
+        changes = self.engine.changes
+        if changes is not None:
+            changes.on_change(txn, self.ns, record_key)
 
     def _execute(
         self, txn: ReadTxn, query: QuerySpec
@@ -641,6 +652,10 @@ class Collection:
             records[key] = data
             ids.append(doc["_id"])
         adder.finish()
+        changes = self.engine.changes
+        if changes is not None:
+            for key in records:
+                changes.on_change(txn, self.ns, key)
         put_rows(txn, table, sorted(records.items()))
         result.n = len(ids)
         return result
@@ -768,6 +783,54 @@ class Collection:
         self._index_upkeep(txn, old, new, key)
         txn.put(self.table, key, new_data)
         return True
+
+    # -- record-level writes (chunk migrations: no query, no ownership filter) -------------------
+    def put_records(self, txn: WriteTxn, docs: Iterable[Mapping[str, Any]]) -> int:
+        """Store each document by its ``_id``, replacing what is there (indexes kept in step);
+        creates the collection if needed. Returns how many records changed."""
+        self.engine._ensure_collection(txn, self.db, self.name)
+        changed = 0
+        for doc in docs:
+            doc, key, data = _prepare_insert(self.ns, doc)
+            raw = txn.get(self.table, key)
+            if raw is None:
+                self._index_upkeep(txn, None, doc, key)
+                txn.put(self.table, key, data)
+                changed += 1
+            elif self._replace(txn, key, decode_doc(raw), doc):
+                changed += 1
+        return changed
+
+    def delete_records(self, txn: WriteTxn, keys: Iterable[bytes]) -> int:
+        """Delete the records with these keys (absent ones are skipped); returns how many."""
+        n = 0
+        for key in keys:
+            raw = txn.get(self.table, key)
+            if raw is None:
+                continue
+            self._index_upkeep(txn, decode_doc(raw), None, key)
+            txn.delete(self.table, key)
+            n += 1
+        return n
+
+    def record_keys(self, txn: ReadTxn, lo: bytes, hi: bytes | None, limit: int = 0,
+                    skip: Callable[[bytes], bool] | None = None) -> list[bytes]:
+        """Record keys in ``[lo, hi)`` (``hi`` None: to the end), in key order, leaving out
+        those ``skip`` says; at most ``limit`` (0: all)."""
+        out: list[bytes] = []
+        for key, _ in txn.scan(self.table, lo, hi):
+            if skip is not None and skip(key):
+                continue
+            out.append(key)
+            if limit and len(out) >= limit:
+                break
+        return out
+
+    def records(self, txn: ReadTxn, keys: Iterable[bytes]) -> Iterator[tuple[bytes, Any]]:
+        """``(key, document or None)`` for each key (None: no such record now)."""
+        for key in keys:
+            raw = txn.get(self.table, key)
+            yield key, (None if raw is None else decode_doc(raw))
 
     def _insert_upsert(self, txn: WriteTxn, new: dict[str, Any], upsert_id: Any) -> dict[str, Any]:
         if "_id" not in new:

@@ -23,6 +23,7 @@ from typing import Any
 import bson
 
 from node.engine.collection import (
+    ChangeObserver,
     Collection,
     IndexMaintainer,
     Ownership,
@@ -72,11 +73,13 @@ class Engine:
         indexes: IndexMaintainer | None = None,
         planner: QueryPlanner | None = None,
         ownership: Ownership | None = None,
+        changes: ChangeObserver | None = None,
     ) -> None:
         self.store = store
         self.indexes = indexes
         self.planner = planner
         self.ownership = ownership
+        self.changes = changes
 
     # -- handles --------------------------------------------------------------------------------
     def database(self, name: str) -> Database:
