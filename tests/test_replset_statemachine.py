@@ -101,7 +101,7 @@ def test_failing_entry_changes_nothing_but_is_recorded_as_applied() -> None:
 
 def test_guard_refuses_entries_before_they_apply() -> None:
     class Guard:
-        def check(self, txn: Any, entry: Any) -> None:
+        def check_entry(self, txn: Any, entry: Any) -> None:
             if entry.get("coll") == "foreign":
                 raise MongoError(13388, "stale routing version", code_name="StaleConfig")
 

@@ -43,11 +43,18 @@ def hello(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
           ) -> dict[str, Any]:
     topo = node.member.hello(ctx)
     writable = bool(topo.pop("isWritablePrimary", False))
+    return hello_reply(cmd, ctx, writable, topo)
+
+
+def hello_reply(cmd: Mapping[str, Any], ctx: RequestContext, writable: bool,
+                topology: Mapping[str, Any]) -> dict[str, Any]:
+    """``hello``/``isMaster``: the topology fields given (a member's, or a router's
+    ``msg: "isdbgrid"``) with the limits, versions and session timeout every server sends."""
     legacy = next(iter(cmd)) in ("isMaster", "ismaster")
     reply: dict[str, Any] = {"ismaster" if legacy else "isWritablePrimary": writable}
     # no topologyVersion: drivers would switch to streaming (awaitable) hello, which this
     # server answers at once, so their monitors would spin; polling hello is what we serve
-    reply.update(topo)
+    reply.update(topology)
     reply.update({
         "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
         "maxMessageSizeBytes": MAX_MESSAGE_SIZE_BYTES,

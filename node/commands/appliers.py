@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from node.commands import catalog, crud, indexes, rename
+from node.commands import apply_ops, catalog, crud, indexes, rename
 from node.server.statemachine import Applier, Grouper, StatementsApplier
+from node.sharding import migration_ops, ownership
 
 APPLIERS: dict[str, Applier] = {
     **crud.APPLIERS,
     **indexes.APPLIERS,
     **catalog.APPLIERS,
     **rename.APPLIERS,
+    **apply_ops.APPLIERS,
+    **ownership.APPLIERS,
+    **migration_ops.APPLIERS,
 }
 
 GROUPERS: dict[str, Grouper] = dict(crud.GROUPERS)

@@ -57,6 +57,8 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
                              "specified")
         entry["lsid"] = lsid
         entry["txnNumber"] = Int64(int(txn_number))
+    if cmd.get("shardVersion") is not None:  # routed: checked again where it applies
+        entry["shardVersion"] = cmd["shardVersion"]
     entry.setdefault("now", _now())
 
     def shape(outcome: tuple[dict[str, Any], dict[str, Any] | None]) -> dict[str, Any]:

@@ -53,6 +53,8 @@ class NodeServices:
     cursors: CursorRegistry = field(default_factory=CursorRegistry)
     started_at: float = field(default_factory=time.time)
     routing: RoutingCheck | None = None
+    sharding: Any = None
+    """The config-server or shard role (``node.sharding``), None on a plain replica set."""
     commands: Mapping[str, Command] = field(default_factory=dict)
 
 
@@ -60,7 +62,7 @@ class RoutingCheck(Protocol):
     """Sharding seam: refuse commands for collections this set does not own, or routed with
     a stale routing version (``shardVersion``), before any handler runs."""
 
-    def check(self, db: str, command: Mapping[str, Any]) -> None: ...
+    def check_command(self, db: str, command: Mapping[str, Any]) -> None: ...
 
 
 Handler = Callable[[Any, str, Mapping[str, Any], RequestContext],
@@ -132,7 +134,7 @@ class Dispatcher:
                 raise MongoError(13, f"{name} may only be run against the admin database.",
                                  code_name="Unauthorized")
             if self.services.routing is not None:
-                self.services.routing.check(db, command)
+                self.services.routing.check_command(db, command)
             reply = spec.handler(self.services, db, command, ctx)
         except Exception as exc:
             return _error_reply(exc, command)

@@ -114,9 +114,10 @@ def drop_indexes(engine: Engine, txn: Any, db: str, coll: str, which: Any) -> in
 
 def find(engine: Engine, db: str, coll: str, filt: Mapping[str, Any], *,
          projection: Mapping[str, Any] | None, sort: list[tuple[str, Any]] | None, skip: int,
-         limit: int, hint: Any = None) -> Iterator[dict[str, Any]]:
+         limit: int, hint: Any = None, return_sort_key: bool = False
+         ) -> Iterator[dict[str, Any]]:
     it = engine.collection(db, coll).find(filt, projection, sort=sort or None, skip=skip,
-                                          limit=limit)
+                                          limit=limit, return_sort_key=return_sort_key)
     # start the generator now so query errors surface before the reply is built
     first = next(it, None)
     if first is None:

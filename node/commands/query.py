@@ -51,7 +51,8 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
     with budget.running():
         docs = engine_ops.find(node.engine, db, req.coll, req.filter,
                                projection=req.projection, sort=req.sort, skip=req.skip,
-                               limit=req.limit, hint=req.hint)
+                               limit=req.limit, hint=req.hint,
+                               return_sort_key=req.return_sort_key)
     batch_size = req.batch_size
     if req.single_batch and batch_size is None:
         batch_size = req.limit or None

@@ -80,6 +80,9 @@ class FindRequest:
     hint: Any = None
     max_time_ms: int = 0
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    return_sort_key: bool = False
+    """Internal (a router merging shards' sorted results): each result carries its sort key
+    as memcomparable bytes in ``$sortKey``."""
 
     @property
     def ns(self) -> str:
@@ -98,7 +101,8 @@ def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     if limit < 0:
         limit, single_batch = -limit, True
     return FindRequest(db, coll, filt, _sort_spec(sort), projection, skip, limit, batch_size,
-                       single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd)
+                       single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd,
+                       get_bool(cmd, "find", "$_requestSortKey"))
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ has a table of its own (``router/commands/table.py``) served by the same
 
 from __future__ import annotations
 
-from node.commands import admin, catalog, crud, explain, indexes, query, rename
+from node.commands import admin, apply_ops, catalog, crud, explain, indexes, query, rename
 from node.commands.dispatcher import Command
+from node.sharding import commands as sharding
 
 _CRUD = {"write": True, "retryable_write": True}
 
@@ -65,4 +66,29 @@ NODE_COMMANDS: dict[str, Command] = {
                                help="primary steps down"),
     "replSetReconfig": Command(admin.repl_set_reconfig, admin_only=True,
                                help="change the replica set's members"),
+    "applyOps": Command(apply_ops.apply_ops, admin_only=True,
+                        help="document writes as one entry, under preconditions"),
+    # config servers (internal: routers and donors call them)
+    "_configsvrAddShard": Command(sharding.configsvr_add_shard, admin_only=True),
+    "_configsvrRemoveShard": Command(sharding.configsvr_remove_shard, admin_only=True),
+    "_configsvrCreateDatabase": Command(sharding.configsvr_create_database, admin_only=True),
+    "_configsvrShardCollection": Command(sharding.configsvr_shard_collection,
+                                         admin_only=True),
+    "_configsvrSplitChunk": Command(sharding.configsvr_split_chunk, admin_only=True),
+    "_configsvrMoveChunk": Command(sharding.configsvr_move_chunk, admin_only=True),
+    "_configsvrCommitChunkMigration": Command(sharding.configsvr_commit_migration,
+                                              admin_only=True),
+    "_configsvrDropCollection": Command(sharding.configsvr_drop_collection, admin_only=True),
+    "_configsvrDropDatabase": Command(sharding.configsvr_drop_database, admin_only=True),
+    # shards (internal: config servers and donor shards call them)
+    "_shardsvrSetShardIdentity": Command(sharding.shardsvr_set_identity, admin_only=True),
+    "_shardsvrRefresh": Command(sharding.shardsvr_refresh, admin_only=True),
+    "_shardsvrMoveRange": Command(sharding.shardsvr_move_range, admin_only=True),
+    "_shardsvrMigrationStatus": Command(sharding.migration_status, admin_only=True),
+    "_recvChunkStart": Command(sharding.recv_chunk_start, admin_only=True),
+    "_recvChunkBatch": Command(sharding.recv_chunk_batch, admin_only=True),
+    "_recvChunkCommit": Command(sharding.recv_chunk_commit, admin_only=True),
+    "_recvChunkAbort": Command(sharding.recv_chunk_abort, admin_only=True),
+    "getShardVersion": Command(sharding.get_shard_version, admin_only=True,
+                               help="what this shard owns of a collection"),
 }

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import bson
+from bson.binary import Binary
 from bson.objectid import ObjectId
 from bson.regex import Regex
 
@@ -509,8 +510,11 @@ class Collection:
         after_key: bytes | None = None,
         hint: Any = None,
         txn: ReadTxn | None = None,
+        return_sort_key: bool = False,
     ) -> Iterator[tuple[bytes, dict[str, Any]]]:
-        """``(record_key, projected doc)`` of the matches, streamed.
+        """``(record_key, projected doc)`` of the matches, streamed (with
+        ``return_sort_key`` and a sort, each document carries ``$sortKey``: its sort key as
+        memcomparable bytes, for a router merging shards' results).
 
         ``limit`` 0 means no limit (a negative limit counts as its absolute value). Without a
         sort the order is ``_id`` order and ``after_key`` resumes strictly after a record key
@@ -522,6 +526,7 @@ class Collection:
             raise ValueError("after_key resumption needs _id order (no sort)")
         skip, limit = _check_skip_limit(skip, limit)
         project = _projector(projection)
+        sort_keys = return_sort_key and bool(compiled_sort)
         # compile (and so validate) before the generator starts
         flt = filter or {}
         Matcher(flt)
@@ -536,7 +541,10 @@ class Collection:
                 if skipped < skip:
                     skipped += 1
                     continue
-                yield key, (project(doc, pos) if project else doc)
+                out = project(doc, pos) if project else doc
+                if sort_keys:
+                    out = {**out, "$sortKey": Binary(compiled_sort.key_bytes(doc))}
+                yield key, out
                 produced += 1
                 if limit and produced >= limit:
                     return
@@ -560,10 +568,12 @@ class Collection:
         limit: int = 0,
         hint: Any = None,
         txn: ReadTxn | None = None,
+        return_sort_key: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """The matching documents (projected), as an iterator; see :meth:`find_records`."""
         records = self.find_records(
-            filter, projection, sort=sort, skip=skip, limit=limit, hint=hint, txn=txn
+            filter, projection, sort=sort, skip=skip, limit=limit, hint=hint, txn=txn,
+            return_sort_key=return_sort_key,
         )
         return (doc for _, doc in records)
 

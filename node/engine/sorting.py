@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from node.engine.errors import bad_value, location
+from node.engine.keystring import encode_key
 from node.engine.paths import Parts, array_index, key_values, split_path
 from node.engine.values import (
     MISSING,
@@ -138,12 +139,21 @@ class Sort:
     def __bool__(self) -> bool:
         return bool(self._fields)
 
+    def values(self, doc: Mapping[str, Any]) -> list[Any]:
+        """The values ``doc`` sorts by, one per sort field."""
+        if len(self._fields) > 1:
+            return compound_sort_values(doc, self._fields)
+        return [field_sort_value(doc, parts, d) for parts, d in self._fields]
+
+    def key_bytes(self, doc: Mapping[str, Any]) -> bytes:
+        """The sort key as memcomparable bytes (descending fields inverted): byte order is
+        sort order, so results sorted elsewhere (by shards) merge by comparing bytes."""
+        return b"".join(encode_key(v, d == -1) for v, (_, d) in
+                        zip(self.values(doc), self._fields, strict=True))
+
     def key(self, doc: Mapping[str, Any]) -> tuple[SortKey | _Descending, ...]:
         """A key for ``sorted(docs, key=...)`` ordering documents as MongoDB does."""
-        if len(self._fields) > 1:
-            values = compound_sort_values(doc, self._fields)
-        else:
-            values = [field_sort_value(doc, parts, d) for parts, d in self._fields]
+        values = self.values(doc)
         return tuple(
             SortKey(v) if d == 1 else _Descending(SortKey(v))
             for v, (_, d) in zip(values, self._fields, strict=True)

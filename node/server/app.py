@@ -66,8 +66,9 @@ class NodeApp:
 
             self.member = Replica(config, self.sm, self.store)
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
-        self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors),
-                                     NODE_COMMANDS)
+        services = NodeServices(self.engine, self.member, self.cursors)
+        self.sharding = self._sharding_role(services)
+        self.dispatcher = Dispatcher(services, NODE_COMMANDS)
         self.grpc = make_server()
         self.command_service = add_command_service(self.grpc, self.dispatcher)
         port = self.grpc.add_insecure_port(config.listen)
@@ -79,6 +80,32 @@ class NodeApp:
                                         daemon=True)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
                               interval_s=config.ttl_monitor_secs)
+
+    def _sharding_role(self, services: NodeServices) -> Any:
+        """The config-server or shard role this member was started with (None: neither)."""
+        role = self.config.cluster_role
+        if role == "configsvr":
+            from node.sharding.config_server import ConfigServer
+            from node.sharding.remote import connection_string
+
+            def my_conn() -> str:
+                members = getattr(self.member, "members", None)
+                hosts = [m.host for m in members()] if members else [self.config.advertised]
+                return connection_string(self.config.replset, hosts)
+
+            services.sharding = ConfigServer(self.engine, self.member, my_conn)
+        elif role == "shardsvr":
+            from node.sharding.commands import ShardRole
+            from node.sharding.migration import RangeDeleter
+            from node.sharding.shard_state import ShardState
+
+            state = ShardState(self.engine, self.store, self.member)
+            services.sharding = ShardRole(state, RangeDeleter(state, self._writable))
+            services.routing = state
+            self.sm.guard = state
+        elif role is not None:
+            raise ValueError(f"unknown cluster role {role!r}")
+        return services.sharding
 
     def _writable(self) -> bool:
         try:
@@ -114,6 +141,9 @@ class NodeApp:
         self._start_wire()
         self._reaper.start()
         self.ttl.start()
+        deleter = getattr(self.sharding, "deleter", None)
+        if deleter is not None:
+            deleter.start()
         log.info("member serving", extra={"fields": {
             "listen": self.config.listen, "wire_port": self.config.wire_port,
             "replset": self.config.replset, "data": self.config.data_dir}})
@@ -125,6 +155,8 @@ class NodeApp:
             return
         self._stopped.set()
         self.ttl.stop()
+        if self.sharding is not None:
+            self.sharding.close()
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()

@@ -100,6 +100,9 @@ class NodeConfig:
     keep_entries: int = 5000
     ttl_monitor_secs: float = 60.0
     """Seconds between the primary's passes deleting documents expired by TTL indexes."""
+    cluster_role: str | None = None
+    """``"configsvr"`` (holds a sharded cluster's metadata), ``"shardsvr"`` (a shard), or None
+    (a plain replica set)."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -155,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log entries kept behind a snapshot for slow members (default 5000)")
     p.add_argument("--ttl-monitor-secs", type=float,
                    help="seconds between passes deleting TTL-expired documents (default 60)")
+    role = p.add_mutually_exclusive_group()
+    role.add_argument("--configsvr", dest="cluster_role", action="store_const",
+                      const="configsvr", help="a config server of a sharded cluster")
+    role.add_argument("--shardsvr", dest="cluster_role", action="store_const",
+                      const="shardsvr", help="a shard of a sharded cluster")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose

@@ -61,7 +61,7 @@ class RoutingGuard(Protocol):
     with a stale version, to a collection in a critical section, or for ``_id``s this shard
     does not own. Deterministic: it reads only replicated state through ``txn``."""
 
-    def check(self, txn: Any, entry: Mapping[str, Any]) -> None: ...
+    def check_entry(self, txn: Any, entry: Mapping[str, Any]) -> None: ...
 
 
 StatementsApplier = Callable[[Any, Any, dict[str, Any], dict[int, Any]],
@@ -295,7 +295,7 @@ class StateMachine:
             else:
                 if self.guard is not None:
                     for _, e in run:
-                        self.guard.check(txn, e)  # type: ignore[arg-type]
+                        self.guard.check_entry(txn, e)  # type: ignore[arg-type]
                 for (idx, _), reply in zip(run, grouper.apply(self.engine, txn,
                                                               [e for _, e in run])):
                     replies[idx] = reply
@@ -330,7 +330,7 @@ class StateMachine:
                      and entry.get("txnNumber") is not None)
         done = _recorded_statements(txn, entry) if retryable else {}
         if self.guard is not None:
-            self.guard.check(txn, entry)
+            self.guard.check_entry(txn, entry)
         if not retryable:
             reply = applier(self.engine, txn, entry)
             if op == "replSetConfig":

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from helogale.channel import Channel
+from helogale.channel import Address, Channel
 from helogale.client import MongoClient
 from helogale.errors import NotPrimaryError
 from helogale.read_preferences import ReadPreference, ServerMode
@@ -66,13 +66,23 @@ class RemoteSet:
                 read_preference: ServerMode = ReadPreference.PRIMARY,
                 timeout: float | None = None) -> dict[str, Any]:
         """Run ``cmd`` on the primary (or as ``read_preference`` allows); the raw reply."""
+        return self.run(db, cmd, retry=retry, read_preference=read_preference,
+                        timeout=timeout)[0]
+
+    def run(self, db: str, cmd: Mapping[str, Any], *, retry: Retry = "safe",
+            read_preference: ServerMode = ReadPreference.PRIMARY, timeout: float | None = None,
+            address: Address | None = None) -> tuple[dict[str, Any], Address | None]:
+        """:meth:`command`, also saying which member answered; with ``address`` the command
+        goes to that member only (a cursor's ``getMore``), never retried elsewhere."""
         executor = self.client.executor
+        answered: list[Address] = []
 
         def operation(server: ServerDescription, channel: Channel) -> dict[str, Any]:
             document = dict(cmd)
             if read_preference.mode != ReadPreference.PRIMARY.mode:
                 document["$readPreference"] = read_preference.document
             reply = channel.run(db, document, self.client.codec_options, timeout=timeout)
+            answered.append(server.address)
             code = reply.get("code") if not reply.get("ok") else None
             if code in NOT_PRIMARY_CODES and (retry == "safe" or (retry == "refused"
                                                                   and code in REFUSED_CODES)):
@@ -80,13 +90,15 @@ class RemoteSet:
             return reply
 
         try:
-            return executor.run(operation, read_preference=read_preference,
-                                retryable=retry != "never")
+            reply = executor.run(operation, read_preference=read_preference,
+                                 retryable=retry != "never" and address is None,
+                                 address=address)
         except NotPrimaryError as exc:  # retries ran out: the last answer is the reply
             details = getattr(exc, "errors", None)
             if isinstance(details, Mapping):
-                return dict(details)
+                return dict(details), (answered[-1] if answered else None)
             raise
+        return reply, (answered[-1] if answered else None)
 
     def close(self) -> None:
         self.client.close()

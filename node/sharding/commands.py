@@ -1,0 +1,239 @@
+"""The internal commands of the sharded cluster, served by config servers and shards.
+
+Config servers (``_configsvr*``): called by routers (and donors, for the migration commit);
+each changes the metadata with one ``applyOps`` entry (:mod:`node.sharding.config_server`).
+Shards (``_shardsvr*``, ``_recvChunk*``, ``getShardVersion``): called by config servers, by a
+donor shard (the recipient's side of a migration) and by operators.
+
+All run against ``admin`` on the primary; a member of the wrong role answers IllegalOperation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bson import Int64
+
+from node.commands.args import get_bool, get_str
+from node.commands.context import RequestContext
+from node.engine.errors import BAD_VALUE, MongoError
+from node.sharding.config_server import ConfigServer
+from node.sharding.migration import MigrationDestination, MigrationSource, RangeDeleter
+from node.sharding.shard_state import ShardState
+
+if TYPE_CHECKING:
+    from node.commands.dispatcher import NodeServices
+
+ILLEGAL_OPERATION = 20
+
+
+def _config(node: NodeServices, name: str) -> ConfigServer:
+    role = node.sharding
+    if not isinstance(role, ConfigServer):
+        raise MongoError(ILLEGAL_OPERATION, f"{name} can only be run on config servers",
+                         code_name="IllegalOperation")
+    node.member.require_writable()
+    return role
+
+
+def _shard(node: NodeServices, name: str) -> ShardRole:
+    role = node.sharding
+    if not isinstance(role, ShardRole):
+        raise MongoError(ILLEGAL_OPERATION, f"{name} can only be run on a shard (a member "
+                         "started with --shardsvr)", code_name="IllegalOperation")
+    return role
+
+
+def _ns(cmd: Mapping[str, Any], name: str) -> str:
+    ns = cmd.get(name)
+    if not isinstance(ns, str) or "." not in ns:
+        raise MongoError(BAD_VALUE, f"{name} needs a namespace 'db.collection', got {ns!r}")
+    return ns
+
+
+def _bound(cmd: Mapping[str, Any], field: str) -> Any:
+    if field not in cmd:
+        raise MongoError(BAD_VALUE, f"missing '{field}'")
+    return cmd[field]
+
+
+class ShardRole:
+    """A shard's moving parts: its state, the migration sides and the range deleter."""
+
+    def __init__(self, state: ShardState, deleter: RangeDeleter) -> None:
+        self.state = state
+        self.deleter = deleter
+        self.destination = MigrationDestination(state)
+        self.source: MigrationSource | None = None
+
+    def close(self) -> None:
+        self.deleter.stop()
+        self.state.close()
+
+
+# --- config servers ----------------------------------------------------------------------------
+
+
+def configsvr_add_shard(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                        ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrAddShard")
+    conn = get_str(cmd, "_configsvrAddShard", "_configsvrAddShard")
+    return cfg.add_shard(conn, cmd.get("name"))
+
+
+def configsvr_remove_shard(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                           ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrRemoveShard")
+    return cfg.remove_shard(get_str(cmd, "_configsvrRemoveShard", "_configsvrRemoveShard"))
+
+
+def configsvr_create_database(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                              ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrCreateDatabase")
+    name = get_str(cmd, "_configsvrCreateDatabase", "_configsvrCreateDatabase")
+    doc = cfg.database(name, create=True, partitioned=get_bool(cmd, "_configsvrCreateDatabase", "partitioned"))
+    return {"database": doc}
+
+
+def configsvr_shard_collection(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                               ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrShardCollection")
+    ns = _ns(cmd, "_configsvrShardCollection")
+    key = cmd.get("key")
+    if not isinstance(key, Mapping):
+        raise MongoError(BAD_VALUE, "shardCollection needs a 'key' document")
+    return cfg.shard_collection(ns, key, get_bool(cmd, "_configsvrShardCollection", "unique"))
+
+
+def configsvr_split_chunk(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                          ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrSplitChunk")
+    ns = _ns(cmd, "_configsvrSplitChunk")
+    points = cmd.get("splitPoints")
+    if not isinstance(points, list):
+        raise MongoError(BAD_VALUE, "splitPoints must be an array")
+    return cfg.split_chunk(ns, _bound(cmd, "min"), _bound(cmd, "max"), points)
+
+
+def configsvr_commit_migration(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                               ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrCommitChunkMigration")
+    ns = _ns(cmd, "_configsvrCommitChunkMigration")
+    return cfg.commit_migration(ns, _bound(cmd, "min"), _bound(cmd, "max"),
+                                get_str(cmd, "_configsvrCommitChunkMigration", "fromShard"), get_str(cmd, "_configsvrCommitChunkMigration", "toShard"))
+
+
+def configsvr_move_chunk(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                         ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrMoveChunk")
+    ns = _ns(cmd, "_configsvrMoveChunk")
+    return cfg.move_chunk(ns, _bound(cmd, "min"), _bound(cmd, "max"),
+                          get_str(cmd, "_configsvrMoveChunk", "toShard"), get_bool(cmd, "_configsvrMoveChunk", "waitForDelete"))
+
+
+def configsvr_drop_collection(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                              ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrDropCollection")
+    return cfg.drop_collection(_ns(cmd, "_configsvrDropCollection"))
+
+
+def configsvr_drop_database(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                            ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrDropDatabase")
+    return cfg.drop_database(get_str(cmd, "_configsvrDropDatabase", "_configsvrDropDatabase"))
+
+
+# --- shards ------------------------------------------------------------------------------------
+
+
+def shardsvr_set_identity(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                          ctx: RequestContext) -> dict[str, Any]:
+    role = _shard(node, "_shardsvrSetShardIdentity")
+    node.member.require_writable()
+    identity = {"shardName": get_str(cmd, "_shardsvrSetShardIdentity", "shardName"),
+                "configsvrConnectionString": get_str(cmd, "_shardsvrSetShardIdentity", "configsvrConnectionString"),
+                "clusterId": cmd.get("clusterId")}
+    role.state.propose({"op": "shardIdentity", "identity": identity})
+    return {}
+
+
+def shardsvr_refresh(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                     ctx: RequestContext) -> dict[str, Any]:
+    role = _shard(node, "_shardsvrRefresh")
+    node.member.require_writable()
+    role.state.refresh(_ns(cmd, "_shardsvrRefresh"))
+    return {}
+
+
+def get_shard_version(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                      ctx: RequestContext) -> dict[str, Any]:
+    role = _shard(node, "getShardVersion")
+    ns = _ns(cmd, "getShardVersion")
+    current = role.state.ownership(ns)
+    if current is None:
+        return {"version": {"e": None, "v": None}, "sharded": False}
+    out: dict[str, Any] = {"version": current.version.timestamp(),
+                           "versionEpoch": current.epoch, "sharded": True,
+                           "inCriticalSection": bool(current.critical)}
+    if get_bool(cmd, "getShardVersion", "fullMetadata"):
+        out["chunks"] = [[lo, hi] for lo, hi in current.chunks]
+    return out
+
+
+def shardsvr_move_range(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                        ctx: RequestContext) -> dict[str, Any]:
+    role = _shard(node, "_shardsvrMoveRange")
+    node.member.require_writable()
+    source = MigrationSource(role.state, _ns(cmd, "_shardsvrMoveRange"), _bound(cmd, "min"),
+                             _bound(cmd, "max"), get_str(cmd, "_shardsvrMoveRange", "toShard"),
+                             get_str(cmd, "_shardsvrMoveRange", "toShardHost"),
+                             wait_for_delete=get_bool(cmd, "_shardsvrMoveRange", "waitForDelete"),
+                             deleter=role.deleter)
+    role.source = source
+    try:
+        return source.run()
+    finally:
+        role.source = None
+
+
+def recv_chunk_start(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                     ctx: RequestContext) -> dict[str, Any]:
+    role = _shard(node, "_recvChunkStart")
+    node.member.require_writable()
+    return role.destination.start(cmd)
+
+
+def recv_chunk_batch(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                     ctx: RequestContext) -> dict[str, Any]:
+    role = _shard(node, "_recvChunkBatch")
+    node.member.require_writable()
+    return role.destination.batch(cmd)
+
+
+def recv_chunk_commit(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                      ctx: RequestContext) -> dict[str, Any]:
+    role = _shard(node, "_recvChunkCommit")
+    node.member.require_writable()
+    return role.destination.commit(cmd)
+
+
+def recv_chunk_abort(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                     ctx: RequestContext) -> dict[str, Any]:
+    role = _shard(node, "_recvChunkAbort")
+    node.member.require_writable()
+    return role.destination.abort(cmd)
+
+
+def migration_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                     ctx: RequestContext) -> dict[str, Any]:
+    """The migration this shard leads now, with its phase and counters, and queued range
+    deletions (``_shardsvrMigrationStatus``)."""
+    role = _shard(node, "_shardsvrMigrationStatus")
+    source = role.source
+    out: dict[str, Any] = {"active": source is not None,
+                           "rangeDeletions": Int64(len(role.deleter.pending()))}
+    if source is not None:
+        out.update({"ns": source.ns, "min": source.lo, "max": source.hi,
+                    "toShard": source.to_shard, **source.progress})
+    return out

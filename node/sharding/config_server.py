@@ -1,0 +1,377 @@
+"""The config-server role: the cluster's metadata and every change to it.
+
+The metadata lives in the ``config`` database in MongoDB's shapes, readable by any driver
+through a router (``client.config.chunks.find()``):
+
+* ``config.shards``: ``{_id: name, host: "name/wire1,wire2", grpcHost: "name/g1,g2", state: 1}``
+  (``host`` has the members' wire-protocol addresses, so MongoDB's tools can open a shard;
+  ``grpcHost`` is what routers and shards dial);
+* ``config.databases``: ``{_id: db, primary: shard, partitioned: bool}``;
+* ``config.collections``: ``{_id: ns, lastmodEpoch, lastmod, uuid, key: {_id: 1}, unique,
+  timestamp}``;
+* ``config.chunks``: ``{_id, ns, uuid, min: {_id}, max: {_id}, shard, lastmod, lastmodEpoch}``;
+* ``config.version``: ``{_id: 1, clusterId}``.
+
+Every change is ONE ``applyOps`` entry whose preconditions are checked where it applies
+(:mod:`node.commands.apply_ops`), majority-committed: two routers splitting the same chunk, or
+a split racing a migration commit, cannot both win. The commands here (``_configsvr*``) run on
+the config primary; routers call them, and donors call ``_configsvrCommitChunkMigration``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import re
+import uuid as _uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bson import Binary, MaxKey, MinKey, ObjectId, Timestamp
+
+from node.commands.member import WriteConcern
+from node.engine.errors import BAD_VALUE, MongoError
+from node.engine.values import SortKey, compare
+from node.sharding.chunks import Chunk, ChunkVersion
+from node.sharding.remote import RemoteSets, connection_string, parse_connection_string
+
+log = logging.getLogger("helogale.config")
+
+SHARD_NOT_FOUND = 70
+NAMESPACE_NOT_FOUND = 26
+ILLEGAL_OPERATION = 20
+INVALID_OPTIONS = 72
+ALREADY_INITIALIZED = 23
+OPERATION_FAILED = 96
+NAMESPACE_EXISTS = 48
+
+
+def _err(code: int, msg: str, name: str | None = None) -> MongoError:
+    return MongoError(code, msg, code_name=name)
+
+
+def split_ns(ns: Any) -> tuple[str, str]:
+    if not isinstance(ns, str) or "." not in ns or ns.startswith(".") or ns.endswith("."):
+        raise _err(73, f"Invalid namespace specified '{ns}'", "InvalidNamespace")
+    db, _, coll = ns.partition(".")
+    return db, coll
+
+
+class ConfigServer:
+    """The config-server role of a member (see module docstring)."""
+
+    def __init__(self, engine: Any, member: Any, my_conn: Callable[[], str]) -> None:
+        self.engine = engine
+        self.member = member
+        self.my_conn = my_conn
+        """This config set's connection string (``cfg/g1,g2,g3``), given to shards."""
+        self.remotes = RemoteSets()
+
+    def close(self) -> None:
+        self.remotes.close()
+
+    # --- reading the metadata (the primary's applied, hence committed, state) ---------------
+    def _find(self, coll: str, filt: Mapping[str, Any], sort: list[tuple[str, int]] | None = None
+              ) -> list[dict[str, Any]]:
+        return list(self.engine.collection("config", coll).find(filt, sort=sort))
+
+    def _one(self, coll: str, filt: Mapping[str, Any]) -> dict[str, Any] | None:
+        found = self._find(coll, filt)
+        return found[0] if found else None
+
+    def shard(self, name: str) -> dict[str, Any]:
+        doc = self._one("shards", {"_id": name})
+        if doc is None:
+            raise _err(SHARD_NOT_FOUND, f"Shard {name} not found", "ShardNotFound")
+        return doc
+
+    def collection(self, ns: str) -> dict[str, Any] | None:
+        doc = self._one("collections", {"_id": ns})
+        return None if doc is None or doc.get("dropped") else doc
+
+    def chunks(self, ns: str) -> list[dict[str, Any]]:
+        docs = self._find("chunks", {"ns": ns})
+        docs.sort(key=lambda d: SortKey(d["min"]["_id"]))
+        return docs
+
+    def collection_version(self, ns: str) -> Timestamp:
+        return max((c["lastmod"] for c in self.chunks(ns)), default=Timestamp(0, 0))
+
+    # --- writing it --------------------------------------------------------------------------
+    def commit(self, ops: list[dict[str, Any]], preconditions: list[dict[str, Any]]
+               ) -> dict[str, Any]:
+        """One ``applyOps`` entry, majority-committed; raises what it applied with."""
+        self.member.require_writable()
+        entry = {"op": "applyOps", "ops": ops, "preCondition": preconditions,
+                 "now": _dt.datetime.now(_dt.UTC)}
+        result, _ = self.member.submit(entry, WriteConcern(w="majority"))
+        if result.get("ok") == 0.0:
+            raise MongoError(int(result.get("code", 1)), str(result.get("errmsg")),
+                             code_name=result.get("codeName"),
+                             details={k: v for k, v in result.items()
+                                      if k in ("got", "whatFailed")})
+        return dict(result)
+
+    def cluster_id(self) -> ObjectId:
+        doc = self._one("version", {"_id": 1})
+        if doc is not None:
+            return doc["clusterId"]
+        cid = ObjectId()
+        with contextlib.suppress(MongoError):  # another caller may win the race
+            self.commit([{"op": "i", "ns": "config.version", "o": {"_id": 1, "clusterId": cid}}],
+                        [{"ns": "config.version", "q": {"_id": 1}, "res": None}])
+        return self._one("version", {"_id": 1})["clusterId"]  # type: ignore[index]
+
+    # --- shards ------------------------------------------------------------------------------
+    def add_shard(self, conn: str, name: str | None = None) -> dict[str, Any]:
+        set_name, hosts = parse_connection_string(conn)
+        if set_name is None:
+            raise _err(OPERATION_FAILED, "addShard needs a replica set: 'name/host:port,...'",
+                       "OperationFailed")
+        name = name or set_name
+        shard = self.remotes.get(conn)
+        reply = shard.command("admin", {"replSetGetConfig": 1})
+        if reply.get("ok") != 1.0:
+            raise _err(OPERATION_FAILED, f"cannot reach replica set {conn}: "
+                       f"{reply.get('errmsg')}", "OperationFailed")
+        config = reply["config"]
+        if config.get("_id") != set_name:
+            raise _err(OPERATION_FAILED, f"the replica set at {hosts[0]} is "
+                       f"{config.get('_id')!r}, not {set_name!r}", "OperationFailed")
+        members = sorted(config["members"], key=lambda m: m["_id"])
+        grpc_hosts = [str(m["host"]) for m in members]
+        wire_hosts = [str(m.get("wireHost") or m["host"]) for m in members]
+        existing = self._one("shards", {"_id": name})
+        if existing is not None:
+            if existing.get("grpcHost") == connection_string(set_name, grpc_hosts):
+                return {"shardAdded": name}
+            raise _err(ILLEGAL_OPERATION, f"a shard named {name} already exists with other "
+                       "hosts", "IllegalOperation")
+        ident = shard.command("admin", {
+            "_shardsvrSetShardIdentity": 1, "shardName": name,
+            "configsvrConnectionString": self.my_conn(), "clusterId": self.cluster_id()})
+        if ident.get("ok") != 1.0:
+            raise _err(OPERATION_FAILED, f"{conn} cannot become a shard: {ident.get('errmsg')}",
+                       "OperationFailed")
+        doc = {"_id": name, "host": connection_string(set_name, wire_hosts),
+               "grpcHost": connection_string(set_name, grpc_hosts), "state": 1}
+        self.commit([{"op": "i", "ns": "config.shards", "o": doc}],
+                    [{"ns": "config.shards", "q": {"_id": name}, "res": None}])
+        log.info("shard added", extra={"fields": {"shard": name, "hosts": doc["grpcHost"]}})
+        return {"shardAdded": name}
+
+    def remove_shard(self, name: str) -> dict[str, Any]:
+        self.shard(name)
+        chunks = self._find("chunks", {"shard": name})
+        dbs = [d["_id"] for d in self._find("databases", {"primary": name})]
+        if chunks or dbs:
+            return {"msg": "draining is not supported yet: move its chunks and databases "
+                    "away first", "state": "ongoing", "shard": name,
+                    "remaining": {"chunks": len(chunks), "dbs": len(dbs)},
+                    "dbsToMove": dbs, "ok": 0.0, "code": ILLEGAL_OPERATION,
+                    "codeName": "IllegalOperation", "errmsg": f"shard {name} still owns "
+                    f"{len(chunks)} chunk(s) and {len(dbs)} database(s)"}
+        self.commit([{"op": "d", "ns": "config.shards", "o": {"_id": name}}],
+                    [{"ns": "config.shards", "q": {"_id": name}, "res": {}}])
+        return {"msg": "removeshard completed successfully", "state": "completed",
+                "shard": name}
+
+    # --- databases ---------------------------------------------------------------------------
+    def database(self, db: str, *, create: bool, partitioned: bool = False) -> dict[str, Any]:
+        if db in ("admin", "config", "local"):
+            raise _err(INVALID_OPTIONS, f"database {db} lives on the config servers",
+                       "InvalidOptions")
+        doc = self._one("databases", {"_id": db})
+        if doc is not None:
+            if partitioned and not doc.get("partitioned"):
+                self.commit([{"op": "u", "ns": "config.databases", "o2": {"_id": db},
+                              "o": {"$set": {"partitioned": True}}}], [])
+                doc["partitioned"] = True
+            return doc
+        if not create:
+            raise _err(NAMESPACE_NOT_FOUND, f"database {db} not found", "NamespaceNotFound")
+        shards = self._find("shards", {})
+        if not shards:
+            raise _err(SHARD_NOT_FOUND, "no shards: addShard first", "ShardNotFound")
+        counts = {s["_id"]: 0 for s in shards}
+        for d in self._find("databases", {}):
+            if d.get("primary") in counts:
+                counts[d["primary"]] += 1
+        primary = min(counts, key=lambda s: (counts[s], s))
+        doc = {"_id": db, "primary": primary, "partitioned": partitioned,
+               "version": {"uuid": Binary(_uuid.uuid4().bytes, 4),
+                           "timestamp": Timestamp(int(_dt.datetime.now(_dt.UTC).timestamp()), 1),
+                           "lastMod": 1}}
+        try:
+            self.commit([{"op": "i", "ns": "config.databases", "o": doc}],
+                        [{"ns": "config.databases", "q": {"_id": db}, "res": None}])
+        except MongoError as exc:
+            if exc.code != BAD_VALUE:
+                raise
+            found = self._one("databases", {"_id": db})  # another router created it
+            if found is None:
+                raise
+            return found
+        return doc
+
+    # --- collections -------------------------------------------------------------------------
+    def shard_collection(self, ns: str, key: Mapping[str, Any], unique: bool) -> dict[str, Any]:
+        db, coll = split_ns(ns)
+        if dict(key) != {"_id": 1}:
+            raise _err(INVALID_OPTIONS, f"only {{_id: 1}} shard keys are supported; got "
+                       f"{dict(key)!r}", "InvalidOptions")
+        dbdoc = self.database(db, create=True, partitioned=True)
+        existing = self.collection(ns)
+        if existing is not None:
+            return {"collectionsharded": ns, "collectionUUID": existing.get("uuid"),
+                    "alreadySharded": True}
+        primary = self.shard(dbdoc["primary"])
+        remote = self.remotes.get(primary["grpcHost"])
+        created = remote.command(db, {"create": coll})
+        if created.get("ok") != 1.0 and created.get("code") != NAMESPACE_EXISTS:
+            raise _err(OPERATION_FAILED, f"cannot create {ns} on {primary['_id']}: "
+                       f"{created.get('errmsg')}", "OperationFailed")
+        listed = remote.command(db, {"listIndexes": coll})
+        for spec in (listed.get("cursor") or {}).get("firstBatch", []):
+            first = next(iter(spec.get("key", {})), None)
+            if spec.get("unique") and first != "_id":
+                raise _err(INVALID_OPTIONS, f"can't shard collection '{ns}' with unique index "
+                           f"on {dict(spec['key'])} and proposed shard key {{ _id: 1 }}. "
+                           "Uniqueness can't be maintained unless shard key is a prefix",
+                           "InvalidOptions")
+        epoch = ObjectId()
+        uuid = Binary(_uuid.uuid4().bytes, 4)
+        now = _dt.datetime.now(_dt.UTC)
+        cdoc = {"_id": ns, "lastmodEpoch": epoch, "lastmod": now, "uuid": uuid,
+                "key": {"_id": 1}, "unique": bool(unique),
+                "timestamp": Timestamp(int(now.timestamp()), 1)}
+        chunk = Chunk(MinKey(), MaxKey(), primary["_id"], ChunkVersion(1, 0, epoch))
+        self.commit([{"op": "i", "ns": "config.collections", "o": cdoc},
+                     {"op": "i", "ns": "config.chunks", "o": chunk.to_doc(ns, uuid, ObjectId())}],
+                    [{"ns": "config.collections", "q": {"_id": ns}, "res": None}])
+        self._tell_refresh(primary["grpcHost"], ns)
+        log.info("collection sharded", extra={"fields": {"ns": ns, "epoch": str(epoch)}})
+        return {"collectionsharded": ns, "collectionUUID": uuid}
+
+    def _tell_refresh(self, conn: str, ns: str) -> None:
+        try:
+            self.remotes.get(conn).command("admin", {"_shardsvrRefresh": ns})
+        except Exception:  # the shard refreshes by itself when a router sends the version
+            log.warning("shard refresh notification failed", exc_info=True)
+
+    def _chunk_at(self, ns: str, lo: Any) -> dict[str, Any]:
+        doc = self._one("chunks", {"ns": ns, "min": {"_id": lo}})
+        if doc is None:
+            raise _err(BAD_VALUE, f"no chunk of {ns} starts at {lo!r}")
+        return doc
+
+    def split_chunk(self, ns: str, lo: Any, hi: Any, points: list[Any]) -> dict[str, Any]:
+        coll = self.collection(ns)
+        if coll is None:
+            raise _err(NAMESPACE_NOT_FOUND, f"{ns} is not sharded", "NamespaceNotFound")
+        chunk = self._chunk_at(ns, lo)
+        if compare(chunk["max"]["_id"], hi) != 0:
+            raise _err(BAD_VALUE, f"chunk of {ns} at {lo!r} does not end at {hi!r}")
+        ordered: list[Any] = []
+        for p in sorted(points, key=SortKey):
+            if not ordered or compare(ordered[-1], p) != 0:
+                ordered.append(p)
+        points = ordered
+        for p in points:
+            if compare(p, lo) <= 0 or compare(p, hi) >= 0:
+                raise _err(BAD_VALUE, f"split key {p!r} is not inside the chunk "
+                           f"[{lo!r}, {hi!r})")
+        if not points:
+            raise _err(BAD_VALUE, "no split point given")
+        epoch = coll["lastmodEpoch"]
+        top = self.collection_version(ns)
+        bounds = [lo, *points, hi]
+        ops: list[dict[str, Any]] = [{"op": "d", "ns": "config.chunks", "o": {"_id": chunk["_id"]}}]
+        for i in range(len(bounds) - 1):
+            version = ChunkVersion(top.time, top.inc + 1 + i, epoch)
+            new = Chunk(bounds[i], bounds[i + 1], chunk["shard"], version)
+            ops.append({"op": "i", "ns": "config.chunks",
+                        "o": new.to_doc(ns, coll.get("uuid"), ObjectId())})
+        self.commit(ops, [
+            {"ns": "config.chunks", "q": {"_id": chunk["_id"]},
+             "res": {"shard": chunk["shard"], "lastmod": chunk["lastmod"]}},
+            {"ns": "config.chunks", "q": {"ns": ns, "lastmod": {"$gt": top}}, "res": None}])
+        return {}
+
+    def commit_migration(self, ns: str, lo: Any, hi: Any, from_shard: str, to_shard: str
+                         ) -> dict[str, Any]:
+        coll = self.collection(ns)
+        if coll is None:
+            raise _err(NAMESPACE_NOT_FOUND, f"{ns} is not sharded", "NamespaceNotFound")
+        self.shard(to_shard)
+        chunk = self._chunk_at(ns, lo)
+        if chunk["shard"] == to_shard:
+            return {"alreadyCommitted": True}
+        if chunk["shard"] != from_shard or compare(chunk["max"]["_id"], hi) != 0:
+            raise _err(BAD_VALUE, f"chunk [{lo!r}, {hi!r}) of {ns} is not on {from_shard}")
+        epoch = coll["lastmodEpoch"]
+        top = self.collection_version(ns)
+        moved = Timestamp(top.time + 1, 0)
+        ops: list[dict[str, Any]] = [{"op": "u", "ns": "config.chunks", "o2": {"_id": chunk["_id"]},
+                                      "o": {"$set": {"shard": to_shard, "lastmod": moved,
+                                                     "lastmodEpoch": epoch}}}]
+        control = next((c for c in self.chunks(ns)
+                        if c["shard"] == from_shard and c["_id"] != chunk["_id"]), None)
+        if control is not None:  # the donor's version moves too: stale routers hear of it
+            ops.append({"op": "u", "ns": "config.chunks", "o2": {"_id": control["_id"]},
+                        "o": {"$set": {"lastmod": Timestamp(top.time + 1, 1)}}})
+        self.commit(ops, [
+            {"ns": "config.chunks", "q": {"_id": chunk["_id"]},
+             "res": {"shard": from_shard, "lastmod": chunk["lastmod"]}},
+            {"ns": "config.chunks", "q": {"ns": ns, "lastmod": {"$gt": top}}, "res": None}])
+        log.info("migration committed", extra={"fields": {
+            "ns": ns, "from": from_shard, "to": to_shard,
+            "version": f"{moved.time}|{moved.inc}"}})
+        return {}
+
+    def move_chunk(self, ns: str, lo: Any, hi: Any, to_shard: str, wait_for_delete: bool
+                   ) -> dict[str, Any]:
+        coll = self.collection(ns)
+        if coll is None:
+            raise _err(NAMESPACE_NOT_FOUND, f"{ns} is not sharded", "NamespaceNotFound")
+        chunk = self._chunk_at(ns, lo)
+        if compare(chunk["max"]["_id"], hi) != 0:
+            raise _err(BAD_VALUE, f"no chunk [{lo!r}, {hi!r}) in {ns}")
+        to = self.shard(to_shard)
+        if chunk["shard"] == to_shard:
+            return {"millis": 0, "note": "chunk already on that shard"}
+        donor = self.shard(chunk["shard"])
+        reply = self.remotes.get(donor["grpcHost"]).command("admin", {
+            "_shardsvrMoveRange": ns, "min": lo, "max": hi, "toShard": to_shard,
+            "toShardHost": to["grpcHost"], "waitForDelete": wait_for_delete},
+            retry="refused", timeout=None)
+        if reply.get("ok") != 1.0:
+            raise MongoError(int(reply.get("code", OPERATION_FAILED)),
+                             f"moveChunk failed: {reply.get('errmsg')}",
+                             code_name=reply.get("codeName"))
+        return {k: v for k, v in reply.items() if k != "ok"}
+
+    def drop_collection(self, ns: str) -> dict[str, Any]:
+        """Forget ``ns``'s sharding metadata and tell the shards that held chunks."""
+        coll = self.collection(ns)
+        if coll is None:
+            return {"dropped": False}
+        chunks = self.chunks(ns)
+        shards = sorted({c["shard"] for c in chunks})
+        ops = [{"op": "d", "ns": "config.chunks", "o": {"_id": c["_id"]}} for c in chunks]
+        ops.append({"op": "d", "ns": "config.collections", "o": {"_id": ns}})
+        self.commit(ops, [{"ns": "config.collections", "q": {"_id": ns},
+                           "res": {"lastmodEpoch": coll["lastmodEpoch"]}}])
+        for name in shards:
+            with contextlib.suppress(MongoError):
+                self._tell_refresh(self.shard(name)["grpcHost"], ns)
+        return {"dropped": True, "shards": shards}
+
+    def drop_database(self, db: str) -> dict[str, Any]:
+        for coll in self._find("collections", {"_id": {"$regex": f"^{re.escape(db)}\\."}}):
+            self.drop_collection(coll["_id"])
+        doc = self._one("databases", {"_id": db})
+        if doc is not None:
+            self.commit([{"op": "d", "ns": "config.databases", "o": {"_id": db}}], [])
+        return {"dropped": db}

@@ -1,0 +1,379 @@
+"""Moving a chunk between shards: the donor's side (:class:`MigrationSource`), the recipient's
+(:class:`MigrationDestination`) and the donor's range deleter (:class:`RangeDeleter`).
+
+The donor primary leads (``_shardsvrMoveRange``), every step a majority-committed entry:
+
+1. **register**: ``migrationState`` (donor). From now on every write inside the range is
+   recorded (its record key, in the writing transaction) for the catch-up.
+2. **start** the recipient (``_recvChunkStart``): it refreshes its ownership (so the incoming
+   documents stay invisible until the commit), registers itself, builds the indexes and
+   clears leftovers of an earlier attempt.
+3. **clone**: the range's documents, read from one snapshot, in batches (``_recvChunkBatch``
+   -> ``migrateApply`` entries on the recipient).
+4. **catch up**: the documents written meanwhile (their current state, or their deletion),
+   round after round until few remain.
+5. **critical section** on the donor (``shardCriticalSection``): routed reads and writes of
+   the collection are refused with StaleConfig (routers wait and retry); the last changes go.
+6. **commit** on the config servers (``_configsvrCommitChunkMigration``, one ``applyOps``
+   with preconditions: the chunk moves, the collection's major version goes up, one chunk
+   left on the donor gets the new version too). The outcome is always learned from the
+   config servers, never guessed.
+7. The donor refreshes its ownership and leaves the critical section in ONE entry; routers
+   that still route with the old version get StaleConfig and refresh; the recipient refreshes
+   and ends its part.
+8. The donor queues the range for deletion (``rangeDeletion`` task); :class:`RangeDeleter`
+   deletes the records it no longer owns in small throttled batches, resumably.
+
+Any failure before the commit aborts: the critical section ends, the recipient drops what it
+received (a range deletion of documents it never owned).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import bson
+from bson import Binary, ObjectId
+
+from node.engine.collection import decode_doc, docs_table
+from node.engine.errors import MongoError
+from node.sharding import ownership as own
+from node.sharding.chunks import KeyRange
+from node.sharding.migration_ops import range_deletions, read_migration, task_doc
+from node.sharding.shard_state import MODS_TABLE, ShardState
+
+log = logging.getLogger("helogale.migration")
+
+BATCH_DOCS = 2000
+BATCH_BYTES = 4 * 1024 * 1024
+STEADY_MODS = 64
+MAX_CATCH_UP_ROUNDS = 30
+DELETE_BATCH = 500
+DELETE_PAUSE_S = 0.01
+COMMIT_TIMEOUT_S = 120.0
+_U64_LEN = 8
+
+
+def _split(ns: str) -> tuple[str, str]:
+    db, _, coll = ns.partition(".")
+    return db, coll
+
+
+def check_ok(reply: Mapping[str, Any], what: str) -> dict[str, Any]:
+    if reply.get("ok") != 1.0:
+        raise MongoError(int(reply.get("code", 1)), f"{what}: {reply.get('errmsg')}",
+                         code_name=reply.get("codeName"))
+    return dict(reply)
+
+
+class MigrationSource:
+    """One chunk leaving this shard (see module docstring); ``run()`` returns the reply."""
+
+    def __init__(self, state: ShardState, ns: str, lo: Any, hi: Any, to_shard: str,
+                 to_conn: str, *, wait_for_delete: bool = False,
+                 deleter: RangeDeleter | None = None) -> None:
+        self.state = state
+        self.ns = ns
+        self.lo, self.hi = lo, hi
+        self.range = KeyRange.of(lo, hi)
+        self.to_shard = to_shard
+        self.to_conn = to_conn
+        self.wait_for_delete = wait_for_delete
+        self.deleter = deleter
+        self.id = ObjectId()
+        self.progress: dict[str, Any] = {"phase": "registered", "docsCloned": 0,
+                                         "modsSent": 0, "rounds": 0}
+
+    # --- the protocol ---------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        state = self.state
+        current = state.ownership(self.ns)
+        if current is None or (self.lo, self.hi) not in current.chunks:
+            raise own.stale_config(self.ns, own.shard_version(current),
+                                   own.shard_version(current), state.shard_name,
+                                   "this shard does not own that chunk")
+        me = state.shard_name
+        state.propose({"op": "migrationState", "set": {
+            "id": self.id, "ns": self.ns, "min": self.lo, "max": self.hi, "role": "donor",
+            "peer": self.to_shard}})
+        recipient = state.remotes.get(self.to_conn)
+        entered = False
+        try:
+            self._phase("starting recipient")
+            check_ok(recipient.command("admin", {
+                "_recvChunkStart": self.ns, "migrationId": self.id, "min": self.lo,
+                "max": self.hi, "fromShard": me, "indexes": self._index_specs()}),
+                "recipient refused to start")
+            self._phase("cloning")
+            self._clone(recipient)
+            self._phase("catching up")
+            last = 0
+            for _ in range(MAX_CATCH_UP_ROUNDS):
+                sent, last = self._send_mods(recipient, last)
+                self.progress["rounds"] += 1
+                if sent < STEADY_MODS:
+                    break
+            self._phase("critical section")
+            state.propose({"op": "shardCriticalSection", "ns": self.ns, "enter": True,
+                           "reason": {"migration": self.id}})
+            entered = True
+            self._send_mods(recipient, last)
+            self._phase("committing")
+            committed = self._commit()
+        except BaseException as exc:
+            log.warning("migration aborted", extra={"fields": {
+                "ns": self.ns, "id": str(self.id), "error": str(exc)}})
+            self._abort(recipient, entered)
+            raise
+        if not committed:
+            self._abort(recipient, entered)
+            raise MongoError(own.STALE_CONFIG, f"migration of {self.ns} was not committed: the "
+                             "config servers' metadata changed meanwhile",
+                             code_name="StaleConfig")
+        self._phase("committed")
+        state.refresh(self.ns, leave_critical=True)
+        try:
+            recipient.command("admin", {"_recvChunkCommit": self.ns, "migrationId": self.id})
+        except Exception:  # it refreshes by itself when a router sends the new version
+            log.warning("recipient did not hear of the commit", exc_info=True)
+        task = task_doc(self.id, self.ns, self.lo, self.hi)
+        state.propose({"op": "migrationState", "clear": self.id, "rangeDeletion": task})
+        if self.wait_for_delete and self.deleter is not None:
+            self._phase("deleting range")
+            self.deleter.run_task(task)
+        elif self.deleter is not None:
+            self.deleter.wake()
+        self._phase("done")
+        return {"millis": 0, **{k: v for k, v in self.progress.items() if k != "phase"}}
+
+    def _phase(self, phase: str) -> None:
+        self.progress["phase"] = phase
+        log.info("migration phase", extra={"fields": {"ns": self.ns, "id": str(self.id),
+                                                       "phase": phase}})
+
+    def _index_specs(self) -> list[dict[str, Any]]:
+        from node.commands import engine_ops
+
+        db, coll = _split(self.ns)
+        return [s for s in engine_ops.list_indexes(self.state.engine, db, coll, missing_ok=True)
+                if s.get("name") != "_id_"]
+
+    def _batches(self, docs: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for doc in docs:
+            n = len(bson.encode(doc))
+            if batch and (len(batch) >= BATCH_DOCS or size + n > BATCH_BYTES):
+                yield batch
+                batch, size = [], 0
+            batch.append(doc)
+            size += n
+        if batch:
+            yield batch
+
+    def _clone(self, recipient: Any) -> None:
+        table = docs_table(self.ns)
+        with self.state.store.read() as snap:
+            docs = (decode_doc(bytes(raw)) for _, raw in snap.scan(table, self.range.lo,
+                                                                   self.range.hi))
+            for batch in self._batches(docs):
+                self._send(recipient, docs=batch)
+                self.progress["docsCloned"] += len(batch)
+
+    def _send(self, recipient: Any, *, docs: list[dict[str, Any]] | None = None,
+              deletes: list[bytes] | None = None) -> None:
+        check_ok(recipient.command("admin", {
+            "_recvChunkBatch": self.ns, "migrationId": self.id, "docs": docs or [],
+            "deletes": [Binary(k) for k in deletes or []]}), "recipient refused a batch")
+
+    def _send_mods(self, recipient: Any, after: int) -> tuple[int, int]:
+        """Send the current state of every record written since mod ``after``; returns
+        (records sent, last mod seen)."""
+        keys: dict[bytes, None] = {}
+        last = after
+        start = (after + 1).to_bytes(_U64_LEN, "big")
+        with self.state.store.read() as txn:
+            for seq, key in txn.scan(MODS_TABLE, start):
+                keys[bytes(key)] = None
+                last = int.from_bytes(bytes(seq), "big")
+            table = docs_table(self.ns)
+            upserts: list[dict[str, Any]] = []
+            deletes: list[bytes] = []
+            for key in keys:
+                raw = txn.get(table, key)
+                if raw is None:
+                    deletes.append(key)
+                else:
+                    upserts.append(decode_doc(bytes(raw)))
+        for batch in self._batches(iter(upserts)):
+            self._send(recipient, docs=batch)
+        for i in range(0, len(deletes), BATCH_DOCS):
+            self._send(recipient, deletes=deletes[i:i + BATCH_DOCS])
+        self.progress["modsSent"] += len(keys)
+        return len(keys), last
+
+    def _commit(self) -> bool:
+        """Commit on the config servers; True once they say the recipient owns the chunk."""
+        cfg = self.state.config_servers()
+        cmd = {"_configsvrCommitChunkMigration": self.ns, "min": self.lo, "max": self.hi,
+               "fromShard": self.state.shard_name, "toShard": self.to_shard}
+        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+        while True:
+            try:
+                reply = cfg.command("admin", cmd, retry="safe")
+                if reply.get("ok") == 1.0:
+                    return True
+            except Exception:
+                log.warning("migration commit: config servers unreachable", exc_info=True)
+            owner = self._owner_on_config()
+            if owner is not None:
+                return owner == self.to_shard
+            if time.monotonic() >= deadline:
+                # still in the critical section: the outcome must be learned, never guessed
+                deadline = time.monotonic() + COMMIT_TIMEOUT_S
+                log.error("migration commit outcome unknown; still asking the config servers")
+            time.sleep(0.5)
+
+    def _owner_on_config(self) -> str | None:
+        try:
+            cfg = self.state.config_servers()
+            reply = cfg.command("config", {"find": "chunks", "filter": {
+                "ns": self.ns, "min": {"_id": self.lo}}, "limit": 1, "singleBatch": True})
+        except Exception:
+            return None
+        if reply.get("ok") != 1.0:
+            return None
+        batch = reply["cursor"]["firstBatch"]
+        return str(batch[0]["shard"]) if batch else ""
+
+    def _abort(self, recipient: Any, entered: bool) -> None:
+        state = self.state
+        try:
+            if entered:
+                state.propose({"op": "shardCriticalSection", "ns": self.ns, "enter": False})
+            state.propose({"op": "migrationState", "clear": self.id})
+        except Exception:
+            log.exception("migration abort could not clear the donor's state")
+        try:
+            recipient.command("admin", {"_recvChunkAbort": self.ns, "migrationId": self.id})
+        except Exception:
+            log.warning("recipient did not hear of the abort", exc_info=True)
+
+
+class MigrationDestination:
+    """The recipient's commands, on its primary."""
+
+    def __init__(self, state: ShardState) -> None:
+        self.state = state
+
+    def start(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        state = self.state
+        ns = str(cmd["_recvChunkStart"])
+        lo, hi = cmd["min"], cmd["max"]
+        state.refresh(ns)
+        current = state.ownership(ns)
+        if current is None:
+            raise MongoError(own.ILLEGAL_OPERATION, f"{ns} is not sharded according to the "
+                             "config servers", code_name="IllegalOperation")
+        rng = KeyRange.of(lo, hi)
+        if current.owned.overlaps(rng.lo, rng.hi):
+            raise MongoError(own.ILLEGAL_OPERATION, f"this shard already owns part of the "
+                             f"incoming range of {ns}", code_name="IllegalOperation")
+        state.propose({"op": "migrationState", "set": {
+            "id": cmd["migrationId"], "ns": ns, "min": lo, "max": hi, "role": "recipient",
+            "peer": cmd.get("fromShard")}})
+        db, coll = _split(ns)
+        specs = [dict(s) for s in cmd.get("indexes") or []]
+        if specs:
+            state.propose({"op": "createIndexes", "db": db, "coll": coll, "indexes": specs})
+        while not state.propose({"op": "deleteRange", "ns": ns, "min": lo, "max": hi,
+                                 "limit": DELETE_BATCH})["done"]:
+            pass
+        return {}
+
+    def batch(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        return self.state.propose({
+            "op": "migrateApply", "ns": str(cmd["_recvChunkBatch"]),
+            "migrationId": cmd["migrationId"], "docs": list(cmd.get("docs") or []),
+            "deletes": [bytes(k) for k in cmd.get("deletes") or []]})
+
+    def commit(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        ns = str(cmd["_recvChunkCommit"])
+        self.state.refresh(ns)
+        self.state.propose({"op": "migrationState", "clear": cmd["migrationId"]})
+        return {}
+
+    def abort(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        ns = str(cmd["_recvChunkAbort"])
+        with self.state.store.read() as txn:
+            current = read_migration(txn)
+        if current is None or current["id"] != cmd["migrationId"]:
+            return {"ended": False}
+        task = task_doc(cmd["migrationId"], ns, current["min"], current["max"])
+        return self.state.propose({"op": "migrationState", "clear": cmd["migrationId"],
+                                   "rangeDeletion": task})
+
+
+class RangeDeleter:
+    """Deletes queued ranges on the shard primary, in small batches with a pause between
+    them (foreground writes keep their share); resumable: the queue is replicated state."""
+
+    def __init__(self, state: ShardState, is_primary: Callable[[], bool],
+                 interval_s: float = 1.0) -> None:
+        self.state = state
+        self.is_primary = is_primary
+        self.interval_s = interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._busy = threading.Lock()
+        self.deleted = 0
+        self._thread = threading.Thread(target=self._loop, name="range-deleter", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def pending(self) -> list[dict[str, Any]]:
+        with self.state.store.read() as txn:
+            return range_deletions(txn)
+
+    def run_task(self, task: Mapping[str, Any]) -> int:
+        """Delete one queued range to the end; returns how many records went."""
+        n = 0
+        with self._busy:
+            while not self._stop.is_set():
+                out = self.state.propose({"op": "deleteRange", "ns": task["ns"],
+                                          "min": task["min"], "max": task["max"],
+                                          "limit": DELETE_BATCH, "task": task["id"]})
+                n += int(out.get("n", 0))
+                if out.get("done"):
+                    break
+                time.sleep(DELETE_PAUSE_S)
+        self.deleted += n
+        return n
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set() or not self.is_primary():
+                continue
+            try:
+                for task in self.pending():
+                    self.run_task(task)
+            except MongoError as exc:
+                log.info("range deletion paused: %s", exc)
+            except Exception:
+                log.exception("range deletion failed")

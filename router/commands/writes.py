@@ -1,0 +1,386 @@
+"""The router's writes: ``insert``, ``update``, ``delete`` and ``findAndModify``.
+
+Each statement of a batch is targeted on its own:
+
+* an insert by its document's ``_id`` (the router gives an ObjectId to a document without
+  one), so a batch reaches each shard as ONE insert of its documents;
+* an update or delete by its query: ``_id`` equality / ``$in`` / ranges reach the owning
+  shards only; a multi-write otherwise reaches every shard of the collection; a single-
+  document write (``update_one``, ``delete_one``) without ``_id`` first finds one matching
+  ``_id`` (on every shard), then targets it, and looks again if it moved or changed meanwhile;
+* an upsert must pin ``_id`` by equality on a sharded collection (ShardKeyNotFound, 61).
+
+An ordered batch runs as consecutive runs of statements going to the same shard, stopping at
+the first error; an unordered batch sends each shard its statements at once. Statements keep
+their positions: ``stmtIds`` go to the shards with ``lsid``/``txnNumber``, so a retried
+batch split differently (a chunk moved) still applies each statement once, and ``writeErrors``
+and ``upserted`` indexes are the client's. A shard's StaleConfig means nothing of that
+sub-batch applied: its statements are targeted again with a fresh routing table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+
+from node.commands import requests
+from node.commands.context import RequestContext
+from node.engine.errors import MongoError
+from node.sharding.shard_state import SHARD_KEY_NOT_FOUND
+from router.catalog import CONFIG_DBS, Route
+from router.cursors import raise_for
+from router.services import forwardable
+from router.shards import STALE_RETRIES, StaleRouting, is_stale, versioned
+from router.targeting import exact_id, id_ranges
+
+if TYPE_CHECKING:
+    from router.services import RouterServices
+
+TWO_PHASE_ATTEMPTS = 20
+WRITE_FIELDS = ("documents", "updates", "deletes", "ordered", "stmtIds", "stmtId")
+
+
+@dataclass
+class Outcome:
+    """The merged reply of a write batch, in the client's statement positions."""
+
+    n: int = 0
+    n_modified: int = 0
+    upserted: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    wce: dict[str, Any] | None = None
+    kind: str = "insert"
+
+    def add(self, reply: Mapping[str, Any], positions: Sequence[int]) -> bool:
+        """Fold a shard's reply for the statements at ``positions``; False if it failed."""
+        self.n += int(reply.get("n", 0))
+        self.n_modified += int(reply.get("nModified", 0))
+        for up in reply.get("upserted", ()):
+            self.upserted.append({**up, "index": positions[int(up["index"])]})
+        errors = reply.get("writeErrors") or []
+        for err in errors:
+            self.errors.append({**err, "index": positions[int(err["index"])]})
+        if reply.get("writeConcernError") and self.wce is None:
+            self.wce = dict(reply["writeConcernError"])
+        return not errors
+
+    def fail(self, positions: Sequence[int], reply: Mapping[str, Any]) -> None:
+        """A shard failed a whole sub-batch (not StaleConfig): an error at its first
+        statement, as mongos reports it."""
+        self.errors.append({"index": positions[0], "code": int(reply.get("code", 1)),
+                            "codeName": reply.get("codeName"),
+                            "errmsg": str(reply.get("errmsg"))})
+
+    def reply(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n}
+        if self.kind == "update":
+            out["nModified"] = self.n_modified
+            if self.upserted:
+                out["upserted"] = sorted(self.upserted, key=lambda u: u["index"])
+        if self.errors:
+            out["writeErrors"] = sorted(self.errors, key=lambda e: e["index"])
+        if self.wce is not None:
+            out["writeConcernError"] = self.wce
+        return out
+
+
+class BatchWriter:
+    """One write command over the shards (see module docstring)."""
+
+    def __init__(self, svc: RouterServices, db: str, coll: str, kind: str,
+                 statements: list[Any], ordered: bool, stmt_ids: list[int] | None,
+                 cmd: Mapping[str, Any]) -> None:
+        self.svc = svc
+        self.db = db
+        self.coll = coll
+        self.ns = f"{db}.{coll}"
+        self.kind = kind
+        self.statements = statements
+        self.ordered = ordered
+        self.stmt_ids = stmt_ids or list(range(len(statements)))
+        self.base = forwardable(cmd, *WRITE_FIELDS)
+        self.out = Outcome(kind=kind)
+
+    # --- targeting ---------------------------------------------------------------------
+    def _target(self, route: Route, i: int) -> list[str] | None:
+        """The shards statement ``i`` goes to; None: a single write to find first."""
+        if route.table is None:
+            return [route.primary]
+        st = self.statements[i]
+        if self.kind == "insert":
+            return [route.table.shard_for_id(st["_id"])]
+        query = st["q"]
+        single = (self.kind == "update" and not st.get("multi")) or (
+            self.kind == "delete" and st.get("limit") == 1)
+        if self.kind == "update" and st.get("upsert") and not exact_id(query)[0]:
+            raise MongoError(SHARD_KEY_NOT_FOUND, "Failed to target upsert by query :: "
+                             "could not extract exact shard key", code_name="ShardKeyNotFound")
+        shards = route.table.shards_in(id_ranges(query))
+        if single and len(shards) > 1:
+            return None
+        return shards or []
+
+    def _body(self, positions: Sequence[int], statements: Sequence[Any] | None = None
+              ) -> dict[str, Any]:
+        key = {"insert": "documents", "update": "updates", "delete": "deletes"}[self.kind]
+        stmts = statements if statements is not None else [self.statements[i] for i in positions]
+        cmd = {self.kind: self.coll, **{k: v for k, v in self.base.items() if k != self.kind},
+               key: list(stmts), "ordered": self.ordered}
+        if "lsid" in self.base:
+            cmd["stmtIds"] = [self.stmt_ids[i] for i in positions]
+        return cmd
+
+    # --- running -----------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        pending = list(range(len(self.statements)))
+        for _ in range(STALE_RETRIES):
+            if not pending:
+                break
+            route = self.svc.catalog.route(self.db, self.coll, create_db=True)
+            assert route is not None
+            try:
+                pending = self._round(route, pending)
+            except StaleRouting as exc:
+                self.svc.catalog.mark_stale(self.ns, database=route.table is None)
+                pending = exc.reply["__pending"]
+                continue
+            if self.ordered and self.out.errors:
+                break
+        else:
+            if pending:
+                raise MongoError(13388, f"routing of {self.ns} kept changing",
+                                 code_name="StaleConfig")
+        return self.out.reply()
+
+    def _round(self, route: Route, pending: list[int]) -> list[int]:
+        """Send every pending statement once; returns those to send again (StaleConfig)."""
+        targets = {i: self._target(route, i) for i in pending}
+        if self.ordered:
+            return self._ordered(route, pending, targets)
+        return self._unordered(route, pending, targets)
+
+    def _ordered(self, route: Route, pending: list[int],
+                 targets: dict[int, list[str] | None]) -> list[int]:
+        k = 0
+        while k < len(pending):
+            i = pending[k]
+            shards = targets[i]
+            if shards is None or len(shards) != 1:
+                stale = self._statement_everywhere(route, i, shards)
+                if stale:
+                    self._stale(pending[k:])
+                if self.out.errors:
+                    return []
+                k += 1
+                continue
+            run = [i]
+            while k + len(run) < len(pending) and targets[pending[k + len(run)]] == shards:
+                run.append(pending[k + len(run)])
+            reply = self._send(route, shards[0], run)
+            if is_stale(reply):
+                self._stale(pending[k:])
+            if reply.get("ok") != 1.0:
+                self.out.fail(run, reply)
+                return []
+            if not self.out.add(reply, run):
+                return []
+            k += len(run)
+        return []
+
+    def _unordered(self, route: Route, pending: list[int],
+                   targets: dict[int, list[str] | None]) -> list[int]:
+        by_shard: dict[str, list[int]] = {}
+        others: list[int] = []
+        for i in pending:
+            shards = targets[i]
+            if shards is not None and len(shards) == 1:
+                by_shard.setdefault(shards[0], []).append(i)
+            else:
+                others.append(i)
+        groups = list(by_shard.items())
+        replies = self.svc.shards.call_many(
+            [(shard, self.db, versioned(self._body(run), route, shard)) for shard, run in groups],
+            retry=self._retry()) if groups else []
+        again: list[int] = []
+        for (_, run), reply in zip(groups, replies, strict=True):
+            if is_stale(reply):
+                again.extend(run)
+            elif reply.get("ok") != 1.0:
+                self.out.fail(run, reply)
+            else:
+                self.out.add(reply, run)
+        for i in others:
+            if self._statement_everywhere(route, i, targets[i]):
+                again.append(i)
+        if again:
+            self._stale(sorted(again))
+        return []
+
+    def _retry(self) -> Any:
+        return "safe" if "lsid" in self.base and "txnNumber" in self.base else "refused"
+
+    def _send(self, route: Route, shard: str, positions: Sequence[int],
+              statements: Sequence[Any] | None = None) -> dict[str, Any]:
+        return self.svc.shards.call(shard, self.db, versioned(
+            self._body(positions, statements), route, shard), retry=self._retry())
+
+    def _stale(self, pending: list[int]) -> None:
+        exc = StaleRouting(self.ns, {"errmsg": "stale routing"})
+        exc.reply["__pending"] = pending
+        raise exc
+
+    def _statement_everywhere(self, route: Route, i: int, shards: list[str] | None) -> bool:
+        """A multi-write on several shards (or a single write found first); True when a
+        shard said StaleConfig (the statement must be targeted again)."""
+        if shards is None:
+            return self._single_by_search(route, i)
+        if not shards:
+            self.out.add({"n": 0}, [i])
+            return False
+        replies = self.svc.shards.call_many(
+            [(s, self.db, versioned(self._body([i]), route, s)) for s in shards],
+            retry=self._retry())
+        stale = False
+        for reply in replies:
+            if is_stale(reply):
+                stale = True
+            elif reply.get("ok") != 1.0:
+                self.out.fail([i], reply)
+            else:
+                self.out.add(reply, [i])
+        return stale
+
+    def _single_by_search(self, route: Route, i: int) -> bool:
+        """``update_one``/``delete_one`` without ``_id``: find a matching ``_id`` on any shard,
+        then write that document on its owner (looking again if it changed or moved)."""
+        st = self.statements[i]
+        assert route.table is not None
+        for _ in range(TWO_PHASE_ATTEMPTS):
+            found = find_one_id(self.svc, route, self.db, self.coll, st["q"], None)
+            if found is None:
+                if self.kind == "update" and st.get("upsert"):
+                    raise MongoError(SHARD_KEY_NOT_FOUND, "Failed to target upsert by "
+                                     "query :: could not extract exact shard key",
+                                     code_name="ShardKeyNotFound")
+                self.out.add({"n": 0, "nModified": 0}, [i])
+                return False
+            pinned = {**st, "q": {"$and": [st["q"], {"_id": found}]}}
+            shard = route.table.shard_for_id(found)
+            reply = self._send(route, shard, [i], [pinned])
+            if is_stale(reply):
+                return True
+            if reply.get("ok") != 1.0:
+                self.out.fail([i], reply)
+                return False
+            if int(reply.get("n", 0)) or reply.get("writeErrors"):
+                self.out.add(reply, [i])
+                return False
+        self.out.add({"n": 0, "nModified": 0}, [i])
+        return False
+
+
+def find_one_id(svc: RouterServices, route: Route, db: str, coll: str,
+                query: Mapping[str, Any], sort: Mapping[str, Any] | None) -> Any:
+    """The ``_id`` of the first document matching ``query`` (in ``sort`` order), asking
+    every shard of the collection; None when nothing matches."""
+    assert route.table is not None
+    shards = route.table.shards_in(id_ranges(query))
+    cmd: dict[str, Any] = {"find": coll, "filter": dict(query), "limit": 1,
+                           "singleBatch": True}
+    if sort:
+        cmd["sort"] = dict(sort)
+        cmd["$_requestSortKey"] = True
+    else:
+        cmd["projection"] = {"_id": 1}
+    replies = svc.shards.call_many([(s, db, versioned(cmd, route, s)) for s in shards])
+    for reply in replies:
+        if is_stale(reply):
+            raise StaleRouting(route.ns, reply)
+        raise_for(reply, "shard")
+    found = [d for r in replies for d in r["cursor"]["firstBatch"]]
+    if not found:
+        return None
+    if sort:
+        found.sort(key=lambda d: bytes(d["$sortKey"]))
+    return found[0]["_id"]
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+def _refuse_config(db: str) -> None:
+    if db in CONFIG_DBS:
+        raise MongoError(20, f"writes to the {db} database through a router are not allowed",
+                         code_name="IllegalOperation")
+
+
+def insert(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+           ) -> dict[str, Any]:
+    req = requests.parse_insert(db, cmd)
+    _refuse_config(db)
+    docs = [dict(d) if "_id" in d else {"_id": ObjectId(), **d} for d in req.documents]
+    return BatchWriter(svc, db, req.coll, "insert", docs, req.ordered, req.stmt_ids,
+                       cmd).run()
+
+
+def update(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+           ) -> dict[str, Any]:
+    req = requests.parse_update(db, cmd)
+    _refuse_config(db)
+    return BatchWriter(svc, db, req.coll, "update", [st.to_doc() for st in req.updates],
+                       req.ordered, req.stmt_ids, cmd).run()
+
+
+def delete(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+           ) -> dict[str, Any]:
+    req = requests.parse_delete(db, cmd)
+    _refuse_config(db)
+    return BatchWriter(svc, db, req.coll, "delete", [st.to_doc() for st in req.deletes],
+                       req.ordered, req.stmt_ids, cmd).run()
+
+
+def find_and_modify(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                    ) -> dict[str, Any]:
+    req = requests.parse_find_and_modify(db, cmd)
+    _refuse_config(db)
+    base = forwardable(cmd)
+    if "lsid" in base and req.stmt_id is None:
+        base["stmtId"] = 0
+    retry = "safe" if "lsid" in base and "txnNumber" in base else "refused"
+
+    def attempt(route: Route) -> dict[str, Any]:
+        if route.table is None:
+            return _answer(svc.shards.call(route.primary, db, versioned(base, route,
+                                                                       route.primary),
+                                           retry=retry), route)
+        pinned, value = exact_id(req.query)
+        if pinned:
+            shard = route.table.shard_for_id(value)
+            return _answer(svc.shards.call(shard, db, versioned(base, route, shard),
+                                           retry=retry), route)
+        if req.upsert:
+            raise MongoError(SHARD_KEY_NOT_FOUND, "Failed to target upsert by query :: could "
+                             "not extract exact shard key", code_name="ShardKeyNotFound")
+        for _ in range(TWO_PHASE_ATTEMPTS):
+            found = find_one_id(svc, route, db, req.coll, req.query, req.sort or None)
+            if found is None:
+                return {"lastErrorObject": {"n": 0, **({} if req.remove else {
+                    "updatedExisting": False})}, "value": None}
+            shard = route.table.shard_for_id(found)
+            reply = _answer(svc.shards.call(shard, db, versioned(
+                {**base, "query": {"$and": [dict(req.query), {"_id": found}]}}, route, shard),
+                retry=retry), route)
+            if reply.get("value") is not None or reply.get("ok") != 1.0:
+                return reply
+        return {"lastErrorObject": {"n": 0}, "value": None}
+
+    return svc.shards.routed(db, req.coll, attempt, create_db=True)
+
+
+def _answer(reply: dict[str, Any], route: Route) -> dict[str, Any]:
+    if is_stale(reply):
+        raise StaleRouting(route.ns, reply)
+    return reply
