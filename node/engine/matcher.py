@@ -22,6 +22,7 @@ from bson.regex import Regex
 
 from node.engine.errors import MongoError, bad_value, location
 from node.engine.paths import Parts, iter_path, split_path
+from node.engine.regex import Regex2, compile_regex
 from node.engine.values import (
     MISSING,
     RANK_MAXKEY,
@@ -263,60 +264,18 @@ def _comparison(op: str, rhs: Any) -> Callable[[Any], bool]:
     return test
 
 
-def _regex_test(pattern: re.Pattern[str], as_value: Any) -> Callable[[Any], bool]:
+def _regex_test(pattern: Regex2, as_value: Any) -> Callable[[Any], bool]:
     value_key = hash_key(as_value)
+    search = pattern.search
 
     def test(v: Any) -> bool:
         if isinstance(v, str):
-            return canonical_rank(v) == RANK_STRING and pattern.search(v) is not None
+            return canonical_rank(v) == RANK_STRING and search(v)
         if isinstance(v, Regex | re.Pattern):
             return hash_key(v) == value_key
         return False
 
     return test
-
-
-_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE, "u": 0}
-
-
-def pcre_to_python(pattern: str) -> str:
-    """Rewrite the PCRE spellings Python's ``re`` lacks: ``(?<name>...)``, ``\\z`` and ``\\Z``."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < n:
-            nxt = pattern[i + 1]
-            if nxt == "z":
-                out.append("\\Z")  # PCRE \z: the very end
-            elif nxt == "Z":
-                out.append("(?=\\n?\\Z)")  # PCRE \Z: the end or before a final newline
-            else:
-                out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if pattern.startswith("(?<", i) and i + 3 < n and pattern[i + 3] not in "=!":
-            out.append("(?P<")
-            i += 3
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def compile_regex(pattern: str, options: str) -> re.Pattern[str]:
-    """A Python pattern for a MongoDB ``$regex`` with ``$options`` (BadValue on bad input)."""
-    flags = 0
-    for letter in options:
-        if letter not in _REGEX_FLAGS:
-            raise bad_value(f"invalid flag in regex options: {letter}")
-        flags |= _REGEX_FLAGS[letter]
-    if "\0" in pattern:
-        raise location(51109, "Regular expression cannot contain an embedded null byte")
-    try:
-        return re.compile(pcre_to_python(pattern), flags)
-    except re.error as exc:
-        raise location(51091, f"Regular expression is invalid: {exc}") from None
 
 
 def _regex_from_value(value: Regex[Any] | re.Pattern[Any], options: str | None = None) -> _Leaf:
