@@ -16,7 +16,7 @@ So replies come from applying the committed entry, identically on every member.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson import Int64, ObjectId
@@ -92,6 +92,40 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
     return shape(node.member.submit(entry, wc))
 
 
+def refuse_statements(node: NodeServices, cmd: Mapping[str, Any], statements: list[dict[str, Any]],
+                      ordered: bool, check: Callable[[dict[str, Any]], None],
+                      empty_reply: dict[str, Any]) -> dict[str, Any] | None:
+    """Refuse at the primary, before proposing, the statements ``check`` says can only fail
+    (a regex RE2 cannot run, say): each becomes ``{"refused": error}`` in the entry (its
+    filter never reaches the log) and its applier reports the error as that statement's write
+    error, in order with the others; after a refused statement of an ordered batch nothing is
+    proposed. Returns the reply to answer at once when no statement is left to apply."""
+    errors: list[dict[str, Any]] = []
+    for i, st in enumerate(statements):
+        try:
+            check(st)
+        except MongoError as exc:
+            errors.append(write_error(i, exc))
+            statements[i] = {"refused": {"code": exc.code, "errmsg": exc.errmsg,
+                                         "codeName": exc.code_name}}
+            if ordered:
+                del statements[i + 1:]
+                break
+    if not errors or any("refused" not in st for st in statements):
+        return None
+    node.member.require_writable()
+    if not parse_write_concern(cmd, node.member.set_size()).acknowledged:
+        return {"ok": 1.0}
+    return {**empty_reply, "writeErrors": errors}
+
+
+def _raise_refused(st: Mapping[str, Any]) -> None:
+    """A statement the primary refused fails with the error it was refused with."""
+    refused = st.get("refused")
+    if refused is not None:
+        raise MongoError(refused["code"], refused["errmsg"], code_name=refused["codeName"])
+
+
 def write_error(index: int, exc: MongoError) -> dict[str, Any]:
     """One ``writeErrors`` element (with ``keyPattern``/``keyValue`` for DuplicateKey)."""
     err: dict[str, Any] = {"index": index, "code": exc.code, "errmsg": exc.errmsg}
@@ -162,8 +196,8 @@ _UPDATE_FIELDS = {"q", "u", "upsert", "multi", "arrayFilters", "collation", "hin
 
 def _get_array_filters(st: Mapping[str, Any], where: str) -> list[dict[str, Any]] | None:
     """The statement's ``arrayFilters`` (None when absent), type-checked as MongoDB's IDL does;
-    the filters themselves are compiled (and refused) when the entry applies, so a bad filter
-    is a write error of its statement."""
+    the filters themselves are compiled by :func:`refuse_statements` (a bad filter is a write
+    error of its statement)."""
     filters = st.get("arrayFilters")
     if filters is None:
         return None
@@ -214,6 +248,10 @@ def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
     _check_batch("update", updates)
     ordered = get_bool(cmd, "update", "ordered", True)
     statements = [_parse_update_statement(i, st) for i, st in enumerate(updates)]
+    now = refuse_statements(node, cmd, statements, ordered, lambda st: engine_ops.validate_write(
+        st["q"], st["u"], st.get("arrayFilters")), {"n": 0, "nModified": 0})
+    if now is not None:
+        return now
     entry = {"op": "update", "db": db, "coll": coll, "updates": statements, "ordered": ordered}
     return submit(node, cmd, entry, ctx)
 
@@ -225,6 +263,7 @@ def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
     errors: list[dict[str, Any]] = []
     for i, st in enumerate(entry["updates"]):
         try:
+            _raise_refused(st)
             res = engine_ops.update(engine, txn, entry["db"], entry["coll"], st, entry["now"])
         except MongoError as exc:
             errors.append(write_error(i, exc))
@@ -269,6 +308,10 @@ def delete(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
     _check_batch("delete", deletes)
     ordered = get_bool(cmd, "delete", "ordered", True)
     statements = [_parse_delete_statement(i, st) for i, st in enumerate(deletes)]
+    now = refuse_statements(node, cmd, statements, ordered,
+                            lambda st: engine_ops.validate_write(st["q"]), {"n": 0})
+    if now is not None:
+        return now
     entry = {"op": "delete", "db": db, "coll": coll, "deletes": statements, "ordered": ordered}
     return submit(node, cmd, entry, ctx)
 
@@ -278,6 +321,7 @@ def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
     errors: list[dict[str, Any]] = []
     for i, st in enumerate(entry["deletes"]):
         try:
+            _raise_refused(st)
             n += engine_ops.delete(engine, txn, entry["db"], entry["coll"], st["q"],
                                    just_one=st["limit"] == 1)
         except MongoError as exc:
@@ -334,6 +378,7 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
         entry["arrayFilters"] = array_filters
     if upsert:
         entry["upsertId"] = ObjectId()
+    engine_ops.validate_write(entry["query"], entry["update"], array_filters)  # refused at once
     return submit(node, cmd, entry, ctx)
 
 
