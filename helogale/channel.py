@@ -23,7 +23,13 @@ import bson
 import grpc
 from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
 
-from helogale.errors import AutoReconnect, DocumentTooLarge, NetworkTimeout, ProtocolError
+from helogale.errors import (
+    AutoReconnect,
+    DocumentTooLarge,
+    InvalidDocument,
+    NetworkTimeout,
+    ProtocolError,
+)
 from proto import helogale_pb2, helogale_pb2_grpc
 
 Address = tuple[str, int]
@@ -232,7 +238,11 @@ class Channel:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Run ``command`` against database ``db`` and return the decoded reply document."""
-        payload = bson.encode(command, codec_options=codec_options)
+        try:
+            payload = bson.encode(command, codec_options=codec_options)
+        except RecursionError:
+            raise InvalidDocument("cannot encode the command as BSON: it is nested too deeply "
+                                  "(the server accepts at most 200 levels)") from None
         if len(payload) > MAX_BSON_SIZE + 16 * 1024:
             raise DocumentTooLarge(
                 f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"

@@ -415,11 +415,9 @@ EVIL = "a" * 40 + "!"
 def nested_raw(depth: int) -> bytes:
     """BSON bytes of ``{"a": {"a": ... {"a": 1}}}``, ``depth`` documents deep (built without
     recursion: no encoder could build 2,000 levels)."""
-    raw = bson.encode({"a": 1})
-    for _ in range(depth - 1):
-        body = b"\x03a\x00" + raw + b"\x00"
-        raw = struct.pack("<i", len(body) + 4) + body
-    return raw
+    leaf = bson.encode({"a": 1})
+    heads = [struct.pack("<i", len(leaf) + 8 * k) + b"\x03a\x00" for k in range(depth - 1, 0, -1)]
+    return b"".join(heads) + leaf + b"\x00" * (depth - 1)
 
 
 @pytest.mark.timeout(60)

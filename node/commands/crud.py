@@ -34,6 +34,7 @@ from node.commands.context import RequestContext
 from node.commands.member import parse_write_concern
 from node.commands.pending import PendingReply
 from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
+from node.engine.limits import MAX_USER_DEPTH, document_depth, insert_too_deep
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -113,10 +114,17 @@ def refuse_statements(node: NodeServices, cmd: Mapping[str, Any], statements: li
                 break
     if not errors or any("refused" not in st for st in statements):
         return None
+    return answer_now(node, cmd, {**empty_reply, "writeErrors": errors})
+
+
+def answer_now(node: NodeServices, cmd: Mapping[str, Any], reply: dict[str, Any]
+               ) -> dict[str, Any]:
+    """The reply of a write with nothing left to apply (all of it refused): nothing is
+    proposed, but a secondary still answers NotWritablePrimary and ``w: 0`` only ``ok``."""
     node.member.require_writable()
     if not parse_write_concern(cmd, node.member.set_size()).acknowledged:
         return {"ok": 1.0}
-    return {**empty_reply, "writeErrors": errors}
+    return reply
 
 
 def _raise_refused(st: Mapping[str, Any]) -> None:
@@ -152,6 +160,15 @@ def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
             resolved.append(dict(doc))
         else:
             resolved.append({"_id": ObjectId(), **doc})
+    too_deep = [i for i, doc in enumerate(resolved)
+                if document_depth(doc, MAX_USER_DEPTH) > MAX_USER_DEPTH]
+    if too_deep:  # refused here when nothing else would apply; else the engine refuses them
+        if ordered:  # identically at apply, and an ordered batch stops at the first
+            too_deep = too_deep[:1]
+            del resolved[too_deep[0] + 1:]
+        if len(too_deep) == len(resolved):
+            errors = [write_error(i, insert_too_deep()) for i in too_deep]
+            return answer_now(node, cmd, {"n": 0, "writeErrors": errors})
     entry = {"op": "insert", "db": db, "coll": coll, "docs": resolved, "ordered": ordered}
     return submit(node, cmd, entry, ctx)
 
