@@ -54,33 +54,45 @@ _INLINE_MULTILINE = std_re.compile(r"\(\?[a-zA-Z]*m")  # (?m) or (?im:...) insid
 class Regex2:
     """A compiled pattern: ``search(text)`` says whether the pattern matches somewhere in it.
 
-    Patterns that are a plain literal (``abc``) or an anchored literal prefix (``^abc``) without
-    options are answered with ``in`` / ``str.startswith`` (the same answer, without RE2)."""
+    Patterns that are a plain literal (``abc``) or an anchored literal prefix (``^abc``) are
+    answered with ``in`` / ``str.startswith`` (the same answer, without RE2's per-call cost);
+    with the ``i`` option too, when pattern and text are ASCII (where case folding is
+    lowercasing)."""
 
-    __slots__ = ("_literal", "_match", "_prefix", "pattern")
+    __slots__ = ("_anchored", "_folded", "_literal", "_match", "pattern")
 
-    def __init__(self, pattern: str, options: str, translated: str) -> None:
+    def __init__(self, pattern: str, flags: str, body: str) -> None:
         self.pattern = pattern
-        self._literal: str | None = None
-        self._prefix: str | None = None
+        self._literal: str | None = None  # answered without RE2, case-sensitively
+        self._folded: str | None = None  # answered without RE2 for ASCII texts (flag i)
+        self._anchored = False
         self._match = None
-        plain = not options and translated == pattern
+        plain = body == pattern and flags in ("", "i")
         if plain and not _META.intersection(pattern):
-            self._literal = pattern
+            literal = pattern
         elif plain and len(pattern) > 1 and pattern[0] == "^" and not _META.intersection(
                 pattern[1:]):
-            self._prefix = pattern[1:]
+            literal, self._anchored = pattern[1:], True
         else:
-            compiled = _re2.RE2(translated.encode("utf-8"), _OPTIONS)
-            if not compiled.ok():
-                raise invalid_regex(_explain(compiled.error().decode("utf-8", "replace")))
-            self._match = compiled.Match
+            literal = None
+        if literal is not None and not flags:
+            self._literal = literal
+            return
+        if literal is not None and literal.isascii():
+            self._folded = literal.lower()
+        compiled = _re2.RE2(f"(?{flags}){body}".encode() if flags else body.encode(), _OPTIONS)
+        if not compiled.ok():
+            raise invalid_regex(_explain(compiled.error().decode("utf-8", "replace")))
+        self._match = compiled.Match
 
     def search(self, text: str) -> bool:
-        if self._literal is not None:
-            return self._literal in text
-        if self._prefix is not None:
-            return text.startswith(self._prefix)
+        literal = self._literal
+        if literal is not None:
+            return text.startswith(literal) if self._anchored else literal in text
+        folded = self._folded
+        if folded is not None and text.isascii():
+            lowered = text.lower()
+            return lowered.startswith(folded) if self._anchored else folded in lowered
         data = text.encode("utf-8", "surrogatepass")
         assert self._match is not None
         return self._match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
@@ -96,7 +108,8 @@ def invalid_regex(reason: str) -> MongoError:
 
 def compile_regex(pattern: str, options: str) -> Regex2:
     """The compiled form of a MongoDB ``$regex`` with ``$options`` (errors: BadValue for an
-    unknown option letter, 51109 for an embedded NUL, 51091 for a pattern RE2 cannot run)."""
+    unknown option letter, 51109 for an embedded NUL, 51091 for a pattern RE2 cannot run;
+    only plain literals, which RE2 always accepts, skip RE2's compiler)."""
     for letter in options:
         if letter not in VALID_OPTIONS:
             raise bad_value(f"invalid flag in regex options: {letter}")
@@ -104,10 +117,8 @@ def compile_regex(pattern: str, options: str) -> Regex2:
         raise location(51109, "Regular expression cannot contain an embedded null byte")
     flags = "".join(f for f in "ims" if f in options)
     multiline = "m" in options or _INLINE_MULTILINE.search(pattern) is not None
-    translated = translate(pattern, multiline=multiline, extended="x" in options)
-    if flags:
-        translated = f"(?{flags}){translated}"
-    return Regex2(pattern, flags, translated)
+    return Regex2(pattern, flags, translate(pattern, multiline=multiline,
+                                            extended="x" in options))
 
 
 def translate(pattern: str, *, multiline: bool = False, extended: bool = False) -> str:
