@@ -57,6 +57,16 @@ def format_address(address: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def encode(doc: Mapping[str, Any], codec_options: CodecOptions = DEFAULT_CODEC_OPTIONS) -> bytes:
+    """BSON of ``doc``; InvalidDocument (never a RecursionError) when it nests too deeply for
+    the encoder (the server accepts at most 200 levels anyway)."""
+    try:
+        return bson.encode(doc, codec_options=codec_options)
+    except RecursionError:
+        raise InvalidDocument("cannot encode the document as BSON: it is nested too deeply "
+                              "(the server accepts at most 200 levels)") from None
+
+
 class StreamUnsupported(Exception):
     """The server has no ``Command.Stream``: nothing was run, send the request unary."""
 
@@ -238,11 +248,7 @@ class Channel:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Run ``command`` against database ``db`` and return the decoded reply document."""
-        try:
-            payload = bson.encode(command, codec_options=codec_options)
-        except RecursionError:
-            raise InvalidDocument("cannot encode the command as BSON: it is nested too deeply "
-                                  "(the server accepts at most 200 levels)") from None
+        payload = encode(command, codec_options)
         if len(payload) > MAX_BSON_SIZE + 16 * 1024:
             raise DocumentTooLarge(
                 f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"

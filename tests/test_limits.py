@@ -206,3 +206,12 @@ def test_wire_decoding_carries_the_overflow_reply() -> None:
     message = HEADER.pack(16 + len(legacy), 8, 0, OP_QUERY) + legacy
     request = decode_request(parse_header(message[:16]), message[16:])
     assert request.legacy and request.error is not None and request.error["code"] == 15
+
+
+def test_the_client_refuses_what_its_encoder_cannot_take() -> None:
+    from helogale.channel import encode
+    from helogale.errors import InvalidDocument
+
+    assert bson.decode(encode(nested(150))) == nested(150)
+    with pytest.raises(InvalidDocument):
+        encode({"insert": "c", "documents": [nested(5000)]})
