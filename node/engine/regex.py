@@ -80,7 +80,8 @@ class Regex2:
             return
         if literal is not None and literal.isascii():
             self._folded = literal.lower()
-        compiled = _re2.RE2(f"(?{flags}){body}".encode() if flags else body.encode(), _OPTIONS)
+        source = f"(?{flags}){body}" if flags else body
+        compiled = _re2.RE2(source.encode("utf-8", "surrogatepass"), _OPTIONS)
         if not compiled.ok():
             raise invalid_regex(_explain(compiled.error().decode("utf-8", "replace")))
         self._match = compiled.Match
