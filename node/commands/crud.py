@@ -27,6 +27,7 @@ from node.commands.context import RequestContext
 from node.commands.member import parse_write_concern
 from node.commands.pending import PendingReply
 from node.engine.errors import MongoError, type_mismatch
+from node.engine.limits import MAX_USER_DEPTH, document_depth, insert_too_deep
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -86,6 +87,47 @@ def statement_ids(entry: Mapping[str, Any], count: int) -> list[int]:
     return [int(i) for i in ids] if ids else list(range(count))
 
 
+def refuse_statements(node: NodeServices, cmd: Mapping[str, Any], statements: list[dict[str, Any]],
+                      ordered: bool, check: Callable[[dict[str, Any]], None],
+                      empty_reply: dict[str, Any]) -> dict[str, Any] | None:
+    """Refuse at the primary, before proposing, the statements ``check`` says can only fail
+    (a regex RE2 cannot run, say): each becomes ``{"refused": error}`` in the entry (its
+    filter never reaches the log) and its applier reports the error as that statement's write
+    error, in order with the others; after a refused statement of an ordered batch nothing is
+    proposed. Returns the reply to answer at once when no statement is left to apply."""
+    errors: list[dict[str, Any]] = []
+    for i, st in enumerate(statements):
+        try:
+            check(st)
+        except MongoError as exc:
+            errors.append(write_error(i, exc))
+            statements[i] = {"refused": {"code": exc.code, "errmsg": exc.errmsg,
+                                         "codeName": exc.code_name}}
+            if ordered:
+                del statements[i + 1:]
+                break
+    if not errors or any("refused" not in st for st in statements):
+        return None
+    return answer_now(node, cmd, {**empty_reply, "writeErrors": errors})
+
+
+def answer_now(node: NodeServices, cmd: Mapping[str, Any], reply: dict[str, Any]
+               ) -> dict[str, Any]:
+    """The reply of a write with nothing left to apply (all of it refused): nothing is
+    proposed, but a secondary still answers NotWritablePrimary and ``w: 0`` only ``ok``."""
+    node.member.require_writable()
+    if not parse_write_concern(cmd, node.member.set_size()).acknowledged:
+        return {"ok": 1.0}
+    return reply
+
+
+def _raise_refused(st: Mapping[str, Any]) -> None:
+    """A statement the primary refused fails with the error it was refused with."""
+    refused = st.get("refused")
+    if refused is not None:
+        raise MongoError(refused["code"], refused["errmsg"], code_name=refused["codeName"])
+
+
 def write_error(index: int, exc: MongoError) -> dict[str, Any]:
     """One ``writeErrors`` element (with ``keyPattern``/``keyValue`` for DuplicateKey)."""
     err: dict[str, Any] = {"index": index, "code": exc.code, "errmsg": exc.errmsg}
@@ -102,6 +144,15 @@ def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
     req = requests.parse_insert(db, cmd)
     resolved = [dict(doc) if "_id" in doc else {"_id": ObjectId(), **doc}
                 for doc in req.documents]
+    too_deep = [i for i, doc in enumerate(resolved)
+                if document_depth(doc, MAX_USER_DEPTH) > MAX_USER_DEPTH]
+    if too_deep:  # refused here when nothing else would apply; else the engine refuses them
+        if req.ordered:  # identically at apply, and an ordered batch stops at the first
+            too_deep = too_deep[:1]
+            del resolved[too_deep[0] + 1:]
+        if len(too_deep) == len(resolved):
+            errors = [write_error(i, insert_too_deep()) for i in too_deep]
+            return answer_now(node, cmd, {"n": 0, "writeErrors": errors})
     entry = {"op": "insert", "db": db, "coll": req.coll, "docs": resolved,
              "ordered": req.ordered}
     if req.stmt_ids is not None:
@@ -171,6 +222,12 @@ def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         if st.upsert:
             doc["upsertId"] = ObjectId()
         statements.append(doc)
+    now = refuse_statements(node, cmd, statements, req.ordered,
+                            lambda st: engine_ops.validate_write(st["q"], st["u"],
+                                                                 st.get("arrayFilters")),
+                            {"n": 0, "nModified": 0})
+    if now is not None:
+        return now
     entry = {"op": "update", "db": db, "coll": req.coll, "updates": statements,
              "ordered": req.ordered}
     if req.stmt_ids is not None:
@@ -196,6 +253,7 @@ def update_statements(engine: Any, txn: Any, entry: dict[str, Any], done: Done
         outcome = done.get(ids[i])
         if outcome is None:
             try:
+                _raise_refused(st)
                 res = engine_ops.update(engine, txn, entry["db"], entry["coll"], st,
                                         entry["now"])
             except MongoError as exc:
@@ -225,8 +283,13 @@ def update_statements(engine: Any, txn: Any, entry: dict[str, Any], done: Done
 def delete(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
     req = requests.parse_delete(db, cmd)
-    entry = {"op": "delete", "db": db, "coll": req.coll,
-             "deletes": [st.to_doc() for st in req.deletes], "ordered": req.ordered}
+    statements = [st.to_doc() for st in req.deletes]
+    now = refuse_statements(node, cmd, statements, req.ordered,
+                            lambda st: engine_ops.validate_write(st["q"]), {"n": 0})
+    if now is not None:
+        return now
+    entry = {"op": "delete", "db": db, "coll": req.coll, "deletes": statements,
+             "ordered": req.ordered}
     if req.stmt_ids is not None:
         entry["stmtIds"] = req.stmt_ids
     return submit(node, cmd, entry, ctx, req.max_time_ms)
@@ -247,6 +310,7 @@ def delete_statements(engine: Any, txn: Any, entry: dict[str, Any], done: Done
         outcome = done.get(ids[i])
         if outcome is None:
             try:
+                _raise_refused(st)
                 deleted = engine_ops.delete(engine, txn, entry["db"], entry["coll"], st["q"],
                                             just_one=st["limit"] == 1)
             except MongoError as exc:
@@ -274,6 +338,7 @@ def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Re
         entry["upsertId"] = ObjectId()
     if req.stmt_id is not None:
         entry["stmtIds"] = [req.stmt_id]
+    engine_ops.validate_write(entry["query"], entry["update"], req.array_filters)
     return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 

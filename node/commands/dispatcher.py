@@ -9,7 +9,7 @@ table, runs it, and always returns a reply document: the handler's (with ``ok: 1
 added) or MongoDB's error reply for a :class:`~node.engine.errors.MongoError`. Anything else a
 handler raises is a bug: it is logged and answered as InternalError (code 1), and the node keeps
 serving. ``Dispatcher.run_bson`` is the same for transports that carry raw BSON (malformed BSON
-gets InvalidBSON, code 22).
+gets InvalidBSON, code 22; BSON nested more than 200 deep Overflow, code 15).
 
 A handler is ``handler(services, db: str, cmd: Mapping, ctx: RequestContext) -> dict``.
 Write handlers may instead return a :class:`~node.commands.pending.PendingReply` when the transport
@@ -36,6 +36,7 @@ from node.commands.cursors import CursorRegistry
 from node.commands.member import Member
 from node.commands.pending import PendingReply
 from node.engine.errors import MongoError, command_not_found
+from node.engine.limits import bson_too_deep, bson_too_deep_error
 
 log = logging.getLogger("helogale.commands")
 
@@ -179,7 +180,10 @@ class _InvalidBSON:
 
 
 def _decode_command(command: bytes) -> Any:
-    """The command document, or :class:`_InvalidBSON` with the error reply."""
+    """The command document, or :class:`_InvalidBSON` with the error reply (Overflow, 15, for
+    BSON nested past MongoDB's limit, found before decoding)."""
+    if bson_too_deep(command):
+        return _InvalidBSON(bson_too_deep_error().to_reply())
     try:
         return bson.decode(command, codec_options=CODEC)
     except (BSONError, ValueError, TypeError, IndexError, OverflowError) as exc:

@@ -17,6 +17,7 @@ from node.engine import indexes as _indexes
 from node.engine.database import Engine
 from node.engine.errors import MongoError, namespace_not_found
 from node.engine.matcher import Matcher
+from node.engine.updater import Update
 
 
 def open_engine(store: Any) -> Engine:
@@ -28,6 +29,18 @@ def open_engine(store: Any) -> Engine:
 
 
 # --- writes (inside the state machine's transaction) -------------------------------------------
+
+
+def validate_write(q: Mapping[str, Any] | None, u: Mapping[str, Any] | None = None,
+                   array_filters: list[Mapping[str, Any]] | None = None) -> None:
+    """Compile a write statement's update (with its ``arrayFilters``) and filter in the order
+    the engine does when the entry applies, raising the same MongoError: the primary refuses a
+    statement that can only fail (a regex RE2 cannot run, an unknown operator, a query nested
+    too deeply) before proposing it. A pure function of the statement, like the apply."""
+    if u is not None:
+        Update(u, array_filters)
+    Matcher(q or {})
+
 
 
 def insert_many(engine: Engine, txn: Any, db: str, coll: str, docs: list[Mapping[str, Any]],
