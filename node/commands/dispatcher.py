@@ -134,8 +134,9 @@ class Dispatcher:
             if spec.admin_only and db != "admin":
                 raise MongoError(13, f"{name} may only be run against the admin database.",
                                  code_name="Unauthorized")
-            if self.services.routing is not None:
-                self.services.routing.check_command(db, command)
+            routing = getattr(self.services, "routing", None)
+            if routing is not None:
+                routing.check_command(db, command)
             reply = spec.handler(self.services, db, command, ctx)
         except Exception as exc:
             return _error_reply(exc, command)

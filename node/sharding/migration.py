@@ -41,6 +41,7 @@ from bson import Binary, ObjectId
 
 from node.engine.collection import decode_doc, docs_table
 from node.engine.errors import MongoError
+from node.engine.values import compare
 from node.sharding import ownership as own
 from node.sharding.chunks import KeyRange
 from node.sharding.migration_ops import range_deletions, read_migration, task_doc
@@ -91,8 +92,11 @@ class MigrationSource:
     # --- the protocol ---------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         state = self.state
+        state.refresh(self.ns)  # splits since the last refresh: the chunk must be known exactly
         current = state.ownership(self.ns)
-        if current is None or (self.lo, self.hi) not in current.chunks:
+        if current is None or not any(
+                compare(lo, self.lo) == 0 and compare(hi, self.hi) == 0
+                for lo, hi in current.chunks):
             raise own.stale_config(self.ns, own.shard_version(current),
                                    own.shard_version(current), state.shard_name,
                                    "this shard does not own that chunk")

@@ -1,0 +1,47 @@
+"""Settings of a router process, from command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass
+class RouterConfig:
+    configdb: str
+    """The config servers: ``cfgset/host:port,host:port`` (their gRPC addresses)."""
+    listen: str
+    advertise: str | None = None
+    wire_port: int | None = None
+    wire_listen_host: str = "127.0.0.1"
+    advertise_wire: str | None = None
+    log_level: str = "INFO"
+    cursor_timeout_s: float = 600.0
+
+    @property
+    def advertised(self) -> str:
+        return self.advertise or self.listen
+
+    @property
+    def advertised_wire(self) -> str | None:
+        if self.advertise_wire:
+            return self.advertise_wire
+        if self.wire_port is None:
+            return None
+        return f"{self.advertised.rsplit(':', 1)[0]}:{self.wire_port}"
+
+
+def config_from_args(argv: list[str] | None = None) -> RouterConfig:
+    p = argparse.ArgumentParser(prog="helogale-router",
+                                description="Helogale router: a sharded cluster's front door")
+    p.add_argument("--configdb", required=True,
+                   help="config servers: SETNAME/HOST:PORT,HOST:PORT (gRPC addresses)")
+    p.add_argument("--listen", required=True, help="gRPC listen address HOST:PORT")
+    p.add_argument("--advertise", help="gRPC address clients dial (default: --listen)")
+    p.add_argument("--wire-port", type=int, help="also serve the MongoDB wire protocol here")
+    p.add_argument("--wire-host", dest="wire_listen_host", default="127.0.0.1",
+                   help="wire listen host")
+    p.add_argument("--advertise-wire", help="wire address reported by hello")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    ns = p.parse_args(argv)
+    return RouterConfig(**vars(ns))
