@@ -1,0 +1,27 @@
+"""The one sharded cluster the sharded tests share (a session fixture in ``conftest.py``):
+config servers (3), two shards (3 members each) and two routers, all real processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.sharded_cluster import ShardedCluster
+
+
+def start_shared_cluster() -> ShardedCluster:
+    return ShardedCluster(shards=2, members=3, routers=2, wire=True).start(timeout=120)
+
+
+def ok(reply: dict[str, Any]) -> dict[str, Any]:
+    assert reply.get("ok") == 1.0, reply
+    return reply
+
+
+def shard_docs(cluster: ShardedCluster, k: int, coll: str, db: str = "app",
+               filt: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """What shard ``k``'s primary returns for a direct (unrouted) find."""
+    shard = cluster.shards[k]
+    p = shard.wait_for_primary()
+    reply = ok(shard.command(p, {"find": coll, "filter": filt or {}, "batchSize": 1_000_000},
+                             db=db))
+    return list(reply["cursor"]["firstBatch"])
