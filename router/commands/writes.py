@@ -153,11 +153,24 @@ class BatchWriter:
             if pending:
                 raise MongoError(13388, f"routing of {self.ns} kept changing",
                                  code_name="StaleConfig")
+        if self.ordered and len(self.out.errors) > 1:  # an ordered batch stops at its first
+            self.out.errors = [min(self.out.errors, key=lambda e: e["index"])]
         return self.out.reply()
 
     def _round(self, route: Route, pending: list[int]) -> list[int]:
-        """Send every pending statement once; returns those to send again (StaleConfig)."""
-        targets = {i: self._target(route, i) for i in pending}
+        """Send every pending statement once; returns those to send again (StaleConfig).
+        A statement that cannot be targeted (an upsert without ``_id``) is its write error."""
+        targets: dict[int, list[str] | None] = {}
+        for k, i in enumerate(pending):
+            try:
+                targets[i] = self._target(route, i)
+            except MongoError as exc:
+                self.out.errors.append({"index": i, "code": exc.code,
+                                        "codeName": exc.code_name, "errmsg": exc.errmsg})
+                if self.ordered:
+                    pending = pending[:k]
+                    break
+        pending = [i for i in pending if i in targets]
         if self.ordered:
             return self._ordered(route, pending, targets)
         return self._unordered(route, pending, targets)
