@@ -214,8 +214,8 @@ class WalStorage:
         self.keep_snapshots = keep_snapshots
         self._wal_dir = self.path / "wal"
         self._snap_dir = self.path / "snap"
-        fs.makedirs(self._wal_dir, sync=False)
-        fs.makedirs(self._snap_dir, sync=False)
+        fs.makedirs(self._wal_dir, sync=sync)
+        fs.makedirs(self._snap_dir, sync=sync)
         self._lock = threading.RLock()
         try:
             self._dir_lock: FileLock | None = fs.lock(self.path / "LOCK")
