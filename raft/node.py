@@ -37,7 +37,7 @@ from typing import Any
 
 from raft import confchange
 from raft.core import Config, RawNode, Status
-from raft.fsio import FileSystem
+from raft.fsio import FileSystem, write_atomic
 from raft.transport import GrpcTransport
 from raft.types import (
     NONE,
@@ -641,12 +641,8 @@ class RaftNode:
     def _save_addresses(self) -> None:
         """Keep members' addresses beside the log: a restart after the conf-change entries
         were compacted into a snapshot still knows how to reach members added later."""
-        path = self.storage.path / "peers.json"
-        tmp = path.with_suffix(".tmp")
-        fh = self.fs.open_new(tmp)
-        fh.write(json.dumps({str(k): v for k, v in sorted(self._addresses.items())}).encode())
-        fh.close()
-        self.fs.replace(tmp, path)
+        data = json.dumps({str(k): v for k, v in sorted(self._addresses.items())}).encode()
+        write_atomic(self.fs, self.storage.path / "peers.json", data, sync=self.cfg.fsync)
 
     def _set_applied(self, index: int) -> None:
         with self._state_cv:
