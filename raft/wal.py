@@ -298,6 +298,12 @@ class WalStorage:
         self._conf = rp.conf
 
     def _open_segment(self) -> None:
+        """Start the next segment. The current one is sealed (fsynced) FIRST: only the newest
+        segment may ever hold bytes that are not durable, so only it can have a torn tail."""
+        if self._fh is not None:
+            self.flush()
+            self._fh.close()
+            self._fh = None
         seq = self._segments[-1].seq + 1 if self._segments else 1
         path = self._wal_dir / f"{seq:016x}.wal"
         fh = self.fs.open_append(path)
@@ -312,10 +318,6 @@ class WalStorage:
         if self.sync:
             fh.fsync()
             self.fs.fsync_dir(self._wal_dir)
-        if self._fh is not None:
-            if self._dirty and self.sync:
-                self._fh.fdatasync()  # seal the old segment durably before moving on
-            self._fh.close()
         self._fh, self._size, self._dirty = fh, len(buf), False
         self._segments.append(_Segment(seq, path))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from raft.types import ConfState, Entry, EntryType, HardState
 from raft.wal import WalStorage
-from tests.power_loss_fs import SimDisk
+from tests.power_loss_fs import PowerLoss, SimDisk
 
 CONF = ConfState(voters=frozenset({1, 2, 3}))
 SEGMENT = 500
@@ -43,3 +43,28 @@ def test_power_loss_after_creating_the_data_directory_keeps_the_log(tmp_path: Pa
         with WalStorage(path, fs=disk.mount()) as w:
             assert log_of(w) == ents(1, 3), seed
             assert w.hard_state() == HardState(1, 1, 0)
+
+
+def test_power_loss_during_segment_rollover_leaves_a_startable_log(tmp_path: Path) -> None:
+    """A Ready saved without sync that fills the segment rolls over before the group's flush:
+    the old segment must be sealed (fsynced) before the new one exists, or a cut in between
+    leaves a durable new segment behind a torn old one (the member refuses to start) and a
+    durable header whose commit index points past the surviving log."""
+    for k in range(1, 14):
+        for seed in range(6):
+            disk = SimDisk(tmp_path / f"{k}-{seed}", random.Random(seed))
+            path = disk.root / "raft"
+            w = WalStorage(path, segment_bytes=300, fs=disk.mount())
+            w.save(HardState(1, 1, 0), ents(1, 3))
+            disk.crash_after(k)
+            try:
+                w.save(HardState(1, 1, 3), ents(4, 12), sync=False)  # past 300 bytes: rollover
+                w.flush()
+            except PowerLoss:
+                pass
+            else:
+                disk.crash_after(None)
+                disk.power_cut()
+            with WalStorage(path, segment_bytes=300, fs=disk.mount()) as w:
+                assert log_of(w)[:3] == ents(1, 3), (k, seed)
+                assert w.hard_state().commit <= w.last_index(), (k, seed)
