@@ -230,6 +230,8 @@ class WalStorage:
         try:
             self._snap = self._load_snapshot()
             self._replay()
+            if sync:
+                self._make_found_state_durable()
             self._open_segment()
         except BaseException:
             self.close()
@@ -296,6 +298,21 @@ class WalStorage:
         if self._hard.commit < snap.index:
             self._hard = HardState(self._hard.term, self._hard.vote, snap.index)
         self._conf = rp.conf
+
+    def _make_found_state_durable(self) -> None:
+        """What a restarted member found is what it acts on (it answers a leader's probe with
+        its last index, which counts as holding those entries), but after a process crash some
+        of it may still be only in the OS page cache: a segment tail written without fsync, a
+        snapshot renamed in just before the kill. Make it durable before writing anything that
+        depends on it (the new segment's header repeats the log base and hard state)."""
+        for seg in self._segments:
+            fh = self.fs.open_append(seg.path, create=False)
+            try:
+                fh.fdatasync()
+            finally:
+                fh.close()
+        self.fs.fsync_dir(self._snap_dir)
+        self.fs.fsync_dir(self._wal_dir)
 
     def _open_segment(self) -> None:
         """Start the next segment. The current one is sealed (fsynced) FIRST: only the newest

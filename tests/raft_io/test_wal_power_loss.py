@@ -14,9 +14,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from raft.types import ConfState, Entry, EntryType, HardState
+from raft.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta
 from raft.wal import WalStorage
-from tests.power_loss_fs import PowerLoss, SimDisk
+from tests.power_loss_fs import PowerLoss, ProcessKilled, SimDisk
 
 CONF = ConfState(voters=frozenset({1, 2, 3}))
 SEGMENT = 500
@@ -68,3 +68,50 @@ def test_power_loss_during_segment_rollover_leaves_a_startable_log(tmp_path: Pat
             with WalStorage(path, segment_bytes=300, fs=disk.mount()) as w:
                 assert log_of(w)[:3] == ents(1, 3), (k, seed)
                 assert w.hard_state().commit <= w.last_index(), (k, seed)
+
+
+def test_power_loss_after_a_process_crash_and_restart(tmp_path: Path) -> None:
+    """After a SIGKILL the restarted member trusts (and may acknowledge) the log it finds in
+    the page cache, so opening must make it durable before writing anything new; otherwise a
+    later power cut tears the tail of what is by then an older segment."""
+    for seed in range(10):
+        disk = SimDisk(tmp_path / str(seed), random.Random(seed))
+        path = disk.root / "raft"
+        w = WalStorage(path, fs=disk.mount())
+        w.save(HardState(1, 1, 0), ents(1, 3))
+        w.save(HardState(1, 1, 2), ents(4, 6), sync=False)  # written, not yet fsynced
+        disk.process_crash()
+        with WalStorage(path, fs=disk.mount()) as w:
+            seen = log_of(w)
+            assert seen == ents(1, 6)
+        disk.power_cut()
+        with WalStorage(path, fs=disk.mount()) as w:
+            assert log_of(w) == seen, seed
+
+
+def test_power_loss_after_a_process_crash_during_a_snapshot_install(tmp_path: Path) -> None:
+    """A leader's snapshot renamed into place by a process killed before the directory fsync:
+    the restarted member resets its log to that snapshot, so the rename must be made durable
+    before the reset is; otherwise a power cut leaves a log based on a snapshot that is gone."""
+    snap = Snapshot(SnapshotMeta(50, 2, CONF), b"L@50")
+    for k in range(1, 8):
+        for seed in range(4):
+            disk = SimDisk(tmp_path / f"{k}-{seed}", random.Random(seed))
+            path = disk.root / "raft"
+            w = WalStorage(path, fs=disk.mount())
+            w.save(HardState(1, 1, 3), ents(1, 3))
+            disk.crash_after(k, power=False)
+            try:
+                w.save(HardState(2, 0, 50), [], snapshot=snap, sync=False)
+                w.flush()
+            except ProcessKilled:
+                pass
+            else:
+                disk.crash_after(None)
+                disk.process_crash()
+            with WalStorage(path, fs=disk.mount()) as w:
+                seen = (w.first_index(), w.snapshot().meta.index)
+            disk.power_cut()
+            with WalStorage(path, fs=disk.mount()) as w:
+                assert (w.first_index(), w.snapshot().meta.index) == seen, (k, seed)
+                assert w.first_index() - 1 <= w.snapshot().meta.index
