@@ -19,7 +19,22 @@ only; on open the tail is checked record by record and cut at the first bad leng
 checksum, so a partial write is never replayed. A bad record in an older (sealed) segment is
 real corruption and raises ``WalCorrupted``. Opening always starts a fresh segment whose header
 repeats the hard state and the compaction point, which is what lets ``compact`` delete whole
-old segments. Snapshots are written to a temp file, fsynced, renamed and the directory fsynced.
+old segments.
+
+Power loss (every file operation goes through ``raft.fsio``, so tests can drop whatever was not
+fsynced; tests/raft_io/test_wal_power_loss.py):
+
+* a segment is sealed (fsynced) before the next one is created, so only the newest can hold
+  bytes that are not durable -- the invariant behind "a torn tail only in the newest segment";
+* a new segment's header and its directory entry are fsynced before anything is written to it;
+  new directories are made durable in their parents;
+* on open, what was found (segments, snapshot files) is fsynced before anything new is
+  written: after a process crash some of it may still be only in the page cache, and the
+  restarted member acts on it;
+* snapshot files are written atomically (temp file, fsync, rename, directory fsync) before the
+  log records or compaction that rely on them;
+* a torn save may keep a new term's entries without the hard state written after them; on open
+  the term is raised to the log's (with no vote: nothing of that term was acknowledged).
 """
 
 from __future__ import annotations
@@ -297,6 +312,13 @@ class WalStorage:
         self._hard = rp.hard or HardState()
         if self._hard.commit < snap.index:
             self._hard = HardState(self._hard.term, self._hard.vote, snap.index)
+        top = max(snap.term, self._base_term, self._ents[-1].term if self._ents else 0)
+        if self._hard.term < top:
+            # A power cut kept a save's entries (or a leader snapshot's file) but not the hard
+            # state written after them. Nothing of that term was acknowledged (that waits for
+            # the fsync), no vote in it either: restart in that term, not having voted, so the
+            # term is never below the log's.
+            self._hard = HardState(top, 0, self._hard.commit)
         self._conf = rp.conf
 
     def _make_found_state_durable(self) -> None:

@@ -115,3 +115,23 @@ def test_power_loss_after_a_process_crash_during_a_snapshot_install(tmp_path: Pa
             with WalStorage(path, fs=disk.mount()) as w:
                 assert (w.first_index(), w.snapshot().meta.index) == seen, (k, seed)
                 assert w.first_index() - 1 <= w.snapshot().meta.index
+
+
+def test_power_loss_never_leaves_the_term_below_the_logs(tmp_path: Path) -> None:
+    """A torn save can keep a new term's entries (or a leader snapshot's file) without the hard
+    state written after them; the reopened log restarts in that term, with no vote."""
+    snap = Snapshot(SnapshotMeta(40, 3, CONF), b"L@40")
+    for seed in range(24):
+        disk = SimDisk(tmp_path / str(seed), random.Random(seed))
+        path = disk.root / "raft"
+        w = WalStorage(path, fs=disk.mount())
+        w.save(HardState(1, 1, 0), ents(1, 3))
+        w.save(HardState(2, 3, 0), ents(2, 6, term=2), sync=False)
+        if seed % 2:
+            w.save(HardState(3, 0, 40), [], snapshot=snap, sync=False)
+        disk.power_cut()
+        with WalStorage(path, fs=disk.mount()) as w:
+            hs = w.hard_state()
+            terms = [w.term(w.first_index() - 1)] + [e.term for e in log_of(w)]
+            assert hs.term >= max(terms, default=0), seed
+            assert hs.vote in {1: {1}, 2: {0, 3}, 3: {0}}[hs.term], seed  # 0: raised term
