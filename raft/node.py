@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import struct
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 from raft import confchange
 from raft.core import Config, RawNode, Status
+from raft.fsio import FileSystem, write_atomic
 from raft.transport import GrpcTransport
 from raft.types import (
     NONE,
@@ -148,6 +148,7 @@ class RaftNode:
         listen: str | None = None,
         join: bool = False,
         on_leader_change: Callable[[int, int], None] | None = None,
+        fs: FileSystem | None = None,
     ) -> None:
         self.id = node_id
         self.cfg = config or RaftNodeConfig()
@@ -155,7 +156,8 @@ class RaftNode:
         self._snapshotter = snapshotter
         self._on_leader_change = on_leader_change
         self.storage = WalStorage(data_dir, segment_bytes=self.cfg.segment_bytes,
-                                  sync=self.cfg.fsync)
+                                  sync=self.cfg.fsync, fs=fs)
+        self.fs = self.storage.fs
         hs, cs = self.storage.initial_state()
         fresh = (hs.term == 0 and self.storage.last_index() == 0 and not cs.voters
                  and self.storage.snapshot().empty)
@@ -197,8 +199,8 @@ class RaftNode:
         self.snapshots_installed = 0
         """Snapshots received from a leader and installed (a lagging member's catch-up)."""
         saved = self.storage.path / "peers.json"
-        self._addresses = ({int(k): v for k, v in json.loads(saved.read_text()).items()}
-                           if saved.exists() else {})
+        self._addresses = ({int(k): v for k, v in json.loads(self.fs.read_bytes(saved)).items()}
+                           if self.fs.exists(saved) else {})
         self._addresses.update(peers)  # addresses given now win over remembered ones
         try:
             self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
@@ -639,10 +641,8 @@ class RaftNode:
     def _save_addresses(self) -> None:
         """Keep members' addresses beside the log: a restart after the conf-change entries
         were compacted into a snapshot still knows how to reach members added later."""
-        path = self.storage.path / "peers.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({str(k): v for k, v in sorted(self._addresses.items())}))
-        os.replace(tmp, path)
+        data = json.dumps({str(k): v for k, v in sorted(self._addresses.items())}).encode()
+        write_atomic(self.fs, self.storage.path / "peers.json", data, sync=self.cfg.fsync)
 
     def _set_applied(self, index: int) -> None:
         with self._state_cv:

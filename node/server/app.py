@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from node.commands.appliers import APPLIERS, GROUPERS
@@ -24,7 +25,9 @@ from node.engine.errors import MongoError
 from node.server.config import NodeConfig
 from node.server.grpc_service import add_command_service, make_server
 from node.server.statemachine import StateMachine
+from node.server.store_guard import StoreGuard, kernel_boot_id
 from node.server.ttl import TTLMonitor
+from raft.fsio import FileSystem
 
 log = logging.getLogger("helogale.node")
 
@@ -32,10 +35,10 @@ log = logging.getLogger("helogale.node")
 def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
     """The engine's KVStore: LMDB under ``data_dir/engine``, or in memory.
 
-    A replica-set member's LMDB runs without its own fsync (``sync=False``): the Raft WAL
-    (fsynced before anything is acknowledged) is the durable record, and a restarted member
-    replays it from the last snapshot. A killed process loses nothing either way (LMDB's pages
-    are in the OS cache). A standalone member has no WAL, so its store fsyncs every commit."""
+    A standalone member has no WAL, so its store fsyncs every commit. A replica-set member's
+    store is opened by :class:`~node.server.store_guard.StoreGuard` instead: it runs without
+    fsync (the Raft WAL, fsynced before anything is acknowledged, is the durable record) and
+    is discarded and rebuilt from the Raft snapshot and log after the machine crashed."""
     if data_dir is None:
         from node.engine.memory_store import MemoryStore
 
@@ -48,11 +51,21 @@ def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
 
 
 class NodeApp:
-    """One member process's moving parts."""
+    """One member process's moving parts. ``fs`` (the Raft files and the store marker) and
+    ``boot_id`` are injectable for power-loss tests."""
 
-    def __init__(self, config: NodeConfig, *, standalone: bool = False) -> None:
+    def __init__(self, config: NodeConfig, *, standalone: bool = False,
+                 fs: FileSystem | None = None,
+                 boot_id: Callable[[], str | None] = kernel_boot_id) -> None:
         self.config = config
-        self.store = open_store(config.data_dir, sync=standalone)
+        self.store_guard: StoreGuard | None = None
+        if config.data_dir is not None and not standalone:
+            self.store_guard = StoreGuard(config.data_dir, fs=fs, boot_id=boot_id)
+            self.store: Any = self.store_guard.open()
+            log.info("engine store opened", extra={"fields": {
+                "rebuilt": self.store_guard.rebuilt, "reason": self.store_guard.reason}})
+        else:
+            self.store = open_store(config.data_dir, sync=standalone)
         self.engine = open_engine(self.store)
         self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS)
         self.member: Any
@@ -63,7 +76,7 @@ class NodeApp:
         else:
             from node.server.replica import Replica
 
-            self.member = Replica(config, self.sm, self.store)
+            self.member = Replica(config, self.sm, self.store, fs=fs)
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
         self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors),
                                      NODE_COMMANDS)
@@ -132,5 +145,8 @@ class NodeApp:
         if stop is not None:
             stop()
         self.cursors.close_all()
-        self.store.close()
+        if self.store_guard is not None:
+            self.store_guard.close(self.store)  # synced and marked clean
+        else:
+            self.store.close()
         log.info("member stopped")

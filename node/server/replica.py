@@ -42,6 +42,7 @@ from node.engine.snapshot import dump_snapshot, load_snapshot
 from node.server.config import MemberSpec, NodeConfig
 from node.server.statemachine import StateMachine, decode_entry, encode_entry
 from node.server.write_wait import WriteConcernWaits
+from raft.fsio import FileSystem
 from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
 from raft.types import Entry, ProposalDropped, StateRole
 
@@ -64,7 +65,8 @@ def _interrupted(why: str) -> MongoError:
 class Replica:
     """One replica-set member around a RaftNode (see module docstring)."""
 
-    def __init__(self, config: NodeConfig, sm: StateMachine, store: Any) -> None:
+    def __init__(self, config: NodeConfig, sm: StateMachine, store: Any, *,
+                 fs: FileSystem | None = None) -> None:
         self.config = config
         self.sm = sm
         self.store = store
@@ -93,7 +95,7 @@ class Replica:
                                   snapshot_every=config.snapshot_every,
                                   keep_entries=config.keep_entries),
             listen=config.raft_listen_address, join=config.join,
-            on_leader_change=self._on_leader_change,
+            on_leader_change=self._on_leader_change, fs=fs,
         )
         self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
                                          daemon=True)
