@@ -55,7 +55,7 @@ from raft.types import (
 )
 from raft.wal import WalStorage
 
-__all__ = ["NodeStopped", "NotLeader", "RaftNode", "RaftNodeConfig", "Snapshotter"]
+__all__ = ["LeadershipLost", "NodeStopped", "NotLeader", "RaftNode", "RaftNodeConfig", "Snapshotter"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ class NotLeader(ProposalDropped):
     def __init__(self, leader: int, why: str = "not leader") -> None:
         super().__init__(f"{why} (leader: {leader or 'unknown'})")
         self.leader = leader
+
+
+class LeadershipLost(NotLeader):
+    """This member stopped being leader before the proposal was seen committed: the entry
+    may still commit under the next leader, or be overwritten (outcome unknown)."""
 
 
 class NodeStopped(RaftError):
@@ -510,6 +515,9 @@ class RaftNode:
             self._state_cv.notify_all()
         if view.term != old.term or view.leader != old.leader:
             self._fail_reads()  # the core forgets ReadIndex requests when leadership changes
+        if old.role == StateRole.LEADER and (view.role != StateRole.LEADER
+                                             or view.term != old.term):
+            self._fail_uncommitted(view.commit, view.leader)
         if view.leader != old.leader and self._on_leader_change is not None:
             try:
                 self._on_leader_change(view.leader, view.term)
@@ -657,6 +665,21 @@ class RaftNode:
             self._reads.clear()
         err = NotLeader(self.raw.leader, "leadership changed before the read was confirmed")
         for f in lost:
+            if not f.done():
+                f.set_exception(err)
+
+    def _fail_uncommitted(self, commit: int, leader: int) -> None:
+        """Leadership was lost: every proposal not known committed fails now with
+        LeadershipLost (retryable; the entry may still commit under the next leader, where a
+        retried write is recognised by its session). Committed ones will apply here and
+        resolve as usual."""
+        with self._fut_lock:
+            lost = [i for i in self._pending if i > commit]
+            futs = [self._pending.pop(i)[1] for i in lost]
+        if not futs:
+            return
+        err = LeadershipLost(leader, "leadership lost before the entry was committed")
+        for f in futs:
             if not f.done():
                 f.set_exception(err)
 

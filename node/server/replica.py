@@ -42,7 +42,14 @@ from node.engine.snapshot import dump_snapshot, load_snapshot
 from node.server.config import MemberSpec, NodeConfig
 from node.server.statemachine import StateMachine, decode_entry, encode_entry
 from node.server.write_wait import WriteConcernWaits
-from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
+from raft.node import (
+    LeadershipLost,
+    NodeStopped,
+    NotLeader,
+    RaftNode,
+    RaftNodeConfig,
+    Snapshotter,
+)
 from raft.types import Entry, ProposalDropped, StateRole
 
 log = logging.getLogger("helogale.replica")
@@ -99,7 +106,7 @@ class Replica:
                                          daemon=True)
         self._wc_waits = WriteConcernWaits(
             self.raft.copies, lambda pred, t: self.raft.wait_for(lambda _v: pred(), t),
-            self.raft.wake_waiters)
+            self.raft.wake_waiters, leading=self.raft.is_leader)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -297,6 +304,9 @@ class Replica:
         client sees when the proposal failed."""
         try:
             fut.result(0)
+        except LeadershipLost as exc:  # proposed, then deposed: it may still commit
+            raise _interrupted(f"operation interrupted by a replica set state change: {exc}"
+                               ) from None
         except NotLeader as exc:
             # the leader the refusal names: this member's view may not show the change yet
             known = self._member(exc.leader) if exc.leader and exc.leader != self.id else None

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
+from raft.node import (
+    LeadershipLost,
+    NodeStopped,
+    NotLeader,
+    RaftNode,
+    RaftNodeConfig,
+    Snapshotter,
+)
 from raft.types import Entry
 from tests.raft_io.kv_cluster import free_port, wait_until
 
@@ -267,6 +274,30 @@ def test_stop_fails_pending_futures(tmp_path: Path) -> None:
     with pytest.raises(NodeStopped):
         lead.propose(b"after-stop").result(timeout=1)
     g.stop()
+
+
+def test_leadership_loss_fails_pending_proposals_at_once(tmp_path: Path) -> None:
+    """A leader cut off from its followers steps down (check-quorum) within an election
+    timeout; what it proposed and had not seen committed fails right then with a retryable
+    LeadershipLost, instead of waiting for a log index that may come much later or never."""
+    g = Group(tmp_path)
+    try:
+        lead = g.leader()
+        lead.propose(b"warm").result(timeout=15)
+        for n in list(g.nodes.values()):
+            if n is not lead:
+                n.stop()
+        futs = [lead.propose(b"p%d" % i) for i in range(5)]
+        started = time.monotonic()
+        for f in futs:
+            with pytest.raises(LeadershipLost) as info:
+                f.result(timeout=10)
+            assert isinstance(info.value, NotLeader)
+        # election_tick 10 x 20 ms: the step-down comes within a few hundred milliseconds
+        assert time.monotonic() - started < 2.0
+        assert not lead.is_leader()
+    finally:
+        g.stop()
 
 
 def test_background_snapshot_does_not_hold_up_applying(tmp_path: Path) -> None:
