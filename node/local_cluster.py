@@ -127,9 +127,11 @@ class LocalCluster:
         log_level: str = "INFO",
         extra_args: list[str] | None = None,
         link_address: Callable[[int, int], str | None] | None = None,
+        member_args: Mapping[int, list[str]] | None = None,
     ) -> None:
         """``link_address(i, j)``: where member index i dials member index j for Raft traffic
-        (e.g. a chaos proxy); None or returning None means j's own address."""
+        (e.g. a chaos proxy); None or returning None means j's own address. ``member_args``:
+        extra flags for some members only (by index)."""
         self.replset = replset
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-cluster-")
@@ -139,6 +141,7 @@ class LocalCluster:
         self.log_level = log_level
         self.extra_args = list(extra_args or [])
         self.link_address = link_address
+        self.member_args = {i: list(a) for i, a in (member_args or {}).items()}
         per = 3 if wire else 2
         if base_port is None:
             ports = free_ports(members * per)
@@ -195,7 +198,7 @@ class LocalCluster:
                 argv += ["--peer", p.spec(link)]
         if join:
             argv.append("--join")
-        return argv + self.extra_args
+        return argv + self.extra_args + self.member_args.get(i, [])
 
     def _spawn(self, i: int, join: bool = False) -> None:
         m = self.members[i]
