@@ -555,10 +555,11 @@ class RaftNode:
                     with self._fut_lock:
                         self._reads.pop(ctx, None)
                     fut.set_exception(self._not_leader(str(exc)))
-            elif kind == "transfer":
-                raw.transfer_leader(payload)
-            elif kind == "campaign":
-                raw.campaign()
+            elif kind in ("transfer", "campaign"):
+                try:
+                    raw.transfer_leader(payload) if kind == "transfer" else raw.campaign()
+                except RaftError as exc:  # refused in this state: the caller's problem
+                    log.debug("raft %s refused: %s", kind, exc)
             elif kind == "call":
                 fn, fut = payload
                 try:

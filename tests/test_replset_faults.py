@@ -27,6 +27,23 @@ PAD = "x" * 8000
 RETRYABLE = (11602, 10107)
 
 
+def test_fault_codes_are_retryable_for_both_clients() -> None:
+    """What a failed or deposed member answers: helogale's retry policy and the wire
+    protocol's RetryableWriteError label (pymongo's) agree that a retry is safe."""
+    from helogale.errors import error_for_reply, is_retryable, write_concern_error_for
+    from node.wire.labels import RETRYABLE_WRITE_ERROR, add_error_labels
+
+    write = {"insert": "c", "documents": [{}], "lsid": {"id": b"s"}, "txnNumber": 1}
+    for code in (*RETRYABLE, 189):
+        reply = {"ok": 0.0, "code": code, "errmsg": "x"}
+        assert is_retryable(error_for_reply(reply))
+        assert RETRYABLE_WRITE_ERROR in add_error_labels(write, dict(reply))["errorLabels"]
+    wce = {"code": 189, "codeName": "PrimarySteppedDown", "errmsg": "x"}
+    assert is_retryable(write_concern_error_for(wce))
+    labelled = add_error_labels(write, {"ok": 1.0, "n": 1, "writeConcernError": wce})
+    assert RETRYABLE_WRITE_ERROR in labelled["errorLabels"]
+
+
 # --- in process: one member, a real LMDB map that fills up ----------------------------------------
 def test_full_store_is_fatal_in_process(tmp_path: Path, caplog: pytest.LogCaptureFixture
                                         ) -> None:

@@ -62,8 +62,9 @@ class Group:
         for i in ids:
             self.start(i)
 
-    def start(self, i: int, *, join: bool = False) -> RaftNode:
-        m = self.machines[i] = Machine()
+    def start(self, i: int, *, join: bool = False, machine: Machine | None = None
+              ) -> RaftNode:
+        m = self.machines[i] = machine or Machine()
 
         def on_fatal(where: str, exc: BaseException, i: int = i) -> None:
             self.fatal.append((i, where, exc))
@@ -375,6 +376,32 @@ def test_raft_loop_failure_is_fatal(group: Group) -> None:
     with pytest.raises(NodeStopped):
         fut.result(timeout=1)
     _others_elect_and_serve(group, lead)
+
+
+def test_snapshot_install_failure_is_fatal(tmp_path: Path) -> None:
+    """A lagging member gets a snapshot it cannot install (a bad image, a full disk): fatal,
+    never a member that goes on with a log that no longer matches its state."""
+    g = Group(tmp_path, snapshot_every=20, keep_entries=5)
+    try:
+        lead = g.leader()
+        lagging = next(i for i in g.nodes if i != lead.id)
+        g.nodes[lagging].stop()
+        for f in [lead.propose(b"s%d" % i) for i in range(60)]:
+            f.result(timeout=15)
+        wait_until(lambda: lead.storage.first_index() > 10, 10, "the leader to compact")
+
+        class BadImage(Machine):
+            def install(self, blob: bytes) -> None:
+                raise ValueError("snapshot image is corrupt")
+
+        n = g.start(lagging, machine=BadImage())
+        assert g.fatal_seen.wait(15)
+        assert [(i, where, type(exc)) for i, where, exc in g.fatal] == [
+            (lagging, "persist", ValueError)]
+        assert n.failure is not None and n.snapshots_installed == 0
+        lead.propose(b"still-serving").result(timeout=10)  # the other two go on
+    finally:
+        g.stop()
 
 
 def test_background_snapshot_does_not_hold_up_applying(tmp_path: Path) -> None:
