@@ -33,6 +33,8 @@ from proto import helogale_pb2, helogale_pb2_grpc
 
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
 LOOPBACK = "127.0.0.1"
+RETRYABLE_CODES = frozenset({10107, 11602, 13435, 189, 91})
+"""Replies meaning "the primary changed or went away": asking the new primary is safe."""
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 50),
     ("grpc.min_reconnect_backoff_ms", 50),
@@ -353,12 +355,17 @@ class LocalCluster:
         return doc
 
     def reconfig(self, member_indexes: list[int], timeout: float = 30.0) -> dict[str, Any]:
-        """Send ``replSetReconfig`` with exactly these members to the primary."""
-        p = self.wait_for_primary(timeout)
-        current = self.command(p, {"replSetGetConfig": 1})["config"]
-        cfg = {"_id": self.replset, "version": int(current.get("version", 1)) + 1,
-               "members": [self.member_doc(i) for i in member_indexes]}
-        return self.command(p, {"replSetReconfig": cfg}, timeout=timeout)
+        """Send ``replSetReconfig`` with exactly these members to the primary (again, to the
+        primary of the moment, when the one asked lost leadership meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.wait_for_primary(max(1.0, deadline - time.monotonic()))
+            current = self.command(p, {"replSetGetConfig": 1})["config"]
+            cfg = {"_id": self.replset, "version": int(current.get("version", 1)) + 1,
+                   "members": [self.member_doc(i) for i in member_indexes]}
+            reply = self.command(p, {"replSetReconfig": cfg}, timeout=timeout)
+            if reply.get("code") not in RETRYABLE_CODES or time.monotonic() >= deadline:
+                return reply
 
     def member_status(self, i: int) -> dict[str, Any] | None:
         return self.try_command(i, {"replSetGetStatus": 1})
