@@ -178,6 +178,7 @@ class RaftNode:
         self.id = node_id
         self._on_fatal = on_fatal
         self._failure: NodeFailed | None = None
+        self._loop_failed = False
         self.cfg = config or RaftNodeConfig()
         self._apply_fn = apply
         self._snapshotter = snapshotter
@@ -298,7 +299,7 @@ class RaftNode:
     @property
     def loop_alive(self) -> bool:
         """Whether the raft loop still runs (it can still send and step messages)."""
-        return self._running and self._loop_thread.is_alive()
+        return self._running and not self._loop_failed and self._loop_thread.is_alive()
 
     def _fatal(self, where: str, exc: BaseException) -> None:
         """The one fatal path (see *Faults* in the module docstring); runs once."""
@@ -466,6 +467,7 @@ class RaftNode:
         try:
             self._run_loop()
         except Exception as exc:
+            self._loop_failed = True
             self._fatal("raft loop", exc)
 
     def _run_loop(self) -> None:
@@ -545,8 +547,7 @@ class RaftNode:
                 except Exception as exc:  # an invalid change: the caller's error
                     fut.set_exception(exc)
                 else:
-                    with self._fut_lock:
-                        self._pending[idx] = (raw.term, fut)
+                    self._track([(idx, fut)], raw.term)
             elif kind == "read":
                 ctx, fut = payload
                 try:
@@ -582,10 +583,19 @@ class RaftNode:
                 fut.set_exception(err)
             return
         first = last - len(batch) + 1
-        term = raw.term
+        self._track([(first + i, fut) for i, (_, fut) in enumerate(batch)], raw.term)
+
+    def _track(self, futs: list[tuple[int, Future[int]]], term: int) -> None:
+        """Wait for these proposals' entries to apply; refused if the node failed meanwhile
+        (the fatal path already failed every pending future, and no entry will apply)."""
         with self._fut_lock:
-            for i, (_, fut) in enumerate(batch):
-                self._pending[first + i] = (term, fut)
+            failure = self._failure
+            if failure is None:
+                for index, fut in futs:
+                    self._pending[index] = (term, fut)
+                return
+        for _, fut in futs:
+            fut.set_exception(failure)
 
     def _publish(self) -> None:
         raw = self.raw
