@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +44,24 @@ def test_fault_codes_are_retryable_for_both_clients() -> None:
     assert is_retryable(write_concern_error_for(wce))
     labelled = add_error_labels(write, {"ok": 1.0, "n": 1, "writeConcernError": wce})
     assert RETRYABLE_WRITE_ERROR in labelled["errorLabels"]
+
+
+def test_a_failed_member_exits_even_if_clean_up_hangs() -> None:
+    """A thread stuck in gRPC or LMDB (here: the whole clean-up) must not keep a failed
+    member's process alive: it exits with the fatal status once the clean-up bound passes."""
+    script = (
+        "import threading, node.__main__ as m\n"
+        "m.FATAL_CLEANUP_S = 0.5\n"
+        "class Stuck:\n"
+        "    def stop(self):\n"
+        "        threading.Event().wait()\n"
+        "threading.Thread(target=threading.Event().wait).start()  # a non-daemon thread too\n"
+        "m.exit_after_failure(Stuck())\n")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], timeout=30,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == FATAL_EXIT_CODE
+    assert time.monotonic() - started < 10
 
 
 # --- in process: one member, a real LMDB map that fills up ----------------------------------------
