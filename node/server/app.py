@@ -5,6 +5,11 @@ builds the state machine with every command family's appliers, the member (a rep
 :class:`~node.server.replica.Replica`, or a :class:`~node.server.standalone.StandaloneMember`
 when ``standalone`` is asked for), the dispatcher, the gRPC command server and, with
 ``--wire-port``, the MongoDB wire-protocol listener. ``stop()`` undoes it in reverse order.
+
+A member that can no longer make progress (its Raft node failed: WAL write, store, snapshot
+install; see ``raft.node``) logs ONE ERROR line saying why, steps down if it can, sets
+:attr:`NodeApp.failure` and calls ``on_fatal()``: the process then exits non-zero
+(``node.__main__``) and a supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from raft.fsio import FileSystem
 log = logging.getLogger("helogale.node")
 
 
-def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
+def open_store(data_dir: str | None, *, sync: bool = False, map_size: int | None = None
+               ) -> Any:
     """The engine's KVStore: LMDB under ``data_dir/engine``, or in memory.
 
     A standalone member has no WAL, so its store fsyncs every commit. A replica-set member's
@@ -47,6 +53,8 @@ def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
 
     path = os.path.join(data_dir, "engine")
     os.makedirs(path, exist_ok=True)
+    if map_size is not None:
+        return LMDBStore(path, sync=sync, map_size=map_size)
     return LMDBStore(path, sync=sync)
 
 
@@ -56,16 +64,22 @@ class NodeApp:
 
     def __init__(self, config: NodeConfig, *, standalone: bool = False,
                  fs: FileSystem | None = None,
-                 boot_id: Callable[[], str | None] = kernel_boot_id) -> None:
+                 boot_id: Callable[[], str | None] = kernel_boot_id,
+                 on_fatal: Callable[[], None] | None = None) -> None:
         self.config = config
+        self.failure: str | None = None
+        """Why this member can no longer make progress (None while healthy)."""
+        self._on_fatal = on_fatal
+        self._fatal_lock = threading.Lock()
         self.store_guard: StoreGuard | None = None
         if config.data_dir is not None and not standalone:
             self.store_guard = StoreGuard(config.data_dir, fs=fs, boot_id=boot_id)
-            self.store: Any = self.store_guard.open()
+            self.store: Any = self.store_guard.open(config.engine_map_size)
             log.info("engine store opened", extra={"fields": {
                 "rebuilt": self.store_guard.rebuilt, "reason": self.store_guard.reason}})
         else:
-            self.store = open_store(config.data_dir, sync=standalone)
+            self.store = open_store(config.data_dir, sync=standalone,
+                                    map_size=config.engine_map_size)
         self.engine = open_engine(self.store)
         self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS)
         self.member: Any
@@ -77,6 +91,7 @@ class NodeApp:
             from node.server.replica import Replica
 
             self.member = Replica(config, self.sm, self.store, fs=fs)
+            self.member.on_fatal = self._fatal
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
         self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors),
                                      NODE_COMMANDS)
@@ -91,6 +106,23 @@ class NodeApp:
                                         daemon=True)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
                               interval_s=config.ttl_monitor_secs)
+
+    def _fatal(self, where: str, exc: BaseException) -> None:
+        """The member cannot make progress: one ERROR line, step down, tell the process."""
+        with self._fatal_lock:
+            if self.failure is not None:
+                return
+            self.failure = f"{where} failed: {type(exc).__name__}: {exc}"
+        log.error("member cannot make progress and is exiting: %s", self.failure,
+                  exc_info=exc, extra={"fields": {"where": where,
+                                                  "cause": type(exc).__name__}})
+        try:
+            relinquish = getattr(self.member, "relinquish", None)
+            if relinquish is not None:
+                relinquish()
+        finally:
+            if self._on_fatal is not None:
+                self._on_fatal()
 
     def _writable(self) -> bool:
         try:

@@ -95,8 +95,9 @@ class StoreGuard:
             return False, "the machine restarted while the store was open (boot id changed)"
         return False, f"marker state {state!r}"
 
-    def open(self) -> LMDBStore:
-        """The store, after marking it open (durably) with this boot's id."""
+    def open(self, map_size: int | None = None) -> LMDBStore:
+        """The store, after marking it open (durably) with this boot's id (``map_size``: the
+        LMDB map's size, default the store's)."""
         self.fs.makedirs(self.data_dir)
         boot = self._boot_id()
         trusted, self.reason = self.verdict(boot)
@@ -110,6 +111,8 @@ class StoreGuard:
         write_atomic(self.fs, self.marker,
                      json.dumps({"state": "open", "boot_id": boot}).encode())
         os.makedirs(self.engine_dir, exist_ok=True)
+        if map_size is not None:
+            return LMDBStore(self.engine_dir, sync=False, map_size=map_size)
         return LMDBStore(self.engine_dir, sync=False)
 
     def close(self, store: LMDBStore) -> None:
