@@ -351,6 +351,12 @@ class LMDBStore:
             "entries": entries,
         }
 
+    def sync(self) -> None:
+        """Flush every commit to disk (``env.sync(force=True)``): a store opened with
+        ``sync=False`` is only trustworthy after a power cut up to the last call of this."""
+        self._check_open()
+        self._env.sync(True)
+
     def close(self) -> None:
         """Close the environment (open transactions must have ended)."""
         if not self._closed:

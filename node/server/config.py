@@ -103,6 +103,9 @@ class NodeConfig:
     cluster_role: str | None = None
     """``"configsvr"`` (holds a sharded cluster's metadata), ``"shardsvr"`` (a shard), or None
     (a plain replica set)."""
+    engine_map_size: int | None = None
+    """Bytes the engine's LMDB file may grow to (None: 64 GiB). A member whose store fills
+    up exits (see docs/replication.md, Faults)."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -163,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                       const="configsvr", help="a config server of a sharded cluster")
     role.add_argument("--shardsvr", dest="cluster_role", action="store_const",
                       const="shardsvr", help="a shard of a sharded cluster")
+    p.add_argument("--engine-map-size", type=int,
+                   help="bytes the engine's LMDB file may grow to (default 64 GiB); a member "
+                        "whose store fills up exits")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose

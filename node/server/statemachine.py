@@ -10,9 +10,12 @@ the state machine, in ONE write transaction of the store:
 3. records the reply under the session (retryable writes) and the entry's log index.
 
 So after a crash the store says exactly which index was applied last, and a write is either
-fully applied with its bookkeeping or not at all. An applier that fails with an unexpected
-exception aborts its transaction; the index is then recorded alone (the same on every member)
-and the error becomes the reply.
+fully applied with its bookkeeping or not at all. An applier that fails with a MongoError or an
+unexpected (deterministic: a bug every member hits alike) exception aborts its transaction; the
+index is then recorded alone (the same on every member) and the error becomes the reply. An
+*environmental* failure (:mod:`node.server.faults`: LMDB map or readers full, I/O error, out of
+memory) is this member's alone: it aborts the transaction and propagates with nothing recorded,
+so the member stops (the Raft driver's fatal path) instead of silently diverging.
 
 Sharding hook: a ``guard`` (ownership filter / routing-version check per collection) is asked
 before every applier runs; None today.
@@ -31,6 +34,7 @@ from bson import Int64
 from bson.codec_options import CodecOptions
 
 from node.engine.errors import MongoError
+from node.server.faults import is_environmental
 
 log = logging.getLogger("helogale.statemachine")
 
@@ -226,7 +230,10 @@ class StateMachine:
             except MongoError as exc:
                 reply = exc.to_reply()
                 self._record_index_only(index)
-            except Exception as exc:  # deterministic on every member; never wedge the log
+            except Exception as exc:
+                if is_environmental(exc):
+                    raise  # this member's disk/store, not the entry: never record it
+                # deterministic on every member; never wedge the log
                 log.exception("applying entry %d (%s) failed", index, entry.get("op"))
                 reply = MongoError(1, f"internal error applying entry: {exc}").to_reply()
                 self._record_index_only(index)
@@ -252,7 +259,9 @@ class StateMachine:
                     self._apply_runs(txn, todo, replies)
                     txn.put(META, APPLIED_KEY, _U64.pack(todo[-1][0]))
                 self._applied = todo[-1][0]
-            except Exception:
+            except Exception as exc:
+                if is_environmental(exc):
+                    raise  # nothing of the batch was committed; the member must stop
                 replies.clear()
             else:
                 out = [replies.get(i) for i, _ in items]
