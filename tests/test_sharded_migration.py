@@ -78,11 +78,13 @@ def test_move_chunk_under_concurrent_writes_loses_and_duplicates_nothing(
                threading.Thread(target=inc_loop, args=(2,))]
     for t in threads:
         t.start()
+    caught_up = 0
     try:
         for _ in range(2):  # there and back again, with the writers running
             src = owner(sharded, ns, 200)
-            ok(r(sharded, {"moveChunk": ns, "find": {"_id": 200}, "to": other(src)},
-                 db="admin"))
+            moved = ok(r(sharded, {"moveChunk": ns, "find": {"_id": 200}, "to": other(src)},
+                         db="admin"))
+            caught_up += moved["modsSent"]
             assert owner(sharded, ns, 200) == other(src)
     finally:
         stop.set()
@@ -90,6 +92,7 @@ def test_move_chunk_under_concurrent_writes_loses_and_duplicates_nothing(
             t.join(60)
         client.close()
     assert inserted and sum(increments.values()) > 0
+    assert caught_up > 0, "no write landed during a clone: the catch-up was not exercised"
     # every document is visible on exactly one shard
     per_shard = [Counter(d["_id"] for d in shard_docs(sharded, k, "load", db=DB))
                  for k in range(2)]
