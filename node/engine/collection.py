@@ -22,6 +22,7 @@ Seams for indexes and the planner (see docs/architecture.md, "Engine: collection
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -113,6 +114,8 @@ class QuerySpec:
     """Planning hints only: the caller applies skip and limit to what execute yields."""
     limit: int = 0
     hint: Any = None
+    owned: Callable[[bytes], bool] | None = None
+    """A shard's ownership filter for the planner (see :class:`Ownership`)."""
 
 
 class ChangeObserver(Protocol):
@@ -446,13 +449,15 @@ class Collection:
         A planner installed on the engine replaces this collection scan. With an ownership
         seam (a shard), records whose ``_id`` this shard does not own are left out.
         """
-        rows = self._candidates(txn, query)
         ownership = self.engine.ownership
         owned = ownership.owned(txn, self.ns) if ownership is not None else None
         if owned is None:
-            return rows
+            return self._candidates(txn, query)
+        query = dataclasses.replace(query, owned=owned.contains)
+        if self.engine.planner is not None:  # filters at the source, before any limit
+            return self._candidates(txn, query)
         contains = owned.contains
-        return (row for row in rows if contains(row[0]))
+        return (row for row in self._candidates(txn, query) if contains(row[0]))
 
     def _candidates(
         self, txn: ReadTxn, query: QuerySpec

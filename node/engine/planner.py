@@ -102,6 +102,9 @@ class CollectionView:
     docs_table: str
     indexes: Sequence[IndexInfo] = ()
     decode: Callable[[bytes], dict[str, Any]] = bson.decode
+    owned: Callable[[bytes], bool] | None = None
+    """On a shard: whether a record key is owned here. Every plan skips the others at the
+    source, before any limit, top-k sort or ``$near`` radius counts them."""
 
 
 @dataclass
@@ -589,10 +592,13 @@ class CollScan(Plan):
 
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         match, decode, prefilter = self.matcher.match_position, view.decode, self.prefilter
+        owned = view.owned
         for rk, raw in txn.scan(view.docs_table, self.start):
             stats.docs_examined += 1
             if not stats.docs_examined & interrupt.MASK:
                 interrupt.check()
+            if owned is not None and not owned(rk):
+                continue
             if prefilter is not None and not prefilter(raw):
                 continue
             doc = decode(raw)
@@ -662,7 +668,10 @@ class IndexScan(Plan):
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         match, decode, docs = self.matcher.match_position, view.decode, view.docs_table
         clustered = self.index.table == docs  # the _id_ index: entries are the records
+        owned = view.owned
         for rk, value in self.entries(txn, stats):
+            if owned is not None and not owned(rk):
+                continue
             raw = value if clustered else txn.get(docs, rk)
             if raw is None:
                 continue
@@ -712,7 +721,7 @@ class OrScan(Plan):
         for child in self.children:
             clustered = child.index.table == docs
             for rk, value in child.entries(txn, stats):
-                if rk in seen:
+                if rk in seen or (view.owned is not None and not view.owned(rk)):
                     continue
                 seen.add(rk)
                 raw = value if clustered else txn.get(docs, rk)
@@ -788,7 +797,7 @@ class GeoNear(Plan):
                     if not stats.keys_examined & interrupt.MASK:
                         interrupt.check()
                     rk = self.index.locate(key, value)
-                    if rk in seen:
+                    if rk in seen or (view.owned is not None and not view.owned(rk)):
                         continue
                     seen.add(rk)
                     raw = txn.get(view.docs_table, rk)
@@ -1271,11 +1280,13 @@ class Planner:
     def __init__(self, *, max_sort_bytes: int = SORT_MEMORY_LIMIT_BYTES) -> None:
         self.max_sort_bytes = max_sort_bytes
 
-    def view(self, txn: Any, ns: str) -> CollectionView:
+    def view(self, txn: Any, ns: str, owned: Callable[[bytes], bool] | None = None
+             ) -> CollectionView:
         from node.engine.indexes import docs_table, planner_infos
 
         db, _, coll = ns.partition(".")
-        return CollectionView(ns, docs_table(db, coll), tuple(planner_infos(txn, db, coll)))
+        return CollectionView(ns, docs_table(db, coll), tuple(planner_infos(txn, db, coll)),
+                              owned=owned)
 
     def spec(self, query: Any) -> FindSpec:
         return FindSpec(
@@ -1291,7 +1302,7 @@ class Planner:
     def execute(self, txn: Any, query: Any) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
         p = pipeline(
             txn,
-            self.view(txn, query.ns),
+            self.view(txn, query.ns, getattr(query, "owned", None)),
             self.spec(query),
             matcher=getattr(query, "matcher", None),
             record_order=True,
@@ -1311,20 +1322,22 @@ class Planner:
         limit: int = 0,
         hint: Any = None,
         verbosity: str = "executionStats",
+        owned: Callable[[bytes], bool] | None = None,
     ) -> dict[str, Any]:
-        """MongoDB's ``explain`` output for a find on ``ns``."""
+        """MongoDB's ``explain`` output for a find on ``ns`` (``owned``: a shard's ownership
+        filter, shown as a ``SHARDING_FILTER`` stage)."""
         spec = FindSpec(
             filter or {}, sort=sort or None, skip=skip, limit=abs(limit), hint=hint,
             max_sort_bytes=self.max_sort_bytes,
         )
-        return explain(txn, self.view(txn, ns), spec, verbosity)
+        return explain(txn, self.view(txn, ns, owned), spec, verbosity)
 
 
 def explain(txn: Any, view: CollectionView, spec: FindSpec, verbosity: str = "executionStats") -> dict[str, Any]:
     """MongoDB-shaped explain output (``queryPlanner`` and, unless ``queryPlanner`` verbosity,
     ``executionStats`` from actually running the winning plan)."""
     result = execute(txn, view, spec)
-    winning = _wrap(result.plan.describe(), result, spec)
+    winning = _wrap(_filtered(result.plan.describe(), view), result, spec)
     planner: dict[str, Any] = {
         "plannerVersion": 1,
         "namespace": view.namespace,
@@ -1339,7 +1352,8 @@ def explain(txn: Any, view: CollectionView, spec: FindSpec, verbosity: str = "ex
             "nReturned": result.stats.n_returned,
             "totalKeysExamined": result.stats.keys_examined,
             "totalDocsExamined": result.stats.docs_examined,
-            "executionStages": _with_counts(result.plan.describe(), result, spec),
+            "executionStages": _with_counts(_filtered(result.plan.describe(), view), result,
+                                            spec),
         }
     out["ok"] = 1.0
     return out
@@ -1360,6 +1374,14 @@ def _with_counts(stage: dict[str, Any], result: QueryResult, spec: FindSpec) -> 
     top = _wrap(stage, result, spec)
     top["nReturned"] = stats.n_returned
     return top
+
+
+def _filtered(stage: dict[str, Any], view: CollectionView) -> dict[str, Any]:
+    """A shard's plan: ``SHARDING_FILTER`` over the scan (documents it does not own are
+    dropped at the source)."""
+    if view.owned is None:
+        return stage
+    return {"stage": "SHARDING_FILTER", "inputStage": stage}
 
 
 def _wrap(stage: dict[str, Any], result: QueryResult, spec: FindSpec) -> dict[str, Any]:
