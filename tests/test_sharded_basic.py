@@ -132,3 +132,36 @@ def test_what_a_sharded_collection_refuses(sharded: ShardedCluster) -> None:
     assert rename["code"] == 20, rename
     other_key = r(sharded, {"shardCollection": f"{DB}.k", "key": {"email": 1}}, db="admin")
     assert other_key["code"] == 72, other_key
+
+
+def test_near_is_merged_by_distance_across_shards(sharded: ShardedCluster) -> None:
+    ns = f"{DB}.places"
+    ok(r(sharded, {"shardCollection": ns, "key": {"_id": 1}}, db="admin"))
+    docs = [{"_id": i, "loc": [float(i % 13), float(i % 7)]} for i in range(120)]
+    for coll in ("places", "places_flat"):
+        ok(r(sharded, {"insert": coll, "documents": docs}))
+        ok(r(sharded, {"createIndexes": coll, "indexes": [{"key": {"loc": "2d"},
+                                                           "name": "loc_2d"}]}))
+    ok(r(sharded, {"split": ns, "middle": {"_id": 60}}, db="admin"))
+    high = chunks(sharded, ns)[1]
+    ok(r(sharded, {"moveChunk": ns, "find": {"_id": 90}, "to": other_shard(high["shard"]),
+                   "_waitForDelete": True}, db="admin"))
+    query = {"loc": {"$near": [6.2, 3.1]}}
+    by_id = {d["_id"]: d["loc"] for d in docs}
+
+    def dist(i: int) -> float:
+        x, y = by_id[i]
+        return float(((x - 6.2) ** 2 + (y - 3.1) ** 2) ** 0.5)
+
+    for limit in (7, 0):
+        cmd = {"filter": query, "projection": {"_id": 1}, **({"limit": limit} if limit else {})}
+        sharded_ids = [d["_id"] for d in ok(r(sharded, {"find": "places", **cmd, "batchSize":
+                                                         500}))["cursor"]["firstBatch"]]
+        flat_ids = [d["_id"] for d in ok(r(sharded, {"find": "places_flat", **cmd,
+                                                      "batchSize": 500}))["cursor"]["firstBatch"]]
+        assert len(sharded_ids) == len(flat_ids) == (limit or len(docs))
+        assert [dist(i) for i in sharded_ids] == [dist(i) for i in flat_ids]
+
+
+def other_shard(shard: str) -> str:
+    return "shard2" if shard == "shard1" else "shard1"

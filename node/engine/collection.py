@@ -98,6 +98,23 @@ def ensure_id(doc: Mapping[str, Any], new_id: Any = None) -> dict[str, Any]:
     return out
 
 
+def _result_sort_key(sort: Sort, matcher: Matcher) -> Callable[[Mapping[str, Any]], bytes] | None:
+    """How results of this query are ordered, as memcomparable bytes: the sort's key, or for
+    ``$near`` without a sort the distance to the query point (what a router merges by)."""
+    if sort:
+        return sort.key_bytes
+    near = next(((path, q) for path, q in matcher.geo if q.is_near), None)
+    if near is None:
+        return None
+    path, query = near
+
+    def distance(doc: Mapping[str, Any]) -> bytes:
+        found = [d for v in path_values(doc, path) if (d := query.distance(v)) is not None]
+        return encode_key(min(found, default=float("inf")))
+
+    return distance
+
+
 # --- seams ----------------------------------------------------------------------------------------
 
 
@@ -547,10 +564,10 @@ class Collection:
             raise ValueError("after_key resumption needs _id order (no sort)")
         skip, limit = _check_skip_limit(skip, limit)
         project = _projector(projection)
-        sort_keys = return_sort_key and bool(compiled_sort)
         # compile (and so validate) before the generator starts
         flt = filter or {}
-        Matcher(flt)
+        matcher = Matcher(flt)
+        sort_key = _result_sort_key(compiled_sort, matcher) if return_sort_key else None
 
         def generate(reader: ReadTxn) -> Iterator[tuple[bytes, dict[str, Any]]]:
             produced = 0
@@ -563,8 +580,8 @@ class Collection:
                     skipped += 1
                     continue
                 out = project(doc, pos) if project else doc
-                if sort_keys:
-                    out = {**out, "$sortKey": Binary(compiled_sort.key_bytes(doc))}
+                if sort_key is not None:
+                    out = {**out, "$sortKey": Binary(sort_key(doc))}
                 yield key, out
                 produced += 1
                 if limit and produced >= limit:

@@ -48,6 +48,12 @@ def targets(route: Route, filt: Mapping[str, Any] | None) -> list[str]:
     return shards or [route.table.chunks[0].shard]
 
 
+def _is_near(filt: Mapping[str, Any]) -> bool:
+    """A ``$near``/``$nearSphere`` query (results ordered by distance)."""
+    return any(isinstance(v, Mapping) and ("$near" in v or "$nearSphere" in v)
+               for v in filt.values())
+
+
 def _first_batch_size(req: requests.FindRequest) -> int:
     want = FIRST_BATCH if req.batch_size is None else req.batch_size
     if req.limit:
@@ -96,7 +102,8 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
             if req.limit:
                 shard_cmd["limit"] = req.skip + req.limit
             shard_cmd["batchSize"] = _first_batch_size(req)
-            if req.sort:
+            near = _is_near(req.filter)
+            if req.sort or near:  # merged by sort key, or by distance for $near
                 shard_cmd["$_requestSortKey"] = True
                 merge_fn = merge.merge_sorted
             else:
