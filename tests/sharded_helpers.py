@@ -9,7 +9,8 @@ from node.sharded_cluster import ShardedCluster
 
 
 def start_shared_cluster() -> ShardedCluster:
-    return ShardedCluster(shards=2, members=3, routers=2, wire=True).start(timeout=120)
+    return ShardedCluster(shards=2, members=3, routers=2, wire=True,
+                          extra_args=["--enable-test-commands"]).start(timeout=120)
 
 
 def ok(reply: dict[str, Any]) -> dict[str, Any]:

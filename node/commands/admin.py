@@ -140,6 +140,24 @@ def list_commands(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
     }}
 
 
+def configure_fail_point(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                         ctx: RequestContext) -> dict[str, Any]:
+    """``{configureFailPoint: name, mode: "alwaysOn" | "off", data}`` (tests only)."""
+    from node import failpoints
+
+    if not node.test_commands:
+        raise MongoError(59, "no such command: 'configureFailPoint' (start the member with "
+                         "--enable-test-commands)", code_name="CommandNotFound")
+    name = cmd.get("configureFailPoint")
+    if not isinstance(name, str):
+        raise MongoError(2, "configureFailPoint needs a fail point name")
+    try:
+        return failpoints.configure(name, cmd.get("mode"), get_doc(cmd, "configureFailPoint",
+                                                                   "data", {}))
+    except ValueError as exc:
+        raise MongoError(2, str(exc)) from None
+
+
 def repl_set_get_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
                         ctx: RequestContext) -> dict[str, Any]:
     return node.member.repl_set_get_status()

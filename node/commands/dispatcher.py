@@ -56,6 +56,8 @@ class NodeServices:
     routing: RoutingCheck | None = None
     sharding: Any = None
     """The config-server or shard role (``node.sharding``), None on a plain replica set."""
+    test_commands: bool = False
+    """``--enable-test-commands``: serve ``configureFailPoint``."""
     commands: Mapping[str, Command] = field(default_factory=dict)
 
 

@@ -66,6 +66,8 @@ NODE_COMMANDS: dict[str, Command] = {
                                help="primary steps down"),
     "replSetReconfig": Command(admin.repl_set_reconfig, admin_only=True,
                                help="change the replica set's members"),
+    "configureFailPoint": Command(admin.configure_fail_point, admin_only=True,
+                                  help="tests: stop a process at a named point"),
     "applyOps": Command(apply_ops.apply_ops, admin_only=True,
                         help="document writes as one entry, under preconditions"),
     # config servers (internal: routers and donors call them)
@@ -78,6 +80,10 @@ NODE_COMMANDS: dict[str, Command] = {
     "_configsvrMoveChunk": Command(sharding.configsvr_move_chunk, admin_only=True),
     "_configsvrCommitChunkMigration": Command(sharding.configsvr_commit_migration,
                                               admin_only=True),
+    "_configsvrRegisterMigration": Command(sharding.configsvr_register_migration,
+                                           admin_only=True),
+    "_configsvrMigrationOutcome": Command(sharding.configsvr_migration_outcome,
+                                          admin_only=True),
     "_configsvrDropCollection": Command(sharding.configsvr_drop_collection, admin_only=True),
     "_configsvrDropDatabase": Command(sharding.configsvr_drop_database, admin_only=True),
     # shards (internal: config servers and donor shards call them)

@@ -94,7 +94,8 @@ class NodeApp:
             self.member = Replica(config, self.sm, self.store, fs=fs)
             self.member.on_fatal = self._fatal
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
-        services = NodeServices(self.engine, self.member, self.cursors)
+        services = NodeServices(self.engine, self.member, self.cursors,
+                                test_commands=config.enable_test_commands)
         self.sharding = self._sharding_role(services)
         self.dispatcher = Dispatcher(services, NODE_COMMANDS)
         self.grpc = make_server()
@@ -128,7 +129,8 @@ class NodeApp:
             from node.sharding.shard_state import ShardState
 
             state = ShardState(self.engine, self.store, self.member)
-            services.sharding = ShardRole(state, RangeDeleter(state, self._writable))
+            services.sharding = ShardRole(state, RangeDeleter(state, self._writable),
+                                          self._writable)
             services.routing = state
             self.sm.guard = state
         elif role is not None:
@@ -186,9 +188,9 @@ class NodeApp:
         self._start_wire()
         self._reaper.start()
         self.ttl.start()
-        deleter = getattr(self.sharding, "deleter", None)
-        if deleter is not None:
-            deleter.start()
+        start_role = getattr(self.sharding, "start", None)
+        if start_role is not None:
+            start_role()
         log.info("member serving", extra={"fields": {
             "listen": self.config.listen, "wire_port": self.config.wire_port,
             "replset": self.config.replset, "data": self.config.data_dir}})
