@@ -27,6 +27,7 @@ from node.sharding.migration import (
     MigrationSource,
     RangeDeleter,
 )
+from node.sharding.migration_ops import read_migration
 from node.sharding.shard_state import ShardState
 
 if TYPE_CHECKING:
@@ -283,8 +284,12 @@ def migration_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
     deletions (``_shardsvrMigrationStatus``)."""
     role = _shard(node, "_shardsvrMigrationStatus")
     source = role.source
-    out: dict[str, Any] = {"active": source is not None,
+    with role.state.store.read() as txn:
+        record = read_migration(txn)
+    out: dict[str, Any] = {"active": source is not None, "recorded": record is not None,
                            "rangeDeletions": Int64(len(role.deleter.pending()))}
+    if record is not None:
+        out["record"] = {k: record.get(k) for k in ("id", "ns", "role", "peer", "phase")}
     if source is not None:
         out.update({"ns": source.ns, "min": source.lo, "max": source.hi,
                     "toShard": source.to_shard, **source.progress})
