@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +40,24 @@ def test_crc32c_known_vector() -> None:
     # RFC 3720 test vector: 32 bytes of zeros.
     assert crc32c(b"\x00" * 32) == 0x8A9136AA
     assert crc32c(b"123456789") == 0xE3069283
+
+
+def test_crc32c_rfc3720_vectors_and_continuation() -> None:
+    assert crc32c(b"\xff" * 32) == 0x62A8AB43
+    assert crc32c(bytes(range(32))) == 0x46DD794E
+    assert crc32c(bytes(range(31, -1, -1))) == 0x113FDB5C
+    assert crc32c(b"") == 0
+    data = bytes(range(256)) * 10
+    assert crc32c(data[700:], crc32c(data[:700])) == crc32c(data)
+    assert crc32c(memoryview(data)) == crc32c(bytearray(data)) == crc32c(data)
+
+
+def test_crc32c_is_native_fast() -> None:
+    # a 48 MB OP_MSG checksum in pure Python took seconds of CPU per message
+    data = b"\xa5" * (16 * 1024 * 1024)
+    started = time.perf_counter()
+    crc32c(data)
+    assert time.perf_counter() - started < 0.5
 
 
 def test_op_msg_round_trip_with_document_sequence() -> None:
