@@ -41,12 +41,15 @@ def cursor_reply(ns: str, batch: list[dict[str, Any]], cursor_id: int, first: bo
 
 
 def open_cursor(node: NodeServices, ns: str, docs: Iterator[dict[str, Any]],
-                batch_size: int | None, single_batch: bool = False) -> dict[str, Any]:
-    """First batch of ``docs``; the rest stays open as a server cursor."""
+                batch_size: int | None, single_batch: bool = False,
+                ctx: RequestContext | None = None) -> dict[str, Any]:
+    """First batch of ``docs``; the rest stays open as a server cursor (counted against the
+    caps of ``ctx``'s connection)."""
     if single_batch:
         batch, _ = take_batch(docs, batch_size, [])
         return cursor_reply(ns, batch, 0, True)
-    batch, cid = node.cursors.first_batch(ns, docs, batch_size)
+    batch, cid = node.cursors.first_batch(ns, docs, batch_size,
+                                          ctx.connection_id if ctx is not None else 0)
     return cursor_reply(ns, batch, cid, True)
 
 
@@ -68,7 +71,7 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
                            skip=skip, limit=limit, hint=hint)
     if single_batch and batch_size is None:
         batch_size = limit or None
-    return open_cursor(node, f"{db}.{coll}", iter(docs), batch_size, single_batch)
+    return open_cursor(node, f"{db}.{coll}", iter(docs), batch_size, single_batch, ctx)
 
 
 def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
@@ -151,4 +154,4 @@ def aggregate(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
         stages.append((name, arg))
     node.member.check_readable(cmd, ctx)
     docs = engine_ops.aggregate(node.engine, db, coll, stages)
-    return open_cursor(node, f"{db}.{coll}", iter(docs), batch_size)
+    return open_cursor(node, f"{db}.{coll}", iter(docs), batch_size, ctx=ctx)

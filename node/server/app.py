@@ -21,14 +21,30 @@ from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
 from node.engine.errors import MongoError
 from node.server.config import NodeConfig
-from node.server.grpc_service import add_command_service, make_server
+from node.server.grpc_service import (
+    GRPC_WORKERS,
+    STREAM_WORKERS,
+    add_command_service,
+    make_server,
+)
 from node.server.statemachine import StateMachine
 from node.server.ttl import TTLMonitor
 
 log = logging.getLogger("helogale.node")
 
 
-def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
+def reader_slots(config: NodeConfig) -> int:
+    """LMDB reader slots for a member: one per open cursor (capped at ``max_cursors``) plus a
+    reserve no cursor can take, for the short reads of every thread that may run a command at
+    once (gRPC workers, stream workers, wire connections; two each, a read may nest), the
+    snapshot being sent and internal reads. So ``hello``, ``ping``, writes and replication
+    never wait for a reader that cursors hold."""
+    threads = GRPC_WORKERS + STREAM_WORKERS + config.wire_max_connections
+    return config.max_cursors + 2 * threads + 64
+
+
+def open_store(data_dir: str | None, *, sync: bool = False, max_readers: int | None = None
+               ) -> Any:
     """The engine's KVStore: LMDB under ``data_dir/engine``, or in memory.
 
     A replica-set member's LMDB runs without its own fsync (``sync=False``): the Raft WAL
@@ -43,7 +59,9 @@ def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
 
     path = os.path.join(data_dir, "engine")
     os.makedirs(path, exist_ok=True)
-    return LMDBStore(path, sync=sync)
+    if max_readers is None:
+        return LMDBStore(path, sync=sync)
+    return LMDBStore(path, sync=sync, max_readers=max_readers)
 
 
 class NodeApp:
@@ -51,8 +69,9 @@ class NodeApp:
 
     def __init__(self, config: NodeConfig, *, standalone: bool = False) -> None:
         self.config = config
-        self.store = open_store(config.data_dir, sync=standalone)
-        self.engine = open_engine(self.store)
+        self.store = open_store(config.data_dir, sync=standalone,
+                                max_readers=reader_slots(config))
+        self.engine = open_engine(self.store, max_sort_bytes=config.max_blocking_sort_bytes)
         self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS)
         self.member: Any
         if standalone:
@@ -63,7 +82,9 @@ class NodeApp:
             from node.server.replica import Replica
 
             self.member = Replica(config, self.sm, self.store)
-        self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
+        self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s,
+                                      max_open=config.max_cursors,
+                                      max_per_connection=config.max_cursors_per_connection)
         self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors))
         self.grpc = make_server()
         self.command_service = add_command_service(self.grpc, self.dispatcher)

@@ -100,6 +100,14 @@ class NodeConfig:
     keep_entries: int = 5000
     ttl_monitor_secs: float = 60.0
     """Seconds between the primary's passes deleting documents expired by TTL indexes."""
+    max_cursors: int = 4096
+    """Open server cursors on this member (each pins a store reader slot)."""
+    max_cursors_per_connection: int = 1024
+    """Open server cursors per client connection (a gRPC client shares one among threads)."""
+    wire_max_connections: int = 1000
+    """Open wire-protocol connections; more are closed as they arrive (a thread each)."""
+    max_blocking_sort_bytes: int = 100 * 1024 * 1024
+    """Memory a sort without an index (find, aggregate ``$sort``) or a ``$group`` may hold."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -155,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log entries kept behind a snapshot for slow members (default 5000)")
     p.add_argument("--ttl-monitor-secs", type=float,
                    help="seconds between passes deleting TTL-expired documents (default 60)")
+    p.add_argument("--max-cursors", type=int,
+                   help="open server cursors on this member (default 4096)")
+    p.add_argument("--max-cursors-per-connection", type=int,
+                   help="open server cursors per client connection (default 1024)")
+    p.add_argument("--wire-max-connections", type=int,
+                   help="open wire-protocol connections; more are refused (default 1000)")
+    p.add_argument("--max-blocking-sort-bytes", type=int,
+                   help="memory an unindexed sort or a $group may use (default 104857600)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose

@@ -28,6 +28,7 @@ from node.commands.dispatcher import Dispatcher
 from proto import helogale_pb2, helogale_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+GRPC_WORKERS = 128
 STREAM_WORKERS = 256
 MAX_REPLIES_PER_BATCH = 1024
 INLINE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "findandmodify"})
@@ -166,7 +167,7 @@ def command_name(command: bytes) -> str | None:
         return None
 
 
-def make_server(max_workers: int = 128) -> grpc.Server:
+def make_server(max_workers: int = GRPC_WORKERS) -> grpc.Server:
     """A gRPC server with message limits large enough for 16 MiB documents in batches."""
     return grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
 

@@ -10,7 +10,9 @@ the state machine, in ONE write transaction of the store:
 3. records the reply under the session (retryable writes) and the entry's log index.
 
 So after a crash the store says exactly which index was applied last, and a write is either
-fully applied with its bookkeeping or not at all. An applier that fails with an unexpected
+fully applied with its bookkeeping or not at all. The replica-set configuration (``hello``
+reports it on every call) is also kept in memory, published when its entry's transaction
+commits, so answering ``hello`` never needs a store reader slot. An applier that fails with an unexpected
 exception aborts its transaction; the index is then recorded alone (the same on every member)
 and the error becomes the reply.
 
@@ -108,6 +110,8 @@ class StateMachine:
         self._begin = begin or store.write
         self._lock = threading.Lock()
         self._applied = self._read_applied()
+        self._config = self._read_config()
+        self._staged_config: dict[str, Any] | None = None
         self.on_apply: list[Callable[[int, dict[str, Any]], None]] = []
 
     # --- positions --------------------------------------------------------------------------
@@ -115,6 +119,7 @@ class StateMachine:
         """Re-read positions after the store was replaced (snapshot installed)."""
         with self._lock:
             self._applied = self._read_applied()
+            self._config = self._read_config()
             reload = getattr(self.engine, "reload", None)
             if callable(reload):
                 reload()
@@ -129,9 +134,18 @@ class StateMachine:
         return self._applied
 
     def replset_config(self) -> dict[str, Any] | None:
+        """The applied replica-set configuration (from memory; do not modify it)."""
+        return self._config
+
+    def _read_config(self) -> dict[str, Any] | None:
         with self.store.read() as txn:
             raw = txn.get(META, CONFIG_KEY)
         return decode_entry(raw) if raw else None
+
+    def _publish_config(self) -> None:
+        """After a commit: the configuration its entries stored becomes the one served."""
+        if self._staged_config is not None:
+            self._config, self._staged_config = self._staged_config, None
 
     def recorded_reply(self, lsid: Any, txn_number: int) -> dict[str, Any] | None:
         """The reply recorded for (lsid, txnNumber), if that write was applied already."""
@@ -194,12 +208,15 @@ class StateMachine:
             if not todo:
                 return [None] * len(items)
             replies: dict[int, Any] = {}
+            self._staged_config = None
             try:
                 with self._begin() as txn:
                     self._apply_runs(txn, todo, replies)
                     txn.put(META, APPLIED_KEY, _U64.pack(todo[-1][0]))
                 self._applied = todo[-1][0]
+                self._publish_config()
             except Exception:
+                self._staged_config = None
                 replies.clear()
             else:
                 out = [replies.get(i) for i, _ in items]
@@ -260,10 +277,12 @@ class StateMachine:
                 txn.put(META, APPLIED_KEY, _U64.pack(index))
 
     def _apply_in_txn(self, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+        self._staged_config = None
         with self._begin() as txn:
             reply = self._apply_entry(txn, index, entry)
             if index:
                 txn.put(META, APPLIED_KEY, _U64.pack(index))
+        self._publish_config()
         return reply
 
     def _apply_entry(self, txn: Any, index: int, entry: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +308,9 @@ class StateMachine:
             self.guard.check(entry)
         reply = applier(self.engine, txn, entry)
         if op == "replSetConfig":
-            txn.put(META, CONFIG_KEY, bson.encode(entry["config"]))
+            raw = bson.encode(entry["config"])
+            txn.put(META, CONFIG_KEY, raw)
+            self._staged_config = decode_entry(raw)
         if skey is not None:
             txn.put(SESSIONS, skey, bson.encode(
                 {"txnNumber": Int64(int(txn_number)), "reply": reply}))
