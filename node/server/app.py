@@ -120,7 +120,12 @@ class NodeApp:
                                  peer=info.peer)
             return add_error_labels(command, self.dispatcher.run(db, command, ctx))
 
-        self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port)
+        cfg = self.config
+        self.wire = WireServer(handle, cfg.wire_listen_host, cfg.wire_port,
+                               max_connections=cfg.wire_max_connections,
+                               stall_timeout_s=cfg.wire_stall_timeout_secs or None,
+                               idle_timeout_s=cfg.wire_idle_timeout_secs or None,
+                               max_buffered_bytes=cfg.wire_max_buffered_bytes)
         self.wire.start()
 
     def start(self) -> NodeApp:

@@ -106,6 +106,12 @@ class NodeConfig:
     """Open server cursors per client connection (a gRPC client shares one among threads)."""
     wire_max_connections: int = 1000
     """Open wire-protocol connections; more are closed as they arrive (a thread each)."""
+    wire_stall_timeout_secs: float = 30.0
+    """A wire peer that stops mid-message (or stops reading a reply) this long is dropped."""
+    wire_idle_timeout_secs: float = 0.0
+    """Close wire connections idle this long between messages (0: never, as MongoDB)."""
+    wire_max_buffered_bytes: int = 256 * 1024 * 1024
+    """Bytes of wire messages being received and run, across connections."""
     max_blocking_sort_bytes: int = 100 * 1024 * 1024
     """Memory a sort without an index (find, aggregate ``$sort``) or a ``$group`` may hold."""
     unsafe_ack_before_commit: bool = False
@@ -169,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open server cursors per client connection (default 1024)")
     p.add_argument("--wire-max-connections", type=int,
                    help="open wire-protocol connections; more are refused (default 1000)")
+    p.add_argument("--wire-stall-timeout-secs", type=float,
+                   help="drop a wire peer stalled mid-message this long (default 30)")
+    p.add_argument("--wire-idle-timeout-secs", type=float,
+                   help="close wire connections idle this long (default 0: never)")
+    p.add_argument("--wire-max-buffered-bytes", type=int,
+                   help="bytes of wire messages in flight across connections (default 256 MiB)")
     p.add_argument("--max-blocking-sort-bytes", type=int,
                    help="memory an unindexed sort or a $group may use (default 104857600)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
