@@ -22,8 +22,8 @@ from node.commands.engine_ops import open_engine
 from node.engine.errors import MongoError
 from node.server.config import NodeConfig
 from node.server.grpc_service import (
-    GRPC_WORKERS,
     STREAM_WORKERS,
+    UNARY_RESERVE,
     add_command_service,
     make_server,
 )
@@ -39,7 +39,7 @@ def reader_slots(config: NodeConfig) -> int:
     once (gRPC workers, stream workers, wire connections; two each, a read may nest), the
     snapshot being sent and internal reads. So ``hello``, ``ping``, writes and replication
     never wait for a reader that cursors hold."""
-    threads = GRPC_WORKERS + STREAM_WORKERS + config.wire_max_connections
+    threads = config.grpc_workers + STREAM_WORKERS + config.wire_max_connections
     return config.max_cursors + 2 * threads + 64
 
 
@@ -86,8 +86,11 @@ class NodeApp:
                                       max_open=config.max_cursors,
                                       max_per_connection=config.max_cursors_per_connection)
         self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors))
-        self.grpc = make_server()
-        self.command_service = add_command_service(self.grpc, self.dispatcher)
+        if config.grpc_workers <= UNARY_RESERVE:
+            raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
+        self.grpc = make_server(config.grpc_workers)
+        self.command_service = add_command_service(
+            self.grpc, self.dispatcher, max_streams=config.grpc_workers - UNARY_RESERVE)
         port = self.grpc.add_insecure_port(config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")

@@ -104,6 +104,8 @@ class NodeConfig:
     """Open server cursors on this member (each pins a store reader slot)."""
     max_cursors_per_connection: int = 1024
     """Open server cursors per client connection (a gRPC client shares one among threads)."""
+    grpc_workers: int = 128
+    """gRPC server threads; command streams may hold all but 32 (kept for unary calls)."""
     wire_max_connections: int = 1000
     """Open wire-protocol connections; more are closed as they arrive (a thread each)."""
     wire_stall_timeout_secs: float = 30.0
@@ -173,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open server cursors on this member (default 4096)")
     p.add_argument("--max-cursors-per-connection", type=int,
                    help="open server cursors per client connection (default 1024)")
+    p.add_argument("--grpc-workers", type=int,
+                   help="gRPC server threads; open command streams may use all but 32 "
+                        "(default 128)")
     p.add_argument("--wire-max-connections", type=int,
                    help="open wire-protocol connections; more are refused (default 1000)")
     p.add_argument("--wire-stall-timeout-secs", type=float,
