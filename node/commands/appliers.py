@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.commands import catalog, crud, indexes, rename
+from node.commands import catalog, crud, indexes, rename, sessions
 from node.server.statemachine import Applier, Grouper
 
 APPLIERS: dict[str, Applier] = {
@@ -10,6 +10,7 @@ APPLIERS: dict[str, Applier] = {
     **indexes.APPLIERS,
     **catalog.APPLIERS,
     **rename.APPLIERS,
+    **sessions.APPLIERS,
 }
 
 GROUPERS: dict[str, Grouper] = dict(crud.GROUPERS)

@@ -49,6 +49,7 @@ class NodeServices:
     cursors: CursorRegistry = field(default_factory=CursorRegistry)
     started_at: float = field(default_factory=time.time)
     routing: RoutingCheck | None = None
+    session_timeout_minutes: float = 30.0
 
 
 class RoutingCheck(Protocol):

@@ -19,6 +19,7 @@ from node.commands.context import WIRE, RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
+from node.commands.member import WriteConcern
 from node.engine.errors import MongoError
 from node.server.config import NodeConfig
 from node.server.grpc_service import (
@@ -27,6 +28,7 @@ from node.server.grpc_service import (
     add_command_service,
     make_server,
 )
+from node.server.session_reaper import SessionReaper
 from node.server.statemachine import StateMachine
 from node.server.ttl import TTLMonitor
 
@@ -85,7 +87,9 @@ class NodeApp:
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s,
                                       max_open=config.max_cursors,
                                       max_per_connection=config.max_cursors_per_connection)
-        self.dispatcher = Dispatcher(NodeServices(self.engine, self.member, self.cursors))
+        self.dispatcher = Dispatcher(NodeServices(
+            self.engine, self.member, self.cursors,
+            session_timeout_minutes=config.session_timeout_minutes))
         if config.grpc_workers <= UNARY_RESERVE:
             raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
         self.grpc = make_server(config.grpc_workers)
@@ -100,6 +104,10 @@ class NodeApp:
                                         daemon=True)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
                               interval_s=config.ttl_monitor_secs)
+        self.session_reaper = SessionReaper(
+            self.store, lambda entry: self.member.submit(entry, WriteConcern())[0],
+            self._writable, timeout_minutes=config.session_timeout_minutes,
+            interval_s=config.session_refresh_secs)
 
     def _writable(self) -> bool:
         try:
@@ -139,6 +147,7 @@ class NodeApp:
         self._start_wire()
         self._reaper.start()
         self.ttl.start()
+        self.session_reaper.start()
         log.info("member serving", extra={"fields": {
             "listen": self.config.listen, "wire_port": self.config.wire_port,
             "replset": self.config.replset, "data": self.config.data_dir}})
@@ -150,6 +159,7 @@ class NodeApp:
             return
         self._stopped.set()
         self.ttl.stop()
+        self.session_reaper.stop()
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()

@@ -100,6 +100,10 @@ class NodeConfig:
     keep_entries: int = 5000
     ttl_monitor_secs: float = 60.0
     """Seconds between the primary's passes deleting documents expired by TTL indexes."""
+    session_timeout_minutes: float = 30.0
+    """Logical sessions idle this long lose their retryable-write records (hello reports it)."""
+    session_refresh_secs: float = 300.0
+    """Seconds between the primary's passes pruning idle sessions' records."""
     max_cursors: int = 4096
     """Open server cursors on this member (each pins a store reader slot)."""
     max_cursors_per_connection: int = 1024
@@ -171,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log entries kept behind a snapshot for slow members (default 5000)")
     p.add_argument("--ttl-monitor-secs", type=float,
                    help="seconds between passes deleting TTL-expired documents (default 60)")
+    p.add_argument("--session-timeout-minutes", type=float,
+                   help="logicalSessionTimeoutMinutes: idle sessions' retryable-write records "
+                        "are dropped after this (default 30)")
+    p.add_argument("--session-refresh-secs", type=float,
+                   help="seconds between passes pruning idle sessions (default 300)")
     p.add_argument("--max-cursors", type=int,
                    help="open server cursors on this member (default 4096)")
     p.add_argument("--max-cursors-per-connection", type=int,

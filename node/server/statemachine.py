@@ -7,7 +7,8 @@ the state machine, in ONE write transaction of the store:
 1. if the entry carries a session (``lsid``, ``txnNumber``) already recorded, returns the
    recorded reply without applying anything (a retried write counts once);
 2. runs the op's applier (``node.commands`` registers one per write command) against the txn;
-3. records the reply under the session (retryable writes) and the entry's log index.
+3. records the reply under the session (retryable writes, with the entry's ``now`` as the
+   session's last use, for pruning: see ``node.commands.sessions``) and the entry's log index.
 
 So after a crash the store says exactly which index was applied last, and a write is either
 fully applied with its bookkeeping or not at all. The replica-set configuration (``hello``
@@ -312,6 +313,8 @@ class StateMachine:
             txn.put(META, CONFIG_KEY, raw)
             self._staged_config = decode_entry(raw)
         if skey is not None:
-            txn.put(SESSIONS, skey, bson.encode(
-                {"txnNumber": Int64(int(txn_number)), "reply": reply}))
+            record: dict[str, Any] = {"txnNumber": Int64(int(txn_number)), "reply": reply}
+            if entry.get("now") is not None:
+                record["lastUse"] = entry["now"]  # the primary's clock, never this member's
+            txn.put(SESSIONS, skey, bson.encode(record))
         return reply
