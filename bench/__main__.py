@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, str] = {
     "engine": "bench.engine",  # document engine vs montydb (LMDB) and mongomock
     "raft": "bench.raft",  # 3-member Raft over gRPC vs etcd and pysyncobj
     "replset": "bench.replset",  # 3-member replica set inserts and failover vs etcd
+    "regex": "bench.regex",  # $regex on RE2 vs Python re, in the engine and pathological
 }
 
 

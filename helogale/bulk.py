@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import bson
 from bson.objectid import ObjectId
 
+from helogale.channel import encode
 from helogale.errors import (
     BulkWriteError,
     InvalidOperation,
@@ -225,7 +225,7 @@ class Bulk:
         current: list[int] = []
         size = 0
         for index in indexes:
-            op_size = len(bson.encode(self.ops[index][1]))
+            op_size = len(encode(self.ops[index][1]))
             if current and (len(current) >= MAX_BATCH_COUNT or size + op_size > MAX_BATCH_BYTES):
                 batches.append(current)
                 current, size = [], 0

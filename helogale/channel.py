@@ -26,7 +26,13 @@ import bson
 import grpc
 from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
 
-from helogale.errors import AutoReconnect, DocumentTooLarge, NetworkTimeout, ProtocolError
+from helogale.errors import (
+    AutoReconnect,
+    DocumentTooLarge,
+    InvalidDocument,
+    NetworkTimeout,
+    ProtocolError,
+)
 from proto import helogale_pb2, helogale_pb2_grpc
 
 Address = tuple[str, int]
@@ -56,6 +62,16 @@ _UNARY_COMMANDS = frozenset({"hello", "isMaster", "ismaster"})
 def format_address(address: Address) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def encode(doc: Mapping[str, Any], codec_options: CodecOptions = DEFAULT_CODEC_OPTIONS) -> bytes:
+    """BSON of ``doc``; InvalidDocument (never a RecursionError) when it nests too deeply for
+    the encoder (the server accepts at most 200 levels anyway)."""
+    try:
+        return bson.encode(doc, codec_options=codec_options)
+    except RecursionError:
+        raise InvalidDocument("cannot encode the document as BSON: it is nested too deeply "
+                              "(the server accepts at most 200 levels)") from None
 
 
 class StreamUnsupported(Exception):
@@ -246,7 +262,7 @@ class Channel:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Run ``command`` against database ``db`` and return the decoded reply document."""
-        payload = bson.encode(command, codec_options=codec_options)
+        payload = encode(command, codec_options)
         if len(payload) > MAX_BSON_SIZE + 16 * 1024:
             raise DocumentTooLarge(
                 f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"

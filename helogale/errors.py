@@ -108,6 +108,10 @@ class DocumentTooLarge(PyMongoError):
     """A document (or command) exceeds the maximum BSON size."""
 
 
+class InvalidDocument(PyMongoError):
+    """A document the client cannot encode as BSON (nested too deeply for the encoder)."""
+
+
 class OperationFailure(PyMongoError):
     """The server answered ``ok: 0`` (or a write reported an error)."""
 

@@ -74,3 +74,18 @@ def test_engine_bench_lmdb_durability_setting_reaches_both_lmdb_systems(fsync: b
     finally:
         helogale.close()
         montydb.close()
+
+
+def test_regex_bench_json_shape(tmp_path: Path) -> None:
+    out = tmp_path / "regex.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "regex", "--docs", "300", "--repeat", "1",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert set(data) == {"engine", "match", "pathological"}
+    assert all(r["re2_ms"] > 0 and r["re_ms"] > 0 for r in data["engine"])
+    longest = max(data["pathological"], key=lambda r: r["a_count"])
+    assert longest["a_count"] == 100_000 and longest["re_ms"] is None

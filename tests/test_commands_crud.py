@@ -146,3 +146,70 @@ def test_retryable_write_applies_once(run: Any) -> None:
     assert docs(run, "c") == [{"_id": 1, "n": 2}]
     old = run({**cmd, "txnNumber": 1})
     assert old["ok"] == 0.0 and old["code"] == 225
+
+
+# --- filters refused at the primary, before proposing ------------------------------------------
+
+
+@pytest.fixture
+def proposed() -> Any:
+    """A dispatcher whose member records every entry it is asked to replicate."""
+    d = standalone_dispatcher()
+    entries: list[dict[str, Any]] = []
+    member = d.services.member
+    submit = member.submit
+
+    def recording(entry: dict[str, Any], wc: Any) -> Any:
+        entries.append(entry)
+        return submit(entry, wc)
+
+    member.submit = recording
+
+    def _run(cmd: dict[str, Any], db: str = "app") -> dict[str, Any]:
+        return d.run(db, cmd, CTX)
+
+    _run.entries = entries  # type: ignore[attr-defined]
+    return _run
+
+
+BACKREF = {"s": {"$regex": r"(a)\1"}}
+
+
+def test_a_filter_that_can_only_fail_is_answered_without_proposing(proposed: Any) -> None:
+    proposed({"insert": "users", "documents": [{"_id": 1, "s": "aa"}]})
+    before = len(proposed.entries)
+    reply = proposed({"delete": "users", "deletes": [{"q": BACKREF, "limit": 0}]})
+    assert reply["ok"] == 1.0 and reply["n"] == 0
+    (err,) = reply["writeErrors"]
+    assert err["index"] == 0 and err["code"] == 51091
+    assert err["errmsg"].startswith("Regular expression is invalid: backreferences")
+    reply = proposed({"update": "users", "ordered": False, "updates": [
+        {"q": BACKREF, "u": {"$set": {"x": 1}}}, {"q": {"$bogus": 1}, "u": {"$set": {"x": 1}}}]})
+    assert reply["n"] == 0 and reply["nModified"] == 0
+    assert [(e["index"], e["code"]) for e in reply["writeErrors"]] == [(0, 51091), (1, 2)]
+    reply = proposed({"findAndModify": "users", "query": BACKREF, "remove": True})
+    assert reply["ok"] == 0.0 and reply["code"] == 51091
+    reply = proposed({"update": "users", "writeConcern": {"w": 0},
+                      "updates": [{"q": BACKREF, "u": {"$set": {"x": 1}}}]})
+    assert reply == {"ok": 1.0}
+    assert len(proposed.entries) == before  # nothing reached the log
+    assert docs(proposed) == [{"_id": 1, "s": "aa"}]
+
+
+def test_refused_statements_keep_their_place_in_a_batch(proposed: Any) -> None:
+    proposed({"insert": "users", "documents": [{"_id": i, "v": 0} for i in range(3)]})
+    reply = proposed({"update": "users", "updates": [
+        {"q": {"_id": 0}, "u": {"$inc": {"v": 1}}},
+        {"q": BACKREF, "u": {"$inc": {"v": 1}}},
+        {"q": {"_id": 2}, "u": {"$inc": {"v": 1}}},  # ordered: never runs
+    ]})
+    assert reply["n"] == 1 and [(e["index"], e["code"]) for e in reply["writeErrors"]] == [
+        (1, 51091)]
+    entry = proposed.entries[-1]
+    assert len(entry["updates"]) == 2 and "q" not in entry["updates"][1]  # no pattern logged
+    reply = proposed({"delete": "users", "ordered": False, "deletes": [
+        {"q": BACKREF, "limit": 0}, {"q": {"_id": 1}, "limit": 1},
+        {"q": {"s": {"$regex": "a(?=b)"}}, "limit": 0}]})
+    assert reply["n"] == 1 and [(e["index"], e["code"]) for e in reply["writeErrors"]] == [
+        (0, 51091), (2, 51091)]
+    assert docs(proposed) == [{"_id": 0, "v": 1}, {"_id": 2, "v": 0}]

@@ -8,7 +8,6 @@ from typing import Any
 import bson
 import pytest
 
-from node.commands import dispatcher as dispatcher_module
 from node.commands.context import WIRE, RequestContext
 from node.commands.dispatcher import Command, Dispatcher
 from node.commands.member import WriteConcern, parse_write_concern
@@ -64,7 +63,7 @@ def test_handler_bug_is_internal_error_not_a_crash(d: Dispatcher, monkeypatch: A
     def broken(*_: Any) -> dict:
         raise KeyError("oops")
 
-    monkeypatch.setitem(dispatcher_module.COMMANDS, "ping", Command(broken))
+    monkeypatch.setitem(d.commands, "ping", Command(broken))  # type: ignore[index]
     reply = d.run("admin", {"ping": 1}, CTX)
     assert reply["ok"] == 0.0 and reply["code"] == 1 and "KeyError" in reply["errmsg"]
     assert d.run("admin", {"hello": 1}, CTX)["ok"] == 1.0

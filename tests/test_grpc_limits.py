@@ -33,6 +33,9 @@ class PingDispatcher:
             self.ran += 1
         return self.reply
 
+    def runs_inline(self, name: str | None) -> bool:
+        return False
+
 
 class Server:
     def __init__(self, reply_pad: int = 0, **limits: Any) -> None:
@@ -60,7 +63,7 @@ class IdleStream:
     def __init__(self, channel: grpc.Channel) -> None:
         self.release = threading.Event()
         stub = helogale_pb2_grpc.CommandStub(channel)
-        self.call = stub.Stream(self._requests())
+        self.call = stub.Stream(self._requests(), timeout=60)
 
     def _requests(self) -> Iterator[Any]:
         yield helogale_pb2.CommandBatch(commands=[_command(1)])
@@ -134,7 +137,7 @@ def test_a_client_that_never_reads_replies_is_pushed_back() -> None:
             yield helogale_pb2.CommandBatch(
                 commands=[_command(i, pad=10_000) for i in range(start, start + 100)])
 
-    call = helogale_pb2_grpc.CommandStub(channel).Stream(requests())  # never iterated
+    call = helogale_pb2_grpc.CommandStub(channel).Stream(requests(), timeout=60)  # not read
     try:
         wait_until(lambda: server.service.waiting_readers == 1, 20,
                    "the stream's reader to stop for backpressure")

@@ -59,6 +59,11 @@ def test_w3_with_a_member_down_times_out_and_the_write_stays(cluster: LocalClust
         other = 3 - p - down
         wait_has(cluster, p, {"wc"})
         wait_has(cluster, other, {"wc"})
+        # maxTimeMS bounds the same wait: the write applied, w=3 is short, code 50
+        reply = cluster.command(p, {"insert": "c", "documents": [{"_id": "mt"}],
+                                    "writeConcern": {"w": 3}, "maxTimeMS": 500}, db="app")
+        assert reply["ok"] == 1.0 and reply["n"] == 1
+        assert reply["writeConcernError"]["code"] == 50
         # a majority write still succeeds with one member down
         ok = cluster.command(p, {"insert": "c", "documents": [{"_id": "maj"}],
                                  "writeConcern": {"w": "majority", "wtimeout": 5000}},
@@ -67,7 +72,7 @@ def test_w3_with_a_member_down_times_out_and_the_write_stays(cluster: LocalClust
     finally:
         cluster.restart(down)
     cluster.wait_ready(down)
-    wait_has(cluster, down, {"wc", "maj"})
+    wait_has(cluster, down, {"wc", "mt", "maj"})
     p = cluster.wait_for_primary()
     reply = cluster.command(p, {"insert": "c", "documents": [{"_id": "all3"}],
                                 "writeConcern": {"w": 3, "wtimeout": 20000}}, db="app")

@@ -7,7 +7,22 @@ from typing import Any
 import pytest
 from bson import Int64
 
-from node.wire.labels import add_error_labels
+from node.commands.dispatcher import Dispatcher
+from node.commands.table import NODE_COMMANDS
+from node.wire.labels import add_error_labels as _add_error_labels
+
+
+class _NoServices:
+    commands: Any = None
+
+
+DISPATCHER = Dispatcher(_NoServices(), NODE_COMMANDS)
+
+
+def add_error_labels(command: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    """Labels as the wire transport adds them: the dispatcher's table says what is a
+    retryable write."""
+    return _add_error_labels(DISPATCHER.is_retryable_write(command), reply)
 
 LSID = {"id": b"0123456789abcdef"}
 NOT_PRIMARY = {"ok": 0.0, "errmsg": "not primary", "code": 10107, "codeName": "NotWritablePrimary"}

@@ -8,15 +8,21 @@ run last and bring the set back to three live members.
 from __future__ import annotations
 
 import math
+import queue
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bson
+import grpc
 import pytest
 from bson import SON, Int64
+from bson.raw_bson import RawBSONDocument
 from pymongo import (
     ASCENDING,
     DESCENDING,
@@ -47,7 +53,11 @@ from pymongo.monitoring import (
     CommandSucceededEvent,
 )
 
+import helogale
+import helogale.errors
 from node.local_cluster import LocalCluster, wait_until
+from node.wire.protocol import encode_op_msg_request
+from proto import helogale_pb2, helogale_pb2_grpc
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -394,6 +404,115 @@ def test_readme_example_runs(cluster: LocalCluster, capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "1"
     assert "'weight_g': 725" in out[1]
+
+
+# --- hostile input: a catastrophic regex, deep nesting -------------------------------------
+
+REDOS = "^(a+)+$"  # exponential for a backtracking engine on EVIL; linear on RE2
+EVIL = "a" * 40 + "!"
+
+
+def nested_raw(depth: int) -> bytes:
+    """BSON bytes of ``{"a": {"a": ... {"a": 1}}}``, ``depth`` documents deep (built without
+    recursion: no encoder could build 2,000 levels)."""
+    leaf = bson.encode({"a": 1})
+    heads = [struct.pack("<i", len(leaf) + 8 * k) + b"\x03a\x00" for k in range(depth - 1, 0, -1)]
+    return b"".join(heads) + leaf + b"\x00" * (depth - 1)
+
+
+@pytest.mark.timeout(60)
+def test_catastrophic_regex_delete_is_linear_on_every_member(cluster: LocalCluster,
+                                                             db: Database[Any]) -> None:
+    c = db.get_collection("redos", write_concern=WriteConcern(w=3, wtimeout=30_000))
+    c.insert_many([{"_id": 1, "s": EVIL}, {"_id": 2, "s": "aaaa"}])
+    # applied by all three members (w: 3) in linear time; before RE2 this froze every member
+    assert c.delete_many({"s": {"$regex": REDOS}}).deleted_count == 1
+    assert c.find_one({"s": {"$regex": REDOS}}) is None
+    p = cluster.wait_for_primary()
+    reply = cluster.command(p, {"delete": "redos", "writeConcern": {"w": 3},
+                                "deletes": [{"q": {"s": {"$regex": REDOS}}, "limit": 0}]},
+                            db=DB, timeout=30)
+    assert reply["ok"] == 1.0 and reply["n"] == 0
+    # a pattern RE2 cannot run is refused by the primary as the statement's write error
+    with pytest.raises(WriteError) as refused:
+        c.update_many({"s": {"$regex": r"(a)\1"}}, {"$set": {"x": 1}})
+    assert refused.value.code == 51091
+    assert refused.value.details is not None
+    assert refused.value.details["errmsg"].startswith("Regular expression is invalid: ")
+    c.insert_one({"_id": 3})  # w: 3 again: every member still applies the log
+    assert sorted(d["_id"] for d in c.find()) == [1, 3]
+    assert cluster.wait_for_primary() == p
+
+
+def _exchange_op_msg(sock: socket.socket, command: dict[str, Any], request_id: int
+                     ) -> dict[str, Any]:
+    sock.sendall(encode_op_msg_request(command, request_id))
+    header = _recv(sock, 16)
+    length, _, response_to, _ = struct.unpack("<iiii", header)
+    assert response_to == request_id
+    body = _recv(sock, length - 16)
+    return bson.decode(body[5:])
+
+
+def _recv(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "the node closed the connection"
+        data += chunk
+    return data
+
+
+def test_deeply_nested_bson_is_answered_and_connections_stay_usable(
+        cluster: LocalCluster, db: Database[Any]) -> None:
+    deep = RawBSONDocument(nested_raw(2000))
+    # pymongo (the raw bytes go out as they are): an error reply, not a dropped connection
+    with pytest.raises(OperationFailure) as insert:
+        db.deep.insert_one(deep)
+    assert insert.value.code == 15
+    with pytest.raises(OperationFailure) as query:
+        db.deep.find_one(deep)
+    assert query.value.code == 15
+    # past MongoDB's storage limit (180 levels) but within the BSON limit: a write error
+    with pytest.raises(WriteError) as too_deep:
+        db.deep.insert_one(RawBSONDocument(nested_raw(185)))
+    assert too_deep.value.code == 15
+    db.deep.insert_one(RawBSONDocument(nested_raw(150)))
+    assert db.deep.count_documents({}) == 1
+    # one wire connection: the error reply, then the same connection serves the next command
+    p = cluster.wait_for_primary()
+    wire_host, wire_port = str(cluster.members[p].wire_address).rsplit(":", 1)
+    with socket.create_connection((wire_host, int(wire_port)), timeout=20) as sock:
+        reply = _exchange_op_msg(sock, {"insert": "deep", "documents": [deep], "$db": DB}, 1)
+        assert reply["ok"] == 0.0 and reply["code"] == 15, reply
+        assert _exchange_op_msg(sock, {"ping": 1, "$db": "admin"}, 2)["ok"] == 1.0
+    # gRPC: Run answers; on one Stream the error reply comes and the stream serves on
+    payload = bson.encode({"insert": "deep", "documents": [deep]})
+    with grpc.insecure_channel(cluster.members[p].address) as channel:
+        stub = helogale_pb2_grpc.CommandStub(channel)
+        run = stub.Run(helogale_pb2.CommandRequest(db=DB, command=payload), timeout=20)
+        assert bson.decode(run.reply)["code"] == 15
+        requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        replies = stub.Stream(iter(requests.get, None), timeout=30)
+        for rid, cmd in ((1, payload), (2, bson.encode({"ping": 1}))):
+            requests.put(helogale_pb2.CommandBatch(commands=[
+                helogale_pb2.StreamCommand(request_id=rid, db=DB, command=cmd)]))
+            (answer,) = next(replies).replies
+            assert answer.request_id == rid
+            got = bson.decode(answer.reply)
+            assert (got["code"] == 15) if rid == 1 else (got["ok"] == 1.0), got
+        requests.put(None)
+    # the helogale client refuses to encode 2,000 levels at once, and keeps working
+    nested: dict[str, Any] = {}
+    inner = nested
+    for _ in range(2000):
+        inner["a"] = {}
+        inner = inner["a"]
+    with helogale.MongoClient(cluster.uri, serverSelectionTimeoutMS=30_000) as hc:
+        with pytest.raises(helogale.errors.InvalidDocument):
+            hc[DB].deep.insert_one(nested)
+        assert hc[DB].deep.count_documents({}) == 1
+    assert cluster.wait_for_primary() == p
 
 
 # --- members stopped: run last --------------------------------------------------------------

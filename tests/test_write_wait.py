@@ -117,3 +117,28 @@ def test_stop_ends_the_watcher(raft: FakeRaft) -> None:
     w.add(WriteConcern(w=3), time.monotonic())
     w.stop()
     assert not w._thread.is_alive()
+
+
+def test_max_time_ms_before_the_entry_applies_is_max_time_ms_expired(
+        waits: WriteConcernWaits) -> None:
+    wait = waits.add(WriteConcern(w="majority", max_time_ms=100), time.monotonic())
+    with pytest.raises(MongoError) as err:
+        wait.out.result(5)
+    assert err.value.code == 50 and err.value.code_name == "MaxTimeMSExpired"
+
+
+def test_max_time_ms_after_applying_short_of_w_copies(raft: FakeRaft,
+                                                      waits: WriteConcernWaits) -> None:
+    raft.set_held(2)
+    wait = waits.add(WriteConcern(w=3, wtimeout_ms=60_000, max_time_ms=150), time.monotonic())
+    waits.applied(wait, {"n": 1}, 9)
+    result, wce = wait.out.result(5)
+    assert result == {"n": 1}
+    assert wce is not None and wce["code"] == 50 and wce["codeName"] == "MaxTimeMSExpired"
+
+
+def test_the_earlier_of_wtimeout_and_max_time_ms_decides(waits: WriteConcernWaits) -> None:
+    wait = waits.add(WriteConcern(w="majority", wtimeout_ms=100, max_time_ms=60_000),
+                     time.monotonic())
+    result, wce = wait.out.result(5)
+    assert result == {"n": 0} and wce is not None and wce["code"] == 64

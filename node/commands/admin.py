@@ -20,7 +20,6 @@ from bson import Int64
 
 from node.commands.args import get_bool, get_doc, is_number
 from node.commands.context import RequestContext
-from node.commands.sessions import end_sessions as end_sessions  # the table's endSessions
 from node.commands.sessions import session_count
 from node.engine.errors import MongoError
 
@@ -130,11 +129,9 @@ def connection_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
 
 def list_commands(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                   ) -> dict[str, Any]:
-    from node.commands.dispatcher import COMMANDS
-
     return {"commands": {
         name: {"help": spec.help, "adminOnly": spec.admin_only}
-        for name, spec in sorted(COMMANDS.items())
+        for name, spec in sorted(node.commands.items())
     }}
 
 

@@ -16,30 +16,21 @@ So replies come from applying the committed entry, identically on every member.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson import Int64, ObjectId
 
-from node.commands import engine_ops
-from node.commands.args import (
-    bson_type_name,
-    collection_name,
-    get_bool,
-    get_doc,
-    get_list,
-    is_number,
-)
+from node.commands import engine_ops, requests
+from node.commands.args import bson_type_name, is_number
 from node.commands.context import RequestContext
 from node.commands.member import parse_write_concern
 from node.commands.pending import PendingReply
-from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
+from node.engine.errors import MongoError, type_mismatch
+from node.engine.limits import MAX_USER_DEPTH, document_depth, insert_too_deep
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
-
-MAX_WRITE_BATCH = 100_000
-INVALID_LENGTH = 16
 
 
 def _now() -> _dt.datetime:
@@ -47,24 +38,15 @@ def _now() -> _dt.datetime:
     return now.replace(microsecond=(now.microsecond // 1000) * 1000)
 
 
-def _check_batch(name: str, items: list[Any]) -> None:
-    if not items or len(items) > MAX_WRITE_BATCH:
-        raise MongoError(
-            INVALID_LENGTH,
-            f"Write batch sizes must be between 1 and {MAX_WRITE_BATCH}. "
-            f"Got {len(items)} operations.",
-            code_name="InvalidLength",
-        )
-
-
 def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
-           ctx: RequestContext) -> dict[str, Any] | PendingReply:
-    """Attach session and time, replicate, and shape the reply (``writeConcernError``).
+           ctx: RequestContext, max_time_ms: int = 0) -> dict[str, Any] | PendingReply:
+    """Attach session and time, replicate, and shape the reply (``writeConcernError``);
+    ``max_time_ms`` (the command's ``maxTimeMS``) bounds the wait.
 
     With ``ctx.deferred_replies`` nothing waits here: the reply is a :class:`PendingReply`
     that completes when the entry has applied (and the write concern is satisfied)."""
     node.member.require_writable()
-    wc = parse_write_concern(cmd, node.member.set_size())
+    wc = parse_write_concern(cmd, node.member.set_size(), max_time_ms)
     lsid = cmd.get("lsid")
     txn_number = cmd.get("txnNumber")
     if txn_number is not None:
@@ -92,6 +74,47 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
     return shape(node.member.submit(entry, wc))
 
 
+def refuse_statements(node: NodeServices, cmd: Mapping[str, Any], statements: list[dict[str, Any]],
+                      ordered: bool, check: Callable[[dict[str, Any]], None],
+                      empty_reply: dict[str, Any]) -> dict[str, Any] | None:
+    """Refuse at the primary, before proposing, the statements ``check`` says can only fail
+    (a regex RE2 cannot run, say): each becomes ``{"refused": error}`` in the entry (its
+    filter never reaches the log) and its applier reports the error as that statement's write
+    error, in order with the others; after a refused statement of an ordered batch nothing is
+    proposed. Returns the reply to answer at once when no statement is left to apply."""
+    errors: list[dict[str, Any]] = []
+    for i, st in enumerate(statements):
+        try:
+            check(st)
+        except MongoError as exc:
+            errors.append(write_error(i, exc))
+            statements[i] = {"refused": {"code": exc.code, "errmsg": exc.errmsg,
+                                         "codeName": exc.code_name}}
+            if ordered:
+                del statements[i + 1:]
+                break
+    if not errors or any("refused" not in st for st in statements):
+        return None
+    return answer_now(node, cmd, {**empty_reply, "writeErrors": errors})
+
+
+def answer_now(node: NodeServices, cmd: Mapping[str, Any], reply: dict[str, Any]
+               ) -> dict[str, Any]:
+    """The reply of a write with nothing left to apply (all of it refused): nothing is
+    proposed, but a secondary still answers NotWritablePrimary and ``w: 0`` only ``ok``."""
+    node.member.require_writable()
+    if not parse_write_concern(cmd, node.member.set_size()).acknowledged:
+        return {"ok": 1.0}
+    return reply
+
+
+def _raise_refused(st: Mapping[str, Any]) -> None:
+    """A statement the primary refused fails with the error it was refused with."""
+    refused = st.get("refused")
+    if refused is not None:
+        raise MongoError(refused["code"], refused["errmsg"], code_name=refused["codeName"])
+
+
 def write_error(index: int, exc: MongoError) -> dict[str, Any]:
     """One ``writeErrors`` element (with ``keyPattern``/``keyValue`` for DuplicateKey)."""
     err: dict[str, Any] = {"index": index, "code": exc.code, "errmsg": exc.errmsg}
@@ -105,21 +128,21 @@ def write_error(index: int, exc: MongoError) -> dict[str, Any]:
 
 def insert(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
-    coll = collection_name(cmd, "insert")
-    docs = get_list(cmd, "insert", "documents")
-    ordered = get_bool(cmd, "insert", "ordered", True)
-    _check_batch("insert", docs)
-    resolved: list[dict[str, Any]] = []
-    for doc in docs:
-        if not isinstance(doc, Mapping):
-            raise type_mismatch("BSON field 'insert.documents.0' is the wrong type "
-                                f"'{bson_type_name(doc)}', expected type 'object'")
-        if "_id" in doc:
-            resolved.append(dict(doc))
-        else:
-            resolved.append({"_id": ObjectId(), **doc})
-    entry = {"op": "insert", "db": db, "coll": coll, "docs": resolved, "ordered": ordered}
-    return submit(node, cmd, entry, ctx)
+    req = requests.parse_insert(db, cmd)
+    resolved = [dict(doc) if "_id" in doc else {"_id": ObjectId(), **doc}
+                for doc in req.documents]
+    too_deep = [i for i, doc in enumerate(resolved)
+                if document_depth(doc, MAX_USER_DEPTH) > MAX_USER_DEPTH]
+    if too_deep:  # refused here when nothing else would apply; else the engine refuses them
+        if req.ordered:  # identically at apply, and an ordered batch stops at the first
+            too_deep = too_deep[:1]
+            del resolved[too_deep[0] + 1:]
+        if len(too_deep) == len(resolved):
+            errors = [write_error(i, insert_too_deep()) for i in too_deep]
+            return answer_now(node, cmd, {"n": 0, "writeErrors": errors})
+    entry = {"op": "insert", "db": db, "coll": req.coll, "docs": resolved,
+             "ordered": req.ordered}
+    return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_insert(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -157,65 +180,24 @@ GROUPERS = {"insert": InsertGrouper()}
 
 # --- update ---------------------------------------------------------------------------------
 
-_UPDATE_FIELDS = {"q", "u", "upsert", "multi", "arrayFilters", "collation", "hint", "c"}
-
-
-def _get_array_filters(st: Mapping[str, Any], where: str) -> list[dict[str, Any]] | None:
-    """The statement's ``arrayFilters`` (None when absent), type-checked as MongoDB's IDL does;
-    the filters themselves are compiled (and refused) when the entry applies, so a bad filter
-    is a write error of its statement."""
-    filters = st.get("arrayFilters")
-    if filters is None:
-        return None
-    if not isinstance(filters, list):
-        raise type_mismatch(f"BSON field '{where}.arrayFilters' is the wrong type "
-                            f"'{bson_type_name(filters)}', expected type 'array'")
-    for i, f in enumerate(filters):
-        if not isinstance(f, Mapping):
-            raise type_mismatch(f"BSON field '{where}.arrayFilters.{i}' is the wrong type "
-                                f"'{bson_type_name(f)}', expected type 'object'")
-    return [dict(f) for f in filters]
-
-
-def _parse_update_statement(i: int, st: Any) -> dict[str, Any]:
-    if not isinstance(st, Mapping):
-        raise type_mismatch(f"BSON field 'update.updates.{i}' is the wrong type "
-                            f"'{bson_type_name(st)}', expected type 'object'")
-    for key in st:
-        if key not in _UPDATE_FIELDS:
-            raise MongoError(40415, f"BSON field 'update.updates.{key}' is an unknown field.",
-                             code_name="Location40415")
-    q = get_doc(st, "update.updates", "q")
-    u = st.get("u")
-    if isinstance(u, list):
-        raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
-    if not isinstance(u, Mapping):
-        raise type_mismatch("BSON field 'update.updates.u' is the wrong type "
-                            f"'{bson_type_name(u)}', expected type 'object'")
-    multi = get_bool(st, "update.updates", "multi")
-    upsert = get_bool(st, "update.updates", "upsert")
-    is_replacement = not any(str(k).startswith("$") for k in u)
-    if multi and is_replacement and u:
-        raise MongoError(FAILED_TO_PARSE, "multi update is not supported for replacement-style "
-                         "update")
-    array_filters = _get_array_filters(st, "update.updates")
-    out: dict[str, Any] = {"q": dict(q), "u": dict(u), "multi": multi, "upsert": upsert}
-    if array_filters is not None:
-        out["arrayFilters"] = array_filters
-    if upsert:
-        out["upsertId"] = ObjectId()
-    return out
-
-
 def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
-    coll = collection_name(cmd, "update")
-    updates = get_list(cmd, "update", "updates")
-    _check_batch("update", updates)
-    ordered = get_bool(cmd, "update", "ordered", True)
-    statements = [_parse_update_statement(i, st) for i, st in enumerate(updates)]
-    entry = {"op": "update", "db": db, "coll": coll, "updates": statements, "ordered": ordered}
-    return submit(node, cmd, entry, ctx)
+    req = requests.parse_update(db, cmd)
+    statements = []
+    for st in req.updates:
+        doc = st.to_doc()
+        if st.upsert:
+            doc["upsertId"] = ObjectId()
+        statements.append(doc)
+    now = refuse_statements(node, cmd, statements, req.ordered,
+                            lambda st: engine_ops.validate_write(st["q"], st["u"],
+                                                                 st.get("arrayFilters")),
+                            {"n": 0, "nModified": 0})
+    if now is not None:
+        return now
+    entry = {"op": "update", "db": db, "coll": req.coll, "updates": statements,
+             "ordered": req.ordered}
+    return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +207,7 @@ def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
     errors: list[dict[str, Any]] = []
     for i, st in enumerate(entry["updates"]):
         try:
+            _raise_refused(st)
             res = engine_ops.update(engine, txn, entry["db"], entry["coll"], st, entry["now"])
         except MongoError as exc:
             errors.append(write_error(i, exc))
@@ -247,30 +230,17 @@ def apply_update(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
 # --- delete ---------------------------------------------------------------------------------
 
 
-def _parse_delete_statement(i: int, st: Any) -> dict[str, Any]:
-    if not isinstance(st, Mapping):
-        raise type_mismatch(f"BSON field 'delete.deletes.{i}' is the wrong type "
-                            f"'{bson_type_name(st)}', expected type 'object'")
-    q = get_doc(st, "delete.deletes", "q")
-    if "limit" not in st:
-        raise MongoError(40414, "BSON field 'delete.deletes.limit' is missing but a required "
-                         "field", code_name="Location40414")
-    limit = st["limit"]
-    if not is_number(limit) or limit not in (0, 1):
-        raise MongoError(FAILED_TO_PARSE, f"The limit field in delete objects must be 0 or 1. "
-                         f"Got {limit}")
-    return {"q": dict(q), "limit": int(limit)}
-
-
 def delete(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
-    coll = collection_name(cmd, "delete")
-    deletes = get_list(cmd, "delete", "deletes")
-    _check_batch("delete", deletes)
-    ordered = get_bool(cmd, "delete", "ordered", True)
-    statements = [_parse_delete_statement(i, st) for i, st in enumerate(deletes)]
-    entry = {"op": "delete", "db": db, "coll": coll, "deletes": statements, "ordered": ordered}
-    return submit(node, cmd, entry, ctx)
+    req = requests.parse_delete(db, cmd)
+    statements = [st.to_doc() for st in req.deletes]
+    now = refuse_statements(node, cmd, statements, req.ordered,
+                            lambda st: engine_ops.validate_write(st["q"]), {"n": 0})
+    if now is not None:
+        return now
+    entry = {"op": "delete", "db": db, "coll": req.coll, "deletes": statements,
+             "ordered": req.ordered}
+    return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -278,6 +248,7 @@ def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
     errors: list[dict[str, Any]] = []
     for i, st in enumerate(entry["deletes"]):
         try:
+            _raise_refused(st)
             n += engine_ops.delete(engine, txn, entry["db"], entry["coll"], st["q"],
                                    just_one=st["limit"] == 1)
         except MongoError as exc:
@@ -295,46 +266,13 @@ def apply_delete(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]
 
 def find_and_modify(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                     ) -> dict[str, Any] | PendingReply:
-    name = next(iter(cmd))
-    coll = collection_name(cmd, name)
-    query = get_doc(cmd, name, "query", {})
-    sort = get_doc(cmd, name, "sort", {})
-    fields = get_doc(cmd, name, "fields", None)
-    remove = get_bool(cmd, name, "remove")
-    new = get_bool(cmd, name, "new")
-    upsert = get_bool(cmd, name, "upsert")
-    upd = cmd.get("update")
-    array_filters = _get_array_filters(cmd, name)
-    if remove:
-        if upd is not None:
-            raise MongoError(FAILED_TO_PARSE, "Cannot specify both an update and remove=true")
-        if upsert:
-            raise MongoError(FAILED_TO_PARSE, "Cannot specify both upsert=true and remove=true")
-        if new:
-            raise MongoError(FAILED_TO_PARSE, "Cannot specify both new=true and remove=true; "
-                             "'remove' always returns the deleted document")
-        if array_filters is not None:
-            raise MongoError(FAILED_TO_PARSE, "Cannot specify arrayFilters and remove=true")
-    else:
-        if upd is None:
-            raise MongoError(FAILED_TO_PARSE, "Either an update or remove=true must be "
-                             "specified")
-        if isinstance(upd, list):
-            raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
-        if not isinstance(upd, Mapping):
-            raise type_mismatch("BSON field 'findAndModify.update' is the wrong type "
-                                f"'{bson_type_name(upd)}', expected type 'object'")
-    entry: dict[str, Any] = {
-        "op": "findAndModify", "db": db, "coll": coll, "query": dict(query),
-        "sort": dict(sort), "fields": dict(fields) if fields is not None else None,
-        "remove": remove, "new": new, "upsert": upsert,
-        "update": dict(upd) if isinstance(upd, Mapping) else None,
-    }
-    if array_filters is not None:
-        entry["arrayFilters"] = array_filters
-    if upsert:
+    req = requests.parse_find_and_modify(db, cmd)
+    entry: dict[str, Any] = {"op": "findAndModify", "db": db, "coll": req.coll,
+                             **req.to_entry_fields()}
+    if req.upsert:
         entry["upsertId"] = ObjectId()
-    return submit(node, cmd, entry, ctx)
+    engine_ops.validate_write(entry["query"], entry["update"], req.array_filters)
+    return submit(node, cmd, entry, ctx, req.max_time_ms)
 
 
 def apply_find_and_modify(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:

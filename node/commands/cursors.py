@@ -1,6 +1,7 @@
 """The server cursor registry: open cursors by id, batches for ``getMore``, idle expiry.
 
-A cursor wraps an iterator of result documents for one namespace. ``find``/``aggregate`` hand the
+A cursor wraps an iterator of result documents for one namespace (and the ``maxTimeMS`` budget
+of the command that opened it, spent across batches). ``find``/``aggregate`` hand the
 first batch back directly and register the rest here only if more remain; ``getMore`` takes the
 next batch (by count and by the 16 MiB reply budget); ``killCursors`` closes them. A cursor that
 nobody touched for ``idle_timeout_s`` is closed by :meth:`CursorRegistry.reap`, which the
@@ -31,6 +32,7 @@ from typing import Any
 
 import bson
 
+from node.commands.deadline import UNLIMITED, TimeBudget
 from node.engine.errors import CURSOR_NOT_FOUND, MongoError
 
 log = logging.getLogger("helogale.cursors")
@@ -55,6 +57,8 @@ class _Cursor:
     connection_id: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     peeked: list[dict[str, Any]] = field(default_factory=list)
+    budget: TimeBudget = UNLIMITED
+    """The ``maxTimeMS`` of the command that opened it, spent across its batches."""
 
 
 def _close(source: Iterator[Any]) -> None:
@@ -124,16 +128,18 @@ class CursorRegistry:
 
     def first_batch(
         self, ns: str, source: Iterator[dict[str, Any]], batch_size: int | None,
-        connection_id: int = 0,
+        budget: TimeBudget = UNLIMITED, connection_id: int = 0,
     ) -> tuple[list[dict[str, Any]], int]:
         """Take the first batch; register the rest (returns cursor id, 0 when exhausted).
-        Raises ExceededMemoryLimit (146), closing ``source``, when a cursor would have to stay
-        open past a cap."""
+        ``budget`` bounds the running time of this batch and every later one. Raises
+        ExceededMemoryLimit (146), closing ``source``, when a cursor would have to stay open
+        past a cap (``connection_id``'s or the node's)."""
         self.reap()
         limit = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
         pending: list[dict[str, Any]] = []
         try:
-            batch, more = take_batch(source, limit, pending)
+            with budget.running():
+                batch, more = take_batch(source, limit, pending)
         except BaseException:
             _close(source)
             raise
@@ -141,7 +147,8 @@ class CursorRegistry:
             _close(source)
             return batch, 0
         cursor_id = next(self._ids)
-        cursor = _Cursor(cursor_id, ns, source, self._clock(), connection_id, peeked=pending)
+        cursor = _Cursor(cursor_id, ns, source, self._clock(), connection_id, peeked=pending,
+                         budget=budget)
         with self._lock:
             refusal = self._refusal(connection_id)
             if refusal is None:
@@ -195,7 +202,12 @@ class CursorRegistry:
             )
         with cursor.lock:
             cursor.last_used = self._clock()
-            batch, more = take_batch(cursor.source, batch_size, cursor.peeked)
+            try:
+                with cursor.budget.running():
+                    batch, more = take_batch(cursor.source, batch_size, cursor.peeked)
+            except MongoError:
+                self._drop(cursor_id)  # a cursor whose read failed (or timed out) is dead
+                raise
         if not more:
             self._drop(cursor_id)
             return batch, 0

@@ -1,13 +1,17 @@
-"""The one command table and :class:`Dispatcher`, the entry point every transport calls.
+""":class:`Dispatcher`, the entry point every transport calls, and :class:`Command`, a row of a
+handler table.
 
-``Dispatcher.run(db, command, ctx)`` finds the handler for the command's first field in
-:data:`COMMANDS`, runs it, and always returns a reply document: the handler's (with ``ok: 1.0``
+A dispatcher is built from a table and the services its handlers reach: a node serves
+:data:`node.commands.table.NODE_COMMANDS` over :class:`NodeServices`; a router serves its own
+table over its own services, with the same error model, BSON entry point and deferred replies.
+``Dispatcher.run(db, command, ctx)`` finds the handler for the command's first field in its
+table, runs it, and always returns a reply document: the handler's (with ``ok: 1.0``
 added) or MongoDB's error reply for a :class:`~node.engine.errors.MongoError`. Anything else a
 handler raises is a bug: it is logged and answered as InternalError (code 1), and the node keeps
 serving. ``Dispatcher.run_bson`` is the same for transports that carry raw BSON (malformed BSON
-gets InvalidBSON, code 22).
+gets InvalidBSON, code 22; BSON nested more than 200 deep Overflow, code 15).
 
-A handler is ``handler(node: NodeServices, db: str, cmd: Mapping, ctx: RequestContext) -> dict``.
+A handler is ``handler(services, db: str, cmd: Mapping, ctx: RequestContext) -> dict``.
 Write handlers may instead return a :class:`~node.commands.pending.PendingReply` when the transport
 set ``ctx.deferred_replies``; ``Dispatcher.start``/``settle`` and ``run_bson_async`` let such a
 transport answer without a thread waiting per write (``run`` simply waits).
@@ -26,13 +30,13 @@ import bson
 from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 
-from node.commands import admin, catalog, crud, explain, indexes, query, rename
 from node.commands.args import check_db_name
 from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.member import Member
 from node.commands.pending import PendingReply
 from node.engine.errors import MongoError, command_not_found
+from node.engine.limits import bson_too_deep, bson_too_deep_error
 
 log = logging.getLogger("helogale.commands")
 
@@ -42,99 +46,69 @@ INVALID_BSON = 22
 
 @dataclass
 class NodeServices:
-    """What handlers reach: the engine (reads), the member (writes, topology), cursors."""
+    """What a node's handlers reach: the engine (reads), the member (writes, topology),
+    cursors, and the command table they are served from (set by :class:`Dispatcher`)."""
 
     engine: Any
     member: Member
     cursors: CursorRegistry = field(default_factory=CursorRegistry)
     started_at: float = field(default_factory=time.time)
     routing: RoutingCheck | None = None
+    commands: Mapping[str, Command] = field(default_factory=dict)
     session_timeout_minutes: float = 30.0
 
 
 class RoutingCheck(Protocol):
-    """Sharding seam (not built yet): refuse commands for collections this set does not own,
-    or routed with a stale routing version (``shardVersion``), before any handler runs."""
+    """Sharding seam: refuse commands for collections this set does not own, or routed with
+    a stale routing version (``shardVersion``), before any handler runs."""
 
     def check(self, db: str, command: Mapping[str, Any]) -> None: ...
 
 
-Handler = Callable[[NodeServices, str, Mapping[str, Any], RequestContext],
+Handler = Callable[[Any, str, Mapping[str, Any], RequestContext],
                    dict[str, Any] | PendingReply]
 
 
 @dataclass(frozen=True)
 class Command:
-    """One table row: the handler, whether it only runs against ``admin``, help text."""
+    """One table row: the handler and what the transports and the router must know of it.
+
+    ``write``: the command changes data through the log; its handler may return a
+    :class:`PendingReply` (``ctx.deferred_replies``), so a stream's reader runs it inline.
+    ``retryable_write``: a CRUD write a driver may retry with ``lsid`` + ``txnNumber`` (the
+    wire transport adds ``RetryableWriteError`` labels to its failures)."""
 
     handler: Handler
     admin_only: bool = False
     help: str = ""
-
-
-COMMANDS: dict[str, Command] = {
-    # crud
-    "insert": Command(crud.insert, help="insert documents"),
-    "update": Command(crud.update, help="update documents"),
-    "delete": Command(crud.delete, help="delete documents"),
-    "findAndModify": Command(crud.find_and_modify, help="modify one document, return it"),
-    "findandmodify": Command(crud.find_and_modify, help="modify one document, return it"),
-    # query
-    "find": Command(query.find, help="query a collection"),
-    "getMore": Command(query.get_more, help="next batch of a cursor"),
-    "killCursors": Command(query.kill_cursors, help="close cursors"),
-    "count": Command(query.count, help="count matching documents"),
-    "distinct": Command(query.distinct, help="distinct values of a field"),
-    "aggregate": Command(query.aggregate, help="a small aggregation pipeline subset"),
-    "explain": Command(explain.explain, help="how a find/count/distinct would run"),
-    # indexes
-    "createIndexes": Command(indexes.create_indexes, help="build indexes"),
-    "dropIndexes": Command(indexes.drop_indexes, help="drop indexes"),
-    "listIndexes": Command(indexes.list_indexes, help="list a collection's indexes"),
-    # catalog
-    "listCollections": Command(catalog.list_collections, help="list collections"),
-    "listDatabases": Command(catalog.list_databases, admin_only=True, help="list databases"),
-    "create": Command(catalog.create, help="create a collection"),
-    "drop": Command(catalog.drop, help="drop a collection"),
-    "dropDatabase": Command(catalog.drop_database, help="drop the current database"),
-    "collStats": Command(catalog.coll_stats, help="collection statistics"),
-    "dbStats": Command(catalog.db_stats, help="database statistics"),
-    "renameCollection": Command(rename.rename_collection_command, admin_only=True,
-                                help="rename a collection"),
-    # admin
-    "hello": Command(admin.hello, help="topology handshake"),
-    "isMaster": Command(admin.hello, help="legacy topology handshake"),
-    "ismaster": Command(admin.hello, help="legacy topology handshake"),
-    "ping": Command(admin.ping, help="liveness"),
-    "buildInfo": Command(admin.build_info, help="server version"),
-    "buildinfo": Command(admin.build_info, help="server version"),
-    "getParameter": Command(admin.get_parameter, admin_only=True, help="server parameters"),
-    "serverStatus": Command(admin.server_status, help="server status"),
-    "endSessions": Command(admin.end_sessions, help="end logical sessions"),
-    "killSessions": Command(admin.end_sessions, help="end logical sessions"),
-    "getLastError": Command(admin.get_last_error, help="classic write acknowledgement"),
-    "connectionStatus": Command(admin.connection_status, help="authentication info"),
-    "listCommands": Command(admin.list_commands, help="the command table"),
-    "replSetGetStatus": Command(admin.repl_set_get_status, admin_only=True,
-                                help="replica set member states"),
-    "replSetGetConfig": Command(admin.repl_set_get_config, admin_only=True,
-                                help="replica set configuration"),
-    "replSetStepDown": Command(admin.repl_set_step_down, admin_only=True,
-                               help="primary steps down"),
-    "replSetReconfig": Command(admin.repl_set_reconfig, admin_only=True,
-                               help="change the replica set's members"),
-}
+    write: bool = False
+    retryable_write: bool = False
 
 
 class Dispatcher:
-    """Runs command documents against one node; never raises."""
+    """Runs command documents through one handler table against one set of services (a
+    node's, or a router's); never raises."""
 
-    def __init__(self, services: NodeServices) -> None:
+    def __init__(self, services: Any, commands: Mapping[str, Command]) -> None:
         self.services = services
+        self.commands = commands
+        services.commands = commands
 
-    @property
-    def commands(self) -> Mapping[str, Command]:
-        return COMMANDS
+    def runs_inline(self, name: str | None) -> bool:
+        """A command a stream's reader may run itself: a write of a handler that defers its
+        reply (it only validates and proposes before returning)."""
+        spec = self.commands.get(name) if name is not None else None
+        return spec is not None and spec.write
+
+    def is_retryable_write(self, command: Mapping[str, Any]) -> bool:
+        """A write a driver may retry: a retryable CRUD write carrying ``lsid`` and
+        ``txnNumber`` outside a transaction."""
+        if not command:
+            return False
+        spec = self.commands.get(next(iter(command)))
+        return (spec is not None and spec.retryable_write
+                and command.get("txnNumber") is not None and command.get("lsid") is not None
+                and "autocommit" not in command)
 
     def run(self, db: str, command: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
         """Run one command; the reply always has ``ok`` (1.0 or 0.0 with errmsg/code)."""
@@ -150,7 +124,7 @@ class Dispatcher:
                 raise MongoError(9, "Command document is empty or not a document",
                                  code_name="FailedToParse")
             name = next(iter(command))
-            spec = COMMANDS.get(name)
+            spec = self.commands.get(name)
             if spec is None:
                 raise command_not_found(name)
             if not isinstance(db, str):
@@ -205,7 +179,10 @@ class _InvalidBSON:
 
 
 def _decode_command(command: bytes) -> Any:
-    """The command document, or :class:`_InvalidBSON` with the error reply."""
+    """The command document, or :class:`_InvalidBSON` with the error reply (Overflow, 15, for
+    BSON nested past MongoDB's limit, found before decoding)."""
+    if bson_too_deep(command):
+        return _InvalidBSON(bson_too_deep_error().to_reply())
     try:
         return bson.decode(command, codec_options=CODEC)
     except (BSONError, ValueError, TypeError, IndexError, OverflowError) as exc:

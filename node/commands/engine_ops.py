@@ -18,6 +18,7 @@ from node.engine.database import Engine
 from node.engine.errors import MongoError, namespace_not_found
 from node.engine.matcher import Matcher
 from node.engine.sorting import MAX_BLOCKING_SORT_BYTES
+from node.engine.updater import Update
 
 
 def open_engine(store: Any, *, max_sort_bytes: int = MAX_BLOCKING_SORT_BYTES) -> Engine:
@@ -30,6 +31,18 @@ def open_engine(store: Any, *, max_sort_bytes: int = MAX_BLOCKING_SORT_BYTES) ->
 
 
 # --- writes (inside the state machine's transaction) -------------------------------------------
+
+
+def validate_write(q: Mapping[str, Any] | None, u: Mapping[str, Any] | None = None,
+                   array_filters: list[Mapping[str, Any]] | None = None) -> None:
+    """Compile a write statement's update (with its ``arrayFilters``) and filter in the order
+    the engine does when the entry applies, raising the same MongoError: the primary refuses a
+    statement that can only fail (a regex RE2 cannot run, an unknown operator, a query nested
+    too deeply) before proposing it. A pure function of the statement, like the apply."""
+    if u is not None:
+        Update(u, array_filters)
+    Matcher(q or {})
+
 
 
 def insert_many(engine: Engine, txn: Any, db: str, coll: str, docs: list[Mapping[str, Any]],
@@ -115,10 +128,9 @@ def drop_indexes(engine: Engine, txn: Any, db: str, coll: str, which: Any) -> in
 
 
 def find(engine: Engine, db: str, coll: str, filt: Mapping[str, Any], *,
-         projection: Mapping[str, Any] | None, sort: Mapping[str, Any] | None, skip: int,
+         projection: Mapping[str, Any] | None, sort: list[tuple[str, Any]] | None, skip: int,
          limit: int, hint: Any = None) -> Iterator[dict[str, Any]]:
-    sort_spec = list(sort.items()) if sort else None
-    it = engine.collection(db, coll).find(filt, projection, sort=sort_spec, skip=skip,
+    it = engine.collection(db, coll).find(filt, projection, sort=sort or None, skip=skip,
                                           limit=limit)
     # start the generator now so query errors surface before the reply is built
     first = next(it, None)

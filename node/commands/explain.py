@@ -21,13 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from node.commands.args import (
-    collection_name,
-    get_doc,
-    get_int,
-    get_nonneg_int,
-    get_str,
-)
+from node.commands import requests
+from node.commands.args import collection_name
 from node.commands.context import RequestContext
 from node.engine.errors import FAILED_TO_PARSE, MongoError
 
@@ -51,15 +46,13 @@ def explain(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCon
                          "{'queryPlanner', 'executionStats', 'allPlansExecution'}")
     name = next(iter(inner))
     if name not in EXPLAINABLE:
-        from node.commands.dispatcher import COMMANDS
-
-        if name in COMMANDS:
+        if name in node.commands:
             raise MongoError(COMMAND_NOT_SUPPORTED, f"Explain for the command '{name}' is "
                              "not supported", code_name="CommandNotSupported")
         raise MongoError(59, f"Explain failed due to unknown command: {name}",
                          code_name="CommandNotFound")
     coll = collection_name(inner, name)
-    query = _query_of(name, inner)
+    query = _query_of(name, db, inner)
     node.member.check_readable(cmd, ctx)
     out = _plan(node.engine, db, coll, query, verbosity)
     if name == "find" and query["projection"]:
@@ -75,30 +68,19 @@ def explain(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCon
     return out
 
 
-def _query_of(name: str, inner: Mapping[str, Any]) -> dict[str, Any]:
-    """filter/sort/skip/limit/projection/hint of the explained command, checked as it is."""
+def _query_of(name: str, db: str, inner: Mapping[str, Any]) -> dict[str, Any]:
+    """filter/sort/skip/limit/projection/hint of the explained command, parsed as it is."""
     if name == "find":
-        sort = get_doc(inner, "find", "sort", None)
-        return {
-            "filter": get_doc(inner, "find", "filter", {}),
-            "sort": list(sort.items()) if sort else None,
-            "skip": get_nonneg_int(inner, "find", "skip", 0),
-            "limit": abs(get_int(inner, "find", "limit", 0)),
-            "projection": get_doc(inner, "find", "projection", None),
-            "hint": inner.get("hint"),
-        }
+        find = requests.parse_find(db, inner)
+        return {"filter": find.filter, "sort": find.sort, "skip": find.skip,
+                "limit": find.limit, "projection": find.projection, "hint": find.hint}
     if name == "count":
-        return {
-            "filter": get_doc(inner, "count", "query", {}),
-            "sort": None,
-            "skip": get_nonneg_int(inner, "count", "skip", 0),
-            "limit": abs(get_int(inner, "count", "limit", 0)),
-            "projection": None,
-            "hint": inner.get("hint"),
-        }
-    get_str(inner, "distinct", "key")
-    return {"filter": get_doc(inner, "distinct", "query", {}), "sort": None, "skip": 0,
-            "limit": 0, "projection": None, "hint": None}
+        count = requests.parse_count(db, inner)
+        return {"filter": count.query, "sort": None, "skip": count.skip, "limit": count.limit,
+                "projection": None, "hint": count.hint}
+    distinct = requests.parse_distinct(db, inner)
+    return {"filter": distinct.query, "sort": None, "skip": 0, "limit": 0, "projection": None,
+            "hint": None}
 
 
 def _plan(engine: Any, db: str, coll: str, query: Mapping[str, Any], verbosity: str

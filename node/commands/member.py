@@ -24,11 +24,15 @@ WRITE_CONCERN_FAILED = 64
 
 @dataclass(frozen=True)
 class WriteConcern:
-    """``w`` (int or ``"majority"``), ``wtimeout`` in ms (0: wait forever), ``j``."""
+    """``w`` (int or ``"majority"``), ``wtimeout`` in ms (0: wait forever), ``j``, and the
+    command's ``maxTimeMS``, which bounds the same wait: when it passes first, a write not yet
+    applied fails with MaxTimeMSExpired (50), one applied but short of ``w`` copies gets a
+    writeConcernError with that code. Neither undoes the write."""
 
     w: int | str = 1
     wtimeout_ms: int = 0
     j: bool | None = None
+    max_time_ms: int = 0
 
     @property
     def acknowledged(self) -> bool:
@@ -38,7 +42,8 @@ class WriteConcern:
     def settles_on_apply(self) -> bool:
         """Satisfied once the entry has applied here (w 0, 1 or majority; no wtimeout), with
         no further wait."""
-        return not self.wtimeout_ms and not (isinstance(self.w, int) and self.w > 1)
+        return (not self.wtimeout_ms and not self.max_time_ms
+                and not (isinstance(self.w, int) and self.w > 1))
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"w": self.w, "wtimeout": self.wtimeout_ms}
@@ -47,11 +52,13 @@ class WriteConcern:
         return doc
 
 
-def parse_write_concern(cmd: Mapping[str, Any], set_size: int) -> WriteConcern:
-    """The command's ``writeConcern`` (default ``{w: 1}``), checked against the set's size."""
+def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int = 0
+                        ) -> WriteConcern:
+    """The command's ``writeConcern`` (default ``{w: 1}``), checked against the set's size;
+    ``max_time_ms`` is the command's (already parsed) ``maxTimeMS``."""
     spec = cmd.get("writeConcern")
     if spec is None:
-        return WriteConcern()
+        return WriteConcern(max_time_ms=max_time_ms)
     if not isinstance(spec, Mapping):
         raise MongoError(
             14, f"BSON field 'writeConcern' is the wrong type '{bson_type_name(spec)}', "
@@ -90,11 +97,17 @@ def parse_write_concern(cmd: Mapping[str, Any], set_size: int) -> WriteConcern:
             f"set's {set_size} member(s)",
             code_name="UnsatisfiableWriteConcern",
         )
-    return WriteConcern(w=w, wtimeout_ms=max(0, int(wtimeout)), j=j)
+    return WriteConcern(w=w, wtimeout_ms=max(0, int(wtimeout)), j=j, max_time_ms=max_time_ms)
 
 
-def write_concern_error(errmsg: str, wc: WriteConcern) -> dict[str, Any]:
-    """MongoDB's ``writeConcernError`` subdocument for a wait that timed out (code 64)."""
+def write_concern_error(errmsg: str, wc: WriteConcern, *, max_time: bool = False
+                        ) -> dict[str, Any]:
+    """MongoDB's ``writeConcernError`` subdocument for a wait that timed out: ``wtimeout``
+    (code 64), or the command's ``maxTimeMS`` (code 50)."""
+    if max_time:
+        return {"code": 50, "codeName": "MaxTimeMSExpired",
+                "errmsg": "operation exceeded time limit",
+                "errInfo": {"writeConcern": wc.to_doc()}}
     return {
         "code": WRITE_CONCERN_FAILED,
         "codeName": "WriteConcernFailed",

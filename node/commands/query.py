@@ -14,21 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Int64
 
-from node.commands import engine_ops
-from node.commands.args import (
-    bson_type_name,
-    collection_name,
-    get_bool,
-    get_doc,
-    get_int,
-    get_list,
-    get_nonneg_int,
-    get_str,
-    is_number,
-)
+from node.commands import engine_ops, requests
 from node.commands.context import RequestContext
 from node.commands.cursors import take_batch
-from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
+from node.commands.deadline import UNLIMITED, TimeBudget
+from node.engine.errors import BAD_VALUE, MongoError
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -42,60 +32,49 @@ def cursor_reply(ns: str, batch: list[dict[str, Any]], cursor_id: int, first: bo
 
 def open_cursor(node: NodeServices, ns: str, docs: Iterator[dict[str, Any]],
                 batch_size: int | None, single_batch: bool = False,
-                ctx: RequestContext | None = None) -> dict[str, Any]:
-    """First batch of ``docs``; the rest stays open as a server cursor (counted against the
-    caps of ``ctx``'s connection)."""
+                budget: TimeBudget = UNLIMITED, ctx: RequestContext | None = None
+                ) -> dict[str, Any]:
+    """First batch of ``docs``; the rest stays open as a server cursor (with ``budget``, the
+    command's ``maxTimeMS``, for its later batches; counted against the cursor caps of
+    ``ctx``'s connection)."""
     if single_batch:
-        batch, _ = take_batch(docs, batch_size, [])
+        with budget.running():
+            batch, _ = take_batch(docs, batch_size, [])
         return cursor_reply(ns, batch, 0, True)
-    batch, cid = node.cursors.first_batch(ns, docs, batch_size,
+    batch, cid = node.cursors.first_batch(ns, docs, batch_size, budget,
                                           ctx.connection_id if ctx is not None else 0)
     return cursor_reply(ns, batch, cid, True)
 
 
 def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
          ) -> dict[str, Any]:
-    coll = collection_name(cmd, "find")
-    filt = get_doc(cmd, "find", "filter", {})
-    sort = get_doc(cmd, "find", "sort", None)
-    projection = get_doc(cmd, "find", "projection", None)
-    skip = get_nonneg_int(cmd, "find", "skip", 0)
-    limit = get_int(cmd, "find", "limit", 0)
-    batch_size = get_nonneg_int(cmd, "find", "batchSize", None)
-    single_batch = get_bool(cmd, "find", "singleBatch")
-    if limit < 0:
-        limit, single_batch = -limit, True
-    hint = cmd.get("hint")
+    req = requests.parse_find(db, cmd)
     node.member.check_readable(cmd, ctx)
-    docs = engine_ops.find(node.engine, db, coll, filt, projection=projection, sort=sort,
-                           skip=skip, limit=limit, hint=hint)
-    if single_batch and batch_size is None:
-        batch_size = limit or None
-    return open_cursor(node, f"{db}.{coll}", iter(docs), batch_size, single_batch, ctx)
+    budget = TimeBudget(req.max_time_ms)
+    with budget.running():
+        docs = engine_ops.find(node.engine, db, req.coll, req.filter,
+                               projection=req.projection, sort=req.sort, skip=req.skip,
+                               limit=req.limit, hint=req.hint)
+    batch_size = req.batch_size
+    if req.single_batch and batch_size is None:
+        batch_size = req.limit or None
+    return open_cursor(node, req.ns, iter(docs), batch_size, req.single_batch, budget, ctx)
 
 
 def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
              ) -> dict[str, Any]:
-    cursor_id = cmd.get("getMore")
-    if not is_number(cursor_id):
-        raise type_mismatch("BSON field 'getMore.getMore' is the wrong type "
-                            f"'{bson_type_name(cursor_id)}', expected type 'long'")
-    coll = get_str(cmd, "getMore", "collection")
-    batch_size = get_nonneg_int(cmd, "getMore", "batchSize", None) or None
-    ns = f"{db}.{coll}"
-    batch, cid = node.cursors.get_more(int(cursor_id), ns, batch_size)
-    return cursor_reply(ns, batch, cid, False)
+    req = requests.parse_get_more(db, cmd)
+    if req.max_time_ms:
+        raise MongoError(BAD_VALUE, "cannot set maxTimeMS on getMore command for a "
+                         "non-awaitData cursor")
+    batch, cid = node.cursors.get_more(req.cursor_id, req.ns, req.batch_size)
+    return cursor_reply(req.ns, batch, cid, False)
 
 
 def kill_cursors(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                  ) -> dict[str, Any]:
-    collection_name(cmd, "killCursors")
-    ids = get_list(cmd, "killCursors", "cursors")
-    for cid in ids:
-        if not is_number(cid):
-            raise type_mismatch("BSON field 'killCursors.cursors' is the wrong type "
-                                f"'{bson_type_name(cid)}', expected type 'long'")
-    killed, missing = node.cursors.kill([int(c) for c in ids])
+    req = requests.parse_kill_cursors(db, cmd)
+    killed, missing = node.cursors.kill(req.cursor_ids)
     return {
         "cursorsKilled": [Int64(c) for c in killed],
         "cursorsNotFound": [Int64(c) for c in missing],
@@ -106,52 +85,31 @@ def kill_cursors(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reque
 
 def count(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
           ) -> dict[str, Any]:
-    coll = collection_name(cmd, "count")
-    query = get_doc(cmd, "count", "query", {})
-    skip = get_nonneg_int(cmd, "count", "skip", 0)
-    limit = abs(get_int(cmd, "count", "limit", 0))
+    req = requests.parse_count(db, cmd)
     node.member.check_readable(cmd, ctx)
-    n = engine_ops.count(node.engine, db, coll, query, skip=skip, limit=limit,
-                         hint=cmd.get("hint"))
+    with TimeBudget(req.max_time_ms).running():
+        n = engine_ops.count(node.engine, db, req.coll, req.query, skip=req.skip,
+                             limit=req.limit, hint=req.hint)
     return {"n": n}
 
 
 def distinct(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
              ) -> dict[str, Any]:
-    coll = collection_name(cmd, "distinct")
-    key = get_str(cmd, "distinct", "key")
-    query = get_doc(cmd, "distinct", "query", {})
+    req = requests.parse_distinct(db, cmd)
     node.member.check_readable(cmd, ctx)
-    return {"values": engine_ops.distinct(node.engine, db, coll, key, query)}
+    with TimeBudget(req.max_time_ms).running():
+        return {"values": engine_ops.distinct(node.engine, db, req.coll, req.key, req.query)}
 
 
 # --- aggregate (a small subset) --------------------------------------------------------------
 
-_STAGES = ("$match", "$sort", "$skip", "$limit", "$project", "$count", "$group", "$unwind")
-
 
 def aggregate(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
               ) -> dict[str, Any]:
-    target = cmd.get("aggregate")
-    if target == 1 or not isinstance(target, str):
-        raise MongoError(BAD_VALUE, "aggregate with no collection is not supported")
-    coll = collection_name(cmd, "aggregate")
-    pipeline = get_list(cmd, "aggregate", "pipeline")
-    cursor_opts = get_doc(cmd, "aggregate", "cursor", None)
-    if cursor_opts is None and not get_bool(cmd, "aggregate", "explain"):
-        raise MongoError(FAILED_TO_PARSE, "The 'cursor' option is required, except for "
-                         "aggregate with the explain argument")
-    batch_size = get_nonneg_int(cursor_opts or {}, "aggregate.cursor", "batchSize", None)
-    stages: list[tuple[str, Any]] = []
-    for stage in pipeline:
-        if not isinstance(stage, Mapping) or len(stage) != 1:
-            raise MongoError(40323, "A pipeline stage specification object must contain "
-                             "exactly one field.", code_name="Location40323")
-        name, arg = next(iter(stage.items()))
-        if name not in _STAGES:
-            raise MongoError(40324, f"Unrecognized pipeline stage name: '{name}'",
-                             code_name="Location40324")
-        stages.append((name, arg))
+    req = requests.parse_aggregate(db, cmd)
     node.member.check_readable(cmd, ctx)
-    docs = engine_ops.aggregate(node.engine, db, coll, stages)
-    return open_cursor(node, f"{db}.{coll}", iter(docs), batch_size, ctx=ctx)
+    budget = TimeBudget(req.max_time_ms)
+    with budget.running():
+        docs = engine_ops.aggregate(node.engine, db, req.coll, req.stages)
+    return open_cursor(node, f"{db}.{req.coll}", iter(docs), req.batch_size, budget=budget,
+                       ctx=ctx)

@@ -32,6 +32,7 @@ import bson
 from bson.objectid import ObjectId
 from bson.regex import Regex
 
+from node.engine import interrupt
 from node.engine.errors import (
     MongoError,
     bad_value,
@@ -42,6 +43,14 @@ from node.engine.errors import (
 )
 from node.engine.indexes import KEY_TOO_LONG, MAX_INDEX_KEY_BYTES
 from node.engine.keystring import encode_key
+from node.engine.limits import (
+    MAX_USER_DEPTH,
+    bson_too_deep,
+    check_insert_depth,
+    document_depth,
+    insert_too_deep,
+    update_too_deep,
+)
 from node.engine.matcher import Matcher
 from node.engine.path_update import check_storable, format_value
 from node.engine.paths import path_values
@@ -304,9 +313,14 @@ def _encode_storable(doc: Mapping[str, Any]) -> bytes:
     MongoDB refuses, so only a document it refuses (or an unusual ``_id``) takes the full check."""
     if type(doc["_id"]) in _PLAIN_IDS:
         try:
-            return bson.encode(doc, check_keys=True)
+            data = bson.encode(doc, check_keys=True)
         except Exception:  # the slow path below raises what it always raised
             pass
+        else:
+            if bson_too_deep(data, MAX_USER_DEPTH):
+                raise insert_too_deep()
+            return data
+    check_insert_depth(doc)  # without recursion, before the checks that recurse
     check_storable(doc, for_insert=True)
     return encode_doc(doc)
 
@@ -426,7 +440,9 @@ class Collection:
                     yield key, doc, pos
             return
         start = b"" if query.after_key is None else query.after_key + b"\x00"
-        for key, raw in txn.scan(self.table, start):
+        for n, (key, raw) in enumerate(txn.scan(self.table, start), 1):
+            if not n & interrupt.MASK:
+                interrupt.check()
             doc = decode_doc(raw)
             matched, pos = query.matcher.match_position(doc)
             if matched:
@@ -738,15 +754,22 @@ class Collection:
     def _replace(self, txn: WriteTxn, key: bytes, old: dict[str, Any], new: dict[str, Any]) -> bool:
         """Store ``new`` over ``old`` at ``key``; False (nothing written) when unchanged."""
         old_data = encode_doc(old)
-        new_data = encode_doc(new)
+        try:
+            new_data = encode_doc(new)
+        except RecursionError:  # far past the limit below, whatever the stack
+            raise update_too_deep() from None
         if old_data == new_data:
             return False
+        if bson_too_deep(new_data, MAX_USER_DEPTH):
+            raise update_too_deep()
         _check_size(new, new_data, for_update=True)
         self._index_upkeep(txn, old, new, key)
         txn.put(self.table, key, new_data)
         return True
 
     def _insert_upsert(self, txn: WriteTxn, new: dict[str, Any], upsert_id: Any) -> dict[str, Any]:
+        if document_depth(new, MAX_USER_DEPTH) > MAX_USER_DEPTH:
+            raise update_too_deep()
         if "_id" not in new:
             if upsert_id is None:
                 raise ValueError("upsert needs an _id from the caller (upsert_id)")

@@ -21,7 +21,9 @@ from typing import Any
 from bson.regex import Regex
 
 from node.engine.errors import MongoError, bad_value, location
+from node.engine.limits import MAX_QUERY_DEPTH, short_render
 from node.engine.paths import Parts, iter_path, split_path
+from node.engine.regex import Regex2, compile_regex
 from node.engine.values import (
     MISSING,
     RANK_MAXKEY,
@@ -263,60 +265,18 @@ def _comparison(op: str, rhs: Any) -> Callable[[Any], bool]:
     return test
 
 
-def _regex_test(pattern: re.Pattern[str], as_value: Any) -> Callable[[Any], bool]:
+def _regex_test(pattern: Regex2, as_value: Any) -> Callable[[Any], bool]:
     value_key = hash_key(as_value)
+    search = pattern.search
 
     def test(v: Any) -> bool:
         if isinstance(v, str):
-            return canonical_rank(v) == RANK_STRING and pattern.search(v) is not None
+            return canonical_rank(v) == RANK_STRING and search(v)
         if isinstance(v, Regex | re.Pattern):
             return hash_key(v) == value_key
         return False
 
     return test
-
-
-_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE, "u": 0}
-
-
-def pcre_to_python(pattern: str) -> str:
-    """Rewrite the PCRE spellings Python's ``re`` lacks: ``(?<name>...)``, ``\\z`` and ``\\Z``."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < n:
-            nxt = pattern[i + 1]
-            if nxt == "z":
-                out.append("\\Z")  # PCRE \z: the very end
-            elif nxt == "Z":
-                out.append("(?=\\n?\\Z)")  # PCRE \Z: the end or before a final newline
-            else:
-                out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if pattern.startswith("(?<", i) and i + 3 < n and pattern[i + 3] not in "=!":
-            out.append("(?P<")
-            i += 3
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def compile_regex(pattern: str, options: str) -> re.Pattern[str]:
-    """A Python pattern for a MongoDB ``$regex`` with ``$options`` (BadValue on bad input)."""
-    flags = 0
-    for letter in options:
-        if letter not in _REGEX_FLAGS:
-            raise bad_value(f"invalid flag in regex options: {letter}")
-        flags |= _REGEX_FLAGS[letter]
-    if "\0" in pattern:
-        raise location(51109, "Regular expression cannot contain an embedded null byte")
-    try:
-        return re.compile(pcre_to_python(pattern), flags)
-    except re.error as exc:
-        raise location(51091, f"Regular expression is invalid: {exc}") from None
 
 
 def _regex_from_value(value: Regex[Any] | re.Pattern[Any], options: str | None = None) -> _Leaf:
@@ -410,13 +370,24 @@ def _is_operator_dict(value: Mapping[str, Any]) -> bool:
     return isinstance(first, str) and first.startswith("$") and first not in _DBREF_KEYS
 
 
+def _deeper(depth: int, sub: Any) -> int:
+    """The depth of a query document nested in one at ``depth`` ($and/$or/$nor clauses,
+    $elemMatch, $not); past MongoDB's limit the query is refused (BadValue), so compiling
+    never recurses more than :data:`~node.engine.limits.MAX_QUERY_DEPTH` levels."""
+    depth += 1
+    if depth > MAX_QUERY_DEPTH:
+        raise bad_value(f"exceeded maximum query tree depth of {MAX_QUERY_DEPTH} at "
+                        f"{short_render(sub)}")
+    return depth
+
+
 def _compile_equality(value: Any) -> _Op:
     if _is_regex(value):
         return _regex_from_value(value)
     return _Leaf(_equals(value))
 
 
-def _compile_operators(spec: Mapping[str, Any]) -> _Op:
+def _compile_operators(spec: Mapping[str, Any], depth: int) -> _Op:
     """The operators of one field, ``{"$gt": 1, "$lt": 5}``, as one AND."""
     if any(k in _GEO_OPERATORS for k in spec):
         return _compile_geo(spec)
@@ -427,7 +398,7 @@ def _compile_operators(spec: Mapping[str, Any]) -> _Op:
     for name, arg in spec.items():
         if name == "$options":
             continue
-        ops.append(_compile_operator(name, arg, spec))
+        ops.append(_compile_operator(name, arg, spec, depth))
     return ops[0] if len(ops) == 1 else _AllOf(ops)
 
 
@@ -440,7 +411,7 @@ def _compile_geo(spec: Mapping[str, Any]) -> _Op:
     return _Geo(geo.compile_geo(spec))
 
 
-def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any]) -> _Op:
+def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any], depth: int) -> _Op:
     if name == "$eq":
         return _Leaf(_equals(arg))
     if name == "$ne":
@@ -455,7 +426,7 @@ def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any]) -> _Op:
         test = _Leaf(_in_test(list(arg), name))
         return test if name == "$in" else _Not(test)
     if name == "$all":
-        return _compile_all(arg)
+        return _compile_all(arg, depth)
     if name == "$exists":
         return _Exists(_truthy(arg))
     if name == "$mod":
@@ -469,9 +440,9 @@ def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any]) -> _Op:
         options_first = "$options" in spec and keys.index("$options") < keys.index("$regex")
         return _compile_regex_operator(arg, spec.get("$options"), options_first)
     if name == "$not":
-        return _compile_not(arg)
+        return _compile_not(arg, depth)
     if name == "$elemMatch":
-        return _compile_elem_match(arg)
+        return _compile_elem_match(arg, depth)
     if name in ("$maxDistance", "$minDistance", "$uniqueDocs"):
         raise bad_value(f"{name} can only be used with $near, $nearSphere or $within")
     raise bad_value(f"unknown operator: {name}")
@@ -506,7 +477,7 @@ def _compile_regex_operator(arg: Any, options: Any, options_first: bool = False)
     raise bad_value("$regex has to be a string")
 
 
-def _compile_not(arg: Any) -> _Op:
+def _compile_not(arg: Any, depth: int) -> _Op:
     if _is_regex(arg):
         return _Not(_regex_from_value(arg))
     if isinstance(arg, Mapping):
@@ -514,11 +485,11 @@ def _compile_not(arg: Any) -> _Op:
             raise bad_value("$not cannot be empty")
         if not _is_operator_dict(arg):
             raise bad_value(f"unknown operator: {next(iter(arg))}")
-        return _Not(_compile_operators(arg))
+        return _Not(_compile_operators(arg, _deeper(depth, arg)))
     raise bad_value("$not needs a regex or a document")
 
 
-def _compile_all(arg: Any) -> _Op:
+def _compile_all(arg: Any, depth: int) -> _Op:
     if not isinstance(arg, list | tuple):
         raise bad_value("$all needs an array")
     if not arg:
@@ -529,7 +500,7 @@ def _compile_all(arg: Any) -> _Op:
     if any(elem_matches):
         if not all(elem_matches):
             raise bad_value("$all/$elemMatch has to be consistent")
-        return _AllOf([_compile_elem_match(v["$elemMatch"]) for v in arg])
+        return _AllOf([_compile_elem_match(v["$elemMatch"], depth) for v in arg])
     ops: list[_Op] = []
     for v in arg:
         if isinstance(v, Mapping) and v and _is_operator_dict(v):
@@ -541,12 +512,12 @@ def _compile_all(arg: Any) -> _Op:
 _LOGICAL = frozenset({"$and", "$or", "$nor", "$where", "$expr", "$text", "$comment"})
 
 
-def _compile_elem_match(arg: Any) -> _Op:
+def _compile_elem_match(arg: Any, depth: int) -> _Op:
     if not isinstance(arg, Mapping):
         raise bad_value("$elemMatch needs an Object")
     if arg and _is_operator_dict(arg) and next(iter(arg)) not in _LOGICAL:
-        return _ElemMatch(None, _compile_operators(arg))
-    return _ElemMatch(_compile_query(arg, []), None)
+        return _ElemMatch(None, _compile_operators(arg, _deeper(depth, arg)))
+    return _ElemMatch(_compile_query(arg, [], _deeper(depth, arg)), None)
 
 
 class _Node:
@@ -638,25 +609,26 @@ class _Const(_Node):
         return MATCH if self.value else NO_MATCH
 
 
-def _compile_logical(arg: Any, geo_out: list[tuple[str, Any]]) -> list[_Node]:
+def _compile_logical(arg: Any, geo_out: list[tuple[str, Any]], depth: int) -> list[_Node]:
     if not isinstance(arg, list | tuple) or not arg:
         raise bad_value("$and/$or/$nor must be a nonempty array")
     children: list[_Node] = []
     for entry in arg:
         if not isinstance(entry, Mapping):
             raise bad_value("$or/$and/$nor entries need to be full objects")
-        children.append(_compile_query(entry, geo_out))
+        children.append(_compile_query(entry, geo_out, _deeper(depth, entry)))
     return children
 
 
-def _compile_query(query: Mapping[str, Any], geo_out: list[tuple[str, Any]]) -> _Node:
+def _compile_query(query: Mapping[str, Any], geo_out: list[tuple[str, Any]], depth: int = 0
+                   ) -> _Node:
     children: list[_Node] = []
     for name, arg in query.items():
         if not isinstance(name, str):
             raise bad_value(f"field names must be strings, got {name!r}")
         if name.startswith("$"):
             if name in ("$and", "$or", "$nor"):
-                subs = _compile_logical(arg, geo_out)
+                subs = _compile_logical(arg, geo_out, depth)
                 if name == "$and":
                     children.append(_And(subs))
                 elif name == "$or":
@@ -675,7 +647,7 @@ def _compile_query(query: Mapping[str, Any], geo_out: list[tuple[str, Any]]) -> 
                 raise bad_value(f"unknown top level operator: {name}")
             continue
         if isinstance(arg, Mapping) and arg and _is_operator_dict(arg):
-            op = _compile_operators(arg)
+            op = _compile_operators(arg, depth)
             if isinstance(op, _Geo):
                 geo_out.append((name, op.query))
         else:

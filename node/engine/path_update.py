@@ -31,6 +31,7 @@ from node.engine.errors import (
     invalid_id_field,
     path_not_viable,
 )
+from node.engine.limits import MAX_USER_DEPTH, update_too_deep
 from node.engine.paths import array_index, lookup
 from node.engine.values import MISSING
 
@@ -58,6 +59,8 @@ def split_update_path(path: str) -> list[str]:
         raise empty_field_name(
             f"The update path '{path}' contains an empty field name, which is not allowed."
         )
+    if len(parts) > MAX_USER_DEPTH:  # every document it could write is nested too deeply
+        raise update_too_deep()
     return parts
 
 

@@ -36,6 +36,7 @@ from bson.max_key import MaxKey
 from bson.min_key import MinKey
 from bson.regex import Regex
 
+from node.engine import interrupt
 from node.engine.errors import MongoError, bad_value
 from node.engine.geo import (
     DEFAULT_NEAR_LIMIT,
@@ -594,6 +595,8 @@ class CollScan(Plan):
         match, decode, prefilter = self.matcher.match_position, view.decode, self.prefilter
         for rk, raw in txn.scan(view.docs_table, self.start):
             stats.docs_examined += 1
+            if not stats.docs_examined & interrupt.MASK:
+                interrupt.check()
             if prefilter is not None and not prefilter(raw):
                 continue
             doc = decode(raw)
@@ -645,6 +648,8 @@ class IndexScan(Plan):
         for start, end in self.ranges:
             for key, value in txn.scan(table, start, end, reverse=self.reverse):
                 stats.keys_examined += 1
+                if not stats.keys_examined & interrupt.MASK:
+                    interrupt.check()
                 rk = locate(key, value)
                 if dedupe:
                     if rk in seen:
@@ -784,6 +789,8 @@ class GeoNear(Plan):
             for start, end in self._ranges(radius):
                 for key, value in txn.scan(self.index.table, start, end):
                     stats.keys_examined += 1
+                    if not stats.keys_examined & interrupt.MASK:
+                        interrupt.check()
                     rk = self.index.locate(key, value)
                     if rk in seen:
                         continue

@@ -20,6 +20,7 @@ from node.commands.cursors import CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
 from node.commands.member import WriteConcern
+from node.commands.table import NODE_COMMANDS
 from node.engine.errors import MongoError
 from node.server.config import NodeConfig
 from node.server.grpc_service import (
@@ -89,7 +90,7 @@ class NodeApp:
                                       max_per_connection=config.max_cursors_per_connection)
         self.dispatcher = Dispatcher(NodeServices(
             self.engine, self.member, self.cursors,
-            session_timeout_minutes=config.session_timeout_minutes))
+            session_timeout_minutes=config.session_timeout_minutes), NODE_COMMANDS)
         if config.grpc_workers <= UNARY_RESERVE:
             raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
         self.grpc = make_server(config.grpc_workers)
@@ -129,7 +130,8 @@ class NodeApp:
         def handle(db: str, command: dict[str, Any], info: Any) -> dict[str, Any]:
             ctx = RequestContext(transport=WIRE, connection_id=info.connection_id,
                                  peer=info.peer)
-            return add_error_labels(command, self.dispatcher.run(db, command, ctx))
+            return add_error_labels(self.dispatcher.is_retryable_write(command),
+                                    self.dispatcher.run(db, command, ctx))
 
         cfg = self.config
         self.wire = WireServer(handle, cfg.wire_listen_host, cfg.wire_port,

@@ -2,7 +2,8 @@
 ``helogale.Command/Stream``, the pipelined form of the same thing.
 
 On a stream the client sends batches of ``(request_id, db, command)``. The stream's reader runs
-writes itself, only as far as proposing them: their replies are deferred
+writes itself (the table's ``write`` rows, :meth:`Dispatcher.runs_inline`), only as far as
+proposing them: their replies are deferred
 (:class:`~node.commands.pending.PendingReply`) and produced by the thread that applies the
 entry, so a write waiting for its Raft commit holds no thread. Every other command runs on the
 service's worker pool (a long read never holds up the reader). Every reply ready by the time
@@ -54,10 +55,6 @@ MAX_QUEUED_BYTES_PER_STREAM = 64 * 1024 * 1024
 """Reply bytes a stream may hold waiting for the client; past it the reader waits."""
 STREAMS_REFUSED = "helogale: too many command streams open on this server"
 """Details of the RESOURCE_EXHAUSTED refusing a stream (nothing on it was read or run)."""
-INLINE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "findandmodify"})
-"""Commands a stream's reader runs itself: writes, which only validate and propose before their
-reply is deferred (see :class:`~node.commands.pending.PendingReply`); everything else (a read
-may scan for long) runs on the worker pool."""
 _END = object()
 _INTERNAL_ERROR = bson.encode({"ok": 0.0, "errmsg": "internal error", "code": 1})
 SERVER_OPTIONS = [
@@ -205,7 +202,7 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                         if held["commands"] > self.peak_in_flight:
                             self.peak_in_flight = held["commands"]
                     for cmd in batch.commands:
-                        if command_name(cmd.command) in INLINE_COMMANDS:
+                        if self._dispatcher.runs_inline(command_name(cmd.command)):
                             # proposed here, answered by the thread that applies it
                             self._dispatcher.run_bson_async(cmd.db, cmd.command, ctx,
                                                             answer(cmd.request_id))

@@ -73,6 +73,7 @@ def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0,
     from node.commands.cursors import CursorRegistry
     from node.commands.dispatcher import Dispatcher, NodeServices
     from node.commands.engine_ops import open_engine
+    from node.commands.table import NODE_COMMANDS
 
     if store is None:
         from node.engine.memory_store import MemoryStore
@@ -81,4 +82,5 @@ def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0,
     engine = (open_engine(store) if max_sort_bytes is None
               else open_engine(store, max_sort_bytes=max_sort_bytes))
     member = StandaloneMember(StateMachine(engine, store, APPLIERS))
-    return Dispatcher(NodeServices(engine, member, CursorRegistry(cursor_timeout_s)))
+    return Dispatcher(NodeServices(engine, member, CursorRegistry(cursor_timeout_s)),
+                      NODE_COMMANDS)

@@ -3,7 +3,9 @@
 A write is answered once its Raft entry has applied here (the reply is what applying it
 returned) and, for ``w: N > 1``, N voting members hold the entry durably. ``wtimeout`` bounds
 the whole wait: when it passes first, the reply carries a writeConcernError (code 64) and the
-write is never undone. :class:`WriteConcernWaits` holds every write still waiting: the apply
+write is never undone. The command's ``maxTimeMS`` bounds it too: a write not applied by then
+fails with MaxTimeMSExpired (50), an applied one short of its copies gets a writeConcernError
+with code 50. :class:`WriteConcernWaits` holds every write still waiting: the apply
 thread hands it each entry's outcome, and one watcher thread does what needs the clock or the
 replication progress (deadlines, ``w > 1``), woken by either.
 """
@@ -16,7 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from node.commands.deadline import max_time_expired
 from node.commands.member import WriteConcern, write_concern_error
+from node.engine.errors import MongoError
 
 Outcome = tuple[dict[str, Any], "dict[str, Any] | None"]
 MAX_SLEEP_S = 1.0
@@ -26,12 +30,15 @@ MAX_SLEEP_S = 1.0
 class _Wait:
     """One write: its future, write concern, deadline and (once applied) result and index."""
 
-    __slots__ = ("deadline", "done", "index", "out", "result", "wc")
+    __slots__ = ("deadline", "done", "index", "max_time", "out", "result", "wc")
 
-    def __init__(self, out: Future[Outcome], wc: WriteConcern, deadline: float | None) -> None:
+    def __init__(self, out: Future[Outcome], wc: WriteConcern, deadline: float | None,
+                 max_time: bool) -> None:
         self.out = out
         self.wc = wc
         self.deadline = deadline
+        self.max_time = max_time
+        """The deadline is the command's ``maxTimeMS`` (not its ``wtimeout``)."""
         self.result: dict[str, Any] | None = None
         self.index = 0
         self.done = False
@@ -70,8 +77,13 @@ class WriteConcernWaits:
 
     def add(self, wc: WriteConcern, started: float) -> _Wait:
         """Start waiting for a write submitted at ``started`` (monotonic seconds)."""
-        deadline = started + wc.wtimeout_ms / 1000 if wc.wtimeout_ms else None
-        wait = _Wait(Future(), wc, deadline)
+        limits = []
+        if wc.wtimeout_ms:
+            limits.append((started + wc.wtimeout_ms / 1000, False))
+        if wc.max_time_ms:
+            limits.append((started + wc.max_time_ms / 1000, True))
+        deadline, max_time = min(limits) if limits else (None, False)
+        wait = _Wait(Future(), wc, deadline, max_time)
         with self._lock:
             self._waits.add(wait)
             self._changed = True
@@ -118,23 +130,25 @@ class WriteConcernWaits:
         self._waits.discard(wait)
         return True
 
-    def _outcome(self, wait: _Wait, now: float) -> Outcome | None:
-        """The reply now due for ``wait``, or None while it must go on waiting."""
+    def _outcome(self, wait: _Wait, now: float) -> Outcome | MongoError | None:
+        """The reply (or error) now due for ``wait``, or None while it must go on waiting."""
         if (wait.result is not None and wait.needs_copies
                 and self._copies(wait.index) >= wait.needs_copies):
             return wait.result, None
         if wait.deadline is None or now < wait.deadline:
             return None
         if wait.result is None:
+            if wait.max_time:
+                return max_time_expired()
             return {"n": 0}, write_concern_error("waiting for replication timed out", wait.wc)
         return wait.result, write_concern_error(
             f"waiting for replication timed out; w={wait.wc.w} not reached for index "
-            f"{wait.index}", wait.wc)
+            f"{wait.index}", wait.wc, max_time=wait.max_time)
 
     def _settle(self) -> float | None:
         """Complete every wait that is due; the earliest deadline still pending."""
         now = self._clock()
-        due: list[tuple[_Wait, Outcome]] = []
+        due: list[tuple[_Wait, Outcome | MongoError]] = []
         earliest: float | None = None
         with self._lock:
             self._changed = False
@@ -146,7 +160,10 @@ class WriteConcernWaits:
                 elif wait.deadline is not None:
                     earliest = wait.deadline if earliest is None else min(earliest, wait.deadline)
         for wait, outcome in due:
-            wait.out.set_result(outcome)
+            if isinstance(outcome, MongoError):
+                wait.out.set_exception(outcome)
+            else:
+                wait.out.set_result(outcome)
         return earliest
 
     def _loop(self) -> None:

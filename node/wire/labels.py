@@ -30,20 +30,6 @@ RETRYABLE_CODES: frozenset[int] = frozenset({
     13436,  # NotPrimaryOrSecondary
 })
 
-RETRYABLE_WRITE_COMMANDS: frozenset[str] = frozenset({
-    "insert", "update", "delete", "findAndModify", "findandmodify",
-})
-
-
-def is_retryable_write(command: Mapping[str, Any]) -> bool:
-    """A write command a driver may retry: a CRUD write with a session and ``txnNumber``."""
-    if not command:
-        return False
-    name = next(iter(command))
-    return (name in RETRYABLE_WRITE_COMMANDS and command.get("txnNumber") is not None
-            and command.get("lsid") is not None and "autocommit" not in command)
-
-
 def _code(doc: Any) -> int | None:
     if not isinstance(doc, Mapping):
         return None
@@ -51,9 +37,11 @@ def _code(doc: Any) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
-def add_error_labels(command: Mapping[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
-    """``reply`` with ``RetryableWriteError`` in ``errorLabels`` where a retry is safe."""
-    if not is_retryable_write(command):
+def add_error_labels(retryable_write: bool, reply: dict[str, Any]) -> dict[str, Any]:
+    """``reply`` with ``RetryableWriteError`` in ``errorLabels`` where a retry is safe:
+    ``retryable_write`` says the command was such a write (the dispatcher's
+    :meth:`~node.commands.dispatcher.Dispatcher.is_retryable_write`, from its table)."""
+    if not retryable_write:
         return reply
     failed = reply.get("ok") != 1.0 and _code(reply) in RETRYABLE_CODES
     wce = _code(reply.get("writeConcernError")) in RETRYABLE_CODES

@@ -4,7 +4,9 @@ Requests: OP_MSG (opcode 2013; checksum verified and stripped, kind-1 document s
 into the command) and legacy OP_QUERY commands on ``<db>.$cmd`` (the ``hello``/``isMaster``
 handshake of older drivers). Replies: OP_MSG with exactly one kind-0 section, or OP_REPLY for a
 legacy request. Anything malformed raises :class:`ProtocolError`; the server then closes that
-connection only.
+connection only. A well-framed message whose BSON nests more than 200 deep is not decoded: its
+:class:`Request` carries the Overflow error reply instead (checked on the raw bytes, without
+recursion).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import bson
 from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 
+from node.engine.limits import bson_too_deep, bson_too_deep_error
 from node.wire.crc32c import crc32c
 
 OP_REPLY = 1
@@ -39,12 +42,18 @@ QUERY_FAILURE = 1 << 1  # OP_REPLY responseFlags
 AWAIT_CAPABLE = 1 << 3
 
 CODEC = CodecOptions(document_class=dict)
+_TOO_DEEP = bson_too_deep_error().to_reply()
 _INT32 = struct.Struct("<i")
 _UINT32 = struct.Struct("<I")
 
 
 class ProtocolError(Exception):
     """A message that cannot be understood: the connection it came on is closed."""
+
+
+class TooDeep(Exception):
+    """A well-framed message whose BSON nests past MongoDB's limit: answered with Overflow
+    (the connection stays open, as MongoDB's does)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class Request:
     legacy: bool = False  # OP_QUERY: answer with OP_REPLY
     more_to_come: bool = False  # no reply expected
     exhaust_allowed: bool = False
+    error: dict[str, Any] | None = None  # answered with this, without running anything
 
 
 def parse_header(data: bytes) -> Header:
@@ -83,8 +93,11 @@ def _decode_document(data: bytes | memoryview, offset: int, end: int) -> tuple[d
     (size,) = _INT32.unpack_from(data, offset)
     if size < 5 or offset + size > end or size > MAX_BSON_SIZE + 16 * 1024:
         raise ProtocolError(f"invalid BSON document length {size}")
+    raw = bytes(data[offset : offset + size])
+    if bson_too_deep(raw):
+        raise TooDeep
     try:
-        doc = bson.decode(bytes(data[offset : offset + size]), codec_options=CODEC)
+        doc = bson.decode(raw, codec_options=CODEC)
     except (BSONError, ValueError, TypeError, OverflowError) as exc:
         raise ProtocolError(f"invalid BSON: {exc}") from exc
     return doc, offset + size
@@ -118,6 +131,29 @@ def decode_op_msg(header: Header, body: bytes) -> Request:
         actual = crc32c(HEADER.pack(*_header_fields(header)) + body[:end])
         if actual != expected:
             raise ProtocolError("OP_MSG checksum mismatch")
+    try:
+        command, sequences = _op_msg_sections(body, end)
+    except TooDeep:
+        return Request(request_id=header.request_id, db="", command={},
+                       more_to_come=bool(flags & MORE_TO_COME), error=_TOO_DEEP)
+    for identifier, docs in sequences.items():
+        if identifier in command:
+            raise ProtocolError(f"duplicate field {identifier!r} in OP_MSG")
+        command[identifier] = docs
+    db = command.pop("$db", None)
+    if not isinstance(db, str) or not db:
+        raise ProtocolError("OP_MSG command without $db")
+    return Request(
+        request_id=header.request_id,
+        db=db,
+        command=command,
+        more_to_come=bool(flags & MORE_TO_COME),
+        exhaust_allowed=bool(flags & EXHAUST_ALLOWED),
+    )
+
+
+def _op_msg_sections(body: bytes, end: int) -> tuple[dict[str, Any], dict[str, list[dict]]]:
+    """The kind-0 command and the kind-1 document sequences of an OP_MSG body."""
     command: dict[str, Any] | None = None
     sequences: dict[str, list[dict]] = {}
     offset = 4
@@ -145,20 +181,7 @@ def decode_op_msg(header: Header, body: bytes) -> Request:
             raise ProtocolError(f"unknown OP_MSG section kind {kind}")
     if command is None:
         raise ProtocolError("OP_MSG without a kind-0 section")
-    for identifier, docs in sequences.items():
-        if identifier in command:
-            raise ProtocolError(f"duplicate field {identifier!r} in OP_MSG")
-        command[identifier] = docs
-    db = command.pop("$db", None)
-    if not isinstance(db, str) or not db:
-        raise ProtocolError("OP_MSG command without $db")
-    return Request(
-        request_id=header.request_id,
-        db=db,
-        command=command,
-        more_to_come=bool(flags & MORE_TO_COME),
-        exhaust_allowed=bool(flags & EXHAUST_ALLOWED),
-    )
+    return command, sequences
 
 
 def decode_op_query(header: Header, body: bytes) -> Request:
@@ -169,10 +192,14 @@ def decode_op_query(header: Header, body: bytes) -> Request:
     if len(body) - offset < 8:
         raise ProtocolError("OP_QUERY too short")
     offset += 8  # numberToSkip, numberToReturn
-    query, offset = _decode_document(body, offset, len(body))
     db, _, coll = namespace.partition(".")
     if coll != "$cmd" or not db:
         raise ProtocolError(f"OP_QUERY is only supported for commands, not {namespace!r}")
+    try:
+        query, offset = _decode_document(body, offset, len(body))
+    except TooDeep:
+        return Request(request_id=header.request_id, db=db, command={}, legacy=True,
+                       error=_TOO_DEEP)
     first = next(iter(query), None)
     if first in ("$query", "query") and isinstance(query[first], dict):
         query = query[first]  # {$query: {...}, $readPreference: ...} wrapping of old drivers

@@ -3,7 +3,8 @@
 One thread per connection reads a message, hands the decoded command to the command handler
 (the node's dispatcher, shared with the gRPC transport) and writes the reply. A malformed or
 truncated message, a lying length field, an oversized message or a peer that disconnects
-mid-message closes that connection only; the listener keeps serving everyone else.
+mid-message closes that connection only; the listener keeps serving everyone else. A
+well-framed message whose BSON nests past MongoDB's limit is answered with Overflow (15).
 
 Limits, so that no client can exhaust the node:
 
@@ -271,6 +272,8 @@ class WireServer:
 
     def run(self, request: Request, info: ConnectionInfo) -> dict[str, Any]:
         """Run one command through the handler; a handler crash becomes an error reply."""
+        if request.error is not None:  # refused while decoding (BSON nested too deeply)
+            return dict(request.error)
         try:
             return dict(self._handler(request.db, request.command, info))
         except Exception as exc:  # the connection and the node survive a handler bug

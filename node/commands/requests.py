@@ -1,0 +1,477 @@
+"""Typed requests: every CRUD and query command parsed ONCE into a frozen object.
+
+A node's handlers, ``explain`` and the router all read the same :class:`FindRequest`,
+:class:`UpdateRequest` ... instead of picking fields out of the command document each in their
+own way. ``parse_*`` functions check every field as MongoDB's IDL does (TypeMismatch 14 for a
+wrong type, Location40414 for a missing field, MongoDB's messages) and raise MongoError.
+
+Parsing resolves nothing non-deterministic: ObjectIds for documents without ``_id`` and upsert
+ids are chosen later by whoever builds the log entry (a node's handler, or the router for the
+documents it routes by ``_id``).
+
+Generic fields every request keeps: ``max_time_ms`` (0: no limit), ``comment`` and the raw
+command (``raw``) for transports and the router, which forward fields they do not interpret
+(``lsid``, ``txnNumber``, ``writeConcern``, ``readConcern``, ``$readPreference`` ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.commands.args import (
+    bson_type_name,
+    collection_name,
+    get_bool,
+    get_doc,
+    get_int,
+    get_list,
+    get_nonneg_int,
+    get_str,
+    is_number,
+)
+from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
+
+MAX_WRITE_BATCH = 100_000
+INVALID_LENGTH = 16
+INT32_MAX = 2**31 - 1
+
+
+# --- shared fields ----------------------------------------------------------------------------
+
+
+def parse_max_time_ms(cmd: Mapping[str, Any], field_name: str = "maxTimeMS") -> int:
+    """``maxTimeMS`` as MongoDB's ``parseMaxTimeMS`` checks it; 0 (also when absent): no limit."""
+    value = cmd.get(field_name)
+    if value is None:
+        return 0
+    if not is_number(value):
+        raise MongoError(BAD_VALUE, f"{field_name} must be a number")
+    if isinstance(value, float):
+        if value != value or value < 0 or value > INT32_MAX:
+            raise MongoError(BAD_VALUE, f"{field_name} is out of range")
+        if value != int(value):
+            raise MongoError(BAD_VALUE, f"{field_name} has non-integral value")
+    if value < 0 or value > INT32_MAX:
+        raise MongoError(BAD_VALUE, f"{field_name} is out of range")
+    return int(value)
+
+
+def _sort_spec(sort: Mapping[str, Any] | None) -> list[tuple[str, Any]] | None:
+    return list(sort.items()) if sort else None
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FindRequest:
+    db: str
+    coll: str
+    filter: Mapping[str, Any]
+    sort: list[tuple[str, Any]] | None = None
+    projection: Mapping[str, Any] | None = None
+    skip: int = 0
+    limit: int = 0
+    """0: no limit (a negative ``limit`` becomes its absolute value with ``single_batch``)."""
+    batch_size: int | None = None
+    single_batch: bool = False
+    hint: Any = None
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ns(self) -> str:
+        return f"{self.db}.{self.coll}"
+
+
+def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
+    coll = collection_name(cmd, "find")
+    filt = get_doc(cmd, "find", "filter", {})
+    sort = get_doc(cmd, "find", "sort", None)
+    projection = get_doc(cmd, "find", "projection", None)
+    skip = get_nonneg_int(cmd, "find", "skip", 0)
+    limit = get_int(cmd, "find", "limit", 0)
+    batch_size = get_nonneg_int(cmd, "find", "batchSize", None)
+    single_batch = get_bool(cmd, "find", "singleBatch")
+    if limit < 0:
+        limit, single_batch = -limit, True
+    return FindRequest(db, coll, filt, _sort_spec(sort), projection, skip, limit, batch_size,
+                       single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd)
+
+
+@dataclass(frozen=True)
+class CountRequest:
+    db: str
+    coll: str
+    query: Mapping[str, Any]
+    skip: int = 0
+    limit: int = 0
+    hint: Any = None
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def parse_count(db: str, cmd: Mapping[str, Any]) -> CountRequest:
+    coll = collection_name(cmd, "count")
+    query = get_doc(cmd, "count", "query", {})
+    skip = get_nonneg_int(cmd, "count", "skip", 0)
+    limit = abs(get_int(cmd, "count", "limit", 0))
+    return CountRequest(db, coll, query, skip, limit, cmd.get("hint"), parse_max_time_ms(cmd),
+                        cmd)
+
+
+@dataclass(frozen=True)
+class DistinctRequest:
+    db: str
+    coll: str
+    key: str
+    query: Mapping[str, Any]
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def parse_distinct(db: str, cmd: Mapping[str, Any]) -> DistinctRequest:
+    coll = collection_name(cmd, "distinct")
+    key = get_str(cmd, "distinct", "key")
+    query = get_doc(cmd, "distinct", "query", {})
+    return DistinctRequest(db, coll, key, query, parse_max_time_ms(cmd), cmd)
+
+
+AGGREGATE_STAGES = ("$match", "$sort", "$skip", "$limit", "$project", "$count", "$group",
+                    "$unwind")
+
+
+@dataclass(frozen=True)
+class AggregateRequest:
+    db: str
+    coll: str
+    stages: list[tuple[str, Any]]
+    batch_size: int | None = None
+    explain: bool = False
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def parse_aggregate(db: str, cmd: Mapping[str, Any]) -> AggregateRequest:
+    target = cmd.get("aggregate")
+    if target == 1 or not isinstance(target, str):
+        raise MongoError(BAD_VALUE, "aggregate with no collection is not supported")
+    coll = collection_name(cmd, "aggregate")
+    pipeline = get_list(cmd, "aggregate", "pipeline")
+    explain = get_bool(cmd, "aggregate", "explain")
+    cursor_opts = get_doc(cmd, "aggregate", "cursor", None)
+    if cursor_opts is None and not explain:
+        raise MongoError(FAILED_TO_PARSE, "The 'cursor' option is required, except for "
+                         "aggregate with the explain argument")
+    batch_size = get_nonneg_int(cursor_opts or {}, "aggregate.cursor", "batchSize", None)
+    stages: list[tuple[str, Any]] = []
+    for stage in pipeline:
+        if not isinstance(stage, Mapping) or len(stage) != 1:
+            raise MongoError(40323, "A pipeline stage specification object must contain "
+                             "exactly one field.", code_name="Location40323")
+        name, arg = next(iter(stage.items()))
+        if name not in AGGREGATE_STAGES:
+            raise MongoError(40324, f"Unrecognized pipeline stage name: '{name}'",
+                             code_name="Location40324")
+        stages.append((name, arg))
+    return AggregateRequest(db, coll, stages, batch_size, explain, parse_max_time_ms(cmd), cmd)
+
+
+@dataclass(frozen=True)
+class GetMoreRequest:
+    db: str
+    coll: str
+    cursor_id: int
+    batch_size: int | None = None
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ns(self) -> str:
+        return f"{self.db}.{self.coll}"
+
+
+def parse_get_more(db: str, cmd: Mapping[str, Any]) -> GetMoreRequest:
+    cursor_id = cmd.get("getMore")
+    if not is_number(cursor_id):
+        raise type_mismatch("BSON field 'getMore.getMore' is the wrong type "
+                            f"'{bson_type_name(cursor_id)}', expected type 'long'")
+    coll = get_str(cmd, "getMore", "collection")
+    batch_size = get_nonneg_int(cmd, "getMore", "batchSize", None) or None
+    return GetMoreRequest(db, coll, int(cursor_id), batch_size, parse_max_time_ms(cmd), cmd)
+
+
+@dataclass(frozen=True)
+class KillCursorsRequest:
+    db: str
+    coll: str
+    cursor_ids: list[int]
+
+
+def parse_kill_cursors(db: str, cmd: Mapping[str, Any]) -> KillCursorsRequest:
+    coll = collection_name(cmd, "killCursors")
+    ids = get_list(cmd, "killCursors", "cursors")
+    for cid in ids:
+        if not is_number(cid):
+            raise type_mismatch("BSON field 'killCursors.cursors' is the wrong type "
+                                f"'{bson_type_name(cid)}', expected type 'long'")
+    return KillCursorsRequest(db, coll, [int(c) for c in ids])
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+
+def check_batch(items: list[Any]) -> None:
+    if not items or len(items) > MAX_WRITE_BATCH:
+        raise MongoError(
+            INVALID_LENGTH,
+            f"Write batch sizes must be between 1 and {MAX_WRITE_BATCH}. "
+            f"Got {len(items)} operations.",
+            code_name="InvalidLength",
+        )
+
+
+def parse_stmt_ids(cmd: Mapping[str, Any], name: str, count: int) -> list[int] | None:
+    """``stmtIds`` (one per statement, sent by a router) or ``stmtId`` (the first, the rest
+    following); None when absent (statement ids are then the statements' positions)."""
+    ids = cmd.get("stmtIds")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(is_number(i) for i in ids):
+            raise type_mismatch(f"BSON field '{name}.stmtIds' is the wrong type "
+                                f"'{bson_type_name(ids)}', expected type 'array'")
+        if len(ids) != count:
+            raise MongoError(BAD_VALUE, f"The size of 'stmtIds' ({len(ids)}) does not match "
+                             f"the number of statements ({count})")
+        return [int(i) for i in ids]
+    first = cmd.get("stmtId")
+    if first is not None:
+        if not is_number(first):
+            raise type_mismatch(f"BSON field '{name}.stmtId' is the wrong type "
+                                f"'{bson_type_name(first)}', expected type 'int'")
+        return [int(first) + i for i in range(count)]
+    return None
+
+
+@dataclass(frozen=True)
+class InsertRequest:
+    db: str
+    coll: str
+    documents: list[Mapping[str, Any]]
+    ordered: bool = True
+    stmt_ids: list[int] | None = None
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def parse_insert(db: str, cmd: Mapping[str, Any]) -> InsertRequest:
+    coll = collection_name(cmd, "insert")
+    docs = get_list(cmd, "insert", "documents")
+    ordered = get_bool(cmd, "insert", "ordered", True)
+    check_batch(docs)
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, Mapping):
+            raise type_mismatch(f"BSON field 'insert.documents.{i}' is the wrong type "
+                                f"'{bson_type_name(doc)}', expected type 'object'")
+    return InsertRequest(db, coll, docs, ordered, parse_stmt_ids(cmd, "insert", len(docs)),
+                         parse_max_time_ms(cmd), cmd)
+
+
+UPDATE_FIELDS = frozenset({"q", "u", "upsert", "multi", "arrayFilters", "collation", "hint",
+                           "c"})
+
+
+@dataclass(frozen=True)
+class UpdateStatement:
+    q: Mapping[str, Any]
+    u: Mapping[str, Any]
+    multi: bool = False
+    upsert: bool = False
+    array_filters: list[dict[str, Any]] | None = None
+
+    @property
+    def is_replacement(self) -> bool:
+        return not any(str(k).startswith("$") for k in self.u)
+
+    def to_doc(self) -> dict[str, Any]:
+        """The statement as the command (and the log entry) carries it."""
+        out: dict[str, Any] = {"q": dict(self.q), "u": dict(self.u), "multi": self.multi,
+                               "upsert": self.upsert}
+        if self.array_filters is not None:
+            out["arrayFilters"] = self.array_filters
+        return out
+
+
+def parse_array_filters(st: Mapping[str, Any], where: str) -> list[dict[str, Any]] | None:
+    """The statement's ``arrayFilters`` (None when absent), type-checked as MongoDB's IDL does;
+    the filters themselves are compiled (and refused) when the entry applies, so a bad filter
+    is a write error of its statement."""
+    filters = st.get("arrayFilters")
+    if filters is None:
+        return None
+    if not isinstance(filters, list):
+        raise type_mismatch(f"BSON field '{where}.arrayFilters' is the wrong type "
+                            f"'{bson_type_name(filters)}', expected type 'array'")
+    for i, f in enumerate(filters):
+        if not isinstance(f, Mapping):
+            raise type_mismatch(f"BSON field '{where}.arrayFilters.{i}' is the wrong type "
+                                f"'{bson_type_name(f)}', expected type 'object'")
+    return [dict(f) for f in filters]
+
+
+def parse_update_statement(i: int, st: Any) -> UpdateStatement:
+    if not isinstance(st, Mapping):
+        raise type_mismatch(f"BSON field 'update.updates.{i}' is the wrong type "
+                            f"'{bson_type_name(st)}', expected type 'object'")
+    for key in st:
+        if key not in UPDATE_FIELDS:
+            raise MongoError(40415, f"BSON field 'update.updates.{key}' is an unknown field.",
+                             code_name="Location40415")
+    q = get_doc(st, "update.updates", "q")
+    u = st.get("u")
+    if isinstance(u, list):
+        raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
+    if not isinstance(u, Mapping):
+        raise type_mismatch("BSON field 'update.updates.u' is the wrong type "
+                            f"'{bson_type_name(u)}', expected type 'object'")
+    out = UpdateStatement(q, u, get_bool(st, "update.updates", "multi"),
+                          get_bool(st, "update.updates", "upsert"),
+                          parse_array_filters(st, "update.updates"))
+    if out.multi and out.is_replacement and u:
+        raise MongoError(FAILED_TO_PARSE, "multi update is not supported for replacement-style "
+                         "update")
+    return out
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    db: str
+    coll: str
+    updates: list[UpdateStatement]
+    ordered: bool = True
+    stmt_ids: list[int] | None = None
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def parse_update(db: str, cmd: Mapping[str, Any]) -> UpdateRequest:
+    coll = collection_name(cmd, "update")
+    updates = get_list(cmd, "update", "updates")
+    check_batch(updates)
+    ordered = get_bool(cmd, "update", "ordered", True)
+    statements = [parse_update_statement(i, st) for i, st in enumerate(updates)]
+    return UpdateRequest(db, coll, statements, ordered,
+                         parse_stmt_ids(cmd, "update", len(statements)),
+                         parse_max_time_ms(cmd), cmd)
+
+
+@dataclass(frozen=True)
+class DeleteStatement:
+    q: Mapping[str, Any]
+    limit: int
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"q": dict(self.q), "limit": self.limit}
+
+
+def parse_delete_statement(i: int, st: Any) -> DeleteStatement:
+    if not isinstance(st, Mapping):
+        raise type_mismatch(f"BSON field 'delete.deletes.{i}' is the wrong type "
+                            f"'{bson_type_name(st)}', expected type 'object'")
+    q = get_doc(st, "delete.deletes", "q")
+    if "limit" not in st:
+        raise MongoError(40414, "BSON field 'delete.deletes.limit' is missing but a required "
+                         "field", code_name="Location40414")
+    limit = st["limit"]
+    if not is_number(limit) or limit not in (0, 1):
+        raise MongoError(FAILED_TO_PARSE, f"The limit field in delete objects must be 0 or 1. "
+                         f"Got {limit}")
+    return DeleteStatement(q, int(limit))
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    db: str
+    coll: str
+    deletes: list[DeleteStatement]
+    ordered: bool = True
+    stmt_ids: list[int] | None = None
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def parse_delete(db: str, cmd: Mapping[str, Any]) -> DeleteRequest:
+    coll = collection_name(cmd, "delete")
+    deletes = get_list(cmd, "delete", "deletes")
+    check_batch(deletes)
+    ordered = get_bool(cmd, "delete", "ordered", True)
+    statements = [parse_delete_statement(i, st) for i, st in enumerate(deletes)]
+    return DeleteRequest(db, coll, statements, ordered,
+                         parse_stmt_ids(cmd, "delete", len(statements)),
+                         parse_max_time_ms(cmd), cmd)
+
+
+@dataclass(frozen=True)
+class FindAndModifyRequest:
+    db: str
+    coll: str
+    query: Mapping[str, Any]
+    sort: Mapping[str, Any]
+    fields: Mapping[str, Any] | None
+    remove: bool
+    new: bool
+    upsert: bool
+    update: Mapping[str, Any] | None
+    array_filters: list[dict[str, Any]] | None = None
+    stmt_id: int | None = None
+    max_time_ms: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_entry_fields(self) -> dict[str, Any]:
+        """The fields a findAndModify log entry carries (besides op/db/coll)."""
+        out: dict[str, Any] = {
+            "query": dict(self.query), "sort": dict(self.sort),
+            "fields": dict(self.fields) if self.fields is not None else None,
+            "remove": self.remove, "new": self.new, "upsert": self.upsert,
+            "update": dict(self.update) if self.update is not None else None,
+        }
+        if self.array_filters is not None:
+            out["arrayFilters"] = self.array_filters
+        return out
+
+
+def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyRequest:
+    name = next(iter(cmd))
+    coll = collection_name(cmd, name)
+    query = get_doc(cmd, name, "query", {})
+    sort = get_doc(cmd, name, "sort", {})
+    fields = get_doc(cmd, name, "fields", None)
+    remove = get_bool(cmd, name, "remove")
+    new = get_bool(cmd, name, "new")
+    upsert = get_bool(cmd, name, "upsert")
+    upd = cmd.get("update")
+    array_filters = parse_array_filters(cmd, name)
+    if remove:
+        if upd is not None:
+            raise MongoError(FAILED_TO_PARSE, "Cannot specify both an update and remove=true")
+        if upsert:
+            raise MongoError(FAILED_TO_PARSE, "Cannot specify both upsert=true and remove=true")
+        if new:
+            raise MongoError(FAILED_TO_PARSE, "Cannot specify both new=true and remove=true; "
+                             "'remove' always returns the deleted document")
+        if array_filters is not None:
+            raise MongoError(FAILED_TO_PARSE, "Cannot specify arrayFilters and remove=true")
+    else:
+        if upd is None:
+            raise MongoError(FAILED_TO_PARSE, "Either an update or remove=true must be "
+                             "specified")
+        if isinstance(upd, list):
+            raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
+        if not isinstance(upd, Mapping):
+            raise type_mismatch("BSON field 'findAndModify.update' is the wrong type "
+                                f"'{bson_type_name(upd)}', expected type 'object'")
+    ids = parse_stmt_ids(cmd, name, 1)
+    return FindAndModifyRequest(db, coll, query, sort, fields, remove, new, upsert,
+                                upd if isinstance(upd, Mapping) else None, array_filters,
+                                ids[0] if ids else None, parse_max_time_ms(cmd), cmd)

@@ -1,0 +1,68 @@
+"""A node's handler table: every command a replica-set member serves, one row each.
+
+Adding a command means writing its handler in the family module and one row here. The router
+has a table of its own (``router/commands/table.py``) served by the same
+:class:`~node.commands.dispatcher.Dispatcher`.
+"""
+
+from __future__ import annotations
+
+from node.commands import admin, catalog, crud, explain, indexes, query, rename, sessions
+from node.commands.dispatcher import Command
+
+_CRUD = {"write": True, "retryable_write": True}
+
+NODE_COMMANDS: dict[str, Command] = {
+    # crud
+    "insert": Command(crud.insert, help="insert documents", **_CRUD),
+    "update": Command(crud.update, help="update documents", **_CRUD),
+    "delete": Command(crud.delete, help="delete documents", **_CRUD),
+    "findAndModify": Command(crud.find_and_modify, help="modify one document, return it",
+                             **_CRUD),
+    "findandmodify": Command(crud.find_and_modify, help="modify one document, return it",
+                             **_CRUD),
+    # query
+    "find": Command(query.find, help="query a collection"),
+    "getMore": Command(query.get_more, help="next batch of a cursor"),
+    "killCursors": Command(query.kill_cursors, help="close cursors"),
+    "count": Command(query.count, help="count matching documents"),
+    "distinct": Command(query.distinct, help="distinct values of a field"),
+    "aggregate": Command(query.aggregate, help="a small aggregation pipeline subset"),
+    "explain": Command(explain.explain, help="how a find/count/distinct would run"),
+    # indexes
+    "createIndexes": Command(indexes.create_indexes, help="build indexes"),
+    "dropIndexes": Command(indexes.drop_indexes, help="drop indexes"),
+    "listIndexes": Command(indexes.list_indexes, help="list a collection's indexes"),
+    # catalog
+    "listCollections": Command(catalog.list_collections, help="list collections"),
+    "listDatabases": Command(catalog.list_databases, admin_only=True, help="list databases"),
+    "create": Command(catalog.create, help="create a collection"),
+    "drop": Command(catalog.drop, help="drop a collection"),
+    "dropDatabase": Command(catalog.drop_database, help="drop the current database"),
+    "collStats": Command(catalog.coll_stats, help="collection statistics"),
+    "dbStats": Command(catalog.db_stats, help="database statistics"),
+    "renameCollection": Command(rename.rename_collection_command, admin_only=True,
+                                help="rename a collection"),
+    # admin
+    "hello": Command(admin.hello, help="topology handshake"),
+    "isMaster": Command(admin.hello, help="legacy topology handshake"),
+    "ismaster": Command(admin.hello, help="legacy topology handshake"),
+    "ping": Command(admin.ping, help="liveness"),
+    "buildInfo": Command(admin.build_info, help="server version"),
+    "buildinfo": Command(admin.build_info, help="server version"),
+    "getParameter": Command(admin.get_parameter, admin_only=True, help="server parameters"),
+    "serverStatus": Command(admin.server_status, help="server status"),
+    "endSessions": Command(sessions.end_sessions, help="end logical sessions"),
+    "killSessions": Command(sessions.end_sessions, help="end logical sessions"),
+    "getLastError": Command(admin.get_last_error, help="classic write acknowledgement"),
+    "connectionStatus": Command(admin.connection_status, help="authentication info"),
+    "listCommands": Command(admin.list_commands, help="the command table"),
+    "replSetGetStatus": Command(admin.repl_set_get_status, admin_only=True,
+                                help="replica set member states"),
+    "replSetGetConfig": Command(admin.repl_set_get_config, admin_only=True,
+                                help="replica set configuration"),
+    "replSetStepDown": Command(admin.repl_set_step_down, admin_only=True,
+                               help="primary steps down"),
+    "replSetReconfig": Command(admin.repl_set_reconfig, admin_only=True,
+                               help="change the replica set's members"),
+}

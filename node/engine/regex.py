@@ -1,0 +1,251 @@
+"""MongoDB regular expressions (``$regex``, regex values in queries) on RE2, in linear time.
+
+MongoDB runs PCRE, a backtracking engine: ``{$regex: "^(a+)+$"}`` over ``"a" * 40 + "!"`` takes
+exponential time. Helogale evaluates filters inside the Raft apply path of every member, so such a
+pattern would freeze the whole replica set; here every pattern runs on RE2 (``google-re2``),
+whose matching time is linear in the text. See docs/regex.md for the choice and the numbers.
+
+:func:`compile_regex` turns a pattern and MongoDB's option letters into a :class:`Regex2`:
+
+* options ``i`` ``m`` ``s`` become RE2's inline flags, ``x`` (extended) is applied here as PCRE
+  does (unescaped whitespace and ``#`` comments outside character classes are dropped), ``u``
+  changes nothing (patterns are always UTF-8);
+* PCRE spellings RE2 lacks are rewritten: ``\\Z`` and a non-multiline ``$`` (the end, or before
+  a final newline) become ``(?:\\n?\\z)``, ``(?#...)`` comments are dropped, a stray ``\\E`` too;
+* what RE2 cannot run -- backreferences, lookahead and lookbehind, atomic groups, possessive
+  quantifiers, recursion, conditionals, ``\\G`` and the other PCRE-only escapes -- and a pattern
+  whose compiled program exceeds :data:`MAX_MEM` are refused with MongoDB's error for an invalid
+  regular expression (code 51091, ``Regular expression is invalid: ...``).
+
+Compilation depends only on the pattern, the options and the RE2 build, so every member accepts
+or refuses a pattern identically, and matching gives the same answer everywhere (when RE2's DFA
+cache fills up it falls back to its NFA, which is slower but exact).
+"""
+
+from __future__ import annotations
+
+import re as std_re  # only for the fixed, linear pattern below
+from typing import Final
+
+import re2
+from re2 import _re2
+
+from node.engine.errors import MongoError, bad_value, location
+
+MAX_MEM: Final = 8 << 20
+"""Memory budget of one compiled pattern (RE2's ``max_mem``, fixed so it never varies by build
+default): a pattern whose program does not fit is refused, never truncated."""
+
+INVALID_REGEX: Final = 51091
+VALID_OPTIONS: Final = frozenset("imsxu")
+
+_OPTIONS = re2.Options()
+_OPTIONS.max_mem = MAX_MEM
+_OPTIONS.log_errors = False
+_OPTIONS.never_capture = True  # matching only answers yes/no: no submatches to track
+_OPTIONS.encoding = re2.Options.Encoding.UTF8
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+_END_OR_FINAL_NEWLINE = "(?:\\n?\\z)"
+_WHITESPACE = frozenset(" \t\n\r\f\v")
+_META = frozenset(".^$*+?()[]{}|\\")
+_INLINE_MULTILINE = std_re.compile(r"\(\?[a-zA-Z]*m")  # (?m) or (?im:...) inside the pattern
+
+
+class Regex2:
+    """A compiled pattern: ``search(text)`` says whether the pattern matches somewhere in it.
+
+    Patterns that are a plain literal (``abc``) or an anchored literal prefix (``^abc``) are
+    answered with ``in`` / ``str.startswith`` (the same answer, without RE2's per-call cost);
+    with the ``i`` option too, when pattern and text are ASCII (where case folding is
+    lowercasing)."""
+
+    __slots__ = ("_anchored", "_folded", "_literal", "_match", "pattern")
+
+    def __init__(self, pattern: str, flags: str, body: str) -> None:
+        self.pattern = pattern
+        self._literal: str | None = None  # answered without RE2, case-sensitively
+        self._folded: str | None = None  # answered without RE2 for ASCII texts (flag i)
+        self._anchored = False
+        self._match = None
+        plain = body == pattern and flags in ("", "i")
+        if plain and not _META.intersection(pattern):
+            literal = pattern
+        elif plain and len(pattern) > 1 and pattern[0] == "^" and not _META.intersection(
+                pattern[1:]):
+            literal, self._anchored = pattern[1:], True
+        else:
+            literal = None
+        if literal is not None and not flags:
+            self._literal = literal
+            return
+        if literal is not None and literal.isascii():
+            self._folded = literal.lower()
+        source = f"(?{flags}){body}" if flags else body
+        compiled = _re2.RE2(source.encode("utf-8", "surrogatepass"), _OPTIONS)
+        if not compiled.ok():
+            raise invalid_regex(_explain(compiled.error().decode("utf-8", "replace")))
+        self._match = compiled.Match
+
+    def search(self, text: str) -> bool:
+        literal = self._literal
+        if literal is not None:
+            return text.startswith(literal) if self._anchored else literal in text
+        folded = self._folded
+        if folded is not None and text.isascii():
+            lowered = text.lower()
+            return lowered.startswith(folded) if self._anchored else folded in lowered
+        data = text.encode("utf-8", "surrogatepass")
+        assert self._match is not None
+        return self._match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
+
+    def __repr__(self) -> str:
+        return f"Regex2({self.pattern!r})"
+
+
+def invalid_regex(reason: str) -> MongoError:
+    """MongoDB's error for a pattern it cannot compile (code 51091)."""
+    return location(INVALID_REGEX, f"Regular expression is invalid: {reason}")
+
+
+def compile_regex(pattern: str, options: str) -> Regex2:
+    """The compiled form of a MongoDB ``$regex`` with ``$options`` (errors: BadValue for an
+    unknown option letter, 51109 for an embedded NUL, 51091 for a pattern RE2 cannot run;
+    only plain literals, which RE2 always accepts, skip RE2's compiler)."""
+    for letter in options:
+        if letter not in VALID_OPTIONS:
+            raise bad_value(f"invalid flag in regex options: {letter}")
+    if "\0" in pattern:
+        raise location(51109, "Regular expression cannot contain an embedded null byte")
+    flags = "".join(f for f in "ims" if f in options)
+    multiline = "m" in options or _INLINE_MULTILINE.search(pattern) is not None
+    return Regex2(pattern, flags, translate(pattern, multiline=multiline,
+                                            extended="x" in options))
+
+
+def translate(pattern: str, *, multiline: bool = False, extended: bool = False) -> str:
+    """Rewrite PCRE syntax into RE2's (see the module docstring); what RE2 does not know is left
+    for RE2 to refuse. One pass, tracking escapes, ``\\Q...\\E`` and character classes."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                out.append(ch)  # a trailing backslash: RE2 refuses it
+                i += 1
+                continue
+            nxt = pattern[i + 1]
+            if nxt == "Q":  # \Q...\E: literal text, copied as is (RE2 knows it)
+                end = pattern.find("\\E", i + 2)
+                end = n if end < 0 else end + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            if nxt == "Z":
+                out.append(_END_OR_FINAL_NEWLINE)
+            elif nxt != "E":  # a \E without \Q means nothing to PCRE
+                out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if ch == "[":
+            end = _class_end(pattern, i)
+            out.append(pattern[i:end])
+            i = end
+            continue
+        if ch == "(" and pattern.startswith("(?#", i):
+            end = pattern.find(")", i)
+            i = n if end < 0 else end + 1
+            continue
+        if ch == "$" and not multiline:
+            out.append(_END_OR_FINAL_NEWLINE)
+            i += 1
+            continue
+        if extended:
+            if ch in _WHITESPACE:
+                i += 1
+                continue
+            if ch == "#":
+                end = pattern.find("\n", i)
+                i = n if end < 0 else end + 1
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """The index just past the character class opening at ``start`` (the pattern's end when it
+    is unterminated: RE2 then reports the missing ``]``). A ``]`` right after ``[`` or ``[^``
+    is literal, as are escaped characters; ``[:name:]`` is a POSIX class inside it."""
+    i, n = start + 1, len(pattern)
+    if i < n and pattern[i] == "^":
+        i += 1
+    if i < n and pattern[i] == "]":
+        i += 1
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[" and pattern.startswith("[:", i):
+            end = pattern.find(":]", i + 2)
+            if end >= 0:
+                i = end + 2
+                continue
+        if ch == "]":
+            return i + 1
+        i += 1
+    return n
+
+
+# RE2's complaint -> the reason given to the user (PCRE2's wording where MongoDB has one)
+_REFUSED_OPERATORS = (
+    ("(?=", "lookahead assertions are not supported"),
+    ("(?!", "lookahead assertions are not supported"),
+    ("(?<=", "lookbehind assertions are not supported"),
+    ("(?<!", "lookbehind assertions are not supported"),
+    ("(?>", "atomic groups are not supported"),
+    ("(?(", "conditional groups are not supported"),
+    ("(?|", "branch reset groups are not supported"),
+    ("(?R", "recursion is not supported"),
+    ("(?&", "subroutine calls are not supported"),
+    ("(?P>", "subroutine calls are not supported"),
+    ("(?x", "the x flag inside the pattern is not supported (use the x option)"),
+)
+
+
+def _explain(error: str) -> str:
+    """A user-facing reason for RE2's error text."""
+    kind, _, arg = error.partition(": ")
+    if kind == "invalid perl operator":
+        for prefix, reason in _REFUSED_OPERATORS:
+            if arg.startswith(prefix):
+                return f"{reason}: {arg}"
+        if len(arg) > 2 and (arg[2].isdigit() or arg[2] in "+-"):
+            return f"subroutine calls are not supported: {arg}"
+        return f"unsupported group syntax: {arg}"
+    if kind == "invalid escape sequence":
+        letter = arg[1:2]
+        if letter.isdigit() or letter in ("k", "g"):
+            return f"backreferences are not supported: {arg}"
+        return f"escape sequence not supported: {arg}"
+    if kind == "bad repetition operator" and arg.endswith("+") and len(arg) > 1:
+        return f"possessive quantifiers are not supported: {arg}"
+    if kind == "missing )":
+        return "missing closing parenthesis"
+    if kind == "unexpected )":
+        return "unmatched closing parenthesis"
+    if kind == "missing ]":
+        return "missing terminating ] for character class"
+    if kind == "no argument for repetition operator":
+        return "quantifier does not follow a repeatable item"
+    if kind == "trailing \\":
+        return "\\ at end of pattern"
+    if kind == "invalid repetition size":
+        return f"invalid or too large repetition count (at most 1000): {arg}"
+    if kind == "pattern too large - compile failed":
+        return f"pattern too large: its compiled program exceeds {MAX_MEM >> 20} MiB"
+    return error
+
+
+__all__ = ["INVALID_REGEX", "MAX_MEM", "Regex2", "compile_regex", "invalid_regex", "translate"]
