@@ -19,9 +19,17 @@ from helogale.topology import Topology
 from helogale.uri import DEFAULT_HOST, DEFAULT_PORT, SCHEME, parse_host, parse_uri, validate_option
 from helogale.write_concern import WriteConcern
 
+DEFAULT_SOCKET_TIMEOUT_MS = 600_000
+"""Ten minutes: the longest any one request may wait for its reply unless ``socketTimeoutMS``
+says otherwise (0: no limit, pymongo's meaning). Long enough for any request in normal use (a
+server's idle cursors live as long; a long query streams in batches, each its own request),
+finite so that a server that accepted the request and never answers cannot block a caller
+forever."""
+
 _DEFAULTS: dict[str, Any] = {
     "serverSelectionTimeoutMS": 30000,
     "connectTimeoutMS": 20000,
+    "socketTimeoutMS": DEFAULT_SOCKET_TIMEOUT_MS,
     "heartbeatFrequencyMS": 10000,
     "localThresholdMS": 15,
     "retryWrites": True,

@@ -33,6 +33,8 @@ from proto import helogale_pb2, helogale_pb2_grpc
 
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
 LOOPBACK = "127.0.0.1"
+RETRYABLE_CODES = frozenset({10107, 11602, 13435, 189, 91})
+"""Replies meaning "the primary changed or went away": asking the new primary is safe."""
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 50),
     ("grpc.min_reconnect_backoff_ms", 50),
@@ -127,9 +129,11 @@ class LocalCluster:
         log_level: str = "INFO",
         extra_args: list[str] | None = None,
         link_address: Callable[[int, int], str | None] | None = None,
+        member_args: Mapping[int, list[str]] | None = None,
     ) -> None:
         """``link_address(i, j)``: where member index i dials member index j for Raft traffic
-        (e.g. a chaos proxy); None or returning None means j's own address."""
+        (e.g. a chaos proxy); None or returning None means j's own address. ``member_args``:
+        extra flags for some members only (by index)."""
         self.replset = replset
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-cluster-")
@@ -139,6 +143,7 @@ class LocalCluster:
         self.log_level = log_level
         self.extra_args = list(extra_args or [])
         self.link_address = link_address
+        self.member_args = {i: list(a) for i, a in (member_args or {}).items()}
         per = 3 if wire else 2
         if base_port is None:
             ports = free_ports(members * per)
@@ -195,7 +200,7 @@ class LocalCluster:
                 argv += ["--peer", p.spec(link)]
         if join:
             argv.append("--join")
-        return argv + self.extra_args
+        return argv + self.extra_args + self.member_args.get(i, [])
 
     def _spawn(self, i: int, join: bool = False) -> None:
         m = self.members[i]
@@ -350,12 +355,17 @@ class LocalCluster:
         return doc
 
     def reconfig(self, member_indexes: list[int], timeout: float = 30.0) -> dict[str, Any]:
-        """Send ``replSetReconfig`` with exactly these members to the primary."""
-        p = self.wait_for_primary(timeout)
-        current = self.command(p, {"replSetGetConfig": 1})["config"]
-        cfg = {"_id": self.replset, "version": int(current.get("version", 1)) + 1,
-               "members": [self.member_doc(i) for i in member_indexes]}
-        return self.command(p, {"replSetReconfig": cfg}, timeout=timeout)
+        """Send ``replSetReconfig`` with exactly these members to the primary (again, to the
+        primary of the moment, when the one asked lost leadership meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.wait_for_primary(max(1.0, deadline - time.monotonic()))
+            current = self.command(p, {"replSetGetConfig": 1})["config"]
+            cfg = {"_id": self.replset, "version": int(current.get("version", 1)) + 1,
+                   "members": [self.member_doc(i) for i in member_indexes]}
+            reply = self.command(p, {"replSetReconfig": cfg}, timeout=timeout)
+            if reply.get("code") not in RETRYABLE_CODES or time.monotonic() >= deadline:
+                return reply
 
     def member_status(self, i: int) -> dict[str, Any] | None:
         return self.try_command(i, {"replSetGetStatus": 1})

@@ -483,9 +483,9 @@ def test_replicated_entries_carry_the_filters(run: Any, monkeypatch: pytest.Monk
     entries: list[dict[str, Any]] = []
     real_submit = crud.submit
 
-    def spy(node: Any, cmd: Any, entry: dict[str, Any], ctx: Any) -> Any:
+    def spy(node: Any, cmd: Any, entry: dict[str, Any], ctx: Any, *args: Any) -> Any:
         entries.append(entry)
-        return real_submit(node, cmd, entry, ctx)
+        return real_submit(node, cmd, entry, ctx, *args)
 
     monkeypatch.setattr(crud, "submit", spy)
     run({"insert": "students", "documents": [{"_id": 1, "a": [0, 1]}]})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import lmdb
 import pytest
 from bson import Int64
 
@@ -96,6 +97,68 @@ def test_failing_entry_changes_nothing_but_is_recorded_as_applied() -> None:
         assert txn.get("docs:app.c", b"junk") is None
     assert sm.apply(2, {"op": "nope"})["ok"] == 0.0
     assert sm.applied_index == 2
+
+
+@pytest.mark.parametrize("failure", [
+    lmdb.MapFullError("mdb_put: MDB_MAP_FULL"), lmdb.ReadersFullError("MDB_READERS_FULL"),
+    lmdb.DiskError("EIO"), OSError(28, "No space left on device"), MemoryError(),
+])
+def test_environmental_failure_propagates_and_is_not_recorded(failure: BaseException) -> None:
+    """A failure of this member's store or disk is not the entry's: recording the index as
+    applied (with an error reply) would make this member silently diverge from the others.
+    It propagates (the member stops) and nothing is recorded: a restart applies it again."""
+    def fail(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+        txn.put("docs:app.c", b"junk", b"junk")
+        raise failure
+
+    store = MemoryStore()
+    sm = StateMachine(open_engine(store), store, {**APPLIERS, "fail": fail},
+                      groupers=GROUPERS)
+    assert sm.apply(1, ins(1)) == {"n": 1}
+    with pytest.raises(type(failure)):
+        sm.apply(2, {"op": "fail"})
+    assert sm.applied_index == 1
+    with pytest.raises(type(failure)):
+        sm.apply_batch([(2, ins(2)), (3, {"op": "fail"}), (4, ins(4))])
+    assert sm.applied_index == 1
+    assert [d["_id"] for d in all_docs(sm)] == [1]
+    with store.read() as txn:
+        assert txn.get("docs:app.c", b"junk") is None
+    assert machine(store).applied_index == 1  # what a restart reads back
+    sm.appliers["fail"] = lambda engine, txn, entry: {"n": 0}  # the condition went away
+    assert sm.apply_batch([(2, ins(2)), (3, {"op": "fail"})]) == [{"n": 1}, {"n": 0}]
+
+
+def test_environmental_cause_behind_another_exception_propagates() -> None:
+    def fail(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+        try:
+            raise lmdb.MapFullError("MDB_MAP_FULL")
+        except lmdb.Error as exc:
+            raise RuntimeError("index maintenance failed") from exc
+
+    store = MemoryStore()
+    sm = StateMachine(open_engine(store), store, {**APPLIERS, "fail": fail})
+    with pytest.raises(RuntimeError):
+        sm.apply(1, {"op": "fail"})
+    assert sm.applied_index == 0
+
+
+def test_real_map_full_stops_applying_and_a_larger_map_resumes(tmp_path: Any) -> None:
+    store = LMDBStore(str(tmp_path), map_size=256 * 1024, sync=False)
+    sm = machine(store)
+    index = 0
+    with pytest.raises(lmdb.MapFullError):
+        for index in range(1, 1000):
+            sm.apply(index, {**ins(index), "docs": [{"_id": index, "pad": "x" * 4000}]})
+    last_good = index - 1
+    assert sm.applied_index == last_good > 0
+    store.close()
+    store = LMDBStore(str(tmp_path), map_size=8 << 20, sync=False)
+    sm = machine(store)
+    assert sm.applied_index == last_good
+    assert sm.apply(index, {**ins(index), "docs": [{"_id": index, "pad": "x"}]}) == {"n": 1}
+    assert len(all_docs(sm)) == index
+    store.close()
 
 
 def test_guard_refuses_entries_before_they_apply() -> None:

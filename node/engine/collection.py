@@ -396,8 +396,11 @@ class Collection:
         sp = Savepoint(txn)
         try:
             return body(sp)
-        except BaseException:
-            sp.rollback()
+        except BaseException as exc:
+            try:
+                sp.rollback()
+            except Exception as broken:  # the store refused the undo (its txn is dead): the
+                raise exc from broken    # first failure is the one to report, not the undo's
             raise
 
     # -- seams ----------------------------------------------------------------------------------

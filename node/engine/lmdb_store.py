@@ -28,8 +28,8 @@ longer keys raise :class:`KeyTooLarge`.
 
 Every open read transaction holds one of the environment's ``max_readers`` slots until it ends
 (server cursors keep theirs while open, so the command layer caps them below this; the writer
-needs none). With every slot taken, :meth:`LMDBStore.read` raises ExceededMemoryLimit (146)
-rather than LMDB's own error.
+needs none). With every slot taken, :meth:`LMDBStore.read` raises ``lmdb.ReadersFullError``:
+a failure of this member (``node.server.faults``), not of an operation.
 """
 
 from __future__ import annotations
@@ -44,14 +44,11 @@ from typing import Any
 
 import lmdb
 
-from node.engine.errors import MongoError
-
 _NEXT_ID_KEY = b"\xff\xffnext"
 _ID_LEN = 4
 _strip_table_id = itemgetter(slice(_ID_LEN, None))
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file only grows as pages are used
 DEFAULT_MAX_READERS = 4096
-EXCEEDED_MEMORY_LIMIT = 146
 
 
 class KeyTooLarge(ValueError):
@@ -330,14 +327,7 @@ class LMDBStore:
     def read(self) -> Iterator[_LmdbReadTxn]:
         """A snapshot of the committed state; never blocks and is never blocked by the writer."""
         self._check_open()
-        try:
-            txn = self._env.begin(write=False, buffers=False)
-        except lmdb.ReadersFullError:
-            raise MongoError(
-                EXCEEDED_MEMORY_LIMIT,
-                f"the storage engine's {self.max_readers} readers are all in use; "
-                "too many open cursors or concurrent reads", code_name="ExceededMemoryLimit",
-            ) from None
+        txn = self._env.begin(write=False, buffers=False)
         try:
             yield _LmdbReadTxn(self, txn)
         finally:
@@ -367,6 +357,12 @@ class LMDBStore:
             "map_size": info["map_size"],
             "entries": entries,
         }
+
+    def sync(self) -> None:
+        """Flush every commit to disk (``env.sync(force=True)``): a store opened with
+        ``sync=False`` is only trustworthy after a power cut up to the last call of this."""
+        self._check_open()
+        self._env.sync(True)
 
     def close(self) -> None:
         """Close the environment (open transactions must have ended)."""

@@ -5,6 +5,11 @@ builds the state machine with every command family's appliers, the member (a rep
 :class:`~node.server.replica.Replica`, or a :class:`~node.server.standalone.StandaloneMember`
 when ``standalone`` is asked for), the dispatcher, the gRPC command server and, with
 ``--wire-port``, the MongoDB wire-protocol listener. ``stop()`` undoes it in reverse order.
+
+A member that can no longer make progress (its Raft node failed: WAL write, store, snapshot
+install; see ``raft.node``) logs ONE ERROR line saying why, steps down if it can, sets
+:attr:`NodeApp.failure` and calls ``on_fatal()``: the process then exits non-zero
+(``node.__main__``) and a supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from node.commands.appliers import APPLIERS, GROUPERS
@@ -31,7 +37,9 @@ from node.server.grpc_service import (
 )
 from node.server.session_reaper import SessionReaper
 from node.server.statemachine import StateMachine
+from node.server.store_guard import StoreGuard, kernel_boot_id
 from node.server.ttl import TTLMonitor
+from raft.fsio import FileSystem
 
 log = logging.getLogger("helogale.node")
 
@@ -46,14 +54,14 @@ def reader_slots(config: NodeConfig) -> int:
     return config.max_cursors + 2 * threads + 64
 
 
-def open_store(data_dir: str | None, *, sync: bool = False, max_readers: int | None = None
-               ) -> Any:
+def open_store(data_dir: str | None, *, sync: bool = False, map_size: int | None = None,
+               max_readers: int | None = None               ) -> Any:
     """The engine's KVStore: LMDB under ``data_dir/engine``, or in memory.
 
-    A replica-set member's LMDB runs without its own fsync (``sync=False``): the Raft WAL
-    (fsynced before anything is acknowledged) is the durable record, and a restarted member
-    replays it from the last snapshot. A killed process loses nothing either way (LMDB's pages
-    are in the OS cache). A standalone member has no WAL, so its store fsyncs every commit."""
+    A standalone member has no WAL, so its store fsyncs every commit. A replica-set member's
+    store is opened by :class:`~node.server.store_guard.StoreGuard` instead: it runs without
+    fsync (the Raft WAL, fsynced before anything is acknowledged, is the durable record) and
+    is discarded and rebuilt from the Raft snapshot and log after the machine crashed."""
     if data_dir is None:
         from node.engine.memory_store import MemoryStore
 
@@ -62,18 +70,37 @@ def open_store(data_dir: str | None, *, sync: bool = False, max_readers: int | N
 
     path = os.path.join(data_dir, "engine")
     os.makedirs(path, exist_ok=True)
-    if max_readers is None:
-        return LMDBStore(path, sync=sync)
-    return LMDBStore(path, sync=sync, max_readers=max_readers)
+    sizes: dict[str, int] = {}
+    if map_size is not None:
+        sizes["map_size"] = map_size
+    if max_readers is not None:
+        sizes["max_readers"] = max_readers
+    return LMDBStore(path, sync=sync, **sizes)
 
 
 class NodeApp:
-    """One member process's moving parts."""
+    """One member process's moving parts. ``fs`` (the Raft files and the store marker) and
+    ``boot_id`` are injectable for power-loss tests."""
 
-    def __init__(self, config: NodeConfig, *, standalone: bool = False) -> None:
+    def __init__(self, config: NodeConfig, *, standalone: bool = False,
+                 fs: FileSystem | None = None,
+                 boot_id: Callable[[], str | None] = kernel_boot_id,
+                 on_fatal: Callable[[], None] | None = None) -> None:
         self.config = config
-        self.store = open_store(config.data_dir, sync=standalone,
-                                max_readers=reader_slots(config))
+        self.failure: str | None = None
+        """Why this member can no longer make progress (None while healthy)."""
+        self._on_fatal = on_fatal
+        self._fatal_lock = threading.Lock()
+        self.store_guard: StoreGuard | None = None
+        readers = reader_slots(config)
+        if config.data_dir is not None and not standalone:
+            self.store_guard = StoreGuard(config.data_dir, fs=fs, boot_id=boot_id)
+            self.store: Any = self.store_guard.open(config.engine_map_size, readers)
+            log.info("engine store opened", extra={"fields": {
+                "rebuilt": self.store_guard.rebuilt, "reason": self.store_guard.reason}})
+        else:
+            self.store = open_store(config.data_dir, sync=standalone,
+                                    map_size=config.engine_map_size, max_readers=readers)
         self.engine = open_engine(self.store, max_sort_bytes=config.max_blocking_sort_bytes)
         self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS)
         self.member: Any
@@ -84,7 +111,8 @@ class NodeApp:
         else:
             from node.server.replica import Replica
 
-            self.member = Replica(config, self.sm, self.store)
+            self.member = Replica(config, self.sm, self.store, fs=fs)
+            self.member.on_fatal = self._fatal
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s,
                                       max_open=config.max_cursors,
                                       max_per_connection=config.max_cursors_per_connection)
@@ -109,6 +137,23 @@ class NodeApp:
             self.store, lambda entry: self.member.submit(entry, WriteConcern())[0],
             self._writable, timeout_minutes=config.session_timeout_minutes,
             interval_s=config.session_refresh_secs)
+
+    def _fatal(self, where: str, exc: BaseException) -> None:
+        """The member cannot make progress: one ERROR line, step down, tell the process."""
+        with self._fatal_lock:
+            if self.failure is not None:
+                return
+            self.failure = f"{where} failed: {type(exc).__name__}: {exc}"
+        log.error("member cannot make progress and is exiting: %s", self.failure,
+                  exc_info=exc, extra={"fields": {"where": where,
+                                                  "cause": type(exc).__name__}})
+        try:
+            relinquish = getattr(self.member, "relinquish", None)
+            if relinquish is not None:
+                relinquish()
+        finally:
+            if self._on_fatal is not None:
+                self._on_fatal()
 
     def _writable(self) -> bool:
         try:
@@ -170,5 +215,8 @@ class NodeApp:
         if stop is not None:
             stop()
         self.cursors.close_all()
-        self.store.close()
+        if self.store_guard is not None:
+            self.store_guard.close(self.store)  # synced and marked clean
+        else:
+            self.store.close()
         log.info("member stopped")

@@ -120,6 +120,9 @@ class NodeConfig:
     """Bytes of wire messages being received and run, across connections."""
     max_blocking_sort_bytes: int = 100 * 1024 * 1024
     """Memory a sort without an index (find, aggregate ``$sort``) or a ``$group`` may hold."""
+    engine_map_size: int | None = None
+    """Bytes the engine's LMDB file may grow to (None: 64 GiB). A member whose store fills
+    up exits (see docs/replication.md, Faults)."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -197,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes of wire messages in flight across connections (default 256 MiB)")
     p.add_argument("--max-blocking-sort-bytes", type=int,
                    help="memory an unindexed sort or a $group may use (default 104857600)")
+    p.add_argument("--engine-map-size", type=int,
+                   help="bytes the engine's LMDB file may grow to (default 64 GiB); a member "
+                        "whose store fills up exits")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose

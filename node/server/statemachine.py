@@ -11,11 +11,15 @@ the state machine, in ONE write transaction of the store:
    session's last use, for pruning: see ``node.commands.sessions``) and the entry's log index.
 
 So after a crash the store says exactly which index was applied last, and a write is either
-fully applied with its bookkeeping or not at all. The replica-set configuration (``hello``
-reports it on every call) is also kept in memory, published when its entry's transaction
-commits, so answering ``hello`` never needs a store reader slot. An applier that fails with an unexpected
-exception aborts its transaction; the index is then recorded alone (the same on every member)
-and the error becomes the reply.
+fully applied with its bookkeeping or not at all. An applier that fails with a MongoError or an
+unexpected (deterministic: a bug every member hits alike) exception aborts its transaction; the
+index is then recorded alone (the same on every member) and the error becomes the reply. An
+*environmental* failure (:mod:`node.server.faults`: LMDB map or readers full, I/O error, out of
+memory) is this member's alone: it aborts the transaction and propagates with nothing recorded,
+so the member stops (the Raft driver's fatal path) instead of silently diverging. The
+replica-set configuration (``hello`` reports it on every call) is also kept in memory,
+published when its entry's transaction commits, so answering ``hello`` never needs a store
+reader slot.
 
 Sharding hook: a ``guard`` (ownership filter / routing-version check per collection) is asked
 before every applier runs; None today.
@@ -34,6 +38,7 @@ from bson import Int64
 from bson.codec_options import CodecOptions
 
 from node.engine.errors import MongoError
+from node.server.faults import is_environmental
 
 log = logging.getLogger("helogale.statemachine")
 
@@ -188,7 +193,10 @@ class StateMachine:
             except MongoError as exc:
                 reply = exc.to_reply()
                 self._record_index_only(index)
-            except Exception as exc:  # deterministic on every member; never wedge the log
+            except Exception as exc:
+                if is_environmental(exc):
+                    raise  # this member's disk/store, not the entry: never record it
+                # deterministic on every member; never wedge the log
                 log.exception("applying entry %d (%s) failed", index, entry.get("op"))
                 reply = MongoError(1, f"internal error applying entry: {exc}").to_reply()
                 self._record_index_only(index)
@@ -216,8 +224,10 @@ class StateMachine:
                     txn.put(META, APPLIED_KEY, _U64.pack(todo[-1][0]))
                 self._applied = todo[-1][0]
                 self._publish_config()
-            except Exception:
+            except Exception as exc:
                 self._staged_config = None
+                if is_environmental(exc):
+                    raise  # nothing of the batch was committed; the member must stop
                 replies.clear()
             else:
                 out = [replies.get(i) for i, _ in items]
