@@ -47,10 +47,10 @@ log = logging.getLogger("helogale.node")
 def reader_slots(config: NodeConfig) -> int:
     """LMDB reader slots for a member: one per open cursor (capped at ``max_cursors``) plus a
     reserve no cursor can take, for the short reads of every thread that may run a command at
-    once (gRPC workers, stream workers, wire connections; two each, a read may nest), the
-    snapshot being sent and internal reads. So ``hello``, ``ping``, writes and replication
-    never wait for a reader that cursors hold."""
-    threads = config.grpc_workers + STREAM_WORKERS + config.wire_max_connections
+    once (gRPC workers, a reader per open stream, stream workers, wire connections; two each,
+    a read may nest), the snapshot being sent and internal reads. So ``hello``, ``ping``,
+    writes and replication never find the reader table full because of cursors."""
+    threads = 2 * config.grpc_workers + STREAM_WORKERS + config.wire_max_connections
     return config.max_cursors + 2 * threads + 64
 
 
