@@ -138,13 +138,13 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
         ctx = RequestContext(transport=GRPC, connection_id=self._connection_id(peer), peer=peer,
                              deferred_replies=True)
         ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        state = {"in_flight": 0, "reading": True}
+        # in_flight: commands read and not yet answered (the stream ends at 0 once the client
+        # is done); held/bytes: commands read and replies not yet handed to gRPC (backpressure)
+        state = {"in_flight": 0, "reading": True, "held": 0, "bytes": 0, "waiting": False}
         lock = threading.Lock()
-        # backpressure: commands read and not yet handed to gRPC, reply bytes waiting
-        room = threading.Condition()
-        held = {"commands": 0, "bytes": 0}
+        room = threading.Condition(lock)
 
-        def finished() -> None:  # one command done (or the reader ended): maybe end the stream
+        def finished() -> None:  # the reader ended: maybe end the stream
             with lock:
                 done = not state["reading"] and state["in_flight"] == 0
             if done:
@@ -152,12 +152,13 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
 
         def answer(request_id: int) -> Callable[[bytes], None]:
             def done(reply: bytes) -> None:
-                with room:
-                    held["bytes"] += len(reply)
                 ready.put(helogale_pb2.StreamReply(request_id=request_id, reply=reply))
                 with lock:
                     state["in_flight"] -= 1
-                finished()
+                    state["bytes"] += len(reply)
+                    last = not state["reading"] and state["in_flight"] == 0
+                if last:
+                    ready.put(_END)
             return done
 
         def run_one(request_id: int, db: str, command: bytes) -> None:
@@ -169,21 +170,25 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                 raise
             done(reply)
 
+        def full() -> bool:
+            return (state["held"] >= self.max_in_flight
+                    or state["bytes"] >= self.max_queued_bytes)
+
         def wait_for_room() -> bool:
             """Block while the stream holds too much; False once the RPC is over."""
             with room:
-                if (held["commands"] < self.max_in_flight
-                        and held["bytes"] < self.max_queued_bytes):
+                if not full():
                     return True
+                state["waiting"] = True
                 with self._lock:
                     self.waiting_readers += 1
                 try:
-                    while (held["commands"] >= self.max_in_flight
-                           or held["bytes"] >= self.max_queued_bytes):
+                    while full():
                         room.wait(1.0)
                         if not context.is_active():
                             return False
                 finally:
+                    state["waiting"] = False
                     with self._lock:
                         self.waiting_readers -= 1
             return True
@@ -197,10 +202,9 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                     n = len(batch.commands)
                     with lock:
                         state["in_flight"] += n
-                    with room:
-                        held["commands"] += n
-                        if held["commands"] > self.peak_in_flight:
-                            self.peak_in_flight = held["commands"]
+                        state["held"] += n
+                        if state["held"] > self.peak_in_flight:
+                            self.peak_in_flight = state["held"]
                     for cmd in batch.commands:
                         if self._dispatcher.runs_inline(command_name(cmd.command)):
                             # proposed here, answered by the thread that applies it
@@ -212,8 +216,7 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                         except RuntimeError:  # the pool is shut down: the server is stopping
                             with lock:
                                 state["in_flight"] -= 1
-                            with room:
-                                held["commands"] -= 1
+                                state["held"] -= 1
             except Exception:  # the client went away or cancelled: nothing to answer
                 pass
             finally:
@@ -245,10 +248,12 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                     replies.append(item)
                 yield helogale_pb2.ReplyBatch(replies=replies)
                 # gRPC took the batch (sent, or buffered within the flow-control window)
+                sent = sum(len(r.reply) for r in replies)
                 with room:
-                    held["commands"] -= len(replies)
-                    held["bytes"] -= sum(len(r.reply) for r in replies)
-                    room.notify_all()
+                    state["held"] -= len(replies)
+                    state["bytes"] -= sent
+                    if state["waiting"]:
+                        room.notify()
                 if end or not context.is_active():
                     return
         finally:
