@@ -226,3 +226,45 @@ def test_find_and_modify_retry_returns_the_first_reply() -> None:
     assert first["value"] == {"_id": 1, "k": 5}
     assert sm.apply(3, fam) == first
     assert all_docs(sm) == [{"_id": 1, "k": 5}]
+
+
+class _NoReads(MemoryStore):
+    """A store whose read snapshots can be forbidden (as when every LMDB reader slot is held)."""
+
+    forbid = False
+
+    def read(self) -> Any:
+        if self.forbid:
+            raise AssertionError("a read transaction was opened")
+        return super().read()
+
+
+def _config(version: int) -> dict[str, Any]:
+    return {"op": "replSetConfig", "now": NOW,
+            "config": {"_id": "rs0", "version": version, "members": [{"_id": 1, "host": "a:1"}]}}
+
+
+def test_replset_config_is_served_from_memory(tmp_path: Any) -> None:
+    """``hello`` reads the config on every call: it must not need a store reader slot."""
+    store = _NoReads()
+    sm = machine(store)
+    assert sm.replset_config() is None
+    sm.apply(1, _config(2))
+    sm.apply_batch([(2, ins(1)), (3, _config(3)), (4, ins(2))])
+    store.forbid = True
+    assert sm.replset_config()["version"] == 3
+    store.forbid = False
+    # a failing batch falls back to one by one: the config still follows what committed
+    sm.apply_batch([(5, _config(4)), (6, {"op": "nope"})])
+    store.forbid = True
+    assert sm.replset_config()["version"] == 4
+    store.forbid = False
+    # reopened (or a snapshot installed, which reloads): read back from the store once
+    lmdb = LMDBStore(str(tmp_path))
+    first = machine(lmdb)
+    first.apply(1, _config(7))
+    lmdb.close()
+    lmdb = LMDBStore(str(tmp_path))
+    again = machine(lmdb)
+    assert again.replset_config()["version"] == 7
+    lmdb.close()

@@ -59,6 +59,7 @@ class NodeServices:
     test_commands: bool = False
     """``--enable-test-commands``: serve ``configureFailPoint``."""
     commands: Mapping[str, Command] = field(default_factory=dict)
+    session_timeout_minutes: float = 30.0
 
 
 class RoutingCheck(Protocol):

@@ -7,7 +7,17 @@ has a table of its own (``router/commands/table.py``) served by the same
 
 from __future__ import annotations
 
-from node.commands import admin, apply_ops, catalog, crud, explain, indexes, query, rename
+from node.commands import (
+    admin,
+    apply_ops,
+    catalog,
+    crud,
+    explain,
+    indexes,
+    query,
+    rename,
+    sessions,
+)
 from node.commands.dispatcher import Command
 from node.sharding import commands as sharding
 
@@ -53,8 +63,8 @@ NODE_COMMANDS: dict[str, Command] = {
     "buildinfo": Command(admin.build_info, help="server version"),
     "getParameter": Command(admin.get_parameter, admin_only=True, help="server parameters"),
     "serverStatus": Command(admin.server_status, help="server status"),
-    "endSessions": Command(admin.end_sessions, help="end logical sessions"),
-    "killSessions": Command(admin.end_sessions, help="end logical sessions"),
+    "endSessions": Command(sessions.end_sessions, help="end logical sessions"),
+    "killSessions": Command(sessions.end_sessions, help="end logical sessions"),
     "getLastError": Command(admin.get_last_error, help="classic write acknowledgement"),
     "connectionStatus": Command(admin.connection_status, help="authentication info"),
     "listCommands": Command(admin.list_commands, help="the command table"),

@@ -48,12 +48,16 @@ from node.engine.geo import (
 from node.engine.keystring import encode_key, invert, is_descending, prefix_successor
 from node.engine.matcher import Matcher
 from node.engine.paths import path_values
-from node.engine.sorting import Sort, parse_sort
+from node.engine.sorting import (
+    MAX_BLOCKING_SORT_BYTES,
+    Sort,
+    bounded_sort,
+    parse_sort,
+)
 from node.engine.values import MISSING
 
-SORT_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
+SORT_MEMORY_LIMIT_BYTES = MAX_BLOCKING_SORT_BYTES
 """Default limit for in-memory sorts (MongoDB's internalQueryMaxBlockingSortMemoryUsageBytes)."""
-QUERY_EXCEEDED_MEMORY_LIMIT = 292
 NO_QUERY_EXECUTION_PLANS = 291
 MAX_SCAN_RANGES = 512  # cap on the cartesian product of point bounds
 
@@ -1117,14 +1121,6 @@ def sort_key_for(sort: list[tuple[str, int]]) -> Callable[[Mapping[str, Any]], t
     return Sort(sort).key
 
 
-def sort_exceeded(limit: int) -> MongoError:
-    return MongoError(
-        QUERY_EXCEEDED_MEMORY_LIMIT,
-        f"Sort exceeded memory limit of {limit} bytes, but did not opt in to external sorting.",
-        code_name="QueryExceededMemoryLimitNoDiskUseAllowed",
-    )
-
-
 def blocking_sort(
     rows: Iterable[Row],
     sort: list[tuple[str, int]],
@@ -1134,52 +1130,10 @@ def blocking_sort(
     allow_disk_use: bool = False,
 ) -> list[Row]:
     """Sort rows in memory, keeping the first ``keep`` (0: all); fails with code 292 when the
-    documents held exceed ``max_bytes`` (unless ``allow_disk_use``)."""
+    documents held (their BSON sizes) exceed ``max_bytes`` (unless ``allow_disk_use``)."""
     key = sort_key_for(sort)
-    held = 0
-    counter = itertools.count()
-    if keep > 0:
-        heap: list[tuple[Any, int, Row]] = []  # max-heap via negation
-        for row in rows:
-            item = (_Reversed(key(row[2])), next(counter), row)
-            if len(heap) < keep:
-                heapq.heappush(heap, item)
-                held += len(row[1])
-            elif item[0] > heap[0][0]:
-                old = heapq.heapreplace(heap, item)
-                held += len(row[1]) - len(old[2][1])
-            if held > max_bytes and not allow_disk_use:
-                raise sort_exceeded(max_bytes)
-        ordered = sorted(heap, key=lambda it: (it[0].inner, it[1]))
-        return [it[2] for it in ordered]
-    items = []
-    for row in rows:
-        held += len(row[1])
-        if held > max_bytes and not allow_disk_use:
-            raise sort_exceeded(max_bytes)
-        items.append((key(row[2]), next(counter), row))
-    items.sort(key=lambda it: (it[0], it[1]))
-    return [it[2] for it in items]
-
-
-class _Reversed:
-    """Inverts a tuple key's order, so heapq's min-heap keeps the ``keep`` smallest."""
-
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: tuple) -> None:
-        self.inner = inner
-
-    def __lt__(self, other: _Reversed) -> bool:
-        return other.inner < self.inner
-
-    def __gt__(self, other: _Reversed) -> bool:
-        return self.inner < other.inner
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Reversed) and self.inner == other.inner
-
-    __hash__ = None  # type: ignore[assignment]
+    return bounded_sort(rows, lambda row: key(row[2]), lambda row: len(row[1]), keep=keep,
+                        max_bytes=max_bytes, allow_disk_use=allow_disk_use)
 
 
 @dataclass

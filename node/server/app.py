@@ -25,10 +25,17 @@ from node.commands.context import WIRE, RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
+from node.commands.member import WriteConcern
 from node.commands.table import NODE_COMMANDS
 from node.engine.errors import MongoError
 from node.server.config import NodeConfig
-from node.server.grpc_service import add_command_service, make_server
+from node.server.grpc_service import (
+    STREAM_WORKERS,
+    UNARY_RESERVE,
+    add_command_service,
+    make_server,
+)
+from node.server.session_reaper import SessionReaper
 from node.server.statemachine import StateMachine
 from node.server.store_guard import StoreGuard, kernel_boot_id
 from node.server.ttl import TTLMonitor
@@ -37,8 +44,18 @@ from raft.fsio import FileSystem
 log = logging.getLogger("helogale.node")
 
 
-def open_store(data_dir: str | None, *, sync: bool = False, map_size: int | None = None
-               ) -> Any:
+def reader_slots(config: NodeConfig) -> int:
+    """LMDB reader slots for a member: one per open cursor (capped at ``max_cursors``) plus a
+    reserve no cursor can take, for the short reads of every thread that may run a command at
+    once (gRPC workers, a reader per open stream, stream workers, wire connections; two each,
+    a read may nest), the snapshot being sent and internal reads. So ``hello``, ``ping``,
+    writes and replication never find the reader table full because of cursors."""
+    threads = 2 * config.grpc_workers + STREAM_WORKERS + config.wire_max_connections
+    return config.max_cursors + 2 * threads + 64
+
+
+def open_store(data_dir: str | None, *, sync: bool = False, map_size: int | None = None,
+               max_readers: int | None = None               ) -> Any:
     """The engine's KVStore: LMDB under ``data_dir/engine``, or in memory.
 
     A standalone member has no WAL, so its store fsyncs every commit. A replica-set member's
@@ -53,9 +70,12 @@ def open_store(data_dir: str | None, *, sync: bool = False, map_size: int | None
 
     path = os.path.join(data_dir, "engine")
     os.makedirs(path, exist_ok=True)
+    sizes: dict[str, int] = {}
     if map_size is not None:
-        return LMDBStore(path, sync=sync, map_size=map_size)
-    return LMDBStore(path, sync=sync)
+        sizes["map_size"] = map_size
+    if max_readers is not None:
+        sizes["max_readers"] = max_readers
+    return LMDBStore(path, sync=sync, **sizes)
 
 
 class NodeApp:
@@ -72,15 +92,16 @@ class NodeApp:
         self._on_fatal = on_fatal
         self._fatal_lock = threading.Lock()
         self.store_guard: StoreGuard | None = None
+        readers = reader_slots(config)
         if config.data_dir is not None and not standalone:
             self.store_guard = StoreGuard(config.data_dir, fs=fs, boot_id=boot_id)
-            self.store: Any = self.store_guard.open(config.engine_map_size)
+            self.store: Any = self.store_guard.open(config.engine_map_size, readers)
             log.info("engine store opened", extra={"fields": {
                 "rebuilt": self.store_guard.rebuilt, "reason": self.store_guard.reason}})
         else:
             self.store = open_store(config.data_dir, sync=standalone,
-                                    map_size=config.engine_map_size)
-        self.engine = open_engine(self.store)
+                                    map_size=config.engine_map_size, max_readers=readers)
+        self.engine = open_engine(self.store, max_sort_bytes=config.max_blocking_sort_bytes)
         self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS,
                                statements=STATEMENTS)
         self.member: Any
@@ -93,13 +114,19 @@ class NodeApp:
 
             self.member = Replica(config, self.sm, self.store, fs=fs)
             self.member.on_fatal = self._fatal
-        self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
+        self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s,
+                                      max_open=config.max_cursors,
+                                      max_per_connection=config.max_cursors_per_connection)
         services = NodeServices(self.engine, self.member, self.cursors,
+                                session_timeout_minutes=config.session_timeout_minutes,
                                 test_commands=config.enable_test_commands)
         self.sharding = self._sharding_role(services)
         self.dispatcher = Dispatcher(services, NODE_COMMANDS)
-        self.grpc = make_server()
-        self.command_service = add_command_service(self.grpc, self.dispatcher)
+        if config.grpc_workers <= UNARY_RESERVE:
+            raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
+        self.grpc = make_server(config.grpc_workers)
+        self.command_service = add_command_service(
+            self.grpc, self.dispatcher, max_streams=config.grpc_workers - UNARY_RESERVE)
         port = self.grpc.add_insecure_port(config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")
@@ -109,6 +136,10 @@ class NodeApp:
                                         daemon=True)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
                               interval_s=config.ttl_monitor_secs)
+        self.session_reaper = SessionReaper(
+            self.store, lambda entry: self.member.submit(entry, WriteConcern())[0],
+            self._writable, timeout_minutes=config.session_timeout_minutes,
+            interval_s=config.session_refresh_secs)
 
     def _sharding_role(self, services: NodeServices) -> Any:
         """The config-server or shard role this member was started with (None: neither)."""
@@ -177,7 +208,12 @@ class NodeApp:
             return add_error_labels(self.dispatcher.is_retryable_write(command),
                                     self.dispatcher.run(db, command, ctx))
 
-        self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port)
+        cfg = self.config
+        self.wire = WireServer(handle, cfg.wire_listen_host, cfg.wire_port,
+                               max_connections=cfg.wire_max_connections,
+                               stall_timeout_s=cfg.wire_stall_timeout_secs or None,
+                               idle_timeout_s=cfg.wire_idle_timeout_secs or None,
+                               max_buffered_bytes=cfg.wire_max_buffered_bytes)
         self.wire.start()
 
     def start(self) -> NodeApp:
@@ -191,6 +227,7 @@ class NodeApp:
         start_role = getattr(self.sharding, "start", None)
         if start_role is not None:
             start_role()
+        self.session_reaper.start()
         log.info("member serving", extra={"fields": {
             "listen": self.config.listen, "wire_port": self.config.wire_port,
             "replset": self.config.replset, "data": self.config.data_dir}})
@@ -204,6 +241,7 @@ class NodeApp:
         self.ttl.stop()
         if self.sharding is not None:
             self.sharding.close()
+        self.session_reaper.stop()
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()

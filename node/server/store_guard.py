@@ -95,9 +95,9 @@ class StoreGuard:
             return False, "the machine restarted while the store was open (boot id changed)"
         return False, f"marker state {state!r}"
 
-    def open(self, map_size: int | None = None) -> LMDBStore:
+    def open(self, map_size: int | None = None, max_readers: int | None = None) -> LMDBStore:
         """The store, after marking it open (durably) with this boot's id (``map_size``: the
-        LMDB map's size, default the store's)."""
+        LMDB map's size, ``max_readers`` its reader slots; default the store's)."""
         self.fs.makedirs(self.data_dir)
         boot = self._boot_id()
         trusted, self.reason = self.verdict(boot)
@@ -111,9 +111,12 @@ class StoreGuard:
         write_atomic(self.fs, self.marker,
                      json.dumps({"state": "open", "boot_id": boot}).encode())
         os.makedirs(self.engine_dir, exist_ok=True)
+        sizes: dict[str, int] = {}
         if map_size is not None:
-            return LMDBStore(self.engine_dir, sync=False, map_size=map_size)
-        return LMDBStore(self.engine_dir, sync=False)
+            sizes["map_size"] = map_size
+        if max_readers is not None:
+            sizes["max_readers"] = max_readers
+        return LMDBStore(self.engine_dir, sync=False, **sizes)
 
     def close(self, store: LMDBStore) -> None:
         """Clean stop (nothing writes to ``store`` any more): flush it to disk, then mark it
