@@ -89,7 +89,7 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
          ) -> dict[str, Any]:
     req = requests.parse_find(db, cmd)
     if db in CONFIG_DBS:
-        return _config_cursor(svc, db, cmd, req.ns, req.batch_size)
+        return _config_cursor(svc, db, cmd, req.ns, req.batch_size, ctx)
 
     def attempt(route: Route) -> dict[str, Any]:
         shards = targets(route, req.filter)
@@ -114,14 +114,15 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
         batch_size = req.batch_size
         if req.single_batch and batch_size is None:
             batch_size = req.limit or None
-        return open_cursor(svc, req.ns, docs, batch_size, req.single_batch)  # type: ignore[arg-type]
+        return open_cursor(svc, req.ns, docs, batch_size,  # type: ignore[arg-type]
+                           req.single_batch, ctx=ctx)
 
     return svc.shards.routed(db, req.coll, attempt,
                              missing=lambda: cursor_reply(req.ns, [], 0, True))
 
 
 def _config_cursor(svc: RouterServices, db: str, cmd: Mapping[str, Any], ns: str,
-                   batch_size: int | None) -> dict[str, Any]:
+                   batch_size: int | None, ctx: RequestContext) -> dict[str, Any]:
     """A read of the config servers' ``config``/``admin`` databases, as a router cursor."""
     config = svc.config
 
@@ -134,7 +135,7 @@ def _config_cursor(svc: RouterServices, db: str, cmd: Mapping[str, Any], ns: str
         return reply
     stream = ShardStream("config", run, db, reply, address)
     return open_cursor(svc, reply["cursor"].get("ns", ns),  # type: ignore[arg-type]
-                       RouterCursor([stream], merge.concat), batch_size)
+                       RouterCursor([stream], merge.concat), batch_size, ctx=ctx)
 
 
 # --- count, distinct -------------------------------------------------------------------------
@@ -229,7 +230,7 @@ def aggregate(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Request
 
     req = requests.parse_aggregate(db, cmd)
     if db in CONFIG_DBS:
-        return _config_cursor(svc, db, cmd, f"{db}.{req.coll}", req.batch_size)
+        return _config_cursor(svc, db, cmd, f"{db}.{req.coll}", req.batch_size, ctx)
     shard_part, how, rest = split_pipeline(req.stages)
 
     def attempt(route: Route) -> dict[str, Any]:
@@ -249,7 +250,8 @@ def aggregate(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Request
             return run_pipeline(docs, rest)
 
         cursor = RouterCursor(streams, merged)
-        return open_cursor(svc, f"{db}.{req.coll}", cursor, req.batch_size)  # type: ignore[arg-type]
+        return open_cursor(svc, f"{db}.{req.coll}", cursor,  # type: ignore[arg-type]
+                           req.batch_size, ctx=ctx)
 
     return svc.shards.routed(db, req.coll, attempt,
                              missing=lambda: cursor_reply(f"{db}.{req.coll}", [], 0, True))
