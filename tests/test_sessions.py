@@ -8,7 +8,7 @@ from typing import Any
 
 from bson import Binary, Int64
 
-from node.commands.appliers import APPLIERS
+from node.commands.appliers import APPLIERS, STATEMENTS
 from node.commands.context import RequestContext
 from node.commands.engine_ops import open_engine
 from node.commands.sessions import drop_entry, session_count
@@ -73,7 +73,7 @@ def test_idle_sessions_are_pruned_after_the_timeout() -> None:
 
 def test_a_session_used_after_the_reaper_looked_is_kept() -> None:
     store = MemoryStore()
-    sm = StateMachine(open_engine(store), store, APPLIERS)
+    sm = StateMachine(open_engine(store), store, APPLIERS, statements=STATEMENTS)
     write = {"op": "insert", "db": "app", "coll": "c", "docs": [{"_id": 1}], "ordered": True,
              "lsid": _lsid("a"), "txnNumber": Int64(1), "now": T0}
     sm.apply(1, write)
@@ -104,7 +104,7 @@ def test_dropping_is_the_same_on_every_member_whatever_their_clocks() -> None:
     tables = []
     for _ in range(2):
         store = MemoryStore()
-        sm = StateMachine(open_engine(store), store, APPLIERS)
+        sm = StateMachine(open_engine(store), store, APPLIERS, statements=STATEMENTS)
         replies = sm.apply_batch([(i + 1, e) for i, e in enumerate(entries)])
         assert replies[-2:] == [{"n": 2}, {"n": 1}]
         with store.read() as r:
