@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any, TextIO
 
-from node.local_cluster import LocalCluster
+from node.local_cluster import LOOPBACK, LocalCluster
 from node.sharded_cluster import CONFIG_SET, ShardedCluster
 
 DEMO_NS = "demo.animals"
@@ -49,6 +50,30 @@ def _check_data_dir(data_dir: str, shards: int) -> str | None:
     return None
 
 
+def _ports(cluster: LocalCluster | ShardedCluster) -> list[int]:
+    sets = cluster.sets if isinstance(cluster, ShardedCluster) else [cluster]
+    ports = [p for c in sets for m in c.members for p in (m.port, m.raft_port, m.wire_port)
+             if p]
+    if isinstance(cluster, ShardedCluster):
+        ports += [p for r in cluster.routers for p in (r.port, r.wire_port) if p]
+    return sorted(ports)
+
+
+def busy_ports(ports: list[int]) -> list[int]:
+    """Those of ``ports`` something already listens on (on loopback)."""
+    busy = []
+    for port in ports:
+        with socket.socket() as s:
+            # as a server binds: a port held only by connections closing (TIME_WAIT, after
+            # a previous `up`) is free; one something listens on is not
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
 def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = True,
            demo: bool = True, shards: int = 2, routers: int = 2,
            out: TextIO | None = None) -> int:
@@ -67,6 +92,12 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
     else:
         cluster = ShardedCluster(shards, members=members, routers=routers, data_dir=data_dir,
                                  base_port=base_port, wire=wire, own_process_group=True)
+    busy = busy_ports(_ports(cluster))
+    if busy:
+        print(f"helogale up: port(s) {', '.join(map(str, busy))} already in use (another "
+              "`helogale up`, or a mongod?): choose other ports with --port", file=sys.stderr)
+        cluster.stop()  # removes a temporary data directory; nothing was started
+        return 2
     done = threading.Event()
     previous = {s: signal.signal(s, lambda *_: done.set())
                 for s in (signal.SIGINT, signal.SIGTERM)}
