@@ -4,6 +4,7 @@ sharded cluster by default, one replica set with ``--shards 0``)."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -11,10 +12,22 @@ import threading
 
 import pytest
 
-from node.local_cluster import free_ports, wait_until
+from node.local_cluster import wait_until
+from node.up import busy_ports
 
 pytestmark = pytest.mark.cluster
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pick_base(below: int, above: int) -> int:
+    """A ``--port`` with ``base-below .. base+above`` all free, below the ephemeral port range
+    (where the machine's outgoing connections would take ports from under a fixed layout)."""
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randrange(12_000 + below, 32_000 - above)
+        if not busy_ports(list(range(base - below, base + above))):
+            return base
+    raise RuntimeError("no free block of ports")
 
 
 class Up:
@@ -54,7 +67,7 @@ class Up:
 
 
 def test_up_prints_uri_runs_demo_and_stops_on_ctrl_c(tmp_path: object) -> None:
-    base = free_ports(1)[0]
+    base = pick_base(0, 9)
     data = os.path.join(str(tmp_path), "data")
     up = Up("--shards", "0", "--data", data, "--port", str(base))
     try:
@@ -78,7 +91,7 @@ def test_sharded_up_serves_both_clients_through_routers_and_stops(tmp_path: obje
 
     import helogale
 
-    base = free_ports(1)[0]
+    base = pick_base(10, 130)
     data = os.path.join(str(tmp_path), "data")
     # small: one member per set (config, shard1, shard2) and two routers, five processes
     up = Up("--members", "1", "--shards", "2", "--routers", "2", "--data", data,
