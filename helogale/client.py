@@ -15,7 +15,7 @@ from helogale.errors import ConfigurationError, check_reply
 from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference, ServerMode, read_pref_from_name
 from helogale.retry import Executor
-from helogale.topology import Topology
+from helogale.topology import MONGOS, Topology
 from helogale.uri import DEFAULT_HOST, DEFAULT_PORT, SCHEME, parse_host, parse_uri, validate_option
 from helogale.write_concern import WriteConcern
 
@@ -159,7 +159,13 @@ class MongoClient:
 
     @property
     def is_primary(self) -> bool:
-        return self._topology.select_server(ReadPreference.PRIMARY).server_type == "RSPrimary"
+        """Whether the server writes go to takes writes: a primary, a standalone or a router."""
+        return self._topology.select_server(ReadPreference.PRIMARY).is_writable
+
+    @property
+    def is_mongos(self) -> bool:
+        """Whether the client is connected to routers (a Sharded topology)."""
+        return self._topology.select_server(ReadPreference.PRIMARY).server_type == MONGOS
 
     def server_info(self) -> dict[str, Any]:
         return self.admin.command("hello")

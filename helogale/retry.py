@@ -10,6 +10,11 @@ transaction number, which the server uses to apply it at most once). Retries con
 ``serverSelectionTimeoutMS`` after the first failure (at most ``MAX_ATTEMPTS`` runs in all), so
 a failover costs a pause, not an error.
 
+Through routers (a Sharded topology) the same policy applies, with two differences, as in
+pymongo: a "not primary" answer from a router comes from a shard behind it (the router already
+waited for that shard's failover), so the router is *not* marked unknown (only a network error
+does that); and a retry prefers another router than the one that failed, when one is known.
+
 Two rules keep this safe and bounded:
 
 * a write is run again only with the ``lsid`` and ``txnNumber`` its first run carried: a write
@@ -88,6 +93,15 @@ def supports_retryable_writes(server: ServerDescription) -> bool:
     return server.server_type in (RS_PRIMARY, MONGOS)
 
 
+def _avoiding(
+    addresses: set[Address],
+) -> Callable[[list[ServerDescription]], list[ServerDescription]]:
+    """A selector preferring servers other than ``addresses`` (all of them if none is left)."""
+    def select(candidates: list[ServerDescription]) -> list[ServerDescription]:
+        return [s for s in candidates if s.address not in addresses] or candidates
+    return select
+
+
 class Executor:
     """Runs operations against the topology with the client's retry policy."""
 
@@ -123,6 +137,7 @@ class Executor:
         deadline: float | None = None
         attempts = 0
         first_error: PyMongoError | None = None
+        failed_routers: set[Address] = set()
         while True:
             if address is not None:
                 server = ServerDescription(address)
@@ -130,7 +145,9 @@ class Executor:
                 remaining = None
                 if deadline is not None:
                     remaining = max(deadline - time.monotonic(), 0.0)
-                server = topology.select_server(read_preference, timeout=remaining)
+                server = topology.select_server(
+                    read_preference, timeout=remaining,
+                    selector=_avoiding(failed_routers) if failed_routers else None)
             channel = topology.channels.get(server.address)
             attempts += 1
             try:
@@ -140,8 +157,14 @@ class Executor:
                 raise first_error from None
             except PyMongoError as exc:
                 timed_out = isinstance(exc, NetworkTimeout)
-                if (isinstance(exc, AutoReconnect) and not timed_out) or is_not_primary(exc):
+                router = server.server_type == MONGOS or topology.is_sharded
+                if is_not_primary(exc):  # (NotPrimaryError is an AutoReconnect, as in pymongo)
+                    if not router:  # a router relays a shard's answer: it is itself fine
+                        topology.mark_unknown(server.address, exc)
+                elif isinstance(exc, AutoReconnect) and not timed_out:
                     topology.mark_unknown(server.address, exc)
+                if router:
+                    failed_routers.add(server.address)
                 may_retry = retryable() if callable(retryable) else retryable
                 if address is not None or not may_retry or not is_retryable(exc):
                     raise
