@@ -33,7 +33,7 @@ on, as an application uses it): ceil(N / 32) processes, each one ``MongoClient``
 threads (one pipelined command stream per server), driven by :mod:`bench.load`. The three
 systems differ only in the URI the clients get.
 
-``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms}],
+``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms, errors}],
 "ratios": [...], "targets": [...], "placement": {...}, "machine": {...}}``: ``ratios`` are each
 sharded system's throughput and latency over the replica set's for the same workload;
 ``targets`` the router-overhead aims (``router-1-shard`` >= 0.8x the replica set's throughput
@@ -396,7 +396,7 @@ def main(argv: list[str]) -> int:
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         shaped = [{k: r[k] for k in ("workload", "system", "ops_per_s", "p50_ms", "p99_ms",
-                                     "docs_per_s") if k in r} for r in results]
+                                     "docs_per_s", "errors") if k in r} for r in results]
         Path(args.json).write_text(json.dumps({
             "results": shaped, "ratios": ratio_rows, "targets": aims, "placement": placed,
             "machine": machine, "duration_s": duration, "preloaded_docs": docs}, indent=2))
