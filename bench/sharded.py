@@ -198,18 +198,23 @@ def _shard_collections(cluster: ShardedCluster) -> None:
 
 @contextlib.contextmanager
 def start_system(name: str, root: Path, members: int) -> Iterator[tuple[str, Any]]:
-    """Start ``name``; yields (the clients' URI, the cluster object)."""
-    data = str(root / name)
+    """Start ``name``; yields (the clients' URI, the cluster object). Whatever was started
+    is stopped on the way out, also when start-up itself fails (the harnesses' ``with``
+    would leave the processes running then)."""
+    cluster: LocalCluster | ShardedCluster
     if name == "replset":
-        with LocalCluster(members, data_dir=data, log_level="WARNING") as rs:
-            rs.wait_for_primary()
-            yield rs.uri, rs
-        return
-    shards = 2 if name == "router-2-shards" else 1
-    with ShardedCluster(shards=shards, members=members, routers=1, wire=False,
-                        data_dir=data, log_level="WARNING") as cluster:
-        _shard_collections(cluster)
+        cluster = LocalCluster(members, data_dir=str(root / name), log_level="WARNING")
+    else:
+        cluster = ShardedCluster(shards=2 if name == "router-2-shards" else 1,
+                                 members=members, routers=1, wire=False,
+                                 data_dir=str(root / name), log_level="WARNING")
+    try:
+        cluster.start(timeout=120)
+        if isinstance(cluster, ShardedCluster):
+            _shard_collections(cluster)
         yield cluster.uri, cluster
+    finally:
+        cluster.stop()
 
 
 def preload(uri: str, docs: int) -> None:
