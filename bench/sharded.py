@@ -157,14 +157,23 @@ def load_client(argv: list[str]) -> int:
     return 0
 
 
-def run_clients(uri: str, workload: str, clients: int, duration: float, docs: int
-                ) -> dict[str, float]:
+def run_clients(uri: str, workload: str, clients: int, duration: float, docs: int,
+                server_pids: list[int] | None = None) -> dict[str, float]:
     """``clients`` concurrent clients over ceil(clients / 32) processes (bench.load)."""
     seed = time.time_ns() % 1_000_000_000
     argvs = [["bench", "sharded", "load-client", "--uri", uri, "--workload", workload,
               "--clients", str(k), "--docs", str(docs), "--seed", str(seed + i)]
              for i, k in enumerate(split_clients(clients))]
-    return run_client_processes(argvs, duration, workload)
+    return run_client_processes(argvs, duration, workload, server_pids)
+
+
+def server_pids(cluster: LocalCluster | ShardedCluster) -> list[int]:
+    """Every process of the system: members of every replica set, and the routers."""
+    sets = cluster.sets if isinstance(cluster, ShardedCluster) else [cluster]
+    procs = [m.proc for s in sets for m in s.members]
+    if isinstance(cluster, ShardedCluster):
+        procs += [r.proc for r in cluster.routers]
+    return [p.pid for p in procs if p is not None]
 
 
 # ---------------------------------------------------------------------- systems under test
@@ -228,7 +237,8 @@ def preload(uri: str, docs: int) -> None:
         coll.create_index("k")
         for lo in range(0, docs, PRELOAD_BATCH):
             coll.insert_many([{"_id": doc_id(i), "k": i, "v": PAYLOAD}
-                              for i in range(lo, min(docs, lo + PRELOAD_BATCH))])
+                              for i in range(lo, min(docs, lo + PRELOAD_BATCH))],
+                             ordered=False)  # ordered: one shard round trip per run of ids
         client[DB][INSERTS].insert_one({"_id": 0, "v": PAYLOAD})  # the collection exists
     finally:
         client.close()
@@ -258,8 +268,11 @@ def bench_system(name: str, root: Path, members: int, duration: float,
                                         ("find", "find-id", clients),
                                         ("sorted", "find-sorted", sorted_clients)):
             for n in counts:
-                r = run_clients(uri, workload, n, duration, docs)
+                r = run_clients(uri, workload, n, duration, docs, server_pids(cluster))
                 row: dict[str, Any] = {"workload": f"{label}-{n}", "system": name, **r}
+                if r["ops_per_s"] and "server_cpu" in r:
+                    row["cpu_ms_per_op"] = ((r["server_cpu"] + r["client_cpu"]) * 1000
+                                            / r["ops_per_s"])
                 if workload == "sorted":
                     row["docs_per_s"] = r["ops_per_s"] * SORT_SPAN
                 results.append(row)
@@ -273,6 +286,10 @@ def bench_system(name: str, root: Path, members: int, duration: float,
 # ---------------------------------------------------------------------- report
 def _print(r: dict[str, Any]) -> None:
     docs = f"  {r['docs_per_s']:8.0f} docs/s" if "docs_per_s" in r else ""
+    if "server_cpu" in r:
+        docs = f"  servers {r['server_cpu']:.2f} cores" + docs
+    if "cpu_ms_per_op" in r:
+        docs = f"  cpu {r['cpu_ms_per_op']:6.2f} ms/op" + docs
     err = f"  {int(r['errors'])} errors" if r.get("errors") else ""
     print(f"  {r['system']:<15} {r['workload']:<20} {r['ops_per_s']:8.0f} ops/s  "
           f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
@@ -290,7 +307,9 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"workload": r["workload"], "system": r["system"],
                     "throughput_x": _div(r["ops_per_s"], a["ops_per_s"]),
                     "p50_x": _div(r["p50_ms"], a["p50_ms"]),
-                    "p99_x": _div(r["p99_ms"], a["p99_ms"])})
+                    "p99_x": _div(r["p99_ms"], a["p99_ms"]),
+                    "cpu_x": (_div(r["cpu_ms_per_op"], a["cpu_ms_per_op"])
+                              if "cpu_ms_per_op" in r and "cpu_ms_per_op" in a else None)})
     return out
 
 
@@ -318,32 +337,38 @@ def targets(rows: list[dict[str, Any]], clients: tuple[int, ...]) -> list[dict[s
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-    """One line per workload: each system's ops/s and p50, the sharded ones with ratios."""
+    """One line per workload and system: throughput, p50 latency and CPU per operation (all
+    processes of the system plus its clients), the sharded systems with their ratio to the
+    replica set's."""
     by = {(r["workload"], r["system"]): r for r in results}
-    workloads = list(dict.fromkeys(r["workload"] for r in results))
-    head = f"{'workload':<20} {'replset ops/s':>13} {'p50 ms':>7}"
-    for s in SYSTEMS[1:]:
-        head += f" | {s + ' ops/s':>22} {'p50 ms':>13}"
+    head = (f"{'workload':<20} {'system':<16} {'ops/s':>8} {'':>6} {'p50 ms':>8} {'':>6} "
+            f"{'p99 ms':>8} {'cpu ms/op':>10} {'':>6}")
     lines = [head, "-" * len(head)]
-    for w in workloads:
+    for w in dict.fromkeys(r["workload"] for r in results):
         a = by.get((w, "replset"))
-        line = f"{w:<20} " + (f"{a['ops_per_s']:13.0f} {a['p50_ms']:7.2f}" if a else
-                              f"{'-':>13} {'-':>7}")
-        for s in SYSTEMS[1:]:
+        for s in SYSTEMS:
             r = by.get((w, s))
             if r is None:
-                line += f" | {'-':>22} {'-':>13}"
                 continue
-            tx = _div(r["ops_per_s"], a["ops_per_s"]) if a else None
-            lx = _div(r["p50_ms"], a["p50_ms"]) if a else None
-            line += (f" | {r['ops_per_s']:13.0f} ({_x(tx)})"
-                     f" {r['p50_ms']:6.2f} ({_x(lx)})")
-        lines.append(line)
+            base = a if s != "replset" else None
+            cpu = r.get("cpu_ms_per_op")
+            lines.append(f"{w if s == SYSTEMS[0] or a is None else '':<20} {s:<16} "
+                         f"{r['ops_per_s']:8.0f} {_vs(r, base, 'ops_per_s'):>6} "
+                         f"{r['p50_ms']:8.2f} {_vs(r, base, 'p50_ms'):>6} {r['p99_ms']:8.2f} "
+                         f"{'-' if cpu is None else f'{cpu:.2f}':>10} "
+                         f"{_vs(r, base, 'cpu_ms_per_op'):>6}")
     return "\n".join(lines)
 
 
+def _vs(r: dict[str, Any], base: dict[str, Any] | None, key: str) -> str:
+    """``r[key]`` over ``base[key]`` as a ratio ("" without a base)."""
+    if base is None or key not in r or key not in base:
+        return ""
+    return _x(_div(r[key], base[key]))
+
+
 def _x(v: float | None) -> str:
-    return f"{v:5.2f}x" if v is not None else "    -"
+    return f"{v:.2f}x" if v is not None else "-"
 
 
 def main(argv: list[str]) -> int:
@@ -401,7 +426,8 @@ def main(argv: list[str]) -> int:
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         shaped = [{k: r[k] for k in ("workload", "system", "ops_per_s", "p50_ms", "p99_ms",
-                                     "docs_per_s", "errors") if k in r} for r in results]
+                                     "docs_per_s", "cpu_ms_per_op", "errors") if k in r}
+                  for r in results]
         Path(args.json).write_text(json.dumps({
             "results": shaped, "ratios": ratio_rows, "targets": aims, "placement": placed,
             "machine": machine, "duration_s": duration, "preloaded_docs": docs}, indent=2))

@@ -45,11 +45,13 @@ def test_sharded_bench_quick_json_shape(tmp_path: Path) -> None:
         assert row["ops_per_s"] > 0, row
         assert 0 < row["p50_ms"] <= row["p99_ms"], row
         assert row["errors"] == 0, row
+        assert row["cpu_ms_per_op"] > 0, row  # the system's processes, sampled in the window
     for n in SORTED_CLIENTS:
         row = rows[(f"find-sorted-{n}", "replset")]
         assert row["docs_per_s"] == pytest.approx(row["ops_per_s"] * 500)
     assert {(r["workload"], r["system"]) for r in data["ratios"]} == {
         (w, s) for w in workloads for s in SYSTEMS[1:]}
+    assert all(r["throughput_x"] > 0 and r["cpu_x"] > 0 for r in data["ratios"])
     assert [t["workload"] for t in data["targets"]] == [
         "insert-majority-16", "insert-majority-1", "find-id-16", "find-id-1"]
     # the second shard took its half: of the preloaded documents and of the inserts
