@@ -23,7 +23,7 @@ Workloads, each for ``--duration`` seconds after a 0.5 s warm-up, at N = 1, 16, 
   with ``w: "majority"``, one outstanding at a time;
 * ``find-id-N``: each client ``find_one({_id: <a preloaded id>})``;
 * ``find-sorted-N`` (N = 1, 16): ``find({k: {$gte: x, $lt: x + 500}}).sort(k).batch_size(100)``
-  read to the end (a first batch and five ``getMore``s), on the indexed non-``_id`` field ``k``
+  read to the end (a first batch, then ``getMore``s of 100), on the indexed non-``_id`` field ``k``
   over 500 documents whose ``_id``s, and so shards, are random: on ``router-2-shards`` every
   query is scatter-gather with the router merging two sorted streams. ``ops_per_s`` counts
   queries, ``docs_per_s`` documents.
@@ -33,9 +33,14 @@ on, as an application uses it): ceil(N / 32) processes, each one ``MongoClient``
 threads (one pipelined command stream per server), driven by :mod:`bench.load`. The three
 systems differ only in the URI the clients get.
 
-``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms, errors}],
-"ratios": [...], "targets": [...], "placement": {...}, "machine": {...}}``: ``ratios`` are each
-sharded system's throughput and latency over the replica set's for the same workload;
+Each row also has ``cpu_ms_per_op``: the CPU time of every process of the system (members,
+config servers, router; sampled at the window's edges) and of its clients, over the operations
+finished in the window. On a shared machine it moves less than throughput and latency do.
+
+``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms,
+cpu_ms_per_op, errors, docs_per_s (sorted queries)}], "ratios": [...], "targets": [...],
+"placement": {...}, "machine": {...}}``: ``ratios`` are each sharded system's throughput,
+latency and CPU per operation over the replica set's for the same workload;
 ``targets`` the router-overhead aims (``router-1-shard`` >= 0.8x the replica set's throughput
 at the most clients, <= 1.5x its p50 latency at one client); ``placement`` how many documents
 each shard of ``router-2-shards`` holds; ``machine`` the CPU count and load averages.
