@@ -68,11 +68,14 @@ def _open_streams(svc: RouterServices, route: Route, db: str, shards: Sequence[s
                   cmds: Sequence[Mapping[str, Any]], cmd: Mapping[str, Any]
                   ) -> list[ShardStream]:
     pref = read_preference(cmd)
-    calls = [svc.shards.pool.submit(svc.shards.call_member, shard, db, versioned(c, route,
-                                                                                   shard),
-                                    read_preference=pref)
-             for shard, c in zip(shards, cmds, strict=True)]
-    answered = [f.result() for f in calls]
+    if len(shards) == 1:  # no thread hand-off for a targeted query
+        answered = [svc.shards.call_member(shards[0], db, versioned(cmds[0], route, shards[0]),
+                                           read_preference=pref)]
+    else:
+        calls = [svc.shards.pool.submit(svc.shards.call_member, shard, db,
+                                        versioned(c, route, shard), read_preference=pref)
+                 for shard, c in zip(shards, cmds, strict=True)]
+        answered = [f.result() for f in calls]
     streams = [ShardStream(shard, shard_runner(svc.shards, shard, pref), db, reply, address)
                for shard, (reply, address) in zip(shards, answered, strict=True)
                if reply.get("ok") == 1.0]
