@@ -224,10 +224,15 @@ class LocalCluster:
         m.paused = False
 
     def start(self, timeout: float = 30.0) -> LocalCluster:
-        """Start every member and wait until one is primary."""
-        for i in range(len(self.members)):
-            self._spawn(i)
-        self.wait_for_primary(timeout)
+        """Start every member and wait until one is primary (stopping them all if that
+        fails: no process is left behind)."""
+        try:
+            for i in range(len(self.members)):
+                self._spawn(i)
+            self.wait_for_primary(timeout)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __enter__(self) -> LocalCluster:

@@ -151,8 +151,15 @@ class ShardedCluster:
               progress: Callable[[str], None] | None = None) -> ShardedCluster:
         """Start every member at once, wait for each set's primary, start the routers and add
         the shards (idempotent: a restarted cluster keeps its shards). ``progress`` is told
-        each step as it completes (``helogale up`` prints them)."""
-        say = progress or (lambda _text: None)
+        each step as it completes (``helogale up`` prints them). If anything fails, whatever
+        started is stopped before the error propagates (no process is left behind)."""
+        try:
+            return self._start(timeout, progress or (lambda _text: None))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float, say: Callable[[str], None]) -> ShardedCluster:
         for cluster in self.sets:
             for i in range(len(cluster.members)):
                 cluster._spawn(i)
