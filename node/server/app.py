@@ -153,7 +153,12 @@ class NodeApp:
                 hosts = [m.host for m in members()] if members else [self.config.advertised]
                 return connection_string(self.config.replset, hosts)
 
-            services.sharding = ConfigServer(self.engine, self.member, my_conn)
+            from node.sharding.balancer import Balancer
+
+            config_server = ConfigServer(self.engine, self.member, my_conn)
+            config_server.balancer = Balancer(config_server, self._writable,
+                                              interval_s=self.config.balancer_interval_secs)
+            services.sharding = config_server
         elif role == "shardsvr":
             from node.sharding.commands import ShardRole
             from node.sharding.migration import RangeDeleter

@@ -100,6 +100,8 @@ class NodeConfig:
     keep_entries: int = 5000
     ttl_monitor_secs: float = 60.0
     """Seconds between the primary's passes deleting documents expired by TTL indexes."""
+    balancer_interval_secs: float = 10.0
+    """On config servers: seconds between balancer rounds (``balancerStart`` starts one now)."""
     enable_test_commands: bool = False
     """Serve test-only commands (``configureFailPoint``)."""
     cluster_role: str | None = None
@@ -183,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log entries kept behind a snapshot for slow members (default 5000)")
     p.add_argument("--ttl-monitor-secs", type=float,
                    help="seconds between passes deleting TTL-expired documents (default 60)")
+    p.add_argument("--balancer-interval-secs", type=float,
+                   help="config servers: seconds between balancer rounds (default 10)")
     p.add_argument("--enable-test-commands", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: configureFailPoint
     role = p.add_mutually_exclusive_group()

@@ -20,6 +20,8 @@ from bson import Int64
 from node.commands.args import get_bool, get_str
 from node.commands.context import RequestContext
 from node.engine.errors import BAD_VALUE, MongoError
+from node.engine.values import compare
+from node.sharding import chunk_stats
 from node.sharding.config_server import ConfigServer
 from node.sharding.migration import (
     MigrationDestination,
@@ -197,6 +199,39 @@ def configsvr_drop_database(node: NodeServices, db: str, cmd: Mapping[str, Any],
     return cfg.drop_database(get_str(cmd, "_configsvrDropDatabase", "_configsvrDropDatabase"))
 
 
+def configsvr_balancer_start(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                             ctx: RequestContext) -> dict[str, Any]:
+    return _config(node, "_configsvrBalancerStart").set_balancer(stopped=False)
+
+
+def configsvr_balancer_stop(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                            ctx: RequestContext) -> dict[str, Any]:
+    return _config(node, "_configsvrBalancerStop").set_balancer(stopped=True)
+
+
+def configsvr_balancer_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                              ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrBalancerStatus")
+    if cfg.balancer is None:
+        raise MongoError(ILLEGAL_OPERATION, "no balancer on this member",
+                         code_name="IllegalOperation")
+    return cfg.balancer.status()
+
+
+def configsvr_merge_chunks(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                           ctx: RequestContext) -> dict[str, Any]:
+    cfg = _config(node, "_configsvrMergeChunks")
+    return cfg.merge_chunks(_ns(cmd, "_configsvrMergeChunks"), _bound(cmd, "min"),
+                            _bound(cmd, "max"))
+
+
+def configsvr_move_primary(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                           ctx: RequestContext) -> dict[str, Any]:
+    name = "_configsvrMovePrimary"
+    cfg = _config(node, name)
+    return cfg.move_primary(get_str(cmd, name, name), get_str(cmd, name, "to"))
+
+
 # --- shards ------------------------------------------------------------------------------------
 
 
@@ -232,6 +267,35 @@ def get_shard_version(node: NodeServices, db: str, cmd: Mapping[str, Any],
     if get_bool(cmd, "getShardVersion", "fullMetadata"):
         out["chunks"] = [[lo, hi] for lo, hi in current.chunks]
     return out
+
+
+def shardsvr_chunk_sizes(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                        ctx: RequestContext) -> dict[str, Any]:
+    """Documents and bytes of each chunk this shard owns of a collection (the balancer's)."""
+    role = _shard(node, "_shardsvrChunkSizes")
+    ns = _ns(cmd, "_shardsvrChunkSizes")
+    with role.state.store.read() as txn:
+        current = role.state.cache.get(txn, ns)
+        return {"chunks": chunk_stats.chunk_sizes(txn, current) if current else []}
+
+
+def shardsvr_split_vector(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                          ctx: RequestContext) -> dict[str, Any]:
+    """``splitKeys`` cutting a chunk into halves of ``maxChunkBytes`` (or ``maxChunkDocs``);
+    with ``top: true``, the chunk's highest ``_id`` (to split off an empty top chunk)."""
+    name = "_shardsvrSplitVector"
+    role = _shard(node, name)
+    ns = _ns(cmd, name)
+    lo, hi = _bound(cmd, "min"), _bound(cmd, "max")
+    with role.state.store.read() as txn:
+        if get_bool(cmd, name, "top"):
+            found, top = chunk_stats.max_id(txn, ns, lo, hi)
+            return {"splitKeys": [top] if found and compare(top, lo) > 0 else []}
+        max_bytes = int(cmd.get("maxChunkBytes") or 0)
+        if max_bytes <= 0:
+            raise MongoError(BAD_VALUE, "maxChunkBytes must be positive")
+        return {"splitKeys": chunk_stats.split_points(txn, ns, lo, hi, max_bytes,
+                                                      int(cmd.get("maxChunkDocs") or 0))}
 
 
 def shardsvr_move_range(node: NodeServices, db: str, cmd: Mapping[str, Any],

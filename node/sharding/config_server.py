@@ -68,9 +68,26 @@ class ConfigServer:
         self.my_conn = my_conn
         """This config set's connection string (``cfg/g1,g2,g3``), given to shards."""
         self.remotes = RemoteSets()
+        self.balancer: Any = None
+        """The balancer running on this member (:mod:`node.sharding.balancer`)."""
+
+    def start(self) -> None:
+        if self.balancer is not None:
+            self.balancer.start()
 
     def close(self) -> None:
+        if self.balancer is not None:
+            self.balancer.stop()
         self.remotes.close()
+
+    def set_balancer(self, stopped: bool) -> dict[str, Any]:
+        """``balancerStart``/``balancerStop``: ``config.settings`` ``{_id: "balancer"}``."""
+        self.commit([{"op": "u", "ns": "config.settings", "o2": {"_id": "balancer"},
+                      "o": {"$set": {"stopped": stopped, "mode": "off" if stopped else "full"}},
+                      "b": True}], [])
+        if self.balancer is not None and not stopped:
+            self.balancer.wake()
+        return {}
 
     # --- reading the metadata (the primary's applied, hence committed, state) ---------------
     def _find(self, coll: str, filt: Mapping[str, Any], sort: list[tuple[str, int]] | None = None
@@ -163,20 +180,103 @@ class ConfigServer:
         return {"shardAdded": name}
 
     def remove_shard(self, name: str) -> dict[str, Any]:
-        self.shard(name)
+        """MongoDB's ``removeShard``: the first call starts draining (the balancer moves the
+        shard's chunks away); later calls report what ``remaining``; once it owns nothing the
+        shard is removed (``state: completed``). Databases whose primary it is must be moved
+        with ``movePrimary`` (``dbsToMove``)."""
+        shard = self.shard(name)
+        others = [s for s in self._find("shards", {}) if s["_id"] != name]
+        if not others:
+            raise _err(ILLEGAL_OPERATION, "can't remove the last shard", "IllegalOperation")
         chunks = self._find("chunks", {"shard": name})
         dbs = [d["_id"] for d in self._find("databases", {"primary": name})]
+        if not shard.get("draining"):
+            self.commit([{"op": "u", "ns": "config.shards", "o2": {"_id": name},
+                          "o": {"$set": {"draining": True}}}],
+                        [{"ns": "config.shards", "q": {"_id": name}, "res": {}}])
+            if self.balancer is not None:
+                self.balancer.wake()
+            return {"msg": "draining started successfully", "state": "started", "shard": name,
+                    "note": "you need to call movePrimary for these databases" if dbs else "",
+                    "dbsToMove": dbs}
         if chunks or dbs:
-            return {"msg": "draining is not supported yet: move its chunks and databases "
-                    "away first", "state": "ongoing", "shard": name,
-                    "remaining": {"chunks": len(chunks), "dbs": len(dbs)},
-                    "dbsToMove": dbs, "ok": 0.0, "code": ILLEGAL_OPERATION,
-                    "codeName": "IllegalOperation", "errmsg": f"shard {name} still owns "
-                    f"{len(chunks)} chunk(s) and {len(dbs)} database(s)"}
+            return {"msg": "draining ongoing", "state": "ongoing", "shard": name,
+                    "remaining": {"chunks": len(chunks), "dbs": len(dbs),
+                                  "jumboChunks": sum(1 for c in chunks if c.get("jumbo"))},
+                    "note": "you need to call movePrimary for these databases" if dbs else "",
+                    "dbsToMove": dbs}
         self.commit([{"op": "d", "ns": "config.shards", "o": {"_id": name}}],
                     [{"ns": "config.shards", "q": {"_id": name}, "res": {}}])
         return {"msg": "removeshard completed successfully", "state": "completed",
                 "shard": name}
+
+    def move_primary(self, db: str, to: str) -> dict[str, Any]:
+        """``movePrimary`` of a database with no unsharded data (its unsharded collections
+        would have to be copied, which is not built yet)."""
+        doc = self.database(db, create=False)
+        target = self.shard(to)
+        if doc["primary"] == to:
+            return {"primary": to}
+        if target.get("draining"):
+            raise _err(ILLEGAL_OPERATION, f"shard {to} is draining", "IllegalOperation")
+        old = self.shard(doc["primary"])
+        remote = self.remotes.get(old["grpcHost"])
+        listed = remote.command(db, {"listCollections": 1, "nameOnly": True})
+        sharded = {c["_id"] for c in self._find("collections", {})}
+        for coll in (listed.get("cursor") or {}).get("firstBatch", []):
+            if f"{db}.{coll['name']}" in sharded:
+                continue
+            count = remote.command(db, {"count": coll["name"]})
+            if count.get("n"):
+                raise _err(ILLEGAL_OPERATION, f"movePrimary of {db}: its unsharded collection "
+                           f"{coll['name']} holds documents; copying unsharded collections "
+                           "between shards is not supported yet", "IllegalOperation")
+        self.commit([{"op": "u", "ns": "config.databases", "o2": {"_id": db},
+                      "o": {"$set": {"primary": to}}}],
+                    [{"ns": "config.databases", "q": {"_id": db},
+                      "res": {"primary": doc["primary"]}}])
+        return {"primary": to}
+
+    def mark_jumbo(self, ns: str, chunk: Mapping[str, Any]) -> None:
+        """A chunk too big to move that cannot be split (one ``_id`` value)."""
+        self.commit([{"op": "u", "ns": "config.chunks", "o2": {"_id": chunk["_id"]},
+                      "o": {"$set": {"jumbo": True}}}],
+                    [{"ns": "config.chunks", "q": {"_id": chunk["_id"]},
+                      "res": {"lastmod": chunk["lastmod"]}}])
+        log.warning("jumbo chunk", extra={"fields": {"ns": ns, "min": repr(chunk["min"]),
+                                                     "shard": chunk["shard"]}})
+
+    def merge_chunks(self, ns: str, lo: Any, hi: Any) -> dict[str, Any]:
+        """``mergeChunks``: the contiguous chunks covering exactly ``[lo, hi)``, all on one
+        shard, become one chunk (a minor version up)."""
+        coll = self.collection(ns)
+        if coll is None:
+            raise _err(NAMESPACE_NOT_FOUND, f"{ns} is not sharded", "NamespaceNotFound")
+        chunks = self.chunks(ns)
+        inside = [c for c in chunks if compare(c["min"]["_id"], lo) >= 0
+                  and compare(c["max"]["_id"], hi) <= 0]
+        if not inside or compare(inside[0]["min"]["_id"], lo) != 0 \
+                or compare(inside[-1]["max"]["_id"], hi) != 0:
+            raise _err(ILLEGAL_OPERATION, f"could not merge chunks, collection {ns} has no "
+                       f"chunks starting at {lo!r} and ending at {hi!r}", "IllegalOperation")
+        if len(inside) < 2:
+            raise _err(ILLEGAL_OPERATION, f"could not merge chunks, collection {ns} already "
+                       f"contains a single chunk for [{lo!r}, {hi!r})", "IllegalOperation")
+        if len({c["shard"] for c in inside}) != 1:
+            raise _err(ILLEGAL_OPERATION, f"could not merge chunks of {ns}: the range spans "
+                       "several shards", "IllegalOperation")
+        top = self.collection_version(ns)
+        epoch = coll["lastmodEpoch"]
+        merged = Chunk(lo, hi, inside[0]["shard"], ChunkVersion(top.time, top.inc + 1, epoch))
+        ops = [{"op": "d", "ns": "config.chunks", "o": {"_id": c["_id"]}} for c in inside]
+        ops.append({"op": "i", "ns": "config.chunks",
+                    "o": merged.to_doc(ns, coll.get("uuid"), ObjectId())})
+        conditions = [{"ns": "config.chunks", "q": {"_id": c["_id"]},
+                       "res": {"shard": c["shard"], "lastmod": c["lastmod"]}} for c in inside]
+        conditions.append({"ns": "config.chunks", "q": {"ns": ns, "lastmod": {"$gt": top}},
+                           "res": None})
+        self.commit(ops, conditions)
+        return {}
 
     # --- databases ---------------------------------------------------------------------------
     def database(self, db: str, *, create: bool, partitioned: bool = False) -> dict[str, Any]:
@@ -395,6 +495,8 @@ class ConfigServer:
         to = self.shard(to_shard)
         if chunk["shard"] == to_shard:
             return {"millis": 0, "note": "chunk already on that shard"}
+        if to.get("draining"):
+            raise _err(ILLEGAL_OPERATION, f"shard {to_shard} is draining", "IllegalOperation")
         donor = self.shard(chunk["shard"])
         reply = self.remotes.get(donor["grpcHost"]).command("admin", {
             "_shardsvrMoveRange": ns, "min": lo, "max": hi, "toShard": to_shard,

@@ -182,3 +182,39 @@ def flush_router_config(svc: RouterServices, db: str, cmd: Mapping[str, Any],
                         ctx: RequestContext) -> dict[str, Any]:
     svc.catalog.flush()
     return {"flushed": True}
+
+
+def balancer_start(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                   ) -> dict[str, Any]:
+    return _config(svc, {"_configsvrBalancerStart": 1})
+
+
+def balancer_stop(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                  ) -> dict[str, Any]:
+    return _config(svc, {"_configsvrBalancerStop": 1})
+
+
+def balancer_status(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                    ) -> dict[str, Any]:
+    return _config(svc, {"_configsvrBalancerStatus": 1})
+
+
+def merge_chunks(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                 ) -> dict[str, Any]:
+    ns = get_str(cmd, "mergeChunks", "mergeChunks")
+    bounds = cmd.get("bounds")
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(
+            isinstance(b, Mapping) and "_id" in b for b in bounds):
+        raise MongoError(BAD_VALUE, "mergeChunks needs bounds: [{_id: min}, {_id: max}]")
+    out = _config(svc, {"_configsvrMergeChunks": ns, "min": bounds[0]["_id"],
+                        "max": bounds[1]["_id"]})
+    svc.catalog.mark_stale(ns)
+    return out
+
+
+def move_primary(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+                 ) -> dict[str, Any]:
+    name = get_str(cmd, "movePrimary", "movePrimary")
+    out = _config(svc, {"_configsvrMovePrimary": name, "to": get_str(cmd, "movePrimary", "to")})
+    svc.catalog.forget_database(name)
+    return out

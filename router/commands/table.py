@@ -72,4 +72,12 @@ ROUTER_COMMANDS: dict[str, Command] = {
     "moveChunk": Command(admin.move_chunk, admin_only=True, help="move a chunk to a shard"),
     "flushRouterConfig": Command(admin.flush_router_config, admin_only=True,
                                  help="forget cached routing"),
+    "balancerStart": Command(admin.balancer_start, admin_only=True, help="start balancing"),
+    "balancerStop": Command(admin.balancer_stop, admin_only=True, help="stop balancing"),
+    "balancerStatus": Command(admin.balancer_status, admin_only=True,
+                              help="the balancer's mode, rounds and running migration"),
+    "mergeChunks": Command(admin.merge_chunks, admin_only=True,
+                           help="merge adjacent chunks of one shard"),
+    "movePrimary": Command(admin.move_primary, admin_only=True,
+                           help="move a database's primary shard (no unsharded data)"),
 }

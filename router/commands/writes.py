@@ -323,16 +323,28 @@ def find_one_id(svc: RouterServices, route: Route, db: str, coll: str,
 # --- handlers ----------------------------------------------------------------------------------
 
 
-def _refuse_config(db: str) -> None:
-    if db in CONFIG_DBS:
-        raise MongoError(20, f"writes to the {db} database through a router are not allowed",
-                         code_name="IllegalOperation")
+SETTINGS = "settings"
+"""``config.settings`` (the balancer and chunk size): writable through a router, as in
+MongoDB; the rest of ``config`` and ``admin`` is not."""
+
+
+def _config_write(svc: RouterServices, db: str, coll: str, cmd: Mapping[str, Any]
+                  ) -> dict[str, Any] | None:
+    """The config servers' reply to a write of ``config.settings``; None for other
+    namespaces (IllegalOperation in ``config``/``admin``)."""
+    if db not in CONFIG_DBS:
+        return None
+    if db == "config" and coll == SETTINGS:
+        return svc.config.command(db, forwardable(cmd), retry="refused")
+    raise MongoError(20, f"writes to the {db} database through a router are not allowed",
+                     code_name="IllegalOperation")
 
 
 def insert(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any]:
     req = requests.parse_insert(db, cmd)
-    _refuse_config(db)
+    if (settings := _config_write(svc, db, req.coll, cmd)) is not None:
+        return settings
     docs = [dict(d) if "_id" in d else {"_id": ObjectId(), **d} for d in req.documents]
     return BatchWriter(svc, db, req.coll, "insert", docs, req.ordered, req.stmt_ids,
                        cmd).run()
@@ -341,7 +353,8 @@ def insert(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestCon
 def update(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any]:
     req = requests.parse_update(db, cmd)
-    _refuse_config(db)
+    if (settings := _config_write(svc, db, req.coll, cmd)) is not None:
+        return settings
     return BatchWriter(svc, db, req.coll, "update", [st.to_doc() for st in req.updates],
                        req.ordered, req.stmt_ids, cmd).run()
 
@@ -349,7 +362,8 @@ def update(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestCon
 def delete(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any]:
     req = requests.parse_delete(db, cmd)
-    _refuse_config(db)
+    if (settings := _config_write(svc, db, req.coll, cmd)) is not None:
+        return settings
     return BatchWriter(svc, db, req.coll, "delete", [st.to_doc() for st in req.deletes],
                        req.ordered, req.stmt_ids, cmd).run()
 
@@ -357,7 +371,8 @@ def delete(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestCon
 def find_and_modify(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                     ) -> dict[str, Any]:
     req = requests.parse_find_and_modify(db, cmd)
-    _refuse_config(db)
+    if (settings := _config_write(svc, db, req.coll, cmd)) is not None:
+        return settings
     base = forwardable(cmd)
     if "lsid" in base and req.stmt_id is None:
         base["stmtId"] = 0
