@@ -62,17 +62,24 @@ class Outcome:
             self.upserted.append({**up, "index": positions[int(up["index"])]})
         errors = reply.get("writeErrors") or []
         for err in errors:
-            self.errors.append({**err, "index": positions[int(err["index"])]})
+            self._error({**err, "index": positions[int(err["index"])]})
         if reply.get("writeConcernError") and self.wce is None:
             self.wce = dict(reply["writeConcernError"])
         return not errors
 
-    def fail(self, positions: Sequence[int], reply: Mapping[str, Any]) -> None:
+    def _error(self, err: dict[str, Any]) -> None:
+        """One error per statement: a statement sent to several shards that failed on more
+        than one reports the first failure only, as mongos does."""
+        if all(e["index"] != err["index"] for e in self.errors):
+            self.errors.append(err)
+
+    def fail(self, positions: Sequence[int], reply: Mapping[str, Any], *,
+             every: bool = False) -> None:
         """A shard failed a whole sub-batch (not StaleConfig): an error at its first
-        statement, as mongos reports it."""
-        self.errors.append({"index": positions[0], "code": int(reply.get("code", 1)),
-                            "codeName": reply.get("codeName"),
-                            "errmsg": str(reply.get("errmsg"))})
+        statement (an ordered batch stops there), or at ``every`` one of them."""
+        for i in positions if every else positions[:1]:
+            self._error({"index": i, "code": int(reply.get("code", 1)),
+                         "codeName": reply.get("codeName"), "errmsg": str(reply.get("errmsg"))})
 
     def reply(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n}
@@ -192,32 +199,51 @@ class BatchWriter:
 
     def _unordered(self, route: Route, pending: list[int],
                    targets: dict[int, list[str] | None]) -> list[int]:
-        by_shard: dict[str, list[int]] = {}
-        others: list[int] = []
+        """Each shard gets its statements in the batch's order (a multi-shard statement in
+        every one of its shards' sub-batches), all shards at once; a single write found
+        first (``update_one`` without ``_id``) runs alone between the statements before and
+        after it."""
+        again: list[int] = []
+        segment: list[int] = []
         for i in pending:
-            shards = targets[i]
-            if shards is not None and len(shards) == 1:
-                by_shard.setdefault(shards[0], []).append(i)
-            else:
-                others.append(i)
+            if targets[i] is not None:
+                segment.append(i)
+                continue
+            again += self._segment(route, segment, targets)
+            segment = []
+            if self._single_by_search(route, i):
+                again.append(i)
+        again += self._segment(route, segment, targets)
+        if again:
+            self._stale(sorted(set(again)))
+        return []
+
+    def _segment(self, route: Route, segment: list[int],
+                 targets: dict[int, list[str] | None]) -> list[int]:
+        """Send ``segment`` (unordered, every statement targeted); returns the statements a
+        shard said StaleConfig for."""
+        by_shard: dict[str, list[int]] = {}
+        for i in segment:
+            shards = targets[i] or []
+            if not shards:
+                self.out.add({"n": 0}, [i])
+            for shard in shards:
+                by_shard.setdefault(shard, []).append(i)
         groups = list(by_shard.items())
+        if not groups:
+            return []
         replies = self.svc.shards.call_many(
             [(shard, self.db, versioned(self._body(run), route, shard)) for shard, run in groups],
-            retry=self._retry()) if groups else []
+            retry=self._retry())
         again: list[int] = []
         for (_, run), reply in zip(groups, replies, strict=True):
             if is_stale(reply):
                 again.extend(run)
             elif reply.get("ok") != 1.0:
-                self.out.fail(run, reply)
+                self.out.fail(run, reply, every=True)
             else:
                 self.out.add(reply, run)
-        for i in others:
-            if self._statement_everywhere(route, i, targets[i]):
-                again.append(i)
-        if again:
-            self._stale(sorted(again))
-        return []
+        return again
 
     def _retry(self) -> Any:
         return "safe" if "lsid" in self.base and "txnNumber" in self.base else "refused"
