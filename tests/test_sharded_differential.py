@@ -24,7 +24,7 @@ import bson
 import pymongo
 import pymongo.errors
 import pytest
-from bson import Int64, ObjectId
+from bson import Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex
 from pymongo import ReturnDocument
 
 import helogale
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.cluster
 DB = "diff"
 N_DOCS = 300
 SEED = int(os.environ.get("HELOGALE_DIFF_SEED", "20240909"))
-QUERIES = 160
+QUERIES = 250
 SLOW_QUERIES = 1500
 
 WORDS = ["apple", "apricot", "banana", "blueberry", "cherry", "Apple", "", "date", "fig"]
@@ -257,8 +257,35 @@ def id_value(rng: random.Random) -> Any:
     return make_id(rng.randrange(N_DOCS + 20))
 
 
+def id_atom(rng: random.Random) -> dict[str, Any]:
+    """Conditions on ``_id``: what the router's targeting reads."""
+    v = rng.randrange(N_DOCS)
+    return rng.choice([
+        {"_id": float(v - v % 6)}, {"_id": Int64(v - v % 6)}, {"_id": Decimal128(str(v))},
+        {"_id": {"$eq": id_value(rng)}}, {"_id": {"$ne": id_value(rng)}},
+        {"_id": {"$nin": [id_value(rng), id_value(rng)]}},
+        {"_id": {"$not": {"$lt": v}}}, {"_id": {"$in": []}}, {"_id": None},
+        {"_id": {"$regex": f"^s0{rng.randrange(3)}"}}, {"_id": Regex(f"^s00{rng.randrange(9)}")},
+        {"_id": {"$in": [Regex("^s01"), v, id_value(rng)]}},
+        {"_id": {"$type": rng.choice(["objectId", "string", "object", "double", "long"])}},
+        {"_id": {"$exists": True}}, {"_id": {"$gt": v, "$lt": f"s{v:04d}"}},
+        {"_id": {"$gte": MinKey(), "$lt": v}}, {"_id": {"$gt": id_value(rng), "$lte": MaxKey()}},
+        {"_id.k": rng.randrange(7)}, {"_id": {"k": v % 7, "i": v - v % 6 + 5}},
+        {"_id": {"$gte": {"k": rng.randrange(7)}}},
+        {"_id": {"$gt": ObjectId(f"{v:024x}")}},
+        {"$and": [{"_id": {"$gte": v}}, {"_id": {"$lt": v + 50}}]},
+        {"$or": [{"_id": id_value(rng)}, {"_id": {"$gt": id_value(rng)}}]},
+        {"$nor": [{"_id": {"$lt": v}}, {"a": 1}]},
+    ])
+
+
 def atom(rng: random.Random) -> dict[str, Any]:
-    k = rng.randrange(22)
+    k = rng.randrange(26)
+    if k >= 22:
+        return id_atom(rng) if k < 25 else rng.choice([
+            {"arr": {"$size": rng.randrange(4)}}, {"tags": {"$all": rng.sample(TAGS, 2)}},
+            {"a": {"$ne": rng.randrange(5)}}, {"b": {"$nin": ["apple", None]}},
+            {"f": {"$not": {"$gt": 0}}}, {"b": {"$regex": "an", "$options": "i"}}])
     if k == 0:
         return {"a": rng.choice([0, 1, 2, 5, 2.5, None])}
     if k == 1:
@@ -920,3 +947,72 @@ def test_multi_write_failing_on_both_shards_is_one_write_error(bpair: Pair) -> N
         got = write(lambda c=c: c.update_many(strings, {"$inc": {"b": 1}}))
         assert got == ("error", 14), got
     assert sum(1 for _ in plain.find(strings)) == len(on_shards)
+
+
+# --- explain and targeting ----------------------------------------------------------------------
+
+
+def owners(cluster: ShardedCluster, ns: str) -> list[tuple[Any, Any, str]]:
+    return [(c["min"]["_id"], c["max"]["_id"], c["shard"]) for c in chunk_docs(cluster, ns)]
+
+
+def stages(plan: Mapping[str, Any]) -> list[str]:
+    out = []
+    node: Any = plan
+    while isinstance(node, Mapping):
+        out.append(node.get("stage"))
+        node = node.get("inputStage")
+    return out
+
+
+@pytest.mark.parametrize("client", ["pymongo", "helogale"])
+def test_explain_names_the_targeted_shards_and_their_plans(pair: Pair, client: str) -> None:
+    chunks = owners(pair.cluster, f"{DB}.{pair.names[0]}")
+    home, other = chunks[0][2], chunks[1][2]
+    assert home != other and chunks[2][2] == home  # [MinKey,75) [75,150) [150,225)
+    sharded = pair.colls(client)[0]
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        ({"_id": 12}, [home]),                                # equality: its chunk's shard
+        ({"_id": Int64(96)}, [other]),
+        ({"_id": {"$in": [12, 156]}}, [home]),                # two chunks, one shard
+        ({"_id": {"$gte": 80, "$lt": 140}}, [other]),         # a range inside one chunk
+        ({"_id": {"$gte": 10, "$lt": 100}}, [home, other]),   # a range over two chunks
+        ({"_id": {"$gt": 150, "$lt": 200}}, [home]),
+        ({"a": 1}, [home, other]),                            # no _id: every shard
+    ]
+    for filt, expected in cases:
+        explained = sharded.find(filt).explain()
+        plan = explained["queryPlanner"]["winningPlan"]
+        assert sorted(s["shardName"] for s in plan["shards"]) == sorted(expected), filt
+        assert plan["stage"] == ("SINGLE_SHARD" if len(expected) == 1 else "SHARD_MERGE")
+        for shard in plan["shards"]:
+            assert shard["namespace"] == f"{DB}.{pair.names[0]}"
+            assert "IXSCAN" in stages(shard["winningPlan"]) or "a" in filt, shard
+        stats = explained.get("executionStats")
+        if stats is not None:
+            assert stats["nReturned"] == sharded.count_documents(filt), filt
+            assert [s["shardName"] for s in stats["executionStages"]["shards"]] == \
+                [s["shardName"] for s in plan["shards"]]
+
+
+def test_explain_shows_what_each_shard_runs(pair: Pair) -> None:
+    """Several shards: each sorts and keeps ``skip + limit`` (the router skips); one shard
+    gets the query as it is."""
+    sharded = pair.colls("pymongo")[0]
+    db = pair.clients["pymongo"][DB]
+    for filt, n_shards in (({"a": {"$gte": 3}}, 2), ({"_id": {"$gte": 80, "$lt": 140}}, 1)):
+        find = {"find": pair.names[0], "filter": filt, "sort": {"u": -1}, "skip": 4,
+                "limit": 6}
+        explained = db.command("explain", find, verbosity="executionStats")
+        plan = explained["queryPlanner"]["winningPlan"]
+        assert len(plan["shards"]) == n_shards
+        assert plan["stage"] == ("SHARD_MERGE_SORT" if n_shards > 1 else "SINGLE_SHARD")
+        for shard in explained["executionStats"]["executionStages"]["shards"]:
+            top = shard["executionStages"]
+            if n_shards > 1:
+                assert "SKIP" not in stages(top), top
+                assert top["stage"] == "SORT" and top["limitAmount"] == 10, top
+            else:
+                assert top["stage"] == "SKIP" and top["skipAmount"] == 4, top
+        got = list(sharded.find(filt, sort=[("u", -1)], skip=4, limit=6))
+        assert len(got) == 6
