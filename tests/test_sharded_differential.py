@@ -1016,3 +1016,92 @@ def test_explain_shows_what_each_shard_runs(pair: Pair) -> None:
                 assert top["stage"] == "SKIP" and top["skipAmount"] == 4, top
         got = list(sharded.find(filt, sort=[("u", -1)], skip=4, limit=6))
         assert len(got) == 6
+
+
+# --- single writes without _id under concurrency -----------------------------------------------
+
+
+def _queue(cluster: ShardedCluster, coll: str, n: int) -> None:
+    """A sharded collection of ``n`` ready jobs over two chunks on two shards."""
+    ns = f"{DB}.{coll}"
+    router(cluster, {"shardCollection": ns, "key": {"_id": 1}})
+    router(cluster, {"split": ns, "middle": {"_id": n // 2}})
+    low, high = chunk_docs(cluster, ns)
+    other = next(s["_id"] for s in router(cluster, {"listShards": 1})["shards"]
+                 if s["_id"] != low["shard"])
+    router(cluster, {"moveChunk": ns, "bounds": [high["min"], high["max"]], "to": other,
+                     "_waitForDelete": True})
+    router(cluster, {"insert": coll, "documents": [{"_id": i, "state": "ready"}
+                                                   for i in range(n)]}, db=DB)
+
+
+@pytest.mark.parametrize("how", ["update_one", "find_one_and_update"])
+def test_single_writes_without_id_race_for_the_same_documents(
+        sharded: ShardedCluster, clients: dict[str, Any], how: str) -> None:
+    """Workers popping jobs with ``update_one({state: ready})`` (retryable writes): a worker
+    that lost a job to another looks again; none sees "nothing matched" while jobs wait."""
+    import threading
+
+    n, workers = 60, 4
+    coll_name = f"jobs_{how}"
+    _queue(sharded, coll_name, n)
+    wrong: list[str] = []
+    taken: collections.Counter[str] = collections.Counter()
+
+    def work(w: int) -> None:
+        client = clients["pymongo" if w % 2 == 0 else "helogale"]
+        coll = client[DB][coll_name]
+        while True:
+            if how == "update_one":
+                popped = coll.update_one({"state": "ready"},
+                                         {"$set": {"state": "taken", "by": w}}).matched_count
+            else:
+                popped = int(coll.find_one_and_update(
+                    {"state": "ready"}, {"$set": {"state": "taken", "by": w}}) is not None)
+            if popped:
+                taken[str(w)] += 1
+                continue
+            waiting = coll.count_documents({"state": "ready"})
+            if waiting:  # jobs go ready -> taken only: these waited through the whole call
+                wrong.append(f"worker {w}: nothing matched, {waiting} ready")
+            return
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not wrong, wrong
+    assert sum(taken.values()) == n, taken
+    coll = clients["pymongo"][DB][coll_name]
+    assert coll.count_documents({"state": "taken"}) == n
+
+
+def test_retried_single_write_without_id_applies_once(sharded: ShardedCluster) -> None:
+    """A retryable ``update_one`` / ``findAndModify`` without ``_id`` (found first on every
+    shard, then run on one) sent again with the same ``txnNumber``, through the other router,
+    is answered from the shard's records: it takes no second job (the attempts' statement ids
+    are the same in the retry)."""
+    import uuid
+
+    from bson import Binary
+
+    coll = "jobs_retried"
+    _queue(sharded, coll, 20)
+    # ready jobs only on the low chunk's shard: the retry finds another one on the same shard
+    router(sharded, {"update": coll, "updates": [
+        {"q": {"_id": {"$gte": 10}}, "u": {"$set": {"state": "done"}}, "multi": True}]}, db=DB)
+    lsid = {"id": Binary(uuid.uuid4().bytes, 4)}
+    for txn, cmd in enumerate([
+            {"update": coll, "updates": [{"q": {"state": "ready"},
+                                          "u": {"$set": {"state": "taken"}}}]},
+            {"findAndModify": coll, "query": {"state": "ready"},
+             "update": {"$set": {"state": "taken"}}}], start=1):
+        first = router(sharded, {**cmd, "lsid": lsid, "txnNumber": Int64(txn)}, db=DB)
+        again = router(sharded, {**cmd, "lsid": lsid, "txnNumber": Int64(txn)}, db=DB, i=1)
+        if "value" in first:
+            assert first["value"] == again["value"] and first["value"]["state"] == "ready"
+        else:
+            assert first["n"] == again["n"] == 1, (first, again)
+        taken = router(sharded, {"count": coll, "query": {"state": "taken"}}, db=DB)["n"]
+        assert taken == txn, (cmd, taken)
