@@ -746,7 +746,7 @@ class Writer:
         rng = self.rng
         self.number += 1
         client = rng.choice(["pymongo", "helogale"])
-        k = rng.randrange(14)
+        k = rng.randrange(15)
         upd = self.update_doc()
         if k == 0:  # update_one by _id (maybe absent, maybe upsert)
             filt = {"_id": self.some_id()}
@@ -798,8 +798,12 @@ class Writer:
             self.check(got, ref, f"findAndModify upsert {filt} {upd}")
         elif k == 8:  # findAndModify without sort: the sharded one picks, the twin follows
             filt = atom(rng)
-            self.single_then_twin(client, filt, lambda c, f: c.find_one_and_update(
-                f, upd, return_document=ReturnDocument.AFTER), "findAndModify")
+            if rng.random() < 0.3:
+                self.single_then_twin(client, filt, lambda c, f: c.find_one_and_delete(f),
+                                      "findAndModify")
+            else:
+                self.single_then_twin(client, filt, lambda c, f: c.find_one_and_update(
+                    f, upd, return_document=ReturnDocument.AFTER), "findAndModify")
         elif k == 9:  # replace_one by _id
             filt = {"_id": self.some_id() if rng.random() < 0.7 else self.new_id()}
             new = {"u": 1000 + self.number, "a": rng.randrange(10), "w": self.number}
@@ -819,7 +823,7 @@ class Writer:
             B = BULK[client]
             requests: list[Any] = []
             for _ in range(rng.randint(2, 8)):
-                kind = rng.randrange(5)
+                kind = rng.randrange(7)
                 if kind == 0:
                     requests.append(B.InsertOne({"_id": self.some_id()
                                                  if rng.random() < 0.3 else self.new_id(),
@@ -831,6 +835,11 @@ class Writer:
                     requests.append(B.UpdateMany(atom(rng), self.update_doc(multi=True)))
                 elif kind == 3:
                     requests.append(B.DeleteOne({"_id": self.some_id()}))
+                elif kind == 4:  # found first on every shard: a unique field, one match
+                    requests.append(B.UpdateOne({"u": rng.randrange(N_DOCS)},
+                                                self.update_doc()))
+                elif kind == 5:
+                    requests.append(B.DeleteOne({"u": rng.randrange(N_DOCS)}))
                 else:
                     requests.append(B.ReplaceOne({"_id": self.some_id()},
                                                  {"w": self.number, "u": 3000 + self.number}))
@@ -845,10 +854,19 @@ class Writer:
             got = write(lambda: sharded.find_one_and_update(filt, upd, upsert=True))
             assert got == ("error", 61), f"findAndModify upsert by {filt}: {got}"
             assert ids_matching(sharded, {}) == before
-        else:  # update_many / delete_many through every shard, ordered=False irrelevant
+        elif k == 13:  # update_many through every shard
             filt = {"$or": [atom(rng), {"u": rng.randrange(N_DOCS)}]}
             got, ref = self.both(lambda c: c.update_many(filt, {"$inc": {"cnt": 10}}), client)
             self.check(got, ref, f"update_many {filt}")
+        else:  # the positional operator, in a write found first and in a multi-write
+            filt = {"arr": {"$elemMatch": {"$eq": rng.randrange(10)}}}  # arrays only
+            pos = {"$set": {"arr.$": 100 + self.number, "w": self.number}}
+            if rng.random() < 0.5:
+                self.single_then_twin(client, filt, lambda c, f: c.update_one(f, pos),
+                                      "update")
+            else:
+                got, ref = self.both(lambda c: c.update_many(filt, pos), client)
+                self.check(got, ref, f"update_many {filt} {pos}")
         return client
 
     def single_then_twin(self, client: str, filt: dict[str, Any],
@@ -1105,3 +1123,37 @@ def test_retried_single_write_without_id_applies_once(sharded: ShardedCluster) -
             assert first["n"] == again["n"] == 1, (first, again)
         taken = router(sharded, {"count": coll, "query": {"state": "taken"}}, db=DB)["n"]
         assert taken == txn, (cmd, taken)
+
+
+# --- cursors ------------------------------------------------------------------------------------
+
+
+def open_cursors(cluster: ShardedCluster) -> tuple[int, int]:
+    """(open cursors on the shards' primaries, open cursors on the routers)."""
+    shards = 0
+    for shard in cluster.shards:
+        p = shard.wait_for_primary()
+        shards += int(ok(shard.command(p, {"serverStatus": 1}, db="admin"))
+                      ["metrics"]["cursor"]["open"]["total"])
+    routers = sum(int(router(cluster, {"serverStatus": 1}, i=i)
+                      ["metrics"]["cursor"]["open"]["total"])
+                  for i in range(len(cluster.routers)))
+    return shards, routers
+
+
+@pytest.mark.parametrize("client", ["pymongo", "helogale"])
+def test_closing_a_merged_cursor_closes_the_shards_cursors(pair: Pair, client: str) -> None:
+    from node.local_cluster import wait_until
+
+    before = open_cursors(pair.cluster)
+    sharded = pair.colls(client)[0]
+    cursors = [sharded.find({"a": {"$gte": 0}}, sort=[("f", 1), ("_id", 1)], batch_size=2),
+               sharded.find({}, batch_size=3), sharded.find({}, batch_size=1, skip=5, limit=50)]
+    for cursor in cursors:
+        for _ in range(4):
+            next(cursor)
+    during = open_cursors(pair.cluster)
+    assert during[0] >= before[0] + 2 and during[1] >= before[1] + 3, (before, during)
+    for cursor in cursors:
+        cursor.close()
+    wait_until(lambda: open_cursors(pair.cluster) == before, 10, "cursors closed")
