@@ -1157,3 +1157,41 @@ def test_closing_a_merged_cursor_closes_the_shards_cursors(pair: Pair, client: s
     for cursor in cursors:
         cursor.close()
     wait_until(lambda: open_cursors(pair.cluster) == before, 10, "cursors closed")
+
+
+def _write_reply(reply: Mapping[str, Any]) -> dict[str, Any]:
+    return {"ok": reply.get("ok"), "n": reply.get("n"), "nModified": reply.get("nModified"),
+            "errors": [(e["index"], e["code"]) for e in reply.get("writeErrors", [])],
+            "upserted": [(u["index"], u["_id"]) for u in reply.get("upserted", [])]}
+
+
+def test_a_statement_whose_query_fails_is_its_write_error(bpair: Pair) -> None:
+    """A single write found first whose query fails on the shards is that statement's write
+    error; the batch's other statements are applied (unordered) or run up to it (ordered)."""
+    for ordered in (False, True):
+        replies = []
+        for coll in bpair.names:
+            replies.append(_write_reply(router(bpair.cluster, {"update": coll, "updates": [
+                {"q": {"u": 37}, "u": {"$inc": {"bad_query_probe": 1}}},
+                {"q": {"a": {"$bad": 1}}, "u": {"$inc": {"b": 1}}},
+                {"q": {"u": 39}, "u": {"$inc": {"bad_query_probe": 1}}}],
+                "ordered": ordered}, db=DB)))
+        expected = {"ok": 1.0, "n": 1 if ordered else 2, "nModified": 1 if ordered else 2,
+                    "errors": [(1, 2)], "upserted": []}
+        assert replies[0] == replies[1] == expected, (ordered, replies)
+
+
+def test_upsert_by_id_inside_and(bpair: Pair) -> None:
+    """An upsert whose query pins ``_id`` by equality inside a top-level ``$and`` targets and
+    inserts as on an unsharded collection."""
+    replies = []
+    for k, coll in enumerate(bpair.names):
+        replies.append(_write_reply(router(bpair.cluster, {"update": coll, "updates": [
+            {"q": {"$and": [{"_id": 9002}, {"b": "x"}]}, "u": {"$inc": {"z": 1}},
+             "upsert": True},
+            {"q": {"$and": [{"b": "y"}, {"_id": {"$eq": "s9003"}}]}, "u": {"$set": {"k": k}},
+             "upsert": True}]}, db=DB)))
+        assert bpair.colls("pymongo")[k].find_one({"_id": 9002}) == {
+            "_id": 9002, "b": "x", "z": 1}
+    assert replies[0] == replies[1] == {"ok": 1.0, "n": 2, "nModified": 0, "errors": [],
+                                        "upserted": [(0, 9002), (1, "s9003")]}, replies

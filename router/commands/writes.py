@@ -301,7 +301,11 @@ class BatchWriter:
         st = self.statements[i]
         assert route.table is not None
         for attempt in range(TWO_PHASE_ATTEMPTS):
-            found = find_match(self.svc, route, self.db, self.coll, st["q"], None)
+            try:
+                found = find_match(self.svc, route, self.db, self.coll, st["q"], None)
+            except MongoError as exc:  # its query fails (a bad operator): its write error
+                self.out.fail([i], exc.to_reply())
+                return False
             if found is None:
                 if self.kind == "update" and st.get("upsert"):
                     raise MongoError(SHARD_KEY_NOT_FOUND, "Failed to target upsert by "
