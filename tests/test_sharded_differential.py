@@ -15,6 +15,8 @@ import collections
 import datetime as dt
 import os
 import random
+import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,13 +26,15 @@ import bson
 import pymongo
 import pymongo.errors
 import pytest
-from bson import Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex
+from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex
 from pymongo import ReturnDocument
+from pymongo.read_preferences import ReadPreference
 
 import helogale
 import helogale.errors
 from node.engine.keystring import encode_key
 from node.engine.sorting import Sort
+from node.local_cluster import wait_until
 from node.sharded_cluster import ShardedCluster
 from tests.sharded_helpers import ok
 
@@ -1058,8 +1062,6 @@ def test_single_writes_without_id_race_for_the_same_documents(
         sharded: ShardedCluster, clients: dict[str, Any], how: str) -> None:
     """Workers popping jobs with ``update_one({state: ready})`` (retryable writes): a worker
     that lost a job to another looks again; none sees "nothing matched" while jobs wait."""
-    import threading
-
     n, workers = 60, 4
     coll_name = f"jobs_{how}"
     _queue(sharded, coll_name, n)
@@ -1100,10 +1102,6 @@ def test_retried_single_write_without_id_applies_once(sharded: ShardedCluster) -
     shard, then run on one) sent again with the same ``txnNumber``, through the other router,
     is answered from the shard's records: it takes no second job (the attempts' statement ids
     are the same in the retry)."""
-    import uuid
-
-    from bson import Binary
-
     coll = "jobs_retried"
     _queue(sharded, coll, 20)
     # ready jobs only on the low chunk's shard: the retry finds another one on the same shard
@@ -1143,8 +1141,6 @@ def open_cursors(cluster: ShardedCluster) -> tuple[int, int]:
 
 @pytest.mark.parametrize("client", ["pymongo", "helogale"])
 def test_closing_a_merged_cursor_closes_the_shards_cursors(pair: Pair, client: str) -> None:
-    from node.local_cluster import wait_until
-
     before = open_cursors(pair.cluster)
     sharded = pair.colls(client)[0]
     cursors = [sharded.find({"a": {"$gte": 0}}, sort=[("f", 1), ("_id", 1)], batch_size=2),
@@ -1195,3 +1191,22 @@ def test_upsert_by_id_inside_and(bpair: Pair) -> None:
             "_id": 9002, "b": "x", "z": 1}
     assert replies[0] == replies[1] == {"ok": 1.0, "n": 2, "nModified": 0, "errors": [],
                                         "upserted": [(0, 9002), (1, "s9003")]}, replies
+
+
+def test_secondary_reads_match_unsharded(pair: Pair) -> None:
+    """Reads a shard's secondaries answer (read preference ``secondary``) filter orphans and
+    merge as the primaries' do."""
+    sharded, plain = pair.colls("pymongo")
+    secondary = sharded.with_options(read_preference=ReadPreference.SECONDARY)
+    wait_until(lambda: secondary.count_documents({}) == N_DOCS, 20, "secondaries caught up")
+    for number, case in enumerate(find_cases(SEED + 50, 40)):
+        got, ref = run_find(secondary, case), run_find(plain, case)
+        where = f"seed {SEED + 50} case {number} on secondaries: {case}"
+        if same_outcome(got, ref, where):
+            continue
+        try:
+            check_find(pair, case, got[1], ref[1],
+                       lambda case=case: run_find(plain, case, window=False)[1])
+        except AssertionError as exc:
+            raise AssertionError(f"{where}\n{exc}") from exc
+    assert sorted(secondary.distinct("u")) == list(range(N_DOCS))
