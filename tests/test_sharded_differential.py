@@ -1210,3 +1210,20 @@ def test_secondary_reads_match_unsharded(pair: Pair) -> None:
         except AssertionError as exc:
             raise AssertionError(f"{where}\n{exc}") from exc
     assert sorted(secondary.distinct("u")) == list(range(N_DOCS))
+
+
+def test_a_regex_is_no_id_equality(bpair: Pair) -> None:
+    """``{_id: /re/}`` matches the strings of several chunks: a findAndModify by it finds
+    them (it must not go to the shard owning the regex value), an upsert by it has no
+    ``_id`` to insert (ShardKeyNotFound)."""
+    sharded, plain = bpair.colls("pymongo")
+    for coll in (sharded, plain):
+        found = coll.find_one_and_update({"_id": Regex("^s02")}, {"$set": {"re": 1}},
+                                         sort=[("u", 1)], return_document=ReturnDocument.AFTER)
+        assert found is not None and found["_id"] == "s0200" and found["re"] == 1, found
+        removed = coll.find_one_and_delete({"_id": {"$in": [Regex("^s00"), -1]}},
+                                           sort=[("u", -1)])
+        assert removed is not None and removed["_id"] == "s0098", removed
+    got = write(partial(sharded.update_one, {"_id": Regex("^s00")}, {"$set": {"x": 1}},
+                        upsert=True))
+    assert got == ("error", 61), got
