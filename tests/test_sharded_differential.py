@@ -722,8 +722,9 @@ class Writer:
         return make_id(self.rng.randrange(N_DOCS + 40))
 
     def update_doc(self, multi: bool = False) -> dict[str, Any]:
-        """An update; unless ``multi``, one that fails on some documents (a multi-write
-        failing half way leaves each shard's own prefix updated, so no twin can follow)."""
+        """An update; unless ``multi``, maybe one that fails on some documents (a multi-write
+        failing half way leaves each shard's own prefix updated, and a single write whose
+        document MongoDB picks may pick one it fails on: no twin could follow either)."""
         k = self.number
         return self.rng.choice([
             {"$set": {"w": k}, "$inc": {"cnt": 1}},
@@ -766,7 +767,8 @@ class Writer:
             self.check(got, ref, f"single write {filt} {upd}")
         elif k == 2:  # update_one, several matches: the sharded one picks, the twin follows
             filt = atom(rng)
-            self.single_then_twin(client, filt, lambda c, f: c.update_one(f, upd), "update")
+            safe = self.update_doc(multi=True)  # whichever document is picked, it applies
+            self.single_then_twin(client, filt, lambda c, f: c.update_one(f, safe), "update")
         elif k == 3:
             filt = atom(rng)
             self.single_then_twin(client, filt, lambda c, f: c.delete_one(f), "delete")
@@ -784,7 +786,7 @@ class Writer:
         elif k == 6:  # findAndModify with a total sort across shards
             filt = atom(rng)
             sort = [(rng.choice(["a", "f", "b", "arr"]), rng.choice([1, -1])),
-                    ("u", rng.choice([1, -1]))]
+                    ("u", rng.choice([1, -1])), ("_id", 1)]  # writes make u repeat
             after = rng.choice([ReturnDocument.BEFORE, ReturnDocument.AFTER])
             projection = rng.choice([None, {"u": 1, "w": 1}, {"items": 0}])
             if rng.random() < 0.2:
@@ -802,6 +804,7 @@ class Writer:
             self.check(got, ref, f"findAndModify upsert {filt} {upd}")
         elif k == 8:  # findAndModify without sort: the sharded one picks, the twin follows
             filt = atom(rng)
+            upd = self.update_doc(multi=True)
             if rng.random() < 0.3:
                 self.single_then_twin(client, filt, lambda c, f: c.find_one_and_delete(f),
                                       "findAndModify")
