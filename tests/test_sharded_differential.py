@@ -712,7 +712,7 @@ class Writer:
         self.rng = random.Random(seed)
         self.seed = seed
         self.next_new = N_DOCS
-        self.number = 0
+        self.number = (seed % 100) * 100_000  # the w marks of two runs on one pair differ
 
     def new_id(self) -> Any:
         self.next_new += 1
@@ -894,7 +894,9 @@ class Writer:
             chosen = [bson.decode(k)["v"] for k in gone]
         elif kind == "update":
             chosen = [d["_id"] for d in sharded.find({"w": self.number})]
-            assert len(chosen) == got[1]["matched_count"] <= 1
+            assert len(chosen) == got[1]["matched_count"] <= 1, (
+                f"seed {self.seed} write {self.number} update_one {filt}: {got}, "
+                f"changed {chosen}, {len(before)} matched before")
         else:
             chosen = [got[1]["doc"]["_id"]] if got[1]["doc"] is not None else []
         assert all(canon(i) in before for i in chosen), f"{kind} {filt} chose a non-match"
