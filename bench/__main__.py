@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "raft": "bench.raft",  # 3-member Raft over gRPC vs etcd and pysyncobj
     "replset": "bench.replset",  # 3-member replica set inserts and failover vs etcd
     "regex": "bench.regex",  # $regex on RE2 vs Python re, in the engine and pathological
+    "sharded": "bench.sharded",  # the router's overhead: replica set vs router to 1 and 2 shards
 }
 
 

@@ -1,20 +1,24 @@
-"""Client load spread over processes, shared by the network benchmarks (raft, replset).
+"""Client load spread over processes, shared by the network benchmarks (raft, replset,
+sharded).
 
 A benchmark's load client is a process started with its own argv. It prints ``READY``, reads
 one line ``START END`` (wall-clock seconds) from stdin, runs its concurrent clients in that
 window, and prints ``RESULT {json}`` with ``lats`` (seconds per finished request), ``errors``,
 ``cpu_s`` and optionally ``first_error``. :func:`run_client_processes` starts the processes,
 starts them together, and merges what they report. Each system under test is driven the same
-way: ceil(N / 32) processes, so the client side is not the bottleneck.
+way: ceil(N / 32) processes, so the client side is not the bottleneck. Given the server
+processes' pids, it also samples their CPU time at the window's edges (:func:`process_cpu`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -77,9 +81,31 @@ def split_clients(total: int, per_process: int = CLIENTS_PER_PROCESS) -> list[in
     return [total // nproc + (1 if i < total % nproc else 0) for i in range(nproc)]
 
 
-def run_client_processes(argvs: list[list[str]], duration: float, label: str) -> dict[str, float]:
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` have used so far (Linux ``/proc``;
+    a process that is gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _sample_at(moments: list[float], sample: Callable[[], float], out: list[float]) -> None:
+    for t in moments:
+        time.sleep(max(0.0, t - time.time()))
+        out.append(sample())
+
+
+def run_client_processes(argvs: list[list[str]], duration: float, label: str,
+                         server_pids: list[int] | None = None) -> dict[str, float]:
     """Run one load-client process per argv (``python -m ...`` arguments) for ``duration``
-    seconds; throughput counts the requests finished inside the window."""
+    seconds; throughput counts the requests finished inside the window. With ``server_pids``
+    the result also has ``server_cpu``: the cores those processes used inside the window."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     procs = [subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO, env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -87,12 +113,19 @@ def run_client_processes(argvs: list[list[str]], duration: float, label: str) ->
     lats: list[float] = []
     errors = 0
     cpu = 0.0
+    server_cpu: list[float] = []
+    sampler: threading.Thread | None = None
     try:
         for p in procs:
             assert p.stdout is not None
             if p.stdout.readline().strip() != "READY":
                 raise RuntimeError(f"{label} load client failed to start")
         start = time.time() + 0.7
+        if server_pids is not None:
+            sampler = threading.Thread(target=_sample_at, daemon=True, args=(
+                [start, start + duration], functools.partial(process_cpu, server_pids),
+                server_cpu))
+            sampler.start()
         for p in procs:
             assert p.stdin is not None
             p.stdin.write(f"{start} {start + duration}\n")
@@ -114,6 +147,11 @@ def run_client_processes(argvs: list[list[str]], duration: float, label: str) ->
                 p.kill()
                 p.wait()
     lats.sort()
-    return {"ops_per_s": len(lats) / duration, "p50_ms": percentile(lats, 0.5) * 1000,
-            "p99_ms": percentile(lats, 0.99) * 1000, "errors": float(errors),
-            "client_cpu": cpu / duration}
+    out = {"ops_per_s": len(lats) / duration, "p50_ms": percentile(lats, 0.5) * 1000,
+           "p99_ms": percentile(lats, 0.99) * 1000, "errors": float(errors),
+           "client_cpu": cpu / duration}
+    if sampler is not None:
+        sampler.join(5.0)
+        if len(server_cpu) == 2:
+            out["server_cpu"] = (server_cpu[1] - server_cpu[0]) / duration
+    return out

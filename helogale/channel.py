@@ -6,6 +6,8 @@ threads' requests share the stream, batched by a sender, matched to replies by r
 ``hello`` (the monitor's) stays a unary ``Command.Run``, and so does everything against a server
 that has no ``Stream`` method. When a stream breaks, every request pending on it fails with
 AutoReconnect (exactly what a failed unary call gives) and the next request opens a new stream.
+A server with all its streams in use refuses a new one (RESOURCE_EXHAUSTED, before reading
+anything from it): its requests go unary, and so do the next ones for ``STREAM_RETRY_S``.
 
 Transport failures become :class:`~helogale.errors.AutoReconnect` (or ``NetworkTimeout``);
 this layer does not look inside replies (``ok: 0`` is the caller's business).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -49,6 +52,10 @@ _CHANNEL_OPTIONS = [
 
 
 MAX_COMMANDS_PER_BATCH = 1024
+STREAM_RETRY_S = 5.0
+"""After a server refused a stream (too many open), send unary calls this long."""
+STREAMS_REFUSED = "helogale: too many command streams open on this server"
+"""The details of the server's refusal (as ``node.server.grpc_service`` sends them)."""
 _UNARY_COMMANDS = frozenset({"hello", "isMaster", "ismaster"})
 
 
@@ -149,11 +156,16 @@ class _Stream:
             error = self._mux.broken("the server closed the command stream")
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 self._mux.unsupported = True
                 error = StreamUnsupported()
+            elif (code == grpc.StatusCode.RESOURCE_EXHAUSTED
+                  and STREAMS_REFUSED in (details or "")):
+                # refused before the server read anything: nothing ran, send them unary
+                self._mux.refused_until = time.monotonic() + STREAM_RETRY_S
+                error = StreamUnsupported()
             else:
-                details = exc.details() if hasattr(exc, "details") else str(exc)
                 error = self._mux.broken(f"{details} ({code.name if code else 'error'})")
         except Exception as exc:  # the channel was closed under us
             error = self._mux.broken(str(exc))
@@ -180,6 +192,8 @@ class StreamMux:
         self.address = address
         self.stub_stream = helogale_pb2_grpc.CommandStub(channel).Stream
         self.unsupported = False
+        self.refused_until = 0.0
+        """Until then (monotonic), the server is refusing streams: go unary."""
         self.abandoned = False
         self._ids = itertools.count(1)
         self._stream: _Stream | None = None
@@ -203,7 +217,7 @@ class StreamMux:
         for _ in range(3):
             if self.abandoned:
                 raise self.broken("")
-            if self.unsupported:
+            if self.unsupported or time.monotonic() < self.refused_until:
                 raise StreamUnsupported()
             stream = self._current()
             if stream.submit(pending):

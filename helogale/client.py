@@ -15,13 +15,21 @@ from helogale.errors import ConfigurationError, check_reply
 from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference, ServerMode, read_pref_from_name
 from helogale.retry import Executor
-from helogale.topology import Topology
+from helogale.topology import MONGOS, Topology
 from helogale.uri import DEFAULT_HOST, DEFAULT_PORT, SCHEME, parse_host, parse_uri, validate_option
 from helogale.write_concern import WriteConcern
+
+DEFAULT_SOCKET_TIMEOUT_MS = 600_000
+"""Ten minutes: the longest any one request may wait for its reply unless ``socketTimeoutMS``
+says otherwise (0: no limit, pymongo's meaning). Long enough for any request in normal use (a
+server's idle cursors live as long; a long query streams in batches, each its own request),
+finite so that a server that accepted the request and never answers cannot block a caller
+forever."""
 
 _DEFAULTS: dict[str, Any] = {
     "serverSelectionTimeoutMS": 30000,
     "connectTimeoutMS": 20000,
+    "socketTimeoutMS": DEFAULT_SOCKET_TIMEOUT_MS,
     "heartbeatFrequencyMS": 10000,
     "localThresholdMS": 15,
     "retryWrites": True,
@@ -151,7 +159,13 @@ class MongoClient:
 
     @property
     def is_primary(self) -> bool:
-        return self._topology.select_server(ReadPreference.PRIMARY).server_type == "RSPrimary"
+        """Whether the server writes go to takes writes: a primary, a standalone or a router."""
+        return self._topology.select_server(ReadPreference.PRIMARY).is_writable
+
+    @property
+    def is_mongos(self) -> bool:
+        """Whether the client is connected to routers (a Sharded topology)."""
+        return self._topology.select_server(ReadPreference.PRIMARY).server_type == MONGOS
 
     def server_info(self) -> dict[str, Any]:
         return self.admin.command("hello")

@@ -237,7 +237,12 @@ def check_write_reply(reply: Mapping[str, Any], address: tuple[str, int] | None 
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Whether the retry policy may run the operation again on a freshly selected server."""
+    """Whether the retry policy may run the operation again on a freshly selected server.
+
+    Not after a request timed out (``socketTimeoutMS``): the server may still be running it,
+    and the caller's bound on the wait would be exceeded."""
+    if isinstance(error, NetworkTimeout):
+        return False
     if isinstance(error, AutoReconnect):
         return True
     if isinstance(error, WriteConcernError) and error.code in RETRYABLE_CODES:

@@ -9,6 +9,20 @@ the monitors find it. Reads are retried when ``retryReads`` is on; writes only w
 transaction number, which the server uses to apply it at most once). Retries continue until
 ``serverSelectionTimeoutMS`` after the first failure (at most ``MAX_ATTEMPTS`` runs in all), so
 a failover costs a pause, not an error.
+
+Through routers (a Sharded topology) the same policy applies, with two differences, as in
+pymongo: a "not primary" answer from a router comes from a shard behind it (the router already
+waited for that shard's failover), so the router is *not* marked unknown (only a network error
+does that); and a retry prefers another router than the one that failed, when one is known.
+
+Two rules keep this safe and bounded:
+
+* a write is run again only with the ``lsid`` and ``txnNumber`` its first run carried: a write
+  first sent without them (to a standalone member, which takes no sessions) is never re-sent,
+  and a retry that would land on such a server raises the first error instead;
+* a request that timed out (``socketTimeoutMS``: :class:`~helogale.errors.NetworkTimeout`) is
+  not run again, and the server is not marked unknown: the server may still be running it, and
+  the caller asked for a bound on the wait, not for a longer one.
 """
 
 from __future__ import annotations
@@ -24,7 +38,13 @@ from bson.binary import Binary
 from bson.int64 import Int64
 
 from helogale.channel import Address, Channel
-from helogale.errors import AutoReconnect, PyMongoError, is_not_primary, is_retryable
+from helogale.errors import (
+    AutoReconnect,
+    NetworkTimeout,
+    PyMongoError,
+    is_not_primary,
+    is_retryable,
+)
 from helogale.read_preferences import ReadPreference, ServerMode
 from helogale.topology import MONGOS, RS_PRIMARY, ServerDescription, Topology
 
@@ -32,6 +52,11 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 10
 
 Operation = Callable[[ServerDescription, Channel], T]
+
+
+class RetryRefused(Exception):
+    """Raised by an operation instead of running on the server selected for a retry (it cannot
+    carry what the first run carried); :meth:`Executor.run` then raises the first error."""
 
 
 @dataclass
@@ -68,6 +93,15 @@ def supports_retryable_writes(server: ServerDescription) -> bool:
     return server.server_type in (RS_PRIMARY, MONGOS)
 
 
+def _avoiding(
+    addresses: set[Address],
+) -> Callable[[list[ServerDescription]], list[ServerDescription]]:
+    """A selector preferring servers other than ``addresses`` (all of them if none is left)."""
+    def select(candidates: list[ServerDescription]) -> list[ServerDescription]:
+        return [s for s in candidates if s.address not in addresses] or candidates
+    return select
+
+
 class Executor:
     """Runs operations against the topology with the client's retry policy."""
 
@@ -90,10 +124,11 @@ class Executor:
         operation: Operation[T],
         *,
         read_preference: ServerMode = ReadPreference.PRIMARY,
-        retryable: bool,
+        retryable: bool | Callable[[], bool],
         address: Address | None = None,
     ) -> T:
-        """Run ``operation(server, channel)``; retry it while ``retryable`` and the error allows.
+        """Run ``operation(server, channel)``; retry it while ``retryable`` (a flag, or a
+        function asked after each failure) and the error allow.
 
         With ``address`` the operation is pinned to that server (``getMore``/``killCursors``)
         and is never retried elsewhere.
@@ -101,6 +136,8 @@ class Executor:
         topology = self.topology
         deadline: float | None = None
         attempts = 0
+        first_error: PyMongoError | None = None
+        failed_routers: set[Address] = set()
         while True:
             if address is not None:
                 server = ServerDescription(address)
@@ -108,16 +145,31 @@ class Executor:
                 remaining = None
                 if deadline is not None:
                     remaining = max(deadline - time.monotonic(), 0.0)
-                server = topology.select_server(read_preference, timeout=remaining)
+                server = topology.select_server(
+                    read_preference, timeout=remaining,
+                    selector=_avoiding(failed_routers) if failed_routers else None)
             channel = topology.channels.get(server.address)
             attempts += 1
             try:
                 return operation(server, channel)
+            except RetryRefused:
+                assert first_error is not None
+                raise first_error from None
             except PyMongoError as exc:
-                if isinstance(exc, AutoReconnect) or is_not_primary(exc):
+                timed_out = isinstance(exc, NetworkTimeout)
+                router = server.server_type == MONGOS or topology.is_sharded
+                if is_not_primary(exc):  # (NotPrimaryError is an AutoReconnect, as in pymongo)
+                    if not router:  # a router relays a shard's answer: it is itself fine
+                        topology.mark_unknown(server.address, exc)
+                elif isinstance(exc, AutoReconnect) and not timed_out:
                     topology.mark_unknown(server.address, exc)
-                if address is not None or not retryable or not is_retryable(exc):
+                if router:
+                    failed_routers.add(server.address)
+                may_retry = retryable() if callable(retryable) else retryable
+                if address is not None or not may_retry or not is_retryable(exc):
                     raise
+                if first_error is None:
+                    first_error = exc
                 if deadline is None:
                     deadline = time.monotonic() + topology.server_selection_timeout
                 if attempts >= MAX_ATTEMPTS or time.monotonic() >= deadline:
@@ -143,7 +195,9 @@ class Executor:
         ``handle(reply, server)`` checks the reply (raising mapped errors) and returns the result.
 
         When the write is retryable, ``session_fields`` is ``{lsid, txnNumber}`` — the same on
-        every attempt, so the server recognises a retry of a write it already applied.
+        every attempt, so the server recognises a retry of a write it already applied. A write
+        whose first run went without them (the server takes no sessions) is never run again,
+        and a retry is never sent without them.
         """
         retry = retryable and self.retry_writes
         session = self.sessions.checkout() if retry else None
@@ -152,10 +206,13 @@ class Executor:
         def operation(server: ServerDescription, channel: Channel) -> T:
             nonlocal fields
             session_fields = None
-            if session is not None and supports_retryable_writes(server):
-                if fields is None:
-                    fields = {"lsid": session.lsid, "txnNumber": session.next_txn_number()}
-                session_fields = fields
+            if session is not None:
+                if supports_retryable_writes(server):
+                    if fields is None:
+                        fields = {"lsid": session.lsid, "txnNumber": session.next_txn_number()}
+                    session_fields = fields
+                elif fields is not None:
+                    raise RetryRefused  # this server would take the write without its session
             db, command = build(server, session_fields)
             if codec_options is not None:
                 reply = channel.run(db, command, codec_options)
@@ -164,7 +221,8 @@ class Executor:
             return handle(reply, server)
 
         try:
-            return self.run(operation, retryable=retry)
+            # retried only once it went out with lsid + txnNumber (and it always will again)
+            return self.run(operation, retryable=lambda: retry and fields is not None)
         finally:
             if session is not None:
                 self.sessions.checkin(session)

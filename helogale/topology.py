@@ -5,6 +5,13 @@ One :class:`Monitor` thread per known server sends ``hello`` every ``heartbeat_f
 marked unknown). Replies become :class:`ServerDescription` values held by :class:`Topology`,
 which learns the replica set's members from them (adding and removing monitors) and selects a
 server by read preference and latency window, waiting up to ``server_selection_timeout``.
+
+Routers (``hello`` says ``msg: "isdbgrid"``) make the topology *Sharded*, as pymongo treats a
+seed list of mongos: without a ``replicaSet`` option, the first router seen fixes the type
+(for good: it stays Sharded while every router is down), servers that are not routers are
+dropped, and selection picks any known router within the latency window for reads and writes
+alike (the read preference travels to the router as ``$readPreference``; it does not select).
+With a ``replicaSet`` option a router is not a member of that set and is dropped.
 """
 
 from __future__ import annotations
@@ -196,6 +203,7 @@ class Topology:
         self._servers: dict[Address, ServerDescription] = {a: ServerDescription(a) for a in self.seeds}
         self._monitors: dict[Address, Monitor] = {}
         self._max_election: tuple[Any, Any] | None = None
+        self._sharded = False  # a router was seen (see module docstring)
         self._deposed: list[Address] = []
         self._retired: list[Monitor] = []
         self._opened = False
@@ -269,6 +277,18 @@ class Topology:
         if self.direct:
             self._servers[address] = desc
             return
+        if desc.server_type == MONGOS:
+            if self.replica_set_name is not None:
+                self._remove_server_locked(address)  # not a member of the named set
+                return
+            if not self._sharded:
+                self._sharded = True
+                for other, other_desc in list(self._servers.items()):
+                    if other_desc.is_known and other_desc.server_type != MONGOS:
+                        self._remove_server_locked(other)
+        elif self._sharded and desc.is_known:
+            self._remove_server_locked(address)  # a member or standalone among routers
+            return
         if desc.server_type in (RS_PRIMARY, RS_SECONDARY, RS_ARBITER, RS_OTHER):
             if self.replica_set_name is None:
                 self.replica_set_name = desc.set_name
@@ -333,7 +353,7 @@ class Topology:
         servers = list(self._servers.values())
         if self.direct:
             return "Single"
-        if any(s.server_type == MONGOS for s in servers):
+        if self._sharded:
             return "Sharded"
         if any(s.server_type == STANDALONE for s in servers) and len(servers) == 1:
             return "Single"
@@ -395,6 +415,12 @@ class Topology:
         return f"{self._topology_type_locked()} [" + ", ".join(parts) + "]"
 
     # --- views ----------------------------------------------------------------------------------
+    @property
+    def is_sharded(self) -> bool:
+        """Whether the seeds turned out to be routers (the topology type is Sharded)."""
+        with self._cond:
+            return self._sharded and not self.direct
+
     def servers(self) -> list[ServerDescription]:
         with self._cond:
             return list(self._servers.values())

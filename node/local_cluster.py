@@ -1,5 +1,5 @@
-"""Start a replica set of real member processes on loopback, for ``helogale up``, tests,
-the chaos harness and benchmarks.
+"""Start a replica set of real member processes on loopback, for ``helogale up``
+(:mod:`node.up`), tests, the chaos harness and benchmarks.
 
 >>> with LocalCluster(members=3) as cluster:      # doctest: +SKIP
 ...     print(cluster.uri)                         # helogale://127.0.0.1:P1,.../?replicaSet=rs0
@@ -33,6 +33,8 @@ from proto import helogale_pb2, helogale_pb2_grpc
 
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
 LOOPBACK = "127.0.0.1"
+RETRYABLE_CODES = frozenset({10107, 11602, 13435, 189, 91})
+"""Replies meaning "the primary changed or went away": asking the new primary is safe."""
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 50),
     ("grpc.min_reconnect_backoff_ms", 50),
@@ -127,9 +129,15 @@ class LocalCluster:
         log_level: str = "INFO",
         extra_args: list[str] | None = None,
         link_address: Callable[[int, int], str | None] | None = None,
+        member_args: Mapping[int, list[str]] | None = None,
+        own_process_group: bool = False,
     ) -> None:
         """``link_address(i, j)``: where member index i dials member index j for Raft traffic
-        (e.g. a chaos proxy); None or returning None means j's own address."""
+        (e.g. a chaos proxy); None or returning None means j's own address. ``member_args``:
+        extra flags for some members only (by index). ``own_process_group``: each member in a
+        process group of its own, so a Ctrl-C at the terminal reaches only the caller, which
+        stops the members itself (``helogale up``)."""
+        self.own_process_group = own_process_group
         self.replset = replset
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-cluster-")
@@ -139,6 +147,7 @@ class LocalCluster:
         self.log_level = log_level
         self.extra_args = list(extra_args or [])
         self.link_address = link_address
+        self.member_args = {i: list(a) for i, a in (member_args or {}).items()}
         per = 3 if wire else 2
         if base_port is None:
             ports = free_ports(members * per)
@@ -195,7 +204,7 @@ class LocalCluster:
                 argv += ["--peer", p.spec(link)]
         if join:
             argv.append("--join")
-        return argv + self.extra_args
+        return argv + self.extra_args + self.member_args.get(i, [])
 
     def _spawn(self, i: int, join: bool = False) -> None:
         m = self.members[i]
@@ -209,15 +218,21 @@ class LocalCluster:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         m.proc = subprocess.Popen(self._argv(m, join, peers), stdout=log, stderr=log,
-                                  stdin=subprocess.DEVNULL, env=env)
+                                  stdin=subprocess.DEVNULL, env=env,
+                                  process_group=0 if self.own_process_group else None)
         log.close()
         m.paused = False
 
     def start(self, timeout: float = 30.0) -> LocalCluster:
-        """Start every member and wait until one is primary."""
-        for i in range(len(self.members)):
-            self._spawn(i)
-        self.wait_for_primary(timeout)
+        """Start every member and wait until one is primary (stopping them all if that
+        fails: no process is left behind)."""
+        try:
+            for i in range(len(self.members)):
+                self._spawn(i)
+            self.wait_for_primary(timeout)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __enter__(self) -> LocalCluster:
@@ -350,64 +365,17 @@ class LocalCluster:
         return doc
 
     def reconfig(self, member_indexes: list[int], timeout: float = 30.0) -> dict[str, Any]:
-        """Send ``replSetReconfig`` with exactly these members to the primary."""
-        p = self.wait_for_primary(timeout)
-        current = self.command(p, {"replSetGetConfig": 1})["config"]
-        cfg = {"_id": self.replset, "version": int(current.get("version", 1)) + 1,
-               "members": [self.member_doc(i) for i in member_indexes]}
-        return self.command(p, {"replSetReconfig": cfg}, timeout=timeout)
+        """Send ``replSetReconfig`` with exactly these members to the primary (again, to the
+        primary of the moment, when the one asked lost leadership meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.wait_for_primary(max(1.0, deadline - time.monotonic()))
+            current = self.command(p, {"replSetGetConfig": 1})["config"]
+            cfg = {"_id": self.replset, "version": int(current.get("version", 1)) + 1,
+                   "members": [self.member_doc(i) for i in member_indexes]}
+            reply = self.command(p, {"replSetReconfig": cfg}, timeout=timeout)
+            if reply.get("code") not in RETRYABLE_CODES or time.monotonic() >= deadline:
+                return reply
 
     def member_status(self, i: int) -> dict[str, Any] | None:
         return self.try_command(i, {"replSetGetStatus": 1})
-
-
-def _demo(cluster: LocalCluster, out: Any) -> None:
-    """A few majority writes and a read against the primary, printed."""
-    p = cluster.wait_for_primary()
-    docs = [{"name": "meerkat", "weight_g": 720}, {"name": "dwarf mongoose", "weight_g": 310},
-            {"name": "banded mongoose", "weight_g": 1500}]
-    reply = cluster.command(p, {"insert": "animals", "documents": docs,
-                                "writeConcern": {"w": "majority"}}, db="demo")
-    print(f"demo: inserted {reply.get('n')} documents into demo.animals (w=majority) "
-          f"on primary {cluster.members[p].address}", file=out)
-    reply = cluster.command(p, {"update": "animals", "updates": [
-        {"q": {"name": "dwarf mongoose"}, "u": {"$inc": {"weight_g": 5}}}]}, db="demo")
-    print(f"demo: updated {reply.get('nModified')} document", file=out)
-    reply = cluster.command(p, {"find": "animals", "filter": {"weight_g": {"$lt": 1000}},
-                                "sort": {"weight_g": 1}, "projection": {"_id": 0}}, db="demo")
-    for doc in reply.get("cursor", {}).get("firstBatch", []):
-        print(f"demo: found {doc}", file=out)
-
-
-def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = False,
-           demo: bool = False, out: Any = None) -> int:
-    """``helogale up``: start a set, print its URI(s), wait for Ctrl-C/SIGTERM, stop cleanly."""
-    import threading
-
-    out = out or sys.stdout
-    if data_dir is not None:
-        os.makedirs(data_dir, exist_ok=True)
-    cluster = LocalCluster(members, data_dir=data_dir, base_port=base_port, wire=wire)
-    done = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT,
-                                                                      signal.SIGTERM)}
-    try:
-        cluster.start()
-        print(cluster.uri, file=out, flush=True)
-        if cluster.wire_uri:
-            print(cluster.wire_uri, file=out, flush=True)
-        print(f"replica set {cluster.replset}: {members} members, data in {cluster.data_dir}; "
-              "Ctrl-C stops", file=sys.stderr, flush=True)
-        if demo:
-            _demo(cluster, out)
-            out.flush()
-        done.wait()
-    except TimeoutError as exc:
-        print(f"helogale up: {exc} (logs in {cluster.data_dir})", file=sys.stderr)
-        return 1
-    finally:
-        cluster.stop()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    print("stopped", file=sys.stderr)
-    return 0

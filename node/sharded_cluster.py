@@ -11,8 +11,12 @@ member at once and then waits, so a cluster of ten processes comes up in the tim
 election; stopping goes routers, then shards, then the config servers.
 
 Ports: with ``base_port`` B the routers' gRPC ports are ``B .. B+R-1`` and their wire ports
-``B-10 ..`` (so ``helogale up`` puts routers on 27027/27028 and 27017/27018); the replica sets
-take consecutive blocks from ``B+100``: the config servers first, then each shard.
+``B-10 ..`` (so ``helogale up`` puts routers on 27027/27028 and 27017/27018; at most 10
+routers with a fixed base). The replica sets take blocks from ``B+100``: the config servers
+first, then shard k at ``B+100+k*S``, where S is the set's port count (gRPC, Raft and wire
+ports of each member, in that order, as :class:`~node.local_cluster.LocalCluster` lays them)
+rounded up to a multiple of 10: with 3 members, ``cfg`` at 27127, ``shard1`` at 27137,
+``shard2`` at 27147. Without ``base_port`` every port is a free one picked at random.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,15 +84,24 @@ class ShardedCluster:
         log_level: str = "INFO",
         election_timeout_ms: int | None = None,
         extra_args: list[str] | None = None,
+        own_process_group: bool = False,
     ) -> None:
+        """``own_process_group``: every process in a process group of its own, so a Ctrl-C at
+        the terminal reaches only the caller, which then stops them in order (``helogale
+        up``)."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-sharded-")
         self.wire = wire
         self.log_level = log_level
-        per_set = members * (3 if wire else 2)
+        if base_port is not None and not 1 <= routers <= 10:
+            raise ValueError("with a fixed base port, 1 to 10 routers (their wire ports are "
+                             "the 10 ports below it)")
+        self.own_process_group = own_process_group
+        per_set = -(-members * (3 if wire else 2) // 10) * 10  # rounded up to a multiple of 10
         set_base = None if base_port is None else base_port + 100
         common = {"wire": wire, "log_level": log_level,
-                  "election_timeout_ms": election_timeout_ms}
+                  "election_timeout_ms": election_timeout_ms,
+                  "own_process_group": own_process_group}
         extra = list(extra_args or [])
         self.config = LocalCluster(
             members, data_dir=os.path.join(self.data_dir, CONFIG_SET), replset=CONFIG_SET,
@@ -134,23 +147,37 @@ class ShardedCluster:
         return self.connection_string(self.config)
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 60.0) -> ShardedCluster:
+    def start(self, timeout: float = 60.0,
+              progress: Callable[[str], None] | None = None) -> ShardedCluster:
         """Start every member at once, wait for each set's primary, start the routers and add
-        the shards (idempotent: a restarted cluster keeps its shards)."""
+        the shards (idempotent: a restarted cluster keeps its shards). ``progress`` is told
+        each step as it completes (``helogale up`` prints them). If anything fails, whatever
+        started is stopped before the error propagates (no process is left behind)."""
+        try:
+            return self._start(timeout, progress or (lambda _text: None))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float, say: Callable[[str], None]) -> ShardedCluster:
         for cluster in self.sets:
             for i in range(len(cluster.members)):
                 cluster._spawn(i)
         for cluster in self.sets:
-            cluster.wait_for_primary(timeout)
+            p = cluster.wait_for_primary(timeout)
+            say(f"{cluster.replset}: primary {cluster.members[p].address}")
         for i in range(len(self.routers)):
             self.start_router(i)
         for i in range(len(self.routers)):
             self.wait_router(i, timeout)
+        say("routers: " + ", ".join(r.address for r in self.routers))
         for shard in self.shards:
             reply = self.router_command(0, {"addShard": self.connection_string(shard)},
                                         timeout=timeout)
             if reply.get("ok") != 1.0:
                 raise RuntimeError(f"addShard {shard.replset} failed: {reply}")
+        if self.shards:
+            say("shards added: " + ", ".join(s.replset for s in self.shards))
         return self
 
     def __enter__(self) -> ShardedCluster:
@@ -172,7 +199,8 @@ class ShardedCluster:
         os.makedirs(self.data_dir, exist_ok=True)
         with open(r.log_path, "ab") as log:
             r.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                      env=env)
+                                      env=env, process_group=0 if self.own_process_group
+                                      else None)
 
     def wait_router(self, i: int, timeout: float = 30.0) -> None:
         wait_until(lambda: self.try_router(i, {"ping": 1}), timeout, f"router {i} ready")

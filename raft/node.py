@@ -14,6 +14,16 @@ Threads
   and read futures, takes application snapshots, compacts the log, and finally asks the loop to
   ``advance`` each Ready in order.
 
+Faults
+------
+Any unexpected exception on either thread (a WAL write or fsync error, the application's
+``apply`` or snapshot install failing, a bug in the loop) is FATAL: the node can no longer make
+progress, and must not pretend otherwise. The one fatal path (:meth:`RaftNode._fatal`) runs
+once: from then on :meth:`is_leader` is False, every pending proposal and read fails with
+:class:`NodeFailed` (retryable: the member went away), new ones fail at once, and
+``on_fatal(where, exc)`` runs on its own thread (the application steps down if it can, calls
+:meth:`halt` and exits). Without ``on_fatal`` the node halts at once and logs the error.
+
 The application supplies ``apply(entries) -> list | None`` (NORMAL entries in log order,
 including the empty entry each new leader appends; a returned list gives per-entry results,
 found on the proposal future's ``result_value``), and optionally ``snapshot() -> bytes`` (state
@@ -25,7 +35,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import struct
 import threading
 import time
@@ -38,6 +47,7 @@ from typing import Any
 
 from raft import confchange
 from raft.core import Config, RawNode, Status
+from raft.fsio import FileSystem, write_atomic
 from raft.transport import GrpcTransport
 from raft.types import (
     NONE,
@@ -55,11 +65,13 @@ from raft.types import (
 )
 from raft.wal import WalStorage
 
-__all__ = ["NodeStopped", "NotLeader", "RaftNode", "RaftNodeConfig", "Snapshotter"]
+__all__ = ["LeadershipLost", "NodeFailed", "NodeStopped", "NotLeader", "RaftNode", "RaftNodeConfig", "Snapshotter"]
 
 log = logging.getLogger(__name__)
 
 ApplyFn = Callable[[list[Entry]], "Sequence[Any] | None"]
+_REQUESTS = frozenset({"propose", "propose_many", "conf", "read"})
+"""Inbox kinds that are callers' requests (refused once the node failed)."""
 
 
 class NotLeader(ProposalDropped):
@@ -70,8 +82,21 @@ class NotLeader(ProposalDropped):
         self.leader = leader
 
 
+class LeadershipLost(NotLeader):
+    """This member stopped being leader before the proposal was seen committed: the entry
+    may still commit under the next leader, or be overwritten (outcome unknown)."""
+
+
 class NodeStopped(RaftError):
     """The node was stopped before the request completed."""
+
+
+class NodeFailed(NodeStopped):
+    """The node hit a fatal error (see *Faults* in the module docstring) and stopped making
+    progress; the request's outcome is unknown."""
+
+
+FatalFn = Callable[[str, BaseException], None]
 
 
 class Snapshotter:
@@ -148,14 +173,20 @@ class RaftNode:
         listen: str | None = None,
         join: bool = False,
         on_leader_change: Callable[[int, int], None] | None = None,
+        fs: FileSystem | None = None,
+        on_fatal: FatalFn | None = None,
     ) -> None:
         self.id = node_id
+        self._on_fatal = on_fatal
+        self._failure: NodeFailed | None = None
+        self._loop_failed = False
         self.cfg = config or RaftNodeConfig()
         self._apply_fn = apply
         self._snapshotter = snapshotter
         self._on_leader_change = on_leader_change
         self.storage = WalStorage(data_dir, segment_bytes=self.cfg.segment_bytes,
-                                  sync=self.cfg.fsync)
+                                  sync=self.cfg.fsync, fs=fs)
+        self.fs = self.storage.fs
         hs, cs = self.storage.initial_state()
         fresh = (hs.term == 0 and self.storage.last_index() == 0 and not cs.voters
                  and self.storage.snapshot().empty)
@@ -197,8 +228,8 @@ class RaftNode:
         self.snapshots_installed = 0
         """Snapshots received from a leader and installed (a lagging member's catch-up)."""
         saved = self.storage.path / "peers.json"
-        self._addresses = ({int(k): v for k, v in json.loads(saved.read_text()).items()}
-                           if saved.exists() else {})
+        self._addresses = ({int(k): v for k, v in json.loads(self.fs.read_bytes(saved)).items()}
+                           if self.fs.exists(saved) else {})
         self._addresses.update(peers)  # addresses given now win over remembered ones
         try:
             self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
@@ -254,6 +285,51 @@ class RaftNode:
                 f.set_exception(NodeStopped("node stopped"))
         with self._state_cv:
             self._state_cv.notify_all()
+
+    def halt(self) -> None:
+        """Stop the raft loop (nothing more is sent, received or ticked) and leave the rest to
+        :meth:`stop`: a failed member goes quiet, so the others elect without it."""
+        with self._cv:
+            self._running = False
+            self._cv.notify_all()
+
+    @property
+    def failure(self) -> NodeFailed | None:
+        """Why this node stopped making progress (None while it is healthy)."""
+        return self._failure
+
+    @property
+    def loop_alive(self) -> bool:
+        """Whether the raft loop still runs (it can still send and step messages)."""
+        return self._running and not self._loop_failed and self._loop_thread.is_alive()
+
+    def _fatal(self, where: str, exc: BaseException) -> None:
+        """The one fatal path (see *Faults* in the module docstring); runs once."""
+        with self._cv:
+            if self._failure is not None or self._stopped:
+                return
+            err = NodeFailed(f"{where} failed: {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            self._failure = err
+            if self._on_fatal is None:
+                self._running = False
+            self._cv.notify_all()
+        with self._fut_lock:
+            futs = [f for _, f in self._pending.values()] + list(self._reads.values())
+            futs += [f for _, f in self._ready_reads]
+            self._pending.clear()
+            self._reads.clear()
+            self._ready_reads.clear()
+        for f in futs:
+            if not f.done():
+                f.set_exception(err)
+        self.wake_waiters()
+        if self._on_fatal is None:
+            log.error("raft %s failed; this member stopped making progress", where,
+                      exc_info=exc)
+            return
+        threading.Thread(target=self._on_fatal, args=(where, exc), daemon=True,
+                         name=f"raft-fatal-{self.id}").start()
 
     def __enter__(self) -> RaftNode:
         return self
@@ -325,7 +401,8 @@ class RaftNode:
         return self._applied_index
 
     def is_leader(self) -> bool:
-        return self._view.role == StateRole.LEADER
+        """Leader of the current term and able to make progress (False once failed)."""
+        return self._view.role == StateRole.LEADER and self._failure is None
 
     def leader_id(self) -> int:
         return self._view.leader
@@ -368,19 +445,20 @@ class RaftNode:
     # ------------------------------------------------------------------ raft loop
     def _post(self, kind: str, payload: Any) -> None:
         with self._cv:
-            if not self._stopped:
+            failed = self._failure is not None and kind in _REQUESTS
+            if not self._stopped and not failed:
                 self._inbox.append((kind, payload))
                 self._cv.notify()
                 return
         self._fail_stopped(kind, payload)
 
-    @staticmethod
-    def _fail_stopped(kind: str, payload: Any) -> None:
+    def _fail_stopped(self, kind: str, payload: Any) -> None:
+        err = self._failure or NodeStopped("node stopped")
         if kind in ("propose", "conf", "read", "call"):
-            payload[-1].set_exception(NodeStopped("node stopped"))
+            payload[-1].set_exception(err)
         elif kind == "propose_many":
             for f in payload[-1]:
-                f.set_exception(NodeStopped("node stopped"))
+                f.set_exception(err)
 
     def _receive(self, msgs: list[Message]) -> None:
         with self._cv:
@@ -388,6 +466,13 @@ class RaftNode:
             self._cv.notify()
 
     def _loop(self) -> None:
+        try:
+            self._run_loop()
+        except Exception as exc:
+            self._loop_failed = True
+            self._fatal("raft loop", exc)
+
+    def _run_loop(self) -> None:
         interval = self.cfg.tick_interval
         next_tick = time.monotonic() + interval
         raw = self.raw
@@ -410,10 +495,9 @@ class RaftNode:
                 for _ in range(n):
                     raw.tick()
                 next_tick = now + interval
-            try:
-                self._handle_events(events)
-            except Exception:
-                log.exception("raft loop: handling events failed")
+            if self._failure is not None:
+                events = self._refuse_requests(events)
+            self._handle_events(events)
             self._publish()
             while raw.has_ready() and self._inflight < self.cfg.max_inflight_readies:
                 rd = raw.ready()
@@ -423,6 +507,17 @@ class RaftNode:
                 with self._persist_cv:
                     self._persist_q.append(rd)
                     self._persist_cv.notify()
+
+    def _refuse_requests(self, events: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """After a fatal error: fail the requests among ``events``, keep the rest (peers'
+        messages, so a leadership transfer can still complete)."""
+        keep = []
+        for kind, payload in events:
+            if kind in _REQUESTS:
+                self._fail_stopped(kind, payload)
+            else:
+                keep.append((kind, payload))
+        return keep
 
     def _handle_events(self, events: list[tuple[str, Any]]) -> None:
         raw = self.raw
@@ -454,8 +549,7 @@ class RaftNode:
                 except Exception as exc:  # an invalid change: the caller's error
                     fut.set_exception(exc)
                 else:
-                    with self._fut_lock:
-                        self._pending[idx] = (raw.term, fut)
+                    self._track([(idx, fut)], raw.term)
             elif kind == "read":
                 ctx, fut = payload
                 try:
@@ -464,10 +558,11 @@ class RaftNode:
                     with self._fut_lock:
                         self._reads.pop(ctx, None)
                     fut.set_exception(self._not_leader(str(exc)))
-            elif kind == "transfer":
-                raw.transfer_leader(payload)
-            elif kind == "campaign":
-                raw.campaign()
+            elif kind in ("transfer", "campaign"):
+                try:
+                    raw.transfer_leader(payload) if kind == "transfer" else raw.campaign()
+                except RaftError as exc:  # refused in this state: the caller's problem
+                    log.debug("raft %s refused: %s", kind, exc)
             elif kind == "call":
                 fn, fut = payload
                 try:
@@ -490,10 +585,19 @@ class RaftNode:
                 fut.set_exception(err)
             return
         first = last - len(batch) + 1
-        term = raw.term
+        self._track([(first + i, fut) for i, (_, fut) in enumerate(batch)], raw.term)
+
+    def _track(self, futs: list[tuple[int, Future[int]]], term: int) -> None:
+        """Wait for these proposals' entries to apply; refused if the node failed meanwhile
+        (the fatal path already failed every pending future, and no entry will apply)."""
         with self._fut_lock:
-            for i, (_, fut) in enumerate(batch):
-                self._pending[first + i] = (term, fut)
+            failure = self._failure
+            if failure is None:
+                for index, fut in futs:
+                    self._pending[index] = (term, fut)
+                return
+        for _, fut in futs:
+            fut.set_exception(failure)
 
     def _publish(self) -> None:
         raw = self.raw
@@ -510,6 +614,9 @@ class RaftNode:
             self._state_cv.notify_all()
         if view.term != old.term or view.leader != old.leader:
             self._fail_reads()  # the core forgets ReadIndex requests when leadership changes
+        if old.role == StateRole.LEADER and (view.role != StateRole.LEADER
+                                             or view.term != old.term):
+            self._fail_uncommitted(view.commit, view.leader)
         if view.leader != old.leader and self._on_leader_change is not None:
             try:
                 self._on_leader_change(view.leader, view.term)
@@ -528,11 +635,8 @@ class RaftNode:
             rds = [rd for rd in rds if rd is not None]
             try:
                 self._persist(rds)
-            except Exception:
-                log.exception("raft persist failed; stopping this member")
-                with self._cv:
-                    self._running = False
-                    self._cv.notify_all()
+            except Exception as exc:
+                self._fatal("persist", exc)
                 return
             if stop:
                 return
@@ -639,10 +743,8 @@ class RaftNode:
     def _save_addresses(self) -> None:
         """Keep members' addresses beside the log: a restart after the conf-change entries
         were compacted into a snapshot still knows how to reach members added later."""
-        path = self.storage.path / "peers.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({str(k): v for k, v in sorted(self._addresses.items())}))
-        os.replace(tmp, path)
+        data = json.dumps({str(k): v for k, v in sorted(self._addresses.items())}).encode()
+        write_atomic(self.fs, self.storage.path / "peers.json", data, sync=self.cfg.fsync)
 
     def _set_applied(self, index: int) -> None:
         with self._state_cv:
@@ -657,6 +759,21 @@ class RaftNode:
             self._reads.clear()
         err = NotLeader(self.raw.leader, "leadership changed before the read was confirmed")
         for f in lost:
+            if not f.done():
+                f.set_exception(err)
+
+    def _fail_uncommitted(self, commit: int, leader: int) -> None:
+        """Leadership was lost: every proposal not known committed fails now with
+        LeadershipLost (retryable; the entry may still commit under the next leader, where a
+        retried write is recognised by its session). Committed ones will apply here and
+        resolve as usual."""
+        with self._fut_lock:
+            lost = [i for i in self._pending if i > commit]
+            futs = [self._pending.pop(i)[1] for i in lost]
+        if not futs:
+            return
+        err = LeadershipLost(leader, "leadership lost before the entry was committed")
+        for f in futs:
             if not f.done():
                 f.set_exception(err)
 

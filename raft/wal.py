@@ -19,12 +19,26 @@ only; on open the tail is checked record by record and cut at the first bad leng
 checksum, so a partial write is never replayed. A bad record in an older (sealed) segment is
 real corruption and raises ``WalCorrupted``. Opening always starts a fresh segment whose header
 repeats the hard state and the compaction point, which is what lets ``compact`` delete whole
-old segments. Snapshots are written to a temp file, fsynced, renamed and the directory fsynced.
+old segments.
+
+Power loss (every file operation goes through ``raft.fsio``, so tests can drop whatever was not
+fsynced; tests/raft_io/test_wal_power_loss.py):
+
+* a segment is sealed (fsynced) before the next one is created, so only the newest can hold
+  bytes that are not durable -- the invariant behind "a torn tail only in the newest segment";
+* a new segment's header and its directory entry are fsynced before anything is written to it;
+  new directories are made durable in their parents;
+* on open, what was found (segments, snapshot files) is fsynced before anything new is
+  written: after a process crash some of it may still be only in the page cache, and the
+  restarted member acts on it;
+* snapshot files are written atomically (temp file, fsync, rename, directory fsync) before the
+  log records or compaction that rely on them;
+* a torn save may keep a new term's entries without the hard state written after them; on open
+  the term is raised to the log's (with no vote: nothing of that term was acknowledged).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import struct
 import threading
@@ -33,6 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from raft.fsio import OS_FS, TMP_SUFFIX, FileHandle, FileLock, FileSystem, write_atomic
 from raft.memory_storage import limit_size
 from raft.types import (
     ConfState,
@@ -127,14 +142,6 @@ def decode_snapshot(buf: bytes) -> Snapshot:
     return Snapshot(SnapshotMeta(index, term, cs), bytes(data))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass
 class _Segment:
     seq: int
@@ -213,24 +220,24 @@ class WalStorage:
         segment_bytes: int = 64 << 20,
         sync: bool = True,
         keep_snapshots: int = 2,
+        fs: FileSystem | None = None,
     ) -> None:
         self.path = Path(path)
+        self.fs = fs = fs or OS_FS
         self.segment_bytes = segment_bytes
         self.sync = sync
         self.keep_snapshots = keep_snapshots
         self._wal_dir = self.path / "wal"
         self._snap_dir = self.path / "snap"
-        self._wal_dir.mkdir(parents=True, exist_ok=True)
-        self._snap_dir.mkdir(parents=True, exist_ok=True)
+        fs.makedirs(self._wal_dir, sync=sync)
+        fs.makedirs(self._snap_dir, sync=sync)
         self._lock = threading.RLock()
-        self._dir_lock = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._dir_lock: FileLock | None = fs.lock(self.path / "LOCK")
         except OSError:
-            os.close(self._dir_lock)
             raise RaftError(f"{self.path} is in use by another WalStorage") from None
         self._segments: list[_Segment] = []
-        self._fd = -1
+        self._fh: FileHandle | None = None
         self._size = 0
         self._dirty = False
         self.fsyncs = 0
@@ -238,6 +245,8 @@ class WalStorage:
         try:
             self._snap = self._load_snapshot()
             self._replay()
+            if sync:
+                self._make_found_state_durable()
             self._open_segment()
         except BaseException:
             self.close()
@@ -245,27 +254,33 @@ class WalStorage:
 
     # ------------------------------------------------------------------ open / replay
     def _load_snapshot(self) -> Snapshot:
-        for tmp in self._snap_dir.glob("*.tmp"):
-            tmp.unlink()
-        for f in sorted(self._snap_dir.glob("*.snap"), reverse=True):
+        names = self.fs.listdir(self._snap_dir)
+        for name in names:
+            if name.endswith(TMP_SUFFIX):
+                self.fs.unlink(self._snap_dir / name)
+        for name in sorted((n for n in names if n.endswith(".snap")), reverse=True):
             try:
-                return decode_snapshot(f.read_bytes())
+                return decode_snapshot(self.fs.read_bytes(self._snap_dir / name))
             except WalCorrupted:
                 continue  # a damaged newer snapshot: fall back to an older one
         return Snapshot()
 
     def _replay(self) -> None:
         rp = _Replay()
-        files = sorted(self._wal_dir.glob("*.wal"))
+        files = [self._wal_dir / n for n in sorted(self.fs.listdir(self._wal_dir))
+                 if n.endswith(".wal")]
         for i, f in enumerate(files):
-            data = f.read_bytes()
+            data = self.fs.read_bytes(f)
             records, good = _scan(data)
             if good != len(data):
                 if i != len(files) - 1:
                     raise WalCorrupted(f"{f.name}: bad record at offset {good}")
-                with open(f, "r+b") as fh:  # torn tail of the newest segment: cut it
+                fh = self.fs.open_append(f, create=False)  # torn tail of the newest segment
+                try:
                     fh.truncate(good)
-                    os.fsync(fh.fileno())
+                    fh.fsync()
+                finally:
+                    fh.close()
             seg = _Segment(int(f.stem, 16), f)
             for kind, payload in records:
                 if kind == K_ENTRY:
@@ -297,12 +312,40 @@ class WalStorage:
         self._hard = rp.hard or HardState()
         if self._hard.commit < snap.index:
             self._hard = HardState(self._hard.term, self._hard.vote, snap.index)
+        top = max(snap.term, self._base_term, self._ents[-1].term if self._ents else 0)
+        if self._hard.term < top:
+            # A power cut kept a save's entries (or a leader snapshot's file) but not the hard
+            # state written after them. Nothing of that term was acknowledged (that waits for
+            # the fsync), no vote in it either: restart in that term, not having voted, so the
+            # term is never below the log's.
+            self._hard = HardState(top, 0, self._hard.commit)
         self._conf = rp.conf
 
+    def _make_found_state_durable(self) -> None:
+        """What a restarted member found is what it acts on (it answers a leader's probe with
+        its last index, which counts as holding those entries), but after a process crash some
+        of it may still be only in the OS page cache: a segment tail written without fsync, a
+        snapshot renamed in just before the kill. Make it durable before writing anything that
+        depends on it (the new segment's header repeats the log base and hard state)."""
+        for seg in self._segments:
+            fh = self.fs.open_append(seg.path, create=False)
+            try:
+                fh.fdatasync()
+            finally:
+                fh.close()
+        self.fs.fsync_dir(self._snap_dir)
+        self.fs.fsync_dir(self._wal_dir)
+
     def _open_segment(self) -> None:
+        """Start the next segment. The current one is sealed (fsynced) FIRST: only the newest
+        segment may ever hold bytes that are not durable, so only it can have a torn tail."""
+        if self._fh is not None:
+            self.flush()
+            self._fh.close()
+            self._fh = None
         seq = self._segments[-1].seq + 1 if self._segments else 1
         path = self._wal_dir / f"{seq:016x}.wal"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fh = self.fs.open_append(path)
         header = [
             _frame(K_HARD, _HARD.pack(self._hard.term, self._hard.vote, self._hard.commit)),
             _frame(K_COMPACT, _MARK.pack(self._base_index, self._base_term)),
@@ -310,15 +353,11 @@ class WalStorage:
         if self._conf is not None:
             header.append(_frame(K_CONF, encode_conf_state(self._conf)))
         buf = b"".join(header)
-        os.write(fd, buf)
+        fh.write(buf)
         if self.sync:
-            os.fsync(fd)
-            _fsync_dir(self._wal_dir)
-        if self._fd >= 0:
-            if self._dirty and self.sync:
-                os.fdatasync(self._fd)  # seal the old segment durably before moving on
-            os.close(self._fd)
-        self._fd, self._size, self._dirty = fd, len(buf), False
+            fh.fsync()
+            self.fs.fsync_dir(self._wal_dir)
+        self._fh, self._size, self._dirty = fh, len(buf), False
         self._segments.append(_Segment(seq, path))
 
     # ------------------------------------------------------------------ LogStorage (reads)
@@ -422,10 +461,8 @@ class WalStorage:
             self._conf = conf_state
 
     def _write(self, buf: bytes, *, sync: bool) -> None:
-        view = memoryview(buf)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        assert self._fh is not None
+        self._fh.write(buf)
         self._size += len(buf)
         self._dirty = True
         if sync:
@@ -434,7 +471,8 @@ class WalStorage:
     def flush(self) -> None:
         """fdatasync what ``save(..., sync=False)`` wrote: group commit across saves."""
         if self._dirty and self.sync:
-            os.fdatasync(self._fd)
+            assert self._fh is not None
+            self._fh.fdatasync()
             self.fsyncs += 1
         self._dirty = False
 
@@ -456,18 +494,11 @@ class WalStorage:
 
     def _write_snapshot_file(self, snap: Snapshot) -> None:
         final = self._snap_dir / f"{snap.meta.index:016x}.snap"
-        tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(encode_snapshot(snap))
-            fh.flush()
-            if self.sync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        if self.sync:
-            _fsync_dir(self._snap_dir)
-        old = sorted(self._snap_dir.glob("*.snap"))[:-self.keep_snapshots]
-        for f in old:
-            f.unlink(missing_ok=True)  # two threads may save snapshots at once
+        write_atomic(self.fs, final, encode_snapshot(snap), sync=self.sync)
+        snaps = sorted(n for n in self.fs.listdir(self._snap_dir) if n.endswith(".snap"))
+        for name in snaps[:-self.keep_snapshots]:
+            # two threads may save snapshots at once
+            self.fs.unlink(self._snap_dir / name, missing_ok=True)
 
     def compact(self, index: int) -> None:
         """Drop entries up to ``index`` (which must not pass the latest snapshot) and delete
@@ -484,21 +515,21 @@ class WalStorage:
             self._base_index, self._base_term = index, term
         removed = False
         while len(self._segments) > 1 and self._segments[0].max_index <= index:
-            self._segments.pop(0).path.unlink()
+            self.fs.unlink(self._segments.pop(0).path)
             removed = True
         if removed and self.sync:
-            _fsync_dir(self._wal_dir)
+            self.fs.fsync_dir(self._wal_dir)
 
     def segment_paths(self) -> list[Path]:
         return [s.path for s in self._segments]
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        if self._dir_lock >= 0:
-            os.close(self._dir_lock)  # releases the flock
-            self._dir_lock = -1
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._dir_lock is not None:
+            self._dir_lock.release()
+            self._dir_lock = None
 
     def __enter__(self) -> WalStorage:
         return self

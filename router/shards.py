@@ -29,9 +29,34 @@ log = logging.getLogger("helogale.router")
 T = TypeVar("T")
 STALE_CONFIG = 13388
 HOST_UNREACHABLE = 6
-STALE_RETRIES = 20
-CRITICAL_SECTION_PAUSE_S = 0.05
-MAX_PAUSE_S = 1.0
+STALE_RETRY_S = 30.0
+"""How long a router keeps re-routing one operation (a migration's critical section lasts
+far less)."""
+FIRST_PAUSE_S = 0.01
+MAX_PAUSE_S = 0.5
+
+
+class StaleRetries:
+    """The re-routing of one operation: at once the first time, then pausing longer and
+    longer (a shard inside a critical section, or still catching up), for at most
+    ``STALE_RETRY_S``."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.deadline = time.monotonic() + STALE_RETRY_S
+        self.pause = 0.0
+        self.last: StaleRouting | None = None
+
+    def again(self, exc: StaleRouting) -> None:
+        """After ``exc``: wait before the next try, or raise when out of time."""
+        self.last = exc
+        log.info("routed with a stale version: %s", exc)
+        if time.monotonic() >= self.deadline:
+            raise MongoError(STALE_CONFIG, f"routing of {self.ns} kept changing: {exc}",
+                             code_name="StaleConfig")
+        if self.pause:
+            time.sleep(self.pause)
+        self.pause = min(max(self.pause * 2, FIRST_PAUSE_S), MAX_PAUSE_S)
 
 
 class StaleRouting(Exception):
@@ -104,9 +129,8 @@ class Shards:
         """Run ``attempt(route)`` until no shard says StaleConfig (``attempt`` raises
         :class:`StaleRouting`); ``missing()`` answers when the database does not exist."""
         ns = f"{db}.{coll}"
-        pause = CRITICAL_SECTION_PAUSE_S
-        last: StaleRouting | None = None
-        for _ in range(STALE_RETRIES):
+        retries = StaleRetries(ns)
+        while True:
             route = self.catalog.route(db, coll, create_db=create_db)
             if route is None:
                 if missing is None:
@@ -116,15 +140,9 @@ class Shards:
             try:
                 return attempt(route)
             except StaleRouting as exc:
-                last = exc
                 self.stale_retries += 1
                 self.catalog.mark_stale(ns, database=route.table is None)
-                if exc.critical_section:
-                    time.sleep(pause)
-                    pause = min(pause * 2, MAX_PAUSE_S)
-        assert last is not None
-        raise MongoError(STALE_CONFIG, f"routing of {ns} kept changing: {last}",
-                         code_name="StaleConfig")
+                retries.again(exc)
 
 
 def versioned(cmd: Mapping[str, Any], route: Route, shard: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 transport / retry / command-building unit tests (helper module, not a test file).
 
 Each server records every ``(db, command)`` it receives. ``hello`` is answered from
-``hello_reply`` (changeable at any time). Other commands pop the next scripted step for their
+``hello_reply`` (changeable at any time; :meth:`primary` and :meth:`router` set it). Other commands pop the next scripted step for their
 command name: a reply document, :data:`UNAVAILABLE` (the RPC fails as if the server went away),
 or a callable ``(db, command) -> reply``; with no step left, ``default`` answers.
 """
@@ -52,6 +52,11 @@ class ScriptedServer(helogale_pb2_grpc.CommandServicer):
         elif primary:
             reply["primary"] = primary
         self.hello_reply = reply
+
+    def router(self) -> None:
+        """Make ``hello`` say this server is a router (``msg: "isdbgrid"``, no set name)."""
+        self.hello_reply = {"ok": 1.0, "isWritablePrimary": True, "msg": "isdbgrid",
+                            "me": self.host}
 
     def script(self, name: str, *steps: Step) -> None:
         with self.lock:

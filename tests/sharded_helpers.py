@@ -3,13 +3,17 @@ config servers (3), two shards (3 members each) and two routers, all real proces
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from node.sharded_cluster import ShardedCluster
 
 
 def start_shared_cluster() -> ShardedCluster:
-    return ShardedCluster(shards=2, members=3, routers=2, wire=True).start(timeout=120)
+    """``HELOGALE_TEST_CLUSTER_DIR`` keeps its data and logs there (to read after a failure)."""
+    return ShardedCluster(shards=2, members=3, routers=2, wire=True,
+                          data_dir=os.environ.get("HELOGALE_TEST_CLUSTER_DIR"),
+                          extra_args=["--enable-test-commands"]).start(timeout=120)
 
 
 def ok(reply: dict[str, Any]) -> dict[str, Any]:

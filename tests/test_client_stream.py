@@ -29,6 +29,9 @@ class EchoDispatcher:
         self.peers: set[int] = set()
         self.lock = threading.Lock()
 
+    def runs_inline(self, name: str | None) -> bool:
+        return False  # every echo runs on the service's worker pool
+
     def run_bson(self, db: str, command: bytes, ctx: RequestContext) -> bytes:
         cmd = bson.decode(command)
         with self.lock:

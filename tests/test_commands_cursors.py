@@ -88,3 +88,61 @@ def test_idle_cursors_expire() -> None:
         reg.get_more(old, "db.c", 1)
     batch, _ = reg.get_more(busy, "db.c", 1)
     assert batch == [{"_id": 2}]
+
+
+# --- caps: every open cursor pins a store reader, so their number is bounded -------------------
+
+
+def test_open_cursors_are_capped_per_connection_and_in_total() -> None:
+    reg = CursorRegistry(max_open=5, max_per_connection=3)
+    sources = [Closing(10) for _ in range(3)]
+    ids = [reg.first_batch("db.c", s, 1, connection_id=7)[1] for s in sources]
+    refused = Closing(10)
+    with pytest.raises(MongoError) as err:
+        reg.first_batch("db.c", refused, 1, connection_id=7)
+    assert err.value.code == 146 and err.value.code_name == "ExceededMemoryLimit"
+    assert "3 cursors on one connection" in err.value.errmsg
+    assert refused.closed and len(reg) == 3  # the refused cursor's source (its reader) is closed
+    # a query that fits in its first batch needs no cursor, so it is still answered
+    batch, cid = reg.first_batch("db.c", Closing(1), 1, connection_id=7)
+    assert batch == [{"_id": 0}] and cid == 0
+    # other connections may open cursors up to the total
+    reg.first_batch("db.c", Closing(10), 1, connection_id=8)
+    reg.first_batch("db.c", Closing(10), 1, connection_id=9)
+    with pytest.raises(MongoError) as err:
+        reg.first_batch("db.c", Closing(10), 1, connection_id=10)
+    assert err.value.code == 146 and "5 cursors on this server" in err.value.errmsg
+    # closing (kill, exhaustion) gives the slots back
+    reg.kill([ids[0]])
+    reg.get_more(ids[1], "db.c", None)  # read to the end: closed
+    reg.first_batch("db.c", Closing(10), 1, connection_id=7)
+    reg.first_batch("db.c", Closing(10), 1, connection_id=10)
+    assert len(reg) == 5
+
+
+def test_reaped_cursors_free_their_connection_slots() -> None:
+    clock = FakeClock()
+    reg = CursorRegistry(idle_timeout_s=60, clock=clock, max_per_connection=1)
+    reg.first_batch("db.c", Closing(10), 1, connection_id=1)
+    with pytest.raises(MongoError):
+        reg.first_batch("db.c", Closing(10), 1, connection_id=1)
+    clock.now += 61
+    reg.first_batch("db.c", Closing(10), 1, connection_id=1)  # the reap runs first
+    assert len(reg) == 1
+
+
+def test_find_passes_the_connection_to_the_cap() -> None:
+    from node.commands.context import RequestContext
+    from node.server.standalone import standalone_dispatcher
+
+    d = standalone_dispatcher()
+    d.services.cursors = CursorRegistry(max_per_connection=2)
+    d.run("app", {"insert": "c", "documents": [{"_id": i} for i in range(5)]}, RequestContext())
+    one, two = RequestContext(connection_id=1), RequestContext(connection_id=2)
+    find = {"find": "c", "batchSize": 1}
+    assert d.run("app", find, one)["ok"] == 1.0
+    assert d.run("app", {"aggregate": "c", "pipeline": [], "cursor": {"batchSize": 1}},
+                 one)["ok"] == 1.0
+    refused = d.run("app", find, one)
+    assert refused["ok"] == 0.0 and refused["code"] == 146
+    assert d.run("app", find, two)["ok"] == 1.0

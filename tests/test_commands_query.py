@@ -125,3 +125,57 @@ def test_catalog_commands(run: Any) -> None:
     assert run({"drop": "empty"})["ok"] == 1.0
     assert run({"dropDatabase": 1}) == {"dropped": "app", "ok": 1.0}
     assert run({"listCollections": 1})["cursor"]["firstBatch"] == []
+
+
+# --- blocking sorts and groups are bounded (MongoDB's 100 MiB, 292 past it) ----------------------
+
+
+@pytest.fixture
+def small() -> Any:
+    """A dispatcher whose blocking sorts may hold 20,000 bytes, over 100 documents of ~1 KB."""
+    d = standalone_dispatcher(max_sort_bytes=20_000)
+
+    def _run(cmd: dict[str, Any], db: str = "app") -> dict[str, Any]:
+        return d.run(db, cmd, CTX)
+
+    _run({"insert": "big", "documents": [{"_id": i, "v": -i, "g": i % 50, "pad": "x" * 1000}
+                                         for i in range(100)]})
+    return _run
+
+
+SORT_292 = "Sort exceeded memory limit of 20000 bytes, but did not opt in to external sorting."
+
+
+def test_find_blocking_sort_over_the_limit_is_292(small: Any) -> None:
+    reply = small({"find": "big", "sort": {"v": 1}})
+    assert (reply["ok"], reply["code"], reply["errmsg"]) == (0.0, 292, SORT_292)
+    assert reply["codeName"] == "QueryExceededMemoryLimitNoDiskUseAllowed"
+    top = small({"find": "big", "sort": {"v": 1}, "limit": 3, "projection": {"_id": 1}})
+    assert top["cursor"]["firstBatch"] == [{"_id": 99}, {"_id": 98}, {"_id": 97}]
+
+
+def test_aggregate_sort_over_the_limit_is_292_and_sort_limit_keeps_top_k(small: Any) -> None:
+    reply = small({"aggregate": "big", "cursor": {}, "pipeline": [{"$sort": {"v": 1}}]})
+    assert (reply["ok"], reply["code"], reply["errmsg"]) == (0.0, 292, SORT_292)
+    for pipeline in ([{"$sort": {"v": 1}}, {"$limit": 3}],
+                     [{"$sort": {"v": 1}}, {"$skip": 1}, {"$limit": 2}]):
+        top = small({"aggregate": "big", "cursor": {},
+                     "pipeline": [*pipeline, {"$project": {"_id": 1}}]})
+        assert top["ok"] == 1.0, top
+        assert top["cursor"]["firstBatch"] == [{"_id": 99}, {"_id": 98}, {"_id": 97}][
+            3 - len(top["cursor"]["firstBatch"]):]
+    # a small sort after a $group that shrank the data is fine
+    ok = small({"aggregate": "big", "cursor": {}, "pipeline": [
+        {"$group": {"_id": "$g", "n": {"$sum": 1}}}, {"$sort": {"_id": -1}}, {"$limit": 1}]})
+    assert ok["cursor"]["firstBatch"] == [{"_id": 49, "n": 2}]
+
+
+def test_aggregate_group_over_the_limit_is_292(small: Any) -> None:
+    reply = small({"aggregate": "big", "cursor": {}, "pipeline": [
+        {"$group": {"_id": None, "all": {"$push": "$pad"}}}]})
+    assert (reply["ok"], reply["code"]) == (0.0, 292)
+    assert reply["errmsg"] == ("Exceeded memory limit for $group, but didn't allow external "
+                               "sort. Pass allowDiskUse:true to opt in.")
+    many = small({"aggregate": "big", "cursor": {}, "pipeline": [
+        {"$group": {"_id": "$pad", "ids": {"$addToSet": "$_id"}}}]})
+    assert many["ok"] == 1.0  # one group, 100 small ids

@@ -337,3 +337,18 @@ def test_same_behaviour_as_memory_store(
             assert results[0] == results[1]
     finally:
         lm.close()
+
+
+def test_readers_are_bounded_and_the_writer_needs_none(tmp_path: Path) -> None:
+    import lmdb
+
+    store = LMDBStore(str(tmp_path), max_readers=2)
+    assert store.max_readers == 2
+    with store.read(), store.read():
+        with pytest.raises(lmdb.ReadersFullError), store.read():
+            pass
+        with store.write() as w:  # the writer needs no reader slot
+            w.put("t", b"k", b"v")
+    with store.read() as r:
+        assert r.get("t", b"k") == b"v"
+    store.close()

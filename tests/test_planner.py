@@ -346,7 +346,7 @@ def test_in_memory_sort_limit_error() -> None:
     assert len(res.docs) == 200
     out = c.explain({}, sort=[("v", -1)], limit=3)
     sort_stage = out["queryPlanner"]["winningPlan"]
-    assert sort_stage["stage"] == "SORT" and sort_stage["memLimit"] == 32 * 1024 * 1024
+    assert sort_stage["stage"] == "SORT" and sort_stage["memLimit"] == 104_857_600
     assert sort_stage["inputStage"]["stage"] == "COLLSCAN"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 from collections.abc import Iterator
 
 import bson
@@ -120,3 +121,62 @@ def test_bad_input_keeps_the_member_serving(cluster: LocalCluster) -> None:
         reply = cluster.command(p, cmd, db="app")
         assert reply["ok"] == 0.0 or reply.get("writeErrors"), reply
     assert cluster.command(p, {"ping": 1}) == {"ok": 1.0}
+
+
+def test_thousands_of_open_cursors_leave_hello_and_replication_alone(cluster: LocalCluster
+                                                                      ) -> None:
+    """Reported by hand: 5,000 open cursors took every LMDB reader slot (4,096), and the
+    primary answered even ``hello`` with ReadersFullError. Open cursors are capped (4,096 per
+    member by default, 1,024 per connection) below a reader reserve for everything else."""
+    p = cluster.wait_for_primary()
+    seed = cluster.command(p, {"insert": "cursors", "documents": [{"_id": 1}, {"_id": 2}],
+                               "writeConcern": {"w": "majority"}}, db="app")
+    assert seed["ok"] == 1.0, seed
+    # five client connections (a local subchannel pool each: no shared TCP connection)
+    channels = [grpc.insecure_channel(cluster.members[p].address,
+                                      options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(5)]
+    stubs = [helogale_pb2_grpc.CommandStub(c) for c in channels]
+    opened: list[list[int]] = [[] for _ in channels]
+    refused: list[int] = []
+
+    def run(k: int, cmd: dict) -> dict:
+        raw = stubs[k].Run(helogale_pb2.CommandRequest(db="app", command=bson.encode(cmd)),
+                           timeout=30)
+        return bson.decode(raw.reply)
+
+    def open_cursors(k: int) -> None:
+        for _ in range(1000):
+            reply = run(k, {"find": "cursors", "batchSize": 1})
+            if reply["ok"] == 1.0:
+                opened[k].append(int(reply["cursor"]["id"]))
+            else:
+                refused.append(reply["code"])
+
+    threads = [threading.Thread(target=open_cursors, args=(k,)) for k in range(len(channels))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(len(ids) for ids in opened) == 4096
+        assert len(refused) == 904 and set(refused) == {146}
+        hello = cluster.command(p, {"hello": 1}, timeout=5)
+        assert hello["ok"] == 1.0 and hello["isWritablePrimary"] is True
+        assert cluster.command(p, {"ping": 1}, timeout=5) == {"ok": 1.0}
+        write = cluster.command(p, {"insert": "cursors", "documents": [{"_id": 3}],
+                                    "writeConcern": {"w": 3, "wtimeout": 20_000}}, db="app")
+        assert write["ok"] == 1.0 and write["n"] == 1 and "writeConcernError" not in write
+        for i in range(3):
+            if i != p:
+                wait_has(cluster, i, {1, 2, 3}, coll="cursors")
+        # a read that needs no cursor is still answered
+        one = cluster.command(p, {"find": "cursors", "filter": {"_id": 3}}, db="app")
+        assert one["cursor"]["firstBatch"] == [{"_id": 3}]
+    finally:
+        for k, ids in enumerate(opened):
+            if ids:
+                run(k, {"killCursors": "cursors", "cursors": ids})
+            channels[k].close()
+    status = cluster.command(p, {"serverStatus": 1})
+    assert status["metrics"]["cursor"]["open"]["total"] == 0

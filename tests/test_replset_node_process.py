@@ -43,15 +43,25 @@ def test_one_member_set_serves_and_stops_on_sigterm(tmp_path: object) -> None:
         assert c.command(p, {"insert": "c", "documents": [{"_id": 1}],
                              "writeConcern": {"w": 1}}, db="app")["n"] == 1
         assert c.terminate(0) == 0
+        with open(os.path.join(c.members[0].data_dir, "engine.state")) as fh:
+            assert json.load(fh) == {"state": "clean"}  # the store was synced at the stop
         c.restart(0)
         c.wait_for_primary()
         reply = c.command(0, {"find": "c"}, db="app")
         assert reply["cursor"]["firstBatch"] == [{"_id": 1}]
+        c.kill(0)  # SIGKILL on the same boot: the unsynced store is kept, not rebuilt
+        c.restart(0)
+        c.wait_for_primary()
+        assert c.command(0, {"find": "c"}, db="app")["cursor"]["firstBatch"] == [{"_id": 1}]
         log = os.path.join(c.data_dir, "member1.log")
         with open(log) as fh:
             records = [json.loads(line) for line in fh if line.startswith("{")]
         msgs = [r["msg"] for r in records]
-        assert "member stopped" in msgs and msgs.count("member serving") == 2
+        assert "member stopped" in msgs and msgs.count("member serving") == 3
+        opened = [r for r in records if r["msg"] == "engine store opened"]
+        assert [r["rebuilt"] for r in opened] == [False, False, False]
+        assert [r["reason"] for r in opened][1:] == [
+            "clean stop", "the process stopped, the machine did not (same boot id)"]
         assert all({"ts", "level", "logger", "msg", "member"} <= set(r) for r in records)
 
 

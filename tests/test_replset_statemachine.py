@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import lmdb
 import pytest
 from bson import Int64
 
@@ -99,6 +100,68 @@ def test_failing_entry_changes_nothing_but_is_recorded_as_applied() -> None:
     assert sm.applied_index == 2
 
 
+@pytest.mark.parametrize("failure", [
+    lmdb.MapFullError("mdb_put: MDB_MAP_FULL"), lmdb.ReadersFullError("MDB_READERS_FULL"),
+    lmdb.DiskError("EIO"), OSError(28, "No space left on device"), MemoryError(),
+])
+def test_environmental_failure_propagates_and_is_not_recorded(failure: BaseException) -> None:
+    """A failure of this member's store or disk is not the entry's: recording the index as
+    applied (with an error reply) would make this member silently diverge from the others.
+    It propagates (the member stops) and nothing is recorded: a restart applies it again."""
+    def fail(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+        txn.put("docs:app.c", b"junk", b"junk")
+        raise failure
+
+    store = MemoryStore()
+    sm = StateMachine(open_engine(store), store, {**APPLIERS, "fail": fail},
+                      groupers=GROUPERS)
+    assert sm.apply(1, ins(1)) == {"n": 1}
+    with pytest.raises(type(failure)):
+        sm.apply(2, {"op": "fail"})
+    assert sm.applied_index == 1
+    with pytest.raises(type(failure)):
+        sm.apply_batch([(2, ins(2)), (3, {"op": "fail"}), (4, ins(4))])
+    assert sm.applied_index == 1
+    assert [d["_id"] for d in all_docs(sm)] == [1]
+    with store.read() as txn:
+        assert txn.get("docs:app.c", b"junk") is None
+    assert machine(store).applied_index == 1  # what a restart reads back
+    sm.appliers["fail"] = lambda engine, txn, entry: {"n": 0}  # the condition went away
+    assert sm.apply_batch([(2, ins(2)), (3, {"op": "fail"})]) == [{"n": 1}, {"n": 0}]
+
+
+def test_environmental_cause_behind_another_exception_propagates() -> None:
+    def fail(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+        try:
+            raise lmdb.MapFullError("MDB_MAP_FULL")
+        except lmdb.Error as exc:
+            raise RuntimeError("index maintenance failed") from exc
+
+    store = MemoryStore()
+    sm = StateMachine(open_engine(store), store, {**APPLIERS, "fail": fail})
+    with pytest.raises(RuntimeError):
+        sm.apply(1, {"op": "fail"})
+    assert sm.applied_index == 0
+
+
+def test_real_map_full_stops_applying_and_a_larger_map_resumes(tmp_path: Any) -> None:
+    store = LMDBStore(str(tmp_path), map_size=256 * 1024, sync=False)
+    sm = machine(store)
+    index = 0
+    with pytest.raises(lmdb.MapFullError):
+        for index in range(1, 1000):
+            sm.apply(index, {**ins(index), "docs": [{"_id": index, "pad": "x" * 4000}]})
+    last_good = index - 1
+    assert sm.applied_index == last_good > 0
+    store.close()
+    store = LMDBStore(str(tmp_path), map_size=8 << 20, sync=False)
+    sm = machine(store)
+    assert sm.applied_index == last_good
+    assert sm.apply(index, {**ins(index), "docs": [{"_id": index, "pad": "x"}]}) == {"n": 1}
+    assert len(all_docs(sm)) == index
+    store.close()
+
+
 def test_guard_refuses_entries_before_they_apply() -> None:
     class Guard:
         def check_entry(self, txn: Any, entry: Any) -> None:
@@ -163,3 +226,45 @@ def test_find_and_modify_retry_returns_the_first_reply() -> None:
     assert first["value"] == {"_id": 1, "k": 5}
     assert sm.apply(3, fam) == first
     assert all_docs(sm) == [{"_id": 1, "k": 5}]
+
+
+class _NoReads(MemoryStore):
+    """A store whose read snapshots can be forbidden (as when every LMDB reader slot is held)."""
+
+    forbid = False
+
+    def read(self) -> Any:
+        if self.forbid:
+            raise AssertionError("a read transaction was opened")
+        return super().read()
+
+
+def _config(version: int) -> dict[str, Any]:
+    return {"op": "replSetConfig", "now": NOW,
+            "config": {"_id": "rs0", "version": version, "members": [{"_id": 1, "host": "a:1"}]}}
+
+
+def test_replset_config_is_served_from_memory(tmp_path: Any) -> None:
+    """``hello`` reads the config on every call: it must not need a store reader slot."""
+    store = _NoReads()
+    sm = machine(store)
+    assert sm.replset_config() is None
+    sm.apply(1, _config(2))
+    sm.apply_batch([(2, ins(1)), (3, _config(3)), (4, ins(2))])
+    store.forbid = True
+    assert sm.replset_config()["version"] == 3
+    store.forbid = False
+    # a failing batch falls back to one by one: the config still follows what committed
+    sm.apply_batch([(5, _config(4)), (6, {"op": "nope"})])
+    store.forbid = True
+    assert sm.replset_config()["version"] == 4
+    store.forbid = False
+    # reopened (or a snapshot installed, which reloads): read back from the store once
+    lmdb = LMDBStore(str(tmp_path))
+    first = machine(lmdb)
+    first.apply(1, _config(7))
+    lmdb.close()
+    lmdb = LMDBStore(str(tmp_path))
+    again = machine(lmdb)
+    assert again.replset_config()["version"] == 7
+    lmdb.close()

@@ -1,8 +1,10 @@
-"""``helogale up``: prints the URI, runs the demo against the set, stops cleanly on Ctrl-C."""
+"""``helogale up``: prints the URIs, runs the demo, stops cleanly on Ctrl-C; both shapes (a
+sharded cluster by default, one replica set with ``--shards 0``)."""
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -10,45 +12,117 @@ import threading
 
 import pytest
 
-from node.local_cluster import free_ports, wait_until
+from node.local_cluster import wait_until
+from node.up import busy_ports
 
 pytestmark = pytest.mark.cluster
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pick_base(below: int, above: int) -> int:
+    """A ``--port`` with ``base-below .. base+above`` all free, below the ephemeral port range
+    (where the machine's outgoing connections would take ports from under a fixed layout)."""
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randrange(12_000 + below, 32_000 - above)
+        if not busy_ports(list(range(base - below, base + above))):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+class Up:
+    """``helogale up ARGS`` in a subprocess (its own session, like a shell job), its stdout
+    lines collected as they come."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from helogale.cli import main; "
+             "sys.exit(main(sys.argv[1:]))", "up", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_lines(self, prefix: str, count: int, timeout: float) -> None:
+        def enough() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"helogale up exited {self.proc.returncode}: "
+                                     f"{self.proc.stderr.read() if self.proc.stderr else ''}")
+            return sum(1 for x in self.lines if x.startswith(prefix)) >= count
+        wait_until(enough, timeout, f"{count} lines starting {prefix!r}")
+
+    def ctrl_c(self) -> int:
+        """SIGINT to the whole process group, as a terminal's Ctrl-C; the exit status."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        code = self.proc.wait(60)
+        self._reader.join(5)
+        return code
 
 
 def test_up_prints_uri_runs_demo_and_stops_on_ctrl_c(tmp_path: object) -> None:
-    base = free_ports(1)[0]
+    base = pick_base(0, 9)
     data = os.path.join(str(tmp_path), "data")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from helogale.cli import main; "
-         "sys.exit(main(sys.argv[1:]))", "up", "--data", data, "--port", str(base)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    up = Up("--shards", "0", "--data", data, "--port", str(base))
     try:
-        wait_until(lambda: sum(1 for x in lines if x.startswith("demo: found")) >= 2, 120,
-                   "the demo output")
+        up.wait_for_lines("demo: found", 2, 120)
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(60)
-    reader.join(5)
-    uri = lines[0]
+        code = up.ctrl_c()
+    lines = up.lines
     hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
-    assert uri == f"helogale://{hosts}/?replicaSet=rs0"
+    assert lines[0] == f"helogale://{hosts}/?replicaSet=rs0"
     wire_hosts = ",".join(f"127.0.0.1:{base + 6 + i}" for i in range(3))
     assert lines[1] == f"mongodb://{wire_hosts}/?replicaSet=rs0"
     assert any(x.startswith("demo: inserted 3 documents") for x in lines)
     assert code == 0
     # every member process is gone and left its data behind for the next `up`
     assert {"member1", "member2", "member3"} <= set(os.listdir(data))
-    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, data)]
+    assert not _processes_with(data)
+
+
+def test_sharded_up_serves_both_clients_through_routers_and_stops(tmp_path: object) -> None:
+    import pymongo
+
+    import helogale
+
+    base = pick_base(10, 130)
+    data = os.path.join(str(tmp_path), "data")
+    # small: one member per set (config, shard1, shard2) and two routers, five processes
+    up = Up("--members", "1", "--shards", "2", "--routers", "2", "--data", data,
+            "--port", str(base))
+    try:
+        up.wait_for_lines("demo: found", 5, 180)
+        lines = up.lines
+        assert lines[0] == f"helogale://127.0.0.1:{base},127.0.0.1:{base + 1}/"
+        assert lines[1] == f"mongodb://127.0.0.1:{base - 10},127.0.0.1:{base - 9}/"
+        # the demo moved half of demo.animals to the other shard
+        assert "demo: shard1 holds 4 documents of demo.animals" in lines
+        assert "demo: shard2 holds 4 documents of demo.animals" in lines
+        with pymongo.MongoClient(lines[1], serverSelectionTimeoutMS=20000) as mc:
+            mc.app.things.insert_one({"_id": "wire", "via": "pymongo"})
+            assert mc.app.things.find_one({"_id": "wire"}) == {"_id": "wire", "via": "pymongo"}
+            assert mc.topology_description.topology_type_name == "Sharded"
+        with helogale.MongoClient(lines[0], serverSelectionTimeoutMS=20000) as hc:
+            hc.app.things.insert_one({"_id": "grpc", "via": "helogale"})
+            assert sorted(d["_id"] for d in hc.app.things.find()) == ["grpc", "wire"]
+            assert hc.topology.topology_type == "Sharded"
+    finally:
+        code = up.ctrl_c()
+    assert code == 0
+    assert {"cfg", "shard1", "shard2"} <= set(os.listdir(data))
+    # members (their data dir is in their command line) and routers (the config set's address)
+    assert not _processes_with(data)
+    assert not _processes_with(f"cfg/127.0.0.1:{base + 100}")
+
+
+def _processes_with(text: str) -> list[str]:
+    return [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, text)]
 
 
 def _cmdline_has(pid: str, text: str) -> bool:

@@ -1,5 +1,6 @@
 """TTL indexes: ``expireAfterSeconds`` validation, the monitor's deletes (in process), and a
-replica set where the primary's deletes reach every member."""
+replica set where the primary's deletes reach every member (and, in the same set, the
+primary's pruning of idle sessions' retryable-write records)."""
 
 from __future__ import annotations
 
@@ -102,7 +103,9 @@ def test_ttl_on_id_is_refused(d: Dispatcher) -> None:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster(3, extra_args=["--ttl-monitor-secs", "0.2"]) as c:
+    with LocalCluster(3, extra_args=["--ttl-monitor-secs", "0.2",
+                                     "--session-timeout-minutes", "0.05",  # 3 s
+                                     "--session-refresh-secs", "0.2"]) as c:
         yield c
 
 
@@ -123,3 +126,31 @@ def test_primary_expires_documents_on_every_member(cluster: LocalCluster) -> Non
         wait_until(lambda i=i: ids_on(cluster, i) == {"keep"}, 30,
                    f"member {i} to drop the expired documents")
     wait_has(cluster, p, {"keep"})
+
+
+@pytest.mark.cluster
+def test_idle_sessions_records_are_pruned_on_every_member(cluster: LocalCluster) -> None:
+    from bson import Binary, Int64
+
+    from node.local_cluster import wait_until
+
+    p = cluster.wait_for_primary()
+    assert cluster.command(p, {"hello": 1})["logicalSessionTimeoutMinutes"] == 1
+
+    def insert(_id: int) -> dict[str, Any]:
+        return cluster.command(p, {"insert": "sessions", "documents": [{"_id": _id}],
+                                   "lsid": {"id": Binary(b"s" * 16, 4)}, "txnNumber": Int64(1),
+                                   "writeConcern": {"w": 3}}, db="app")
+
+    def records(i: int) -> int:
+        status = cluster.command(i, {"serverStatus": 1})
+        return int(status["logicalSessionRecordCache"]["activeSessionsCount"])
+
+    assert insert(1)["n"] == 1
+    assert insert(1) == {"n": 1, "ok": 1.0}  # a retry: answered from the record
+    for i in range(3):  # the record reaches every member (w: 3, then applied)
+        wait_until(lambda i=i: records(i) == 1, 3, f"member {i} to record the session")
+    for i in range(3):
+        wait_until(lambda i=i: records(i) == 0, 30, f"member {i} to drop the idle session")
+    retry = insert(1)  # the record is gone: the retry runs again
+    assert retry["n"] == 0 and retry["writeErrors"][0]["code"] == 11000

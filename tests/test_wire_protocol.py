@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from node.local_cluster import wait_until
 from node.wire.crc32c import crc32c
 from node.wire.protocol import (
     HEADER,
@@ -39,6 +41,24 @@ def test_crc32c_known_vector() -> None:
     # RFC 3720 test vector: 32 bytes of zeros.
     assert crc32c(b"\x00" * 32) == 0x8A9136AA
     assert crc32c(b"123456789") == 0xE3069283
+
+
+def test_crc32c_rfc3720_vectors_and_continuation() -> None:
+    assert crc32c(b"\xff" * 32) == 0x62A8AB43
+    assert crc32c(bytes(range(32))) == 0x46DD794E
+    assert crc32c(bytes(range(31, -1, -1))) == 0x113FDB5C
+    assert crc32c(b"") == 0
+    data = bytes(range(256)) * 10
+    assert crc32c(data[700:], crc32c(data[:700])) == crc32c(data)
+    assert crc32c(memoryview(data)) == crc32c(bytearray(data)) == crc32c(data)
+
+
+def test_crc32c_is_native_fast() -> None:
+    # a 48 MB OP_MSG checksum in pure Python took seconds of CPU per message
+    data = b"\xa5" * (16 * 1024 * 1024)
+    started = time.perf_counter()
+    crc32c(data)
+    assert time.perf_counter() - started < 0.5
 
 
 def test_op_msg_round_trip_with_document_sequence() -> None:
@@ -246,3 +266,95 @@ def test_fuzzed_frames_never_take_the_listener_down(
             pass
     _assert_serving(server)
 
+
+
+# --- limits: connections, stalled peers, idle connections, buffered bytes ----------------------
+
+
+@pytest.fixture
+def limited() -> Iterator[WireServer]:
+    wire = WireServer(_handler, max_connections=2, stall_timeout_s=0.5,
+                      max_buffered_bytes=100_000).start()
+    yield wire
+    wire.stop()
+
+
+def _is_closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``sock`` within ``seconds`` (False: still open then)."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_connections_past_the_cap_are_closed_at_once(limited: WireServer) -> None:
+    first, second = _connect(limited), _connect(limited)
+    for sock in (first, second):
+        assert _roundtrip(sock, {"ping": 1, "$db": "admin"}) == {"ok": 1.0}
+    with _connect(limited) as third:
+        assert _is_closed_within(third, 5)
+    assert limited.refused == 1
+    first.close()
+    wait_until(lambda: limited.connections < 2, 5, "the closed connection to be released")
+    with _connect(limited) as again:
+        assert _roundtrip(again, {"ping": 1, "$db": "admin"}) == {"ok": 1.0}
+    second.close()
+
+
+def test_a_peer_that_stalls_mid_message_is_disconnected(limited: WireServer) -> None:
+    message = encode_op_msg_request({"ping": 1, "$db": "admin"}, 1)
+    with _connect(limited) as slow:
+        slow.sendall(message[:10])  # part of the header, then nothing
+        assert _is_closed_within(slow, 5)
+    with _connect(limited) as slow:
+        slow.sendall(message[:30])  # the header and part of the body
+        assert _is_closed_within(slow, 5)
+    wait_until(lambda: limited.connections == 0 and limited.budget.held == 0, 5,
+               "the stalled connections to be released")
+    with _connect(limited) as ok:  # a short pause inside a message is fine
+        ok.sendall(message[:20])
+        ok.settimeout(0.2)
+        with contextlib.suppress(TimeoutError):
+            ok.recv(1)
+        ok.sendall(message[20:])
+        header = parse_header(_recv(ok, 16))
+        assert bson.decode(_recv(ok, header.message_length - 16)[5:]) == {"ok": 1.0}
+
+
+def test_idle_connections_stay_unless_an_idle_timeout_is_set(server: WireServer) -> None:
+    with _connect(server) as idle:
+        assert not _is_closed_within(idle, 1.0)  # the default keeps idle connections
+        assert _roundtrip(idle, {"ping": 1, "$db": "admin"}) == {"ok": 1.0}
+    wire = WireServer(_handler, idle_timeout_s=0.3).start()
+    try:
+        with _connect(wire) as idle:
+            assert _roundtrip(idle, {"ping": 1, "$db": "admin"}) == {"ok": 1.0}
+            assert _is_closed_within(idle, 5)
+    finally:
+        wire.stop()
+
+
+def test_buffered_bytes_are_bounded_across_connections(limited: WireServer) -> None:
+    big = encode_op_msg_request({"ping": 1, "pad": "x" * 80_000, "$db": "admin"}, 1)
+    other = encode_op_msg_request({"ping": 1, "pad": "y" * 30_000, "$db": "admin"}, 2)
+    with _connect(limited) as a, _connect(limited) as b:
+        a.sendall(big[:1000])  # announces ~80 KB and holds them while it sends
+        wait_until(lambda: limited.budget.held >= 80_000, 5, "the first message's reservation")
+        b.sendall(other)  # 30 KB more would pass the 100,000-byte budget: b waits
+        b.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            b.recv(1)
+        a.sendall(big[1000:])
+        assert _roundtrip_reply(a) == {"ok": 1.0}
+        assert _roundtrip_reply(b) == {"ok": 1.0}
+    assert limited.budget.peak <= 100_000
+    wait_until(lambda: limited.budget.held == 0, 5, "the budget to be released")
+
+
+def _roundtrip_reply(sock: socket.socket) -> dict[str, Any]:
+    sock.settimeout(10)
+    header = parse_header(_recv(sock, 16))
+    return bson.decode(_recv(sock, header.message_length - 16)[5:])

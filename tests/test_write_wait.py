@@ -19,7 +19,16 @@ class FakeRaft:
 
     def __init__(self) -> None:
         self.held = 0
+        self.leader = True
         self.cv = threading.Condition()
+
+    def leading(self) -> bool:
+        return self.leader
+
+    def step_down(self) -> None:
+        with self.cv:
+            self.leader = False
+            self.cv.notify_all()
 
     def copies(self, index: int) -> int:
         return self.held
@@ -45,7 +54,7 @@ def raft() -> FakeRaft:
 
 @pytest.fixture
 def waits(raft: FakeRaft) -> Iterator[WriteConcernWaits]:
-    w = WriteConcernWaits(raft.copies, raft.wait_for, raft.wake)
+    w = WriteConcernWaits(raft.copies, raft.wait_for, raft.wake, leading=raft.leading)
     yield w
     w.stop()
 
@@ -113,7 +122,7 @@ def test_many_waiting_writes_hold_no_thread_each(raft: FakeRaft,
 
 
 def test_stop_ends_the_watcher(raft: FakeRaft) -> None:
-    w = WriteConcernWaits(raft.copies, raft.wait_for, raft.wake)
+    w = WriteConcernWaits(raft.copies, raft.wait_for, raft.wake, leading=raft.leading)
     w.add(WriteConcern(w=3), time.monotonic())
     w.stop()
     assert not w._thread.is_alive()
@@ -142,3 +151,23 @@ def test_the_earlier_of_wtimeout_and_max_time_ms_decides(waits: WriteConcernWait
                      time.monotonic())
     result, wce = wait.out.result(5)
     assert result == {"n": 0} and wce is not None and wce["code"] == 64
+
+
+def test_w3_wait_ends_when_leadership_is_lost(raft: FakeRaft, waits: WriteConcernWaits) -> None:
+    """Applied here, short of w copies, no wtimeout: once this member is no longer leader the
+    copies can no longer be counted here, so the write is answered at once with MongoDB's
+    PrimarySteppedDown writeConcernError (retryable) instead of waiting forever."""
+    raft.set_held(2)
+    wait = waits.add(WriteConcern(w=3), time.monotonic())
+    waits.applied(wait, {"n": 1}, 9)
+    with pytest.raises(TimeoutError):
+        wait.out.result(0.2)
+    started = time.monotonic()
+    raft.step_down()
+    result, wce = wait.out.result(5)
+    assert time.monotonic() - started < 0.5
+    assert result == {"n": 1}
+    assert wce is not None and wce["code"] == 189 and wce["codeName"] == "PrimarySteppedDown"
+    late = waits.add(WriteConcern(w=3), time.monotonic())  # applied after the step-down
+    waits.applied(late, {"n": 1}, 10)
+    assert late.out.result(5)[1]["code"] == 189

@@ -1,14 +1,16 @@
 """Handlers for handshake, server and replica-set administration commands.
 
 ``hello``/``isMaster`` (topology from the member, limits and versions from here), ``ping``,
-``buildInfo``, ``getParameter``, ``serverStatus``, ``endSessions``, ``getLastError``,
+``buildInfo``, ``getParameter``, ``serverStatus``, ``getLastError``,
 ``connectionStatus``, ``listCommands`` and ``replSetGetStatus``/``replSetGetConfig``/
-``replSetStepDown``/``replSetReconfig`` (delegated to the member).
+``replSetStepDown``/``replSetReconfig`` (delegated to the member). ``endSessions`` is in
+:mod:`node.commands.sessions`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -18,6 +20,7 @@ from bson import Int64
 
 from node.commands.args import get_bool, get_doc, is_number
 from node.commands.context import RequestContext
+from node.commands.sessions import session_count
 from node.engine.errors import MongoError
 
 if TYPE_CHECKING:
@@ -43,11 +46,12 @@ def hello(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
           ) -> dict[str, Any]:
     topo = node.member.hello(ctx)
     writable = bool(topo.pop("isWritablePrimary", False))
-    return hello_reply(cmd, ctx, writable, topo)
+    return hello_reply(cmd, ctx, writable, topo, node.session_timeout_minutes)
 
 
 def hello_reply(cmd: Mapping[str, Any], ctx: RequestContext, writable: bool,
-                topology: Mapping[str, Any]) -> dict[str, Any]:
+                topology: Mapping[str, Any], session_timeout_minutes: float = 30.0
+                ) -> dict[str, Any]:
     """``hello``/``isMaster``: the topology fields given (a member's, or a router's
     ``msg: "isdbgrid"``) with the limits, versions and session timeout every server sends."""
     legacy = next(iter(cmd)) in ("isMaster", "ismaster")
@@ -60,7 +64,7 @@ def hello_reply(cmd: Mapping[str, Any], ctx: RequestContext, writable: bool,
         "maxMessageSizeBytes": MAX_MESSAGE_SIZE_BYTES,
         "maxWriteBatchSize": MAX_WRITE_BATCH_SIZE,
         "localTime": _dt.datetime.now(_dt.UTC),
-        "logicalSessionTimeoutMinutes": 30,
+        "logicalSessionTimeoutMinutes": max(1, math.ceil(session_timeout_minutes)),
         "connectionId": ctx.connection_id,
         "minWireVersion": MIN_WIRE_VERSION,
         "maxWireVersion": MAX_WIRE_VERSION,
@@ -112,13 +116,12 @@ def server_status(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
         "uptime": float(int(time.time() - node.started_at)),
         "uptimeMillis": Int64(int((time.time() - node.started_at) * 1000)),
         "localTime": _dt.datetime.now(_dt.UTC),
-        "metrics": {"cursor": {"open": {"total": Int64(len(node.cursors))}}},
+        "metrics": {"cursor": {"open": {"total": Int64(len(node.cursors))},
+                               "refused": Int64(node.cursors.refused)}},
+        # sessions holding a retryable-write record (pruned after the session timeout)
+        "logicalSessionRecordCache": {"activeSessionsCount": session_count(node.engine.store)},
     }
 
-
-def end_sessions(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-                 ) -> dict[str, Any]:
-    return {}
 
 
 def get_last_error(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
@@ -138,6 +141,24 @@ def list_commands(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
         name: {"help": spec.help, "adminOnly": spec.admin_only}
         for name, spec in sorted(node.commands.items())
     }}
+
+
+def configure_fail_point(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                         ctx: RequestContext) -> dict[str, Any]:
+    """``{configureFailPoint: name, mode: "alwaysOn" | "off", data}`` (tests only)."""
+    from node import failpoints
+
+    if not node.test_commands:
+        raise MongoError(59, "no such command: 'configureFailPoint' (start the member with "
+                         "--enable-test-commands)", code_name="CommandNotFound")
+    name = cmd.get("configureFailPoint")
+    if not isinstance(name, str):
+        raise MongoError(2, "configureFailPoint needs a fail point name")
+    try:
+        return failpoints.configure(name, cmd.get("mode"), get_doc(cmd, "configureFailPoint",
+                                                                   "data", {}))
+    except ValueError as exc:
+        raise MongoError(2, str(exc)) from None
 
 
 def repl_set_get_status(node: NodeServices, db: str, cmd: Mapping[str, Any],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.commands import apply_ops, catalog, crud, indexes, rename
+from node.commands import apply_ops, catalog, crud, indexes, rename, sessions
 from node.server.statemachine import Applier, Grouper, StatementsApplier
 from node.sharding import migration_ops, ownership
 
@@ -14,6 +14,7 @@ APPLIERS: dict[str, Applier] = {
     **apply_ops.APPLIERS,
     **ownership.APPLIERS,
     **migration_ops.APPLIERS,
+    **sessions.APPLIERS,
 }
 
 GROUPERS: dict[str, Grouper] = dict(crud.GROUPERS)

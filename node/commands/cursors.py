@@ -6,11 +6,23 @@ first batch back directly and register the rest here only if more remain; ``getM
 next batch (by count and by the 16 MiB reply budget); ``killCursors`` closes them. A cursor that
 nobody touched for ``idle_timeout_s`` is closed by :meth:`CursorRegistry.reap`, which the
 registry runs itself on every call and which servers may also call from a timer.
+
+Every open cursor holds its query's store snapshot (an LMDB read transaction, one of the
+environment's reader slots), so open cursors are capped: ``max_open`` on the node and
+``max_per_connection`` per client connection (``RequestContext.connection_id``; a gRPC client
+multiplexes all its threads on one). A query whose results fit in the first batch needs no
+cursor and is always answered; one that would leave a cursor open past a cap is refused with
+ExceededMemoryLimit (146) and its snapshot closed at once. MongoDB has no cursor-count limit
+and no code for it; 146 is its code for a server resource limit that a retry will not fix
+(drivers do not retry it), and the message names the cap. Refusing the newcomer rather than
+closing someone's least-recently-used cursor keeps one client's leak from killing another
+client's live cursors; leaked cursors still go after ``idle_timeout_s``.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 import time
@@ -23,9 +35,17 @@ import bson
 from node.commands.deadline import UNLIMITED, TimeBudget
 from node.engine.errors import CURSOR_NOT_FOUND, MongoError
 
+log = logging.getLogger("helogale.cursors")
+
 MAX_BATCH_BYTES = 16 * 1024 * 1024 - 16 * 1024
 DEFAULT_FIRST_BATCH = 101
 DEFAULT_IDLE_TIMEOUT_S = 600.0
+DEFAULT_MAX_OPEN = 4096
+"""Open cursors per node (each pins a store reader; the store gets this many reader slots
+plus a reserve for short reads, snapshots and replication, see ``node.server.app``)."""
+DEFAULT_MAX_PER_CONNECTION = 1024
+EXCEEDED_MEMORY_LIMIT = 146
+_REFUSAL_LOG_EVERY_S = 10.0
 
 
 @dataclass
@@ -34,6 +54,7 @@ class _Cursor:
     ns: str
     source: Iterator[dict[str, Any]]
     last_used: float
+    connection_id: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     peeked: list[dict[str, Any]] = field(default_factory=list)
     budget: TimeBudget = UNLIMITED
@@ -85,12 +106,21 @@ class CursorRegistry:
         self,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_open: int = DEFAULT_MAX_OPEN,
+        max_per_connection: int = DEFAULT_MAX_PER_CONNECTION,
     ) -> None:
         self.idle_timeout_s = idle_timeout_s
+        self.max_open = max_open
+        self.max_per_connection = max_per_connection
+        self.refused = 0
+        """Cursors refused at a cap since start."""
         self._clock = clock
         self._lock = threading.Lock()
         self._cursors: dict[int, _Cursor] = {}
+        self._per_connection: dict[int, int] = {}
         self._ids = itertools.count(random.SystemRandom().randrange(1, 1 << 40))
+        self._last_refusal_log = -_REFUSAL_LOG_EVERY_S
 
     def __len__(self) -> int:
         with self._lock:
@@ -98,10 +128,12 @@ class CursorRegistry:
 
     def first_batch(
         self, ns: str, source: Iterator[dict[str, Any]], batch_size: int | None,
-        budget: TimeBudget = UNLIMITED,
+        budget: TimeBudget = UNLIMITED, connection_id: int = 0,
     ) -> tuple[list[dict[str, Any]], int]:
         """Take the first batch; register the rest (returns cursor id, 0 when exhausted).
-        ``budget`` bounds the running time of this batch and every later one."""
+        ``budget`` bounds the running time of this batch and every later one. Raises
+        ExceededMemoryLimit (146), closing ``source``, when a cursor would have to stay open
+        past a cap (``connection_id``'s or the node's)."""
         self.reap()
         limit = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
         pending: list[dict[str, Any]] = []
@@ -115,10 +147,44 @@ class CursorRegistry:
             _close(source)
             return batch, 0
         cursor_id = next(self._ids)
-        cursor = _Cursor(cursor_id, ns, source, self._clock(), peeked=pending, budget=budget)
+        cursor = _Cursor(cursor_id, ns, source, self._clock(), connection_id, peeked=pending,
+                         budget=budget)
         with self._lock:
-            self._cursors[cursor_id] = cursor
+            refusal = self._refusal(connection_id)
+            if refusal is None:
+                self._cursors[cursor_id] = cursor
+                self._per_connection[connection_id] = (
+                    self._per_connection.get(connection_id, 0) + 1)
+            else:
+                self.refused += 1
+        if refusal is not None:
+            _close(source)
+            self._log_refusal(refusal)
+            raise refusal
         return batch, cursor_id
+
+    def _refusal(self, connection_id: int) -> MongoError | None:
+        """The error refusing one more cursor for ``connection_id`` (lock held), or None."""
+        if self._per_connection.get(connection_id, 0) >= self.max_per_connection:
+            return MongoError(
+                EXCEEDED_MEMORY_LIMIT,
+                f"Cannot open more than {self.max_per_connection} cursors on one connection: "
+                "close cursors (killCursors) or read them to the end",
+                code_name="ExceededMemoryLimit")
+        if len(self._cursors) >= self.max_open:
+            return MongoError(
+                EXCEEDED_MEMORY_LIMIT,
+                f"Cannot open more than {self.max_open} cursors on this server: too many open "
+                "cursors; close cursors (killCursors) or read them to the end",
+                code_name="ExceededMemoryLimit")
+        return None
+
+    def _log_refusal(self, error: MongoError) -> None:
+        now = self._clock()
+        if now - self._last_refusal_log >= _REFUSAL_LOG_EVERY_S:
+            self._last_refusal_log = now
+            log.warning("cursor refused", extra={"fields": {
+                "errmsg": error.errmsg, "open": len(self), "refused": self.refused}})
 
     def get_more(
         self, cursor_id: int, ns: str, batch_size: int | None
@@ -174,6 +240,12 @@ class CursorRegistry:
     def _drop(self, cursor_id: int) -> bool:
         with self._lock:
             cursor = self._cursors.pop(cursor_id, None)
+            if cursor is not None:
+                left = self._per_connection.get(cursor.connection_id, 1) - 1
+                if left > 0:
+                    self._per_connection[cursor.connection_id] = left
+                else:
+                    self._per_connection.pop(cursor.connection_id, None)
         if cursor is None:
             return False
         _close(cursor.source)

@@ -56,7 +56,10 @@ class NodeServices:
     routing: RoutingCheck | None = None
     sharding: Any = None
     """The config-server or shard role (``node.sharding``), None on a plain replica set."""
+    test_commands: bool = False
+    """``--enable-test-commands``: serve ``configureFailPoint``."""
     commands: Mapping[str, Command] = field(default_factory=dict)
+    session_timeout_minutes: float = 30.0
 
 
 class RoutingCheck(Protocol):

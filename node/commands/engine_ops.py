@@ -17,15 +17,17 @@ from node.engine import indexes as _indexes
 from node.engine.database import Engine
 from node.engine.errors import MongoError, namespace_not_found
 from node.engine.matcher import Matcher
+from node.engine.sorting import MAX_BLOCKING_SORT_BYTES
 from node.engine.updater import Update
 
 
-def open_engine(store: Any) -> Engine:
-    """The engine over ``store`` with the index maintainer and the query planner plugged in."""
+def open_engine(store: Any, *, max_sort_bytes: int = MAX_BLOCKING_SORT_BYTES) -> Engine:
+    """The engine over ``store`` with the index maintainer and the query planner plugged in;
+    ``max_sort_bytes`` bounds every blocking sort (find's and aggregate's) and ``$group``."""
     from node.engine.indexes import IndexManager
     from node.engine.planner import Planner
 
-    return Engine(store, indexes=IndexManager(), planner=Planner())
+    return Engine(store, indexes=IndexManager(), planner=Planner(max_sort_bytes=max_sort_bytes))
 
 
 # --- writes (inside the state machine's transaction) -------------------------------------------
@@ -194,4 +196,5 @@ def aggregate(engine: Engine, db: str, coll: str, stages: list[tuple[str, Any]]
                              code_name="Location15959")
         filt, stages = stages[0][1], stages[1:]
     docs = engine.collection(db, coll).find(filt)
-    return run_pipeline(docs, stages)
+    max_bytes = getattr(engine.planner, "max_sort_bytes", MAX_BLOCKING_SORT_BYTES)
+    return run_pipeline(docs, stages, max_bytes=max_bytes)

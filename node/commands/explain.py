@@ -90,9 +90,11 @@ def _plan(engine: Any, db: str, coll: str, query: Mapping[str, Any], verbosity: 
     if planner is None or engine.catalog_entry(db, coll) is None:
         return _eof(ns, query["filter"], verbosity)
     with engine.store.read() as txn:
+        owned = engine.ownership.owned(txn, ns) if engine.ownership is not None else None
         return dict(planner.explain(txn, ns, query["filter"], sort=query["sort"],
                                     skip=query["skip"], limit=query["limit"],
-                                    hint=query["hint"], verbosity=verbosity))
+                                    hint=query["hint"], verbosity=verbosity,
+                                    owned=owned.contains if owned is not None else None))
 
 
 def _eof(ns: str, filt: Mapping[str, Any], verbosity: str) -> dict[str, Any]:

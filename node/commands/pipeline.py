@@ -3,7 +3,10 @@ $count $unwind $group`` (accumulators ``$sum $avg $min $max $first $last $push $
 expressions: ``"$field.path"``, constants, and documents of those).
 
 Stages are generators over documents, built on the engine's matcher, sort and projection, so
-the values, order and equality rules are exactly the engine's.
+the values, order and equality rules are exactly the engine's. The blocking stages are bounded
+like MongoDB's: ``$sort`` and ``$group`` hold at most ``max_bytes`` (the engine's blocking-sort
+limit, 100 MiB by default) and fail with 292 QueryExceededMemoryLimitNoDiskUseAllowed past it;
+a ``$sort`` followed by ``$limit`` (or ``$skip`` then ``$limit``) keeps only the top documents.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import bson
 from bson import Int64
 
 from node.commands.args import is_number
@@ -18,10 +22,16 @@ from node.engine.errors import MongoError
 from node.engine.matcher import Matcher
 from node.engine.paths import lookup
 from node.engine.projection import Projection
-from node.engine.sorting import sort_documents
+from node.engine.sorting import (
+    MAX_BLOCKING_SORT_BYTES,
+    QUERY_EXCEEDED_MEMORY_LIMIT,
+    sort_documents_bounded,
+)
 from node.engine.values import MISSING, compare, hash_key
 
 _ACCUMULATORS = ("$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet")
+_GROUP_OVERHEAD = 64
+"""Bytes counted per group and per accumulator besides the values they hold."""
 
 
 def _err(code: int, msg: str) -> MongoError:
@@ -108,7 +118,8 @@ class _Acc:
         self.seen: set[Any] = set()
         self.items: list[Any] = []
 
-    def add(self, doc: Mapping[str, Any]) -> None:
+    def add(self, doc: Mapping[str, Any]) -> int:
+        """Fold ``doc`` in; returns the bytes this accumulator now holds in addition."""
         v = evaluate(self.expr, doc)
         op = self.op
         if op in ("$sum", "$avg"):
@@ -117,10 +128,10 @@ class _Acc:
                 self.count += 1
         elif op in ("$min", "$max"):
             if v is MISSING or v is None:
-                return
+                return 0
             if self.value is MISSING:
                 self.value = v
-                return
+                return 0
             c = compare(v, self.value)
             if (op == "$min" and c < 0) or (op == "$max" and c > 0):
                 self.value = v
@@ -133,11 +144,14 @@ class _Acc:
         elif op == "$push":
             if v is not MISSING:
                 self.items.append(v)
+                return _value_size(v)
         elif op == "$addToSet" and v is not MISSING:
             h = hash_key(v)
             if h not in self.seen:
                 self.seen.add(h)
                 self.items.append(v)
+                return 2 * _value_size(v)  # the value and its hash key
+        return 0
 
     def result(self) -> Any:
         if self.op == "$sum":
@@ -149,7 +163,18 @@ class _Acc:
         return None if self.value is MISSING else self.value
 
 
-def _group(docs: Iterable[dict[str, Any]], arg: Any) -> Iterator[dict[str, Any]]:
+def _value_size(value: Any) -> int:
+    return len(bson.encode({"": value}))
+
+
+def group_exceeded() -> MongoError:
+    return MongoError(QUERY_EXCEEDED_MEMORY_LIMIT, "Exceeded memory limit for $group, but didn't "
+                      "allow external sort. Pass allowDiskUse:true to opt in.",
+                      code_name="QueryExceededMemoryLimitNoDiskUseAllowed")
+
+
+def _group(docs: Iterable[dict[str, Any]], arg: Any, max_bytes: int
+           ) -> Iterator[dict[str, Any]]:
     if not isinstance(arg, Mapping) or "_id" not in arg:
         raise _err(15955, "a group specification must include an _id")
     fields: list[tuple[str, str, Any]] = []
@@ -163,14 +188,18 @@ def _group(docs: Iterable[dict[str, Any]], arg: Any) -> Iterator[dict[str, Any]]
             raise _err(15952, f"unknown group operator '{op}'")
         fields.append((name, op, expr))
     groups: dict[Any, tuple[Any, list[_Acc]]] = {}
+    held = 0
     for d in docs:
         key = evaluate(arg["_id"], d)
         key = None if key is MISSING else key
         h = hash_key(key)
         if h not in groups:
             groups[h] = (key, [_Acc(op, expr) for _, op, expr in fields])
+            held += 2 * _value_size(key) + _GROUP_OVERHEAD * (1 + len(fields))
         for acc in groups[h][1]:
-            acc.add(d)
+            held += acc.add(d)
+        if held > max_bytes:
+            raise group_exceeded()
     for key, accs in groups.values():
         out = {"_id": key}
         for (name, _, _), acc in zip(fields, accs):
@@ -178,17 +207,35 @@ def _group(docs: Iterable[dict[str, Any]], arg: Any) -> Iterator[dict[str, Any]]
         yield out
 
 
-def run_pipeline(docs: Iterable[dict[str, Any]], stages: list[tuple[str, Any]]
-                 ) -> Iterator[dict[str, Any]]:
-    """Apply ``stages`` (already checked to be known names) to ``docs``."""
+def _top_k(stages: list[tuple[str, Any]], i: int) -> int:
+    """How many documents the ``$sort`` at ``stages[i]`` must keep (0: all): the ``$limit``
+    right after it, or ``$skip`` + ``$limit`` after it."""
+    following = stages[i + 1:i + 3]
+    names = [n for n, _ in following]
+    try:
+        if names[:1] == ["$limit"]:
+            return _int_arg("$limit", following[0][1], True)
+        if names[:2] == ["$skip", "$limit"]:
+            return (_int_arg("$skip", following[0][1], False)
+                    + _int_arg("$limit", following[1][1], True))
+    except MongoError:
+        return 0  # the stage itself reports its bad argument
+    return 0
+
+
+def run_pipeline(docs: Iterable[dict[str, Any]], stages: list[tuple[str, Any]], *,
+                 max_bytes: int = MAX_BLOCKING_SORT_BYTES) -> Iterator[dict[str, Any]]:
+    """Apply ``stages`` (already checked to be known names) to ``docs``; ``$sort`` and
+    ``$group`` hold at most ``max_bytes``."""
     out: Iterable[dict[str, Any]] = docs
-    for name, arg in stages:
+    for i, (name, arg) in enumerate(stages):
         if name == "$match":
             out = _match(out, arg)
         elif name == "$sort":
             if not isinstance(arg, Mapping) or not arg:
                 raise _err(15973, "the $sort key specification must be an object")
-            out = iter(sort_documents(out, arg))
+            out = iter(sort_documents_bounded(out, arg, keep=_top_k(stages, i),
+                                              max_bytes=max_bytes))
         elif name == "$skip":
             out = _skip(out, _int_arg(name, arg, False))
         elif name == "$limit":
@@ -206,5 +253,5 @@ def run_pipeline(docs: Iterable[dict[str, Any]], stages: list[tuple[str, Any]]
         elif name == "$unwind":
             out = _unwind(out, arg)
         elif name == "$group":
-            out = _group(out, arg)
+            out = _group(out, arg, max_bytes)
     return iter(out)

@@ -32,14 +32,17 @@ def cursor_reply(ns: str, batch: list[dict[str, Any]], cursor_id: int, first: bo
 
 def open_cursor(node: NodeServices, ns: str, docs: Iterator[dict[str, Any]],
                 batch_size: int | None, single_batch: bool = False,
-                budget: TimeBudget = UNLIMITED) -> dict[str, Any]:
+                budget: TimeBudget = UNLIMITED, ctx: RequestContext | None = None
+                ) -> dict[str, Any]:
     """First batch of ``docs``; the rest stays open as a server cursor (with ``budget``, the
-    command's ``maxTimeMS``, for its later batches)."""
+    command's ``maxTimeMS``, for its later batches; counted against the cursor caps of
+    ``ctx``'s connection)."""
     if single_batch:
         with budget.running():
             batch, _ = take_batch(docs, batch_size, [])
         return cursor_reply(ns, batch, 0, True)
-    batch, cid = node.cursors.first_batch(ns, docs, batch_size, budget)
+    batch, cid = node.cursors.first_batch(ns, docs, batch_size, budget,
+                                          ctx.connection_id if ctx is not None else 0)
     return cursor_reply(ns, batch, cid, True)
 
 
@@ -56,7 +59,7 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
     batch_size = req.batch_size
     if req.single_batch and batch_size is None:
         batch_size = req.limit or None
-    return open_cursor(node, req.ns, iter(docs), batch_size, req.single_batch, budget)
+    return open_cursor(node, req.ns, iter(docs), batch_size, req.single_batch, budget, ctx)
 
 
 def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
@@ -109,4 +112,5 @@ def aggregate(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
     budget = TimeBudget(req.max_time_ms)
     with budget.running():
         docs = engine_ops.aggregate(node.engine, db, req.coll, req.stages)
-    return open_cursor(node, f"{db}.{req.coll}", iter(docs), req.batch_size, budget=budget)
+    return open_cursor(node, f"{db}.{req.coll}", iter(docs), req.batch_size, budget=budget,
+                       ctx=ctx)

@@ -7,7 +7,17 @@ has a table of its own (``router/commands/table.py``) served by the same
 
 from __future__ import annotations
 
-from node.commands import admin, apply_ops, catalog, crud, explain, indexes, query, rename
+from node.commands import (
+    admin,
+    apply_ops,
+    catalog,
+    crud,
+    explain,
+    indexes,
+    query,
+    rename,
+    sessions,
+)
 from node.commands.dispatcher import Command
 from node.sharding import commands as sharding
 
@@ -53,8 +63,8 @@ NODE_COMMANDS: dict[str, Command] = {
     "buildinfo": Command(admin.build_info, help="server version"),
     "getParameter": Command(admin.get_parameter, admin_only=True, help="server parameters"),
     "serverStatus": Command(admin.server_status, help="server status"),
-    "endSessions": Command(admin.end_sessions, help="end logical sessions"),
-    "killSessions": Command(admin.end_sessions, help="end logical sessions"),
+    "endSessions": Command(sessions.end_sessions, help="end logical sessions"),
+    "killSessions": Command(sessions.end_sessions, help="end logical sessions"),
     "getLastError": Command(admin.get_last_error, help="classic write acknowledgement"),
     "connectionStatus": Command(admin.connection_status, help="authentication info"),
     "listCommands": Command(admin.list_commands, help="the command table"),
@@ -66,6 +76,8 @@ NODE_COMMANDS: dict[str, Command] = {
                                help="primary steps down"),
     "replSetReconfig": Command(admin.repl_set_reconfig, admin_only=True,
                                help="change the replica set's members"),
+    "configureFailPoint": Command(admin.configure_fail_point, admin_only=True,
+                                  help="tests: stop a process at a named point"),
     "applyOps": Command(apply_ops.apply_ops, admin_only=True,
                         help="document writes as one entry, under preconditions"),
     # config servers (internal: routers and donors call them)
@@ -78,6 +90,10 @@ NODE_COMMANDS: dict[str, Command] = {
     "_configsvrMoveChunk": Command(sharding.configsvr_move_chunk, admin_only=True),
     "_configsvrCommitChunkMigration": Command(sharding.configsvr_commit_migration,
                                               admin_only=True),
+    "_configsvrRegisterMigration": Command(sharding.configsvr_register_migration,
+                                           admin_only=True),
+    "_configsvrMigrationOutcome": Command(sharding.configsvr_migration_outcome,
+                                          admin_only=True),
     "_configsvrDropCollection": Command(sharding.configsvr_drop_collection, admin_only=True),
     "_configsvrDropDatabase": Command(sharding.configsvr_drop_database, admin_only=True),
     # shards (internal: config servers and donor shards call them)

@@ -22,6 +22,7 @@ Seams for indexes and the planner (see docs/architecture.md, "Engine: collection
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -97,6 +98,23 @@ def ensure_id(doc: Mapping[str, Any], new_id: Any = None) -> dict[str, Any]:
     return out
 
 
+def _result_sort_key(sort: Sort, matcher: Matcher) -> Callable[[Mapping[str, Any]], bytes] | None:
+    """How results of this query are ordered, as memcomparable bytes: the sort's key, or for
+    ``$near`` without a sort the distance to the query point (what a router merges by)."""
+    if sort:
+        return sort.key_bytes
+    near = next(((path, q) for path, q in matcher.geo if q.is_near), None)
+    if near is None:
+        return None
+    path, query = near
+
+    def distance(doc: Mapping[str, Any]) -> bytes:
+        found = [d for v in path_values(doc, path) if (d := query.distance(v)) is not None]
+        return encode_key(min(found, default=float("inf")))
+
+    return distance
+
+
 # --- seams ----------------------------------------------------------------------------------------
 
 
@@ -113,6 +131,8 @@ class QuerySpec:
     """Planning hints only: the caller applies skip and limit to what execute yields."""
     limit: int = 0
     hint: Any = None
+    owned: Callable[[bytes], bool] | None = None
+    """A shard's ownership filter for the planner (see :class:`Ownership`)."""
 
 
 class ChangeObserver(Protocol):
@@ -412,8 +432,11 @@ class Collection:
         sp = Savepoint(txn)
         try:
             return body(sp)
-        except BaseException:
-            sp.rollback()
+        except BaseException as exc:
+            try:
+                sp.rollback()
+            except Exception as broken:  # the store refused the undo (its txn is dead): the
+                raise exc from broken    # first failure is the one to report, not the undo's
             raise
 
     # -- seams ----------------------------------------------------------------------------------
@@ -443,13 +466,15 @@ class Collection:
         A planner installed on the engine replaces this collection scan. With an ownership
         seam (a shard), records whose ``_id`` this shard does not own are left out.
         """
-        rows = self._candidates(txn, query)
         ownership = self.engine.ownership
         owned = ownership.owned(txn, self.ns) if ownership is not None else None
         if owned is None:
-            return rows
+            return self._candidates(txn, query)
+        query = dataclasses.replace(query, owned=owned.contains)
+        if self.engine.planner is not None:  # filters at the source, before any limit
+            return self._candidates(txn, query)
         contains = owned.contains
-        return (row for row in rows if contains(row[0]))
+        return (row for row in self._candidates(txn, query) if contains(row[0]))
 
     def _candidates(
         self, txn: ReadTxn, query: QuerySpec
@@ -539,10 +564,10 @@ class Collection:
             raise ValueError("after_key resumption needs _id order (no sort)")
         skip, limit = _check_skip_limit(skip, limit)
         project = _projector(projection)
-        sort_keys = return_sort_key and bool(compiled_sort)
         # compile (and so validate) before the generator starts
         flt = filter or {}
-        Matcher(flt)
+        matcher = Matcher(flt)
+        sort_key = _result_sort_key(compiled_sort, matcher) if return_sort_key else None
 
         def generate(reader: ReadTxn) -> Iterator[tuple[bytes, dict[str, Any]]]:
             produced = 0
@@ -555,8 +580,8 @@ class Collection:
                     skipped += 1
                     continue
                 out = project(doc, pos) if project else doc
-                if sort_keys:
-                    out = {**out, "$sortKey": Binary(compiled_sort.key_bytes(doc))}
+                if sort_key is not None:
+                    out = {**out, "$sortKey": Binary(sort_key(doc))}
                 yield key, out
                 produced += 1
                 if limit and produced >= limit:

@@ -25,6 +25,11 @@ the named-database figures) without the handle hazards.
 
 Keys may be up to ``max_key_size()`` bytes (LMDB's limit, normally 511, minus the 4-byte id);
 longer keys raise :class:`KeyTooLarge`.
+
+Every open read transaction holds one of the environment's ``max_readers`` slots until it ends
+(server cursors keep theirs while open, so the command layer caps them below this; the writer
+needs none). With every slot taken, :meth:`LMDBStore.read` raises ``lmdb.ReadersFullError``:
+a failure of this member (``node.server.faults``), not of an operation.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ _NEXT_ID_KEY = b"\xff\xffnext"
 _ID_LEN = 4
 _strip_table_id = itemgetter(slice(_ID_LEN, None))
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file only grows as pages are used
+DEFAULT_MAX_READERS = 4096
 
 
 class KeyTooLarge(ValueError):
@@ -279,9 +285,10 @@ class LMDBStore:
         *,
         map_size: int = DEFAULT_MAP_SIZE,
         sync: bool = True,
-        max_readers: int = 4096,
+        max_readers: int = DEFAULT_MAX_READERS,
     ) -> None:
         self.path = os.fspath(path)
+        self.max_readers = max_readers
         os.makedirs(self.path, exist_ok=True)
         self._env = lmdb.open(
             self.path,
@@ -350,6 +357,12 @@ class LMDBStore:
             "map_size": info["map_size"],
             "entries": entries,
         }
+
+    def sync(self) -> None:
+        """Flush every commit to disk (``env.sync(force=True)``): a store opened with
+        ``sync=False`` is only trustworthy after a power cut up to the last call of this."""
+        self._check_open()
+        self._env.sync(True)
 
     def close(self) -> None:
         """Close the environment (open transactions must have ended)."""

@@ -48,12 +48,16 @@ from node.engine.geo import (
 from node.engine.keystring import encode_key, invert, is_descending, prefix_successor
 from node.engine.matcher import Matcher
 from node.engine.paths import path_values
-from node.engine.sorting import Sort, parse_sort
+from node.engine.sorting import (
+    MAX_BLOCKING_SORT_BYTES,
+    Sort,
+    bounded_sort,
+    parse_sort,
+)
 from node.engine.values import MISSING
 
-SORT_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
+SORT_MEMORY_LIMIT_BYTES = MAX_BLOCKING_SORT_BYTES
 """Default limit for in-memory sorts (MongoDB's internalQueryMaxBlockingSortMemoryUsageBytes)."""
-QUERY_EXCEEDED_MEMORY_LIMIT = 292
 NO_QUERY_EXECUTION_PLANS = 291
 MAX_SCAN_RANGES = 512  # cap on the cartesian product of point bounds
 
@@ -102,6 +106,9 @@ class CollectionView:
     docs_table: str
     indexes: Sequence[IndexInfo] = ()
     decode: Callable[[bytes], dict[str, Any]] = bson.decode
+    owned: Callable[[bytes], bool] | None = None
+    """On a shard: whether a record key is owned here. Every plan skips the others at the
+    source, before any limit, top-k sort or ``$near`` radius counts them."""
 
 
 @dataclass
@@ -589,10 +596,13 @@ class CollScan(Plan):
 
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         match, decode, prefilter = self.matcher.match_position, view.decode, self.prefilter
+        owned = view.owned
         for rk, raw in txn.scan(view.docs_table, self.start):
             stats.docs_examined += 1
             if not stats.docs_examined & interrupt.MASK:
                 interrupt.check()
+            if owned is not None and not owned(rk):
+                continue
             if prefilter is not None and not prefilter(raw):
                 continue
             doc = decode(raw)
@@ -662,7 +672,10 @@ class IndexScan(Plan):
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         match, decode, docs = self.matcher.match_position, view.decode, view.docs_table
         clustered = self.index.table == docs  # the _id_ index: entries are the records
+        owned = view.owned
         for rk, value in self.entries(txn, stats):
+            if owned is not None and not owned(rk):
+                continue
             raw = value if clustered else txn.get(docs, rk)
             if raw is None:
                 continue
@@ -712,7 +725,7 @@ class OrScan(Plan):
         for child in self.children:
             clustered = child.index.table == docs
             for rk, value in child.entries(txn, stats):
-                if rk in seen:
+                if rk in seen or (view.owned is not None and not view.owned(rk)):
                     continue
                 seen.add(rk)
                 raw = value if clustered else txn.get(docs, rk)
@@ -788,7 +801,7 @@ class GeoNear(Plan):
                     if not stats.keys_examined & interrupt.MASK:
                         interrupt.check()
                     rk = self.index.locate(key, value)
-                    if rk in seen:
+                    if rk in seen or (view.owned is not None and not view.owned(rk)):
                         continue
                     seen.add(rk)
                     raw = txn.get(view.docs_table, rk)
@@ -1108,14 +1121,6 @@ def sort_key_for(sort: list[tuple[str, int]]) -> Callable[[Mapping[str, Any]], t
     return Sort(sort).key
 
 
-def sort_exceeded(limit: int) -> MongoError:
-    return MongoError(
-        QUERY_EXCEEDED_MEMORY_LIMIT,
-        f"Sort exceeded memory limit of {limit} bytes, but did not opt in to external sorting.",
-        code_name="QueryExceededMemoryLimitNoDiskUseAllowed",
-    )
-
-
 def blocking_sort(
     rows: Iterable[Row],
     sort: list[tuple[str, int]],
@@ -1125,52 +1130,10 @@ def blocking_sort(
     allow_disk_use: bool = False,
 ) -> list[Row]:
     """Sort rows in memory, keeping the first ``keep`` (0: all); fails with code 292 when the
-    documents held exceed ``max_bytes`` (unless ``allow_disk_use``)."""
+    documents held (their BSON sizes) exceed ``max_bytes`` (unless ``allow_disk_use``)."""
     key = sort_key_for(sort)
-    held = 0
-    counter = itertools.count()
-    if keep > 0:
-        heap: list[tuple[Any, int, Row]] = []  # max-heap via negation
-        for row in rows:
-            item = (_Reversed(key(row[2])), next(counter), row)
-            if len(heap) < keep:
-                heapq.heappush(heap, item)
-                held += len(row[1])
-            elif item[0] > heap[0][0]:
-                old = heapq.heapreplace(heap, item)
-                held += len(row[1]) - len(old[2][1])
-            if held > max_bytes and not allow_disk_use:
-                raise sort_exceeded(max_bytes)
-        ordered = sorted(heap, key=lambda it: (it[0].inner, it[1]))
-        return [it[2] for it in ordered]
-    items = []
-    for row in rows:
-        held += len(row[1])
-        if held > max_bytes and not allow_disk_use:
-            raise sort_exceeded(max_bytes)
-        items.append((key(row[2]), next(counter), row))
-    items.sort(key=lambda it: (it[0], it[1]))
-    return [it[2] for it in items]
-
-
-class _Reversed:
-    """Inverts a tuple key's order, so heapq's min-heap keeps the ``keep`` smallest."""
-
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: tuple) -> None:
-        self.inner = inner
-
-    def __lt__(self, other: _Reversed) -> bool:
-        return other.inner < self.inner
-
-    def __gt__(self, other: _Reversed) -> bool:
-        return self.inner < other.inner
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Reversed) and self.inner == other.inner
-
-    __hash__ = None  # type: ignore[assignment]
+    return bounded_sort(rows, lambda row: key(row[2]), lambda row: len(row[1]), keep=keep,
+                        max_bytes=max_bytes, allow_disk_use=allow_disk_use)
 
 
 @dataclass
@@ -1271,11 +1234,13 @@ class Planner:
     def __init__(self, *, max_sort_bytes: int = SORT_MEMORY_LIMIT_BYTES) -> None:
         self.max_sort_bytes = max_sort_bytes
 
-    def view(self, txn: Any, ns: str) -> CollectionView:
+    def view(self, txn: Any, ns: str, owned: Callable[[bytes], bool] | None = None
+             ) -> CollectionView:
         from node.engine.indexes import docs_table, planner_infos
 
         db, _, coll = ns.partition(".")
-        return CollectionView(ns, docs_table(db, coll), tuple(planner_infos(txn, db, coll)))
+        return CollectionView(ns, docs_table(db, coll), tuple(planner_infos(txn, db, coll)),
+                              owned=owned)
 
     def spec(self, query: Any) -> FindSpec:
         return FindSpec(
@@ -1291,7 +1256,7 @@ class Planner:
     def execute(self, txn: Any, query: Any) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
         p = pipeline(
             txn,
-            self.view(txn, query.ns),
+            self.view(txn, query.ns, getattr(query, "owned", None)),
             self.spec(query),
             matcher=getattr(query, "matcher", None),
             record_order=True,
@@ -1311,20 +1276,22 @@ class Planner:
         limit: int = 0,
         hint: Any = None,
         verbosity: str = "executionStats",
+        owned: Callable[[bytes], bool] | None = None,
     ) -> dict[str, Any]:
-        """MongoDB's ``explain`` output for a find on ``ns``."""
+        """MongoDB's ``explain`` output for a find on ``ns`` (``owned``: a shard's ownership
+        filter, shown as a ``SHARDING_FILTER`` stage)."""
         spec = FindSpec(
             filter or {}, sort=sort or None, skip=skip, limit=abs(limit), hint=hint,
             max_sort_bytes=self.max_sort_bytes,
         )
-        return explain(txn, self.view(txn, ns), spec, verbosity)
+        return explain(txn, self.view(txn, ns, owned), spec, verbosity)
 
 
 def explain(txn: Any, view: CollectionView, spec: FindSpec, verbosity: str = "executionStats") -> dict[str, Any]:
     """MongoDB-shaped explain output (``queryPlanner`` and, unless ``queryPlanner`` verbosity,
     ``executionStats`` from actually running the winning plan)."""
     result = execute(txn, view, spec)
-    winning = _wrap(result.plan.describe(), result, spec)
+    winning = _wrap(_filtered(result.plan.describe(), view), result, spec)
     planner: dict[str, Any] = {
         "plannerVersion": 1,
         "namespace": view.namespace,
@@ -1339,7 +1306,8 @@ def explain(txn: Any, view: CollectionView, spec: FindSpec, verbosity: str = "ex
             "nReturned": result.stats.n_returned,
             "totalKeysExamined": result.stats.keys_examined,
             "totalDocsExamined": result.stats.docs_examined,
-            "executionStages": _with_counts(result.plan.describe(), result, spec),
+            "executionStages": _with_counts(_filtered(result.plan.describe(), view), result,
+                                            spec),
         }
     out["ok"] = 1.0
     return out
@@ -1360,6 +1328,14 @@ def _with_counts(stage: dict[str, Any], result: QueryResult, spec: FindSpec) -> 
     top = _wrap(stage, result, spec)
     top["nReturned"] = stats.n_returned
     return top
+
+
+def _filtered(stage: dict[str, Any], view: CollectionView) -> dict[str, Any]:
+    """A shard's plan: ``SHARDING_FILTER`` over the scan (documents it does not own are
+    dropped at the source)."""
+    if view.owned is None:
+        return stage
+    return {"stage": "SHARDING_FILTER", "inputStage": stage}
 
 
 def _wrap(stage: dict[str, Any], result: QueryResult, spec: FindSpec) -> dict[str, Any]:

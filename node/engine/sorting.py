@@ -15,14 +15,23 @@ element's ``c`` with its ``b``), and fields through two different arrays are ref
 
 ``Sort(spec).key(doc)`` (or :func:`sort_key`) returns a key for ``sorted``; ties keep the input
 order (Python's sort is stable).
+
+Blocking sorts (no index supplies the order) are bounded as in MongoDB: :func:`bounded_sort`
+holds at most ``max_bytes`` of items (default :data:`MAX_BLOCKING_SORT_BYTES`, MongoDB's
+``internalQueryMaxBlockingSortMemoryUsageBytes``) and fails with 292
+QueryExceededMemoryLimitNoDiskUseAllowed past it; with a limit it keeps only the top ``k``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from node.engine.errors import bad_value, location
+import bson
+
+from node.engine.errors import MongoError, bad_value, location
 from node.engine.keystring import encode_key
 from node.engine.paths import Parts, array_index, key_values, split_path
 from node.engine.values import (
@@ -36,6 +45,11 @@ from node.engine.values import (
 )
 
 SortSpec = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
+T = TypeVar("T")
+
+MAX_BLOCKING_SORT_BYTES = 100 * 1024 * 1024
+"""MongoDB's ``internalQueryMaxBlockingSortMemoryUsageBytes`` (104857600)."""
+QUERY_EXCEEDED_MEMORY_LIMIT = 292
 
 
 class _Descending:
@@ -269,3 +283,89 @@ def sort_documents(docs: Iterable[Mapping[str, Any]], spec: SortSpec | Sort | No
     """``docs`` sorted by ``spec`` (stable; no spec keeps the input order)."""
     sort = spec if isinstance(spec, Sort) else Sort(spec)
     return sort.sort(docs)
+
+
+def sort_exceeded(limit: int) -> MongoError:
+    """MongoDB's error for a blocking sort past its memory limit."""
+    return MongoError(
+        QUERY_EXCEEDED_MEMORY_LIMIT,
+        f"Sort exceeded memory limit of {limit} bytes, but did not opt in to external sorting.",
+        code_name="QueryExceededMemoryLimitNoDiskUseAllowed",
+    )
+
+
+class _Reversed:
+    """Inverts a key's order, so heapq's min-heap keeps the ``keep`` smallest."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.inner < self.inner)
+
+    def __gt__(self, other: _Reversed) -> bool:
+        return bool(self.inner < other.inner)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and self.inner == other.inner
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def bounded_sort(
+    items: Iterable[T],
+    key: Callable[[T], Any],
+    size: Callable[[T], int],
+    *,
+    keep: int = 0,
+    max_bytes: int = MAX_BLOCKING_SORT_BYTES,
+    allow_disk_use: bool = False,
+) -> list[T]:
+    """``items`` in ``key`` order (stable), the first ``keep`` only (0: all), holding at most
+    ``max_bytes`` (``size(item)`` each) at any time: past it, 292 (unless ``allow_disk_use``).
+    With ``keep`` only the best ``keep`` items are ever held (a heap), so a sort with a limit
+    needs memory for the limit, not for the input."""
+    held = 0
+    counter = itertools.count()
+    if keep > 0:
+        heap: list[tuple[_Reversed, int, T]] = []  # max-heap of the best ``keep`` so far
+        for item in items:
+            entry = (_Reversed(key(item)), next(counter), item)
+            if len(heap) < keep:
+                heapq.heappush(heap, entry)
+                held += size(item)
+            elif entry[0] > heap[0][0]:
+                old = heapq.heapreplace(heap, entry)
+                held += size(item) - size(old[2])
+            if held > max_bytes and not allow_disk_use:
+                raise sort_exceeded(max_bytes)
+        return [e[2] for e in sorted(heap, key=lambda e: (e[0].inner, e[1]))]
+    keyed: list[tuple[Any, int, T]] = []
+    for item in items:
+        held += size(item)
+        if held > max_bytes and not allow_disk_use:
+            raise sort_exceeded(max_bytes)
+        keyed.append((key(item), next(counter), item))
+    keyed.sort(key=lambda e: (e[0], e[1]))
+    return [e[2] for e in keyed]
+
+
+def bson_size(doc: Mapping[str, Any]) -> int:
+    """The BSON size of ``doc``: what a blocking stage counts against its memory limit."""
+    return len(bson.encode(doc))
+
+
+def sort_documents_bounded(
+    docs: Iterable[Mapping[str, Any]],
+    spec: SortSpec | Sort,
+    *,
+    keep: int = 0,
+    max_bytes: int = MAX_BLOCKING_SORT_BYTES,
+) -> list[Any]:
+    """:func:`sort_documents` as a bounded blocking sort (see :func:`bounded_sort`)."""
+    sort = spec if isinstance(spec, Sort) else Sort(spec)
+    if not sort:
+        return list(docs)
+    return bounded_sort(docs, sort.key, bson_size, keep=keep, max_bytes=max_bytes)

@@ -5,6 +5,11 @@ builds the state machine with every command family's appliers, the member (a rep
 :class:`~node.server.replica.Replica`, or a :class:`~node.server.standalone.StandaloneMember`
 when ``standalone`` is asked for), the dispatcher, the gRPC command server and, with
 ``--wire-port``, the MongoDB wire-protocol listener. ``stop()`` undoes it in reverse order.
+
+A member that can no longer make progress (its Raft node failed: WAL write, store, snapshot
+install; see ``raft.node``) logs ONE ERROR line saying why, steps down if it can, sets
+:attr:`NodeApp.failure` and calls ``on_fatal()``: the process then exits non-zero
+(``node.__main__``) and a supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from node.commands.appliers import APPLIERS, GROUPERS, STATEMENTS
@@ -19,23 +25,43 @@ from node.commands.context import WIRE, RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
+from node.commands.member import WriteConcern
 from node.commands.table import NODE_COMMANDS
 from node.engine.errors import MongoError
 from node.server.config import NodeConfig
-from node.server.grpc_service import add_command_service, make_server
+from node.server.grpc_service import (
+    STREAM_WORKERS,
+    UNARY_RESERVE,
+    add_command_service,
+    make_server,
+)
+from node.server.session_reaper import SessionReaper
 from node.server.statemachine import StateMachine
+from node.server.store_guard import StoreGuard, kernel_boot_id
 from node.server.ttl import TTLMonitor
+from raft.fsio import FileSystem
 
 log = logging.getLogger("helogale.node")
 
 
-def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
+def reader_slots(config: NodeConfig) -> int:
+    """LMDB reader slots for a member: one per open cursor (capped at ``max_cursors``) plus a
+    reserve no cursor can take, for the short reads of every thread that may run a command at
+    once (gRPC workers, a reader per open stream, stream workers, wire connections; two each,
+    a read may nest), the snapshot being sent and internal reads. So ``hello``, ``ping``,
+    writes and replication never find the reader table full because of cursors."""
+    threads = 2 * config.grpc_workers + STREAM_WORKERS + config.wire_max_connections
+    return config.max_cursors + 2 * threads + 64
+
+
+def open_store(data_dir: str | None, *, sync: bool = False, map_size: int | None = None,
+               max_readers: int | None = None               ) -> Any:
     """The engine's KVStore: LMDB under ``data_dir/engine``, or in memory.
 
-    A replica-set member's LMDB runs without its own fsync (``sync=False``): the Raft WAL
-    (fsynced before anything is acknowledged) is the durable record, and a restarted member
-    replays it from the last snapshot. A killed process loses nothing either way (LMDB's pages
-    are in the OS cache). A standalone member has no WAL, so its store fsyncs every commit."""
+    A standalone member has no WAL, so its store fsyncs every commit. A replica-set member's
+    store is opened by :class:`~node.server.store_guard.StoreGuard` instead: it runs without
+    fsync (the Raft WAL, fsynced before anything is acknowledged, is the durable record) and
+    is discarded and rebuilt from the Raft snapshot and log after the machine crashed."""
     if data_dir is None:
         from node.engine.memory_store import MemoryStore
 
@@ -44,16 +70,38 @@ def open_store(data_dir: str | None, *, sync: bool = False) -> Any:
 
     path = os.path.join(data_dir, "engine")
     os.makedirs(path, exist_ok=True)
-    return LMDBStore(path, sync=sync)
+    sizes: dict[str, int] = {}
+    if map_size is not None:
+        sizes["map_size"] = map_size
+    if max_readers is not None:
+        sizes["max_readers"] = max_readers
+    return LMDBStore(path, sync=sync, **sizes)
 
 
 class NodeApp:
-    """One member process's moving parts."""
+    """One member process's moving parts. ``fs`` (the Raft files and the store marker) and
+    ``boot_id`` are injectable for power-loss tests."""
 
-    def __init__(self, config: NodeConfig, *, standalone: bool = False) -> None:
+    def __init__(self, config: NodeConfig, *, standalone: bool = False,
+                 fs: FileSystem | None = None,
+                 boot_id: Callable[[], str | None] = kernel_boot_id,
+                 on_fatal: Callable[[], None] | None = None) -> None:
         self.config = config
-        self.store = open_store(config.data_dir, sync=standalone)
-        self.engine = open_engine(self.store)
+        self.failure: str | None = None
+        """Why this member can no longer make progress (None while healthy)."""
+        self._on_fatal = on_fatal
+        self._fatal_lock = threading.Lock()
+        self.store_guard: StoreGuard | None = None
+        readers = reader_slots(config)
+        if config.data_dir is not None and not standalone:
+            self.store_guard = StoreGuard(config.data_dir, fs=fs, boot_id=boot_id)
+            self.store: Any = self.store_guard.open(config.engine_map_size, readers)
+            log.info("engine store opened", extra={"fields": {
+                "rebuilt": self.store_guard.rebuilt, "reason": self.store_guard.reason}})
+        else:
+            self.store = open_store(config.data_dir, sync=standalone,
+                                    map_size=config.engine_map_size, max_readers=readers)
+        self.engine = open_engine(self.store, max_sort_bytes=config.max_blocking_sort_bytes)
         self.sm = StateMachine(self.engine, self.store, APPLIERS, groupers=GROUPERS,
                                statements=STATEMENTS)
         self.member: Any
@@ -64,13 +112,21 @@ class NodeApp:
         else:
             from node.server.replica import Replica
 
-            self.member = Replica(config, self.sm, self.store)
-        self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
-        services = NodeServices(self.engine, self.member, self.cursors)
+            self.member = Replica(config, self.sm, self.store, fs=fs)
+            self.member.on_fatal = self._fatal
+        self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s,
+                                      max_open=config.max_cursors,
+                                      max_per_connection=config.max_cursors_per_connection)
+        services = NodeServices(self.engine, self.member, self.cursors,
+                                session_timeout_minutes=config.session_timeout_minutes,
+                                test_commands=config.enable_test_commands)
         self.sharding = self._sharding_role(services)
         self.dispatcher = Dispatcher(services, NODE_COMMANDS)
-        self.grpc = make_server()
-        self.command_service = add_command_service(self.grpc, self.dispatcher)
+        if config.grpc_workers <= UNARY_RESERVE:
+            raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
+        self.grpc = make_server(config.grpc_workers)
+        self.command_service = add_command_service(
+            self.grpc, self.dispatcher, max_streams=config.grpc_workers - UNARY_RESERVE)
         port = self.grpc.add_insecure_port(config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")
@@ -80,6 +136,10 @@ class NodeApp:
                                         daemon=True)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
                               interval_s=config.ttl_monitor_secs)
+        self.session_reaper = SessionReaper(
+            self.store, lambda entry: self.member.submit(entry, WriteConcern())[0],
+            self._writable, timeout_minutes=config.session_timeout_minutes,
+            interval_s=config.session_refresh_secs)
 
     def _sharding_role(self, services: NodeServices) -> Any:
         """The config-server or shard role this member was started with (None: neither)."""
@@ -100,12 +160,30 @@ class NodeApp:
             from node.sharding.shard_state import ShardState
 
             state = ShardState(self.engine, self.store, self.member)
-            services.sharding = ShardRole(state, RangeDeleter(state, self._writable))
+            services.sharding = ShardRole(state, RangeDeleter(state, self._writable),
+                                          self._writable)
             services.routing = state
             self.sm.guard = state
         elif role is not None:
             raise ValueError(f"unknown cluster role {role!r}")
         return services.sharding
+
+    def _fatal(self, where: str, exc: BaseException) -> None:
+        """The member cannot make progress: one ERROR line, step down, tell the process."""
+        with self._fatal_lock:
+            if self.failure is not None:
+                return
+            self.failure = f"{where} failed: {type(exc).__name__}: {exc}"
+        log.error("member cannot make progress and is exiting: %s", self.failure,
+                  exc_info=exc, extra={"fields": {"where": where,
+                                                  "cause": type(exc).__name__}})
+        try:
+            relinquish = getattr(self.member, "relinquish", None)
+            if relinquish is not None:
+                relinquish()
+        finally:
+            if self._on_fatal is not None:
+                self._on_fatal()
 
     def _writable(self) -> bool:
         try:
@@ -130,7 +208,12 @@ class NodeApp:
             return add_error_labels(self.dispatcher.is_retryable_write(command),
                                     self.dispatcher.run(db, command, ctx))
 
-        self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port)
+        cfg = self.config
+        self.wire = WireServer(handle, cfg.wire_listen_host, cfg.wire_port,
+                               max_connections=cfg.wire_max_connections,
+                               stall_timeout_s=cfg.wire_stall_timeout_secs or None,
+                               idle_timeout_s=cfg.wire_idle_timeout_secs or None,
+                               max_buffered_bytes=cfg.wire_max_buffered_bytes)
         self.wire.start()
 
     def start(self) -> NodeApp:
@@ -141,9 +224,10 @@ class NodeApp:
         self._start_wire()
         self._reaper.start()
         self.ttl.start()
-        deleter = getattr(self.sharding, "deleter", None)
-        if deleter is not None:
-            deleter.start()
+        start_role = getattr(self.sharding, "start", None)
+        if start_role is not None:
+            start_role()
+        self.session_reaper.start()
         log.info("member serving", extra={"fields": {
             "listen": self.config.listen, "wire_port": self.config.wire_port,
             "replset": self.config.replset, "data": self.config.data_dir}})
@@ -157,6 +241,7 @@ class NodeApp:
         self.ttl.stop()
         if self.sharding is not None:
             self.sharding.close()
+        self.session_reaper.stop()
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()
@@ -165,5 +250,8 @@ class NodeApp:
         if stop is not None:
             stop()
         self.cursors.close_all()
-        self.store.close()
+        if self.store_guard is not None:
+            self.store_guard.close(self.store)  # synced and marked clean
+        else:
+            self.store.close()
         log.info("member stopped")

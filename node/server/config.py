@@ -100,9 +100,34 @@ class NodeConfig:
     keep_entries: int = 5000
     ttl_monitor_secs: float = 60.0
     """Seconds between the primary's passes deleting documents expired by TTL indexes."""
+    enable_test_commands: bool = False
+    """Serve test-only commands (``configureFailPoint``)."""
     cluster_role: str | None = None
     """``"configsvr"`` (holds a sharded cluster's metadata), ``"shardsvr"`` (a shard), or None
     (a plain replica set)."""
+    session_timeout_minutes: float = 30.0
+    """Logical sessions idle this long lose their retryable-write records (hello reports it)."""
+    session_refresh_secs: float = 300.0
+    """Seconds between the primary's passes pruning idle sessions' records."""
+    max_cursors: int = 4096
+    """Open server cursors on this member (each pins a store reader slot)."""
+    max_cursors_per_connection: int = 1024
+    """Open server cursors per client connection (a gRPC client shares one among threads)."""
+    grpc_workers: int = 128
+    """gRPC server threads; command streams may hold all but 32 (kept for unary calls)."""
+    wire_max_connections: int = 1000
+    """Open wire-protocol connections; more are closed as they arrive (a thread each)."""
+    wire_stall_timeout_secs: float = 30.0
+    """A wire peer that stops mid-message (or stops reading a reply) this long is dropped."""
+    wire_idle_timeout_secs: float = 0.0
+    """Close wire connections idle this long between messages (0: never, as MongoDB)."""
+    wire_max_buffered_bytes: int = 256 * 1024 * 1024
+    """Bytes of wire messages being received and run, across connections."""
+    max_blocking_sort_bytes: int = 100 * 1024 * 1024
+    """Memory a sort without an index (find, aggregate ``$sort``) or a ``$group`` may hold."""
+    engine_map_size: int | None = None
+    """Bytes the engine's LMDB file may grow to (None: 64 GiB). A member whose store fills
+    up exits (see docs/replication.md, Faults)."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -158,11 +183,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log entries kept behind a snapshot for slow members (default 5000)")
     p.add_argument("--ttl-monitor-secs", type=float,
                    help="seconds between passes deleting TTL-expired documents (default 60)")
+    p.add_argument("--enable-test-commands", action="store_true", default=None,
+                   help=argparse.SUPPRESS)  # TEST ONLY: configureFailPoint
     role = p.add_mutually_exclusive_group()
     role.add_argument("--configsvr", dest="cluster_role", action="store_const",
                       const="configsvr", help="a config server of a sharded cluster")
     role.add_argument("--shardsvr", dest="cluster_role", action="store_const",
                       const="shardsvr", help="a shard of a sharded cluster")
+    p.add_argument("--session-timeout-minutes", type=float,
+                   help="logicalSessionTimeoutMinutes: idle sessions' retryable-write records "
+                        "are dropped after this (default 30)")
+    p.add_argument("--session-refresh-secs", type=float,
+                   help="seconds between passes pruning idle sessions (default 300)")
+    p.add_argument("--max-cursors", type=int,
+                   help="open server cursors on this member (default 4096)")
+    p.add_argument("--max-cursors-per-connection", type=int,
+                   help="open server cursors per client connection (default 1024)")
+    p.add_argument("--grpc-workers", type=int,
+                   help="gRPC server threads; open command streams may use all but 32 "
+                        "(default 128)")
+    p.add_argument("--wire-max-connections", type=int,
+                   help="open wire-protocol connections; more are refused (default 1000)")
+    p.add_argument("--wire-stall-timeout-secs", type=float,
+                   help="drop a wire peer stalled mid-message this long (default 30)")
+    p.add_argument("--wire-idle-timeout-secs", type=float,
+                   help="close wire connections idle this long (default 0: never)")
+    p.add_argument("--wire-max-buffered-bytes", type=int,
+                   help="bytes of wire messages in flight across connections (default 256 MiB)")
+    p.add_argument("--max-blocking-sort-bytes", type=int,
+                   help="memory an unindexed sort or a $group may use (default 104857600)")
+    p.add_argument("--engine-map-size", type=int,
+                   help="bytes the engine's LMDB file may grow to (default 64 GiB); a member "
+                        "whose store fills up exits")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose

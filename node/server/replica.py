@@ -14,6 +14,13 @@ preference allows it (they may lag: ``hello.lastWrite`` and ``replSetGetStatus``
 Priorities: a background monitor on the leader hands leadership (Raft leadership transfer) to
 a caught-up member of higher priority; a leader with priority 0, or one that was asked to step
 down, transfers away at once and never reports itself primary meanwhile.
+
+Faults: when the Raft node fails (its WAL, its store or a bug: see ``raft.node``), this member
+at once stops reporting itself primary (or secondary) and its pending writes fail with
+InterruptedDueToReplStateChange; ``on_fatal(where, exc)`` (the process) is told, and
+:meth:`relinquish` hands leadership to a caught-up member if it can, then silences Raft so the
+others elect at once. A write pending when this member loses leadership fails the same way
+(it may still commit under the new primary: a retry with its session is recognised there).
 """
 
 from __future__ import annotations
@@ -42,7 +49,15 @@ from node.engine.snapshot import dump_snapshot, load_snapshot
 from node.server.config import MemberSpec, NodeConfig
 from node.server.statemachine import StateMachine, decode_entry, encode_entry
 from node.server.write_wait import WriteConcernWaits
-from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
+from raft.fsio import FileSystem
+from raft.node import (
+    LeadershipLost,
+    NodeStopped,
+    NotLeader,
+    RaftNode,
+    RaftNodeConfig,
+    Snapshotter,
+)
 from raft.types import Entry, ProposalDropped, StateRole
 
 log = logging.getLogger("helogale.replica")
@@ -64,7 +79,10 @@ def _interrupted(why: str) -> MongoError:
 class Replica:
     """One replica-set member around a RaftNode (see module docstring)."""
 
-    def __init__(self, config: NodeConfig, sm: StateMachine, store: Any) -> None:
+    def __init__(self, config: NodeConfig, sm: StateMachine, store: Any, *,
+                 fs: FileSystem | None = None) -> None:
+        self.on_fatal: Callable[[str, BaseException], None] | None = None
+        """Told once when this member can no longer make progress (the process exits)."""
         self.config = config
         self.sm = sm
         self.store = store
@@ -93,13 +111,13 @@ class Replica:
                                   snapshot_every=config.snapshot_every,
                                   keep_entries=config.keep_entries),
             listen=config.raft_listen_address, join=config.join,
-            on_leader_change=self._on_leader_change,
+            on_leader_change=self._on_leader_change, fs=fs, on_fatal=self._on_raft_fatal,
         )
         self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
                                          daemon=True)
         self._wc_waits = WriteConcernWaits(
             self.raft.copies, lambda pred, t: self.raft.wait_for(lambda _v: pred(), t),
-            self.raft.wake_waiters)
+            self.raft.wake_waiters, leading=self.raft.is_leader)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -204,6 +222,39 @@ class Replica:
     def _on_leader_change(self, leader: int, term: int) -> None:
         log.info("leader changed", extra={"fields": {"leader": leader, "term": term}})
 
+    # --- faults --------------------------------------------------------------------------------
+    @property
+    def failure(self) -> BaseException | None:
+        """Why this member stopped making progress (None while healthy)."""
+        return self.raft.failure
+
+    def _on_raft_fatal(self, where: str, exc: BaseException) -> None:
+        """The Raft node failed (its own thread; it already refuses writes and stopped saying
+        it leads): no more no-ops or transfers from the monitor; tell the process."""
+        self._stop.set()
+        if self.on_fatal is not None:
+            self.on_fatal(where, exc)
+            return
+        log.error("member cannot make progress: %s failed: %s", where, exc, exc_info=exc)
+        self.relinquish(self._step_down_bound())
+
+    def _step_down_bound(self) -> float:
+        return min(5.0, max(1.0, 3 * self.config.election_timeout_ms / 1000))
+
+    def relinquish(self, timeout: float | None = None) -> None:
+        """After a fatal error: if this member still leads and its Raft loop runs, hand
+        leadership to a caught-up electable member (waiting ``timeout`` at most), then halt
+        Raft so that, either way, the others elect a primary without waiting for it."""
+        wait = self._step_down_bound() if timeout is None else timeout
+        try:
+            if self.raft.view.role == StateRole.LEADER and self.raft.loop_alive:
+                target = self._best_target()
+                if target is not None:
+                    self.raft.transfer_leadership(target)
+                    self.raft.wait_for(lambda v: v.role != StateRole.LEADER, wait)
+        finally:
+            self.raft.halt()
+
     # --- roles ---------------------------------------------------------------------------------
     def is_primary(self) -> bool:
         return (self.raft.is_leader() and self._priority(self.id) > 0
@@ -296,6 +347,9 @@ class Replica:
         client sees when the proposal failed."""
         try:
             fut.result(0)
+        except LeadershipLost as exc:  # proposed, then deposed: it may still commit
+            raise _interrupted(f"operation interrupted by a replica set state change: {exc}"
+                               ) from None
         except NotLeader as exc:
             # the leader the refusal names: this member's view may not show the change yet
             known = self._member(exc.leader) if exc.leader and exc.leader != self.id else None
@@ -346,7 +400,7 @@ class Replica:
         primary = self.is_primary()
         reply: dict[str, Any] = {"isWritablePrimary": primary}
         in_config = me is not None and self.id in self.raft.view.voters
-        reply["secondary"] = in_config and not primary
+        reply["secondary"] = in_config and not primary and self.raft.failure is None
         reply["setName"] = self.config.replset
         reply["setVersion"] = int(self.config_doc().get("version", 1))
         reply["hosts"] = [addr(m) for m in members if m.priority > 0]

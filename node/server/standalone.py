@@ -65,8 +65,10 @@ class StandaloneMember:
         raise MongoError(76, "not running with --replSet", code_name="NoReplicationEnabled")
 
 
-def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0) -> Any:
-    """A dispatcher over one in-process member (MemoryStore by default): for tests, embedding."""
+def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0,
+                          max_sort_bytes: int | None = None) -> Any:
+    """A dispatcher over one in-process member (MemoryStore by default): for tests, embedding.
+    ``max_sort_bytes``: the blocking sort/``$group`` memory limit (default MongoDB's 100 MiB)."""
     from node.commands.appliers import APPLIERS, STATEMENTS
     from node.commands.cursors import CursorRegistry
     from node.commands.dispatcher import Dispatcher, NodeServices
@@ -77,7 +79,8 @@ def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0)
         from node.engine.memory_store import MemoryStore
 
         store = MemoryStore()
-    engine = open_engine(store)
+    engine = (open_engine(store) if max_sort_bytes is None
+              else open_engine(store, max_sort_bytes=max_sort_bytes))
     member = StandaloneMember(StateMachine(engine, store, APPLIERS, statements=STATEMENTS))
     return Dispatcher(NodeServices(engine, member, CursorRegistry(cursor_timeout_s)),
                       NODE_COMMANDS)

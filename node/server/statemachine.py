@@ -7,12 +7,19 @@ the state machine, in ONE write transaction of the store:
 1. if the entry carries a session (``lsid``, ``txnNumber``) already recorded, returns the
    recorded reply without applying anything (a retried write counts once);
 2. runs the op's applier (``node.commands`` registers one per write command) against the txn;
-3. records the reply under the session (retryable writes) and the entry's log index.
+3. records the reply under the session (retryable writes, with the entry's ``now`` as the
+   session's last use, for pruning: see ``node.commands.sessions``) and the entry's log index.
 
 So after a crash the store says exactly which index was applied last, and a write is either
-fully applied with its bookkeeping or not at all. An applier that fails with an unexpected
-exception aborts its transaction; the index is then recorded alone (the same on every member)
-and the error becomes the reply.
+fully applied with its bookkeeping or not at all. An applier that fails with a MongoError or an
+unexpected (deterministic: a bug every member hits alike) exception aborts its transaction; the
+index is then recorded alone (the same on every member) and the error becomes the reply. An
+*environmental* failure (:mod:`node.server.faults`: LMDB map or readers full, I/O error, out of
+memory) is this member's alone: it aborts the transaction and propagates with nothing recorded,
+so the member stops (the Raft driver's fatal path) instead of silently diverging. The
+replica-set configuration (``hello`` reports it on every call) is also kept in memory,
+published when its entry's transaction commits, so answering ``hello`` never needs a store
+reader slot.
 
 Sharding hook: a ``guard`` (ownership filter / routing-version check per collection) is asked
 before every applier runs; None today.
@@ -31,6 +38,7 @@ from bson import Int64
 from bson.codec_options import CodecOptions
 
 from node.engine.errors import MongoError
+from node.server.faults import is_environmental
 
 log = logging.getLogger("helogale.statemachine")
 
@@ -119,9 +127,11 @@ def _recorded_statements(txn: Any, entry: Mapping[str, Any]) -> dict[int, Any]:
 
 
 def _record_statements(txn: Any, entry: Mapping[str, Any], results: Mapping[int, Any]) -> None:
-    txn.put(SESSIONS, session_key(entry["lsid"]), bson.encode({
-        "txnNumber": Int64(int(entry["txnNumber"])),
-        "stmts": {str(k): v for k, v in results.items()}}))
+    record: dict[str, Any] = {"txnNumber": Int64(int(entry["txnNumber"])),
+                              "stmts": {str(k): v for k, v in results.items()}}
+    if entry.get("now") is not None:
+        record["lastUse"] = entry["now"]  # the primary's clock, never this member's
+    txn.put(SESSIONS, session_key(entry["lsid"]), bson.encode(record))
 
 
 class _NeedsApplying(Exception):
@@ -163,6 +173,8 @@ class StateMachine:
         self._begin = begin or store.write
         self._lock = threading.Lock()
         self._applied = self._read_applied()
+        self._config = self._read_config()
+        self._staged_config: dict[str, Any] | None = None
         self.on_apply: list[Callable[[int, dict[str, Any]], None]] = []
 
     # --- positions --------------------------------------------------------------------------
@@ -170,6 +182,7 @@ class StateMachine:
         """Re-read positions after the store was replaced (snapshot installed)."""
         with self._lock:
             self._applied = self._read_applied()
+            self._config = self._read_config()
             reload = getattr(self.engine, "reload", None)
             if callable(reload):
                 reload()
@@ -184,9 +197,18 @@ class StateMachine:
         return self._applied
 
     def replset_config(self) -> dict[str, Any] | None:
+        """The applied replica-set configuration (from memory; do not modify it)."""
+        return self._config
+
+    def _read_config(self) -> dict[str, Any] | None:
         with self.store.read() as txn:
             raw = txn.get(META, CONFIG_KEY)
         return decode_entry(raw) if raw else None
+
+    def _publish_config(self) -> None:
+        """After a commit: the configuration its entries stored becomes the one served."""
+        if self._staged_config is not None:
+            self._config, self._staged_config = self._staged_config, None
 
     def recorded_reply(self, entry: Mapping[str, Any]) -> dict[str, Any] | None:
         """The reply of a retried write whose every statement was applied already (so it
@@ -226,7 +248,10 @@ class StateMachine:
             except MongoError as exc:
                 reply = exc.to_reply()
                 self._record_index_only(index)
-            except Exception as exc:  # deterministic on every member; never wedge the log
+            except Exception as exc:
+                if is_environmental(exc):
+                    raise  # this member's disk/store, not the entry: never record it
+                # deterministic on every member; never wedge the log
                 log.exception("applying entry %d (%s) failed", index, entry.get("op"))
                 reply = MongoError(1, f"internal error applying entry: {exc}").to_reply()
                 self._record_index_only(index)
@@ -247,12 +272,17 @@ class StateMachine:
             if not todo:
                 return [None] * len(items)
             replies: dict[int, Any] = {}
+            self._staged_config = None
             try:
                 with self._begin() as txn:
                     self._apply_runs(txn, todo, replies)
                     txn.put(META, APPLIED_KEY, _U64.pack(todo[-1][0]))
                 self._applied = todo[-1][0]
-            except Exception:
+                self._publish_config()
+            except Exception as exc:
+                self._staged_config = None
+                if is_environmental(exc):
+                    raise  # nothing of the batch was committed; the member must stop
                 replies.clear()
             else:
                 out = [replies.get(i) for i, _ in items]
@@ -313,10 +343,12 @@ class StateMachine:
                 txn.put(META, APPLIED_KEY, _U64.pack(index))
 
     def _apply_in_txn(self, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+        self._staged_config = None
         with self._begin() as txn:
             reply = self._apply_entry(txn, index, entry)
             if index:
                 txn.put(META, APPLIED_KEY, _U64.pack(index))
+        self._publish_config()
         return reply
 
     def _apply_entry(self, txn: Any, index: int, entry: dict[str, Any]) -> dict[str, Any]:
@@ -334,7 +366,9 @@ class StateMachine:
         if not retryable:
             reply = applier(self.engine, txn, entry)
             if op == "replSetConfig":
-                txn.put(META, CONFIG_KEY, bson.encode(entry["config"]))
+                raw = bson.encode(entry["config"])
+                txn.put(META, CONFIG_KEY, raw)
+                self._staged_config = decode_entry(raw)
             return reply
         assert statements is not None
         reply, new = statements(self.engine, txn, entry, done)

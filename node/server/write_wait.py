@@ -7,7 +7,10 @@ write is never undone. The command's ``maxTimeMS`` bounds it too: a write not ap
 fails with MaxTimeMSExpired (50), an applied one short of its copies gets a writeConcernError
 with code 50. :class:`WriteConcernWaits` holds every write still waiting: the apply
 thread hands it each entry's outcome, and one watcher thread does what needs the clock or the
-replication progress (deadlines, ``w > 1``), woken by either.
+replication progress (deadlines, ``w > 1``), woken by either. A write applied here but still
+short of ``w`` copies when this member stops being leader is answered at once with MongoDB's
+PrimarySteppedDown writeConcernError (code 189, retryable): only a leader counts copies, so
+it would otherwise wait for its wtimeout, or forever.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ from node.engine.errors import MongoError
 Outcome = tuple[dict[str, Any], "dict[str, Any] | None"]
 MAX_SLEEP_S = 1.0
 """The watcher re-reads the clock at least this often even with no deadline in sight."""
+PRIMARY_STEPPED_DOWN = 189
+
+
+def stepped_down_error(wc: WriteConcern) -> dict[str, Any]:
+    """The ``writeConcernError`` of a write whose primary stepped down while it waited."""
+    return {"code": PRIMARY_STEPPED_DOWN, "codeName": "PrimarySteppedDown",
+            "errmsg": "Primary stepped down while waiting for replication",
+            "errInfo": {"writeConcern": wc.to_doc()}}
 
 
 class _Wait:
@@ -53,7 +64,8 @@ class _Wait:
 class WriteConcernWaits:
     """Completes waiting writes. ``copies(index)`` counts the voters holding ``index`` (0 when
     this member is not leader); ``wait_progress(pred, timeout)`` blocks until the replication
-    state may have changed and ``pred()`` holds, or the timeout; ``wake()`` interrupts it."""
+    state may have changed and ``pred()`` holds, or the timeout; ``wake()`` interrupts it;
+    ``leading()`` says whether this member is still the leader that counts copies."""
 
     def __init__(
         self,
@@ -61,8 +73,10 @@ class WriteConcernWaits:
         wait_progress: Callable[[Callable[[], bool], float], bool],
         wake: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self._copies = copies
+        self._leading = leading
         self._wait_progress = wait_progress
         self._wake = wake
         self._clock = clock
@@ -132,9 +146,11 @@ class WriteConcernWaits:
 
     def _outcome(self, wait: _Wait, now: float) -> Outcome | MongoError | None:
         """The reply (or error) now due for ``wait``, or None while it must go on waiting."""
-        if (wait.result is not None and wait.needs_copies
-                and self._copies(wait.index) >= wait.needs_copies):
-            return wait.result, None
+        if wait.result is not None and wait.needs_copies:
+            if self._copies(wait.index) >= wait.needs_copies:
+                return wait.result, None
+            if not self._leading():
+                return wait.result, stepped_down_error(wait.wc)
         if wait.deadline is None or now < wait.deadline:
             return None
         if wait.result is None:
@@ -185,4 +201,6 @@ class WriteConcernWaits:
             return True
         with self._lock:
             waits = [w for w in self._waits if w.result is not None and w.needs_copies]
+        if waits and not self._leading():
+            return True
         return any(self._copies(w.index) >= w.needs_copies for w in waits)

@@ -10,7 +10,9 @@ All run against ``admin`` on the primary; a member of the wrong role answers Ill
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import threading
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson import Int64
@@ -19,13 +21,20 @@ from node.commands.args import get_bool, get_str
 from node.commands.context import RequestContext
 from node.engine.errors import BAD_VALUE, MongoError
 from node.sharding.config_server import ConfigServer
-from node.sharding.migration import MigrationDestination, MigrationSource, RangeDeleter
+from node.sharding.migration import (
+    MigrationDestination,
+    MigrationRecovery,
+    MigrationSource,
+    RangeDeleter,
+)
+from node.sharding.migration_ops import read_migration
 from node.sharding.shard_state import ShardState
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
 
 ILLEGAL_OPERATION = 20
+log = logging.getLogger("helogale.sharding")
 
 
 def _config(node: NodeServices, name: str) -> ConfigServer:
@@ -59,15 +68,40 @@ def _bound(cmd: Mapping[str, Any], field: str) -> Any:
 
 
 class ShardRole:
-    """A shard's moving parts: its state, the migration sides and the range deleter."""
+    """A shard's moving parts: its state, the migration sides, the range deleter, and the
+    recovery of a migration a previous primary left unfinished (checked every second)."""
 
-    def __init__(self, state: ShardState, deleter: RangeDeleter) -> None:
+    def __init__(self, state: ShardState, deleter: RangeDeleter,
+                 is_primary: Callable[[], bool], interval_s: float = 1.0) -> None:
         self.state = state
         self.deleter = deleter
         self.destination = MigrationDestination(state)
         self.source: MigrationSource | None = None
+        self.recovery = MigrationRecovery(
+            state, lambda: self.source.id if self.source is not None else None, deleter)
+        self._is_primary = is_primary
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="migration-recovery",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self.deleter.start()
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            if not self._is_primary():
+                continue
+            try:
+                self.recovery.check()
+            except Exception as exc:  # config servers unreachable, a step-down: next round
+                log.info("migration recovery deferred: %s", exc)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         self.deleter.stop()
         self.state.close()
 
@@ -118,10 +152,29 @@ def configsvr_split_chunk(node: NodeServices, db: str, cmd: Mapping[str, Any],
 
 def configsvr_commit_migration(node: NodeServices, db: str, cmd: Mapping[str, Any],
                                ctx: RequestContext) -> dict[str, Any]:
-    cfg = _config(node, "_configsvrCommitChunkMigration")
-    ns = _ns(cmd, "_configsvrCommitChunkMigration")
+    name = "_configsvrCommitChunkMigration"
+    cfg = _config(node, name)
+    ns = _ns(cmd, name)
     return cfg.commit_migration(ns, _bound(cmd, "min"), _bound(cmd, "max"),
-                                get_str(cmd, "_configsvrCommitChunkMigration", "fromShard"), get_str(cmd, "_configsvrCommitChunkMigration", "toShard"))
+                                get_str(cmd, name, "fromShard"), get_str(cmd, name, "toShard"),
+                                cmd.get("migrationId"))
+
+
+def configsvr_register_migration(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                                 ctx: RequestContext) -> dict[str, Any]:
+    name = "_configsvrRegisterMigration"
+    cfg = _config(node, name)
+    ns = _ns(cmd, name)
+    return cfg.register_migration(_bound(cmd, "migrationId"), ns, _bound(cmd, "min"),
+                                  _bound(cmd, "max"), get_str(cmd, name, "fromShard"),
+                                  get_str(cmd, name, "toShard"))
+
+
+def configsvr_migration_outcome(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                                ctx: RequestContext) -> dict[str, Any]:
+    name = "_configsvrMigrationOutcome"
+    cfg = _config(node, name)
+    return {"state": cfg.migration_outcome(cmd.get(name), get_bool(cmd, name, "abort"))}
 
 
 def configsvr_move_chunk(node: NodeServices, db: str, cmd: Mapping[str, Any],
@@ -231,8 +284,12 @@ def migration_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
     deletions (``_shardsvrMigrationStatus``)."""
     role = _shard(node, "_shardsvrMigrationStatus")
     source = role.source
-    out: dict[str, Any] = {"active": source is not None,
+    with role.state.store.read() as txn:
+        record = read_migration(txn)
+    out: dict[str, Any] = {"active": source is not None, "recorded": record is not None,
                            "rangeDeletions": Int64(len(role.deleter.pending()))}
+    if record is not None:
+        out["record"] = {k: record.get(k) for k in ("id", "ns", "role", "peer", "phase")}
     if source is not None:
         out.update({"ns": source.ns, "min": source.lo, "max": source.hi,
                     "toShard": source.to_shard, **source.progress})

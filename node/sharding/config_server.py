@@ -45,6 +45,7 @@ INVALID_OPTIONS = 72
 ALREADY_INITIALIZED = 23
 OPERATION_FAILED = 96
 NAMESPACE_EXISTS = 48
+CONFLICTING_OPERATION = 117
 
 
 def _err(code: int, msg: str, name: str | None = None) -> MongoError:
@@ -299,8 +300,55 @@ class ConfigServer:
             {"ns": "config.chunks", "q": {"ns": ns, "lastmod": {"$gt": top}}, "res": None}])
         return {}
 
-    def commit_migration(self, ns: str, lo: Any, hi: Any, from_shard: str, to_shard: str
-                         ) -> dict[str, Any]:
+    # --- migrations ----------------------------------------------------------------------
+    def register_migration(self, mid: ObjectId, ns: str, lo: Any, hi: Any, from_shard: str,
+                           to_shard: str) -> dict[str, Any]:
+        """Record a migration about to start (``config.migrations``, state ``active``): its
+        commit needs this document still active, so whoever decides its outcome first (the
+        donor's commit, or a new donor primary aborting it) wins, exactly once."""
+        if self.collection(ns) is None:
+            raise _err(NAMESPACE_NOT_FOUND, f"{ns} is not sharded", "NamespaceNotFound")
+        self.shard(to_shard)
+        chunk = self._chunk_at(ns, lo)
+        if chunk["shard"] != from_shard or compare(chunk["max"]["_id"], hi) != 0:
+            raise _err(BAD_VALUE, f"chunk [{lo!r}, {hi!r}) of {ns} is not on {from_shard}")
+        doc = {"_id": mid, "ns": ns, "min": lo, "max": hi, "fromShard": from_shard,
+               "toShard": to_shard, "state": "active", "started": _dt.datetime.now(_dt.UTC)}
+        try:
+            self.commit([{"op": "i", "ns": "config.migrations", "o": doc}], [
+                {"ns": "config.chunks", "q": {"_id": chunk["_id"]},
+                 "res": {"shard": from_shard}},
+                {"ns": "config.migrations", "q": {"ns": ns, "state": "active"}, "res": None}])
+        except MongoError as exc:
+            if exc.code == BAD_VALUE:
+                raise _err(CONFLICTING_OPERATION, f"another migration of {ns} is in progress "
+                           "or the chunk changed", "ConflictingOperationInProgress") from None
+            raise
+        return {}
+
+    def migration_outcome(self, mid: ObjectId, abort: bool) -> str:
+        """``committed``, ``aborted`` or ``active`` (``unknown``: never registered); with
+        ``abort`` an active migration is aborted first, so it can no longer commit."""
+        for _ in range(3):
+            doc = self._one("migrations", {"_id": mid})
+            if doc is None:
+                return "unknown"
+            if doc["state"] != "active" or not abort:
+                return str(doc["state"])
+            try:
+                self.commit([{"op": "u", "ns": "config.migrations", "o2": {"_id": mid},
+                              "o": {"$set": {"state": "aborted"}}}],
+                            [{"ns": "config.migrations", "q": {"_id": mid},
+                              "res": {"state": "active"}}])
+                return "aborted"
+            except MongoError as exc:
+                if exc.code != BAD_VALUE:
+                    raise
+        raise _err(CONFLICTING_OPERATION, f"migration {mid} keeps changing",
+                   "ConflictingOperationInProgress")
+
+    def commit_migration(self, ns: str, lo: Any, hi: Any, from_shard: str, to_shard: str,
+                         mid: ObjectId | None = None) -> dict[str, Any]:
         coll = self.collection(ns)
         if coll is None:
             raise _err(NAMESPACE_NOT_FOUND, f"{ns} is not sharded", "NamespaceNotFound")
@@ -321,10 +369,16 @@ class ConfigServer:
         if control is not None:  # the donor's version moves too: stale routers hear of it
             ops.append({"op": "u", "ns": "config.chunks", "o2": {"_id": control["_id"]},
                         "o": {"$set": {"lastmod": Timestamp(top.time + 1, 1)}}})
-        self.commit(ops, [
+        conditions = [
             {"ns": "config.chunks", "q": {"_id": chunk["_id"]},
              "res": {"shard": from_shard, "lastmod": chunk["lastmod"]}},
-            {"ns": "config.chunks", "q": {"ns": ns, "lastmod": {"$gt": top}}, "res": None}])
+            {"ns": "config.chunks", "q": {"ns": ns, "lastmod": {"$gt": top}}, "res": None}]
+        if mid is not None:  # the migration must still be active: not aborted by a recovery
+            ops.append({"op": "u", "ns": "config.migrations", "o2": {"_id": mid},
+                        "o": {"$set": {"state": "committed"}}})
+            conditions.append({"ns": "config.migrations", "q": {"_id": mid},
+                               "res": {"state": "active"}})
+        self.commit(ops, conditions)
         log.info("migration committed", extra={"fields": {
             "ns": ns, "from": from_shard, "to": to_shard,
             "version": f"{moved.time}|{moved.inc}"}})

@@ -39,8 +39,9 @@ from typing import Any
 import bson
 from bson import Binary, ObjectId
 
+from node import failpoints
 from node.engine.collection import decode_doc, docs_table
-from node.engine.errors import MongoError
+from node.engine.errors import BAD_VALUE, MongoError
 from node.engine.values import compare
 from node.sharding import ownership as own
 from node.sharding.chunks import KeyRange
@@ -100,59 +101,68 @@ class MigrationSource:
             raise own.stale_config(self.ns, own.shard_version(current),
                                    own.shard_version(current), state.shard_name,
                                    "this shard does not own that chunk")
-        me = state.shard_name
-        state.propose({"op": "migrationState", "set": {
-            "id": self.id, "ns": self.ns, "min": self.lo, "max": self.hi, "role": "donor",
-            "peer": self.to_shard}})
-        recipient = state.remotes.get(self.to_conn)
-        entered = False
+        started = time.monotonic()
+        self._record("registered")
         try:
-            self._phase("starting recipient")
+            check_ok(state.config_servers().command("admin", {
+                "_configsvrRegisterMigration": self.ns, "migrationId": self.id,
+                "min": self.lo, "max": self.hi, "fromShard": state.shard_name,
+                "toShard": self.to_shard}, retry="safe"), "the config servers refused it")
+        except BaseException:
+            state.propose({"op": "migrationState", "clear": self.id})
+            raise
+        recipient = state.remotes.get(self.to_conn)
+        try:
+            self._record("cloning")
             check_ok(recipient.command("admin", {
                 "_recvChunkStart": self.ns, "migrationId": self.id, "min": self.lo,
-                "max": self.hi, "fromShard": me, "indexes": self._index_specs()}),
-                "recipient refused to start")
-            self._phase("cloning")
+                "max": self.hi, "fromShard": state.shard_name,
+                "indexes": self._index_specs()}), "recipient refused to start")
             self._clone(recipient)
-            self._phase("catching up")
+            self._record("catching up")
             last = 0
             for _ in range(MAX_CATCH_UP_ROUNDS):
                 sent, last = self._send_mods(recipient, last)
                 self.progress["rounds"] += 1
                 if sent < STEADY_MODS:
                     break
-            self._phase("critical section")
+            self._record("critical section")
             state.propose({"op": "shardCriticalSection", "ns": self.ns, "enter": True,
                            "reason": {"migration": self.id}})
-            entered = True
             self._send_mods(recipient, last)
-            self._phase("committing")
+            self._record("committing")
             committed = self._commit()
         except BaseException as exc:
             log.warning("migration aborted", extra={"fields": {
                 "ns": self.ns, "id": str(self.id), "error": str(exc)}})
-            self._abort(recipient, entered)
-            raise
-        if not committed:
-            self._abort(recipient, entered)
-            raise MongoError(own.STALE_CONFIG, f"migration of {self.ns} was not committed: the "
-                             "config servers' metadata changed meanwhile",
-                             code_name="StaleConfig")
-        self._phase("committed")
-        state.refresh(self.ns, leave_critical=True)
-        try:
-            recipient.command("admin", {"_recvChunkCommit": self.ns, "migrationId": self.id})
-        except Exception:  # it refreshes by itself when a router sends the new version
-            log.warning("recipient did not hear of the commit", exc_info=True)
-        task = task_doc(self.id, self.ns, self.lo, self.hi)
-        state.propose({"op": "migrationState", "clear": self.id, "rangeDeletion": task})
+            if not abort_or_finish(state, self._doc(), self.deleter):
+                raise
+            committed = True
+        else:
+            if not committed:
+                abort_or_finish(state, self._doc(), self.deleter)
+                raise MongoError(own.STALE_CONFIG, f"migration of {self.ns} was not committed: "
+                                 "the config servers' metadata changed meanwhile",
+                                 code_name="StaleConfig")
+            self._phase("committed")
+            failpoints.hit("migrationHang.committed")
+            finish_commit(state, self._doc(), self.deleter)
         if self.wait_for_delete and self.deleter is not None:
             self._phase("deleting range")
-            self.deleter.run_task(task)
-        elif self.deleter is not None:
-            self.deleter.wake()
+            self.deleter.run_task(task_doc(self.id, self.ns, self.lo, self.hi))
         self._phase("done")
-        return {"millis": 0, **{k: v for k, v in self.progress.items() if k != "phase"}}
+        return {"millis": int((time.monotonic() - started) * 1000),
+                **{k: v for k, v in self.progress.items() if k != "phase"}}
+
+    def _doc(self) -> dict[str, Any]:
+        return {"id": self.id, "ns": self.ns, "min": self.lo, "max": self.hi, "role": "donor",
+                "peer": self.to_shard, "peerHost": self.to_conn}
+
+    def _record(self, phase: str) -> None:
+        """Enter ``phase``: recorded on the donor (a replicated entry) before it starts."""
+        self._phase(phase)
+        self.state.propose({"op": "migrationState", "set": {**self._doc(), "phase": phase}})
+        failpoints.hit(f"migrationHang.{phase}")
 
     def _phase(self, phase: str) -> None:
         self.progress["phase"] = phase
@@ -221,51 +231,131 @@ class MigrationSource:
         return len(keys), last
 
     def _commit(self) -> bool:
-        """Commit on the config servers; True once they say the recipient owns the chunk."""
+        """Commit on the config servers; True once they say it committed. A commit that can
+        no longer succeed (its preconditions failed: the chunk changed) is aborted there."""
         cfg = self.state.config_servers()
         cmd = {"_configsvrCommitChunkMigration": self.ns, "min": self.lo, "max": self.hi,
-               "fromShard": self.state.shard_name, "toShard": self.to_shard}
-        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+               "fromShard": self.state.shard_name, "toShard": self.to_shard,
+               "migrationId": self.id}
         while True:
             try:
                 reply = cfg.command("admin", cmd, retry="safe")
-                if reply.get("ok") == 1.0:
-                    return True
             except Exception:
                 log.warning("migration commit: config servers unreachable", exc_info=True)
-            owner = self._owner_on_config()
-            if owner is not None:
-                return owner == self.to_shard
-            if time.monotonic() >= deadline:
-                # still in the critical section: the outcome must be learned, never guessed
-                deadline = time.monotonic() + COMMIT_TIMEOUT_S
-                log.error("migration commit outcome unknown; still asking the config servers")
-            time.sleep(0.5)
+                reply = {}
+            if reply.get("ok") == 1.0:
+                return True
+            refused = reply.get("code") == BAD_VALUE  # a precondition failed
+            try:
+                outcome = migration_outcome(self.state, self.id, abort=refused)
+            except Exception:
+                outcome = "active"
+            if outcome != "active":
+                return outcome == "committed"
+            time.sleep(0.2)  # still undecided (config servers unreachable): ask again
 
-    def _owner_on_config(self) -> str | None:
-        try:
-            cfg = self.state.config_servers()
-            reply = cfg.command("config", {"find": "chunks", "filter": {
-                "ns": self.ns, "min": {"_id": self.lo}}, "limit": 1, "singleBatch": True})
-        except Exception:
-            return None
-        if reply.get("ok") != 1.0:
-            return None
-        batch = reply["cursor"]["firstBatch"]
-        return str(batch[0]["shard"]) if batch else ""
 
-    def _abort(self, recipient: Any, entered: bool) -> None:
-        state = self.state
+def migration_outcome(state: ShardState, mid: Any, *, abort: bool) -> str:
+    """What the config servers decided for migration ``mid``: ``committed``, ``aborted``,
+    ``active`` or ``unknown`` (never registered); with ``abort`` an active one is aborted
+    first, so that it can no longer commit."""
+    reply = check_ok(state.config_servers().command(
+        "admin", {"_configsvrMigrationOutcome": mid, "abort": abort}, retry="safe"),
+        "migration outcome")
+    return str(reply["state"])
+
+
+def finish_commit(state: ShardState, doc: Mapping[str, Any],
+                  deleter: RangeDeleter | None) -> None:
+    """The donor's side after the config servers committed: its ownership (and the end of
+    the critical section) in one entry, the recipient told, the range queued for deletion."""
+    ns = str(doc["ns"])
+    state.refresh(ns, leave_critical=True)
+    peer = doc.get("peerHost")
+    if peer:
         try:
-            if entered:
-                state.propose({"op": "shardCriticalSection", "ns": self.ns, "enter": False})
-            state.propose({"op": "migrationState", "clear": self.id})
-        except Exception:
-            log.exception("migration abort could not clear the donor's state")
+            state.remotes.get(str(peer)).command(
+                "admin", {"_recvChunkCommit": ns, "migrationId": doc["id"]})
+        except Exception:  # it recovers by itself (MigrationRecovery), or on a router's version
+            log.warning("recipient did not hear of the commit", exc_info=True)
+    task = task_doc(doc["id"], ns, doc["min"], doc["max"])
+    state.propose({"op": "migrationState", "clear": doc["id"], "rangeDeletion": task})
+    if deleter is not None:
+        deleter.wake()
+
+
+def abort_or_finish(state: ShardState, doc: Mapping[str, Any],
+                    deleter: RangeDeleter | None) -> bool:
+    """End a donor's migration that did not finish here: abort it on the config servers
+    (unless it committed after all, then finish the commit: returns True), leave the critical
+    section, forget it, and tell the recipient."""
+    outcome = migration_outcome(state, doc["id"], abort=True)
+    if outcome == "committed":
+        finish_commit(state, doc, deleter)
+        return True
+    ns = str(doc["ns"])
+    current = state.ownership(ns)
+    if current is not None and current.critical:
+        state.propose({"op": "shardCriticalSection", "ns": ns, "enter": False})
+    state.propose({"op": "migrationState", "clear": doc["id"]})
+    peer = doc.get("peerHost")
+    if peer:
         try:
-            recipient.command("admin", {"_recvChunkAbort": self.ns, "migrationId": self.id})
-        except Exception:
+            state.remotes.get(str(peer)).command(
+                "admin", {"_recvChunkAbort": ns, "migrationId": doc["id"]})
+        except Exception:  # it recovers by itself
             log.warning("recipient did not hear of the abort", exc_info=True)
+    log.info("migration aborted", extra={"fields": {"ns": ns, "id": str(doc["id"])}})
+    return False
+
+
+class MigrationRecovery:
+    """On a shard's primary: finish or roll back the migration a previous primary left
+    (its replicated record says which). A donor asks the config servers, aborting it there
+    if it had not committed; a recipient waits for the outcome, then refreshes (committed) or
+    drops what it received (aborted)."""
+
+    def __init__(self, state: ShardState, in_flight: Callable[[], Any],
+                 deleter: RangeDeleter | None) -> None:
+        self.state = state
+        self.in_flight = in_flight
+        self.deleter = deleter
+        self.recovered = 0
+
+    def check(self) -> str | None:
+        """One look; returns what was done (``committed``/``aborted``), else None."""
+        with self.state.store.read() as txn:
+            doc = read_migration(txn)
+        if doc is None:
+            return None
+        running = self.in_flight()
+        if running is not None and running == doc["id"]:
+            return None
+        if doc["role"] == "donor":
+            done = "committed" if abort_or_finish(self.state, doc, self.deleter) else "aborted"
+        else:
+            done = self._recipient(doc)
+        if done is not None:
+            self.recovered += 1
+            log.info("migration recovered", extra={"fields": {
+                "ns": doc["ns"], "id": str(doc["id"]), "role": doc["role"], "outcome": done}})
+        return done
+
+    def _recipient(self, doc: Mapping[str, Any]) -> str | None:
+        state = self.state
+        ns = str(doc["ns"])
+        outcome = migration_outcome(state, doc["id"], abort=False)
+        if outcome == "active":
+            return None  # the donor decides
+        state.refresh(ns)
+        if outcome == "committed":
+            state.propose({"op": "migrationState", "clear": doc["id"]})
+            return "committed"
+        task = task_doc(doc["id"], ns, doc["min"], doc["max"])
+        state.propose({"op": "migrationState", "clear": doc["id"], "rangeDeletion": task})
+        if self.deleter is not None:
+            self.deleter.wake()
+        return "aborted"
 
 
 class MigrationDestination:

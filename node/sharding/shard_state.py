@@ -28,6 +28,7 @@ from typing import Any
 import bson
 from bson import ObjectId
 
+from node.commands.context import RequestContext
 from node.commands.member import WriteConcern
 from node.engine.errors import BAD_VALUE, MongoError
 from node.engine.keystring import encode_key
@@ -162,10 +163,23 @@ class ShardState:
             own.check_version(current, ns, received, self.shard_name)
             return
         except MongoError:
-            if not self._router_knows_more(current, received) or not self._is_primary():
+            if not self._is_primary():
+                # a member that is not (or no longer) primary says so first: the router's
+                # view of who is primary is what is stale, not its routing table
+                self._refuse_unless_servable(command)
+                raise
+            if not self._router_knows_more(current, received):
                 raise
         self.refresh(ns)
         own.check_version(self.ownership(ns), ns, received, self.shard_name)
+
+    def _refuse_unless_servable(self, command: Mapping[str, Any]) -> None:
+        """NotWritablePrimary for a write, NotPrimaryNoSecondaryOk for a read that needs the
+        primary (what the handler would answer on this member)."""
+        name = next(iter(command), None)
+        if name in ROUTED_WRITES or name == "findandmodify":
+            self.member.require_writable()
+        self.member.check_readable(command, RequestContext())
 
     @staticmethod
     def _router_knows_more(current: own.CollectionOwnership | None,

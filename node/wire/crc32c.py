@@ -1,27 +1,18 @@
-"""CRC-32C (Castagnoli), the checksum OP_MSG carries when its checksumPresent flag is set."""
+"""CRC-32C (Castagnoli), the checksum OP_MSG carries when its checksumPresent flag is set.
+
+Computed by ``google-crc32c``'s native library (hardware CRC instructions where the CPU has
+them): a pure-Python loop took about a second of CPU for a 16 MB message, so a client sending
+checksummed 48 MB messages could keep a core busy with checksums alone.
+"""
 
 from __future__ import annotations
 
-_POLY = 0x82F63B78
+import google_crc32c
+
+IMPLEMENTATION: str = google_crc32c.implementation
+"""``"c"`` when the native library is in use (``"python"``: its slow fallback)."""
 
 
-def _make_table() -> list[int]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ _POLY if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _make_table()
-
-
-def crc32c(data: bytes, crc: int = 0) -> int:
+def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     """The CRC-32C of ``data`` (continuing from ``crc``)."""
-    crc ^= 0xFFFFFFFF
-    table = _TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    return int(google_crc32c.extend(crc, data if isinstance(data, bytes) else bytes(data)))

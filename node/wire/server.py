@@ -5,6 +5,18 @@ One thread per connection reads a message, hands the decoded command to the comm
 truncated message, a lying length field, an oversized message or a peer that disconnects
 mid-message closes that connection only; the listener keeps serving everyone else. A
 well-framed message whose BSON nests past MongoDB's limit is answered with Overflow (15).
+
+Limits, so that no client can exhaust the node:
+
+* ``max_connections`` open connections (a thread each); one more is closed as it arrives, and
+  logged (at most every 10 s, with the count refused);
+* a message announcing more than ``maxMessageSizeBytes`` (48,000,000) is refused by its header;
+* ``max_buffered_bytes`` in total for the messages being received and run: a connection
+  reserves its message's announced length before reading the body and waits (not reading, so
+  TCP pushes back on the sender) while other connections hold the budget;
+* ``stall_timeout_s``: a peer that sends part of a message, or stops reading a reply, and makes
+  no progress for that long is disconnected (slow senders cannot hold a thread and a budget);
+* ``idle_timeout_s`` (None by default, as MongoDB keeps idle connections): between messages.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +42,11 @@ from node.wire.protocol import (
 )
 
 log = logging.getLogger("helogale.wire")
+
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_STALL_TIMEOUT_S = 30.0
+DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+_REFUSAL_LOG_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,16 +64,69 @@ class _PeerClosed(Exception):
     pass
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+class _Stalled(Exception):
+    """The peer made no progress within a timeout."""
+
+
+def _recv_exact(sock: socket.socket, n: int, first_timeout: float | None,
+                timeout: float | None) -> bytes:
+    """``n`` bytes; the first wait may last ``first_timeout``, every later one ``timeout``."""
     chunks: list[bytes] = []
     remaining = n
+    sock.settimeout(first_timeout)
     while remaining:
-        chunk = sock.recv(min(remaining, 1 << 20))
+        try:
+            chunk = sock.recv(min(remaining, 1 << 20))
+        except TimeoutError:
+            raise _Stalled(f"no data for {sock.gettimeout()} s "
+                           f"({n - remaining} of {n} bytes received)") from None
         if not chunk:
             raise _PeerClosed
+        if not chunks:
+            sock.settimeout(timeout)
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+def _send_all(sock: socket.socket, data: bytes, timeout: float | None) -> None:
+    """``sendall`` where only a peer that reads nothing for ``timeout`` is given up on."""
+    sock.settimeout(timeout)
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except TimeoutError:
+            raise _Stalled(f"peer read nothing for {timeout} s "
+                           f"({len(data) - len(view)} of {len(data)} reply bytes sent)") from None
+        view = view[sent:]
+
+
+class ByteBudget:
+    """Bytes that messages being received and run may hold, across connections."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int, timeout: float | None) -> int:
+        """Reserve ``n`` bytes (at most the whole budget), waiting up to ``timeout`` seconds;
+        returns what was reserved, for :meth:`release`."""
+        n = min(n, self.limit)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.held + n <= self.limit, timeout):
+                raise _Stalled(f"{self.held} of {self.limit} buffered bytes in use for "
+                               f"{timeout} s")
+            self.held += n
+            self.peak = max(self.peak, self.held)
+        return n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.held -= n
+            self._cond.notify_all()
 
 
 class _ConnectionHandler(socketserver.BaseRequestHandler):
@@ -67,15 +138,23 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
         wire = self.server.wire
         info = ConnectionInfo(next(wire.connection_ids), f"{self.client_address[0]}:{self.client_address[1]}")
         wire.track(sock, add=True)
+        stall, budget = wire.stall_timeout_s, wire.budget
         try:
             while True:
-                header = parse_header(_recv_exact(sock, HEADER_SIZE))
-                body = _recv_exact(sock, header.message_length - HEADER_SIZE)
-                request = decode_request(header, body)
-                reply = wire.run(request, info)
-                if not request.more_to_come:
-                    sock.sendall(encode_reply(request, reply, next(wire.request_ids)))
-        except ProtocolError as exc:
+                header = parse_header(_recv_exact(sock, HEADER_SIZE, wire.idle_timeout_s,
+                                                  stall))
+                held = budget.acquire(header.message_length, stall)
+                try:
+                    body = _recv_exact(sock, header.message_length - HEADER_SIZE, stall, stall)
+                    request = decode_request(header, body)
+                    del body
+                    reply = wire.run(request, info)
+                    if not request.more_to_come:
+                        _send_all(sock, encode_reply(request, reply, next(wire.request_ids)),
+                                  stall)
+                finally:
+                    budget.release(held)
+        except (ProtocolError, _Stalled) as exc:
             log.info("closing wire connection %s: %s", info.peer, exc)
         except (_PeerClosed, ConnectionError, OSError):
             pass
@@ -86,14 +165,50 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
 class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
     wire: WireServer
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return self.wire.admit(client_address)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: its slot is free again
+            self.wire.leave()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.wire.leave()
 
 
 class WireServer:
     """Serves MongoDB's wire protocol on ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, handler: CommandHandler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        handler: CommandHandler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        stall_timeout_s: float | None = DEFAULT_STALL_TIMEOUT_S,
+        idle_timeout_s: float | None = None,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+    ) -> None:
         self._handler = handler
+        self.max_connections = max_connections
+        self.stall_timeout_s = stall_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.budget = ByteBudget(max_buffered_bytes)
+        self.connections = 0
+        """Connections admitted and not yet finished."""
+        self.refused = 0
+        """Connections closed on arrival because ``max_connections`` were open."""
+        self._last_refusal_log = -_REFUSAL_LOG_EVERY_S
         self._server = _TCPServer((host, port), _ConnectionHandler, bind_and_activate=True)
         self._server.wire = self
         self._thread: threading.Thread | None = None
@@ -125,6 +240,28 @@ class WireServer:
                 sock.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def admit(self, client_address: Any) -> bool:
+        """Whether a new connection may be served (the listener closes it otherwise)."""
+        with self._lock:
+            if self.connections < self.max_connections:
+                self.connections += 1
+                return True
+            self.refused += 1
+            now = time.monotonic()
+            report = now - self._last_refusal_log >= _REFUSAL_LOG_EVERY_S
+            if report:
+                self._last_refusal_log = now
+        if report:
+            log.warning("connection refused because too many open connections",
+                        extra={"fields": {"peer": f"{client_address[0]}:{client_address[1]}",
+                                          "open": self.max_connections,
+                                          "refused": self.refused}})
+        return False
+
+    def leave(self) -> None:
+        with self._lock:
+            self.connections -= 1
 
     def track(self, sock: socket.socket, *, add: bool) -> None:
         with self._lock:

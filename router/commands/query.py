@@ -48,6 +48,12 @@ def targets(route: Route, filt: Mapping[str, Any] | None) -> list[str]:
     return shards or [route.table.chunks[0].shard]
 
 
+def _is_near(filt: Mapping[str, Any]) -> bool:
+    """A ``$near``/``$nearSphere`` query (results ordered by distance)."""
+    return any(isinstance(v, Mapping) and ("$near" in v or "$nearSphere" in v)
+               for v in filt.values())
+
+
 def _first_batch_size(req: requests.FindRequest) -> int:
     want = FIRST_BATCH if req.batch_size is None else req.batch_size
     if req.limit:
@@ -69,7 +75,7 @@ def shard_find(req: requests.FindRequest, cmd: Mapping[str, Any], n_shards: int
     if req.limit:
         shard_cmd["limit"] = req.skip + req.limit
     shard_cmd["batchSize"] = _first_batch_size(req)
-    if req.sort:
+    if req.sort or _is_near(req.filter):  # merged by sort key, or by distance for $near
         shard_cmd["$_requestSortKey"] = True
     return shard_cmd
 
@@ -78,11 +84,14 @@ def _open_streams(svc: RouterServices, route: Route, db: str, shards: Sequence[s
                   cmds: Sequence[Mapping[str, Any]], cmd: Mapping[str, Any]
                   ) -> list[ShardStream]:
     pref = read_preference(cmd)
-    calls = [svc.shards.pool.submit(svc.shards.call_member, shard, db, versioned(c, route,
-                                                                                   shard),
-                                    read_preference=pref)
-             for shard, c in zip(shards, cmds, strict=True)]
-    answered = [f.result() for f in calls]
+    if len(shards) == 1:  # no thread hand-off for a targeted query
+        answered = [svc.shards.call_member(shards[0], db, versioned(cmds[0], route, shards[0]),
+                                           read_preference=pref)]
+    else:
+        calls = [svc.shards.pool.submit(svc.shards.call_member, shard, db,
+                                        versioned(c, route, shard), read_preference=pref)
+                 for shard, c in zip(shards, cmds, strict=True)]
+        answered = [f.result() for f in calls]
     streams = [ShardStream(shard, shard_runner(svc.shards, shard, pref), db, reply, address)
                for shard, (reply, address) in zip(shards, answered, strict=True)
                if reply.get("ok") == 1.0]
@@ -99,7 +108,7 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
          ) -> dict[str, Any]:
     req = requests.parse_find(db, cmd)
     if db in CONFIG_DBS:
-        return _config_cursor(svc, db, cmd, req.ns, req.batch_size)
+        return _config_cursor(svc, db, cmd, req.ns, req.batch_size, ctx)
 
     def attempt(route: Route) -> dict[str, Any]:
         shards = targets(route, req.filter)
@@ -108,21 +117,23 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
             merge_fn = merge.concat
             skip = limit = 0
         else:
-            merge_fn = merge.merge_sorted if req.sort else merge.concat
+            sorted_ = bool(req.sort) or _is_near(req.filter)  # by sort key, or distance
+            merge_fn = merge.merge_sorted if sorted_ else merge.concat
             skip, limit = req.skip, req.limit
         streams = _open_streams(svc, route, db, shards, [shard_cmd] * len(shards), cmd)
         docs = RouterCursor(streams, merge_fn, skip, limit)
         batch_size = req.batch_size
         if req.single_batch and batch_size is None:
             batch_size = req.limit or None
-        return open_cursor(svc, req.ns, docs, batch_size, req.single_batch)  # type: ignore[arg-type]
+        return open_cursor(svc, req.ns, docs, batch_size,  # type: ignore[arg-type]
+                           req.single_batch, ctx=ctx)
 
     return svc.shards.routed(db, req.coll, attempt,
                              missing=lambda: cursor_reply(req.ns, [], 0, True))
 
 
 def _config_cursor(svc: RouterServices, db: str, cmd: Mapping[str, Any], ns: str,
-                   batch_size: int | None) -> dict[str, Any]:
+                   batch_size: int | None, ctx: RequestContext) -> dict[str, Any]:
     """A read of the config servers' ``config``/``admin`` databases, as a router cursor."""
     config = svc.config
 
@@ -135,7 +146,7 @@ def _config_cursor(svc: RouterServices, db: str, cmd: Mapping[str, Any], ns: str
         return reply
     stream = ShardStream("config", run, db, reply, address)
     return open_cursor(svc, reply["cursor"].get("ns", ns),  # type: ignore[arg-type]
-                       RouterCursor([stream], merge.concat), batch_size)
+                       RouterCursor([stream], merge.concat), batch_size, ctx=ctx)
 
 
 # --- count, distinct -------------------------------------------------------------------------
@@ -230,7 +241,7 @@ def aggregate(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Request
 
     req = requests.parse_aggregate(db, cmd)
     if db in CONFIG_DBS:
-        return _config_cursor(svc, db, cmd, f"{db}.{req.coll}", req.batch_size)
+        return _config_cursor(svc, db, cmd, f"{db}.{req.coll}", req.batch_size, ctx)
     shard_part, how, rest = split_pipeline(req.stages)
 
     def attempt(route: Route) -> dict[str, Any]:
@@ -250,7 +261,8 @@ def aggregate(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Request
             return run_pipeline(docs, rest)
 
         cursor = RouterCursor(streams, merged)
-        return open_cursor(svc, f"{db}.{req.coll}", cursor, req.batch_size)  # type: ignore[arg-type]
+        return open_cursor(svc, f"{db}.{req.coll}", cursor,  # type: ignore[arg-type]
+                           req.batch_size, ctx=ctx)
 
     return svc.shards.routed(db, req.coll, attempt,
                              missing=lambda: cursor_reply(f"{db}.{req.coll}", [], 0, True))

@@ -25,6 +25,7 @@ sub-batch applied: its statements are targeted again with a fresh routing table.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +40,13 @@ from node.sharding.shard_state import SHARD_KEY_NOT_FOUND
 from router.catalog import CONFIG_DBS, Route
 from router.cursors import raise_for
 from router.services import forwardable
-from router.shards import STALE_RETRIES, StaleRouting, is_stale, versioned
+from router.shards import StaleRetries, StaleRouting, is_stale, versioned
 from router.targeting import exact_id, id_ranges
 
 if TYPE_CHECKING:
     from router.services import RouterServices
 
+log = logging.getLogger("helogale.router.writes")
 TWO_PHASE_ATTEMPTS = 20
 ATTEMPT_STRIDE = 1 << 17
 """Statement ids of a single write's later attempts lie ``ATTEMPT_STRIDE`` apart (above
@@ -56,6 +58,8 @@ def attempt_stmt_id(stmt_id: int, attempt: int) -> int:
     client's for the first, then ids no other statement uses. A retried command makes the
     same attempts in turn, so a shard that applied one answers it from its records."""
     return stmt_id + attempt * ATTEMPT_STRIDE
+
+
 WRITE_FIELDS = ("documents", "updates", "deletes", "ordered", "stmtIds", "stmtId")
 
 
@@ -159,28 +163,38 @@ class BatchWriter:
     # --- running -----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         pending = list(range(len(self.statements)))
-        for _ in range(STALE_RETRIES):
-            if not pending:
-                break
+        retries = StaleRetries(self.ns)
+        while pending:
             route = self.svc.catalog.route(self.db, self.coll, create_db=True)
             assert route is not None
             try:
                 pending = self._round(route, pending)
             except StaleRouting as exc:
+                self.svc.shards.stale_retries += 1
                 self.svc.catalog.mark_stale(self.ns, database=route.table is None)
-                pending = exc.reply["__pending"]
+                pending = exc.reply.pop("__pending")
+                retries.again(exc)
                 continue
             if self.ordered and self.out.errors:
                 break
-        else:
-            if pending:
-                raise MongoError(13388, f"routing of {self.ns} kept changing",
-                                 code_name="StaleConfig")
+        if self.ordered and len(self.out.errors) > 1:  # an ordered batch stops at its first
+            self.out.errors = [min(self.out.errors, key=lambda e: e["index"])]
         return self.out.reply()
 
     def _round(self, route: Route, pending: list[int]) -> list[int]:
-        """Send every pending statement once; returns those to send again (StaleConfig)."""
-        targets = {i: self._target(route, i) for i in pending}
+        """Send every pending statement once; returns those to send again (StaleConfig).
+        A statement that cannot be targeted (an upsert without ``_id``) is its write error."""
+        targets: dict[int, list[str] | None] = {}
+        for k, i in enumerate(pending):
+            try:
+                targets[i] = self._target(route, i)
+            except MongoError as exc:
+                self.out.errors.append({"index": i, "code": exc.code,
+                                        "codeName": exc.code_name, "errmsg": exc.errmsg})
+                if self.ordered:
+                    pending = pending[:k]
+                    break
+        pending = [i for i in pending if i in targets]
         if self.ordered:
             return self._ordered(route, pending, targets)
         return self._unordered(route, pending, targets)
@@ -204,7 +218,7 @@ class BatchWriter:
                 run.append(pending[k + len(run)])
             reply = self._send(route, shards[0], run)
             if is_stale(reply):
-                self._stale(pending[k:])
+                self._stale(pending[k:], reply)
             if reply.get("ok") != 1.0:
                 self.out.fail(run, reply)
                 return []
@@ -269,8 +283,8 @@ class BatchWriter:
         return self.svc.shards.call(shard, self.db, versioned(
             self._body(positions, statements, attempt), route, shard), retry=self._retry())
 
-    def _stale(self, pending: list[int]) -> None:
-        exc = StaleRouting(self.ns, {"errmsg": "stale routing"})
+    def _stale(self, pending: list[int], reply: Mapping[str, Any] | None = None) -> None:
+        exc = StaleRouting(self.ns, dict(reply or {"errmsg": "stale routing"}))
         exc.reply["__pending"] = pending
         raise exc
 

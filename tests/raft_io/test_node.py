@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from raft.node import NodeStopped, NotLeader, RaftNode, RaftNodeConfig, Snapshotter
+from raft.node import (
+    LeadershipLost,
+    NodeFailed,
+    NodeStopped,
+    NotLeader,
+    RaftNode,
+    RaftNodeConfig,
+    Snapshotter,
+)
 from raft.types import Entry
 from tests.raft_io.kv_cluster import free_port, wait_until
 
@@ -48,13 +56,23 @@ class Group:
         self.cfg = RaftNodeConfig(**cfg)
         self.machines: dict[int, Machine] = {}
         self.nodes: dict[int, RaftNode] = {}
+        self.fatal: list[tuple[int, str, BaseException]] = []
+        """Every ``on_fatal(where, exc)`` call, with the node id."""
+        self.fatal_seen = threading.Event()
         for i in ids:
             self.start(i)
 
-    def start(self, i: int, *, join: bool = False) -> RaftNode:
-        m = self.machines[i] = Machine()
+    def start(self, i: int, *, join: bool = False, machine: Machine | None = None
+              ) -> RaftNode:
+        m = self.machines[i] = machine or Machine()
+
+        def on_fatal(where: str, exc: BaseException, i: int = i) -> None:
+            self.fatal.append((i, where, exc))
+            self.fatal_seen.set()
+
         n = RaftNode(i, self.root / f"n{i}", self.peers, m.apply,
-                     snapshotter=Snapshotter(m.take, m.install), config=self.cfg, join=join)
+                     snapshotter=Snapshotter(m.take, m.install), config=self.cfg, join=join,
+                     on_fatal=on_fatal)
         self.nodes[i] = n.start()
         return n
 
@@ -267,6 +285,123 @@ def test_stop_fails_pending_futures(tmp_path: Path) -> None:
     with pytest.raises(NodeStopped):
         lead.propose(b"after-stop").result(timeout=1)
     g.stop()
+
+
+def test_leadership_loss_fails_pending_proposals_at_once(tmp_path: Path) -> None:
+    """A leader cut off from its followers steps down (check-quorum) within an election
+    timeout; what it proposed and had not seen committed fails right then with a retryable
+    LeadershipLost, instead of waiting for a log index that may come much later or never."""
+    g = Group(tmp_path)
+    try:
+        lead = g.leader()
+        lead.propose(b"warm").result(timeout=15)
+        for n in list(g.nodes.values()):
+            if n is not lead:
+                n.stop()
+        futs = [lead.propose(b"p%d" % i) for i in range(5)]
+        started = time.monotonic()
+        for f in futs:
+            with pytest.raises(LeadershipLost) as info:
+                f.result(timeout=10)
+            assert isinstance(info.value, NotLeader)
+        # election_tick 10 x 20 ms: the step-down comes within a few hundred milliseconds
+        assert time.monotonic() - started < 2.0
+        assert not lead.is_leader()
+    finally:
+        g.stop()
+
+
+def _others_elect_and_serve(group: Group, failed: RaftNode) -> None:
+    others = [n for n in group.nodes.values() if n is not failed]
+    new = wait_until(lambda: next((n for n in others if n.is_leader()), None), 10,
+                     "the others to elect a leader")
+    new.propose(b"after-the-failure").result(timeout=10)
+
+
+def test_wal_write_failure_is_fatal(group: Group) -> None:
+    """The leader's disk fills: ONE fatal call; at once the node no longer says it leads, what
+    it had pending fails (retryable NodeFailed), new requests fail at once; once it halts the
+    others elect a leader and go on."""
+    lead = group.leader()
+    lead.propose(b"warm").result(timeout=15)
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    lead.storage.save = disk_full  # type: ignore[method-assign]
+    futs = [lead.propose(b"f%d" % i) for i in range(3)]
+    assert group.fatal_seen.wait(5)
+    assert not lead.is_leader()
+    for f in futs:
+        with pytest.raises(NodeFailed, match="No space left"):
+            f.result(timeout=1)
+    with pytest.raises(NodeFailed):
+        lead.propose(b"late").result(timeout=1)
+    with pytest.raises(NodeFailed):
+        lead.read_index().result(timeout=1)
+    assert lead.failure is not None and isinstance(lead.failure, NodeStopped)
+    lead.halt()  # what a member does once it stepped down (or could not): it goes quiet
+    _others_elect_and_serve(group, lead)
+    assert [(i, where, type(exc)) for i, where, exc in group.fatal] == [
+        (lead.id, "persist", OSError)]
+
+
+def test_apply_failure_is_fatal(group: Group) -> None:
+    lead = group.leader()
+    follower = next(n for n in group.nodes.values() if n is not lead)
+    lead.propose(b"warm").result(timeout=15)
+
+    def broken_apply(entries: list[Entry]) -> list[int]:
+        raise RuntimeError("store failed")
+
+    follower._apply_fn = broken_apply  # type: ignore[method-assign]
+    lead.propose(b"x").result(timeout=10)  # the leader and the other follower commit it
+    assert group.fatal_seen.wait(5)
+    assert [(i, where) for i, where, _ in group.fatal] == [(follower.id, "persist")]
+    assert lead.is_leader()
+
+
+def test_raft_loop_failure_is_fatal(group: Group) -> None:
+    lead = group.leader()
+    lead.propose(b"warm").result(timeout=15)
+
+    def bug() -> Any:
+        raise RuntimeError("a bug in the loop")
+
+    lead.raw.ready = bug  # type: ignore[method-assign]
+    fut = lead.propose(b"p")
+    assert group.fatal_seen.wait(5)
+    assert [(i, where) for i, where, _ in group.fatal] == [(lead.id, "raft loop")]
+    assert not lead.is_leader() and not lead.loop_alive
+    with pytest.raises(NodeStopped):
+        fut.result(timeout=1)
+    _others_elect_and_serve(group, lead)
+
+
+def test_snapshot_install_failure_is_fatal(tmp_path: Path) -> None:
+    """A lagging member gets a snapshot it cannot install (a bad image, a full disk): fatal,
+    never a member that goes on with a log that no longer matches its state."""
+    g = Group(tmp_path, snapshot_every=20, keep_entries=5)
+    try:
+        lead = g.leader()
+        lagging = next(i for i in g.nodes if i != lead.id)
+        g.nodes[lagging].stop()
+        for f in [lead.propose(b"s%d" % i) for i in range(60)]:
+            f.result(timeout=15)
+        wait_until(lambda: lead.storage.first_index() > 10, 10, "the leader to compact")
+
+        class BadImage(Machine):
+            def install(self, blob: bytes) -> None:
+                raise ValueError("snapshot image is corrupt")
+
+        n = g.start(lagging, machine=BadImage())
+        assert g.fatal_seen.wait(15)
+        assert [(i, where, type(exc)) for i, where, exc in g.fatal] == [
+            (lagging, "persist", ValueError)]
+        assert n.failure is not None and n.snapshots_installed == 0
+        lead.propose(b"still-serving").result(timeout=10)  # the other two go on
+    finally:
+        g.stop()
 
 
 def test_background_snapshot_does_not_hold_up_applying(tmp_path: Path) -> None:
