@@ -8,8 +8,11 @@ collection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from bson.regex import Regex
 
 from node.engine.planner import field_intervals, filter_predicates, key_ranges
 from router.routing_table import Range
@@ -31,7 +34,8 @@ def id_ranges(filt: Mapping[str, Any] | None) -> list[Range] | None:
 
 def exact_id(filt: Mapping[str, Any] | None) -> tuple[bool, Any]:
     """(True, value) when the filter pins ``_id`` to one value by equality (``{_id: v}`` or
-    ``{_id: {$eq: v}}``, at the top or in a top-level ``$and``)."""
+    ``{_id: {$eq: v}}``, at the top or in a top-level ``$and``). ``{_id: /re/}`` is no
+    equality: it matches strings (``{_id: {$eq: /re/}}`` is one, to the regex itself)."""
     if not filt:
         return False, None
     if "_id" in filt:
@@ -41,6 +45,8 @@ def exact_id(filt: Mapping[str, Any] | None) -> tuple[bool, Any]:
                 return True, value["$eq"]
             if any(str(k).startswith("$") for k in value):
                 return False, None
+        if isinstance(value, Regex | re.Pattern):
+            return False, None
         return True, value
     for sub in filt.get("$and", ()) if isinstance(filt.get("$and"), list) else ():
         if isinstance(sub, Mapping):

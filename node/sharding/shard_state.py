@@ -64,8 +64,17 @@ def parse_shard_version(value: Any) -> ChunkVersion:
 
 
 def _upsert_id(query: Mapping[str, Any]) -> Any:
-    """The ``_id`` an upsert on a sharded collection inserts: its query's ``_id`` equality."""
+    """The ``_id`` an upsert on a sharded collection inserts: its query's ``_id`` equality
+    (at the top or in a top-level ``$and``, as the router targets it)."""
     value = query.get("_id", _MISSING)
+    ands = query.get("$and")
+    if value is _MISSING and isinstance(ands, list):
+        for sub in ands:
+            if isinstance(sub, Mapping):
+                try:
+                    return _upsert_id(sub)
+                except MongoError:
+                    continue
     if isinstance(value, Mapping) and set(value) == {"$eq"}:
         value = value["$eq"]
     if value is _MISSING or (isinstance(value, Mapping) and any(

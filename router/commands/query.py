@@ -64,6 +64,22 @@ def _first_batch_size(req: requests.FindRequest) -> int:
 # --- find ----------------------------------------------------------------------------------
 
 
+def shard_find(req: requests.FindRequest, cmd: Mapping[str, Any], n_shards: int
+               ) -> dict[str, Any]:
+    """The ``find`` each of ``n_shards`` targets runs: one shard runs the client's query as it
+    is; several each return their first ``skip + limit`` (the router skips and limits the
+    merge), sorted with their sort keys attached."""
+    if n_shards == 1:
+        return forwardable(cmd)
+    shard_cmd = forwardable(cmd, "skip", "limit", "batchSize", "singleBatch")
+    if req.limit:
+        shard_cmd["limit"] = req.skip + req.limit
+    shard_cmd["batchSize"] = _first_batch_size(req)
+    if req.sort or _is_near(req.filter):  # merged by sort key, or by distance for $near
+        shard_cmd["$_requestSortKey"] = True
+    return shard_cmd
+
+
 def _open_streams(svc: RouterServices, route: Route, db: str, shards: Sequence[str],
                   cmds: Sequence[Mapping[str, Any]], cmd: Mapping[str, Any]
                   ) -> list[ShardStream]:
@@ -96,21 +112,13 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
 
     def attempt(route: Route) -> dict[str, Any]:
         shards = targets(route, req.filter)
+        shard_cmd = shard_find(req, cmd, len(shards))
         if len(shards) == 1:
-            shard_cmd = forwardable(cmd)
             merge_fn = merge.concat
             skip = limit = 0
         else:
-            shard_cmd = forwardable(cmd, "skip", "limit", "batchSize", "singleBatch")
-            if req.limit:
-                shard_cmd["limit"] = req.skip + req.limit
-            shard_cmd["batchSize"] = _first_batch_size(req)
-            near = _is_near(req.filter)
-            if req.sort or near:  # merged by sort key, or by distance for $near
-                shard_cmd["$_requestSortKey"] = True
-                merge_fn = merge.merge_sorted
-            else:
-                merge_fn = merge.concat
+            sorted_ = bool(req.sort) or _is_near(req.filter)  # by sort key, or distance
+            merge_fn = merge.merge_sorted if sorted_ else merge.concat
             skip, limit = req.skip, req.limit
         streams = _open_streams(svc, route, db, shards, [shard_cmd] * len(shards), cmd)
         docs = RouterCursor(streams, merge_fn, skip, limit)
@@ -287,8 +295,13 @@ def explain(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
 
     def attempt(route: Route) -> dict[str, Any]:
         shards = targets(route, filt)
+        shard_inner = forwardable(inner)
+        if name == "find":  # what find would send (the router skips, limits, merges)
+            shard_inner = shard_find(requests.parse_find(db, inner), inner, len(shards))
+            shard_inner.pop("$_requestSortKey", None)
+            shard_inner.pop("batchSize", None)
         replies = svc.shards.call_many(
-            [(s, db, {**forwardable(cmd), "explain": versioned(forwardable(inner), route, s)})
+            [(s, db, {**forwardable(cmd), "explain": versioned(shard_inner, route, s)})
              for s in shards], read_preference=read_preference(cmd))
         check_stale(route.ns, replies)
         for reply in replies:

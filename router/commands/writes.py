@@ -6,8 +6,13 @@ Each statement of a batch is targeted on its own:
   one), so a batch reaches each shard as ONE insert of its documents;
 * an update or delete by its query: ``_id`` equality / ``$in`` / ranges reach the owning
   shards only; a multi-write otherwise reaches every shard of the collection; a single-
-  document write (``update_one``, ``delete_one``) without ``_id`` first finds one matching
-  ``_id`` (on every shard), then targets it, and looks again if it moved or changed meanwhile;
+  document write (``update_one``, ``delete_one``, ``findAndModify``) that could touch several
+  shards first asks them which holds a match, then runs there as it is (the shard picks the
+  document, atomically), and looks again if that shard's matches went away meanwhile; with a
+  sort (``findAndModify``) it is pinned to the first document in sort order over all shards.
+  Each of those attempts carries its own statement id (:func:`attempt_stmt_id`): a shard
+  records an attempt that matched nothing as that statement's result, so reusing the id
+  would answer every later attempt on that shard with the same nothing;
 * an upsert must pin ``_id`` by equality on a sharded collection (ShardKeyNotFound, 61).
 
 An ordered batch runs as consecutive runs of statements going to the same shard, stopping at
@@ -21,6 +26,7 @@ sub-batch applied: its statements are targeted again with a fresh routing table.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,6 +48,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("helogale.router.writes")
 TWO_PHASE_ATTEMPTS = 20
+ATTEMPT_STRIDE = 1 << 17
+"""Statement ids of a single write's later attempts lie ``ATTEMPT_STRIDE`` apart (above
+any batch's 100,000 statement ids)."""
+
+
+def attempt_stmt_id(stmt_id: int, attempt: int) -> int:
+    """The statement id attempt ``attempt`` of a found-first single write is sent with: the
+    client's for the first, then ids no other statement uses. A retried command makes the
+    same attempts in turn, so a shard that applied one answers it from its records."""
+    return stmt_id + attempt * ATTEMPT_STRIDE
+
+
 WRITE_FIELDS = ("documents", "updates", "deletes", "ordered", "stmtIds", "stmtId")
 
 
@@ -64,17 +82,24 @@ class Outcome:
             self.upserted.append({**up, "index": positions[int(up["index"])]})
         errors = reply.get("writeErrors") or []
         for err in errors:
-            self.errors.append({**err, "index": positions[int(err["index"])]})
+            self._error({**err, "index": positions[int(err["index"])]})
         if reply.get("writeConcernError") and self.wce is None:
             self.wce = dict(reply["writeConcernError"])
         return not errors
 
-    def fail(self, positions: Sequence[int], reply: Mapping[str, Any]) -> None:
+    def _error(self, err: dict[str, Any]) -> None:
+        """One error per statement: a statement sent to several shards that failed on more
+        than one reports the first failure only, as mongos does."""
+        if all(e["index"] != err["index"] for e in self.errors):
+            self.errors.append(err)
+
+    def fail(self, positions: Sequence[int], reply: Mapping[str, Any], *,
+             every: bool = False) -> None:
         """A shard failed a whole sub-batch (not StaleConfig): an error at its first
-        statement, as mongos reports it."""
-        self.errors.append({"index": positions[0], "code": int(reply.get("code", 1)),
-                            "codeName": reply.get("codeName"),
-                            "errmsg": str(reply.get("errmsg"))})
+        statement (an ordered batch stops there), or at ``every`` one of them."""
+        for i in positions if every else positions[:1]:
+            self._error({"index": i, "code": int(reply.get("code", 1)),
+                         "codeName": reply.get("codeName"), "errmsg": str(reply.get("errmsg"))})
 
     def reply(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n}
@@ -125,14 +150,14 @@ class BatchWriter:
             return None
         return shards or []
 
-    def _body(self, positions: Sequence[int], statements: Sequence[Any] | None = None
-              ) -> dict[str, Any]:
+    def _body(self, positions: Sequence[int], statements: Sequence[Any] | None = None,
+              attempt: int = 0) -> dict[str, Any]:
         key = {"insert": "documents", "update": "updates", "delete": "deletes"}[self.kind]
         stmts = statements if statements is not None else [self.statements[i] for i in positions]
         cmd = {self.kind: self.coll, **{k: v for k, v in self.base.items() if k != self.kind},
                key: list(stmts), "ordered": self.ordered}
         if "lsid" in self.base:
-            cmd["stmtIds"] = [self.stmt_ids[i] for i in positions]
+            cmd["stmtIds"] = [attempt_stmt_id(self.stmt_ids[i], attempt) for i in positions]
         return cmd
 
     # --- running -----------------------------------------------------------------------
@@ -204,40 +229,59 @@ class BatchWriter:
 
     def _unordered(self, route: Route, pending: list[int],
                    targets: dict[int, list[str] | None]) -> list[int]:
-        by_shard: dict[str, list[int]] = {}
-        others: list[int] = []
+        """Each shard gets its statements in the batch's order (a multi-shard statement in
+        every one of its shards' sub-batches), all shards at once; a single write found
+        first (``update_one`` without ``_id``) runs alone between the statements before and
+        after it."""
+        again: list[int] = []
+        segment: list[int] = []
         for i in pending:
-            shards = targets[i]
-            if shards is not None and len(shards) == 1:
-                by_shard.setdefault(shards[0], []).append(i)
-            else:
-                others.append(i)
+            if targets[i] is not None:
+                segment.append(i)
+                continue
+            again += self._segment(route, segment, targets)
+            segment = []
+            if self._single_by_search(route, i):
+                again.append(i)
+        again += self._segment(route, segment, targets)
+        if again:
+            self._stale(sorted(set(again)))
+        return []
+
+    def _segment(self, route: Route, segment: list[int],
+                 targets: dict[int, list[str] | None]) -> list[int]:
+        """Send ``segment`` (unordered, every statement targeted); returns the statements a
+        shard said StaleConfig for."""
+        by_shard: dict[str, list[int]] = {}
+        for i in segment:
+            shards = targets[i] or []
+            if not shards:
+                self.out.add({"n": 0}, [i])
+            for shard in shards:
+                by_shard.setdefault(shard, []).append(i)
         groups = list(by_shard.items())
+        if not groups:
+            return []
         replies = self.svc.shards.call_many(
             [(shard, self.db, versioned(self._body(run), route, shard)) for shard, run in groups],
-            retry=self._retry()) if groups else []
+            retry=self._retry())
         again: list[int] = []
         for (_, run), reply in zip(groups, replies, strict=True):
             if is_stale(reply):
                 again.extend(run)
             elif reply.get("ok") != 1.0:
-                self.out.fail(run, reply)
+                self.out.fail(run, reply, every=True)
             else:
                 self.out.add(reply, run)
-        for i in others:
-            if self._statement_everywhere(route, i, targets[i]):
-                again.append(i)
-        if again:
-            self._stale(sorted(again))
-        return []
+        return again
 
     def _retry(self) -> Any:
         return "safe" if "lsid" in self.base and "txnNumber" in self.base else "refused"
 
     def _send(self, route: Route, shard: str, positions: Sequence[int],
-              statements: Sequence[Any] | None = None) -> dict[str, Any]:
+              statements: Sequence[Any] | None = None, attempt: int = 0) -> dict[str, Any]:
         return self.svc.shards.call(shard, self.db, versioned(
-            self._body(positions, statements), route, shard), retry=self._retry())
+            self._body(positions, statements, attempt), route, shard), retry=self._retry())
 
     def _stale(self, pending: list[int], reply: Mapping[str, Any] | None = None) -> None:
         exc = StaleRouting(self.ns, dict(reply or {"errmsg": "stale routing"}))
@@ -266,12 +310,16 @@ class BatchWriter:
         return stale
 
     def _single_by_search(self, route: Route, i: int) -> bool:
-        """``update_one``/``delete_one`` without ``_id``: find a matching ``_id`` on any shard,
-        then write that document on its owner (looking again if it changed or moved)."""
+        """``update_one``/``delete_one`` that could touch several shards: find a shard holding
+        a match, run the statement there, look again if that shard's matches went away."""
         st = self.statements[i]
         assert route.table is not None
-        for _ in range(TWO_PHASE_ATTEMPTS):
-            found = find_one_id(self.svc, route, self.db, self.coll, st["q"], None)
+        for attempt in range(TWO_PHASE_ATTEMPTS):
+            try:
+                found = find_match(self.svc, route, self.db, self.coll, st["q"], None)
+            except MongoError as exc:  # its query fails (a bad operator): its write error
+                self.out.fail([i], exc.to_reply())
+                return False
             if found is None:
                 if self.kind == "update" and st.get("upsert"):
                     raise MongoError(SHARD_KEY_NOT_FOUND, "Failed to target upsert by "
@@ -279,9 +327,7 @@ class BatchWriter:
                                      code_name="ShardKeyNotFound")
                 self.out.add({"n": 0, "nModified": 0}, [i])
                 return False
-            pinned = {**st, "q": {"$and": [st["q"], {"_id": found}]}}
-            shard = route.table.shard_for_id(found)
-            reply = self._send(route, shard, [i], [pinned])
+            reply = self._send(route, found[0], [i], attempt=attempt)
             if is_stale(reply):
                 return True
             if reply.get("ok") != 1.0:
@@ -294,10 +340,13 @@ class BatchWriter:
         return False
 
 
-def find_one_id(svc: RouterServices, route: Route, db: str, coll: str,
-                query: Mapping[str, Any], sort: Mapping[str, Any] | None) -> Any:
-    """The ``_id`` of the first document matching ``query`` (in ``sort`` order), asking
-    every shard of the collection; None when nothing matches."""
+def find_match(svc: RouterServices, route: Route, db: str, coll: str,
+               query: Mapping[str, Any], sort: Mapping[str, Any] | None
+               ) -> tuple[str, Any] | None:
+    """``(shard, _id)`` of a document matching ``query``, asking every shard it can be on
+    (with ``sort``, the first in sort order over all of them; without, the first of a shard
+    chosen at random among those holding a match, so racing writers spread out); None when
+    nothing matches."""
     assert route.table is not None
     shards = route.table.shards_in(id_ranges(query))
     cmd: dict[str, Any] = {"find": coll, "filter": dict(query), "limit": 1,
@@ -312,12 +361,15 @@ def find_one_id(svc: RouterServices, route: Route, db: str, coll: str,
         if is_stale(reply):
             raise StaleRouting(route.ns, reply)
         raise_for(reply, "shard")
-    found = [d for r in replies for d in r["cursor"]["firstBatch"]]
+    found = [(s, d) for s, r in zip(shards, replies, strict=True)
+             for d in r["cursor"]["firstBatch"]]
     if not found:
         return None
     if sort:
-        found.sort(key=lambda d: bytes(d["$sortKey"]))
-    return found[0]["_id"]
+        shard, doc = min(found, key=lambda p: bytes(p[1]["$sortKey"]))
+    else:
+        shard, doc = random.choice(found)
+    return shard, doc["_id"]
 
 
 # --- handlers ----------------------------------------------------------------------------------
@@ -391,15 +443,19 @@ def find_and_modify(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: R
         if req.upsert:
             raise MongoError(SHARD_KEY_NOT_FOUND, "Failed to target upsert by query :: could "
                              "not extract exact shard key", code_name="ShardKeyNotFound")
-        for _ in range(TWO_PHASE_ATTEMPTS):
-            found = find_one_id(svc, route, db, req.coll, req.query, req.sort or None)
+        for attempt in range(TWO_PHASE_ATTEMPTS):
+            found = find_match(svc, route, db, req.coll, req.query, req.sort or None)
             if found is None:
                 return {"lastErrorObject": {"n": 0, **({} if req.remove else {
                     "updatedExisting": False})}, "value": None}
-            shard = route.table.shard_for_id(found)
-            reply = _answer(svc.shards.call(shard, db, versioned(
-                {**base, "query": {"$and": [dict(req.query), {"_id": found}]}}, route, shard),
-                retry=retry), route)
+            shard, doc_id = found
+            cmd = dict(base)
+            if req.sort:  # the first in sort order over all shards, not this shard's first
+                cmd["query"] = {"$and": [dict(req.query), {"_id": doc_id}]}
+            if "stmtId" in cmd:
+                cmd["stmtId"] = attempt_stmt_id(int(cmd["stmtId"]), attempt)
+            reply = _answer(svc.shards.call(shard, db, versioned(cmd, route, shard),
+                                            retry=retry), route)
             if reply.get("value") is not None or reply.get("ok") != 1.0:
                 return reply
         return {"lastErrorObject": {"n": 0}, "value": None}
