@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from raft.core import Config, RawNode
 from raft.memory_storage import MemoryStorage
+from raft.validate import check_message
 from raft.types import (
     ConfChange,
     ConfChangeSingle,
@@ -223,6 +224,10 @@ class Simulator:
     # ------------------------------------------------------------------ network
     def send(self, m: Message) -> None:
         self.stats["messages"] += 1
+        if m.to != m.frm:
+            why = check_message(m)  # what the transport would drop must never be honest traffic
+            if why is not None:
+                self.fail(f"validation refuses an honest message: {why}: {m}")
         if (m.frm, m.to) in self.blocked:
             return
         r = self.rng
