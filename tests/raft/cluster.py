@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from raft import confchange
 from raft.core import Config, RawNode
 from raft.memory_storage import MemoryStorage
-from raft.validate import check_message
 from raft.types import ConfState, Entry, EntryType, Message, MessageType, ReadState, StateRole
+from raft.validate import check_message
 
 
 class Cluster:

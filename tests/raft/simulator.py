@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 from raft.core import Config, RawNode
 from raft.memory_storage import MemoryStorage
-from raft.validate import check_message
 from raft.types import (
     ConfChange,
     ConfChangeSingle,
@@ -40,6 +39,7 @@ from raft.types import (
     Ready,
     StateRole,
 )
+from raft.validate import check_message
 
 INF = 1 << 60
 NEMESIS_EVERY = 4
