@@ -10,6 +10,7 @@ import threading
 
 from node.server.config import config_from_args
 from node.server.logs import setup_logging
+from raft.auth import KeyFileError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         app = NodeApp(config).start()
+    except KeyFileError as exc:
+        log.error("member failed to start: %s", exc)
+        return 1
     except Exception:
         log.exception("member failed to start")
         return 1

@@ -100,6 +100,9 @@ class NodeConfig:
     keep_entries: int = 5000
     ttl_monitor_secs: float = 60.0
     """Seconds between the primary's passes deleting documents expired by TTL indexes."""
+    keyfile: str | None = None
+    """Cluster key file (MongoDB's keyFile format): members authenticate each other's Raft
+    streams with it. None: the Raft port is open to anyone who can reach it."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -155,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log entries kept behind a snapshot for slow members (default 5000)")
     p.add_argument("--ttl-monitor-secs", type=float,
                    help="seconds between passes deleting TTL-expired documents (default 60)")
+    p.add_argument("--keyfile", help="cluster key file shared by every member (base64 "
+                   "characters, 6-1024 of them, mode 600); without it the Raft port is open")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose
