@@ -510,8 +510,9 @@ class Replica:
         new_cfg = {"_id": self.config.replset, "version": new.version, "members": new.docs}
         self._propose_and_wait({"op": "replSetConfig", "config": new_cfg,
                                 "now": _dt.datetime.now(_dt.UTC)})
-        for mid in sorted(new_ids - old_voters):
-            self._change_voters(mid, add=True, address=dialed[mid].raft_address)
+        by_id = {s.id: s for s in new.specs}
+        for mid in sorted(new_ids - old_voters):  # every member learns the address in the doc
+            self._change_voters(mid, add=True, address=by_id[mid].raft_address)
         for mid in sorted(old_voters - new_ids):
             self._change_voters(mid, add=False)
 
