@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from node.server.config import config_from_args
 from node.server.logs import setup_logging
+from raft.auth import KeyFileError
 
 FATAL_EXIT_CODE = 3
 """Exit status of a member that stopped because it could no longer make progress."""
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         app = NodeApp(config, on_fatal=done.set).start()
+    except KeyFileError as exc:
+        log.error("member failed to start: %s", exc)
+        return 1
     except Exception:
         log.exception("member failed to start")
         return 1

@@ -30,6 +30,7 @@ import grpc
 from bson.codec_options import CodecOptions
 
 from proto import helogale_pb2, helogale_pb2_grpc
+from raft.auth import write_keyfile
 
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
 LOOPBACK = "127.0.0.1"
@@ -148,6 +149,11 @@ class LocalCluster:
         self.extra_args = list(extra_args or [])
         self.link_address = link_address
         self.member_args = {i: list(a) for i, a in (member_args or {}).items()}
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.keyfile = os.path.join(self.data_dir, "keyfile")
+        """The cluster key every member gets (``--keyfile``): made once, kept with the data."""
+        if not os.path.exists(self.keyfile):
+            write_keyfile(self.keyfile)
         per = 3 if wire else 2
         if base_port is None:
             ports = free_ports(members * per)
@@ -187,7 +193,7 @@ class LocalCluster:
     def _argv(self, m: MemberProcess, join: bool, peers: list[MemberProcess]) -> list[str]:
         argv = [sys.executable, "-m", "node", "--replset", self.replset,
                 "--id", str(m.member_id), "--listen", m.address, "--data", m.data_dir,
-                "--raft-listen", m.raft_address,
+                "--raft-listen", m.raft_address, "--keyfile", self.keyfile,
                 "--log-level", self.log_level]
         if m.priority != 1.0:
             argv += ["--priority", f"{m.priority:g}"]

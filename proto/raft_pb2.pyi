@@ -85,3 +85,15 @@ class RaftBatch(_message.Message):
 class RaftAck(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ChallengeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ChallengeReply(_message.Message):
+    __slots__ = ("nonce", "node_id")
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    nonce: bytes
+    node_id: int
+    def __init__(self, nonce: _Optional[bytes] = ..., node_id: _Optional[int] = ...) -> None: ...

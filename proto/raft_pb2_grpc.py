@@ -34,6 +34,11 @@ class RaftTransportStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Challenge = channel.unary_unary(
+                '/helogale.raft.RaftTransport/Challenge',
+                request_serializer=proto_dot_raft__pb2.ChallengeRequest.SerializeToString,
+                response_deserializer=proto_dot_raft__pb2.ChallengeReply.FromString,
+                _registered_method=True)
         self.Stream = channel.stream_unary(
                 '/helogale.raft.RaftTransport/Stream',
                 request_serializer=proto_dot_raft__pb2.RaftBatch.SerializeToString,
@@ -44,8 +49,16 @@ class RaftTransportStub:
 class RaftTransportServicer:
     """Missing associated documentation comment in .proto file."""
 
+    def Challenge(self, request, context):
+        """A fresh nonce; the client proves it holds the cluster key over it when opening Stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Stream(self, request_iterator, context):
-        """One long-lived client stream per (sender, receiver) pair.
+        """One long-lived client stream per (sender, receiver) pair. With a cluster key, its metadata
+        carries the proof (x-helogale-* headers); otherwise it fails with UNAUTHENTICATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -54,6 +67,11 @@ class RaftTransportServicer:
 
 def add_RaftTransportServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Challenge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Challenge,
+                    request_deserializer=proto_dot_raft__pb2.ChallengeRequest.FromString,
+                    response_serializer=proto_dot_raft__pb2.ChallengeReply.SerializeToString,
+            ),
             'Stream': grpc.stream_unary_rpc_method_handler(
                     servicer.Stream,
                     request_deserializer=proto_dot_raft__pb2.RaftBatch.FromString,
@@ -69,6 +87,33 @@ def add_RaftTransportServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class RaftTransport:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Challenge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/helogale.raft.RaftTransport/Challenge',
+            proto_dot_raft__pb2.ChallengeRequest.SerializeToString,
+            proto_dot_raft__pb2.ChallengeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Stream(request_iterator,

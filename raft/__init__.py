@@ -37,6 +37,13 @@ Public API
     ``MemoryStorage``: in-memory ``LogStorage`` with ``append``, ``set_hard_state``,
     ``apply_snapshot``, ``create_snapshot(index, conf_state, data)`` and ``compact(index)``.
 
+``raft.auth``
+    ``load_keyfile(path) -> bytes`` (MongoDB's keyFile rules; ``KeyFileError``),
+    ``write_keyfile(path)``, ``Verifier`` / ``client_metadata`` (the HMAC challenge proof a
+    stream presents); ``GrpcTransport(..., key=)`` and ``RaftNode(..., cluster_key=)`` use it.
+``raft.validate``
+    ``check_message(msg) -> reason | None``: what a received message must look like.
+
 Internals: ``raft.log`` (durable log view + unstable tail), ``raft.progress`` (per-follower
 flow control), ``raft.quorum`` (majority/joint arithmetic), ``raft.read_only`` (ReadIndex).
 The durable WAL, gRPC transport and threaded driver build on these (``raft.wal``,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raft import confchange, quorum
@@ -33,6 +34,7 @@ from raft.types import (
     ReadState,
     Ready,
     Snapshot,
+    SnapshotMeta,
     SnapshotTemporarilyUnavailable,
     SoftState,
     StateRole,
@@ -69,6 +71,9 @@ class Config:
     and this index are replayed into the configuration."""
     rng: random.Random | None = None
     """Random source for election timeouts; a seeded Random makes runs reproducible."""
+    snapshot_ok: Callable[[bytes], bool] | None = None
+    """The application's check of a received snapshot's data (a pure function, e.g. its
+    checksum): a snapshot it refuses is never installed nor handed to the driver."""
 
     def validate(self) -> None:
         if self.id == NONE:
@@ -144,6 +149,8 @@ class RawNode:
         self.randomized_election_timeout = self.election_timeout
         self._need_bcast = False
         self._snap_recv: tuple[Snapshot, bytearray] | None = None
+        self._lead_match = 0
+        """Follower: highest index known to match the current leader's log (this term)."""
         self._seq = 0
         snap_index = max(self.log.first_index() - 1, _snapshot_index(storage))
         if hs.commit:
@@ -375,6 +382,7 @@ class RawNode:
             self.term = term
             self.vote = NONE
         self.leader = NONE
+        self._lead_match = self.log.committed
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = self.election_timeout + self.rng.randrange(
@@ -560,8 +568,13 @@ class RawNode:
         elif t == MT.HEARTBEAT:
             self.election_elapsed = 0
             self.leader = m.frm
-            self.log.commit_to(min(m.commit, self.log.last_index()))
-            self._send(Message(MT.HEARTBEAT_RESP, to=m.frm, context=m.context))
+            # Commit only what this leader's appends (or snapshot) showed we share with it:
+            # our tail past that may come from an older term and conflict with its log.
+            # (If that holds the commit back, say so: the leader then sends an append, which
+            # proves the match; a restarted follower of an idle leader needs this.)
+            self.log.commit_to(min(m.commit, self._lead_match, self.log.last_index()))
+            self._send(Message(MT.HEARTBEAT_RESP, to=m.frm, context=m.context,
+                               reject=m.commit > self.log.committed))
         elif t == MT.SNAPSHOT:
             self.election_elapsed = 0
             self.leader = m.frm
@@ -585,11 +598,16 @@ class RawNode:
 
     def _handle_append(self, m: Message) -> None:
         log = self.log
+        ents = m.entries
+        if ents and (ents[0].index != m.index + 1 or ents[-1].index != m.index + len(ents)):
+            return  # not contiguous after m.index (the transport checks every entry)
         if m.index < log.committed:
             self._send(Message(MT.APPEND_RESP, to=m.frm, index=log.committed))
             return
-        last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        last_new = log.maybe_append(m.index, m.log_term, m.commit, ents)
         if last_new is not None:
+            if last_new > self._lead_match:
+                self._lead_match = last_new
             self._send(Message(MT.APPEND_RESP, to=m.frm, index=last_new))
             return
         hint = min(m.index, log.last_index())
@@ -629,10 +647,20 @@ class RawNode:
             return
         self._snap_recv = None
         full = Snapshot(meta, bytes(buf))
+        check = self.cfg.snapshot_ok
+        if check is not None and self._would_restore(meta) and not check(full.data):
+            # refused by the application: start over (a real leader resends from offset 0)
+            self._send(Message(MT.SNAPSHOT_RESP, to=m.frm, index=meta.index, reject=True,
+                               reject_hint=0))
+            return
         if self._restore(full):
             self._send(Message(MT.APPEND_RESP, to=m.frm, index=self.log.last_index()))
         else:
             self._send(Message(MT.APPEND_RESP, to=m.frm, index=self.log.committed))
+
+    def _would_restore(self, meta: SnapshotMeta) -> bool:
+        return (meta.index > self.log.committed and self.role == StateRole.FOLLOWER
+                and not self.log.match_term(meta.index, meta.term))
 
     def _restore(self, s: Snapshot) -> bool:
         meta = s.meta
@@ -644,8 +672,10 @@ class RawNode:
         if self.log.match_term(meta.index, meta.term):
             # our log already has it: just fast-forward the commit
             self.log.commit_to(meta.index)
+            self._lead_match = max(self._lead_match, meta.index)
             return False
         self.log.restore(s)
+        self._lead_match = meta.index
         self.conf = meta.conf_state
         self._conf_index = meta.index
         self._reset_progress()
@@ -687,7 +717,8 @@ class RawNode:
                 pr.probe_sent = False
             elif pr.inflights.full():
                 pr.inflights.free_first_one()
-            if pr.match < self.log.last_index() or pr.state == ProgressState.SNAPSHOT:
+            if (pr.match < self.log.last_index() or pr.state == ProgressState.SNAPSHOT
+                    or m.reject):
                 self._send_append(m.frm)
             if m.context:
                 self._read_ack(m.frm, m.context)
@@ -708,6 +739,8 @@ class RawNode:
                     pass
 
     def _leader_append_resp(self, m: Message, pr: Progress) -> None:
+        if not m.reject and m.index > self.log.last_index():
+            return  # acknowledges entries we never had: not from a correct follower
         pr.recent_active = True
         frm = m.frm
         if m.reject:

@@ -28,6 +28,10 @@ The application supplies ``apply(entries) -> list | None`` (NORMAL entries in lo
 including the empty entry each new leader appends; a returned list gives per-entry results,
 found on the proposal future's ``result_value``), and optionally ``snapshot() -> bytes`` (state
 image as of the last applied entry) and ``restore(data)`` (replace state with an image).
+
+With ``cluster_key`` (see ``raft.auth``) the transport only talks to members holding the same
+key. ``Snapshotter.check`` lets the application refuse a snapshot's data (a forged or damaged
+image) before it is written or installed, whether it arrives from a leader or from disk.
 """
 
 from __future__ import annotations
@@ -105,17 +109,23 @@ class Snapshotter:
     ``capture`` (optional) splits ``take`` in two for large state: called on the apply thread
     right after an entry applied, it fixes the image as of that entry (say, by opening an MVCC
     read transaction) and returns a function that produces the bytes later, from another
-    thread, while applying goes on."""
+    thread, while applying goes on.
+
+    ``check`` (optional) says whether bytes are an image ``install`` would accept (say, its
+    checksum holds). It must be pure and quick: the Raft loop calls it on a snapshot received
+    from a leader before installing it, and the WAL on snapshot files when the node opens."""
 
     def __init__(
         self,
         take: Callable[[], bytes],
         install: Callable[[bytes], None],
         capture: Callable[[], Callable[[], bytes]] | None = None,
+        check: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.take = take
         self.install = install
         self.capture = capture
+        self.check = check
 
 
 @dataclass
@@ -175,6 +185,7 @@ class RaftNode:
         on_leader_change: Callable[[int, int], None] | None = None,
         fs: FileSystem | None = None,
         on_fatal: FatalFn | None = None,
+        cluster_key: bytes | None = None,
     ) -> None:
         self.id = node_id
         self._on_fatal = on_fatal
@@ -184,8 +195,9 @@ class RaftNode:
         self._apply_fn = apply
         self._snapshotter = snapshotter
         self._on_leader_change = on_leader_change
+        check = snapshotter.check if snapshotter is not None else None
         self.storage = WalStorage(data_dir, segment_bytes=self.cfg.segment_bytes,
-                                  sync=self.cfg.fsync, fs=fs)
+                                  sync=self.cfg.fsync, fs=fs, snapshot_ok=check)
         self.fs = self.storage.fs
         hs, cs = self.storage.initial_state()
         fresh = (hs.term == 0 and self.storage.last_index() == 0 and not cs.voters
@@ -208,6 +220,7 @@ class RaftNode:
             heartbeat_tick=self.cfg.heartbeat_tick, pre_vote=self.cfg.pre_vote,
             check_quorum=self.cfg.check_quorum, max_size_per_msg=self.cfg.max_size_per_msg,
             max_inflight_msgs=self.cfg.max_inflight_msgs, applied=self._applied,
+            snapshot_ok=check,
         ), self.storage)
         self._cv = threading.Condition()
         self._inbox: deque[tuple[str, Any]] = deque()
@@ -233,7 +246,7 @@ class RaftNode:
         self._addresses.update(peers)  # addresses given now win over remembered ones
         try:
             self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
-                                           self._addresses, self._receive)
+                                           self._addresses, self._receive, key=cluster_key)
         except BaseException:
             self.storage.close()  # release the data directory for a retry
             raise

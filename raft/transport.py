@@ -10,6 +10,14 @@ A peer that is down costs the caller nothing: while its stream is not connected,
 are dropped on the spot (Raft retransmits), and the sender reconnects with exponential backoff.
 A queue that grows past ``max_queue`` (a slow peer) also drops, oldest first.
 Also owns the conversion between ``raft.types.Message`` and its protobuf form.
+
+Authentication: with a cluster key (``key=``, from ``raft.auth.load_keyfile``) a sender first
+asks the peer for a nonce (``Challenge``) and opens its stream with a proof over it
+(``raft.auth``); the receiver refuses a stream without a valid proof, and one whose batches or
+messages claim another sender or another receiver, with ``UNAUTHENTICATED`` before any of it is
+delivered, and logs one warning line (rate-limited). Every message that passes is still
+checked by ``raft.validate.check_message``; a malformed one is dropped and logged. Without a
+key the port is open to anyone who can reach it (a warning says so at start).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from concurrent import futures
 import grpc
 
 from proto import raft_pb2, raft_pb2_grpc
+from raft.auth import AuthError, Verifier, client_metadata
 from raft.types import (
     ConfState,
     Entry,
@@ -33,6 +42,7 @@ from raft.types import (
     Snapshot,
     SnapshotMeta,
 )
+from raft.validate import check_message
 
 __all__ = ["GrpcTransport", "message_from_proto", "message_to_proto"]
 
@@ -98,27 +108,101 @@ def message_to_proto(m: Message) -> raft_pb2.RaftMessage:
 
 
 def message_from_proto(pm: raft_pb2.RaftMessage) -> Message:
+    """The message ``pm`` encodes; ValueError for an unknown message or entry type."""
     snap = None
     if pm.HasField("snapshot"):
         ps = pm.snapshot
         snap = Snapshot(SnapshotMeta(ps.index, ps.term, _conf_from_proto(ps.conf_state)), ps.data)
+    try:
+        mtype = _MTYPES[pm.type]
+        entries = [Entry(e.term, e.index, _ETYPES[e.type], e.data) for e in pm.entries]
+    except IndexError:
+        raise ValueError("unknown message or entry type") from None
     return Message(
-        type=_MTYPES[pm.type], to=pm.to, frm=getattr(pm, "from"), term=pm.term,
-        log_term=pm.log_term, index=pm.index,
-        entries=[Entry(e.term, e.index, _ETYPES[e.type], e.data) for e in pm.entries],
+        type=mtype, to=pm.to, frm=getattr(pm, "from"), term=pm.term,
+        log_term=pm.log_term, index=pm.index, entries=entries,
         commit=pm.commit, reject=pm.reject, reject_hint=pm.reject_hint, context=pm.context,
         snapshot=snap, offset=pm.offset, done=pm.done,
     )
 
 
+class _Throttled:
+    """Logs a warning at most once per ``every`` seconds, counting the ones it held back."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._last = -1e18
+        self._held = 0
+
+    def warn(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.every:
+                self._held += 1
+                return
+            held, self._held, self._last = self._held, 0, now
+        if held:
+            log.warning(msg + " (%d similar not logged)", *args, held)
+        else:
+            log.warning(msg, *args)
+
+
 # ---------------------------------------------------------------------- receiving side
 class _Servicer(raft_pb2_grpc.RaftTransportServicer):
-    def __init__(self, deliver: Callable[[list[Message]], None]) -> None:
+    def __init__(self, node_id: int, deliver: Callable[[list[Message]], None],
+                 verifier: Verifier | None) -> None:
+        self._node_id = node_id
         self._deliver = deliver
+        self._verifier = verifier
+        self._refusals = _Throttled()
+        self._invalid = _Throttled()
+        self.refused = 0
+        """Streams refused (authentication or sender/receiver mismatch)."""
+        self.invalid = 0
+        """Messages dropped by validation."""
+
+    def Challenge(self, request: raft_pb2.ChallengeRequest, context: grpc.ServicerContext
+                  ) -> raft_pb2.ChallengeReply:
+        nonce = self._verifier.challenge() if self._verifier is not None else b""
+        return raft_pb2.ChallengeReply(nonce=nonce, node_id=self._node_id)
+
+    def _refuse(self, context: grpc.ServicerContext, why: str) -> None:
+        self.refused += 1
+        self._refusals.warn("raft transport: refused a stream from %s: %s", context.peer(), why)
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, why)  # raises: the stream ends here
 
     def Stream(self, request_iterator: Iterator[raft_pb2.RaftBatch], context: grpc.ServicerContext) -> raft_pb2.RaftAck:
+        me = self._node_id
+        sender = 0
+        if self._verifier is not None:
+            try:
+                sender = self._verifier.verify(context.invocation_metadata())
+            except AuthError as exc:
+                self._refuse(context, str(exc))
         for batch in request_iterator:
-            msgs = [message_from_proto(pm) for pm in batch.messages]
+            frm = getattr(batch, "from")
+            if sender and frm != sender:
+                self._refuse(context, f"batch claims sender {frm} on a stream authenticated "
+                                      f"as {sender}")
+            msgs: list[Message] = []
+            for pm in batch.messages:
+                if getattr(pm, "from") != frm or pm.to != me:
+                    self._refuse(context, f"message from {getattr(pm, 'from')} to {pm.to} on "
+                                          f"a stream from {frm} to {me}")
+                try:
+                    m = message_from_proto(pm)
+                except ValueError as exc:
+                    why: str | None = str(exc)
+                else:
+                    why = check_message(m)
+                if why is not None:
+                    self.invalid += 1
+                    self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
+                    continue
+                msgs.append(m)
+            if not msgs:
+                continue
             try:
                 self._deliver(msgs)
             except Exception:  # a bad batch must not kill the stream
@@ -139,6 +223,7 @@ class _PeerSender:
         self.connected = False
         self.closed = False
         self.dropped = 0
+        self.refused = 0
         self.sent_batches = 0
         self.sent_messages = 0
         self._channel: grpc.Channel | None = None
@@ -180,15 +265,20 @@ class _PeerSender:
         stub = raft_pb2_grpc.RaftTransportStub(channel)
         backoff = self.t.min_backoff
         while not self.closed:
-            with self.cond:
-                if self.closed:
-                    break
-                self.connected = True  # optimistic: a refused stream fails within milliseconds
             started = time.monotonic()
             try:
-                stub.Stream(self._batches(), wait_for_ready=False)
+                metadata = self._credentials(stub)
+                with self.cond:
+                    if self.closed:
+                        break
+                    self.connected = True  # optimistic: a refused stream fails within ms
+                stub.Stream(self._batches(), metadata=metadata, wait_for_ready=False)
             except grpc.RpcError as exc:
-                if not self.closed:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    self.refused += 1
+                    self.t._refusals.warn("raft transport: member %s at %s refused our stream: %s",
+                                          self.peer_id, self.address, exc.details())
+                elif not self.closed:
                     log.debug("raft stream to %s ended: %s", self.peer_id, exc)
             except ValueError:  # channel closed under us during stop
                 pass
@@ -204,6 +294,18 @@ class _PeerSender:
                 break
             backoff = min(backoff * 2, self.t.max_backoff)
         channel.close()
+
+    def _credentials(self, stub: raft_pb2_grpc.RaftTransportStub
+                     ) -> list[tuple[str, str]] | None:
+        """The proof for a new stream (a Challenge round trip), or None without a key."""
+        key = self.t.key
+        if key is None:
+            return None
+        reply = stub.Challenge(raft_pb2.ChallengeRequest(), timeout=self.t.challenge_timeout,
+                               wait_for_ready=False)
+        if not reply.nonce:
+            return None  # the peer runs without a key: it asks for no proof
+        return client_metadata(key, reply.nonce, self.t.node_id, self.peer_id)
 
     def _sleep(self, seconds: float) -> bool:
         """Back off; returns True when closed meanwhile."""
@@ -224,7 +326,8 @@ class _PeerSender:
 class GrpcTransport:
     """Sends raft messages to peers and hands received ones to ``on_messages``.
 
-    ``on_messages(msgs)`` is called from gRPC server threads; it should only enqueue.
+    ``on_messages(msgs)`` is called from gRPC server threads; it should only enqueue. With
+    ``key`` (the cluster key), streams are authenticated both ways (see the module docstring).
     """
 
     def __init__(
@@ -238,8 +341,13 @@ class GrpcTransport:
         min_backoff: float = 0.05,
         max_backoff: float = 1.0,
         server_threads: int = 16,
+        key: bytes | None = None,
+        challenge_timeout: float = 2.0,
     ) -> None:
         self.node_id = node_id
+        self.key = key
+        self.challenge_timeout = challenge_timeout
+        self._refusals = _Throttled()
         self.listen = listen
         self.max_queue = max_queue
         self.min_backoff = min_backoff
@@ -252,7 +360,9 @@ class GrpcTransport:
                                        thread_name_prefix=f"raft-recv-{node_id}"),
             options=_SERVER_OPTIONS,
         )
-        raft_pb2_grpc.add_RaftTransportServicer_to_server(_Servicer(on_messages), self._server)
+        self._servicer = _Servicer(node_id, on_messages,
+                                   Verifier(key, node_id) if key is not None else None)
+        raft_pb2_grpc.add_RaftTransportServicer_to_server(self._servicer, self._server)
         self.port = self._server.add_insecure_port(listen)
         if self.port == 0:
             raise OSError(f"raft transport cannot listen on {listen}")
@@ -260,6 +370,10 @@ class GrpcTransport:
         self._started = False
 
     def start(self) -> None:
+        if self.key is None:
+            log.warning("raft transport on %s runs without a cluster key: anyone who can reach "
+                        "this port can speak Raft to member %s (set --keyfile)", self.listen,
+                        self.node_id)
         self._server.start()
         self._started = True
         for pid, addr in self._initial_peers.items():
@@ -308,11 +422,17 @@ class GrpcTransport:
                 s.enqueue(ms)
 
     def stats(self) -> dict[int, dict[str, int | bool]]:
-        """Per peer: stream up, messages dropped, batches and messages handed to gRPC."""
+        """Per peer: stream up, messages dropped, batches and messages handed to gRPC, and
+        streams the peer refused (authentication)."""
         with self._lock:
             peers = dict(self._peers)
         return {pid: {"connected": s.connected, "dropped": s.dropped, "batches": s.sent_batches,
-                      "sent": s.sent_messages} for pid, s in peers.items()}
+                      "sent": s.sent_messages, "refused": s.refused}
+                for pid, s in peers.items()}
+
+    def receive_stats(self) -> dict[str, int]:
+        """Streams this member refused and received messages it dropped as malformed."""
+        return {"refused": self._servicer.refused, "invalid": self._servicer.invalid}
 
     def stop(self, grace: float = 0.2) -> None:
         with self._lock:

@@ -35,15 +35,23 @@ fsynced; tests/raft_io/test_wal_power_loss.py):
   log records or compaction that rely on them;
 * a torn save may keep a new term's entries without the hard state written after them; on open
   the term is raised to the log's (with no vote: nothing of that term was acknowledged).
+
+Refusals: ``save`` checks a batch before writing any of it (entries contiguous from at most the
+next index, terms never going down) and raises ``RaftError`` otherwise, so the WAL can never
+hold a log it could not replay. On open, a snapshot file that is damaged or that the
+application's ``snapshot_ok`` refuses is skipped with a logged error and an older one is used,
+but only if the log still holds every entry after it; otherwise opening fails with
+``WalCorrupted`` saying the member must be resynced (starting anyway would skip entries).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +69,8 @@ from raft.types import (
 )
 
 __all__ = ["WalCorrupted", "WalStorage", "decode_snapshot", "encode_snapshot"]
+
+log = logging.getLogger(__name__)
 
 _FRAME = struct.Struct("<II")  # length of (kind + payload), crc32 of (kind + payload)
 _ENTRY = struct.Struct("<QQB")  # term, index, type; data follows
@@ -221,9 +231,12 @@ class WalStorage:
         sync: bool = True,
         keep_snapshots: int = 2,
         fs: FileSystem | None = None,
+        snapshot_ok: Callable[[bytes], bool] | None = None,
     ) -> None:
+        """``snapshot_ok(data)``: the application's check of a snapshot file's data on open."""
         self.path = Path(path)
         self.fs = fs = fs or OS_FS
+        self._snapshot_ok = snapshot_ok
         self.segment_bytes = segment_bytes
         self.sync = sync
         self.keep_snapshots = keep_snapshots
@@ -258,11 +271,19 @@ class WalStorage:
         for name in names:
             if name.endswith(TMP_SUFFIX):
                 self.fs.unlink(self._snap_dir / name)
+        self._skipped_snapshots: list[str] = []
         for name in sorted((n for n in names if n.endswith(".snap")), reverse=True):
             try:
-                return decode_snapshot(self.fs.read_bytes(self._snap_dir / name))
-            except WalCorrupted:
-                continue  # a damaged newer snapshot: fall back to an older one
+                snap = decode_snapshot(self.fs.read_bytes(self._snap_dir / name))
+                if self._snapshot_ok is not None and not self._snapshot_ok(snap.data):
+                    raise WalCorrupted("the application refuses its data")
+            except (WalCorrupted, OSError, struct.error) as exc:
+                # a damaged newer snapshot: fall back to an older one (if the log allows it;
+                # checked after replay)
+                log.error("raft WAL: ignoring snapshot file %s: %s", name, exc)
+                self._skipped_snapshots.append(name)
+                continue
+            return snap
         return Snapshot()
 
     def _replay(self) -> None:
@@ -301,6 +322,13 @@ class WalStorage:
         snap = self._snap.meta
         if rp.base_term is None:
             raise WalCorrupted("compacted log has no base term")
+        if snap.index < rp.base_index:
+            skipped = ", ".join(self._skipped_snapshots) or "none"
+            raise WalCorrupted(
+                f"{self.path}: the log starts after index {rp.base_index} but the newest usable "
+                f"snapshot is at {snap.index} (unusable snapshot files: {skipped}); entries in "
+                "between are lost here: wipe this member's data directory and re-add it "
+                "(replSetReconfig) to resync it from the others")
         if snap.index > rp.base_index:
             # The snapshot was saved but the WAL never recorded its reset (crash in between),
             # or it was made by the application: keep the log if it holds the snapshot's entry.
@@ -415,8 +443,11 @@ class WalStorage:
         """Persist one Ready: snapshot (if any), entries, hard state; ONE fdatasync for all.
 
         Appending entry *i* replaces every entry from *i* on. ``sync=False`` skips the fsync
-        (a Ready with only a commit-index change need not be durable at once).
+        (a Ready with only a commit-index change need not be durable at once). Entries that
+        would leave a gap or make terms go down raise RaftError before anything is written.
         """
+        if entries:
+            self._check_append(entries, snapshot)
         if snapshot is not None and not snapshot.empty:
             self._write_snapshot_file(snapshot)
         parts: list[bytes] = []
@@ -453,6 +484,34 @@ class WalStorage:
                 self._hard = hard_state.copy()
         if self._size >= self.segment_bytes:
             self._open_segment()
+
+    def _check_append(self, entries: Sequence[Entry], snapshot: Snapshot | None) -> None:
+        with self._lock:
+            if snapshot is not None and not snapshot.empty:
+                base, last = snapshot.meta.index, snapshot.meta.index
+                prev_of = {base: snapshot.meta.term}.get
+            else:
+                base, last = self._base_index, self._base_index + len(self._ents)
+                prev_of = self._term_or_none
+            first = entries[0].index
+            if first > last + 1:
+                raise RaftError(f"append at {first} leaves a gap after {last}")
+            prev = prev_of(first - 1) if first - 1 >= base else None
+            want = first
+            for e in entries:
+                if e.index != want:
+                    raise RaftError(f"entries not contiguous: {e.index} where {want} belongs")
+                if prev is not None and e.term < prev:
+                    raise RaftError(f"entry {e.index} has term {e.term} after term {prev}")
+                prev = e.term
+                want += 1
+
+    def _term_or_none(self, i: int) -> int | None:
+        if i == self._base_index:
+            return self._base_term
+        if self._base_index < i <= self._base_index + len(self._ents):
+            return self._ents[i - self._base_index - 1].term
+        return None
 
     def set_conf_state(self, conf_state: ConfState) -> None:
         """Record a bootstrap configuration (used by ``initial_state`` until a snapshot)."""

@@ -1,18 +1,27 @@
-"""A 3-member replica set of real processes: election, writes, reads, topology, status."""
+"""A 3-member replica set of real processes: election, writes, reads, topology, status; and
+(same set) forged Raft streams refused and replSetReconfig's checks."""
 
 from __future__ import annotations
 
 import datetime
+import os
+import stat
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
 
 import bson
 import grpc
 import pytest
 
-from node.local_cluster import LocalCluster, wait_until
+from node.local_cluster import LocalCluster, free_ports, wait_until
 from proto import helogale_pb2, helogale_pb2_grpc
-from tests.replset_helpers import SECONDARY, wait_has
+from raft.types import ConfState, Message, MessageType, Snapshot, SnapshotMeta
+from tests.raft_io import forge
+from tests.replset_helpers import SECONDARY, wait_has, write_primary
 
 pytestmark = pytest.mark.cluster
 
@@ -180,3 +189,108 @@ def test_thousands_of_open_cursors_leave_hello_and_replication_alone(cluster: Lo
             channels[k].close()
     status = cluster.command(p, {"serverStatus": 1})
     assert status["metrics"]["cursor"]["open"]["total"] == 0
+# ---------------------------------------------------------------------- cluster authentication
+def _self_status(cluster: LocalCluster, i: int) -> dict[str, Any]:
+    st = cluster.command(i, {"replSetGetStatus": 1})
+    return {**next(m for m in st["members"] if m.get("self")), "term": int(st["term"])}
+
+
+def _log(cluster: LocalCluster, i: int) -> str:
+    path = os.path.join(cluster.data_dir, f"member{cluster.members[i].member_id}.log")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def test_forged_raft_streams_are_refused_and_the_set_keeps_working(cluster: LocalCluster
+                                                                    ) -> None:
+    """Before cluster keys, anyone reaching a Raft port could acknowledge entries for the
+    followers: with both followers stopped, a forged APPEND_RESP made the leader commit (and
+    acknowledge) a write only it held. Now such streams end UNAUTHENTICATED."""
+    c = cluster
+    assert stat.S_IMODE(os.stat(c.keyfile).st_mode) == 0o600
+    p = first = c.wait_for_primary()
+    lead = c.members[p]
+    followers = [i for i in range(3) if i != p]
+    c.command(p, {"insert": "auth", "documents": [{"_id": "before"}],
+                  "writeConcern": {"w": 3}}, db="app")
+    before = _self_status(c, p)
+    for i in followers:
+        c.pause(i)
+    pool = ThreadPoolExecutor(1)
+    try:
+        pending = pool.submit(c.command, p, {"insert": "auth", "documents": [{"_id": "held"}]},
+                              "app", 60.0)
+        last = wait_until(lambda: (lambda s: int(s["lastIndex"]) if int(s["lastIndex"])
+                                   > int(before["lastIndex"]) else None)(_self_status(c, p)),
+                          10, "the leader to append the write")
+        for i in followers:
+            fid = c.members[i].member_id
+            ack = Message(MessageType.APPEND_RESP, to=lead.member_id, frm=fid,
+                          term=before["term"], index=last)
+            assert forge.send(lead.raft_address, [forge.batch(fid, [ack])]) \
+                == grpc.StatusCode.UNAUTHENTICATED
+        wrong_key = forge.credentials(lead.raft_address, b"bm90LXRoZS1rZXk=",
+                                      c.members[followers[0]].member_id, lead.member_id)
+        assert forge.send(lead.raft_address, [forge.batch(
+            c.members[followers[0]].member_id, [])], wrong_key) \
+            == grpc.StatusCode.UNAUTHENTICATED
+        try:  # nobody else holds it: it must not be acknowledged (the leader may step down)
+            early = pending.result(timeout=1.0)
+        except FutureTimeout:
+            early = None
+        assert early is None or early.get("ok") == 0.0, early
+        assert int(_self_status(c, p)["commitIndex"]) < last
+    finally:
+        for i in followers:
+            c.resume(i)
+        pool.shutdown(wait=False)
+    # a forged heartbeat (huge commit) and a forged snapshot at a follower: refused too
+    p = c.wait_for_primary()
+    lead = c.members[p]
+    f = c.members[next(i for i in range(3) if i != p)]
+    term = _self_status(c, p)["term"]
+    meta = SnapshotMeta(10**6, term, ConfState(voters=frozenset({1, 2, 3})))
+    for m in (Message(MessageType.HEARTBEAT, to=f.member_id, frm=lead.member_id, term=term,
+                      commit=10**9),
+              Message(MessageType.SNAPSHOT, to=f.member_id, frm=lead.member_id, term=term,
+                      index=meta.index, log_term=term, snapshot=Snapshot(meta, b"junk"),
+                      done=True)):
+        assert forge.send(f.raft_address, [forge.batch(lead.member_id, [m])]) \
+            == grpc.StatusCode.UNAUTHENTICATED
+    reply = write_primary(c, {"insert": "auth", "documents": [{"_id": "after"}],
+                              "writeConcern": {"w": 3, "wtimeout": 20000}})
+    assert reply == {"n": 1, "ok": 1.0}
+    wait_has(c, c.members.index(f), {"before", "after"}, coll="auth")
+    assert not list((Path(f.data_dir) / "raft" / "snap").glob(f"{meta.index:016x}.snap"))
+    assert "refused a stream" in _log(c, first)
+    assert "refused a stream" in _log(c, c.members.index(f))
+    assert all("without a cluster key" not in _log(c, i) for i in range(3))
+
+
+def test_reconfig_refuses_bad_or_unreachable_configs_and_changes_nothing(
+        cluster: LocalCluster) -> None:
+    c = cluster
+    p = c.wait_for_primary()
+    before = c.command(p, {"replSetGetConfig": 1})["config"]
+    hosts = sorted(c.command(p, {"hello": 1})["hosts"])
+    version = int(before["version"])
+    good = [c.member_doc(i) for i in range(3)]
+    port, raft_port = free_ports(2)
+    ghost = {"_id": 9, "host": f"127.0.0.1:{port}", "raftHost": f"127.0.0.1:{raft_port}"}
+    ghost2 = {"_id": 10, "host": f"127.0.0.1:{raft_port}", "raftHost": f"127.0.0.1:{port}"}
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"members": [{**good[0], "priority": "high"}, *good[1:]]}, 14),
+        ({"members": [{**good[0], "arbiterOnly": True}, *good[1:]]}, 93),
+        ({"members": [{**good[0], "raftHost": "127.0.0.1"}, *good[1:]]}, 93),
+        ({"members": [good[0], {**good[1], "host": good[0]["host"]}, good[2]]}, 93),
+        ({"members": good, "version": version}, 103),
+        ({"members": good, "_id": "other"}, 103),
+        ({"members": [good[p], ghost, ghost2]}, 74),  # 1 of 3 new voters reachable
+    ]
+    for extra, code in cases:
+        cfg = {"_id": "rs0", "version": version + 1, **extra}
+        reply = c.command(p, {"replSetReconfig": cfg}, timeout=30)
+        assert reply["ok"] == 0.0 and reply["code"] == code, (extra, reply)
+    assert c.command(p, {"replSetGetConfig": 1})["config"] == before
+    assert sorted(c.command(p, {"hello": 1})["hosts"]) == hosts
+    assert len(c.command(p, {"replSetGetStatus": 1})["members"]) == 3

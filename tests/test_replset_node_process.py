@@ -82,3 +82,24 @@ def test_sigterm_while_starting_exits_cleanly(tmp_path: object) -> None:
     wait_until(lambda: "member serving" in proc.stderr.readline(), 60, "member serving")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+
+
+def test_key_file_too_open_stops_start_up_with_a_clear_error(tmp_path: object) -> None:
+    """As mongod: a key file group or others can read is refused at start, with one error
+    line saying why (and no traceback, and nothing of the key)."""
+    key = os.path.join(str(tmp_path), "key")
+    cfg = config_from_args(["--id", "1", "--listen", "127.0.0.1:7001", "--keyfile", key])
+    assert cfg.keyfile == key
+    for text, mode, why in (("c2VjcmV0a2V5\n", 0o644, "too open"),):  # others: test_auth.py
+        with open(key, "w") as fh:
+            fh.write(text)
+        os.chmod(key, mode)
+        ports = free_ports(2)
+        proc = subprocess.run([sys.executable, "-m", "node", "--id", "1", "--listen",
+                               f"127.0.0.1:{ports[0]}", "--raft-listen", f"127.0.0.1:{ports[1]}",
+                               "--keyfile", key], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        errors = [json.loads(line) for line in proc.stderr.splitlines()
+                  if line.startswith("{") and '"ERROR"' in line]
+        assert len(errors) == 1 and why in errors[0]["msg"], proc.stderr
+        assert "exc" not in errors[0] and "c2VjcmV0a2V5" not in proc.stderr

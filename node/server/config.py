@@ -130,6 +130,9 @@ class NodeConfig:
     engine_map_size: int | None = None
     """Bytes the engine's LMDB file may grow to (None: 64 GiB). A member whose store fills
     up exits (see docs/replication.md, Faults)."""
+    keyfile: str | None = None
+    """Cluster key file (MongoDB's keyFile format): members authenticate each other's Raft
+    streams with it. None: the Raft port is open to anyone who can reach it."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -219,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine-map-size", type=int,
                    help="bytes the engine's LMDB file may grow to (default 64 GiB); a member "
                         "whose store fills up exits")
+    p.add_argument("--keyfile", help="cluster key file shared by every member (base64 "
+                   "characters, 6-1024 of them, mode 600); without it the Raft port is open")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose

@@ -45,10 +45,12 @@ from node.engine.errors import (
     NOT_WRITABLE_PRIMARY,
     MongoError,
 )
-from node.engine.snapshot import dump_snapshot, load_snapshot
+from node.engine.snapshot import dump_snapshot, load_snapshot, looks_intact
 from node.server.config import MemberSpec, NodeConfig
+from node.server.replset_config import check_quorum, parse_reconfig, tcp_probe
 from node.server.statemachine import StateMachine, decode_entry, encode_entry
 from node.server.write_wait import WriteConcernWaits
+from raft.auth import load_keyfile
 from raft.fsio import FileSystem
 from raft.node import (
     LeadershipLost,
@@ -65,7 +67,7 @@ log = logging.getLogger("helogale.replica")
 NOOP_INTERVAL_S = 10.0
 INTERRUPTED_REPL_STATE_CHANGE = 11602
 EXCEEDED_TIME_LIMIT = 262
-NEW_REPLICA_SET_CONFIG_INVALID = 93
+PROBE_TIMEOUT_S = 1.0
 TICK_S = 0.025
 _U64 = struct.Struct(">Q")
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -102,16 +104,18 @@ class Replica:
         heartbeat_tick = max(1, min(election_tick - 1, round(config.heartbeat_ms / 1000 / TICK_S)))
         peers = {m.id: m.raft_address for m in self._members}
         peers[self.id] = config.raft_listen_address
+        key = load_keyfile(config.keyfile) if config.keyfile else None  # KeyFileError: say why
         self.raft = RaftNode(
             self.id, raft_dir, peers, self._apply,
             snapshotter=Snapshotter(self._take_snapshot, self._install_snapshot,
-                                    self._capture_snapshot),
+                                    self._capture_snapshot, check=_snapshot_intact),
             config=RaftNodeConfig(tick_interval=TICK_S, election_tick=election_tick,
                                   heartbeat_tick=heartbeat_tick,
                                   snapshot_every=config.snapshot_every,
                                   keep_entries=config.keep_entries),
             listen=config.raft_listen_address, join=config.join,
             on_leader_change=self._on_leader_change, fs=fs, on_fatal=self._on_raft_fatal,
+            cluster_key=key,
         )
         self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
                                          daemon=True)
@@ -545,47 +549,39 @@ class Replica:
 
     # --- reconfiguration -----------------------------------------------------------------------
     def reconfig(self, config: Mapping[str, Any], force: bool) -> None:
+        """Check the new configuration fully (``replset_config``: every field, then a quorum
+        of its members reachable now), then propose it and the Raft membership changes. A
+        refused configuration changes nothing."""
         self.require_writable()
-        if config.get("_id") != self.config.replset:
-            raise MongoError(NEW_REPLICA_SET_CONFIG_INVALID,
-                             f"New and old configurations differ in replica set name; old was "
-                             f"{self.config.replset}, and new is {config.get('_id')}",
-                             code_name="NewReplicaSetConfigurationIncompatible")
-        raw_members = config.get("members")
-        if not isinstance(raw_members, list) or not raw_members:
-            raise MongoError(NEW_REPLICA_SET_CONFIG_INVALID, "members must be a non-empty array",
-                             code_name="InvalidReplicaSetConfig")
-        specs: list[MemberSpec] = []
-        try:
-            for doc in raw_members:
-                specs.append(MemberSpec.from_doc(dict(doc)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MongoError(NEW_REPLICA_SET_CONFIG_INVALID, f"bad member: {exc}",
-                             code_name="InvalidReplicaSetConfig") from None
-        ids = [s.id for s in specs]
-        if len(set(ids)) != len(ids) or any(i <= 0 for i in ids):
-            raise MongoError(NEW_REPLICA_SET_CONFIG_INVALID, "member _id values must be "
-                             "distinct positive integers", code_name="InvalidReplicaSetConfig")
         current = self.config_doc()
-        version = int(config.get("version", int(current.get("version", 1)) + 1))
-        if version <= int(current.get("version", 1)):
-            version = int(current.get("version", 1)) + 1
+        new = parse_reconfig(config, replset=self.config.replset,
+                             current_version=int(current.get("version", 1)))
+        # the addresses THIS member dials (a --peer raft= override wins, as when applied)
+        dialed = {s.id: s for s in self._members_from_config({"members": new.docs})}
+        check_quorum([dialed[s.id] for s in new.specs], self.id, self._probe_member)
         old_voters = set(self.raft.view.voters)
-        new_ids = set(ids)
-        by_id = {s.id: s for s in specs}
-        # raft addresses of added members, from their doc or the gRPC port + 1 convention
-        docs = []
-        for raw in raw_members:
-            d = dict(raw)
-            d.setdefault("priority", 1.0)
-            docs.append(d)
-        new_cfg = {"_id": self.config.replset, "version": version, "members": docs}
+        new_ids = {s.id for s in new.specs}
+        new_cfg = {"_id": self.config.replset, "version": new.version, "members": new.docs}
         self._propose_and_wait({"op": "replSetConfig", "config": new_cfg,
                                 "now": _dt.datetime.now(_dt.UTC)})
-        for mid in sorted(new_ids - old_voters):
+        by_id = {s.id: s for s in new.specs}
+        for mid in sorted(new_ids - old_voters):  # every member learns the address in the doc
             self._change_voters(mid, add=True, address=by_id[mid].raft_address)
         for mid in sorted(old_voters - new_ids):
             self._change_voters(mid, add=False)
+
+    def _probe_member(self, spec: MemberSpec) -> str | None:
+        """None if ``spec`` answers now: recent Raft contact (leader's progress), or a TCP
+        connection to its Raft address within ``PROBE_TIMEOUT_S``; else why not."""
+        try:
+            pr = self.raft.status(timeout=2.0).progress.get(spec.id)
+        except Exception:
+            pr = None
+        if (pr is not None and pr.recent_active
+                and self.raft.transport.connected(spec.id)
+                and self.raft.transport.peers().get(spec.id) == spec.raft_address):
+            return None
+        return tcp_probe(spec.raft_address, PROBE_TIMEOUT_S)
 
     def _change_voters(self, member_id: int, *, add: bool, address: str = "") -> None:
         """One membership change, retried while Raft refuses it (a change still pending)."""
@@ -617,6 +613,11 @@ class Replica:
                              code_name="ExceededTimeLimit") from None
         except (ProposalDropped, NodeStopped) as exc:
             raise _interrupted(f"reconfiguration interrupted: {exc}") from None
+
+
+def _snapshot_intact(data: bytes) -> bool:
+    """A member snapshot is the applied index (8 bytes) then the store's snapshot stream."""
+    return len(data) > _U64.size and looks_intact(memoryview(data)[_U64.size:])
 
 
 def _unsafe_early_reply(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from raft import confchange
 from raft.core import Config, RawNode
 from raft.memory_storage import MemoryStorage
 from raft.types import ConfState, Entry, EntryType, Message, MessageType, ReadState, StateRole
+from raft.validate import check_message
 
 
 class Cluster:
@@ -90,6 +91,9 @@ class Cluster:
             return False
         m = self.queue.pop(0)
         self.sent.append(m)
+        if m.to != m.frm:  # the transport's checks must pass every honest message
+            why = check_message(m)
+            assert why is None, f"validation refuses an honest message: {why}: {m}"
         if (m.frm, m.to) in self.cut or m.to not in self.nodes:
             return True
         if self.drop is not None and self.drop(m):

@@ -39,6 +39,7 @@ from raft.types import (
     Ready,
     StateRole,
 )
+from raft.validate import check_message
 
 INF = 1 << 60
 NEMESIS_EVERY = 4
@@ -223,6 +224,10 @@ class Simulator:
     # ------------------------------------------------------------------ network
     def send(self, m: Message) -> None:
         self.stats["messages"] += 1
+        if m.to != m.frm:
+            why = check_message(m)  # what the transport would drop must never be honest traffic
+            if why is not None:
+                self.fail(f"validation refuses an honest message: {why}: {m}")
         if (m.frm, m.to) in self.blocked:
             return
         r = self.rng

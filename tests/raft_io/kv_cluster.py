@@ -19,6 +19,7 @@ import grpc
 
 from node.local_cluster import wait_until
 from proto import helogale_pb2, helogale_pb2_grpc
+from raft.auth import write_keyfile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,6 +64,10 @@ class KVCluster:
         self.raft_addr = {i: f"127.0.0.1:{free_port()}" for i in self.ids}
         self.client_addr = {i: f"127.0.0.1:{free_port()}" for i in self.ids}
         self.extra_args = extra_args or []
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.keyfile = self.root / "keyfile"
+        if not self.keyfile.exists():
+            write_keyfile(self.keyfile)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.clients = {i: MemberClient(self.client_addr[i]) for i in self.ids}
 
@@ -70,7 +75,8 @@ class KVCluster:
         peers = ",".join(f"{k}={v}" for k, v in self.raft_addr.items())
         cmd = [sys.executable, "-m", "tests.raft_io.kv_member", "--id", str(i),
                "--dir", str(self.root / f"m{i}"), "--peers", peers,
-               "--client", self.client_addr[i], *self.extra_args]
+               "--client", self.client_addr[i], "--keyfile", str(self.keyfile),
+               *self.extra_args]
         log = open(self.root / f"m{i}.log", "ab")  # noqa: SIM115 - handed to the child
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.procs[i] = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log, env=env)

@@ -39,6 +39,7 @@ import bson
 import grpc
 
 from proto import helogale_pb2, helogale_pb2_grpc
+from raft.auth import load_keyfile
 from raft.node import NotLeader, RaftNode, RaftNodeConfig, Snapshotter
 from raft.types import Entry, RaftError, StateRole
 
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--snapshot-every", type=int, default=RaftNodeConfig.snapshot_every)
     ap.add_argument("--keep-entries", type=int, default=RaftNodeConfig.keep_entries)
     ap.add_argument("--no-fsync", action="store_true")
+    ap.add_argument("--keyfile", help="cluster key file (raft.auth)")
     args = ap.parse_args(argv)
     sys.setswitchinterval(0.0005)  # many I/O-bound threads: hand the GIL over sooner
     peers = {int(k): v for k, v in (p.split("=", 1) for p in args.peers.split(","))}
@@ -250,8 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = RaftNodeConfig(tick_interval=args.tick, election_tick=args.election_tick,
                          snapshot_every=args.snapshot_every, keep_entries=args.keep_entries,
                          fsync=not args.no_fsync)
+    key = load_keyfile(args.keyfile) if args.keyfile else None
     node = RaftNode(args.id, args.dir, peers, kv.apply, snapshotter=Snapshotter(kv.take, kv.install),
-                    config=cfg)
+                    config=cfg, cluster_key=key)
     asyncio.run(serve(node, kv, args.client))
 
 if __name__ == "__main__":

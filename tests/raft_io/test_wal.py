@@ -292,3 +292,67 @@ def test_matches_a_simple_model_across_reopens(tmp_path_factory: pytest.TempPath
         assert w.first_index() == base + 1 and log_of(w) == log and w.term(base) == base_term
     finally:
         w.close()
+
+
+# ---------------------------------------------------------------------- refused writes, bad snapshots
+
+def test_append_with_an_index_gap_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    """Entries that would leave a gap used to be written, and the reopened WAL was unreadable
+    ("compacted log has no base term"). Now ``save`` raises before writing anything."""
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 1, 2), ents(1, 3, 1))
+        size = sum(p.stat().st_size for p in w.segment_paths())
+        for bad in ([Entry(1, 4), Entry(1, 6)],          # hole inside the batch
+                    [Entry(1, 6), Entry(1, 7)],          # hole after the log
+                    [Entry(1, 4), Entry(1, 4)],          # repeated index
+                    [Entry(2, 4), Entry(1, 5)]):         # term going backwards
+            with pytest.raises(RaftError):
+                w.save(HardState(2, 1, 3), bad)
+        assert sum(p.stat().st_size for p in w.segment_paths()) == size
+        assert w.last_index() == 3 and w.hard_state() == HardState(1, 1, 2)
+        w.save(None, ents(4, 5, 1))  # still writable
+    with WalStorage(tmp_path) as w:
+        assert log_of(w) == ents(1, 5, 1)
+
+
+def test_corrupt_newest_snapshot_falls_back_to_an_older_one(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    cs = ConfState(voters=frozenset({1}))
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 1, 30), ents(1, 30, 1))
+        w.create_snapshot(10, cs, b"old")
+        w.create_snapshot(20, cs, b"new")
+        w.compact(5)
+    newest = sorted((tmp_path / "snap").glob("*.snap"))[-1]
+    newest.write_bytes(newest.read_bytes()[:-3])  # torn
+    with caplog.at_level("ERROR", logger="raft.wal"), WalStorage(tmp_path) as w:
+        assert w.snapshot().meta.index == 10 and w.snapshot().data == b"old"
+        assert log_of(w) == ents(6, 30, 1)  # the log still covers everything after it
+    assert any("snapshot" in r.getMessage() and newest.name in r.getMessage()
+               for r in caplog.records)
+
+
+def test_snapshot_the_application_rejects_is_skipped(tmp_path: Path) -> None:
+    cs = ConfState(voters=frozenset({1}))
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 1, 30), ents(1, 30, 1))
+        w.create_snapshot(10, cs, b"GOOD old")
+        w.create_snapshot(20, cs, b"garbage")
+    with WalStorage(tmp_path, snapshot_ok=lambda data: data.startswith(b"GOOD")) as w:
+        assert w.snapshot().data == b"GOOD old"
+
+
+def test_unusable_snapshot_without_the_log_behind_it_is_a_clear_startup_error(
+        tmp_path: Path) -> None:
+    """If the only usable snapshot is older than the log's start, the entries in between are
+    gone: starting would silently skip them, so opening fails with a message saying what to
+    do (resync the member)."""
+    cs = ConfState(voters=frozenset({1}))
+    with WalStorage(tmp_path) as w:
+        w.save(HardState(1, 1, 30), ents(1, 30, 1))
+        w.create_snapshot(20, cs, b"new")
+        w.compact(15)
+    snap = next((tmp_path / "snap").glob("*.snap"))
+    snap.write_bytes(b"\0" * 10)
+    with pytest.raises(WalCorrupted, match="resync"):
+        WalStorage(tmp_path)
