@@ -144,3 +144,31 @@ def test_a_scatter_cursor_when_a_shard_primary_dies(sharded: ShardedCluster) -> 
         assert sorted(seen) == list(range(400))
     expected = sorted(range(400), key=lambda i: (i % 10, i))
     assert seen == expected[:len(seen)]
+
+
+def test_retry_history_moves_with_the_chunk(sharded: ShardedCluster) -> None:
+    """A retryable write applied on the donor and retried after its chunk moved is answered
+    from the history that moved with the chunk, not applied again; a retry that adds a
+    statement to that transaction is refused with IncompleteTransactionHistory (217)."""
+    from bson import Binary, Int64
+
+    ns = f"{DB}.history"
+    ok(r(sharded, {"shardCollection": ns, "key": {"_id": 1}}, db="admin"))
+    ok(r(sharded, {"insert": "history", "documents": [{"_id": i, "n": 0} for i in range(200)]}))
+    ok(r(sharded, {"split": ns, "middle": {"_id": 100}}, db="admin"))
+    lsid = {"id": Binary(b"0123456789abcdef", 4)}
+    inc = {"update": "history", "lsid": lsid, "txnNumber": Int64(7),
+           "updates": [{"q": {"_id": 150}, "u": {"$inc": {"n": 1}}}]}
+    assert ok(r(sharded, inc)) == {"n": 1, "nModified": 1, "ok": 1.0}
+    src = owner(sharded, ns, 150)
+    moved = ok(r(sharded, {"moveChunk": ns, "find": {"_id": 150}, "to": other(src),
+                           "_waitForDelete": True}, db="admin"))
+    assert moved["sessions"] >= 1
+    assert ok(r(sharded, inc, i=1)) == {"n": 1, "nModified": 1, "ok": 1.0}  # the same reply
+    doc = ok(r(sharded, {"find": "history", "filter": {"_id": 150}}))["cursor"]["firstBatch"]
+    assert doc == [{"_id": 150, "n": 1}]  # applied once
+    wider = {**inc, "updates": [*inc["updates"], {"q": {"_id": 160}, "u": {"$inc": {"n": 1}}}]}
+    refused = r(sharded, wider)
+    assert refused.get("code") == 217 or refused["writeErrors"][0]["code"] == 217, refused
+    doc = ok(r(sharded, {"find": "history", "filter": {"_id": 160}}))["cursor"]["firstBatch"]
+    assert doc == [{"_id": 160, "n": 0}]

@@ -47,6 +47,8 @@ SESSIONS = "rs_sessions"
 APPLIED_KEY = b"applied"
 CONFIG_KEY = b"config"
 TRANSACTION_TOO_OLD = 225
+INCOMPLETE_TRANSACTION_HISTORY = 217
+MAX_SESSION_COLLS = 64
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
 _U64 = struct.Struct(">Q")
 
@@ -110,9 +112,15 @@ def _session_record(txn: Any, lsid: Any) -> dict[str, Any] | None:
 def _recorded_statements(txn: Any, entry: Mapping[str, Any]) -> dict[int, Any]:
     """Results recorded for the entry's session at its transaction number, by statement id
     (empty for a newer transaction number); TransactionTooOld for an older one."""
+    return _recorded(txn, entry)[0]
+
+
+def _recorded(txn: Any, entry: Mapping[str, Any]) -> tuple[dict[int, Any], bool]:
+    """:func:`_recorded_statements`, and whether that history came with a chunk migration
+    (it may then lack statements that ran on another shard)."""
     rec = _session_record(txn, entry["lsid"])
     if rec is None:
-        return {}
+        return {}, False
     txn_number = int(entry["txnNumber"])
     recorded = int(rec["txnNumber"])
     if recorded > txn_number:
@@ -122,16 +130,28 @@ def _recorded_statements(txn: Any, entry: Mapping[str, Any]) -> dict[int, Any]:
             f"newer retryable write with txnNumber {recorded} has already started on this "
             "session.", code_name="TransactionTooOld")
     if recorded < txn_number:
-        return {}
-    return {int(k): v for k, v in rec.get("stmts", {}).items()}
+        return {}, False
+    return ({int(k): v for k, v in rec.get("stmts", {}).items()},
+            bool(rec.get("migrated")))
 
 
 def _record_statements(txn: Any, entry: Mapping[str, Any], results: Mapping[int, Any]) -> None:
+    """The session's record: its transaction number, each statement's result, its last use
+    and the collections it wrote (a chunk migration takes the records of its collection)."""
+    key = session_key(entry["lsid"])
+    colls: list[str] = []
+    old = txn.get(SESSIONS, key)
+    if old is not None:
+        colls = list(decode_entry(old).get("colls") or [])
+    ns = f"{entry.get('db')}.{entry.get('coll')}"
+    if ns not in colls:
+        colls.append(ns)
     record: dict[str, Any] = {"txnNumber": Int64(int(entry["txnNumber"])),
-                              "stmts": {str(k): v for k, v in results.items()}}
+                              "stmts": {str(k): v for k, v in results.items()},
+                              "colls": colls[-MAX_SESSION_COLLS:]}
     if entry.get("now") is not None:
         record["lastUse"] = entry["now"]  # the primary's clock, never this member's
-    txn.put(SESSIONS, session_key(entry["lsid"]), bson.encode(record))
+    txn.put(SESSIONS, key, bson.encode(record))
 
 
 class _NeedsApplying(Exception):
@@ -360,7 +380,7 @@ class StateMachine:
         statements = self.statements.get(op)  # type: ignore[arg-type]
         retryable = (statements is not None and entry.get("lsid") is not None
                      and entry.get("txnNumber") is not None)
-        done = _recorded_statements(txn, entry) if retryable else {}
+        done, migrated = _recorded(txn, entry) if retryable else ({}, False)
         if self.guard is not None:
             self.guard.check_entry(txn, entry)
         if not retryable:
@@ -372,6 +392,12 @@ class StateMachine:
             return reply
         assert statements is not None
         reply, new = statements(self.engine, txn, entry, done)
+        if new and migrated:  # raised: this transaction undoes what the statements did
+            raise MongoError(
+                INCOMPLETE_TRANSACTION_HISTORY,
+                f"Incomplete history detected for transaction {int(entry['txnNumber'])} on "
+                "session: part of it ran before a chunk migration and cannot be retried here",
+                code_name="IncompleteTransactionHistory")
         if new or not done:
             _record_statements(txn, entry, {**done, **new})
         return reply

@@ -43,6 +43,7 @@ from node import failpoints
 from node.engine.collection import decode_doc, docs_table
 from node.engine.errors import BAD_VALUE, MongoError
 from node.engine.values import compare
+from node.server.statemachine import SESSIONS, decode_entry
 from node.sharding import ownership as own
 from node.sharding.chunks import KeyRange
 from node.sharding.migration_ops import range_deletions, read_migration, task_doc
@@ -130,6 +131,7 @@ class MigrationSource:
             state.propose({"op": "shardCriticalSection", "ns": self.ns, "enter": True,
                            "reason": {"migration": self.id}})
             self._send_mods(recipient, last)
+            self._send_sessions(recipient)
             self._record("committing")
             committed = self._commit()
         except BaseException as exc:
@@ -199,10 +201,27 @@ class MigrationSource:
                 self.progress["docsCloned"] += len(batch)
 
     def _send(self, recipient: Any, *, docs: list[dict[str, Any]] | None = None,
-              deletes: list[bytes] | None = None) -> None:
+              deletes: list[bytes] | None = None,
+              sessions: list[dict[str, Any]] | None = None) -> None:
         check_ok(recipient.command("admin", {
             "_recvChunkBatch": self.ns, "migrationId": self.id, "docs": docs or [],
-            "deletes": [Binary(k) for k in deletes or []]}), "recipient refused a batch")
+            "deletes": [Binary(k) for k in deletes or []], "sessions": sessions or []}),
+            "recipient refused a batch")
+
+    def _send_sessions(self, recipient: Any) -> None:
+        """Inside the critical section (no write to the collection can add to them): the
+        retryable-write records of every session that wrote to the collection go with the
+        chunk, so a write retried on the recipient is recognised (or refused with
+        IncompleteTransactionHistory), never applied twice."""
+        records: list[dict[str, Any]] = []
+        with self.state.store.read() as txn:
+            for key, raw in txn.scan(SESSIONS):
+                rec = decode_entry(bytes(raw))
+                if self.ns in (rec.get("colls") or ()):
+                    records.append({"key": Binary(bytes(key)), "record": rec})
+        for i in range(0, len(records), BATCH_DOCS):
+            self._send(recipient, sessions=records[i:i + BATCH_DOCS])
+        self.progress["sessions"] = len(records)
 
     def _send_mods(self, recipient: Any, after: int) -> tuple[int, int]:
         """Send the current state of every record written since mod ``after``; returns
@@ -393,7 +412,8 @@ class MigrationDestination:
         return self.state.propose({
             "op": "migrateApply", "ns": str(cmd["_recvChunkBatch"]),
             "migrationId": cmd["migrationId"], "docs": list(cmd.get("docs") or []),
-            "deletes": [bytes(k) for k in cmd.get("deletes") or []]})
+            "deletes": [bytes(k) for k in cmd.get("deletes") or []],
+            "sessions": list(cmd.get("sessions") or [])})
 
     def commit(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
         ns = str(cmd["_recvChunkCommit"])

@@ -21,6 +21,7 @@ import bson
 
 from node.engine.errors import MongoError
 from node.engine.keystring import encode_key
+from node.server.statemachine import SESSIONS
 from node.sharding import ownership as own
 from node.sharding.chunks import KeyRange
 from node.sharding.shard_state import MIGRATION_KEY, MODS_SEQ_KEY, MODS_TABLE
@@ -93,7 +94,27 @@ def apply_migrate_apply(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[st
                              "range", code_name="IllegalOperation")
     put = coll.put_records(txn, docs)
     deleted = coll.delete_records(txn, keys)
+    for item in entry.get("sessions") or []:
+        merge_session(txn, bytes(item["key"]), item["record"])
     return {"n": put, "deleted": deleted}
+
+
+def merge_session(txn: Any, key: bytes, record: Mapping[str, Any]) -> None:
+    """A session's retryable-write record arriving with a chunk: kept when this shard knows
+    nothing newer of the session; the same transaction's statements are united. It is marked
+    ``migrated``: a retry of that transaction with a statement it lacks is refused
+    (IncompleteTransactionHistory), since that statement may have run on the donor."""
+    raw = txn.get(SESSIONS, key)
+    incoming = dict(record)
+    if raw is not None:
+        mine = bson.decode(bytes(raw), codec_options=own.CODEC)
+        if int(mine["txnNumber"]) > int(incoming["txnNumber"]):
+            return
+        if int(mine["txnNumber"]) == int(incoming["txnNumber"]):
+            incoming["stmts"] = {**mine.get("stmts", {}), **incoming.get("stmts", {})}
+            incoming["colls"] = sorted({*mine.get("colls", ()), *incoming.get("colls", ())})
+    incoming["migrated"] = True
+    txn.put(SESSIONS, key, bson.encode(incoming))
 
 
 def apply_delete_range(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
