@@ -165,3 +165,24 @@ def test_near_is_merged_by_distance_across_shards(sharded: ShardedCluster) -> No
 
 def other_shard(shard: str) -> str:
     return "shard2" if shard == "shard1" else "shard1"
+
+
+def test_presplit_by_objectid_time(sharded: ShardedCluster) -> None:
+    import datetime as dt
+
+    from bson import ObjectId
+
+    ns = f"{DB}.presplit"
+    ok(r(sharded, {"shardCollection": ns, "key": {"_id": 1}, "numInitialChunks": 4,
+                   "presplitWindowSecs": 3600}, db="admin"))
+    cs = chunks(sharded, ns)
+    assert len(cs) == 4 and [c["shard"] for c in cs][:2] != [cs[0]["shard"]] * 2
+    assert {c["shard"] for c in cs} == {"shard1", "shard2"}
+    later = ObjectId.from_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=2, minutes=30))
+    ok(r(sharded, {"insert": "presplit", "documents": [{"_id": later}, {"_id": ObjectId()}]}))
+    k = int(cs[2]["shard"][-1]) - 1
+    assert later in {d["_id"] for d in shard_docs(sharded, k, "presplit", db=DB)}
+    assert ok(r(sharded, {"count": "presplit"}))["n"] == 2
+    again = r(sharded, {"shardCollection": f"{DB}.halves_too_many", "key": {"_id": 1},
+                        "numInitialChunks": 9000}, db="admin")
+    assert again["code"] == 72

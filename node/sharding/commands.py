@@ -22,7 +22,7 @@ from node.commands.context import RequestContext
 from node.engine.errors import BAD_VALUE, MongoError
 from node.engine.values import compare
 from node.sharding import chunk_stats
-from node.sharding.config_server import ConfigServer
+from node.sharding.config_server import PRESPLIT_WINDOW_S, ConfigServer
 from node.sharding.migration import (
     MigrationDestination,
     MigrationRecovery,
@@ -139,7 +139,10 @@ def configsvr_shard_collection(node: NodeServices, db: str, cmd: Mapping[str, An
     key = cmd.get("key")
     if not isinstance(key, Mapping):
         raise MongoError(BAD_VALUE, "shardCollection needs a 'key' document")
-    return cfg.shard_collection(ns, key, get_bool(cmd, "_configsvrShardCollection", "unique"))
+    name = "_configsvrShardCollection"
+    return cfg.shard_collection(ns, key, get_bool(cmd, name, "unique"),
+                                int(cmd.get("numInitialChunks") or 1),
+                                float(cmd.get("presplitWindowSecs") or PRESPLIT_WINDOW_S))
 
 
 def configsvr_split_chunk(node: NodeServices, db: str, cmd: Mapping[str, Any],

@@ -46,6 +46,8 @@ ALREADY_INITIALIZED = 23
 OPERATION_FAILED = 96
 NAMESPACE_EXISTS = 48
 CONFLICTING_OPERATION = 117
+MAX_INITIAL_CHUNKS = 8192
+PRESPLIT_WINDOW_S = 60.0
 
 
 def _err(code: int, msg: str, name: str | None = None) -> MongoError:
@@ -317,8 +319,19 @@ class ConfigServer:
         return doc
 
     # --- collections -------------------------------------------------------------------------
-    def shard_collection(self, ns: str, key: Mapping[str, Any], unique: bool) -> dict[str, Any]:
+    def shard_collection(self, ns: str, key: Mapping[str, Any], unique: bool,
+                         initial_chunks: int = 1, window_s: float = PRESPLIT_WINDOW_S
+                         ) -> dict[str, Any]:
+        """Shard ``ns`` by ``_id``: one chunk on the database's primary shard, or, with
+        ``initial_chunks`` N > 1 on an empty collection, N chunks presplit by ObjectId time
+        (boundaries every ``window_s`` seconds from now) dealt round-robin to the shards, so
+        that inserts of fresh ObjectIds move from shard to shard as time passes."""
         db, coll = split_ns(ns)
+        if not 1 <= initial_chunks <= MAX_INITIAL_CHUNKS:
+            raise _err(INVALID_OPTIONS, f"numInitialChunks must be between 1 and "
+                       f"{MAX_INITIAL_CHUNKS}", "InvalidOptions")
+        if window_s <= 0:
+            raise _err(INVALID_OPTIONS, "presplitWindowSecs must be positive", "InvalidOptions")
         if dict(key) != {"_id": 1}:
             raise _err(INVALID_OPTIONS, f"only {{_id: 1}} shard keys are supported; got "
                        f"{dict(key)!r}", "InvalidOptions")
@@ -347,11 +360,27 @@ class ConfigServer:
         cdoc = {"_id": ns, "lastmodEpoch": epoch, "lastmod": now, "uuid": uuid,
                 "key": {"_id": 1}, "unique": bool(unique),
                 "timestamp": Timestamp(int(now.timestamp()), 1)}
-        chunk = Chunk(MinKey(), MaxKey(), primary["_id"], ChunkVersion(1, 0, epoch))
-        self.commit([{"op": "i", "ns": "config.collections", "o": cdoc},
-                     {"op": "i", "ns": "config.chunks", "o": chunk.to_doc(ns, uuid, ObjectId())}],
-                    [{"ns": "config.collections", "q": {"_id": ns}, "res": None}])
-        self._tell_refresh(primary["grpcHost"], ns)
+        owners = [primary["_id"]]
+        if initial_chunks > 1:
+            if remote.command(db, {"count": coll}).get("n"):
+                raise _err(INVALID_OPTIONS, "numInitialChunks is only supported when the "
+                           "collection is empty", "InvalidOptions")
+            others = sorted(s["_id"] for s in self._find("shards", {})
+                            if s["_id"] != primary["_id"] and not s.get("draining"))
+            owners += others
+        bounds: list[Any] = [MinKey()]
+        bounds += [ObjectId.from_datetime(now + _dt.timedelta(seconds=window_s * k))
+                   for k in range(1, initial_chunks)]
+        bounds.append(MaxKey())
+        ops = [{"op": "i", "ns": "config.collections", "o": cdoc}]
+        for k in range(initial_chunks):
+            chunk = Chunk(bounds[k], bounds[k + 1], owners[k % len(owners)],
+                          ChunkVersion(1, k, epoch))
+            ops.append({"op": "i", "ns": "config.chunks",
+                        "o": chunk.to_doc(ns, uuid, ObjectId())})
+        self.commit(ops, [{"ns": "config.collections", "q": {"_id": ns}, "res": None}])
+        for name in sorted(set(owners[:initial_chunks])):
+            self._tell_refresh(self.shard(name)["grpcHost"], ns)
         log.info("collection sharded", extra={"fields": {"ns": ns, "epoch": str(epoch)}})
         return {"collectionsharded": ns, "collectionUUID": uuid}
 

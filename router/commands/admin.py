@@ -88,8 +88,13 @@ def shard_collection(svc: RouterServices, db: str, cmd: Mapping[str, Any],
     ns = get_str(cmd, "shardCollection", "shardCollection")
     split_ns(ns)
     key = get_doc(cmd, "shardCollection", "key")
+    extra = {k: cmd[k] for k in ("numInitialChunks", "presplitWindowSecs") if k in cmd}
+    for k, v in extra.items():
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            raise MongoError(14, f"BSON field 'shardCollection.{k}' must be a number",
+                             code_name="TypeMismatch")
     out = _config(svc, {"_configsvrShardCollection": ns, "key": dict(key),
-                        "unique": get_bool(cmd, "shardCollection", "unique")})
+                        "unique": get_bool(cmd, "shardCollection", "unique"), **extra})
     svc.catalog.forget_database(ns.partition(".")[0])
     svc.catalog.mark_stale(ns, database=True)
     return out
