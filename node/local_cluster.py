@@ -149,11 +149,9 @@ class LocalCluster:
         self.extra_args = list(extra_args or [])
         self.link_address = link_address
         self.member_args = {i: list(a) for i, a in (member_args or {}).items()}
-        os.makedirs(self.data_dir, exist_ok=True)
         self.keyfile = os.path.join(self.data_dir, "keyfile")
-        """The cluster key every member gets (``--keyfile``): made once, kept with the data."""
-        if not os.path.exists(self.keyfile):
-            write_keyfile(self.keyfile)
+        """The cluster key every member gets (``--keyfile``): made when the first member
+        starts, kept with the data."""
         per = 3 if wire else 2
         if base_port is None:
             ports = free_ports(members * per)
@@ -215,6 +213,8 @@ class LocalCluster:
     def _spawn(self, i: int, join: bool = False) -> None:
         m = self.members[i]
         os.makedirs(m.data_dir, exist_ok=True)
+        if not os.path.exists(self.keyfile):
+            write_keyfile(self.keyfile)
         peers = [self.members[j] for j in self._initial] if not join else list(self.members)
         if m not in peers:
             peers = [*peers, m]
