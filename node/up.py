@@ -76,7 +76,7 @@ def busy_ports(ports: list[int]) -> list[int]:
 
 def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = True,
            demo: bool = True, shards: int = 2, routers: int = 2,
-           out: TextIO | None = None) -> int:
+           out: TextIO | None = None, restart: bool = True) -> int:
     """``helogale up`` (see module docstring); returns the exit status."""
     out = out or sys.stdout
     if data_dir is not None:
