@@ -185,8 +185,9 @@ class ContainerCluster:
 
     def restart(self, i: int, **_kw: Any) -> None:
         m = self.members[i]
-        docker("start", m.container)
-        m.running, m.paused, m._ip = True, False, None
+        # a start that fails (the engine busy) leaves it dead: heal_everything starts it again
+        m.running = bool(docker("start", m.container, check=False).strip())
+        m.paused, m._ip = False, None
 
     def pause(self, i: int) -> None:
         """``docker pause`` (the cgroup freezer); where the engine cannot freeze (some nested

@@ -62,6 +62,7 @@ def test_mesh_cuts_links_in_the_receiving_container(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(900)
 def test_container_chaos_run_is_valid_moves_chunks_and_cleans_up(tmp_path: Any) -> None:
     require_engine_and_image()
     project = f"helogale-chaos-test-{os.getpid()}"

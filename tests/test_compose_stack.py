@@ -19,7 +19,7 @@ from node.cluster_admin import ping
 from node.local_cluster import free_ports, wait_until
 from tests.docker_helpers import IMAGE, leftovers, require_engine_and_image
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = [os.path.join(ROOT, "compose", "docker-compose.yml")]
 SERVICES = [f"config-{i}" for i in (1, 2, 3)] + [f"shard{k}-{i}" for k in (1, 2)

@@ -17,7 +17,7 @@ from chaos.docker_cli import docker
 from node.local_cluster import free_ports, wait_until
 from tests.docker_helpers import IMAGE, require_engine_and_image
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1200)]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = [os.path.join(ROOT, "compose", "docker-compose.yml"),
          os.path.join(ROOT, "compose", "swarm-dnsrr.yml")]
