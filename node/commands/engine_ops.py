@@ -63,15 +63,16 @@ def update(engine: Engine, txn: Any, db: str, coll: str, st: Mapping[str, Any],
            now: _dt.datetime) -> UpdateOutcome:
     res = engine.collection(db, coll).update(
         st["q"], st["u"], upsert=st["upsert"], multi=st["multi"],
-        upsert_id=st.get("upsertId"), now=now, array_filters=st.get("arrayFilters"), txn=txn)
+        upsert_id=st.get("upsertId"), now=now, array_filters=st.get("arrayFilters"),
+        sort=st.get("sort"), hint=st.get("hint"), txn=txn)
     if res.upserted:
         return UpdateOutcome(0, 0, res.upserted_id)
     return UpdateOutcome(res.n, res.n_modified, None)
 
 
 def delete(engine: Engine, txn: Any, db: str, coll: str, q: Mapping[str, Any], *,
-           just_one: bool) -> int:
-    return engine.collection(db, coll).delete(q, limit=1 if just_one else 0, txn=txn)
+           just_one: bool, hint: Any = None) -> int:
+    return engine.collection(db, coll).delete(q, limit=1 if just_one else 0, hint=hint, txn=txn)
 
 
 def find_and_modify(engine: Engine, txn: Any, entry: Mapping[str, Any]) -> Any:
@@ -79,7 +80,7 @@ def find_and_modify(engine: Engine, txn: Any, entry: Mapping[str, Any]) -> Any:
         entry["query"], sort=entry["sort"] or None, update=entry["update"],
         remove=entry["remove"], new=entry["new"], fields=entry["fields"],
         upsert=entry["upsert"], upsert_id=entry.get("upsertId"), now=entry["now"],
-        array_filters=entry.get("arrayFilters"), txn=txn)
+        array_filters=entry.get("arrayFilters"), hint=entry.get("hint"), txn=txn)
 
 
 def create_collection(engine: Engine, txn: Any, db: str, coll: str) -> None:
