@@ -133,7 +133,8 @@ def find(engine: Engine, db: str, coll: str, filt: Mapping[str, Any], *,
          limit: int, hint: Any = None, return_sort_key: bool = False
          ) -> Iterator[dict[str, Any]]:
     it = engine.collection(db, coll).find(filt, projection, sort=sort or None, skip=skip,
-                                          limit=limit, return_sort_key=return_sort_key)
+                                          limit=limit, hint=hint,
+                                          return_sort_key=return_sort_key)
     # start the generator now so query errors surface before the reply is built
     first = next(it, None)
     if first is None:
@@ -148,7 +149,7 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
 
 def count(engine: Engine, db: str, coll: str, query: Mapping[str, Any], *, skip: int = 0,
           limit: int = 0, hint: Any = None) -> int:
-    return engine.collection(db, coll).count(query, skip=skip, limit=limit)
+    return engine.collection(db, coll).count(query, skip=skip, limit=limit, hint=hint)
 
 
 def distinct(engine: Engine, db: str, coll: str, key: str, query: Mapping[str, Any]

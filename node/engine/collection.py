@@ -631,11 +631,13 @@ class Collection:
         *,
         skip: int = 0,
         limit: int = 0,
+        hint: Any = None,
         txn: ReadTxn | None = None,
     ) -> int:
-        """How many documents match, after ``skip``, at most ``limit`` (0 = no limit)."""
+        """How many documents match, after ``skip``, at most ``limit`` (0 = no limit);
+        ``hint``: the index to count with (BadValue when there is no such index)."""
         skip, limit = _check_skip_limit(skip, limit)
-        n = sum(1 for _ in self.find_records(filter, txn=txn)) - skip
+        n = sum(1 for _ in self.find_records(filter, hint=hint, txn=txn)) - skip
         n = max(n, 0)
         return min(n, limit) if limit else n
 
