@@ -125,5 +125,6 @@ def test_killing_any_one_container_loses_no_acknowledged_write(stack: Stack) -> 
         t.join(60)
     with MongoClient(stack.mongodb_uri, serverSelectionTimeoutMS=60_000) as c:
         found = {d["_id"] for d in c.kill_test.docs.find({}, {"_id": 1})}
+    print(f"acknowledged {len(acked)}, failed {failed[0]}, found {len(found)}")
     assert len(acked) >= 10 * len(SERVICES)
     assert set(acked) <= found, sorted(set(acked) - found)[:20]
