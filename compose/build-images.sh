@@ -65,6 +65,30 @@ if [ "${HELOGALE_REBUILD_BASE:-0}" = 1 ] || ! docker image inspect "$base" >/dev
   esac
 fi
 
+# cluster keys, one per replica set (a stream from another set's member fails authentication)
+mkdir -p "$here/keys"
+for set in cfg shard1 shard2 ${HELOGALE_EXTRA_SETS:-}; do
+  key="$here/keys/$set.key"
+  if [ ! -s "$key" ]; then
+    (umask 077; "$py" -c 'import base64, os; print(base64.b64encode(os.urandom(96)).decode())' >"$key")
+  fi
+  chmod 600 "$key"
+done
+
+# the image is up to date when it was built from these very sources on this base
+if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
+  source_hash="$(cd "$root" && git ls-files -z --cached --others --exclude-standard \
+    | tar --null --ignore-failed-read --sort=name --mtime=@0 --owner=0 --group=0 \
+          -cf - -T - 2>/dev/null | sha256sum | cut -c1-16)-$(docker image inspect -f '{{.Id}}' "$base" | cut -c8-19)"
+  built="$(docker image inspect -f '{{index .Config.Labels "org.helogale.source"}}' "$image" 2>/dev/null || true)"
+  if [ "${HELOGALE_FORCE_BUILD:-0}" != 1 ] && [ "$built" = "$source_hash" ]; then
+    say "image $image is up to date (sources $source_hash)"
+    exit 0
+  fi
+else
+  source_hash=unknown
+fi
+
 # 2. wheels, on the host: dependencies for CPython 3.11 on this architecture, and the project
 ctx="$here/.build"
 mkdir -p "$ctx/deps" "$ctx/app"
@@ -103,6 +127,7 @@ rm -rf "$build_tmp"
 old="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
 # (the classic builder: no buildx plugin needed; its deprecation notice is dropped)
 if ! out="$(DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base" -t "$image" \
+              --label "org.helogale.source=$source_hash" \
               -f "$here/Dockerfile" "$here" 2>&1)"; then
   echo "$out" >&2; exit 1
 fi
@@ -111,13 +136,4 @@ if [ -n "$old" ] && [ "$old" != "$new" ]; then
   docker rmi "$old" >/dev/null 2>&1 || true   # kept while a container still uses it
 fi
 
-# cluster keys, one per replica set (a stream from another set's member fails authentication)
-mkdir -p "$here/keys"
-for set in cfg shard1 shard2 ${HELOGALE_EXTRA_SETS:-}; do
-  key="$here/keys/$set.key"
-  if [ ! -s "$key" ]; then
-    (umask 077; "$py" -c 'import base64, os; print(base64.b64encode(os.urandom(96)).decode())' >"$key")
-  fi
-  chmod 600 "$key"
-done
 say "image $image ready ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"
