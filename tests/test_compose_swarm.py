@@ -37,6 +37,7 @@ def swarm_stack() -> Iterator[dict[str, Any]]:
     from chaos.containers import _ensure_keys
 
     _ensure_keys()
+    had_gwbridge = bool(docker("network", "ls", "-q", "--filter", "name=^docker_gwbridge$").strip())
     docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     name = f"hgswarm{os.getpid()}"
     ports = free_ports(4)
@@ -63,6 +64,8 @@ def swarm_stack() -> Iterator[dict[str, Any]]:
                 break
             time.sleep(1)
         docker("swarm", "leave", "--force", check=False)
+        if not had_gwbridge:  # made by swarm init, left behind by swarm leave
+            docker("network", "rm", "docker_gwbridge", check=False)
         assert docker("info", "-f", "{{.Swarm.LocalNodeState}}").strip() == "inactive"
 
 
