@@ -37,7 +37,8 @@ def swarm_stack() -> Iterator[dict[str, Any]]:
     from chaos.containers import _ensure_keys
 
     _ensure_keys()
-    had_gwbridge = bool(docker("network", "ls", "-q", "--filter", "name=^docker_gwbridge$").strip())
+    had_gwbridge = subprocess.run(["docker", "network", "inspect", "docker_gwbridge"],
+                                  capture_output=True).returncode == 0
     docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     name = f"hgswarm{os.getpid()}"
     ports = free_ports(4)
