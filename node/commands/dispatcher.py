@@ -137,6 +137,9 @@ class Dispatcher:
             if spec.admin_only and db != "admin":
                 raise MongoError(13, f"{name} may only be run against the admin database.",
                                  code_name="Unauthorized")
+            if "autocommit" in command or "startTransaction" in command:
+                raise MongoError(20, "multi-document transactions are not supported "
+                                 "(autocommit/startTransaction)", code_name="IllegalOperation")
             routing = getattr(self.services, "routing", None)
             if routing is not None:
                 routing.check_command(db, command)
