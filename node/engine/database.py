@@ -22,6 +22,7 @@ from typing import Any
 
 import bson
 
+from node.engine import capped as _capped
 from node.engine.collection import (
     ChangeObserver,
     Collection,
@@ -80,6 +81,22 @@ class Engine:
         self.planner = planner
         self.ownership = ownership
         self.changes = changes
+        self._any_capped: bool | None = None
+        """Whether the store may hold a capped collection (None: not looked yet); writes skip
+        every capped check while it is False."""
+
+    def reload(self) -> None:
+        """The store was replaced (a snapshot installed): forget what was learnt of it."""
+        self._any_capped = None
+
+    def capped_state(self, txn: ReadTxn, ns: str) -> _capped.CappedState | None:
+        """The counters of capped ``ns`` (None: not capped); cheap while nothing is capped."""
+        flag = self._any_capped
+        if flag is None:
+            flag = self._any_capped = _capped.any_capped(txn)
+        if not flag:
+            return None
+        return _capped.load(txn, ns)
 
     # -- handles --------------------------------------------------------------------------------
     def database(self, name: str) -> Database:
@@ -143,8 +160,12 @@ class Engine:
         with self._writing(txn) as w:
             if w.get(CATALOG, _catalog_key(db, coll)) is not None:
                 raise namespace_exists(f"Collection {db}.{coll} already exists.")
-            entry = {"db": db, "name": coll, "options": dict(options or {})}
+            opts = _capped.parse_options(options or {})
+            entry = {"db": db, "name": coll, "options": opts}
             self.put_catalog_entry(w, db, coll, entry)
+            if opts.get("capped"):
+                self._any_capped = True
+                _capped.make_capped(w, f"{db}.{coll}", opts)
 
     def _entries(self, r: ReadTxn, db: str | None = None) -> Iterator[dict[str, Any]]:
         start = b"" if db is None else f"{db}.".encode()
@@ -200,6 +221,8 @@ class Engine:
                 if table.startswith(prefix):
                     w.drop_table(table)
             w.delete(CATALOG, _catalog_key(db, coll))
+            if self._any_capped is not False:
+                _capped.on_drop(w, ns)
             return True
 
     def drop_database(self, db: str, *, txn: WriteTxn | None = None) -> bool:
