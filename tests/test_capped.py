@@ -136,3 +136,85 @@ def test_no_capped_collection_means_no_capped_bookkeeping(run: Any) -> None:
     assert engine._any_capped is True
     engine.reload()
     assert engine.collection("app", "log").is_capped()
+
+
+# --- tailable cursors ------------------------------------------------------------------------
+
+
+def test_tailable_find_rules(run: Any) -> None:
+    run({"insert": "plain", "documents": [{"_id": 1}]})
+    assert run({"find": "plain", "tailable": True})["code"] == 2
+    run({"create": "log", "capped": True, "size": 4096})
+    assert run({"find": "log", "awaitData": True})["code"] == 9
+    assert run({"find": "log", "tailable": True, "sort": {"_id": 1}})["code"] == 2
+    empty = run({"find": "log", "tailable": True})
+    assert empty["cursor"]["id"] == 0 and empty["cursor"]["firstBatch"] == []
+
+
+def test_tailable_cursor_reads_new_documents_then_awaits(run: Any) -> None:
+    import threading
+    import time
+
+    run({"create": "log", "capped": True, "size": 100000})
+    run({"insert": "log", "documents": [{"_id": i, "even": i % 2 == 0} for i in range(3)]})
+    first = run({"find": "log", "filter": {"even": True}, "tailable": True, "awaitData": True})
+    cid = first["cursor"]["id"]
+    assert cid != 0 and [d["_id"] for d in first["cursor"]["firstBatch"]] == [0, 2]
+    assert first["cursor"]["postBatchResumeToken"] == {"$recordId": 3}
+    empty = run({"getMore": cid, "collection": "log", "maxTimeMS": 50})
+    assert empty["cursor"]["nextBatch"] == [] and empty["cursor"]["id"] == cid
+    writer = threading.Timer(0.1, lambda: run({"insert": "log", "documents": [
+        {"_id": 3, "even": False}, {"_id": 4, "even": True}]}))
+    started = time.monotonic()
+    writer.start()
+    got = run({"getMore": cid, "collection": "log", "maxTimeMS": 10000})
+    writer.join()
+    assert [d["_id"] for d in got["cursor"]["nextBatch"]] == [4]
+    assert time.monotonic() - started < 5  # woken by the write, not by the timeout
+    assert run({"getMore": cid, "collection": "log"})["cursor"]["nextBatch"] == []
+    # a non-awaitData tailable cursor refuses maxTimeMS on getMore
+    plain = run({"find": "log", "tailable": True, "batchSize": 1})["cursor"]["id"]
+    assert run({"getMore": plain, "collection": "log", "maxTimeMS": 10})["code"] == 2
+
+
+def test_resume_after_and_capped_position_lost(run: Any) -> None:
+    run({"create": "log", "capped": True, "size": 4096, "max": 3})
+    run({"insert": "log", "documents": [{"_id": i} for i in range(3)]})
+    first = run({"find": "log", "tailable": True, "batchSize": 1})
+    cid = first["cursor"]["id"]
+    token = first["cursor"]["postBatchResumeToken"]
+    assert token == {"$recordId": 1}
+    resumed = run({"find": "log", "tailable": True, "$_resumeAfter": token})
+    assert [d["_id"] for d in resumed["cursor"]["firstBatch"]] == [1, 2]
+    run({"insert": "log", "documents": [{"_id": i} for i in range(3, 6)]})  # 1..2 trimmed
+    lost = run({"getMore": cid, "collection": "log"})
+    assert lost["code"] == 136 and lost["codeName"] == "CappedPositionLost"
+    assert run({"getMore": cid, "collection": "log"})["code"] == 43  # closed
+    assert run({"find": "log", "tailable": True, "$_resumeAfter": token})["code"] == 136
+    run({"drop": "log"})
+    cid = resumed["cursor"]["id"]
+    assert run({"getMore": cid, "collection": "log"})["code"] == 175
+
+
+def test_waiting_get_mores_on_a_stream_hold_no_threads(run: Any) -> None:
+    import threading
+
+    d = run.dispatcher
+    run({"create": "log", "capped": True, "size": 100000})
+    run({"insert": "log", "documents": [{"_id": 0}]})
+    ctx = RequestContext(deferred_replies=True, connection_id=7)
+    cursors = [run({"find": "log", "tailable": True, "awaitData": True})["cursor"]["id"]
+               for _ in range(100)]
+    threads_before = threading.active_count()
+    pending = [d.start("app", {"getMore": c, "collection": "log", "maxTimeMS": 60000}, ctx)
+               for c in cursors]
+    assert all(hasattr(p, "future") for p in pending)
+    assert d.services.tail_waits.deferred == 100
+    assert threading.active_count() <= threads_before + 1  # the one timer thread
+    run({"insert": "log", "documents": [{"_id": 1}]})
+    replies = [d.settle(p) for p in pending]
+    assert all([doc["_id"] for doc in r["cursor"]["nextBatch"]] == [1] for r in replies)
+    assert d.services.tail_waits.deferred == 0
+    # the deadline answers with an empty batch
+    p = d.start("app", {"getMore": cursors[0], "collection": "log", "maxTimeMS": 20}, ctx)
+    assert d.settle(p)["cursor"]["nextBatch"] == []

@@ -5,7 +5,7 @@ A capped collection keeps, besides its records (``docs:<ns>``, keyed by ``_id``)
 * ``capn:<ns>``: natural position (8 bytes, big-endian) -> record key, in insertion order;
 * ``capp:<ns>``: record key -> natural position (to forget a record's position on delete);
 * a row in table ``capmeta`` (key ``b"<ns>"``): next position, data size, document count and
-  the bounds (max bytes, max documents). A namespace is capped iff it has this row.
+  the bounds (max bytes, max documents) and the newest position trimmed away. A namespace is capped iff it has this row.
 
 Positions come from the replicated counter in ``capmeta``, so every member that applies the same
 log holds the same order. When an insert (or a growing update) takes the collection past a bound,
@@ -26,14 +26,13 @@ from typing import Any
 
 import bson
 
-from node.engine.errors import MongoError, bad_value
+from node.engine.errors import INVALID_OPTIONS, MongoError, bad_value
 from node.engine.storage import ReadTxn, WriteTxn
 
 CAPMETA = "capmeta"
-INVALID_OPTIONS = 72
 MAX_CAPPED_SIZE = 1 << 50  # 1 PiB, as MongoDB
 MIN_CAPPED_SIZE = 4096
-_META = struct.Struct(">QQQQQ")
+_META = struct.Struct(">QQQQQQ")
 _POS = struct.Struct(">Q")
 
 
@@ -62,6 +61,9 @@ class CappedState:
     count: int
     max_size: int
     max_docs: int
+    trimmed: int = 0
+    """The newest position removed to stay within the bounds (a reader behind it lost its
+    place: CappedPositionLost)."""
 
     def over(self) -> bool:
         return self.size > self.max_size or (self.max_docs > 0 and self.count > self.max_docs)
@@ -120,7 +122,7 @@ def load(txn: ReadTxn, ns: str) -> CappedState | None:
 
 def save(txn: WriteTxn, ns: str, state: CappedState) -> None:
     txn.put(CAPMETA, ns.encode(), _META.pack(state.next_pos, state.size, state.count,
-                                              state.max_size, state.max_docs))
+                                              state.max_size, state.max_docs, state.trimmed))
 
 
 def make_capped(txn: WriteTxn, ns: str, options: Mapping[str, Any]) -> None:
@@ -205,6 +207,7 @@ def _trim(txn: WriteTxn, table: str, ns: str, state: CappedState, keep: bytes,
         raw = txn.get(table, key)
         txn.delete(nat, pos)
         txn.delete(position_table(ns), key)
+        state.trimmed = max(state.trimmed, decode_position(pos))
         state.count -= 1
         if raw is not None:
             state.size -= len(raw)

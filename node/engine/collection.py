@@ -460,6 +460,7 @@ class Collection:
         if self.engine._any_capped is not False:
             state = self.engine.capped_state(txn, self.ns)
             if state is not None:
+                self.engine.capped_writes.add(self.ns)
                 _capped.on_write(txn, self.table, self.ns, state, old_doc, new_doc, record_key,
                                  lambda key, doc: self._forget_entries(txn, key, doc))
 

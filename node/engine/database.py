@@ -84,6 +84,13 @@ class Engine:
         self._any_capped: bool | None = None
         """Whether the store may hold a capped collection (None: not looked yet); writes skip
         every capped check while it is False."""
+        self.capped_writes: set[str] = set()
+        """Capped namespaces written since :meth:`take_capped_writes` (filled inside write
+        transactions, read after they commit: tailable cursors waiting for data wake up)."""
+
+    def take_capped_writes(self) -> set[str]:
+        written, self.capped_writes = self.capped_writes, set()
+        return written
 
     def reload(self) -> None:
         """The store was replaced (a snapshot installed): forget what was learnt of it."""
