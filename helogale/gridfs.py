@@ -292,6 +292,11 @@ def _insert_chunks(chunks: Collection, batch: list[dict[str, Any]]) -> None:
     try:
         chunks.insert_many(batch)
         return
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if errors and errors[0].get("code") == _DUPLICATE_KEY:
+            raise FileExists(f"file with id {batch[0]['files_id']!r} already exists") from exc
+        raise
     except (AutoReconnect, ConnectionFailure):
         pass
     for attempt in range(_RETRIES):
@@ -608,10 +613,12 @@ class GridFS:
         grid_in = GridIn(self._root, **kwargs)
         try:
             grid_in.write(data)
+            grid_in.close()
+        except FileExists:
+            raise  # the chunks under this id are the existing file's
         except BaseException:
             grid_in.abort()
             raise
-        grid_in.close()
         return grid_in._id
 
     def get(self, file_id: Any) -> GridOut:
@@ -691,10 +698,12 @@ class GridFSBucket:
         grid_in = self.open_upload_stream_with_id(file_id, filename, chunk_size_bytes, metadata)
         try:
             grid_in.write(source)
+            grid_in.close()
+        except FileExists:
+            raise
         except BaseException:
             grid_in.abort()
             raise
-        grid_in.close()
 
     def open_download_stream(self, file_id: Any) -> GridOut:
         return GridOut(self._root, file_id)
