@@ -282,4 +282,6 @@ class CursorRegistry:
         if cursor is None:
             return False
         _close(cursor.source)
+        if cursor.tail is not None:
+            _close(cursor.tail)
         return True

@@ -71,6 +71,9 @@ def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
     req = requests.parse_get_more(db, cmd)
     cursor = node.cursors.lookup(req.cursor_id, req.ns)
     if cursor.tail is not None:
+        own = getattr(cursor.tail, "get_more", None)  # the router's pass-through cursor
+        if own is not None:
+            return own(req, cursor, ctx)  # type: ignore[no-any-return]
         return tailing.get_more(node, req, cursor, ctx)
     if req.max_time_ms:
         raise MongoError(BAD_VALUE, "cannot set maxTimeMS on getMore command for a "
