@@ -228,3 +228,34 @@ def test_memory_does_not_grow_with_file_size(db: Any) -> None:
     print(f"client peak: 2 MiB file {small / 2**20:.1f} MiB, 32 MiB file {large / 2**20:.1f} MiB")
     assert large < 12 * 1024 * 1024, large
     assert large < small * 2 + 4 * 1024 * 1024, (small, large)
+
+
+# --- docs/gridfs.md and docs/capped.md: their python blocks run against this member ----------
+
+SHOWN_URI = "helogale://localhost:27027/?replicaSet=rs0"
+
+
+def _run_doc(name: str, uri: str) -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / name
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.DOTALL)
+    assert blocks
+    namespace: dict[str, object] = {"__name__": name}
+    for block in blocks:
+        exec(compile(block.replace(SHOWN_URI, uri), str(doc), "exec"), namespace)
+
+
+def test_gridfs_doc_runs(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    _run_doc("gridfs.md", cluster.uri)
+    out = capsys.readouterr().out
+    assert "image/png 300008" in out and "b'second version'" in out and "gone" in out
+    assert "[b'line 1', b'line 2']" in out and "b'line 2\\n'" in out
+
+
+def test_capped_doc_runs(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    _run_doc("capped.md", cluster.uri)
+    out = capsys.readouterr().out
+    assert "1000 200 1199" in out and "True 65536 1000" in out
+    assert "[2000, 2001, 2002, 2003, 2004]" in out
