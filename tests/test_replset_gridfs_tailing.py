@@ -81,6 +81,22 @@ def _kill_primary(cluster: LocalCluster) -> Callable[[], None]:
     return kill
 
 
+def _member_peak_rss_mib(cluster: LocalCluster) -> float:
+    """The largest peak resident size (VmHWM) among the members running now."""
+    peaks = [0.0]
+    for member in cluster.members:
+        if member.proc is None or not member.alive:
+            continue
+        try:
+            with open(f"/proc/{member.proc.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return max(peaks)
+
+
 def _round_trip(cluster: LocalCluster, client: helogale.MongoClient, size: int,
                 name: str) -> dict[str, float]:
     """Upload ``size`` bytes killing the primary halfway, download killing it again halfway."""
@@ -95,6 +111,7 @@ def _round_trip(cluster: LocalCluster, client: helogale.MongoClient, size: int,
         _, up_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    member_up = _member_peak_rss_mib(cluster)  # before the restarted member counts
     _restart_dead(cluster)
     digest = hashlib.sha256()
     read = 0
@@ -117,7 +134,8 @@ def _round_trip(cluster: LocalCluster, client: helogale.MongoClient, size: int,
     assert read == size
     assert digest.digest() == source.digest.digest()
     numbers = {"up_s": up_s, "down_s": down_s, "up_peak_mib": up_peak / MiB,
-               "down_peak_mib": down_peak / MiB}
+               "down_peak_mib": down_peak / MiB,
+               "member_peak_rss_mib": max(member_up, _member_peak_rss_mib(cluster))}
     print(f"gridfs {size // MiB} MiB through two failovers: {numbers}")
     return numbers
 
