@@ -26,8 +26,11 @@ from node.local_cluster import LocalCluster
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster(members=1, wire=True) as running:
+    running = LocalCluster(members=1, wire=True).start(180)  # a loaded machine is slow
+    try:
         yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
