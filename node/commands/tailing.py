@@ -255,7 +255,9 @@ class TailWaits:
             return self._versions.get(ns, 0)
 
     def notify(self, namespaces: Iterable[str]) -> None:
-        fire: list[_Deferred] = []
+        if isinstance(namespaces, set | list | tuple) and not namespaces:
+            return  # the common case: the entries applied wrote no capped collection
+        fire: list[Callable[[], None]] = []
         with self._cond:
             touched = False
             for ns in namespaces:

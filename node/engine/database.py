@@ -58,6 +58,9 @@ def check_collection_name(db: str, coll: str) -> None:
         raise invalid_namespace(f"Invalid collection name: {coll}")
 
 
+_NOTHING_WRITTEN: set[str] = set()  # never filled: handed out when no capped write happened
+
+
 def _catalog_key(db: str, coll: str) -> bytes:
     return f"{db}.{coll}".encode()
 
@@ -89,6 +92,8 @@ class Engine:
         transactions, read after they commit: tailable cursors waiting for data wake up)."""
 
     def take_capped_writes(self) -> set[str]:
+        if not self.capped_writes:
+            return _NOTHING_WRITTEN
         written, self.capped_writes = self.capped_writes, set()
         return written
 
