@@ -144,9 +144,10 @@ class RaftNodeConfig:
     keep_entries: int = 2000
     """Entries kept behind a snapshot for slow followers before compaction."""
     snapshot_bytes: int = 64 << 20
-    """Also take a snapshot once this many bytes of entries were applied since the last one
-    (0: by count only): a log of large entries (GridFS chunks) is not held in memory for
-    ``snapshot_every`` entries."""
+    """Also take a snapshot once this many bytes of entries were applied since the last one,
+    or as many as the last snapshot holds if that is more (0: by count only): a log of large
+    entries (GridFS chunks) is not held for ``snapshot_every`` entries, and a large store is
+    not dumped more often than its size in new entries arrives."""
     keep_bytes: int = 16 << 20
     """Bytes of entries kept behind a snapshot at most (0: by count only); compaction keeps
     the fewer of ``keep_entries`` and this many bytes of entries."""
@@ -826,6 +827,8 @@ class RaftNode:
                 self._compact_behind(saved)
         every = self.cfg.snapshot_every
         by_bytes = self.cfg.snapshot_bytes
+        if by_bytes:  # amortised: never more snapshot bytes dumped than log bytes applied
+            by_bytes = max(by_bytes, len(self.storage.snapshot().data))
         due = ((every and self._applied - self._snap_index >= every)
                or (by_bytes and self._bytes_since_snap >= by_bytes))
         if not due or self._snapshotter is None or self._snap_thread is not None \
