@@ -21,6 +21,7 @@ from helogale.errors import PyMongoError
 from helogale.read_preferences import ReadPreference, ServerMode
 from node.engine.errors import MongoError
 from node.ops import current as ops_current
+from node.ops.counters import COUNTERS
 from node.sharding.chunks import UNSHARDED, ChunkVersion
 from node.sharding.remote import Retry
 from router.catalog import CatalogCache, Route
@@ -145,6 +146,7 @@ class Shards:
                 return attempt(route)
             except StaleRouting as exc:
                 self.stale_retries += 1
+                COUNTERS.inc("router_stale_config_retries")
                 self.catalog.mark_stale(ns, database=route.table is None)
                 retries.again(exc)
 

@@ -82,6 +82,30 @@ class ConfigServer:
             self.balancer.stop()
         self.remotes.close()
 
+    def status_section(self) -> dict[str, Any]:
+        """serverStatus ``sharding`` on a config server member."""
+        out: dict[str, Any] = {"clusterRole": "configsvr",
+                               "drainingShards": [s["_id"] for s in self._find("shards", {})
+                                                  if s.get("draining")]}
+        balancer = getattr(self, "balancer", None)
+        if balancer is not None:
+            out["balancer"] = {"rounds": balancer.rounds, "chunksMoved": balancer.chunks_moved,
+                               "inBalancerRound": balancer.in_round}
+        return out
+
+    def metrics(self) -> Any:
+        """Gauges for the metrics endpoint: shards draining, balancer in a round."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        shards = self._find("shards", {})
+        yield GaugeMetricFamily("helogale_shards", "shards in the cluster", value=len(shards))
+        yield GaugeMetricFamily("helogale_shards_draining", "shards being drained (removeShard)",
+                                value=sum(1 for s in shards if s.get("draining")))
+        balancer = getattr(self, "balancer", None)
+        if balancer is not None:
+            yield GaugeMetricFamily("helogale_balancer_in_round", "1 while a round runs",
+                                    value=1 if balancer.in_round else 0)
+
     def set_balancer(self, stopped: bool) -> dict[str, Any]:
         """``balancerStart``/``balancerStop``: ``config.settings`` ``{_id: "balancer"}``."""
         self.commit([{"op": "u", "ns": "config.settings", "o2": {"_id": "balancer"},

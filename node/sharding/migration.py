@@ -43,6 +43,7 @@ from node import failpoints
 from node.engine.collection import decode_doc, docs_table
 from node.engine.errors import BAD_VALUE, MongoError
 from node.engine.values import compare
+from node.ops.counters import COUNTERS
 from node.server.statemachine import SESSIONS, decode_entry
 from node.sharding import ownership as own
 from node.sharding.chunks import KeyRange
@@ -135,6 +136,7 @@ class MigrationSource:
             self._record("committing")
             committed = self._commit()
         except BaseException as exc:
+            COUNTERS.inc("migrations", outcome="aborted")
             log.warning("migration aborted", extra={"fields": {
                 "ns": self.ns, "id": str(self.id), "error": str(exc)}})
             if not abort_or_finish(state, self._doc(), self.deleter):
@@ -146,6 +148,7 @@ class MigrationSource:
                 raise MongoError(own.STALE_CONFIG, f"migration of {self.ns} was not committed: "
                                  "the config servers' metadata changed meanwhile",
                                  code_name="StaleConfig")
+            COUNTERS.inc("migrations", outcome="committed")
             self._phase("committed")
             failpoints.hit("migrationHang.committed")
             finish_commit(state, self._doc(), self.deleter)
@@ -168,6 +171,7 @@ class MigrationSource:
 
     def _phase(self, phase: str) -> None:
         self.progress["phase"] = phase
+        COUNTERS.inc("migration_phases", phase=phase)
         log.info("migration phase", extra={"fields": {"ns": self.ns, "id": str(self.id),
                                                        "phase": phase}})
 
@@ -199,6 +203,7 @@ class MigrationSource:
             for batch in self._batches(docs):
                 self._send(recipient, docs=batch)
                 self.progress["docsCloned"] += len(batch)
+                COUNTERS.inc("migration_docs_cloned", len(batch))
 
     def _send(self, recipient: Any, *, docs: list[dict[str, Any]] | None = None,
               deletes: list[bytes] | None = None,
@@ -476,6 +481,8 @@ class RangeDeleter:
                     break
                 time.sleep(DELETE_PAUSE_S)
         self.deleted += n
+        COUNTERS.inc("range_deletions")
+        COUNTERS.inc("range_deletion_docs", n)
         return n
 
     def _loop(self) -> None:
