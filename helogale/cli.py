@@ -30,7 +30,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve gRPC only (the helogale:// URI)")
     up.add_argument("--no-demo", dest="demo", action="store_false",
                     help="skip the demo run after start-up")
+    from helogale import status as _status
+
+    _status.add_arguments(sub.add_parser(
+        "status", help="a cluster on one screen: routers, sets, members, lag, chunks, "
+        "balancer, migrations"))
     args = parser.parse_args(argv)
+    if args.command == "status":
+        return _status.run(args)
     if args.command == "up":
         if args.shards < 0 or args.members < 1 or not 1 <= args.routers <= 10:
             parser.error("--shards must be 0 or more, --members 1 or more, --routers 1 to 10")

@@ -102,6 +102,7 @@ class RouterApp:
             self.config.metrics_host, self.config.metrics_port, metrics.registry_of(sources),
             pages={"/": lambda: status_page(self.config.advertised),
                    "/status": lambda: status_page(self.config.advertised)}).start()
+        ops.metrics_port = self.metrics.port
         log.info("metrics serving", extra={"fields": {"metrics_port": self.metrics.port}})
 
     def _register_loop(self) -> None:

@@ -113,7 +113,10 @@ def common_sections(svc: Any) -> dict[str, Any]:
         row["total"] = Int64(row["total"] + n)
         if outcome != "ok":
             row["failed"] = Int64(row["failed"] + n)
+    out: dict[str, Any] = {} if svc.ops.metrics_port is None else {
+        "metricsPort": svc.ops.metrics_port}
     return {
+        **out,
         "connections": connections_section(svc),
         "opcounters": svc.ops.stats.opcounters_doc(),
         "opLatencies": svc.ops.stats.op_latencies_doc(),

@@ -45,6 +45,8 @@ class OpsHook:
         self.registry = OpRegistry()
         self.stats = CommandStats()
         self.slow_ms = slow_ms
+        self.metrics_port: int | None = None
+        """Where this process serves metrics (serverStatus ``metricsPort``), once it does."""
         self.connection_sources: list[Callable[[], Mapping[str, int]]] = []
         """Transports' connection counts (``current``, ``totalCreated``) for serverStatus."""
 

@@ -246,6 +246,7 @@ class NodeApp:
             sources.append(role_metrics)
         self.metrics = metrics.MetricsServer(self.config.metrics_host, self.config.metrics_port,
                                              metrics.registry_of(sources)).start()
+        ops.metrics_port = self.metrics.port
         log.info("metrics serving", extra={"fields": {"metrics_port": self.metrics.port}})
 
     def start(self) -> NodeApp:
