@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 
+from node.ops.progress import Progress
 from node.ops.stats import Histogram
 from raft.node import Observer
 from raft.types import StateRole
@@ -41,6 +42,7 @@ class RaftMetrics(Observer):
         self._indexes: deque[int] = deque(maxlen=KEEP)
         self._times: deque[float] = deque(maxlen=KEEP)
         self._last = 0
+        self._sending: dict[int, Progress] = {}
 
     def on_fsync(self, seconds: float) -> None:
         with self._lock:
@@ -77,8 +79,13 @@ class RaftMetrics(Observer):
     def on_snapshot_sent(self, to: int, done: bool) -> None:
         with self._lock:
             self.snapshot_chunks_sent += 1
+            work = self._sending.get(to)
+            if work is None:
+                work = self._sending[to] = Progress("snapshotSend", unit="chunks", to=to)
+            work.advance()
             if done:
                 self.snapshots_sent += 1
+                self._sending.pop(to).finish()
 
     def on_snapshot_installed(self, index: int) -> None:
         with self._lock:

@@ -46,6 +46,7 @@ from node.engine.errors import (
     MongoError,
 )
 from node.engine.snapshot import dump_snapshot, load_snapshot, looks_intact
+from node.ops.progress import Progress
 from node.ops.raft_metrics import RaftMetrics
 from node.server.config import MemberSpec, NodeConfig
 from node.server.replset_config import check_quorum, parse_reconfig, tcp_probe
@@ -213,13 +214,26 @@ class Replica:
         head = _U64.pack(self.sm.applied_index)
         chunks = dump_snapshot(self.store)
         first = next(chunks)
-        return lambda: head + first + b"".join(chunks)
+
+        def rest() -> bytes:
+            parts = [head, first]
+            with Progress("snapshotCapture", unit="bytes",
+                          index=self.sm.applied_index) as work:
+                for chunk in chunks:
+                    parts.append(chunk)
+                    work.advance(len(chunk))
+            return b"".join(parts)
+
+        return rest
 
     def _install_snapshot(self, data: bytes) -> None:
         (index,) = _U64.unpack(data[:8])
         if index <= self.sm.applied_index:
             return  # this store already holds that state (and possibly more)
-        load_snapshot(self.store, [data[8:]], replace=True)
+        with Progress("snapshotInstall", total=len(data) - 8, unit="bytes",
+                      index=index) as work:
+            load_snapshot(self.store, [data[8:]], replace=True)
+            work.set(len(data) - 8)
         self.sm.reload()
         with self._mlock:
             self._members = self._load_members()

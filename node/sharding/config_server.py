@@ -65,6 +65,7 @@ class ConfigServer:
     """The config-server role of a member (see module docstring)."""
 
     def __init__(self, engine: Any, member: Any, my_conn: Callable[[], str]) -> None:
+        self._draining: dict[str, Any] = {}
         self.engine = engine
         self.member = member
         self.my_conn = my_conn
@@ -216,6 +217,8 @@ class ConfigServer:
             raise _err(ILLEGAL_OPERATION, "can't remove the last shard", "IllegalOperation")
         chunks = self._find("chunks", {"shard": name})
         dbs = [d["_id"] for d in self._find("databases", {"primary": name})]
+        self._draining_progress(name, len(chunks), done=not (chunks or dbs)
+                                and bool(shard.get("draining")))
         if not shard.get("draining"):
             self.commit([{"op": "u", "ns": "config.shards", "o2": {"_id": name},
                           "o": {"$set": {"draining": True}}}],
@@ -235,6 +238,22 @@ class ConfigServer:
                     [{"ns": "config.shards", "q": {"_id": name}, "res": {}}])
         return {"msg": "removeshard completed successfully", "state": "completed",
                 "shard": name}
+
+    def _draining_progress(self, name: str, remaining: int, done: bool) -> None:
+        """Draining as long work (``currentOp``, periodic lines): chunks moved off so far,
+        updated whenever ``removeShard`` is asked again."""
+        from node.ops.progress import Progress
+
+        work = self._draining.get(name)
+        if work is None and not done:
+            work = self._draining[name] = Progress("draining", total=remaining, unit="chunks",
+                                                   shard=name)
+        if work is None:
+            return
+        work.set(max(0, (work.total or 0) - remaining))
+        if done:
+            work.finish()
+            del self._draining[name]
 
     def move_primary(self, db: str, to: str) -> dict[str, Any]:
         """``movePrimary`` of a database with no unsharded data (its unsharded collections
