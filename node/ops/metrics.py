@@ -91,8 +91,11 @@ def connection_metrics(ops: Any, cursors: Any) -> Iterator[Metric]:
 
 
 def counter_metrics() -> Iterator[Metric]:
-    """:data:`~node.ops.counters.COUNTERS` as ``helogale_<name>_total``."""
-    for name, table in COUNTERS.items():
+    """:data:`~node.ops.counters.COUNTERS` as ``helogale_<name>_total`` (every known name,
+    so a dashboard finds the family before the first event)."""
+    tables = dict(COUNTERS.items())
+    for name in sorted(set(HELP) | set(tables)):
+        table = tables.get(name, {})
         names = sorted({k for key in table for k, _ in key})
         fam = CounterMetricFamily(f"helogale_{name}", HELP.get(name, name), labels=names)
         for key, value in sorted(table.items()):
