@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     _status.add_arguments(sub.add_parser(
         "status", help="a cluster on one screen: routers, sets, members, lag, chunks, "
         "balancer, migrations"))
+    up.add_argument("--no-metrics", dest="metrics", action="store_false",
+                    help="serve no Prometheus metrics (default: at each gRPC port + 1000)")
     args = parser.parse_args(argv)
     if args.command == "status":
         return _status.run(args)
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         from node.up import run_up
 
         return run_up(args.data, args.port, args.members, args.wire, args.demo,
-                      shards=args.shards, routers=args.routers)
+                      shards=args.shards, routers=args.routers, metrics=args.metrics)
     if args.command == "demo":
         from node.engine.demo import run_demo
 
