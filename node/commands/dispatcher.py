@@ -140,11 +140,13 @@ class Dispatcher:
                                            code_name="FailedToParse"), command)
         name = next(iter(command))
         op = self.ops.begin(db if isinstance(db, str) else "", name, command, ctx)
+        token = ops_current.enter(op)
         try:
-            with ops_current.running(op):
-                reply = self._start(db, name, command, ctx)
+            reply = self._start(db, name, command, ctx)
         except Exception as exc:
             reply = _error_reply(exc, command)
+        finally:
+            ops_current.leave(token)
         if isinstance(reply, PendingReply):
             return dataclasses.replace(reply, op=(op, name))
         reply.setdefault("ok", 1.0)

@@ -10,7 +10,6 @@ been proposed is never undone: killing it only marks it, as ``maxTimeMS`` does.
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ def interrupted() -> MongoError:
     return MongoError(INTERRUPTED, "operation was interrupted", code_name="Interrupted")
 
 
-@dataclass
+@dataclass(slots=True)
 class Op:
     """One running operation."""
 
@@ -45,14 +44,14 @@ class Op:
     client: str = ""
     connection_id: int = 0
     started: float = field(default_factory=time.monotonic)
-    started_wall: float = field(default_factory=time.time)
     killed: bool = False
     plan_summary: str | None = None
     stats: Any = None
     """The planner's :class:`~node.engine.planner.Stats` of the read this op runs."""
     progress: dict[str, Any] | None = None
     msg: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] | None = None
+    """More fields ``currentOp`` shows (a migration's ``phase``)."""
 
     def describe(self) -> dict[str, Any]:
         """The op as ``currentOp`` shows it."""
@@ -63,8 +62,8 @@ class Op:
             "ns": self.ns, "command": _trim(self.command),
             "secs_running": Int64(int(now - self.started)),
             "microsecs_running": Int64(int((now - self.started) * 1e6)),
-            "currentOpTime": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                           time.gmtime(self.started_wall)),
+            "currentOpTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(
+                time.time() - (now - self.started))),
             "killPending": self.killed,
         }
         if self.client:
@@ -80,7 +79,8 @@ class Op:
             doc["msg"] = self.msg
         if self.progress:
             doc["progress"] = dict(self.progress)
-        doc.update(self.extra)
+        if self.extra:
+            doc.update(self.extra)
         return doc
 
 
@@ -98,31 +98,28 @@ def _trim(command: Mapping[str, Any], limit: int = 12) -> dict[str, Any]:
 
 
 class OpRegistry:
-    """The running ops of one process (or one in-process dispatcher)."""
+    """The running ops of one process (or one in-process dispatcher). No lock: a dict's
+    single operations (set, pop, get, a copy of its values) are atomic under the GIL, and
+    ``itertools.count`` hands out each id once."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._ops: dict[int, Op] = {}
         self._ids = itertools.count(1)
 
     def add(self, op: str, ns: str, command: Mapping[str, Any], **kw: Any) -> Op:
         o = Op(next(self._ids), op, ns, command, **kw)
-        with self._lock:
-            self._ops[o.opid] = o
+        self._ops[o.opid] = o
         return o
 
     def remove(self, o: Op) -> None:
-        with self._lock:
-            self._ops.pop(o.opid, None)
+        self._ops.pop(o.opid, None)
 
     def ops(self) -> list[Op]:
-        with self._lock:
-            return list(self._ops.values())
+        return list(self._ops.values())
 
     def kill(self, opid: int) -> bool:
         """Mark ``opid`` killed; False when no such op runs."""
-        with self._lock:
-            o = self._ops.get(opid)
+        o = self._ops.get(opid)
         if o is None:
             return False
         o.killed = True
@@ -139,6 +136,15 @@ every dispatcher's ``currentOp`` beside its commands."""
 
 def current() -> Op | None:
     return _current.get()
+
+
+def enter(o: Op | None) -> Any:
+    """Make ``o`` the current op; returns the token for :func:`leave`."""
+    return _current.set(o)
+
+
+def leave(token: Any) -> None:
+    _current.reset(token)
 
 
 @contextmanager

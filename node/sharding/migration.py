@@ -183,7 +183,7 @@ class MigrationSource:
         self.progress["phase"] = phase
         work = getattr(self, "work", None)
         if work is not None:
-            work.op.extra["phase"] = phase
+            work.op.extra = {**(work.op.extra or {}), "phase": phase}
         COUNTERS.inc("migration_phases", phase=phase)
         log.info("migration phase", extra={"fields": {"ns": self.ns,
                                                        "migrationId": str(self.id),
