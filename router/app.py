@@ -10,9 +10,10 @@ import time
 from typing import Any
 
 from node.commands.context import WIRE, RequestContext
-from node.commands.cursors import CursorRegistry
+from node.commands.cursors import REAP_INTERVAL_S, CursorRegistry
 from node.commands.dispatcher import Dispatcher
 from node.server.grpc_service import add_command_service, make_server
+from node.server.periodic import Periodic
 from node.sharding.remote import RemoteSets
 from router.catalog import CatalogCache
 from router.commands.table import ROUTER_COMMANDS
@@ -46,12 +47,7 @@ class RouterApp:
         self.wire: Any = None
         self.metrics: Any = None
         self._stopped = threading.Event()
-        self._reaper = threading.Thread(target=self._reap_loop, name="cursor-reaper",
-                                        daemon=True)
-
-    def _reap_loop(self) -> None:
-        while not self._stopped.wait(5.0):
-            self.cursors.reap()
+        self._reaper = Periodic("cursor-reaper", self.cursors.reap, REAP_INTERVAL_S, log)
 
     def _start_wire(self) -> None:
         if self.config.wire_port is None:
@@ -138,6 +134,7 @@ class RouterApp:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._reaper.stop()
         if self.metrics is not None:
             self.metrics.stop()
         if self.wire is not None:
