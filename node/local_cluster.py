@@ -234,6 +234,8 @@ class LocalCluster:
         log = open(os.path.join(self.data_dir, f"member{m.member_id}.log"), "ab")  # noqa: SIM115
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop("HELOGALE_METRICS_PORT", None)  # one port for every process: the harness
+        # gives each its own (metrics=True) or none
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         m.proc = subprocess.Popen(self._argv(m, join, peers), stdout=log, stderr=log,

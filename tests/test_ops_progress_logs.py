@@ -99,3 +99,22 @@ def test_log_lines_carry_severity_component_thread_and_ids() -> None:
     rec2.fields = {"c": "COMMAND", "opid": 3}  # type: ignore[attr-defined]
     doc2 = json.loads(fmt.format(rec2))
     assert doc2["s"] == "I" and doc2["c"] == "COMMAND" and doc2["opid"] == 3
+
+
+def test_lag_seconds_follow_the_leader_log_and_forget_overwritten_entries() -> None:
+    from node.ops.raft_metrics import RaftMetrics
+
+    m = RaftMetrics()
+    m.on_append(5, 9, 1, leader=False)  # a follower records nothing
+    assert m.written_at(5) is None
+    m.on_append(10, 12, 2, leader=True)
+    m.on_append(13, 20, 2, leader=True)
+    at10, at13 = m.written_at(10), m.written_at(13)
+    assert at10 is not None and at13 is not None and at10 <= at13
+    assert m.written_at(12) == at10 and m.written_at(20) == at13
+    assert m.written_at(9) is None and m.written_at(21) is None  # before we led; not written
+    assert m.lag_seconds(20, 20) == 0.0
+    assert m.lag_seconds(12, 20, now=at13 + 3) == pytest.approx(3.0)
+    assert m.lag_seconds(5, 20) is None  # the oldest missing entry predates this leader
+    m.on_append(15, 16, 3, leader=True)  # a new term overwrote 15..20
+    assert m.written_at(18) is None and m.written_at(16) is not None

@@ -17,7 +17,7 @@ SEVERITY = {logging.CRITICAL: "F", logging.ERROR: "E", logging.WARNING: "W",
             logging.INFO: "I", logging.DEBUG: "D1"}
 COMPONENTS = (
     ("helogale.command", "COMMAND"), ("helogale.cursors", "QUERY"),
-    ("helogale.sessions", "CONTROL"), ("helogale.ttl", "INDEX"),
+    ("helogale.sessions", "CONTROL"), ("helogale.node", "CONTROL"), ("helogale.ttl", "INDEX"),
     ("helogale.replica", "REPL"), ("helogale.statemachine", "REPL"),
     ("raft.node", "ELECTION"), ("raft", "REPL"),
     ("helogale.migration", "SHARDING"), ("helogale.sharding", "SHARDING"),
