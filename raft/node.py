@@ -183,6 +183,9 @@ class Observer:
     def on_snapshot_sent(self, to: int, done: bool) -> None:
         """A chunk of InstallSnapshot left for ``to`` (``done``: the last one)."""
 
+    def on_snapshot_received(self, frm: int, done: bool) -> None:
+        """A chunk of InstallSnapshot arrived from ``frm`` (``done``: the last one)."""
+
     def on_snapshot_installed(self, index: int) -> None:
         """A snapshot from the leader was installed (this node was behind)."""
 
@@ -512,6 +515,9 @@ class RaftNode:
                 f.set_exception(err)
 
     def _receive(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            if m.type == MessageType.SNAPSHOT:
+                self.observer.on_snapshot_received(m.frm, bool(m.done))
         with self._cv:
             self._inbox.append(("msgs", msgs))
             self._cv.notify()

@@ -118,3 +118,18 @@ def test_lag_seconds_follow_the_leader_log_and_forget_overwritten_entries() -> N
     assert m.lag_seconds(5, 20) is None  # the oldest missing entry predates this leader
     m.on_append(15, 16, 3, leader=True)  # a new term overwrote 15..20
     assert m.written_at(18) is None and m.written_at(16) is not None
+
+
+def test_snapshot_transfers_are_long_work() -> None:
+    from node.ops.raft_metrics import RaftMetrics
+
+    m = RaftMetrics()
+    for done in (False, False, True):
+        m.on_snapshot_sent(2, done)
+        m.on_snapshot_received(1, done)
+        if not done:
+            kinds = {o.op: o.progress for o in TASKS.ops()}
+            assert kinds["snapshotSend"]["unit"] == "chunks"
+            assert "snapshotReceive" in kinds
+    assert m.snapshots_sent == 1 and m.snapshot_chunks_sent == 3
+    assert not [o for o in TASKS.ops() if o.op.startswith("snapshot")]

@@ -43,6 +43,7 @@ class RaftMetrics(Observer):
         self._times: deque[float] = deque(maxlen=KEEP)
         self._last = 0
         self._sending: dict[int, Progress] = {}
+        self._receiving: dict[int, Progress] = {}
 
     def on_fsync(self, seconds: float) -> None:
         with self._lock:
@@ -86,6 +87,16 @@ class RaftMetrics(Observer):
             if done:
                 self.snapshots_sent += 1
                 self._sending.pop(to).finish()
+
+    def on_snapshot_received(self, frm: int, done: bool) -> None:
+        with self._lock:
+            work = self._receiving.get(frm)
+            if work is None:
+                work = self._receiving[frm] = Progress("snapshotReceive", unit="chunks",
+                                                       leader=frm)
+            work.advance()
+            if done:
+                self._receiving.pop(frm).finish()
 
     def on_snapshot_installed(self, index: int) -> None:
         with self._lock:
