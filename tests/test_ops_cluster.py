@@ -137,6 +137,9 @@ def test_a_migration_shows_its_phases(sharded: ShardedCluster) -> None:
     moved = collect(sharded.uri)
     assert next(c for c in moved["collections"] if c["ns"] == ns)["chunks"] == {
         donor_name: 1, to: 1}
+    stats = ok(sharded.router_command(0, {"collStats": "c"}, db="ops_mig"))
+    assert stats["count"] == 200 and stats["size"] > 0
+    assert {s: r["count"] for s, r in stats["shards"].items()} == {donor_name: 100, to: 100}
 
 
 def test_a_killed_member_is_down_with_growing_lag(sharded: ShardedCluster) -> None:

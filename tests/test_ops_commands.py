@@ -123,3 +123,15 @@ def test_slow_operations_are_logged_with_their_plan(disp: Any,
     with caplog.at_level(logging.INFO, logger="helogale.command"):
         disp.run("t", {"find": "c", "filter": {"x": 4}}, CTX)
     assert not [r for r in caplog.records if r.getMessage() == "Slow query"]
+
+
+def test_coll_stats_and_db_stats_report_sizes(disp: Any) -> None:
+    import bson
+
+    stats = disp.run("t", {"collStats": "c"}, CTX)
+    size = sum(len(bson.encode({"_id": i, "x": i % 10})) for i in range(2000))
+    assert (stats["count"], stats["size"]) == (2000, size)
+    assert stats["avgObjSize"] == size // 2000
+    db = disp.run("t", {"dbStats": 1}, CTX)
+    assert (db["objects"], db["dataSize"]) == (2000, size)
+    assert disp.run("t", {"collStats": "missing"}, CTX)["size"] == 0
