@@ -40,6 +40,7 @@ from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.member import Member
 from node.commands.pending import PendingReply
+from node.commands.tailing import TailWaits
 from node.engine.errors import MongoError, command_not_found
 from node.engine.limits import bson_too_deep, bson_too_deep_error
 from node.ops import current as ops_current
@@ -67,6 +68,8 @@ class NodeServices:
     """``--enable-test-commands``: serve ``configureFailPoint``."""
     commands: Mapping[str, Command] = field(default_factory=dict)
     session_timeout_minutes: float = 30.0
+    tail_waits: TailWaits = field(default_factory=TailWaits)
+    """Where awaitData getMores on capped collections wait (``node.commands.tailing``)."""
     ops: Any = None
     """The dispatcher's :class:`~node.ops.hook.OpsHook` (set by :class:`Dispatcher`)."""
 
@@ -164,6 +167,9 @@ class Dispatcher:
         if spec.admin_only and db != "admin":
             raise MongoError(13, f"{name} may only be run against the admin database.",
                              code_name="Unauthorized")
+        if "autocommit" in command or "startTransaction" in command:
+            raise MongoError(20, "multi-document transactions are not supported "
+                             "(autocommit/startTransaction)", code_name="IllegalOperation")
         routing = getattr(self.services, "routing", None)
         if routing is not None:
             routing.check_command(db, command)
