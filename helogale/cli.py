@@ -34,15 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-restart", dest="restart", action="store_false",
                     help="do not restart a member or router that dies (default: restart it "
                     "after a backoff and print one line)")
+    from helogale import status as _status
+
+    _status.add_arguments(sub.add_parser(
+        "status", help="a cluster on one screen: routers, sets, members, lag, chunks, "
+        "balancer, migrations"))
+    up.add_argument("--no-metrics", dest="metrics", action="store_false",
+                    help="serve no Prometheus metrics (default: at each gRPC port + 1000)")
     _add_admin_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "status":
+        return _status.run(args)
     if args.command == "up":
         if args.shards < 0 or args.members < 1 or not 1 <= args.routers <= 10:
             parser.error("--shards must be 0 or more, --members 1 or more, --routers 1 to 10")
         from node.up import run_up
 
         return run_up(args.data, args.port, args.members, args.wire, args.demo,
-                      shards=args.shards, routers=args.routers, restart=args.restart)
+                      shards=args.shards, routers=args.routers, restart=args.restart,
+                      metrics=args.metrics)
     if args.command in ("ping", "add-shard"):
         return _run_admin_command(args)
     if args.command == "demo":

@@ -56,10 +56,11 @@ def _check_data_dir(data_dir: str, shards: int) -> str | None:
 
 def _ports(cluster: LocalCluster | ShardedCluster) -> list[int]:
     sets = cluster.sets if isinstance(cluster, ShardedCluster) else [cluster]
-    ports = [p for c in sets for m in c.members for p in (m.port, m.raft_port, m.wire_port)
-             if p]
+    ports = [p for c in sets for m in c.members
+             for p in (m.port, m.raft_port, m.wire_port, m.metrics_port) if p]
     if isinstance(cluster, ShardedCluster):
-        ports += [p for r in cluster.routers for p in (r.port, r.wire_port) if p]
+        ports += [p for r in cluster.routers for p in (r.port, r.wire_port, r.metrics_port)
+                  if p]
     return sorted(ports)
 
 
@@ -80,7 +81,7 @@ def busy_ports(ports: list[int]) -> list[int]:
 
 def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = True,
            demo: bool = True, shards: int = 2, routers: int = 2,
-           out: TextIO | None = None, restart: bool = True) -> int:
+           out: TextIO | None = None, restart: bool = True, metrics: bool = True) -> int:
     """``helogale up`` (see module docstring); returns the exit status."""
     out = out or sys.stdout
     if data_dir is not None:
@@ -92,10 +93,11 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
     cluster: LocalCluster | ShardedCluster
     if shards == 0:
         cluster = LocalCluster(members, data_dir=data_dir, base_port=base_port, wire=wire,
-                               own_process_group=True)
+                               own_process_group=True, metrics=metrics)
     else:
         cluster = ShardedCluster(shards, members=members, routers=routers, data_dir=data_dir,
-                                 base_port=base_port, wire=wire, own_process_group=True)
+                                 base_port=base_port, wire=wire, own_process_group=True,
+                                 metrics=metrics)
     busy = busy_ports(_ports(cluster))
     if busy:
         print(f"helogale up: port(s) {', '.join(map(str, busy))} already in use (another "
@@ -126,6 +128,10 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
         if isinstance(cluster, ShardedCluster):
             say(f"sharded cluster up: {shards} shard(s), {routers} router(s), data in "
                 f"{cluster.data_dir}; connect to the URIs above; Ctrl-C stops")
+            if metrics:
+                say("metrics: every process at its gRPC port + 1000 (/metrics); status page "
+                    f"http://127.0.0.1:{cluster.routers[0].metrics_port}/ ; "
+                    "`helogale status` for a summary")
         else:
             say(f"replica set {cluster.replset}: {members} members, data in "
                 f"{cluster.data_dir}; Ctrl-C stops")
