@@ -37,13 +37,19 @@ Each row also has ``cpu_ms_per_op``: the CPU time of every process of the system
 config servers, router; sampled at the window's edges) and of its clients, over the operations
 finished in the window. On a shared machine it moves less than throughput and latency do.
 
+On the sharded systems (config servers with ``--balancer-interval-secs 1``; the balancer
+stopped but for its own parts) the run then measures the ObjectId hot spot and, with two
+shards, the balancer's convergence from one shard to balanced (:mod:`bench.hotspot`;
+``--hotspot-duration``, ``--converge-mib``; 0 skips either).
+
 ``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms,
 cpu_ms_per_op, errors, docs_per_s (sorted queries)}], "ratios": [...], "targets": [...],
 "placement": {...}, "machine": {...}}``: ``ratios`` are each sharded system's throughput,
 latency and CPU per operation over the replica set's for the same workload;
 ``targets`` the router-overhead aims (``router-1-shard`` >= 0.8x the replica set's throughput
 at the most clients, <= 1.5x its p50 latency at one client); ``placement`` how many documents
-each shard of ``router-2-shards`` holds; ``machine`` the CPU count and load averages.
+each shard of ``router-2-shards`` holds; ``machine`` the CPU count and load averages;
+``hotspot`` and ``convergence`` the rows and figures of :mod:`bench.hotspot`.
 """
 
 from __future__ import annotations
