@@ -83,12 +83,12 @@ def test_a_split_the_shard_has_not_seen_does_not_stall_the_balancer(
         return int(ok(r(balancing, {"balancerStatus": 1}, db="admin"))["numBalancerRounds"])
 
     load(0, 2500)  # ~2.4 MiB: split into 1 MiB halves, but under 3 chunk sizes: nothing moves
-    wait_until(lambda: len(chunks(balancing, ns)) > 1, 60, "the balancer to split")
+    wait_until(lambda: len(chunks(balancing, ns)) > 1, 120, "the balancer to split")
     after_split = rounds()
-    wait_until(lambda: rounds() >= after_split + 2, 60, "two more balancer rounds")
+    wait_until(lambda: rounds() >= after_split + 2, 120, "two more balancer rounds")
     load(2500, 6500)  # ~6.2 MiB now: the shards differ by more than 3 chunk sizes
     wait_until(lambda: min(len(shard_docs(balancing, k, "unseen", db=DB))
-                           for k in range(2)) > 1000, 60,
+                           for k in range(2)) > 1000, 120,
                "the balancer to move part of the collection")
     assert not any(c.get("jumbo") for c in chunks(balancing, ns))
     assert ok(r(balancing, {"count": "unseen"}))["n"] == 6500
