@@ -83,7 +83,7 @@ def _hot_spot_and_convergence(data: dict[str, Any]) -> None:
     for system in ("router-1-shard", "router-2-shards"):
         one = hot[("insert-objectid-16", system)]  # one chunk: one shard takes every insert
         assert sorted(one["per_shard"].values())[:-1] == [0] * (len(one["per_shard"]) - 1)
-        assert len(set(one["timeline"])) == 1, one
+        assert len(set(one["timeline"]) - {"."}) == 1, one  # ".": a second nothing landed
     presplit = hot[("insert-objectid-presplit-16", "router-2-shards")]
     assert min(presplit["per_shard"].values()) > 0, presplit
     assert "+" not in presplit["timeline"] and {"1", "2"} <= set(presplit["timeline"]), presplit
