@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve the MongoDB wire protocol too and print a mongodb:// URI (default)")
     up.add_argument("--no-wire", dest="wire", action="store_false",
                     help="serve gRPC only (the helogale:// URI)")
+    up.add_argument("--chunk-size-mb", type=int,
+                    help="sharded: the chunk size in MiB, 1 to 1024 (a new cluster gets 4, a "
+                    "restarted one keeps its own)")
     up.add_argument("--no-demo", dest="demo", action="store_false",
                     help="skip the demo run after start-up")
     up.add_argument("--no-restart", dest="restart", action="store_false",
@@ -48,11 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         if args.shards < 0 or args.members < 1 or not 1 <= args.routers <= 10:
             parser.error("--shards must be 0 or more, --members 1 or more, --routers 1 to 10")
+        if args.chunk_size_mb is not None and not 1 <= args.chunk_size_mb <= 1024:
+            parser.error("--chunk-size-mb must be 1 to 1024")
         from node.up import run_up
 
         return run_up(args.data, args.port, args.members, args.wire, args.demo,
                       shards=args.shards, routers=args.routers, restart=args.restart,
-                      metrics=args.metrics)
+                      metrics=args.metrics, chunk_size_mb=args.chunk_size_mb)
     if args.command in ("ping", "add-shard"):
         return _run_admin_command(args)
     if args.command == "demo":

@@ -8,6 +8,12 @@ a single replica set (the URIs list its members). Every process runs in a proces
 own, so a Ctrl-C at the terminal reaches only ``helogale up``, which stops them in order:
 routers, then shards, then the config servers.
 
+A sharded cluster balances itself as it is loaded: its config servers run a balancer round
+every :data:`BALANCER_INTERVAL_S` seconds, and a new cluster gets a chunk size of
+:data:`UP_CHUNK_MB` MiB (``--chunk-size-mb`` to choose; the product default, 128 MiB, would
+let a laptop-sized collection sit in one chunk on one shard). A restarted cluster keeps the
+chunk size it has (:func:`set_chunk_size`).
+
 Unless ``restart`` is off (``--no-restart``), a :class:`~node.supervisor.Supervisor` restarts
 any member or router that dies, after a backoff, with one line on stderr.
 
@@ -22,6 +28,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from node.local_cluster import LOOPBACK, LocalCluster
@@ -35,6 +42,30 @@ ANIMALS = [
     ("white-tailed mongoose", 4100), ("Ethiopian dwarf mongoose", 290),
 ]
 """The demo's documents: ``_id`` 1..8 with a name and a weight in grams."""
+UP_CHUNK_MB = 4
+"""The chunk size (MiB) ``helogale up`` gives a new sharded cluster."""
+BALANCER_INTERVAL_S = 2
+"""Seconds between the balancer's rounds in a cluster ``helogale up`` starts."""
+
+
+def set_chunk_size(config_command: Callable[[dict[str, Any]], dict[str, Any]],
+                   mb: int | None) -> int:
+    """Write the chunk size ``mb`` (MiB) to ``config.settings``, or, with ``mb`` None, keep the
+    one the cluster has (set by an earlier ``up`` or through a router) and give a cluster
+    without one :data:`UP_CHUNK_MB`. ``config_command`` runs a command on the ``config``
+    database (through a router). Returns the chunk size in force."""
+    if mb is None:
+        found = config_command({"find": "settings", "filter": {"_id": "chunksize"}})
+        docs = found.get("cursor", {}).get("firstBatch", []) if found.get("ok") == 1.0 else []
+        if docs and docs[0].get("value"):
+            return int(docs[0]["value"])
+        mb = UP_CHUNK_MB
+    reply = config_command({"update": "settings", "updates": [
+        {"q": {"_id": "chunksize"}, "u": {"$set": {"value": mb}}, "upsert": True}],
+        "writeConcern": {"w": "majority"}})
+    if reply.get("ok") != 1.0 or reply.get("writeErrors"):
+        raise RuntimeError(f"cannot set the chunk size: {reply}")
+    return mb
 
 
 def _check_data_dir(data_dir: str, shards: int) -> str | None:
@@ -81,7 +112,8 @@ def busy_ports(ports: list[int]) -> list[int]:
 
 def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = True,
            demo: bool = True, shards: int = 2, routers: int = 2,
-           out: TextIO | None = None, restart: bool = True, metrics: bool = True) -> int:
+           out: TextIO | None = None, restart: bool = True, metrics: bool = True,
+           chunk_size_mb: int | None = None) -> int:
     """``helogale up`` (see module docstring); returns the exit status."""
     out = out or sys.stdout
     if data_dir is not None:
@@ -97,7 +129,9 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
     else:
         cluster = ShardedCluster(shards, members=members, routers=routers, data_dir=data_dir,
                                  base_port=base_port, wire=wire, own_process_group=True,
-                                 metrics=metrics)
+                                 metrics=metrics,
+                                 extra_args=["--balancer-interval-secs",
+                                             str(BALANCER_INTERVAL_S)])
     busy = busy_ports(_ports(cluster))
     if busy:
         print(f"helogale up: port(s) {', '.join(map(str, busy))} already in use (another "
@@ -117,6 +151,9 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
             say(f"starting config servers ({members}), {shards} shard(s) of {members} "
                 f"member(s), {routers} router(s)...")
             cluster.start(progress=say)
+            mb = set_chunk_size(lambda cmd: cluster.router_command(0, cmd, db="config"),
+                                chunk_size_mb)
+            say(f"chunk size {mb} MiB; the balancer runs every {BALANCER_INTERVAL_S} s")
         else:
             say(f"starting replica set {cluster.replset} ({members} member(s))...")
             cluster.start()

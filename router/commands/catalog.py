@@ -195,7 +195,11 @@ def list_databases(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Re
 
 def coll_stats(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                ) -> dict[str, Any]:
+    """Every shard holding chunks, summed; ``nchunks`` and the shard list from the config
+    servers' routing table, read afresh (a cached one may predate migrations other routers
+    or the balancer made; collStats is rare, one config read is cheap)."""
     coll = collection_name(cmd, "collStats")
+    svc.catalog.mark_stale(f"{db}.{coll}")
 
     def attempt(route: Route) -> dict[str, Any]:
         shards = sorted({route.primary, *(route.table.shards() if route.table else [])})
