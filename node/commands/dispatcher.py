@@ -60,6 +60,8 @@ class NodeServices:
     """``--enable-test-commands``: serve ``configureFailPoint``."""
     commands: Mapping[str, Command] = field(default_factory=dict)
     session_timeout_minutes: float = 30.0
+    authz: Any = None
+    """``--auth``: the :class:`~node.security.authz.Authorizer` every command passes first."""
 
 
 class RoutingCheck(Protocol):
@@ -87,6 +89,8 @@ class Command:
     help: str = ""
     write: bool = False
     retryable_write: bool = False
+    action: str | tuple[str, ...] | None = None
+    """What a user needs to run it (:mod:`node.security.roles`); None: internal only."""
 
 
 class Dispatcher:
@@ -137,6 +141,9 @@ class Dispatcher:
             if spec.admin_only and db != "admin":
                 raise MongoError(13, f"{name} may only be run against the admin database.",
                                  code_name="Unauthorized")
+            authz = getattr(self.services, "authz", None)
+            if authz is not None:  # THE authorization check (--auth)
+                authz.check(name, spec, db, command, ctx.auth, ctx.peer)
             routing = getattr(self.services, "routing", None)
             if routing is not None:
                 routing.check_command(db, command)

@@ -122,6 +122,10 @@ class NodeApp:
                                 session_timeout_minutes=config.session_timeout_minutes,
                                 test_commands=config.enable_test_commands)
         self.sharding = self._sharding_role(services)
+        if config.auth:
+            from node.security.authz import Authorizer
+
+            services.authz = Authorizer(self.engine)
         self.dispatcher = Dispatcher(services, NODE_COMMANDS)
         if config.grpc_workers <= UNARY_RESERVE:
             raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
@@ -205,7 +209,7 @@ class NodeApp:
 
         def handle(db: str, command: dict[str, Any], info: Any) -> dict[str, Any]:
             ctx = RequestContext(transport=WIRE, connection_id=info.connection_id,
-                                 peer=info.peer)
+                                 peer=info.peer, auth=info.session())
             return add_error_labels(self.dispatcher.is_retryable_write(command),
                                     self.dispatcher.run(db, command, ctx))
 

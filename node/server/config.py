@@ -133,6 +133,9 @@ class NodeConfig:
     keyfile: str | None = None
     """Cluster key file (MongoDB's keyFile format): members authenticate each other's Raft
     streams with it. None: the Raft port is open to anyone who can reach it."""
+    auth: bool = False
+    """``--auth``: every command but the handshake and authentication needs an authenticated
+    user holding a role that allows it (docs/security.md)."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -224,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "whose store fills up exits")
     p.add_argument("--keyfile", help="cluster key file shared by every member (base64 "
                    "characters, 6-1024 of them, mode 600); without it the Raft port is open")
+    p.add_argument("--auth", action="store_true", default=None,
+                   help="require users to authenticate (SCRAM-SHA-256) and hold roles")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose

@@ -29,7 +29,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from node.wire.protocol import (
@@ -55,6 +55,17 @@ class ConnectionInfo:
 
     connection_id: int
     peer: str
+    state: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Per-connection state a command handler keeps (the authentication session)."""
+
+    def session(self) -> Any:
+        """This connection's :class:`~node.security.authz.AuthSession` (made on first use)."""
+        found = self.state.get("auth")
+        if found is None:
+            from node.security.authz import AuthSession
+
+            found = self.state["auth"] = AuthSession()
+        return found
 
 
 CommandHandler = Callable[[str, dict[str, Any], ConnectionInfo], Mapping[str, Any]]

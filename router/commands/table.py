@@ -12,6 +12,7 @@ from __future__ import annotations
 from node.commands import admin as node_admin
 from node.commands import query as node_query
 from node.commands.dispatcher import Command
+from node.security import users
 from router.commands import admin, catalog, query, writes
 
 _RETRYABLE = {"retryable_write": True}
@@ -55,7 +56,7 @@ ROUTER_COMMANDS: dict[str, Command] = {
     "buildinfo": Command(node_admin.build_info, help="server version"),
     "serverStatus": Command(admin.server_status, help="router status"),
     "getLastError": Command(node_admin.get_last_error, help="classic write acknowledgement"),
-    "connectionStatus": Command(node_admin.connection_status, help="authentication info"),
+    "connectionStatus": Command(users.connection_status, help="authentication info"),
     "listCommands": Command(node_admin.list_commands, help="the command table"),
     "endSessions": Command(node_admin.ping, help="end logical sessions"),
     "killSessions": Command(node_admin.ping, help="end logical sessions"),

@@ -1,0 +1,209 @@
+"""Who a connection is, and THE authorization check the dispatcher runs before any handler.
+
+:class:`AuthSession` is one connection's authentication state (a wire connection's, a gRPC
+connection's): the users it authenticated and its SCRAM conversations in progress. A transport
+creates one per connection and puts it on every :class:`~node.commands.context.RequestContext`
+it makes; a context without one (``auth=None``) is an in-process caller of this member (its TTL
+monitor, its session reaper), which is trusted.
+
+:class:`Authorizer` (``services.authz``, set only with ``--auth``) checks a command against the
+action its table row declares (:mod:`node.security.roles`) and the roles the session's users
+hold *now* (read from ``admin.system.users`` on every check, so a revoked role or a dropped user
+takes effect at the next command). Refusals are Unauthorized (13) and are logged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.engine.errors import UNAUTHORIZED, MongoError
+from node.security import roles as R
+
+log = logging.getLogger("helogale.security")
+
+USERS_DB = "admin"
+USERS_COLL = "system.users"
+USERS_NS = f"{USERS_DB}.{USERS_COLL}"
+MAX_CONVERSATIONS = 8
+
+
+def unauthorized(errmsg: str) -> MongoError:
+    return MongoError(UNAUTHORIZED, errmsg, code_name="Unauthorized")
+
+
+@dataclass
+class AuthSession:
+    """One connection's authentication state (mutable, shared by that connection's requests)."""
+
+    users: dict[tuple[str, str], None] = field(default_factory=dict)
+    """Authenticated ``(user, db)`` in order (a dict used as an ordered set)."""
+    conversations: dict[int, Any] = field(default_factory=dict)
+    token: str = ""
+    """The gRPC transport's handle on this session (sent back by the client as metadata;
+    given when the session first holds something)."""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ids: Any = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    def next_conversation_id(self) -> int:
+        return int(next(self._ids))
+
+    def add_conversation(self, cid: int, conv: Any) -> None:
+        with self.lock:
+            while len(self.conversations) >= MAX_CONVERSATIONS:
+                self.conversations.pop(next(iter(self.conversations)))
+            self.conversations[cid] = conv
+
+    def authenticated(self, user: str, db: str) -> None:
+        with self.lock:
+            self.users[(user, db)] = None
+
+    def logout(self) -> None:
+        with self.lock:
+            self.users.clear()
+            self.conversations.clear()
+
+    @property
+    def is_authenticated(self) -> bool:
+        return bool(self.users)
+
+
+class SessionTable:
+    """The gRPC transport's sessions: a call names its session by token (metadata
+    :data:`SESSION_METADATA`), valid only from the peer (TCP connection) it was made on, so a
+    client that reconnects authenticates again and a token is worthless elsewhere."""
+
+    def __init__(self, max_sessions: int = 10_000) -> None:
+        self._by_token: dict[str, tuple[AuthSession, str]] = {}
+        self._lock = threading.Lock()
+        self.max_sessions = max_sessions
+
+    def get(self, token: str | None, peer: str) -> AuthSession:
+        """The session ``token`` names from ``peer``, else a fresh unregistered one."""
+        if token:
+            with self._lock:
+                found = self._by_token.get(token)
+            if found is not None and found[1] == peer:
+                return found[0]
+        return AuthSession()
+
+    def register(self, session: AuthSession, peer: str) -> str | None:
+        """Give ``session`` a token once it holds state; the token to send back, if new."""
+        if session.token or not (session.users or session.conversations):
+            return None
+        session.token = secrets.token_urlsafe(24)
+        with self._lock:
+            while len(self._by_token) >= self.max_sessions:
+                self._by_token.pop(next(iter(self._by_token)))
+            self._by_token[session.token] = (session, peer)
+        return session.token
+
+
+SESSION_METADATA = "x-helogale-session"
+
+
+def user_id(user: str, db: str) -> str:
+    """``_id`` of a user's document in ``admin.system.users``."""
+    return f"{db}.{user}"
+
+
+def find_user(engine: Any, user: str, db: str) -> dict[str, Any] | None:
+    found = engine.collection(USERS_DB, USERS_COLL).find_one({"_id": user_id(user, db)})
+    return dict(found) if found is not None else None
+
+
+def any_user(engine: Any) -> bool:
+    return engine.collection(USERS_DB, USERS_COLL).find_one({}) is not None
+
+
+def is_loopback(peer: str) -> bool:
+    """A transport's peer string (``ipv4:127.0.0.1:5``, ``ipv6:[::1]:5``, ``127.0.0.1:5``) is a
+    loopback address."""
+    text = peer
+    for prefix in ("ipv4:", "ipv6:"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    if text.startswith("["):
+        text = text[1:text.find("]")]
+    elif text.count(":") == 1:
+        text = text.rsplit(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+class Authorizer:
+    """The check of ``--auth`` (see module docstring). ``internal_users`` names the identities
+    a trusted caller (a router, with the cluster key) may be."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def user_roles(self, session: AuthSession) -> list[dict[str, Any]]:
+        """The roles the session's users hold now (a dropped user holds none)."""
+        out: list[dict[str, Any]] = []
+        for user, db in list(session.users):
+            if (user, db) == ("__system", "local"):
+                out.append({"role": "__system", "db": "admin"})
+                continue
+            doc = find_user(self.engine, user, db)
+            if doc is not None:
+                out.extend(r for r in doc.get("roles", []) if isinstance(r, Mapping))
+        return out
+
+    def check(self, name: str, spec: Any, db: str, command: Mapping[str, Any],
+              session: AuthSession | None, peer: str = "") -> None:
+        """Raise Unauthorized (13) unless ``session`` may run ``command`` on ``db``."""
+        action = getattr(spec, "action", None)
+        if action == R.OPEN or session is None:
+            return
+        if not session.is_authenticated:
+            if (name == "createUser" and db == USERS_DB and is_loopback(peer)
+                    and not any_user(self.engine)):
+                return  # the localhost exception: the first user
+            self._refuse(name, db, peer, session, "unauthenticated")
+            raise unauthorized(f"Command {name} requires authentication")
+        if action == R.AUTHENTICATED:
+            return
+        privs = R.privileges(self.user_roles(session))
+        actions = (action,) if isinstance(action, str) else tuple(action or (R.INTERNAL,))
+        for act, where in self._targets(name, actions, db, command):
+            if not R.allowed(privs, act, where):
+                self._refuse(name, db, peer, session, act)
+                raise unauthorized(f"not authorized on {db} to execute command "
+                                   f"{{ {name}: {_short(command.get(name))} }}")
+
+    @staticmethod
+    def _targets(name: str, actions: tuple[str, ...], db: str, command: Mapping[str, Any]
+                 ) -> list[tuple[str, str]]:
+        """(action, database) pairs to check: the command's database, both of a rename's,
+        and nothing less than the internal identity for writing ``admin.system.users``
+        directly (users change only through the user commands)."""
+        targets = [(a, db) for a in actions]
+        if name == "renameCollection":
+            dbs = {str(v).partition(".")[0] for v in (command.get(name), command.get("to"))}
+            targets = [(a, d) for a in actions for d in sorted(dbs)]
+        coll = command.get(name)
+        if db == USERS_DB and coll == USERS_COLL and actions != ("find",):
+            targets.append((R.INTERNAL, db))
+        elif db == USERS_DB and coll == USERS_COLL:
+            targets.append(("viewUser", db))
+        return targets
+
+    @staticmethod
+    def _refuse(name: str, db: str, peer: str, session: AuthSession, why: str) -> None:
+        log.warning("command refused: not authorized", extra={"fields": {
+            "command": name, "db": db, "peer": peer, "needs": why,
+            "users": [f"{u}@{d}" for u, d in session.users]}})
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
