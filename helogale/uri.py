@@ -87,6 +87,8 @@ _OPTIONS = {
     "directConnection": _bool,
     "appName": _str,
     "authSource": _str,
+    "username": _str,
+    "password": _str,
 }
 _ALIASES = {"wtimeout": "wTimeoutMS", "j": "journal", "safe": "safe"}
 _CANONICAL = {name.lower(): name for name in _OPTIONS}

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from helogale.auth import ClientConversation
 from node.commands.context import WIRE, RequestContext
 from node.commands.dispatcher import Dispatcher
 from node.security import scram
@@ -38,7 +39,7 @@ def ctx(peer: str = LOCAL, session: AuthSession | None = None) -> RequestContext
 def login(d: Dispatcher, c: RequestContext, user: str, pwd: str, db: str = "admin"
           ) -> dict[str, Any]:
     """A SCRAM-SHA-256 exchange as pymongo runs it; the last reply."""
-    client = scram.ClientConversation(user, pwd)
+    client = ClientConversation(user, pwd)
     r = d.run(db, {"saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": client.first(),
                    "options": {"skipEmptyExchange": True}}, c)
     if r["ok"] != 1.0:
@@ -219,7 +220,7 @@ def test_update_user_password_and_speculative_hello(d: Dispatcher) -> None:
     assert d.run("admin", {"updateUser": "root", "pwd": "new-pass"}, root)["ok"] == 1.0
     assert login(d, ctx(), "root", PASSWORD)["code"] == 18
     # speculativeAuthenticate: hello carries saslStart, the reply its first answer
-    client = scram.ClientConversation("root", "new-pass")
+    client = ClientConversation("root", "new-pass")
     c = ctx()
     hello = d.run("admin", {"hello": 1, "saslSupportedMechs": "admin.root",
                             "speculativeAuthenticate": {

@@ -4,8 +4,8 @@ Passwords are never stored: :func:`make_credentials` keeps only MongoDB's
 ``{iterationCount, salt, storedKey, serverKey}`` (PBKDF2-HMAC-SHA-256, at least
 :data:`MIN_ITERATIONS` rounds, a 28-byte random salt), exactly the shape of
 ``admin.system.users.credentials["SCRAM-SHA-256"]``. :class:`ServerConversation` checks a
-client's proof against those keys; :class:`ClientConversation` is the client side (the helogale
-client, tests). Passwords go through SASLprep (RFC 4013) on both sides, as pymongo does.
+client's proof against those keys; the client side, and the primitives both share, are
+:mod:`helogale.auth`. Passwords go through SASLprep (RFC 4013) on both sides, as pymongo does.
 """
 
 from __future__ import annotations
@@ -18,34 +18,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MECHANISM = "SCRAM-SHA-256"
+from helogale.auth import MECHANISM, ScramError, salted_password
+from helogale.auth import hmac_sha256 as _hmac
+from helogale.auth import parse_message as _raw_parse
+
+__all__ = ["MECHANISM", "MIN_ITERATIONS", "ScramError", "ServerConversation",
+           "make_credentials", "salted_password"]
+
 MIN_ITERATIONS = 15_000
 """MongoDB's default ``scramSHA256IterationCount``."""
 SALT_BYTES = 28
 NONCE_BYTES = 24
-
-
-class ScramError(ValueError):
-    """The exchange failed; the message is safe to log (it never holds a secret)."""
-
-
-def saslprep(password: str) -> str:
-    """SASLprep of a password (pymongo's implementation when present, else NFKC)."""
-    try:
-        from pymongo.saslprep import saslprep as _prep
-    except ImportError:  # pragma: no cover - pymongo is a dependency
-        import unicodedata
-
-        return unicodedata.normalize("NFKC", password)
-    return str(_prep(password))
-
-
-def _hmac(key: bytes, msg: bytes) -> bytes:
-    return hmac.new(key, msg, hashlib.sha256).digest()
-
-
-def salted_password(password: str, salt: bytes, iterations: int) -> bytes:
-    return hashlib.pbkdf2_hmac("sha256", saslprep(password).encode("utf-8"), salt, iterations)
 
 
 def make_credentials(password: str, iterations: int = MIN_ITERATIONS,
@@ -65,14 +48,7 @@ def make_credentials(password: str, iterations: int = MIN_ITERATIONS,
 
 
 def _parse(message: bytes) -> dict[str, bytes]:
-    try:
-        return {k.decode(): v for k, v in (item.split(b"=", 1) for item in message.split(b","))}
-    except ValueError:
-        raise ScramError("malformed SCRAM message") from None
-
-
-def escape_name(name: str) -> str:
-    return name.replace("=", "=3D").replace(",", "=2C")
+    return _raw_parse(message)
 
 
 def unescape_name(name: str) -> str:
@@ -159,38 +135,3 @@ class ServerConversation:
         self.done = True
         server_sig = _hmac(base64.b64decode(creds["serverKey"]), auth_message)
         return b"v=" + base64.b64encode(server_sig)
-
-
-class ClientConversation:
-    """The client side: :meth:`first`, then :meth:`final` with the server-first message, then
-    :meth:`verify` the server's signature (a server that does not hold the keys is refused)."""
-
-    def __init__(self, user: str, password: str) -> None:
-        self.user = user
-        self.password = password
-        self.nonce = base64.b64encode(secrets.token_bytes(NONCE_BYTES))
-        self.first_bare = b"n=" + escape_name(user).encode() + b",r=" + self.nonce
-        self._server_sig = b""
-
-    def first(self) -> bytes:
-        return b"n,," + self.first_bare
-
-    def final(self, server_first: bytes) -> bytes:
-        fields = _parse(server_first)
-        nonce, salt, iterations = fields["r"], base64.b64decode(fields["s"]), int(fields["i"])
-        if not nonce.startswith(self.nonce):
-            raise ScramError("server nonce does not extend the client's")
-        if iterations < 4096:
-            raise ScramError("server asks for too few SCRAM iterations")
-        salted = salted_password(self.password, salt, iterations)
-        client_key = _hmac(salted, b"Client Key")
-        without_proof = b"c=biws,r=" + nonce
-        auth_message = self.first_bare + b"," + server_first + b"," + without_proof
-        signature = _hmac(hashlib.sha256(client_key).digest(), auth_message)
-        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-        self._server_sig = base64.b64encode(_hmac(_hmac(salted, b"Server Key"), auth_message))
-        return without_proof + b",p=" + base64.b64encode(proof)
-
-    def verify(self, server_final: bytes) -> None:
-        if not hmac.compare_digest(_parse(server_final).get("v", b""), self._server_sig):
-            raise ScramError("server signature mismatch")
