@@ -35,6 +35,9 @@ from typing import Any
 import bson
 import grpc
 
+from helogale.auth import Credentials
+from helogale.channel import Channel
+from helogale.errors import PyMongoError
 from node.local_cluster import (
     CHANNEL_OPTIONS,
     CODEC,
@@ -44,6 +47,7 @@ from node.local_cluster import (
     wait_until,
 )
 from proto import helogale_pb2, helogale_pb2_grpc
+from raft.auth import load_keyfile
 
 CONFIG_SET = "cfg"
 
@@ -55,6 +59,8 @@ class RouterProcess:
     log_path: str
     proc: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = field(default=None, repr=False)
+    internal: Any = field(default=None, repr=False)
+    """``auth``: a helogale channel authenticated as the cluster's internal identity."""
 
     @property
     def address(self) -> str:
@@ -85,10 +91,12 @@ class ShardedCluster:
         election_timeout_ms: int | None = None,
         extra_args: list[str] | None = None,
         own_process_group: bool = False,
+        auth: bool = False,
     ) -> None:
         """``own_process_group``: every process in a process group of its own, so a Ctrl-C at
         the terminal reaches only the caller, which then stops them in order (``helogale
-        up``)."""
+        up``). ``auth``: every process with ``--auth`` and ONE key file (the cluster's internal
+        identity between sets); the harness's own calls authenticate as that identity."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-sharded-")
         self.wire = wire
@@ -103,6 +111,10 @@ class ShardedCluster:
                   "election_timeout_ms": election_timeout_ms,
                   "own_process_group": own_process_group}
         extra = list(extra_args or [])
+        self.auth = auth
+        self.keyfile = os.path.join(self.data_dir, "keyfile")
+        if auth:
+            extra.append("--auth")
         self.config = LocalCluster(
             members, data_dir=os.path.join(self.data_dir, CONFIG_SET), replset=CONFIG_SET,
             base_port=set_base, extra_args=["--configsvr", *extra], **common)
@@ -113,6 +125,9 @@ class ShardedCluster:
                 members, data_dir=os.path.join(self.data_dir, f"shard{k + 1}"),
                 replset=f"shard{k + 1}", base_port=base, extra_args=["--shardsvr", *extra],
                 **common))
+        if auth:  # one key for every set: they authenticate to each other with it
+            for cluster in self.sets:
+                cluster.keyfile = self.keyfile
         if base_port is None:
             ports = free_ports(routers * 2)
             grpc_ports, wire_ports = ports[:routers], ports[routers:]
@@ -192,6 +207,8 @@ class ShardedCluster:
                 "--listen", r.address, "--log-level", self.log_level]
         if r.wire_port:
             argv += ["--wire-port", str(r.wire_port)]
+        if self.auth:
+            argv += ["--auth", "--keyfile", self.keyfile]
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,10 +255,15 @@ class ShardedCluster:
         if r.channel is not None:
             r.channel.close()
             r.channel = None
+        if r.internal is not None:
+            r.internal.close()
+            r.internal = None
 
     def router_command(self, i: int, cmd: Mapping[str, Any], db: str = "admin",
                        timeout: float = 60.0) -> dict[str, Any]:
         r = self.routers[i]
+        if self.auth:  # as the cluster's internal identity
+            return self._internal_channel(r).run(db, dict(cmd), CODEC, timeout=timeout)
         if r.channel is None:
             r.channel = grpc.insecure_channel(r.address, options=CHANNEL_OPTIONS)
         stub = helogale_pb2_grpc.CommandStub(r.channel)
@@ -255,5 +277,13 @@ class ShardedCluster:
             return None
         try:
             return self.router_command(i, cmd, db, timeout)
-        except (grpc.RpcError, ValueError):
+        except (grpc.RpcError, ValueError, PyMongoError):
             return None
+
+    def _internal_channel(self, r: RouterProcess) -> Any:
+        if r.internal is None:
+            key = load_keyfile(self.keyfile).decode("ascii")
+            host, port = r.address.rsplit(":", 1)
+            r.internal = Channel((host, int(port)), credentials=Credentials(
+                "__system", key, "local"))
+        return r.internal

@@ -11,9 +11,11 @@ from typing import Any
 from node.commands.context import WIRE, RequestContext
 from node.commands.cursors import REAP_INTERVAL_S, CursorRegistry
 from node.commands.dispatcher import Dispatcher
+from node.security.authz import Authorizer, RemoteUsers
 from node.server.grpc_service import add_command_service, make_server
 from node.server.periodic import Periodic
-from node.sharding.remote import RemoteSets
+from node.sharding.remote import RemoteSets, set_internal_key
+from raft.auth import load_keyfile
 from router.catalog import CatalogCache
 from router.commands.table import ROUTER_COMMANDS
 from router.config import RouterConfig
@@ -28,6 +30,9 @@ class RouterApp:
 
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
+        key = load_keyfile(config.keyfile) if config.keyfile else None
+        if config.auth:  # every set this router reaches, it reaches as the cluster
+            set_internal_key(key)
         self.remotes = RemoteSets()
         self.config_set = self.remotes.get(config.configdb)
         self.catalog = CatalogCache(self.config_set, self.remotes)
@@ -35,6 +40,9 @@ class RouterApp:
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
         self.services = RouterServices(self.catalog, self.shards, self.config_set,
                                        self.cursors, advertised=config.advertised)
+        if config.auth:
+            self.services.users = RemoteUsers(self.config_set, key)
+            self.services.authz = Authorizer(self.services.users)
         self.dispatcher = Dispatcher(self.services, ROUTER_COMMANDS)
         self.grpc = make_server()
         self.command_service = add_command_service(self.grpc, self.dispatcher)
@@ -54,7 +62,7 @@ class RouterApp:
 
         def handle(db: str, command: dict[str, Any], info: Any) -> dict[str, Any]:
             ctx = RequestContext(transport=WIRE, connection_id=info.connection_id,
-                                 peer=info.peer)
+                                 peer=info.peer, auth=info.session())
             reply = self.dispatcher.run(db, command, ctx)
             if reply.get("msg") == "isdbgrid" and advertised:
                 reply["me"] = advertised

@@ -17,6 +17,10 @@ class RouterConfig:
     advertise_wire: str | None = None
     log_level: str = "INFO"
     cursor_timeout_s: float = 600.0
+    auth: bool = False
+    """``--auth``: users authenticate (SCRAM) and need roles; the router then talks to the
+    config servers and shards as the cluster's internal identity (``keyfile``)."""
+    keyfile: str | None = None
 
     @property
     def advertised(self) -> str:
@@ -43,5 +47,10 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
                    help="wire listen host")
     p.add_argument("--advertise-wire", help="wire address reported by hello")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--auth", action="store_true",
+                   help="require users to authenticate and hold roles (needs --keyfile)")
+    p.add_argument("--keyfile", help="the cluster key file (the internal identity)")
     ns = p.parse_args(argv)
+    if ns.auth and not ns.keyfile:
+        p.error("--auth needs --keyfile: the router talks to the shards as the cluster")
     return RouterConfig(**vars(ns))

@@ -17,7 +17,7 @@ from helogale.auth import ClientConversation
 from node.commands.context import WIRE, RequestContext
 from node.commands.dispatcher import Dispatcher
 from node.security import scram
-from node.security.authz import Authorizer, AuthSession, is_loopback
+from node.security.authz import Authorizer, AuthSession, LocalUsers, is_loopback
 from node.server.standalone import standalone_dispatcher
 
 LOCAL = "127.0.0.1:50000"
@@ -28,7 +28,7 @@ PASSWORD = "s3cret-Pa55"
 @pytest.fixture
 def d() -> Dispatcher:
     d = standalone_dispatcher()
-    d.services.authz = Authorizer(d.services.engine)
+    d.services.authz = Authorizer(LocalUsers(d.services.engine))
     return d
 
 

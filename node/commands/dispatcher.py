@@ -62,6 +62,8 @@ class NodeServices:
     session_timeout_minutes: float = 30.0
     authz: Any = None
     """``--auth``: the :class:`~node.security.authz.Authorizer` every command passes first."""
+    users: Any = None
+    """Where authentication finds users (:class:`~node.security.authz.LocalUsers`)."""
 
 
 class RoutingCheck(Protocol):

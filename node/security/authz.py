@@ -14,11 +14,13 @@ takes effect at the next command). Refusals are Unauthorized (13) and are logged
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import itertools
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +124,83 @@ def any_user(engine: Any) -> bool:
     return engine.collection(USERS_DB, USERS_COLL).find_one({}) is not None
 
 
+INTERNAL_USER = ("__system", "local")
+"""The cluster's own identity: members and routers holding the key file authenticate as it
+(SCRAM, the key as password), as MongoDB's keyFile internal authentication does."""
+
+
+def internal_user_doc(key: bytes) -> dict[str, Any]:
+    """The internal user's document, its salted keys derived from the cluster key."""
+    from node.security.scram import make_credentials
+
+    salt = hashlib.sha256(b"helogale/internal-user/v1" + key).digest()[:28]
+    user, db = INTERNAL_USER
+    return {"_id": user_id(user, db), "user": user, "db": db,
+            "credentials": {"SCRAM-SHA-256": make_credentials(key.decode("ascii"),
+                                                              salt=salt)},
+            "roles": [{"role": "__system", "db": "admin"}]}
+
+
+class LocalUsers:
+    """Users of this member's own ``admin.system.users`` (and the internal user, with a key)."""
+
+    def __init__(self, engine: Any, key: bytes | None = None) -> None:
+        self.engine = engine
+        self._internal = internal_user_doc(key) if key else None
+
+    def find(self, user: str, db: str) -> dict[str, Any] | None:
+        if (user, db) == INTERNAL_USER:
+            return self._internal
+        return find_user(self.engine, user, db)
+
+    def any_user(self) -> bool:
+        return any_user(self.engine)
+
+
+class RemoteUsers:
+    """Users kept on the config servers (a router's): read as the internal user, each kept
+    ``ttl_s`` (a role revoked through another router reaches this one within that long;
+    through this one, at once)."""
+
+    def __init__(self, config: Any, key: bytes | None, ttl_s: float = 1.0) -> None:
+        self.config = config
+        self.ttl_s = ttl_s
+        self._internal = internal_user_doc(key) if key else None
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._lock = threading.Lock()
+
+    def _query(self, flt: dict[str, Any]) -> dict[str, Any] | None:
+        reply = self.config.command(USERS_DB, {"find": USERS_COLL, "filter": flt, "limit": 1})
+        if not reply.get("ok"):
+            raise MongoError(int(reply.get("code", 1)), "cannot read users from the config "
+                             f"servers: {reply.get('errmsg')}")
+        batch = reply.get("cursor", {}).get("firstBatch", [])
+        return dict(batch[0]) if batch else None
+
+    def find(self, user: str, db: str) -> dict[str, Any] | None:
+        if (user, db) == INTERNAL_USER:
+            return self._internal
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get((user, db))
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        doc = self._query({"_id": user_id(user, db)})
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[(user, db)] = (now, doc)
+        return doc
+
+    def any_user(self) -> bool:
+        return self._query({}) is not None
+
+    def invalidate(self) -> None:
+        """Forget every kept user (this router changed one)."""
+        with self._lock:
+            self._cache.clear()
+
+
 def is_loopback(peer: str) -> bool:
     """A transport's peer string (``ipv4:127.0.0.1:5``, ``ipv6:[::1]:5``, ``127.0.0.1:5``) is a
     loopback address."""
@@ -140,20 +219,17 @@ def is_loopback(peer: str) -> bool:
 
 
 class Authorizer:
-    """The check of ``--auth`` (see module docstring). ``internal_users`` names the identities
-    a trusted caller (a router, with the cluster key) may be."""
+    """The check of ``--auth`` (see module docstring)."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
+    def __init__(self, users: Any) -> None:
+        self.users = users
+        """Where users are found: :class:`LocalUsers` or :class:`RemoteUsers`."""
 
     def user_roles(self, session: AuthSession) -> list[dict[str, Any]]:
         """The roles the session's users hold now (a dropped user holds none)."""
         out: list[dict[str, Any]] = []
         for user, db in list(session.users):
-            if (user, db) == ("__system", "local"):
-                out.append({"role": "__system", "db": "admin"})
-                continue
-            doc = find_user(self.engine, user, db)
+            doc = self.users.find(user, db)
             if doc is not None:
                 out.extend(r for r in doc.get("roles", []) if isinstance(r, Mapping))
         return out
@@ -166,7 +242,7 @@ class Authorizer:
             return
         if not session.is_authenticated:
             if (name == "createUser" and db == USERS_DB and is_loopback(peer)
-                    and not any_user(self.engine)):
+                    and not self.users.any_user()):
                 return  # the localhost exception: the first user
             self._refuse(name, db, peer, session, "unauthenticated")
             raise unauthorized(f"Command {name} requires authentication")

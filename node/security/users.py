@@ -244,6 +244,15 @@ def users_info(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Request
 
 
 # ---------------------------------------------------------------------- authentication
+def lookup_user(node: Any, user: str, db: str) -> dict[str, Any] | None:
+    """A user's document where this process finds users (``services.users``: its own store,
+    or a router's config servers), else this member's engine."""
+    source = getattr(node, "users", None)
+    if source is not None:
+        return source.find(user, db)
+    return find_user(node.engine, user, db)
+
+
 def _session(ctx: RequestContext) -> AuthSession:
     session = getattr(ctx, "auth", None)
     if session is None:
@@ -278,7 +287,7 @@ def sasl_start(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Request
         user, bare = ServerConversation.parse_first(_payload(cmd))
     except ScramError as exc:
         raise _auth_failed(ctx, "?", db, str(exc)) from None
-    doc = find_user(node.engine, user, db)
+    doc = lookup_user(node, user, db)
     creds = (doc or {}).get("credentials", {}).get(MECHANISM)
     conv = ServerConversation(user=f"{user}\x00{db}")
     first = conv.first(bare, creds, _FAKE_SEED)
@@ -348,7 +357,7 @@ def hello_fields(node: NodeServices, cmd: Mapping[str, Any], ctx: RequestContext
     named = cmd.get("saslSupportedMechs")
     if isinstance(named, str) and "." in named:
         user_db, _, user = named.partition(".")
-        if find_user(node.engine, user, user_db) is not None:
+        if lookup_user(node, user, user_db) is not None:
             out["saslSupportedMechs"] = [MECHANISM]
     spec = cmd.get("speculativeAuthenticate")
     if isinstance(spec, Mapping) and getattr(ctx, "auth", None) is not None:

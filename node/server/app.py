@@ -40,6 +40,7 @@ from node.server.session_reaper import SessionReaper
 from node.server.statemachine import StateMachine
 from node.server.store_guard import StoreGuard, kernel_boot_id
 from node.server.ttl import TTLMonitor
+from raft.auth import load_keyfile
 from raft.fsio import FileSystem
 
 log = logging.getLogger("helogale.node")
@@ -122,10 +123,7 @@ class NodeApp:
                                 session_timeout_minutes=config.session_timeout_minutes,
                                 test_commands=config.enable_test_commands)
         self.sharding = self._sharding_role(services)
-        if config.auth:
-            from node.security.authz import Authorizer
-
-            services.authz = Authorizer(self.engine)
+        self._security(services)
         self.dispatcher = Dispatcher(services, NODE_COMMANDS)
         if config.grpc_workers <= UNARY_RESERVE:
             raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
@@ -144,6 +142,21 @@ class NodeApp:
             self.store, lambda entry: self.member.submit(entry, WriteConcern())[0],
             self._writable, timeout_minutes=config.session_timeout_minutes,
             interval_s=config.session_refresh_secs)
+
+    def _security(self, services: NodeServices) -> None:
+        """Users from this member's store (and the internal user, with the key file);
+        ``--auth``: the authorization check, and the internal identity on calls to other sets
+        (config servers, shards)."""
+        from node.security.authz import Authorizer, LocalUsers
+
+        key = load_keyfile(self.config.keyfile) if self.config.keyfile else None
+        services.users = LocalUsers(self.engine, key)
+        if self.config.auth:
+            services.authz = Authorizer(services.users)
+            if key is not None:
+                from node.sharding.remote import set_internal_key
+
+                set_internal_key(key)
 
     def _sharding_role(self, services: NodeServices) -> Any:
         """The config-server or shard role this member was started with (None: neither)."""

@@ -32,6 +32,16 @@ REFUSED_CODES = frozenset({10107, 13435})
 NOT_PRIMARY_CODES = frozenset({10107, 13435, 13436, 11600, 11602, 189, 91})
 
 
+_INTERNAL_KEY: bytes | None = None
+
+
+def set_internal_key(key: bytes | None) -> None:
+    """Authenticate every set this process connects to from now on as the internal user
+    (``__system@local``, the cluster key as password): a member or router with ``--auth``."""
+    global _INTERNAL_KEY
+    _INTERNAL_KEY = key
+
+
 def parse_connection_string(text: str) -> tuple[str | None, list[str]]:
     """``"name/h1:p1,h2:p2"`` -> (``"name"``, hosts); a bare host list has no set name."""
     name, sep, hosts = text.partition("/")
@@ -60,6 +70,9 @@ class RemoteSet:
                                    "retryWrites": False}
         if self.name:
             options["replicaSet"] = self.name
+        if _INTERNAL_KEY is not None:  # --auth: the cluster's own identity (the key file)
+            options.update(username="__system", password=_INTERNAL_KEY.decode("ascii"),
+                           authSource="local")
         self.client = MongoClient(self.hosts, **options)
 
     def command(self, db: str, cmd: Mapping[str, Any], *, retry: Retry = "safe",

@@ -1,0 +1,58 @@
+"""``--auth`` behind routers (slow: a config set, a shard and a router as processes).
+
+Users live on the config set; the router authenticates them itself (SCRAM over the wire),
+checks their roles, and reaches the config servers and shards as the cluster's internal
+identity (the one key file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure
+
+from node.sharded_cluster import ShardedCluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ShardedCluster]:
+    c = ShardedCluster(1, members=1, routers=1, auth=True).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def client(c: ShardedCluster, auth: str = "", source: str = "admin") -> MongoClient:
+    host = (c.wire_uri or "").split("//")[1].rstrip("/")
+    return MongoClient(f"mongodb://{auth}{host}/?authSource={source}",
+                       serverSelectionTimeoutMS=20000)
+
+
+def test_router_users_roles_and_refusals(cluster: ShardedCluster) -> None:
+    with client(cluster) as anon:
+        # the localhost exception, through the router, onto the config servers
+        anon.admin.command("createUser", "root", pwd="root-pw", roles=["root"])
+        with pytest.raises(OperationFailure) as err:
+            anon.app.c.insert_one({"_id": 0})
+        assert err.value.code == 13
+    with client(cluster, "root:wrong@") as bad, pytest.raises(OperationFailure) as err:
+        bad.app.c.find_one()
+    assert err.value.code == 18
+    with client(cluster, "root:root-pw@") as root:
+        root.app.c.insert_one({"_id": 1})
+        stored = cluster.config.members[0].address  # the user is on the config set
+        assert stored and [u["user"] for u in root.admin.command("usersInfo")["users"]] == [
+            "root"]
+        root.app.command("createUser", "ann", pwd="ann-pw", roles=["readWrite"])
+        with client(cluster, "ann:ann-pw@", source="app") as ann:
+            ann.app.c.insert_one({"_id": 2})
+            root.app.command("revokeRolesFromUser", "ann", roles=["readWrite"])
+            with pytest.raises(OperationFailure) as err:  # revoked through this router: at once
+                ann.app.c.insert_one({"_id": 3})
+            assert err.value.code == 13
+        assert sorted(d["_id"] for d in root.app.c.find()) == [1, 2]
