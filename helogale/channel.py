@@ -34,6 +34,7 @@ from helogale.errors import (
     NetworkTimeout,
     ProtocolError,
 )
+from helogale.tls import ClientTLS
 from proto import helogale_pb2, helogale_pb2_grpc
 
 Address = tuple[str, int]
@@ -255,10 +256,15 @@ class Channel:
     """The client's channel to one server."""
 
     def __init__(self, address: Address, timeout: float | None = None,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(format_address(address), options=_CHANNEL_OPTIONS)
+        if tls is not None:
+            self._channel = grpc.secure_channel(format_address(address), tls.credentials(),
+                                                options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.insecure_channel(format_address(address),
+                                                  options=_CHANNEL_OPTIONS)
         self._run = helogale_pb2_grpc.CommandStub(self._channel).Run
         self._mux = StreamMux(self._channel, address)
         self._closed = False
@@ -387,9 +393,10 @@ class ChannelPool:
     """Channels by address, created on first use; one per server for the whole client."""
 
     def __init__(self, timeout: float | None = None,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
         self._timeout = timeout
         self._credentials = credentials
+        self._tls = tls
         self._channels: dict[Address, Channel] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -401,7 +408,7 @@ class ChannelPool:
             channel = self._channels.get(address)
             if channel is None:
                 channel = self._channels[address] = Channel(address, self._timeout,
-                                                            self._credentials)
+                                                            self._credentials, self._tls)
             return channel
 
     def cancel_in_flight(self, address: Address) -> bool:

@@ -16,6 +16,7 @@ from helogale.errors import ConfigurationError, check_reply
 from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference, ServerMode, read_pref_from_name
 from helogale.retry import Executor
+from helogale.tls import client_tls
 from helogale.topology import MONGOS, Topology
 from helogale.uri import DEFAULT_HOST, DEFAULT_PORT, SCHEME, parse_host, parse_uri, validate_option
 from helogale.write_concern import WriteConcern
@@ -83,7 +84,7 @@ class MongoClient:
     ``connectTimeoutMS``, ``socketTimeoutMS``, ``heartbeatFrequencyMS``, ``localThresholdMS``,
     ``directConnection``, ``username``, ``password``, ``authSource`` (also from
     ``helogale://user:pass@host/``: SCRAM-SHA-256 on every connection, again after a
-    reconnect).
+    reconnect), ``tls``, ``tlsCAFile``, ``tlsCertificateKeyFile``.
     """
 
     HOST = DEFAULT_HOST
@@ -115,7 +116,7 @@ class MongoClient:
         self._read_preference: ServerMode = read_pref_from_name(opts.get("readPreference", "primary"))
         socket_timeout = opts.get("socketTimeoutMS")
         self._channels = ChannelPool(socket_timeout / 1000.0 if socket_timeout else None,
-                                     _credentials(opts, database))
+                                     _credentials(opts, database), client_tls(opts))
         self._topology = Topology(
             seeds,
             self._channels,

@@ -89,8 +89,11 @@ _OPTIONS = {
     "authSource": _str,
     "username": _str,
     "password": _str,
+    "tls": _bool,
+    "tlsCAFile": _str,
+    "tlsCertificateKeyFile": _str,
 }
-_ALIASES = {"wtimeout": "wTimeoutMS", "j": "journal", "safe": "safe"}
+_ALIASES = {"wtimeout": "wTimeoutMS", "j": "journal", "safe": "safe", "ssl": "tls"}
 _CANONICAL = {name.lower(): name for name in _OPTIONS}
 
 

@@ -42,6 +42,7 @@ from node.server.store_guard import StoreGuard, kernel_boot_id
 from node.server.ttl import TTLMonitor
 from raft.auth import load_keyfile
 from raft.fsio import FileSystem
+from raft.tls import REQUIRE, add_port
 
 log = logging.getLogger("helogale.node")
 
@@ -124,13 +125,17 @@ class NodeApp:
                                 test_commands=config.enable_test_commands)
         self.sharding = self._sharding_role(services)
         self._security(services)
+        if config.tls.enabled:  # the sets this process dials (config servers, shards)
+            from node.sharding.remote import set_internal_tls
+
+            set_internal_tls(config.tls)
         self.dispatcher = Dispatcher(services, NODE_COMMANDS)
         if config.grpc_workers <= UNARY_RESERVE:
             raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
         self.grpc = make_server(config.grpc_workers)
         self.command_service = add_command_service(
             self.grpc, self.dispatcher, max_streams=config.grpc_workers - UNARY_RESERVE)
-        port = self.grpc.add_insecure_port(config.listen)
+        port = add_port(self.grpc, config.listen, config.tls if config.tls.enabled else None)
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")
         self.wire: Any = None
@@ -231,7 +236,10 @@ class NodeApp:
                                max_connections=cfg.wire_max_connections,
                                stall_timeout_s=cfg.wire_stall_timeout_secs or None,
                                idle_timeout_s=cfg.wire_idle_timeout_secs or None,
-                               max_buffered_bytes=cfg.wire_max_buffered_bytes)
+                               max_buffered_bytes=cfg.wire_max_buffered_bytes,
+                               ssl_context=(cfg.tls.server_ssl_context() if cfg.tls.enabled
+                                            else None),
+                               tls_only=cfg.tls.mode == REQUIRE)
         self.wire.start()
 
     def start(self) -> NodeApp:

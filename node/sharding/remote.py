@@ -42,6 +42,16 @@ def set_internal_key(key: bytes | None) -> None:
     _INTERNAL_KEY = key
 
 
+_INTERNAL_TLS: Any = None
+
+
+def set_internal_tls(tls: Any) -> None:
+    """Dial every set from now on with TLS (``raft.tls.TLSSettings``), presenting this
+    process's certificate."""
+    global _INTERNAL_TLS
+    _INTERNAL_TLS = tls
+
+
 def parse_connection_string(text: str) -> tuple[str | None, list[str]]:
     """``"name/h1:p1,h2:p2"`` -> (``"name"``, hosts); a bare host list has no set name."""
     name, sep, hosts = text.partition("/")
@@ -70,6 +80,9 @@ class RemoteSet:
                                    "retryWrites": False}
         if self.name:
             options["replicaSet"] = self.name
+        if _INTERNAL_TLS is not None:
+            options.update(tls=True, tlsCAFile=_INTERNAL_TLS.ca_file,
+                           tlsCertificateKeyFile=_INTERNAL_TLS.certificate_key_file)
         if _INTERNAL_KEY is not None:  # --auth: the cluster's own identity (the key file)
             options.update(username="__system", password=_INTERNAL_KEY.decode("ascii"),
                            authSource="local")
