@@ -1,6 +1,7 @@
-"""``--auth`` with real processes: a three-member set, pymongo over the wire and the helogale
-client over gRPC. Every refusal answers the right code, is logged (never with the password)
-and changes nothing. One cluster serves the module.
+"""``--auth`` and TLS with real processes: a three-member set (``requireTLS`` on every port,
+mutual TLS and the key file between members), pymongo over the wire and the helogale client
+over gRPC. Every refusal answers the right code (or fails the handshake), is logged (never with
+the password) and changes nothing. One cluster serves the module.
 """
 
 from __future__ import annotations
@@ -9,21 +10,31 @@ import glob
 import os
 from collections.abc import Iterator
 
+import bson
+import grpc
 import pytest
 from pymongo import MongoClient
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 import helogale
 import helogale.errors
 from node.local_cluster import LocalCluster, wait_until
+from node.security.certs import PKI, make_pki
+from proto import helogale_pb2, helogale_pb2_grpc, raft_pb2, raft_pb2_grpc
+from raft.tls import REQUIRE, TLSSettings
 
 ROOT_PWD = "root-Pa55word"
 ANN_PWD = "ann-Pa55word"
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    c = LocalCluster(3, wire=True, extra_args=["--auth"]).start()
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(str(tmp_path_factory.mktemp("pki")))
+
+
+@pytest.fixture(scope="module")
+def cluster(pki: PKI) -> Iterator[LocalCluster]:
+    c = LocalCluster(3, wire=True, extra_args=["--auth"], tls=pki).start(60)
     try:
         # the localhost exception: the first user, created without credentials
         with MongoClient(c.wire_uri, serverSelectionTimeoutMS=20000) as bare:
@@ -41,14 +52,15 @@ def pym(c: LocalCluster, user: str | None = None, pwd: str | None = None,
         source: str = "admin") -> MongoClient:
     auth = f"{user}:{pwd}@" if user else ""
     return MongoClient(f"mongodb://{auth}{wire_hosts(c)}/?replicaSet={c.replset}"
-                       f"&authSource={source}", serverSelectionTimeoutMS=20000)
+                       f"&authSource={source}{c.tls_query}", serverSelectionTimeoutMS=20000)
 
 
 def hg(c: LocalCluster, user: str | None = None, pwd: str | None = None) -> helogale.MongoClient:
     auth = f"{user}:{pwd}@" if user else ""
     hosts = ",".join(c.addresses)
     return helogale.MongoClient(f"helogale://{auth}{hosts}/?replicaSet={c.replset}"
-                                "&authSource=admin", serverSelectionTimeoutMS=20000)
+                                f"&authSource=admin{c.tls_query}",
+                                serverSelectionTimeoutMS=20000)
 
 
 def logs(c: LocalCluster) -> str:
@@ -110,7 +122,8 @@ def test_roles_on_a_replicated_user(cluster: LocalCluster) -> None:
         for m in cluster.members:
             def member_knows_ann(addr: str = m.wire_address or "") -> bool:
                 with MongoClient(f"mongodb://ann:{ANN_PWD}@{addr}/?authSource=shop"
-                                 "&directConnection=true&readPreference=secondaryPreferred",
+                                 "&directConnection=true&readPreference=secondaryPreferred"
+                                 f"{cluster.tls_query}",
                                  serverSelectionTimeoutMS=5000) as one:
                     try:
                         return one.shop.items.count_documents({}) == 2
@@ -142,3 +155,50 @@ def test_helogale_client_over_grpc(cluster: LocalCluster) -> None:
         assert root.app.grpc.count_documents({}) == 2
         status = root.admin.command("connectionStatus")["authInfo"]
         assert status["authenticatedUsers"] == [{"user": "root", "db": "admin"}]
+
+
+def _grpc_refused(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as err:
+        call()  # type: ignore[operator]
+    return err.value.code()
+
+
+def test_tls_refusals(cluster: LocalCluster, pki: PKI, tmp_path: object) -> None:
+    rogue = make_pki(str(tmp_path), ca_name="rogue CA")  # a forged / unknown certificate
+    member = cluster.members[0]
+    before = len(logs(cluster))
+    # a plain-text client on the TLS wire port
+    with (MongoClient(f"mongodb://root:{ROOT_PWD}@{member.wire_address}/"
+                      "?directConnection=true", serverSelectionTimeoutMS=1500) as plain,
+          pytest.raises(ServerSelectionTimeoutError)):
+        plain.admin.command("ping")
+    # a client that trusts another CA refuses the cluster's certificate
+    with (MongoClient(f"mongodb://root:{ROOT_PWD}@{member.wire_address}/"
+                      f"?directConnection=true&tls=true&tlsCAFile={rogue.ca_file}",
+                      serverSelectionTimeoutMS=1500) as wrong_ca,
+          pytest.raises(ServerSelectionTimeoutError)):
+        wrong_ca.admin.command("ping")
+    # a plain-text client on the TLS gRPC client port
+    hello = helogale_pb2.CommandRequest(db="admin", command=bson.encode({"hello": 1}))
+    with grpc.insecure_channel(member.address) as ch:
+        code = _grpc_refused(lambda: helogale_pb2_grpc.CommandStub(ch).Run(hello, timeout=3))
+    assert code == grpc.StatusCode.UNAVAILABLE
+    # the Raft port: mutual TLS, then the key file
+    def raft(cert: str) -> raft_pb2_grpc.RaftTransportStub:
+        creds = TLSSettings(REQUIRE, cert, pki.ca_file).grpc_channel_credentials()
+        return raft_pb2_grpc.RaftTransportStub(grpc.secure_channel(member.raft_address, creds))
+    challenge = raft_pb2.ChallengeRequest()
+    assert _grpc_refused(lambda: raft(rogue.client_file).Challenge(challenge, timeout=3)) == \
+        grpc.StatusCode.UNAVAILABLE  # a certificate the cluster's CA did not sign
+    assert raft(pki.client_file).Challenge(challenge, timeout=10).node_id == member.member_id
+    batch = raft_pb2.RaftBatch()
+    setattr(batch, "from", 2)
+    code = _grpc_refused(lambda: raft(pki.client_file).Stream(iter([batch]), timeout=10))
+    assert code == grpc.StatusCode.UNAUTHENTICATED  # a certificate, but not the key
+    text = logs(cluster)[before:]
+    assert "plain-text client on a TLS port" in text
+    assert "refused a stream" in text
+    # nothing changed: the set still serves, with TLS and credentials
+    with pym(cluster, "root", ROOT_PWD) as root:
+        assert root.admin.command("ping")["ok"] == 1.0
+        assert root.app.docs.count_documents({}) == 1
