@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve gRPC only (the helogale:// URI)")
     up.add_argument("--no-demo", dest="demo", action="store_false",
                     help="skip the demo run after start-up")
+    up.add_argument("--auth", action="store_true",
+                    help="users and roles: a first root user; the URIs carry its password")
+    up.add_argument("--tls", action="store_true",
+                    help="TLS on every port, with a throwaway CA (the URIs name its file)")
     args = parser.parse_args(argv)
     if args.command == "up":
         if args.shards < 0 or args.members < 1 or not 1 <= args.routers <= 10:
@@ -37,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         from node.up import run_up
 
         return run_up(args.data, args.port, args.members, args.wire, args.demo,
-                      shards=args.shards, routers=args.routers)
+                      shards=args.shards, routers=args.routers, auth=args.auth, tls=args.tls)
     if args.command == "demo":
         from node.engine.demo import run_demo
 

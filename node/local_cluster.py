@@ -143,6 +143,8 @@ class LocalCluster:
         stops the members itself (``helogale up``)."""
         self.own_process_group = own_process_group
         self.tls = tls
+        self.userinfo = ""
+        """``user:password@`` the URIs carry (``helogale up --auth``)."""
         self.replset = replset
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-cluster-")
@@ -182,19 +184,21 @@ class LocalCluster:
     @property
     def uri(self) -> str:
         hosts = ",".join(m.address for m in self.members)
-        return f"helogale://{hosts}/?replicaSet={self.replset}{self.tls_query}"
+        return f"helogale://{self.userinfo}{hosts}/?replicaSet={self.replset}{self.tls_query}"
 
     @property
     def tls_query(self) -> str:
         """The URI options a client needs for this cluster's TLS ("" without TLS)."""
-        return f"&tls=true&tlsCAFile={self.tls.ca_file}" if self.tls is not None else ""
+        auth = "&authSource=admin" if self.userinfo else ""
+        tls = f"&tls=true&tlsCAFile={self.tls.ca_file}" if self.tls is not None else ""
+        return auth + tls
 
     @property
     def wire_uri(self) -> str | None:
         if not self.wire:
             return None
         hosts = ",".join(m.wire_address or "" for m in self.members)
-        return f"mongodb://{hosts}/?replicaSet={self.replset}{self.tls_query}"
+        return f"mongodb://{self.userinfo}{hosts}/?replicaSet={self.replset}{self.tls_query}"
 
     # --- lifecycle --------------------------------------------------------------------------
     def _argv(self, m: MemberProcess, join: bool, peers: list[MemberProcess]) -> list[str]:

@@ -38,8 +38,8 @@ import grpc
 from helogale.auth import Credentials
 from helogale.channel import Channel
 from helogale.errors import PyMongoError
+from helogale.tls import ClientTLS
 from node.local_cluster import (
-    CHANNEL_OPTIONS,
     CODEC,
     LOOPBACK,
     LocalCluster,
@@ -92,11 +92,13 @@ class ShardedCluster:
         extra_args: list[str] | None = None,
         own_process_group: bool = False,
         auth: bool = False,
+        tls: Any = None,
     ) -> None:
         """``own_process_group``: every process in a process group of its own, so a Ctrl-C at
         the terminal reaches only the caller, which then stops them in order (``helogale
         up``). ``auth``: every process with ``--auth`` and ONE key file (the cluster's internal
-        identity between sets); the harness's own calls authenticate as that identity."""
+        identity between sets); the harness's own calls authenticate as that identity.
+        ``tls``: a :class:`node.security.certs.PKI`: requireTLS everywhere (see LocalCluster)."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-sharded-")
         self.wire = wire
@@ -107,7 +109,10 @@ class ShardedCluster:
         self.own_process_group = own_process_group
         per_set = -(-members * (3 if wire else 2) // 10) * 10  # rounded up to a multiple of 10
         set_base = None if base_port is None else base_port + 100
-        common = {"wire": wire, "log_level": log_level,
+        self.tls = tls
+        self.userinfo = ""
+        """``user:password@`` the URIs carry (``helogale up --auth``)."""
+        common = {"wire": wire, "log_level": log_level, "tls": tls,
                   "election_timeout_ms": election_timeout_ms,
                   "own_process_group": own_process_group}
         extra = list(extra_args or [])
@@ -145,13 +150,24 @@ class ShardedCluster:
 
     @property
     def uri(self) -> str:
-        return "helogale://" + ",".join(r.address for r in self.routers) + "/"
+        return ("helogale://" + self.userinfo + ",".join(r.address for r in self.routers)
+                + "/" + self._query)
+
+    @property
+    def _query(self) -> str:
+        opts = []
+        if self.userinfo:
+            opts.append("authSource=admin")
+        if self.tls is not None:
+            opts += ["tls=true", f"tlsCAFile={self.tls.ca_file}"]
+        return "?" + "&".join(opts) if opts else ""
 
     @property
     def wire_uri(self) -> str | None:
         if not self.wire:
             return None
-        return "mongodb://" + ",".join(r.wire_address or "" for r in self.routers) + "/"
+        return ("mongodb://" + self.userinfo
+                + ",".join(r.wire_address or "" for r in self.routers) + "/" + self._query)
 
     @staticmethod
     def connection_string(cluster: LocalCluster) -> str:
@@ -209,6 +225,9 @@ class ShardedCluster:
             argv += ["--wire-port", str(r.wire_port)]
         if self.auth:
             argv += ["--auth", "--keyfile", self.keyfile]
+        if self.tls is not None:
+            argv += ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", self.tls.server_file,
+                     "--tlsCAFile", self.tls.ca_file]
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -265,7 +284,7 @@ class ShardedCluster:
         if self.auth:  # as the cluster's internal identity
             return self._internal_channel(r).run(db, dict(cmd), CODEC, timeout=timeout)
         if r.channel is None:
-            r.channel = grpc.insecure_channel(r.address, options=CHANNEL_OPTIONS)
+            r.channel = self.config.grpc_channel(r.address)
         stub = helogale_pb2_grpc.CommandStub(r.channel)
         reply = stub.Run(helogale_pb2.CommandRequest(db=db, command=bson.encode(cmd)),
                          timeout=timeout, wait_for_ready=True)
@@ -284,6 +303,8 @@ class ShardedCluster:
         if r.internal is None:
             key = load_keyfile(self.keyfile).decode("ascii")
             host, port = r.address.rsplit(":", 1)
+            tls = (ClientTLS(self.tls.ca_file, self.tls.client_file) if self.tls is not None
+                   else None)
             r.internal = Channel((host, int(port)), credentials=Credentials(
-                "__system", key, "local"))
+                "__system", key, "local"), tls=tls)
         return r.internal

@@ -14,8 +14,9 @@ from node.commands.dispatcher import Dispatcher
 from node.security.authz import Authorizer, RemoteUsers
 from node.server.grpc_service import add_command_service, make_server
 from node.server.periodic import Periodic
-from node.sharding.remote import RemoteSets, set_internal_key
+from node.sharding.remote import RemoteSets, set_internal_key, set_internal_tls
 from raft.auth import load_keyfile
+from raft.tls import REQUIRE, add_port
 from router.catalog import CatalogCache
 from router.commands.table import ROUTER_COMMANDS
 from router.config import RouterConfig
@@ -33,6 +34,9 @@ class RouterApp:
         key = load_keyfile(config.keyfile) if config.keyfile else None
         if config.auth:  # every set this router reaches, it reaches as the cluster
             set_internal_key(key)
+        tls = config.tls if config.tls.enabled else None
+        if tls is not None:
+            set_internal_tls(tls)
         self.remotes = RemoteSets()
         self.config_set = self.remotes.get(config.configdb)
         self.catalog = CatalogCache(self.config_set, self.remotes)
@@ -46,7 +50,7 @@ class RouterApp:
         self.dispatcher = Dispatcher(self.services, ROUTER_COMMANDS)
         self.grpc = make_server()
         self.command_service = add_command_service(self.grpc, self.dispatcher)
-        if self.grpc.add_insecure_port(config.listen) == 0:
+        if add_port(self.grpc, config.listen, tls) == 0:
             raise OSError(f"cannot listen on {config.listen}")
         self.wire: Any = None
         self._stopped = threading.Event()
@@ -68,7 +72,10 @@ class RouterApp:
                 reply["me"] = advertised
             return add_error_labels(self.dispatcher.is_retryable_write(command), reply)
 
-        self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port)
+        tls = self.config.tls
+        self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port,
+                               ssl_context=tls.server_ssl_context() if tls.enabled else None,
+                               tls_only=tls.mode == REQUIRE)
         self.wire.start()
 
     def start(self) -> RouterApp:

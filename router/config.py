@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from raft.tls import TLSConfigError, TLSSettings
+
 
 @dataclass
 class RouterConfig:
@@ -21,6 +23,15 @@ class RouterConfig:
     """``--auth``: users authenticate (SCRAM) and need roles; the router then talks to the
     config servers and shards as the cluster's internal identity (``keyfile``)."""
     keyfile: str | None = None
+    tls_mode: str = "disabled"
+    tls_certificate_key_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_require_client_certificate: bool = False
+
+    @property
+    def tls(self) -> TLSSettings:
+        return TLSSettings(self.tls_mode, self.tls_certificate_key_file, self.tls_ca_file,
+                           self.tls_require_client_certificate)
 
     @property
     def advertised(self) -> str:
@@ -50,7 +61,20 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
     p.add_argument("--auth", action="store_true",
                    help="require users to authenticate and hold roles (needs --keyfile)")
     p.add_argument("--keyfile", help="the cluster key file (the internal identity)")
+    p.add_argument("--tlsMode", dest="tls_mode", default="disabled",
+                   choices=["disabled", "preferTLS", "requireTLS"],
+                   help="TLS on the router's ports and to the config servers and shards")
+    p.add_argument("--tlsCertificateKeyFile", dest="tls_certificate_key_file",
+                   help="PEM file with the router's certificate and private key")
+    p.add_argument("--tlsCAFile", dest="tls_ca_file", help="PEM file of the cluster's CA")
+    p.add_argument("--tlsRequireClientCertificate", dest="tls_require_client_certificate",
+                   action="store_true",
+                   help="refuse clients without a certificate the CA signed")
     ns = p.parse_args(argv)
     if ns.auth and not ns.keyfile:
         p.error("--auth needs --keyfile: the router talks to the shards as the cluster")
+    try:
+        RouterConfig(**vars(ns)).tls  # noqa: B018 - validates the TLS options
+    except TLSConfigError as exc:
+        p.error(str(exc))
     return RouterConfig(**vars(ns))
