@@ -202,3 +202,19 @@ def test_tls_refusals(cluster: LocalCluster, pki: PKI, tmp_path: object) -> None
     with pym(cluster, "root", ROOT_PWD) as root:
         assert root.admin.command("ping")["ok"] == 1.0
         assert root.app.docs.count_documents({}) == 1
+
+
+@pytest.mark.bench
+def test_bench_load_clients_speak_tls_and_scram(cluster: LocalCluster, pki: PKI) -> None:
+    """``python -m bench replset --tls``'s load clients: TLS, SCRAM per connection, inserts."""
+    from bench.replset import run_insert_clients
+
+    with pym(cluster, "root", ROOT_PWD) as root:
+        root.admin.command("createUser", "loader", pwd="loader-pw",
+                           roles=["readWriteAnyDatabase"])
+    p = cluster.wait_for_primary()
+    r = run_insert_clients(cluster.members[p].address, 2, 1.0, "tlsload", "majority",
+                           {"ca": pki.ca_file, "user": "loader", "password": "loader-pw"})
+    assert r["ops_per_s"] > 0
+    with pym(cluster, "root", ROOT_PWD) as root:
+        assert root.bench.tlsload.count_documents({}) >= r["ops_per_s"]

@@ -56,3 +56,46 @@ def test_router_users_roles_and_refusals(cluster: ShardedCluster) -> None:
                 ann.app.c.insert_one({"_id": 3})
             assert err.value.code == 13
         assert sorted(d["_id"] for d in root.app.c.find()) == [1, 2]
+
+
+def test_helogale_up_auth_tls_prints_uris_that_work(tmp_path: object) -> None:
+    """``helogale up --auth --tls``: the printed URIs work as they are (both clients); without
+    credentials, or in plain text, the cluster refuses."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    import helogale
+    from node.local_cluster import free_ports
+
+    port = free_ports(1)[0]
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "helogale.cli", "up", "--auth", "--tls",
+                             "--shards", "1", "--members", "1", "--routers", "1", "--no-demo",
+                             "--data", str(tmp_path), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        hg_uri, wire_uri = proc.stdout.readline().strip(), proc.stdout.readline().strip()
+        assert hg_uri.startswith("helogale://root:") and "tlsCAFile=" in hg_uri
+        with MongoClient(wire_uri, serverSelectionTimeoutMS=30000) as m:
+            m.app.c.insert_one({"_id": 1})
+            assert m.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"] == [
+                {"user": "root", "db": "admin"}]
+        with helogale.MongoClient(hg_uri, serverSelectionTimeoutMS=30000) as h:
+            assert h.app.c.count_documents({}) == 1
+        bare = "mongodb://" + wire_uri.split("@", 1)[1]
+        with MongoClient(bare, serverSelectionTimeoutMS=30000) as m, \
+                pytest.raises(OperationFailure) as err:
+            m.app.c.find_one()
+        assert err.value.code == 13
+        with MongoClient(bare.split("?")[0], serverSelectionTimeoutMS=1500) as m, \
+                pytest.raises(ServerSelectionTimeoutError):
+            m.app.c.find_one()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    assert proc.returncode == 0
