@@ -376,7 +376,8 @@ def bench_tls(root: Path, duration: float, clients: tuple[int, ...] = CLIENTS
               ) -> list[dict[str, Any]]:
     """``insert-majority-N`` on a plain set and on a set with ``requireTLS`` on every port
     (mutual TLS between members) and ``--auth`` (each client connection authenticated with
-    SCRAM-SHA-256), one after the other in this run; the rows carry ``system`` "plain" and
+    SCRAM-SHA-256), both up at once and measured alternately (plain, then tls+auth, for each
+    N), so the pairs see the same machine; the rows carry ``system`` "plain" and
     "tls+auth"."""
     from helogale import MongoClient
     from node.security.certs import make_pki
@@ -384,23 +385,25 @@ def bench_tls(root: Path, duration: float, clients: tuple[int, ...] = CLIENTS
     rows: list[dict[str, Any]] = []
     pki = make_pki(str(root / "pki"))
     password = "bench-" + os.urandom(8).hex()
-    for system, tls, extra in (("plain", None, None), ("tls+auth", pki, ["--auth"])):
-        cluster = LocalCluster(3, data_dir=str(root / system), log_level="WARNING", tls=tls,
-                               extra_args=extra).start(120)
-        try:
-            secure = None
-            if tls is not None:
-                with MongoClient(cluster.uri, serverSelectionTimeoutMS=30000) as first:
-                    first.admin.command("createUser", "bench", pwd=password,
-                                        roles=["readWriteAnyDatabase"])
-                secure = {"ca": pki.ca_file, "user": "bench", "password": password}
-            for n in clients:
+    plain = LocalCluster(3, data_dir=str(root / "plain"), log_level="WARNING")
+    tls = LocalCluster(3, data_dir=str(root / "tls"), log_level="WARNING", tls=pki,
+                       extra_args=["--auth"])
+    try:
+        plain.start(120)
+        tls.start(120)
+        with MongoClient(tls.uri, serverSelectionTimeoutMS=30000) as first:
+            first.admin.command("createUser", "bench", pwd=password,
+                                roles=["readWriteAnyDatabase"])
+        secure = {"ca": pki.ca_file, "user": "bench", "password": password}
+        for n in clients:
+            for system, cluster, how in (("plain", plain, None), ("tls+auth", tls, secure)):
                 address = cluster.members[cluster.wait_for_primary()].address
-                r = run_insert_clients(address, n, duration, f"tls{n}", "majority", secure)
+                r = run_insert_clients(address, n, duration, f"tls{n}", "majority", how)
                 rows.append({"workload": f"insert-majority-{n}", "system": system, **r})
                 _print(rows[-1])
-        finally:
-            cluster.stop()
+    finally:
+        plain.stop()
+        tls.stop()
     return rows
 
 

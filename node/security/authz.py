@@ -116,8 +116,15 @@ def user_id(user: str, db: str) -> str:
 
 
 def find_user(engine: Any, user: str, db: str) -> dict[str, Any] | None:
-    found = engine.collection(USERS_DB, USERS_COLL).find_one({"_id": user_id(user, db)})
-    return dict(found) if found is not None else None
+    """The user's document: one point read by record key (no query planning: this runs on
+    every authorized command)."""
+    from node.engine.keystring import encode_key
+
+    coll = engine.collection(USERS_DB, USERS_COLL)
+    with engine.store.read() as txn:
+        for _, doc in coll.records(txn, [encode_key(user_id(user, db))]):
+            return dict(doc) if doc is not None else None
+    return None
 
 
 def any_user(engine: Any) -> bool:
