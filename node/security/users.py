@@ -250,7 +250,8 @@ def lookup_user(node: Any, user: str, db: str) -> dict[str, Any] | None:
     source = getattr(node, "users", None)
     if source is not None:
         return source.find(user, db)
-    return find_user(node.engine, user, db)
+    engine = getattr(node, "engine", None)  # a router without --auth keeps no users
+    return find_user(engine, user, db) if engine is not None else None
 
 
 def _session(ctx: RequestContext) -> AuthSession:
