@@ -238,3 +238,28 @@ def test_update_user_password_and_speculative_hello(d: Dispatcher) -> None:
 def test_without_auth_nothing_is_checked() -> None:
     d = standalone_dispatcher()
     assert d.run("app", {"insert": "c", "documents": [{}]}, ctx(REMOTE))["n"] == 1
+
+
+def test_internal_identity_and_audit(d: Dispatcher, caplog: Any) -> None:
+    """A router authenticates as __system@local (the key as SCRAM password) and names the
+    end user in ``$audit``: the member's logs say whom a change was made for."""
+    key = b"c2VjcmV0LWNsdXN0ZXIta2V5"
+    d.services.users = LocalUsers(d.services.engine, key)
+    d.services.authz = Authorizer(d.services.users)
+    router = ctx(REMOTE)
+    assert login(d, router, "__system", "wrong-key", db="local")["code"] == 18
+    assert login(d, router, "__system", key.decode(), db="local")["ok"] == 1.0
+    with caplog.at_level(logging.INFO, "helogale.security"):
+        r = d.run("app", {"createUser": "ann", "pwd": "pw", "roles": ["read"],
+                          "$audit": {"users": ["root@admin"]}}, router)
+    assert r["ok"] == 1.0  # internal: no localhost exception needed, any command
+    created = [x for x in caplog.records if x.getMessage() == "user created"]
+    assert created[0].fields["by"] == ["root@admin"]
+    # an ordinary user cannot borrow someone else's name with $audit
+    ann = ctx(REMOTE)
+    assert login(d, ann, "ann", "pw", db="app")["ok"] == 1.0
+    with caplog.at_level(logging.WARNING, "helogale.security"):
+        d.run("app", {"insert": "c", "documents": [{}], "$audit": {"users": ["root@admin"]}},
+              ann)
+    refused = [x for x in caplog.records if x.getMessage().startswith("command refused")]
+    assert refused[-1].fields["for"] == ["ann@app"]

@@ -14,6 +14,7 @@ takes effect at the next command). Refusals are Unauthorized (13) and are logged
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import ipaddress
 import itertools
@@ -34,6 +35,20 @@ USERS_DB = "admin"
 USERS_COLL = "system.users"
 USERS_NS = f"{USERS_DB}.{USERS_COLL}"
 MAX_CONVERSATIONS = 8
+
+
+AUDIT_FIELD = "$audit"
+"""``{users: ["user@db", ...]}``: who a command sent by a router (as the internal identity)
+runs for, so a shard's logs name the end user."""
+_acting: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "helogale_acting_users", default=())
+
+
+def acting_users() -> tuple[str, ...]:
+    """The users the command running in this context acts for (``user@db``): the session's,
+    or, for the internal identity, those its ``$audit`` names; () when unauthenticated or
+    in-process."""
+    return _acting.get()
 
 
 def unauthorized(errmsg: str) -> MongoError:
@@ -245,6 +260,7 @@ class Authorizer:
               session: AuthSession | None, peer: str = "") -> None:
         """Raise Unauthorized (13) unless ``session`` may run ``command`` on ``db``."""
         action = getattr(spec, "action", None)
+        _acting.set(_acting_for(session, command))
         if action == R.OPEN or session is None:
             return
         if not session.is_authenticated:
@@ -284,7 +300,19 @@ class Authorizer:
     def _refuse(name: str, db: str, peer: str, session: AuthSession, why: str) -> None:
         log.warning("command refused: not authorized", extra={"fields": {
             "command": name, "db": db, "peer": peer, "needs": why,
-            "users": [f"{u}@{d}" for u, d in session.users]}})
+            "users": [f"{u}@{d}" for u, d in session.users], "for": list(acting_users())}})
+
+
+def _acting_for(session: AuthSession | None, command: Mapping[str, Any]) -> tuple[str, ...]:
+    if session is None:
+        return ()
+    users = tuple(f"{u}@{d}" for u, d in session.users)
+    audit = command.get(AUDIT_FIELD)
+    if users == ("__system@local",) and isinstance(audit, Mapping):
+        named = audit.get("users")
+        if isinstance(named, list):
+            return tuple(str(u) for u in named[:16])
+    return users
 
 
 def _short(value: Any) -> str:

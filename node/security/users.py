@@ -43,6 +43,7 @@ from node.security.authz import (
     USERS_DB,
     USERS_NS,
     AuthSession,
+    acting_users,
     find_user,
     user_id,
 )
@@ -116,6 +117,17 @@ def _submit(node: NodeServices, cmd: Mapping[str, Any], ops: list[dict[str, Any]
     return {k: v for k, v in reply.items() if k == "writeConcernError"}
 
 
+def _names(roles: list[dict[str, str]]) -> list[str]:
+    return [f"{r['role']}@{r['db']}" for r in roles]
+
+
+def _audit(what: str, ctx: RequestContext, user: str, db: str, **fields: Any) -> None:
+    """One log line per user change: which user, from where, and for whom (the users the
+    command acts for: a router's ``$audit``, or the session's)."""
+    log.info(what, extra={"fields": {"user": f"{user}@{db}", "peer": ctx.peer,
+                                     "by": list(acting_users()), **fields}})
+
+
 def _not_found(user: str, db: str) -> MongoError:
     return MongoError(USER_NOT_FOUND, f"Could not find user \"{user}\" for db \"{db}\"",
                       code_name="UserNotFound")
@@ -144,9 +156,7 @@ def create_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reques
     uid = doc["_id"]
     extra = _submit(node, cmd, [{"op": "i", "ns": USERS_NS, "o": doc}],
             [{"ns": USERS_NS, "q": {"_id": uid}, "res": None}], ctx, name, db)
-    log.info("user created", extra={"fields": {"user": f"{name}@{db}", "peer": ctx.peer,
-                                               "roles": [f"{r['role']}@{r['db']}"
-                                                         for r in roles]}})
+    _audit("user created", ctx, name, db, roles=_names(roles))
     return extra
 
 
@@ -165,11 +175,10 @@ def update_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reques
     if not changes:
         raise MongoError(BAD_VALUE, "Must specify at least one field to update in updateUser")
     uid = user_id(name, db)
-    extra = _submit(node, cmd, [{"op": "u", "ns": USERS_NS, "o2": {"_id": uid}, "o": {"$set": changes},
+    extra = _submit(node, cmd, [{"op": "u", "ns": USERS_NS, "o2": {"_id": uid},
+                                 "o": {"$set": changes},
                          "b": False}], [_exists(uid)], ctx, name, db)
-    log.info("user updated", extra={"fields": {"user": f"{name}@{db}", "peer": ctx.peer,
-                                               "fields": sorted(k.split(".")[0]
-                                                                for k in changes)}})
+    _audit("user updated", ctx, name, db, fields=sorted(k.split(".")[0] for k in changes))
     return extra
 
 
@@ -179,7 +188,7 @@ def drop_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
     uid = user_id(name, db)
     extra = _submit(node, cmd, [{"op": "d", "ns": USERS_NS, "o": {"_id": uid}}], [_exists(uid)],
             ctx, name, db)
-    log.info("user dropped", extra={"fields": {"user": f"{name}@{db}", "peer": ctx.peer}})
+    _audit("user dropped", ctx, name, db)
     return extra
 
 
@@ -191,9 +200,7 @@ def grant_roles(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reques
     extra = _submit(node, cmd, [{"op": "u", "ns": USERS_NS, "o2": {"_id": uid},
                          "o": {"$addToSet": {"roles": {"$each": roles}}}, "b": False}],
             [_exists(uid)], ctx, name, db)
-    log.info("roles granted", extra={"fields": {"user": f"{name}@{db}", "peer": ctx.peer,
-                                                "roles": [f"{r['role']}@{r['db']}"
-                                                          for r in roles]}})
+    _audit("roles granted", ctx, name, db, roles=_names(roles))
     return extra
 
 
@@ -205,9 +212,7 @@ def revoke_roles(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reque
     extra = _submit(node, cmd, [{"op": "u", "ns": USERS_NS, "o2": {"_id": uid},
                          "o": {"$pull": {"roles": {"$in": roles}}}, "b": False}],
             [_exists(uid)], ctx, name, db)
-    log.info("roles revoked", extra={"fields": {"user": f"{name}@{db}", "peer": ctx.peer,
-                                                "roles": [f"{r['role']}@{r['db']}"
-                                                          for r in roles]}})
+    _audit("roles revoked", ctx, name, db, roles=_names(roles))
     return extra
 
 

@@ -26,6 +26,7 @@ from helogale.client import MongoClient
 from helogale.errors import NotPrimaryError
 from helogale.read_preferences import ReadPreference, ServerMode
 from helogale.topology import ServerDescription
+from node.security.authz import AUDIT_FIELD, acting_users
 
 Retry = Literal["safe", "refused", "never"]
 REFUSED_CODES = frozenset({10107, 13435})
@@ -102,9 +103,12 @@ class RemoteSet:
         goes to that member only (a cursor's ``getMore``), never retried elsewhere."""
         executor = self.client.executor
         answered: list[Address] = []
+        acting = acting_users()
 
         def operation(server: ServerDescription, channel: Channel) -> dict[str, Any]:
             document = dict(cmd)
+            if _INTERNAL_KEY is not None and acting:  # who this call is made for (auditing)
+                document[AUDIT_FIELD] = {"users": list(acting)}
             if read_preference.mode != ReadPreference.PRIMARY.mode:
                 document["$readPreference"] = read_preference.document
             reply = channel.run(db, document, self.client.codec_options, timeout=timeout)
