@@ -56,6 +56,17 @@ def test_router_users_roles_and_refusals(cluster: ShardedCluster) -> None:
                 ann.app.c.insert_one({"_id": 3})
             assert err.value.code == 13
         assert sorted(d["_id"] for d in root.app.c.find()) == [1, 2]
+    # the config server made ann for root (the router carries the end user: $audit)
+    import glob
+    import json
+    import os
+
+    lines = []
+    for path in glob.glob(os.path.join(cluster.config.data_dir, "member*.log")):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines += [json.loads(x) for x in f if x.startswith("{")]
+    created = [x for x in lines if x.get("msg") == "user created" and x["user"] == "ann@app"]
+    assert created and created[0]["by"] == ["root@admin"]
 
 
 def test_helogale_up_auth_tls_prints_uris_that_work(tmp_path: object) -> None:
