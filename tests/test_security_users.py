@@ -263,3 +263,25 @@ def test_internal_identity_and_audit(d: Dispatcher, caplog: Any) -> None:
               ann)
     refused = [x for x in caplog.records if x.getMessage().startswith("command refused")]
     assert refused[-1].fields["for"] == ["ann@app"]
+
+
+def test_bulk_write_needs_each_operations_action(d: Dispatcher) -> None:
+    """``bulkWrite`` runs its operations' handlers itself: each needs its own action on its
+    own database (checked before anything runs)."""
+    root = make_root(d)
+    d.run("app", {"createUser": "ann", "pwd": "pw", "roles": ["readWrite"]}, root)
+    ann = ctx(REMOTE)
+    assert login(d, ann, "ann", "pw", db="app")["ok"] == 1.0
+    ok = d.run("admin", {"bulkWrite": 1, "ops": [{"insert": 0, "document": {"_id": 1}}],
+                         "nsInfo": [{"ns": "app.c"}]}, ann)
+    assert ok["ok"] == 1.0 and ok["nInserted"] == 1
+    for ns in ("other.c", "admin.system.users"):  # another database; the users
+        r = d.run("admin", {"bulkWrite": 1, "ops": [{"insert": 0, "document": {"_id": 2}},
+                                                    {"insert": 1, "document": {"_id": 3}}],
+                            "nsInfo": [{"ns": "app.c"}, {"ns": ns}]}, ann)
+        assert r["code"] == 13, ns
+    r = d.run("admin", {"bulkWrite": 1, "ops": [{"delete": 0, "filter": {}}],
+                        "nsInfo": [{"ns": "admin.system.users"}]}, root)
+    assert r["code"] == 13  # not even root writes users directly
+    assert d.services.engine.collection("app", "c").count({}) == 1
+    assert d.services.engine.collection("admin", "system.users").count({}) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 from node.commands import (
     admin,
     apply_ops,
+    bulk_write,
     catalog,
     crud,
     explain,
@@ -35,6 +36,9 @@ NODE_COMMANDS: dict[str, Command] = {
                              **_CRUD, action=("find", "update")),
     "findandmodify": Command(crud.find_and_modify, help="modify one document, return it",
                              **_CRUD, action=("find", "update")),
+    "bulkWrite": Command(bulk_write.bulk_write, admin_only=True, retryable_write=True,
+                         help="writes to several collections in one command (MongoDB 8)",
+                         action=("insert", "update", "remove")),
     # query
     "find": Command(query.find, help="query a collection", action="find"),
     "getMore": Command(query.get_more, help="next batch of a cursor", action="find"),

@@ -289,6 +289,8 @@ class Authorizer:
         if name == "renameCollection":
             dbs = {str(v).partition(".")[0] for v in (command.get(name), command.get("to"))}
             targets = [(a, d) for a in actions for d in sorted(dbs)]
+        if name == "bulkWrite":
+            return _bulk_write_targets(command)
         coll = command.get(name)
         if db == USERS_DB and coll == USERS_COLL and actions != ("find",):
             targets.append((R.INTERNAL, db))
@@ -301,6 +303,37 @@ class Authorizer:
         log.warning("command refused: not authorized", extra={"fields": {
             "command": name, "db": db, "peer": peer, "needs": why,
             "users": [f"{u}@{d}" for u, d in session.users], "for": list(acting_users())}})
+
+
+_BULK_ACTIONS = {"insert": "insert", "update": "update", "delete": "remove"}
+
+
+def _bulk_write_targets(command: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``bulkWrite`` runs its operations' handlers itself: each operation needs its own
+    action on its namespace's database (malformed ones are left to the command's parser,
+    which refuses them before anything runs)."""
+    ns_info = command.get("nsInfo")
+    ops = command.get("ops")
+    if not isinstance(ns_info, list) or not isinstance(ops, list):
+        return []
+    names = [e.get("ns") if isinstance(e, Mapping) else None for e in ns_info]
+    out: set[tuple[str, str]] = set()
+    for op in ops:
+        if not isinstance(op, Mapping) or not op:
+            continue
+        kind = next(iter(op))
+        index = op.get(kind)
+        action = _BULK_ACTIONS.get(kind)
+        if action is None or not isinstance(index, int) or not 0 <= index < len(names):
+            continue
+        ns = names[index]
+        if not isinstance(ns, str) or "." not in ns:
+            continue
+        db = ns.partition(".")[0]
+        out.add((action, db))
+        if ns == USERS_NS:
+            out.add((R.INTERNAL, db))
+    return sorted(out)
 
 
 def _acting_for(session: AuthSession | None, command: Mapping[str, Any]) -> tuple[str, ...]:
