@@ -163,16 +163,34 @@ def internal_user_doc(key: bytes) -> dict[str, Any]:
             "roles": [{"role": "__system", "db": "admin"}]}
 
 
+class _InternalUser:
+    """The internal user's document, derived from the key on first use (PBKDF2 is not
+    free: a process that is never asked for it never pays)."""
+
+    def __init__(self, key: bytes | None) -> None:
+        self._key = key
+        self._doc: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def doc(self) -> dict[str, Any] | None:
+        if self._key is None:
+            return None
+        with self._lock:
+            if self._doc is None:
+                self._doc = internal_user_doc(self._key)
+            return self._doc
+
+
 class LocalUsers:
     """Users of this member's own ``admin.system.users`` (and the internal user, with a key)."""
 
     def __init__(self, engine: Any, key: bytes | None = None) -> None:
         self.engine = engine
-        self._internal = internal_user_doc(key) if key else None
+        self._internal = _InternalUser(key)
 
     def find(self, user: str, db: str) -> dict[str, Any] | None:
         if (user, db) == INTERNAL_USER:
-            return self._internal
+            return self._internal.doc()
         return find_user(self.engine, user, db)
 
     def any_user(self) -> bool:
@@ -187,7 +205,7 @@ class RemoteUsers:
     def __init__(self, config: Any, key: bytes | None, ttl_s: float = 1.0) -> None:
         self.config = config
         self.ttl_s = ttl_s
-        self._internal = internal_user_doc(key) if key else None
+        self._internal = _InternalUser(key)
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
 
@@ -201,7 +219,7 @@ class RemoteUsers:
 
     def find(self, user: str, db: str) -> dict[str, Any] | None:
         if (user, db) == INTERNAL_USER:
-            return self._internal
+            return self._internal.doc()
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get((user, db))
