@@ -35,6 +35,7 @@ from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.member import Member
 from node.commands.pending import PendingReply
+from node.commands.tailing import TailWaits
 from node.engine.errors import MongoError, command_not_found
 from node.engine.limits import bson_too_deep, bson_too_deep_error
 
@@ -64,6 +65,8 @@ class NodeServices:
     """``--auth``: the :class:`~node.security.authz.Authorizer` every command passes first."""
     users: Any = None
     """Where authentication finds users (:class:`~node.security.authz.LocalUsers`)."""
+    tail_waits: TailWaits = field(default_factory=TailWaits)
+    """Where awaitData getMores on capped collections wait (``node.commands.tailing``)."""
 
 
 class RoutingCheck(Protocol):
@@ -146,6 +149,9 @@ class Dispatcher:
             authz = getattr(self.services, "authz", None)
             if authz is not None:  # THE authorization check (--auth)
                 authz.check(name, spec, db, command, ctx.auth, ctx.peer)
+            if "autocommit" in command or "startTransaction" in command:
+                raise MongoError(20, "multi-document transactions are not supported "
+                                 "(autocommit/startTransaction)", code_name="IllegalOperation")
             routing = getattr(self.services, "routing", None)
             if routing is not None:
                 routing.check_command(db, command)

@@ -59,6 +59,8 @@ NODE_COMMANDS: dict[str, Command] = {
     "listDatabases": Command(catalog.list_databases, admin_only=True, help="list databases",
                              action="listDatabases"),
     "create": Command(catalog.create, help="create a collection", action="createCollection"),
+    "convertToCapped": Command(catalog.convert_to_capped, help="make a collection capped",
+                               action="convertToCapped"),
     "drop": Command(catalog.drop, help="drop a collection", action="dropCollection"),
     "dropDatabase": Command(catalog.drop_database, help="drop the current database",
                             action="dropDatabase"),

@@ -28,10 +28,10 @@ ANY_DB = "anyDatabase"
 READ = frozenset({"find", "listCollections", "listIndexes", "collStats", "dbStats",
                   "killCursors"})
 WRITE = frozenset({"insert", "update", "remove", "createCollection", "dropCollection",
-                   "createIndex", "dropIndex", "renameCollectionSameDB"})
+                   "createIndex", "dropIndex", "renameCollectionSameDB", "convertToCapped"})
 DB_ADMIN = frozenset({"listCollections", "listIndexes", "collStats", "dbStats",
                       "createCollection", "dropCollection", "createIndex", "dropIndex",
-                      "dropDatabase", "renameCollectionSameDB"})
+                      "dropDatabase", "renameCollectionSameDB", "convertToCapped"})
 USER_ADMIN = frozenset({"createUser", "updateUser", "dropUser", "grantRole", "revokeRole",
                         "viewUser"})
 CLUSTER_ACTIONS = frozenset({"listDatabases", "serverStatus", "getParameter",

@@ -123,6 +123,7 @@ class NodeApp:
         services = NodeServices(self.engine, self.member, self.cursors,
                                 session_timeout_minutes=config.session_timeout_minutes,
                                 test_commands=config.enable_test_commands)
+        services.tail_waits.attach(self.engine, self.sm)
         self.sharding = self._sharding_role(services)
         self._security(services)
         if config.tls.enabled:  # the sets this process dials (config servers, shards)
@@ -277,6 +278,7 @@ class NodeApp:
         if stop is not None:
             stop()
         self.cursors.close_all()
+        self.dispatcher.services.tail_waits.close()
         if self.store_guard is not None:
             self.store_guard.close(self.store)  # synced and marked clean
         else:

@@ -43,6 +43,8 @@ ROUTER_COMMANDS: dict[str, Command] = {
     "explain": Command(query.explain, help="each shard's plan", action="find"),
     # catalog
     "create": Command(catalog.create, help="create a collection", action="createCollection"),
+    "convertToCapped": Command(catalog.convert_to_capped, help="make a collection capped",
+                               action="convertToCapped"),
     "drop": Command(catalog.drop, help="drop a collection", action="dropCollection"),
     "dropDatabase": Command(catalog.drop_database, help="drop the current database",
                             action="dropDatabase"),
