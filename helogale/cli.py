@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         "balancer, migrations"))
     up.add_argument("--no-metrics", dest="metrics", action="store_false",
                     help="serve no Prometheus metrics (default: at each gRPC port + 1000)")
+    up.add_argument("--auth", action="store_true",
+                    help="users and roles: a first root user; the URIs carry its password")
+    up.add_argument("--tls", action="store_true",
+                    help="TLS on every port, with a throwaway CA (the URIs name its file)")
     _add_admin_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "status":
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_up(args.data, args.port, args.members, args.wire, args.demo,
                       shards=args.shards, routers=args.routers, restart=args.restart,
-                      metrics=args.metrics, chunk_size_mb=args.chunk_size_mb)
+                      metrics=args.metrics, chunk_size_mb=args.chunk_size_mb,
+                      auth=args.auth, tls=args.tls)
     if args.command in ("ping", "add-shard"):
         return _run_admin_command(args)
     if args.command == "demo":

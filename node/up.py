@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from node.local_cluster import LOOPBACK, LocalCluster
+from node.security.up import SecureUp
 from node.sharded_cluster import CONFIG_SET, ShardedCluster
 from node.supervisor import Supervisor
 
@@ -113,8 +114,9 @@ def busy_ports(ports: list[int]) -> list[int]:
 def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = True,
            demo: bool = True, shards: int = 2, routers: int = 2,
            out: TextIO | None = None, restart: bool = True, metrics: bool = True,
-           chunk_size_mb: int | None = None) -> int:
-    """``helogale up`` (see module docstring); returns the exit status."""
+           chunk_size_mb: int | None = None, auth: bool = False, tls: bool = False) -> int:
+    """``helogale up`` (see module docstring); returns the exit status. ``auth``/``tls``:
+    :mod:`node.security.up` (a first ``root`` user, a throwaway CA and certificates)."""
     out = out or sys.stdout
     if data_dir is not None:
         problem = _check_data_dir(data_dir, shards)
@@ -123,13 +125,15 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
             return 2
         os.makedirs(data_dir, exist_ok=True)
     cluster: LocalCluster | ShardedCluster
+    secure = SecureUp(data_dir, auth, tls)
     if shards == 0:
         cluster = LocalCluster(members, data_dir=data_dir, base_port=base_port, wire=wire,
-                               own_process_group=True, metrics=metrics)
+                               own_process_group=True, metrics=metrics, tls=secure.pki,
+                               extra_args=["--auth"] if auth else None)
     else:
         cluster = ShardedCluster(shards, members=members, routers=routers, data_dir=data_dir,
                                  base_port=base_port, wire=wire, own_process_group=True,
-                                 metrics=metrics,
+                                 metrics=metrics, auth=auth, tls=secure.pki,
                                  extra_args=["--balancer-interval-secs",
                                              str(BALANCER_INTERVAL_S)])
     busy = busy_ports(_ports(cluster))
@@ -159,6 +163,7 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
             cluster.start()
         if restart:
             supervisor = _supervise(cluster, say)
+        secure.first_user(cluster, say)
         print(cluster.uri, file=out, flush=True)
         if cluster.wire_uri:
             print(cluster.wire_uri, file=out, flush=True)
@@ -172,7 +177,9 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
         else:
             say(f"replica set {cluster.replset}: {members} members, data in "
                 f"{cluster.data_dir}; Ctrl-C stops")
-        if demo and not done.is_set():
+        if demo and not done.is_set() and auth and not isinstance(cluster, ShardedCluster):
+            say("demo skipped: it talks to members without credentials")
+        elif demo and not done.is_set():
             if isinstance(cluster, ShardedCluster):
                 demo_sharded(cluster, out)
             else:
@@ -188,6 +195,7 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
         if isinstance(cluster, ShardedCluster):
             say("stopping routers, then shards, then config servers...")
         cluster.stop()
+        secure.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     say("stopped")
@@ -266,7 +274,7 @@ def demo_sharded(cluster: ShardedCluster, out: Any) -> None:
             say(f"{DEMO_NS} was sharded by an earlier run; its data survived the restart")
         for c in client.config.chunks.find({"ns": DEMO_NS}).sort("min", 1):
             say(f"chunk [{_bound(c['min'])}, {_bound(c['max'])}) on {c['shard']}")
-        for shard in cluster.shards:
+        for shard in [] if cluster.auth else cluster.shards:  # (shards have no user root)
             with helogale.MongoClient(shard.uri) as direct:
                 n = direct.demo.animals.count_documents({})
             say(f"{shard.replset} holds {n} documents of {DEMO_NS}")

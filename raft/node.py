@@ -222,6 +222,7 @@ class RaftNode:
         on_fatal: FatalFn | None = None,
         cluster_key: bytes | None = None,
         observer: Observer | None = None,
+        tls: Any = None,
     ) -> None:
         self.id = node_id
         self.observer = observer or Observer()
@@ -291,7 +292,8 @@ class RaftNode:
         self._addresses.update(peers)  # addresses given now win over remembered ones
         try:
             self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
-                                           self._addresses, self._receive, key=cluster_key)
+                                           self._addresses, self._receive, key=cluster_key,
+                                           tls=tls)
         except BaseException:
             self.storage.close()  # release the data directory for a retry
             raise

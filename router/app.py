@@ -12,9 +12,12 @@ from typing import Any
 from node.commands.context import WIRE, RequestContext
 from node.commands.cursors import REAP_INTERVAL_S, CursorRegistry
 from node.commands.dispatcher import Dispatcher
+from node.security.authz import Authorizer, RemoteUsers
 from node.server.grpc_service import add_command_service, make_server
 from node.server.periodic import Periodic
-from node.sharding.remote import RemoteSets
+from node.sharding.remote import RemoteSets, set_internal_key, set_internal_tls
+from raft.auth import load_keyfile
+from raft.tls import REQUIRE, add_port
 from router.catalog import CatalogCache
 from router.commands.table import ROUTER_COMMANDS
 from router.config import RouterConfig
@@ -32,6 +35,12 @@ class RouterApp:
 
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
+        key = load_keyfile(config.keyfile) if config.keyfile else None
+        if config.auth:  # every set this router reaches, it reaches as the cluster
+            set_internal_key(key)
+        tls = config.tls if config.tls.enabled else None
+        if tls is not None:
+            set_internal_tls(tls)
         self.remotes = RemoteSets()
         self.config_set = self.remotes.get(config.configdb)
         self.catalog = CatalogCache(self.config_set, self.remotes)
@@ -39,10 +48,13 @@ class RouterApp:
         self.cursors = CursorRegistry(idle_timeout_s=config.cursor_timeout_s)
         self.services = RouterServices(self.catalog, self.shards, self.config_set,
                                        self.cursors, advertised=config.advertised)
+        if config.auth:
+            self.services.users = RemoteUsers(self.config_set, key)
+            self.services.authz = Authorizer(self.services.users)
         self.dispatcher = Dispatcher(self.services, ROUTER_COMMANDS, slow_ms=config.slowms)
         self.grpc = make_server()
         self.command_service = add_command_service(self.grpc, self.dispatcher)
-        if self.grpc.add_insecure_port(config.listen) == 0:
+        if add_port(self.grpc, config.listen, tls) == 0:
             raise OSError(f"cannot listen on {config.listen}")
         self.wire: Any = None
         self.metrics: Any = None
@@ -59,13 +71,16 @@ class RouterApp:
 
         def handle(db: str, command: dict[str, Any], info: Any) -> dict[str, Any]:
             ctx = RequestContext(transport=WIRE, connection_id=info.connection_id,
-                                 peer=info.peer)
+                                 peer=info.peer, auth=info.session())
             reply = self.dispatcher.run(db, command, ctx)
             if reply.get("msg") == "isdbgrid" and advertised:
                 reply["me"] = advertised
             return add_error_labels(self.dispatcher.is_retryable_write(command), reply)
 
-        self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port)
+        tls = self.config.tls
+        self.wire = WireServer(handle, self.config.wire_listen_host, self.config.wire_port,
+                               ssl_context=tls.server_ssl_context() if tls.enabled else None,
+                               tls_only=tls.mode == REQUIRE)
         self.wire.start()
         wire = self.wire
         self.dispatcher.ops.connection_sources.append(lambda: {

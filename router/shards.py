@@ -10,6 +10,7 @@ routed` marks the collection stale, re-reads its routing table and runs the atte
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -124,9 +125,9 @@ class Shards:
         if len(calls) == 1:
             shard, db, cmd = calls[0]
             return [self.call(shard, db, cmd, retry=retry, read_preference=read_preference)]
-        futures = [self.pool.submit(self.call, shard, db, cmd, retry=retry,
-                                    read_preference=read_preference)
-                   for shard, db, cmd in calls]
+        futures = [self.pool.submit(contextvars.copy_context().run, self.call, shard, db, cmd,
+                                    retry=retry, read_preference=read_preference)
+                   for shard, db, cmd in calls]  # (the context: whom the calls act for)
         return [f.result() for f in futures]
 
     def routed(self, db: str, coll: str, attempt: Callable[[Route], T], *,

@@ -2,7 +2,7 @@
 
 ``hello``/``isMaster`` (topology from the member, limits and versions from here), ``ping``,
 ``buildInfo``, ``getParameter``, ``serverStatus``, ``getLastError``,
-``connectionStatus``, ``listCommands`` and ``replSetGetStatus``/``replSetGetConfig``/
+``listCommands`` and ``replSetGetStatus``/``replSetGetConfig``/
 ``replSetStepDown``/``replSetReconfig`` (delegated to the member). ``endSessions`` is in
 :mod:`node.commands.sessions`.
 """
@@ -39,7 +39,7 @@ _PARAMETERS: dict[str, Any] = {
     "featureCompatibilityVersion": {"version": "8.0"},
     "maxBSONObjectSize": MAX_BSON_OBJECT_SIZE,
     "cursorTimeoutMillis": Int64(600_000),
-    "authenticationMechanisms": [],
+    "authenticationMechanisms": ["SCRAM-SHA-256"],
 }
 
 
@@ -47,7 +47,12 @@ def hello(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
           ) -> dict[str, Any]:
     topo = node.member.hello(ctx)
     writable = bool(topo.pop("isWritablePrimary", False))
-    return hello_reply(cmd, ctx, writable, topo, node.session_timeout_minutes)
+    reply = hello_reply(cmd, ctx, writable, topo, node.session_timeout_minutes)
+    if "saslSupportedMechs" in cmd or "speculativeAuthenticate" in cmd:
+        from node.security.users import hello_fields
+
+        reply.update(hello_fields(node, cmd, ctx))
+    return reply
 
 
 def hello_reply(cmd: Mapping[str, Any], ctx: RequestContext, writable: bool,
@@ -147,11 +152,6 @@ def get_last_error(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Req
                    ) -> dict[str, Any]:
     # every acknowledged write here already waited for its write concern
     return {"n": 0, "err": None, "connectionId": ctx.connection_id}
-
-
-def connection_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
-                      ctx: RequestContext) -> dict[str, Any]:
-    return {"authInfo": {"authenticatedUsers": [], "authenticatedUserRoles": []}}
 
 
 def list_commands(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext

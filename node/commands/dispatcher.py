@@ -68,6 +68,10 @@ class NodeServices:
     """``--enable-test-commands``: serve ``configureFailPoint``."""
     commands: Mapping[str, Command] = field(default_factory=dict)
     session_timeout_minutes: float = 30.0
+    authz: Any = None
+    """``--auth``: the :class:`~node.security.authz.Authorizer` every command passes first."""
+    users: Any = None
+    """Where authentication finds users (:class:`~node.security.authz.LocalUsers`)."""
     tail_waits: TailWaits = field(default_factory=TailWaits)
     """Where awaitData getMores on capped collections wait (``node.commands.tailing``)."""
     ops: Any = None
@@ -99,6 +103,8 @@ class Command:
     help: str = ""
     write: bool = False
     retryable_write: bool = False
+    action: str | tuple[str, ...] | None = None
+    """What a user needs to run it (:mod:`node.security.roles`); None: internal only."""
 
 
 class Dispatcher:
@@ -167,6 +173,9 @@ class Dispatcher:
         if spec.admin_only and db != "admin":
             raise MongoError(13, f"{name} may only be run against the admin database.",
                              code_name="Unauthorized")
+        authz = getattr(self.services, "authz", None)
+        if authz is not None:  # THE authorization check (--auth)
+            authz.check(name, spec, db, command, ctx.auth, ctx.peer)
         if "autocommit" in command or "startTransaction" in command:
             raise MongoError(20, "multi-document transactions are not supported "
                              "(autocommit/startTransaction)", code_name="IllegalOperation")

@@ -119,6 +119,7 @@ class Replica:
             listen=config.raft_listen_address, join=config.join,
             on_leader_change=self._on_leader_change, fs=fs, on_fatal=self._on_raft_fatal,
             cluster_key=key, observer=self.raft_metrics,
+            tls=config.tls if config.tls.enabled else None,
         )
         self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
                                          daemon=True)

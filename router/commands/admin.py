@@ -31,7 +31,13 @@ if TYPE_CHECKING:
 
 def hello(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
           ) -> dict[str, Any]:
-    return hello_reply(cmd, ctx, True, {"msg": "isdbgrid", "me": svc.advertised})
+    reply = hello_reply(cmd, ctx, True, {"msg": "isdbgrid", "me": svc.advertised})
+    if getattr(svc, "users", None) is not None and (
+            "saslSupportedMechs" in cmd or "speculativeAuthenticate" in cmd):
+        from node.security.users import hello_fields
+
+        reply.update(hello_fields(svc, cmd, ctx))
+    return reply
 
 
 def server_status(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext

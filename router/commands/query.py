@@ -19,6 +19,7 @@ The ``config`` and ``admin`` databases live on the config servers: reads of them
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,8 @@ def _open_streams(svc: RouterServices, route: Route, db: str, shards: Sequence[s
         answered = [svc.shards.call_member(shards[0], db, versioned(cmds[0], route, shards[0]),
                                            read_preference=pref)]
     else:
-        calls = [svc.shards.pool.submit(svc.shards.call_member, shard, db,
+        calls = [svc.shards.pool.submit(contextvars.copy_context().run,
+                                        svc.shards.call_member, shard, db,
                                         versioned(c, route, shard), read_preference=pref)
                  for shard, c in zip(shards, cmds, strict=True)]
         answered = [f.result() for f in calls]
