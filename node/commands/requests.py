@@ -143,10 +143,6 @@ def parse_distinct(db: str, cmd: Mapping[str, Any]) -> DistinctRequest:
     return DistinctRequest(db, coll, key, query, parse_max_time_ms(cmd), cmd)
 
 
-AGGREGATE_STAGES = ("$match", "$sort", "$skip", "$limit", "$project", "$count", "$group",
-                    "$unwind")
-
-
 @dataclass(frozen=True)
 class AggregateRequest:
     db: str
@@ -156,13 +152,24 @@ class AggregateRequest:
     explain: bool = False
     max_time_ms: int = 0
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    allow_disk_use: bool = False
+    let: Mapping[str, Any] = field(default_factory=dict)
+    collectionless: bool = False
+    bypass_validation: bool = False
 
 
-def parse_aggregate(db: str, cmd: Mapping[str, Any]) -> AggregateRequest:
+def parse_aggregate(db: str, cmd: Mapping[str, Any], *, allow_internal: bool = False
+                    ) -> AggregateRequest:
+    """An ``aggregate`` command; ``aggregate: 1`` (no collection) for ``$documents`` and the
+    like. ``allow_internal``: the router's split stages (``$_groupPartial``...)."""
+    from node.commands.pipeline import parse_stages
+
     target = cmd.get("aggregate")
-    if target == 1 or not isinstance(target, str):
-        raise MongoError(BAD_VALUE, "aggregate with no collection is not supported")
-    coll = collection_name(cmd, "aggregate")
+    collectionless = target == 1
+    if collectionless:
+        coll = "$cmd.aggregate"
+    else:
+        coll = collection_name(cmd, "aggregate")
     pipeline = get_list(cmd, "aggregate", "pipeline")
     explain = get_bool(cmd, "aggregate", "explain")
     cursor_opts = get_doc(cmd, "aggregate", "cursor", None)
@@ -170,17 +177,15 @@ def parse_aggregate(db: str, cmd: Mapping[str, Any]) -> AggregateRequest:
         raise MongoError(FAILED_TO_PARSE, "The 'cursor' option is required, except for "
                          "aggregate with the explain argument")
     batch_size = get_nonneg_int(cursor_opts or {}, "aggregate.cursor", "batchSize", None)
-    stages: list[tuple[str, Any]] = []
-    for stage in pipeline:
-        if not isinstance(stage, Mapping) or len(stage) != 1:
-            raise MongoError(40323, "A pipeline stage specification object must contain "
-                             "exactly one field.", code_name="Location40323")
-        name, arg = next(iter(stage.items()))
-        if name not in AGGREGATE_STAGES:
-            raise MongoError(40324, f"Unrecognized pipeline stage name: '{name}'",
-                             code_name="Location40324")
-        stages.append((name, arg))
-    return AggregateRequest(db, coll, stages, batch_size, explain, parse_max_time_ms(cmd), cmd)
+    stages = parse_stages(pipeline, allow_internal=allow_internal or bool(
+        cmd.get("$_internalSplit")))
+    if collectionless and (not stages or stages[0][0] not in ("$documents",)):
+        raise MongoError(73, "{aggregate: 1} is not valid for '$match'; a collection is "
+                         "required.", code_name="InvalidNamespace")
+    let = get_doc(cmd, "aggregate", "let", {}) or {}
+    return AggregateRequest(db, coll, stages, batch_size, explain, parse_max_time_ms(cmd), cmd,
+                            get_bool(cmd, "aggregate", "allowDiskUse"), let, collectionless,
+                            get_bool(cmd, "aggregate", "bypassDocumentValidation"))
 
 
 @dataclass(frozen=True)

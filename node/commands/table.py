@@ -38,7 +38,7 @@ NODE_COMMANDS: dict[str, Command] = {
     "killCursors": Command(query.kill_cursors, help="close cursors"),
     "count": Command(query.count, help="count matching documents"),
     "distinct": Command(query.distinct, help="distinct values of a field"),
-    "aggregate": Command(query.aggregate, help="a small aggregation pipeline subset"),
+    "aggregate": Command(query.aggregate, help="an aggregation pipeline"),
     "explain": Command(explain.explain, help="how a find/count/distinct would run"),
     # indexes
     "createIndexes": Command(indexes.create_indexes, help="build indexes"),
