@@ -145,7 +145,7 @@ def aggregate_write(node: NodeServices, db: str, cmd: Mapping[str, Any],
         spec = {**spec, "letValues": [merge_let_values(spec, d) for d in docs]}
     entry: dict[str, Any] = {"op": op, "db": spec["db"], "coll": spec["coll"], "spec": spec,
                              "docs": docs, "now": now,
-                             "bypass": bool(req.bypass_validation)}
+                             "bypassDocumentValidation": bool(req.bypass_validation)}
     result = submit(node, cmd, entry, ctx)
 
     def shape(reply: dict[str, Any]) -> dict[str, Any]:
@@ -178,25 +178,13 @@ def apply_out(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
     extra = [s for s in specs if s.get("name") != "_id_"]
     if extra:
         engine_ops.create_indexes(engine, txn, db, temp, extra)
-    res = engine.collection(db, temp).insert(entry["docs"], ordered=True, txn=txn,
-                                             **_bypass(entry))
+    res = engine.collection(db, temp).insert(entry["docs"], ordered=True, txn=txn)
     if res.write_errors:
         e = res.write_errors[0]
         raise MongoError(e.code, e.errmsg, code_name=e.code_name, details=e.details)
     from node.engine.rename import rename_collection
     rename_collection(engine, txn, db, temp, db, coll, drop_target=True)
     return {"n": len(entry["docs"])}
-
-
-def _bypass(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {"bypass_validation": True} if entry.get("bypass") and _supports_bypass() else {}
-
-
-def _supports_bypass() -> bool:
-    import inspect
-
-    from node.engine.collection import Collection
-    return "bypass_validation" in inspect.signature(Collection.insert).parameters
 
 
 def apply_merge(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +205,6 @@ def apply_merge(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
         engine.create_collection(db, coll, txn=txn)
     stages = parse_stages(matched) if isinstance(matched, list) else None
     let_values = spec.get("letValues") or []
-    kw = _bypass(entry)
     n = 0
     for i, doc in enumerate(entry["docs"]):
         q = {}
@@ -236,7 +223,7 @@ def apply_merge(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
                 raise _err(13113, "$merge could not find a matching document in the target "
                            "collection for at least one document in the source collection",
                            "MergeStageNoMatchingDocument")
-            res = target.insert([doc], ordered=True, txn=txn, **kw)
+            res = target.insert([doc], ordered=True, txn=txn)
             if res.write_errors:
                 e = res.write_errors[0]
                 raise MongoError(e.code, e.errmsg, code_name=e.code_name, details=e.details)
@@ -260,7 +247,7 @@ def apply_merge(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
             new = {**out[0], "_id": current["_id"]} if out else current
         if "_id" in doc and doc["_id"] != current["_id"] and "_id" not in on:
             new["_id"] = current["_id"]
-        target.update({"_id": current["_id"]}, new, txn=txn, now=entry.get("now"), **kw)
+        target.update({"_id": current["_id"]}, new, txn=txn, now=entry.get("now"))
         n += 1
     return {"n": n}
 

@@ -30,7 +30,9 @@ def list_collections(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: R
     for name in engine_ops.collection_names(node.engine, db):
         info: dict[str, Any] = {"name": name, "type": "collection"}
         if not name_only:
-            info.update({"options": {}, "info": {"readOnly": False},
+            entry = node.engine.catalog_entry(db, name) or {}
+            info.update({"options": dict(entry.get("options", {})),
+                         "info": {"readOnly": False},
                          "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"}})
         infos.append(info)
     if filt:
@@ -85,11 +87,48 @@ def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         if cmd.get(unsupported):
             raise MongoError(115, f"create option '{unsupported}' is not supported",
                              code_name="CommandNotSupported")
-    return submit(node, cmd, {"op": "create", "db": db, "coll": coll}, ctx)
+    from node.engine.validation import check_options
+    entry = {"op": "create", "db": db, "coll": coll}
+    options = check_options(cmd)
+    if options:
+        entry["options"] = options
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_create(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    if entry.get("options"):
+        engine.create_collection(entry["db"], entry["coll"], entry["options"], txn=txn)
+        return {}
     engine_ops.create_collection(engine, txn, entry["db"], entry["coll"])
+    return {}
+
+
+def coll_mod(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+             ) -> dict[str, Any] | PendingReply:
+    """``collMod``: change a collection's validation options (``validator``,
+    ``validationLevel``, ``validationAction``); other options are refused."""
+    from node.engine.validation import OPTION_NAMES, check_options
+    coll = collection_name(cmd, "collMod")
+    for k in cmd:
+        if k not in ("collMod", *OPTION_NAMES, "writeConcern", "lsid", "$db", "shardVersion",
+                     "$clusterTime", "$readPreference", "comment", "maxTimeMS",
+                     "$_createIfMissing"):
+            raise MongoError(72, f"unknown option to collMod: {k}", code_name="InvalidOptions")
+    return submit(node, cmd, {"op": "collMod", "db": db, "coll": coll,
+                              "options": check_options(cmd),
+                              "create": bool(cmd.get("$_createIfMissing"))}, ctx)
+
+
+def apply_coll_mod(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    current = engine.catalog_entry(entry["db"], entry["coll"], txn=txn)
+    if current is None and entry.get("create"):  # a shard the router reached first
+        engine.create_collection(entry["db"], entry["coll"], entry["options"], txn=txn)
+        return {}
+    if current is None:
+        raise MongoError(26, f"ns does not exist: {entry['db']}.{entry['coll']}",
+                         code_name="NamespaceNotFound")
+    options = {**current.get("options", {}), **entry["options"]}
+    engine.put_catalog_entry(txn, entry["db"], entry["coll"], {**current, "options": options})
     return {}
 
 
@@ -116,4 +155,5 @@ def apply_drop_database(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[st
     return {"dropped": entry["db"]}
 
 
-APPLIERS = {"create": apply_create, "drop": apply_drop, "dropDatabase": apply_drop_database}
+APPLIERS = {"create": apply_create, "drop": apply_drop, "dropDatabase": apply_drop_database,
+            "collMod": apply_coll_mod}

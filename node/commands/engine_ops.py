@@ -41,7 +41,7 @@ def validate_write(q: Mapping[str, Any] | None, u: Mapping[str, Any] | None = No
     too deeply) before proposing it. A pure function of the statement, like the apply."""
     if u is not None:
         Update(u, array_filters)
-    Matcher(q or {})
+    Matcher(q or {}, allow_rand=False)  # $rand would differ from member to member
 
 
 

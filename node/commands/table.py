@@ -48,6 +48,7 @@ NODE_COMMANDS: dict[str, Command] = {
     "listCollections": Command(catalog.list_collections, help="list collections"),
     "listDatabases": Command(catalog.list_databases, admin_only=True, help="list databases"),
     "create": Command(catalog.create, help="create a collection"),
+    "collMod": Command(catalog.coll_mod, help="change a collection's validation options"),
     "drop": Command(catalog.drop, help="drop a collection"),
     "dropDatabase": Command(catalog.drop_database, help="drop the current database"),
     "collStats": Command(catalog.coll_stats, help="collection statistics"),

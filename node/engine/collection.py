@@ -663,9 +663,18 @@ class Collection:
         return out
 
     # -- writes ---------------------------------------------------------------------------------
+    def _validator(self, txn: Any) -> Any:
+        """The collection's validator (node/engine/validation.py), None without one."""
+        from node.engine.validation import validator_for
+        entry = self.engine.catalog_entry(self.db, self.name, txn=txn)
+        return validator_for(entry.get("options") if entry else None)
+
     def _insert_doc(self, txn: WriteTxn, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and store one document; returns it as stored (``_id`` first)."""
         doc, key, data = _prepare_insert(self.ns, doc)
+        validator = self._validator(txn)
+        if validator is not None:
+            validator.check(self.ns, None, doc)
         if txn.get(self.table, key) is not None:
             raise self._duplicate_id(doc["_id"])
         self._index_upkeep(txn, None, doc, key)
@@ -684,9 +693,12 @@ class Collection:
         get = txn.get
         add = adder.add
         records: dict[bytes, bytes] = {}
+        validator = self._validator(txn)
         for i, doc in enumerate(docs):
             try:
                 doc, key, data = _prepare_insert(self.ns, doc)
+                if validator is not None:
+                    validator.check(self.ns, None, doc)
                 if key in records or get(table, key) is not None:
                     raise self._duplicate_id(doc["_id"])
                 add(key, doc)
@@ -821,8 +833,13 @@ class Collection:
 
         return self._write(txn, body)
 
-    def _replace(self, txn: WriteTxn, key: bytes, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    def _replace(self, txn: WriteTxn, key: bytes, old: dict[str, Any], new: dict[str, Any],
+                 validate: bool = True) -> bool:
         """Store ``new`` over ``old`` at ``key``; False (nothing written) when unchanged."""
+        if validate:
+            validator = self._validator(txn)
+            if validator is not None:
+                validator.check(self.ns, old, new)
         old_data = encode_doc(old)
         try:
             new_data = encode_doc(new)
@@ -850,7 +867,7 @@ class Collection:
                 self._index_upkeep(txn, None, doc, key)
                 txn.put(self.table, key, data)
                 changed += 1
-            elif self._replace(txn, key, decode_doc(raw), doc):
+            elif self._replace(txn, key, decode_doc(raw), doc, validate=False):
                 changed += 1
         return changed
 

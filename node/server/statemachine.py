@@ -383,6 +383,16 @@ class StateMachine:
         done, migrated = _recorded(txn, entry) if retryable else ({}, False)
         if self.guard is not None:
             self.guard.check_entry(txn, entry)
+        from node.engine.validation import BYPASS
+        token = BYPASS.set(bool(entry.get("bypassDocumentValidation")))
+        try:
+            return self._apply_op(txn, op, applier, statements, retryable, done, migrated,
+                                  entry)
+        finally:
+            BYPASS.reset(token)
+
+    def _apply_op(self, txn: Any, op: Any, applier: Applier, statements: Any, retryable: bool,
+                  done: Any, migrated: bool, entry: dict[str, Any]) -> dict[str, Any]:
         if not retryable:
             reply = applier(self.engine, txn, entry)
             if op == "replSetConfig":

@@ -65,6 +65,23 @@ def create(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestCon
     return _primary(svc, db, coll, cmd, create_db=True)
 
 
+def coll_mod(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+             ) -> dict[str, Any]:
+    """``collMod`` on every shard of the collection (validators are checked where writes
+    apply, on each shard)."""
+    coll = collection_name(cmd, "collMod")
+
+    def attempt(route: Route) -> dict[str, Any]:
+        marked = {**cmd, "$_createIfMissing": True}  # a shard without chunks yet keeps them too
+        replies = (_all_shards(svc, db, marked) if route.table is not None
+                   else _everywhere(svc, route, db, marked))
+        for reply in replies:
+            raise_for(reply, "shard")
+        return {}
+
+    return svc.shards.routed(db, coll, attempt)
+
+
 def list_indexes(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                  ) -> dict[str, Any]:
     coll = collection_name(cmd, "listIndexes")

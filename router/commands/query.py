@@ -291,7 +291,8 @@ def routed_docs(svc: RouterServices, db: str, coll: str, stages: list[tuple[str,
     ctx.read = lambda c, p, vs: _read_through(svc, db, c, p, cmd, vs)
     ctx.write = lambda name, spec, docs: _write_through(svc, db, name, spec, docs, cmd)
     from node.commands.pipeline import parse_stages
-    compile_pipeline(parse_stages(split.shards, allow_internal=True), ctx)  # fail early
+    check = ctx.sub(geo_near=lambda arg: iter(()), stats=lambda name, arg: iter(()))
+    compile_pipeline(parse_stages(split.shards, allow_internal=True), check)  # fail early
     compiled = compile_pipeline(split.router, ctx)
 
     def attempt(route: Route) -> Iterator[dict[str, Any]]:

@@ -35,6 +35,7 @@ ROUTER_COMMANDS: dict[str, Command] = {
     "explain": Command(query.explain, help="each shard's plan"),
     # catalog
     "create": Command(catalog.create, help="create a collection"),
+    "collMod": Command(catalog.coll_mod, help="change validation options on every shard"),
     "drop": Command(catalog.drop, help="drop a collection"),
     "dropDatabase": Command(catalog.drop_database, help="drop the current database"),
     "listCollections": Command(catalog.list_collections, help="list collections"),
