@@ -215,3 +215,21 @@ def test_geo_near_merges_by_distance(sharded: ShardedCluster, client: Any) -> No
         {"$limit": 5}]))
     dists = [d["d"] for d in out]
     assert dists == sorted(dists) and out[0]["_id"] == 54 and len(out) == 5
+
+
+def test_validators_on_every_shard(sharded: ShardedCluster, colls: tuple[Any, Any]) -> None:
+    assert colls
+    router(sharded, {"collMod": "agg_sharded", "validator": {"u": {"$type": "number"}}},
+           db=DB)
+    try:
+        for doc_id in (1, "s0200", 300):  # owned by different shards
+            reply = sharded.router_command(0, {"insert": "agg_sharded", "documents": [
+                {"_id": doc_id if doc_id != 1 else 10_001, "u": "text"}]}, db=DB)
+            assert reply["writeErrors"][0]["code"] == 121, reply
+        reply = sharded.router_command(0, {"insert": "agg_sharded", "documents": [
+            {"_id": 10_002, "u": "text"}], "bypassDocumentValidation": True}, db=DB)
+        assert reply["n"] == 1
+    finally:
+        router(sharded, {"collMod": "agg_sharded", "validationLevel": "off"}, db=DB)
+        router(sharded, {"delete": "agg_sharded", "deletes": [{"q": {"_id": 10_002},
+                                                                "limit": 1}]}, db=DB)

@@ -261,3 +261,30 @@ def test_merge_modes(run: Any) -> None:
     assert merge(on="total")["code"] == 51183
     assert run({"aggregate": "sales", "cursor": {}, "pipeline": [
         {"$merge": {"into": "t", "whenMatched": "bogus"}}]})["code"] == 2
+
+
+def test_allow_disk_use_spills_sort_and_group(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("HELOGALE_SPILL_DIR", str(tmp_path))
+    d = standalone_dispatcher(max_sort_bytes=20_000)
+
+    def run(cmd: dict[str, Any]) -> dict[str, Any]:
+        return d.run("app", cmd, CTX)
+
+    run({"insert": "big", "documents": [{"_id": i, "v": (i * 7919) % 1000, "g": i % 300,
+                                         "pad": "x" * 200} for i in range(1000)]})
+    sort = [{"$sort": {"v": 1, "_id": 1}}, {"$project": {"v": 1}}]
+    assert run({"aggregate": "big", "pipeline": sort, "cursor": {}})["code"] == 292
+    reply = run({"aggregate": "big", "pipeline": sort, "cursor": {"batchSize": 1000},
+                 "allowDiskUse": True})
+    got = [(x["v"], x["_id"]) for x in reply["cursor"]["firstBatch"]]
+    assert got == sorted(((i * 7919) % 1000, i) for i in range(1000))
+    group = [{"$group": {"_id": "$g", "n": {"$sum": 1}, "ids": {"$push": "$_id"},
+                         "avg": {"$avg": "$v"}}}, {"$sort": {"_id": 1}}]
+    assert run({"aggregate": "big", "pipeline": group, "cursor": {}})["code"] == 292
+    reply = run({"aggregate": "big", "pipeline": group, "cursor": {"batchSize": 1000},
+                 "allowDiskUse": True})
+    out = reply["cursor"]["firstBatch"]
+    assert len(out) == 300 and all(g["n"] == len(g["ids"]) for g in out)
+    assert sorted(i for g in out for i in g["ids"]) == list(range(1000))
+    assert out[5]["ids"] == [5, 305, 605, 905]
+    assert list(tmp_path.iterdir()) == []  # runs removed afterwards
