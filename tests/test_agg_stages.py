@@ -288,3 +288,38 @@ def test_allow_disk_use_spills_sort_and_group(tmp_path: Any, monkeypatch: Any) -
     assert sorted(i for g in out for i in g["ids"]) == list(range(1000))
     assert out[5]["ids"] == [5, 305, 605, 905]
     assert list(tmp_path.iterdir()) == []  # runs removed afterwards
+
+
+def test_set_window_fields_densify_fill(run: Any) -> None:
+    out = agg(run, [{"$setWindowFields": {
+        "partitionBy": "$item", "sortBy": {"date": 1},
+        "output": {"running": {"$sum": "$quantity",
+                               "window": {"documents": ["unbounded", "current"]}},
+                   "total": {"$sum": "$quantity"}, "rank": {"$rank": {}},
+                   "prev": {"$shift": {"output": "$quantity", "by": -1, "default": 0}},
+                   "avg2": {"$avg": "$quantity", "window": {"documents": [-1, 0]}}}}},
+        {"$match": {"item": "abc"}}, {"$project": {"running": 1, "total": 1, "rank": 1,
+                                                   "prev": 1, "avg2": 1}}])
+    assert out == [
+        {"_id": 1, "running": 2, "total": 17, "rank": 1, "prev": 0, "avg2": 2.0},
+        {"_id": 5, "running": 12, "total": 17, "rank": 2, "prev": 2, "avg2": 6.0},
+        {"_id": 8, "running": 17, "total": 17, "rank": 3, "prev": 10, "avg2": 7.5}]
+    out = agg(run, [{"$setWindowFields": {"sortBy": {"_id": 1}, "output": {
+        "near": {"$sum": 1, "window": {"range": [-1, 1]}},
+        "dn": {"$denseRank": {}}, "ema": {"$expMovingAvg": {"input": "$price", "N": 2}}}}},
+        {"$limit": 2}])
+    assert [(d["near"], d["dn"]) for d in out] == [(2, 1), (3, 2)]
+    assert out[1]["ema"] == pytest.approx(10 + 2 / 3 * 10)
+    run({"insert": "temps", "documents": [{"_id": 1, "t": 0, "v": 1.0}, {"_id": 2, "t": 4,
+                                                                          "v": None},
+                                          {"_id": 3, "t": 6, "v": 4.0}]})
+    out = agg(run, [{"$fill": {"sortBy": {"t": 1}, "output": {"v": {"method": "linear"}}}}],
+              coll="temps")
+    assert [d["v"] for d in out] == [1.0, 3.0, 4.0]
+    out = agg(run, [{"$fill": {"sortBy": {"t": 1}, "output": {"v": {"method": "locf"}}}}],
+              coll="temps")
+    assert [d["v"] for d in out] == [1.0, 1.0, 4.0]
+    out = agg(run, [{"$densify": {"field": "t", "range": {"step": 2, "bounds": "full"}}},
+                    {"$project": {"_id": 0, "t": 1}}], coll="temps")
+    assert [d["t"] for d in out] == [0, 2, 4, 6]
+    assert code(run, [{"$setWindowFields": {"output": {"r": {"$rank": {}}}}}]) == 5371602
