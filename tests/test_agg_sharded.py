@@ -233,3 +233,33 @@ def test_validators_on_every_shard(sharded: ShardedCluster, colls: tuple[Any, An
         router(sharded, {"collMod": "agg_sharded", "validationLevel": "off"}, db=DB)
         router(sharded, {"delete": "agg_sharded", "deletes": [{"q": {"_id": 10_002},
                                                                 "limit": 1}]}, db=DB)
+
+
+def test_map_reduce_in_the_client(sharded: ShardedCluster, colls: tuple[Any, Any],
+                                  client: Any) -> None:
+    s, p = colls
+
+    def by_a(doc: Any) -> Any:
+        yield doc.get("a"), 1
+
+    def add(key: Any, values: list[Any]) -> Any:
+        return sum(values)
+
+    want = {d["_id"]: d["n"] for d in p.aggregate([{"$group": {"_id": "$a",
+                                                               "n": {"$sum": 1}}}])}
+    inline = s.inline_map_reduce(by_a, add)
+    assert {d["_id"]: d["value"] for d in inline} == want
+    out = s.map_reduce(by_a, add, "agg_mr")
+    assert {d["_id"]: d["value"] for d in out.find()} == want
+    s.map_reduce(by_a, add, {"reduce": "agg_mr"}, query={"u": {"$lt": 10}})
+    again = {d["_id"]: d["value"] for d in client[DB]["agg_mr"].find()}
+    extra = {d["_id"]: d["n"] for d in p.aggregate([{"$match": {"u": {"$lt": 10}}}, {
+        "$group": {"_id": "$a", "n": {"$sum": 1}}}])}
+    assert again == {k: v + extra.get(k, 0) for k, v in want.items()}
+    s.map_reduce(by_a, add, {"merge": "agg_mr"}, query={"u": {"$lt": 10}},
+                 finalize=lambda k, v: v * 100)
+    merged = {d["_id"]: d["value"] for d in client[DB]["agg_mr"].find()}
+    assert all(merged[k] == v * 100 for k, v in extra.items())
+    reply = sharded.router_command(0, {"mapReduce": "agg_sharded", "map": "function(){}",
+                                       "reduce": "function(){}", "out": {"inline": 1}}, db=DB)
+    assert reply["code"] == 115 and "aggregation pipeline" in reply["errmsg"]

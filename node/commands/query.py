@@ -135,3 +135,12 @@ def aggregate(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
         return {"explainVersion": "1", "stages": explain, "serverInfo": {"host": "helogale"}}
     return open_cursor(node, f"{db}.{req.coll}", iter(docs), req.batch_size, budget=budget,
                        ctx=ctx)
+
+
+def map_reduce(node: Any, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+               ) -> dict[str, Any]:
+    """MongoDB's JavaScript ``mapReduce``: refused, pointing at what to use instead."""
+    raise MongoError(115, "mapReduce is not supported: Helogale runs no JavaScript. Use the "
+                     "aggregation pipeline ($group with accumulators, then $out or $merge), or "
+                     "the helogale client's Collection.map_reduce with Python functions",
+                     code_name="CommandNotSupported")

@@ -38,6 +38,8 @@ NODE_COMMANDS: dict[str, Command] = {
     "killCursors": Command(query.kill_cursors, help="close cursors"),
     "count": Command(query.count, help="count matching documents"),
     "distinct": Command(query.distinct, help="distinct values of a field"),
+    "mapReduce": Command(query.map_reduce,
+                         help="refused: use aggregate or the client's map_reduce"),
     "aggregate": Command(query.aggregate, help="an aggregation pipeline"),
     "explain": Command(explain.explain, help="how a find/count/distinct would run"),
     # indexes

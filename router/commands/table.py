@@ -31,6 +31,8 @@ ROUTER_COMMANDS: dict[str, Command] = {
     "killCursors": Command(node_query.kill_cursors, help="close cursors"),
     "count": Command(query.count, help="count matching documents"),
     "distinct": Command(query.distinct, help="distinct values of a field"),
+    "mapReduce": Command(node_query.map_reduce,
+                         help="refused: use aggregate or the client's map_reduce"),
     "aggregate": Command(query.aggregate, help="an aggregation pipeline over the shards"),
     "explain": Command(query.explain, help="each shard's plan"),
     # catalog
