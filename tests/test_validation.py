@@ -78,3 +78,29 @@ def test_out_and_merge_respect_validators(run: Any) -> None:
     # $out keeps the target's options: the validator still applies afterwards
     bad = run({"aggregate": "src", "pipeline": [{"$out": "target"}], "cursor": {}})
     assert bad["code"] == 121
+
+
+def test_now_in_a_write_is_the_entry_time_and_bypass_travels_in_the_entry() -> None:
+    import datetime as dt
+
+    from node.commands.appliers import APPLIERS, GROUPERS, STATEMENTS
+    from node.commands.engine_ops import open_engine
+    from node.engine.memory_store import MemoryStore
+    from node.server.statemachine import StateMachine
+
+    store = MemoryStore()
+    sm = StateMachine(open_engine(store), store, APPLIERS, groupers=GROUPERS,
+                      statements=STATEMENTS)
+    then = dt.datetime(2001, 1, 1)
+    sm.apply(1, {"op": "insert", "db": "app", "coll": "c", "docs": [{"_id": 1}],
+                 "ordered": True, "now": then})
+    upd = {"op": "update", "db": "app", "coll": "c", "ordered": True, "now": then,
+           "updates": [{"q": {"$expr": {"$lt": ["$$NOW", dt.datetime(2002, 1, 1)]}},
+                        "u": {"$set": {"hit": True}}, "multi": False, "upsert": False}]}
+    assert sm.apply(2, upd)["nModified"] == 1  # $$NOW is 2001 here, on every member
+    sm.apply(3, {"op": "collMod", "db": "app", "coll": "c",
+                 "options": {"validator": {"x": {"$exists": True}}}})
+    entry = {"op": "insert", "db": "app", "coll": "c", "docs": [{"_id": 2}], "ordered": True,
+             "now": then}
+    assert sm.apply(4, dict(entry))["writeErrors"][0]["code"] == 121
+    assert sm.apply(5, {**entry, "bypassDocumentValidation": True}) == {"n": 1}

@@ -14,6 +14,7 @@ on first use, so they may import this module freely (no import cycle).
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,6 +27,11 @@ Compiler = Callable[[Any, "Scope"], Fn]
 
 OPERATORS: dict[str, Compiler] = {}
 """Operator name -> compiler of its raw argument."""
+
+ENTRY_NOW: contextvars.ContextVar[datetime.datetime | None] = contextvars.ContextVar(
+    "entry_now", default=None)
+"""The time of the log entry being applied: ``$$NOW`` in a write's ``$expr`` (and in
+validators) is that, identical on every member."""
 
 SYSTEM_VARIABLES = frozenset({"ROOT", "CURRENT", "REMOVE", "NOW", "CLUSTER_TIME", "DESCEND",
                               "PRUNE", "KEEP", "SEARCH_META", "USER_ROLES"})
@@ -199,6 +205,8 @@ def _variable(ref: str, scope: Scope) -> Fn:
         def now_(v: Vars) -> Any:
             value = v.values.get(name, MISSING)
             if value is MISSING:
+                value = ENTRY_NOW.get()
+            if value is None or value is MISSING:
                 value = datetime.datetime.now(datetime.UTC).replace(microsecond=(
                     datetime.datetime.now(datetime.UTC).microsecond // 1000) * 1000)
                 v.values[name] = value
