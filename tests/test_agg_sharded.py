@@ -263,3 +263,21 @@ def test_map_reduce_in_the_client(sharded: ShardedCluster, colls: tuple[Any, Any
     reply = sharded.router_command(0, {"mapReduce": "agg_sharded", "map": "function(){}",
                                        "reduce": "function(){}", "out": {"inline": 1}}, db=DB)
     assert reply["code"] == 115 and "aggregation pipeline" in reply["errmsg"]
+
+
+def test_validator_from_create_reaches_a_shard_that_receives_chunks_later(
+        sharded: ShardedCluster) -> None:
+    ns = f"{DB}.agg_valid"
+    router(sharded, {"create": "agg_valid", "validator": {"u": {"$type": "number"}}}, db=DB)
+    router(sharded, {"shardCollection": ns, "key": {"_id": 1}})
+    router(sharded, {"split": ns, "middle": {"_id": 50}})
+    chunks = router(sharded, {"find": "chunks", "filter": {"ns": ns}}, db="config")
+    hi = next(c for c in chunks["cursor"]["firstBatch"] if c["min"] == {"_id": 50})
+    other = next(x["_id"] for x in router(sharded, {"listShards": 1})["shards"]
+                 if x["_id"] != hi["shard"])
+    router(sharded, {"moveChunk": ns, "bounds": [hi["min"], hi["max"]], "to": other,
+                     "_waitForDelete": True})
+    for doc_id in (10, 60):
+        reply = sharded.router_command(0, {"insert": "agg_valid", "documents": [
+            {"_id": doc_id, "u": "text"}]}, db=DB)
+        assert reply["writeErrors"][0]["code"] == 121, reply
