@@ -323,3 +323,25 @@ def test_set_window_fields_densify_fill(run: Any) -> None:
                     {"$project": {"_id": 0, "t": 1}}], coll="temps")
     assert [d["t"] for d in out] == [0, 2, 4, 6]
     assert code(run, [{"$setWindowFields": {"output": {"r": {"$rank": {}}}}}]) == 5371602
+
+
+def test_pipeline_style_updates_with_constants(run: Any) -> None:
+    reply = run({"update": "sales", "updates": [
+        {"q": {"_id": 1}, "u": [{"$set": {"total": {"$multiply": ["$price", "$quantity"]},
+                                          "tag": "$$t", "at": "$$NOW"}},
+                                {"$unset": "date"}], "c": {"t": "x"}}]})
+    assert reply["nModified"] == 1, reply
+    doc = run({"find": "sales", "filter": {"_id": 1}})["cursor"]["firstBatch"][0]
+    assert doc["total"] == 20 and doc["tag"] == "x" and "date" not in doc
+    assert isinstance(doc["at"], datetime.datetime) and next(iter(doc)) == "_id"
+    reply = run({"update": "sales", "updates": [
+        {"q": {"_id": 99}, "u": [{"$set": {"n": {"$add": [1, 2]}}}], "upsert": True}]})
+    assert reply["upserted"][0]["_id"] == 99
+    assert run({"find": "sales", "filter": {"_id": 99}})["cursor"]["firstBatch"] == [
+        {"_id": 99, "n": 3}]
+    bad = run({"update": "sales", "updates": [{"q": {"_id": 2}, "u": [{"$set": {"_id": 5}}]}]})
+    assert bad["writeErrors"][0]["code"] == 66
+    bad = run({"update": "sales", "updates": [{"q": {"_id": 2}, "u": [{"$group": {"_id": 1}}]}]})
+    assert bad.get("code", 0) == 72 or bad["writeErrors"][0]["code"] == 72
+    bad = run({"update": "sales", "updates": [{"q": {}, "u": {"$set": {"a": 1}}, "c": {}}]})
+    assert bad["ok"] == 0.0

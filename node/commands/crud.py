@@ -226,7 +226,8 @@ def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         statements.append(doc)
     now = refuse_statements(node, cmd, statements, req.ordered,
                             lambda st: engine_ops.validate_write(st["q"], st["u"],
-                                                                 st.get("arrayFilters")),
+                                                                 st.get("arrayFilters"),
+                                                                 st.get("c")),
                             {"n": 0, "nModified": 0})
     if now is not None:
         return now

@@ -33,14 +33,15 @@ def open_engine(store: Any, *, max_sort_bytes: int = MAX_BLOCKING_SORT_BYTES) ->
 # --- writes (inside the state machine's transaction) -------------------------------------------
 
 
-def validate_write(q: Mapping[str, Any] | None, u: Mapping[str, Any] | None = None,
-                   array_filters: list[Mapping[str, Any]] | None = None) -> None:
+def validate_write(q: Mapping[str, Any] | None, u: Any = None,
+                   array_filters: list[Mapping[str, Any]] | None = None,
+                   constants: Mapping[str, Any] | None = None) -> None:
     """Compile a write statement's update (with its ``arrayFilters``) and filter in the order
     the engine does when the entry applies, raising the same MongoError: the primary refuses a
     statement that can only fail (a regex RE2 cannot run, an unknown operator, a query nested
     too deeply) before proposing it. A pure function of the statement, like the apply."""
     if u is not None:
-        Update(u, array_filters)
+        Update(u, array_filters, constants)
     Matcher(q or {}, allow_rand=False)  # $rand would differ from member to member
 
 
@@ -63,7 +64,8 @@ def update(engine: Engine, txn: Any, db: str, coll: str, st: Mapping[str, Any],
            now: _dt.datetime) -> UpdateOutcome:
     res = engine.collection(db, coll).update(
         st["q"], st["u"], upsert=st["upsert"], multi=st["multi"],
-        upsert_id=st.get("upsertId"), now=now, array_filters=st.get("arrayFilters"), txn=txn)
+        upsert_id=st.get("upsertId"), now=now, array_filters=st.get("arrayFilters"), txn=txn,
+        constants=st.get("c"))
     if res.upserted:
         return UpdateOutcome(0, 0, res.upserted_id)
     return UpdateOutcome(res.n, res.n_modified, None)

@@ -299,16 +299,23 @@ class UpdateStatement:
     upsert: bool = False
     array_filters: list[dict[str, Any]] | None = None
 
+    constants: dict[str, Any] | None = None
+
     @property
     def is_replacement(self) -> bool:
+        if isinstance(self.u, list):
+            return False
         return not any(str(k).startswith("$") for k in self.u)
 
     def to_doc(self) -> dict[str, Any]:
         """The statement as the command (and the log entry) carries it."""
-        out: dict[str, Any] = {"q": dict(self.q), "u": dict(self.u), "multi": self.multi,
+        u: Any = [dict(s) for s in self.u] if isinstance(self.u, list) else dict(self.u)
+        out: dict[str, Any] = {"q": dict(self.q), "u": u, "multi": self.multi,
                                "upsert": self.upsert}
         if self.array_filters is not None:
             out["arrayFilters"] = self.array_filters
+        if self.constants is not None:
+            out["c"] = self.constants
         return out
 
 
@@ -339,8 +346,17 @@ def parse_update_statement(i: int, st: Any) -> UpdateStatement:
                              code_name="Location40415")
     q = get_doc(st, "update.updates", "q")
     u = st.get("u")
-    if isinstance(u, list):
-        raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
+    constants = st.get("c")
+    if constants is not None and not isinstance(constants, Mapping):
+        raise type_mismatch("BSON field 'update.updates.c' is the wrong type "
+                            f"'{bson_type_name(constants)}', expected type 'object'")
+    if constants is not None and not isinstance(u, list):
+        raise MongoError(51198, "'c' (constants) is only allowed with a pipeline-style update",
+                         code_name="Location51198")
+    if isinstance(u, list):  # a pipeline-style update (node/engine/pipeline_update.py)
+        return UpdateStatement(q, u, get_bool(st, "update.updates", "multi"),  # type: ignore
+                               get_bool(st, "update.updates", "upsert"), None,
+                               dict(constants) if constants is not None else None)
     if not isinstance(u, Mapping):
         raise type_mismatch("BSON field 'update.updates.u' is the wrong type "
                             f"'{bson_type_name(u)}', expected type 'object'")

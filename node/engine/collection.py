@@ -802,6 +802,7 @@ class Collection:
         now: datetime.datetime | None = None,
         array_filters: list[Mapping[str, Any]] | None = None,
         txn: WriteTxn | None = None,
+        constants: Mapping[str, Any] | None = None,
     ) -> UpdateResult:
         """Apply update ``u`` to the first (or, ``multi``, every) document matching ``q``.
 
@@ -810,7 +811,7 @@ class Collection:
         caller. ``now`` is the time ``$currentDate`` writes. ``array_filters``: the filters
         ``$[<identifier>]`` paths in ``u`` select array elements by (MongoDB's ``arrayFilters``).
         """
-        update = Update(u, array_filters)
+        update = Update(u, array_filters, constants)
         if multi and update.is_replacement:
             raise failed_to_parse("multi update is not supported for replacement-style update")
         matcher_filter = q or {}
