@@ -12,7 +12,7 @@ from typing import Any
 
 from bson import Decimal128, Int64, ObjectId
 
-from node.engine.errors import MongoError
+from node.engine.errors import CONVERSION_FAILURE, MongoError
 from node.engine.expr_arith import make, to_dec
 from node.engine.expressions import (
     MISSING,
@@ -27,7 +27,6 @@ from node.engine.expressions import (
 )
 from node.engine.values import bson_type_code, is_number, number_value, type_name
 
-CONVERSION_FAILURE = 241
 _ALIASES = {"double": 1, "string": 2, "objectId": 7, "bool": 8, "date": 9, "int": 16,
             "long": 18, "decimal": 19}
 _INT32 = (-(2**31), 2**31 - 1)
