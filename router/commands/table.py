@@ -41,6 +41,7 @@ ROUTER_COMMANDS: dict[str, Command] = {
     # catalog
     "create": Command(catalog.create, help="create a collection"),
     "collMod": Command(catalog.coll_mod, help="change validation options on every shard"),
+    "convertToCapped": Command(catalog.convert_to_capped, help="make a collection capped"),
     "drop": Command(catalog.drop, help="drop a collection"),
     "dropDatabase": Command(catalog.drop_database, help="drop the current database"),
     "listCollections": Command(catalog.list_collections, help="list collections"),
