@@ -285,3 +285,25 @@ def test_bulk_write_needs_each_operations_action(d: Dispatcher) -> None:
     assert r["code"] == 13  # not even root writes users directly
     assert d.services.engine.collection("app", "c").count({}) == 1
     assert d.services.engine.collection("admin", "system.users").count({}) == 2
+
+
+def test_out_and_merge_need_write_actions_where_they_write(d: Dispatcher) -> None:
+    """An aggregate is a read, unless it ends in ``$out``/``$merge``: then its user needs
+    insert and remove on the database it writes to."""
+    root = make_root(d)
+    d.run("app", {"insert": "src", "documents": [{"_id": 1}]}, root)
+    d.run("app", {"createUser": "reader", "pwd": "pw", "roles": ["read"]}, root)
+    d.run("app", {"createUser": "writer", "pwd": "pw", "roles": ["readWrite"]}, root)
+    reader, writer = ctx(REMOTE), ctx(REMOTE)
+    assert login(d, reader, "reader", "pw", db="app")["ok"] == 1.0
+    assert login(d, writer, "writer", "pw", db="app")["ok"] == 1.0
+    read_only = {"aggregate": "src", "pipeline": [{"$match": {}}], "cursor": {}}
+    assert d.run("app", read_only, reader)["ok"] == 1.0
+    for last in ({"$out": "copy"}, {"$merge": {"into": "copy"}}):
+        cmd = {"aggregate": "src", "pipeline": [{"$match": {}}, last], "cursor": {}}
+        assert d.run("app", cmd, reader)["code"] == 13, last
+        assert d.run("app", cmd, writer)["ok"] == 1.0, last
+    elsewhere = {"aggregate": "src", "pipeline": [{"$out": {"db": "other", "coll": "x"}}],
+                 "cursor": {}}
+    assert d.run("app", elsewhere, writer)["code"] == 13
+    assert d.services.engine.collection("other", "x").count({}) == 0

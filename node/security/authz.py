@@ -309,6 +309,8 @@ class Authorizer:
             targets = [(a, d) for a in actions for d in sorted(dbs)]
         if name == "bulkWrite":
             return _bulk_write_targets(command)
+        if name == "aggregate":
+            targets += _aggregate_write_targets(db, command)
         coll = command.get(name)
         if db == USERS_DB and coll == USERS_COLL and actions != ("find",):
             targets.append((R.INTERNAL, db))
@@ -369,3 +371,22 @@ def _acting_for(session: AuthSession | None, command: Mapping[str, Any]) -> tupl
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _aggregate_write_targets(db: str, command: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An aggregate ending in ``$out``/``$merge`` writes: insert and remove on the database it
+    writes to (as MongoDB asks of ``$out``), besides reading its own."""
+    pipeline = command.get("pipeline")
+    if not isinstance(pipeline, list) or not pipeline or not isinstance(pipeline[-1], Mapping):
+        return []
+    last = pipeline[-1]
+    stage = next(iter(last), None)
+    if stage not in ("$out", "$merge"):
+        return []
+    spec = last[stage]
+    target_db = db
+    if isinstance(spec, Mapping):
+        into = spec.get("into", spec) if stage == "$merge" else spec
+        if isinstance(into, Mapping) and isinstance(into.get("db"), str):
+            target_db = into["db"]
+    return [("insert", target_db), ("remove", target_db)]

@@ -31,7 +31,7 @@ WRITE = frozenset({"insert", "update", "remove", "createCollection", "dropCollec
                    "createIndex", "dropIndex", "renameCollectionSameDB", "convertToCapped"})
 DB_ADMIN = frozenset({"listCollections", "listIndexes", "collStats", "dbStats",
                       "createCollection", "dropCollection", "createIndex", "dropIndex",
-                      "dropDatabase", "renameCollectionSameDB", "convertToCapped"})
+                      "dropDatabase", "renameCollectionSameDB", "convertToCapped", "collMod"})
 USER_ADMIN = frozenset({"createUser", "updateUser", "dropUser", "grantRole", "revokeRole",
                         "viewUser"})
 CLUSTER_ACTIONS = frozenset({"listDatabases", "serverStatus", "getParameter",
