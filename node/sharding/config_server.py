@@ -30,8 +30,9 @@ from typing import Any
 
 from bson import Binary, MaxKey, MinKey, ObjectId, Timestamp
 
+from helogale.errors import PyMongoError
 from node.commands.member import WriteConcern
-from node.engine.errors import BAD_VALUE, MongoError
+from node.engine.errors import BAD_VALUE, HOST_UNREACHABLE, MongoError
 from node.engine.values import SortKey, compare
 from node.sharding.chunks import Chunk, ChunkVersion
 from node.sharding.remote import RemoteSets, connection_string, parse_connection_string
@@ -527,10 +528,15 @@ class ConfigServer:
         if to.get("draining"):
             raise _err(ILLEGAL_OPERATION, f"shard {to_shard} is draining", "IllegalOperation")
         donor = self.shard(chunk["shard"])
-        reply = self.remotes.get(donor["grpcHost"]).command("admin", {
-            "_shardsvrMoveRange": ns, "min": lo, "max": hi, "toShard": to_shard,
-            "toShardHost": to["grpcHost"], "waitForDelete": wait_for_delete},
-            retry="refused", timeout=None)
+        try:  # never re-sent after a network error: the donor may be running it
+            reply = self.remotes.get(donor["grpcHost"]).command("admin", {
+                "_shardsvrMoveRange": ns, "min": lo, "max": hi, "toShard": to_shard,
+                "toShardHost": to["grpcHost"], "waitForDelete": wait_for_delete},
+                retry="refused", timeout=None)
+        except PyMongoError as exc:
+            raise _err(HOST_UNREACHABLE, f"moveChunk: lost the donor {chunk['shard']} "
+                       f"(the migration may still commit or abort): {exc}",
+                       "HostUnreachable") from None
         if reply.get("ok") != 1.0:
             raise MongoError(int(reply.get("code", OPERATION_FAILED)),
                              f"moveChunk failed: {reply.get('errmsg')}",
