@@ -51,6 +51,13 @@ def test_registering_the_same_migration_twice_is_one_registration(sharded: Shard
         assert outcome["state"] == "aborted"
         late = cfg(sharded, register)
         assert late.get("ok") == 0.0 and late.get("codeName") == "ConflictingOperationInProgress"
+        # a donor that never heard back aborts an id the config servers never saw: a
+        # registration still in flight must not start it afterwards
+        late_id = ObjectId()
+        gone = ok(cfg(sharded, {"_configsvrMigrationOutcome": late_id, "abort": True}))
+        assert gone["state"] == "unknown"
+        refused = cfg(sharded, {**register, "migrationId": late_id})
+        assert refused.get("codeName") == "ConflictingOperationInProgress", refused
     finally:
         cfg(sharded, {"_configsvrMigrationOutcome": mid, "abort": True})
     # the collection's chunks move again

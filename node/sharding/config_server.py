@@ -439,11 +439,18 @@ class ConfigServer:
         if self.collection(ns) is None:
             raise _err(NAMESPACE_NOT_FOUND, f"{ns} is not sharded", "NamespaceNotFound")
         self.shard(to_shard)
+        same = {"ns": ns, "min": lo, "max": hi, "fromShard": from_shard, "toShard": to_shard}
+        known = self._one("migrations", {"_id": mid})
+        if known is not None:  # a re-send (its reply was lost): the same migration, once
+            if known["state"] == "active" and all(
+                    compare(known.get(k), v) == 0 for k, v in same.items()):
+                return {"alreadyRegistered": True}
+            raise _err(CONFLICTING_OPERATION, f"migration {mid} is already "
+                       f"{known['state']}", "ConflictingOperationInProgress")
         chunk = self._chunk_at(ns, lo)
         if chunk["shard"] != from_shard or compare(chunk["max"]["_id"], hi) != 0:
             raise _err(BAD_VALUE, f"chunk [{lo!r}, {hi!r}) of {ns} is not on {from_shard}")
-        doc = {"_id": mid, "ns": ns, "min": lo, "max": hi, "fromShard": from_shard,
-               "toShard": to_shard, "state": "active", "started": _dt.datetime.now(_dt.UTC)}
+        doc = {"_id": mid, **same, "state": "active", "started": _dt.datetime.now(_dt.UTC)}
         try:
             self.commit([{"op": "i", "ns": "config.migrations", "o": doc}], [
                 {"ns": "config.chunks", "q": {"_id": chunk["_id"]},
@@ -451,6 +458,8 @@ class ConfigServer:
                 {"ns": "config.migrations", "q": {"ns": ns, "state": "active"}, "res": None}])
         except MongoError as exc:
             if exc.code == BAD_VALUE:
+                if self._one("migrations", {"_id": mid, "state": "active"}) is not None:
+                    return {"alreadyRegistered": True}  # a concurrent re-send won
                 raise _err(CONFLICTING_OPERATION, f"another migration of {ns} is in progress "
                            "or the chunk changed", "ConflictingOperationInProgress") from None
             raise
@@ -458,11 +467,23 @@ class ConfigServer:
 
     def migration_outcome(self, mid: ObjectId, abort: bool) -> str:
         """``committed``, ``aborted`` or ``active`` (``unknown``: never registered); with
-        ``abort`` an active migration is aborted first, so it can no longer commit."""
+        ``abort`` an active migration is aborted first, so it can no longer commit, and an
+        unknown one is recorded aborted, so a registration still in flight cannot start it."""
         for _ in range(3):
             doc = self._one("migrations", {"_id": mid})
-            if doc is None:
+            if doc is None and not abort:
                 return "unknown"
+            if doc is None:
+                try:
+                    self.commit([{"op": "i", "ns": "config.migrations", "o": {
+                        "_id": mid, "state": "aborted", "neverRegistered": True,
+                        "started": _dt.datetime.now(_dt.UTC)}}],
+                        [{"ns": "config.migrations", "q": {"_id": mid}, "res": None}])
+                    return "unknown"
+                except MongoError as exc:
+                    if exc.code != BAD_VALUE:
+                        raise
+                    continue
             if doc["state"] != "active" or not abort:
                 return str(doc["state"])
             try:
