@@ -85,8 +85,9 @@ def test_a_lost_registration_reply_keeps_the_donor_record_for_recovery() -> None
         _configsvrMigrationOutcome=[{"ok": 1.0, "state": "aborted"}])
     state = StubState(cfg)
     source = MigrationSource(state, NS, 0, 100, "shard2", "shard2/h:1")  # type: ignore[arg-type]
-    with pytest.raises(AutoReconnect):
+    with pytest.raises(MongoError) as raised:
         source.run()
+    assert raised.value.code_name == "HostUnreachable"
     assert state.record is not None and state.record["id"] == source.id
     # the recovery (on this primary, once nothing runs) aborts it there, then forgets it
     recovery = MigrationRecovery(state, lambda: None, None)  # type: ignore[arg-type]
