@@ -78,7 +78,8 @@ class ShardedTarget:
     def sets(self) -> list[LocalCluster]:
         return self.cluster.sets
 
-    def start(self, timeout: float = 120.0) -> ShardedTarget:
+    def start(self, timeout: float = 300.0) -> ShardedTarget:
+        """Generous: on a loaded machine ten Python processes take a minute just to start."""
         self.cluster.start(timeout)
         self._router({"balancerStop": 1})  # the migrate nemesis decides what moves
         self._router({"shardCollection": self.ns, "key": {"_id": 1}})
