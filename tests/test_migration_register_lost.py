@@ -106,3 +106,23 @@ def test_a_refused_registration_clears_the_donor_record_at_once() -> None:
     with pytest.raises(MongoError):
         source.run()
     assert state.record is None
+
+
+def test_an_unreachable_recipient_aborts_with_host_unreachable() -> None:
+    """The recipient set cannot be reached (every member down): the migration is aborted on
+    the config servers and the move answers HostUnreachable, not InternalError."""
+    cfg = ScriptedConfig(
+        _configsvrRegisterMigration=[{"ok": 1.0}],
+        _configsvrMigrationOutcome=[{"ok": 1.0, "state": "aborted"}])
+    state = StubState(cfg)
+    recipient = ScriptedConfig(_recvChunkStart=[AutoReconnect("no server for primary")],
+                               _recvChunkAbort=[{"ok": 1.0}])
+    state.remotes = SimpleNamespace(get=lambda conn: recipient)
+    source = MigrationSource(state, NS, 0, 100, "shard2", "shard2/h:1")  # type: ignore[arg-type]
+    source._index_specs = lambda: []  # type: ignore[method-assign]  # no engine in the stub
+    with pytest.raises(MongoError) as raised:
+        source.run()
+    assert raised.value.code_name == "HostUnreachable"
+    assert state.record is None
+    assert [c for c in cfg.sent if "_configsvrMigrationOutcome" in c] == [
+        {"_configsvrMigrationOutcome": source.id, "abort": True}]
