@@ -147,6 +147,9 @@ class MigrationSource:
             log.warning("migration aborted", extra={"fields": {
                 "ns": self.ns, "id": str(self.id), "error": str(exc)}})
             if not abort_or_finish(state, self._doc(), self.deleter):
+                if isinstance(exc, PyMongoError):  # the recipient (or config set) unreachable
+                    raise MongoError(HOST_UNREACHABLE, f"migration of {self.ns} aborted: {exc}",
+                                     code_name="HostUnreachable") from exc
                 raise
             committed = True
         else:
