@@ -67,6 +67,7 @@ from typing import Any
 
 from bench.load import run_client_processes, run_window, split_clients
 from node.local_cluster import LocalCluster
+from node.ops.progress import Progress, terminal
 from node.sharded_cluster import ShardedCluster
 
 SYSTEMS = ("replset", "router-1-shard", "router-2-shards")
@@ -240,10 +241,12 @@ def preload(uri: str, docs: int) -> None:
     try:
         coll = client[DB][DOCS]
         coll.create_index("k")
-        for lo in range(0, docs, PRELOAD_BATCH):
-            coll.insert_many([{"_id": doc_id(i), "k": i, "v": PAYLOAD}
-                              for i in range(lo, min(docs, lo + PRELOAD_BATCH))],
-                             ordered=False)  # ordered: one shard round trip per run of ids
+        with Progress("bench preload", total=docs, unit="docs", stream=terminal()) as work:
+            for lo in range(0, docs, PRELOAD_BATCH):
+                batch = [{"_id": doc_id(i), "k": i, "v": PAYLOAD}
+                         for i in range(lo, min(docs, lo + PRELOAD_BATCH))]
+                coll.insert_many(batch, ordered=False)  # one shard round trip per run of ids
+                work.advance(len(batch))
         client[DB][INSERTS].insert_one({"_id": 0, "v": PAYLOAD})  # the collection exists
     finally:
         client.close()

@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--log-level", default="WARNING", help="the members' (and routers') log level")
     r.add_argument("--history", dest="history_path",
                    help="write every history event (with its error) here, one JSON line each")
+    r.add_argument("--backend", choices=["local", "containers"], default="local",
+                   help="local processes, or the compose cluster in Docker containers "
+                   "(build the image first: bash compose/build-images.sh)")
+    r.add_argument("--image", default="helogale:latest", help="image for --backend containers")
+    r.add_argument("--keep", action="store_true",
+                   help="--backend containers: leave the containers up afterwards")
     args = parser.parse_args(argv)
     config = RunConfig(
         workload=args.workload, time=args.time, seed=args.seed,
@@ -49,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level, history_path=args.history_path,
         sharded=ShardedOptions(args.shards, args.routers, args.log_level) if args.sharded
         else None,
+        backend=args.backend, backend_options={"image": args.image, "keep": args.keep},
     )
     report = run_and_report(config, args.json_path, args.png_path)
     summary = report.summary()

@@ -41,6 +41,8 @@ class RunReport:
     undecided: int = 0
     migrations: dict[str, int] | None = None  # sharded runs with the migrate nemesis
     migration_events: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Backend figures (the container backend: chunk moves) merged into the summary."""
 
     def summary(self) -> dict[str, Any]:
         ops = Counter(op.type for op in self.operations)
@@ -63,6 +65,7 @@ class RunReport:
                  **({"target": f.target} if f.target else {})}
                 for f in self.faults
             ],
+            **self.extra,
         }
         if self.migrations is not None:
             out["migrations"] = self.migrations

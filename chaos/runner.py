@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from chaos.workloads import COLLECTION, make_workload
 from helogale import MongoClient
 from helogale.errors import PyMongoError
 from node.local_cluster import LocalCluster, wait_until
+from node.ops.progress import Progress, terminal
 
 DATABASE = "jepsen"
 
@@ -51,6 +53,10 @@ class RunConfig:
     def migrate(self) -> bool:
         """The ``migrate`` nemesis runs (sharded runs asking for ``migrate`` or ``all``)."""
         return self.sharded is not None and bool({"migrate", "all"} & set(self.faults))
+    backend: str = "local"
+    """"local": a replica set of processes here; "containers": the compose cluster in Docker
+    (:mod:`chaos.containers`; ``backend_options``: image, keep, project)."""
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _client(cluster: Any, config: RunConfig) -> MongoClient:
@@ -87,6 +93,10 @@ def run(config: RunConfig) -> RunReport:
                                 election_timeout_ms=config.election_timeout_ms,
                                 node_args=config.node_args)
         mesh = cluster.mesh
+    elif config.backend == "containers":
+        from chaos.containers import container_backend
+
+        cluster, mesh = container_backend(config.backend_options)
     else:
         cluster = LocalCluster(config.members, data_dir=config.data_dir,
                                election_timeout_ms=config.election_timeout_ms,
@@ -128,7 +138,13 @@ def run(config: RunConfig) -> RunReport:
                                                               daemon=True)]
         for t in [*threads, chaos_thread, *extra]:
             t.start()
-        stop.wait(config.time)
+        with Progress(f"chaos {config.workload}", total=int(config.time), unit="s",
+                      stream=terminal(), seed=config.seed) as work:
+            started = time.monotonic()
+            while not stop.wait(min(1.0, max(0.0, config.time - work.done))):
+                work.set(min(int(config.time), int(time.monotonic() - started)))
+                if time.monotonic() - started >= config.time:
+                    break
         stop.set()
         chaos_thread.join(timeout=60)
         for t in extra:
@@ -153,6 +169,7 @@ def run(config: RunConfig) -> RunReport:
             recovery_times=_recovery_times(nemesis.windows, ops), undecided=verdict.undecided,
             migrations=None if migrator is None else migrator.counts(),
             migration_events=[] if migrator is None else [e.describe() for e in migrator.events],
+            extra=cluster.report_extra() if hasattr(cluster, "report_extra") else {},
         )
     finally:
         stop.set()

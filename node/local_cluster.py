@@ -45,6 +45,10 @@ CHANNEL_OPTIONS = [
 ]
 
 
+METRICS_OFFSET = 1000
+"""With a fixed base port, a process serves metrics at its gRPC port + 1000."""
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct TCP ports that were free a moment ago on loopback."""
     socks: list[socket.socket] = []
@@ -84,6 +88,7 @@ class MemberProcess:
     wire_port: int | None
     data_dir: str
     priority: float = 1.0
+    metrics_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     paused: bool = False
     channel: grpc.Channel | None = field(default=None, repr=False)
@@ -132,13 +137,16 @@ class LocalCluster:
         link_address: Callable[[int, int], str | None] | None = None,
         member_args: Mapping[int, list[str]] | None = None,
         own_process_group: bool = False,
+        metrics: bool = False,
     ) -> None:
         """``link_address(i, j)``: where member index i dials member index j for Raft traffic
         (e.g. a chaos proxy); None or returning None means j's own address. ``member_args``:
         extra flags for some members only (by index). ``own_process_group``: each member in a
         process group of its own, so a Ctrl-C at the terminal reaches only the caller, which
-        stops the members itself (``helogale up``)."""
+        stops the members itself (``helogale up``). ``metrics``: each member serves Prometheus
+        metrics (``--metrics-port``; with ``base_port``, at its gRPC port + 1000)."""
         self.own_process_group = own_process_group
+        self.metrics = metrics
         self.replset = replset
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-cluster-")
@@ -154,9 +162,11 @@ class LocalCluster:
         starts, kept with the data."""
         per = 3 if wire else 2
         if base_port is None:
-            ports = free_ports(members * per)
+            ports = free_ports(members * (per + (1 if metrics else 0)))
+            metric_ports = ports[members * per:]
         else:
             ports = list(range(base_port, base_port + members * per))
+            metric_ports = [base_port + METRICS_OFFSET + i for i in range(members)]
         self.members: list[MemberProcess] = []
         for i in range(members):
             prio = priorities[i] if priorities else 1.0
@@ -167,6 +177,7 @@ class LocalCluster:
                 wire_port=ports[2 * members + i] if wire else None,
                 data_dir=os.path.join(self.data_dir, f"member{i + 1}"),
                 priority=prio,
+                metrics_port=metric_ports[i] if metrics else None,
             ))
         self._initial = list(range(members))
 
@@ -197,6 +208,8 @@ class LocalCluster:
             argv += ["--priority", f"{m.priority:g}"]
         if m.wire_port:
             argv += ["--wire-port", str(m.wire_port)]
+        if m.metrics_port:
+            argv += ["--metrics-port", str(m.metrics_port)]
         if self.election_timeout_ms:
             argv += ["--election-timeout-ms", str(self.election_timeout_ms)]
         if self.heartbeat_ms:
@@ -221,6 +234,8 @@ class LocalCluster:
         log = open(os.path.join(self.data_dir, f"member{m.member_id}.log"), "ab")  # noqa: SIM115
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop("HELOGALE_METRICS_PORT", None)  # one port for every process: the harness
+        # gives each its own (metrics=True) or none
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         m.proc = subprocess.Popen(self._argv(m, join, peers), stdout=log, stderr=log,

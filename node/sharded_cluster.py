@@ -39,6 +39,7 @@ from node.local_cluster import (
     CHANNEL_OPTIONS,
     CODEC,
     LOOPBACK,
+    METRICS_OFFSET,
     LocalCluster,
     free_ports,
     wait_until,
@@ -53,6 +54,7 @@ class RouterProcess:
     port: int
     wire_port: int | None
     log_path: str
+    metrics_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = field(default=None, repr=False)
 
@@ -85,8 +87,10 @@ class ShardedCluster:
         election_timeout_ms: int | None = None,
         extra_args: list[str] | None = None,
         own_process_group: bool = False,
+        metrics: bool = False,
     ) -> None:
-        """``own_process_group``: every process in a process group of its own, so a Ctrl-C at
+        """``metrics``: every process serves Prometheus metrics (routers their status page
+        too). ``own_process_group``: every process in a process group of its own, so a Ctrl-C at
         the terminal reaches only the caller, which then stops them in order (``helogale
         up``)."""
         self._own_dir = data_dir is None
@@ -101,7 +105,7 @@ class ShardedCluster:
         set_base = None if base_port is None else base_port + 100
         common = {"wire": wire, "log_level": log_level,
                   "election_timeout_ms": election_timeout_ms,
-                  "own_process_group": own_process_group}
+                  "own_process_group": own_process_group, "metrics": metrics}
         extra = list(extra_args or [])
         self.config = LocalCluster(
             members, data_dir=os.path.join(self.data_dir, CONFIG_SET), replset=CONFIG_SET,
@@ -114,14 +118,19 @@ class ShardedCluster:
                 replset=f"shard{k + 1}", base_port=base, extra_args=["--shardsvr", *extra],
                 **common))
         if base_port is None:
-            ports = free_ports(routers * 2)
-            grpc_ports, wire_ports = ports[:routers], ports[routers:]
+            ports = free_ports(routers * 3)
+            grpc_ports, wire_ports = ports[:routers], ports[routers:2 * routers]
+            metric_ports = ports[2 * routers:]
         else:
             grpc_ports = list(range(base_port, base_port + routers))
             wire_ports = list(range(base_port - 10, base_port - 10 + routers))
+            metric_ports = [p + METRICS_OFFSET for p in grpc_ports]
+        self.metrics = metrics
         self.routers = [RouterProcess(p, w if wire else None,
-                                      os.path.join(self.data_dir, f"router{i + 1}.log"))
-                        for i, (p, w) in enumerate(zip(grpc_ports, wire_ports, strict=True))]
+                                      os.path.join(self.data_dir, f"router{i + 1}.log"),
+                                      metrics_port=m if metrics else None)
+                        for i, (p, w, m) in enumerate(zip(grpc_ports, wire_ports, metric_ports,
+                                                          strict=True))]
 
     # --- addresses ---------------------------------------------------------------------------
     @property
@@ -192,8 +201,12 @@ class ShardedCluster:
                 "--listen", r.address, "--log-level", self.log_level]
         if r.wire_port:
             argv += ["--wire-port", str(r.wire_port)]
+        if r.metrics_port:
+            argv += ["--metrics-port", str(r.metrics_port)]
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop("HELOGALE_METRICS_PORT", None)  # one port for every process: the harness
+        # gives each its own (metrics=True) or none
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         os.makedirs(self.data_dir, exist_ok=True)

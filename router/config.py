@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from node.ops.metrics import default_host, default_port
 
 
 @dataclass
@@ -17,6 +19,11 @@ class RouterConfig:
     advertise_wire: str | None = None
     log_level: str = "INFO"
     cursor_timeout_s: float = 600.0
+    metrics_port: int | None = field(default_factory=default_port)
+    """Prometheus metrics and the status page (None: off; 0: any free port); default
+    ``HELOGALE_METRICS_PORT``."""
+    metrics_host: str = field(default_factory=default_host)
+    slowms: int = 100
 
     @property
     def advertised(self) -> str:
@@ -43,5 +50,9 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
                    help="wire listen host")
     p.add_argument("--advertise-wire", help="wire address reported by hello")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--metrics-port", type=int,
+                   help="metrics and status page port (default $HELOGALE_METRICS_PORT)")
+    p.add_argument("--metrics-host", help="metrics listen host (default 127.0.0.1)")
+    p.add_argument("--slowms", type=int, help="log operations slower than this (default 100)")
     ns = p.parse_args(argv)
-    return RouterConfig(**vars(ns))
+    return RouterConfig(**{k: v for k, v in vars(ns).items() if v is not None})

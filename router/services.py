@@ -29,6 +29,8 @@ class RouterServices:
     commands: Mapping[str, Any] = field(default_factory=dict)
     advertised: str = ""
     """This router's own address, as ``hello.me`` reports it."""
+    ops: Any = None
+    """The dispatcher's :class:`~node.ops.hook.OpsHook` (set by the Dispatcher)."""
 
 
 def read_preference(cmd: Mapping[str, Any]) -> ServerMode:

@@ -48,3 +48,18 @@ def test_bad_counts_are_usage_errors(args: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["up", *args])
     assert info.value.code == 2
+
+
+def test_a_busy_metrics_port_is_refused_too(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Metrics are served at each gRPC port + 1000 (``--no-metrics``: not at all)."""
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        base = port - 1000  # the router's gRPC port: its metrics port is taken
+        if base < 1024:
+            pytest.skip("no room below the port the kernel gave")
+        code = run_up(str(tmp_path / "d"), base, members=1, demo=False, shards=1, routers=1)
+        assert code == 2
+        assert f"port(s) {port} already in use" in capsys.readouterr().err

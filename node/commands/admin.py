@@ -20,6 +20,7 @@ from bson import Int64
 
 from node.commands.args import get_bool, get_doc, is_number
 from node.commands.context import RequestContext
+from node.commands.operations import common_sections
 from node.commands.sessions import session_count
 from node.engine.errors import MongoError
 
@@ -108,7 +109,18 @@ def get_parameter(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
 
 def server_status(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                   ) -> dict[str, Any]:
-    return {
+    """MongoDB's sections: connections, opcounters, opLatencies, mem, repl (and sharding on a
+    config server or shard) beside the cursor and session metrics."""
+    common = common_sections(node)
+    commands = common.pop("commands")
+    topo = node.member.hello(ctx)
+    repl: dict[str, Any] = {k: topo[k] for k in ("setName", "setVersion", "hosts", "primary",
+                                                 "me", "secondary") if k in topo}
+    repl["isWritablePrimary"] = bool(topo.get("isWritablePrimary"))
+    summary = getattr(node.member, "repl_summary", None)
+    if summary is not None:
+        repl.update(summary())
+    reply = {
         "host": node.member.hello(ctx).get("me", "localhost"),
         "version": VERSION,
         "process": "helogale-node",
@@ -116,11 +128,18 @@ def server_status(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
         "uptime": float(int(time.time() - node.started_at)),
         "uptimeMillis": Int64(int((time.time() - node.started_at) * 1000)),
         "localTime": _dt.datetime.now(_dt.UTC),
+        **common,
+        "repl": repl,
         "metrics": {"cursor": {"open": {"total": Int64(len(node.cursors))},
-                               "refused": Int64(node.cursors.refused)}},
+                               "refused": Int64(node.cursors.refused)},
+                    "commands": commands},
         # sessions holding a retryable-write record (pruned after the session timeout)
         "logicalSessionRecordCache": {"activeSessionsCount": session_count(node.engine.store)},
     }
+    sharding = getattr(node.sharding, "status_section", None)
+    if sharding is not None:
+        reply["sharding"] = sharding()
+    return reply
 
 
 

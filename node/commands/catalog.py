@@ -68,9 +68,9 @@ def coll_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Request
                ) -> dict[str, Any]:
     coll = collection_name(cmd, "collStats")
     node.member.check_readable(cmd, ctx)
-    n = engine_ops.count(node.engine, db, coll, {})
+    n, size = engine_ops.data_size(node.engine, db, coll)
     reply: dict[str, Any] = {
-        "ns": f"{db}.{coll}", "count": n,
+        "ns": f"{db}.{coll}", "count": n, "size": size, "avgObjSize": size // n if n else 0,
         "nindexes": len(engine_ops.list_indexes(node.engine, db, coll, missing_ok=True)),
         "capped": False}
     entry = node.engine.catalog_entry(db, coll)
@@ -86,8 +86,9 @@ def db_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
              ) -> dict[str, Any]:
     node.member.check_readable(cmd, ctx)
     names = engine_ops.collection_names(node.engine, db)
-    objects = sum(engine_ops.count(node.engine, db, c, {}) for c in names)
-    return {"db": db, "collections": len(names), "objects": objects}
+    sizes = [engine_ops.data_size(node.engine, db, c) for c in names]
+    return {"db": db, "collections": len(names), "objects": sum(n for n, _ in sizes),
+            "dataSize": sum(b for _, b in sizes)}
 
 
 def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext

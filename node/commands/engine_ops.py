@@ -167,6 +167,23 @@ def count(engine: Engine, db: str, coll: str, query: Mapping[str, Any], *, skip:
     return engine.collection(db, coll).count(query, skip=skip, limit=limit, hint=hint)
 
 
+def data_size(engine: Engine, db: str, coll: str) -> tuple[int, int]:
+    """(documents, bytes of their BSON) of a collection, as this node serves it (a shard
+    counts only the records it owns)."""
+    from node.engine.collection import docs_table
+
+    ns = f"{db}.{coll}"
+    n = size = 0
+    with engine.store.read() as txn:
+        owned = engine.ownership.owned(txn, ns) if engine.ownership is not None else None
+        for key, raw in txn.scan(docs_table(ns)):
+            if owned is not None and not owned.contains(bytes(key)):
+                continue
+            n += 1
+            size += len(raw)
+    return n, size
+
+
 def distinct(engine: Engine, db: str, coll: str, key: str, query: Mapping[str, Any]
              ) -> list[Any]:
     return engine.collection(db, coll).distinct(key, query)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Int64
 
+from node import failpoints
 from node.commands import engine_ops, requests, tailing
 from node.commands.context import RequestContext
 from node.commands.cursors import take_batch
@@ -60,6 +61,7 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
                                projection=req.projection, sort=req.sort, skip=req.skip,
                                limit=req.limit, hint=req.hint,
                                return_sort_key=req.return_sort_key)
+    failpoints.hit("waitInFindBeforeMakingBatch", req.ns)  # tests: killOp of a running read
     batch_size = req.batch_size
     if req.single_batch and batch_size is None:
         batch_size = req.limit or None

@@ -499,6 +499,12 @@ def key_ranges(
 # --- plans ----------------------------------------------------------------------------------------
 
 
+def key_pattern_text(key: Sequence[tuple[str, Any]]) -> str:
+    """A key pattern as MongoDB's plan summaries print it: ``{ name: 1, age: -1 }``."""
+    parts = ", ".join(f'{f}: "{d}"' if isinstance(d, str) else f"{f}: {d}" for f, d in key)
+    return "{ " + parts + " }"
+
+
 class Plan:
     """A way to produce the matching documents (``run`` yields :data:`Row` tuples)."""
 
@@ -703,7 +709,7 @@ class IndexScan(Plan):
 
     @property
     def summary(self) -> str:
-        return f"IXSCAN {self.index.name}"
+        return f"IXSCAN {key_pattern_text(self.index.key)}"
 
 
 class OrScan(Plan):
@@ -749,7 +755,8 @@ class OrScan(Plan):
 
     @property
     def summary(self) -> str:
-        return "OR " + ", ".join(c.index.name for c in self.children)
+        return "OR " + ", ".join(f"IXSCAN {key_pattern_text(c.index.key)}"
+                                 for c in self.children)
 
 
 class GeoNear(Plan):
@@ -845,7 +852,7 @@ class GeoNear(Plan):
 
     @property
     def summary(self) -> str:
-        return f"GEO_NEAR_2D {self.index.name}"
+        return f"GEO_NEAR_2D {key_pattern_text(self.index.key)}"
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -1167,6 +1174,7 @@ def pipeline(
     plan, rejected, _ = plan_query(txn, view, spec, matcher=matcher)
     sort = parse_sort(spec.sort)
     stats = Stats()
+    interrupt.report_plan(plan.summary, stats)
     skip, limit = spec.skip, spec.limit
     sort_stage: dict[str, Any] | None = None
     if isinstance(plan, GeoNear):

@@ -123,7 +123,7 @@ class NodeApp:
                                 test_commands=config.enable_test_commands)
         services.tail_waits.attach(self.engine, self.sm)
         self.sharding = self._sharding_role(services)
-        self.dispatcher = Dispatcher(services, NODE_COMMANDS)
+        self.dispatcher = Dispatcher(services, NODE_COMMANDS, slow_ms=config.slowms)
         if config.grpc_workers <= UNARY_RESERVE:
             raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
         self.grpc = make_server(config.grpc_workers)
@@ -133,6 +133,7 @@ class NodeApp:
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")
         self.wire: Any = None
+        self.metrics: Any = None
         self._stopped = threading.Event()
         self._reaper = Periodic("cursor-reaper", self.cursors.reap, REAP_INTERVAL_S, log)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
@@ -217,6 +218,33 @@ class NodeApp:
                                idle_timeout_s=cfg.wire_idle_timeout_secs or None,
                                max_buffered_bytes=cfg.wire_max_buffered_bytes)
         self.wire.start()
+        wire = self.wire
+        self.dispatcher.ops.connection_sources.append(lambda: {
+            "current": wire.connections, "totalCreated": wire.created})
+
+    def _start_metrics(self) -> None:
+        ops = self.dispatcher.ops
+        service = self.command_service
+        ops.connection_sources.append(lambda: {"current": service.open_streams,
+                                               "totalCreated": service.peers_seen})
+        if self.config.metrics_port is None:
+            return
+        from node.ops import metrics
+
+        sources: list[metrics.Source] = [
+            lambda: metrics.command_metrics(ops),
+            lambda: metrics.connection_metrics(ops, self.cursors),
+            metrics.counter_metrics,
+        ]
+        if hasattr(self.member, "raft_metrics"):
+            sources.append(lambda: metrics.raft_metrics(self.member))
+        role_metrics = getattr(self.sharding, "metrics", None)
+        if role_metrics is not None:
+            sources.append(role_metrics)
+        self.metrics = metrics.MetricsServer(self.config.metrics_host, self.config.metrics_port,
+                                             metrics.registry_of(sources)).start()
+        ops.metrics_port = self.metrics.port
+        log.info("metrics serving", extra={"fields": {"metrics_port": self.metrics.port}})
 
     def start(self) -> NodeApp:
         start = getattr(self.member, "start", None)
@@ -224,6 +252,7 @@ class NodeApp:
             start()
         self.grpc.start()
         self._start_wire()
+        self._start_metrics()
         self._reaper.start()
         self.ttl.start()
         start_role = getattr(self.sharding, "start", None)
@@ -245,6 +274,8 @@ class NodeApp:
         if self.sharding is not None:
             self.sharding.close()
         self.session_reaper.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()

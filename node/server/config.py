@@ -133,6 +133,13 @@ class NodeConfig:
     keyfile: str | None = None
     """Cluster key file (MongoDB's keyFile format): members authenticate each other's Raft
     streams with it. None: the Raft port is open to anyone who can reach it."""
+    metrics_port: int | None = field(default_factory=lambda: _env_metrics_port())
+    """Serve Prometheus metrics on this port (None: not at all; 0: any free port). Default
+    from ``HELOGALE_METRICS_PORT``."""
+    metrics_host: str = field(default_factory=lambda: _env_metrics_host())
+    """Host the metrics endpoint listens on (default ``HELOGALE_METRICS_HOST`` or 127.0.0.1)."""
+    slowms: int = 100
+    """Operations slower than this are logged with their plan summary (MongoDB's slowms)."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
@@ -161,6 +168,18 @@ class NodeConfig:
         """All members, this one included, ordered by id."""
         others = [p for p in self.peers if p.id != self.member_id]
         return sorted([self.self_spec(), *others], key=lambda m: m.id)
+
+
+def _env_metrics_port() -> int | None:
+    from node.ops.metrics import default_port
+
+    return default_port()
+
+
+def _env_metrics_host() -> str:
+    from node.ops.metrics import default_host
+
+    return default_host()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keyfile", help="cluster key file shared by every member (base64 "
                    "characters, 6-1024 of them, mode 600); without it the Raft port is open")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics here (default $HELOGALE_METRICS_PORT)")
+    p.add_argument("--metrics-host", help="metrics listen host (default 127.0.0.1)")
+    p.add_argument("--slowms", type=int, help="log operations slower than this (default 100)")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose
     return p

@@ -81,6 +81,7 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                                                 thread_name_prefix="stream-cmd")
         self._ids: dict[str, int] = {}
         self._next = itertools.count(1)
+        self._peers_seen = 0
         self._lock = threading.Lock()
         self.max_streams = max_streams
         self.max_in_flight = max_in_flight
@@ -92,6 +93,11 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
         self.peak_in_flight = 0
         """The most commands one stream had read and not yet answered (since start)."""
 
+    @property
+    def peers_seen(self) -> int:
+        """Distinct client peers served since start (gRPC does not say when one leaves)."""
+        return self._peers_seen
+
     def _connection_id(self, peer: str) -> int:
         with self._lock:
             cid = self._ids.get(peer)
@@ -99,6 +105,7 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                 if len(self._ids) > 10_000:
                     self._ids.clear()
                 cid = self._ids[peer] = next(self._next)
+                self._peers_seen = cid
             return cid
 
     def Run(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -36,6 +36,7 @@ from typing import Any
 from bson import MaxKey
 
 from node.engine.errors import MongoError
+from node.ops.counters import COUNTERS
 
 log = logging.getLogger("helogale.balancer")
 
@@ -139,6 +140,7 @@ class Balancer:
         """One round over every sharded collection (see module docstring)."""
         self.in_round = True
         self.rounds += 1
+        COUNTERS.inc("balancer_rounds")
         try:
             max_bytes, max_docs = self.chunk_limits()
             busy: set[str] = set()  # shards already in a migration this round
@@ -280,6 +282,7 @@ class Balancer:
         finally:
             self.current = None
         self.chunks_moved += 1
+        COUNTERS.inc("balancer_moves")
         log.info("balancer moved a chunk", extra={"fields": {
             "ns": ns, "from": chunk["shard"], "to": to,
             "ms": int((time.monotonic() - started) * 1000)}})

@@ -206,6 +206,8 @@ class WireServer:
         self.budget = ByteBudget(max_buffered_bytes)
         self.connections = 0
         """Connections admitted and not yet finished."""
+        self.created = 0
+        """Connections admitted since start."""
         self.refused = 0
         """Connections closed on arrival because ``max_connections`` were open."""
         self._last_refusal_log = -_REFUSAL_LOG_EVERY_S
@@ -246,6 +248,7 @@ class WireServer:
         with self._lock:
             if self.connections < self.max_connections:
                 self.connections += 1
+                self.created += 1
                 return True
             self.refused += 1
             now = time.monotonic()

@@ -32,7 +32,7 @@ from router.catalog import CONFIG_DBS, Route
 from router.cursors import RouterCursor, ShardStream, raise_for, shard_runner
 from router.services import forwardable, read_preference
 from router.shards import check_stale, versioned
-from router.targeting import id_ranges
+from router.targeting import id_ranges, note_targets
 
 if TYPE_CHECKING:
     from router.services import RouterServices
@@ -43,9 +43,9 @@ FIRST_BATCH = 101
 def targets(route: Route, filt: Mapping[str, Any] | None) -> list[str]:
     """The shards a query of ``filt`` must ask (at least one, so the reply is well formed)."""
     if route.table is None:
-        return [route.primary]
+        return note_targets([route.primary], 1)
     shards = route.table.shards_in(id_ranges(filt))
-    return shards or [route.table.chunks[0].shard]
+    return note_targets(shards or [route.table.chunks[0].shard], len(route.table.shards()))
 
 
 def _is_near(filt: Mapping[str, Any]) -> bool:

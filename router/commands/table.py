@@ -10,7 +10,7 @@ so none is marked ``write`` (a stream's reader must not run them); the CRUD writ
 from __future__ import annotations
 
 from node.commands import admin as node_admin
-from node.commands import bulk_write
+from node.commands import bulk_write, operations
 from node.commands import query as node_query
 from node.commands.dispatcher import Command
 from router.commands import admin, catalog, query, writes
@@ -58,6 +58,11 @@ ROUTER_COMMANDS: dict[str, Command] = {
     "buildInfo": Command(node_admin.build_info, help="server version"),
     "buildinfo": Command(node_admin.build_info, help="server version"),
     "serverStatus": Command(admin.server_status, help="router status"),
+    "currentOp": Command(admin.current_op, admin_only=True,
+                         help="operations running on the router and the shard primaries"),
+    "killOp": Command(admin.kill_op, admin_only=True,
+                      help="interrupt an operation (\"<shard>:<opid>\": on that shard)"),
+    "top": Command(operations.top, admin_only=True, help="time spent per namespace"),
     "getLastError": Command(node_admin.get_last_error, help="classic write acknowledgement"),
     "connectionStatus": Command(node_admin.connection_status, help="authentication info"),
     "listCommands": Command(node_admin.list_commands, help="the command table"),
