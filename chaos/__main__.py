@@ -1,4 +1,6 @@
-"""``python -m chaos run --workload register --time 60 --seed 7 [--json PATH] [--png PATH]``.
+"""``python -m chaos run --workload register --time 60 --seed 7 [--json PATH] [--png PATH]``;
+``--sharded [--shards 2] [--routers 2]`` runs it through routers against a sharded cluster
+(``--faults all`` then includes the ``migrate`` nemesis and ``kill-router``).
 
 Exits 1 when a checker finds an anomaly, 0 when the history is valid.
 """
@@ -11,6 +13,7 @@ import sys
 
 from chaos.runner import RunConfig, run_and_report
 from chaos.schedule import FAULT_GROUPS
+from chaos.sharded import ShardedOptions
 from chaos.workloads import WORKLOADS
 
 
@@ -22,13 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--time", type=float, default=60.0, help="seconds of workload")
     r.add_argument("--seed", type=int, default=7)
     r.add_argument("--faults", default="kill,pause,partition",
-                   help=f"comma-separated kinds or groups: {', '.join(FAULT_GROUPS)}")
+                   help=f"comma-separated kinds or groups: {', '.join(FAULT_GROUPS)}; "
+                        "with --sharded also migrate (chunks moving continuously)")
     r.add_argument("--members", type=int, default=3)
     r.add_argument("--processes", type=int, default=5, help="concurrent client processes")
     r.add_argument("--json", dest="json_path", help="write the JSON summary here")
     r.add_argument("--png", dest="png_path", help="write the timeline picture here")
     r.add_argument("--node-arg", action="append", default=[],
                    help="extra flag for every member (e.g. a test-only unsafe switch)")
+    r.add_argument("--sharded", action="store_true",
+                   help="through routers to a sharded cluster (config set, shards, routers)")
+    r.add_argument("--shards", type=int, default=2)
+    r.add_argument("--routers", type=int, default=2)
+    r.add_argument("--data", help="keep the members' data and logs in this directory")
+    r.add_argument("--log-level", default="WARNING", help="the members' (and routers') log level")
+    r.add_argument("--history", dest="history_path",
+                   help="write every history event (with its error) here, one JSON line each")
     r.add_argument("--backend", choices=["local", "containers"], default="local",
                    help="local processes, or the compose cluster in Docker containers "
                    "(build the image first: bash compose/build-images.sh)")
@@ -39,13 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     config = RunConfig(
         workload=args.workload, time=args.time, seed=args.seed,
         faults=[f for f in args.faults.split(",") if f], members=args.members,
-        processes=args.processes, node_args=args.node_arg, backend=args.backend,
-        backend_options={"image": args.image, "keep": args.keep},
+        processes=args.processes, node_args=args.node_arg, data_dir=args.data,
+        log_level=args.log_level, history_path=args.history_path,
+        sharded=ShardedOptions(args.shards, args.routers, args.log_level) if args.sharded
+        else None,
+        backend=args.backend, backend_options={"image": args.image, "keep": args.keep},
     )
     report = run_and_report(config, args.json_path, args.png_path)
     summary = report.summary()
     summary.pop("anomaly_details")
     summary.pop("fault_windows")
+    summary.pop("migration_events", None)
     print(json.dumps(summary, indent=2))
     if report.anomalies:
         print(f"INVALID: {len(report.anomalies)} anomalies", file=sys.stderr)

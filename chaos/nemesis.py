@@ -25,6 +25,7 @@ class ActiveFault:
     members: list[int]
     started: float
     detail: str
+    target: str = ""  # which set (or "router") of a sharded cluster; "" for a replica set
 
 
 class Nemesis:

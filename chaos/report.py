@@ -23,6 +23,7 @@ class FaultWindow:
     start: float
     end: float
     detail: str = ""
+    target: str = ""  # the set (or "router") of a sharded cluster the fault hit
 
 
 @dataclass
@@ -38,12 +39,14 @@ class RunReport:
     anomalies: list[dict[str, Any]]
     recovery_times: list[float] = field(default_factory=list)
     undecided: int = 0
+    migrations: dict[str, int] | None = None  # sharded runs with the migrate nemesis
+    migration_events: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     """Backend figures (the container backend: chunk moves) merged into the summary."""
 
     def summary(self) -> dict[str, Any]:
         ops = Counter(op.type for op in self.operations)
-        return {
+        out = {
             "workload": self.workload,
             "seed": self.seed,
             "duration_s": round(self.duration, 3),
@@ -58,11 +61,16 @@ class RunReport:
             "valid": not self.anomalies,
             "anomaly_details": self.anomalies[:20],
             "fault_windows": [
-                {"kind": f.kind, "start": round(f.start, 3), "end": round(f.end, 3), "detail": f.detail}
+                {"kind": f.kind, "start": round(f.start, 3), "end": round(f.end, 3), "detail": f.detail,
+                 **({"target": f.target} if f.target else {})}
                 for f in self.faults
             ],
             **self.extra,
         }
+        if self.migrations is not None:
+            out["migrations"] = self.migrations
+            out["migration_events"] = self.migration_events
+        return out
 
     def write_json(self, path: str) -> None:
         with open(path, "w") as fh:
@@ -95,7 +103,17 @@ class RunReport:
         bottom.set_yscale("log")
         bottom.set_ylabel("latency (ms)")
         bottom.set_xlabel("seconds")
-        palette = {"kill": "red", "pause": "purple", "partition": "orange", "restart-all": "black"}
+        if self.migration_events:  # a lane at the foot of the latency plot: moves and splits
+            marks = {"ok": "tab:green", "committed": "tab:olive", "failed": "tab:red",
+                     "unknown": "tab:grey"}
+            low = bottom.get_ylim()[0]
+            for e in self.migration_events:
+                colour = marks.get(e["outcome"], "tab:grey")
+                bottom.hlines(low * (1.6 if e["kind"] == "move" else 1.2), e["start"], e["end"],
+                              colors=colour, linewidth=3 if e["kind"] == "move" else 1.5)
+            bottom.text(0, low * 1.9, "moves (thick) / splits (thin)", fontsize=6)
+        palette = {"kill": "red", "pause": "purple", "partition": "orange", "restart-all": "black",
+                   "kill-router": "brown"}
         label_each = len(self.faults) <= 20  # past that, a legend reads better than labels
         for fault in self.faults:
             for ax in (top, bottom):
@@ -109,8 +127,9 @@ class RunReport:
             bottom.legend(handles=[Patch(color=palette.get(k, "grey"), alpha=0.3, label=k)
                                    for k in kinds], loc="upper right", fontsize=7)
         verdict = "valid" if not self.anomalies else f"{len(self.anomalies)} anomalies"
+        moved = f", {self.migrations['moved']} chunks moved" if self.migrations else ""
         fig.suptitle(f"{self.workload} seed={self.seed}: {verdict}, "
-                     f"{self.acknowledged} acknowledged, {self.lost} lost")
+                     f"{self.acknowledged} acknowledged, {self.lost} lost{moved}")
         fig.tight_layout()
         fig.savefig(path, dpi=90)
         plt.close(fig)

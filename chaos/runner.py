@@ -1,6 +1,9 @@
 """One chaos run: start a replica set behind link proxies, run a workload from several client
 processes while the nemesis follows its schedule, heal everything, read the final state, check
 the history and write the report.
+
+With ``sharded`` the same run goes through routers to a sharded cluster (:mod:`chaos.sharded`),
+and the ``migrate`` nemesis (:mod:`chaos.migrate`) moves chunks beside the schedule.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.history import History, pair
+from chaos.migrate import Migrator
 from chaos.nemesis import Nemesis
 from chaos.netproxy import LinkMesh
 from chaos.report import FaultWindow, RunReport
 from chaos.schedule import expand_kinds, plan
+from chaos.sharded import ShardedNemesis, ShardedOptions, ShardedTarget
 from chaos.workloads import COLLECTION, make_workload
 from helogale import MongoClient
 from helogale.errors import PyMongoError
@@ -40,13 +45,21 @@ class RunConfig:
     heal_s: tuple[float, float] = (2.0, 4.0)  # healthy time between faults
     op_timeout_s: float = 10.0
     recovery_timeout_s: float = 60.0
+    sharded: ShardedOptions | None = None  # through routers to a sharded cluster
+    log_level: str = "WARNING"
+    history_path: str | None = None  # every event of the history, one JSON line each
+
+    @property
+    def migrate(self) -> bool:
+        """The ``migrate`` nemesis runs (sharded runs asking for ``migrate`` or ``all``)."""
+        return self.sharded is not None and bool({"migrate", "all"} & set(self.faults))
     backend: str = "local"
     """"local": a replica set of processes here; "containers": the compose cluster in Docker
     (:mod:`chaos.containers`; ``backend_options``: image, keep, project)."""
     backend_options: dict[str, Any] = field(default_factory=dict)
 
 
-def _client(cluster: LocalCluster, config: RunConfig) -> MongoClient:
+def _client(cluster: Any, config: RunConfig) -> MongoClient:
     timeout_ms = int(config.op_timeout_s * 1000)
     return MongoClient(cluster.uri, w="majority", wtimeoutMS=timeout_ms, retryWrites=True,
                        serverSelectionTimeoutMS=timeout_ms, socketTimeoutMS=timeout_ms)
@@ -65,23 +78,42 @@ def _recovery_times(windows: list[FaultWindow], ops: list[Any]) -> list[float]:
 
 def run(config: RunConfig) -> RunReport:
     workload = make_workload(config.workload, config.seed)
-    kinds = expand_kinds(config.faults)
+    if "migrate" in config.faults and config.sharded is None:
+        raise ValueError("the migrate nemesis needs a sharded cluster (--sharded)")
+    kinds = expand_kinds([f for f in config.faults if f != "migrate"],
+                         sharded=config.sharded is not None)
     schedule = plan(config.seed, config.time, kinds, fault_s=config.fault_s, heal_s=config.heal_s)
-    if config.backend == "containers":
+    cluster: Any
+    mesh: Any
+    if config.sharded is not None:
+        cluster = ShardedTarget(f"{DATABASE}.{COLLECTION}",
+                                workload.split_points(config.processes),
+                                members=config.members, options=config.sharded,
+                                data_dir=config.data_dir,
+                                election_timeout_ms=config.election_timeout_ms,
+                                node_args=config.node_args)
+        mesh = cluster.mesh
+    elif config.backend == "containers":
         from chaos.containers import container_backend
 
         cluster, mesh = container_backend(config.backend_options)
     else:
         cluster = LocalCluster(config.members, data_dir=config.data_dir,
                                election_timeout_ms=config.election_timeout_ms,
-                               extra_args=config.node_args, log_level="WARNING")
+                               extra_args=config.node_args, log_level=config.log_level)
         mesh = LinkMesh({i: ("127.0.0.1", m.raft_port) for i, m in enumerate(cluster.members)})
         cluster.link_address = lambda i, j: "{}:{}".format(*mesh.address(i, j))
     stop = threading.Event()
+    migrator: Migrator | None = None
     try:
         cluster.start()
         history = History()
-        nemesis = Nemesis(cluster, mesh, clock_origin=history.origin)
+        nemesis = (ShardedNemesis if config.sharded else Nemesis)(
+            cluster, mesh, clock_origin=history.origin)
+        if config.migrate:
+            migrator = Migrator(cluster.uri, f"{DATABASE}.{COLLECTION}",
+                                workload.split_candidates(config.processes), config.seed,
+                                history.origin, timeout_s=config.op_timeout_s)
 
         def worker(process: int) -> None:
             client = _client(cluster, config)
@@ -102,7 +134,9 @@ def run(config: RunConfig) -> RunReport:
 
         threads = [threading.Thread(target=worker, args=(p,), daemon=True) for p in range(config.processes)]
         chaos_thread = threading.Thread(target=run_schedule, daemon=True)
-        for t in [*threads, chaos_thread]:
+        extra = [] if migrator is None else [threading.Thread(target=migrator.run, args=(stop,),
+                                                              daemon=True)]
+        for t in [*threads, chaos_thread, *extra]:
             t.start()
         with Progress(f"chaos {config.workload}", total=int(config.time), unit="s",
                       stream=terminal(), seed=config.seed) as work:
@@ -113,6 +147,8 @@ def run(config: RunConfig) -> RunReport:
                     break
         stop.set()
         chaos_thread.join(timeout=60)
+        for t in extra:
+            t.join(timeout=config.op_timeout_s * 6)
         for t in threads:
             t.join(timeout=config.op_timeout_s * 3)
         ops = pair(list(history.ops))
@@ -122,21 +158,29 @@ def run(config: RunConfig) -> RunReport:
         cluster.wait_for_primary(config.recovery_timeout_s)
         final = _final_read(cluster, config, workload)
         verdict = workload.check(ops, final)
+        if config.history_path:
+            history.dump(config.history_path)
+        if migrator is not None:
+            migrator.settle()
         return RunReport(
             workload=config.workload, seed=config.seed, duration=duration,
             faults=nemesis.windows, operations=ops, acknowledged=verdict.acknowledged,
             lost=verdict.lost, duplicated=verdict.duplicated, anomalies=verdict.anomalies,
             recovery_times=_recovery_times(nemesis.windows, ops), undecided=verdict.undecided,
+            migrations=None if migrator is None else migrator.counts(),
+            migration_events=[] if migrator is None else [e.describe() for e in migrator.events],
             extra=cluster.report_extra() if hasattr(cluster, "report_extra") else {},
         )
     finally:
         stop.set()
+        if migrator is not None:
+            migrator.close()
         mesh.heal()
         cluster.stop()
         mesh.close()
 
 
-def _final_read(cluster: LocalCluster, config: RunConfig, workload: Any) -> Any:
+def _final_read(cluster: Any, config: RunConfig, workload: Any) -> Any:
     """Read everything once the set has a primary again, retrying through late elections."""
     client = _client(cluster, config)
     result: dict[str, Any] = {}

@@ -21,11 +21,18 @@ FAULT_KINDS = (
     "restart-all",  # kill every member, restart them all
 )
 
+SHARDED_KINDS = (
+    "kill-router",  # SIGKILL a router, restart it when healed (sharded runs only)
+)
+"""Scheduled faults that exist only against a sharded cluster. (Chunk migrations are not a
+scheduled fault: the ``migrate`` nemesis moves chunks continuously beside the schedule.)"""
+
 FAULT_GROUPS = {
     "kill": ("kill-primary", "kill-random"),
     "pause": ("pause-primary", "pause-random"),
     "partition": ("partition-majority", "partition-primary", "partition-bridge", "partition-oneway"),
     "restart": ("restart-all",),
+    "router": SHARDED_KINDS,
     "all": FAULT_KINDS,
 }
 
@@ -38,14 +45,17 @@ class PlannedFault:
     pick: int  # a seeded choice the nemesis uses to pick members or links
 
 
-def expand_kinds(names: list[str]) -> tuple[str, ...]:
-    """Fault kinds from names or group names (``kill``, ``pause``, ``partition``, ``all``)."""
+def expand_kinds(names: list[str], *, sharded: bool = False) -> tuple[str, ...]:
+    """Fault kinds from names or group names (``kill``, ``pause``, ``partition``, ``all``);
+    with ``sharded``, ``all`` also means the sharded-only kinds (``kill-router``)."""
+    known = FAULT_KINDS + SHARDED_KINDS if sharded else FAULT_KINDS
     kinds: list[str] = []
     for name in names:
-        group = FAULT_GROUPS.get(name, (name,))
+        group = known if name == "all" else FAULT_GROUPS.get(name, (name,))
         for kind in group:
-            if kind not in FAULT_KINDS:
-                raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_GROUPS)}")
+            if kind not in known:
+                raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_GROUPS)}"
+                                 + ("" if sharded else " (kill-router: with --sharded)"))
             if kind not in kinds:
                 kinds.append(kind)
     return tuple(kinds)

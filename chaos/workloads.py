@@ -20,11 +20,20 @@ from typing import Any, Protocol
 from chaos.checkers.collections import check_append, check_counter, check_set
 from chaos.checkers.linearizability import check_register
 from chaos.history import History, Operation
-from helogale.errors import PyMongoError, WriteError
+from helogale.errors import NOT_PRIMARY_CODES, PyMongoError, WriteError
 from helogale.read_concern import ReadConcern
 
 COLLECTION = "chaos"
 LINEARIZABLE = ReadConcern("linearizable")
+UNKNOWN_OUTCOME_CODES = NOT_PRIMARY_CODES | frozenset({
+    6, 7, 89,  # HostUnreachable, HostNotFound, NetworkTimeout: a shard lost mid-statement
+    11601,  # Interrupted
+    13388,  # StaleConfig (a router gave up re-routing: the shard may have applied it)
+    217,  # IncompleteTransactionHistory: the retry was refused, the first run may have applied
+})
+"""Write errors that leave the outcome unknown. A router reports a shard's failure per
+statement (as mongos does), so through routers these arrive as write errors, not as network
+errors: the statement may have been applied before the shard or the connection went away."""
 
 
 @dataclass
@@ -57,6 +66,18 @@ class Workload(ABC):
     keys: int = 3
     rng: random.Random = field(default_factory=random.Random)
 
+    def split_points(self, processes: int) -> list[Any]:
+        """``_id`` values to split the collection at before a sharded run: one chunk per
+        key (or per process's range of values)."""
+        return [self.key(i) for i in range(1, self.keys)]
+
+    def split_candidates(self, processes: int) -> list[Any]:
+        """More places the ``migrate`` nemesis may split a chunk at during the run."""
+        return [self.key(i) for i in range(self.keys)]
+
+    def key(self, i: int) -> Any:
+        return i
+
     @abstractmethod
     def operate(self, history: History, process: int, coll: Collection) -> None:
         """Perform one random operation for ``process``, recording it in ``history``."""
@@ -75,7 +96,8 @@ class Workload(ABC):
         try:
             action()
         except WriteError as exc:
-            history.complete(inv, "fail", error=f"{type(exc).__name__}: {exc}")
+            outcome = "info" if exc.code in UNKNOWN_OUTCOME_CODES else "fail"
+            history.complete(inv, outcome, error=f"{type(exc).__name__}: {exc}")
         except PyMongoError as exc:
             history.complete(inv, "info", error=f"{type(exc).__name__}: {exc}")
         else:
@@ -94,8 +116,11 @@ class Workload(ABC):
 class RegisterWorkload(Workload):
     """Reads, writes and compare-and-sets on a few single-value registers."""
 
+    def key(self, i: int) -> Any:
+        return f"r{i}"
+
     def operate(self, history: History, process: int, coll: Collection) -> None:
-        key = f"r{self.rng.randrange(self.keys)}"
+        key = self.key(self.rng.randrange(self.keys))
         choice = self.rng.random()
         if choice < 0.4:
             def read() -> Any:
@@ -132,6 +157,12 @@ class SetWorkload(Workload):
 
     counter: int = 0
 
+    def split_points(self, processes: int) -> list[Any]:
+        return [p * 1_000_000 for p in range(1, processes)]
+
+    def split_candidates(self, processes: int) -> list[Any]:
+        return [p * 1_000_000 + k * 25 for p in range(processes) for k in range(1, 200)]
+
     def operate(self, history: History, process: int, coll: Collection) -> None:
         value = process * 1_000_000 + self.counter
         self.counter += 1
@@ -148,6 +179,12 @@ class SetWorkload(Workload):
 
 class CounterWorkload(Workload):
     """``$inc`` by small positive amounts (retryable writes) and reads of one counter."""
+
+    def split_points(self, processes: int) -> list[Any]:
+        return ["counter"]  # its chunk is ["counter", MaxKey)
+
+    def split_candidates(self, processes: int) -> list[Any]:
+        return ["c", "counter", "counter0", "d"]
 
     def operate(self, history: History, process: int, coll: Collection) -> None:
         if self.rng.random() < 0.25:
@@ -177,8 +214,11 @@ class AppendWorkload(Workload):
 
     counter: int = 0
 
+    def key(self, i: int) -> Any:
+        return f"l{i}"
+
     def operate(self, history: History, process: int, coll: Collection) -> None:
-        key = f"l{self.rng.randrange(self.keys)}"
+        key = self.key(self.rng.randrange(self.keys))
         if self.rng.random() < 0.3:
             def read() -> Any:
                 doc = coll.find_one({"_id": key})

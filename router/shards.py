@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from helogale.channel import Address
 from helogale.errors import PyMongoError
 from helogale.read_preferences import ReadPreference, ServerMode
-from node.engine.errors import MongoError
+from node.engine.errors import HOST_UNREACHABLE, MongoError
 from node.ops import current as ops_current
 from node.ops.counters import COUNTERS
 from node.sharding.chunks import UNSHARDED, ChunkVersion
@@ -31,7 +31,6 @@ log = logging.getLogger("helogale.router")
 
 T = TypeVar("T")
 STALE_CONFIG = 13388
-HOST_UNREACHABLE = 6
 STALE_RETRY_S = 30.0
 """How long a router keeps re-routing one operation (a migration's critical section lasts
 far less)."""

@@ -6,6 +6,8 @@ import itertools
 import json
 import math
 
+import pytest
+
 from chaos.history import Operation
 from chaos.report import FaultWindow, RunReport
 from chaos.schedule import expand_kinds, plan
@@ -44,3 +46,32 @@ def test_schedule_is_seeded_and_covers_every_kind_first() -> None:
     assert first == plan(5, 60, kinds)
     assert {f.kind for f in first[:4]} == set(kinds)
     assert all(a.at + a.duration < b.at for a, b in itertools.pairwise(first))
+
+
+def test_sharded_summary_carries_migrations_and_fault_targets(tmp_path) -> None:
+    events = [{"kind": "move", "start": 0.5, "end": 1.5, "min": "0", "max": "10",
+               "from": "shard1", "to": "shard2", "outcome": "ok", "error": None},
+              {"kind": "split", "start": 2.0, "end": 2.1, "min": "10", "max": "MaxKey()",
+               "from": "shard2", "to": "20", "outcome": "failed", "error": "StaleConfig"}]
+    report = RunReport("set", 7, 5.0, [FaultWindow("kill", 1.0, 2.0, "member 1", "shard2"),
+                                       FaultWindow("kill-router", 3.0, 4.0, "router 1", "router")],
+                       _ops(), 50, 0, 0, [], migrations={"moved": 1, "split": 0},
+                       migration_events=events)
+    summary = report.summary()
+    assert summary["migrations"] == {"moved": 1, "split": 0}
+    assert summary["migration_events"] == events
+    assert [w["target"] for w in summary["fault_windows"]] == ["shard2", "router"]
+    path = tmp_path / "timeline.png"
+    report.write_timeline(str(path))  # with the lane of moves and splits
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plain = RunReport("set", 7, 5.0, [FaultWindow("kill", 1.0, 2.0)], _ops(), 50, 0, 0, [])
+    assert "migrations" not in plain.summary()
+    assert "target" not in plain.summary()["fault_windows"][0]
+
+
+def test_kill_router_only_with_a_sharded_cluster() -> None:
+    assert "kill-router" not in expand_kinds(["all"])
+    assert "kill-router" in expand_kinds(["all"], sharded=True)
+    assert expand_kinds(["router"], sharded=True) == ("kill-router",)
+    with pytest.raises(ValueError, match="sharded"):
+        expand_kinds(["kill-router"])

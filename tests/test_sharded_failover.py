@@ -113,6 +113,11 @@ def run_case(cluster: ShardedCluster, victim: str, phase: str, tag: str) -> None
         client.close()
     owner = chunk_owner(cluster, ns, 100)
     assert owner in (donor_name, to)
+    reply = mover_result.get("reply") or {}
+    if reply.get("ok") == 1.0:
+        assert owner == to
+    elif victim == "donor":  # the reply was lost with the donor: never re-sent, never guessed
+        assert reply.get("codeName") == "HostUnreachable", reply
     # every document is visible on exactly one shard, and on the chunk's owner
     both = load.check(cluster, coll_name, DB, set(range(200)))
     owner_ids = {d["_id"] for d in shard_docs(cluster, int(owner[-1]) - 1, coll_name, db=DB)}

@@ -14,6 +14,7 @@ from typing import Any
 INTERNAL_ERROR = 1
 BAD_VALUE = 2
 NO_SUCH_KEY = 4
+HOST_UNREACHABLE = 6
 UNKNOWN_ERROR = 8
 FAILED_TO_PARSE = 9
 USER_NOT_FOUND = 11
@@ -62,6 +63,7 @@ CODE_NAMES: dict[int, str] = {
     INTERNAL_ERROR: "InternalError",
     BAD_VALUE: "BadValue",
     NO_SUCH_KEY: "NoSuchKey",
+    HOST_UNREACHABLE: "HostUnreachable",
     UNKNOWN_ERROR: "UnknownError",
     FAILED_TO_PARSE: "FailedToParse",
     USER_NOT_FOUND: "UserNotFound",

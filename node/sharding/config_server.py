@@ -30,8 +30,9 @@ from typing import Any
 
 from bson import Binary, MaxKey, MinKey, ObjectId, Timestamp
 
+from helogale.errors import PyMongoError
 from node.commands.member import WriteConcern
-from node.engine.errors import BAD_VALUE, MongoError
+from node.engine.errors import BAD_VALUE, HOST_UNREACHABLE, MongoError
 from node.engine.values import SortKey, compare
 from node.sharding.chunks import Chunk, ChunkVersion
 from node.sharding.remote import RemoteSets, connection_string, parse_connection_string
@@ -484,11 +485,18 @@ class ConfigServer:
         if self.collection(ns) is None:
             raise _err(NAMESPACE_NOT_FOUND, f"{ns} is not sharded", "NamespaceNotFound")
         self.shard(to_shard)
+        same = {"ns": ns, "min": lo, "max": hi, "fromShard": from_shard, "toShard": to_shard}
+        known = self._one("migrations", {"_id": mid})
+        if known is not None:  # a re-send (its reply was lost): the same migration, once
+            if known["state"] == "active" and all(
+                    compare(known.get(k), v) == 0 for k, v in same.items()):
+                return {"alreadyRegistered": True}
+            raise _err(CONFLICTING_OPERATION, f"migration {mid} is already "
+                       f"{known['state']}", "ConflictingOperationInProgress")
         chunk = self._chunk_at(ns, lo)
         if chunk["shard"] != from_shard or compare(chunk["max"]["_id"], hi) != 0:
             raise _err(BAD_VALUE, f"chunk [{lo!r}, {hi!r}) of {ns} is not on {from_shard}")
-        doc = {"_id": mid, "ns": ns, "min": lo, "max": hi, "fromShard": from_shard,
-               "toShard": to_shard, "state": "active", "started": _dt.datetime.now(_dt.UTC)}
+        doc = {"_id": mid, **same, "state": "active", "started": _dt.datetime.now(_dt.UTC)}
         try:
             self.commit([{"op": "i", "ns": "config.migrations", "o": doc}], [
                 {"ns": "config.chunks", "q": {"_id": chunk["_id"]},
@@ -496,6 +504,8 @@ class ConfigServer:
                 {"ns": "config.migrations", "q": {"ns": ns, "state": "active"}, "res": None}])
         except MongoError as exc:
             if exc.code == BAD_VALUE:
+                if self._one("migrations", {"_id": mid, "state": "active"}) is not None:
+                    return {"alreadyRegistered": True}  # a concurrent re-send won
                 raise _err(CONFLICTING_OPERATION, f"another migration of {ns} is in progress "
                            "or the chunk changed", "ConflictingOperationInProgress") from None
             raise
@@ -503,11 +513,23 @@ class ConfigServer:
 
     def migration_outcome(self, mid: ObjectId, abort: bool) -> str:
         """``committed``, ``aborted`` or ``active`` (``unknown``: never registered); with
-        ``abort`` an active migration is aborted first, so it can no longer commit."""
+        ``abort`` an active migration is aborted first, so it can no longer commit, and an
+        unknown one is recorded aborted, so a registration still in flight cannot start it."""
         for _ in range(3):
             doc = self._one("migrations", {"_id": mid})
-            if doc is None:
+            if doc is None and not abort:
                 return "unknown"
+            if doc is None:
+                try:
+                    self.commit([{"op": "i", "ns": "config.migrations", "o": {
+                        "_id": mid, "state": "aborted", "neverRegistered": True,
+                        "started": _dt.datetime.now(_dt.UTC)}}],
+                        [{"ns": "config.migrations", "q": {"_id": mid}, "res": None}])
+                    return "unknown"
+                except MongoError as exc:
+                    if exc.code != BAD_VALUE:
+                        raise
+                    continue
             if doc["state"] != "active" or not abort:
                 return str(doc["state"])
             try:
@@ -573,10 +595,15 @@ class ConfigServer:
         if to.get("draining"):
             raise _err(ILLEGAL_OPERATION, f"shard {to_shard} is draining", "IllegalOperation")
         donor = self.shard(chunk["shard"])
-        reply = self.remotes.get(donor["grpcHost"]).command("admin", {
-            "_shardsvrMoveRange": ns, "min": lo, "max": hi, "toShard": to_shard,
-            "toShardHost": to["grpcHost"], "waitForDelete": wait_for_delete},
-            retry="refused", timeout=None)
+        try:  # never re-sent after a network error: the donor may be running it
+            reply = self.remotes.get(donor["grpcHost"]).command("admin", {
+                "_shardsvrMoveRange": ns, "min": lo, "max": hi, "toShard": to_shard,
+                "toShardHost": to["grpcHost"], "waitForDelete": wait_for_delete},
+                retry="refused", timeout=None)
+        except PyMongoError as exc:
+            raise _err(HOST_UNREACHABLE, f"moveChunk: lost the donor {chunk['shard']} "
+                       f"(the migration may still commit or abort): {exc}",
+                       "HostUnreachable") from None
         if reply.get("ok") != 1.0:
             raise MongoError(int(reply.get("code", OPERATION_FAILED)),
                              f"moveChunk failed: {reply.get('errmsg')}",

@@ -39,9 +39,10 @@ from typing import Any
 import bson
 from bson import Binary, ObjectId
 
+from helogale.errors import PyMongoError
 from node import failpoints
 from node.engine.collection import decode_doc, docs_table
-from node.engine.errors import BAD_VALUE, MongoError
+from node.engine.errors import BAD_VALUE, HOST_UNREACHABLE, MongoError
 from node.engine.values import compare
 from node.ops.counters import COUNTERS
 from node.ops.progress import Progress
@@ -121,6 +122,13 @@ class MigrationSource:
                 "_configsvrRegisterMigration": self.ns, "migrationId": self.id,
                 "min": self.lo, "max": self.hi, "fromShard": state.shard_name,
                 "toShard": self.to_shard}, retry="safe"), "the config servers refused it")
+        except PyMongoError as exc:
+            # the reply was lost: the config servers may have registered it. The record stays;
+            # MigrationRecovery aborts it there (or records the id aborted), then forgets it.
+            log.warning("migration registration: outcome unknown, left to the recovery",
+                        extra={"fields": {"ns": self.ns, "id": str(self.id)}})
+            raise MongoError(HOST_UNREACHABLE, f"registering the migration of {self.ns}: "
+                             "config servers unreachable", code_name="HostUnreachable") from exc
         except BaseException:
             state.propose({"op": "migrationState", "clear": self.id})
             raise
@@ -151,6 +159,9 @@ class MigrationSource:
             log.warning("migration aborted", extra={"fields": {
                 "ns": self.ns, "migrationId": str(self.id), "error": str(exc)}})
             if not abort_or_finish(state, self._doc(), self.deleter):
+                if isinstance(exc, PyMongoError):  # the recipient (or config set) unreachable
+                    raise MongoError(HOST_UNREACHABLE, f"migration of {self.ns} aborted: {exc}",
+                                     code_name="HostUnreachable") from exc
                 raise
             committed = True
         else:

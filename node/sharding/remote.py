@@ -104,8 +104,10 @@ class RemoteSet:
         executor = self.client.executor
         answered: list[Address] = []
         acting = acting_users()
+        refused = [False]  # did the last attempt end with the server refusing to run it?
 
         def operation(server: ServerDescription, channel: Channel) -> dict[str, Any]:
+            refused[0] = False
             document = dict(cmd)
             if _INTERNAL_KEY is not None and acting:  # who this call is made for (auditing)
                 document[AUDIT_FIELD] = {"users": list(acting)}
@@ -116,13 +118,17 @@ class RemoteSet:
             code = reply.get("code") if not reply.get("ok") else None
             if code in NOT_PRIMARY_CODES and (retry == "safe" or (retry == "refused"
                                                                   and code in REFUSED_CODES)):
+                refused[0] = True
                 raise NotPrimaryError(str(reply.get("errmsg")), reply, server.address)
             return reply
 
+        def may_retry() -> bool:
+            # "refused": a network error leaves the outcome unknown (the command may have run)
+            return address is None and (retry == "safe" or (retry == "refused" and refused[0]))
+
         try:
             reply = executor.run(operation, read_preference=read_preference,
-                                 retryable=retry != "never" and address is None,
-                                 address=address)
+                                 retryable=may_retry, address=address)
         except NotPrimaryError as exc:  # retries ran out: the last answer is the reply
             details = getattr(exc, "errors", None)
             if isinstance(details, Mapping):
