@@ -17,7 +17,7 @@ from typing import Any
 import bson
 from bson import Int64
 
-from node.commands.args import is_number
+from node.commands.args import fits_int64, is_number
 from node.engine.errors import MongoError
 from node.engine.matcher import Matcher
 from node.engine.paths import lookup
@@ -68,7 +68,8 @@ def _match(docs: Iterable[dict[str, Any]], arg: Any) -> Iterator[dict[str, Any]]
 
 
 def _int_arg(stage: str, arg: Any, positive: bool) -> int:
-    if not is_number(arg) or int(arg) != arg or arg < 0 or (positive and arg == 0):
+    if (not fits_int64(arg) or int(arg) != arg or arg < 0
+            or (positive and arg == 0)):
         raise _err(15958 if stage == "$limit" else 15956,
                    f"invalid argument to {stage} stage: {arg!r}")
     return int(arg)

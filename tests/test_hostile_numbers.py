@@ -1,0 +1,71 @@
+"""Numbers no 64-bit integer can hold (NaN, infinities, 1e30, -1e30) where a command expects
+one: refused with BadValue (2), or with MongoDB's own code where it has one ($skip 15956,
+$limit 15958), never an InternalError and never an entry that reaches the log. Found by the
+command fuzzer (tests/test_commands_fuzz.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bson import Binary
+
+from node.commands.context import RequestContext
+from node.commands.dispatcher import Dispatcher
+from node.server.standalone import standalone_dispatcher
+
+CTX = RequestContext(connection_id=3)
+HOSTILE = [float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 2.0**63]
+LSID = {"id": Binary(b"\x01" * 16, 4)}
+
+
+@pytest.fixture
+def d() -> Dispatcher:
+    d = standalone_dispatcher()
+    assert d.run("t", {"insert": "c", "documents": [{"_id": i} for i in range(3)]}, CTX)["n"] == 3
+    return d
+
+
+def _ins(i: int, **extra: Any) -> dict[str, Any]:
+    return {"insert": "c", "documents": [{"_id": 100 + i}], **extra}
+
+
+def _cases() -> list[tuple[str, Any]]:
+    cases: list[tuple[str, Any]] = []
+    for x in HOSTILE:
+        cases += [
+            (f"getMore={x}", {"getMore": x, "collection": "c"}),
+            (f"killCursors={x}", {"killCursors": "c", "cursors": [x]}),
+            (f"stmtIds={x}", _ins(1, stmtIds=[x], lsid=LSID, txnNumber=1)),
+            (f"stmtId={x}", _ins(2, stmtId=x, lsid=LSID, txnNumber=2)),
+            (f"txnNumber={x}", _ins(3, lsid=LSID, txnNumber=x)),
+            (f"w={x}", _ins(4, writeConcern={"w": x})),
+            (f"wtimeout={x}", _ins(5, writeConcern={"w": 1, "wtimeout": x})),
+            (f"find.limit={x}", {"find": "c", "limit": x}),
+            (f"find.skip={x}", {"find": "c", "skip": x}),
+            (f"count.limit={x}", {"count": "c", "limit": x}),
+        ]
+    return cases
+
+
+@pytest.mark.parametrize("name, cmd", _cases(), ids=[n for n, _ in _cases()])
+def test_out_of_range_numbers_are_bad_value(d: Dispatcher, name: str, cmd: Any) -> None:
+    before = d.run("t", {"find": "c"}, CTX)["cursor"]["firstBatch"]
+    reply = d.run("t", cmd, CTX)
+    assert reply["ok"] == 0.0 and reply["code"] == 2, (name, reply)
+    assert d.run("t", {"find": "c"}, CTX)["cursor"]["firstBatch"] == before
+
+
+@pytest.mark.parametrize("stage, code", [("$skip", 15956), ("$limit", 15958)])
+@pytest.mark.parametrize("x", HOSTILE)
+def test_pipeline_skip_and_limit_refuse_out_of_range(d: Dispatcher, stage: str, code: int,
+                                                     x: float) -> None:
+    reply = d.run("t", {"aggregate": "c", "pipeline": [{stage: x}], "cursor": {}}, CTX)
+    assert reply["ok"] == 0.0 and reply["code"] == code, reply
+
+
+def test_in_range_values_still_work(d: Dispatcher) -> None:
+    assert d.run("t", _ins(6, lsid=LSID, txnNumber=2.0**62, stmtIds=[2**62]), CTX)["n"] == 1
+    assert d.run("t", {"find": "c", "limit": 2.0**62, "skip": 1.0}, CTX)["ok"] == 1.0
+    reply = d.run("t", {"aggregate": "c", "pipeline": [{"$limit": 2**62}], "cursor": {}}, CTX)
+    assert len(reply["cursor"]["firstBatch"]) == 4
