@@ -69,3 +69,40 @@ def test_in_range_values_still_work(d: Dispatcher) -> None:
     assert d.run("t", {"find": "c", "limit": 2.0**62, "skip": 1.0}, CTX)["ok"] == 1.0
     reply = d.run("t", {"aggregate": "c", "pipeline": [{"$limit": 2**62}], "cursor": {}}, CTX)
     assert len(reply["cursor"]["firstBatch"]) == 4
+
+
+class _RecordingMember:
+    """Stands in for a primary: records the step-down it was asked for."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[float, float]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def step_down(self, step_down_secs: float, catch_up_secs: float) -> None:
+        self.calls.append((step_down_secs, catch_up_secs))
+
+
+@pytest.mark.parametrize("cmd", [
+    {"replSetStepDown": 60, "secondaryCatchUpPeriodSecs": float("nan")},
+    {"replSetStepDown": float("nan"), "secondaryCatchUpPeriodSecs": float("nan")},
+    {"replSetStepDown": float("inf"), "secondaryCatchUpPeriodSecs": float("inf")},
+    {"replSetStepDown": float("inf")},
+    {"replSetStepDown": float("nan")},
+    {"replSetStepDown": -5, "secondaryCatchUpPeriodSecs": -10},
+    {"replSetStepDown": 60, "secondaryCatchUpPeriodSecs": -1},
+])
+def test_step_down_refuses_nan_infinite_and_negative_periods(d: Dispatcher,
+                                                             cmd: dict[str, Any]) -> None:
+    """A NaN or infinite secondaryCatchUpPeriodSecs made a primary without a caught-up
+    secondary wait forever (its deadline never came), holding the request's thread."""
+    member = _RecordingMember(d.services.member)
+    d.services.member = member
+    reply = d.run("admin", cmd, CTX)
+    assert reply["ok"] == 0.0 and reply["code"] == 2, reply
+    assert member.calls == []
+    assert d.run("admin", {"replSetStepDown": 30, "secondaryCatchUpPeriodSecs": 5.5},
+                 CTX)["ok"] == 1.0
+    assert member.calls == [(30.0, 5.5)]
