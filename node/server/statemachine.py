@@ -47,6 +47,9 @@ SESSIONS = "rs_sessions"
 APPLIED_KEY = b"applied"
 CONFIG_KEY = b"config"
 TRANSACTION_TOO_OLD = 225
+INCOMPATIBLE_RETRY = 40606
+"""MongoDB's code for a retried write that does not match the write its transaction number
+recorded ("... is not compatible with previous write in the transaction of type ...")."""
 INCOMPLETE_TRANSACTION_HISTORY = 217
 MAX_SESSION_COLLS = 64
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
@@ -131,6 +134,15 @@ def _recorded(txn: Any, entry: Mapping[str, Any]) -> tuple[dict[int, Any], bool]
             "session.", code_name="TransactionTooOld")
     if recorded < txn_number:
         return {}, False
+    op = rec.get("op")
+    if op is not None and op != entry.get("op"):
+        # Another kind of write recorded this transaction's statements: folding its results
+        # into this one would answer nonsense (or fail inside the apply path).
+        raise MongoError(
+            INCOMPATIBLE_RETRY,
+            f"{entry.get('op')} retry request with txnNumber {txn_number} is not compatible "
+            f"with previous write in the transaction of type: {op}",
+            code_name="Location40606")
     return ({int(k): v for k, v in rec.get("stmts", {}).items()},
             bool(rec.get("migrated")))
 
@@ -147,6 +159,7 @@ def _record_statements(txn: Any, entry: Mapping[str, Any], results: Mapping[int,
     if ns not in colls:
         colls.append(ns)
     record: dict[str, Any] = {"txnNumber": Int64(int(entry["txnNumber"])),
+                              "op": entry.get("op"),
                               "stmts": {str(k): v for k, v in results.items()},
                               "colls": colls[-MAX_SESSION_COLLS:]}
     if entry.get("now") is not None:
