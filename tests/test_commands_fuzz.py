@@ -132,6 +132,56 @@ def test_command_sequences_keep_the_node_serving(cmds: list[dict[str, Any]]) -> 
     assert_serves(d)
 
 
+# --- every numeric field, every hostile number: a systematic sweep the default suite affords ---
+
+_LSID = {"id": Binary(b"\x09" * 16, 4)}
+_VALID: dict[str, Any] = {
+    "coll": COLL, "coll_or_1": COLL, "ns": f"{FUZZ_DB}.{COLL}", "int": 1, "small": 1,
+    "cursor_id": Int64(0), "docs": [{"x": 1}], "updates": [{"q": {"_id": -9}, "u": {"$set":
+                                                                                    {"z": 1}}}],
+    "deletes": [{"q": {"_id": -9}, "limit": 1}], "pipeline": [], "cursor_opts": {},
+    "field": "a", "update": {"$set": {"z": 1}}, "command": {"find": COLL},
+}
+_NEEDED = {"documents", "updates", "deletes", "pipeline", "cursor", "key", "collection",
+           "update"}
+_NUMERIC = {"int", "small", "max_time", "txn", "cursor_id", "cursor_ids", "stmt_ids", "wc"}
+_SWEEP = [float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 2.0**63, -1, Int64(-(2**63))]
+
+
+def _sweep_cases(name: str) -> list[dict[str, Any]]:
+    target_kind, fields = SCHEMAS[name]
+    base: dict[str, Any] = {name: _VALID.get(target_kind, 1)}
+    base.update({f: _VALID[k] for f, k in fields.items() if f in _NEEDED and k in _VALID})
+    out = []
+    for x in _SWEEP:
+        if target_kind in _NUMERIC:
+            out.append({**base, name: x})
+        for f, kind in fields.items():
+            if kind not in _NUMERIC:
+                continue
+            if kind == "wc":
+                out += [{**base, f: {"w": x}}, {**base, f: {"w": 1, "wtimeout": x}}]
+            elif kind in ("cursor_ids", "stmt_ids"):
+                out.append({**base, f: [x]})
+            elif kind == "txn":
+                out.append({**base, f: x, "lsid": _LSID})
+            else:
+                out.append({**base, f: x})
+    return out
+
+
+def test_hostile_numbers_in_every_numeric_field() -> None:
+    """NaN, infinities, numbers past 64 bits and negative ones in every numeric field of every
+    command: refused or served, never InternalError, nothing stored changed when refused."""
+    d = seeded()
+    ran = 0
+    for name in sorted(SCHEMAS):
+        for cmd in _sweep_cases(name):
+            ran += run_checked(d, cmd) is not None
+    assert ran > 500
+    assert_serves(d)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
 @fuzz_settings(40)
