@@ -9,9 +9,10 @@ import threading
 from typing import Any
 
 from node.commands.context import WIRE, RequestContext
-from node.commands.cursors import CursorRegistry
+from node.commands.cursors import REAP_INTERVAL_S, CursorRegistry
 from node.commands.dispatcher import Dispatcher
 from node.server.grpc_service import add_command_service, make_server
+from node.server.periodic import Periodic
 from node.sharding.remote import RemoteSets
 from router.catalog import CatalogCache
 from router.commands.table import ROUTER_COMMANDS
@@ -41,12 +42,7 @@ class RouterApp:
             raise OSError(f"cannot listen on {config.listen}")
         self.wire: Any = None
         self._stopped = threading.Event()
-        self._reaper = threading.Thread(target=self._reap_loop, name="cursor-reaper",
-                                        daemon=True)
-
-    def _reap_loop(self) -> None:
-        while not self._stopped.wait(5.0):
-            self.cursors.reap()
+        self._reaper = Periodic("cursor-reaper", self.cursors.reap, REAP_INTERVAL_S, log)
 
     def _start_wire(self) -> None:
         if self.config.wire_port is None:
@@ -80,6 +76,7 @@ class RouterApp:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._reaper.stop()
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()

@@ -3,9 +3,6 @@ and MongoDB's own driver (pymongo on the routers' wire ports)."""
 
 from __future__ import annotations
 
-import random
-import threading
-from collections import Counter
 from typing import Any
 
 import pymongo
@@ -13,7 +10,7 @@ import pytest
 from pymongo.errors import PyMongoError
 
 from node.sharded_cluster import ShardedCluster
-from tests.sharded_helpers import ok, shard_docs
+from tests.sharded_helpers import WriteLoad, ok
 
 pytestmark = pytest.mark.cluster
 
@@ -47,67 +44,22 @@ def test_move_chunk_under_concurrent_writes_loses_and_duplicates_nothing(
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         sharded.wire_uri, retryWrites=True, serverSelectionTimeoutMS=30000)
     coll = client[DB]["load"]
-    stop = threading.Event()
-    inserted: list[int] = []
-    unknown_inserts: list[int] = []
-    increments: Counter[int] = Counter()
-    unknown_incs: Counter[int] = Counter()
-
-    def insert_loop() -> None:
-        k = 0
-        while not stop.is_set():
-            _id = 1000 + k
-            k += 1
-            try:
-                coll.insert_one({"_id": _id, "n": 0})
-                inserted.append(_id)
-            except PyMongoError:
-                unknown_inserts.append(_id)
-
-    def inc_loop(seed: int) -> None:
-        rng = random.Random(seed)
-        while not stop.is_set():
-            _id = rng.randrange(150, 300)
-            try:
-                coll.update_one({"_id": _id}, {"$inc": {"n": 1}})
-                increments[_id] += 1
-            except PyMongoError:
-                unknown_incs[_id] += 1
-
-    threads = [threading.Thread(target=insert_loop), threading.Thread(target=inc_loop, args=(1,)),
-               threading.Thread(target=inc_loop, args=(2,))]
-    for t in threads:
-        t.start()
     caught_up = 0
     try:
-        for _ in range(2):  # there and back again, with the writers running
-            src = owner(sharded, ns, 200)
-            moved = ok(r(sharded, {"moveChunk": ns, "find": {"_id": 200}, "to": other(src)},
-                         db="admin"))
-            caught_up += moved["modsSent"]
-            assert owner(sharded, ns, 200) == other(src)
+        with WriteLoad(coll, 1000, range(150, 300), inc_threads=2) as load:
+            for _ in range(2):  # there and back again, with the writers running
+                src = owner(sharded, ns, 200)
+                moved = ok(r(sharded, {"moveChunk": ns, "find": {"_id": 200},
+                                       "to": other(src)}, db="admin"))
+                caught_up += moved["modsSent"]
+                assert owner(sharded, ns, 200) == other(src)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(60)
         client.close()
-    assert inserted and sum(increments.values()) > 0
+    assert load.inserted and sum(load.incs.values()) > 0
     assert caught_up > 0, "no write landed during a clone: the catch-up was not exercised"
     # routers wait out the critical sections: no write failed while the chunk moved
-    assert not unknown_inserts and not unknown_incs, (unknown_inserts[:5], unknown_incs)
-    # every document is visible on exactly one shard
-    per_shard = [Counter(d["_id"] for d in shard_docs(sharded, k, "load", db=DB))
-                 for k in range(2)]
-    both = per_shard[0] + per_shard[1]
-    assert all(c == 1 for c in both.values()), [i for i, c in both.items() if c > 1][:10]
-    ids = set(both)
-    assert set(range(300)) <= ids
-    assert set(inserted) <= ids, sorted(set(inserted) - ids)[:10]
-    assert ids - set(range(300)) - set(inserted) <= set(unknown_inserts)
-    docs = {d["_id"]: d for k in range(2) for d in shard_docs(sharded, k, "load", db=DB)}
-    for _id in range(150, 300):
-        n = docs[_id]["n"]
-        assert increments[_id] <= n <= increments[_id] + unknown_incs[_id], (_id, n)
+    assert not load.failed, (load.unknown_inserts[:5], load.unknown_incs)
+    ids = set(load.check(sharded, "load", DB, set(range(300))))
     assert ok(r(sharded, {"count": "load"}, i=1))["n"] == len(ids)
 
 

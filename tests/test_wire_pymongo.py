@@ -335,6 +335,22 @@ def test_bulk_write_mixed_and_insert_many(db: Database[Any]) -> None:
     assert c.count_documents({"big": {"$exists": True}}) == 3000
 
 
+def test_client_bulk_write_of_mongodb_8(client: MongoClient[Any], db: Database[Any]) -> None:
+    ns_a, ns_b = f"{DB}.cbw_a", f"{DB}.cbw_b"
+    result = client.bulk_write([
+        InsertOne({"_id": 1, "v": 1}, namespace=ns_a),
+        InsertOne({"_id": 2, "v": 1}, namespace=ns_b),
+        UpdateOne({"_id": 1}, {"$inc": {"v": 1}}, namespace=ns_a),
+        UpdateOne({"_id": 9}, {"$set": {"v": 9}}, upsert=True, namespace=ns_b),
+        DeleteMany({"v": 1}, namespace=ns_b),
+    ], verbose_results=True)
+    assert (result.inserted_count, result.modified_count, result.upserted_count,
+            result.deleted_count) == (2, 1, 1, 1)
+    assert result.update_results[3].upserted_id == 9
+    assert list(db.cbw_a.find()) == [{"_id": 1, "v": 2}]
+    assert list(db.cbw_b.find()) == [{"_id": 9, "v": 9}]
+
+
 def test_error_replies_have_mongodb_shape(db: Database[Any]) -> None:
     with pytest.raises(OperationFailure) as unknown:
         db.command("noSuchCommand")

@@ -26,16 +26,16 @@ from node.engine.errors import MongoError
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
 
-VERSION = "7.0.0"
-VERSION_ARRAY = [7, 0, 0, 0]
+VERSION = "8.0.0"
+VERSION_ARRAY = [8, 0, 0, 0]
 MAX_BSON_OBJECT_SIZE = 16 * 1024 * 1024
 MAX_MESSAGE_SIZE_BYTES = 48_000_000
 MAX_WRITE_BATCH_SIZE = 100_000
 MIN_WIRE_VERSION = 0
-MAX_WIRE_VERSION = 21
+MAX_WIRE_VERSION = 25
 
 _PARAMETERS: dict[str, Any] = {
-    "featureCompatibilityVersion": {"version": "7.0"},
+    "featureCompatibilityVersion": {"version": "8.0"},
     "maxBSONObjectSize": MAX_BSON_OBJECT_SIZE,
     "cursorTimeoutMillis": Int64(600_000),
     "authenticationMechanisms": [],

@@ -312,7 +312,7 @@ def delete_statements(engine: Any, txn: Any, entry: dict[str, Any], done: Done
             try:
                 _raise_refused(st)
                 deleted = engine_ops.delete(engine, txn, entry["db"], entry["coll"], st["q"],
-                                            just_one=st["limit"] == 1)
+                                            just_one=st["limit"] == 1, hint=st.get("hint"))
             except MongoError as exc:
                 errors.append(write_error(i, exc))
                 if entry.get("ordered", True):

@@ -99,6 +99,10 @@ def take_batch(
     return batch, True
 
 
+REAP_INTERVAL_S = 5.0
+"""How often members and routers close cursors idle past their timeout."""
+
+
 class CursorRegistry:
     """Open server cursors of one node, thread-safe."""
 

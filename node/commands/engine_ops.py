@@ -63,15 +63,16 @@ def update(engine: Engine, txn: Any, db: str, coll: str, st: Mapping[str, Any],
            now: _dt.datetime) -> UpdateOutcome:
     res = engine.collection(db, coll).update(
         st["q"], st["u"], upsert=st["upsert"], multi=st["multi"],
-        upsert_id=st.get("upsertId"), now=now, array_filters=st.get("arrayFilters"), txn=txn)
+        upsert_id=st.get("upsertId"), now=now, array_filters=st.get("arrayFilters"),
+        sort=st.get("sort"), hint=st.get("hint"), txn=txn)
     if res.upserted:
         return UpdateOutcome(0, 0, res.upserted_id)
     return UpdateOutcome(res.n, res.n_modified, None)
 
 
 def delete(engine: Engine, txn: Any, db: str, coll: str, q: Mapping[str, Any], *,
-           just_one: bool) -> int:
-    return engine.collection(db, coll).delete(q, limit=1 if just_one else 0, txn=txn)
+           just_one: bool, hint: Any = None) -> int:
+    return engine.collection(db, coll).delete(q, limit=1 if just_one else 0, hint=hint, txn=txn)
 
 
 def find_and_modify(engine: Engine, txn: Any, entry: Mapping[str, Any]) -> Any:
@@ -79,7 +80,7 @@ def find_and_modify(engine: Engine, txn: Any, entry: Mapping[str, Any]) -> Any:
         entry["query"], sort=entry["sort"] or None, update=entry["update"],
         remove=entry["remove"], new=entry["new"], fields=entry["fields"],
         upsert=entry["upsert"], upsert_id=entry.get("upsertId"), now=entry["now"],
-        array_filters=entry.get("arrayFilters"), txn=txn)
+        array_filters=entry.get("arrayFilters"), hint=entry.get("hint"), txn=txn)
 
 
 def create_collection(engine: Engine, txn: Any, db: str, coll: str) -> None:
@@ -132,7 +133,8 @@ def find(engine: Engine, db: str, coll: str, filt: Mapping[str, Any], *,
          limit: int, hint: Any = None, return_sort_key: bool = False
          ) -> Iterator[dict[str, Any]]:
     it = engine.collection(db, coll).find(filt, projection, sort=sort or None, skip=skip,
-                                          limit=limit, return_sort_key=return_sort_key)
+                                          limit=limit, hint=hint,
+                                          return_sort_key=return_sort_key)
     # start the generator now so query errors surface before the reply is built
     first = next(it, None)
     if first is None:
@@ -147,7 +149,7 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
 
 def count(engine: Engine, db: str, coll: str, query: Mapping[str, Any], *, skip: int = 0,
           limit: int = 0, hint: Any = None) -> int:
-    return engine.collection(db, coll).count(query, skip=skip, limit=limit)
+    return engine.collection(db, coll).count(query, skip=skip, limit=limit, hint=hint)
 
 
 def distinct(engine: Engine, db: str, coll: str, key: str, query: Mapping[str, Any]

@@ -287,7 +287,20 @@ def parse_insert(db: str, cmd: Mapping[str, Any]) -> InsertRequest:
 
 
 UPDATE_FIELDS = frozenset({"q", "u", "upsert", "multi", "arrayFilters", "collation", "hint",
-                           "c"})
+                           "c", "sort"})
+INVALID_OPTIONS = 72
+
+
+def parse_hint(st: Mapping[str, Any], where: str) -> Any:
+    """``hint``: an index name or key pattern (None when absent); whether the index exists is
+    checked where the statement runs (BadValue, as a write error of its statement)."""
+    hint = st.get("hint")
+    if hint is None:
+        return None
+    if not isinstance(hint, str | Mapping):
+        raise type_mismatch(f"BSON field '{where}.hint' is the wrong type "
+                            f"'{bson_type_name(hint)}', expected types '[string, object]'")
+    return hint if isinstance(hint, str) else dict(hint)
 
 
 @dataclass(frozen=True)
@@ -297,6 +310,9 @@ class UpdateStatement:
     multi: bool = False
     upsert: bool = False
     array_filters: list[dict[str, Any]] | None = None
+    sort: dict[str, Any] | None = None
+    """MongoDB 8: which document a one-document update changes when several match."""
+    hint: Any = None
 
     @property
     def is_replacement(self) -> bool:
@@ -308,6 +324,10 @@ class UpdateStatement:
                                "upsert": self.upsert}
         if self.array_filters is not None:
             out["arrayFilters"] = self.array_filters
+        if self.sort:
+            out["sort"] = self.sort
+        if self.hint is not None:
+            out["hint"] = self.hint
         return out
 
 
@@ -343,9 +363,14 @@ def parse_update_statement(i: int, st: Any) -> UpdateStatement:
     if not isinstance(u, Mapping):
         raise type_mismatch("BSON field 'update.updates.u' is the wrong type "
                             f"'{bson_type_name(u)}', expected type 'object'")
+    sort = get_doc(st, "update.updates", "sort", None)
     out = UpdateStatement(q, u, get_bool(st, "update.updates", "multi"),
                           get_bool(st, "update.updates", "upsert"),
-                          parse_array_filters(st, "update.updates"))
+                          parse_array_filters(st, "update.updates"),
+                          dict(sort) if sort else None, parse_hint(st, "update.updates"))
+    if out.multi and sort is not None:
+        raise MongoError(INVALID_OPTIONS, "Cannot specify sort with multi=true",
+                         code_name="InvalidOptions")
     if out.multi and out.is_replacement and u:
         raise MongoError(FAILED_TO_PARSE, "multi update is not supported for replacement-style "
                          "update")
@@ -378,9 +403,13 @@ def parse_update(db: str, cmd: Mapping[str, Any]) -> UpdateRequest:
 class DeleteStatement:
     q: Mapping[str, Any]
     limit: int
+    hint: Any = None
 
     def to_doc(self) -> dict[str, Any]:
-        return {"q": dict(self.q), "limit": self.limit}
+        out: dict[str, Any] = {"q": dict(self.q), "limit": self.limit}
+        if self.hint is not None:
+            out["hint"] = self.hint
+        return out
 
 
 def parse_delete_statement(i: int, st: Any) -> DeleteStatement:
@@ -395,7 +424,7 @@ def parse_delete_statement(i: int, st: Any) -> DeleteStatement:
     if not is_number(limit) or limit not in (0, 1):
         raise MongoError(FAILED_TO_PARSE, f"The limit field in delete objects must be 0 or 1. "
                          f"Got {limit}")
-    return DeleteStatement(q, int(limit))
+    return DeleteStatement(q, int(limit), parse_hint(st, "delete.deletes"))
 
 
 @dataclass(frozen=True)
@@ -435,6 +464,7 @@ class FindAndModifyRequest:
     stmt_id: int | None = None
     max_time_ms: int = 0
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    hint: Any = None
 
     def to_entry_fields(self) -> dict[str, Any]:
         """The fields a findAndModify log entry carries (besides op/db/coll)."""
@@ -446,6 +476,8 @@ class FindAndModifyRequest:
         }
         if self.array_filters is not None:
             out["arrayFilters"] = self.array_filters
+        if self.hint is not None:
+            out["hint"] = self.hint
         return out
 
 
@@ -482,4 +514,5 @@ def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyReque
     ids = parse_stmt_ids(cmd, name, 1)
     return FindAndModifyRequest(db, coll, query, sort, fields, remove, new, upsert,
                                 upd if isinstance(upd, Mapping) else None, array_filters,
-                                ids[0] if ids else None, parse_max_time_ms(cmd), cmd)
+                                ids[0] if ids else None, parse_max_time_ms(cmd), cmd,
+                                parse_hint(cmd, name))

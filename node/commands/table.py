@@ -10,6 +10,7 @@ from __future__ import annotations
 from node.commands import (
     admin,
     apply_ops,
+    bulk_write,
     catalog,
     crud,
     explain,
@@ -32,6 +33,8 @@ NODE_COMMANDS: dict[str, Command] = {
                              **_CRUD),
     "findandmodify": Command(crud.find_and_modify, help="modify one document, return it",
                              **_CRUD),
+    "bulkWrite": Command(bulk_write.bulk_write, admin_only=True, retryable_write=True,
+                         help="writes to several collections in one command (MongoDB 8)"),
     # query
     "find": Command(query.find, help="query a collection"),
     "getMore": Command(query.get_more, help="next batch of a cursor"),

@@ -631,11 +631,13 @@ class Collection:
         *,
         skip: int = 0,
         limit: int = 0,
+        hint: Any = None,
         txn: ReadTxn | None = None,
     ) -> int:
-        """How many documents match, after ``skip``, at most ``limit`` (0 = no limit)."""
+        """How many documents match, after ``skip``, at most ``limit`` (0 = no limit);
+        ``hint``: the index to count with (BadValue when there is no such index)."""
         skip, limit = _check_skip_limit(skip, limit)
-        n = sum(1 for _ in self.find_records(filter, txn=txn)) - skip
+        n = sum(1 for _ in self.find_records(filter, hint=hint, txn=txn)) - skip
         n = max(n, 0)
         return min(n, limit) if limit else n
 
@@ -789,6 +791,8 @@ class Collection:
         upsert_id: Any = None,
         now: datetime.datetime | None = None,
         array_filters: list[Mapping[str, Any]] | None = None,
+        sort: SortSpec | None = None,
+        hint: Any = None,
         txn: WriteTxn | None = None,
     ) -> UpdateResult:
         """Apply update ``u`` to the first (or, ``multi``, every) document matching ``q``.
@@ -797,8 +801,11 @@ class Collection:
         its ``_id`` (when neither query nor update gives one) is ``upsert_id``, supplied by the
         caller. ``now`` is the time ``$currentDate`` writes. ``array_filters``: the filters
         ``$[<identifier>]`` paths in ``u`` select array elements by (MongoDB's ``arrayFilters``).
+        ``sort`` picks the document a one-document update changes (MongoDB 8); ``hint`` the
+        index the match uses (BadValue when there is no such index).
         """
         update = Update(u, array_filters)
+        compiled_sort = Sort(sort) if sort and not multi else None
         if multi and update.is_replacement:
             raise failed_to_parse("multi update is not supported for replacement-style update")
         matcher_filter = q or {}
@@ -806,7 +813,8 @@ class Collection:
 
         def body(w: WriteTxn) -> UpdateResult:
             result = UpdateResult()
-            matches = self._matching(w, matcher_filter)
+            matches = self._matching(w, matcher_filter, compiled_sort, hint=hint,
+                                     limit=0 if multi else 1)
             targets = list(matches) if multi else list(_first(matches))
             for key, doc, pos in targets:
                 result.n += 1
@@ -900,16 +908,18 @@ class Collection:
         q: Mapping[str, Any],
         *,
         limit: int = 0,
+        hint: Any = None,
         txn: WriteTxn | None = None,
     ) -> int:
-        """Delete every document matching ``q`` (``limit`` 1: only the first); returns n."""
+        """Delete every document matching ``q`` (``limit`` 1: only the first; ``hint``: the
+        index to match with); returns n."""
         if limit not in (0, 1):
             raise failed_to_parse(f"The limit field in delete objects must be 0 or 1. Got {limit}")
         flt = q or {}
         Matcher(flt)
 
         def body(w: WriteTxn) -> int:
-            matches = self._matching(w, flt)
+            matches = self._matching(w, flt, hint=hint, limit=limit)
             targets = list(_first(matches)) if limit == 1 else list(matches)
             for key, doc, _ in targets:
                 self._index_upkeep(w, doc, None, key)
@@ -931,6 +941,7 @@ class Collection:
         upsert_id: Any = None,
         now: datetime.datetime | None = None,
         array_filters: list[Mapping[str, Any]] | None = None,
+        hint: Any = None,
         txn: WriteTxn | None = None,
     ) -> FindAndModifyResult:
         """Atomically update or remove the first match (in ``sort`` order) and return it.
@@ -964,7 +975,8 @@ class Collection:
             return project(doc, pos)
 
         def body(w: WriteTxn) -> FindAndModifyResult:
-            target = next(_first(self._matching(w, flt, compiled_sort, limit=1)), None)
+            target = next(_first(self._matching(w, flt, compiled_sort, limit=1, hint=hint)),
+                          None)
             if target is None:
                 if compiled is None or not upsert:
                     return FindAndModifyResult(None)

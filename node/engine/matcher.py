@@ -20,6 +20,7 @@ from typing import Any
 
 from bson.regex import Regex
 
+from node.engine import bitwise
 from node.engine.errors import MongoError, bad_value, location
 from node.engine.limits import MAX_QUERY_DEPTH, short_render
 from node.engine.paths import Parts, iter_path, split_path
@@ -387,7 +388,7 @@ def _compile_equality(value: Any) -> _Op:
     return _Leaf(_equals(value))
 
 
-def _compile_operators(spec: Mapping[str, Any], depth: int) -> _Op:
+def _compile_operators(spec: Mapping[str, Any], depth: int, path: str = "") -> _Op:
     """The operators of one field, ``{"$gt": 1, "$lt": 5}``, as one AND."""
     if any(k in _GEO_OPERATORS for k in spec):
         return _compile_geo(spec)
@@ -398,7 +399,7 @@ def _compile_operators(spec: Mapping[str, Any], depth: int) -> _Op:
     for name, arg in spec.items():
         if name == "$options":
             continue
-        ops.append(_compile_operator(name, arg, spec, depth))
+        ops.append(_compile_operator(name, arg, spec, depth, path))
     return ops[0] if len(ops) == 1 else _AllOf(ops)
 
 
@@ -411,7 +412,8 @@ def _compile_geo(spec: Mapping[str, Any]) -> _Op:
     return _Geo(geo.compile_geo(spec))
 
 
-def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any], depth: int) -> _Op:
+def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any], depth: int,
+                      path: str = "") -> _Op:
     if name == "$eq":
         return _Leaf(_equals(arg))
     if name == "$ne":
@@ -435,12 +437,14 @@ def _compile_operator(name: str, arg: Any, spec: Mapping[str, Any], depth: int) 
         return _Size(_size_arg(arg))
     if name == "$type":
         return _Leaf(_type_test(arg))
+    if name in bitwise.BIT_TEST_OPERATORS:
+        return _Leaf(bitwise.bit_test(path, name, arg))
     if name == "$regex":
         keys = list(spec)
         options_first = "$options" in spec and keys.index("$options") < keys.index("$regex")
         return _compile_regex_operator(arg, spec.get("$options"), options_first)
     if name == "$not":
-        return _compile_not(arg, depth)
+        return _compile_not(arg, depth, path)
     if name == "$elemMatch":
         return _compile_elem_match(arg, depth)
     if name in ("$maxDistance", "$minDistance", "$uniqueDocs"):
@@ -477,7 +481,7 @@ def _compile_regex_operator(arg: Any, options: Any, options_first: bool = False)
     raise bad_value("$regex has to be a string")
 
 
-def _compile_not(arg: Any, depth: int) -> _Op:
+def _compile_not(arg: Any, depth: int, path: str = "") -> _Op:
     if _is_regex(arg):
         return _Not(_regex_from_value(arg))
     if isinstance(arg, Mapping):
@@ -485,7 +489,7 @@ def _compile_not(arg: Any, depth: int) -> _Op:
             raise bad_value("$not cannot be empty")
         if not _is_operator_dict(arg):
             raise bad_value(f"unknown operator: {next(iter(arg))}")
-        return _Not(_compile_operators(arg, _deeper(depth, arg)))
+        return _Not(_compile_operators(arg, _deeper(depth, arg), path))
     raise bad_value("$not needs a regex or a document")
 
 
@@ -647,7 +651,7 @@ def _compile_query(query: Mapping[str, Any], geo_out: list[tuple[str, Any]], dep
                 raise bad_value(f"unknown top level operator: {name}")
             continue
         if isinstance(arg, Mapping) and arg and _is_operator_dict(arg):
-            op = _compile_operators(arg, depth)
+            op = _compile_operators(arg, depth, name)
             if isinstance(op, _Geo):
                 geo_out.append((name, op.query))
         else:

@@ -28,6 +28,7 @@ from bson.int64 import Int64
 from bson.regex import Regex
 from bson.timestamp import Timestamp
 
+from node.engine import bitwise
 from node.engine.errors import (
     MongoError,
     bad_value,
@@ -73,6 +74,7 @@ MODIFIERS = frozenset(
         "$pop",
         "$pull",
         "$pullAll",
+        "$bit",
     }
 )
 NOT_SINGLE_VALUE_FIELD = 54
@@ -608,6 +610,8 @@ class Update:
             op.arg = 1 if compare(arg, 1) == 0 else -1
         elif name == "$pull":
             op.extra["cond"] = _PullCondition(arg)
+        elif name == "$bit":
+            op.extra["bit"] = bitwise.compile_bit(arg)
         elif name == "$pullAll" and not isinstance(arg, list):
             raise bad_value(f"$pullAll requires an array argument but was given a {type_name(arg)}")
         return op
@@ -821,6 +825,18 @@ def _apply_arith(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Context) 
     set_value(doc, parts, result)
 
 
+def _apply_bit(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Context) -> None:
+    current = lookup(doc, parts)
+    if current is MISSING:
+        current = 0
+    elif not bitwise.is_integer(current):
+        raise bad_value(
+            f"Cannot apply $bit to a value of non-integral type.{format_id(ctx.original)} has the "
+            f"field {parts[-1]} of non-integer type {type_name(current)}"
+        )
+    set_value(doc, parts, bitwise.apply_bit(current, op.extra["bit"]))
+
+
 def _apply_min_max(doc: dict[str, Any], parts: list[str], op: _Op, ctx: _Context) -> None:
     current = lookup(doc, parts)
     if current is not MISSING:
@@ -1008,6 +1024,7 @@ _APPLIERS: dict[str, _Applier] = {
     "$inc": _apply_arith,
     "$mul": _apply_arith,
     "$min": _apply_min_max,
+    "$bit": _apply_bit,
     "$max": _apply_min_max,
     "$currentDate": _apply_current_date,
     "$renameFrom": _apply_rename_from,

@@ -22,7 +22,7 @@ from typing import Any
 
 from node.commands.appliers import APPLIERS, GROUPERS, STATEMENTS
 from node.commands.context import WIRE, RequestContext
-from node.commands.cursors import CursorRegistry
+from node.commands.cursors import REAP_INTERVAL_S, CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
 from node.commands.member import WriteConcern
@@ -35,6 +35,7 @@ from node.server.grpc_service import (
     add_command_service,
     make_server,
 )
+from node.server.periodic import Periodic
 from node.server.session_reaper import SessionReaper
 from node.server.statemachine import StateMachine
 from node.server.store_guard import StoreGuard, kernel_boot_id
@@ -132,8 +133,7 @@ class NodeApp:
             raise OSError(f"cannot listen on {config.listen}")
         self.wire: Any = None
         self._stopped = threading.Event()
-        self._reaper = threading.Thread(target=self._reap_loop, name="cursor-reaper",
-                                        daemon=True)
+        self._reaper = Periodic("cursor-reaper", self.cursors.reap, REAP_INTERVAL_S, log)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
                               interval_s=config.ttl_monitor_secs)
         self.session_reaper = SessionReaper(
@@ -197,10 +197,6 @@ class NodeApp:
             return False
         return True
 
-    def _reap_loop(self) -> None:
-        while not self._stopped.wait(5.0):
-            self.cursors.reap()
-
     def _start_wire(self) -> None:
         if self.config.wire_port is None:
             return
@@ -243,6 +239,7 @@ class NodeApp:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._reaper.stop()
         self.ttl.stop()
         if self.sharding is not None:
             self.sharding.close()

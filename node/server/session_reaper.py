@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from node.commands.sessions import MAX_SESSIONS_PER_ENTRY, drop_entry, idle_sessions
 from node.engine.errors import MongoError
+from node.server.periodic import Periodic
 
 DEFAULT_TIMEOUT_MINUTES = 30.0
 DEFAULT_INTERVAL_S = 300.0
@@ -41,10 +41,9 @@ class SessionReaper:
         self._submit = submit
         self._is_primary = is_primary
         self._timeout = _dt.timedelta(minutes=timeout_minutes)
-        self._interval = interval_s
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="session-reaper", daemon=True)
+        self._periodic = Periodic("session-reaper", self.run_once, interval_s, log,
+                                  expected=(MongoError,))
         self.dropped = 0
         """Session records this reaper had dropped since start."""
 
@@ -68,19 +67,8 @@ class SessionReaper:
         self.dropped += dropped
         return dropped
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.run_once()
-            except MongoError as exc:  # stepped down meanwhile, say: the next pass retries
-                log.info("session reaper pass failed", extra={"fields": {"errmsg": exc.errmsg}})
-            except Exception:
-                log.exception("session reaper pass failed")
-
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._periodic.stop()

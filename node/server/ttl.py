@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from node.commands.context import RequestContext
 from node.engine.indexes import load_indexes
+from node.server.periodic import Periodic
 
 DEFAULT_INTERVAL_S = 60.0
 log = logging.getLogger("helogale.ttl")
@@ -52,10 +52,8 @@ class TTLMonitor:
         self._engine = engine
         self._run = run_command
         self._is_primary = is_primary
-        self._interval = interval_s
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="ttl-monitor", daemon=True)
+        self._periodic = Periodic("ttl-monitor", self.run_once, interval_s, log)
         self.passes = 0
         """Passes made as primary (for tests and serverStatus-like reporting)."""
         self.deleted = 0
@@ -83,17 +81,8 @@ class TTLMonitor:
         self.deleted += deleted
         return deleted
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.run_once()
-            except Exception:  # never let one bad pass end the monitor
-                log.exception("ttl monitor pass failed")
-
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._periodic.stop()

@@ -11,7 +11,6 @@ All run against ``admin`` on the primary; a member of the wrong role answers Ill
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from node.commands.args import get_bool, get_str
 from node.commands.context import RequestContext
 from node.engine.errors import BAD_VALUE, MongoError
 from node.engine.values import compare
+from node.server.periodic import Periodic
 from node.sharding import chunk_stats
 from node.sharding.config_server import PRESPLIT_WINDOW_S, ConfigServer
 from node.sharding.migration import (
@@ -81,29 +81,16 @@ class ShardRole:
         self.source: MigrationSource | None = None
         self.recovery = MigrationRecovery(
             state, lambda: self.source.id if self.source is not None else None, deleter)
-        self._is_primary = is_primary
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="migration-recovery",
-                                        daemon=True)
+        # Config servers unreachable or a step-down: the next round tries again.
+        self._recovery_job = Periodic("migration-recovery", self.recovery.check, interval_s,
+                                      log, allowed=is_primary, expected=(Exception,))
 
     def start(self) -> None:
         self.deleter.start()
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            if not self._is_primary():
-                continue
-            try:
-                self.recovery.check()
-            except Exception as exc:  # config servers unreachable, a step-down: next round
-                log.info("migration recovery deferred: %s", exc)
+        self._recovery_job.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._recovery_job.stop()
         self.deleter.stop()
         self.state.close()
 

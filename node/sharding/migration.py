@@ -43,6 +43,7 @@ from node import failpoints
 from node.engine.collection import decode_doc, docs_table
 from node.engine.errors import BAD_VALUE, MongoError
 from node.engine.values import compare
+from node.server.periodic import Periodic
 from node.server.statemachine import SESSIONS, decode_entry
 from node.sharding import ownership as own
 from node.sharding.chunks import KeyRange
@@ -440,24 +441,19 @@ class RangeDeleter:
                  interval_s: float = 1.0) -> None:
         self.state = state
         self.is_primary = is_primary
-        self.interval_s = interval_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._busy = threading.Lock()
         self.deleted = 0
-        self._thread = threading.Thread(target=self._loop, name="range-deleter", daemon=True)
+        self._periodic = Periodic("range-deleter", self.run_pending, interval_s, log,
+                                  allowed=is_primary, expected=(MongoError,))
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._periodic.stop()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._periodic.wake()
 
     def pending(self) -> list[dict[str, Any]]:
         with self.state.store.read() as txn:
@@ -467,7 +463,7 @@ class RangeDeleter:
         """Delete one queued range to the end; returns how many records went."""
         n = 0
         with self._busy:
-            while not self._stop.is_set():
+            while not self._periodic.stopping:
                 out = self.state.propose({"op": "deleteRange", "ns": task["ns"],
                                           "min": task["min"], "max": task["max"],
                                           "limit": DELETE_BATCH, "task": task["id"]})
@@ -478,16 +474,7 @@ class RangeDeleter:
         self.deleted += n
         return n
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            if self._stop.is_set() or not self.is_primary():
-                continue
-            try:
-                for task in self.pending():
-                    self.run_task(task)
-            except MongoError as exc:
-                log.info("range deletion paused: %s", exc)
-            except Exception:
-                log.exception("range deletion failed")
+    def run_pending(self) -> None:
+        """Delete every queued range (one pass of the background job)."""
+        for task in self.pending():
+            self.run_task(task)

@@ -10,6 +10,7 @@ so none is marked ``write`` (a stream's reader must not run them); the CRUD writ
 from __future__ import annotations
 
 from node.commands import admin as node_admin
+from node.commands import bulk_write
 from node.commands import query as node_query
 from node.commands.dispatcher import Command
 from router.commands import admin, catalog, query, writes
@@ -25,6 +26,8 @@ ROUTER_COMMANDS: dict[str, Command] = {
                              **_RETRYABLE),
     "findandmodify": Command(writes.find_and_modify, help="modify one document, return it",
                              **_RETRYABLE),
+    "bulkWrite": Command(bulk_write.bulk_write, admin_only=True, retryable_write=True,
+                         help="writes to several collections, each routed to its shards"),
     # query
     "find": Command(query.find, help="query a collection"),
     "getMore": Command(node_query.get_more, help="next batch of a cursor"),

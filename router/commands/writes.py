@@ -316,7 +316,8 @@ class BatchWriter:
         assert route.table is not None
         for attempt in range(TWO_PHASE_ATTEMPTS):
             try:
-                found = find_match(self.svc, route, self.db, self.coll, st["q"], None)
+                found = find_match(self.svc, route, self.db, self.coll, st["q"],
+                                   st.get("sort") if self.kind == "update" else None)
             except MongoError as exc:  # its query fails (a bad operator): its write error
                 self.out.fail([i], exc.to_reply())
                 return False
