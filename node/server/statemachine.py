@@ -134,17 +134,45 @@ def _recorded(txn: Any, entry: Mapping[str, Any]) -> tuple[dict[int, Any], bool]
             "session.", code_name="TransactionTooOld")
     if recorded < txn_number:
         return {}, False
-    op = rec.get("op")
-    if op is not None and op != entry.get("op"):
-        # Another kind of write recorded this transaction's statements: folding its results
-        # into this one would answer nonsense (or fail inside the apply path).
-        raise MongoError(
-            INCOMPATIBLE_RETRY,
-            f"{entry.get('op')} retry request with txnNumber {txn_number} is not compatible "
-            f"with previous write in the transaction of type: {op}",
-            code_name="Location40606")
-    return ({int(k): v for k, v in rec.get("stmts", {}).items()},
+    op = entry.get("op")
+    foreign = {int(k): other for k, other in (rec.get("stmtOps") or {}).items() if other != op}
+    return (_Recorded({int(k): v for k, v in rec.get("stmts", {}).items()}, foreign,
+                      f"{op} retry request with txnNumber {txn_number}"),
             bool(rec.get("migrated")))
+
+
+class _Recorded(dict[int, Any]):
+    """A transaction's recorded results by statement id. Looking up a statement that another
+    kind of write recorded (the same ``lsid``/``txnNumber``/statement id sent first with an
+    insert, then with an update, say) raises 40606: folding an insert's result into an update
+    answered nonsense, or failed inside the apply path. Other statements of the same
+    transaction may be of other kinds (``bulkWrite`` runs its inserts, updates and deletes as
+    separate writes with distinct statement ids)."""
+
+    def __init__(self, results: dict[int, Any], foreign: dict[int, str], what: str) -> None:
+        super().__init__(results)
+        self.foreign = foreign
+        self.what = what
+
+    def _check(self, sid: object) -> None:
+        other = self.foreign.get(sid)  # type: ignore[call-overload]
+        if other is not None:
+            raise MongoError(
+                INCOMPATIBLE_RETRY,
+                f"{self.what} is not compatible with previous write in the transaction of "
+                f"type: {other} (statement {sid})", code_name="Location40606")
+
+    def __contains__(self, sid: object) -> bool:
+        self._check(sid)
+        return super().__contains__(sid)
+
+    def __getitem__(self, sid: int) -> Any:
+        self._check(sid)
+        return super().__getitem__(sid)
+
+    def get(self, sid: int, default: Any = None) -> Any:  # type: ignore[override]
+        self._check(sid)
+        return super().get(sid, default)
 
 
 def _record_statements(txn: Any, entry: Mapping[str, Any], results: Mapping[int, Any]) -> None:
@@ -152,15 +180,21 @@ def _record_statements(txn: Any, entry: Mapping[str, Any], results: Mapping[int,
     and the collections it wrote (a chunk migration takes the records of its collection)."""
     key = session_key(entry["lsid"])
     colls: list[str] = []
+    ops: dict[str, str] = {}
     old = txn.get(SESSIONS, key)
     if old is not None:
-        colls = list(decode_entry(old).get("colls") or [])
+        old_rec = decode_entry(old)
+        colls = list(old_rec.get("colls") or [])
+        if int(old_rec.get("txnNumber", -1)) == int(entry["txnNumber"]):
+            ops = dict(old_rec.get("stmtOps") or {})
     ns = f"{entry.get('db')}.{entry.get('coll')}"
     if ns not in colls:
         colls.append(ns)
+    for k in results:
+        ops.setdefault(str(k), str(entry.get("op")))
     record: dict[str, Any] = {"txnNumber": Int64(int(entry["txnNumber"])),
-                              "op": entry.get("op"),
                               "stmts": {str(k): v for k, v in results.items()},
+                              "stmtOps": ops,
                               "colls": colls[-MAX_SESSION_COLLS:]}
     if entry.get("now") is not None:
         record["lastUse"] = entry["now"]  # the primary's clock, never this member's
