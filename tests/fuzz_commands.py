@@ -221,6 +221,21 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
                                    optional={"priority": numbers, "raftHost": values(1)}),
                                    max_size=3)}),
         values(3)),
+    "bulk_ops": st.one_of(
+        st.lists(st.one_of(
+            st.fixed_dictionaries({"insert": st.one_of(st.sampled_from([0, 1, -1, 5]), numbers),
+                                   "document": documents}),
+            st.fixed_dictionaries({"update": st.sampled_from([0, 1]), "filter": filters,
+                                   "updateMods": update_specs},
+                                  optional={"multi": values(1), "upsert": values(1),
+                                            "arrayFilters": values(2), "frob": values(1)}),
+            st.fixed_dictionaries({"delete": st.sampled_from([0, 1]), "filter": filters},
+                                  optional={"multi": values(1)}),
+            values(2)), min_size=1, max_size=4),
+        values(2)),
+    "ns_info": st.one_of(st.lists(st.fixed_dictionaries({"ns": st.one_of(st.sampled_from(
+        [f"{FUZZ_DB}.{COLL}", f"{FUZZ_DB}.{OTHER}", "nodot", ".x", "admin.y"]), values(1))}),
+        min_size=1, max_size=2), values(2)),
     "any": values(4),
     "bound": st.one_of(st.dictionaries(st.just("_id"), values(1), max_size=1), values(2)),
 }
@@ -283,6 +298,8 @@ SCHEMAS: dict[str, tuple[str, dict[str, str]]] = {
     "replSetStepDown": ("int", {"secondaryCatchUpPeriodSecs": "int", "force": "bool"}),
     "replSetReconfig": ("replset_config", {"force": "bool"}),
     "configureFailPoint": ("str", {"mode": "any", "data": "any"}),
+    "bulkWrite": ("int", {"ops": "bulk_ops", "nsInfo": "ns_info", "errorsOnly": "bool",
+                          **_WRITE_COMMON}),
     "applyOps": ("apply_ops", {"preCondition": "any", "writeConcern": "wc"}),
     "_configsvrAddShard": ("str", {"name": "str"}),
     "_configsvrRemoveShard": ("str", {}),

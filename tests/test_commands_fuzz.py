@@ -141,9 +141,10 @@ _VALID: dict[str, Any] = {
                                                                                     {"z": 1}}}],
     "deletes": [{"q": {"_id": -9}, "limit": 1}], "pipeline": [], "cursor_opts": {},
     "field": "a", "update": {"$set": {"z": 1}}, "command": {"find": COLL},
+    "bulk_ops": [{"insert": 0, "document": {"x": 2}}], "ns_info": [{"ns": f"{FUZZ_DB}.{COLL}"}],
 }
 _NEEDED = {"documents", "updates", "deletes", "pipeline", "cursor", "key", "collection",
-           "update"}
+           "update", "ops", "nsInfo"}
 _NUMERIC = {"int", "small", "max_time", "txn", "cursor_id", "cursor_ids", "stmt_ids", "wc"}
 _SWEEP = [float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 2.0**63, -1, Int64(-(2**63))]
 
