@@ -29,11 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--png", dest="png_path", help="write the timeline picture here")
     r.add_argument("--node-arg", action="append", default=[],
                    help="extra flag for every member (e.g. a test-only unsafe switch)")
+    r.add_argument("--backend", choices=["local", "containers"], default="local",
+                   help="local processes, or the compose cluster in Docker containers "
+                   "(build the image first: bash compose/build-images.sh)")
+    r.add_argument("--image", default="helogale:latest", help="image for --backend containers")
+    r.add_argument("--keep", action="store_true",
+                   help="--backend containers: leave the containers up afterwards")
     args = parser.parse_args(argv)
     config = RunConfig(
         workload=args.workload, time=args.time, seed=args.seed,
         faults=[f for f in args.faults.split(",") if f], members=args.members,
-        processes=args.processes, node_args=args.node_arg,
+        processes=args.processes, node_args=args.node_arg, backend=args.backend,
+        backend_options={"image": args.image, "keep": args.keep},
     )
     report = run_and_report(config, args.json_path, args.png_path)
     summary = report.summary()

@@ -38,6 +38,8 @@ class RunReport:
     anomalies: list[dict[str, Any]]
     recovery_times: list[float] = field(default_factory=list)
     undecided: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Backend figures (the container backend: chunk moves) merged into the summary."""
 
     def summary(self) -> dict[str, Any]:
         ops = Counter(op.type for op in self.operations)
@@ -59,6 +61,7 @@ class RunReport:
                 {"kind": f.kind, "start": round(f.start, 3), "end": round(f.end, 3), "detail": f.detail}
                 for f in self.faults
             ],
+            **self.extra,
         }
 
     def write_json(self, path: str) -> None:

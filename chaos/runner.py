@@ -38,6 +38,10 @@ class RunConfig:
     heal_s: tuple[float, float] = (2.0, 4.0)  # healthy time between faults
     op_timeout_s: float = 10.0
     recovery_timeout_s: float = 60.0
+    backend: str = "local"
+    """"local": a replica set of processes here; "containers": the compose cluster in Docker
+    (:mod:`chaos.containers`; ``backend_options``: image, keep, project)."""
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _client(cluster: LocalCluster, config: RunConfig) -> MongoClient:
@@ -61,11 +65,16 @@ def run(config: RunConfig) -> RunReport:
     workload = make_workload(config.workload, config.seed)
     kinds = expand_kinds(config.faults)
     schedule = plan(config.seed, config.time, kinds, fault_s=config.fault_s, heal_s=config.heal_s)
-    cluster = LocalCluster(config.members, data_dir=config.data_dir,
-                           election_timeout_ms=config.election_timeout_ms,
-                           extra_args=config.node_args, log_level="WARNING")
-    mesh = LinkMesh({i: ("127.0.0.1", m.raft_port) for i, m in enumerate(cluster.members)})
-    cluster.link_address = lambda i, j: "{}:{}".format(*mesh.address(i, j))
+    if config.backend == "containers":
+        from chaos.containers import container_backend
+
+        cluster, mesh = container_backend(config.backend_options)
+    else:
+        cluster = LocalCluster(config.members, data_dir=config.data_dir,
+                               election_timeout_ms=config.election_timeout_ms,
+                               extra_args=config.node_args, log_level="WARNING")
+        mesh = LinkMesh({i: ("127.0.0.1", m.raft_port) for i, m in enumerate(cluster.members)})
+        cluster.link_address = lambda i, j: "{}:{}".format(*mesh.address(i, j))
     stop = threading.Event()
     try:
         cluster.start()
@@ -110,6 +119,7 @@ def run(config: RunConfig) -> RunReport:
             faults=nemesis.windows, operations=ops, acknowledged=verdict.acknowledged,
             lost=verdict.lost, duplicated=verdict.duplicated, anomalies=verdict.anomalies,
             recovery_times=_recovery_times(nemesis.windows, ops), undecided=verdict.undecided,
+            extra=cluster.report_extra() if hasattr(cluster, "report_extra") else {},
         )
     finally:
         stop.set()

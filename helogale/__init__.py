@@ -26,7 +26,7 @@ from helogale.collection import (
     IndexModel,
     ReturnDocument,
 )
-from helogale.cursor import CommandCursor, Cursor
+from helogale.cursor import CommandCursor, Cursor, CursorType
 from helogale.database import Database
 from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference
@@ -52,6 +52,7 @@ __all__ = [
     "CommandCursor",
     "Connection",
     "Cursor",
+    "CursorType",
     "Database",
     "DeleteMany",
     "DeleteOne",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve gRPC only (the helogale:// URI)")
     up.add_argument("--no-demo", dest="demo", action="store_false",
                     help="skip the demo run after start-up")
+    up.add_argument("--no-restart", dest="restart", action="store_false",
+                    help="do not restart a member or router that dies (default: restart it "
+                    "after a backoff and print one line)")
+    _add_admin_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "up":
         if args.shards < 0 or args.members < 1 or not 1 <= args.routers <= 10:
@@ -37,12 +42,43 @@ def main(argv: list[str] | None = None) -> int:
         from node.up import run_up
 
         return run_up(args.data, args.port, args.members, args.wire, args.demo,
-                      shards=args.shards, routers=args.routers)
+                      shards=args.shards, routers=args.routers, restart=args.restart)
+    if args.command in ("ping", "add-shard"):
+        return _run_admin_command(args)
     if args.command == "demo":
         from node.engine.demo import run_demo
 
         run_demo()
     return 0
+
+
+def _add_admin_commands(sub: Any) -> None:
+    """``helogale ping`` and ``helogale add-shard`` (:mod:`node.cluster_admin`)."""
+    ping = sub.add_parser("ping", help="exit 0 if the member or router at HOST:PORT answers "
+                          "hello (healthchecks), 1 if not")
+    ping.add_argument("address", metavar="HOST:PORT", help="its gRPC address")
+    ping.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (2)")
+    ping.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    add = sub.add_parser("add-shard", help="add replica sets as shards through a router, "
+                         "retrying while the cluster starts")
+    add.add_argument("--router", action="append", required=True, metavar="HOST:PORT",
+                     help="a router's gRPC address (repeat for more)")
+    add.add_argument("--timeout", type=float, default=120.0,
+                     help="seconds to keep retrying (120)")
+    add.add_argument("specs", nargs="+", metavar="SET/HOST:PORT,...",
+                     help="a replica set's name and its members' gRPC addresses")
+
+
+def _run_admin_command(args: argparse.Namespace) -> int:
+    from node import cluster_admin
+
+    if args.command == "ping":
+        ok, text = cluster_admin.ping(args.address, args.timeout)
+        if not args.quiet:
+            print(text, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    ok = cluster_admin.add_shards(args.router, args.specs, timeout=args.timeout, out=sys.stdout)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

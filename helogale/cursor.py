@@ -18,9 +18,32 @@ from bson.codec_options import CodecOptions
 from bson.int64 import Int64
 from bson.son import SON
 
-from helogale.errors import InvalidOperation, PyMongoError, check_reply
+from helogale.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    CursorNotFound,
+    InvalidOperation,
+    OperationFailure,
+    PyMongoError,
+    check_reply,
+)
 
 DEFAULT_BATCH = 101
+_REOPEN_CODES = frozenset({43, 175, 10107, 13435, 11600, 11602, 189, 91})
+"""getMore failures after which a tailable cursor reopens itself from its resume token:
+cursor gone with its server (CursorNotFound, QueryPlanKilled), not primary, shutting down."""
+_REOPEN_ATTEMPTS = 5
+
+
+class CursorType:
+    """pymongo's cursor types (``find(cursor_type=...)``)."""
+
+    NON_TAILABLE = 0
+    TAILABLE = 2
+    """Stays open at the end of a capped collection; iteration stops, ``alive`` stays true."""
+    TAILABLE_AWAIT = 34
+    """TAILABLE, and each getMore waits (``max_await_time_ms``, 1 s by default) for data."""
+    EXHAUST = 64
 
 if TYPE_CHECKING:
     from helogale.channel import Address, Channel
@@ -68,19 +91,24 @@ class _Batches:
         self._address: Address | None = None
         self._db = ""
         self._coll = ""
+        self._resume_token: Any = None
 
     def _absorb(self, cursor: Mapping[str, Any], batch_key: str) -> None:
         self._data.extend(cursor.get(batch_key) or [])
+        if cursor.get("postBatchResumeToken") is not None:
+            self._resume_token = cursor["postBatchResumeToken"]
         self._id = int(cursor.get("id") or 0)
         ns = str(cursor.get("ns") or "")
         if ns and "." in ns:
             self._db, self._coll = ns.split(".", 1)
 
-    def _get_more(self, batch_size: int | None) -> None:
+    def _get_more(self, batch_size: int | None, max_time_ms: int | None = None) -> None:
         assert self._address is not None and self._id
         command: dict[str, Any] = {"getMore": Int64(self._id), "collection": self._coll}
         if batch_size:
             command["batchSize"] = batch_size
+        if max_time_ms is not None:
+            command["maxTimeMS"] = max_time_ms
         db, codec = self._db, self._codec_options
 
         def operation(server: ServerDescription, channel: Channel) -> dict[str, Any]:
@@ -186,10 +214,14 @@ class Cursor(_Batches):
         max: Any = None,
         return_key: bool = False,
         show_record_id: bool = False,
+        cursor_type: int = CursorType.NON_TAILABLE,
         *,
         fields: Any = None,
         spec: Mapping[str, Any] | None = None,
         timeout: bool = True,
+        tailable: bool = False,
+        await_data: bool = False,
+        max_await_time_ms: int | None = None,
     ) -> None:
         super().__init__(collection.database.client, collection.codec_options)
         if spec is not None:
@@ -216,6 +248,13 @@ class Cursor(_Batches):
         self._collation = collation
         self._min, self._max = min, max
         self._return_key, self._show_record_id = return_key, show_record_id
+        if cursor_type not in (CursorType.NON_TAILABLE, CursorType.TAILABLE,
+                               CursorType.TAILABLE_AWAIT):
+            raise ValueError("not a valid value for cursor_type (EXHAUST is not supported)")
+        self._tailable = bool(tailable) or cursor_type in (CursorType.TAILABLE,
+                                                           CursorType.TAILABLE_AWAIT)
+        self._await_data = bool(await_data) or cursor_type == CursorType.TAILABLE_AWAIT
+        self._max_await_time_ms = max_await_time_ms
         self._started = False
         self._retrieved = 0
         self._seen: set[Any] = set()
@@ -253,6 +292,12 @@ class Cursor(_Batches):
     def max_time_ms(self, max_time_ms: int | None) -> Cursor:
         self._check_okay_to_chain()
         self._max_time_ms = max_time_ms
+        return self
+
+    def max_await_time_ms(self, max_await_time_ms: int | None) -> Cursor:
+        """How long each getMore of a TAILABLE_AWAIT cursor waits for new documents."""
+        self._check_okay_to_chain()
+        self._max_await_time_ms = max_await_time_ms
         return self
 
     def comment(self, comment: Any) -> Cursor:
@@ -303,6 +348,10 @@ class Cursor(_Batches):
             command["returnKey"] = True
         if self._show_record_id:
             command["showRecordId"] = True
+        if self._tailable:
+            command["tailable"] = True
+            if self._await_data:
+                command["awaitData"] = True
         return command
 
     def _next_batch_size(self) -> int:
@@ -323,6 +372,35 @@ class Cursor(_Batches):
         self._address = address
         self._absorb(reply["cursor"], "firstBatch")
 
+    def _tail_more(self) -> None:
+        """A tailable cursor's next batch; if its server went away (failover), the cursor
+        reopens from its resume token on the server now selected, so no document is seen
+        twice or skipped."""
+        await_ms = self._max_await_time_ms if self._await_data else None
+        try:
+            self._get_more(self._next_batch_size(), await_ms)
+            return
+        except (ConnectionFailure, CursorNotFound) as exc:
+            error: PyMongoError = exc
+        except OperationFailure as exc:
+            if exc.code not in _REOPEN_CODES or self._resume_token is None:
+                raise
+            error = exc
+        if self._resume_token is None:
+            raise error
+        for attempt in range(_REOPEN_ATTEMPTS):
+            command = self.find_command()
+            command["$_resumeAfter"] = self._resume_token
+            try:
+                reply, address = self._collection.read_command(command)
+            except AutoReconnect:
+                if attempt == _REOPEN_ATTEMPTS - 1:
+                    raise
+                continue
+            self._address = address
+            self._absorb(reply["cursor"], "firstBatch")
+            return
+
     def _limit_reached(self) -> bool:
         return bool(self._limit) and self._retrieved >= abs(self._limit)
 
@@ -339,6 +417,10 @@ class Cursor(_Batches):
             if not self._data:
                 if not self._started:
                     self._send_find()
+                elif self._id and self._tailable:
+                    self._tail_more()
+                    if not self._data:
+                        raise StopIteration  # nothing new yet; the cursor stays alive
                 elif self._id:
                     self._get_more(self._next_batch_size())
                 if not self._data:
@@ -384,6 +466,11 @@ class Cursor(_Batches):
         return not self._started or bool(self._data) or bool(self._id)
 
     @property
+    def resume_token(self) -> Any:
+        """The ``postBatchResumeToken`` of the last batch (tailable cursors)."""
+        return self._resume_token
+
+    @property
     def retrieved(self) -> int:
         return self._retrieved
 
@@ -422,6 +509,7 @@ class Cursor(_Batches):
         other._started = False
         other._retrieved = 0
         other._seen = set()
+        other._resume_token = None
         return other
 
     # --- cursor-level helpers -------------------------------------------------------------------

@@ -8,6 +8,9 @@ a single replica set (the URIs list its members). Every process runs in a proces
 own, so a Ctrl-C at the terminal reaches only ``helogale up``, which stops them in order:
 routers, then shards, then the config servers.
 
+Unless ``restart`` is off (``--no-restart``), a :class:`~node.supervisor.Supervisor` restarts
+any member or router that dies, after a backoff, with one line on stderr.
+
 The URIs go to stdout, one a line (first ``helogale://``, then ``mongodb://``), then the demo's
 lines; progress and status go to stderr.
 """
@@ -23,6 +26,7 @@ from typing import Any, TextIO
 
 from node.local_cluster import LOOPBACK, LocalCluster
 from node.sharded_cluster import CONFIG_SET, ShardedCluster
+from node.supervisor import Supervisor
 
 DEMO_NS = "demo.animals"
 ANIMALS = [
@@ -76,7 +80,7 @@ def busy_ports(ports: list[int]) -> list[int]:
 
 def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = True,
            demo: bool = True, shards: int = 2, routers: int = 2,
-           out: TextIO | None = None) -> int:
+           out: TextIO | None = None, restart: bool = True) -> int:
     """``helogale up`` (see module docstring); returns the exit status."""
     out = out or sys.stdout
     if data_dir is not None:
@@ -105,6 +109,7 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    supervisor: Supervisor | None = None
     try:
         if isinstance(cluster, ShardedCluster):
             say(f"starting config servers ({members}), {shards} shard(s) of {members} "
@@ -113,6 +118,8 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
         else:
             say(f"starting replica set {cluster.replset} ({members} member(s))...")
             cluster.start()
+        if restart:
+            supervisor = _supervise(cluster, say)
         print(cluster.uri, file=out, flush=True)
         if cluster.wire_uri:
             print(cluster.wire_uri, file=out, flush=True)
@@ -133,6 +140,8 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
         print(f"helogale up: {exc} (logs in {cluster.data_dir})", file=sys.stderr)
         return 1
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if isinstance(cluster, ShardedCluster):
             say("stopping routers, then shards, then config servers...")
         cluster.stop()
@@ -140,6 +149,24 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
             signal.signal(s, handler)
     say("stopped")
     return 0
+
+
+def _supervise(cluster: LocalCluster | ShardedCluster, say: Any) -> Supervisor:
+    """Watch every member and router of ``cluster``: one that dies is started again."""
+    sup = Supervisor(say)
+    sets = cluster.sets if isinstance(cluster, ShardedCluster) else [cluster]
+    for c in sets:
+        for i, m in enumerate(c.members):
+            sup.watch(f"{c.replset} member {m.member_id} ({m.address})",
+                      lambda m=m: m.alive or m.paused,
+                      lambda c=c, i=i: c._spawn(i),
+                      lambda m=m: m.proc.poll() if m.proc is not None else None)
+    if isinstance(cluster, ShardedCluster):
+        for i, r in enumerate(cluster.routers):
+            sup.watch(f"router{i + 1} ({r.address})", lambda r=r: r.alive,
+                      lambda i=i: cluster.start_router(i),
+                      lambda r=r: r.proc.poll() if r.proc is not None else None)
+    return sup.start()
 
 
 def demo_replset(cluster: LocalCluster, out: Any) -> None:

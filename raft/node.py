@@ -143,6 +143,14 @@ class RaftNodeConfig:
     """Take an application snapshot after this many applied entries (0: never)."""
     keep_entries: int = 2000
     """Entries kept behind a snapshot for slow followers before compaction."""
+    snapshot_bytes: int = 64 << 20
+    """Also take a snapshot once this many bytes of entries were applied since the last one,
+    or as many as the last snapshot holds if that is more (0: by count only): a log of large
+    entries (GridFS chunks) is not held for ``snapshot_every`` entries, and a large store is
+    not dumped more often than its size in new entries arrives."""
+    keep_bytes: int = 16 << 20
+    """Bytes of entries kept behind a snapshot at most (0: by count only); compaction keeps
+    the fewer of ``keep_entries`` and this many bytes of entries."""
     segment_bytes: int = 64 << 20
     fsync: bool = True
     max_size_per_msg: int = 1 << 20
@@ -214,6 +222,10 @@ class RaftNode:
         self._snap_thread: threading.Thread | None = None
         """The background thread saving a snapshot (``Snapshotter.capture``), while it runs."""
         self._snap_saved: int | None = None
+        self._bytes_since_snap = 0
+        """Bytes of entries applied since the last snapshot started."""
+        self._applied_sizes: deque[tuple[int, int]] = deque()
+        """``(index, bytes)`` of entries applied and not compacted yet (for ``keep_bytes``)."""
         """Index of a snapshot the background thread saved, not yet compacted behind."""
         self.raw = RawNode(Config(
             id=node_id, election_tick=self.cfg.election_tick,
@@ -668,6 +680,7 @@ class RaftNode:
                 self._install_snapshot(rd)
             if rd.committed_entries:
                 self._apply(rd.committed_entries)
+                self._count_bytes(rd.committed_entries)
             if rd.read_states:
                 with self._fut_lock:
                     for rs in rd.read_states:
@@ -684,6 +697,8 @@ class RaftNode:
         if self._snapshotter is not None:
             self._snapshotter.install(snap.data)
         self.snapshots_installed += 1
+        self._applied_sizes.clear()
+        self._bytes_since_snap = 0
         self._applied = snap.meta.index
         self._applied_conf = snap.meta.conf_state
         self._snap_index = snap.meta.index
@@ -815,11 +830,17 @@ class RaftNode:
             if saved is not None:  # None: saving failed (logged), the log stays whole
                 self._compact_behind(saved)
         every = self.cfg.snapshot_every
-        if (not every or self._snapshotter is None or self._snap_thread is not None
-                or self._applied - self._snap_index < every):
+        by_bytes = self.cfg.snapshot_bytes
+        if by_bytes:  # amortised: never more snapshot bytes dumped than log bytes applied
+            by_bytes = max(by_bytes, len(self.storage.snapshot().data))
+        due = ((every and self._applied - self._snap_index >= every)
+               or (by_bytes and self._bytes_since_snap >= by_bytes))
+        if not due or self._snapshotter is None or self._snap_thread is not None \
+                or self._applied <= self._snap_index:
             return
         index, conf = self._applied, self._applied_conf
         self._snap_index = index  # no second snapshot until this one's interval has passed
+        self._bytes_since_snap = 0
         capture = self._snapshotter.capture
         if capture is None:
             snap = self.storage.create_snapshot(index, conf, self._snapshotter.take())
@@ -839,7 +860,30 @@ class RaftNode:
                                              daemon=True)
         self._snap_thread.start()
 
+    def _count_bytes(self, entries: Sequence[Entry]) -> None:
+        if self._snapshotter is None:
+            return  # no snapshots: nothing is compacted by size
+        sizes = self._applied_sizes
+        for e in entries:
+            size = len(e.data)
+            self._bytes_since_snap += size
+            sizes.append((e.index, size))
+
     def _compact_behind(self, snap_index: int) -> None:
+        """Compact the log behind ``snap_index``, keeping at most ``keep_entries`` entries and
+        ``keep_bytes`` bytes of entries behind it for slow followers."""
         cut = snap_index - self.cfg.keep_entries
+        sizes = self._applied_sizes
+        if self.cfg.keep_bytes:
+            kept = 0
+            for index, size in reversed(sizes):
+                if index > snap_index:
+                    continue
+                kept += size
+                if kept > self.cfg.keep_bytes:
+                    cut = max(cut, index)
+                    break
         if cut >= self.storage.first_index():
             self.storage.compact(cut)
+        while sizes and sizes[0][0] <= cut:
+            sizes.popleft()

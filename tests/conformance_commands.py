@@ -122,6 +122,10 @@ CASES: list[Case] = [
          ERR(40415)),
     Case("w of the wrong type",
          {"insert": COLL, "documents": [{"_id": 10}], "writeConcern": {"w": True}}, ERR(9)),
+    Case("transactions are refused",
+         {"insert": COLL, "documents": [{"_id": 11}], "autocommit": False,
+          "startTransaction": True, "txnNumber": Int64(1)}, ERR(20)),
+    Case("...and nothing was written", find({"_id": 11}), lambda r: ids(r) == []),
     # --- bulkWrite (MongoDB 8) ------------------------------------------------------------------
     Case("bulkWrite", {"bulkWrite": 1, "nsInfo": [{"ns": f"app.{COLL}"}, {"ns": "app.other"}],
                        "ops": [{"insert": 1, "document": {"_id": 1}},

@@ -22,7 +22,7 @@ def start_shared_cluster() -> ShardedCluster:
     cluster = ShardedCluster(shards=2, members=3, routers=2, wire=True,
                              data_dir=os.environ.get("HELOGALE_TEST_CLUSTER_DIR"),
                              extra_args=["--enable-test-commands",
-                                         "--balancer-interval-secs", "0.5"]).start(timeout=120)
+                                         "--balancer-interval-secs", "0.5"]).start(timeout=300)
     ok(cluster.router_command(0, {"balancerStop": 1}))
     return cluster
 

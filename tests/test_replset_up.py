@@ -41,19 +41,27 @@ class Up:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             start_new_session=True)
         self.lines: list[str] = []
+        self.err_lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
 
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err_lines.append(line.rstrip("\n"))
+
     def wait_for_lines(self, prefix: str, count: int, timeout: float) -> None:
         def enough() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"helogale up exited {self.proc.returncode}: "
-                                     f"{self.proc.stderr.read() if self.proc.stderr else ''}")
+                                     + "\n".join(self.err_lines))
             return sum(1 for x in self.lines if x.startswith(prefix)) >= count
         wait_until(enough, timeout, f"{count} lines starting {prefix!r}")
 
@@ -131,3 +139,44 @@ def _cmdline_has(pid: str, text: str) -> bool:
             return text.encode() in fh.read()
     except OSError:
         return False
+
+
+def _router_pid(config_port: int) -> int:
+    pids = [p for p in _processes_with(f"cfg/127.0.0.1:{config_port}")
+            if _cmdline_has(p, "router")]
+    assert len(pids) == 1, pids
+    return int(pids[0])
+
+
+@pytest.mark.parametrize("restart", [True, False], ids=["supervised", "no-restart"])
+def test_up_restarts_a_killed_router_unless_told_not_to(tmp_path: object, restart: bool) -> None:
+    from node.cluster_admin import ping
+
+    base = pick_base(10, 130)
+    data = os.path.join(str(tmp_path), "data")
+    args = ["--members", "1", "--shards", "1", "--routers", "1", "--no-demo", "--data", data,
+            "--port", str(base)]
+    up = Up(*args, *([] if restart else ["--no-restart"]))
+    router = f"127.0.0.1:{base}"
+    try:
+        up.wait_for_lines("mongodb://", 1, 120)
+        assert ping(router)[0]
+        pid = _router_pid(base + 100)
+        os.kill(pid, signal.SIGKILL)
+        if restart:
+            wait_until(lambda: any(f"router1 ({router}) exited (status -9); restarting in 0.5 s"
+                                   in x for x in up.err_lines), 30, "the restart line")
+            wait_until(lambda: ping(router, 1.0)[0], 60, "the router back")
+            assert _router_pid(base + 100) != pid
+            # adding the shard again through the restarted router changes nothing
+            from helogale.cli import main
+            assert main(["add-shard", "--router", router, "--timeout", "30",
+                         f"shard1/127.0.0.1:{base + 110}"]) == 0
+        else:
+            with pytest.raises(TimeoutError):
+                wait_until(lambda: ping(router, 0.5)[0], 5, "the router back")
+            assert not any("restarting" in x for x in up.err_lines)
+    finally:
+        code = up.ctrl_c()
+    assert code == 0
+    assert not _processes_with(data)

@@ -13,7 +13,8 @@ from node.commands.args import collection_name, get_bool, get_doc
 from node.commands.context import RequestContext
 from node.commands.crud import submit
 from node.commands.pending import PendingReply
-from node.engine.errors import MongoError, namespace_not_found
+from node.engine import capped
+from node.engine.errors import MongoError, illegal_operation, namespace_not_found
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -27,10 +28,12 @@ def list_collections(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: R
     name_only = get_bool(cmd, "listCollections", "nameOnly")
     node.member.check_readable(cmd, ctx)
     infos = []
-    for name in engine_ops.collection_names(node.engine, db):
+    for entry in node.engine.list_collections(db):
+        name = entry["name"]
         info: dict[str, Any] = {"name": name, "type": "collection"}
         if not name_only:
-            info.update({"options": {}, "info": {"readOnly": False},
+            info.update({"options": dict(entry.get("options") or {}),
+                         "info": {"readOnly": False},
                          "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"}})
         infos.append(info)
     if filt:
@@ -66,8 +69,17 @@ def coll_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Request
     coll = collection_name(cmd, "collStats")
     node.member.check_readable(cmd, ctx)
     n = engine_ops.count(node.engine, db, coll, {})
-    return {"ns": f"{db}.{coll}", "count": n,
-            "nindexes": len(engine_ops.list_indexes(node.engine, db, coll, missing_ok=True))}
+    reply: dict[str, Any] = {
+        "ns": f"{db}.{coll}", "count": n,
+        "nindexes": len(engine_ops.list_indexes(node.engine, db, coll, missing_ok=True)),
+        "capped": False}
+    entry = node.engine.catalog_entry(db, coll)
+    options = (entry or {}).get("options") or {}
+    if options.get("capped"):
+        reply.update(capped=True, maxSize=Int64(options["size"]))
+        if options.get("max"):
+            reply["max"] = Int64(options["max"])
+    return reply
 
 
 def db_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
@@ -81,15 +93,51 @@ def db_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
 def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "create")
-    for unsupported in ("capped", "viewOn", "timeseries", "clusteredIndex"):
+    for unsupported in ("viewOn", "timeseries", "clusteredIndex"):
         if cmd.get(unsupported):
             raise MongoError(115, f"create option '{unsupported}' is not supported",
                              code_name="CommandNotSupported")
-    return submit(node, cmd, {"op": "create", "db": db, "coll": coll}, ctx)
+    options = capped.parse_options({k: cmd[k] for k in ("capped", "size", "max") if k in cmd})
+    options = options if options.get("capped") else {}
+    entry: dict[str, Any] = {"op": "create", "db": db, "coll": coll}
+    if options:
+        entry["options"] = options
+    return submit(node, cmd, entry, ctx)
 
 
 def apply_create(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
-    engine_ops.create_collection(engine, txn, entry["db"], entry["coll"])
+    engine.create_collection(entry["db"], entry["coll"], entry.get("options"), txn=txn)
+    return {}
+
+
+def convert_to_capped(node: NodeServices, db: str, cmd: Mapping[str, Any],
+                      ctx: RequestContext) -> dict[str, Any] | PendingReply:
+    """``convertToCapped``: the collection rewritten as capped (natural order = ``_id`` order,
+    the oldest beyond the bounds dropped); only its ``_id`` index is kept, as MongoDB does."""
+    coll = collection_name(cmd, "convertToCapped")
+    if "size" not in cmd:
+        raise MongoError(72, "the 'size' field is required", code_name="InvalidOptions")
+    options = capped.parse_options({"capped": True, "size": cmd.get("size"),
+                                    **({"max": cmd["max"]} if "max" in cmd else {})})
+    return submit(node, cmd, {"op": "convertToCapped", "db": db, "coll": coll,
+                              "options": options}, ctx)
+
+
+def apply_convert_to_capped(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    db, coll = entry["db"], entry["coll"]
+    current = engine.catalog_entry(db, coll, txn=txn)
+    if current is None:
+        raise namespace_not_found(f"source collection {db}.{coll} does not exist")
+    ownership = getattr(engine, "ownership", None)
+    if ownership is not None and ownership.owned(txn, f"{db}.{coll}") is not None:
+        raise illegal_operation("You can't convertToCapped a sharded collection")
+    source = engine.collection(db, coll)
+    docs = [doc for _, doc in source.find_records({}, txn=txn)]
+    engine_ops.drop_collection(engine, txn, db, coll)
+    engine.create_collection(db, coll, entry["options"], txn=txn)
+    target = engine.collection(db, coll)
+    for doc in docs:
+        target.insert_one(doc, txn=txn)
     return {}
 
 
@@ -116,4 +164,4 @@ def apply_drop_database(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[st
     return {"dropped": entry["db"]}
 
 
-APPLIERS = {"create": apply_create, "drop": apply_drop, "dropDatabase": apply_drop_database}
+APPLIERS = {"create": apply_create, "convertToCapped": apply_convert_to_capped, "drop": apply_drop, "dropDatabase": apply_drop_database}

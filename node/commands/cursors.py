@@ -59,6 +59,9 @@ class _Cursor:
     peeked: list[dict[str, Any]] = field(default_factory=list)
     budget: TimeBudget = UNLIMITED
     """The ``maxTimeMS`` of the command that opened it, spent across its batches."""
+    tail: Any = None
+    """A tailable cursor's position (``node.commands.tailing.Tail``); it holds no snapshot
+    and its ``source`` is empty: each batch is read afresh."""
 
 
 def _close(source: Iterator[Any]) -> None:
@@ -190,10 +193,28 @@ class CursorRegistry:
             log.warning("cursor refused", extra={"fields": {
                 "errmsg": error.errmsg, "open": len(self), "refused": self.refused}})
 
-    def get_more(
-        self, cursor_id: int, ns: str, batch_size: int | None
-    ) -> tuple[list[dict[str, Any]], int]:
-        """The next batch of an open cursor and its id (0 once exhausted and closed)."""
+    def open_tail(self, ns: str, tail: Any, connection_id: int = 0) -> int:
+        """Register a tailable cursor (``tail`` keeps its place); returns its id. Raises
+        ExceededMemoryLimit (146) past a cap, as :meth:`first_batch` does."""
+        self.reap()
+        cursor_id = next(self._ids)
+        cursor = _Cursor(cursor_id, ns, iter(()), self._clock(), connection_id, tail=tail)
+        with self._lock:
+            refusal = self._refusal(connection_id)
+            if refusal is None:
+                self._cursors[cursor_id] = cursor
+                self._per_connection[connection_id] = (
+                    self._per_connection.get(connection_id, 0) + 1)
+            else:
+                self.refused += 1
+        if refusal is not None:
+            self._log_refusal(refusal)
+            raise refusal
+        return cursor_id
+
+    def lookup(self, cursor_id: int, ns: str) -> _Cursor:
+        """The open cursor ``cursor_id`` of ``ns`` (touched: not idle); CursorNotFound (43)
+        or Unauthorized (13) for another namespace's."""
         self.reap()
         with self._lock:
             cursor = self._cursors.get(cursor_id)
@@ -204,6 +225,18 @@ class CursorRegistry:
                 13, f"Requested getMore on namespace '{ns}', but cursor belongs to a "
                 f"different namespace {cursor.ns}", code_name="Unauthorized"
             )
+        cursor.last_used = self._clock()
+        return cursor
+
+    def close(self, cursor_id: int) -> bool:
+        """Close one cursor (a tailable cursor whose collection went); False if unknown."""
+        return self._drop(cursor_id)
+
+    def get_more(
+        self, cursor_id: int, ns: str, batch_size: int | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The next batch of an open cursor and its id (0 once exhausted and closed)."""
+        cursor = self.lookup(cursor_id, ns)
         with cursor.lock:
             cursor.last_used = self._clock()
             try:
@@ -253,4 +286,6 @@ class CursorRegistry:
         if cursor is None:
             return False
         _close(cursor.source)
+        if cursor.tail is not None:
+            _close(cursor.tail)
         return True

@@ -35,6 +35,7 @@ from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.member import Member
 from node.commands.pending import PendingReply
+from node.commands.tailing import TailWaits
 from node.engine.errors import MongoError, command_not_found
 from node.engine.limits import bson_too_deep, bson_too_deep_error
 
@@ -60,6 +61,8 @@ class NodeServices:
     """``--enable-test-commands``: serve ``configureFailPoint``."""
     commands: Mapping[str, Command] = field(default_factory=dict)
     session_timeout_minutes: float = 30.0
+    tail_waits: TailWaits = field(default_factory=TailWaits)
+    """Where awaitData getMores on capped collections wait (``node.commands.tailing``)."""
 
 
 class RoutingCheck(Protocol):
@@ -137,6 +140,9 @@ class Dispatcher:
             if spec.admin_only and db != "admin":
                 raise MongoError(13, f"{name} may only be run against the admin database.",
                                  code_name="Unauthorized")
+            if "autocommit" in command or "startTransaction" in command:
+                raise MongoError(20, "multi-document transactions are not supported "
+                                 "(autocommit/startTransaction)", code_name="IllegalOperation")
             routing = getattr(self.services, "routing", None)
             if routing is not None:
                 routing.check_command(db, command)

@@ -15,7 +15,7 @@ from typing import Any
 
 from node.engine import indexes as _indexes
 from node.engine.database import Engine
-from node.engine.errors import MongoError, namespace_not_found
+from node.engine.errors import MongoError, bad_value, namespace_not_found
 from node.engine.matcher import Matcher
 from node.engine.sorting import MAX_BLOCKING_SORT_BYTES
 from node.engine.updater import Update
@@ -132,14 +132,29 @@ def find(engine: Engine, db: str, coll: str, filt: Mapping[str, Any], *,
          projection: Mapping[str, Any] | None, sort: list[tuple[str, Any]] | None, skip: int,
          limit: int, hint: Any = None, return_sort_key: bool = False
          ) -> Iterator[dict[str, Any]]:
-    it = engine.collection(db, coll).find(filt, projection, sort=sort or None, skip=skip,
-                                          limit=limit, hint=hint,
-                                          return_sort_key=return_sort_key)
+    collection = engine.collection(db, coll)
+    direction = natural_direction(sort, hint)
+    if direction is not None or (not sort and hint is None and collection.is_capped()):
+        it: Iterator[dict[str, Any]] = (doc for _, doc in collection.find_natural(
+            filt, projection, reverse=direction == -1, skip=skip, limit=limit))
+    else:
+        it = collection.find(filt, projection, sort=sort or None, skip=skip, limit=limit,
+                             hint=hint, return_sort_key=return_sort_key)
     # start the generator now so query errors surface before the reply is built
     first = next(it, None)
     if first is None:
         return iter(())
     return _chain(first, it)
+
+
+def natural_direction(sort: list[tuple[str, Any]] | None, hint: Any) -> int | None:
+    """1 or -1 for a ``{$natural: ±1}`` sort (alone) or hint; None otherwise."""
+    for spec in (sort, list(hint.items()) if isinstance(hint, Mapping) else None):
+        if spec and spec[0][0] == "$natural":
+            if len(spec) != 1 or spec[0][1] not in (1, -1):
+                raise bad_value("$natural must be the only field and 1 or -1")
+            return int(spec[0][1])
+    return None
 
 
 def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Int64
 
-from node.commands import engine_ops, requests
+from node.commands import engine_ops, requests, tailing
 from node.commands.context import RequestContext
 from node.commands.cursors import take_batch
 from node.commands.deadline import UNLIMITED, TimeBudget
+from node.commands.pending import PendingReply
 from node.engine.errors import BAD_VALUE, MongoError
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
          ) -> dict[str, Any]:
     req = requests.parse_find(db, cmd)
     node.member.check_readable(cmd, ctx)
+    if cmd.get("tailable") or cmd.get("awaitData") or "$_resumeAfter" in cmd:
+        with TimeBudget(req.max_time_ms).running():
+            return tailing.find(node, req, ctx)
     budget = TimeBudget(req.max_time_ms)
     with budget.running():
         docs = engine_ops.find(node.engine, db, req.coll, req.filter,
@@ -63,8 +67,14 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
 
 
 def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-             ) -> dict[str, Any]:
+             ) -> dict[str, Any] | PendingReply:
     req = requests.parse_get_more(db, cmd)
+    cursor = node.cursors.lookup(req.cursor_id, req.ns)
+    if cursor.tail is not None:
+        own = getattr(cursor.tail, "get_more", None)  # the router's pass-through cursor
+        if own is not None:
+            return own(req, cursor, ctx)  # type: ignore[no-any-return]
+        return tailing.get_more(node, req, cursor, ctx)
     if req.max_time_ms:
         raise MongoError(BAD_VALUE, "cannot set maxTimeMS on getMore command for a "
                          "non-awaitData cursor")

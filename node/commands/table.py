@@ -51,6 +51,7 @@ NODE_COMMANDS: dict[str, Command] = {
     "listCollections": Command(catalog.list_collections, help="list collections"),
     "listDatabases": Command(catalog.list_databases, admin_only=True, help="list databases"),
     "create": Command(catalog.create, help="create a collection"),
+    "convertToCapped": Command(catalog.convert_to_capped, help="make a collection capped"),
     "drop": Command(catalog.drop, help="drop a collection"),
     "dropDatabase": Command(catalog.drop_database, help="drop the current database"),
     "collStats": Command(catalog.coll_stats, help="collection statistics"),

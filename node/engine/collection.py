@@ -34,6 +34,7 @@ from bson.binary import Binary
 from bson.objectid import ObjectId
 from bson.regex import Regex
 
+from node.engine import capped as _capped
 from node.engine import interrupt
 from node.engine.errors import (
     MongoError,
@@ -456,6 +457,21 @@ class Collection:
         changes = self.engine.changes
         if changes is not None:
             changes.on_change(txn, self.ns, record_key)
+        if self.engine._any_capped is not False:
+            state = self.engine.capped_state(txn, self.ns)
+            if state is not None:
+                self.engine.capped_writes.add(self.ns)
+                _capped.on_write(txn, self.table, self.ns, state, old_doc, new_doc, record_key,
+                                 lambda key, doc: self._forget_entries(txn, key, doc))
+
+    def _forget_entries(self, txn: WriteTxn, key: bytes, doc: dict[str, Any]) -> None:
+        """A capped collection's oldest record goes: its index entries first."""
+        indexes = self.engine.indexes
+        if indexes is not None:
+            indexes.on_write(txn, self.ns, doc, None, key)
+        changes = self.engine.changes
+        if changes is not None:
+            changes.on_change(txn, self.ns, key)
 
     def _execute(
         self, txn: ReadTxn, query: QuerySpec
@@ -596,6 +612,66 @@ class Collection:
 
         return own()
 
+    def is_capped(self, txn: ReadTxn | None = None) -> bool:
+        if self.engine._any_capped is False:
+            return False
+        if txn is not None:
+            return self.engine.capped_state(txn, self.ns) is not None
+        with self.engine.store.read() as reader:
+            return self.engine.capped_state(reader, self.ns) is not None
+
+    def find_natural(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        *,
+        reverse: bool = False,
+        skip: int = 0,
+        limit: int = 0,
+        after: int = 0,
+        txn: ReadTxn | None = None,
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(natural position, projected doc)`` of a capped collection's matches in insertion
+        order (``reverse``: newest first), strictly after position ``after``. On a collection
+        that is not capped, natural order is ``_id`` order and positions are 0."""
+        skip, limit = _check_skip_limit(skip, limit)
+        project = _projector(projection)
+        matcher = Matcher(filter or {})
+
+        def generate(reader: ReadTxn) -> Iterator[tuple[int, dict[str, Any]]]:
+            if self.engine.capped_state(reader, self.ns) is None:
+                sort = [("_id", -1)] if reverse else None
+                for _, doc in self.find_records(filter, projection, sort=sort, skip=skip,
+                                                limit=limit, txn=reader):
+                    yield 0, doc
+                return
+            produced = skipped = 0
+            rows = _capped.natural_rows(reader, self.ns, self.table, after=after,
+                                        reverse=reverse)
+            for n, (pos, _, raw) in enumerate(rows, 1):
+                if not n & interrupt.MASK:
+                    interrupt.check()
+                doc = decode_doc(raw)
+                matched, mpos = matcher.match_position(doc)
+                if not matched:
+                    continue
+                if skipped < skip:
+                    skipped += 1
+                    continue
+                yield pos, (project(doc, mpos) if project else doc)
+                produced += 1
+                if limit and produced >= limit:
+                    return
+
+        if txn is not None:
+            return generate(txn)
+
+        def own() -> Iterator[tuple[int, dict[str, Any]]]:
+            with self.engine.store.read() as reader:
+                yield from generate(reader)
+
+        return own()
+
     def find(
         self,
         filter: Mapping[str, Any] | None = None,
@@ -713,6 +789,8 @@ class Collection:
     def _entries_adder(self, txn: WriteTxn) -> EntriesAdder | None:
         """The index maintainer's batch hook for new records, when it has one (see
         :class:`EntriesAdder`); None: use :meth:`_index_upkeep` under a savepoint."""
+        if self.engine._any_capped is not False and self.engine.capped_state(txn, self.ns):
+            return None  # capped: one document at a time, each placed in natural order
         indexes = self.engine.indexes
         if indexes is None:
             return _NO_ENTRIES

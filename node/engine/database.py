@@ -22,6 +22,7 @@ from typing import Any
 
 import bson
 
+from node.engine import capped as _capped
 from node.engine.collection import (
     ChangeObserver,
     Collection,
@@ -57,6 +58,9 @@ def check_collection_name(db: str, coll: str) -> None:
         raise invalid_namespace(f"Invalid collection name: {coll}")
 
 
+_NOTHING_WRITTEN: set[str] = set()  # never filled: handed out when no capped write happened
+
+
 def _catalog_key(db: str, coll: str) -> bytes:
     return f"{db}.{coll}".encode()
 
@@ -80,6 +84,31 @@ class Engine:
         self.planner = planner
         self.ownership = ownership
         self.changes = changes
+        self._any_capped: bool | None = None
+        """Whether the store may hold a capped collection (None: not looked yet); writes skip
+        every capped check while it is False."""
+        self.capped_writes: set[str] = set()
+        """Capped namespaces written since :meth:`take_capped_writes` (filled inside write
+        transactions, read after they commit: tailable cursors waiting for data wake up)."""
+
+    def take_capped_writes(self) -> set[str]:
+        if not self.capped_writes:
+            return _NOTHING_WRITTEN
+        written, self.capped_writes = self.capped_writes, set()
+        return written
+
+    def reload(self) -> None:
+        """The store was replaced (a snapshot installed): forget what was learnt of it."""
+        self._any_capped = None
+
+    def capped_state(self, txn: ReadTxn, ns: str) -> _capped.CappedState | None:
+        """The counters of capped ``ns`` (None: not capped); cheap while nothing is capped."""
+        flag = self._any_capped
+        if flag is None:
+            flag = self._any_capped = _capped.any_capped(txn)
+        if not flag:
+            return None
+        return _capped.load(txn, ns)
 
     # -- handles --------------------------------------------------------------------------------
     def database(self, name: str) -> Database:
@@ -143,8 +172,12 @@ class Engine:
         with self._writing(txn) as w:
             if w.get(CATALOG, _catalog_key(db, coll)) is not None:
                 raise namespace_exists(f"Collection {db}.{coll} already exists.")
-            entry = {"db": db, "name": coll, "options": dict(options or {})}
+            opts = _capped.parse_options(options or {})
+            entry = {"db": db, "name": coll, "options": opts}
             self.put_catalog_entry(w, db, coll, entry)
+            if opts.get("capped"):
+                self._any_capped = True
+                _capped.make_capped(w, f"{db}.{coll}", opts)
 
     def _entries(self, r: ReadTxn, db: str | None = None) -> Iterator[dict[str, Any]]:
         start = b"" if db is None else f"{db}.".encode()
@@ -200,6 +233,8 @@ class Engine:
                 if table.startswith(prefix):
                     w.drop_table(table)
             w.delete(CATALOG, _catalog_key(db, coll))
+            if self._any_capped is not False:
+                _capped.on_drop(w, ns)
             return True
 
     def drop_database(self, db: str, *, txn: WriteTxn | None = None) -> bool:

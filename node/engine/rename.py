@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from node.engine import capped as _capped
 from node.engine import indexes as _indexes
 from node.engine.database import Engine, check_collection_name, check_db_name
 from node.engine.errors import (
@@ -86,6 +87,7 @@ def rename_collection(
         txn.put(_indexes.CATALOG_TABLE, _ns_key(dst_db, dst_coll), raw_indexes)
     moved = dict(entry, db=dst_db, name=dst_coll)
     engine.put_catalog_entry(txn, dst_db, dst_coll, moved)
+    _capped.on_rename(txn, f"{src_db}.{src_coll}", f"{dst_db}.{dst_coll}")
     engine.drop_collection(src_db, src_coll, txn=txn)
     txn.delete(_indexes.CATALOG_TABLE, _ns_key(src_db, src_coll))  # engines without indexes
 

@@ -121,6 +121,7 @@ class NodeApp:
         services = NodeServices(self.engine, self.member, self.cursors,
                                 session_timeout_minutes=config.session_timeout_minutes,
                                 test_commands=config.enable_test_commands)
+        services.tail_waits.attach(self.engine, self.sm)
         self.sharding = self._sharding_role(services)
         self.dispatcher = Dispatcher(services, NODE_COMMANDS)
         if config.grpc_workers <= UNARY_RESERVE:
@@ -252,6 +253,7 @@ class NodeApp:
         if stop is not None:
             stop()
         self.cursors.close_all()
+        self.dispatcher.services.tail_waits.close()
         if self.store_guard is not None:
             self.store_guard.close(self.store)  # synced and marked clean
         else:

@@ -163,6 +163,21 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
 
         def run_one(request_id: int, db: str, command: bytes) -> None:
             done = answer(request_id)
+            run_async = getattr(self._dispatcher, "run_bson_async", None)
+            if run_async is not None:  # a reply that waits (awaitData getMore) holds no thread
+                answered = []
+
+                def once(reply: bytes) -> None:
+                    answered.append(True)
+                    done(reply)
+
+                try:
+                    run_async(db, command, ctx, once)
+                except BaseException:
+                    if not answered:
+                        done(_INTERNAL_ERROR)
+                    raise
+                return
             try:
                 reply = self._dispatcher.run_bson(db, command, ctx)
             except BaseException:

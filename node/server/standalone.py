@@ -81,6 +81,7 @@ def standalone_dispatcher(store: Any = None, *, cursor_timeout_s: float = 600.0,
         store = MemoryStore()
     engine = (open_engine(store) if max_sort_bytes is None
               else open_engine(store, max_sort_bytes=max_sort_bytes))
-    member = StandaloneMember(StateMachine(engine, store, APPLIERS, statements=STATEMENTS))
-    return Dispatcher(NodeServices(engine, member, CursorRegistry(cursor_timeout_s)),
-                      NODE_COMMANDS)
+    sm = StateMachine(engine, store, APPLIERS, statements=STATEMENTS)
+    services = NodeServices(engine, StandaloneMember(sm), CursorRegistry(cursor_timeout_s))
+    services.tail_waits.attach(engine, sm)
+    return Dispatcher(services, NODE_COMMANDS)

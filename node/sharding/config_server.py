@@ -346,6 +346,9 @@ class ConfigServer:
         if created.get("ok") != 1.0 and created.get("code") != NAMESPACE_EXISTS:
             raise _err(OPERATION_FAILED, f"cannot create {ns} on {primary['_id']}: "
                        f"{created.get('errmsg')}", "OperationFailed")
+        if remote.command(db, {"collStats": coll}).get("capped"):
+            raise _err(INVALID_OPTIONS, f"can't shard a capped collection: {ns}",
+                       "InvalidOptions")
         listed = remote.command(db, {"listIndexes": coll})
         for spec in (listed.get("cursor") or {}).get("firstBatch", []):
             first = next(iter(spec.get("key", {})), None)

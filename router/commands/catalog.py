@@ -65,6 +65,28 @@ def create(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestCon
     return _primary(svc, db, coll, cmd, create_db=True)
 
 
+def convert_to_capped(svc: RouterServices, db: str, cmd: Mapping[str, Any],
+                      ctx: RequestContext) -> dict[str, Any]:
+    """``convertToCapped``: an unsharded collection's primary shard converts it; a sharded
+    collection cannot be capped (IllegalOperation, as mongos)."""
+    coll = collection_name(cmd, "convertToCapped")
+
+    def attempt(route: Route) -> dict[str, Any]:
+        if route.table is not None:
+            raise MongoError(ILLEGAL_OPERATION, "You can't convertToCapped a sharded "
+                             f"collection: {db}.{coll}", code_name="IllegalOperation")
+        reply = svc.shards.call(route.primary, db, versioned(forwardable(cmd), route,
+                                                             route.primary))
+        check_stale(route.ns, [reply])
+        return reply
+
+    return svc.shards.routed(db, coll, attempt,
+                             missing=lambda: MongoError(NAMESPACE_NOT_FOUND,
+                                                        f"database {db} not found",
+                                                        code_name="NamespaceNotFound"
+                                                        ).to_reply())
+
+
 def list_indexes(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                  ) -> dict[str, Any]:
     coll = collection_name(cmd, "listIndexes")

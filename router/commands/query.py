@@ -27,7 +27,7 @@ from node.commands.context import RequestContext
 from node.commands.query import cursor_reply, open_cursor
 from node.engine.errors import MongoError
 from node.engine.sorting import Sort
-from router import merge
+from router import merge, tailing
 from router.catalog import CONFIG_DBS, Route
 from router.cursors import RouterCursor, ShardStream, raise_for, shard_runner
 from router.services import forwardable, read_preference
@@ -109,6 +109,8 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
     req = requests.parse_find(db, cmd)
     if db in CONFIG_DBS:
         return _config_cursor(svc, db, cmd, req.ns, req.batch_size, ctx)
+    if tailing.is_tailing(cmd):
+        return tailing.find(svc, db, req, cmd, ctx)
 
     def attempt(route: Route) -> dict[str, Any]:
         shards = targets(route, req.filter)

@@ -38,6 +38,7 @@ ROUTER_COMMANDS: dict[str, Command] = {
     "explain": Command(query.explain, help="each shard's plan"),
     # catalog
     "create": Command(catalog.create, help="create a collection"),
+    "convertToCapped": Command(catalog.convert_to_capped, help="make a collection capped"),
     "drop": Command(catalog.drop, help="drop a collection"),
     "dropDatabase": Command(catalog.drop_database, help="drop the current database"),
     "listCollections": Command(catalog.list_collections, help="list collections"),

@@ -222,6 +222,36 @@ def test_restart_replays_and_keeps_serving(tmp_path: Path) -> None:
         g2.stop()
 
 
+def test_large_entries_snapshot_and_compact_by_bytes(tmp_path: Path) -> None:
+    """Entry counts alone would keep 1000 entries of 8 KiB; the byte bounds snapshot every
+    64 KiB applied and keep at most 32 KiB of entries behind the snapshot."""
+    g = Group(tmp_path, snapshot_every=100000, keep_entries=1000, snapshot_bytes=64 << 10,
+              keep_bytes=32 << 10)
+    try:
+        lead = g.leader()
+        payload = [bytes([65 + i % 26]) * (8 << 10) for i in range(40)]  # no "\n": see take()
+        for f in [lead.propose(p) for p in payload]:
+            f.result(timeout=15)
+
+        def compacted() -> bool:
+            kept = lead.storage.last_index() - lead.storage.first_index() + 1
+            return lead.storage.snapshot().meta.index >= 8 and kept <= 12
+        wait_until(compacted, 10, "a snapshot by bytes and compaction by bytes")
+    finally:
+        g.stop()
+    g2 = Group(tmp_path, snapshot_every=100000, keep_entries=1000, snapshot_bytes=64 << 10,
+               keep_bytes=32 << 10)
+    try:
+        g2.peers = g.peers
+        lead = g2.leader()
+        lead.propose(b"after").result(timeout=15)
+        for m in g2.machines.values():
+            wait_until(lambda m=m: m.data[-1:] == [b"after"], 15, "restarted members to apply")
+            assert m.data == [*payload, b"after"]
+    finally:
+        g2.stop()
+
+
 def test_transfer_leadership(group: Group) -> None:
     lead = group.leader()
     target = next(i for i in group.nodes if i != lead.id)
