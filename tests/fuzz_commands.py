@@ -246,7 +246,8 @@ _READ_COMMON = {"maxTimeMS": "max_time", "comment": "any", "lsid": "lsid",
                 "$readPreference": "any", "readConcern": "any"}
 _WRITE_COMMON = {"ordered": "bool", "writeConcern": "wc", "lsid": "lsid", "txnNumber": "txn",
                  "stmtIds": "stmt_ids", "stmtId": "int", "maxTimeMS": "max_time",
-                 "bypassDocumentValidation": "bool", "shardVersion": "any"}
+                 "bypassDocumentValidation": "bool", "shardVersion": "any",
+                 "startTransaction": "bool", "autocommit": "bool"}
 _FAM = {"query": "filter", "sort": "sort", "fields": "proj", "remove": "bool", "new": "bool",
         "upsert": "bool", "update": "update", "arrayFilters": "any", **_WRITE_COMMON}
 
@@ -258,7 +259,8 @@ SCHEMAS: dict[str, tuple[str, dict[str, str]]] = {
     "findandmodify": ("coll", _FAM),
     "find": ("coll", {"filter": "filter", "sort": "sort", "projection": "proj", "skip": "int",
                       "limit": "int", "batchSize": "small", "singleBatch": "bool",
-                      "hint": "index_name", "$_requestSortKey": "bool", **_READ_COMMON}),
+                      "hint": "index_name", "$_requestSortKey": "bool", "tailable": "bool",
+                      "awaitData": "bool", **_READ_COMMON}),
     "getMore": ("cursor_id", {"collection": "coll", "batchSize": "small",
                               "maxTimeMS": "max_time"}),
     "killCursors": ("coll", {"cursors": "cursor_ids"}),
@@ -273,7 +275,8 @@ SCHEMAS: dict[str, tuple[str, dict[str, str]]] = {
     "listIndexes": ("coll", {"cursor": "cursor_opts"}),
     "listCollections": ("int", {"filter": "filter", "nameOnly": "bool", "cursor": "cursor_opts"}),
     "listDatabases": ("int", {"filter": "filter", "nameOnly": "bool"}),
-    "create": ("coll", {"capped": "bool", "size": "int", "writeConcern": "wc"}),
+    "create": ("coll", {"capped": "bool", "size": "int", "max": "int", "writeConcern": "wc"}),
+    "convertToCapped": ("coll", {"size": "int", "writeConcern": "wc"}),
     "drop": ("coll", {"writeConcern": "wc"}),
     "dropDatabase": ("int", {"writeConcern": "wc"}),
     "collStats": ("coll", {"scale": "int"}),

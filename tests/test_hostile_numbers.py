@@ -106,3 +106,14 @@ def test_step_down_refuses_nan_infinite_and_negative_periods(d: Dispatcher,
     assert d.run("admin", {"replSetStepDown": 30, "secondaryCatchUpPeriodSecs": 5.5},
                  CTX)["ok"] == 1.0
     assert member.calls == [(30.0, 5.5)]
+
+
+@pytest.mark.parametrize("x", HOSTILE)
+def test_capped_sizes_refuse_out_of_range_numbers(d: Dispatcher, x: float) -> None:
+    """convertToCapped (and create with capped) turned a NaN or infinite size into an
+    InternalError; found by the numeric sweep of tests/test_commands_fuzz.py."""
+    for cmd in ({"create": "capped", "capped": True, "size": x},
+                {"create": "capped2", "capped": True, "size": 4096, "max": x},
+                {"convertToCapped": "c", "size": x}):
+        reply = d.run("t", cmd, CTX)
+        assert reply["ok"] == 0.0 and reply["code"] == 2, (cmd, reply)
