@@ -64,7 +64,8 @@ def frames(draw: st.DrawFn, commands: st.SearchStrategy[dict[str, Any]]) -> Fram
     except Exception:  # not encodable as BSON
         message = encode_op_msg_request({"ping": 1, "$db": "admin"}, 3)
     if kind == "command":
-        return message, ANSWER
+        db = cmd.get("$db")
+        return message, ANSWER if isinstance(db, str) and db else CLOSE
     if kind == "truncated":
         return message[:draw(st.integers(0, len(message) - 1))], EITHER
     pos = draw(st.integers(0, len(message) - 1))
@@ -89,7 +90,9 @@ def op_msgs(draw: st.DrawFn, commands: st.SearchStrategy[dict[str, Any]]) -> Fra
     cmd = dict(draw(commands))
     if draw(st.integers(0, 9)) == 0:
         cmd.pop("$db", None)
-        status = CLOSE  # a command without $db is a protocol error
+    db = cmd.get("$db")
+    if not isinstance(db, str) or not db:
+        status = CLOSE  # a command without $db (or an empty one) is a protocol error
     try:
         doc = bson.encode(cmd)
         bson.decode(doc)  # values the server cannot decode (dates past year 9999) close it
