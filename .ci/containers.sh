@@ -4,12 +4,12 @@
 # cluster (tests/test_chaos_containers.py: valid history, chunks moved, nothing left behind).
 # The longer docker tests (the compose stack with every container SIGKILLed in turn, the swarm)
 # run by hand: python -m pytest -m docker tests/test_compose_stack.py tests/test_compose_swarm.py
-# Bounded: the whole part is killed after HELOGALE_CONTAINERS_BUDGET_S (320 s) and every
+# Bounded: the whole part is killed after HELOGALE_CONTAINERS_BUDGET_S (480 s) and every
 # container, network and volume the tests made is removed on the way out, whatever happens.
 # Without a Docker engine it prints `containers: skipped: <reason>` and exits 0.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-budget="${HELOGALE_CONTAINERS_BUDGET_S:-320}"
+budget="${HELOGALE_CONTAINERS_BUDGET_S:-480}"
 
 reason="$(python3 -c 'from chaos.docker_cli import engine_problem; print(engine_problem() or "")')"
 if [ -n "$reason" ]; then

@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from node.ops.progress import Progress, terminal
+
 REPO = Path(__file__).resolve().parents[1]
 CLIENTS_PER_PROCESS = 32
 
@@ -130,6 +132,11 @@ def run_client_processes(argvs: list[list[str]], duration: float, label: str,
             assert p.stdin is not None
             p.stdin.write(f"{start} {start + duration}\n")
             p.stdin.flush()
+        with Progress(f"bench window {label}", total=int(duration), unit="s",
+                      stream=terminal()) as work:
+            while time.time() < start + duration and all(p.poll() is None for p in procs):
+                time.sleep(min(1.0, max(0.0, start + duration - time.time())))
+                work.set(min(int(duration), max(0, int(time.time() - start))))
         for p in procs:
             out, _ = p.communicate(timeout=duration + 60)
             for row in out.splitlines():

@@ -1,4 +1,7 @@
-"""``python -m bench replset [--json PATH]``: a 3-member Helogale replica set on loopback.
+"""``python -m bench replset [--json PATH] [--tls]``: a 3-member Helogale replica set on
+loopback. ``--tls`` runs only ``insert-majority-N`` twice in one run, on a plain set and on a
+set with TLS on every port and ``--auth`` (clients authenticate with SCRAM-SHA-256 once per
+connection), and prints the throughput ratio.
 
 Workloads, each for ``--duration`` seconds after a 0.5 s warm-up, against the primary:
 
@@ -42,6 +45,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -62,6 +66,7 @@ from node.local_cluster import CHANNEL_OPTIONS, LocalCluster, wait_until
 from proto import helogale_pb2, helogale_pb2_grpc
 
 CLIENTS = (1, 16, 64)
+PASSWORD_ENV = "HELOGALE_BENCH_PASSWORD"
 PAYLOAD = "x" * 200
 BATCH = 1000
 BATCH_CLIENTS = 4
@@ -90,8 +95,9 @@ class _AioStream:
     the stream breaks every pending request fails and the next request opens a new stream (the
     helogale client's ``StreamMux``, in asyncio)."""
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: Any, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self._stub = helogale_pb2_grpc.CommandStub(channel)
+        self._metadata = metadata
         self._ids = itertools.count(1)
         self._call: Any = None
         self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
@@ -99,7 +105,7 @@ class _AioStream:
         self._tasks: list[asyncio.Task[None]] = []
 
     def _open(self) -> None:
-        self._call = call = self._stub.Stream()
+        self._call = call = self._stub.Stream(metadata=self._metadata or None)
         self._queue = asyncio.Queue()
         self._pending = {}
         self._tasks = [asyncio.create_task(self._write(call, self._queue, self._pending)),
@@ -158,7 +164,35 @@ class _AioStream:
             self._fail(self._call, self._pending, ConnectionError("closed"))
 
 
-async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -> dict[str, Any]:
+async def _login(channel: Any, user: str, password: str) -> tuple[tuple[str, str], ...]:
+    """SCRAM-SHA-256 on this connection (as the helogale client does); the metadata naming
+    the authenticated session."""
+    from helogale.auth import ClientConversation
+
+    stub = helogale_pb2_grpc.CommandStub(channel)
+    conv = ClientConversation(user, password)
+
+    async def run(cmd: dict[str, Any], md: Any) -> tuple[dict[str, Any], Any]:
+        call = stub.Run(helogale_pb2.CommandRequest(db="admin", command=bson.encode(cmd)),
+                        metadata=md)
+        reply = bson.decode((await call).reply)
+        if reply.get("ok") != 1.0:
+            raise RuntimeError(f"authentication failed: {reply}")
+        return reply, await call.trailing_metadata()
+
+    first, trailing = await run({"saslStart": 1, "mechanism": "SCRAM-SHA-256",
+                                 "payload": conv.first(),
+                                 "options": {"skipEmptyExchange": True}}, None)
+    token = dict(trailing or ())["x-helogale-session"]
+    md = (("x-helogale-session", token),)
+    final, _ = await run({"saslContinue": 1, "conversationId": first["conversationId"],
+                          "payload": conv.final(first["payload"])}, md)
+    conv.verify(final["payload"])
+    return md
+
+
+async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str,
+                         secure: dict[str, str] | None = None) -> dict[str, Any]:
     """One client process: ``n`` asyncio clients, each ONE insert of a single document
     outstanding at a time, all on one TCP connection carrying one pipelined command stream
     (what one helogale client shared by ``n`` threads does)."""
@@ -171,14 +205,23 @@ async def _insert_client(address: str, n: int, coll: str, w: Any, prefix: str) -
 
     async def connect(addr: str) -> list[Any]:
         if addr not in runs:
-            chans = [grpc.aio.insecure_channel(addr, options=raft_bench._CLIENT_OPTIONS)
-                     for _ in range(-(-n // per_conn))]
+            count = -(-n // per_conn)
+            if secure:
+                from helogale.tls import ClientTLS
+
+                creds = ClientTLS(secure["ca"]).credentials()
+                chans = [grpc.aio.secure_channel(addr, creds, options=raft_bench._CLIENT_OPTIONS)
+                         for _ in range(count)]
+            else:
+                chans = [grpc.aio.insecure_channel(addr, options=raft_bench._CLIENT_OPTIONS)
+                         for _ in range(count)]
             channels.extend(chans)
-            made = [_AioStream(ch) for ch in chans]
-            streams.extend(made)
-            runs[addr] = [s.run for s in made]
             for ch in chans:
                 await asyncio.wait_for(ch.channel_ready(), 30)
+            made = [_AioStream(ch, await _login(ch, secure["user"], secure["password"])
+                               if secure else ()) for ch in chans]
+            streams.extend(made)
+            runs[addr] = [s.run for s in made]
         return runs[addr]
 
     await connect(address)
@@ -218,19 +261,30 @@ def load_client(argv: list[str]) -> int:
     ap.add_argument("--coll", required=True)
     ap.add_argument("--w", required=True)
     ap.add_argument("--prefix", required=True)
+    ap.add_argument("--tls-ca")
+    ap.add_argument("--user")
     args = ap.parse_args(argv)
     w: Any = int(args.w) if args.w.isdigit() else args.w
-    out = asyncio.run(_insert_client(args.address, args.clients, args.coll, w, args.prefix))
+    secure = ({"ca": args.tls_ca, "user": args.user,
+               "password": os.environ.get(PASSWORD_ENV, "")} if args.tls_ca else None)
+    out = asyncio.run(_insert_client(args.address, args.clients, args.coll, w, args.prefix,
+                                     secure))
     print("RESULT " + json.dumps(out), flush=True)
     return 0
 
 
-def run_insert_clients(address: str, clients: int, duration: float, coll: str, w: Any
-                       ) -> dict[str, float]:
+def run_insert_clients(address: str, clients: int, duration: float, coll: str, w: Any,
+                       secure: dict[str, str] | None = None) -> dict[str, float]:
     """``clients`` concurrent inserters spread over ceil(clients / 32) processes (the split
-    bench.raft uses for etcd); throughput counts inserts finished inside the window."""
+    bench.raft uses for etcd); throughput counts inserts finished inside the window.
+    ``secure``: TLS (``ca``) and SCRAM (``user``; the password reaches the load processes in
+    their environment, not their command line)."""
+    extra = ["--tls-ca", secure["ca"], "--user", secure["user"]] if secure else []
+    if secure:
+        os.environ[PASSWORD_ENV] = secure["password"]
     argvs = [["bench", "replset", "load-client", "--address", address, "--clients", str(k),
-              "--coll", coll, "--w", str(w), "--prefix", f"{coll}-{time.time_ns():x}-{i}"]
+              "--coll", coll, "--w", str(w), "--prefix", f"{coll}-{time.time_ns():x}-{i}",
+              *extra]
              for i, k in enumerate(split_clients(clients))]
     return run_client_processes(argvs, duration, "insert")
 
@@ -318,6 +372,41 @@ def bench_failover(cluster: LocalCluster, kills: int) -> dict[str, Any]:
     return {"p50_s": percentile(times, 0.5), "p99_s": percentile(times, 0.99), "n": len(times)}
 
 
+def bench_tls(root: Path, duration: float, clients: tuple[int, ...] = CLIENTS
+              ) -> list[dict[str, Any]]:
+    """``insert-majority-N`` on a plain set and on a set with ``requireTLS`` on every port
+    (mutual TLS between members) and ``--auth`` (each client connection authenticated with
+    SCRAM-SHA-256), both up at once and measured alternately (plain, then tls+auth, for each
+    N), so the pairs see the same machine; the rows carry ``system`` "plain" and
+    "tls+auth"."""
+    from helogale import MongoClient
+    from node.security.certs import make_pki
+
+    rows: list[dict[str, Any]] = []
+    pki = make_pki(str(root / "pki"))
+    password = "bench-" + os.urandom(8).hex()
+    plain = LocalCluster(3, data_dir=str(root / "plain"), log_level="WARNING")
+    tls = LocalCluster(3, data_dir=str(root / "tls"), log_level="WARNING", tls=pki,
+                       extra_args=["--auth"])
+    try:
+        plain.start(120)
+        tls.start(120)
+        with MongoClient(tls.uri, serverSelectionTimeoutMS=30000) as first:
+            first.admin.command("createUser", "bench", pwd=password,
+                                roles=["readWriteAnyDatabase"])
+        secure = {"ca": pki.ca_file, "user": "bench", "password": password}
+        for n in clients:
+            for system, cluster, how in (("plain", plain, None), ("tls+auth", tls, secure)):
+                address = cluster.members[cluster.wait_for_primary()].address
+                r = run_insert_clients(address, n, duration, f"tls{n}", "majority", how)
+                rows.append({"workload": f"insert-majority-{n}", "system": system, **r})
+                _print(rows[-1])
+    finally:
+        plain.stop()
+        tls.stop()
+    return rows
+
+
 def _all_caught_up(cluster: LocalCluster) -> bool:
     """True when the primary sees every member healthy with no log lag (a healthy set)."""
     p = cluster.primary_index()
@@ -341,6 +430,27 @@ def _print(r: dict[str, Any]) -> None:
           f"p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms{cpu}", flush=True)
 
 
+def _main_tls(root: Path, args: argparse.Namespace) -> int:
+    try:
+        print("helogale replica set (3 members): plain, then requireTLS + --auth (SCRAM)",
+              flush=True)
+        results = bench_tls(root, args.duration)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    plain = {r["workload"]: r for r in results if r["system"] == "plain"}
+    for r in results:
+        base = plain.get(r["workload"])
+        if r["system"] == "tls+auth" and base and base["ops_per_s"]:
+            print(f"ratio tls+auth/plain {r['workload']}: "
+                  f"{r['ops_per_s'] / base['ops_per_s']:.2f}x throughput, p50 "
+                  f"{r['p50_ms']:.2f} vs {base['p50_ms']:.2f} ms")
+    if args.json:
+        shaped = [{k: r[k] for k in ("workload", "system", "ops_per_s", "p50_ms", "p99_ms")}
+                  for r in results]
+        Path(args.json).write_text(json.dumps({"results": shaped}, indent=2))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "load-client":
         return load_client(argv[1:])
@@ -350,8 +460,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per workload")
     ap.add_argument("--kills", type=int, default=10, help="primary kills for failover timing")
     ap.add_argument("--skip-etcd", action="store_true")
+    ap.add_argument("--tls", action="store_true",
+                    help="only: majority inserts with TLS + auth against without (same run)")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-replset-"))
+    if args.tls:
+        return _main_tls(root, args)
     try:
         print("helogale replica set (3 members, Raft WAL fsync, gRPC on loopback)", flush=True)
         with LocalCluster(3, data_dir=str(root / "helogale"), log_level="WARNING") as cluster:

@@ -37,13 +37,19 @@ Each row also has ``cpu_ms_per_op``: the CPU time of every process of the system
 config servers, router; sampled at the window's edges) and of its clients, over the operations
 finished in the window. On a shared machine it moves less than throughput and latency do.
 
+On the sharded systems (config servers with ``--balancer-interval-secs 1``; the balancer
+stopped but for its own parts) the run then measures the ObjectId hot spot and, with two
+shards, the balancer's convergence from one shard to balanced (:mod:`bench.hotspot`;
+``--hotspot-duration``, ``--converge-mib``; 0 skips either).
+
 ``--json PATH`` writes ``{"results": [{workload, system, ops_per_s, p50_ms, p99_ms,
 cpu_ms_per_op, errors, docs_per_s (sorted queries)}], "ratios": [...], "targets": [...],
 "placement": {...}, "machine": {...}}``: ``ratios`` are each sharded system's throughput,
 latency and CPU per operation over the replica set's for the same workload;
 ``targets`` the router-overhead aims (``router-1-shard`` >= 0.8x the replica set's throughput
 at the most clients, <= 1.5x its p50 latency at one client); ``placement`` how many documents
-each shard of ``router-2-shards`` holds; ``machine`` the CPU count and load averages.
+each shard of ``router-2-shards`` holds; ``machine`` the CPU count and load averages;
+``hotspot`` and ``convergence`` the rows and figures of :mod:`bench.hotspot`.
 """
 
 from __future__ import annotations
@@ -65,8 +71,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench import hotspot
 from bench.load import run_client_processes, run_window, split_clients
 from node.local_cluster import LocalCluster
+from node.ops.progress import Progress, terminal
 from node.sharded_cluster import ShardedCluster
 
 SYSTEMS = ("replset", "router-1-shard", "router-2-shards")
@@ -83,6 +91,11 @@ PRELOAD_BATCH = 1000
 SORT_SPAN = 500  # documents per sorted query
 SORT_BATCH = 100  # documents per batch: a first batch and 4 getMores bring 500
 SPLIT_AT = 0  # the middle of the signed 64-bit _id space
+BALANCER_INTERVAL_S = 1  # balancer rounds in the sharded systems (stopped but for its parts)
+HOT_DURATION = 10.0
+QUICK_HOT_DURATION = 3.0
+CONVERGE_MIB = 16.0
+QUICK_CONVERGE_MIB = 5.0
 
 
 def doc_id(i: int) -> int:
@@ -104,6 +117,12 @@ def _operation(coll: Any, workload: str, docs: int, rng: random.Random) -> Calla
             if not result.acknowledged:
                 raise RuntimeError("insert not acknowledged")
         return insert
+    if workload == "insert-oid":
+        def insert_oid() -> None:  # the client library gives the document an ObjectId
+            result = coll.insert_one({"v": PAYLOAD})
+            if not result.acknowledged:
+                raise RuntimeError("insert not acknowledged")
+        return insert_oid
     if workload == "find":
         def find() -> None:
             i = rng.randrange(docs)
@@ -123,12 +142,13 @@ def _operation(coll: Any, workload: str, docs: int, rng: random.Random) -> Calla
     raise ValueError(f"unknown workload {workload!r}")
 
 
-async def _load(uri: str, workload: str, clients: int, docs: int, seed: int) -> dict[str, Any]:
+async def _load(uri: str, workload: str, clients: int, docs: int, seed: int,
+                coll_name: str | None = None) -> dict[str, Any]:
     """``clients`` threads sharing one ``MongoClient``, each one request outstanding."""
     from helogale import MongoClient
 
     client = MongoClient(uri, w="majority")
-    coll = client[DB][INSERTS if workload == "insert" else DOCS]
+    coll = client[DB][coll_name or (INSERTS if workload == "insert" else DOCS)]
     ops = [_operation(coll, workload, docs, random.Random(seed * 1000 + k))
            for k in range(clients)]
     loop = asyncio.get_running_loop()
@@ -152,22 +172,27 @@ async def _load(uri: str, workload: str, clients: int, docs: int, seed: int) -> 
 def load_client(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--uri", required=True)
-    ap.add_argument("--workload", choices=("insert", "find", "sorted"), required=True)
+    ap.add_argument("--workload", choices=("insert", "insert-oid", "find", "sorted"),
+                    required=True)
+    ap.add_argument("--coll", help="collection (default: by workload)")
     ap.add_argument("--clients", type=int, required=True)
     ap.add_argument("--docs", type=int, required=True)
     ap.add_argument("--seed", type=int, required=True)
     args = ap.parse_args(argv)
-    out = asyncio.run(_load(args.uri, args.workload, args.clients, args.docs, args.seed))
+    out = asyncio.run(_load(args.uri, args.workload, args.clients, args.docs, args.seed,
+                            args.coll))
     print("RESULT " + json.dumps(out), flush=True)
     return 0
 
 
 def run_clients(uri: str, workload: str, clients: int, duration: float, docs: int,
-                server_pids: list[int] | None = None) -> dict[str, float]:
+                server_pids: list[int] | None = None, coll: str | None = None
+                ) -> dict[str, float]:
     """``clients`` concurrent clients over ceil(clients / 32) processes (bench.load)."""
     seed = time.time_ns() % 1_000_000_000
     argvs = [["bench", "sharded", "load-client", "--uri", uri, "--workload", workload,
-              "--clients", str(k), "--docs", str(docs), "--seed", str(seed + i)]
+              "--clients", str(k), "--docs", str(docs), "--seed", str(seed + i),
+              *(["--coll", coll] if coll else [])]
              for i, k in enumerate(split_clients(clients))]
     return run_client_processes(argvs, duration, workload, server_pids)
 
@@ -221,10 +246,14 @@ def start_system(name: str, root: Path, members: int) -> Iterator[tuple[str, Any
     else:
         cluster = ShardedCluster(shards=2 if name == "router-2-shards" else 1,
                                  members=members, routers=1, wire=False,
-                                 data_dir=str(root / name), log_level="WARNING")
+                                 data_dir=str(root / name), log_level="WARNING",
+                                 extra_args=["--balancer-interval-secs",
+                                             str(BALANCER_INTERVAL_S)])
     try:
         cluster.start(timeout=120)
         if isinstance(cluster, ShardedCluster):
+            # only the balancer parts run it: its rounds would measure the other collections
+            _ok(cluster.router_command(0, {"balancerStop": 1}), "balancerStop")
             _shard_collections(cluster)
         yield cluster.uri, cluster
     finally:
@@ -240,10 +269,12 @@ def preload(uri: str, docs: int) -> None:
     try:
         coll = client[DB][DOCS]
         coll.create_index("k")
-        for lo in range(0, docs, PRELOAD_BATCH):
-            coll.insert_many([{"_id": doc_id(i), "k": i, "v": PAYLOAD}
-                              for i in range(lo, min(docs, lo + PRELOAD_BATCH))],
-                             ordered=False)  # ordered: one shard round trip per run of ids
+        with Progress("bench preload", total=docs, unit="docs", stream=terminal()) as work:
+            for lo in range(0, docs, PRELOAD_BATCH):
+                batch = [{"_id": doc_id(i), "k": i, "v": PAYLOAD}
+                         for i in range(lo, min(docs, lo + PRELOAD_BATCH))]
+                coll.insert_many(batch, ordered=False)  # one shard round trip per run of ids
+                work.advance(len(batch))
         client[DB][INSERTS].insert_one({"_id": 0, "v": PAYLOAD})  # the collection exists
     finally:
         client.close()
@@ -260,8 +291,12 @@ def placement(cluster: ShardedCluster) -> dict[str, dict[str, int]]:
 
 
 def bench_system(name: str, root: Path, members: int, duration: float,
-                 clients: tuple[int, ...], sorted_clients: tuple[int, ...], docs: int
+                 clients: tuple[int, ...], sorted_clients: tuple[int, ...], docs: int,
+                 hot_duration: float = 0.0, converge_mib: float = 0.0
                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One system's rows; ``extra`` has its ``placement`` and, for the sharded systems with
+    ``hot_duration``, its ``hotspot`` rows and (two shards, ``converge_mib``) its
+    ``convergence`` (:mod:`bench.hotspot`)."""
     results: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
     t0 = time.monotonic()
@@ -284,6 +319,19 @@ def bench_system(name: str, root: Path, members: int, duration: float,
                 _print(row)
         if isinstance(cluster, ShardedCluster):
             extra["placement"] = placement(cluster)
+            if hot_duration > 0:
+                pids = server_pids(cluster)
+
+                def run(workload: str, n: int, secs: float, coll: str) -> dict[str, float]:
+                    return run_clients(uri, workload, n, secs, docs, pids, coll=coll)
+
+                hotspot.drop(cluster, [DOCS, INSERTS])  # the balancer parts measure less
+                extra["hotspot"] = hotspot.hotspot(cluster, name, hot_duration, run)
+                for row in extra["hotspot"]:
+                    _print(row)
+            if converge_mib > 0 and len(cluster.shards) > 1:
+                extra["convergence"] = hotspot.convergence(cluster, converge_mib)
+                print("  " + hotspot.format_convergence(extra["convergence"]), flush=True)
     extra["loadavg_after"] = list(os.getloadavg())
     return results, extra
 
@@ -388,6 +436,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--docs", type=int, help=f"preloaded documents ({PRELOAD}, "
                                              f"--quick {QUICK_PRELOAD})")
     ap.add_argument("--members", type=int, default=3, help="members per replica set")
+    ap.add_argument("--hotspot-duration", type=float,
+                    help=f"seconds per ObjectId hot-spot workload ({HOT_DURATION:g}, --quick "
+                    f"{QUICK_HOT_DURATION:g}; 0 skips them)")
+    ap.add_argument("--converge-mib", type=float,
+                    help=f"MiB loaded on one shard for the balancer's convergence "
+                    f"({CONVERGE_MIB:g}, --quick {QUICK_CONVERGE_MIB:g}; 0 skips it)")
     ap.add_argument("--systems", default=",".join(SYSTEMS),
                     help="comma-separated subset of " + ",".join(SYSTEMS))
     args = ap.parse_args(argv)
@@ -396,6 +450,10 @@ def main(argv: list[str]) -> int:
     if docs <= SORT_SPAN:
         ap.error(f"--docs must be more than {SORT_SPAN}")
     clients = QUICK_CLIENTS if args.quick else CLIENTS
+    hot_duration = args.hotspot_duration if args.hotspot_duration is not None else (
+        QUICK_HOT_DURATION if args.quick else HOT_DURATION)
+    converge_mib = args.converge_mib if args.converge_mib is not None else (
+        QUICK_CONVERGE_MIB if args.quick else CONVERGE_MIB)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if unknown := set(systems) - set(SYSTEMS):
         ap.error(f"unknown system(s): {', '.join(sorted(unknown))}")
@@ -405,16 +463,20 @@ def main(argv: list[str]) -> int:
           f"on {os.cpu_count()} cores", flush=True)
     results: list[dict[str, Any]] = []
     placed: dict[str, Any] = {}
+    hot_rows: list[dict[str, Any]] = []
+    converged: dict[str, Any] | None = None
     root = Path(tempfile.mkdtemp(prefix="bench-sharded-"))
     try:
         for name in systems:
             print(f"{name} ({args.members} members per set, gRPC on loopback)", flush=True)
             rows, extra = bench_system(name, root, args.members, duration, clients,
-                                       SORTED_CLIENTS, docs)
+                                       SORTED_CLIENTS, docs, hot_duration, converge_mib)
             results += rows
             machine["loadavg_after"][name] = extra["loadavg_after"]
             if "placement" in extra:
                 placed[name] = extra["placement"]
+            hot_rows += extra.get("hotspot", [])
+            converged = extra.get("convergence", converged)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print()
@@ -422,6 +484,11 @@ def main(argv: list[str]) -> int:
     for name, shards in placed.items():
         print(f"placement {name}: " + ", ".join(
             f"{s} {c[INSERTS]} inserts / {c[DOCS]} docs" for s, c in shards.items()))
+    if hot_rows:
+        print()
+        print(hotspot.format_hotspot(hotspot.with_ratios(hot_rows)))
+    if converged is not None:
+        print(hotspot.format_convergence(converged))
     ratio_rows = ratios(results)
     aims = targets(ratio_rows, clients)
     for t in aims:
@@ -435,5 +502,10 @@ def main(argv: list[str]) -> int:
                   for r in results]
         Path(args.json).write_text(json.dumps({
             "results": shaped, "ratios": ratio_rows, "targets": aims, "placement": placed,
-            "machine": machine, "duration_s": duration, "preloaded_docs": docs}, indent=2))
+            "machine": machine, "duration_s": duration, "preloaded_docs": docs,
+            "hotspot": [{k: r[k] for k in (
+                "workload", "system", "ops_per_s", "p50_ms", "p99_ms", "cpu_ms_per_op",
+                "errors", "x", "per_shard", "share", "timeline", "balancer") if k in r}
+                for r in hot_rows],
+            "hotspot_duration_s": hot_duration, "convergence": converged}, indent=2))
     return 0

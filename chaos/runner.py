@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from chaos.workloads import COLLECTION, make_workload
 from helogale import MongoClient
 from helogale.errors import PyMongoError
 from node.local_cluster import LocalCluster, wait_until
+from node.ops.progress import Progress, terminal
 
 DATABASE = "jepsen"
 
@@ -102,7 +104,13 @@ def run(config: RunConfig) -> RunReport:
         chaos_thread = threading.Thread(target=run_schedule, daemon=True)
         for t in [*threads, chaos_thread]:
             t.start()
-        stop.wait(config.time)
+        with Progress(f"chaos {config.workload}", total=int(config.time), unit="s",
+                      stream=terminal(), seed=config.seed) as work:
+            started = time.monotonic()
+            while not stop.wait(min(1.0, max(0.0, config.time - work.done))):
+                work.set(min(int(config.time), int(time.monotonic() - started)))
+                if time.monotonic() - started >= config.time:
+                    break
         stop.set()
         chaos_thread.join(timeout=60)
         for t in threads:

@@ -26,6 +26,7 @@ import bson
 import grpc
 from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
 
+from helogale.auth import Credentials, authenticate
 from helogale.errors import (
     AutoReconnect,
     DocumentTooLarge,
@@ -33,6 +34,7 @@ from helogale.errors import (
     NetworkTimeout,
     ProtocolError,
 )
+from helogale.tls import ClientTLS
 from proto import helogale_pb2, helogale_pb2_grpc
 
 Address = tuple[str, int]
@@ -57,6 +59,12 @@ STREAM_RETRY_S = 5.0
 STREAMS_REFUSED = "helogale: too many command streams open on this server"
 """The details of the server's refusal (as ``node.server.grpc_service`` sends them)."""
 _UNARY_COMMANDS = frozenset({"hello", "isMaster", "ismaster"})
+_UNAUTHENTICATED = _UNARY_COMMANDS | {"buildInfo", "buildinfo", "saslStart", "saslContinue",
+                                      "logout"}
+"""Commands a client with credentials sends without authenticating first."""
+UNAUTHORIZED = 13
+SESSION_METADATA = "x-helogale-session"
+"""The metadata naming the server's authentication session (``node.security.authz``)."""
 
 
 def format_address(address: Address) -> str:
@@ -101,7 +109,7 @@ class _Stream:
         self._pending: dict[int, _Pending] = {}
         self._lock = threading.Lock()
         self.dead = False
-        self._call = mux.stub_stream(self._requests())
+        self._call = mux.stub_stream(self._requests(), metadata=mux.metadata)
         self._receiver = threading.Thread(target=self._receive, name="helogale-stream-recv",
                                           daemon=True)
         self._receiver.start()
@@ -195,6 +203,8 @@ class StreamMux:
         self.refused_until = 0.0
         """Until then (monotonic), the server is refusing streams: go unary."""
         self.abandoned = False
+        self.metadata: tuple[tuple[str, str], ...] = ()
+        """Sent when a stream opens (the authentication session it runs under)."""
         self._ids = itertools.count(1)
         self._stream: _Stream | None = None
         self._lock = threading.Lock()
@@ -245,14 +255,50 @@ class StreamMux:
 class Channel:
     """The client's channel to one server."""
 
-    def __init__(self, address: Address, timeout: float | None = None) -> None:
+    def __init__(self, address: Address, timeout: float | None = None,
+                 credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(format_address(address), options=_CHANNEL_OPTIONS)
+        if tls is not None:
+            self._channel = grpc.secure_channel(format_address(address), tls.credentials(),
+                                                options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.insecure_channel(format_address(address),
+                                                  options=_CHANNEL_OPTIONS)
         self._run = helogale_pb2_grpc.CommandStub(self._channel).Run
         self._mux = StreamMux(self._channel, address)
         self._closed = False
         self._abandoned = False
+        self._credentials = credentials
+        self._session: str | None = None
+        """The server's handle on this connection's authenticated session."""
+        self._auth_lock = threading.Lock()
+
+    def _authenticate(self, stale: str | None, deadline: float | None) -> None:
+        """SCRAM on this channel (unary calls), unless another thread already replaced the
+        session ``stale``; the stream reopens under the new session."""
+        creds = self._credentials
+        assert creds is not None
+        with self._auth_lock:
+            if self._session != stale:
+                return
+            token: list[str | None] = [None]
+
+            def run(db: str, command: Mapping[str, Any]) -> Mapping[str, Any]:
+                metadata = ((SESSION_METADATA, token[0]),) if token[0] else ()
+                raw, trailing = self._unary(db, encode(command), deadline, metadata)
+                for key, value in trailing:
+                    if key == SESSION_METADATA:
+                        token[0] = str(value)
+                return self._decode(raw, DEFAULT_CODEC_OPTIONS)
+
+            authenticate(run, creds)
+            if token[0] is None:
+                raise ProtocolError(f"{format_address(self.address)} did not name the "
+                                    "authenticated session")
+            self._session = token[0]
+            self._mux.metadata = ((SESSION_METADATA, token[0]),)
+            self._mux.close(self._mux.broken("re-authenticated: the stream reopens"))
 
     def run(
         self,
@@ -268,16 +314,40 @@ class Channel:
                 f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"
             )
         deadline = timeout if timeout is not None else self.timeout
-        if not self._mux.unsupported and next(iter(command), None) not in _UNARY_COMMANDS:
+        name = next(iter(command), None)
+        if self._credentials is None or name in _UNAUTHENTICATED:
+            return self._run_once(db, name, payload, codec_options, deadline)
+        session = self._session
+        if session is None:
+            self._authenticate(None, deadline)
+            session = self._session
+        reply = self._run_once(db, name, payload, codec_options, deadline)
+        if reply.get("code") == UNAUTHORIZED and "requires authentication" in str(
+                reply.get("errmsg", "")):
+            # refused before it ran: the server no longer knows this connection's session
+            # (the channel reconnected, the server restarted): authenticate again and resend
+            self._authenticate(session, deadline)
+            reply = self._run_once(db, name, payload, codec_options, deadline)
+        return reply
+
+    def _run_once(self, db: str, name: str | None, payload: bytes,
+                  codec_options: CodecOptions, deadline: float | None) -> dict[str, Any]:
+        if not self._mux.unsupported and name not in _UNARY_COMMANDS:
             try:
                 raw = self._mux.run(db, payload, deadline)
             except StreamUnsupported:
                 pass  # an older server: nothing ran, fall through to a unary call
             else:
                 return self._decode(raw, codec_options)
+        raw, _ = self._unary(db, payload, deadline, self._mux.metadata)
+        return self._decode(raw, codec_options)
+
+    def _unary(self, db: str, payload: bytes, deadline: float | None,
+               metadata: tuple[tuple[str, str], ...]) -> tuple[bytes, Any]:
+        """One ``Command/Run`` call: the reply bytes and the call's trailing metadata."""
         request = helogale_pb2.CommandRequest(db=db, command=payload)
         try:
-            response = self._run(request, timeout=deadline)
+            response, call = self._run.with_call(request, timeout=deadline, metadata=metadata)
         except grpc.RpcError as exc:
             if self._abandoned:
                 raise AutoReconnect(
@@ -288,7 +358,7 @@ class Channel:
             raise self._translate(exc) from None
         except ValueError as exc:  # "Cannot invoke RPC on closed channel!"
             raise AutoReconnect(f"{format_address(self.address)}: {exc}", address=self.address) from None
-        return self._decode(response.reply, codec_options)
+        return response.reply, call.trailing_metadata() or ()
 
     def _decode(self, raw: bytes, codec_options: CodecOptions) -> dict[str, Any]:
         try:
@@ -322,8 +392,11 @@ class Channel:
 class ChannelPool:
     """Channels by address, created on first use; one per server for the whole client."""
 
-    def __init__(self, timeout: float | None = None) -> None:
+    def __init__(self, timeout: float | None = None,
+                 credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
         self._timeout = timeout
+        self._credentials = credentials
+        self._tls = tls
         self._channels: dict[Address, Channel] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -334,7 +407,8 @@ class ChannelPool:
                 raise AutoReconnect("the client is closed", address=address)
             channel = self._channels.get(address)
             if channel is None:
-                channel = self._channels[address] = Channel(address, self._timeout)
+                channel = self._channels[address] = Channel(address, self._timeout,
+                                                            self._credentials, self._tls)
             return channel
 
     def cancel_in_flight(self, address: Address) -> bool:

@@ -29,20 +29,40 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve the MongoDB wire protocol too and print a mongodb:// URI (default)")
     up.add_argument("--no-wire", dest="wire", action="store_false",
                     help="serve gRPC only (the helogale:// URI)")
+    up.add_argument("--chunk-size-mb", type=int,
+                    help="sharded: the chunk size in MiB, 1 to 1024 (a new cluster gets 4, a "
+                    "restarted one keeps its own)")
     up.add_argument("--no-demo", dest="demo", action="store_false",
                     help="skip the demo run after start-up")
     up.add_argument("--no-restart", dest="restart", action="store_false",
                     help="do not restart a member or router that dies (default: restart it "
                     "after a backoff and print one line)")
+    from helogale import status as _status
+
+    _status.add_arguments(sub.add_parser(
+        "status", help="a cluster on one screen: routers, sets, members, lag, chunks, "
+        "balancer, migrations"))
+    up.add_argument("--no-metrics", dest="metrics", action="store_false",
+                    help="serve no Prometheus metrics (default: at each gRPC port + 1000)")
+    up.add_argument("--auth", action="store_true",
+                    help="users and roles: a first root user; the URIs carry its password")
+    up.add_argument("--tls", action="store_true",
+                    help="TLS on every port, with a throwaway CA (the URIs name its file)")
     _add_admin_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "status":
+        return _status.run(args)
     if args.command == "up":
         if args.shards < 0 or args.members < 1 or not 1 <= args.routers <= 10:
             parser.error("--shards must be 0 or more, --members 1 or more, --routers 1 to 10")
+        if args.chunk_size_mb is not None and not 1 <= args.chunk_size_mb <= 1024:
+            parser.error("--chunk-size-mb must be 1 to 1024")
         from node.up import run_up
 
         return run_up(args.data, args.port, args.members, args.wire, args.demo,
-                      shards=args.shards, routers=args.routers, restart=args.restart)
+                      shards=args.shards, routers=args.routers, restart=args.restart,
+                      metrics=args.metrics, chunk_size_mb=args.chunk_size_mb,
+                      auth=args.auth, tls=args.tls)
     if args.command in ("ping", "add-shard"):
         return _run_admin_command(args)
     if args.command == "demo":

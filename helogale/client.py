@@ -9,12 +9,14 @@ from typing import Any
 
 from bson.codec_options import CodecOptions
 
+from helogale.auth import Credentials
 from helogale.channel import Address, Channel, ChannelPool
 from helogale.database import Database
 from helogale.errors import ConfigurationError, check_reply
 from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference, ServerMode, read_pref_from_name
 from helogale.retry import Executor
+from helogale.tls import client_tls
 from helogale.topology import MONGOS, Topology
 from helogale.uri import DEFAULT_HOST, DEFAULT_PORT, SCHEME, parse_host, parse_uri, validate_option
 from helogale.write_concern import WriteConcern
@@ -52,9 +54,25 @@ def _seeds_and_options(
             seeds.extend(parsed.hosts)
             database = database or parsed.database
             options.update(parsed.options)
+            if parsed.username is not None:
+                options["username"] = parsed.username
+                if parsed.password is not None:
+                    options["password"] = parsed.password
         else:
             seeds.extend(parse_host(part, default_port) for part in entry.split(","))
     return seeds, database, options
+
+
+def _credentials(opts: dict[str, Any], database: str | None) -> Credentials | None:
+    """The URI's (or keywords') ``username``/``password``; ``authSource`` defaults to the URI's
+    database, else ``admin`` (pymongo's rule)."""
+    user = opts.get("username")
+    if user is None:
+        return None
+    password = opts.get("password")
+    if password is None:
+        raise ConfigurationError("a username needs a password (SCRAM-SHA-256)")
+    return Credentials(user, password, opts.get("authSource") or database or "admin")
 
 
 class MongoClient:
@@ -64,7 +82,9 @@ class MongoClient:
     (case-insensitive, as in the URI) override the URI's: ``replicaSet``, ``w``, ``wTimeoutMS``,
     ``journal``, ``readPreference``, ``retryWrites``, ``retryReads``, ``serverSelectionTimeoutMS``,
     ``connectTimeoutMS``, ``socketTimeoutMS``, ``heartbeatFrequencyMS``, ``localThresholdMS``,
-    ``directConnection``.
+    ``directConnection``, ``username``, ``password``, ``authSource`` (also from
+    ``helogale://user:pass@host/``: SCRAM-SHA-256 on every connection, again after a
+    reconnect), ``tls``, ``tlsCAFile``, ``tlsCertificateKeyFile``.
     """
 
     HOST = DEFAULT_HOST
@@ -95,7 +115,8 @@ class MongoClient:
             )
         self._read_preference: ServerMode = read_pref_from_name(opts.get("readPreference", "primary"))
         socket_timeout = opts.get("socketTimeoutMS")
-        self._channels = ChannelPool(socket_timeout / 1000.0 if socket_timeout else None)
+        self._channels = ChannelPool(socket_timeout / 1000.0 if socket_timeout else None,
+                                     _credentials(opts, database), client_tls(opts))
         self._topology = Topology(
             seeds,
             self._channels,
@@ -132,7 +153,7 @@ class MongoClient:
 
     @property
     def options(self) -> dict[str, Any]:
-        return dict(self._options)
+        return {k: v for k, v in self._options.items() if k != "password"}
 
     @property
     def topology(self) -> Topology:

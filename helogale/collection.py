@@ -503,6 +503,37 @@ class Collection:
         return CommandCursor(self._database.client, self._database.name, reply["cursor"], address,
                              self._codec_options, batch_size)
 
+    def map_reduce(self, map: Any, reduce: Any, out: Any, full_response: bool = False,
+                   **kwargs: Any) -> Any:
+        """Map-reduce with Python functions (see :mod:`helogale.map_reduce`): ``map(doc)``
+        yields ``(key, value)`` pairs, ``reduce(key, values)`` folds them; ``out`` is a
+        collection name or ``{replace|merge|reduce|inline: name}``; ``query``, ``sort``,
+        ``limit`` and ``finalize`` as in MongoDB. Returns the output collection (or, with
+        ``full_response``, a summary document)."""
+        from helogale.map_reduce import run_map_reduce, write_results
+
+        if not callable(map) or not callable(reduce):
+            raise TypeError("map and reduce must be Python callables (JavaScript map-reduce "
+                            "is not supported; see docs/aggregation.md)")
+        results = run_map_reduce(self, map, reduce, query=kwargs.get("query"),
+                                 sort=kwargs.get("sort"), limit=kwargs.get("limit", 0),
+                                 finalize=kwargs.get("finalize"))
+        target = write_results(self, results, out, reduce)
+        if full_response:
+            reply: dict[str, Any] = {"ok": 1.0, "counts": {"output": len(results)}}
+            if isinstance(target, list):
+                reply["results"] = target
+            else:
+                reply["result"] = target.name
+            return reply
+        return target
+
+    def inline_map_reduce(self, map: Any, reduce: Any, full_response: bool = False,
+                          **kwargs: Any) -> Any:
+        """:meth:`map_reduce` with the results returned: a list of ``{_id, value}``."""
+        return self.map_reduce(map, reduce, {"inline": 1}, full_response=full_response,
+                               **kwargs)
+
     # --- indexes ------------------------------------------------------------------------------------------------
     def create_indexes(self, indexes: list[IndexModel]) -> list[str]:
         documents = []

@@ -87,8 +87,13 @@ _OPTIONS = {
     "directConnection": _bool,
     "appName": _str,
     "authSource": _str,
+    "username": _str,
+    "password": _str,
+    "tls": _bool,
+    "tlsCAFile": _str,
+    "tlsCertificateKeyFile": _str,
 }
-_ALIASES = {"wtimeout": "wTimeoutMS", "j": "journal", "safe": "safe"}
+_ALIASES = {"wtimeout": "wTimeoutMS", "j": "journal", "safe": "safe", "ssl": "tls"}
 _CANONICAL = {name.lower(): name for name in _OPTIONS}
 
 

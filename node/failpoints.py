@@ -33,13 +33,14 @@ def configure(name: str, mode: Any, data: Mapping[str, Any] | None = None) -> di
         return {"count": _hits.get(name, 0)}
 
 
-def hit(name: str) -> None:
-    """Wait here while ``name`` is on (see module docstring)."""
+def hit(name: str, ns: str | None = None) -> None:
+    """Wait here while ``name`` is on (see module docstring); a point configured with
+    ``data.ns`` stops only callers working on that namespace."""
     if not _points:
         return
     with _cond:
         point = _points.get(name)
-        if point is None:
+        if point is None or point["data"].get("ns") not in (None, ns):
             return
         _hits[name] = _hits.get(name, 0) + 1
         _cond.notify_all()

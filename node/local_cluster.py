@@ -45,6 +45,10 @@ CHANNEL_OPTIONS = [
 ]
 
 
+METRICS_OFFSET = 1000
+"""With a fixed base port, a process serves metrics at its gRPC port + 1000."""
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct TCP ports that were free a moment ago on loopback."""
     socks: list[socket.socket] = []
@@ -84,6 +88,7 @@ class MemberProcess:
     wire_port: int | None
     data_dir: str
     priority: float = 1.0
+    metrics_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     paused: bool = False
     channel: grpc.Channel | None = field(default=None, repr=False)
@@ -132,13 +137,22 @@ class LocalCluster:
         link_address: Callable[[int, int], str | None] | None = None,
         member_args: Mapping[int, list[str]] | None = None,
         own_process_group: bool = False,
+        metrics: bool = False,
+        tls: Any = None,
     ) -> None:
-        """``link_address(i, j)``: where member index i dials member index j for Raft traffic
+        """``tls``: a :class:`node.security.certs.PKI`: every member with ``--tlsMode
+        requireTLS`` and its certificates, and the URIs and this harness's calls with TLS.
+        ``link_address(i, j)``: where member index i dials member index j for Raft traffic
         (e.g. a chaos proxy); None or returning None means j's own address. ``member_args``:
         extra flags for some members only (by index). ``own_process_group``: each member in a
         process group of its own, so a Ctrl-C at the terminal reaches only the caller, which
-        stops the members itself (``helogale up``)."""
+        stops the members itself (``helogale up``). ``metrics``: each member serves Prometheus
+        metrics (``--metrics-port``; with ``base_port``, at its gRPC port + 1000)."""
         self.own_process_group = own_process_group
+        self.metrics = metrics
+        self.tls = tls
+        self.userinfo = ""
+        """``user:password@`` the URIs carry (``helogale up --auth``)."""
         self.replset = replset
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-cluster-")
@@ -154,9 +168,11 @@ class LocalCluster:
         starts, kept with the data."""
         per = 3 if wire else 2
         if base_port is None:
-            ports = free_ports(members * per)
+            ports = free_ports(members * (per + (1 if metrics else 0)))
+            metric_ports = ports[members * per:]
         else:
             ports = list(range(base_port, base_port + members * per))
+            metric_ports = [base_port + METRICS_OFFSET + i for i in range(members)]
         self.members: list[MemberProcess] = []
         for i in range(members):
             prio = priorities[i] if priorities else 1.0
@@ -167,6 +183,7 @@ class LocalCluster:
                 wire_port=ports[2 * members + i] if wire else None,
                 data_dir=os.path.join(self.data_dir, f"member{i + 1}"),
                 priority=prio,
+                metrics_port=metric_ports[i] if metrics else None,
             ))
         self._initial = list(range(members))
 
@@ -178,14 +195,21 @@ class LocalCluster:
     @property
     def uri(self) -> str:
         hosts = ",".join(m.address for m in self.members)
-        return f"helogale://{hosts}/?replicaSet={self.replset}"
+        return f"helogale://{self.userinfo}{hosts}/?replicaSet={self.replset}{self.tls_query}"
+
+    @property
+    def tls_query(self) -> str:
+        """The URI options a client needs for this cluster's TLS ("" without TLS)."""
+        auth = "&authSource=admin" if self.userinfo else ""
+        tls = f"&tls=true&tlsCAFile={self.tls.ca_file}" if self.tls is not None else ""
+        return auth + tls
 
     @property
     def wire_uri(self) -> str | None:
         if not self.wire:
             return None
         hosts = ",".join(m.wire_address or "" for m in self.members)
-        return f"mongodb://{hosts}/?replicaSet={self.replset}"
+        return f"mongodb://{self.userinfo}{hosts}/?replicaSet={self.replset}{self.tls_query}"
 
     # --- lifecycle --------------------------------------------------------------------------
     def _argv(self, m: MemberProcess, join: bool, peers: list[MemberProcess]) -> list[str]:
@@ -197,6 +221,11 @@ class LocalCluster:
             argv += ["--priority", f"{m.priority:g}"]
         if m.wire_port:
             argv += ["--wire-port", str(m.wire_port)]
+        if m.metrics_port:
+            argv += ["--metrics-port", str(m.metrics_port)]
+        if self.tls is not None:
+            argv += ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", self.tls.server_file,
+                     "--tlsCAFile", self.tls.ca_file]
         if self.election_timeout_ms:
             argv += ["--election-timeout-ms", str(self.election_timeout_ms)]
         if self.heartbeat_ms:
@@ -221,6 +250,8 @@ class LocalCluster:
         log = open(os.path.join(self.data_dir, f"member{m.member_id}.log"), "ab")  # noqa: SIM115
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop("HELOGALE_METRICS_PORT", None)  # one port for every process: the harness
+        # gives each its own (metrics=True) or none
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         m.proc = subprocess.Popen(self._argv(m, join, peers), stdout=log, stderr=log,
@@ -325,11 +356,22 @@ class LocalCluster:
         """Run a command on member ``i`` over gRPC; raises grpc.RpcError if unreachable."""
         m = self.members[i]
         if m.channel is None:
-            m.channel = grpc.insecure_channel(m.address, options=CHANNEL_OPTIONS)
+            m.channel = self.grpc_channel(m.address)
         stub = helogale_pb2_grpc.CommandStub(m.channel)
         reply = stub.Run(helogale_pb2.CommandRequest(db=db, command=bson.encode(cmd)),
                          timeout=timeout, wait_for_ready=True)
         return bson.decode(reply.reply, codec_options=CODEC)
+
+    def grpc_channel(self, address: str) -> grpc.Channel:
+        """A channel to one of this cluster's gRPC ports (TLS, with a client certificate,
+        when the cluster has TLS)."""
+        if self.tls is None:
+            return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        from raft.tls import REQUIRE, TLSSettings
+
+        settings = TLSSettings(REQUIRE, self.tls.client_file, self.tls.ca_file)
+        return grpc.secure_channel(address, settings.grpc_channel_credentials(),
+                                   options=CHANNEL_OPTIONS)
 
     def try_command(self, i: int, cmd: Mapping[str, Any], db: str = "admin",
                     timeout: float = 2.0) -> dict[str, Any] | None:

@@ -35,15 +35,20 @@ from typing import Any
 import bson
 import grpc
 
+from helogale.auth import Credentials
+from helogale.channel import Channel
+from helogale.errors import PyMongoError
+from helogale.tls import ClientTLS
 from node.local_cluster import (
-    CHANNEL_OPTIONS,
     CODEC,
     LOOPBACK,
+    METRICS_OFFSET,
     LocalCluster,
     free_ports,
     wait_until,
 )
 from proto import helogale_pb2, helogale_pb2_grpc
+from raft.auth import load_keyfile
 
 CONFIG_SET = "cfg"
 
@@ -53,8 +58,11 @@ class RouterProcess:
     port: int
     wire_port: int | None
     log_path: str
+    metrics_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = field(default=None, repr=False)
+    internal: Any = field(default=None, repr=False)
+    """``auth``: a helogale channel authenticated as the cluster's internal identity."""
 
     @property
     def address(self) -> str:
@@ -85,10 +93,16 @@ class ShardedCluster:
         election_timeout_ms: int | None = None,
         extra_args: list[str] | None = None,
         own_process_group: bool = False,
+        metrics: bool = False,
+        auth: bool = False,
+        tls: Any = None,
     ) -> None:
-        """``own_process_group``: every process in a process group of its own, so a Ctrl-C at
+        """``metrics``: every process serves Prometheus metrics (routers their status page
+        too). ``own_process_group``: every process in a process group of its own, so a Ctrl-C at
         the terminal reaches only the caller, which then stops them in order (``helogale
-        up``)."""
+        up``). ``auth``: every process with ``--auth`` and ONE key file (the cluster's internal
+        identity between sets); the harness's own calls authenticate as that identity.
+        ``tls``: a :class:`node.security.certs.PKI`: requireTLS everywhere (see LocalCluster)."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="helogale-sharded-")
         self.wire = wire
@@ -99,10 +113,17 @@ class ShardedCluster:
         self.own_process_group = own_process_group
         per_set = -(-members * (3 if wire else 2) // 10) * 10  # rounded up to a multiple of 10
         set_base = None if base_port is None else base_port + 100
-        common = {"wire": wire, "log_level": log_level,
+        self.tls = tls
+        self.userinfo = ""
+        """``user:password@`` the URIs carry (``helogale up --auth``)."""
+        common = {"wire": wire, "log_level": log_level, "tls": tls,
                   "election_timeout_ms": election_timeout_ms,
-                  "own_process_group": own_process_group}
+                  "own_process_group": own_process_group, "metrics": metrics}
         extra = list(extra_args or [])
+        self.auth = auth
+        self.keyfile = os.path.join(self.data_dir, "keyfile")
+        if auth:
+            extra.append("--auth")
         self.config = LocalCluster(
             members, data_dir=os.path.join(self.data_dir, CONFIG_SET), replset=CONFIG_SET,
             base_port=set_base, extra_args=["--configsvr", *extra], **common)
@@ -113,15 +134,23 @@ class ShardedCluster:
                 members, data_dir=os.path.join(self.data_dir, f"shard{k + 1}"),
                 replset=f"shard{k + 1}", base_port=base, extra_args=["--shardsvr", *extra],
                 **common))
+        if auth:  # one key for every set: they authenticate to each other with it
+            for cluster in self.sets:
+                cluster.keyfile = self.keyfile
         if base_port is None:
-            ports = free_ports(routers * 2)
-            grpc_ports, wire_ports = ports[:routers], ports[routers:]
+            ports = free_ports(routers * 3)
+            grpc_ports, wire_ports = ports[:routers], ports[routers:2 * routers]
+            metric_ports = ports[2 * routers:]
         else:
             grpc_ports = list(range(base_port, base_port + routers))
             wire_ports = list(range(base_port - 10, base_port - 10 + routers))
+            metric_ports = [p + METRICS_OFFSET for p in grpc_ports]
+        self.metrics = metrics
         self.routers = [RouterProcess(p, w if wire else None,
-                                      os.path.join(self.data_dir, f"router{i + 1}.log"))
-                        for i, (p, w) in enumerate(zip(grpc_ports, wire_ports, strict=True))]
+                                      os.path.join(self.data_dir, f"router{i + 1}.log"),
+                                      metrics_port=m if metrics else None)
+                        for i, (p, w, m) in enumerate(zip(grpc_ports, wire_ports, metric_ports,
+                                                          strict=True))]
 
     # --- addresses ---------------------------------------------------------------------------
     @property
@@ -130,13 +159,24 @@ class ShardedCluster:
 
     @property
     def uri(self) -> str:
-        return "helogale://" + ",".join(r.address for r in self.routers) + "/"
+        return ("helogale://" + self.userinfo + ",".join(r.address for r in self.routers)
+                + "/" + self._query)
+
+    @property
+    def _query(self) -> str:
+        opts = []
+        if self.userinfo:
+            opts.append("authSource=admin")
+        if self.tls is not None:
+            opts += ["tls=true", f"tlsCAFile={self.tls.ca_file}"]
+        return "?" + "&".join(opts) if opts else ""
 
     @property
     def wire_uri(self) -> str | None:
         if not self.wire:
             return None
-        return "mongodb://" + ",".join(r.wire_address or "" for r in self.routers) + "/"
+        return ("mongodb://" + self.userinfo
+                + ",".join(r.wire_address or "" for r in self.routers) + "/" + self._query)
 
     @staticmethod
     def connection_string(cluster: LocalCluster) -> str:
@@ -192,8 +232,17 @@ class ShardedCluster:
                 "--listen", r.address, "--log-level", self.log_level]
         if r.wire_port:
             argv += ["--wire-port", str(r.wire_port)]
+        if r.metrics_port:
+            argv += ["--metrics-port", str(r.metrics_port)]
+        if self.auth:
+            argv += ["--auth", "--keyfile", self.keyfile]
+        if self.tls is not None:
+            argv += ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", self.tls.server_file,
+                     "--tlsCAFile", self.tls.ca_file]
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop("HELOGALE_METRICS_PORT", None)  # one port for every process: the harness
+        # gives each its own (metrics=True) or none
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         os.makedirs(self.data_dir, exist_ok=True)
@@ -238,12 +287,17 @@ class ShardedCluster:
         if r.channel is not None:
             r.channel.close()
             r.channel = None
+        if r.internal is not None:
+            r.internal.close()
+            r.internal = None
 
     def router_command(self, i: int, cmd: Mapping[str, Any], db: str = "admin",
                        timeout: float = 60.0) -> dict[str, Any]:
         r = self.routers[i]
+        if self.auth:  # as the cluster's internal identity
+            return self._internal_channel(r).run(db, dict(cmd), CODEC, timeout=timeout)
         if r.channel is None:
-            r.channel = grpc.insecure_channel(r.address, options=CHANNEL_OPTIONS)
+            r.channel = self.config.grpc_channel(r.address)
         stub = helogale_pb2_grpc.CommandStub(r.channel)
         reply = stub.Run(helogale_pb2.CommandRequest(db=db, command=bson.encode(cmd)),
                          timeout=timeout, wait_for_ready=True)
@@ -255,5 +309,15 @@ class ShardedCluster:
             return None
         try:
             return self.router_command(i, cmd, db, timeout)
-        except (grpc.RpcError, ValueError):
+        except (grpc.RpcError, ValueError, PyMongoError):
             return None
+
+    def _internal_channel(self, r: RouterProcess) -> Any:
+        if r.internal is None:
+            key = load_keyfile(self.keyfile).decode("ascii")
+            host, port = r.address.rsplit(":", 1)
+            tls = (ClientTLS(self.tls.ca_file, self.tls.client_file) if self.tls is not None
+                   else None)
+            r.internal = Channel((host, int(port)), credentials=Credentials(
+                "__system", key, "local"), tls=tls)
+        return r.internal

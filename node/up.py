@@ -8,6 +8,12 @@ a single replica set (the URIs list its members). Every process runs in a proces
 own, so a Ctrl-C at the terminal reaches only ``helogale up``, which stops them in order:
 routers, then shards, then the config servers.
 
+A sharded cluster balances itself as it is loaded: its config servers run a balancer round
+every :data:`BALANCER_INTERVAL_S` seconds, and a new cluster gets a chunk size of
+:data:`UP_CHUNK_MB` MiB (``--chunk-size-mb`` to choose; the product default, 128 MiB, would
+let a laptop-sized collection sit in one chunk on one shard). A restarted cluster keeps the
+chunk size it has (:func:`set_chunk_size`).
+
 Unless ``restart`` is off (``--no-restart``), a :class:`~node.supervisor.Supervisor` restarts
 any member or router that dies, after a backoff, with one line on stderr.
 
@@ -22,9 +28,11 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from node.local_cluster import LOOPBACK, LocalCluster
+from node.security.up import SecureUp
 from node.sharded_cluster import CONFIG_SET, ShardedCluster
 from node.supervisor import Supervisor
 
@@ -35,6 +43,30 @@ ANIMALS = [
     ("white-tailed mongoose", 4100), ("Ethiopian dwarf mongoose", 290),
 ]
 """The demo's documents: ``_id`` 1..8 with a name and a weight in grams."""
+UP_CHUNK_MB = 4
+"""The chunk size (MiB) ``helogale up`` gives a new sharded cluster."""
+BALANCER_INTERVAL_S = 2
+"""Seconds between the balancer's rounds in a cluster ``helogale up`` starts."""
+
+
+def set_chunk_size(config_command: Callable[[dict[str, Any]], dict[str, Any]],
+                   mb: int | None) -> int:
+    """Write the chunk size ``mb`` (MiB) to ``config.settings``, or, with ``mb`` None, keep the
+    one the cluster has (set by an earlier ``up`` or through a router) and give a cluster
+    without one :data:`UP_CHUNK_MB`. ``config_command`` runs a command on the ``config``
+    database (through a router). Returns the chunk size in force."""
+    if mb is None:
+        found = config_command({"find": "settings", "filter": {"_id": "chunksize"}})
+        docs = found.get("cursor", {}).get("firstBatch", []) if found.get("ok") == 1.0 else []
+        if docs and docs[0].get("value"):
+            return int(docs[0]["value"])
+        mb = UP_CHUNK_MB
+    reply = config_command({"update": "settings", "updates": [
+        {"q": {"_id": "chunksize"}, "u": {"$set": {"value": mb}}, "upsert": True}],
+        "writeConcern": {"w": "majority"}})
+    if reply.get("ok") != 1.0 or reply.get("writeErrors"):
+        raise RuntimeError(f"cannot set the chunk size: {reply}")
+    return mb
 
 
 def _check_data_dir(data_dir: str, shards: int) -> str | None:
@@ -56,10 +88,11 @@ def _check_data_dir(data_dir: str, shards: int) -> str | None:
 
 def _ports(cluster: LocalCluster | ShardedCluster) -> list[int]:
     sets = cluster.sets if isinstance(cluster, ShardedCluster) else [cluster]
-    ports = [p for c in sets for m in c.members for p in (m.port, m.raft_port, m.wire_port)
-             if p]
+    ports = [p for c in sets for m in c.members
+             for p in (m.port, m.raft_port, m.wire_port, m.metrics_port) if p]
     if isinstance(cluster, ShardedCluster):
-        ports += [p for r in cluster.routers for p in (r.port, r.wire_port) if p]
+        ports += [p for r in cluster.routers for p in (r.port, r.wire_port, r.metrics_port)
+                  if p]
     return sorted(ports)
 
 
@@ -80,8 +113,10 @@ def busy_ports(ports: list[int]) -> list[int]:
 
 def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: bool = True,
            demo: bool = True, shards: int = 2, routers: int = 2,
-           out: TextIO | None = None, restart: bool = True) -> int:
-    """``helogale up`` (see module docstring); returns the exit status."""
+           out: TextIO | None = None, restart: bool = True, metrics: bool = True,
+           chunk_size_mb: int | None = None, auth: bool = False, tls: bool = False) -> int:
+    """``helogale up`` (see module docstring); returns the exit status. ``auth``/``tls``:
+    :mod:`node.security.up` (a first ``root`` user, a throwaway CA and certificates)."""
     out = out or sys.stdout
     if data_dir is not None:
         problem = _check_data_dir(data_dir, shards)
@@ -90,12 +125,17 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
             return 2
         os.makedirs(data_dir, exist_ok=True)
     cluster: LocalCluster | ShardedCluster
+    secure = SecureUp(data_dir, auth, tls)
     if shards == 0:
         cluster = LocalCluster(members, data_dir=data_dir, base_port=base_port, wire=wire,
-                               own_process_group=True)
+                               own_process_group=True, metrics=metrics, tls=secure.pki,
+                               extra_args=["--auth"] if auth else None)
     else:
         cluster = ShardedCluster(shards, members=members, routers=routers, data_dir=data_dir,
-                                 base_port=base_port, wire=wire, own_process_group=True)
+                                 base_port=base_port, wire=wire, own_process_group=True,
+                                 metrics=metrics, auth=auth, tls=secure.pki,
+                                 extra_args=["--balancer-interval-secs",
+                                             str(BALANCER_INTERVAL_S)])
     busy = busy_ports(_ports(cluster))
     if busy:
         print(f"helogale up: port(s) {', '.join(map(str, busy))} already in use (another "
@@ -115,21 +155,31 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
             say(f"starting config servers ({members}), {shards} shard(s) of {members} "
                 f"member(s), {routers} router(s)...")
             cluster.start(progress=say)
+            mb = set_chunk_size(lambda cmd: cluster.router_command(0, cmd, db="config"),
+                                chunk_size_mb)
+            say(f"chunk size {mb} MiB; the balancer runs every {BALANCER_INTERVAL_S} s")
         else:
             say(f"starting replica set {cluster.replset} ({members} member(s))...")
             cluster.start()
         if restart:
             supervisor = _supervise(cluster, say)
+        secure.first_user(cluster, say)
         print(cluster.uri, file=out, flush=True)
         if cluster.wire_uri:
             print(cluster.wire_uri, file=out, flush=True)
         if isinstance(cluster, ShardedCluster):
             say(f"sharded cluster up: {shards} shard(s), {routers} router(s), data in "
                 f"{cluster.data_dir}; connect to the URIs above; Ctrl-C stops")
+            if metrics:
+                say("metrics: every process at its gRPC port + 1000 (/metrics); status page "
+                    f"http://127.0.0.1:{cluster.routers[0].metrics_port}/ ; "
+                    "`helogale status` for a summary")
         else:
             say(f"replica set {cluster.replset}: {members} members, data in "
                 f"{cluster.data_dir}; Ctrl-C stops")
-        if demo and not done.is_set():
+        if demo and not done.is_set() and auth and not isinstance(cluster, ShardedCluster):
+            say("demo skipped: it talks to members without credentials")
+        elif demo and not done.is_set():
             if isinstance(cluster, ShardedCluster):
                 demo_sharded(cluster, out)
             else:
@@ -145,6 +195,7 @@ def run_up(data_dir: str | None, base_port: int | None, members: int = 3, wire: 
         if isinstance(cluster, ShardedCluster):
             say("stopping routers, then shards, then config servers...")
         cluster.stop()
+        secure.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     say("stopped")
@@ -223,7 +274,7 @@ def demo_sharded(cluster: ShardedCluster, out: Any) -> None:
             say(f"{DEMO_NS} was sharded by an earlier run; its data survived the restart")
         for c in client.config.chunks.find({"ns": DEMO_NS}).sort("min", 1):
             say(f"chunk [{_bound(c['min'])}, {_bound(c['max'])}) on {c['shard']}")
-        for shard in cluster.shards:
+        for shard in [] if cluster.auth else cluster.shards:  # (shards have no user root)
             with helogale.MongoClient(shard.uri) as direct:
                 n = direct.demo.animals.count_documents({})
             say(f"{shard.replset} holds {n} documents of {DEMO_NS}")

@@ -15,7 +15,8 @@ Owns, in one place so every link of the cluster uses the same rules:
   ``hmac.compare_digest``; it never logs or returns the key or a proof.
 
 The key authenticates the *opening* of a stream. It does not encrypt or sign each message: a
-machine able to tamper with traffic on the path needs TLS as well (not built yet).
+machine able to tamper with traffic on the path needs TLS as well (``raft.tls``: mutual TLS
+on the Raft port).
 """
 
 from __future__ import annotations

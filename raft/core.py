@@ -284,7 +284,8 @@ class RawNode:
         if self.role == StateRole.LEADER:
             for nid, pr in self.prs.items():
                 st.progress[nid] = MemberStatus(pr.match, pr.next, pr.state.name,
-                                                pr.recent_active, pr.is_learner)
+                                                pr.recent_active or pr.was_active,
+                                                pr.is_learner)
         return st
 
     def match_index(self, node_id: int) -> int:
@@ -689,6 +690,7 @@ class RawNode:
                 v in self.prs and self.prs[v].recent_active))
             for nid, pr in self.prs.items():
                 if nid != self.id:
+                    pr.was_active = pr.recent_active
                     pr.recent_active = False
             if not ok:
                 self.become_follower(self.term, NONE)

@@ -62,6 +62,7 @@ from raft.types import (
     Entry,
     EntryType,
     Message,
+    MessageType,
     ProposalDropped,
     RaftError,
     Ready,
@@ -171,6 +172,32 @@ class NodeView:
     voters: frozenset[int]
 
 
+class Observer:
+    """What the driver reports for metrics (every method a no-op here; override some).
+    Called from the driver's threads: keep them cheap and never raise."""
+
+    def on_fsync(self, seconds: float) -> None:
+        """One group-commit flush of the WAL took ``seconds``."""
+
+    def on_append(self, first_index: int, last_index: int, term: int, leader: bool) -> None:
+        """Entries ``first_index..last_index`` reached this node's durable log."""
+
+    def on_proposal(self, seconds: float, ok: bool) -> None:
+        """A proposal was applied (``ok``) or refused after ``seconds``."""
+
+    def on_role(self, role: StateRole, term: int) -> None:
+        """This node became ``role`` (a CANDIDATE: it started an election)."""
+
+    def on_snapshot_sent(self, to: int, done: bool) -> None:
+        """A chunk of InstallSnapshot left for ``to`` (``done``: the last one)."""
+
+    def on_snapshot_received(self, frm: int, done: bool) -> None:
+        """A chunk of InstallSnapshot arrived from ``frm`` (``done``: the last one)."""
+
+    def on_snapshot_installed(self, index: int) -> None:
+        """A snapshot from the leader was installed (this node was behind)."""
+
+
 class RaftNode:
     """A Raft member: durable log in ``data_dir``, peers over gRPC, state machine via callbacks.
 
@@ -194,8 +221,15 @@ class RaftNode:
         fs: FileSystem | None = None,
         on_fatal: FatalFn | None = None,
         cluster_key: bytes | None = None,
+        observer: Observer | None = None,
+        tls: Any = None,
     ) -> None:
         self.id = node_id
+        self.observer = observer or Observer()
+        self.elections = 0
+        """Elections this node started (became a candidate)."""
+        self.leader_terms = 0
+        """Terms in which this node became leader."""
         self._on_fatal = on_fatal
         self._failure: NodeFailed | None = None
         self._loop_failed = False
@@ -258,7 +292,8 @@ class RaftNode:
         self._addresses.update(peers)  # addresses given now win over remembered ones
         try:
             self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
-                                           self._addresses, self._receive, key=cluster_key)
+                                           self._addresses, self._receive, key=cluster_key,
+                                           tls=tls)
         except BaseException:
             self.storage.close()  # release the data directory for a retry
             raise
@@ -368,6 +403,10 @@ class RaftNode:
         applied here (``future.result_value`` holds what ``apply`` returned for it), or fails
         with NotLeader / ProposalDropped."""
         fut: Future[int] = Future()
+        started = time.monotonic()
+        obs = self.observer
+        fut.add_done_callback(lambda f: obs.on_proposal(time.monotonic() - started,
+                                                        f.exception() is None))
         self._post("propose", (data, fut))
         return fut
 
@@ -376,6 +415,10 @@ class RaftNode:
         indexes when accepted); one future per payload, in order."""
         futs: list[Future[int]] = [Future() for _ in datas]
         if futs:
+            started = time.monotonic()
+            obs = self.observer
+            futs[-1].add_done_callback(lambda f: obs.on_proposal(time.monotonic() - started,
+                                                                 f.exception() is None))
             self._post("propose_many", (list(zip(datas, futs)), futs))
         return futs
 
@@ -486,6 +529,9 @@ class RaftNode:
                 f.set_exception(err)
 
     def _receive(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            if m.type == MessageType.SNAPSHOT:
+                self.observer.on_snapshot_received(m.frm, bool(m.done))
         with self._cv:
             self._inbox.append(("msgs", msgs))
             self._cv.notify()
@@ -527,6 +573,7 @@ class RaftNode:
             while raw.has_ready() and self._inflight < self.cfg.max_inflight_readies:
                 rd = raw.ready()
                 if rd.messages:
+                    self._count_snapshots(rd.messages)
                     self.transport.send(rd.messages)
                 self._inflight += 1
                 with self._persist_cv:
@@ -600,6 +647,11 @@ class RaftNode:
     def _not_leader(self, why: str) -> NotLeader:
         return NotLeader(self.raw.leader, why)
 
+    def _count_snapshots(self, msgs: Sequence[Message]) -> None:
+        for m in msgs:
+            if m.type == MessageType.SNAPSHOT:
+                self.observer.on_snapshot_sent(m.to, bool(getattr(m, "done", True)))
+
     def _propose_batch(self, batch: list[tuple[bytes, Future[int]]]) -> None:
         raw = self.raw
         try:
@@ -634,6 +686,12 @@ class RaftNode:
                         raw.log.last_index(), match, raw.conf.voters)
         if view == old:
             return
+        if view.role != old.role or view.term != old.term:
+            if view.role == StateRole.CANDIDATE:
+                self.elections += 1
+            elif view.role == StateRole.LEADER:
+                self.leader_terms += 1
+            self.observer.on_role(view.role, view.term)
         with self._state_cv:
             self._view = view
             self._state_cv.notify_all()
@@ -672,7 +730,13 @@ class RaftNode:
             if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
                 wal.save(rd.hard_state, rd.entries, rd.snapshot, sync=False)
         if any(rd.must_sync for rd in rds):
+            started = time.monotonic()
             wal.flush()
+            self.observer.on_fsync(time.monotonic() - started)
+        appended = [rd.entries for rd in rds if rd.entries]
+        if appended:
+            self.observer.on_append(appended[0][0].index, appended[-1][-1].index,
+                                    appended[-1][-1].term, self._view.role == StateRole.LEADER)
         for rd in rds:
             if rd.persisted_messages:
                 self.transport.send(rd.persisted_messages)
@@ -697,6 +761,7 @@ class RaftNode:
         if self._snapshotter is not None:
             self._snapshotter.install(snap.data)
         self.snapshots_installed += 1
+        self.observer.on_snapshot_installed(snap.meta.index)
         self._applied_sizes.clear()
         self._bytes_since_snap = 0
         self._applied = snap.meta.index

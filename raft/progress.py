@@ -59,8 +59,19 @@ class Progress:
     """What the leader knows about one member's log."""
 
     __slots__ = (
-        "inflights", "is_learner", "match", "next", "pending_snapshot", "probe_sent",
-        "recent_active", "snap_offset", "snap_progress", "snap_sent", "snapshot", "state",
+        "inflights",
+        "is_learner",
+        "match",
+        "next",
+        "pending_snapshot",
+        "probe_sent",
+        "recent_active",
+        "snap_offset",
+        "snap_progress",
+        "snap_sent",
+        "snapshot",
+        "state",
+        "was_active",
     )
 
     def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int = 0,
@@ -75,6 +86,8 @@ class Progress:
         self.snap_sent = 0  # next snapshot byte to send
         self.snap_progress = False  # acks arrived since the last heartbeat response
         self.recent_active = False
+        self.was_active = False
+        """``recent_active`` at the end of the last check-quorum window (for status)."""
         self.is_learner = is_learner
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
 

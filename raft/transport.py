@@ -33,6 +33,8 @@ import grpc
 
 from proto import raft_pb2, raft_pb2_grpc
 from raft.auth import AuthError, Verifier, client_metadata
+from raft.tls import TLSSettings, add_port
+from raft.tls import channel as tls_channel
 from raft.types import (
     ConfState,
     Entry,
@@ -261,7 +263,7 @@ class _PeerSender:
     def _run(self) -> None:
         # One channel for the sender's life: gRPC reconnects its subchannel by itself (with the
         # backoff options above); this loop only reopens the stream, with its own backoff.
-        channel = self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+        channel = self._channel = tls_channel(self.address, self.t.tls, _CHANNEL_OPTIONS)
         stub = raft_pb2_grpc.RaftTransportStub(channel)
         backoff = self.t.min_backoff
         while not self.closed:
@@ -343,9 +345,13 @@ class GrpcTransport:
         server_threads: int = 16,
         key: bytes | None = None,
         challenge_timeout: float = 2.0,
+        tls: TLSSettings | None = None,
     ) -> None:
         self.node_id = node_id
         self.key = key
+        self.tls = tls
+        """TLS on the Raft port and to peers: mutual (a peer needs a certificate the CA
+        signed), before the key-file proof."""
         self.challenge_timeout = challenge_timeout
         self._refusals = _Throttled()
         self.listen = listen
@@ -363,7 +369,7 @@ class GrpcTransport:
         self._servicer = _Servicer(node_id, on_messages,
                                    Verifier(key, node_id) if key is not None else None)
         raft_pb2_grpc.add_RaftTransportServicer_to_server(self._servicer, self._server)
-        self.port = self._server.add_insecure_port(listen)
+        self.port = add_port(self._server, listen, tls, mutual=True)
         if self.port == 0:
             raise OSError(f"raft transport cannot listen on {listen}")
         self._initial_peers = dict(peers)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from node.ops.metrics import default_host, default_port
+from raft.tls import TLSConfigError, TLSSettings
 
 
 @dataclass
@@ -17,6 +20,24 @@ class RouterConfig:
     advertise_wire: str | None = None
     log_level: str = "INFO"
     cursor_timeout_s: float = 600.0
+    metrics_port: int | None = field(default_factory=default_port)
+    """Prometheus metrics and the status page (None: off; 0: any free port); default
+    ``HELOGALE_METRICS_PORT``."""
+    metrics_host: str = field(default_factory=default_host)
+    slowms: int = 100
+    auth: bool = False
+    """``--auth``: users authenticate (SCRAM) and need roles; the router then talks to the
+    config servers and shards as the cluster's internal identity (``keyfile``)."""
+    keyfile: str | None = None
+    tls_mode: str = "disabled"
+    tls_certificate_key_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_require_client_certificate: bool = False
+
+    @property
+    def tls(self) -> TLSSettings:
+        return TLSSettings(self.tls_mode, self.tls_certificate_key_file, self.tls_ca_file,
+                           self.tls_require_client_certificate)
 
     @property
     def advertised(self) -> str:
@@ -43,5 +64,28 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
                    help="wire listen host")
     p.add_argument("--advertise-wire", help="wire address reported by hello")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--metrics-port", type=int,
+                   help="metrics and status page port (default $HELOGALE_METRICS_PORT)")
+    p.add_argument("--metrics-host", help="metrics listen host (default 127.0.0.1)")
+    p.add_argument("--slowms", type=int, help="log operations slower than this (default 100)")
+    p.add_argument("--auth", action="store_true",
+                   help="require users to authenticate and hold roles (needs --keyfile)")
+    p.add_argument("--keyfile", help="the cluster key file (the internal identity)")
+    p.add_argument("--tlsMode", dest="tls_mode", default="disabled",
+                   choices=["disabled", "preferTLS", "requireTLS"],
+                   help="TLS on the router's ports and to the config servers and shards")
+    p.add_argument("--tlsCertificateKeyFile", dest="tls_certificate_key_file",
+                   help="PEM file with the router's certificate and private key")
+    p.add_argument("--tlsCAFile", dest="tls_ca_file", help="PEM file of the cluster's CA")
+    p.add_argument("--tlsRequireClientCertificate", dest="tls_require_client_certificate",
+                   action="store_true",
+                   help="refuse clients without a certificate the CA signed")
     ns = p.parse_args(argv)
-    return RouterConfig(**vars(ns))
+    if ns.auth and not ns.keyfile:
+        p.error("--auth needs --keyfile: the router talks to the shards as the cluster")
+    config = RouterConfig(**{k: v for k, v in vars(ns).items() if v is not None})
+    try:
+        config.tls  # noqa: B018 - validates the TLS options
+    except TLSConfigError as exc:
+        p.error(str(exc))
+    return config

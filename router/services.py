@@ -29,6 +29,12 @@ class RouterServices:
     commands: Mapping[str, Any] = field(default_factory=dict)
     advertised: str = ""
     """This router's own address, as ``hello.me`` reports it."""
+    ops: Any = None
+    """The dispatcher's :class:`~node.ops.hook.OpsHook` (set by the Dispatcher)."""
+    users: Any = None
+    """``--auth``: users read from the config servers (``node.security.authz.RemoteUsers``)."""
+    authz: Any = None
+    """``--auth``: the authorization check every command passes first."""
 
 
 def read_preference(cmd: Mapping[str, Any]) -> ServerMode:

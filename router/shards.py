@@ -10,6 +10,7 @@ routed` marks the collection stale, re-reads its routing table and runs the atte
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,8 @@ from helogale.channel import Address
 from helogale.errors import PyMongoError
 from helogale.read_preferences import ReadPreference, ServerMode
 from node.engine.errors import MongoError
+from node.ops import current as ops_current
+from node.ops.counters import COUNTERS
 from node.sharding.chunks import UNSHARDED, ChunkVersion
 from node.sharding.remote import Retry
 from router.catalog import CatalogCache, Route
@@ -101,8 +104,10 @@ class Shards:
                     retry: Retry = "safe",
                     read_preference: ServerMode = ReadPreference.PRIMARY,
                     address: Address | None = None) -> tuple[dict[str, Any], Address | None]:
-        """:meth:`call`, also saying which member answered (``address``: only that one)."""
+        """:meth:`call`, also saying which member answered (``address``: only that one).
+        A killed router operation (``killOp``) stops here, before asking a shard again."""
         try:
+            ops_current.check_killed()
             return self.catalog.shard(shard).run(db, cmd, retry=retry,
                                                  read_preference=read_preference,
                                                  address=address)
@@ -116,12 +121,13 @@ class Shards:
                   retry: Retry = "safe", read_preference: ServerMode = ReadPreference.PRIMARY
                   ) -> list[dict[str, Any]]:
         """``call`` for several ``(shard, db, cmd)`` at once; replies in the same order."""
+        ops_current.check_killed()
         if len(calls) == 1:
             shard, db, cmd = calls[0]
             return [self.call(shard, db, cmd, retry=retry, read_preference=read_preference)]
-        futures = [self.pool.submit(self.call, shard, db, cmd, retry=retry,
-                                    read_preference=read_preference)
-                   for shard, db, cmd in calls]
+        futures = [self.pool.submit(contextvars.copy_context().run, self.call, shard, db, cmd,
+                                    retry=retry, read_preference=read_preference)
+                   for shard, db, cmd in calls]  # (the context: whom the calls act for)
         return [f.result() for f in futures]
 
     def routed(self, db: str, coll: str, attempt: Callable[[Route], T], *,
@@ -141,6 +147,7 @@ class Shards:
                 return attempt(route)
             except StaleRouting as exc:
                 self.stale_retries += 1
+                COUNTERS.inc("router_stale_config_retries")
                 self.catalog.mark_stale(ns, database=route.table is None)
                 retries.again(exc)
 

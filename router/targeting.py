@@ -3,7 +3,7 @@
 Built on the planner's own bound analysis (the same intervals the ``_id`` index would scan),
 so targeting and the shards' plans agree: ``_id`` equality and ``$in`` give points, ranges
 give ranges, anything else (or ``_id`` only under ``$or``) gives None: every shard of the
-collection.
+collection. :func:`note_targets` counts each routed operation for the metrics endpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from bson.regex import Regex
 
 from node.engine.planner import field_intervals, filter_predicates, key_ranges
+from node.ops.counters import COUNTERS
 from router.routing_table import Range
 
 
@@ -54,3 +55,11 @@ def exact_id(filt: Mapping[str, Any] | None) -> tuple[bool, Any]:
             if found:
                 return True, value
     return False, None
+
+
+def note_targets(shards: list[str], of: int) -> list[str]:
+    """Count a routed operation by how many of the collection's ``of`` shards it targets
+    (``router_targeted_total{kind=single|multi|broadcast}``); returns ``shards``."""
+    kind = "single" if len(shards) <= 1 else "broadcast" if len(shards) >= of else "multi"
+    COUNTERS.inc("router_targeted", kind=kind)
+    return shards

@@ -19,7 +19,7 @@ def start_shared_cluster() -> ShardedCluster:
     """``HELOGALE_TEST_CLUSTER_DIR`` keeps its data and logs there (to read after a failure).
     The balancer runs a round a second when started, and is stopped: tests that want it
     start it (``balancerStart``) and stop it again."""
-    cluster = ShardedCluster(shards=2, members=3, routers=2, wire=True,
+    cluster = ShardedCluster(shards=2, members=3, routers=2, wire=True, metrics=True,
                              data_dir=os.environ.get("HELOGALE_TEST_CLUSTER_DIR"),
                              extra_args=["--enable-test-commands",
                                          "--balancer-interval-secs", "0.5"]).start(timeout=300)

@@ -1,5 +1,7 @@
 """Smoke test of ``python -m bench sharded``: a tiny run of all three systems (one member per
-replica set to keep it short), the JSON's shape, and the second shard really taking half."""
+replica set to keep it short), the JSON's shape, the second shard really taking half; the
+ObjectId hot spot (one chunk: one shard takes everything; presplit by the second: both shards,
+never both in one second) and the balancer's convergence."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,16 +28,19 @@ def test_preloaded_ids_spread_over_both_halves_of_the_split() -> None:
     assert all(-(1 << 63) <= i < (1 << 63) for i in ids)  # BSON int64
 
 
+@pytest.mark.timeout(900)  # three systems one after the other; slow on a loaded machine
 def test_sharded_bench_quick_json_shape(tmp_path: Path) -> None:
     out = tmp_path / "sharded.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "sharded", "--quick", "--members", "1",
-         "--duration", "0.5", "--docs", "1000", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+         "--duration", "1", "--docs", "1000", "--hotspot-duration", "2",
+         "--converge-mib", "4", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=840,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "router-2-shards" in proc.stdout and "target router-1-shard" in proc.stdout
     data = json.loads(out.read_text())
+    _hot_spot_and_convergence(data)  # first: the rows below are the more load-sensitive
     assert {"results", "ratios", "targets", "placement", "machine"} <= set(data)
     workloads = ([f"insert-majority-{n}" for n in QUICK_CLIENTS]
                  + [f"find-id-{n}" for n in QUICK_CLIENTS]
@@ -63,3 +69,27 @@ def test_sharded_bench_quick_json_shape(tmp_path: Path) -> None:
     assert sum(c["docs"] for c in two.values()) == 1000
     (one,) = data["placement"]["router-1-shard"].values()
     assert one["docs"] == 1000
+
+
+def _hot_spot_and_convergence(data: dict[str, Any]) -> None:
+    hot = {(r["workload"], r["system"]): r for r in data["hotspot"]}
+    assert set(hot) == {("insert-objectid-16", "router-1-shard"),
+                        ("insert-objectid-16", "router-2-shards"),
+                        ("insert-objectid-presplit-16", "router-2-shards"),
+                        ("insert-objectid-balancer-16", "router-2-shards")}
+    for row in hot.values():
+        assert row["ops_per_s"] > 0 and row["errors"] == 0, row
+        assert sum(row["per_shard"].values()) > 0, row
+    for system in ("router-1-shard", "router-2-shards"):
+        one = hot[("insert-objectid-16", system)]  # one chunk: one shard takes every insert
+        assert sorted(one["per_shard"].values())[:-1] == [0] * (len(one["per_shard"]) - 1)
+        assert len(set(one["timeline"]) - {"."}) == 1, one  # ".": a second nothing landed
+    presplit = hot[("insert-objectid-presplit-16", "router-2-shards")]
+    assert min(presplit["per_shard"].values()) > 0, presplit
+    assert "+" not in presplit["timeline"] and {"1", "2"} <= set(presplit["timeline"]), presplit
+    assert "balancer" in hot[("insert-objectid-balancer-16", "router-2-shards")]
+    conv = data["convergence"]
+    assert conv["converged"], conv
+    assert conv["moves"] > 0 and conv["splits"] > 0, conv
+    assert max(conv["start_mib"].values()) > 3.5 and min(conv["start_mib"].values()) == 0
+    assert max(conv["end_mib"].values()) - min(conv["end_mib"].values()) <= 3 * conv["chunk_mb"]

@@ -92,7 +92,7 @@ def test_aggregate_subset(run: Any) -> None:
         {"$match": {"_id": {"$lt": 2}}}, {"$unwind": "$tags"}, {"$project": {"tags": 1}},
         {"$count": "n"}]})
     assert reply["cursor"]["firstBatch"] == [{"n": 4}]
-    bad = run({"aggregate": "nums", "cursor": {}, "pipeline": [{"$lookup": {}}]})
+    bad = run({"aggregate": "nums", "cursor": {}, "pipeline": [{"$lookupz": {}}]})
     assert bad["ok"] == 0.0 and bad["code"] == 40324
 
 

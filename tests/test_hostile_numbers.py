@@ -1,6 +1,6 @@
 """Numbers no 64-bit integer can hold (NaN, infinities, 1e30, -1e30) where a command expects
-one: refused with BadValue (2), or with MongoDB's own code where it has one ($skip 15956,
-$limit 15958), never an InternalError and never an entry that reaches the log. Found by the
+one: refused with BadValue (2), or with MongoDB's own code where it has one ($skip 15972,
+$limit 15957), never an InternalError and never an entry that reaches the log. Found by the
 command fuzzer (tests/test_commands_fuzz.py)."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def test_out_of_range_numbers_are_bad_value(d: Dispatcher, name: str, cmd: Any) 
     assert d.run("t", {"find": "c"}, CTX)["cursor"]["firstBatch"] == before
 
 
-@pytest.mark.parametrize("stage, code", [("$skip", 15956), ("$limit", 15958)])
+@pytest.mark.parametrize("stage, code", [("$skip", 15972), ("$limit", 15957)])
 @pytest.mark.parametrize("x", HOSTILE)
 def test_pipeline_skip_and_limit_refuse_out_of_range(d: Dispatcher, stage: str, code: int,
                                                      x: float) -> None:
@@ -117,3 +117,12 @@ def test_capped_sizes_refuse_out_of_range_numbers(d: Dispatcher, x: float) -> No
                 {"convertToCapped": "c", "size": x}):
         reply = d.run("t", cmd, CTX)
         assert reply["ok"] == 0.0 and reply["code"] == 2, (cmd, reply)
+
+
+@pytest.mark.parametrize("hint", [0, 1.5, True, [1, 2], None, b"x"])
+def test_hints_of_the_wrong_type_are_bad_value(d: Dispatcher, hint: Any) -> None:
+    """find/count with ``hint: 0`` was an InternalError (found by the command fuzzer)."""
+    for cmd in ({"find": "c", "hint": hint}, {"count": "c", "hint": hint}):
+        reply = d.run("t", cmd, CTX)
+        assert reply["ok"] == 1.0 or reply["code"] == 2, (cmd, reply)
+        assert reply.get("code") != 1

@@ -442,7 +442,8 @@ def test_malformed_queries_raise_bad_value() -> None:
     bad({"a": {"$not": {}}}, "$not cannot be empty")
     bad({"a": {"$elemMatch": 5}}, "$elemMatch needs an Object")
     bad({"$and": [{"a": {"$bogus": 1}}]}, "unknown operator: $bogus")
-    bad({"$where": "this.a > 1"}, "$where is not supported")
+    bad({"$where": "this.a > 1"},
+            "$where is not allowed: JavaScript is not supported, use $expr instead")
     bad(5, "query filter must be an object")
 
 

@@ -120,6 +120,7 @@ def test_sharded_up_serves_both_clients_through_routers_and_stops(tmp_path: obje
             hc.app.things.insert_one({"_id": "grpc", "via": "helogale"})
             assert sorted(d["_id"] for d in hc.app.things.find()) == ["grpc", "wire"]
             assert hc.topology.topology_type == "Sharded"
+        _a_fresh_load_spreads_by_itself(lines[0])
     finally:
         code = up.ctrl_c()
     assert code == 0
@@ -127,6 +128,31 @@ def test_sharded_up_serves_both_clients_through_routers_and_stops(tmp_path: obje
     # members (their data dir is in their command line) and routers (the config set's address)
     assert not _processes_with(data)
     assert not _processes_with(f"cfg/127.0.0.1:{base + 100}")
+
+
+def _a_fresh_load_spreads_by_itself(uri: str) -> None:
+    """16 MiB inserted into a freshly sharded collection through the routers (client-made
+    ObjectIds) end on both shards, within the balancer's rule (at most 3 chunk sizes apart),
+    with nothing but `up`'s defaults (4 MiB chunks, a balancer round every 2 s)."""
+    import helogale
+
+    with helogale.MongoClient(uri, w="majority") as hc:
+        hc.admin.command({"shardCollection": "load.docs", "key": {"_id": 1}})
+        pad = "p" * 1000
+        for _ in range(16):
+            hc.load.docs.insert_many([{"pad": pad} for _ in range(1024)], ordered=False)
+
+        def per_shard() -> dict[str, int]:
+            stats = hc.load.command({"collStats": "docs"})
+            return {s: int(v["count"]) for s, v in stats["shards"].items()}
+
+        def balanced() -> bool:
+            counts = per_shard()
+            return len(counts) == 2 and min(counts.values()) > 1000 \
+                and max(counts.values()) - min(counts.values()) <= 3 * 4 * 1024
+
+        wait_until(balanced, 120, "the balancer to spread load.docs over both shards")
+        assert hc.load.docs.count_documents({}) == 16 * 1024
 
 
 def _processes_with(text: str) -> list[str]:

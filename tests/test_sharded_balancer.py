@@ -64,6 +64,36 @@ def test_a_collection_loaded_on_one_shard_ends_balanced(balancing: ShardedCluste
     assert ok(r(balancing, {"count": "load"}))["n"] == 6000
 
 
+def test_a_split_the_shard_has_not_seen_does_not_stall_the_balancer(
+        balancing: ShardedCluster) -> None:
+    """The balancer's splits are committed on the config servers only, and the router keeps
+    writing with the version it had, so the owning shard is not told: it measures the whole
+    collection under the first chunk. The balancer must refresh it, not find no split point
+    in that small chunk, mark it jumbo and then never move anything."""
+    ns = f"{DB}.unseen"
+    ok(r(balancing, {"shardCollection": ns, "key": {"_id": 1}}, db="admin"))
+    pad = "u" * 1000
+
+    def load(lo: int, hi: int) -> None:
+        for start in range(lo, hi, 500):
+            ok(r(balancing, {"insert": "unseen", "documents": [
+                {"_id": i, "pad": pad} for i in range(start, start + 500)]}))
+
+    def rounds() -> int:
+        return int(ok(r(balancing, {"balancerStatus": 1}, db="admin"))["numBalancerRounds"])
+
+    load(0, 2500)  # ~2.4 MiB: split into 1 MiB halves, but under 3 chunk sizes: nothing moves
+    wait_until(lambda: len(chunks(balancing, ns)) > 1, 120, "the balancer to split")
+    after_split = rounds()
+    wait_until(lambda: rounds() >= after_split + 2, 120, "two more balancer rounds")
+    load(2500, 6500)  # ~6.2 MiB now: the shards differ by more than 3 chunk sizes
+    wait_until(lambda: min(len(shard_docs(balancing, k, "unseen", db=DB))
+                           for k in range(2)) > 1000, 120,
+               "the balancer to move part of the collection")
+    assert not any(c.get("jumbo") for c in chunks(balancing, ns))
+    assert ok(r(balancing, {"count": "unseen"}))["n"] == 6500
+
+
 def test_an_unsplittable_chunk_is_marked_jumbo(balancing: ShardedCluster) -> None:
     ns = f"{DB}.jumbo"
     ok(r(balancing, {"shardCollection": ns, "key": {"_id": 1}}, db="admin"))

@@ -186,3 +186,24 @@ def test_presplit_by_objectid_time(sharded: ShardedCluster) -> None:
     again = r(sharded, {"shardCollection": f"{DB}.halves_too_many", "key": {"_id": 1},
                         "numInitialChunks": 9000}, db="admin")
     assert again["code"] == 72
+
+
+def test_coll_stats_sees_migrations_another_router_made(sharded: ShardedCluster) -> None:
+    """Router 1 cached the routing table (one chunk, one shard) before router 0 split the
+    collection and moved half of it: router 1's collStats still reports both shards."""
+    ns = "app.stats"
+    ok(sharded.router_command(0, {"shardCollection": ns, "key": {"_id": 1}}))
+    ok(sharded.router_command(0, {"insert": "stats", "documents": [{"_id": i} for i in range(10)]},
+                              db="app"))
+    before = ok(sharded.router_command(1, {"collStats": "stats"}, db="app"))
+    assert before["nchunks"] == 1 and len(before["shards"]) == 1 and before["count"] == 10
+    ok(sharded.router_command(0, {"split": ns, "middle": {"_id": 5}}))
+    owner = next(iter(before["shards"]))
+    other = next(s.replset for s in sharded.shards if s.replset != owner)
+    ok(sharded.router_command(0, {"moveChunk": ns, "find": {"_id": 5}, "to": other,
+                                  "_waitForDelete": True}))
+    after = ok(sharded.router_command(1, {"collStats": "stats"}, db="app"))
+    assert after["nchunks"] == 2
+    assert set(after["shards"]) == {owner, other}
+    assert after["count"] == 10
+    assert {s: v["count"] for s, v in after["shards"].items()} == {owner: 5, other: 5}

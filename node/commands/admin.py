@@ -2,7 +2,7 @@
 
 ``hello``/``isMaster`` (topology from the member, limits and versions from here), ``ping``,
 ``buildInfo``, ``getParameter``, ``serverStatus``, ``getLastError``,
-``connectionStatus``, ``listCommands`` and ``replSetGetStatus``/``replSetGetConfig``/
+``listCommands`` and ``replSetGetStatus``/``replSetGetConfig``/
 ``replSetStepDown``/``replSetReconfig`` (delegated to the member). ``endSessions`` is in
 :mod:`node.commands.sessions`.
 """
@@ -20,6 +20,7 @@ from bson import Int64
 
 from node.commands.args import get_bool, get_doc, is_number
 from node.commands.context import RequestContext
+from node.commands.operations import common_sections
 from node.commands.sessions import session_count
 from node.engine.errors import MongoError
 
@@ -38,7 +39,7 @@ _PARAMETERS: dict[str, Any] = {
     "featureCompatibilityVersion": {"version": "8.0"},
     "maxBSONObjectSize": MAX_BSON_OBJECT_SIZE,
     "cursorTimeoutMillis": Int64(600_000),
-    "authenticationMechanisms": [],
+    "authenticationMechanisms": ["SCRAM-SHA-256"],
 }
 
 
@@ -46,7 +47,12 @@ def hello(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
           ) -> dict[str, Any]:
     topo = node.member.hello(ctx)
     writable = bool(topo.pop("isWritablePrimary", False))
-    return hello_reply(cmd, ctx, writable, topo, node.session_timeout_minutes)
+    reply = hello_reply(cmd, ctx, writable, topo, node.session_timeout_minutes)
+    if "saslSupportedMechs" in cmd or "speculativeAuthenticate" in cmd:
+        from node.security.users import hello_fields
+
+        reply.update(hello_fields(node, cmd, ctx))
+    return reply
 
 
 def hello_reply(cmd: Mapping[str, Any], ctx: RequestContext, writable: bool,
@@ -108,7 +114,18 @@ def get_parameter(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
 
 def server_status(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                   ) -> dict[str, Any]:
-    return {
+    """MongoDB's sections: connections, opcounters, opLatencies, mem, repl (and sharding on a
+    config server or shard) beside the cursor and session metrics."""
+    common = common_sections(node)
+    commands = common.pop("commands")
+    topo = node.member.hello(ctx)
+    repl: dict[str, Any] = {k: topo[k] for k in ("setName", "setVersion", "hosts", "primary",
+                                                 "me", "secondary") if k in topo}
+    repl["isWritablePrimary"] = bool(topo.get("isWritablePrimary"))
+    summary = getattr(node.member, "repl_summary", None)
+    if summary is not None:
+        repl.update(summary())
+    reply = {
         "host": node.member.hello(ctx).get("me", "localhost"),
         "version": VERSION,
         "process": "helogale-node",
@@ -116,11 +133,18 @@ def server_status(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
         "uptime": float(int(time.time() - node.started_at)),
         "uptimeMillis": Int64(int((time.time() - node.started_at) * 1000)),
         "localTime": _dt.datetime.now(_dt.UTC),
+        **common,
+        "repl": repl,
         "metrics": {"cursor": {"open": {"total": Int64(len(node.cursors))},
-                               "refused": Int64(node.cursors.refused)}},
+                               "refused": Int64(node.cursors.refused)},
+                    "commands": commands},
         # sessions holding a retryable-write record (pruned after the session timeout)
         "logicalSessionRecordCache": {"activeSessionsCount": session_count(node.engine.store)},
     }
+    sharding = getattr(node.sharding, "status_section", None)
+    if sharding is not None:
+        reply["sharding"] = sharding()
+    return reply
 
 
 
@@ -128,11 +152,6 @@ def get_last_error(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Req
                    ) -> dict[str, Any]:
     # every acknowledged write here already waited for its write concern
     return {"n": 0, "err": None, "connectionId": ctx.connection_id}
-
-
-def connection_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
-                      ctx: RequestContext) -> dict[str, Any]:
-    return {"authInfo": {"authenticatedUsers": [], "authenticatedUserRoles": []}}
 
 
 def list_commands(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext

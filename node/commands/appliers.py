@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from node.commands import apply_ops, catalog, crud, indexes, rename, sessions
+from node.commands import agg_writes, apply_ops, catalog, crud, indexes, rename, sessions
 from node.server.statemachine import Applier, Grouper, StatementsApplier
 from node.sharding import migration_ops, ownership
 
 APPLIERS: dict[str, Applier] = {
     **crud.APPLIERS,
+    **agg_writes.APPLIERS,
     **indexes.APPLIERS,
     **catalog.APPLIERS,
     **rename.APPLIERS,

@@ -68,9 +68,9 @@ def coll_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Request
                ) -> dict[str, Any]:
     coll = collection_name(cmd, "collStats")
     node.member.check_readable(cmd, ctx)
-    n = engine_ops.count(node.engine, db, coll, {})
+    n, size = engine_ops.data_size(node.engine, db, coll)
     reply: dict[str, Any] = {
-        "ns": f"{db}.{coll}", "count": n,
+        "ns": f"{db}.{coll}", "count": n, "size": size, "avgObjSize": size // n if n else 0,
         "nindexes": len(engine_ops.list_indexes(node.engine, db, coll, missing_ok=True)),
         "capped": False}
     entry = node.engine.catalog_entry(db, coll)
@@ -86,8 +86,9 @@ def db_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
              ) -> dict[str, Any]:
     node.member.check_readable(cmd, ctx)
     names = engine_ops.collection_names(node.engine, db)
-    objects = sum(engine_ops.count(node.engine, db, c, {}) for c in names)
-    return {"db": db, "collections": len(names), "objects": objects}
+    sizes = [engine_ops.data_size(node.engine, db, c) for c in names]
+    return {"db": db, "collections": len(names), "objects": sum(n for n, _ in sizes),
+            "dataSize": sum(b for _, b in sizes)}
 
 
 def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
@@ -97,8 +98,10 @@ def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         if cmd.get(unsupported):
             raise MongoError(115, f"create option '{unsupported}' is not supported",
                              code_name="CommandNotSupported")
+    from node.engine.validation import check_options
     options = capped.parse_options({k: cmd[k] for k in ("capped", "size", "max") if k in cmd})
     options = options if options.get("capped") else {}
+    options.update(check_options(cmd))
     entry: dict[str, Any] = {"op": "create", "db": db, "coll": coll}
     if options:
         entry["options"] = options
@@ -141,6 +144,35 @@ def apply_convert_to_capped(engine: Any, txn: Any, entry: dict[str, Any]) -> dic
     return {}
 
 
+def coll_mod(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+             ) -> dict[str, Any] | PendingReply:
+    """``collMod``: change a collection's validation options (``validator``,
+    ``validationLevel``, ``validationAction``); other options are refused."""
+    from node.engine.validation import OPTION_NAMES, check_options
+    coll = collection_name(cmd, "collMod")
+    for k in cmd:
+        if k not in ("collMod", *OPTION_NAMES, "writeConcern", "lsid", "$db", "shardVersion",
+                     "$clusterTime", "$readPreference", "comment", "maxTimeMS",
+                     "$_createIfMissing"):
+            raise MongoError(72, f"unknown option to collMod: {k}", code_name="InvalidOptions")
+    return submit(node, cmd, {"op": "collMod", "db": db, "coll": coll,
+                              "options": check_options(cmd),
+                              "create": bool(cmd.get("$_createIfMissing"))}, ctx)
+
+
+def apply_coll_mod(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    current = engine.catalog_entry(entry["db"], entry["coll"], txn=txn)
+    if current is None and entry.get("create"):  # a shard the router reached first
+        engine.create_collection(entry["db"], entry["coll"], entry["options"], txn=txn)
+        return {}
+    if current is None:
+        raise MongoError(26, f"ns does not exist: {entry['db']}.{entry['coll']}",
+                         code_name="NamespaceNotFound")
+    options = {**current.get("options", {}), **entry["options"]}
+    engine.put_catalog_entry(txn, entry["db"], entry["coll"], {**current, "options": options})
+    return {}
+
+
 def drop(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
          ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "drop")
@@ -164,4 +196,5 @@ def apply_drop_database(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[st
     return {"dropped": entry["db"]}
 
 
-APPLIERS = {"create": apply_create, "convertToCapped": apply_convert_to_capped, "drop": apply_drop, "dropDatabase": apply_drop_database}
+APPLIERS = {"create": apply_create, "convertToCapped": apply_convert_to_capped,
+            "drop": apply_drop, "dropDatabase": apply_drop_database, "collMod": apply_coll_mod}

@@ -8,6 +8,7 @@ gives a connection id for logs and ``hello.connectionId``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 GRPC = "grpc"
 WIRE = "wire"
@@ -23,3 +24,6 @@ class RequestContext:
     deferred_replies: bool = False
     """The transport accepts a :class:`~node.commands.pending.PendingReply` from a write (it
     answers out of order, when the write has applied) instead of a thread blocked on it."""
+    auth: Any = None
+    """The connection's :class:`~node.security.authz.AuthSession` (a transport sets one on
+    every request when the member runs with ``--auth``); None: an in-process caller."""

@@ -61,6 +61,8 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
     if cmd.get("shardVersion") is not None:  # routed: checked again where it applies
         entry["shardVersion"] = cmd["shardVersion"]
     entry.setdefault("now", _now())
+    if cmd.get("bypassDocumentValidation"):  # travels in the entry: members apply it alike
+        entry["bypassDocumentValidation"] = True
 
     def shape(outcome: tuple[dict[str, Any], dict[str, Any] | None]) -> dict[str, Any]:
         result, wce = outcome
@@ -193,7 +195,7 @@ class InsertGrouper:
     as when applied one by one)."""
 
     def key(self, entry: Mapping[str, Any]) -> Any:
-        if len(entry["docs"]) != 1:
+        if len(entry["docs"]) != 1 or entry.get("bypassDocumentValidation"):
             return None
         return (entry["db"], entry["coll"])
 
@@ -224,7 +226,8 @@ def update(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
         statements.append(doc)
     now = refuse_statements(node, cmd, statements, req.ordered,
                             lambda st: engine_ops.validate_write(st["q"], st["u"],
-                                                                 st.get("arrayFilters")),
+                                                                 st.get("arrayFilters"),
+                                                                 st.get("c")),
                             {"n": 0, "nModified": 0})
     if now is not None:
         return now

@@ -6,6 +6,10 @@ away). Reads run their engine work inside :meth:`TimeBudget.running`, which inst
 budget's check at the engine's interrupt points (:mod:`node.engine.interrupt`). Writes bound
 their wait for the log instead (see ``WriteConcern.max_time_ms``): a write that has been
 proposed is never undone, exactly as ``wtimeout``.
+
+``killOp`` goes through the same check: a budget also raises Interrupted (11601) once the
+context's current operation (:mod:`node.ops.current`) was killed, so a killed read stops at
+its next interrupt point whether or not it had a ``maxTimeMS``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from contextlib import contextmanager
 
 from node.engine import interrupt
 from node.engine.errors import MongoError
+from node.ops import current as ops_current
 
 MAX_TIME_MS_EXPIRED = 50
 
@@ -39,7 +44,9 @@ class TimeBudget:
         return self.limit_s <= 0
 
     def check(self) -> None:
-        """Raise MaxTimeMSExpired once the running time passed the limit."""
+        """Raise Interrupted when the current op was killed, MaxTimeMSExpired once the
+        running time passed the limit."""
+        ops_current.check_killed()
         if self.unlimited:
             return
         used = self._used
@@ -51,7 +58,7 @@ class TimeBudget:
     @contextmanager
     def running(self) -> Iterator[None]:
         """Count the body's time against the budget; the engine's scans check it."""
-        if self.unlimited:
+        if self.unlimited and ops_current.current() is None:
             yield
             return
         self._started = self._clock()

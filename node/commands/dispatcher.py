@@ -16,10 +16,15 @@ Write handlers may instead return a :class:`~node.commands.pending.PendingReply`
 set ``ctx.deferred_replies``; ``Dispatcher.start``/``settle`` and ``run_bson_async`` let such a
 transport answer without a thread waiting per write (``run`` simply waits).
 Adding a command means writing its handler in the family module and one line in the table.
+
+Every command runs as an operation of the dispatcher's :class:`~node.ops.hook.OpsHook`
+(``currentOp``, ``killOp``, ``top``, ``opcounters``, latency histograms, the slow-operation
+log); a deferred write is counted when its reply settles.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +43,8 @@ from node.commands.pending import PendingReply
 from node.commands.tailing import TailWaits
 from node.engine.errors import MongoError, command_not_found
 from node.engine.limits import bson_too_deep, bson_too_deep_error
+from node.ops import current as ops_current
+from node.ops.hook import DEFAULT_SLOW_MS, OpsHook
 
 log = logging.getLogger("helogale.commands")
 
@@ -61,8 +68,14 @@ class NodeServices:
     """``--enable-test-commands``: serve ``configureFailPoint``."""
     commands: Mapping[str, Command] = field(default_factory=dict)
     session_timeout_minutes: float = 30.0
+    authz: Any = None
+    """``--auth``: the :class:`~node.security.authz.Authorizer` every command passes first."""
+    users: Any = None
+    """Where authentication finds users (:class:`~node.security.authz.LocalUsers`)."""
     tail_waits: TailWaits = field(default_factory=TailWaits)
     """Where awaitData getMores on capped collections wait (``node.commands.tailing``)."""
+    ops: Any = None
+    """The dispatcher's :class:`~node.ops.hook.OpsHook` (set by :class:`Dispatcher`)."""
 
 
 class RoutingCheck(Protocol):
@@ -90,16 +103,21 @@ class Command:
     help: str = ""
     write: bool = False
     retryable_write: bool = False
+    action: str | tuple[str, ...] | None = None
+    """What a user needs to run it (:mod:`node.security.roles`); None: internal only."""
 
 
 class Dispatcher:
     """Runs command documents through one handler table against one set of services (a
     node's, or a router's); never raises."""
 
-    def __init__(self, services: Any, commands: Mapping[str, Command]) -> None:
+    def __init__(self, services: Any, commands: Mapping[str, Command], *,
+                 slow_ms: int = DEFAULT_SLOW_MS) -> None:
         self.services = services
         self.commands = commands
         services.commands = commands
+        self.ops = OpsHook(slow_ms)
+        services.ops = self.ops
 
     def runs_inline(self, name: str | None) -> bool:
         """A command a stream's reader may run itself: a write of a handler that defers its
@@ -126,41 +144,56 @@ class Dispatcher:
               ) -> dict[str, Any] | PendingReply:
         """Run one command as far as it goes without waiting: the reply, or (only when
         ``ctx.deferred_replies``) a write's :class:`PendingReply` for :meth:`settle`."""
+        if not isinstance(command, Mapping) or not command:
+            return _error_reply(MongoError(9, "Command document is empty or not a document",
+                                           code_name="FailedToParse"), command)
+        name = next(iter(command))
+        op = self.ops.begin(db if isinstance(db, str) else "", name, command, ctx)
+        token = ops_current.enter(op)
         try:
-            if not isinstance(command, Mapping) or not command:
-                raise MongoError(9, "Command document is empty or not a document",
-                                 code_name="FailedToParse")
-            name = next(iter(command))
-            spec = self.commands.get(name)
-            if spec is None:
-                raise command_not_found(name)
-            if not isinstance(db, str):
-                raise MongoError(73, "Invalid database name")
-            check_db_name(db)
-            if spec.admin_only and db != "admin":
-                raise MongoError(13, f"{name} may only be run against the admin database.",
-                                 code_name="Unauthorized")
-            if "autocommit" in command or "startTransaction" in command:
-                raise MongoError(20, "multi-document transactions are not supported "
-                                 "(autocommit/startTransaction)", code_name="IllegalOperation")
-            routing = getattr(self.services, "routing", None)
-            if routing is not None:
-                routing.check_command(db, command)
-            reply = spec.handler(self.services, db, command, ctx)
+            reply = self._start(db, name, command, ctx)
         except Exception as exc:
-            return _error_reply(exc, command)
+            reply = _error_reply(exc, command)
+        finally:
+            ops_current.leave(token)
         if isinstance(reply, PendingReply):
-            return reply
+            return dataclasses.replace(reply, op=(op, name))
         reply.setdefault("ok", 1.0)
+        self.ops.end(op, name, reply)
         return reply
+
+    def _start(self, db: str, name: str, command: Mapping[str, Any], ctx: RequestContext
+               ) -> dict[str, Any] | PendingReply:
+        spec = self.commands.get(name)
+        if spec is None:
+            raise command_not_found(name)
+        if not isinstance(db, str):
+            raise MongoError(73, "Invalid database name")
+        check_db_name(db)
+        if spec.admin_only and db != "admin":
+            raise MongoError(13, f"{name} may only be run against the admin database.",
+                             code_name="Unauthorized")
+        authz = getattr(self.services, "authz", None)
+        if authz is not None:  # THE authorization check (--auth)
+            authz.check(name, spec, db, command, ctx.auth, ctx.peer)
+        if "autocommit" in command or "startTransaction" in command:
+            raise MongoError(20, "multi-document transactions are not supported "
+                             "(autocommit/startTransaction)", code_name="IllegalOperation")
+        routing = getattr(self.services, "routing", None)
+        if routing is not None:
+            routing.check_command(db, command)
+        return spec.handler(self.services, db, command, ctx)
 
     def settle(self, pending: PendingReply, command: Any = None) -> dict[str, Any]:
         """The reply of a :class:`PendingReply` from :meth:`start` (waits if needed)."""
         try:
             reply = pending.settle()
         except Exception as exc:
-            return _error_reply(exc, command)
+            reply = _error_reply(exc, command)
         reply.setdefault("ok", 1.0)
+        if pending.op is not None:
+            op, name = pending.op
+            self.ops.end(op, name, reply)
         return reply
 
     def run_bson(self, db: str, command: bytes, ctx: RequestContext) -> bytes:

@@ -33,15 +33,16 @@ def open_engine(store: Any, *, max_sort_bytes: int = MAX_BLOCKING_SORT_BYTES) ->
 # --- writes (inside the state machine's transaction) -------------------------------------------
 
 
-def validate_write(q: Mapping[str, Any] | None, u: Mapping[str, Any] | None = None,
-                   array_filters: list[Mapping[str, Any]] | None = None) -> None:
+def validate_write(q: Mapping[str, Any] | None, u: Any = None,
+                   array_filters: list[Mapping[str, Any]] | None = None,
+                   constants: Mapping[str, Any] | None = None) -> None:
     """Compile a write statement's update (with its ``arrayFilters``) and filter in the order
     the engine does when the entry applies, raising the same MongoError: the primary refuses a
     statement that can only fail (a regex RE2 cannot run, an unknown operator, a query nested
     too deeply) before proposing it. A pure function of the statement, like the apply."""
     if u is not None:
-        Update(u, array_filters)
-    Matcher(q or {})
+        Update(u, array_filters, constants)
+    Matcher(q or {}, allow_rand=False)  # $rand would differ from member to member
 
 
 
@@ -64,7 +65,7 @@ def update(engine: Engine, txn: Any, db: str, coll: str, st: Mapping[str, Any],
     res = engine.collection(db, coll).update(
         st["q"], st["u"], upsert=st["upsert"], multi=st["multi"],
         upsert_id=st.get("upsertId"), now=now, array_filters=st.get("arrayFilters"),
-        sort=st.get("sort"), hint=st.get("hint"), txn=txn)
+        sort=st.get("sort"), hint=st.get("hint"), txn=txn, constants=st.get("c"))
     if res.upserted:
         return UpdateOutcome(0, 0, res.upserted_id)
     return UpdateOutcome(res.n, res.n_modified, None)
@@ -167,6 +168,23 @@ def count(engine: Engine, db: str, coll: str, query: Mapping[str, Any], *, skip:
     return engine.collection(db, coll).count(query, skip=skip, limit=limit, hint=hint)
 
 
+def data_size(engine: Engine, db: str, coll: str) -> tuple[int, int]:
+    """(documents, bytes of their BSON) of a collection, as this node serves it (a shard
+    counts only the records it owns)."""
+    from node.engine.collection import docs_table
+
+    ns = f"{db}.{coll}"
+    n = size = 0
+    with engine.store.read() as txn:
+        owned = engine.ownership.owned(txn, ns) if engine.ownership is not None else None
+        for key, raw in txn.scan(docs_table(ns)):
+            if owned is not None and not owned.contains(bytes(key)):
+                continue
+            n += 1
+            size += len(raw)
+    return n, size
+
+
 def distinct(engine: Engine, db: str, coll: str, key: str, query: Mapping[str, Any]
              ) -> list[Any]:
     return engine.collection(db, coll).distinct(key, query)
@@ -202,16 +220,141 @@ def filter_docs(docs: list[dict[str, Any]], filt: Mapping[str, Any]) -> list[dic
     return [d for d in docs if matcher.matches(d)]
 
 
-def aggregate(engine: Engine, db: str, coll: str, stages: list[tuple[str, Any]]
-              ) -> Iterator[dict[str, Any]]:
-    from node.commands.pipeline import run_pipeline
+def aggregate(engine: Engine, db: str, coll: str, stages: list[tuple[str, Any]], *,
+              allow_disk_use: bool = False, variables: Mapping[str, Any] | None = None,
+              now: _dt.datetime | None = None, write: Any = None,
+              explain: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
+    """Run a pipeline on ``db.coll``: a leading ``$match`` (and a ``$sort`` right after it,
+    with the ``$limit`` that follows) become the planner's query, so indexes serve them; the
+    rest runs in :mod:`node.commands.pipeline`. ``explain`` (a list) receives the stages'
+    description instead of being left empty."""
+    from node.commands.pipeline import PipelineContext, compile_pipeline, sort_keep
 
-    filt: Mapping[str, Any] = {}
-    if stages and stages[0][0] == "$match":
-        if not isinstance(stages[0][1], Mapping):
-            raise MongoError(15959, "the match filter must be an expression in an object",
-                             code_name="Location15959")
-        filt, stages = stages[0][1], stages[1:]
-    docs = engine.collection(db, coll).find(filt)
     max_bytes = getattr(engine.planner, "max_sort_bytes", MAX_BLOCKING_SORT_BYTES)
-    return run_pipeline(docs, stages, max_bytes=max_bytes)
+    ctx = PipelineContext(db=db, coll=coll, max_bytes=max_bytes, allow_disk_use=allow_disk_use,
+                          variables=dict(variables or {}), now=now, write=write)
+    ctx.read = lambda c, pipeline, vs: _sub_aggregate(engine, ctx, c, pipeline, vs)
+    ctx.stats = lambda name, arg: _stats_source(engine, db, coll, name)
+    ctx.geo_near = lambda arg: _geo_near_source(engine, db, coll, arg, ctx)
+    compiled = compile_pipeline(stages, ctx)  # every stage checked before anything runs
+    filt: Mapping[str, Any] = {}
+    sort: Any = None
+    limit = 0
+    k = 0
+    if stages and stages[0][0] == "$match" and not _needs_variables(stages[0][1]):
+        filt, k = stages[0][1], 1
+    if len(stages) > k and stages[k][0] == "$sort" and not allow_disk_use:
+        from node.commands.pipeline import parse_sort_stage
+        sort = parse_sort_stage(stages[k][1]).spec
+        limit = sort_keep(stages, k)
+        k += 1
+    if explain is not None:
+        explain.append(_query_explain(engine, db, coll, filt, sort, limit))
+        explain.extend({n: a} for n, a in stages[k:])
+    source_stage = stages[0][0] if stages else None
+    if source_stage in ("$documents", "$collStats", "$indexStats", "$geoNear"):
+        docs: Iterator[dict[str, Any]] = iter(())
+    elif filt or sort or k:
+        docs = engine.collection(db, coll).find(filt, sort=sort, limit=limit)
+    else:
+        docs = engine.collection(db, coll).find({})
+    for stage in compiled[k:]:
+        docs = stage(docs)
+    return iter(docs)
+
+
+def _needs_variables(filt: Any) -> bool:
+    return "$$" in repr(filt)
+
+
+def _sub_aggregate(engine: Engine, ctx: Any, coll: str, pipeline: list[dict[str, Any]],
+                   variables: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    from node.commands.pipeline import compile_pipeline, parse_stages
+
+    stages = parse_stages(pipeline)
+    sub = ctx.sub(coll=coll, variables=dict(variables), in_lookup=True)
+    compiled = compile_pipeline(stages, sub)
+    k = 0
+    filt: Mapping[str, Any] = {}
+    if stages and stages[0][0] == "$match" and not _needs_variables(stages[0][1]):
+        filt, k = stages[0][1], 1
+    if stages and stages[0][0] == "$documents":
+        docs: Any = iter(())
+    else:
+        docs = engine.collection(ctx.db, coll).find(filt)
+    for stage in compiled[k:]:
+        docs = stage(docs)
+    return iter(docs)
+
+
+def _query_explain(engine: Engine, db: str, coll: str, filt: Mapping[str, Any], sort: Any,
+                   limit: int) -> dict[str, Any]:
+    planner = engine.planner
+    if planner is None or engine.catalog_entry(db, coll) is None:
+        return {"$cursor": {"queryPlanner": {"namespace": f"{db}.{coll}",
+                                             "winningPlan": {"stage": "EOF"}}}}
+    with engine.store.read() as txn:
+        out = planner.explain(txn, f"{db}.{coll}", filt, sort=sort, limit=limit,
+                              verbosity="queryPlanner")
+    out.pop("ok", None)
+    return {"$cursor": out}
+
+
+def _stats_source(engine: Engine, db: str, coll: str, name: str) -> Iterator[dict[str, Any]]:
+    n = engine.collection(db, coll).count({}) if engine.catalog_entry(db, coll) else 0
+    if name == "$collStats":
+        return iter([{"ns": f"{db}.{coll}", "count": n,
+                      "storageStats": {"count": n,
+                                       "nindexes": len(list_indexes(engine, db, coll, True))}}])
+    return iter([{"name": ix["name"], "key": ix["key"], "accesses": {"ops": 0}}
+                 for ix in list_indexes(engine, db, coll, True)])
+
+
+def _geo_near_source(engine: Engine, db: str, coll: str, arg: Mapping[str, Any], ctx: Any
+                     ) -> Iterator[dict[str, Any]]:
+    from node.commands.pipeline import set_path
+    from node.engine import geo
+
+    spherical = bool(arg.get("spherical", False))
+    near = arg["near"]
+    if isinstance(near, Mapping) and near.get("type") == "Point":
+        near, spherical = near.get("coordinates"), True
+    point = geo.as_point(near)
+    if point is None:
+        raise MongoError(2, "$geoNear requires near to be a point", code_name="BadValue")
+    key = arg.get("key")
+    if key is None:
+        geo_keys = [k for ix in list_indexes(engine, db, coll, True)
+                    for k, v in ix["key"].items() if v == "2d"]
+        if len(geo_keys) != 1:
+            raise MongoError(2, "There is more than one 2d index; please specify which one to "
+                             "use" if geo_keys else "$geoNear requires a 2d or 2dsphere index, "
+                             "but none were found", code_name="IndexNotFound"
+                             if not geo_keys else "BadValue")
+        key = geo_keys[0]
+    op: dict[str, Any] = {"$nearSphere" if spherical else "$near": list(point)}
+    if "maxDistance" in arg:
+        op["$maxDistance"] = arg["maxDistance"]
+    if "minDistance" in arg:
+        op["$minDistance"] = arg["minDistance"]
+    query = dict(arg.get("query", {}))
+    query[key] = op
+    mult = arg.get("distanceMultiplier", 1)
+    dist_parts = str(arg["distanceField"]).split(".")
+    locs = arg.get("includeLocs")
+    limit = int(arg.get("limit", arg.get("num", 0)) or 0)
+    dist = geo.sphere_distance if spherical else geo.flat_distance
+
+    def run() -> Iterator[dict[str, Any]]:
+        for doc in engine.collection(db, coll).find(query, limit=limit or 1 << 62):
+            from node.engine.paths import lookup as _lookup
+            pts = geo.points_of(_lookup(doc, key))
+            if not pts:
+                continue
+            best = min(pts, key=lambda p: dist(point, p))
+            out = dict(doc)
+            set_path(out, dist_parts, dist(point, best) * float(mult))
+            if locs:
+                set_path(out, str(locs).split("."), list(best))
+            yield out
+    return run()

@@ -12,6 +12,7 @@ from node.commands.context import RequestContext
 from node.commands.crud import submit
 from node.commands.pending import PendingReply
 from node.engine.errors import BAD_VALUE, MongoError, type_mismatch
+from node.ops.progress import Progress
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -36,8 +37,12 @@ def create_indexes(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Req
 
 
 def apply_create_indexes(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:
-    created_coll, before, after = engine_ops.create_indexes(
-        engine, txn, entry["db"], entry["coll"], entry["indexes"])
+    ns = f"{entry['db']}.{entry['coll']}"
+    with Progress("indexBuild", total=len(entry["indexes"]), unit="indexes", ns=ns,
+                  indexes=",".join(str(s.get("name")) for s in entry["indexes"])) as work:
+        created_coll, before, after = engine_ops.create_indexes(
+            engine, txn, entry["db"], entry["coll"], entry["indexes"])
+        work.set(len(entry["indexes"]))
     reply: dict[str, Any] = {
         "createdCollectionAutomatically": created_coll,
         "numIndexesBefore": before,

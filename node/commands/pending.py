@@ -21,6 +21,8 @@ class PendingReply:
 
     future: Future[Any]
     finish: Callable[[Any], dict[str, Any]]
+    op: Any = None
+    """The dispatcher's running operation (counted when the reply settles)."""
 
     def add_done_callback(self, fn: Callable[[PendingReply], None]) -> None:
         """Call ``fn(self)`` once the future is done (at once if it already is)."""

@@ -1,5 +1,6 @@
-"""Read commands: ``find``, ``getMore``, ``killCursors``, ``count``, ``distinct`` and a small
-``aggregate`` (``$match $sort $skip $limit $project $count $group $unwind``).
+"""Read commands: ``find``, ``getMore``, ``killCursors``, ``count``, ``distinct`` and
+``aggregate`` (the pipeline of :mod:`node.commands.pipeline`; with ``$out``/``$merge`` it is a
+write, :mod:`node.commands.agg_writes`).
 
 Reads never go through the log: the member first checks that this node may serve the read
 (primary, or read preference allowing a secondary; ``readConcern: linearizable`` waits for a
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Int64
 
+from node import failpoints
 from node.commands import engine_ops, requests, tailing
 from node.commands.context import RequestContext
 from node.commands.cursors import take_batch
@@ -60,6 +62,7 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
                                projection=req.projection, sort=req.sort, skip=req.skip,
                                limit=req.limit, hint=req.hint,
                                return_sort_key=req.return_sort_key)
+    failpoints.hit("waitInFindBeforeMakingBatch", req.ns)  # tests: killOp of a running read
     batch_size = req.batch_size
     if req.single_batch and batch_size is None:
         batch_size = req.limit or None
@@ -112,15 +115,44 @@ def distinct(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
         return {"values": engine_ops.distinct(node.engine, db, req.coll, req.key, req.query)}
 
 
-# --- aggregate (a small subset) --------------------------------------------------------------
+# --- aggregate -------------------------------------------------------------------------------
+
+
+def let_values(let: Mapping[str, Any], now: Any = None) -> dict[str, Any]:
+    """The command's top-level ``let``: constants (expressions of constants) by name."""
+    from node.engine.expr_misc import check_variable_name
+    from node.engine.expressions import Scope, Vars, compile_expression
+
+    out: dict[str, Any] = {}
+    for name, expr in let.items():
+        check_variable_name(name)
+        out[name] = compile_expression(expr, Scope(list(out), now=now))(Vars({}, out))
+    return out
 
 
 def aggregate(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
               ) -> dict[str, Any]:
     req = requests.parse_aggregate(db, cmd)
+    if any(name in ("$out", "$merge") for name, _ in req.stages):
+        from node.commands.agg_writes import aggregate_write
+        return aggregate_write(node, db, cmd, req, ctx)
     node.member.check_readable(cmd, ctx)
     budget = TimeBudget(req.max_time_ms)
+    explain: list[dict[str, Any]] | None = [] if req.explain else None
     with budget.running():
-        docs = engine_ops.aggregate(node.engine, db, req.coll, req.stages)
+        docs = engine_ops.aggregate(node.engine, db, req.coll, req.stages,
+                                    allow_disk_use=req.allow_disk_use,
+                                    variables=let_values(req.let), explain=explain)
+    if explain is not None:
+        return {"explainVersion": "1", "stages": explain, "serverInfo": {"host": "helogale"}}
     return open_cursor(node, f"{db}.{req.coll}", iter(docs), req.batch_size, budget=budget,
                        ctx=ctx)
+
+
+def map_reduce(node: Any, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+               ) -> dict[str, Any]:
+    """MongoDB's JavaScript ``mapReduce``: refused, pointing at what to use instead."""
+    raise MongoError(115, "mapReduce is not supported: Helogale runs no JavaScript. Use the "
+                     "aggregation pipeline ($group with accumulators, then $out or $merge), or "
+                     "the helogale client's Collection.map_reduce with Python functions",
+                     code_name="CommandNotSupported")

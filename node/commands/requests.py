@@ -144,10 +144,6 @@ def parse_distinct(db: str, cmd: Mapping[str, Any]) -> DistinctRequest:
     return DistinctRequest(db, coll, key, query, parse_max_time_ms(cmd), cmd)
 
 
-AGGREGATE_STAGES = ("$match", "$sort", "$skip", "$limit", "$project", "$count", "$group",
-                    "$unwind")
-
-
 @dataclass(frozen=True)
 class AggregateRequest:
     db: str
@@ -157,13 +153,24 @@ class AggregateRequest:
     explain: bool = False
     max_time_ms: int = 0
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    allow_disk_use: bool = False
+    let: Mapping[str, Any] = field(default_factory=dict)
+    collectionless: bool = False
+    bypass_validation: bool = False
 
 
-def parse_aggregate(db: str, cmd: Mapping[str, Any]) -> AggregateRequest:
+def parse_aggregate(db: str, cmd: Mapping[str, Any], *, allow_internal: bool = False
+                    ) -> AggregateRequest:
+    """An ``aggregate`` command; ``aggregate: 1`` (no collection) for ``$documents`` and the
+    like. ``allow_internal``: the router's split stages (``$_groupPartial``...)."""
+    from node.commands.pipeline import parse_stages
+
     target = cmd.get("aggregate")
-    if target == 1 or not isinstance(target, str):
-        raise MongoError(BAD_VALUE, "aggregate with no collection is not supported")
-    coll = collection_name(cmd, "aggregate")
+    collectionless = target == 1
+    if collectionless:
+        coll = "$cmd.aggregate"
+    else:
+        coll = collection_name(cmd, "aggregate")
     pipeline = get_list(cmd, "aggregate", "pipeline")
     explain = get_bool(cmd, "aggregate", "explain")
     cursor_opts = get_doc(cmd, "aggregate", "cursor", None)
@@ -171,17 +178,15 @@ def parse_aggregate(db: str, cmd: Mapping[str, Any]) -> AggregateRequest:
         raise MongoError(FAILED_TO_PARSE, "The 'cursor' option is required, except for "
                          "aggregate with the explain argument")
     batch_size = get_nonneg_int(cursor_opts or {}, "aggregate.cursor", "batchSize", None)
-    stages: list[tuple[str, Any]] = []
-    for stage in pipeline:
-        if not isinstance(stage, Mapping) or len(stage) != 1:
-            raise MongoError(40323, "A pipeline stage specification object must contain "
-                             "exactly one field.", code_name="Location40323")
-        name, arg = next(iter(stage.items()))
-        if name not in AGGREGATE_STAGES:
-            raise MongoError(40324, f"Unrecognized pipeline stage name: '{name}'",
-                             code_name="Location40324")
-        stages.append((name, arg))
-    return AggregateRequest(db, coll, stages, batch_size, explain, parse_max_time_ms(cmd), cmd)
+    stages = parse_stages(pipeline, allow_internal=allow_internal or bool(
+        cmd.get("$_internalSplit")))
+    if collectionless and (not stages or stages[0][0] not in ("$documents",)):
+        raise MongoError(73, "{aggregate: 1} is not valid for '$match'; a collection is "
+                         "required.", code_name="InvalidNamespace")
+    let = get_doc(cmd, "aggregate", "let", {}) or {}
+    return AggregateRequest(db, coll, stages, batch_size, explain, parse_max_time_ms(cmd), cmd,
+                            get_bool(cmd, "aggregate", "allowDiskUse"), let, collectionless,
+                            get_bool(cmd, "aggregate", "bypassDocumentValidation"))
 
 
 @dataclass(frozen=True)
@@ -313,17 +318,24 @@ class UpdateStatement:
     sort: dict[str, Any] | None = None
     """MongoDB 8: which document a one-document update changes when several match."""
     hint: Any = None
+    constants: dict[str, Any] | None = None
+    """Pipeline-style updates' ``c``: variables of the pipeline."""
 
     @property
     def is_replacement(self) -> bool:
+        if isinstance(self.u, list):
+            return False
         return not any(str(k).startswith("$") for k in self.u)
 
     def to_doc(self) -> dict[str, Any]:
         """The statement as the command (and the log entry) carries it."""
-        out: dict[str, Any] = {"q": dict(self.q), "u": dict(self.u), "multi": self.multi,
+        u: Any = [dict(s) for s in self.u] if isinstance(self.u, list) else dict(self.u)
+        out: dict[str, Any] = {"q": dict(self.q), "u": u, "multi": self.multi,
                                "upsert": self.upsert}
         if self.array_filters is not None:
             out["arrayFilters"] = self.array_filters
+        if self.constants is not None:
+            out["c"] = self.constants
         if self.sort:
             out["sort"] = self.sort
         if self.hint is not None:
@@ -358,16 +370,22 @@ def parse_update_statement(i: int, st: Any) -> UpdateStatement:
                              code_name="Location40415")
     q = get_doc(st, "update.updates", "q")
     u = st.get("u")
-    if isinstance(u, list):
-        raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
-    if not isinstance(u, Mapping):
+    constants = st.get("c")
+    if constants is not None and not isinstance(constants, Mapping):
+        raise type_mismatch("BSON field 'update.updates.c' is the wrong type "
+                            f"'{bson_type_name(constants)}', expected type 'object'")
+    if constants is not None and not isinstance(u, list):
+        raise MongoError(51198, "'c' (constants) is only allowed with a pipeline-style update",
+                         code_name="Location51198")
+    if not isinstance(u, Mapping | list):  # a list: a pipeline-style update
         raise type_mismatch("BSON field 'update.updates.u' is the wrong type "
                             f"'{bson_type_name(u)}', expected type 'object'")
     sort = get_doc(st, "update.updates", "sort", None)
-    out = UpdateStatement(q, u, get_bool(st, "update.updates", "multi"),
+    out = UpdateStatement(q, u, get_bool(st, "update.updates", "multi"),  # type: ignore[arg-type]
                           get_bool(st, "update.updates", "upsert"),
                           parse_array_filters(st, "update.updates"),
-                          dict(sort) if sort else None, parse_hint(st, "update.updates"))
+                          dict(sort) if sort else None, parse_hint(st, "update.updates"),
+                          constants=dict(constants) if constants is not None else None)
     if out.multi and sort is not None:
         raise MongoError(INVALID_OPTIONS, "Cannot specify sort with multi=true",
                          code_name="InvalidOptions")

@@ -741,9 +741,18 @@ class Collection:
         return out
 
     # -- writes ---------------------------------------------------------------------------------
+    def _validator(self, txn: Any) -> Any:
+        """The collection's validator (node/engine/validation.py), None without one."""
+        from node.engine.validation import validator_for
+        entry = self.engine.catalog_entry(self.db, self.name, txn=txn)
+        return validator_for(entry.get("options") if entry else None)
+
     def _insert_doc(self, txn: WriteTxn, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and store one document; returns it as stored (``_id`` first)."""
         doc, key, data = _prepare_insert(self.ns, doc)
+        validator = self._validator(txn)
+        if validator is not None:
+            validator.check(self.ns, None, doc)
         if txn.get(self.table, key) is not None:
             raise self._duplicate_id(doc["_id"])
         self._index_upkeep(txn, None, doc, key)
@@ -762,9 +771,12 @@ class Collection:
         get = txn.get
         add = adder.add
         records: dict[bytes, bytes] = {}
+        validator = self._validator(txn)
         for i, doc in enumerate(docs):
             try:
                 doc, key, data = _prepare_insert(self.ns, doc)
+                if validator is not None:
+                    validator.check(self.ns, None, doc)
                 if key in records or get(table, key) is not None:
                     raise self._duplicate_id(doc["_id"])
                 add(key, doc)
@@ -872,6 +884,7 @@ class Collection:
         sort: SortSpec | None = None,
         hint: Any = None,
         txn: WriteTxn | None = None,
+        constants: Mapping[str, Any] | None = None,
     ) -> UpdateResult:
         """Apply update ``u`` to the first (or, ``multi``, every) document matching ``q``.
 
@@ -882,7 +895,7 @@ class Collection:
         ``sort`` picks the document a one-document update changes (MongoDB 8); ``hint`` the
         index the match uses (BadValue when there is no such index).
         """
-        update = Update(u, array_filters)
+        update = Update(u, array_filters, constants)
         compiled_sort = Sort(sort) if sort and not multi else None
         if multi and update.is_replacement:
             raise failed_to_parse("multi update is not supported for replacement-style update")
@@ -907,8 +920,13 @@ class Collection:
 
         return self._write(txn, body)
 
-    def _replace(self, txn: WriteTxn, key: bytes, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    def _replace(self, txn: WriteTxn, key: bytes, old: dict[str, Any], new: dict[str, Any],
+                 validate: bool = True) -> bool:
         """Store ``new`` over ``old`` at ``key``; False (nothing written) when unchanged."""
+        if validate:
+            validator = self._validator(txn)
+            if validator is not None:
+                validator.check(self.ns, old, new)
         old_data = encode_doc(old)
         try:
             new_data = encode_doc(new)
@@ -936,7 +954,7 @@ class Collection:
                 self._index_upkeep(txn, None, doc, key)
                 txn.put(self.table, key, data)
                 changed += 1
-            elif self._replace(txn, key, decode_doc(raw), doc):
+            elif self._replace(txn, key, decode_doc(raw), doc, validate=False):
                 changed += 1
         return changed
 

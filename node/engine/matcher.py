@@ -13,6 +13,7 @@ Malformed queries raise MongoError code 2 (BadValue) with MongoDB's messages at 
 
 from __future__ import annotations
 
+import contextvars
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -613,6 +614,33 @@ class _Const(_Node):
         return MATCH if self.value else NO_MATCH
 
 
+_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("matcher_options")
+
+
+class _Expr(_Node):
+    """``$expr``: an aggregation expression, true when its value is truthy."""
+
+    def __init__(self, expr: Any) -> None:
+        from node.engine.expressions import Scope, compile_expression
+        opts = _OPTIONS.get({})
+        variables = opts.get("variables") or {}
+        self.variables = variables
+        self.fn = compile_expression(expr, Scope(list(variables), now=opts.get("now"),
+                                                 allow_rand=opts.get("allow_rand", True)))
+
+    def eval(self, doc: Any) -> int:
+        from node.engine.expressions import Vars, truthy
+        return MATCH if truthy(self.fn(Vars(doc, self.variables))) else NO_MATCH
+
+
+class _Schema(_Node):
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+
+    def eval(self, doc: Any) -> int:
+        return MATCH if self.schema.valid(doc) else NO_MATCH
+
+
 def _compile_logical(arg: Any, geo_out: list[tuple[str, Any]], depth: int) -> list[_Node]:
     if not isinstance(arg, list | tuple) or not arg:
         raise bad_value("$and/$or/$nor must be a nonempty array")
@@ -645,7 +673,15 @@ def _compile_query(query: Mapping[str, Any], geo_out: list[tuple[str, Any]], dep
                 if arg != 1:
                     raise bad_value(f"{name} must be an integer value of 1")
                 children.append(_Const(name == "$alwaysTrue"))
-            elif name in ("$where", "$expr", "$text", "$jsonSchema"):
+            elif name == "$expr":
+                children.append(_Expr(arg))
+            elif name == "$jsonSchema":
+                from node.engine.jsonschema import compile_schema
+                children.append(_Schema(compile_schema(arg)))
+            elif name == "$where":
+                raise bad_value("$where is not allowed: JavaScript is not supported, use $expr "
+                                "instead")
+            elif name == "$text":
                 raise bad_value(f"{name} is not supported")
             else:
                 raise bad_value(f"unknown top level operator: {name}")
@@ -672,7 +708,11 @@ class Matcher:
 
     __slots__ = ("_root", "geo", "query")
 
-    def __init__(self, query: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, query: Mapping[str, Any] | None = None, *,
+                 variables: Mapping[str, Any] | None = None, now: Any = None,
+                 allow_rand: bool = True) -> None:
+        """``variables`` (``$$name`` values), ``now`` (``$$NOW``) and ``allow_rand`` are for
+        ``$expr``."""
         if query is None:
             query = {}
         if not isinstance(query, Mapping):
@@ -680,7 +720,11 @@ class Matcher:
         self.query = query
         self.geo: list[tuple[str, Any]] = []
         """``(path, geo.GeoQuery)`` for each geo predicate (the planner sorts by ``$near``)."""
-        self._root = _compile_query(query, self.geo)
+        token = _OPTIONS.set({"variables": variables, "now": now, "allow_rand": allow_rand})
+        try:
+            self._root = _compile_query(query, self.geo)
+        finally:
+            _OPTIONS.reset(token)
 
     def matches(self, doc: Mapping[str, Any]) -> bool:
         """Whether ``doc`` satisfies the query."""

@@ -519,6 +519,12 @@ def key_ranges(
 # --- plans ----------------------------------------------------------------------------------------
 
 
+def key_pattern_text(key: Sequence[tuple[str, Any]]) -> str:
+    """A key pattern as MongoDB's plan summaries print it: ``{ name: 1, age: -1 }``."""
+    parts = ", ".join(f'{f}: "{d}"' if isinstance(d, str) else f"{f}: {d}" for f, d in key)
+    return "{ " + parts + " }"
+
+
 class Plan:
     """A way to produce the matching documents (``run`` yields :data:`Row` tuples)."""
 
@@ -731,7 +737,7 @@ class IndexScan(Plan):
 
     @property
     def summary(self) -> str:
-        return f"IXSCAN {self.index.name}"
+        return f"IXSCAN {key_pattern_text(self.index.key)}"
 
 
 class OrScan(Plan):
@@ -777,7 +783,8 @@ class OrScan(Plan):
 
     @property
     def summary(self) -> str:
-        return "OR " + ", ".join(c.index.name for c in self.children)
+        return "OR " + ", ".join(f"IXSCAN {key_pattern_text(c.index.key)}"
+                                 for c in self.children)
 
 
 class GeoNear(Plan):
@@ -873,7 +880,7 @@ class GeoNear(Plan):
 
     @property
     def summary(self) -> str:
-        return f"GEO_NEAR_2D {self.index.name}"
+        return f"GEO_NEAR_2D {key_pattern_text(self.index.key)}"
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -1020,7 +1027,11 @@ def _hinted(view: CollectionView, hint: Any) -> IndexInfo | str:
             return "$natural"
         found = next((ix for ix in view.indexes if ix.name == hint), None)
     else:
-        pattern = list(hint.items()) if isinstance(hint, Mapping) else [tuple(p) for p in hint]
+        try:  # a document, or (from callers inside) a list of (field, direction) pairs
+            pattern = (list(hint.items()) if isinstance(hint, Mapping)
+                       else [tuple(p) for p in hint if len(p) == 2])
+        except TypeError:  # a number, a list of numbers ...: found by the command fuzzer
+            raise bad_value("hint must be an index name or a key pattern document") from None
         if pattern and pattern[0][0] == "$natural":
             return "$natural"
         found = next((ix for ix in view.indexes if list(ix.key) == pattern), None)
@@ -1201,6 +1212,7 @@ def pipeline(
     plan, rejected, _ = plan_query(txn, view, spec, matcher=matcher)
     sort = parse_sort(spec.sort)
     stats = Stats()
+    interrupt.report_plan(plan.summary, stats)
     skip, limit = spec.skip, spec.limit
     sort_stage: dict[str, Any] | None = None
     if isinstance(plan, GeoNear):

@@ -249,3 +249,19 @@ def _explain(error: str) -> str:
 
 
 __all__ = ["INVALID_REGEX", "MAX_MEM", "Regex2", "compile_regex", "invalid_regex", "translate"]
+
+
+_CAPTURE_OPTIONS = re2.Options()
+_CAPTURE_OPTIONS.max_mem = MAX_MEM
+_CAPTURE_OPTIONS.log_errors = False
+_CAPTURE_OPTIONS.encoding = re2.Options.Encoding.UTF8
+
+
+def compile_capturing(pattern: str, options: str) -> re2._Regexp:
+    """The pattern with submatches (``$regexFind``/``$regexFindAll``): the same checks and
+    PCRE translation as :func:`compile_regex`, compiled by RE2 keeping capture groups."""
+    compile_regex(pattern, options)  # the same refusals, with MongoDB's messages
+    flags = "".join(f for f in "ims" if f in options)
+    multiline = "m" in options or _INLINE_MULTILINE.search(pattern) is not None
+    body = translate(pattern, multiline=multiline, extended="x" in options)
+    return re2.compile(f"(?{flags}){body}" if flags else body, _CAPTURE_OPTIONS)

@@ -494,8 +494,19 @@ class Update:
     modifiers, malformed arguments, conflicting paths) and raises :class:`MongoError`.
     """
 
+    def __new__(cls, spec: Any, array_filters: Any = None, constants: Any = None) -> Any:
+        """A list is a pipeline-style update (:mod:`node.engine.pipeline_update`)."""
+        if isinstance(spec, list):
+            from node.engine.pipeline_update import PipelineUpdate
+            if array_filters:
+                raise invalid_options("arrayFilters may not be specified for pipeline-style "
+                                      "updates")
+            return PipelineUpdate(spec, constants)
+        return super().__new__(cls)
+
     def __init__(
-        self, spec: Mapping[str, Any], array_filters: list[Mapping[str, Any]] | None = None
+        self, spec: Mapping[str, Any], array_filters: list[Mapping[str, Any]] | None = None,
+        constants: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(spec, Mapping):
             raise failed_to_parse(

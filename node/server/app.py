@@ -40,7 +40,9 @@ from node.server.session_reaper import SessionReaper
 from node.server.statemachine import StateMachine
 from node.server.store_guard import StoreGuard, kernel_boot_id
 from node.server.ttl import TTLMonitor
+from raft.auth import load_keyfile
 from raft.fsio import FileSystem
+from raft.tls import REQUIRE, add_port
 
 log = logging.getLogger("helogale.node")
 
@@ -123,16 +125,22 @@ class NodeApp:
                                 test_commands=config.enable_test_commands)
         services.tail_waits.attach(self.engine, self.sm)
         self.sharding = self._sharding_role(services)
-        self.dispatcher = Dispatcher(services, NODE_COMMANDS)
+        self._security(services)
+        if config.tls.enabled:  # the sets this process dials (config servers, shards)
+            from node.sharding.remote import set_internal_tls
+
+            set_internal_tls(config.tls)
+        self.dispatcher = Dispatcher(services, NODE_COMMANDS, slow_ms=config.slowms)
         if config.grpc_workers <= UNARY_RESERVE:
             raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
         self.grpc = make_server(config.grpc_workers)
         self.command_service = add_command_service(
             self.grpc, self.dispatcher, max_streams=config.grpc_workers - UNARY_RESERVE)
-        port = self.grpc.add_insecure_port(config.listen)
+        port = add_port(self.grpc, config.listen, config.tls if config.tls.enabled else None)
         if port == 0:
             raise OSError(f"cannot listen on {config.listen}")
         self.wire: Any = None
+        self.metrics: Any = None
         self._stopped = threading.Event()
         self._reaper = Periodic("cursor-reaper", self.cursors.reap, REAP_INTERVAL_S, log)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
@@ -141,6 +149,21 @@ class NodeApp:
             self.store, lambda entry: self.member.submit(entry, WriteConcern())[0],
             self._writable, timeout_minutes=config.session_timeout_minutes,
             interval_s=config.session_refresh_secs)
+
+    def _security(self, services: NodeServices) -> None:
+        """Users from this member's store (and the internal user, with the key file);
+        ``--auth``: the authorization check, and the internal identity on calls to other sets
+        (config servers, shards)."""
+        from node.security.authz import Authorizer, LocalUsers
+
+        key = load_keyfile(self.config.keyfile) if self.config.keyfile else None
+        services.users = LocalUsers(self.engine, key)
+        if self.config.auth:
+            services.authz = Authorizer(services.users)
+            if key is not None:
+                from node.sharding.remote import set_internal_key
+
+                set_internal_key(key)
 
     def _sharding_role(self, services: NodeServices) -> Any:
         """The config-server or shard role this member was started with (None: neither)."""
@@ -206,7 +229,7 @@ class NodeApp:
 
         def handle(db: str, command: dict[str, Any], info: Any) -> dict[str, Any]:
             ctx = RequestContext(transport=WIRE, connection_id=info.connection_id,
-                                 peer=info.peer)
+                                 peer=info.peer, auth=info.session())
             return add_error_labels(self.dispatcher.is_retryable_write(command),
                                     self.dispatcher.run(db, command, ctx))
 
@@ -215,8 +238,38 @@ class NodeApp:
                                max_connections=cfg.wire_max_connections,
                                stall_timeout_s=cfg.wire_stall_timeout_secs or None,
                                idle_timeout_s=cfg.wire_idle_timeout_secs or None,
-                               max_buffered_bytes=cfg.wire_max_buffered_bytes)
+                               max_buffered_bytes=cfg.wire_max_buffered_bytes,
+                               ssl_context=(cfg.tls.server_ssl_context() if cfg.tls.enabled
+                                            else None),
+                               tls_only=cfg.tls.mode == REQUIRE)
         self.wire.start()
+        wire = self.wire
+        self.dispatcher.ops.connection_sources.append(lambda: {
+            "current": wire.connections, "totalCreated": wire.created})
+
+    def _start_metrics(self) -> None:
+        ops = self.dispatcher.ops
+        service = self.command_service
+        ops.connection_sources.append(lambda: {"current": service.open_streams,
+                                               "totalCreated": service.peers_seen})
+        if self.config.metrics_port is None:
+            return
+        from node.ops import metrics
+
+        sources: list[metrics.Source] = [
+            lambda: metrics.command_metrics(ops),
+            lambda: metrics.connection_metrics(ops, self.cursors),
+            metrics.counter_metrics,
+        ]
+        if hasattr(self.member, "raft_metrics"):
+            sources.append(lambda: metrics.raft_metrics(self.member))
+        role_metrics = getattr(self.sharding, "metrics", None)
+        if role_metrics is not None:
+            sources.append(role_metrics)
+        self.metrics = metrics.MetricsServer(self.config.metrics_host, self.config.metrics_port,
+                                             metrics.registry_of(sources)).start()
+        ops.metrics_port = self.metrics.port
+        log.info("metrics serving", extra={"fields": {"metrics_port": self.metrics.port}})
 
     def start(self) -> NodeApp:
         start = getattr(self.member, "start", None)
@@ -224,6 +277,7 @@ class NodeApp:
             start()
         self.grpc.start()
         self._start_wire()
+        self._start_metrics()
         self._reaper.start()
         self.ttl.start()
         start_role = getattr(self.sharding, "start", None)
@@ -245,6 +299,8 @@ class NodeApp:
         if self.sharding is not None:
             self.sharding.close()
         self.session_reaper.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.wire is not None:
             self.wire.stop()
         self.grpc.stop(0.5).wait()

@@ -15,6 +15,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from raft.tls import TLSConfigError, TLSSettings
+
 DEFAULT_ELECTION_TIMEOUT_MS = 400
 DEFAULT_HEARTBEAT_MS = 75
 
@@ -133,9 +135,30 @@ class NodeConfig:
     keyfile: str | None = None
     """Cluster key file (MongoDB's keyFile format): members authenticate each other's Raft
     streams with it. None: the Raft port is open to anyone who can reach it."""
+    metrics_port: int | None = field(default_factory=lambda: _env_metrics_port())
+    """Serve Prometheus metrics on this port (None: not at all; 0: any free port). Default
+    from ``HELOGALE_METRICS_PORT``."""
+    metrics_host: str = field(default_factory=lambda: _env_metrics_host())
+    """Host the metrics endpoint listens on (default ``HELOGALE_METRICS_HOST`` or 127.0.0.1)."""
+    slowms: int = 100
+    """Operations slower than this are logged with their plan summary (MongoDB's slowms)."""
+    tls_mode: str = "disabled"
+    """``--tlsMode``: disabled, preferTLS or requireTLS (``raft.tls``) on every port."""
+    tls_certificate_key_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_require_client_certificate: bool = False
+    auth: bool = False
+    """``--auth``: every command but the handshake and authentication needs an authenticated
+    user holding a role that allows it (docs/security.md)."""
     unsafe_ack_before_commit: bool = False
     """TEST ONLY: acknowledge writes as soon as they are proposed, before they commit. This
     deliberately breaks durability so the chaos suite can prove it catches lost writes."""
+
+    @property
+    def tls(self) -> TLSSettings:
+        """The TLS settings (raises TLSConfigError when they cannot be used)."""
+        return TLSSettings(self.tls_mode, self.tls_certificate_key_file, self.tls_ca_file,
+                           self.tls_require_client_certificate)
 
     @property
     def advertised(self) -> str:
@@ -161,6 +184,18 @@ class NodeConfig:
         """All members, this one included, ordered by id."""
         others = [p for p in self.peers if p.id != self.member_id]
         return sorted([self.self_spec(), *others], key=lambda m: m.id)
+
+
+def _env_metrics_port() -> int | None:
+    from node.ops.metrics import default_port
+
+    return default_port()
+
+
+def _env_metrics_host() -> str:
+    from node.ops.metrics import default_host
+
+    return default_host()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,7 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "whose store fills up exits")
     p.add_argument("--keyfile", help="cluster key file shared by every member (base64 "
                    "characters, 6-1024 of them, mode 600); without it the Raft port is open")
+    p.add_argument("--tlsMode", dest="tls_mode", choices=["disabled", "preferTLS", "requireTLS"],
+                   help="TLS on the gRPC, Raft and wire ports (default disabled)")
+    p.add_argument("--tlsCertificateKeyFile", dest="tls_certificate_key_file",
+                   help="PEM file with this member's certificate and private key")
+    p.add_argument("--tlsCAFile", dest="tls_ca_file",
+                   help="PEM file of the CA that signs the cluster's certificates")
+    p.add_argument("--tlsRequireClientCertificate", dest="tls_require_client_certificate",
+                   action="store_true", default=None,
+                   help="client ports too refuse clients without a certificate the CA signed")
+    p.add_argument("--auth", action="store_true", default=None,
+                   help="require users to authenticate (SCRAM-SHA-256) and hold roles")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics here (default $HELOGALE_METRICS_PORT)")
+    p.add_argument("--metrics-host", help="metrics listen host (default 127.0.0.1)")
+    p.add_argument("--slowms", type=int, help="log operations slower than this (default 100)")
     p.add_argument("--unsafe-ack-before-commit", action="store_true", default=None,
                    help=argparse.SUPPRESS)  # TEST ONLY: breaks durability on purpose
     return p
@@ -249,4 +299,9 @@ def config_from_args(argv: list[str] | None = None) -> NodeConfig:
     unknown = set(values) - known
     if unknown:
         parser.error(f"unknown settings: {', '.join(sorted(unknown))}")
-    return NodeConfig(**values)
+    config = NodeConfig(**values)
+    try:
+        config.tls  # noqa: B018 - validates the TLS options now, with a clear message
+    except TLSConfigError as exc:
+        parser.error(str(exc))
+    return config

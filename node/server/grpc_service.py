@@ -38,6 +38,7 @@ import grpc
 
 from node.commands.context import GRPC, RequestContext
 from node.commands.dispatcher import Dispatcher
+from node.security.authz import SESSION_METADATA, AuthSession, SessionTable
 from proto import helogale_pb2, helogale_pb2_grpc
 
 log = logging.getLogger("helogale.grpc")
@@ -81,6 +82,7 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                                                 thread_name_prefix="stream-cmd")
         self._ids: dict[str, int] = {}
         self._next = itertools.count(1)
+        self._peers_seen = 0
         self._lock = threading.Lock()
         self.max_streams = max_streams
         self.max_in_flight = max_in_flight
@@ -91,6 +93,13 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
         """Stream readers currently stopped by backpressure."""
         self.peak_in_flight = 0
         """The most commands one stream had read and not yet answered (since start)."""
+        self.sessions = SessionTable()
+        """Authentication sessions by token, each bound to its connection (peer)."""
+
+    @property
+    def peers_seen(self) -> int:
+        """Distinct client peers served since start (gRPC does not say when one leaves)."""
+        return self._peers_seen
 
     def _connection_id(self, peer: str) -> int:
         with self._lock:
@@ -99,12 +108,25 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                 if len(self._ids) > 10_000:
                     self._ids.clear()
                 cid = self._ids[peer] = next(self._next)
+                self._peers_seen = cid
             return cid
+
+    def _session(self, context: grpc.ServicerContext, peer: str) -> AuthSession:
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == SESSION_METADATA:
+                token = value if isinstance(value, str) else None
+        return self.sessions.get(token, peer)
 
     def Run(self, request: Any, context: grpc.ServicerContext) -> Any:
         peer = context.peer() or ""
-        ctx = RequestContext(transport=GRPC, connection_id=self._connection_id(peer), peer=peer)
+        session = self._session(context, peer)
+        ctx = RequestContext(transport=GRPC, connection_id=self._connection_id(peer), peer=peer,
+                             auth=session)
         reply = self._dispatcher.run_bson(request.db, request.command, ctx)
+        token = self.sessions.register(session, peer)
+        if token is not None:  # the client names this session on its later calls
+            context.set_trailing_metadata(((SESSION_METADATA, token),))
         return helogale_pb2.CommandReply(reply=reply)
 
     def Stream(self, request_iterator: Iterator[Any], context: grpc.ServicerContext
@@ -136,7 +158,7 @@ class CommandService(helogale_pb2_grpc.CommandServicer):
                       leave: Callable[[], None]) -> Iterator[Any]:
         peer = context.peer() or ""
         ctx = RequestContext(transport=GRPC, connection_id=self._connection_id(peer), peer=peer,
-                             deferred_replies=True)
+                             deferred_replies=True, auth=self._session(context, peer))
         ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # in_flight: commands read and not yet answered (the stream ends at 0 once the client
         # is done); held/bytes: commands read and replies not yet handed to gRPC (backpressure)

@@ -47,6 +47,8 @@ from node.engine.errors import (
     MongoError,
 )
 from node.engine.snapshot import dump_snapshot, load_snapshot, looks_intact
+from node.ops.progress import Progress
+from node.ops.raft_metrics import RaftMetrics
 from node.server.config import MemberSpec, NodeConfig
 from node.server.replset_config import check_quorum, parse_reconfig, tcp_probe
 from node.server.statemachine import StateMachine, decode_entry, encode_entry
@@ -106,6 +108,7 @@ class Replica:
         peers = {m.id: m.raft_address for m in self._members}
         peers[self.id] = config.raft_listen_address
         key = load_keyfile(config.keyfile) if config.keyfile else None  # KeyFileError: say why
+        self.raft_metrics = RaftMetrics()
         self.raft = RaftNode(
             self.id, raft_dir, peers, self._apply,
             snapshotter=Snapshotter(self._take_snapshot, self._install_snapshot,
@@ -116,7 +119,8 @@ class Replica:
                                   keep_entries=config.keep_entries),
             listen=config.raft_listen_address, join=config.join,
             on_leader_change=self._on_leader_change, fs=fs, on_fatal=self._on_raft_fatal,
-            cluster_key=key,
+            cluster_key=key, observer=self.raft_metrics,
+            tls=config.tls if config.tls.enabled else None,
         )
         self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
                                          daemon=True)
@@ -212,13 +216,26 @@ class Replica:
         head = _U64.pack(self.sm.applied_index)
         chunks = dump_snapshot(self.store)
         first = next(chunks)
-        return lambda: head + first + b"".join(chunks)
+
+        def rest() -> bytes:
+            parts = [head, first]
+            with Progress("snapshotCapture", unit="bytes",
+                          index=self.sm.applied_index) as work:
+                for chunk in chunks:
+                    parts.append(chunk)
+                    work.advance(len(chunk))
+            return b"".join(parts)
+
+        return rest
 
     def _install_snapshot(self, data: bytes) -> None:
         (index,) = _U64.unpack(data[:8])
         if index <= self.sm.applied_index:
             return  # this store already holds that state (and possibly more)
-        load_snapshot(self.store, [data[8:]], replace=True)
+        with Progress("snapshotInstall", total=len(data) - 8, unit="bytes",
+                      index=index) as work:
+            load_snapshot(self.store, [data[8:]], replace=True)
+            work.set(len(data) - 8)
         self.sm.reload()
         with self._mlock:
             self._members = self._load_members()
@@ -465,6 +482,9 @@ class Replica:
                 if pr is not None:
                     doc["matchIndex"] = Int64(pr.match)
                     doc["lagEntries"] = Int64(max(0, st.last_index - pr.match))
+                    if self.is_primary():
+                        doc["lagSecs"] = self.raft_metrics.lag_seconds(pr.match,
+                                                                       st.last_index)
             doc["state"] = state
             doc["stateStr"] = {1: "PRIMARY", 2: "SECONDARY", 5: "STARTUP2",
                                8: "(not reachable/healthy)"}[state]
@@ -481,7 +501,26 @@ class Replica:
             "appliedIndex": Int64(applied),
             "lastWriteDate": self._last_write,
             "members": members,
+            **self._election_fields(),
         }
+
+    def _election_fields(self) -> dict[str, Any]:
+        m = self.raft_metrics
+        out: dict[str, Any] = {"electionsStarted": Int64(self.raft.elections),
+                               "electedPrimary": Int64(self.raft.leader_terms)}
+        if m.last_election is not None:
+            out["lastElectionDate"] = _dt.datetime.fromtimestamp(m.last_election, _dt.UTC)
+            out["lastElectionTerm"] = Int64(m.last_election_term)
+        return out
+
+    def repl_summary(self) -> dict[str, Any]:
+        """serverStatus ``repl``: the Raft numbers of this member."""
+        view = self.raft.view
+        return {"term": Int64(view.term), "leaderId": view.leader,
+                "commitIndex": Int64(view.commit), "lastIndex": Int64(view.last_index),
+                "appliedIndex": Int64(self.applied_index()),
+                "snapshotsInstalled": Int64(self.raft.snapshots_installed),
+                **self._election_fields()}
 
     def repl_set_get_config(self) -> dict[str, Any]:
         return self.config_doc()

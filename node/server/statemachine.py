@@ -27,6 +27,7 @@ before every applier runs; None today.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import struct
 import threading
@@ -430,6 +431,20 @@ class StateMachine:
         done, migrated = _recorded(txn, entry) if retryable else ({}, False)
         if self.guard is not None:
             self.guard.check_entry(txn, entry)
+        from node.engine.expressions import ENTRY_NOW
+        from node.engine.validation import BYPASS
+        token = BYPASS.set(bool(entry.get("bypassDocumentValidation")))
+        now = entry.get("now")
+        now_token = ENTRY_NOW.set(now if isinstance(now, _dt.datetime) else None)
+        try:
+            return self._apply_op(txn, op, applier, statements, retryable, done, migrated,
+                                  entry)
+        finally:
+            ENTRY_NOW.reset(now_token)
+            BYPASS.reset(token)
+
+    def _apply_op(self, txn: Any, op: Any, applier: Applier, statements: Any, retryable: bool,
+                  done: Any, migrated: bool, entry: dict[str, Any]) -> dict[str, Any]:
         if not retryable:
             reply = applier(self.engine, txn, entry)
             if op == "replSetConfig":

@@ -18,7 +18,9 @@ A round, for every sharded collection:
    to the one with the least while the difference is more than three chunk sizes (MongoDB's
    rule), one migration at a time per shard.
 
-It resumes on a new config primary by itself (the thread runs on every config member and
+A round that moved or split something is followed by the next one after
+:data:`BUSY_INTERVAL_S` (1 s, as MongoDB's balancer does) rather than the full interval
+(``--balancer-interval-secs``). It resumes on a new config primary by itself (the thread runs on every config member and
 works only while that member is primary); ``balancerStop``/``balancerStart`` set
 ``config.settings`` ``{_id: "balancer", stopped}``, and an ``activeWindow: {start: "HH:MM",
 stop: "HH:MM"}`` (UTC) limits when rounds run.
@@ -36,6 +38,7 @@ from typing import Any
 from bson import MaxKey
 
 from node.engine.errors import MongoError
+from node.ops.counters import COUNTERS
 
 log = logging.getLogger("helogale.balancer")
 
@@ -45,6 +48,9 @@ HOT_TOP_FRACTION = 8
 """The top chunk is split off for another shard once it holds this fraction of a chunk."""
 IMBALANCE_CHUNKS = 3
 """Balanced while the largest and smallest shard differ by less than this many chunk sizes."""
+BUSY_INTERVAL_S = 1.0
+"""Seconds to the next round after one that moved or split something (MongoDB's short
+interval), instead of the full interval."""
 
 
 class Balancer:
@@ -123,22 +129,28 @@ class Balancer:
 
     # --- the loop --------------------------------------------------------------------------
     def _loop(self) -> None:
+        wait = self.interval_s
         while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
+            self._wake.wait(wait)
             self._wake.clear()
+            wait = self.interval_s
             if self._stop.is_set() or not self.is_primary():
                 continue
+            before = self.chunks_moved + self.splits
             try:
                 if self.enabled():
                     self.run_round()
             except Exception as exc:  # a shard or migration failed: the next round retries
                 self.last_error = str(exc)
                 log.info("balancer round stopped: %s", exc)
+            if self.chunks_moved + self.splits != before:  # more to do, likely: soon again
+                wait = min(self.interval_s, BUSY_INTERVAL_S)
 
     def run_round(self) -> None:
         """One round over every sharded collection (see module docstring)."""
         self.in_round = True
         self.rounds += 1
+        COUNTERS.inc("balancer_rounds")
         try:
             max_bytes, max_docs = self.chunk_limits()
             busy: set[str] = set()  # shards already in a migration this round
@@ -156,17 +168,37 @@ class Balancer:
 
     # --- one collection --------------------------------------------------------------------
     def _sizes(self, ns: str) -> dict[str, dict[Any, dict[str, Any]]]:
-        """Per shard, its chunks' sizes by lower bound (as the shard measured them)."""
+        """Per shard, its chunks' sizes by lower bound (as the shard measured them), only for
+        the chunks whose bounds match the config servers' (the authority).
+
+        A split is committed on the config servers only, so the owning shard may still hold
+        the old, whole chunk in its cache and measure the whole range under its lower bound:
+        a shard whose chunk list differs from the config servers' is told to refresh
+        (``_shardsvrRefresh``) and measured again; a chunk still measured under other bounds
+        (a migration in flight) is left out of this round."""
+        by_shard: dict[str, set[tuple[Any, Any]]] = {}
+        for c in self.config.chunks(ns):
+            by_shard.setdefault(c["shard"], set()).add((_key(c["min"]["_id"]),
+                                                        _key(c["max"]["_id"])))
         out: dict[str, dict[Any, dict[str, Any]]] = {}
-        for name in sorted({c["shard"] for c in self.config.chunks(ns)}):
-            shard = self.config.shard(name)
-            reply = self.config.remotes.get(shard["grpcHost"]).command(
-                "admin", {"_shardsvrChunkSizes": ns})
-            if reply.get("ok") != 1.0:
-                raise MongoError(int(reply.get("code", 1)), f"chunk sizes of {ns} on {name}: "
-                                 f"{reply.get('errmsg')}")
-            out[name] = {_key(c["min"]): c for c in reply["chunks"]}
+        for name in sorted(by_shard):
+            remote = self.config.remotes.get(self.config.shard(name)["grpcHost"])
+            measured = self._measure(remote, ns, name)
+            if {(_key(c["min"]), _key(c["max"])) for c in measured} != by_shard[name]:
+                refreshed = remote.command("admin", {"_shardsvrRefresh": ns})
+                if refreshed.get("ok") == 1.0:
+                    measured = self._measure(remote, ns, name)
+            out[name] = {_key(c["min"]): c for c in measured
+                         if (_key(c["min"]), _key(c["max"])) in by_shard[name]}
         return out
+
+    @staticmethod
+    def _measure(remote: Any, ns: str, name: str) -> list[dict[str, Any]]:
+        reply = remote.command("admin", {"_shardsvrChunkSizes": ns})
+        if reply.get("ok") != 1.0:
+            raise MongoError(int(reply.get("code", 1)), f"chunk sizes of {ns} on {name}: "
+                             f"{reply.get('errmsg')}")
+        return list(reply["chunks"])
 
     def _collection(self, ns: str, max_bytes: int, max_docs: int, busy: set[str]) -> None:
         sizes = self._sizes(ns)
@@ -280,6 +312,7 @@ class Balancer:
         finally:
             self.current = None
         self.chunks_moved += 1
+        COUNTERS.inc("balancer_moves")
         log.info("balancer moved a chunk", extra={"fields": {
             "ns": ns, "from": chunk["shard"], "to": to,
             "ms": int((time.monotonic() - started) * 1000)}})

@@ -10,6 +10,7 @@ All run against ``admin`` on the primary; a member of the wrong role answers Ill
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,28 @@ class ShardRole:
         self._recovery_job.stop()
         self.deleter.stop()
         self.state.close()
+
+    def status_section(self) -> dict[str, Any]:
+        """serverStatus ``sharding`` on a shard member."""
+        out: dict[str, Any] = {"clusterRole": "shardsvr", "shardName": self.state.shard_name,
+                               "rangeDeleterDocsDeleted": self.deleter.deleted}
+        source = self.source
+        if source is not None:
+            out["migration"] = {"id": source.id, "ns": source.ns, "to": source.to_shard,
+                                **source.progress}
+        with contextlib.suppress(Exception):
+            out["rangeDeletionsPending"] = len(self.deleter.pending())
+        return out
+
+    def metrics(self) -> Any:
+        """Gauges for the metrics endpoint: migration running, range deletions queued."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily("helogale_migrations_running",
+                                "chunk migrations this shard is donating now",
+                                value=1 if self.source is not None else 0)
+        yield GaugeMetricFamily("helogale_range_deletions_pending",
+                                "ranges queued for deletion", value=len(self.deleter.pending()))
 
 
 # --- config servers ----------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class ConfigServer:
     """The config-server role of a member (see module docstring)."""
 
     def __init__(self, engine: Any, member: Any, my_conn: Callable[[], str]) -> None:
+        self._draining: dict[str, Any] = {}
         self.engine = engine
         self.member = member
         self.my_conn = my_conn
@@ -81,6 +82,30 @@ class ConfigServer:
         if self.balancer is not None:
             self.balancer.stop()
         self.remotes.close()
+
+    def status_section(self) -> dict[str, Any]:
+        """serverStatus ``sharding`` on a config server member."""
+        out: dict[str, Any] = {"clusterRole": "configsvr",
+                               "drainingShards": [s["_id"] for s in self._find("shards", {})
+                                                  if s.get("draining")]}
+        balancer = getattr(self, "balancer", None)
+        if balancer is not None:
+            out["balancer"] = {"rounds": balancer.rounds, "chunksMoved": balancer.chunks_moved,
+                               "inBalancerRound": balancer.in_round}
+        return out
+
+    def metrics(self) -> Any:
+        """Gauges for the metrics endpoint: shards draining, balancer in a round."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        shards = self._find("shards", {})
+        yield GaugeMetricFamily("helogale_shards", "shards in the cluster", value=len(shards))
+        yield GaugeMetricFamily("helogale_shards_draining", "shards being drained (removeShard)",
+                                value=sum(1 for s in shards if s.get("draining")))
+        balancer = getattr(self, "balancer", None)
+        if balancer is not None:
+            yield GaugeMetricFamily("helogale_balancer_in_round", "1 while a round runs",
+                                    value=1 if balancer.in_round else 0)
 
     def set_balancer(self, stopped: bool) -> dict[str, Any]:
         """``balancerStart``/``balancerStop``: ``config.settings`` ``{_id: "balancer"}``."""
@@ -192,6 +217,8 @@ class ConfigServer:
             raise _err(ILLEGAL_OPERATION, "can't remove the last shard", "IllegalOperation")
         chunks = self._find("chunks", {"shard": name})
         dbs = [d["_id"] for d in self._find("databases", {"primary": name})]
+        self._draining_progress(name, len(chunks), done=not (chunks or dbs)
+                                and bool(shard.get("draining")))
         if not shard.get("draining"):
             self.commit([{"op": "u", "ns": "config.shards", "o2": {"_id": name},
                           "o": {"$set": {"draining": True}}}],
@@ -211,6 +238,22 @@ class ConfigServer:
                     [{"ns": "config.shards", "q": {"_id": name}, "res": {}}])
         return {"msg": "removeshard completed successfully", "state": "completed",
                 "shard": name}
+
+    def _draining_progress(self, name: str, remaining: int, done: bool) -> None:
+        """Draining as long work (``currentOp``, periodic lines): chunks moved off so far,
+        updated whenever ``removeShard`` is asked again."""
+        from node.ops.progress import Progress
+
+        work = self._draining.get(name)
+        if work is None and not done:
+            work = self._draining[name] = Progress("draining", total=remaining, unit="chunks",
+                                                   shard=name)
+        if work is None:
+            return
+        work.set(max(0, (work.total or 0) - remaining))
+        if done:
+            work.finish()
+            del self._draining[name]
 
     def move_primary(self, db: str, to: str) -> dict[str, Any]:
         """``movePrimary`` of a database with no unsharded data (its unsharded collections

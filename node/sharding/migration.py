@@ -43,6 +43,8 @@ from node import failpoints
 from node.engine.collection import decode_doc, docs_table
 from node.engine.errors import BAD_VALUE, MongoError
 from node.engine.values import compare
+from node.ops.counters import COUNTERS
+from node.ops.progress import Progress
 from node.server.periodic import Periodic
 from node.server.statemachine import SESSIONS, decode_entry
 from node.sharding import ownership as own
@@ -104,6 +106,15 @@ class MigrationSource:
                                    own.shard_version(current), state.shard_name,
                                    "this shard does not own that chunk")
         started = time.monotonic()
+        self.work = Progress("migration", unit="docs", ns=self.ns, migrationId=self.id,
+                             toShard=self.to_shard)
+        try:
+            return self._run(started)
+        finally:
+            self.work.finish()
+
+    def _run(self, started: float) -> dict[str, Any]:
+        state = self.state
         self._record("registered")
         try:
             check_ok(state.config_servers().command("admin", {
@@ -136,8 +147,9 @@ class MigrationSource:
             self._record("committing")
             committed = self._commit()
         except BaseException as exc:
+            COUNTERS.inc("migrations", outcome="aborted")
             log.warning("migration aborted", extra={"fields": {
-                "ns": self.ns, "id": str(self.id), "error": str(exc)}})
+                "ns": self.ns, "migrationId": str(self.id), "error": str(exc)}})
             if not abort_or_finish(state, self._doc(), self.deleter):
                 raise
             committed = True
@@ -147,6 +159,7 @@ class MigrationSource:
                 raise MongoError(own.STALE_CONFIG, f"migration of {self.ns} was not committed: "
                                  "the config servers' metadata changed meanwhile",
                                  code_name="StaleConfig")
+            COUNTERS.inc("migrations", outcome="committed")
             self._phase("committed")
             failpoints.hit("migrationHang.committed")
             finish_commit(state, self._doc(), self.deleter)
@@ -169,7 +182,12 @@ class MigrationSource:
 
     def _phase(self, phase: str) -> None:
         self.progress["phase"] = phase
-        log.info("migration phase", extra={"fields": {"ns": self.ns, "id": str(self.id),
+        work = getattr(self, "work", None)
+        if work is not None:
+            work.op.extra = {**(work.op.extra or {}), "phase": phase}
+        COUNTERS.inc("migration_phases", phase=phase)
+        log.info("migration phase", extra={"fields": {"ns": self.ns,
+                                                       "migrationId": str(self.id),
                                                        "phase": phase}})
 
     def _index_specs(self) -> list[dict[str, Any]]:
@@ -200,6 +218,8 @@ class MigrationSource:
             for batch in self._batches(docs):
                 self._send(recipient, docs=batch)
                 self.progress["docsCloned"] += len(batch)
+                self.work.advance(len(batch))
+                COUNTERS.inc("migration_docs_cloned", len(batch))
 
     def _send(self, recipient: Any, *, docs: list[dict[str, Any]] | None = None,
               deletes: list[bytes] | None = None,
@@ -462,16 +482,20 @@ class RangeDeleter:
     def run_task(self, task: Mapping[str, Any]) -> int:
         """Delete one queued range to the end; returns how many records went."""
         n = 0
-        with self._busy:
-            while not self._periodic.stopping:
+        with self._busy, Progress("rangeDeletion", unit="docs", ns=str(task["ns"]),
+                                  migrationId=task["id"]) as work:
+            while not self._periodic.stopping and not work.killed:
                 out = self.state.propose({"op": "deleteRange", "ns": task["ns"],
                                           "min": task["min"], "max": task["max"],
                                           "limit": DELETE_BATCH, "task": task["id"]})
                 n += int(out.get("n", 0))
+                work.set(n)
                 if out.get("done"):
                     break
                 time.sleep(DELETE_PAUSE_S)
         self.deleted += n
+        COUNTERS.inc("range_deletions")
+        COUNTERS.inc("range_deletion_docs", n)
         return n
 
     def run_pending(self) -> None:

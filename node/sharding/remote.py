@@ -26,10 +26,31 @@ from helogale.client import MongoClient
 from helogale.errors import NotPrimaryError
 from helogale.read_preferences import ReadPreference, ServerMode
 from helogale.topology import ServerDescription
+from node.security.authz import AUDIT_FIELD, acting_users
 
 Retry = Literal["safe", "refused", "never"]
 REFUSED_CODES = frozenset({10107, 13435})
 NOT_PRIMARY_CODES = frozenset({10107, 13435, 13436, 11600, 11602, 189, 91})
+
+
+_INTERNAL_KEY: bytes | None = None
+
+
+def set_internal_key(key: bytes | None) -> None:
+    """Authenticate every set this process connects to from now on as the internal user
+    (``__system@local``, the cluster key as password): a member or router with ``--auth``."""
+    global _INTERNAL_KEY
+    _INTERNAL_KEY = key
+
+
+_INTERNAL_TLS: Any = None
+
+
+def set_internal_tls(tls: Any) -> None:
+    """Dial every set from now on with TLS (``raft.tls.TLSSettings``), presenting this
+    process's certificate."""
+    global _INTERNAL_TLS
+    _INTERNAL_TLS = tls
 
 
 def parse_connection_string(text: str) -> tuple[str | None, list[str]]:
@@ -60,6 +81,12 @@ class RemoteSet:
                                    "retryWrites": False}
         if self.name:
             options["replicaSet"] = self.name
+        if _INTERNAL_TLS is not None:
+            options.update(tls=True, tlsCAFile=_INTERNAL_TLS.ca_file,
+                           tlsCertificateKeyFile=_INTERNAL_TLS.certificate_key_file)
+        if _INTERNAL_KEY is not None:  # --auth: the cluster's own identity (the key file)
+            options.update(username="__system", password=_INTERNAL_KEY.decode("ascii"),
+                           authSource="local")
         self.client = MongoClient(self.hosts, **options)
 
     def command(self, db: str, cmd: Mapping[str, Any], *, retry: Retry = "safe",
@@ -76,9 +103,12 @@ class RemoteSet:
         goes to that member only (a cursor's ``getMore``), never retried elsewhere."""
         executor = self.client.executor
         answered: list[Address] = []
+        acting = acting_users()
 
         def operation(server: ServerDescription, channel: Channel) -> dict[str, Any]:
             document = dict(cmd)
+            if _INTERNAL_KEY is not None and acting:  # who this call is made for (auditing)
+                document[AUDIT_FIELD] = {"users": list(acting)}
             if read_preference.mode != ReadPreference.PRIMARY.mode:
                 document["$readPreference"] = read_preference.document
             reply = channel.run(db, document, self.client.codec_options, timeout=timeout)

@@ -26,10 +26,11 @@ import itertools
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from node.wire.protocol import (
@@ -55,6 +56,17 @@ class ConnectionInfo:
 
     connection_id: int
     peer: str
+    state: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Per-connection state a command handler keeps (the authentication session)."""
+
+    def session(self) -> Any:
+        """This connection's :class:`~node.security.authz.AuthSession` (made on first use)."""
+        found = self.state.get("auth")
+        if found is None:
+            from node.security.authz import AuthSession
+
+            found = self.state["auth"] = AuthSession()
+        return found
 
 
 CommandHandler = Callable[[str, dict[str, Any], ConnectionInfo], Mapping[str, Any]]
@@ -140,6 +152,13 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
         wire.track(sock, add=True)
         stall, budget = wire.stall_timeout_s, wire.budget
         try:
+            if wire.ssl_context is not None:
+                tls_sock = wire.secure(sock, info.peer)
+                if tls_sock is None:
+                    return
+                wire.track(sock, add=False)
+                sock = tls_sock
+                wire.track(sock, add=True)
             while True:
                 header = parse_header(_recv_exact(sock, HEADER_SIZE, wire.idle_timeout_s,
                                                   stall))
@@ -198,14 +217,23 @@ class WireServer:
         stall_timeout_s: float | None = DEFAULT_STALL_TIMEOUT_S,
         idle_timeout_s: float | None = None,
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
+        tls_only: bool = True,
     ) -> None:
         self._handler = handler
+        self.ssl_context = ssl_context
+        """TLS (``raft.tls``): every connection's handshake first; with ``tls_only`` False
+        (preferTLS) a client whose first byte is not a TLS handshake is served in plain text."""
+        self.tls_only = tls_only
+        self.tls_refused = 0
         self.max_connections = max_connections
         self.stall_timeout_s = stall_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.budget = ByteBudget(max_buffered_bytes)
         self.connections = 0
         """Connections admitted and not yet finished."""
+        self.created = 0
+        """Connections admitted since start."""
         self.refused = 0
         """Connections closed on arrival because ``max_connections`` were open."""
         self._last_refusal_log = -_REFUSAL_LOG_EVERY_S
@@ -241,11 +269,41 @@ class WireServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def secure(self, sock: socket.socket, peer: str) -> socket.socket | None:
+        """The connection after the TLS handshake (``sock`` itself for a plain-text client
+        under preferTLS); None: refused (a plain-text client on a TLS-only port, a failed
+        handshake), logged, and the connection is closed."""
+        assert self.ssl_context is not None
+        timeout = self.stall_timeout_s or DEFAULT_STALL_TIMEOUT_S
+        try:
+            sock.settimeout(timeout)
+            first = sock.recv(1, socket.MSG_PEEK)
+            if not first:
+                return None
+            if first != b"\x16":  # not a TLS ClientHello
+                if not self.tls_only:
+                    sock.settimeout(None)
+                    return sock
+                self._refuse_tls(peer, "plain-text client on a TLS port")
+                return None
+            tls = self.ssl_context.wrap_socket(sock, server_side=True)
+            tls.settimeout(None)
+            return tls
+        except (ssl.SSLError, OSError) as exc:
+            self._refuse_tls(peer, f"TLS handshake failed: {exc}")
+            return None
+
+    def _refuse_tls(self, peer: str, why: str) -> None:
+        with self._lock:
+            self.tls_refused += 1
+        log.warning("wire connection refused: %s", why, extra={"fields": {"peer": peer}})
+
     def admit(self, client_address: Any) -> bool:
         """Whether a new connection may be served (the listener closes it otherwise)."""
         with self._lock:
             if self.connections < self.max_connections:
                 self.connections += 1
+                self.created += 1
                 return True
             self.refused += 1
             now = time.monotonic()

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Int64
 
+from node.commands import operations
 from node.commands.admin import VERSION, hello_reply
 from node.commands.args import get_bool, get_doc, get_str
 from node.commands.context import RequestContext
+from node.commands.operations import common_sections
 from node.engine.errors import BAD_VALUE, MongoError
 from node.sharding.config_server import split_ns
 from router.cursors import raise_for
@@ -29,19 +31,29 @@ if TYPE_CHECKING:
 
 def hello(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
           ) -> dict[str, Any]:
-    return hello_reply(cmd, ctx, True, {"msg": "isdbgrid", "me": svc.advertised})
+    reply = hello_reply(cmd, ctx, True, {"msg": "isdbgrid", "me": svc.advertised})
+    if getattr(svc, "users", None) is not None and (
+            "saslSupportedMechs" in cmd or "speculativeAuthenticate" in cmd):
+        from node.security.users import hello_fields
+
+        reply.update(hello_fields(svc, cmd, ctx))
+    return reply
 
 
 def server_status(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                   ) -> dict[str, Any]:
+    common = common_sections(svc)
+    commands = common.pop("commands")
     return {
+        **common,
         "host": svc.advertised, "version": VERSION, "process": "helogale-router",
         "pid": Int64(os.getpid()), "uptime": float(int(time.time() - svc.started_at)),
         "localTime": _dt.datetime.now(_dt.UTC),
         "sharding": {"configsvrConnectionString": svc.config.conn},
         "metrics": {"cursor": {"open": {"total": Int64(len(svc.cursors))}},
                     "router": {"routingRefreshes": Int64(svc.catalog.refreshes),
-                               "staleConfigRetries": Int64(svc.shards.stale_retries)}},
+                               "staleConfigRetries": Int64(svc.shards.stale_retries)},
+                    "commands": commands},
     }
 
 
@@ -223,3 +235,40 @@ def move_primary(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Requ
     out = _config(svc, {"_configsvrMovePrimary": name, "to": get_str(cmd, "movePrimary", "to")})
     svc.catalog.forget_database(name)
     return out
+
+
+def current_op(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+               ) -> dict[str, Any]:
+    """The router's own operations, then each shard primary's as ``"<shard>:<opid>"``."""
+    inprog = operations.local_ops(svc, cmd, ctx)
+    for d in inprog:
+        d.setdefault("router", svc.advertised)
+    names = sorted(svc.catalog.shards())
+    forwarded = {k: v for k, v in cmd.items() if k not in ("$db", "$readPreference",
+                                                           "$clusterTime", "lsid", "$ownOps")}
+    replies = svc.shards.call_many([(name, "admin", forwarded) for name in names])
+    for name, reply in zip(names, replies, strict=True):
+        if reply.get("ok") != 1.0:
+            continue
+        for d in reply.get("inprog", []):
+            d["opid"] = f"{name}:{d['opid']}"
+            d["shard"] = name
+            inprog.append(d)
+    return {"inprog": inprog}
+
+
+def kill_op(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+            ) -> dict[str, Any]:
+    """``killOp`` of a router op, or (``"<shard>:<opid>"``) forwarded to that shard."""
+    opid = operations.opid_arg(cmd)
+    if isinstance(opid, str) and ":" in opid:
+        shard, _, local = opid.rpartition(":")
+        if shard not in svc.catalog.shards():
+            raise MongoError(BAD_VALUE, f"no shard {shard!r} (op {opid!r})")
+        if not local.isdigit():
+            raise MongoError(BAD_VALUE, f"invalid op: {opid!r}")
+        reply = svc.shards.call(shard, "admin", {"killOp": 1, "op": int(local)})
+        raise_for(reply, f"shard {shard}")
+        return {k: v for k, v in reply.items() if k != "ok"}
+    found = operations.kill_local(svc, opid)
+    return {"info": "attempting to kill op" if found else "no such op", "found": found}

@@ -62,7 +62,34 @@ def _all_shards(svc: RouterServices, db: str, cmd: Mapping[str, Any]) -> list[di
 def create(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any]:
     coll = collection_name(cmd, "create")
-    return _primary(svc, db, coll, cmd, create_db=True)
+    reply = _primary(svc, db, coll, cmd, create_db=True)
+    options = {k: cmd[k] for k in ("validator", "validationLevel", "validationAction")
+               if k in cmd}
+    if options and reply.get("ok") == 1.0:
+        # every shard keeps the validation options, so chunks moved there later are checked
+        # by them too (collMod creates the collection where it is missing)
+        others = [s for s in sorted(svc.catalog.shards(refresh=True))
+                  if s != svc.catalog.database(db)["primary"]]
+        svc.shards.call_many([(s, db, {"collMod": coll, **options, "$_createIfMissing": True})
+                              for s in others])
+    return reply
+
+
+def coll_mod(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+             ) -> dict[str, Any]:
+    """``collMod`` on every shard of the collection (validators are checked where writes
+    apply, on each shard)."""
+    coll = collection_name(cmd, "collMod")
+
+    def attempt(route: Route) -> dict[str, Any]:
+        marked = {**cmd, "$_createIfMissing": True}  # a shard without chunks yet keeps them too
+        replies = (_all_shards(svc, db, marked) if route.table is not None
+                   else _everywhere(svc, route, db, marked))
+        for reply in replies:
+            raise_for(reply, "shard")
+        return {}
+
+    return svc.shards.routed(db, coll, attempt)
 
 
 def convert_to_capped(svc: RouterServices, db: str, cmd: Mapping[str, Any],
@@ -195,7 +222,11 @@ def list_databases(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Re
 
 def coll_stats(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                ) -> dict[str, Any]:
+    """Every shard holding chunks, summed; ``nchunks`` and the shard list from the config
+    servers' routing table, read afresh (a cached one may predate migrations other routers
+    or the balancer made; collStats is rare, one config read is cheap)."""
     coll = collection_name(cmd, "collStats")
+    svc.catalog.mark_stale(f"{db}.{coll}")
 
     def attempt(route: Route) -> dict[str, Any]:
         shards = sorted({route.primary, *(route.table.shards() if route.table else [])})

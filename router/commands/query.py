@@ -9,9 +9,11 @@ at once with the version it was routed by, and merged:
   ``skip``/``limit`` reach the shards as ``limit = skip + limit`` and are applied here; the
   router's cursor pages through the shards' cursors as the client asks for more;
 * ``count``: summed (shards capped at ``skip + limit``); ``distinct``: united;
-* ``aggregate``: the pipeline splits into a shard part (up to the first ``$group``, ``$sort``,
-  ``$skip``, ``$limit`` or ``$count``; pushed down when it can be) and a part run here on the
-  merged stream with the node's own pipeline code;
+* ``aggregate``: the pipeline splits (:func:`split_pipeline`) into a shard part and a part run
+  here on the merged stream with the node's own pipeline code: ``$sort`` merged in order with
+  its ``$limit`` pushed down, ``$group`` as partial states merged here, ``$count`` summed;
+  ``$lookup``/``$graphLookup``/``$unionWith`` read through the router (the foreign collection
+  may be sharded) and ``$out``/``$merge`` write through it;
 * ``explain``: each shard's plan, under ``SINGLE_SHARD`` or ``SHARD_MERGE``.
 
 The ``config`` and ``admin`` databases live on the config servers: reads of them go there.
@@ -19,7 +21,9 @@ The ``config`` and ``admin`` databases live on the config servers: reads of them
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import contextvars
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from node.commands import requests
@@ -32,7 +36,7 @@ from router.catalog import CONFIG_DBS, Route
 from router.cursors import RouterCursor, ShardStream, raise_for, shard_runner
 from router.services import forwardable, read_preference
 from router.shards import check_stale, versioned
-from router.targeting import id_ranges
+from router.targeting import id_ranges, note_targets
 
 if TYPE_CHECKING:
     from router.services import RouterServices
@@ -43,9 +47,9 @@ FIRST_BATCH = 101
 def targets(route: Route, filt: Mapping[str, Any] | None) -> list[str]:
     """The shards a query of ``filt`` must ask (at least one, so the reply is well formed)."""
     if route.table is None:
-        return [route.primary]
+        return note_targets([route.primary], 1)
     shards = route.table.shards_in(id_ranges(filt))
-    return shards or [route.table.chunks[0].shard]
+    return note_targets(shards or [route.table.chunks[0].shard], len(route.table.shards()))
 
 
 def _is_near(filt: Mapping[str, Any]) -> bool:
@@ -88,7 +92,8 @@ def _open_streams(svc: RouterServices, route: Route, db: str, shards: Sequence[s
         answered = [svc.shards.call_member(shards[0], db, versioned(cmds[0], route, shards[0]),
                                            read_preference=pref)]
     else:
-        calls = [svc.shards.pool.submit(svc.shards.call_member, shard, db,
+        calls = [svc.shards.pool.submit(contextvars.copy_context().run,
+                                        svc.shards.call_member, shard, db,
                                         versioned(c, route, shard), read_preference=pref)
                  for shard, c in zip(shards, cmds, strict=True)]
         answered = [f.result() for f in calls]
@@ -196,78 +201,240 @@ def distinct(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
 
 # --- aggregate -------------------------------------------------------------------------------
 
-BLOCKING = ("$group", "$sort", "$skip", "$limit", "$count")
-DECOMPOSABLE = ("$sum", "$min", "$max")
+STREAMING = ("$match", "$project", "$addFields", "$set", "$unset", "$unwind", "$replaceRoot",
+             "$replaceWith", "$redact")
+"""Stages a shard runs on its own documents as well as the router would on all of them."""
 
 
-def split_pipeline(stages: list[tuple[str, Any]]) -> tuple[list[dict[str, Any]], Any,
-                                                          list[tuple[str, Any]]]:
-    """(shard part, how to merge, the part run on the router).
+@dataclass
+class Split:
+    """A pipeline split for the shards: ``shards`` runs on each targeted shard, its outputs
+    merge by ``merge`` (None: concatenated; a :class:`Sort`: k-way by that order; ``"count"``:
+    the ``$count`` documents summed), then ``router`` runs here."""
 
-    The merge is ``None`` (concatenate), a :class:`Sort` (k-way merge by it) or ``"count"``
-    (sum the shards' ``$count`` documents, named by the stage)."""
-    i = next((k for k, (name, _) in enumerate(stages) if name in BLOCKING), len(stages))
-    shard = [{name: arg} for name, arg in stages[:i]]
+    shards: list[dict[str, Any]]
+    merge: Any
+    router: list[tuple[str, Any]]
+
+    def describe(self) -> dict[str, Any]:
+        how = ("mergeSort" if isinstance(self.merge, Sort) else self.merge or "concat")
+        return {"shardsPart": self.shards, "mergeType": how,
+                "mergerPart": [{n: a} for n, a in self.router]}
+
+
+def split_pipeline(stages: list[tuple[str, Any]]) -> Split:
+    """The shard part runs up to the first stage needing every document (or another
+    collection); that stage is split when it can be: ``$sort`` runs on the shards too (with
+    the ``$limit`` after it) and merges in order; ``$group``/``$sortByCount`` fold partial
+    states on the shards and finish here; ``$count`` is summed; ``$limit`` and ``$sample``
+    run on both sides; ``$geoNear`` on the shards, merged by distance."""
+    from node.commands.pipeline import parse_sort_stage, sort_keep
+
+    i = 0
+    shard: list[dict[str, Any]] = []
+    if stages and stages[0][0] == "$geoNear" and isinstance(stages[0][1], Mapping):
+        field = stages[0][1].get("distanceField")
+        shard.append({"$geoNear": stages[0][1]})
+        merge_by = Sort({field: 1}) if isinstance(field, str) and field else None
+        return Split(shard, merge_by, stages[1:])
+    if stages and stages[0][0] in ("$collStats", "$indexStats"):
+        return Split([{stages[0][0]: stages[0][1]}], None, stages[1:])
+    while i < len(stages) and stages[i][0] in STREAMING:
+        shard.append({stages[i][0]: stages[i][1]})
+        i += 1
     rest = stages[i:]
     if not rest:
-        return shard, None, []
+        return Split(shard, None, [])
     name, arg = rest[0]
-    if name == "$sort" and isinstance(arg, Mapping) and arg:
-        shard.append({"$sort": arg})
-        if len(rest) > 1 and rest[1][0] == "$limit":
-            shard.append({"$limit": rest[1][1]})
-        return shard, Sort(arg), rest[1:]
-    if name == "$limit":
-        shard.append({"$limit": arg})
-        return shard, None, rest
-    if name == "$group" and _decomposable(arg):
-        shard.append({"$group": arg})
-        final = {"_id": "$_id", **{f: {op: f"${f}"} for f, spec in arg.items() if f != "_id"
-                                   for op in spec}}
-        return shard, None, [("$group", final), *rest[1:]]
-    if name == "$count" and isinstance(arg, str):
-        shard.append({"$count": arg})
-        return shard, "count", rest[1:]
-    return shard, None, rest
+    try:
+        if name == "$sort":
+            sort = parse_sort_stage(arg)
+            shard.append({"$sort": arg})
+            keep = sort_keep(rest, 0)
+            if keep:
+                shard.append({"$limit": keep})
+            return Split(shard, sort, rest[1:])
+        if name == "$limit":
+            shard.append({"$limit": arg})
+            return Split(shard, None, rest)
+        if name == "$sample":
+            shard.append({"$sample": arg})
+            return Split(shard, None, rest)
+        if name in ("$group", "$sortByCount"):
+            if name == "$sortByCount":
+                group = {"_id": arg, "count": {"$sum": 1}}
+                after: list[tuple[str, Any]] = [("$sort", {"count": -1})]
+            else:
+                group, after = arg, []
+            if isinstance(group, Mapping):
+                shard.append({"$_groupPartial": group})
+                return Split(shard, None, [("$_groupMerge", group), *after, *rest[1:]])
+        if name == "$count" and isinstance(arg, str):
+            shard.append({"$count": arg})
+            return Split(shard, "count", rest[1:])
+    except MongoError:
+        pass  # the router reports the stage's error when it compiles it
+    return Split(shard, None, rest)
 
 
-def _decomposable(arg: Any) -> bool:
-    return isinstance(arg, Mapping) and all(
-        isinstance(spec, Mapping) and len(spec) == 1 and next(iter(spec)) in DECOMPOSABLE
-        for f, spec in arg.items() if f != "_id")
+def _literal_let(variables: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: {"$literal": v} for k, v in variables.items()}
 
 
-def aggregate(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
-              ) -> dict[str, Any]:
-    from node.commands.pipeline import run_pipeline
+def routed_docs(svc: RouterServices, db: str, coll: str, stages: list[tuple[str, Any]],
+                cmd: Mapping[str, Any], variables: Mapping[str, Any],
+                explain: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
+    """The documents of ``stages`` over ``db.coll`` through the shards: the split's shard part
+    on every targeted shard, merged, then the router part here (reading other collections
+    through the router again)."""
+    from node.commands.pipeline import PipelineContext, compile_pipeline
 
-    req = requests.parse_aggregate(db, cmd)
-    if db in CONFIG_DBS:
-        return _config_cursor(svc, db, cmd, f"{db}.{req.coll}", req.batch_size, ctx)
-    shard_part, how, rest = split_pipeline(req.stages)
+    split = split_pipeline(stages)
+    ctx = PipelineContext(db=db, coll=coll, variables=dict(variables),
+                          allow_disk_use=bool(cmd.get("allowDiskUse")))
+    ctx.read = lambda c, p, vs: _read_through(svc, db, c, p, cmd, vs)
+    ctx.write = lambda name, spec, docs: _write_through(svc, db, name, spec, docs, cmd)
+    from node.commands.pipeline import parse_stages
+    check = ctx.sub(geo_near=lambda arg: iter(()), stats=lambda name, arg: iter(()))
+    compile_pipeline(parse_stages(split.shards, allow_internal=True), check)  # fail early
+    compiled = compile_pipeline(split.router, ctx)
 
-    def attempt(route: Route) -> dict[str, Any]:
-        shards = targets(route, _leading_match(req.stages))
-        shard_cmd = {**forwardable(cmd), "pipeline": shard_part, "cursor": {}}
+    def attempt(route: Route) -> Iterator[dict[str, Any]]:
+        shards = targets(route, _leading_match(stages))
+        shard_cmd = {**forwardable(cmd, "explain", "let", "pipeline", "cursor"),
+                     "aggregate": coll, "pipeline": split.shards, "cursor": {},
+                     "$_internalSplit": True}
+        if variables:
+            shard_cmd["let"] = _literal_let(variables)
+        if explain is not None:
+            replies = svc.shards.call_many(
+                [(s, db, versioned({**{k: v for k, v in shard_cmd.items() if k != "cursor"},
+                                    "explain": True}, route, s)) for s in shards], read_preference=read_preference(cmd))
+            check_stale(route.ns, replies)
+            for reply in replies:
+                raise_for(reply, "shard")
+            explain.append({"splitPipeline": split.describe(), "shards": {
+                s: {k: v for k, v in r.items() if k not in ("ok", "$clusterTime",
+                                                            "operationTime")}
+                for s, r in zip(shards, replies, strict=True)}})
+            return iter(())
         streams = _open_streams(svc, route, db, shards, [shard_cmd] * len(shards), cmd)
 
         def merged(ss: Sequence[ShardStream]) -> Iterator[dict[str, Any]]:
-            if isinstance(how, Sort):
-                docs = merge.merge_sorted(ss, key=how.key_bytes, strip=False)
-            elif how == "count":
-                name = shard_part[-1]["$count"]
+            if isinstance(split.merge, Sort):
+                docs: Iterator[dict[str, Any]] = merge.merge_sorted(
+                    ss, key=split.merge.key_bytes, strip=False)
+            elif split.merge == "count":
+                name = split.shards[-1]["$count"]
                 total = sum(int(d.get(name, 0)) for d in merge.concat(ss))
                 docs = iter([{name: total}] if total else [])
             else:
                 docs = merge.concat(ss)
-            return run_pipeline(docs, rest)
+            for stage in compiled:
+                docs = stage(docs)
+            return iter(docs)
 
-        cursor = RouterCursor(streams, merged)
-        return open_cursor(svc, f"{db}.{req.coll}", cursor,  # type: ignore[arg-type]
-                           req.batch_size, ctx=ctx)
+        return RouterCursor(streams, merged)
 
-    return svc.shards.routed(db, req.coll, attempt,
-                             missing=lambda: cursor_reply(f"{db}.{req.coll}", [], 0, True))
+    def missing() -> Iterator[dict[str, Any]]:
+        docs: Iterator[dict[str, Any]] = iter(())
+        if split.merge == "count":
+            return docs
+        for stage in compiled:
+            docs = stage(docs)
+        return iter(docs)
+
+    return svc.shards.routed(db, coll, attempt, missing=missing)
+
+
+def _read_through(svc: RouterServices, db: str, coll: str, pipeline: list[dict[str, Any]],
+                  cmd: Mapping[str, Any], variables: Mapping[str, Any]
+                  ) -> Iterator[dict[str, Any]]:
+    from node.commands.pipeline import parse_stages
+
+    stages = parse_stages(pipeline)
+    if stages and stages[0][0] == "$documents":
+        from node.commands.pipeline import PipelineContext, run_pipeline
+        return run_pipeline(iter(()), stages, ctx=PipelineContext(
+            db=db, coll=coll, variables=dict(variables)))
+    return iter(list(routed_docs(svc, db, coll, stages, forwardable(cmd, "pipeline", "let"),
+                                 variables)))
+
+
+def _write_through(svc: RouterServices, db: str, name: str, spec: Mapping[str, Any],
+                   docs: Iterable[dict[str, Any]], cmd: Mapping[str, Any]) -> None:
+    """``$out``/``$merge`` through the router: the documents go to the target's shards as
+    ``aggregate: 1`` with ``$documents`` and the writing stage, where they are written
+    through the log as on a replica set. ``$out`` refuses a sharded target (28769); a
+    sharded ``$merge`` target gets each document at the shard owning its ``_id``."""
+    from node.commands.agg_writes import prepare_docs
+
+    out = prepare_docs(docs)
+    tdb, tcoll = spec["db"], spec["coll"]
+    stage_arg: dict[str, Any]
+    if name == "$out":
+        stage_arg = {"db": tdb, "coll": tcoll}
+    else:
+        stage_arg = {"into": {"db": tdb, "coll": tcoll}, "on": spec["on"],
+                     "whenMatched": spec["whenMatched"],
+                     "whenNotMatched": spec["whenNotMatched"]}
+        if isinstance(spec["whenMatched"], list):
+            stage_arg["let"] = spec["let"]
+    extra = {k: cmd[k] for k in ("writeConcern", "bypassDocumentValidation") if k in cmd}
+
+    def attempt(route: Route) -> None:
+        if route.table is not None:
+            if name == "$out":
+                raise MongoError(28769, f"{tdb}.{tcoll} cannot be sharded",
+                                 code_name="Location28769")
+            if "_id" not in spec["on"]:
+                raise MongoError(51190, "Cannot find index to verify that join fields will be "
+                                 "unique: $merge 'on' fields must include the shard key _id",
+                                 code_name="Location51190")
+            by_shard: dict[str, list[dict[str, Any]]] = {}
+            for d in out:
+                by_shard.setdefault(route.table.shard_for_id(d["_id"]), []).append(d)
+        else:
+            by_shard = {route.primary: out}
+        calls = [(s, tdb, versioned({"aggregate": 1, "pipeline": [
+            {"$documents": {"$literal": ds}}, {name: stage_arg}], "cursor": {}, **extra},
+            route, s)) for s, ds in by_shard.items()]
+        replies = svc.shards.call_many(calls, retry="none") if calls else []
+        check_stale(route.ns, replies)
+        for reply in replies:
+            raise_for(reply, "shard")
+
+    svc.shards.routed(tdb, tcoll, attempt, create_db=True)
+
+
+def aggregate(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
+              ) -> dict[str, Any]:
+    from node.commands.query import let_values
+
+    req = requests.parse_aggregate(db, cmd)
+    if db in CONFIG_DBS:
+        return _config_cursor(svc, db, cmd, f"{db}.{req.coll}", req.batch_size, ctx)
+    variables = let_values(req.let)
+    ns = f"{db}.{req.coll}"
+    if req.collectionless:
+        from node.commands.pipeline import PipelineContext, run_pipeline
+        pctx = PipelineContext(db=db, coll=req.coll, variables=variables)
+        pctx.read = lambda c, p, vs: _read_through(svc, db, c, p, cmd, vs)
+        pctx.write = lambda name, spec, docs: _write_through(svc, db, name, spec, docs, cmd)
+        docs = run_pipeline(iter(()), req.stages, ctx=pctx)
+        return open_cursor(svc, ns, docs, req.batch_size, ctx=ctx)  # type: ignore[arg-type]
+    if req.explain:
+        explain: list[dict[str, Any]] = []
+        for _ in routed_docs(svc, db, req.coll, req.stages, cmd, variables, explain):
+            pass
+        out = explain[0] if explain else {"splitPipeline": None, "shards": {}}
+        return {"explainVersion": "1", **out}
+    docs = routed_docs(svc, db, req.coll, req.stages, cmd, variables)
+    if req.stages and req.stages[-1][0] in ("$out", "$merge"):
+        for _ in docs:
+            pass
+        return cursor_reply(ns, [], 0, True)
+    return open_cursor(svc, ns, docs, req.batch_size, ctx=ctx)  # type: ignore[arg-type]
 
 
 def _leading_match(stages: list[tuple[str, Any]]) -> Mapping[str, Any] | None:

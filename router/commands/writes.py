@@ -41,7 +41,7 @@ from router.catalog import CONFIG_DBS, Route
 from router.cursors import raise_for
 from router.services import forwardable
 from router.shards import StaleRetries, StaleRouting, is_stale, versioned
-from router.targeting import exact_id, id_ranges
+from router.targeting import exact_id, id_ranges, note_targets
 
 if TYPE_CHECKING:
     from router.services import RouterServices
@@ -135,10 +135,10 @@ class BatchWriter:
     def _target(self, route: Route, i: int) -> list[str] | None:
         """The shards statement ``i`` goes to; None: a single write to find first."""
         if route.table is None:
-            return [route.primary]
+            return note_targets([route.primary], 1)
         st = self.statements[i]
         if self.kind == "insert":
-            return [route.table.shard_for_id(st["_id"])]
+            return note_targets([route.table.shard_for_id(st["_id"])], 1)
         query = st["q"]
         single = (self.kind == "update" and not st.get("multi")) or (
             self.kind == "delete" and st.get("limit") == 1)
@@ -148,7 +148,7 @@ class BatchWriter:
         shards = route.table.shards_in(id_ranges(query))
         if single and len(shards) > 1:
             return None
-        return shards or []
+        return note_targets(shards or [], len(route.table.shards()))
 
     def _body(self, positions: Sequence[int], statements: Sequence[Any] | None = None,
               attempt: int = 0) -> dict[str, Any]:

@@ -167,3 +167,27 @@ def test_prevote_requests_go_out_at_once() -> None:
     node.campaign()
     rd = node.ready()
     assert sorted(m.to for m in rd.messages if m.type == MessageType.PRE_VOTE) == [2, 3]
+
+
+def test_a_member_that_answered_in_the_last_check_quorum_window_stays_active() -> None:
+    """Check-quorum clears every follower's ``recent_active`` at the end of each window; the
+    status must still report a member that answered during the window just closed (else
+    replSetGetStatus shows live members as unreachable right after each check)."""
+    from raft.types import Message
+
+    c = Cluster()
+    c.elect(1)
+    c.propose(1, b"x")
+    c.stabilize()
+    leader = c.nodes[1]
+    assert all(leader.status().progress[n].recent_active for n in (2, 3))
+    leader.step(Message(MessageType.CHECK_QUORUM))  # a window closes
+    assert leader.role == StateRole.LEADER
+    assert all(leader.status().progress[n].recent_active for n in (2, 3))
+    c.isolate(3)
+    c.propose(1, b"y")
+    c.stabilize()
+    leader.step(Message(MessageType.CHECK_QUORUM))  # a whole window without node 3
+    assert leader.role == StateRole.LEADER
+    progress = leader.status().progress
+    assert progress[2].recent_active and not progress[3].recent_active

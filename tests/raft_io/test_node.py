@@ -490,3 +490,47 @@ def test_background_snapshot_does_not_hold_up_applying(tmp_path: Path) -> None:
             assert image == everything[:len(image)]  # a prefix: the state as of its capture
     finally:
         g.stop()
+
+
+def test_the_observer_sees_elections_appends_fsyncs_and_proposals(tmp_path: Path) -> None:
+    """The driver's optional Observer (the metrics of node/ops/raft_metrics.py)."""
+    from node.ops.raft_metrics import RaftMetrics
+    from raft.types import StateRole
+
+    class Recorder(RaftMetrics):
+        def __init__(self) -> None:
+            super().__init__()
+            self.roles: list[StateRole] = []
+            self.appends: list[tuple[int, int, bool]] = []
+
+        def on_role(self, role: StateRole, term: int) -> None:
+            super().on_role(role, term)
+            self.roles.append(role)
+
+        def on_append(self, first_index: int, last_index: int, term: int, leader: bool
+                      ) -> None:
+            super().on_append(first_index, last_index, term, leader)
+            self.appends.append((first_index, last_index, leader))
+
+    obs = Recorder()
+    m = Machine()
+    node = RaftNode(1, tmp_path / "n1", {1: f"127.0.0.1:{free_port()}"}, m.apply,
+                    observer=obs).start()
+    try:
+        wait_until(node.is_leader, 15, "the single member to lead")
+        futs = [node.propose(f"p{i}".encode()) for i in range(20)]
+        last = max(f.result(timeout=15) for f in futs)
+        wait_until(lambda: obs.proposals.count == 20, 15, "every proposal observed")
+        assert StateRole.CANDIDATE in obs.roles and obs.roles[-1] == StateRole.LEADER
+        assert node.elections >= 1 and node.leader_terms == 1
+        assert obs.became_leader == 1 and obs.last_election is not None
+        assert obs.fsync.count >= 1 and obs.proposals_failed == 0
+        assert max(hi for _, hi, _ in obs.appends) == last
+        assert any(leader for _, _, leader in obs.appends)
+        written = obs.written_at(last)
+        assert written is not None and written <= time.time()
+        assert obs.lag_seconds(last, last) == 0.0
+        assert obs.lag_seconds(last - 1, last) is not None
+        assert obs.written_at(last + 1) is None
+    finally:
+        node.stop()
