@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from raft.types import (
+    NUMBER_LIMIT,
     ConfChange,
     ConfChangeSingle,
     ConfChangeTransition,
@@ -45,12 +46,27 @@ def encode(cc: ConfChange) -> bytes:
 
 
 def decode(data: bytes) -> ConfChange:
-    d = json.loads(data)
-    return ConfChange(
-        tuple(ConfChangeSingle(ConfChangeType(t), n) for t, n in d["c"]),
-        ConfChangeTransition(d["t"]),
-        bytes.fromhex(d["x"]),
-    )
+    """The change ``encode`` wrote; ConfChangeError for anything else (malformed JSON, unknown
+    fields, change or transition types, member ids outside ``1 .. NUMBER_LIMIT - 1``)."""
+    try:
+        d = json.loads(data)
+        if not isinstance(d, dict) or set(d) != {"c", "t", "x"}:
+            raise ValueError("not a {c, t, x} object")
+        if not isinstance(d["c"], list) or not isinstance(d["x"], str):
+            raise ValueError("changes must be a list and the context a hex string")
+        changes = []
+        for ch in d["c"]:
+            if (not isinstance(ch, list) or len(ch) != 2
+                    or not all(type(v) is int for v in ch)):
+                raise ValueError(f"change {ch!r} is not [type, member id]")
+            if not 0 < ch[1] < NUMBER_LIMIT:
+                raise ValueError(f"member id {ch[1]} out of range")
+            changes.append(ConfChangeSingle(ConfChangeType(ch[0]), ch[1]))
+        if type(d["t"]) is not int:
+            raise ValueError("transition must be an integer")
+        return ConfChange(tuple(changes), ConfChangeTransition(d["t"]), bytes.fromhex(d["x"]))
+    except (ValueError, TypeError, RecursionError) as exc:  # JSON and Unicode errors included
+        raise ConfChangeError(f"not an encoded configuration change: {exc}") from None
 
 
 def _apply_changes(cs: ConfState, cc: ConfChange) -> tuple[set[int], set[int], set[int]]:

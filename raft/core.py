@@ -172,7 +172,7 @@ class RawNode:
             return
         for e in self.log.slice(lo + 1, hi + 1):
             if e.type == EntryType.CONF_CHANGE:
-                self._apply_conf_change(confchange.decode(e.data))
+                self._apply_conf_entry(e)
 
     # ------------------------------------------------------------------ public API
     def tick(self) -> None:
@@ -371,7 +371,7 @@ class RawNode:
             for e in rd.committed_entries:
                 if e.type == EntryType.CONF_CHANGE and e.index > self._conf_index:
                     self._conf_index = e.index
-                    self._apply_conf_change(confchange.decode(e.data))
+                    self._apply_conf_entry(e)
             self.log.applied_to(rd.committed_entries[-1].index)
             self._maybe_auto_leave_joint()
         for m in rd.self_messages:
@@ -952,6 +952,18 @@ class RawNode:
                 self._serve_read(m)
 
     # ------------------------------------------------------------------ membership
+    def _apply_conf_entry(self, e: Entry) -> None:
+        """Apply a committed conf-change entry. One that does not decode, or that is not valid
+        against the configuration (which every member derives from the same log), changes
+        nothing, identically on every member and at every replay: a leader never proposes
+        such an entry and validation refuses it on the wire, so only an old log can hold one,
+        and raising here would stop every member at the same index, for ever."""
+        try:
+            cc = confchange.decode(e.data)
+        except confchange.ConfChangeError:
+            return
+        self._apply_conf_change(cc)
+
     def _apply_conf_change(self, cc: ConfChange) -> None:
         try:
             self.conf = confchange.apply(self.conf, cc)
@@ -959,6 +971,8 @@ class RawNode:
             # A node that joined with empty storage cannot rebuild the membership from a
             # partial history; it stays non-voting (safe) until a snapshot brings the config.
             return
+        except confchange.ConfChangeError:
+            return  # see _apply_conf_entry
         cfg = self.cfg
         members = self.conf.members()
         learners = self.conf.learners | self.conf.learners_next

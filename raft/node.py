@@ -813,8 +813,8 @@ class RaftNode:
         self._set_applied(last)
 
     def _apply_conf_change(self, e: Entry) -> None:
-        cc = confchange.decode(e.data)
-        try:
+        try:  # the core skips the same entries (RawNode._apply_conf_entry)
+            cc = confchange.decode(e.data)
             self._applied_conf = confchange.apply(self._applied_conf, cc)
         except RaftError as exc:
             log.debug("conf change at %d rejected: %s", e.index, exc)
@@ -826,7 +826,11 @@ class RaftNode:
                     self.transport.remove_peer(ch.node_id)
                     changed = self._addresses.pop(ch.node_id, None) is not None or changed
             elif cc.context and len(cc.changes) == 1:
-                address = cc.context.decode()
+                try:
+                    address = cc.context.decode()
+                except UnicodeDecodeError:
+                    log.error("conf change at %d: member address is not UTF-8", e.index)
+                    continue
                 self.transport.add_peer(ch.node_id, address)
                 changed = self._addresses.get(ch.node_id) != address or changed
                 self._addresses[ch.node_id] = address

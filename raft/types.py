@@ -40,6 +40,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 NONE = 0
+
+NUMBER_LIMIT = 1 << 62
+"""Terms, indexes, commit indexes and member ids stay below this. No honest cluster gets near
+it (a term a second for 10^11 years), and whatever is below it leaves room for the ``+ 1``s
+of campaigns and appends inside the wire format (uint64) and the WAL (``<Q``); received
+messages with a larger number are refused by ``raft.validate``."""
 """Node id meaning "nobody" (no vote, no known leader). Real node ids are positive ints."""
 
 

@@ -4,14 +4,17 @@ Owns :func:`check_message`: a message that passed authentication is still refuse
 one a correct peer could have sent: a type peers exchange (never a local-only one: HUP, PROPOSE,
 CHECK_QUORUM), a real term (term 0 means "local" to the core), entries only on appends and
 contiguous after ``index`` with terms that never go down nor pass the message's term, and a
-snapshot only on SNAPSHOT messages, with metadata that describes a real snapshot. What a check
+snapshot only on SNAPSHOT messages, with metadata that describes a real snapshot; no term,
+index, commit or member id of 2^62 or more (``raft.types.NUMBER_LIMIT``: the core's ``+ 1``
+must still fit the wire and the WAL), and configuration-change entries that decode. What a check
 here cannot know (the receiver's own log) the core handles: it clamps commit indexes to what
 the follower's log is known to share with the leader.
 """
 
 from __future__ import annotations
 
-from raft.types import NONE, Message, MessageType
+from raft import confchange
+from raft.types import NONE, NUMBER_LIMIT, EntryType, Message, MessageType
 
 __all__ = ["MAX_SNAPSHOT_OFFSET", "NETWORK_TYPES", "check_message"]
 
@@ -36,6 +39,9 @@ def check_message(m: Message) -> str | None:
         return f"{m.type.name} with term 0"
     if m.frm == NONE or m.to == NONE:
         return f"{m.type.name} without sender or receiver id"
+    for name in ("term", "log_term", "index", "commit", "reject_hint", "frm", "to"):
+        if getattr(m, name) >= NUMBER_LIMIT:
+            return f"{m.type.name} with {name} {getattr(m, name)} (2^62 or more)"
     if m.entries:
         if m.type != MT.APPEND:
             return f"{m.type.name} carries entries"
@@ -60,6 +66,13 @@ def _check_entries(m: Message) -> str | None:
             return (f"APPEND entry {e.index} has term {e.term} (previous {prev_term}, "
                     f"message term {m.term})")
         prev_term = e.term
+        if e.index >= NUMBER_LIMIT:  # terms are bounded by the message's
+            return f"APPEND entry index {e.index} (2^62 or more)"
+        if e.type == EntryType.CONF_CHANGE:
+            try:
+                confchange.decode(e.data)
+            except confchange.ConfChangeError as exc:
+                return f"APPEND entry {e.index}: bad configuration change: {exc}"
     return None
 
 
@@ -74,7 +87,11 @@ def _check_snapshot(m: Message) -> str | None:
         return f"SNAPSHOT term {meta.term} beyond the message term {m.term}"
     if m.index != meta.index or m.log_term != meta.term:
         return "SNAPSHOT index/term differ from its metadata"
+    if meta.index >= NUMBER_LIMIT:
+        return f"SNAPSHOT index {meta.index} (2^62 or more)"
     cs = meta.conf_state
+    if any(n >= NUMBER_LIMIT for n in cs.members()):
+        return "SNAPSHOT configuration names a member id of 2^62 or more"
     if not cs.voters:
         return "SNAPSHOT configuration has no voters"
     if NONE in cs.members():

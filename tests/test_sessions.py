@@ -137,3 +137,50 @@ def test_hello_reports_the_session_timeout() -> None:
     assert d.run("admin", {"hello": 1}, CTX)["logicalSessionTimeoutMinutes"] == 30
     d.services.session_timeout_minutes = 0.05
     assert d.run("admin", {"hello": 1}, CTX)["logicalSessionTimeoutMinutes"] == 1
+
+
+def test_a_transaction_number_reused_for_another_kind_of_write_is_refused() -> None:
+    """A session's transaction number whose statements were recorded by one kind of write
+    (insert, say) and then sent with another (update) made the update fold in the insert's
+    results and fail with InternalError (KeyError 'm') inside the apply path; found by
+    tests/test_commands_fuzz.py. It is refused (40606), consistently, and changes nothing."""
+    d = standalone_dispatcher()
+    lsid = _lsid("reuse")
+    q = {"_id": 1}
+    writes = [
+        {"insert": "c", "documents": [{"_id": 2, "v": 0}]},
+        {"update": "c", "updates": [{"q": q, "u": {"$inc": {"v": 1}}}]},
+        {"delete": "c", "deletes": [{"q": q, "limit": 1}]},
+        {"findAndModify": "c", "query": q, "update": {"$inc": {"v": 1}}},
+    ]
+    for n, first in enumerate(writes):
+        d.run("app", {"delete": "c", "deletes": [{"q": {}, "limit": 0}]}, CTX)
+        d.run("app", {"insert": "c", "documents": [{"_id": 1, "v": 0}]}, CTX)
+        reply = d.run("app", {**first, "lsid": lsid, "txnNumber": Int64(10 + n)}, CTX)
+        assert reply["ok"] == 1.0 and "writeErrors" not in reply, reply
+        state = d.run("app", {"find": "c"}, CTX)["cursor"]["firstBatch"]
+        for other in writes:
+            if next(iter(other)) == next(iter(first)):
+                continue
+            reply = d.run("app", {**other, "lsid": lsid, "txnNumber": Int64(10 + n)}, CTX)
+            assert reply["ok"] == 0.0 and reply["code"] == 40606, (first, other, reply)
+            assert d.run("app", {"find": "c"}, CTX)["cursor"]["firstBatch"] == state
+        # the same kind of write is still a retry, answered from the record
+        assert d.run("app", {**first, "lsid": lsid, "txnNumber": Int64(10 + n)}, CTX)["ok"] == 1.0
+
+
+def test_one_transaction_may_mix_kinds_of_write_on_distinct_statements() -> None:
+    """bulkWrite runs its inserts, updates and deletes as separate writes with one
+    ``txnNumber`` and distinct statement ids: retrying it applies each operation once."""
+    d = standalone_dispatcher()
+    cmd = {"bulkWrite": 1, "ops": [{"insert": 0, "document": {"_id": 50, "n": 0}},
+                                   {"update": 0, "filter": {"_id": 50},
+                                    "updateMods": {"$inc": {"n": 1}}},
+                                   {"delete": 0, "filter": {"_id": 51}},
+                                   {"insert": 0, "document": {"_id": 52, "n": 0}}],
+           "nsInfo": [{"ns": "app.c"}], "lsid": _lsid("bulk"), "txnNumber": Int64(1)}
+    for _ in range(2):
+        reply = d.run("admin", cmd, CTX)
+        assert reply["ok"] == 1.0 and reply["nErrors"] == 0, reply
+    docs = d.run("app", {"find": "c"}, CTX)["cursor"]["firstBatch"]
+    assert docs == [{"_id": 50, "n": 1}, {"_id": 52, "n": 0}]

@@ -1,8 +1,9 @@
 """Malformed and hostile wire-protocol input thrown at a REAL node process's wire port.
 
-Frames are garbage bytes, headers whose length lies, flipped bytes in valid messages, legacy
-OP_QUERY with odd namespaces, and well-framed OP_MSG commands whose arguments are random BSON
-(through the real dispatcher). After each example the connection must end (the node closes it
+Frames (tests/fuzz_wire_frames.py, shared with the in-process tests/test_wire_fuzz.py) are
+garbage bytes, headers whose length lies, flipped bytes in valid messages, legacy OP_QUERY with
+odd namespaces, and well-framed OP_MSG commands whose arguments are random BSON (through the
+real dispatcher). After each example the connection must end (the node closes it
 or answers and waits for more), a well-formed reply must have MongoDB's shape, and afterwards
 the node must still serve pymongo.
 """
@@ -23,17 +24,16 @@ from pymongo import MongoClient
 
 from node.local_cluster import LocalCluster, wait_until
 from node.wire.protocol import (
-    CHECKSUM_PRESENT,
-    EXHAUST_ALLOWED,
     HEADER,
     HEADER_SIZE,
     MORE_TO_COME,
-    OP_COMPRESSED,
     OP_MSG,
     OP_QUERY,
     OP_REPLY,
     encode_op_msg_request,
 )
+from tests.fuzz_wire_frames import ANSWER
+from tests.fuzz_wire_frames import frames as shared_frames
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -78,37 +78,9 @@ commands = st.builds(_command, st.sampled_from(COMMANDS),
                      st.dictionaries(st.sampled_from(FIELDS), values, max_size=4))
 
 
-@st.composite
-def frames(draw: st.DrawFn) -> tuple[bytes, bool]:
+def frames() -> st.SearchStrategy[tuple[bytes, bool]]:
     """(bytes to send, whether they are one well-formed request that must be answered)."""
-    kind = draw(st.sampled_from(["garbage", "header", "flip", "query", "command", "truncated"]))
-    if kind == "garbage":
-        return draw(st.binary(min_size=1, max_size=200)), False
-    if kind == "header":
-        payload = draw(st.binary(max_size=120))
-        lie = draw(st.sampled_from([-20, -1, 0, 1, 7, 50_000_000, 2**31 - 1, -(2**31)]))
-        op = draw(st.sampled_from([OP_MSG, OP_QUERY, OP_COMPRESSED, OP_REPLY, 2001, 0]))
-        length = max(-(2**31), min(2**31 - 1, HEADER_SIZE + len(payload) + lie))
-        return HEADER.pack(length, 1, 0, op) + payload, False
-    if kind == "query":
-        ns = draw(st.sampled_from([b"admin.$cmd", b"fuzz.$cmd", b"fuzz.c", b"", b"\xff.$cmd"]))
-        doc = bson.encode(draw(st.dictionaries(st.sampled_from(["isMaster", "hello", "ping",
-                                                                 "find", "x"]),
-                                               scalars, max_size=3)))
-        body = struct.pack("<i", 0) + ns + b"\x00" + struct.pack("<ii", 0, -1) + doc
-        return HEADER.pack(HEADER_SIZE + len(body), 2, 0, OP_QUERY) + body, False
-    cmd = draw(commands)
-    flags = draw(st.sampled_from([0, 0, EXHAUST_ALLOWED, CHECKSUM_PRESENT]))
-    message = encode_op_msg_request(cmd, 3, flags=flags & EXHAUST_ALLOWED,
-                                    checksum=bool(flags & CHECKSUM_PRESENT))
-    if kind == "command":
-        return message, True
-    if kind == "truncated":
-        return message[:draw(st.integers(0, len(message) - 1))], False
-    pos = draw(st.integers(0, len(message) - 1))
-    flipped = bytearray(message)
-    flipped[pos] ^= draw(st.integers(1, 255))
-    return bytes(flipped), False
+    return shared_frames(commands).map(lambda f: (f[0], f[1] == ANSWER))
 
 
 @pytest.fixture(scope="module")

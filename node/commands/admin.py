@@ -190,16 +190,22 @@ def repl_set_get_config(node: NodeServices, db: str, cmd: Mapping[str, Any],
     return {"config": node.member.repl_set_get_config()}
 
 
+def _step_down_period(cmd: Mapping[str, Any], name: str, default: float) -> float:
+    """A replSetStepDown period in seconds: a number (TypeMismatch, 14), finite and not
+    negative (BadValue, 2). A NaN or infinite catch-up period made the primary wait forever
+    for a caught-up secondary, holding the request's thread."""
+    value = cmd.get(name, default)
+    if not is_number(value):
+        raise MongoError(14, f"{name} must be a number", code_name="TypeMismatch")
+    if not math.isfinite(value) or value < 0:
+        raise MongoError(2, f"{name} must be a finite number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
 def repl_set_step_down(node: NodeServices, db: str, cmd: Mapping[str, Any],
                        ctx: RequestContext) -> dict[str, Any]:
-    secs = cmd.get("replSetStepDown", 60)
-    if not is_number(secs):
-        raise MongoError(14, "replSetStepDown's value must be a number",
-                         code_name="TypeMismatch")
-    catch_up = cmd.get("secondaryCatchUpPeriodSecs", 10)
-    if not is_number(catch_up):
-        raise MongoError(14, "secondaryCatchUpPeriodSecs must be a number",
-                         code_name="TypeMismatch")
+    secs = _step_down_period(cmd, "replSetStepDown", 60)
+    catch_up = _step_down_period(cmd, "secondaryCatchUpPeriodSecs", 10)
     if catch_up > secs:
         raise MongoError(2, "replSetStepDown argument must be greater than "
                          "secondaryCatchUpPeriodSecs")

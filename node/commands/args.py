@@ -55,6 +55,32 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def fits_int64(value: Any) -> bool:
+    """A number (bool excluded) that is a finite value inside the signed 64-bit range: what
+    MongoDB accepts where a field holds a ``long`` (a double is truncated toward zero)."""
+    if not is_number(value):
+        return False
+    if isinstance(value, float):
+        # NaN fails both comparisons; 2**63 itself is the first double past the range
+        return -(2.0**63) <= value < 2.0**63
+    return INT64_MIN <= value <= INT64_MAX
+
+
+def int64_value(value: Any, what: str) -> int:
+    """``value`` (already known to be a number) as a Python int, or BadValue (2) for NaN,
+    infinities and numbers outside the signed 64-bit range, which MongoDB cannot hold in a
+    ``long`` and which Python's ``int()`` would either crash on or turn into a huge integer
+    that no BSON encoder (log entry, reply) accepts."""
+    if not fits_int64(value):
+        raise MongoError(2, f"{what} must be a finite number in the 64-bit integer range, "
+                         f"not {value!r}", code_name="BadValue")
+    return int(value)
+
+
 def get_str(cmd: Mapping[str, Any], cmd_name: str, field: str, default: Any = _MISSING) -> Any:
     value = cmd.get(field, _MISSING)
     if value is _MISSING:
@@ -111,11 +137,7 @@ def get_int(cmd: Mapping[str, Any], cmd_name: str, field: str, default: Any = _M
         return default
     if not is_number(value):
         raise _wrong(cmd_name, field, value, "long")
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise MongoError(2, f"BSON field '{cmd_name}.{field}' has an invalid number")
-        return int(value)
-    return int(value)
+    return int64_value(value, f"BSON field '{cmd_name}.{field}'")
 
 
 def get_nonneg_int(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bson import Int64, ObjectId
 
 from node.commands import engine_ops, requests
-from node.commands.args import bson_type_name, is_number
+from node.commands.args import bson_type_name, int64_value, is_number
 from node.commands.context import RequestContext
 from node.commands.member import parse_write_concern
 from node.commands.pending import PendingReply
@@ -57,7 +57,7 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
             raise MongoError(50768, "Transaction number requires a session ID to also be "
                              "specified")
         entry["lsid"] = lsid
-        entry["txnNumber"] = Int64(int(txn_number))
+        entry["txnNumber"] = Int64(int64_value(txn_number, "txnNumber"))
     if cmd.get("shardVersion") is not None:  # routed: checked again where it applies
         entry["shardVersion"] = cmd["shardVersion"]
     entry.setdefault("now", _now())

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from node.commands.args import bson_type_name, is_number
+from node.commands.args import bson_type_name, int64_value, is_number
 from node.commands.context import RequestContext
 from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError
 
@@ -72,7 +72,7 @@ def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int 
                              "configuration", code_name="UnknownReplWriteConcern")
         w = raw_w
     elif is_number(raw_w):
-        w = int(raw_w)
+        w = int64_value(raw_w, "writeConcern.w")
         if w < 0:
             raise MongoError(FAILED_TO_PARSE, "w has to be a non-negative number and not "
                              "greater than 50; found: " + str(raw_w))
@@ -82,6 +82,7 @@ def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int 
     wtimeout = spec.get("wtimeout", 0)
     if not is_number(wtimeout):
         raise MongoError(BAD_VALUE, "wtimeout must be a number")
+    wtimeout = int64_value(wtimeout, "writeConcern.wtimeout")
     j = spec.get("j")
     if j is not None and not isinstance(j, bool):
         if not is_number(j):
@@ -97,7 +98,7 @@ def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int 
             f"set's {set_size} member(s)",
             code_name="UnsatisfiableWriteConcern",
         )
-    return WriteConcern(w=w, wtimeout_ms=max(0, int(wtimeout)), j=j, max_time_ms=max_time_ms)
+    return WriteConcern(w=w, wtimeout_ms=max(0, wtimeout), j=j, max_time_ms=max_time_ms)
 
 
 def write_concern_error(errmsg: str, wc: WriteConcern, *, max_time: bool = False

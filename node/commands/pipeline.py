@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from node.commands.args import is_number
+from node.commands.args import fits_int64, is_number
 from node.engine.accumulators import ACCUMULATORS, AccSpec, value_size
 from node.engine.errors import MongoError
 from node.engine.expressions import Scope, Vars, compile_expression, nullish, truthy
@@ -407,10 +407,10 @@ def _redact(arg: Any, ctx: PipelineContext, stages: Any, i: int) -> Stage:
 
 
 def _int_arg(stage: str, arg: Any, positive: bool) -> int:
-    if not is_number(arg) or int(number_value(arg)) != number_value(arg):
+    if not fits_int64(arg) or int(arg) != arg:  # also NaN, infinities, past 64 bits
         code = {"$limit": 15957, "$skip": 15972, "$sample": 28746}.get(stage, 15957)
         raise _err(code, f"invalid argument to {stage} stage: {arg!r}")
-    n = int(number_value(arg))
+    n = int(arg)
     if n < 0 or (positive and n == 0):
         code = {"$limit": 15958, "$skip": 15956, "$sample": 28747}.get(stage, 15958)
         raise _err(code, f"invalid argument to {stage} stage: {stage[1:]} must be "

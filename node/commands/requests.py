@@ -29,6 +29,7 @@ from node.commands.args import (
     get_list,
     get_nonneg_int,
     get_str,
+    int64_value,
     is_number,
 )
 from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
@@ -209,7 +210,7 @@ def parse_get_more(db: str, cmd: Mapping[str, Any]) -> GetMoreRequest:
                             f"'{bson_type_name(cursor_id)}', expected type 'long'")
     coll = get_str(cmd, "getMore", "collection")
     batch_size = get_nonneg_int(cmd, "getMore", "batchSize", None) or None
-    return GetMoreRequest(db, coll, int(cursor_id), batch_size, parse_max_time_ms(cmd), cmd)
+    return GetMoreRequest(db, coll, int64_value(cursor_id, "getMore.getMore"), batch_size, parse_max_time_ms(cmd), cmd)
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,8 @@ def parse_kill_cursors(db: str, cmd: Mapping[str, Any]) -> KillCursorsRequest:
         if not is_number(cid):
             raise type_mismatch("BSON field 'killCursors.cursors' is the wrong type "
                                 f"'{bson_type_name(cid)}', expected type 'long'")
-    return KillCursorsRequest(db, coll, [int(c) for c in ids])
+    return KillCursorsRequest(db, coll,
+                              [int64_value(c, "killCursors.cursors") for c in ids])
 
 
 # --- writes -----------------------------------------------------------------------------------
@@ -253,13 +255,15 @@ def parse_stmt_ids(cmd: Mapping[str, Any], name: str, count: int) -> list[int] |
         if len(ids) != count:
             raise MongoError(BAD_VALUE, f"The size of 'stmtIds' ({len(ids)}) does not match "
                              f"the number of statements ({count})")
-        return [int(i) for i in ids]
+        return [int64_value(i, f"{name}.stmtIds") for i in ids]
     first = cmd.get("stmtId")
     if first is not None:
         if not is_number(first):
             raise type_mismatch(f"BSON field '{name}.stmtId' is the wrong type "
                                 f"'{bson_type_name(first)}', expected type 'int'")
-        return [int(first) + i for i in range(count)]
+        start = int64_value(first, f"{name}.stmtId")
+        int64_value(start + count - 1, f"{name}.stmtId + the number of statements")
+        return [start + i for i in range(count)]
     return None
 
 

@@ -79,6 +79,9 @@ def _number(options: Mapping[str, Any], name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MongoError(14, f"BSON field 'create.{name}' is the wrong type", code_name="TypeMismatch")
+    if isinstance(value, float) and not -(2.0**63) <= value < 2.0**63:  # NaN fails both
+        raise bad_value(f"BSON field 'create.{name}' must be a finite number in the 64-bit "
+                        f"integer range, not {value!r}")
     return int(value)
 
 

@@ -243,8 +243,28 @@ def _type_ceiling(value: Any) -> Bound:
     return Bound(bytes([t + 1]), False, "MaxKey", shown_inclusive=True)
 
 
-def _point(value: Any) -> Interval:
-    b = Bound(encode_key(value), True, render_value(value))
+class _ValueLabel:
+    """A bound's label rendered only when explain shows it: a ``$in`` of 100,000 values
+    would otherwise render every value for every query."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return render_value(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def _point(value: Any, enc: bytes | None = None) -> Interval:
+    """The point interval of ``value`` (``enc``: its key encoding, when already known)."""
+    b = Bound(encode_key(value) if enc is None else enc, True, _ValueLabel(value))  # type: ignore[arg-type]
     return Interval(b, b)
 
 
@@ -313,7 +333,7 @@ def _collect(filt: Mapping[str, Any], out: dict[str, FieldPredicates]) -> None:
             elif op == "$in" and isinstance(value, list | tuple):
                 if not any(_unindexable(v) or _is_operator_doc(v) for v in value):
                     unique = {encode_key(v): v for v in value}
-                    preds.points.append([_point(unique[k]) for k in sorted(unique)])
+                    preds.points.append([_point(unique[k], k) for k in sorted(unique)])
             elif op in ("$gt", "$gte", "$lt", "$lte") and _spans_all_types(value):
                 continue
             elif op in ("$gt", "$gte") and not _unindexable(value):
@@ -635,7 +655,7 @@ class IndexScan(Plan):
         self,
         index: IndexInfo,
         ranges: list[Range],
-        bounds: dict[str, list[str]],
+        bounds: dict[str, list[str]] | Callable[[], dict[str, list[str]]],
         matcher: Matcher,
         filt: Mapping[str, Any],
         *,
@@ -644,7 +664,7 @@ class IndexScan(Plan):
     ) -> None:
         self.index = index
         self.ranges = ranges
-        self.bounds = bounds
+        self._bounds = bounds
         self.matcher = matcher
         self.filter = filt
         self.reverse = reverse
@@ -690,6 +710,14 @@ class IndexScan(Plan):
             matched, pos = match(doc)
             if matched:
                 yield rk, raw, doc, pos
+
+    @property
+    def bounds(self) -> dict[str, list[str]]:
+        """``indexBounds`` as explain shows them, rendered on first use (a large ``$in``
+        would otherwise render every value for every candidate plan)."""
+        if callable(self._bounds):
+            self._bounds = self._bounds()
+        return self._bounds
 
     def describe(self) -> dict[str, Any]:
         ixscan = {
@@ -858,6 +886,15 @@ class GeoNear(Plan):
 # --- planning -------------------------------------------------------------------------------------
 
 
+def _render_bounds(index: IndexInfo, per_field: list[tuple[list[Interval], bool]]
+                   ) -> dict[str, list[str]]:
+    shown: dict[str, list[str]] = {}
+    for (name, _), (intervals, desc) in zip(index.key, per_field, strict=True):
+        order = list(reversed(intervals)) if desc else intervals
+        shown[name] = [iv.render(desc) for iv in order]
+    return shown
+
+
 def _index_scan(
     index: IndexInfo,
     preds: Mapping[str, FieldPredicates],
@@ -867,7 +904,6 @@ def _index_scan(
 ) -> IndexScan | None:
     """The IXSCAN plan of a btree index, or None when it bounds nothing and gives no sort."""
     per_field: list[tuple[list[Interval], bool]] = []
-    shown: dict[str, list[str]] = {}
     bounded = 0
     equality_prefix = 0
     prefix_open = True
@@ -881,8 +917,6 @@ def _index_scan(
         else:
             prefix_open = False
         per_field.append((intervals, desc))
-        order = list(reversed(intervals)) if desc else intervals
-        shown[name] = [iv.render(desc) for iv in order]
     sort_ok, reverse = _supplies_sort(index, sort, equality_prefix)
     if not per_field or (index.key[0][0] not in preds and not sort_ok):
         return None
@@ -891,7 +925,7 @@ def _index_scan(
     plan = IndexScan(
         index,
         key_ranges(per_field, reverse=reverse),
-        shown,
+        lambda: _render_bounds(index, per_field),
         matcher,
         filt,
         reverse=reverse,
@@ -993,7 +1027,11 @@ def _hinted(view: CollectionView, hint: Any) -> IndexInfo | str:
             return "$natural"
         found = next((ix for ix in view.indexes if ix.name == hint), None)
     else:
-        pattern = list(hint.items()) if isinstance(hint, Mapping) else [tuple(p) for p in hint]
+        try:  # a document, or (from callers inside) a list of (field, direction) pairs
+            pattern = (list(hint.items()) if isinstance(hint, Mapping)
+                       else [tuple(p) for p in hint if len(p) == 2])
+        except TypeError:  # a number, a list of numbers ...: found by the command fuzzer
+            raise bad_value("hint must be an index name or a key pattern document") from None
         if pattern and pattern[0][0] == "$natural":
             return "$natural"
         found = next((ix for ix in view.indexes if list(ix.key) == pattern), None)

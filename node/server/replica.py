@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
 import struct
 import threading
@@ -543,6 +544,9 @@ class Replica:
     def step_down(self, step_down_secs: float, catch_up_secs: float) -> None:
         if not self.is_primary():
             raise MongoError(NOT_WRITABLE_PRIMARY, "not primary so can't step down")
+        if not (math.isfinite(step_down_secs) and math.isfinite(catch_up_secs)):
+            # the handler refuses these; a deadline of NaN or inf would never come
+            raise MongoError(2, "step-down periods must be finite")
         deadline = time.monotonic() + max(catch_up_secs, 0.0)
         while True:
             target = self._best_target()

@@ -48,6 +48,9 @@ SESSIONS = "rs_sessions"
 APPLIED_KEY = b"applied"
 CONFIG_KEY = b"config"
 TRANSACTION_TOO_OLD = 225
+INCOMPATIBLE_RETRY = 40606
+"""MongoDB's code for a retried write that does not match the write its transaction number
+recorded ("... is not compatible with previous write in the transaction of type ...")."""
 INCOMPLETE_TRANSACTION_HISTORY = 217
 MAX_SESSION_COLLS = 64
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
@@ -132,8 +135,45 @@ def _recorded(txn: Any, entry: Mapping[str, Any]) -> tuple[dict[int, Any], bool]
             "session.", code_name="TransactionTooOld")
     if recorded < txn_number:
         return {}, False
-    return ({int(k): v for k, v in rec.get("stmts", {}).items()},
+    op = entry.get("op")
+    foreign = {int(k): other for k, other in (rec.get("stmtOps") or {}).items() if other != op}
+    return (_Recorded({int(k): v for k, v in rec.get("stmts", {}).items()}, foreign,
+                      f"{op} retry request with txnNumber {txn_number}"),
             bool(rec.get("migrated")))
+
+
+class _Recorded(dict[int, Any]):
+    """A transaction's recorded results by statement id. Looking up a statement that another
+    kind of write recorded (the same ``lsid``/``txnNumber``/statement id sent first with an
+    insert, then with an update, say) raises 40606: folding an insert's result into an update
+    answered nonsense, or failed inside the apply path. Other statements of the same
+    transaction may be of other kinds (``bulkWrite`` runs its inserts, updates and deletes as
+    separate writes with distinct statement ids)."""
+
+    def __init__(self, results: dict[int, Any], foreign: dict[int, str], what: str) -> None:
+        super().__init__(results)
+        self.foreign = foreign
+        self.what = what
+
+    def _check(self, sid: object) -> None:
+        other = self.foreign.get(sid)  # type: ignore[call-overload]
+        if other is not None:
+            raise MongoError(
+                INCOMPATIBLE_RETRY,
+                f"{self.what} is not compatible with previous write in the transaction of "
+                f"type: {other} (statement {sid})", code_name="Location40606")
+
+    def __contains__(self, sid: object) -> bool:
+        self._check(sid)
+        return super().__contains__(sid)
+
+    def __getitem__(self, sid: int) -> Any:
+        self._check(sid)
+        return super().__getitem__(sid)
+
+    def get(self, sid: int, default: Any = None) -> Any:  # type: ignore[override]
+        self._check(sid)
+        return super().get(sid, default)
 
 
 def _record_statements(txn: Any, entry: Mapping[str, Any], results: Mapping[int, Any]) -> None:
@@ -141,14 +181,21 @@ def _record_statements(txn: Any, entry: Mapping[str, Any], results: Mapping[int,
     and the collections it wrote (a chunk migration takes the records of its collection)."""
     key = session_key(entry["lsid"])
     colls: list[str] = []
+    ops: dict[str, str] = {}
     old = txn.get(SESSIONS, key)
     if old is not None:
-        colls = list(decode_entry(old).get("colls") or [])
+        old_rec = decode_entry(old)
+        colls = list(old_rec.get("colls") or [])
+        if int(old_rec.get("txnNumber", -1)) == int(entry["txnNumber"]):
+            ops = dict(old_rec.get("stmtOps") or {})
     ns = f"{entry.get('db')}.{entry.get('coll')}"
     if ns not in colls:
         colls.append(ns)
+    for k in results:
+        ops.setdefault(str(k), str(entry.get("op")))
     record: dict[str, Any] = {"txnNumber": Int64(int(entry["txnNumber"])),
                               "stmts": {str(k): v for k, v in results.items()},
+                              "stmtOps": ops,
                               "colls": colls[-MAX_SESSION_COLLS:]}
     if entry.get("now") is not None:
         record["lastUse"] = entry["now"]  # the primary's clock, never this member's

@@ -5,6 +5,7 @@ about what an authenticated but wrong message could still do, and about the core
 from __future__ import annotations
 
 from raft.types import (
+    ConfChange,
     ConfState,
     Entry,
     EntryType,
@@ -145,3 +146,26 @@ def test_restarted_follower_of_an_idle_leader_still_learns_the_commit() -> None:
     assert f.committed == leader.committed - 2
     c.tick(1, n=1)
     assert f.committed == leader.committed
+
+
+def test_committed_conf_change_that_does_not_decode_or_apply_changes_nothing() -> None:
+    """A conf-change entry whose data does not decode (or that names member 0, or would
+    remove every voter) used to raise inside ``advance`` once committed, on every member and
+    again at each restart. Validation now refuses such entries on the wire; one committed
+    anyway (an old log) is skipped the same way everywhere, and the configuration stays."""
+    from raft import confchange
+
+    c = Cluster(ids=(1,))
+    leader = c.elect(1)
+    conf = leader.conf
+    bad = [b"garbage", b'{"c":[[0,0]],"t":0,"x":""}', b'{"c":[[2,1]],"t":0,"x":""}',
+           confchange.encode(ConfChange())]  # the last: leaving a joint config we are not in
+    for data in bad:
+        leader._append([(EntryType.CONF_CHANGE, data)])
+        c.stabilize()
+        assert leader.conf == conf
+    assert leader.committed == leader.log.last_index()
+    c.propose(1, b"after")
+    assert b"after" in c.data_applied(1)
+    restarted = c.restart(1)  # replays the configuration from the log
+    assert restarted.conf == conf

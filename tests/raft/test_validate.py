@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from raft.types import ConfState, Entry, Message, MessageType, Snapshot, SnapshotMeta
+from raft.types import ConfState, Entry, EntryType, Message, MessageType, Snapshot, SnapshotMeta
 from raft.validate import NETWORK_TYPES, check_message
 
 MT = MessageType
@@ -79,3 +79,48 @@ def test_entries_and_snapshots_only_where_they_belong() -> None:
 ])
 def test_bad_snapshot_metadata_is_refused(msg: Message) -> None:
     assert check_message(msg) is not None
+
+
+BIG = 1 << 62
+
+
+@pytest.mark.parametrize("field", ["term", "log_term", "index", "commit", "reject_hint"])
+def test_numbers_of_2_62_or_more_are_refused(field: str) -> None:
+    """A follower that adopted a term of 2^64 - 1 (proto's uint64 allows it) could never
+    campaign again: term + 1 fits neither the wire format nor the WAL, so the driver died
+    on its first election. No honest cluster gets anywhere near 2^62."""
+    fields: dict = dict(to=2, frm=1, term=3)
+    fields[field] = BIG
+    assert "2^62" in (check_message(Message(MT.HEARTBEAT_RESP, **fields)) or "")
+    fields[field] = BIG - 1
+    assert check_message(Message(MT.HEARTBEAT_RESP, **fields)) is None
+
+
+def test_entry_and_snapshot_numbers_of_2_62_or_more_are_refused() -> None:
+    assert check_message(_append(Entry(3, BIG), index=BIG - 1)) is not None
+    assert check_message(_snap(SnapshotMeta(BIG, 3, CS))) is not None
+    assert check_message(_snap(SnapshotMeta(10, 3, ConfState(voters=frozenset({1, BIG}))))
+                         ) is not None
+    assert check_message(_append(Entry(3, BIG - 1), index=BIG - 2)) is None
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"garbage", b"\xff\xfe", b"[]", b"{}", b'{"c":[[9,2]],"t":0,"x":""}',
+    b'{"c":[[0,0]],"t":0,"x":""}', b'{"c":[[0,-3]],"t":0,"x":""}',
+    b'{"c":[[0,4611686018427387904]],"t":0,"x":""}', b'{"c":[[0,2]],"t":7,"x":""}',
+    b'{"c":[[0,2]],"t":0,"x":"zz"}', b'{"c":[[0,true]],"t":0,"x":""}',
+    b'{"c":[[0,2.5]],"t":0,"x":""}', b'{"c":"ab","t":0,"x":""}',
+])
+def test_conf_change_entries_that_do_not_decode_are_refused(data: bytes) -> None:
+    """Such an entry, once committed, made every member crash applying it."""
+    why = check_message(_append(Entry(3, 5, EntryType.CONF_CHANGE, data)))
+    assert "configuration change" in (why or ""), why
+
+
+def test_good_conf_change_entries_pass() -> None:
+    from raft import confchange
+    from raft.types import ConfChange, ConfChangeSingle, ConfChangeType
+
+    cc = ConfChange((ConfChangeSingle(ConfChangeType.ADD_NODE, 4),), context=b"h:1")
+    for data in (confchange.encode(cc), confchange.encode(ConfChange())):
+        assert check_message(_append(Entry(3, 5, EntryType.CONF_CHANGE, data))) is None
