@@ -135,3 +135,34 @@ def test_writes_with_a_generous_budget_apply(big: Any) -> None:
     reply = big.run("app", {"update": "big", "updates": [{"q": {"_id": 1}, "u": {"$set": {
         "k": 1}}}], "maxTimeMS": 60_000}, CTX)
     assert reply == {"n": 1, "nModified": 1, "ok": 1.0}
+
+
+def test_the_shared_unlimited_budget_is_safe_across_threads() -> None:
+    """Every read without maxTimeMS runs under the one shared ``UNLIMITED`` budget; with an
+    operation current (killOp) many threads at once must not trip over each other's timing
+    (a router once answered InternalError: float - NoneType)."""
+    import threading
+
+    from node.commands.deadline import UNLIMITED
+    from node.ops import current as ops_current
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def reader(i: int) -> None:
+        op = ops_current.Op(opid=i, op="query", ns="db.c", command={"find": "c"})
+        with ops_current.running(op):
+            start.wait()
+            try:
+                for _ in range(2000):
+                    with UNLIMITED.running():
+                        UNLIMITED.check()
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -58,8 +58,13 @@ class TimeBudget:
     @contextmanager
     def running(self) -> Iterator[None]:
         """Count the body's time against the budget; the engine's scans check it."""
-        if self.unlimited and ops_current.current() is None:
-            yield
+        if self.unlimited:  # nothing to count (UNLIMITED is shared by every thread)
+            if ops_current.current() is None:
+                yield
+                return
+            with interrupt.interruptible(self.check):  # killOp still stops it
+                self.check()
+                yield
             return
         self._started = self._clock()
         try:
