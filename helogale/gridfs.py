@@ -126,7 +126,57 @@ def _ensure_indexes(files: Collection, chunks: Collection) -> None:
     _retrying(build, "index build")
 
 
-class GridIn:
+class _FileDocument:
+    """The attributes GridIn and GridOut read from their file document (``_file``): pymongo's
+    names, and any other field of the document by attribute."""
+
+    _file: dict[str, Any]
+    _default_length = 0
+
+    @property
+    def _id(self) -> Any:
+        return self._file["_id"]
+
+    @property
+    def filename(self) -> str | None:
+        return self._file.get("filename")
+
+    @property
+    def name(self) -> str | None:
+        return self.filename
+
+    @property
+    def content_type(self) -> str | None:
+        return self._file.get("contentType")
+
+    @property
+    def length(self) -> int:
+        return int(self._file.get("length", self._default_length))
+
+    @property
+    def chunk_size(self) -> int:
+        return int(self._file.get("chunkSize", DEFAULT_CHUNK_SIZE))
+
+    @property
+    def upload_date(self) -> datetime.datetime | None:
+        return self._file.get("uploadDate")
+
+    @property
+    def metadata(self) -> Any:
+        return self._file.get("metadata")
+
+    @property
+    def aliases(self) -> Any:
+        return self._file.get("aliases")
+
+    def __getattr__(self, name: str) -> Any:
+        file = self.__dict__.get("_file", {})
+        if name in file:
+            return file[name]
+        raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
+
+
+class GridIn(_FileDocument):
     """A file being written (``GridFS.new_file`` / ``GridFSBucket.open_upload_stream``)."""
 
     def __init__(self, root_collection: Collection, *, disable_md5: bool = True,
@@ -152,48 +202,13 @@ class GridIn:
         self._closed = False
         self._ensured = False
 
-    # --- attributes -------------------------------------------------------------------------
     @property
-    def _id(self) -> Any:
-        return self._file["_id"]
-
-    @property
-    def filename(self) -> str | None:
-        return self._file.get("filename")
-
-    @property
-    def name(self) -> str | None:
-        return self.filename
-
-    @property
-    def content_type(self) -> str | None:
-        return self._file.get("contentType")
-
-    @property
-    def length(self) -> int:
-        return int(self._file.get("length", self._position))
-
-    @property
-    def chunk_size(self) -> int:
-        return int(self._file["chunkSize"])
-
-    @property
-    def upload_date(self) -> datetime.datetime | None:
-        return self._file.get("uploadDate")
-
-    @property
-    def metadata(self) -> Any:
-        return self._file.get("metadata")
+    def _default_length(self) -> int:  # type: ignore[override]
+        return self._position
 
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def __getattr__(self, name: str) -> Any:
-        file = self.__dict__.get("_file", {})
-        if name in file:
-            return file[name]
-        raise AttributeError(f"GridIn object has no attribute {name!r}")
 
     # --- writing ----------------------------------------------------------------------------
     def write(self, data: Any) -> None:
@@ -327,7 +342,7 @@ def _insert_files_doc(files: Collection, doc: dict[str, Any]) -> None:
                 return  # the first attempt landed
 
 
-class GridOut(io.IOBase):
+class GridOut(_FileDocument, io.IOBase):
     """A stored file, read as a stream (``read``, ``readline``, ``readchunk``, ``seek``,
     iteration by chunk); its fields are attributes (``filename``, ``length``, ``metadata``...)."""
 
@@ -349,48 +364,6 @@ class GridOut(io.IOBase):
         self._next_n = 0
         self._chunk_count = (self.length + self.chunk_size - 1) // self.chunk_size \
             if self.chunk_size else 0
-
-    @property
-    def _id(self) -> Any:
-        return self._file["_id"]
-
-    @property
-    def filename(self) -> str | None:
-        return self._file.get("filename")
-
-    @property
-    def name(self) -> str | None:
-        return self.filename
-
-    @property
-    def content_type(self) -> str | None:
-        return self._file.get("contentType")
-
-    @property
-    def length(self) -> int:
-        return int(self._file.get("length", 0))
-
-    @property
-    def chunk_size(self) -> int:
-        return int(self._file.get("chunkSize", DEFAULT_CHUNK_SIZE))
-
-    @property
-    def upload_date(self) -> datetime.datetime | None:
-        return self._file.get("uploadDate")
-
-    @property
-    def metadata(self) -> Any:
-        return self._file.get("metadata")
-
-    @property
-    def aliases(self) -> Any:
-        return self._file.get("aliases")
-
-    def __getattr__(self, name: str) -> Any:
-        file = self.__dict__.get("_file", {})
-        if name in file:
-            return file[name]
-        raise AttributeError(f"GridOut object has no attribute {name!r}")
 
     def readable(self) -> bool:
         return True
