@@ -156,19 +156,24 @@ class CursorRegistry:
         cursor_id = next(self._ids)
         cursor = _Cursor(cursor_id, ns, source, self._clock(), connection_id, peeked=pending,
                          budget=budget)
-        with self._lock:
-            refusal = self._refusal(connection_id)
-            if refusal is None:
-                self._cursors[cursor_id] = cursor
-                self._per_connection[connection_id] = (
-                    self._per_connection.get(connection_id, 0) + 1)
-            else:
-                self.refused += 1
+        refusal = self._register(cursor)
         if refusal is not None:
             _close(source)
-            self._log_refusal(refusal)
             raise refusal
         return batch, cursor_id
+
+    def _register(self, cursor: _Cursor) -> MongoError | None:
+        """Keep ``cursor`` open, or (past a cap) count and log the refusal and return it."""
+        with self._lock:
+            refusal = self._refusal(cursor.connection_id)
+            if refusal is None:
+                self._cursors[cursor.cursor_id] = cursor
+                self._per_connection[cursor.connection_id] = (
+                    self._per_connection.get(cursor.connection_id, 0) + 1)
+                return None
+            self.refused += 1
+        self._log_refusal(refusal)
+        return refusal
 
     def _refusal(self, connection_id: int) -> MongoError | None:
         """The error refusing one more cursor for ``connection_id`` (lock held), or None."""
@@ -199,16 +204,8 @@ class CursorRegistry:
         self.reap()
         cursor_id = next(self._ids)
         cursor = _Cursor(cursor_id, ns, iter(()), self._clock(), connection_id, tail=tail)
-        with self._lock:
-            refusal = self._refusal(connection_id)
-            if refusal is None:
-                self._cursors[cursor_id] = cursor
-                self._per_connection[connection_id] = (
-                    self._per_connection.get(connection_id, 0) + 1)
-            else:
-                self.refused += 1
+        refusal = self._register(cursor)
         if refusal is not None:
-            self._log_refusal(refusal)
             raise refusal
         return cursor_id
 

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson import Binary
@@ -194,25 +194,27 @@ def drop_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
 
 def grant_roles(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                 ) -> dict[str, Any]:
-    name = _name(cmd, "grantRolesToUser")
-    roles = _roles(cmd.get("roles"), db)
-    uid = user_id(name, db)
-    extra = _submit(node, cmd, [{"op": "u", "ns": USERS_NS, "o2": {"_id": uid},
-                         "o": {"$addToSet": {"roles": {"$each": roles}}}, "b": False}],
-            [_exists(uid)], ctx, name, db)
-    _audit("roles granted", ctx, name, db, roles=_names(roles))
-    return extra
+    return _change_roles(node, db, cmd, ctx, "grantRolesToUser", "roles granted",
+                         lambda roles: {"$addToSet": {"roles": {"$each": roles}}})
 
 
 def revoke_roles(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                  ) -> dict[str, Any]:
-    name = _name(cmd, "revokeRolesFromUser")
+    return _change_roles(node, db, cmd, ctx, "revokeRolesFromUser", "roles revoked",
+                         lambda roles: {"$pull": {"roles": {"$in": roles}}})
+
+
+def _change_roles(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext,
+                  name_field: str, what: str,
+                  update: Callable[[list[dict[str, str]]], dict[str, Any]]) -> dict[str, Any]:
+    """Grant or revoke roles: one update of the user's document, if the user exists."""
+    name = _name(cmd, name_field)
     roles = _roles(cmd.get("roles"), db)
     uid = user_id(name, db)
     extra = _submit(node, cmd, [{"op": "u", "ns": USERS_NS, "o2": {"_id": uid},
-                         "o": {"$pull": {"roles": {"$in": roles}}}, "b": False}],
-            [_exists(uid)], ctx, name, db)
-    _audit("roles revoked", ctx, name, db, roles=_names(roles))
+                                 "o": update(roles), "b": False}],
+                    [_exists(uid)], ctx, name, db)
+    _audit(what, ctx, name, db, roles=_names(roles))
     return extra
 
 
