@@ -82,6 +82,35 @@ def encode(doc: Mapping[str, Any], codec_options: CodecOptions = DEFAULT_CODEC_O
                               "(the server accepts at most 200 levels)") from None
 
 
+def encode_command(command: Mapping[str, Any], codec_options: CodecOptions) -> bytes:
+    """The BSON a command travels as; DocumentTooLarge past the maximum BSON size."""
+    payload = encode(command, codec_options)
+    if len(payload) > MAX_BSON_SIZE + 16 * 1024:
+        raise DocumentTooLarge(
+            f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"
+        )
+    return payload
+
+
+def decode_reply(raw: bytes, codec_options: CodecOptions, address: Address) -> dict[str, Any]:
+    """A reply's document; ProtocolError when it is not BSON."""
+    try:
+        return bson.decode(raw, codec_options=codec_options)
+    except Exception as exc:
+        raise ProtocolError(f"{format_address(address)} sent an undecodable reply: {exc}") from None
+
+
+def translate_rpc_error(exc: Any, address: Address) -> AutoReconnect:
+    """A failed gRPC call as the client reports it: NetworkTimeout past the deadline,
+    AutoReconnect otherwise."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    message = f"{format_address(address)}: {details} ({code.name if code else 'error'})"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return NetworkTimeout(message, address=address)
+    return AutoReconnect(message, address=address)
+
+
 class StreamUnsupported(Exception):
     """The server has no ``Command.Stream``: nothing was run, send the request unary."""
 
@@ -163,18 +192,7 @@ class _Stream:
                         pending.done.set()
             error = self._mux.broken("the server closed the command stream")
         except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            details = exc.details() if hasattr(exc, "details") else str(exc)
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                self._mux.unsupported = True
-                error = StreamUnsupported()
-            elif (code == grpc.StatusCode.RESOURCE_EXHAUSTED
-                  and STREAMS_REFUSED in (details or "")):
-                # refused before the server read anything: nothing ran, send them unary
-                self._mux.refused_until = time.monotonic() + STREAM_RETRY_S
-                error = StreamUnsupported()
-            else:
-                error = self._mux.broken(f"{details} ({code.name if code else 'error'})")
+            error = self._mux.stream_failed(exc)
         except Exception as exc:  # the channel was closed under us
             error = self._mux.broken(str(exc))
         self.fail(error)
@@ -193,12 +211,14 @@ class _Stream:
         self._call.cancel()
 
 
-class StreamMux:
-    """Many threads' requests to one server over one ``Command.Stream`` at a time."""
+class MuxState:
+    """What a server's stream multiplexer knows, without I/O: whether the server takes streams
+    (or refused one lately), whether its requests were abandoned, the metadata a stream opens
+    with, and what error a failed stream's requests get. Shared by :class:`StreamMux` and the
+    asyncio client's."""
 
-    def __init__(self, channel: grpc.Channel, address: Address) -> None:
+    def __init__(self, address: Address) -> None:
         self.address = address
-        self.stub_stream = helogale_pb2_grpc.CommandStub(channel).Stream
         self.unsupported = False
         self.refused_until = 0.0
         """Until then (monotonic), the server is refusing streams: go unary."""
@@ -206,13 +226,43 @@ class StreamMux:
         self.metadata: tuple[tuple[str, str], ...] = ()
         """Sent when a stream opens (the authentication session it runs under)."""
         self._ids = itertools.count(1)
-        self._stream: _Stream | None = None
-        self._lock = threading.Lock()
+
+    def stream_failed(self, exc: Any) -> BaseException:
+        """The error a stream's pending requests get when its call failed with ``exc``:
+        StreamUnsupported when nothing ran (they go unary), else AutoReconnect."""
+        code = exc.code() if hasattr(exc, "code") else None
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            self.unsupported = True
+            return StreamUnsupported()
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and STREAMS_REFUSED in (details or ""):
+            # refused before the server read anything: nothing ran, send them unary
+            self.refused_until = time.monotonic() + STREAM_RETRY_S
+            return StreamUnsupported()
+        return self.broken(f"{details} ({code.name if code else 'error'})")
+
+    def go_unary(self) -> bool:
+        """Whether requests go unary now (no streams on this server, or refused lately)."""
+        return self.unsupported or time.monotonic() < self.refused_until
 
     def broken(self, why: str) -> AutoReconnect:
         if self.abandoned:
             why = "request abandoned, the server was marked unknown"
         return AutoReconnect(f"{format_address(self.address)}: {why}", address=self.address)
+
+    def timed_out(self, timeout: float | None) -> NetworkTimeout:
+        return NetworkTimeout(f"{format_address(self.address)}: timed out after {timeout} s "
+                              "(DEADLINE_EXCEEDED)", address=self.address)
+
+
+class StreamMux(MuxState):
+    """Many threads' requests to one server over one ``Command.Stream`` at a time."""
+
+    def __init__(self, channel: grpc.Channel, address: Address) -> None:
+        super().__init__(address)
+        self.stub_stream = helogale_pb2_grpc.CommandStub(channel).Stream
+        self._stream: _Stream | None = None
+        self._lock = threading.Lock()
 
     def _current(self) -> _Stream:
         with self._lock:
@@ -227,7 +277,7 @@ class StreamMux:
         for _ in range(3):
             if self.abandoned:
                 raise self.broken("")
-            if self.unsupported or time.monotonic() < self.refused_until:
+            if self.go_unary():
                 raise StreamUnsupported()
             stream = self._current()
             if stream.submit(pending):
@@ -236,8 +286,7 @@ class StreamMux:
             raise self.broken("cannot open a command stream")
         if not pending.done.wait(timeout):
             stream.forget(pending)
-            raise NetworkTimeout(f"{format_address(self.address)}: timed out after {timeout} s "
-                                 "(DEADLINE_EXCEEDED)", address=self.address)
+            raise self.timed_out(timeout)
         if pending.error is not None:
             raise pending.error
         assert pending.reply is not None
@@ -308,11 +357,7 @@ class Channel:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Run ``command`` against database ``db`` and return the decoded reply document."""
-        payload = encode(command, codec_options)
-        if len(payload) > MAX_BSON_SIZE + 16 * 1024:
-            raise DocumentTooLarge(
-                f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"
-            )
+        payload = encode_command(command, codec_options)
         deadline = timeout if timeout is not None else self.timeout
         name = next(iter(command), None)
         if self._credentials is None or name in _UNAUTHENTICATED:
@@ -361,18 +406,10 @@ class Channel:
         return response.reply, call.trailing_metadata() or ()
 
     def _decode(self, raw: bytes, codec_options: CodecOptions) -> dict[str, Any]:
-        try:
-            return bson.decode(raw, codec_options=codec_options)
-        except Exception as exc:
-            raise ProtocolError(f"{format_address(self.address)} sent an undecodable reply: {exc}") from None
+        return decode_reply(raw, codec_options, self.address)
 
     def _translate(self, exc: grpc.RpcError) -> AutoReconnect:
-        code = exc.code() if hasattr(exc, "code") else None
-        details = exc.details() if hasattr(exc, "details") else str(exc)
-        message = f"{format_address(self.address)}: {details} ({code.name if code else 'error'})"
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return NetworkTimeout(message, address=self.address)
-        return AutoReconnect(message, address=self.address)
+        return translate_rpc_error(exc, self.address)
 
     def abandon(self) -> None:
         """Close the channel, failing every request still waiting on this server (it was found
