@@ -17,7 +17,9 @@ import pytest
 import helogale
 from helogale import ReturnDocument, UpdateOne
 from helogale.asyncio import AsyncMongoClient
+from helogale.asyncio.gridfs import AsyncGridFSBucket
 from helogale.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, InvalidOperation
+from helogale.gridfs import GridFSBucket, NoFile
 from node.local_cluster import free_ports
 from node.server.app import NodeApp
 from node.server.config import NodeConfig
@@ -144,6 +146,34 @@ def test_a_closed_client_refuses_work(node_uri: str) -> None:
             await client.db.c.find_one()
 
     asyncio.run(body())
+
+
+def test_async_gridfs_shares_the_threaded_layout(node_uri: str) -> None:
+    data = bytes(range(256)) * 2000  # 512000 bytes: a whole chunk of 255 KiB and a tail
+
+    async def body(client: AsyncMongoClient) -> Any:
+        bucket = AsyncGridFSBucket(client.gfs)
+        file_id = await bucket.upload_from_stream("a.bin", data, metadata={"k": 1})
+        out = await bucket.open_download_stream(file_id)
+        assert (out.filename, out.length, out.metadata) == ("a.bin", len(data), {"k": 1})
+        assert await out.read() == data
+        assert [d["filename"] async for d in bucket.find({})] == ["a.bin"]
+        return file_id
+
+    file_id = run(body, node_uri)
+    sync = helogale.MongoClient(node_uri)
+    try:  # the threaded bucket reads it, and the chunks are where it expects them
+        assert GridFSBucket(sync.gfs).open_download_stream(file_id).read() == data
+        assert sync.gfs["fs.chunks"].count_documents({"files_id": file_id}) == 2
+    finally:
+        sync.close()
+
+    async def delete(client: AsyncMongoClient) -> None:
+        await AsyncGridFSBucket(client.gfs).delete(file_id)
+        with pytest.raises(NoFile):
+            await AsyncGridFSBucket(client.gfs).open_download_stream(file_id)
+
+    run(delete, node_uri)
 
 
 # --- part 2: commands and retries against scripted servers ------------------------------------------
