@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from helogale.channel import (
     _CHANNEL_OPTIONS,
     _UNARY_COMMANDS,
     MAX_COMMANDS_PER_BATCH,
+    STREAM_RETRY_S,
     Address,
     MuxState,
     StreamUnsupported,
@@ -39,13 +41,20 @@ from proto import helogale_pb2, helogale_pb2_grpc
 
 class _AsyncStream:
     """One open ``Command.Stream`` call: a writer task sends queued requests in batches, a
-    reader task resolves each request's future by request id."""
+    reader task resolves each request's future by request id.
+
+    grpc.aio reports a write that lost the race with the server ending the call (a server
+    without streams, or refusing one, ends it at once) as INTERNAL instead of the server's
+    status. When the first write failed, nothing reached the server: the pending requests go
+    unary (StreamUnsupported) and streams are not tried for ``STREAM_RETRY_S``."""
 
     def __init__(self, mux: AsyncStreamMux) -> None:
         self._mux = mux
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._outbox: list[Any] = []
         self.dead = False
+        self._sent = False  # a write succeeded
+        self._unsent = False  # the first write failed: nothing reached the server
         self._call = mux.stub_stream(metadata=mux.metadata)
         self._writer: asyncio.Task[None] | None = None
         self._reader = asyncio.get_running_loop().create_task(self._receive())
@@ -71,8 +80,9 @@ class _AsyncStream:
                 batch = self._outbox[:MAX_COMMANDS_PER_BATCH]
                 del self._outbox[:MAX_COMMANDS_PER_BATCH]
                 await self._call.write(helogale_pb2.CommandBatch(commands=batch))
-        except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError):
-            pass  # the call failed: the reader reports why
+                self._sent = True
+        except Exception:
+            self._unsent = not self._sent  # the reader reports why the call failed
 
     async def _receive(self) -> None:
         error: BaseException
@@ -87,7 +97,14 @@ class _AsyncStream:
                         future.set_result(reply.reply)
             error = self._mux.broken("the server closed the command stream")
         except grpc.RpcError as exc:
+            writer = self._writer
+            if writer is not None:
+                with contextlib.suppress(BaseException):
+                    await writer
             error = self._mux.stream_failed(exc)
+            if self._unsent and not isinstance(error, StreamUnsupported):
+                self._mux.refused_until = time.monotonic() + STREAM_RETRY_S
+                error = StreamUnsupported()
         except asyncio.CancelledError:
             error = self._mux.broken("the channel was closed")
         except Exception as exc:  # the channel was closed under us
