@@ -226,6 +226,27 @@ class MuxState:
         self.metadata: tuple[tuple[str, str], ...] = ()
         """Sent when a stream opens (the authentication session it runs under)."""
         self._ids = itertools.count(1)
+        self._stream: Any = None
+        self._lock = threading.Lock()
+
+    def _new_stream(self) -> Any:
+        raise NotImplementedError
+
+    def _current(self) -> Any:
+        """The open stream (a new one when there is none or it failed)."""
+        with self._lock:
+            stream = self._stream
+            if stream is None or stream.dead:
+                stream = self._stream = self._new_stream()
+            return stream
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Fail every pending request and end the stream."""
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.fail(error or self.broken("the channel was closed"))
+            stream.cancel()
 
     def stream_failed(self, exc: Any) -> BaseException:
         """The error a stream's pending requests get when its call failed with ``exc``:
@@ -261,15 +282,9 @@ class StreamMux(MuxState):
     def __init__(self, channel: grpc.Channel, address: Address) -> None:
         super().__init__(address)
         self.stub_stream = helogale_pb2_grpc.CommandStub(channel).Stream
-        self._stream: _Stream | None = None
-        self._lock = threading.Lock()
 
-    def _current(self) -> _Stream:
-        with self._lock:
-            stream = self._stream
-            if stream is None or stream.dead:
-                stream = self._stream = _Stream(self)
-            return stream
+    def _new_stream(self) -> _Stream:
+        return _Stream(self)
 
     def run(self, db: str, payload: bytes, timeout: float | None) -> bytes:
         """Send one BSON command, wait for its BSON reply (``timeout`` seconds at most)."""
@@ -291,15 +306,6 @@ class StreamMux(MuxState):
             raise pending.error
         assert pending.reply is not None
         return pending.reply
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Fail every pending request and end the stream."""
-        with self._lock:
-            stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.fail(error or self.broken("the channel was closed"))
-            stream.cancel()
-
 
 class Channel:
     """The client's channel to one server."""

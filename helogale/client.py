@@ -56,22 +56,8 @@ class MongoClient(ClientBase):
 
     # --- state ---------------------------------------------------------------------------------
     @property
-    def topology(self) -> Topology:
-        return self._topology
-
-    @property
-    def primary(self) -> Address | None:
-        """The current primary's ``(host, port)``, or None if none is known."""
-        return self._topology.primary()
-
-    @property
     def secondaries(self) -> set[Address]:
         return {s.address for s in self._topology.servers() if s.is_secondary}
-
-    @property
-    def nodes(self) -> frozenset[Address]:
-        """Every server the client currently knows to be up."""
-        return frozenset(s.address for s in self._topology.servers() if s.is_known)
 
     @property
     def address(self) -> Address | None:

@@ -74,10 +74,38 @@ def _credentials(opts: dict[str, Any], database: str | None) -> Credentials | No
 
 
 
-class ClientBase:
-    """Options, and database handles of ``_database_class``; subclasses add the I/O."""
+class HasOptions:
+    """The codec options, read preference, write concern and read concern a client, database
+    or collection carries (and passes down)."""
+
+    _codec_options: CodecOptions
+    _read_preference: ServerMode
+    _write_concern: WriteConcern
+    _read_concern: ReadConcern
+
+    @property
+    def codec_options(self) -> CodecOptions:
+        return self._codec_options
+
+    @property
+    def read_preference(self) -> ServerMode:
+        return self._read_preference
+
+    @property
+    def write_concern(self) -> WriteConcern:
+        return self._write_concern
+
+    @property
+    def read_concern(self) -> ReadConcern:
+        return self._read_concern
+
+
+class ClientBase(HasOptions):
+    """Options, and database handles of ``_database_class``; subclasses add the I/O (and
+    ``_topology``)."""
 
     _database_class: Any
+    _topology: Any
 
     def __init__(
         self,
@@ -101,7 +129,8 @@ class ClientBase:
             self._write_concern = WriteConcern(
                 w=opts.get("w"), wtimeout=opts.get("wTimeoutMS"), j=opts.get("journal")
             )
-        self._read_preference: ServerMode = read_pref_from_name(opts.get("readPreference", "primary"))
+        self._read_preference = read_pref_from_name(opts.get("readPreference", "primary"))
+        self._read_concern = ReadConcern(opts.get("readConcernLevel"))
         self._seeds = seeds
         self._credentials = _credentials(opts, database)
 
@@ -130,26 +159,24 @@ class ClientBase:
         return {"retry_reads": bool(self._options["retryReads"]),
                 "retry_writes": bool(self._options["retryWrites"])}
 
-    # --- options ---------------------------------------------------------------------------------
-    @property
-    def codec_options(self) -> CodecOptions:
-        return self._codec_options
-
-    @property
-    def read_preference(self) -> ServerMode:
-        return self._read_preference
-
-    @property
-    def write_concern(self) -> WriteConcern:
-        return self._write_concern
-
-    @property
-    def read_concern(self) -> ReadConcern:
-        return ReadConcern(self._options.get("readConcernLevel"))
-
+    # --- options and state -----------------------------------------------------------------------
     @property
     def options(self) -> dict[str, Any]:
         return {k: v for k, v in self._options.items() if k != "password"}
+
+    @property
+    def topology(self) -> Any:
+        return self._topology
+
+    @property
+    def primary(self) -> Address | None:
+        """The current primary's ``(host, port)``, or None if none is known."""
+        return self._topology.primary()  # type: ignore[no-any-return]
+
+    @property
+    def nodes(self) -> frozenset[Address]:
+        """Every server the client currently knows to be up."""
+        return frozenset(s.address for s in self._topology.servers() if s.is_known)
 
     # --- databases -------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:

@@ -26,6 +26,7 @@ from helogale.bulk import (
     validate_update_document,
     with_id,
 )
+from helogale.client_common import HasOptions
 from helogale.cursor import CommandCursor, Cursor, normalize_sort
 from helogale.errors import (
     BulkWriteError,
@@ -147,7 +148,7 @@ class Op:
         return replace(self, result=lambda reply: result(first(reply)))
 
 
-class CollectionBase:
+class CollectionBase(HasOptions):
     """A collection of one database: options, and the :class:`Op` of every method; cheap to
     create, holds no state but options. :class:`Collection` runs the operations with the
     threaded client, ``helogale.asyncio.AsyncCollection`` with the asyncio one."""
@@ -181,22 +182,6 @@ class CollectionBase:
     @property
     def database(self) -> Database:
         return self._database
-
-    @property
-    def codec_options(self) -> CodecOptions:
-        return self._codec_options
-
-    @property
-    def read_preference(self) -> ServerMode:
-        return self._read_preference
-
-    @property
-    def write_concern(self) -> WriteConcern:
-        return self._write_concern
-
-    @property
-    def read_concern(self) -> ReadConcern:
-        return self._read_concern
 
     def with_options(
         self,

@@ -49,7 +49,6 @@ class CursorType:
 
 if TYPE_CHECKING:
     from helogale.channel import Address, Channel
-    from helogale.client import MongoClient
     from helogale.topology import ServerDescription
 
 
@@ -164,12 +163,13 @@ class _Batches(_CursorState):
                 self._client.executor.run(operation, retryable=False, address=self._address)
 
 
-class CommandCursor(_Batches):
-    """A cursor returned inside a command reply (``{cursor: {firstBatch, id, ns}}``)."""
+class CommandCursorBase(_CursorState):
+    """A cursor returned inside a command reply (``{cursor: {firstBatch, id, ns}}``), without
+    I/O."""
 
     def __init__(
         self,
-        client: MongoClient,
+        client: Any,
         db: str,
         cursor: Mapping[str, Any],
         address: Address,
@@ -185,6 +185,10 @@ class CommandCursor(_Batches):
     @property
     def alive(self) -> bool:
         return bool(self._data) or bool(self._id)
+
+
+class CommandCursor(CommandCursorBase, _Batches):
+    """A command's cursor, iterated with the threaded client."""
 
     def __iter__(self) -> Iterator[Any]:
         return self

@@ -7,6 +7,7 @@ from typing import Any
 
 from bson.codec_options import CodecOptions
 
+from helogale.client_common import HasOptions
 from helogale.collection import Collection
 from helogale.cursor import CommandCursor
 from helogale.errors import InvalidName, check_reply
@@ -27,7 +28,7 @@ def check_database_name(name: str) -> None:
             raise InvalidName(f"database names cannot contain the character {char!r}")
 
 
-class DatabaseBase:
+class DatabaseBase(HasOptions):
     """A database of one client: its options and the commands it builds, without I/O; cheap
     to create, holds no state but options. :class:`Database` runs them with the threaded
     client, ``helogale.asyncio.AsyncDatabase`` with the asyncio one."""
@@ -63,22 +64,6 @@ class DatabaseBase:
     def connection(self) -> Any:
         """The classic name of :attr:`client` (``assert dbh.connection == c``)."""
         return self._client
-
-    @property
-    def codec_options(self) -> CodecOptions:
-        return self._codec_options
-
-    @property
-    def read_preference(self) -> ServerMode:
-        return self._read_preference
-
-    @property
-    def write_concern(self) -> WriteConcern:
-        return self._write_concern
-
-    @property
-    def read_concern(self) -> ReadConcern:
-        return self._read_concern
 
     def with_options(
         self,

@@ -210,19 +210,41 @@ class TopologyState:
         self._deposed: list[Address] = []
         self._opened = False
         self._closed = False
+        self._monitors: dict[Address, Any] = {}
+        self._retired: list[Any] = []  # stopped monitors, joined by close()
 
     # --- hooks ------------------------------------------------------------------------------
-    def _start_monitor_locked(self, address: Address) -> None:
-        raise NotImplementedError
-
-    def _stop_monitor_locked(self, address: Address) -> None:
-        raise NotImplementedError
-
-    def _wake_monitors_locked(self) -> None:
+    def _new_monitor(self, address: Address) -> Any:
+        """A started monitor of ``address`` (``request_check()``, ``stop()``)."""
         raise NotImplementedError
 
     def _notify_locked(self) -> None:
         raise NotImplementedError
+
+    # --- monitors ---------------------------------------------------------------------------
+    def _start_monitor_locked(self, address: Address) -> None:
+        if address not in self._monitors and not self._closed:
+            self._monitors[address] = self._new_monitor(address)
+
+    def _stop_monitor_locked(self, address: Address) -> None:
+        monitor = self._monitors.pop(address, None)
+        if monitor is not None:
+            monitor.stop()
+            self._retired.append(monitor)
+
+    def _wake_monitors_locked(self) -> None:
+        for monitor in self._monitors.values():
+            monitor.request_check()
+
+    def _take_monitors_locked(self) -> list[Any]:
+        """Every monitor, stopped, for ``close`` to join."""
+        self._closed = True
+        monitors = list(self._monitors.values()) + self._retired
+        self._monitors, self._retired = {}, []
+        self._notify_locked()
+        for monitor in monitors:
+            monitor.stop()
+        return monitors
 
     # --- lifecycle ------------------------------------------------------------------------
     def _open_locked(self) -> None:
@@ -434,8 +456,6 @@ class Topology(TopologyState):
     def __init__(self, seeds: list[Address], channels: ChannelPool, **options: Any) -> None:
         super().__init__(seeds, channels, **options)
         self._lock = threading.Condition()
-        self._monitors: dict[Address, Monitor] = {}
-        self._retired: list[Monitor] = []
 
     def open(self) -> None:
         with self._lock:
@@ -443,32 +463,14 @@ class Topology(TopologyState):
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
-            monitors, self._monitors = list(self._monitors.values()), {}
-            monitors += self._retired
-            self._retired = []
-            self._lock.notify_all()
-        for monitor in monitors:
-            monitor.stop()
+            monitors = self._take_monitors_locked()
         for monitor in monitors:
             monitor.join(5.0)
 
-    def _start_monitor_locked(self, address: Address) -> None:
-        if address in self._monitors or self._closed:
-            return
+    def _new_monitor(self, address: Address) -> Monitor:
         monitor = Monitor(self, address)
-        self._monitors[address] = monitor
         monitor.start()
-
-    def _stop_monitor_locked(self, address: Address) -> None:
-        monitor = self._monitors.pop(address, None)
-        if monitor is not None:
-            monitor.stop()
-            self._retired.append(monitor)  # joined by close()
-
-    def _wake_monitors_locked(self) -> None:
-        for monitor in self._monitors.values():
-            monitor.request_check()
+        return monitor
 
     def _notify_locked(self) -> None:
         self._lock.notify_all()

@@ -129,7 +129,9 @@ class AsyncStreamMux(MuxState):
     def __init__(self, channel: grpc.aio.Channel, address: Address) -> None:
         super().__init__(address)
         self.stub_stream = helogale_pb2_grpc.CommandStub(channel).Stream
-        self._stream: _AsyncStream | None = None
+
+    def _new_stream(self) -> _AsyncStream:
+        return _AsyncStream(self)
 
     async def run(self, db: str, payload: bytes, timeout: float | None) -> bytes:
         """Send one BSON command, wait for its BSON reply (``timeout`` seconds at most)."""
@@ -139,9 +141,7 @@ class AsyncStreamMux(MuxState):
                 raise self.broken("")
             if self.go_unary():
                 raise StreamUnsupported()
-            stream = self._stream
-            if stream is None or stream.dead:
-                stream = self._stream = _AsyncStream(self)
+            stream = self._current()
             future = stream.submit(request_id, db, payload)
             if future is not None:
                 break
@@ -152,13 +152,6 @@ class AsyncStreamMux(MuxState):
         except TimeoutError:
             stream.forget(request_id)
             raise self.timed_out(timeout) from None
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Fail every pending request and end the stream."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.fail(error or self.broken("the channel was closed"))
-            stream.cancel()
 
 
 class AsyncChannel:

@@ -59,20 +59,6 @@ class AsyncMongoClient(ClientBase):
                 self._topology.open()
 
     # --- state ----------------------------------------------------------------------------------
-    @property
-    def topology(self) -> AsyncTopology:
-        return self._topology
-
-    @property
-    def primary(self) -> Address | None:
-        """The current primary's ``(host, port)``, or None if none is known."""
-        return self._topology.primary()
-
-    @property
-    def nodes(self) -> frozenset[Address]:
-        """Every server the client currently knows to be up."""
-        return frozenset(s.address for s in self._topology.servers() if s.is_known)
-
     async def _writable_server(self) -> ServerDescription:
         return await self._topology.select_server(ReadPreference.PRIMARY)
 

@@ -8,12 +8,18 @@ here the getMore and killCursors are awaited. Tailable cursors are not supported
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from typing import Any
 
-from bson.codec_options import CodecOptions
-
-from helogale.cursor import DOC, FIND, KILL, MORE, STOP, FindCursorBase, _CursorState
+from helogale.cursor import (
+    DOC,
+    FIND,
+    KILL,
+    MORE,
+    STOP,
+    CommandCursorBase,
+    FindCursorBase,
+    _CursorState,
+)
 from helogale.errors import InvalidOperation, PyMongoError, check_reply
 from helogale.topology import ServerDescription
 
@@ -73,20 +79,8 @@ class _AsyncBatches(_CursorState):
         await self.close()  # type: ignore[attr-defined]
 
 
-class AsyncCommandCursor(_AsyncBatches):
-    """A cursor returned inside a command reply (``{cursor: {firstBatch, id, ns}}``)."""
-
-    def __init__(self, client: Any, db: str, cursor: Mapping[str, Any], address: Any,
-                 codec_options: CodecOptions, batch_size: int = 0) -> None:
-        super().__init__(client, codec_options)
-        self._db = db
-        self._address = address
-        self._batch_size = batch_size
-        self._absorb(cursor, "firstBatch")
-
-    @property
-    def alive(self) -> bool:
-        return bool(self._data) or bool(self._id)
+class AsyncCommandCursor(CommandCursorBase, _AsyncBatches):
+    """A command's cursor (``aggregate``, ``list_indexes``...), iterated with ``async for``."""
 
     async def __anext__(self) -> Any:
         if not self._data and self._id:

@@ -72,8 +72,6 @@ class AsyncTopology(TopologyState):
     def __init__(self, seeds: list[Address], channels: Any, **options: Any) -> None:
         super().__init__(seeds, channels, **options)
         self._lock = contextlib.nullcontext()
-        self._monitors: dict[Address, AsyncMonitor] = {}
-        self._retired: list[AsyncMonitor] = []
         self._changed: asyncio.Event | None = None
 
     def open(self) -> None:
@@ -81,28 +79,11 @@ class AsyncTopology(TopologyState):
         self._open_locked()
 
     async def close(self) -> None:
-        self._closed = True
-        monitors = list(self._monitors.values()) + self._retired
-        self._monitors, self._retired = {}, []
-        self._notify_locked()
-        for monitor in monitors:
-            monitor.stop()
-        for monitor in monitors:
+        for monitor in self._take_monitors_locked():
             await monitor.join()
 
-    def _start_monitor_locked(self, address: Address) -> None:
-        if address not in self._monitors and not self._closed:
-            self._monitors[address] = AsyncMonitor(self, address)
-
-    def _stop_monitor_locked(self, address: Address) -> None:
-        monitor = self._monitors.pop(address, None)
-        if monitor is not None:
-            monitor.stop()
-            self._retired.append(monitor)  # joined by close()
-
-    def _wake_monitors_locked(self) -> None:
-        for monitor in self._monitors.values():
-            monitor.request_check()
+    def _new_monitor(self, address: Address) -> AsyncMonitor:
+        return AsyncMonitor(self, address)
 
     def _notify_locked(self) -> None:
         changed, self._changed = self._changed, None
