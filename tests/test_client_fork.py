@@ -1,0 +1,79 @@
+"""Fork safety: a client used in a child forked after it was made refuses with InvalidOperation
+(its channels and monitor threads are the parent's); a client made in the child works, and the
+parent's client is unharmed. Against an in-process scripted server (no cluster)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import pytest
+
+import helogale
+from helogale.errors import InvalidOperation
+from tests.client_scripted_server import ScriptedServer
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def _in_child(server: ScriptedServer, client: helogale.MongoClient) -> dict[str, Any]:
+    """What the child saw: each attempt's outcome (the error's class and message)."""
+    seen: dict[str, Any] = {}
+
+    def attempt(name: str, action: Any) -> None:
+        try:
+            seen[name] = ["ok", repr(action())]
+        except Exception as exc:
+            seen[name] = [type(exc).__name__, str(exc)]
+
+    attempt("command", lambda: client.admin.command("ping"))
+    attempt("insert", lambda: client.app.hits.insert_one({"x": 1}).acknowledged)
+    attempt("address", lambda: client.address)
+    attempt("close", client.close)
+    fresh = helogale.MongoClient(f"helogale://{server.host}/", serverSelectionTimeoutMS=10000)
+    attempt("fresh", lambda: fresh.admin.command("ping")["ok"])
+    fresh.close()
+    return seen
+
+
+def test_a_forked_child_cannot_reuse_the_client_but_can_make_its_own() -> None:
+    server = ScriptedServer(set_name=None)
+    server.router()
+    client = helogale.MongoClient(f"helogale://{server.host}/", serverSelectionTimeoutMS=10000)
+    try:
+        assert client.admin.command("ping")["ok"] == 1.0  # channels and monitors are live
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report through the pipe, never return into pytest
+            code = 0
+            try:
+                os.close(read)
+                with os.fdopen(write, "w") as out:
+                    json.dump(_in_child(server, client), out)
+            except BaseException:
+                code = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            text = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, text
+        seen = json.loads(text)
+        for name in ("command", "insert", "address"):
+            kind, message = seen[name]
+            assert kind == InvalidOperation.__name__, seen
+            assert f"created in process {os.getpid()}" in message, message
+            assert f"process {pid}, forked from it" in message, message
+            assert "after the fork" in message, message
+        assert seen["close"] == ["ok", "None"]  # leaves the parent's channels alone
+        assert seen["fresh"] == ["ok", "1.0"]
+        # the parent's client is unharmed, the child's close notwithstanding
+        assert client.admin.command("ping")["ok"] == 1.0
+        assert client.app.hits.insert_one({"x": 2}).acknowledged
+    finally:
+        client.close()
+        server.stop()
