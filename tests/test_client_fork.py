@@ -77,3 +77,42 @@ def test_a_forked_child_cannot_reuse_the_client_but_can_make_its_own() -> None:
     finally:
         client.close()
         server.stop()
+
+
+def test_the_examples_shared_client_makes_a_new_client_in_a_forked_child() -> None:
+    """``examples.webdemo.SharedClient`` (one client per process, as a preloaded gunicorn
+    app's workers need): the parent's client in the parent, a new one in the child."""
+    from examples.webdemo import SharedClient
+
+    server = ScriptedServer(set_name=None)
+    server.router()
+    shared = SharedClient(f"helogale://{server.host}/", serverSelectionTimeoutMS=10000)
+    try:
+        parent_client = shared.get()
+        assert shared.get() is parent_client
+        assert shared.database("app").command("ping")["ok"] == 1.0
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(read)
+                child_client = shared.get()
+                ok = shared.database("app").command("ping")["ok"]
+                with os.fdopen(write, "w") as out:
+                    json.dump([child_client is not parent_client,
+                               shared.get() is child_client, ok], out)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            text = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, text
+        assert json.loads(text) == [True, True, 1.0]
+        assert shared.get() is parent_client
+        assert shared.database("app").command("ping")["ok"] == 1.0
+    finally:
+        shared.close()
+        server.stop()
