@@ -31,8 +31,10 @@ from helogale.gridfs import GridFS, GridOut, NoFile
 
 DEFAULT_DB = "webdemo"
 CLIENT_OPTIONS: dict[str, Any] = {"w": "majority"}
-"""Every example's client writes with ``w: majority``: an acknowledged page view survives a
-failover (a ``w: 1`` write acknowledged just before the primary dies may be rolled back)."""
+"""Every example's client writes with ``w: majority``, said out loud: an acknowledged page view
+survives the loss of any minority of a shard's members. (Helogale acknowledges every write only
+once a majority has it, whatever ``w`` says; on MongoDB a ``w: 1`` write acknowledged just
+before the primary dies can be rolled back.)"""
 
 WSGIApp = Callable[..., Any]
 
