@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,11 +20,13 @@ import pytest
 
 import helogale
 from examples import webdemo
+from node.local_cluster import free_ports, wait_until
 from node.sharded_cluster import ShardedCluster
 from tests.web_helpers import failover_burst, tiny_png
 
 pytestmark = pytest.mark.cluster
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = tiny_png()
 VIEWS = re.compile(r'id="views">(\d+)<')
 
@@ -151,3 +157,39 @@ def test_django_example(sharded: ShardedCluster) -> None:
             return Driver(get, upload)
 
         exercise(sharded, "web_django", "django", make_driver)
+
+
+@pytest.mark.parametrize("framework", ["flask", "pyramid", "django"])
+def test_each_example_runs_with_the_one_command_of_its_readme(
+        sharded: ShardedCluster, framework: str) -> None:
+    """``python examples/<framework>/serve.py`` with ``$HELOGALE_URI`` set (the shared cluster):
+    it serves the page, counts each view, and exits 0 on Ctrl-C (SIGINT)."""
+    with open(os.path.join(ROOT, "examples", framework, "README.md")) as f:
+        readme = f.read()
+    assert f"python examples/{framework}/serve.py\n" in readme
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(
+        [sys.executable, f"examples/{framework}/serve.py", "--port", str(port)], cwd=ROOT,
+        env={**os.environ, "HELOGALE_URI": sharded.uri}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def page() -> int | None:
+        try:
+            with opener.open(f"http://127.0.0.1:{port}/", timeout=30) as reply:
+                found = VIEWS.search(reply.read().decode())
+        except OSError:
+            return None
+        return int(found.group(1)) if found else None
+
+    try:
+        first = wait_until(page, 60, f"the {framework} example to serve its page")
+        assert page() == first + 1
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output.decode()
+        assert f"on http://127.0.0.1:{port}/" in output.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
