@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, Response, abort, g, redirect, request
+from flask import Flask, Response, abort, current_app, g, redirect, request
 
 from examples import webdemo
 from helogale.database import Database
@@ -33,8 +33,6 @@ class Helogale:
 
     @staticmethod
     def _attach() -> None:
-        from flask import current_app
-
         g.db = current_app.extensions["helogale"].database(current_app.config["HELOGALE_DB"])
 
 
