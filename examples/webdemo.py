@@ -118,11 +118,22 @@ def hits(db: Database, path: str) -> int:
     return db.page_hits.count_documents({"path": path})
 
 
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+"""What the upload page takes (served back with that type; never HTML or SVG, which a browser
+would run as part of the site)."""
+
+
+def is_image(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() in IMAGE_TYPES
+
+
 def store_image(db: Database, data: bytes | IO[bytes], filename: str,
-                content_type: str | None) -> ObjectId:
-    """Store an uploaded image in GridFS (bucket ``images``); returns its id."""
-    return GridFS(db, "images").put(data, filename=filename,
-                                    contentType=content_type or "application/octet-stream")
+                content_type: str) -> ObjectId:
+    """Store an uploaded image (one of :data:`IMAGE_TYPES`: check with :func:`is_image`) in
+    GridFS (bucket ``images``); returns its id."""
+    if not is_image(content_type):
+        raise ValueError(f"not an image type this demo stores: {content_type!r}")
+    return GridFS(db, "images").put(data, filename=filename, contentType=content_type)
 
 
 def open_image(db: Database, image_id: str) -> GridOut | None:

@@ -55,6 +55,7 @@ def exercise(cluster: ShardedCluster, db_name: str, framework: str,
         driver = make_driver()
         assert [driver.view(), driver.view()] == [1, 2]
         assert driver.upload("dot.png", PNG, "image/png") == 303
+        assert driver.upload("page.html", b"<script>alert(1)</script>", "text/html") == 400
         status, body, _ = driver.get("/")
         assert status == 200
         ids = re.findall(r'/images/([0-9a-f]{24})"', body.decode())
@@ -118,7 +119,8 @@ def test_pyramid_example(sharded: ShardedCluster) -> None:
             return r.status_int, r.body, r.content_type or ""
 
         def upload(name: str, data: bytes, content_type: str) -> int:
-            r = app.post("/upload", upload_files=[("image", name, data, content_type)])
+            r = app.post("/upload", upload_files=[("image", name, data, content_type)],
+                         expect_errors=True)
             return r.status_int
 
         return Driver(get, upload)

@@ -22,8 +22,8 @@ def home(request: Any) -> HttpResponse:
 @require_POST
 def upload(request: Any) -> HttpResponse:
     image = request.FILES.get("image")
-    if image is None:
-        return HttpResponseBadRequest("choose an image to upload")
+    if image is None or not webdemo.is_image(image.content_type):
+        return HttpResponseBadRequest("choose a PNG, JPEG, GIF or WebP image to upload")
     webdemo.store_image(request.db, image, image.name, image.content_type)
     response = HttpResponseRedirect("/")
     response.status_code = 303  # See Other: the browser GETs the page again

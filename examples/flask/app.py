@@ -54,8 +54,8 @@ def create_app(uri: str | None = None, db_name: str | None = None) -> Flask:
     @app.post("/upload")
     def upload() -> Response:
         image = request.files.get("image")
-        if image is None or not image.filename:
-            abort(400, "choose an image to upload")
+        if image is None or not image.filename or not webdemo.is_image(image.mimetype):
+            abort(400, "choose a PNG, JPEG, GIF or WebP image to upload")
         webdemo.store_image(get_db(), image.stream, image.filename, image.mimetype)
         return redirect("/", 303)
 

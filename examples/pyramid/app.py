@@ -34,8 +34,9 @@ def home(request: Request) -> Response:
 
 def upload(request: Request) -> Any:
     image = request.POST.get("image")
-    if image is None or not getattr(image, "filename", None):
-        return HTTPBadRequest("choose an image to upload")
+    if (image is None or not getattr(image, "filename", None)
+            or not webdemo.is_image(image.type)):
+        return HTTPBadRequest("choose a PNG, JPEG, GIF or WebP image to upload")
     webdemo.store_image(request.db, image.file, image.filename, image.type)
     return HTTPSeeOther("/")
 
