@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from socketserver import ThreadingMixIn
@@ -52,6 +53,7 @@ class SharedClient:
         self._client: helogale.MongoClient | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        _ALL.add(self)
 
     def get(self) -> helogale.MongoClient:
         client = self._client
@@ -77,6 +79,20 @@ class SharedClient:
 
 _SHARED: dict[str, SharedClient] = {}
 _SHARED_LOCK = threading.Lock()
+_ALL: weakref.WeakSet[SharedClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """New locks in a forked child: a lock another thread of the parent held at the fork
+    would stay held forever there."""
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    for shared in list(_ALL):
+        shared._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shared_client(uri: str) -> SharedClient:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -81,7 +83,8 @@ def test_a_forked_child_cannot_reuse_the_client_but_can_make_its_own() -> None:
 
 def test_the_examples_shared_client_makes_a_new_client_in_a_forked_child() -> None:
     """``examples.webdemo.SharedClient`` (one client per process, as a preloaded gunicorn
-    app's workers need): the parent's client in the parent, a new one in the child."""
+    app's workers need): the parent's client in the parent, a new one in the child, even when
+    the fork came while another thread held the holder's lock."""
     from examples.webdemo import SharedClient
 
     server = ScriptedServer(set_name=None)
@@ -92,10 +95,21 @@ def test_the_examples_shared_client_makes_a_new_client_in_a_forked_child() -> No
         assert shared.get() is parent_client
         assert shared.database("app").command("ping")["ok"] == 1.0
         read, write = os.pipe()
+        held, release = threading.Event(), threading.Event()
+
+        def hold_the_lock() -> None:  # another thread holds it at the fork: in the child it
+            with shared._lock:        # stays held, that thread being gone
+                held.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        held.wait(30)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                signal.alarm(30)  # rather than hang the test run if it did wait
                 os.close(read)
                 child_client = shared.get()
                 ok = shared.database("app").command("ping")["ok"]
@@ -105,6 +119,8 @@ def test_the_examples_shared_client_makes_a_new_client_in_a_forked_child() -> No
                 code = 0
             finally:
                 os._exit(code)
+        release.set()
+        holder.join()
         os.close(write)
         with os.fdopen(read) as pipe:
             text = pipe.read()
