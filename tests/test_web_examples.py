@@ -72,6 +72,8 @@ def exercise(cluster: ShardedCluster, db_name: str, framework: str,
         print(burst.summary(framework),
               f"({shared.executor.retries - retried} operations retried by the client)")
         assert burst.failures == []
+        # each request was shown a count of its own: none counted twice, none lost
+        assert sorted(burst.results) == list(range(served + 1, served + burst.ok + 1))
         served += burst.ok
         db = client[db_name]
         assert webdemo.views(db, "/") == served

@@ -37,10 +37,11 @@ def owning_shard(cluster: ShardedCluster, db: str) -> int:
 
 @dataclass
 class Burst:
-    """What a burst saw: successful requests, failures (with what went wrong), each
-    request's latency, and the burst's length in seconds."""
+    """What a burst saw: successful requests and what each returned, failures (with what went
+    wrong), each request's latency, and the burst's length in seconds."""
 
     ok: int = 0
+    results: list[object] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -53,10 +54,11 @@ class Burst:
 
 
 def failover_burst(cluster: ShardedCluster, db: str,
-                   client_factory: Callable[[], Callable[[], bool]], threads: int = 4,
+                   client_factory: Callable[[], Callable[[], object]], threads: int = 4,
                    before: int = 20, after: int = 20) -> Burst:
     """``threads`` threads, each with its own test client (``client_factory()`` returns a
-    function making one request, True when it succeeded), request the page in a loop; once
+    function making one request and returning what it got, None when it failed), request the
+    page in a loop; once
     ``before`` requests succeeded, the primary of the shard owning ``db`` is SIGKILLed; the
     burst ends once another member is primary and ``after`` more requests succeeded. The killed
     member is restarted (and ready) before this returns."""
@@ -70,13 +72,14 @@ def failover_burst(cluster: ShardedCluster, db: str,
         while not stop.is_set():
             started = time.monotonic()
             try:
-                good, why = request(), "the page did not show a count"
+                got, why = request(), "the page did not show a count"
             except Exception as exc:  # a failed request, whatever the framework made of it
-                good, why = False, repr(exc)
+                got, why = None, repr(exc)
             with burst.lock:
                 burst.latencies.append(time.monotonic() - started)
-                if good:
+                if got is not None:
                     burst.ok += 1
+                    burst.results.append(got)
                 else:
                     burst.failures.append(why)
 
