@@ -1,6 +1,8 @@
 """``MongoClient`` (and the classic ``Connection``): the topology, the executor, and databases
 (options and database handles come from :mod:`helogale.client_common`, shared with the asyncio
-client). The client is thread-safe; all threads share its monitors and gRPC channels.
+client). The client is thread-safe; all threads share its monitors and gRPC channels. It is
+not fork-safe, by design: used in a child forked after it was made it raises
+:class:`~helogale.errors.InvalidOperation` (create clients after forking; docs/web-apps.md).
 """
 
 from __future__ import annotations
@@ -138,7 +140,10 @@ class MongoClient(ClientBase):
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the monitors (their threads are joined) and close every channel."""
+        """Stop the monitors (their threads are joined) and close every channel. In a process
+        forked after the client was made it does nothing: all of that is the parent's."""
+        if self._channels.forked:
+            return
         self._topology.close()
         self._channels.close()
 

@@ -1,51 +1,32 @@
-"""Run the FastAPI example: ``python examples/fastapi/serve.py [--host H] [--port 8000]``.
-
-It connects to ``$HELOGALE_URI``; when that is not set it first starts a local sharded
-cluster (config servers, two shards of three members, two routers, as ``helogale up`` does)
-and stops it again when the server exits (Ctrl-C).
-"""
-
-from __future__ import annotations
+"""``python examples/fastapi/serve.py [--host H] [--port P]``: the FastAPI example (on uvicorn)
+against ``$HELOGALE_URI``, or a local sharded cluster started (and stopped on exit) for it."""
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # this example, and the repository
+sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository root, not this folder
+
+import uvicorn  # noqa: E402
+
+from examples.fastapi.app import create_app  # noqa: E402
+from examples.webdemo import helogale_uri  # noqa: E402
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="the helogale + FastAPI example")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args()
-
-    import uvicorn
-    from helogale_fastapi import create_app
-
-    uri = os.environ.get("HELOGALE_URI")
-    cluster = None
-    if not uri:
-        from node.sharded_cluster import ShardedCluster
-
-        print("HELOGALE_URI is not set: starting a local sharded cluster (11 processes)...",
-              file=sys.stderr, flush=True)
-        cluster = ShardedCluster(2, members=3, routers=2, wire=False, own_process_group=True)
-        cluster.start(timeout=120, progress=lambda text: print(text, file=sys.stderr,
-                                                               flush=True))
-        uri = cluster.uri
+    args = parser.parse_args(argv)
     try:
-        print(f"connecting to {uri}; open http://{args.host}:{args.port}/", file=sys.stderr,
-              flush=True)
-        uvicorn.run(create_app(uri), host=args.host, port=args.port)
-    finally:
-        if cluster is not None:
-            print("stopping the cluster...", file=sys.stderr, flush=True)
-            cluster.stop()
+        with helogale_uri() as uri:
+            print(f"helogale + FastAPI on http://{args.host}:{args.port}/ (database at {uri}); "
+                  "Ctrl-C stops", file=sys.stderr, flush=True)
+            uvicorn.run(create_app(uri), host=args.host, port=args.port, log_level="warning")
+    except KeyboardInterrupt:  # uvicorn raises the signal again once it has shut down
+        pass
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -80,13 +80,17 @@ class AsyncGridFSBucket:
 
     async def upload_from_stream(self, filename: str, source: Any,
                                  metadata: Mapping[str, Any] | None = None,
-                                 file_id: Any = None) -> Any:
-        """Store ``source`` (bytes or a readable) as ``filename``; returns the file's id."""
+                                 file_id: Any = None, content_type: str | None = None) -> Any:
+        """Store ``source`` (bytes or a readable) as ``filename``; returns the file's id.
+        ``content_type`` is kept as the classic ``contentType`` field (what ``GridFS.put``
+        writes; ``AsyncGridOut.content_type``)."""
         await self._ensure_indexes()
         file: dict[str, Any] = {"_id": ObjectId() if file_id is None else file_id,
                                 "chunkSize": self._chunk_size, "filename": filename}
         if metadata is not None:
             file["metadata"] = dict(metadata)
+        if content_type is not None:
+            file["contentType"] = content_type
         length, n, batch, batch_bytes = 0, 0, [], 0
         async for data in _pieces(source, self._chunk_size):
             batch.append(chunk_document(file["_id"], n, data))
