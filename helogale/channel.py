@@ -434,22 +434,12 @@ class Channel:
             self._channel.close()
 
 
-class ChannelPool:
-    """Channels by address, created on first use; one per server for the whole client, and
-    for the process that made it: in a forked child every use raises InvalidOperation (the
-    channels, their streams and the monitors' threads are the parent's, and a lock another
-    thread held at the fork stays held in the child)."""
+class ProcessBound:
+    """Belongs to the process that made it: in a child forked later, every use raises
+    InvalidOperation (both clients' channel pools)."""
 
-    def __init__(self, timeout: float | None = None,
-                 credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
-        self._timeout = timeout
-        self._credentials = credentials
-        self._tls = tls
-        self._channels: dict[Address, Channel] = {}
-        self._lock = threading.Lock()
-        self._closed = False
-        self.pid = os.getpid()
-        """The process the channels belong to."""
+    pid: int
+    """The process the channels belong to."""
 
     @property
     def forked(self) -> bool:
@@ -465,6 +455,23 @@ class ChannelPool:
                 "belong to the parent. Create the client after the fork (lazily on first use, "
                 "or in gunicorn's post_fork hook; uwsgi: lazy-apps = true); see "
                 "docs/web-apps.md")
+
+
+class ChannelPool(ProcessBound):
+    """Channels by address, created on first use; one per server for the whole client, and
+    for the process that made it: in a forked child every use raises InvalidOperation (the
+    channels, their streams and the monitors' threads are the parent's, and a lock another
+    thread held at the fork stays held in the child)."""
+
+    def __init__(self, timeout: float | None = None,
+                 credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
+        self._timeout = timeout
+        self._credentials = credentials
+        self._tls = tls
+        self._channels: dict[Address, Channel] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self.pid = os.getpid()
 
     def get(self, address: Address) -> Channel:
         self.check_process()

@@ -176,6 +176,24 @@ def test_async_gridfs_shares_the_threaded_layout(node_uri: str) -> None:
     run(delete, node_uri)
 
 
+def test_a_client_from_before_a_fork_refuses_work(node_uri: str) -> None:
+    """Its channels belong to the process that made it (``ProcessBound``, as the threaded
+    client's; a real fork is tested in test_client_fork.py): here the pool is told it was made
+    by another process."""
+    async def body() -> None:
+        client = AsyncMongoClient(node_uri, serverSelectionTimeoutMS=2000)
+        assert (await client.admin.command("ping"))["ok"] == 1.0
+        real_pid, client._channels.pid = client._channels.pid, -1
+        with pytest.raises(InvalidOperation, match="after the fork"):
+            await client.db.c.find_one()
+        await client.close()  # does nothing in a "child"
+        client._channels.pid = real_pid
+        assert (await client.admin.command("ping"))["ok"] == 1.0
+        await client.close()
+
+    asyncio.run(body())
+
+
 # --- part 2: commands and retries against scripted servers ------------------------------------------
 def _strip(cmd: dict[str, Any]) -> dict[str, Any]:
     """A command without what differs between runs (session id, generated ids)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,7 @@ from helogale.channel import (
     STREAM_RETRY_S,
     Address,
     MuxState,
+    ProcessBound,
     StreamUnsupported,
     decode_reply,
     encode_command,
@@ -217,8 +219,9 @@ class AsyncChannel:
         await self._closing
 
 
-class AsyncChannelPool:
-    """Channels by address, created on first use; one per server for the whole client."""
+class AsyncChannelPool(ProcessBound):
+    """Channels by address, created on first use; one per server for the whole client, and
+    for the process that made it (a forked child's use raises InvalidOperation)."""
 
     def __init__(self, timeout: float | None = None, tls: ClientTLS | None = None) -> None:
         self._timeout = timeout
@@ -226,8 +229,10 @@ class AsyncChannelPool:
         self._channels: dict[Address, AsyncChannel] = {}
         self._retired: list[AsyncChannel] = []
         self._closed = False
+        self.pid = os.getpid()
 
     def get(self, address: Address) -> AsyncChannel:
+        self.check_process()
         if self._closed:
             raise AutoReconnect("the client is closed", address=address)
         channel = self._channels.get(address)

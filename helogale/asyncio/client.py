@@ -122,7 +122,10 @@ class AsyncMongoClient(ClientBase):
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def close(self) -> None:
-        """Stop the monitor tasks and close every channel."""
+        """Stop the monitor tasks and close every channel (nothing in a process forked after
+        the client was made: all of that is the parent's)."""
+        if self._channels.forked:
+            return
         await self._topology.close()
         await self._channels.close()
 

@@ -97,6 +97,7 @@ class AsyncTopology(TopologyState):
         selector: Callable[[list[ServerDescription]], list[ServerDescription]] | None = None,
     ) -> ServerDescription:
         """A server for ``read_preference`` (the primary by default), waiting for one to appear."""
+        self.channels.check_process()
         self.open()
         wait = self.server_selection_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
