@@ -3,7 +3,8 @@ client against the asyncio client, in one run, on the same server.
 
 Each row is ``insert_one`` of ``{v: <200 bytes>}`` with ``w: "majority"`` for ``--seconds``:
 the threaded ``MongoClient`` with N threads, then ``AsyncMongoClient`` with N tasks on one
-event loop (one process each, the same collection). Without ``--uri`` a one-member replica set
+event loop (in this process, one after the other, the same collection), with the client
+process's CPU time per insert (all its threads: the client's, gRPC's). Without ``--uri`` a one-member replica set
 is started (a separate process) and stopped afterwards. Prints one JSON line per row.
 """
 
@@ -80,12 +81,15 @@ def main(argv: list[str]) -> int:
     try:
         for n in (int(x) for x in args.concurrency.split(",")):
             for name in ("threads", "asyncio"):
+                cpu = time.process_time()
                 if name == "threads":
                     inserted = threaded(uri, n, args.seconds)
                 else:
                     inserted = asyncio.run(tasks(uri, n, args.seconds))
+                cpu_us = (time.process_time() - cpu) * 1e6 / max(inserted, 1)
                 print(json.dumps({"client": name, "concurrency": n,
-                                  "inserts_per_s": round(inserted / args.seconds)}), flush=True)
+                                  "inserts_per_s": round(inserted / args.seconds),
+                                  "client_cpu_us_per_insert": round(cpu_us)}), flush=True)
     finally:
         if cluster is not None:
             cluster.stop()
