@@ -365,8 +365,13 @@ class Burst:
 
 @pytest.mark.cluster
 def test_async_upserts_survive_a_shard_primary_kill(sharded: ShardedCluster) -> None:
+    """The shard's failover is waited out by the router; then a router is SIGKILLed under
+    the burst, and the client itself retries the writes in flight on the other router, with
+    the same session fields, so none is applied twice."""
     db_name = "async_burst"
     killed: list[tuple[Any, int]] = []
+    router_killed: list[int] = []
+    retries: list[int] = []
 
     async def body(client: AsyncMongoClient) -> tuple[Counter[str], dict[str, int]]:
         coll = client[db_name].counters
@@ -379,9 +384,16 @@ def test_async_upserts_survive_a_shard_primary_kill(sharded: ShardedCluster) -> 
             await asyncio.to_thread(shard.kill, victim)
             killed.append((shard, victim))
             await burst.after(200)  # acknowledged by the new primary
+            await asyncio.to_thread(sharded.kill_router, 0)
+            router_killed.append(0)
+            await burst.after(200)  # through the other router
         finally:
             await burst.finish()
         stored = {d["_id"]: d["n"] async for d in coll.find()}
+        retries.append(client.executor.retries)
+        print(f"asyncio burst: {sum(burst.acked.values())} acknowledged $inc upserts across a "
+              f"shard-primary kill and a router kill, {retries[0]} operations retried by the "
+              "client")
         return burst.acked, stored
 
     try:
@@ -390,8 +402,12 @@ def test_async_upserts_survive_a_shard_primary_kill(sharded: ShardedCluster) -> 
         for shard, victim in killed:
             shard.restart(victim)
             shard.wait_ready(victim, 60)
-    assert killed, "the shard primary was not killed"
+        for i in router_killed:
+            sharded.start_router(i)
+            sharded.wait_router(i)
+    assert killed and router_killed, "a process was not killed"
     assert stored == dict(acked)  # every acknowledged increment counted exactly once
+    assert retries[0] >= 1  # the router kill failed requests in flight: the client ran them again
 
 
 def test_the_module_has_no_threads_of_its_own(node_uri: str) -> None:
