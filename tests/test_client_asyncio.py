@@ -7,7 +7,6 @@ while the owning shard's primary is SIGKILLed. Tests drive coroutines with ``asy
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -408,15 +407,3 @@ def test_async_upserts_survive_a_shard_primary_kill(sharded: ShardedCluster) -> 
     assert killed and router_killed, "a process was not killed"
     assert stored == dict(acked)  # every acknowledged increment counted exactly once
     assert retries[0] >= 1  # the router kill failed requests in flight: the client ran them again
-
-
-def test_the_module_has_no_threads_of_its_own(node_uri: str) -> None:
-    """Built on grpc.aio: monitors are tasks, not threads."""
-    before = {t.name for t in threading.enumerate()}
-
-    async def body(client: AsyncMongoClient) -> set[str]:
-        await client.admin.command("ping")
-        return {t.name for t in threading.enumerate()}
-
-    during = run(body, node_uri)
-    assert not {n for n in during - before if n.startswith("helogale-")}
