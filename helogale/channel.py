@@ -84,6 +84,19 @@ def encode(doc: Mapping[str, Any], codec_options: CodecOptions = DEFAULT_CODEC_O
                               "(the server accepts at most 200 levels)") from None
 
 
+def needs_authentication(credentials: Credentials | None, command_name: str | None) -> bool:
+    """Whether a command goes out on an authenticated session (a client with credentials;
+    not the handshake and authentication commands themselves)."""
+    return credentials is not None and command_name not in _UNAUTHENTICATED
+
+
+def lost_authentication(reply: Mapping[str, Any]) -> bool:
+    """A refusal before the command ran: the server no longer knows this connection's
+    session (the channel reconnected, the server restarted); authenticate again and resend."""
+    return reply.get("code") == UNAUTHORIZED and "requires authentication" in str(
+        reply.get("errmsg", ""))
+
+
 def encode_command(command: Mapping[str, Any], codec_options: CodecOptions) -> bytes:
     """The BSON a command travels as; DocumentTooLarge past the maximum BSON size."""
     payload = encode(command, codec_options)
@@ -368,15 +381,14 @@ class Channel:
         payload = encode_command(command, codec_options)
         deadline = timeout if timeout is not None else self.timeout
         name = next(iter(command), None)
-        if self._credentials is None or name in _UNAUTHENTICATED:
+        if not needs_authentication(self._credentials, name):
             return self._run_once(db, name, payload, codec_options, deadline)
         session = self._session
         if session is None:
             self._authenticate(None, deadline)
             session = self._session
         reply = self._run_once(db, name, payload, codec_options, deadline)
-        if reply.get("code") == UNAUTHORIZED and "requires authentication" in str(
-                reply.get("errmsg", "")):
+        if lost_authentication(reply):
             # refused before it ran: the server no longer knows this connection's session
             # (the channel reconnected, the server restarted): authenticate again and resend
             self._authenticate(session, deadline)

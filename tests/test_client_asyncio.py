@@ -17,7 +17,13 @@ import helogale
 from helogale import ReturnDocument, UpdateOne
 from helogale.asyncio import AsyncMongoClient
 from helogale.asyncio.gridfs import AsyncGridFSBucket
-from helogale.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, InvalidOperation
+from helogale.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    DuplicateKeyError,
+    InvalidOperation,
+    OperationFailure,
+)
 from helogale.gridfs import GridFSBucket, NoFile
 from node.local_cluster import free_ports
 from node.server.app import NodeApp
@@ -191,6 +197,32 @@ def test_a_client_from_before_a_fork_refuses_work(node_uri: str) -> None:
         await client.close()
 
     asyncio.run(body())
+
+
+def test_scram_authentication() -> None:
+    """Against an in-process node with ``auth``: SCRAM-SHA-256 (the threaded client's
+    conversation) before the first command; a wrong password or none is refused."""
+    [port] = free_ports(1)
+    app = NodeApp(NodeConfig(member_id=1, listen=f"127.0.0.1:{port}", auth=True),
+                  standalone=True).start()
+    try:
+        with helogale.MongoClient(f"helogale://127.0.0.1:{port}/") as bare:  # localhost exception
+            bare.admin.command("createUser", "ann", pwd="ann-pw", roles=["root"])
+
+        async def body(client: AsyncMongoClient) -> Any:
+            await client.app.c.insert_one({"_id": 1})
+            return await client.app.c.find_one()
+
+        uri = f"helogale://ann:ann-pw@127.0.0.1:{port}/"
+        assert run(body, uri) == {"_id": 1}
+        with pytest.raises(OperationFailure) as refused:
+            run(body, f"helogale://ann:wrong@127.0.0.1:{port}/")
+        assert refused.value.code == 18
+        with pytest.raises(OperationFailure) as anonymous:
+            run(body, f"helogale://127.0.0.1:{port}/")
+        assert anonymous.value.code == 13
+    finally:
+        app.stop()
 
 
 # --- part 2: commands and retries against scripted servers ------------------------------------------

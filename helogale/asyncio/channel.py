@@ -6,7 +6,7 @@ waiting request is a future.
 
 What is not I/O is :mod:`helogale.channel`'s: encoding and size check (``encode_command``),
 decoding (``decode_reply``), mapping gRPC failures (``translate_rpc_error``) and the stream
-state (``MuxState``). Authentication is not supported by the asyncio client yet.
+state (``MuxState``), the SCRAM conversation (:func:`helogale.auth.conversation`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ import grpc
 import grpc.aio
 from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
 
+from helogale.auth import Credentials, conversation
 from helogale.channel import (
     _CHANNEL_OPTIONS,
     _UNARY_COMMANDS,
     MAX_COMMANDS_PER_BATCH,
+    SESSION_METADATA,
     STREAM_RETRY_S,
     Address,
     MuxState,
@@ -34,9 +36,11 @@ from helogale.channel import (
     decode_reply,
     encode_command,
     format_address,
+    lost_authentication,
+    needs_authentication,
     translate_rpc_error,
 )
-from helogale.errors import AutoReconnect
+from helogale.errors import AutoReconnect, ProtocolError
 from helogale.tls import ClientTLS
 from proto import helogale_pb2, helogale_pb2_grpc
 
@@ -157,10 +161,12 @@ class AsyncStreamMux(MuxState):
 
 
 class AsyncChannel:
-    """The asyncio client's channel to one server (made on the event loop that uses it)."""
+    """The asyncio client's channel to one server (made on the event loop that uses it). With
+    credentials, SCRAM-SHA-256 (:func:`helogale.auth.conversation`, as the threaded channel)
+    before the first command, and again when the server no longer knows the session."""
 
     def __init__(self, address: Address, timeout: float | None = None,
-                 tls: ClientTLS | None = None) -> None:
+                 tls: ClientTLS | None = None, credentials: Credentials | None = None) -> None:
         self.address = address
         self.timeout = timeout
         target = format_address(address)
@@ -173,6 +179,10 @@ class AsyncChannel:
         self._mux = AsyncStreamMux(self._channel, address)
         self._abandoned = False
         self._closing: asyncio.Task[None] | None = None
+        self._credentials = credentials
+        self._session: str | None = None
+        """The server's handle on this connection's authenticated session."""
+        self._auth_lock: asyncio.Lock | None = None
 
     async def run(
         self,
@@ -184,13 +194,36 @@ class AsyncChannel:
         """Run ``command`` against database ``db`` and return the decoded reply document."""
         payload = encode_command(command, codec_options)
         deadline = timeout if timeout is not None else self.timeout
-        if not self._mux.go_unary() and next(iter(command), None) not in _UNARY_COMMANDS:
+        name = next(iter(command), None)
+        if not needs_authentication(self._credentials, name):
+            return await self._run_once(db, name, payload, codec_options, deadline)
+        session = self._session
+        if session is None:
+            await self._authenticate(None, deadline)
+            session = self._session
+        reply = await self._run_once(db, name, payload, codec_options, deadline)
+        if lost_authentication(reply):
+            await self._authenticate(session, deadline)
+            reply = await self._run_once(db, name, payload, codec_options, deadline)
+        return reply
+
+    async def _run_once(self, db: str, name: str | None, payload: bytes,
+                        codec_options: CodecOptions, deadline: float | None) -> dict[str, Any]:
+        if not self._mux.go_unary() and name not in _UNARY_COMMANDS:
             with contextlib.suppress(StreamUnsupported):  # an older server: go unary
                 return decode_reply(await self._mux.run(db, payload, deadline), codec_options,
                                     self.address)
-        request = helogale_pb2.CommandRequest(db=db, command=payload)
+        raw, _ = await self._unary(db, payload, deadline, self._mux.metadata)
+        return decode_reply(raw, codec_options, self.address)
+
+    async def _unary(self, db: str, payload: bytes, deadline: float | None,
+                     metadata: tuple[tuple[str, str], ...]) -> tuple[bytes, Any]:
+        """One ``Command/Run`` call: the reply bytes and the call's trailing metadata."""
         try:
-            response = await self._run(request, timeout=deadline)
+            call = self._run(helogale_pb2.CommandRequest(db=db, command=payload),
+                             timeout=deadline, metadata=metadata)
+            response = await call
+            trailing = await call.trailing_metadata()
         except grpc.RpcError as exc:
             if self._abandoned:
                 raise AutoReconnect(f"{format_address(self.address)}: request abandoned, the "
@@ -199,7 +232,38 @@ class AsyncChannel:
         except (ValueError, RuntimeError, asyncio.InvalidStateError) as exc:  # a closed channel
             raise AutoReconnect(f"{format_address(self.address)}: {exc}",
                                 address=self.address) from None
-        return decode_reply(response.reply, codec_options, self.address)
+        return response.reply, trailing or ()
+
+    async def _authenticate(self, stale: str | None, deadline: float | None) -> None:
+        """SCRAM on this channel (unary calls), unless another task already replaced the
+        session ``stale``; the stream reopens under the new session."""
+        assert self._credentials is not None
+        if self._auth_lock is None:
+            self._auth_lock = asyncio.Lock()
+        async with self._auth_lock:
+            if self._session != stale:
+                return
+            token: str | None = None
+            steps = conversation(self._credentials)
+            try:
+                db, command = next(steps)
+                while True:
+                    metadata = ((SESSION_METADATA, token),) if token else ()
+                    raw, trailing = await self._unary(db, encode_command(
+                        command, DEFAULT_CODEC_OPTIONS), deadline, metadata)
+                    for key, value in trailing:
+                        if key == SESSION_METADATA:
+                            token = str(value)
+                    db, command = steps.send(decode_reply(raw, DEFAULT_CODEC_OPTIONS,
+                                                          self.address))
+            except StopIteration:
+                pass
+            if token is None:
+                raise ProtocolError(f"{format_address(self.address)} did not name the "
+                                    "authenticated session")
+            self._session = token
+            self._mux.metadata = ((SESSION_METADATA, token),)
+            self._mux.close(self._mux.broken("re-authenticated: the stream reopens"))
 
     def abandon(self) -> None:
         """Fail every request still waiting on this server (it was found unreachable or
@@ -223,9 +287,11 @@ class AsyncChannelPool(ProcessBound):
     """Channels by address, created on first use; one per server for the whole client, and
     for the process that made it (a forked child's use raises InvalidOperation)."""
 
-    def __init__(self, timeout: float | None = None, tls: ClientTLS | None = None) -> None:
+    def __init__(self, timeout: float | None = None, tls: ClientTLS | None = None,
+                 credentials: Credentials | None = None) -> None:
         self._timeout = timeout
         self._tls = tls
+        self._credentials = credentials
         self._channels: dict[Address, AsyncChannel] = {}
         self._retired: list[AsyncChannel] = []
         self._closed = False
@@ -237,7 +303,8 @@ class AsyncChannelPool(ProcessBound):
             raise AutoReconnect("the client is closed", address=address)
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = AsyncChannel(address, self._timeout, self._tls)
+            channel = self._channels[address] = AsyncChannel(address, self._timeout, self._tls,
+                                                             self._credentials)
         return channel
 
     def cancel_in_flight(self, address: Address) -> bool:

@@ -4,8 +4,8 @@ The client is made anywhere and used from one event loop: its channels and monit
 created on that loop when the first operation runs (or at construction, inside a running
 loop). Options, URI parsing and database handles are :mod:`helogale.client_common`'s; the
 topology rules, retry policy, commands, replies and errors are the threaded client's (see
-``docs/client.md``, "The asyncio client"). Not supported yet: authentication, tailable cursors,
-the classic pymongo 2 calls, map-reduce and GridFS.
+``docs/client.md``, "The asyncio client"). Not supported yet: tailable cursors,
+the classic pymongo 2 calls and map-reduce (GridFS: a small bucket in helogale.asyncio.gridfs).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from helogale.asyncio.executor import AsyncExecutor
 from helogale.asyncio.topology import AsyncTopology
 from helogale.channel import Address
 from helogale.client_common import ClientBase, with_read_preference
-from helogale.errors import ConfigurationError, check_reply
+from helogale.errors import check_reply
 from helogale.read_preferences import ReadPreference, ServerMode
 from helogale.topology import MONGOS, ServerDescription
 
 
 class AsyncMongoClient(ClientBase):
     """``AsyncMongoClient(host="helogale://h1:p1,h2:p2/", port=None, **options)``: the options
-    of :class:`helogale.MongoClient` but ``username``/``password``. ``await client.close()``
-    or ``async with AsyncMongoClient(...) as client:``."""
+    of :class:`helogale.MongoClient`. ``await client.close()`` or ``async with
+    AsyncMongoClient(...) as client:``."""
 
     _database_class = AsyncDatabase
 
@@ -44,10 +44,7 @@ class AsyncMongoClient(ClientBase):
         **kwargs: Any,
     ) -> None:
         super().__init__(host, port, document_class, tz_aware, **kwargs)
-        if self._credentials is not None:
-            raise ConfigurationError("the asyncio client does not support authentication yet; "
-                                     "use helogale.MongoClient")
-        self._channels = AsyncChannelPool(self._socket_timeout, self._tls)
+        self._channels = AsyncChannelPool(self._socket_timeout, self._tls, self._credentials)
         self._topology = AsyncTopology(self._seeds, self._channels, **self._topology_settings())
         self.executor = AsyncExecutor(self._topology, **self._retry_settings())
         if connect:
