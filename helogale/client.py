@@ -40,21 +40,12 @@ class MongoClient(ClientBase):
     PORT = DEFAULT_PORT
     _database_class = Database
 
-    def __init__(
-        self,
-        host: str | Sequence[str] | None = None,
-        port: int | None = None,
-        document_class: type = dict,
-        tz_aware: bool = False,
-        connect: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(host, port, document_class, tz_aware, **kwargs)
-        self._channels = ChannelPool(self._socket_timeout, self._credentials, self._tls)
-        self._topology = Topology(self._seeds, self._channels, **self._topology_settings())
-        self.executor = Executor(self._topology, **self._retry_settings())
-        if connect:
-            self._topology.open()
+    _pool_class = ChannelPool
+    _topology_class = Topology
+    _executor_class = Executor
+
+    def _connect(self) -> None:
+        self._topology.open()
 
     # --- state ---------------------------------------------------------------------------------
     @property

@@ -105,7 +105,10 @@ class ClientBase(HasOptions):
     ``_topology``)."""
 
     _database_class: Any
-    _topology: Any
+    _pool_class: Any
+    """``(timeout, credentials, tls)`` -> the channels by address"""
+    _topology_class: Any
+    _executor_class: Any
 
     def __init__(
         self,
@@ -113,6 +116,7 @@ class ClientBase(HasOptions):
         port: int | None = None,
         document_class: type = dict,
         tz_aware: bool = False,
+        connect: bool = True,
         **kwargs: Any,
     ) -> None:
         seeds, database, options = _seeds_and_options(host, port)
@@ -133,6 +137,15 @@ class ClientBase(HasOptions):
         self._read_concern = ReadConcern(opts.get("readConcernLevel"))
         self._seeds = seeds
         self._credentials = _credentials(opts, database)
+        self._channels = self._pool_class(self._socket_timeout, self._credentials, self._tls)
+        self._topology = self._topology_class(seeds, self._channels, **self._topology_settings())
+        self.executor = self._executor_class(self._topology, **self._retry_settings())
+        if connect:
+            self._connect()
+
+    def _connect(self) -> None:
+        """Start monitoring the servers (``connect=True``)."""
+        raise NotImplementedError
 
     # --- what the I/O parts are built from -------------------------------------------------------
     @property

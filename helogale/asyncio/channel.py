@@ -287,8 +287,8 @@ class AsyncChannelPool(ProcessBound):
     """Channels by address, created on first use; one per server for the whole client, and
     for the process that made it (a forked child's use raises InvalidOperation)."""
 
-    def __init__(self, timeout: float | None = None, tls: ClientTLS | None = None,
-                 credentials: Credentials | None = None) -> None:
+    def __init__(self, timeout: float | None = None, credentials: Credentials | None = None,
+                 tls: ClientTLS | None = None) -> None:
         self._timeout = timeout
         self._tls = tls
         self._credentials = credentials

@@ -11,7 +11,6 @@ the classic pymongo 2 calls and map-reduce (GridFS: a small bucket in helogale.a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from bson.codec_options import CodecOptions
@@ -34,26 +33,17 @@ class AsyncMongoClient(ClientBase):
 
     _database_class = AsyncDatabase
 
-    def __init__(
-        self,
-        host: str | Sequence[str] | None = None,
-        port: int | None = None,
-        document_class: type = dict,
-        tz_aware: bool = False,
-        connect: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(host, port, document_class, tz_aware, **kwargs)
-        self._channels = AsyncChannelPool(self._socket_timeout, self._tls, self._credentials)
-        self._topology = AsyncTopology(self._seeds, self._channels, **self._topology_settings())
-        self.executor = AsyncExecutor(self._topology, **self._retry_settings())
-        if connect:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass  # no loop yet: the monitors start with the first operation
-            else:
-                self._topology.open()
+    _pool_class = AsyncChannelPool
+    _topology_class = AsyncTopology
+    _executor_class = AsyncExecutor
+
+    def _connect(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop yet: the monitors start with the first operation
+        else:
+            self._topology.open()
 
     # --- state ----------------------------------------------------------------------------------
     async def _writable_server(self) -> ServerDescription:
