@@ -187,6 +187,29 @@ def interleave(x: int, y: int) -> int:
     )
 
 
+def _compact16(v: int) -> int:
+    """The even bits of a 16-bit number, packed into 8 bits (inverse of spreading)."""
+    v &= 0x5555
+    v = (v | (v >> 1)) & 0x3333
+    v = (v | (v >> 2)) & 0x0F0F
+    return (v | (v >> 4)) & 0x00FF
+
+
+_COMPACT16 = [_compact16(v) | (_compact16(v >> 1) << 8) for v in range(1 << 16)]
+"""For 16 interleaved bits: the 8 y bits (even positions) in the low byte, x bits above."""
+
+
+def deinterleave(key: int) -> tuple[int, int]:
+    """The (x, y) cell numbers of a Morton code: the inverse of :func:`interleave`."""
+    t = _COMPACT16
+    x = y = 0
+    for shift in (0, 8, 16, 24):
+        pair = t[(key >> (2 * shift)) & 0xFFFF]
+        y |= (pair & 0xFF) << shift
+        x |= (pair >> 8) << shift
+    return x, y
+
+
 def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
@@ -294,6 +317,16 @@ class GeoBounds:
             self.min + (cx + 1) * size,
             self.min + (cy + 1) * size,
         )
+
+    def cell_range(self, cx: int, cy: int, shift: int) -> KeyRange:
+        """The inclusive key range of cell (cx, cy) at ``shift`` bits coarser than full."""
+        k = interleave(cx, cy)
+        width = 2 * shift
+        return k << width, ((k + 1) << width) - 1
+
+    def slack(self) -> float:
+        """How far float rounding may put a point outside the box of its own cell."""
+        return (self.max - self.min) * 1e-9
 
     def cover(
         self,

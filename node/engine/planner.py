@@ -45,6 +45,7 @@ from node.engine.geo import (
     compile_geo,
     is_geo_operator_dict,
 )
+from node.engine.geo_near import nearest
 from node.engine.keystring import encode_key, invert, is_descending, prefix_successor
 from node.engine.matcher import Matcher
 from node.engine.paths import path_values
@@ -817,7 +818,53 @@ class GeoNear(Plan):
         return (self.bounds.max - self.bounds.min) * math.sqrt(2) * 2
 
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
-        """Matches ordered by distance (ties by record key)."""
+        """Matches ordered by distance (ties by record key): ``$near`` by a best-first search
+        of the index's cells (:mod:`node.engine.geo_near`), ``$nearSphere`` by rings."""
+        if self.query.spherical:
+            return self._run_rings(txn, view, stats)
+        return self._run_nearest(txn, view, stats)
+
+    def _run_nearest(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
+        seen: set[bytes] = set()
+        table, locate, docs, owned = self.index.table, self.index.locate, view.docs_table, view.owned
+        match, query, path = self.matcher.match_position, self.query, self.path
+
+        def scan(start: bytes, end: bytes | None, cap: int | None) -> list[tuple[bytes, bytes]]:
+            entries = list(itertools.islice(txn.scan(table, start, end), cap))
+            before = stats.keys_examined
+            stats.keys_examined += len(entries)
+            if (before ^ stats.keys_examined) & ~interrupt.MASK:
+                interrupt.check()
+            return entries
+
+        def visit(key: bytes, value: bytes) -> tuple[float, bytes, Row] | None:
+            rk = locate(key, value)
+            if rk in seen or (owned is not None and not owned(rk)):
+                return None
+            seen.add(rk)
+            raw = txn.get(docs, rk)
+            if raw is None:
+                return None
+            stats.docs_examined += 1
+            doc = view.decode(raw)
+            matched, pos = match(doc)
+            if not matched:
+                return None
+            dist = min(
+                (d for v in path_values(doc, path) if (d := query.distance(v)) is not None),
+                default=math.inf,
+            )
+            return dist, rk, (rk, raw, doc, pos)
+
+        assert query.center is not None
+        rows = nearest(self.bounds, query.center, query.max_distance, scan, visit, self.radii)
+        if query.max_distance is None:  # unbounded: the ``want`` nearest, not the collection
+            rows = itertools.islice(rows, self.want or None)
+        yield from rows
+
+    def _run_rings(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
+        """Rings of doubling radius over the index covering, until ``want`` matches lie
+        within the radius (or the whole of ``$maxDistance`` at once)."""
         seen: set[bytes] = set()
         found: list[tuple[float, bytes, bytes, dict[str, Any], int | None]] = []
         full = self._full_radius()
