@@ -202,11 +202,10 @@ _COMPACT16 = [_compact16(v) | (_compact16(v >> 1) << 8) for v in range(1 << 16)]
 def deinterleave(key: int) -> tuple[int, int]:
     """The (x, y) cell numbers of a Morton code: the inverse of :func:`interleave`."""
     t = _COMPACT16
-    x = y = 0
-    for shift in (0, 8, 16, 24):
-        pair = t[(key >> (2 * shift)) & 0xFFFF]
-        y |= (pair & 0xFF) << shift
-        x |= (pair >> 8) << shift
+    p0, p1 = t[key & 0xFFFF], t[(key >> 16) & 0xFFFF]
+    p2, p3 = t[(key >> 32) & 0xFFFF], t[(key >> 48) & 0xFFFF]
+    y = (p0 & 0xFF) | (p1 & 0xFF) << 8 | (p2 & 0xFF) << 16 | (p3 & 0xFF) << 24
+    x = p0 >> 8 | (p1 >> 8) << 8 | (p2 >> 8) << 16 | (p3 >> 8) << 24
     return x, y
 
 

@@ -44,6 +44,7 @@ from node.engine.geo import (
     GeoQuery,
     compile_geo,
     is_geo_operator_dict,
+    points_of,
 )
 from node.engine.geo_near import nearest
 from node.engine.keystring import encode_key, invert, is_descending, prefix_successor
@@ -837,6 +838,11 @@ class GeoNear(Plan):
                 interrupt.check()
             return entries
 
+        near_only = set(self.filter) == {path} and "." not in path
+        lo_d = -math.inf if query.min_distance is None else query.min_distance
+        hi_d = math.inf if query.max_distance is None else query.max_distance
+        point_distance = query.point_distance
+
         def visit(key: bytes, value: bytes) -> tuple[float, bytes, Row] | None:
             rk = locate(key, value)
             if rk in seen or (owned is not None and not owned(rk)):
@@ -847,13 +853,20 @@ class GeoNear(Plan):
                 return None
             stats.docs_examined += 1
             doc = view.decode(raw)
-            matched, pos = match(doc)
+            if near_only:  # the filter is the $near alone: one pass over the locations
+                dist, matched, pos = math.inf, False, None
+                for p in points_of(doc.get(path)):
+                    d = point_distance(p)
+                    dist = min(dist, d)
+                    matched = matched or lo_d <= d <= hi_d
+            else:
+                matched, pos = match(doc)
+                dist = min(
+                    (d for v in path_values(doc, path) if (d := query.distance(v)) is not None),
+                    default=math.inf,
+                )
             if not matched:
                 return None
-            dist = min(
-                (d for v in path_values(doc, path) if (d := query.distance(v)) is not None),
-                default=math.inf,
-            )
             return dist, rk, (rk, raw, doc, pos)
 
         assert query.center is not None
