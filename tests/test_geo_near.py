@@ -2,20 +2,22 @@
 
 The best-first search (node/engine/geo_near.py) must return exactly what sorting every
 matching document by (distance, record key) and cutting at skip/limit returns: on random
-points (with duplicates and grid points, so distances tie), random centers, ``$maxDistance`` /
-``$minDistance``, other predicates, multi-location documents and coarse or custom-bounded
+points (with duplicates and grid points, so distances tie), random centers, ``$near`` and
+``$nearSphere``, ``$maxDistance`` / ``$minDistance``, other predicates, multi-location documents and coarse or custom-bounded
 2d indexes (few bits: many entries per full-resolution cell).
 """
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.engine.database import Engine
-from node.engine.geo import compile_geo
+from node.engine.geo import compile_geo, sphere_box_bound, sphere_distance
 from node.engine.indexes import IndexManager
 from node.engine.keystring import encode_key
 from node.engine.matcher import Matcher
@@ -43,12 +45,14 @@ def scenario(draw: st.DrawFn) -> dict[str, Any]:
     )
     for i, doc in enumerate(docs):
         doc["_id"] = i
-    spec: dict[str, Any] = {"$near": draw(point)}
-    max_d = draw(st.one_of(st.none(), st.floats(0, span * 1.5, allow_nan=False)))
+    op = draw(st.sampled_from(["$near", "$nearSphere"]))
+    reach = span * 1.5 if op == "$near" else math.pi  # $nearSphere: radians
+    spec: dict[str, Any] = {op: draw(point)}
+    max_d = draw(st.one_of(st.none(), st.floats(0, reach, allow_nan=False)))
     if max_d is not None:
         spec["$maxDistance"] = max_d
     if draw(st.booleans()):
-        spec["$minDistance"] = draw(st.floats(0, span / 2, allow_nan=False))
+        spec["$minDistance"] = draw(st.floats(0, reach / 3, allow_nan=False))
     extra = draw(st.sampled_from([{}, {"tag": 1}, {"tag": {"$ne": 0}}]))
     return {
         "bounds": (bits, lo, hi),
@@ -108,3 +112,18 @@ def test_exact_ties_come_out_by_record_key() -> None:
     got = [d["_id"] for d in coll.find({"loc": {"$near": [0.0, 0.0], "$maxDistance": 5}})]
     assert got == [5, 6, 7, 8, 9, 10, 20, 21, 22]
     assert [d["_id"] for d in coll.find({"loc": {"$near": [0, 0]}}, limit=4)] == [5, 6, 7, 8]
+
+
+def test_sphere_box_bound_never_exceeds_the_distance() -> None:
+    rng = random.Random(5)
+    for _ in range(20_000):
+        p = (rng.uniform(-180, 180), rng.uniform(-90, 90))
+        x1, y1 = rng.uniform(-180, 170), rng.uniform(-90, 80)
+        size = rng.choice([0.001, 0.5, 10.0, 90.0])
+        box = (x1, y1, x1 + size, min(90.0, y1 + size))
+        bound = sphere_box_bound(p, box)
+        for _ in range(5):
+            q = (rng.uniform(box[0], box[2]), rng.uniform(box[1], box[3]))
+            assert bound <= sphere_distance(p, q) + 1e-12
+        corner = (box[0], box[1])
+        assert bound <= sphere_distance(p, corner) + 1e-12

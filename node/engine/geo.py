@@ -140,6 +140,26 @@ def box_distance(p: Point, box: Box) -> float:
     return math.hypot(dx, dy)
 
 
+def sphere_box_bound(p: Point, box: Box) -> float:
+    """A lower bound of the great-circle distance (radians) from ``p`` to any point of the
+    longitude/latitude ``box`` (degrees); 0 for a box or ``p`` beyond the poles.
+
+    Two bounds, the larger kept: the latitude gap (no path is shorter than its change of
+    latitude), and, when ``p``'s longitude is outside the box's, the distance to the nearer
+    edge meridian's whole great circle (the nearest point of such a box lies on an edge
+    meridian: along any parallel, distance grows with the longitude gap)."""
+    x1, y1, x2, y2 = box
+    lng, lat = p
+    if y1 < -90.0 or y2 > 90.0 or not -90.0 <= lat <= 90.0:
+        return 0.0
+    lat_gap = max(y1 - lat, 0.0, lat - y2)
+    if x2 - x1 >= 360.0 or (lng - x1) % 360.0 <= x2 - x1:
+        return math.radians(lat_gap)
+    cos_lat = math.cos(math.radians(lat))
+    cross = min(abs(cos_lat * math.sin(math.radians(lng - e))) for e in (x1, x2))
+    return max(math.radians(lat_gap), math.asin(min(1.0, cross)))
+
+
 def sphere_cap_boxes(center: Point, radius: float) -> list[Box]:
     """Longitude/latitude boxes (degrees) covering the spherical cap of ``radius`` radians."""
     if radius >= math.pi:

@@ -32,11 +32,14 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from node.engine.geo import GeoBounds, Point, deinterleave
+from node.engine.geo import GeoBounds, Point, deinterleave, sphere_box_bound
 from node.engine.keystring import decode_uint, encode_key, prefix_successor
 
 SPLIT_AT = 16
 """A cell holding more index entries than this is split into its four children."""
+
+SPHERE_SLACK = 1e-9
+"""Radians taken off spherical lower bounds against rounding."""
 
 SPLIT_BLIND = 4 * SPLIT_AT
 """A cell estimated to hold more entries than this is split without reading it."""
@@ -54,19 +57,22 @@ def nearest(
     scan: Scan,
     visit: Callable[[bytes, bytes], tuple[float, bytes, T] | None],
     radii: list[float] | None = None,
+    *,
+    spherical: bool = False,
 ) -> Iterator[T]:
     """Matching rows nearest-first, ties by record key. ``scan(start, end, cap)`` returns
     the index entries ``(key, value)`` in ``[start, end)``, at most ``cap`` of them (None:
     all); ``visit(key, value)`` gives ``(distance, record key, row)`` of the entry's document
     if it matches and was not visited before; ``radii`` collects distances the search reached
-    (each more than twice the last), for explain's ``searchRadii``.
+    (each more than twice the last), for explain's ``searchRadii``. ``spherical``: the
+    coordinates are (longitude, latitude) degrees and distances great-circle radians
+    (``$nearSphere``), bounded by :func:`node.engine.geo.sphere_box_bound`.
 
     A cell that overflows gives an estimate of its entries from how far into its key range
     the first ``SPLIT_AT + 1`` reach; its children inherit a quarter of it, and are split
     unread while that stays above :data:`SPLIT_BLIND` (a wrong guess costs empty reads
     further down, never a missed entry)."""
     cx0, cy0 = center
-    slack = bounds.slack()
     lo_edge = bounds.min
     unit = (bounds.max - bounds.min) / (1 << bounds.bits)  # a full-resolution cell's side
     limit = math.inf if max_distance is None else max_distance
@@ -75,27 +81,30 @@ def nearest(
     heap: list[tuple[float, int, Any, Any, bytes, bytes]] = []
     push = heapq.heappush
 
+    if spherical:
+        def lower(x1: float, y1: float, size: float) -> float:
+            return sphere_box_bound(center, (x1, y1, x1 + size, y1 + size)) - SPHERE_SLACK
+    else:
+        slack = bounds.slack()
+
+        def lower(x1: float, y1: float, size: float) -> float:
+            dx = max(x1 - cx0, 0.0, cx0 - x1 - size)
+            dy = max(y1 - cy0, 0.0, cy0 - y1 - size)
+            return math.hypot(dx, dy) - slack
+
     def push_children(cx: int, cy: int, shift: int, estimate: float) -> None:
         shift -= 1
         size = unit * (1 << shift)
         for x in (2 * cx, 2 * cx + 1):
-            x1 = lo_edge + x * size
-            dx = max(x1 - cx0, 0.0, cx0 - x1 - size)
             for y in (2 * cy, 2 * cy + 1):
-                y1 = lo_edge + y * size
-                dy = max(y1 - cy0, 0.0, cy0 - y1 - size)
-                lb = math.hypot(dx, dy) - slack
+                lb = lower(lo_edge + x * size, lo_edge + y * size, size)
                 if lb <= limit:
                     push(heap, (lb, _CELL, next(order), (x, y, shift, estimate), b"", b""))
 
     def push_entries(entries: Iterable[tuple[bytes, bytes]]) -> None:
         for key, value in entries:
             kx, ky = deinterleave(decode_uint(key))
-            x1 = lo_edge + kx * unit
-            y1 = lo_edge + ky * unit
-            dx = max(x1 - cx0, 0.0, cx0 - x1 - unit)
-            dy = max(y1 - cy0, 0.0, cy0 - y1 - unit)
-            lb = math.hypot(dx, dy) - slack
+            lb = lower(lo_edge + kx * unit, lo_edge + ky * unit, unit)
             if lb <= limit:
                 push(heap, (lb, _CELL, next(order), None, key, value))
 

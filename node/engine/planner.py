@@ -804,28 +804,13 @@ class GeoNear(Plan):
         self.query = query
         self.matcher = matcher
         self.filter = filt
-        self.want = 0  # set by the executor: how many nearest results are needed
+        self.want = 0  # set by the executor: how many results an unbounded $near returns
         self.radii: list[float] = []
 
-    def _ranges(self, radius: float | None) -> list[Range]:
-        cells = self.query.covering(self.bounds, radius)
-        if cells is None:
-            return [(b"", None)]
-        return [(encode_key(lo), prefix_successor(encode_key(hi))) for lo, hi in cells]
-
-    def _full_radius(self) -> float:
-        if self.query.spherical:
-            return math.pi
-        return (self.bounds.max - self.bounds.min) * math.sqrt(2) * 2
-
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
-        """Matches ordered by distance (ties by record key): ``$near`` by a best-first search
-        of the index's cells (:mod:`node.engine.geo_near`), ``$nearSphere`` by rings."""
-        if self.query.spherical:
-            return self._run_rings(txn, view, stats)
-        return self._run_nearest(txn, view, stats)
-
-    def _run_nearest(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
+        """Matches ordered by distance (ties by record key), lazily, by a best-first search of
+        the index's cells (:mod:`node.engine.geo_near`); within ``$maxDistance`` all of them,
+        without it the ``want`` nearest."""
         seen: set[bytes] = set()
         table, locate, docs, owned = self.index.table, self.index.locate, view.docs_table, view.owned
         match, query, path = self.matcher.match_position, self.query, self.path
@@ -870,58 +855,11 @@ class GeoNear(Plan):
             return dist, rk, (rk, raw, doc, pos)
 
         assert query.center is not None
-        rows = nearest(self.bounds, query.center, query.max_distance, scan, visit, self.radii)
+        rows = nearest(self.bounds, query.center, query.max_distance, scan, visit, self.radii,
+                       spherical=query.spherical)
         if query.max_distance is None:  # unbounded: the ``want`` nearest, not the collection
             rows = itertools.islice(rows, self.want or None)
         yield from rows
-
-    def _run_rings(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
-        """Rings of doubling radius over the index covering, until ``want`` matches lie
-        within the radius (or the whole of ``$maxDistance`` at once)."""
-        seen: set[bytes] = set()
-        found: list[tuple[float, bytes, bytes, dict[str, Any], int | None]] = []
-        full = self._full_radius()
-        if self.query.max_distance is not None:
-            radius = self.query.max_distance
-            final = True
-        else:
-            span = math.pi if self.query.spherical else self.bounds.max - self.bounds.min
-            radius = span / 4096
-            final = False
-        while True:
-            self.radii.append(radius)
-            for start, end in self._ranges(radius):
-                for key, value in txn.scan(self.index.table, start, end):
-                    stats.keys_examined += 1
-                    if not stats.keys_examined & interrupt.MASK:
-                        interrupt.check()
-                    rk = self.index.locate(key, value)
-                    if rk in seen or (view.owned is not None and not view.owned(rk)):
-                        continue
-                    seen.add(rk)
-                    raw = txn.get(view.docs_table, rk)
-                    if raw is None:
-                        continue
-                    stats.docs_examined += 1
-                    doc = view.decode(raw)
-                    matched, pos = self.matcher.match_position(doc)
-                    if not matched:
-                        continue
-                    dist = min(
-                        (d for v in path_values(doc, self.path)
-                         if (d := self.query.distance(v)) is not None),
-                        default=math.inf,
-                    )
-                    found.append((dist, rk, raw, doc, pos))
-            if final or radius >= full:
-                break
-            if sum(1 for d, *_ in found if d <= radius) >= self.want:
-                break
-            radius = min(radius * 2, full)
-            final = radius >= full
-        found.sort(key=lambda item: (item[0], item[1]))
-        for _, rk, raw, doc, pos in found:
-            yield rk, raw, doc, pos
 
     def describe(self) -> dict[str, Any]:
         near: dict[str, Any] = {
