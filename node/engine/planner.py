@@ -804,13 +804,12 @@ class GeoNear(Plan):
         self.query = query
         self.matcher = matcher
         self.filter = filt
-        self.want = 0  # set by the executor: how many results an unbounded $near returns
         self.radii: list[float] = []
 
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
         """Matches ordered by distance (ties by record key), lazily, by a best-first search of
-        the index's cells (:mod:`node.engine.geo_near`); within ``$maxDistance`` all of them,
-        without it the ``want`` nearest."""
+        the index's cells (:mod:`node.engine.geo_near`): the caller's limit decides how far it
+        goes (execute's default for ``$near`` is 100)."""
         seen: set[bytes] = set()
         table, locate, docs, owned = self.index.table, self.index.locate, view.docs_table, view.owned
         match, query, path = self.matcher.match_position, self.query, self.path
@@ -857,8 +856,6 @@ class GeoNear(Plan):
         assert query.center is not None
         rows = nearest(self.bounds, query.center, query.max_distance, scan, visit, self.radii,
                        spherical=query.spherical)
-        if query.max_distance is None:  # unbounded: the ``want`` nearest, not the collection
-            rows = itertools.islice(rows, self.want or None)
         yield from rows
 
     def describe(self) -> dict[str, Any]:
@@ -1216,7 +1213,6 @@ def pipeline(
     if isinstance(plan, GeoNear):
         if not limit:
             limit = DEFAULT_NEAR_LIMIT
-        plan.want = skip + limit
         rows: Iterable[Row] = plan.run(txn, view, stats)
         if sort:
             rows = itertools.islice(rows, skip + limit)
