@@ -165,7 +165,7 @@ def format_table(data: dict[str, Any]) -> str:
     """CPU µs per operation by workload and size, and the largest size's ratio to the smallest."""
     sizes = data["sizes"]
     by = {(r["workload"], r["docs"]): r for r in data["results"]}
-    head = f"{'workload':<13}" + "".join(f"{n:>14,}" for n in sizes) + f"{'x smallest':>12}"
+    head = f"{'workload':<13}" + "".join(f"{n:>18,}" for n in sizes) + f"{'x smallest':>12}"
     lines = ["CPU us per operation (results per op in brackets where not 1)", head,
              "-" * len(head)]
     for w in WORKLOADS:
@@ -173,7 +173,7 @@ def format_table(data: dict[str, Any]) -> str:
         for n in sizes:
             r = by[(w, n)]
             extra = "" if r["results_per_op"] == 1 else f" [{r['results_per_op']:g}]"
-            row += f"{str(r['cpu_us_per_op']) + extra:>14}"
+            row += f"{str(r['cpu_us_per_op']) + extra:>18}"
         first, last = by[(w, sizes[0])], by[(w, sizes[-1])]
         row += f"{last['cpu_us_per_op'] / first['cpu_us_per_op']:>11.2f}x"
         lines.append(row)
