@@ -22,6 +22,7 @@ from typing import Any
 
 from node.commands.args import (
     bson_type_name,
+    check_writable_namespace,
     collection_name,
     get_bool,
     get_doc,
@@ -32,7 +33,14 @@ from node.commands.args import (
     int64_value,
     is_number,
 )
-from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
+from node.commands.generic_args import GENERIC_FIELDS
+from node.engine.errors import (
+    BAD_VALUE,
+    FAILED_TO_PARSE,
+    INVALID_NAMESPACE,
+    MongoError,
+    type_mismatch,
+)
 
 MAX_WRITE_BATCH = 100_000
 INVALID_LENGTH = 16
@@ -75,7 +83,7 @@ class FindRequest:
     projection: Mapping[str, Any] | None = None
     skip: int = 0
     limit: int = 0
-    """0: no limit (a negative ``limit`` becomes its absolute value with ``single_batch``)."""
+    """0: no limit (a negative ``limit`` is refused, 51024, as MongoDB's find command does)."""
     batch_size: int | None = None
     single_batch: bool = False
     hint: Any = None
@@ -96,11 +104,9 @@ def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     sort = get_doc(cmd, "find", "sort", None)
     projection = get_doc(cmd, "find", "projection", None)
     skip = get_nonneg_int(cmd, "find", "skip", 0)
-    limit = get_int(cmd, "find", "limit", 0)
+    limit = get_nonneg_int(cmd, "find", "limit", 0)
     batch_size = get_nonneg_int(cmd, "find", "batchSize", None)
     single_batch = get_bool(cmd, "find", "singleBatch")
-    if limit < 0:
-        limit, single_batch = -limit, True
     return FindRequest(db, coll, filt, _sort_spec(sort), projection, skip, limit, batch_size,
                        single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd,
                        get_bool(cmd, "find", "$_requestSortKey"))
@@ -203,14 +209,36 @@ class GetMoreRequest:
         return f"{self.db}.{self.coll}"
 
 
+GET_MORE_FIELDS = frozenset({"getMore", "collection", "batchSize", "maxTimeMS", "term",
+                             "lastKnownCommittedOpTime"})
+
+
 def parse_get_more(db: str, cmd: Mapping[str, Any]) -> GetMoreRequest:
+    """``getMore`` as MongoDB 8's ``GetMoreCommandRequest`` (a strict IDL command) reads it:
+    unknown fields 40415; ``batchSize``, ``maxTimeMS`` and ``term`` numbers (a double is
+    truncated), a negative ``batchSize`` BadValue (0 or absent: the cursor's default);
+    ``lastKnownCommittedOpTime`` an object; the collection a valid name."""
     cursor_id = cmd.get("getMore")
     if not is_number(cursor_id):
         raise type_mismatch("BSON field 'getMore.getMore' is the wrong type "
                             f"'{bson_type_name(cursor_id)}', expected type 'long'")
+    for key in cmd:
+        if key not in GET_MORE_FIELDS and key not in GENERIC_FIELDS and not key.startswith("$"):
+            raise MongoError(40415, f"BSON field 'getMore.{key}' is an unknown field.",
+                             code_name="Location40415")
     coll = get_str(cmd, "getMore", "collection")
-    batch_size = get_nonneg_int(cmd, "getMore", "batchSize", None) or None
-    return GetMoreRequest(db, coll, int64_value(cursor_id, "getMore.getMore"), batch_size, parse_max_time_ms(cmd), cmd)
+    if not coll:
+        raise MongoError(INVALID_NAMESPACE, "Collection names cannot be empty")
+    if coll.startswith(".") or "\x00" in coll:
+        raise MongoError(INVALID_NAMESPACE, f"Invalid collection name for getMore: {coll!r}")
+    batch_size = get_int(cmd, "getMore", "batchSize", None)
+    if batch_size is not None and batch_size < 0:
+        raise MongoError(BAD_VALUE, "Batch size for getMore must be positive, but received: "
+                         f"{batch_size}")
+    get_int(cmd, "getMore", "term", None)
+    get_doc(cmd, "getMore", "lastKnownCommittedOpTime", None)
+    return GetMoreRequest(db, coll, int64_value(cursor_id, "getMore.getMore"),
+                          batch_size or None, parse_max_time_ms(cmd), cmd)
 
 
 @dataclass(frozen=True)
@@ -280,6 +308,7 @@ class InsertRequest:
 
 def parse_insert(db: str, cmd: Mapping[str, Any]) -> InsertRequest:
     coll = collection_name(cmd, "insert")
+    check_writable_namespace(db, coll)
     docs = get_list(cmd, "insert", "documents")
     ordered = get_bool(cmd, "insert", "ordered", True)
     check_batch(docs)
@@ -408,6 +437,7 @@ class UpdateRequest:
 
 def parse_update(db: str, cmd: Mapping[str, Any]) -> UpdateRequest:
     coll = collection_name(cmd, "update")
+    check_writable_namespace(db, coll)
     updates = get_list(cmd, "update", "updates")
     check_batch(updates)
     ordered = get_bool(cmd, "update", "ordered", True)
@@ -458,6 +488,7 @@ class DeleteRequest:
 
 def parse_delete(db: str, cmd: Mapping[str, Any]) -> DeleteRequest:
     coll = collection_name(cmd, "delete")
+    check_writable_namespace(db, coll)
     deletes = get_list(cmd, "delete", "deletes")
     check_batch(deletes)
     ordered = get_bool(cmd, "delete", "ordered", True)
@@ -465,6 +496,12 @@ def parse_delete(db: str, cmd: Mapping[str, Any]) -> DeleteRequest:
     return DeleteRequest(db, coll, statements, ordered,
                          parse_stmt_ids(cmd, "delete", len(statements)),
                          parse_max_time_ms(cmd), cmd)
+
+
+def _update_doc(update: Any) -> Any:
+    if update is None:
+        return None
+    return [dict(s) for s in update] if isinstance(update, list) else dict(update)
 
 
 @dataclass(frozen=True)
@@ -477,7 +514,8 @@ class FindAndModifyRequest:
     remove: bool
     new: bool
     upsert: bool
-    update: Mapping[str, Any] | None
+    update: Mapping[str, Any] | list[Mapping[str, Any]] | None
+    """A modifier or replacement document, or a pipeline-style update (a list of stages)."""
     array_filters: list[dict[str, Any]] | None = None
     stmt_id: int | None = None
     max_time_ms: int = 0
@@ -490,7 +528,7 @@ class FindAndModifyRequest:
             "query": dict(self.query), "sort": dict(self.sort),
             "fields": dict(self.fields) if self.fields is not None else None,
             "remove": self.remove, "new": self.new, "upsert": self.upsert,
-            "update": dict(self.update) if self.update is not None else None,
+            "update": _update_doc(self.update),
         }
         if self.array_filters is not None:
             out["arrayFilters"] = self.array_filters
@@ -502,6 +540,7 @@ class FindAndModifyRequest:
 def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyRequest:
     name = next(iter(cmd))
     coll = collection_name(cmd, name)
+    check_writable_namespace(db, coll)
     query = get_doc(cmd, name, "query", {})
     sort = get_doc(cmd, name, "sort", {})
     fields = get_doc(cmd, name, "fields", None)
@@ -524,13 +563,17 @@ def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyReque
         if upd is None:
             raise MongoError(FAILED_TO_PARSE, "Either an update or remove=true must be "
                              "specified")
-        if isinstance(upd, list):
-            raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
-        if not isinstance(upd, Mapping):
+        if isinstance(upd, list):  # a pipeline-style update (stages checked as update's)
+            for i, stage in enumerate(upd):
+                if not isinstance(stage, Mapping):
+                    raise type_mismatch(f"BSON field '{name}.update.{i}' is the wrong type "
+                                        f"'{bson_type_name(stage)}', expected type 'object'")
+        elif not isinstance(upd, Mapping):
             raise type_mismatch("BSON field 'findAndModify.update' is the wrong type "
                                 f"'{bson_type_name(upd)}', expected type 'object'")
     ids = parse_stmt_ids(cmd, name, 1)
     return FindAndModifyRequest(db, coll, query, sort, fields, remove, new, upsert,
-                                upd if isinstance(upd, Mapping) else None, array_filters,
+                                upd if isinstance(upd, Mapping | list) else None,
+                                array_filters,
                                 ids[0] if ids else None, parse_max_time_ms(cmd), cmd,
                                 parse_hint(cmd, name))
