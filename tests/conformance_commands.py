@@ -15,6 +15,7 @@ from typing import Any
 
 from bson.binary import Binary
 from bson.int64 import Int64
+from bson.regex import Regex
 from bson.timestamp import Timestamp
 
 COLL = "conf"
@@ -342,6 +343,54 @@ CASES: list[Case] = [
          lambda r: (r["nErrors"], r["nInserted"], r["nModified"]) == (0, 1, 1), db="admin"),
     Case("...all written", {"count": VCOLL, "query": {"x": {"$type": "string"}}},
          lambda r: r["n"] == 3),
+    # --- $regex: PCRE2's behaviours on RE2 (linear time) ----------------------------------------
+    Case("regex documents", {"insert": COLL, "documents": [
+        {"_id": "r1", "rx": "héllo"}, {"_id": "r2", "rx": "HELLO"}, {"_id": "r3", "rx": "٣٤"},
+        {"_id": "r4", "rx": "Straße"}, {"_id": "r5", "rx": "line1\nline2"},
+        {"_id": "r6", "rx": "ÉCOLE"}, {"_id": "r7", "rx": "a" * 5000 + "!"}]},
+         lambda r: r["n"] == 7),
+    Case("\\w is ASCII without (*UCP)", find({"rx": {"$regex": "^\\w+$"}}),
+         lambda r: ids(r) == ["r2"]),
+    Case("(*UCP) makes \\w Unicode", find({"rx": {"$regex": "(*UCP)^\\w+$"}}),
+         lambda r: ids(r) == ["r1", "r2", "r3", "r4", "r6"]),
+    Case("(*UCP) makes \\d Unicode", find({"rx": {"$regex": "(*UCP)^\\d+$"}}),
+         lambda r: ids(r) == ["r3"]),
+    Case("\\p{Lu}", find({"rx": {"$regex": "^\\p{Lu}+$"}}), lambda r: ids(r) == ["r2", "r6"]),
+    Case("\\p{L} over non-Latin letters", find({"rx": {"$regex": "^\\p{L}+$"}}),
+         lambda r: ids(r) == ["r1", "r2", "r4", "r6"]),
+    Case("option i folds non-ASCII", find({"rx": {"$regex": "école", "$options": "i"}}),
+         lambda r: ids(r) == ["r6"]),
+    Case("option i folds simply (ß is not ss)",
+         find({"rx": {"$regex": "strasse", "$options": "i"}}), lambda r: ids(r) == []),
+    Case("option m", find({"rx": {"$regex": "^line2", "$options": "m"}}),
+         lambda r: ids(r) == ["r5"]),
+    Case("without m, ^ is the start", find({"rx": {"$regex": "^line2"}}),
+         lambda r: ids(r) == []),
+    Case("option s", find({"rx": {"$regex": "line1.line2", "$options": "s"}}),
+         lambda r: ids(r) == ["r5"]),
+    Case("without s, . stops at a newline", find({"rx": {"$regex": "line1.line2"}}),
+         lambda r: ids(r) == []),
+    Case("option x", find({"rx": {"$regex": "h é l  # a comment", "$options": "xi"}}),
+         lambda r: ids(r) == ["r1"]),
+    Case("option u is accepted", find({"rx": {"$regex": "^h", "$options": "u"}}),
+         lambda r: ids(r) == ["r1"]),
+    Case("a regex value with flags", find({"rx": Regex("^hÉ", "i")}),
+         lambda r: ids(r) == ["r1"]),
+    Case("no pattern freezes a member", find({"rx": {"$regex": "^(a+)+$"}}),
+         lambda r: ids(r) == []),
+    Case("an unknown option", find({"rx": {"$regex": "a", "$options": "z"}}), ERR(51108)),
+    Case("options in both", find({"rx": {"$regex": Regex("a", "i"), "$options": "m"}}),
+         ERR(51075)),
+    Case("an invalid pattern", find({"rx": {"$regex": "("}}), ERR(51091)),
+    Case("a backreference (RE2 cannot run it)", find({"rx": {"$regex": "(a)\\1"}}),
+         ERR(51091)),
+    Case("an unknown property", find({"rx": {"$regex": "\\p{Bogus}"}}), ERR(51091)),
+    Case("a newline convention verb", find({"rx": {"$regex": "(*CR)a"}}), ERR(51091)),
+    Case("an invalid pattern in an update",
+         {"update": COLL, "updates": [{"q": {"rx": {"$regex": "["}}, "u": {"$set": {"z": 1}}}]},
+         ERR(51091)),
+    Case("count with (*UCP)", {"count": COLL, "query": {"rx": {"$regex": "(*UCP)^\\w+$"}}},
+         lambda r: r["n"] == 5),
     # --- bulkWrite (MongoDB 8) ------------------------------------------------------------------
     Case("bulkWrite", {"bulkWrite": 1, "nsInfo": [{"ns": f"app.{COLL}"}, {"ns": "app.other"}],
                        "ops": [{"insert": 1, "document": {"_id": 1}},

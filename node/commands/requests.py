@@ -98,6 +98,23 @@ class FindRequest:
         return f"{self.db}.{self.coll}"
 
 
+def check_tailable_options(cmd: Mapping[str, Any], sort: Mapping[str, Any] | None,
+                           single_batch: bool) -> None:
+    """MongoDB's rules for ``tailable``/``awaitData`` that need no data (its
+    ``tailableModeFromBools`` and ``validateFindCommandRequest``)."""
+    tailable = get_bool(cmd, "find", "tailable")
+    if get_bool(cmd, "find", "awaitData") and not tailable:
+        raise MongoError(FAILED_TO_PARSE,
+                         "Cannot set 'awaitData' without also setting 'tailable'")
+    if not tailable:
+        return
+    if sort and list(sort.items()) != [("$natural", 1)]:
+        raise MongoError(BAD_VALUE,
+                         "cannot use tailable option with a sort other than {$natural: 1}")
+    if single_batch:
+        raise MongoError(BAD_VALUE, "cannot use tailable option with the 'singleBatch' option")
+
+
 def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     coll = collection_name(cmd, "find")
     filt = get_doc(cmd, "find", "filter", {})
@@ -107,6 +124,7 @@ def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     limit = get_nonneg_int(cmd, "find", "limit", 0)
     batch_size = get_nonneg_int(cmd, "find", "batchSize", None)
     single_batch = get_bool(cmd, "find", "singleBatch")
+    check_tailable_options(cmd, sort, single_batch)
     return FindRequest(db, coll, filt, _sort_spec(sort), projection, skip, limit, batch_size,
                        single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd,
                        get_bool(cmd, "find", "$_requestSortKey"))
