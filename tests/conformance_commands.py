@@ -410,6 +410,50 @@ CASES: list[Case] = [
 ]
 
 
+@dataclass(frozen=True)
+class GetMoreCase:
+    """A ``getMore`` on a live cursor: ``find`` over ``COLL`` sorted by ``_id`` with
+    ``batchSize: 1`` opens it, then ``getMore`` runs with ``fields`` added."""
+
+    name: str
+    fields: dict[str, Any]
+    expect: Expect
+
+
+def next_ids(reply: dict[str, Any]) -> list[Any]:
+    return [d["_id"] for d in reply["cursor"]["nextBatch"]]
+
+
+OPEN_CURSOR: dict[str, Any] = {"find": COLL, "filter": {"_id": {"$in": [1, 2, 3, 4]}},
+                               "sort": {"_id": 1}, "batchSize": 1}
+GETMORE_CASES: list[GetMoreCase] = [
+    GetMoreCase("batchSize a double is truncated", {"batchSize": 2.7},
+                lambda r: next_ids(r) == [2, 3]),
+    GetMoreCase("batchSize 0 is the default", {"batchSize": 0},
+                lambda r: next_ids(r) == [2, 3, 4] and r["cursor"]["id"] == 0),
+    GetMoreCase("batchSize an Int64", {"batchSize": Int64(1)}, lambda r: next_ids(r) == [2]),
+    GetMoreCase("term, lastKnownCommittedOpTime and comment accepted",
+                {"term": Int64(1), "comment": {"why": 1},
+                 "lastKnownCommittedOpTime": {"ts": Timestamp(1, 1), "t": Int64(1)}},
+                lambda r: next_ids(r) == [2, 3, 4]),
+    GetMoreCase("another collection's cursor", {"collection": "other"}, ERR(13)),
+    GetMoreCase("maxTimeMS on a non-awaitData cursor", {"maxTimeMS": 100}, ERR(2)),
+    GetMoreCase("a negative batchSize", {"batchSize": -1}, ERR(2)),
+]
+
+
+def run_get_more_cases(run: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Every :data:`GETMORE_CASES` case on a cursor of its own (``run`` runs a command in
+    ``app``, on a node or through a router); each cursor is killed afterwards."""
+    for case in GETMORE_CASES:
+        opened = run(OPEN_CURSOR)
+        assert [d["_id"] for d in opened["cursor"]["firstBatch"]] == [1], opened
+        cid = opened["cursor"]["id"]
+        reply = run({"getMore": Int64(cid), "collection": COLL, **case.fields})
+        check(Case(case.name, {}, case.expect), reply)
+        run({"killCursors": COLL, "cursors": [Int64(cid)]})
+
+
 def check(case: Case, reply: dict[str, Any]) -> None:
     """Assert that ``reply`` is what the case expects (the same on a node and a router)."""
     if isinstance(case.expect, ERR):
