@@ -12,6 +12,9 @@ whose matching time is linear in the text. See docs/regex.md for the choice and 
   changes nothing (patterns are always UTF-8);
 * PCRE spellings RE2 lacks are rewritten: ``\\Z`` and a non-multiline ``$`` (the end, or before
   a final newline) become ``(?:\\n?\\z)``, ``(?#...)`` comments are dropped, a stray ``\\E`` too;
+  ``\\h``/``\\v`` and PCRE2's ``\\s`` become their classes, PCRE2's loose and special Unicode
+  property names (``\\p{lu}``, ``\\p{Xan}``) RE2's; a leading ``(*UCP)`` makes ``\\d \\w \\s``
+  Unicode classes, and PCRE2's other harmless start-of-pattern settings are accepted;
 * what RE2 cannot run -- backreferences, lookahead and lookbehind, atomic groups, possessive
   quantifiers, recursion, conditionals, ``\\G`` and the other PCRE-only escapes -- and a pattern
   whose compiled program exceeds :data:`MAX_MEM` are refused with MongoDB's error for an invalid
