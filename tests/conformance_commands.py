@@ -253,6 +253,20 @@ CASES: list[Case] = [
                                                    projection={"a": 0, "tags": {"$slice": 1}}),
          lambda r: r["cursor"]["firstBatch"][0]["tags"] == ["x"]
          and "a" not in r["cursor"]["firstBatch"][0]),
+    # --- unknown fields (MongoDB's strict parsers) ------------------------------------------------
+    Case("find unknown field", find({}, bogus=1), ERR(40415)),
+    Case("count unknown field", {"count": COLL, "bogus": 1}, ERR(40415)),
+    Case("distinct unknown field", {"distinct": COLL, "key": "a", "bogus": 1}, ERR(40415)),
+    Case("findAndModify unknown field", fam(query={"_id": 1}, remove=True, bogus=1),
+         ERR(40415)),
+    Case("find with every driver field", find({"_id": 1}, projection={"a": 1}, sort={"_id": 1},
+                                              hint={"_id": 1}, skip=0, limit=1, batchSize=1,
+                                              singleBatch=True, comment="c", maxTimeMS=1000,
+                                              noCursorTimeout=False, allowPartialResults=False,
+                                              returnKey=False, showRecordId=False,
+                                              allowDiskUse=False, collation={"locale": "simple"},
+                                              let={"x": 1}, apiVersion="1"),
+         lambda r: ids(r) == [1]),
     # --- collection names ------------------------------------------------------------------------
     Case("collection name with $", {"find": "a$b"}, ERR(73)),
     Case("collection name with a null byte", {"find": "a\x00b"}, ERR(73)),

@@ -67,6 +67,34 @@ def parse_max_time_ms(cmd: Mapping[str, Any], field_name: str = "maxTimeMS") -> 
     return int(value)
 
 
+def check_fields(cmd: Mapping[str, Any], name: str, allowed: frozenset[str]) -> None:
+    """MongoDB's strict IDL parsers: a field that is neither the command's (``allowed``) nor a
+    generic argument is Location40415. ``$``-prefixed fields are internal (MongoDB's
+    ``$_...``, the router's) and pass."""
+    for key in cmd:
+        if key not in allowed and key not in GENERIC_FIELDS and not key.startswith("$"):
+            raise MongoError(40415, f"BSON field '{name}.{key}' is an unknown field.",
+                             code_name="Location40415")
+
+
+# --- one table of fields per command (MongoDB 8's IDL) -----------------------------------------
+FIND_FIELDS = frozenset({
+    "find", "filter", "projection", "sort", "hint", "skip", "limit", "batchSize", "singleBatch",
+    "max", "min", "returnKey", "showRecordId", "tailable", "oplogReplay", "noCursorTimeout",
+    "awaitData", "allowPartialResults", "collation", "allowDiskUse", "let", "readOnce",
+    "allowSpeculativeMajorityRead", "term", "includeQueryStatsMetrics", "rawData", "explain",
+})
+COUNT_FIELDS = frozenset({"count", "query", "limit", "skip", "hint", "collation", "fields",
+                          "mirrored", "sampleId", "rawData", "encryptionInformation"})
+DISTINCT_FIELDS = frozenset({"distinct", "key", "query", "collation", "hint", "mirrored",
+                             "sampleId", "rawData"})
+FIND_AND_MODIFY_FIELDS = frozenset({
+    "findAndModify", "findandmodify", "query", "sort", "remove", "update", "new", "fields",
+    "upsert", "bypassDocumentValidation", "collation", "arrayFilters", "hint", "let",
+    "rawData", "sampleId", "encryptionInformation",
+})
+
+
 def _sort_spec(sort: Mapping[str, Any] | None) -> list[tuple[str, Any]] | None:
     return list(sort.items()) if sort else None
 
@@ -117,6 +145,7 @@ def check_tailable_options(cmd: Mapping[str, Any], sort: Mapping[str, Any] | Non
 
 def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     coll = collection_name(cmd, "find")
+    check_fields(cmd, "find", FIND_FIELDS)
     filt = get_doc(cmd, "find", "filter", {})
     sort = get_doc(cmd, "find", "sort", None)
     projection = get_doc(cmd, "find", "projection", None)
@@ -144,6 +173,7 @@ class CountRequest:
 
 def parse_count(db: str, cmd: Mapping[str, Any]) -> CountRequest:
     coll = collection_name(cmd, "count")
+    check_fields(cmd, "count", COUNT_FIELDS)
     query = get_doc(cmd, "count", "query", {})
     skip = get_nonneg_int(cmd, "count", "skip", 0)
     limit = abs(get_int(cmd, "count", "limit", 0))
@@ -163,6 +193,7 @@ class DistinctRequest:
 
 def parse_distinct(db: str, cmd: Mapping[str, Any]) -> DistinctRequest:
     coll = collection_name(cmd, "distinct")
+    check_fields(cmd, "distinct", DISTINCT_FIELDS)
     key = get_str(cmd, "distinct", "key")
     query = get_doc(cmd, "distinct", "query", {})
     return DistinctRequest(db, coll, key, query, parse_max_time_ms(cmd), cmd)
@@ -240,10 +271,7 @@ def parse_get_more(db: str, cmd: Mapping[str, Any]) -> GetMoreRequest:
     if not is_number(cursor_id):
         raise type_mismatch("BSON field 'getMore.getMore' is the wrong type "
                             f"'{bson_type_name(cursor_id)}', expected type 'long'")
-    for key in cmd:
-        if key not in GET_MORE_FIELDS and key not in GENERIC_FIELDS and not key.startswith("$"):
-            raise MongoError(40415, f"BSON field 'getMore.{key}' is an unknown field.",
-                             code_name="Location40415")
+    check_fields(cmd, "getMore", GET_MORE_FIELDS)
     coll = get_str(cmd, "getMore", "collection")
     if not coll:
         raise MongoError(INVALID_NAMESPACE, "Collection names cannot be empty")
@@ -558,6 +586,7 @@ class FindAndModifyRequest:
 def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyRequest:
     name = next(iter(cmd))
     coll = collection_name(cmd, name)
+    check_fields(cmd, name, FIND_AND_MODIFY_FIELDS)
     check_writable_namespace(db, coll)
     query = get_doc(cmd, name, "query", {})
     sort = get_doc(cmd, name, "sort", {})
