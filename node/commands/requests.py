@@ -94,6 +94,19 @@ FIND_AND_MODIFY_FIELDS = frozenset({
     "rawData", "sampleId", "encryptionInformation",
 })
 
+AGGREGATE_FIELDS = frozenset({
+    "aggregate", "pipeline", "explain", "allowDiskUse", "cursor", "hint", "needsMerge",
+    "fromMongos", "fromRouter", "bypassDocumentValidation", "collation", "let",
+    "isMapReduceCommand", "exchange", "runtimeConstants", "collectionUUID",
+    "encryptionInformation", "includeQueryStatsMetrics", "rawData", "querySettings",
+    "passthroughToShard", "isClusterQueryWithoutShardKeyCmd", "requestReshardingResumeToken",
+})
+_WRITE_COMMON = ("ordered", "bypassDocumentValidation", "let", "collectionUUID",
+                 "encryptionInformation", "isTimeseriesNamespace", "rawData")
+INSERT_FIELDS = frozenset({"insert", "documents", *_WRITE_COMMON})
+UPDATE_FIELDS_CMD = frozenset({"update", "updates", *_WRITE_COMMON})
+DELETE_FIELDS = frozenset({"delete", "deletes", *_WRITE_COMMON})
+
 
 def _sort_spec(sort: Mapping[str, Any] | None) -> list[tuple[str, Any]] | None:
     return list(sort.items()) if sort else None
@@ -226,6 +239,7 @@ def parse_aggregate(db: str, cmd: Mapping[str, Any], *, allow_internal: bool = F
         coll = "$cmd.aggregate"
     else:
         coll = collection_name(cmd, "aggregate")
+    check_fields(cmd, "aggregate", AGGREGATE_FIELDS)
     pipeline = get_list(cmd, "aggregate", "pipeline")
     explain = get_bool(cmd, "aggregate", "explain")
     cursor_opts = get_doc(cmd, "aggregate", "cursor", None)
@@ -354,6 +368,7 @@ class InsertRequest:
 
 def parse_insert(db: str, cmd: Mapping[str, Any]) -> InsertRequest:
     coll = collection_name(cmd, "insert")
+    check_fields(cmd, "insert", INSERT_FIELDS)
     check_writable_namespace(db, coll)
     docs = get_list(cmd, "insert", "documents")
     ordered = get_bool(cmd, "insert", "ordered", True)
@@ -483,6 +498,7 @@ class UpdateRequest:
 
 def parse_update(db: str, cmd: Mapping[str, Any]) -> UpdateRequest:
     coll = collection_name(cmd, "update")
+    check_fields(cmd, "update", UPDATE_FIELDS_CMD)
     check_writable_namespace(db, coll)
     updates = get_list(cmd, "update", "updates")
     check_batch(updates)
@@ -534,6 +550,7 @@ class DeleteRequest:
 
 def parse_delete(db: str, cmd: Mapping[str, Any]) -> DeleteRequest:
     coll = collection_name(cmd, "delete")
+    check_fields(cmd, "delete", DELETE_FIELDS)
     check_writable_namespace(db, coll)
     deletes = get_list(cmd, "delete", "deletes")
     check_batch(deletes)
