@@ -177,7 +177,7 @@ CASES: list[Case] = [
     Case("j and fsync together", wc(j=True, fsync=True), ERR(9)),
     Case("fsync alone", wc(fsync=True), inserted),
     Case("wtimeout not a number is ignored", wc(wtimeout="soon"), inserted),
-    Case("wtimeout a double", wc(wtimeout=10.5), inserted),
+    Case("wtimeout a double", wc(wtimeout=60000.5), inserted),
     Case("wtimeout over 32 bits", wc(wtimeout=2**40), ERR(9)),
     Case("writeConcern unknown field", wc(bogus=1), ERR(40415)),
     Case("writeConcern legacy fields ignored", wc(getLastError=1, wOpTime=5), inserted),
