@@ -522,10 +522,17 @@ class DeleteStatement:
         return out
 
 
+DELETE_STATEMENT_FIELDS = frozenset({"q", "limit", "hint", "collation", "sampleId"})
+
+
 def parse_delete_statement(i: int, st: Any) -> DeleteStatement:
     if not isinstance(st, Mapping):
         raise type_mismatch(f"BSON field 'delete.deletes.{i}' is the wrong type "
                             f"'{bson_type_name(st)}', expected type 'object'")
+    for key in st:
+        if key not in DELETE_STATEMENT_FIELDS:
+            raise MongoError(40415, f"BSON field 'delete.deletes.{key}' is an unknown field.",
+                             code_name="Location40415")
     q = get_doc(st, "delete.deletes", "q")
     if "limit" not in st:
         raise MongoError(40414, "BSON field 'delete.deletes.limit' is missing but a required "
