@@ -69,6 +69,11 @@ def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int 
         raise MongoError(79, f"No write concern mode named '{w}' found in replica set "
                          "configuration", code_name="UnknownReplWriteConcern")
     wtimeout = fields.wtimeout_ms if fields is not None else 0
+    if isinstance(w, int) and w <= 1:
+        # MongoDB ignores wtimeout for w 0 and 1: the write itself is the whole wait. Here w: 1
+        # still waits for the entry to commit and apply, and a wtimeout passing first would
+        # answer n: 0 with a writeConcernError for a write that then applies.
+        wtimeout = 0
     j = fields.j if fields is not None else None
     if isinstance(w, int) and w > set_size:
         raise MongoError(
