@@ -433,6 +433,7 @@ class CollectionBase(HasOptions):
         """``aggregate``; its result is the reply (the cursor opens from ``reply["cursor"]``)."""
         if not isinstance(pipeline, list):
             raise TypeError("pipeline must be a list")
+        batch_size = kwargs.pop("batchSize", batch_size)  # pymongo's spelling: a cursor option
         cursor_opts: dict[str, Any] = {"batchSize": batch_size} if batch_size else {}
         command: dict[str, Any] = {"aggregate": self._name, "pipeline": pipeline, "cursor": cursor_opts}
         command.update(kwargs)
