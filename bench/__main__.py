@@ -10,6 +10,7 @@ import importlib
 import sys
 
 SUBCOMMANDS: dict[str, str] = {
+    "client": "bench.client",  # the threaded client vs the asyncio client, inserts/s
     "engine": "bench.engine",  # document engine vs montydb (LMDB) and mongomock
     "raft": "bench.raft",  # 3-member Raft over gRPC vs etcd and pysyncobj
     "replset": "bench.replset",  # 3-member replica set inserts and failover vs etcd

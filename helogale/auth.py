@@ -14,7 +14,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,21 +111,37 @@ class ClientConversation:
 Run = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
 
 
-def authenticate(run: Run, creds: Credentials) -> None:
-    """One SCRAM-SHA-256 exchange through ``run``; raises the server's error reply as
-    :class:`~helogale.errors.OperationFailure` (18 AuthenticationFailed) or a
-    :class:`ScramError` for a server that could not prove it holds the keys."""
+Step = Generator[tuple[str, dict[str, Any]], Mapping[str, Any], None]
+
+
+def conversation(creds: Credentials) -> Step:
+    """One SCRAM-SHA-256 exchange without I/O: yields ``(db, command)`` to send, is sent each
+    reply; raises the server's error reply as :class:`~helogale.errors.OperationFailure`
+    (18 AuthenticationFailed) or a :class:`ScramError` for a server that could not prove it
+    holds the keys. :func:`authenticate` drives it with a blocking ``run``; the asyncio
+    client's channel with awaits."""
     from helogale.errors import check_reply
 
     conv = ClientConversation(creds.username, creds.password)
-    reply = run(creds.source, {"saslStart": 1, "mechanism": MECHANISM, "payload": conv.first(),
-                               "options": {"skipEmptyExchange": True}})
+    reply = yield creds.source, {"saslStart": 1, "mechanism": MECHANISM,
+                                 "payload": conv.first(), "options": {"skipEmptyExchange": True}}
     check_reply(reply)
     cid = reply["conversationId"]
-    reply = run(creds.source, {"saslContinue": 1, "conversationId": cid,
-                               "payload": conv.final(bytes(reply["payload"]))})
+    reply = yield creds.source, {"saslContinue": 1, "conversationId": cid,
+                                 "payload": conv.final(bytes(reply["payload"]))}
     check_reply(reply)
     conv.verify(bytes(reply["payload"]))
     if not reply.get("done"):
-        reply = run(creds.source, {"saslContinue": 1, "conversationId": cid, "payload": b""})
+        reply = yield creds.source, {"saslContinue": 1, "conversationId": cid, "payload": b""}
         check_reply(reply)
+
+
+def authenticate(run: Run, creds: Credentials) -> None:
+    """One SCRAM-SHA-256 exchange through ``run`` (see :func:`conversation`)."""
+    steps = conversation(creds)
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(run(*request))
+    except StopIteration:
+        pass

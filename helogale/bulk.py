@@ -9,7 +9,7 @@ whose statements all touch at most one document are retryable writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson.objectid import ObjectId
@@ -26,7 +26,7 @@ from helogale.results import BulkWriteResult
 from helogale.write_concern import WriteConcern
 
 if TYPE_CHECKING:
-    from helogale.collection import Collection
+    from helogale.collection import CollectionBase as Collection
     from helogale.topology import ServerDescription
 
 MAX_BATCH_COUNT = 1000
@@ -235,7 +235,10 @@ class Bulk:
             batches.append(current)
         return batches
 
-    def execute(self) -> BulkWriteResult:
+    def plan(self) -> Generator[tuple[str, list[int]], dict[str, Any], BulkWriteResult]:
+        """The bulk without I/O: yields ``(kind, op indexes)`` for each batch to run, is sent
+        each batch's reply, returns the result (raises BulkWriteError). :meth:`execute` drives
+        it with the threaded client, the asyncio client with awaits."""
         if not self.ops:
             raise InvalidOperation("No operations to execute")
         acknowledged = self.write_concern.acknowledged
@@ -245,7 +248,7 @@ class Bulk:
         }
         for kind, indexes in self._runs():
             for batch in self._batches(indexes):
-                reply = self._run_batch(kind, batch)
+                reply = yield kind, batch
                 if acknowledged:
                     self._merge(result, kind, batch, reply)
                 if self.ordered and result["writeErrors"]:
@@ -257,7 +260,21 @@ class Bulk:
             raise BulkWriteError(result)
         return BulkWriteResult(result, acknowledged)
 
-    def _run_batch(self, kind: str, batch: list[int]) -> dict[str, Any]:
+    def execute(self) -> BulkWriteResult:
+        plan = self.plan()
+        try:
+            kind, batch = next(plan)
+            while True:
+                build, handle, retryable = self.batch_steps(kind, batch)
+                reply = self.collection.database.client.executor.write(
+                    build, handle, retryable=retryable,
+                    codec_options=self.collection.codec_options)
+                kind, batch = plan.send(reply)
+        except StopIteration as done:
+            return done.value
+
+    def batch_steps(self, kind: str, batch: list[int]) -> tuple[Any, Any, bool]:
+        """``(build, handle, retryable)`` of one batch's write command for the executor."""
         coll = self.collection
         statements = [self.ops[i][1] for i in batch]
         retryable = all(self.ops[i][2] for i in batch)
@@ -281,9 +298,7 @@ class Bulk:
                     raise error  # run the batch again (same txnNumber) on the new primary
             return reply
 
-        return coll.database.client.executor.write(
-            build, handle, retryable=retryable, codec_options=coll.codec_options
-        )
+        return build, handle, retryable
 
     def _merge(self, result: dict[str, Any], kind: str, batch: list[int], reply: Mapping[str, Any]) -> None:
         n = int(reply.get("n", 0))

@@ -84,6 +84,48 @@ def encode(doc: Mapping[str, Any], codec_options: CodecOptions = DEFAULT_CODEC_O
                               "(the server accepts at most 200 levels)") from None
 
 
+def needs_authentication(credentials: Credentials | None, command_name: str | None) -> bool:
+    """Whether a command goes out on an authenticated session (a client with credentials;
+    not the handshake and authentication commands themselves)."""
+    return credentials is not None and command_name not in _UNAUTHENTICATED
+
+
+def lost_authentication(reply: Mapping[str, Any]) -> bool:
+    """A refusal before the command ran: the server no longer knows this connection's
+    session (the channel reconnected, the server restarted); authenticate again and resend."""
+    return reply.get("code") == UNAUTHORIZED and "requires authentication" in str(
+        reply.get("errmsg", ""))
+
+
+def encode_command(command: Mapping[str, Any], codec_options: CodecOptions) -> bytes:
+    """The BSON a command travels as; DocumentTooLarge past the maximum BSON size."""
+    payload = encode(command, codec_options)
+    if len(payload) > MAX_BSON_SIZE + 16 * 1024:
+        raise DocumentTooLarge(
+            f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"
+        )
+    return payload
+
+
+def decode_reply(raw: bytes, codec_options: CodecOptions, address: Address) -> dict[str, Any]:
+    """A reply's document; ProtocolError when it is not BSON."""
+    try:
+        return bson.decode(raw, codec_options=codec_options)
+    except Exception as exc:
+        raise ProtocolError(f"{format_address(address)} sent an undecodable reply: {exc}") from None
+
+
+def translate_rpc_error(exc: Any, address: Address) -> AutoReconnect:
+    """A failed gRPC call as the client reports it: NetworkTimeout past the deadline,
+    AutoReconnect otherwise."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    message = f"{format_address(address)}: {details} ({code.name if code else 'error'})"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return NetworkTimeout(message, address=address)
+    return AutoReconnect(message, address=address)
+
+
 class StreamUnsupported(Exception):
     """The server has no ``Command.Stream``: nothing was run, send the request unary."""
 
@@ -165,18 +207,7 @@ class _Stream:
                         pending.done.set()
             error = self._mux.broken("the server closed the command stream")
         except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            details = exc.details() if hasattr(exc, "details") else str(exc)
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                self._mux.unsupported = True
-                error = StreamUnsupported()
-            elif (code == grpc.StatusCode.RESOURCE_EXHAUSTED
-                  and STREAMS_REFUSED in (details or "")):
-                # refused before the server read anything: nothing ran, send them unary
-                self._mux.refused_until = time.monotonic() + STREAM_RETRY_S
-                error = StreamUnsupported()
-            else:
-                error = self._mux.broken(f"{details} ({code.name if code else 'error'})")
+            error = self._mux.stream_failed(exc)
         except Exception as exc:  # the channel was closed under us
             error = self._mux.broken(str(exc))
         self.fail(error)
@@ -195,12 +226,14 @@ class _Stream:
         self._call.cancel()
 
 
-class StreamMux:
-    """Many threads' requests to one server over one ``Command.Stream`` at a time."""
+class MuxState:
+    """What a server's stream multiplexer knows, without I/O: whether the server takes streams
+    (or refused one lately), whether its requests were abandoned, the metadata a stream opens
+    with, and what error a failed stream's requests get. Shared by :class:`StreamMux` and the
+    asyncio client's."""
 
-    def __init__(self, channel: grpc.Channel, address: Address) -> None:
+    def __init__(self, address: Address) -> None:
         self.address = address
-        self.stub_stream = helogale_pb2_grpc.CommandStub(channel).Stream
         self.unsupported = False
         self.refused_until = 0.0
         """Until then (monotonic), the server is refusing streams: go unary."""
@@ -208,42 +241,19 @@ class StreamMux:
         self.metadata: tuple[tuple[str, str], ...] = ()
         """Sent when a stream opens (the authentication session it runs under)."""
         self._ids = itertools.count(1)
-        self._stream: _Stream | None = None
+        self._stream: Any = None
         self._lock = threading.Lock()
 
-    def broken(self, why: str) -> AutoReconnect:
-        if self.abandoned:
-            why = "request abandoned, the server was marked unknown"
-        return AutoReconnect(f"{format_address(self.address)}: {why}", address=self.address)
+    def _new_stream(self) -> Any:
+        raise NotImplementedError
 
-    def _current(self) -> _Stream:
+    def _current(self) -> Any:
+        """The open stream (a new one when there is none or it failed)."""
         with self._lock:
             stream = self._stream
             if stream is None or stream.dead:
-                stream = self._stream = _Stream(self)
+                stream = self._stream = self._new_stream()
             return stream
-
-    def run(self, db: str, payload: bytes, timeout: float | None) -> bytes:
-        """Send one BSON command, wait for its BSON reply (``timeout`` seconds at most)."""
-        pending = _Pending(next(self._ids), db, payload)
-        for _ in range(3):
-            if self.abandoned:
-                raise self.broken("")
-            if self.unsupported or time.monotonic() < self.refused_until:
-                raise StreamUnsupported()
-            stream = self._current()
-            if stream.submit(pending):
-                break
-        else:
-            raise self.broken("cannot open a command stream")
-        if not pending.done.wait(timeout):
-            stream.forget(pending)
-            raise NetworkTimeout(f"{format_address(self.address)}: timed out after {timeout} s "
-                                 "(DEADLINE_EXCEEDED)", address=self.address)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.reply is not None
-        return pending.reply
 
     def close(self, error: BaseException | None = None) -> None:
         """Fail every pending request and end the stream."""
@@ -253,6 +263,64 @@ class StreamMux:
             stream.fail(error or self.broken("the channel was closed"))
             stream.cancel()
 
+    def stream_failed(self, exc: Any) -> BaseException:
+        """The error a stream's pending requests get when its call failed with ``exc``:
+        StreamUnsupported when nothing ran (they go unary), else AutoReconnect."""
+        code = exc.code() if hasattr(exc, "code") else None
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            self.unsupported = True
+            return StreamUnsupported()
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and STREAMS_REFUSED in (details or ""):
+            # refused before the server read anything: nothing ran, send them unary
+            self.refused_until = time.monotonic() + STREAM_RETRY_S
+            return StreamUnsupported()
+        return self.broken(f"{details} ({code.name if code else 'error'})")
+
+    def go_unary(self) -> bool:
+        """Whether requests go unary now (no streams on this server, or refused lately)."""
+        return self.unsupported or time.monotonic() < self.refused_until
+
+    def broken(self, why: str) -> AutoReconnect:
+        if self.abandoned:
+            why = "request abandoned, the server was marked unknown"
+        return AutoReconnect(f"{format_address(self.address)}: {why}", address=self.address)
+
+    def timed_out(self, timeout: float | None) -> NetworkTimeout:
+        return NetworkTimeout(f"{format_address(self.address)}: timed out after {timeout} s "
+                              "(DEADLINE_EXCEEDED)", address=self.address)
+
+
+class StreamMux(MuxState):
+    """Many threads' requests to one server over one ``Command.Stream`` at a time."""
+
+    def __init__(self, channel: grpc.Channel, address: Address) -> None:
+        super().__init__(address)
+        self.stub_stream = helogale_pb2_grpc.CommandStub(channel).Stream
+
+    def _new_stream(self) -> _Stream:
+        return _Stream(self)
+
+    def run(self, db: str, payload: bytes, timeout: float | None) -> bytes:
+        """Send one BSON command, wait for its BSON reply (``timeout`` seconds at most)."""
+        pending = _Pending(next(self._ids), db, payload)
+        for _ in range(3):
+            if self.abandoned:
+                raise self.broken("")
+            if self.go_unary():
+                raise StreamUnsupported()
+            stream = self._current()
+            if stream.submit(pending):
+                break
+        else:
+            raise self.broken("cannot open a command stream")
+        if not pending.done.wait(timeout):
+            stream.forget(pending)
+            raise self.timed_out(timeout)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.reply is not None
+        return pending.reply
 
 class Channel:
     """The client's channel to one server."""
@@ -310,22 +378,17 @@ class Channel:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Run ``command`` against database ``db`` and return the decoded reply document."""
-        payload = encode(command, codec_options)
-        if len(payload) > MAX_BSON_SIZE + 16 * 1024:
-            raise DocumentTooLarge(
-                f"command document too large: {len(payload)} bytes, the limit is {MAX_BSON_SIZE}"
-            )
+        payload = encode_command(command, codec_options)
         deadline = timeout if timeout is not None else self.timeout
         name = next(iter(command), None)
-        if self._credentials is None or name in _UNAUTHENTICATED:
+        if not needs_authentication(self._credentials, name):
             return self._run_once(db, name, payload, codec_options, deadline)
         session = self._session
         if session is None:
             self._authenticate(None, deadline)
             session = self._session
         reply = self._run_once(db, name, payload, codec_options, deadline)
-        if reply.get("code") == UNAUTHORIZED and "requires authentication" in str(
-                reply.get("errmsg", "")):
+        if lost_authentication(reply):
             # refused before it ran: the server no longer knows this connection's session
             # (the channel reconnected, the server restarted): authenticate again and resend
             self._authenticate(session, deadline)
@@ -363,18 +426,10 @@ class Channel:
         return response.reply, call.trailing_metadata() or ()
 
     def _decode(self, raw: bytes, codec_options: CodecOptions) -> dict[str, Any]:
-        try:
-            return bson.decode(raw, codec_options=codec_options)
-        except Exception as exc:
-            raise ProtocolError(f"{format_address(self.address)} sent an undecodable reply: {exc}") from None
+        return decode_reply(raw, codec_options, self.address)
 
     def _translate(self, exc: grpc.RpcError) -> AutoReconnect:
-        code = exc.code() if hasattr(exc, "code") else None
-        details = exc.details() if hasattr(exc, "details") else str(exc)
-        message = f"{format_address(self.address)}: {details} ({code.name if code else 'error'})"
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return NetworkTimeout(message, address=self.address)
-        return AutoReconnect(message, address=self.address)
+        return translate_rpc_error(exc, self.address)
 
     def abandon(self) -> None:
         """Close the channel, failing every request still waiting on this server (it was found
@@ -391,22 +446,12 @@ class Channel:
             self._channel.close()
 
 
-class ChannelPool:
-    """Channels by address, created on first use; one per server for the whole client, and
-    for the process that made it: in a forked child every use raises InvalidOperation (the
-    channels, their streams and the monitors' threads are the parent's, and a lock another
-    thread held at the fork stays held in the child)."""
+class ProcessBound:
+    """Belongs to the process that made it: in a child forked later, every use raises
+    InvalidOperation (both clients' channel pools)."""
 
-    def __init__(self, timeout: float | None = None,
-                 credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
-        self._timeout = timeout
-        self._credentials = credentials
-        self._tls = tls
-        self._channels: dict[Address, Channel] = {}
-        self._lock = threading.Lock()
-        self._closed = False
-        self.pid = os.getpid()
-        """The process the channels belong to."""
+    pid: int
+    """The process the channels belong to."""
 
     @property
     def forked(self) -> bool:
@@ -422,6 +467,23 @@ class ChannelPool:
                 "belong to the parent. Create the client after the fork (lazily on first use, "
                 "or in gunicorn's post_fork hook; uwsgi: lazy-apps = true); see "
                 "docs/web-apps.md")
+
+
+class ChannelPool(ProcessBound):
+    """Channels by address, created on first use; one per server for the whole client, and
+    for the process that made it: in a forked child every use raises InvalidOperation (the
+    channels, their streams and the monitors' threads are the parent's, and a lock another
+    thread held at the fork stays held in the child)."""
+
+    def __init__(self, timeout: float | None = None,
+                 credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
+        self._timeout = timeout
+        self._credentials = credentials
+        self._tls = tls
+        self._channels: dict[Address, Channel] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self.pid = os.getpid()
 
     def get(self, address: Address) -> Channel:
         self.check_process()

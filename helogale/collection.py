@@ -7,7 +7,8 @@ reads, writes as retryable writes when each statement touches at most one docume
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bson.codec_options import CodecOptions
@@ -25,6 +26,7 @@ from helogale.bulk import (
     validate_update_document,
     with_id,
 )
+from helogale.client_common import HasOptions
 from helogale.cursor import CommandCursor, Cursor, normalize_sort
 from helogale.errors import (
     BulkWriteError,
@@ -116,7 +118,7 @@ def _check_collection_name(name: str) -> None:
         raise InvalidName("collection names must not contain the null character")
 
 
-def _filter_for(spec_or_id: Any) -> Mapping[str, Any]:
+def filter_for(spec_or_id: Any) -> Mapping[str, Any]:
     if spec_or_id is None:
         return {}
     if isinstance(spec_or_id, Mapping):
@@ -127,8 +129,29 @@ def _filter_for(spec_or_id: Any) -> Mapping[str, Any]:
 _READ_CONCERN_COMMANDS = frozenset({"find", "count", "distinct", "aggregate"})
 
 
-class Collection:
-    """A collection of one database; cheap to create, holds no state but options."""
+@dataclass
+class Op:
+    """One collection method without I/O: the command it sends and how the reply becomes its
+    result. A write has a ``write_concern`` (and is retried when ``retryable``, its reply
+    checked by ``check``); a read has none and goes to ``read_preference``."""
+
+    command: dict[str, Any]
+    result: Callable[[dict[str, Any]], Any] = lambda reply: reply
+    write_concern: WriteConcern | None = None
+    retryable: bool = True
+    check: Callable[[Mapping[str, Any], Any], None] = check_write_reply
+    read_preference: ServerMode | None = None
+
+    def then(self, result: Callable[[Any], Any]) -> Op:
+        """This operation with ``result`` applied to what it returned."""
+        first = self.result
+        return replace(self, result=lambda reply: result(first(reply)))
+
+
+class CollectionBase(HasOptions):
+    """A collection of one database: options, and the :class:`Op` of every method; cheap to
+    create, holds no state but options. :class:`Collection` runs the operations with the
+    threaded client, ``helogale.asyncio.AsyncCollection`` with the asyncio one."""
 
     def __init__(
         self,
@@ -160,30 +183,14 @@ class Collection:
     def database(self) -> Database:
         return self._database
 
-    @property
-    def codec_options(self) -> CodecOptions:
-        return self._codec_options
-
-    @property
-    def read_preference(self) -> ServerMode:
-        return self._read_preference
-
-    @property
-    def write_concern(self) -> WriteConcern:
-        return self._write_concern
-
-    @property
-    def read_concern(self) -> ReadConcern:
-        return self._read_concern
-
     def with_options(
         self,
         codec_options: CodecOptions | None = None,
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
         read_concern: ReadConcern | None = None,
-    ) -> Collection:
-        return Collection(
+    ) -> Any:
+        return type(self)(
             self._database,
             self._name,
             codec_options or self._codec_options,
@@ -192,7 +199,7 @@ class Collection:
             read_concern or self._read_concern,
         )
 
-    def __getattr__(self, name: str) -> Collection:
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(
                 f"Collection has no attribute {name!r}. To access the {self._name}.{name} "
@@ -200,14 +207,14 @@ class Collection:
             )
         return self[name]
 
-    def __getitem__(self, name: str) -> Collection:
-        return Collection(
+    def __getitem__(self, name: str) -> Any:
+        return type(self)(
             self._database, f"{self._name}.{name}", self._codec_options,
             self._read_preference, self._write_concern, self._read_concern,
         )
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Collection):
+        if isinstance(other, CollectionBase):
             return self._database == other._database and self._name == other._name
         return NotImplemented
 
@@ -215,26 +222,23 @@ class Collection:
         return hash((self._database.name, self._name))
 
     def __repr__(self) -> str:
-        return f"Collection({self._database!r}, {self._name!r})"
+        return f"{type(self).__name__}({self._database!r}, {self._name!r})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         method = self._name.rsplit(".", 1)[-1]
         raise TypeError(
-            f"'Collection' object is not callable. If you meant to call the '{method}' method "
-            "on a 'Collection' object it is failing because no such method exists."
+            f"'{type(self).__name__}' object is not callable. If you meant to call the "
+            f"'{method}' method on a '{type(self).__name__}' object it is failing because no "
+            "such method exists."
         )
 
-    def __iter__(self) -> Collection:
+    def __iter__(self) -> Any:
         return self
 
     def __next__(self) -> None:
-        raise TypeError("'Collection' object is not iterable")
+        raise TypeError(f"'{type(self).__name__}' object is not iterable")
 
-    # --- plumbing -------------------------------------------------------------------------------
-    @property
-    def _executor(self) -> Any:
-        return self._database.client.executor
-
+    # --- plumbing (no I/O) ----------------------------------------------------------------------
     def write_concern_fields(self, write_concern: WriteConcern) -> dict[str, Any]:
         """The ``writeConcern`` field for a write command (w=0 waits for the primary only and
         reports nothing)."""
@@ -244,26 +248,16 @@ class Collection:
             return {"writeConcern": {"w": 1}}
         return {"writeConcern": write_concern.document}
 
-    def read_command(
-        self, command: dict[str, Any], read_preference: ServerMode | None = None
-    ) -> tuple[dict[str, Any], Any]:
-        """Run a read command as a retryable read; returns ``(reply, server address)``."""
+    def _with_read_concern(self, command: dict[str, Any]) -> dict[str, Any]:
         if self._read_concern.level and next(iter(command)) in _READ_CONCERN_COMMANDS:
             command.setdefault("readConcern", self._read_concern.document)
-        return self._database.client.read_command(
-            self._database.name, command, read_preference or self._read_preference,
-            self._codec_options,
-        )
+        return command
 
-    def _write(
-        self,
-        command: dict[str, Any],
-        write_concern: WriteConcern,
-        retryable: bool,
-        check: Any = check_write_reply,
-    ) -> dict[str, Any]:
-        """Run a single write command; the reply is checked (raising mapped errors) unless
-        the write is unacknowledged."""
+    def _write_steps(self, command: dict[str, Any], write_concern: WriteConcern,
+                     check: Any = check_write_reply) -> tuple[Any, Any]:
+        """``(build, handle)`` for the executor's ``write``: the command with the session
+        fields of the attempt, and the reply checked (raising mapped errors) unless the write
+        is unacknowledged."""
         command.update(self.write_concern_fields(write_concern))
         db_name = self._database.name
 
@@ -275,36 +269,37 @@ class Collection:
                 check(reply, server.address)
             return reply
 
-        return self._executor.write(
-            build, handle, retryable=retryable, codec_options=self._codec_options
-        )
+        return build, handle
 
-    # --- inserts ----------------------------------------------------------------------------------
-    def insert_one(self, document: Mapping[str, Any], bypass_document_validation: bool = False) -> InsertOneResult:
+    # --- operations (no I/O) ----------------------------------------------------------------------
+    def _insert_one_op(self, document: Mapping[str, Any], bypass_document_validation: bool) -> Op:
         doc = with_id(document)
         command: dict[str, Any] = {"insert": self._name, "documents": [doc], "ordered": True}
         if bypass_document_validation:
             command["bypassDocumentValidation"] = True
-        self._write(command, self._write_concern, True)
-        return InsertOneResult(doc["_id"], self._write_concern.acknowledged)
+        acknowledged = self._write_concern.acknowledged
+        return Op(command, lambda reply: InsertOneResult(doc["_id"], acknowledged),
+                  self._write_concern)
 
-    def insert_many(
-        self,
-        documents: Iterable[Mapping[str, Any]],
-        ordered: bool = True,
-        bypass_document_validation: bool = False,
-    ) -> InsertManyResult:
+    def _insert_many_bulk(self, documents: Iterable[Mapping[str, Any]], ordered: bool
+                          ) -> tuple[Bulk, list[Any]]:
         if isinstance(documents, Mapping) or not isinstance(documents, Iterable):
             raise TypeError("documents must be a non-empty list")
         bulk = Bulk(self, ordered, self._write_concern)
         ids = [bulk.add_insert(doc) for doc in documents]
         if not ids:
             raise TypeError("documents must be a non-empty list")
-        bulk.execute()
-        return InsertManyResult(ids, self._write_concern.acknowledged)
+        return bulk, ids
 
-    # --- updates and deletes ------------------------------------------------------------------------
-    def _update(
+    def _bulk_write_bulk(self, requests: Iterable[Any], ordered: bool) -> Bulk:
+        bulk = Bulk(self, ordered, self._write_concern)
+        for request in requests:
+            if not isinstance(request, (InsertOne, UpdateOne, UpdateMany, ReplaceOne, DeleteOne, DeleteMany)):
+                raise TypeError(f"{request!r} is not a valid request")
+            request._add_to_bulk(bulk)
+        return bulk
+
+    def _update_op(
         self,
         filter: Mapping[str, Any],
         update: Any,
@@ -315,7 +310,9 @@ class Collection:
         array_filters: Any = None,
         hint: Any = None,
         collation: Any = None,
-    ) -> dict[str, Any]:
+    ) -> Op:
+        """An update; its result is the classic ``{n, nModified, upserted?, updatedExisting,
+        ok}``."""
         statement: dict[str, Any] = {"q": filter, "u": update, "multi": multi, "upsert": upsert}
         if array_filters is not None:
             statement["arrayFilters"] = array_filters
@@ -324,72 +321,49 @@ class Collection:
         if collation is not None:
             statement["collation"] = collation
         command = {"update": self._name, "updates": [statement], "ordered": True}
-        reply = self._write(command, write_concern, not multi)
-        raw: dict[str, Any] = {"n": int(reply.get("n", 0)), "nModified": int(reply.get("nModified", 0))}
-        upserted = reply.get("upserted")
-        if upserted:
-            raw["upserted"] = upserted[0]["_id"]
-        raw["updatedExisting"] = bool(raw["n"]) and not upserted
-        raw["ok"] = reply.get("ok", 1.0)
-        return raw
 
-    def update_one(
-        self, filter: Mapping[str, Any], update: Any, upsert: bool = False,
-        array_filters: Any = None, hint: Any = None, collation: Any = None,
-    ) -> UpdateResult:
-        validate_update_document(update)
-        raw = self._update(filter, update, multi=False, upsert=upsert, write_concern=self._write_concern,
-                           array_filters=array_filters, hint=hint, collation=collation)
-        return UpdateResult(raw, self._write_concern.acknowledged)
+        def raw(reply: dict[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = {"n": int(reply.get("n", 0)),
+                                   "nModified": int(reply.get("nModified", 0))}
+            upserted = reply.get("upserted")
+            if upserted:
+                out["upserted"] = upserted[0]["_id"]
+            out["updatedExisting"] = bool(out["n"]) and not upserted
+            out["ok"] = reply.get("ok", 1.0)
+            return out
 
-    def update_many(
-        self, filter: Mapping[str, Any], update: Any, upsert: bool = False,
-        array_filters: Any = None, hint: Any = None, collation: Any = None,
-    ) -> UpdateResult:
-        validate_update_document(update)
-        raw = self._update(filter, update, multi=True, upsert=upsert, write_concern=self._write_concern,
-                           array_filters=array_filters, hint=hint, collation=collation)
-        return UpdateResult(raw, self._write_concern.acknowledged)
+        return Op(command, raw, write_concern, retryable=not multi)
 
-    def replace_one(
-        self, filter: Mapping[str, Any], replacement: Mapping[str, Any], upsert: bool = False,
-        hint: Any = None, collation: Any = None,
-    ) -> UpdateResult:
-        validate_replacement(replacement)
-        raw = self._update(filter, replacement, multi=False, upsert=upsert,
-                           write_concern=self._write_concern, hint=hint, collation=collation)
-        return UpdateResult(raw, self._write_concern.acknowledged)
+    def _update_result_op(self, filter: Mapping[str, Any], update: Any, *, multi: bool,
+                          replacement: bool = False, **options: Any) -> Op:
+        """``update_one`` / ``update_many`` / ``replace_one``: an :class:`UpdateResult`."""
+        if replacement:
+            validate_replacement(update)
+        else:
+            validate_update_document(update)
+        acknowledged = self._write_concern.acknowledged
+        op = self._update_op(filter, update, multi=multi, write_concern=self._write_concern,
+                             **options)
+        return op.then(lambda raw: UpdateResult(raw, acknowledged))
 
-    def _delete(self, filter: Mapping[str, Any], limit: int, write_concern: WriteConcern,
-                hint: Any = None, collation: Any = None) -> dict[str, Any]:
+    def _delete_op(self, filter: Mapping[str, Any], limit: int, write_concern: WriteConcern,
+                   hint: Any = None, collation: Any = None) -> Op:
         statement: dict[str, Any] = {"q": filter, "limit": limit}
         if hint is not None:
             statement["hint"] = hint
         if collation is not None:
             statement["collation"] = collation
         command = {"delete": self._name, "deletes": [statement], "ordered": True}
-        reply = self._write(command, write_concern, limit == 1)
-        return {"n": int(reply.get("n", 0)), "ok": reply.get("ok", 1.0)}
+        return Op(command, lambda reply: {"n": int(reply.get("n", 0)), "ok": reply.get("ok", 1.0)},
+                  write_concern, retryable=limit == 1)
 
-    def delete_one(self, filter: Mapping[str, Any], hint: Any = None, collation: Any = None) -> DeleteResult:
-        raw = self._delete(filter, 1, self._write_concern, hint, collation)
-        return DeleteResult(raw, self._write_concern.acknowledged)
+    def _delete_result_op(self, filter: Mapping[str, Any], limit: int, hint: Any = None,
+                          collation: Any = None) -> Op:
+        acknowledged = self._write_concern.acknowledged
+        op = self._delete_op(filter, limit, self._write_concern, hint, collation)
+        return op.then(lambda raw: DeleteResult(raw, acknowledged))
 
-    def delete_many(self, filter: Mapping[str, Any], hint: Any = None, collation: Any = None) -> DeleteResult:
-        raw = self._delete(filter, 0, self._write_concern, hint, collation)
-        return DeleteResult(raw, self._write_concern.acknowledged)
-
-    def bulk_write(self, requests: Iterable[Any], ordered: bool = True,
-                   bypass_document_validation: bool = False) -> Any:
-        bulk = Bulk(self, ordered, self._write_concern)
-        for request in requests:
-            if not isinstance(request, (InsertOne, UpdateOne, UpdateMany, ReplaceOne, DeleteOne, DeleteMany)):
-                raise TypeError(f"{request!r} is not a valid request")
-            request._add_to_bulk(bulk)
-        return bulk.execute()
-
-    # --- findAndModify ---------------------------------------------------------------------------------
-    def _find_and_modify(
+    def _find_and_modify_op(
         self,
         filter: Mapping[str, Any],
         *,
@@ -402,7 +376,8 @@ class Collection:
         array_filters: Any = None,
         hint: Any = None,
         write_concern: WriteConcern | None = None,
-    ) -> dict[str, Any]:
+    ) -> Op:
+        """``findAndModify``; its result is the whole reply (``value``: the document)."""
         command: dict[str, Any] = {"findAndModify": self._name, "query": filter}
         if sort is not None:
             command["sort"] = SON(normalize_sort(sort))
@@ -418,49 +393,22 @@ class Collection:
             command["arrayFilters"] = array_filters
         if hint is not None:
             command["hint"] = hint
-        return self._write(command, write_concern or self._write_concern, True, check=_check_fam)
+        return Op(command, write_concern=write_concern or self._write_concern, check=_check_fam)
 
-    def find_one_and_update(
-        self, filter: Mapping[str, Any], update: Any, projection: Any = None, sort: Any = None,
-        upsert: bool = False, return_document: bool = ReturnDocument.BEFORE,
-        array_filters: Any = None, hint: Any = None,
-    ) -> Any:
-        validate_update_document(update)
-        reply = self._find_and_modify(filter, update=update, new=return_document, upsert=upsert,
-                                      sort=sort, projection=projection,
-                                      array_filters=array_filters, hint=hint)
-        return reply.get("value")
+    def _find_one_and_op(self, filter: Mapping[str, Any], *, replacement: bool = False,
+                         return_document: bool = ReturnDocument.BEFORE, **options: Any) -> Op:
+        """``find_one_and_update`` / ``_replace`` / ``_delete``: the document (or None)."""
+        update = options.get("update")
+        if update is not None:
+            if replacement:
+                validate_replacement(update)
+            else:
+                validate_update_document(update)
+        op = self._find_and_modify_op(filter, new=return_document, **options)
+        return op.then(lambda reply: reply.get("value"))
 
-    def find_one_and_replace(
-        self, filter: Mapping[str, Any], replacement: Mapping[str, Any], projection: Any = None,
-        sort: Any = None, upsert: bool = False, return_document: bool = ReturnDocument.BEFORE,
-        hint: Any = None,
-    ) -> Any:
-        validate_replacement(replacement)
-        reply = self._find_and_modify(filter, update=replacement, new=return_document,
-                                      upsert=upsert, sort=sort, projection=projection, hint=hint)
-        return reply.get("value")
-
-    def find_one_and_delete(
-        self, filter: Mapping[str, Any], projection: Any = None, sort: Any = None, hint: Any = None
-    ) -> Any:
-        reply = self._find_and_modify(filter, remove=True, sort=sort, projection=projection, hint=hint)
-        return reply.get("value")
-
-    # --- reads --------------------------------------------------------------------------------------------
-    def find(self, *args: Any, **kwargs: Any) -> Cursor:
-        """``find(filter=None, projection=None, skip=0, limit=0, sort=None, batch_size=0,
-        snapshot=False, ...)`` -> a :class:`~helogale.cursor.Cursor`."""
-        return Cursor(self, *args, **kwargs)
-
-    def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
-        cursor = self.find(_filter_for(filter), *args, **kwargs).limit(-1)
-        for document in cursor:
-            return document
-        return None
-
-    def count_documents(self, filter: Mapping[str, Any], skip: int = 0, limit: int = 0,
-                        hint: Any = None, **kwargs: Any) -> int:
+    def _count_documents_op(self, filter: Mapping[str, Any], skip: int = 0, limit: int = 0,
+                            hint: Any = None, **kwargs: Any) -> Op:
         command: dict[str, Any] = {"count": self._name, "query": filter}
         if skip:
             command["skip"] = skip
@@ -469,30 +417,20 @@ class Collection:
         if hint is not None:
             command["hint"] = hint
         command.update(kwargs)
-        reply, _ = self.read_command(command)
-        return int(reply.get("n", 0))
+        return Op(command, _count)
 
-    def estimated_document_count(self, **kwargs: Any) -> int:
-        reply, _ = self.read_command({"count": self._name, **kwargs})
-        return int(reply.get("n", 0))
-
-    def count(self, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
-        """Classic ``Collection.count()``: the number of documents matching ``filter``."""
-        return self.count_documents(filter or {}, **kwargs)
-
-    def distinct(self, key: str, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> list[Any]:
+    def _distinct_op(self, key: str, filter: Mapping[str, Any] | None, **kwargs: Any) -> Op:
         if not isinstance(key, str):
             raise TypeError("key must be an instance of str")
         command: dict[str, Any] = {"distinct": self._name, "key": key}
         if filter:
             command["query"] = filter
         command.update(kwargs)
-        reply, _ = self.read_command(command)
-        return list(reply.get("values", []))
+        return Op(command, lambda reply: list(reply.get("values", [])))
 
-    def aggregate(self, pipeline: list[Mapping[str, Any]], batch_size: int = 0,
-                  **kwargs: Any) -> CommandCursor:
-        """Run an aggregation pipeline; returns a streaming :class:`CommandCursor`."""
+    def _aggregate_op(self, pipeline: list[Mapping[str, Any]], batch_size: int,
+                      **kwargs: Any) -> Op:
+        """``aggregate``; its result is the reply (the cursor opens from ``reply["cursor"]``)."""
         if not isinstance(pipeline, list):
             raise TypeError("pipeline must be a list")
         batch_size = kwargs.pop("batchSize", batch_size)  # pymongo's spelling: a cursor option
@@ -500,7 +438,177 @@ class Collection:
         command: dict[str, Any] = {"aggregate": self._name, "pipeline": pipeline, "cursor": cursor_opts}
         command.update(kwargs)
         writes = any(("$out" in stage or "$merge" in stage) for stage in pipeline)
-        reply, address = self.read_command(command, ReadPreference.PRIMARY if writes else None)
+        return Op(command, read_preference=ReadPreference.PRIMARY if writes else None)
+
+    def _create_indexes_op(self, indexes: list[IndexModel]) -> Op:
+        documents = []
+        for index in indexes:
+            if not isinstance(index, IndexModel):
+                raise TypeError(f"{index!r} is not an instance of IndexModel")
+            documents.append(index.document)
+        command = {"createIndexes": self._name, "indexes": documents}
+        return Op(command, lambda reply: [d["name"] for d in documents], self._write_concern,
+                  retryable=False, check=check_reply)
+
+    def _drop_index_op(self, index_or_name: Any) -> Op:
+        name = index_or_name
+        if not isinstance(name, str):
+            name = index_name(index_keys(name))
+        return Op({"dropIndexes": self._name, "index": name}, write_concern=self._write_concern,
+                  retryable=False, check=check_reply)
+
+    def _drop_indexes_op(self) -> Op:
+        return Op({"dropIndexes": self._name, "index": "*"}, write_concern=self._write_concern,
+                  retryable=False, check=_allow_ns_not_found)
+
+
+class Collection(CollectionBase):
+    """A collection, run with the threaded client: reads go through the client's executor as
+    retryable reads, writes as retryable writes when each statement touches at most one
+    document."""
+
+    @property
+    def _executor(self) -> Any:
+        return self._database.client.executor
+
+    def read_command(
+        self, command: dict[str, Any], read_preference: ServerMode | None = None
+    ) -> tuple[dict[str, Any], Any]:
+        """Run a read command as a retryable read; returns ``(reply, server address)``."""
+        return self._database.client.read_command(
+            self._database.name, self._with_read_concern(command),
+            read_preference or self._read_preference, self._codec_options,
+        )
+
+    def _write(
+        self,
+        command: dict[str, Any],
+        write_concern: WriteConcern,
+        retryable: bool,
+        check: Any = check_write_reply,
+    ) -> dict[str, Any]:
+        """Run a single write command; the reply is checked (raising mapped errors) unless
+        the write is unacknowledged."""
+        build, handle = self._write_steps(command, write_concern, check)
+        return self._executor.write(
+            build, handle, retryable=retryable, codec_options=self._codec_options
+        )
+
+    def _run(self, op: Op) -> Any:
+        if op.write_concern is None:
+            reply, _ = self.read_command(op.command, op.read_preference)
+        else:
+            reply = self._write(op.command, op.write_concern, op.retryable, op.check)
+        return op.result(reply)
+
+    # --- inserts ----------------------------------------------------------------------------------
+    def insert_one(self, document: Mapping[str, Any], bypass_document_validation: bool = False) -> InsertOneResult:
+        return self._run(self._insert_one_op(document, bypass_document_validation))
+
+    def insert_many(
+        self,
+        documents: Iterable[Mapping[str, Any]],
+        ordered: bool = True,
+        bypass_document_validation: bool = False,
+    ) -> InsertManyResult:
+        bulk, ids = self._insert_many_bulk(documents, ordered)
+        bulk.execute()
+        return InsertManyResult(ids, self._write_concern.acknowledged)
+
+    # --- updates and deletes ------------------------------------------------------------------------
+    def _update(self, filter: Mapping[str, Any], update: Any, **options: Any) -> dict[str, Any]:
+        return self._run(self._update_op(filter, update, **options))
+
+    def update_one(
+        self, filter: Mapping[str, Any], update: Any, upsert: bool = False,
+        array_filters: Any = None, hint: Any = None, collation: Any = None,
+    ) -> UpdateResult:
+        return self._run(self._update_result_op(
+            filter, update, multi=False, upsert=upsert, array_filters=array_filters, hint=hint,
+            collation=collation))
+
+    def update_many(
+        self, filter: Mapping[str, Any], update: Any, upsert: bool = False,
+        array_filters: Any = None, hint: Any = None, collation: Any = None,
+    ) -> UpdateResult:
+        return self._run(self._update_result_op(
+            filter, update, multi=True, upsert=upsert, array_filters=array_filters, hint=hint,
+            collation=collation))
+
+    def replace_one(
+        self, filter: Mapping[str, Any], replacement: Mapping[str, Any], upsert: bool = False,
+        hint: Any = None, collation: Any = None,
+    ) -> UpdateResult:
+        return self._run(self._update_result_op(
+            filter, replacement, multi=False, replacement=True, upsert=upsert, hint=hint,
+            collation=collation))
+
+    def delete_one(self, filter: Mapping[str, Any], hint: Any = None, collation: Any = None) -> DeleteResult:
+        return self._run(self._delete_result_op(filter, 1, hint, collation))
+
+    def delete_many(self, filter: Mapping[str, Any], hint: Any = None, collation: Any = None) -> DeleteResult:
+        return self._run(self._delete_result_op(filter, 0, hint, collation))
+
+    def bulk_write(self, requests: Iterable[Any], ordered: bool = True,
+                   bypass_document_validation: bool = False) -> Any:
+        return self._bulk_write_bulk(requests, ordered).execute()
+
+    # --- findAndModify ---------------------------------------------------------------------------------
+    def find_one_and_update(
+        self, filter: Mapping[str, Any], update: Any, projection: Any = None, sort: Any = None,
+        upsert: bool = False, return_document: bool = ReturnDocument.BEFORE,
+        array_filters: Any = None, hint: Any = None,
+    ) -> Any:
+        return self._run(self._find_one_and_op(
+            filter, update=update, return_document=return_document, upsert=upsert, sort=sort,
+            projection=projection, array_filters=array_filters, hint=hint))
+
+    def find_one_and_replace(
+        self, filter: Mapping[str, Any], replacement: Mapping[str, Any], projection: Any = None,
+        sort: Any = None, upsert: bool = False, return_document: bool = ReturnDocument.BEFORE,
+        hint: Any = None,
+    ) -> Any:
+        return self._run(self._find_one_and_op(
+            filter, update=replacement, replacement=True, return_document=return_document,
+            upsert=upsert, sort=sort, projection=projection, hint=hint))
+
+    def find_one_and_delete(
+        self, filter: Mapping[str, Any], projection: Any = None, sort: Any = None, hint: Any = None
+    ) -> Any:
+        return self._run(self._find_one_and_op(filter, remove=True, sort=sort,
+                                               projection=projection, hint=hint))
+
+    # --- reads --------------------------------------------------------------------------------------------
+    def find(self, *args: Any, **kwargs: Any) -> Cursor:
+        """``find(filter=None, projection=None, skip=0, limit=0, sort=None, batch_size=0,
+        snapshot=False, ...)`` -> a :class:`~helogale.cursor.Cursor`."""
+        return Cursor(self, *args, **kwargs)
+
+    def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        cursor = self.find(filter_for(filter), *args, **kwargs).limit(-1)
+        for document in cursor:
+            return document
+        return None
+
+    def count_documents(self, filter: Mapping[str, Any], skip: int = 0, limit: int = 0,
+                        hint: Any = None, **kwargs: Any) -> int:
+        return self._run(self._count_documents_op(filter, skip, limit, hint, **kwargs))
+
+    def estimated_document_count(self, **kwargs: Any) -> int:
+        return self._run(Op({"count": self._name, **kwargs}, _count))
+
+    def count(self, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
+        """Classic ``Collection.count()``: the number of documents matching ``filter``."""
+        return self.count_documents(filter or {}, **kwargs)
+
+    def distinct(self, key: str, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> list[Any]:
+        return self._run(self._distinct_op(key, filter, **kwargs))
+
+    def aggregate(self, pipeline: list[Mapping[str, Any]], batch_size: int = 0,
+                  **kwargs: Any) -> CommandCursor:
+        """Run an aggregation pipeline; returns a streaming :class:`CommandCursor`."""
+        op = self._aggregate_op(pipeline, batch_size, **kwargs)
+        reply, address = self.read_command(op.command, op.read_preference)
         return CommandCursor(self._database.client, self._database.name, reply["cursor"], address,
                              self._codec_options, batch_size)
 
@@ -537,14 +645,7 @@ class Collection:
 
     # --- indexes ------------------------------------------------------------------------------------------------
     def create_indexes(self, indexes: list[IndexModel]) -> list[str]:
-        documents = []
-        for index in indexes:
-            if not isinstance(index, IndexModel):
-                raise TypeError(f"{index!r} is not an instance of IndexModel")
-            documents.append(index.document)
-        command = {"createIndexes": self._name, "indexes": documents}
-        self._write(command, self._write_concern, False, check=check_reply)
-        return [d["name"] for d in documents]
+        return self._run(self._create_indexes_op(indexes))
 
     def create_index(self, keys: Any, **kwargs: Any) -> str:
         return self.create_indexes([IndexModel(keys, **kwargs)])[0]
@@ -560,15 +661,10 @@ class Collection:
         return self.create_index(key_or_list, **kwargs)
 
     def drop_index(self, index_or_name: Any) -> None:
-        name = index_or_name
-        if not isinstance(name, str):
-            name = index_name(index_keys(name))
-        self._write({"dropIndexes": self._name, "index": name}, self._write_concern, False,
-                    check=check_reply)
+        self._run(self._drop_index_op(index_or_name))
 
     def drop_indexes(self) -> None:
-        self._write({"dropIndexes": self._name, "index": "*"}, self._write_concern, False,
-                    check=_allow_ns_not_found)
+        self._run(self._drop_indexes_op())
 
     def list_indexes(self) -> CommandCursor:
         reply, address = self.read_command({"listIndexes": self._name, "cursor": {}},
@@ -656,7 +752,7 @@ class Collection:
         write_concern = from_legacy(self._write_concern, safe, kwargs)
         if spec_or_id is not None and not isinstance(spec_or_id, Mapping):
             multi = False
-        raw = self._delete(_filter_for(spec_or_id), 0 if multi else 1, write_concern)
+        raw = self._run(self._delete_op(filter_for(spec_or_id), 0 if multi else 1, write_concern))
         if not write_concern.acknowledged:
             return None
         raw["err"] = None
@@ -673,9 +769,9 @@ class Collection:
         if update and remove:
             raise ValueError("Can't do both update and remove")
         write_concern = from_legacy(self._write_concern, safe, kwargs)
-        reply = self._find_and_modify(query or {}, update=update, remove=remove, new=new,
-                                      upsert=upsert, sort=sort, projection=fields,
-                                      write_concern=write_concern)
+        reply = self._run(self._find_and_modify_op(
+            query or {}, update=update, remove=remove, new=new, upsert=upsert, sort=sort,
+            projection=fields, write_concern=write_concern))
         return reply if full_response else reply.get("value")
 
 
@@ -689,6 +785,10 @@ def _projection(projection: Any) -> Mapping[str, Any]:
 
 def _check_fam(reply: Mapping[str, Any], address: Any) -> None:
     check_write_reply(reply, address)
+
+
+def _count(reply: Mapping[str, Any]) -> int:
+    return int(reply.get("n", 0))
 
 
 def _allow_ns_not_found(reply: Mapping[str, Any], address: Any) -> None:

@@ -12,7 +12,7 @@ import contextlib
 import copy
 from collections import deque
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from bson.codec_options import CodecOptions
 from bson.int64 import Int64
@@ -29,6 +29,8 @@ from helogale.errors import (
 )
 
 DEFAULT_BATCH = 101
+DOC, KILL, STOP, FIND, MORE, TAIL, SKIP = "doc", "kill", "stop", "find", "more", "tail", "skip"
+"""The steps of a find cursor's iteration (:meth:`FindCursorBase._step`)."""
 _REOPEN_CODES = frozenset({43, 175, 10107, 13435, 11600, 11602, 189, 91})
 """getMore failures after which a tailable cursor reopens itself from its resume token:
 cursor gone with its server (CursorNotFound, QueryPlanKilled), not primary, shutting down."""
@@ -47,8 +49,6 @@ class CursorType:
 
 if TYPE_CHECKING:
     from helogale.channel import Address, Channel
-    from helogale.client import MongoClient
-    from helogale.collection import Collection
     from helogale.topology import ServerDescription
 
 
@@ -80,10 +80,11 @@ def normalize_sort(key_or_list: Any, direction: Any = None) -> list[tuple[str, A
     raise TypeError("sort must be a string, a (key, direction) pair, a list of pairs or a mapping")
 
 
-class _Batches:
-    """Shared getMore/killCursors logic for a server-side cursor pinned to one address."""
+class _CursorState:
+    """A server-side cursor pinned to one address, without I/O: the batch held, the cursor id,
+    and the ``getMore`` / ``killCursors`` commands that continue or end it."""
 
-    def __init__(self, client: MongoClient, codec_options: CodecOptions) -> None:
+    def __init__(self, client: Any, codec_options: CodecOptions) -> None:
         self._client = client
         self._codec_options = codec_options
         self._data: deque[Any] = deque()
@@ -102,13 +103,39 @@ class _Batches:
         if ns and "." in ns:
             self._db, self._coll = ns.split(".", 1)
 
-    def _get_more(self, batch_size: int | None, max_time_ms: int | None = None) -> None:
+    def _get_more_command(self, batch_size: int | None,
+                          max_time_ms: int | None = None) -> dict[str, Any]:
         assert self._address is not None and self._id
         command: dict[str, Any] = {"getMore": Int64(self._id), "collection": self._coll}
         if batch_size:
             command["batchSize"] = batch_size
         if max_time_ms is not None:
             command["maxTimeMS"] = max_time_ms
+        return command
+
+    def _take_kill_command(self) -> dict[str, Any] | None:
+        """The ``killCursors`` that ends the open cursor (None: none is open); the cursor is
+        forgotten either way."""
+        command = None
+        if self._id and self._address is not None:
+            command = {"killCursors": self._coll, "cursors": [Int64(self._id)]}
+        self._id = 0
+        return command
+
+    @property
+    def cursor_id(self) -> int | None:
+        return self._id
+
+    @property
+    def address(self) -> Address | None:
+        return self._address
+
+
+class _Batches(_CursorState):
+    """getMore / killCursors through the threaded client's executor."""
+
+    def _get_more(self, batch_size: int | None, max_time_ms: int | None = None) -> None:
+        command = self._get_more_command(batch_size, max_time_ms)
         db, codec = self._db, self._codec_options
 
         def operation(server: ServerDescription, channel: Channel) -> dict[str, Any]:
@@ -124,9 +151,8 @@ class _Batches:
         self._absorb(reply["cursor"], "nextBatch")
 
     def _kill(self) -> None:
-        if self._id and self._address is not None:
-            cursor_id, self._id = self._id, 0
-            command = {"killCursors": self._coll, "cursors": [Int64(cursor_id)]}
+        command = self._take_kill_command()
+        if command is not None:
             db = self._db
 
             def operation(server: ServerDescription, channel: Channel) -> None:
@@ -135,23 +161,15 @@ class _Batches:
             # a failure is harmless: the server reaps abandoned cursors itself
             with contextlib.suppress(PyMongoError):
                 self._client.executor.run(operation, retryable=False, address=self._address)
-        self._id = 0
-
-    @property
-    def cursor_id(self) -> int | None:
-        return self._id
-
-    @property
-    def address(self) -> Address | None:
-        return self._address
 
 
-class CommandCursor(_Batches):
-    """A cursor returned inside a command reply (``{cursor: {firstBatch, id, ns}}``)."""
+class CommandCursorBase(_CursorState):
+    """A cursor returned inside a command reply (``{cursor: {firstBatch, id, ns}}``), without
+    I/O."""
 
     def __init__(
         self,
-        client: MongoClient,
+        client: Any,
         db: str,
         cursor: Mapping[str, Any],
         address: Address,
@@ -167,6 +185,10 @@ class CommandCursor(_Batches):
     @property
     def alive(self) -> bool:
         return bool(self._data) or bool(self._id)
+
+
+class CommandCursor(CommandCursorBase, _Batches):
+    """A command's cursor, iterated with the threaded client."""
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -191,12 +213,14 @@ class CommandCursor(_Batches):
         self.close()
 
 
-class Cursor(_Batches):
-    """The result of ``find``: options are set before iteration starts; iteration streams."""
+class FindCursorBase(_CursorState):
+    """A ``find`` cursor without I/O: its options (set before iteration starts), the ``find``
+    command, and what iteration does next (:meth:`_step`). :class:`Cursor` runs it with the
+    threaded client, ``helogale.asyncio.AsyncCursor`` with the asyncio one."""
 
     def __init__(
         self,
-        collection: Collection,
+        collection: Any,
         filter: Mapping[str, Any] | None = None,
         projection: Any = None,
         skip: int = 0,
@@ -264,48 +288,48 @@ class Cursor(_Batches):
         if self._started:
             raise InvalidOperation("cannot set options after executing query")
 
-    def sort(self, key_or_list: Any, direction: Any = None) -> Cursor:
+    def sort(self, key_or_list: Any, direction: Any = None) -> Self:
         self._check_okay_to_chain()
         self._sort = normalize_sort(key_or_list, direction)
         return self
 
-    def limit(self, limit: int) -> Cursor:
+    def limit(self, limit: int) -> Self:
         self._check_okay_to_chain()
         self._limit = _int("limit", limit, allow_negative=True)
         return self
 
-    def skip(self, skip: int) -> Cursor:
+    def skip(self, skip: int) -> Self:
         self._check_okay_to_chain()
         self._skip = _int("skip", skip)
         return self
 
-    def batch_size(self, batch_size: int) -> Cursor:
+    def batch_size(self, batch_size: int) -> Self:
         self._check_okay_to_chain()
         self._batch_size = _int("batch_size", batch_size)
         return self
 
-    def hint(self, index: Any) -> Cursor:
+    def hint(self, index: Any) -> Self:
         self._check_okay_to_chain()
         self._hint = index if isinstance(index, str) or index is None else SON(normalize_sort(index))
         return self
 
-    def max_time_ms(self, max_time_ms: int | None) -> Cursor:
+    def max_time_ms(self, max_time_ms: int | None) -> Self:
         self._check_okay_to_chain()
         self._max_time_ms = max_time_ms
         return self
 
-    def max_await_time_ms(self, max_await_time_ms: int | None) -> Cursor:
+    def max_await_time_ms(self, max_await_time_ms: int | None) -> Self:
         """How long each getMore of a TAILABLE_AWAIT cursor waits for new documents."""
         self._check_okay_to_chain()
         self._max_await_time_ms = max_await_time_ms
         return self
 
-    def comment(self, comment: Any) -> Cursor:
+    def comment(self, comment: Any) -> Self:
         self._check_okay_to_chain()
         self._comment = comment
         return self
 
-    def collation(self, collation: Mapping[str, Any]) -> Cursor:
+    def collation(self, collation: Mapping[str, Any]) -> Self:
         self._check_okay_to_chain()
         self._collation = collation
         return self
@@ -366,11 +390,73 @@ class Cursor(_Batches):
                 return remaining
         return size
 
-    def _send_find(self) -> None:
-        self._started = True
-        reply, address = self._collection.read_command(self.find_command())
+    def _limit_reached(self) -> bool:
+        return bool(self._limit) and self._retrieved >= abs(self._limit)
+
+    def _step(self) -> tuple[str, Any]:
+        """What iteration does next: ``(DOC, document)``, or an action without a document:
+        ``KILL`` (the limit is reached: kill the cursor, then stop), ``STOP``, ``FIND`` (send
+        the query), ``MORE`` (getMore), ``TAIL`` (a tailable cursor's getMore; stop if it
+        brings nothing) or ``SKIP`` (a snapshot duplicate: step again)."""
+        if self._limit_reached():
+            self._data.clear()
+            return KILL, None
+        if not self._data:
+            if not self._started:
+                return FIND, None
+            if self._id:
+                return (TAIL if self._tailable else MORE), None
+            return STOP, None
+        document = self._data.popleft()
+        if self._snapshot and isinstance(document, Mapping) and "_id" in document:
+            key = _hashable(document["_id"])
+            if key in self._seen:
+                return SKIP, None
+            self._seen.add(key)
+        self._retrieved += 1
+        return DOC, document
+
+    def _opened(self, reply: Mapping[str, Any], address: Address) -> None:
+        """The ``find`` reply came from ``address``: the first batch."""
         self._address = address
         self._absorb(reply["cursor"], "firstBatch")
+
+    @property
+    def alive(self) -> bool:
+        return not self._started or bool(self._data) or bool(self._id)
+
+    @property
+    def resume_token(self) -> Any:
+        """The ``postBatchResumeToken`` of the last batch (tailable cursors)."""
+        return self._resume_token
+
+    @property
+    def retrieved(self) -> int:
+        return self._retrieved
+
+    @property
+    def collection(self) -> Any:
+        return self._collection
+
+    def clone(self) -> Self:
+        """An unevaluated copy with the same options."""
+        other = copy.copy(self)
+        other._data = deque()
+        other._id = None
+        other._address = None
+        other._started = False
+        other._retrieved = 0
+        other._seen = set()
+        other._resume_token = None
+        return other
+
+
+class Cursor(FindCursorBase, _Batches):
+    """The result of ``find``: options are set before iteration starts; iteration streams."""
+
+    def _send_find(self) -> None:
+        self._started = True
+        self._opened(*self._collection.read_command(self.find_command()))
 
     def _tail_more(self) -> None:
         """A tailable cursor's next batch; if its server went away (failover), the cursor
@@ -401,40 +487,28 @@ class Cursor(_Batches):
             self._absorb(reply["cursor"], "firstBatch")
             return
 
-    def _limit_reached(self) -> bool:
-        return bool(self._limit) and self._retrieved >= abs(self._limit)
-
     # --- iteration -----------------------------------------------------------------------------------
     def __iter__(self) -> Cursor:
         return self
 
     def __next__(self) -> Any:
         while True:
-            if self._limit_reached():
-                self._data.clear()
+            action, document = self._step()
+            if action == DOC:
+                return document
+            if action == KILL:
                 self._kill()
                 raise StopIteration
-            if not self._data:
-                if not self._started:
-                    self._send_find()
-                elif self._id and self._tailable:
-                    self._tail_more()
-                    if not self._data:
-                        raise StopIteration  # nothing new yet; the cursor stays alive
-                elif self._id:
-                    self._get_more(self._next_batch_size())
+            if action == STOP:
+                raise StopIteration
+            if action == FIND:
+                self._send_find()
+            elif action == MORE:
+                self._get_more(self._next_batch_size())
+            elif action == TAIL:
+                self._tail_more()
                 if not self._data:
-                    if self._id and self._started:
-                        continue  # an empty batch from a live cursor: ask again
-                    raise StopIteration
-            document = self._data.popleft()
-            if self._snapshot and isinstance(document, Mapping) and "_id" in document:
-                key = _hashable(document["_id"])
-                if key in self._seen:
-                    continue
-                self._seen.add(key)
-            self._retrieved += 1
-            return document
+                    raise StopIteration  # nothing new yet; the cursor stays alive
 
     next = __next__
 
@@ -461,23 +535,6 @@ class Cursor(_Batches):
             return document
         raise IndexError("no such item for Cursor instance")
 
-    @property
-    def alive(self) -> bool:
-        return not self._started or bool(self._data) or bool(self._id)
-
-    @property
-    def resume_token(self) -> Any:
-        """The ``postBatchResumeToken`` of the last batch (tailable cursors)."""
-        return self._resume_token
-
-    @property
-    def retrieved(self) -> int:
-        return self._retrieved
-
-    @property
-    def collection(self) -> Collection:
-        return self._collection
-
     def close(self) -> None:
         self._data.clear()
         self._kill()
@@ -499,18 +556,6 @@ class Cursor(_Batches):
         self._retrieved = 0
         self._seen = set()
         return self
-
-    def clone(self) -> Cursor:
-        """An unevaluated copy with the same options."""
-        other = copy.copy(self)
-        other._data = deque()
-        other._id = None
-        other._address = None
-        other._started = False
-        other._retrieved = 0
-        other._seen = set()
-        other._resume_token = None
-        return other
 
     # --- cursor-level helpers -------------------------------------------------------------------
     def count(self, with_limit_and_skip: bool = False) -> int:

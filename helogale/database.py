@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bson.codec_options import CodecOptions
 
+from helogale.client_common import HasOptions
 from helogale.collection import Collection
 from helogale.cursor import CommandCursor
 from helogale.errors import InvalidName, check_reply
 from helogale.read_concern import ReadConcern
 from helogale.read_preferences import ReadPreference, ServerMode
 from helogale.write_concern import WriteConcern
-
-if TYPE_CHECKING:
-    from helogale.client import MongoClient
 
 NAMESPACE_NOT_FOUND = 26
 
@@ -30,12 +28,16 @@ def check_database_name(name: str) -> None:
             raise InvalidName(f"database names cannot contain the character {char!r}")
 
 
-class Database:
-    """A database of one client; cheap to create, holds no state but options."""
+class DatabaseBase(HasOptions):
+    """A database of one client: its options and the commands it builds, without I/O; cheap
+    to create, holds no state but options. :class:`Database` runs them with the threaded
+    client, ``helogale.asyncio.AsyncDatabase`` with the asyncio one."""
+
+    _collection_class: Any
 
     def __init__(
         self,
-        client: MongoClient,
+        client: Any,
         name: str,
         codec_options: CodecOptions | None = None,
         read_preference: ServerMode | None = None,
@@ -55,29 +57,13 @@ class Database:
         return self._name
 
     @property
-    def client(self) -> MongoClient:
+    def client(self) -> Any:
         return self._client
 
     @property
-    def connection(self) -> MongoClient:
+    def connection(self) -> Any:
         """The classic name of :attr:`client` (``assert dbh.connection == c``)."""
         return self._client
-
-    @property
-    def codec_options(self) -> CodecOptions:
-        return self._codec_options
-
-    @property
-    def read_preference(self) -> ServerMode:
-        return self._read_preference
-
-    @property
-    def write_concern(self) -> WriteConcern:
-        return self._write_concern
-
-    @property
-    def read_concern(self) -> ReadConcern:
-        return self._read_concern
 
     def with_options(
         self,
@@ -85,14 +71,14 @@ class Database:
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
         read_concern: ReadConcern | None = None,
-    ) -> Database:
-        return Database(
+    ) -> Any:
+        return type(self)(
             self._client, self._name, codec_options or self._codec_options,
             read_preference or self._read_preference, write_concern or self._write_concern,
             read_concern or self._read_concern,
         )
 
-    def __getattr__(self, name: str) -> Collection:
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(
                 f"Database has no attribute {name!r}. To access the {name} collection, "
@@ -100,8 +86,8 @@ class Database:
             )
         return self[name]
 
-    def __getitem__(self, name: str) -> Collection:
-        return Collection(self, name)
+    def __getitem__(self, name: str) -> Any:
+        return self._collection_class(self, name)
 
     def get_collection(
         self,
@@ -110,11 +96,12 @@ class Database:
         read_preference: ServerMode | None = None,
         write_concern: WriteConcern | None = None,
         read_concern: ReadConcern | None = None,
-    ) -> Collection:
-        return Collection(self, name, codec_options, read_preference, write_concern, read_concern)
+    ) -> Any:
+        return self._collection_class(self, name, codec_options, read_preference, write_concern,
+                                      read_concern)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Database):
+        if isinstance(other, DatabaseBase):
             return self._client == other._client and self._name == other._name
         return NotImplemented
 
@@ -122,15 +109,57 @@ class Database:
         return hash(self._name)
 
     def __repr__(self) -> str:
-        return f"Database({self._client!r}, {self._name!r})"
+        return f"{type(self).__name__}({self._client!r}, {self._name!r})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError(
-            "'Database' object is not callable. If you meant to call a method on a 'MongoClient' "
-            "object it is failing because no such method exists."
+            f"'{type(self).__name__}' object is not callable. If you meant to call a method on "
+            f"a '{type(self._client).__name__}' object it is failing because no such method "
+            "exists."
         )
 
-    # --- commands ---------------------------------------------------------------------------
+    # --- commands (no I/O) --------------------------------------------------------------------
+    @staticmethod
+    def _command_document(command: str | Mapping[str, Any], value: Any,
+                          kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(command, str):
+            document: dict[str, Any] = {command: value}
+        elif isinstance(command, Mapping):
+            document = dict(command)
+        else:
+            raise TypeError("command must be a string or a mapping")
+        document.update(kwargs)
+        return document
+
+    @staticmethod
+    def _list_collections_command(filter: Mapping[str, Any] | None,
+                                  kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        command: dict[str, Any] = {"listCollections": 1, "cursor": {}}
+        if filter:
+            command["filter"] = filter
+        command.update(kwargs)
+        return command
+
+    @staticmethod
+    def _drop_target(name_or_collection: Any) -> str:
+        name = getattr(name_or_collection, "name", name_or_collection)
+        if not isinstance(name, str):
+            raise TypeError("name_or_collection must be an instance of str or Collection")
+        return name
+
+    @staticmethod
+    def _check_drop(reply: dict[str, Any]) -> dict[str, Any]:
+        """A ``drop`` reply: a collection that did not exist is no error."""
+        if reply.get("code") != NAMESPACE_NOT_FOUND and reply.get("errmsg") != "ns not found":
+            check_reply(reply)
+        return reply
+
+
+class Database(DatabaseBase):
+    """A database, run with the threaded client."""
+
+    _collection_class = Collection
+
     def command(
         self,
         command: str | Mapping[str, Any],
@@ -143,13 +172,7 @@ class Database:
     ) -> dict[str, Any]:
         """Run any command document and return the server's raw reply; an ``ok: 0`` reply
         raises :class:`~helogale.errors.OperationFailure` (``code``, ``details``) when ``check``."""
-        if isinstance(command, str):
-            document: dict[str, Any] = {command: value}
-        elif isinstance(command, Mapping):
-            document = dict(command)
-        else:
-            raise TypeError("command must be a string or a mapping")
-        document.update(kwargs)
+        document = self._command_document(command, value, kwargs)
         return self._client.run_command(
             self._name, document,
             read_preference=read_preference or ReadPreference.PRIMARY,
@@ -158,13 +181,9 @@ class Database:
         )
 
     def list_collections(self, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> CommandCursor:
-        command: dict[str, Any] = {"listCollections": 1, "cursor": {}}
-        if filter:
-            command["filter"] = filter
-        command.update(kwargs)
         reply, address = self._client.read_command(
-            self._name, command, ReadPreference.PRIMARY, self._codec_options
-        )
+            self._name, self._list_collections_command(filter, kwargs), ReadPreference.PRIMARY,
+            self._codec_options)
         return CommandCursor(self._client, self._name, reply["cursor"], address, self._codec_options)
 
     def list_collection_names(self, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> list[str]:
@@ -176,10 +195,5 @@ class Database:
         return collection
 
     def drop_collection(self, name_or_collection: str | Collection) -> dict[str, Any]:
-        name = name_or_collection.name if isinstance(name_or_collection, Collection) else name_or_collection
-        if not isinstance(name, str):
-            raise TypeError("name_or_collection must be an instance of str or Collection")
-        reply = self.command({"drop": name}, check=False)
-        if reply.get("code") != NAMESPACE_NOT_FOUND and reply.get("errmsg") != "ns not found":
-            check_reply(reply)
-        return reply
+        name = self._drop_target(name_or_collection)
+        return self._check_drop(self.command({"drop": name}, check=False))

@@ -85,6 +85,47 @@ class FileExists(GridFSError):
     """A file with this ``_id`` exists already."""
 
 
+FILES_INDEX = [("filename", 1), ("uploadDate", 1)]
+CHUNKS_INDEX = [("files_id", 1), ("n", 1)]
+"""pymongo's indexes of a bucket (the chunks' unique), built before the first upload."""
+
+
+def chunks_index_refused(exc: OperationFailure) -> bool:
+    """Whether the unique chunks index was refused because ``<bucket>.chunks`` is sharded by
+    ``_id``: a unique index on another key cannot be enforced (mongos refuses it too); the
+    same index without ``unique`` serves the reads."""
+    return exc.code == _INDEX_REFUSED
+
+
+def chunk_document(files_id: Any, n: int, data: bytes) -> dict[str, Any]:
+    """Chunk ``n`` of a file as stored in ``<bucket>.chunks``."""
+    return {"_id": ObjectId(), "files_id": files_id, "n": n, "data": Binary(data)}
+
+
+def finished_file_document(file: dict[str, Any], length: int) -> dict[str, Any]:
+    """The ``<bucket>.files`` document of a file whose ``length`` bytes are all stored: the
+    length (an Int64 from 2 GiB) and the upload date (milliseconds, as BSON keeps it)."""
+    file["length"] = Int64(length) if length >= 1 << 31 else length
+    now = datetime.datetime.now(datetime.UTC)
+    file["uploadDate"] = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return dict(file)
+
+
+def chunk_data(file: Mapping[str, Any], chunk: Mapping[str, Any] | None, n: int) -> bytes:
+    """Chunk ``n``'s data, checked against the file document (CorruptGridFile when it is
+    missing, out of place or of the wrong size)."""
+    if chunk is None or chunk.get("n") != n:
+        raise CorruptGridFile(f"no chunk #{n} of file {file['_id']!r}")
+    data = bytes(chunk["data"])
+    size, length = int(file.get("chunkSize", DEFAULT_CHUNK_SIZE)), int(file.get("length", 0))
+    count = (length + size - 1) // size if size else 0
+    expected = size if n < count - 1 else length - size * (count - 1)
+    if len(data) != expected:
+        raise CorruptGridFile(f"truncated chunk #{n} of file {file['_id']!r}: expected "
+                              f"{expected} bytes, got {len(data)}")
+    return data
+
+
 def _retrying(action: Any, what: str) -> Any:
     """Run an idempotent ``action`` again while its server goes away (failover)."""
     for attempt in range(_RETRIES):
@@ -111,17 +152,15 @@ def _ensure_indexes(files: Collection, chunks: Collection) -> None:
             raise
 
     def build() -> None:
-        if not has(files, [("filename", 1), ("uploadDate", 1)]):
-            files.create_index([("filename", 1), ("uploadDate", 1)])
-        if not has(chunks, [("files_id", 1), ("n", 1)]):
+        if not has(files, FILES_INDEX):
+            files.create_index(FILES_INDEX)
+        if not has(chunks, CHUNKS_INDEX):
             try:
-                chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+                chunks.create_index(CHUNKS_INDEX, unique=True)
             except OperationFailure as exc:
-                if exc.code != _INDEX_REFUSED:
+                if not chunks_index_refused(exc):
                     raise
-                # fs.chunks sharded by _id: a unique index on another key cannot be enforced
-                # (mongos refuses it too); the same index without unique serves the reads
-                chunks.create_index([("files_id", 1), ("n", 1)])
+                chunks.create_index(CHUNKS_INDEX)
 
     _retrying(build, "index build")
 
@@ -246,8 +285,7 @@ class GridIn(_FileDocument):
         self._buffer = io.BytesIO()
         if not data:
             return
-        self._pending.append({"_id": ObjectId(), "files_id": self._id, "n": self._n,
-                              "data": Binary(data)})
+        self._pending.append(chunk_document(self._id, self._n, data))
         self._n += 1
         self._pending_bytes += len(data)
         if self._pending_bytes >= BATCH_BYTES:
@@ -271,12 +309,8 @@ class GridIn(_FileDocument):
             _ensure_indexes(self._files, self._chunks)
             self._ensured = True
         self._send_pending()
-        self._file["length"] = Int64(self._position) if self._position >= 1 << 31 else \
-            self._position
-        now = datetime.datetime.now(datetime.UTC)
-        self._file["uploadDate"] = now.replace(microsecond=now.microsecond // 1000 * 1000)
         try:
-            _insert_files_doc(self._files, dict(self._file))
+            _insert_files_doc(self._files, finished_file_document(self._file, self._position))
         except OperationFailure as exc:
             if exc.code == _DUPLICATE_KEY:
                 raise FileExists(f"file with _id {self._id!r} already exists") from exc
@@ -401,15 +435,8 @@ class GridOut(_FileDocument, io.IOBase):
                 if attempt == _RETRIES - 1:
                     raise
                 time.sleep(_RETRY_PAUSE_S * (attempt + 1))
-        if chunk is None or chunk.get("n") != n:
-            raise CorruptGridFile(f"no chunk #{n} of file {self._id!r}")
+        data = chunk_data(self._file, chunk, n)
         self._next_n = n + 1
-        data = bytes(chunk["data"])
-        expected = self.chunk_size if n < self._chunk_count - 1 else \
-            self.length - self.chunk_size * (self._chunk_count - 1)
-        if len(data) != expected:
-            raise CorruptGridFile(f"truncated chunk #{n} of file {self._id!r}: expected "
-                                  f"{expected} bytes, got {len(data)}")
         return data
 
     def readchunk(self) -> bytes:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bson.binary import Binary
+from bson.codec_options import DEFAULT_CODEC_OPTIONS
 from bson.int64 import Int64
 
 from helogale.channel import Address, Channel
@@ -46,7 +47,7 @@ from helogale.errors import (
     is_retryable,
 )
 from helogale.read_preferences import ReadPreference, ServerMode
-from helogale.topology import MONGOS, RS_PRIMARY, ServerDescription, Topology
+from helogale.topology import MONGOS, RS_PRIMARY, ServerDescription
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 10
@@ -102,12 +103,101 @@ def _avoiding(
     return select
 
 
+class RetryLoop:
+    """The retry policy's decisions for one operation, without I/O: which server to select
+    next (``selection``) and, after a failure, whether to run again (``failed`` raises when
+    not). Both clients drive it: :class:`Executor` with threads, the asyncio client's
+    executor with awaits."""
+
+    def __init__(self, topology: Any, retryable: bool | Callable[[], bool],
+                 address: Address | None = None) -> None:
+        self.topology = topology
+        self.retryable = retryable
+        self.address = address
+        self.deadline: float | None = None
+        self.attempts = 0
+        self.first_error: PyMongoError | None = None
+        self.failed_routers: set[Address] = set()
+
+    def selection(self) -> dict[str, Any]:
+        """Keyword arguments for ``select_server`` (``timeout``, ``selector``) this attempt."""
+        self.attempts += 1
+        remaining = None
+        if self.deadline is not None:
+            remaining = max(self.deadline - time.monotonic(), 0.0)
+        selector = _avoiding(self.failed_routers) if self.failed_routers else None
+        return {"timeout": remaining, "selector": selector}
+
+    def refused(self) -> PyMongoError:
+        """The error to raise when the operation refused the server selected for a retry."""
+        assert self.first_error is not None
+        return self.first_error
+
+    def failed(self, exc: PyMongoError, server: ServerDescription) -> None:
+        """Account for ``exc`` raised by the operation on ``server``: mark the server unknown
+        when the error says so, then return to run again or raise ``exc``."""
+        topology = self.topology
+        timed_out = isinstance(exc, NetworkTimeout)
+        router = server.server_type == MONGOS or topology.is_sharded
+        if is_not_primary(exc):  # (NotPrimaryError is an AutoReconnect, as in pymongo)
+            if not router:  # a router relays a shard's answer: it is itself fine
+                topology.mark_unknown(server.address, exc)
+        elif isinstance(exc, AutoReconnect) and not timed_out:
+            topology.mark_unknown(server.address, exc)
+        if router:
+            self.failed_routers.add(server.address)
+        retryable = self.retryable
+        may_retry = retryable() if callable(retryable) else retryable
+        if self.address is not None or not may_retry or not is_retryable(exc):
+            raise exc
+        if self.first_error is None:
+            self.first_error = exc
+        if self.deadline is None:
+            self.deadline = time.monotonic() + topology.server_selection_timeout
+        if self.attempts >= MAX_ATTEMPTS or time.monotonic() >= self.deadline:
+            raise exc
+
+
+class RetryableWrite:
+    """The session fields of one write, the same on every attempt (see :meth:`Executor.write`);
+    no I/O."""
+
+    def __init__(self, sessions: SessionPool, retry: bool) -> None:
+        self._sessions = sessions
+        self.retry = retry
+        self.session = sessions.checkout() if retry else None
+        self.fields: dict[str, Any] | None = None
+
+    def session_fields(self, server: ServerDescription) -> dict[str, Any] | None:
+        """``{lsid, txnNumber}`` for a run on ``server`` (None: it takes no sessions); raises
+        :class:`RetryRefused` when a retry would go to a server that takes no sessions."""
+        if self.session is None:
+            return None
+        if supports_retryable_writes(server):
+            if self.fields is None:
+                self.fields = {"lsid": self.session.lsid,
+                               "txnNumber": self.session.next_txn_number()}
+            return self.fields
+        if self.fields is not None:
+            raise RetryRefused  # this server would take the write without its session
+        return None
+
+    def may_retry(self) -> bool:
+        """Retried only once it went out with lsid + txnNumber (and it always will again)."""
+        return self.retry and self.fields is not None
+
+    def release(self) -> None:
+        if self.session is not None:
+            self._sessions.checkin(self.session)
+            self.session = None
+
+
 class Executor:
     """Runs operations against the topology with the client's retry policy."""
 
     def __init__(
         self,
-        topology: Topology,
+        topology: Any,
         *,
         retry_reads: bool = True,
         retry_writes: bool = True,
@@ -118,6 +208,10 @@ class Executor:
         self.sessions = SessionPool()
         self._lock = threading.Lock()
         self.retries = 0  # operations run again after a retryable failure (for tests and stats)
+
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
 
     def run(
         self,
@@ -134,48 +228,21 @@ class Executor:
         and is never retried elsewhere.
         """
         topology = self.topology
-        deadline: float | None = None
-        attempts = 0
-        first_error: PyMongoError | None = None
-        failed_routers: set[Address] = set()
+        loop = RetryLoop(topology, retryable, address)
         while True:
+            selection = loop.selection()
             if address is not None:
                 server = ServerDescription(address)
             else:
-                remaining = None
-                if deadline is not None:
-                    remaining = max(deadline - time.monotonic(), 0.0)
-                server = topology.select_server(
-                    read_preference, timeout=remaining,
-                    selector=_avoiding(failed_routers) if failed_routers else None)
+                server = topology.select_server(read_preference, **selection)
             channel = topology.channels.get(server.address)
-            attempts += 1
             try:
                 return operation(server, channel)
             except RetryRefused:
-                assert first_error is not None
-                raise first_error from None
+                raise loop.refused() from None
             except PyMongoError as exc:
-                timed_out = isinstance(exc, NetworkTimeout)
-                router = server.server_type == MONGOS or topology.is_sharded
-                if is_not_primary(exc):  # (NotPrimaryError is an AutoReconnect, as in pymongo)
-                    if not router:  # a router relays a shard's answer: it is itself fine
-                        topology.mark_unknown(server.address, exc)
-                elif isinstance(exc, AutoReconnect) and not timed_out:
-                    topology.mark_unknown(server.address, exc)
-                if router:
-                    failed_routers.add(server.address)
-                may_retry = retryable() if callable(retryable) else retryable
-                if address is not None or not may_retry or not is_retryable(exc):
-                    raise
-                if first_error is None:
-                    first_error = exc
-                if deadline is None:
-                    deadline = time.monotonic() + topology.server_selection_timeout
-                if attempts >= MAX_ATTEMPTS or time.monotonic() >= deadline:
-                    raise
-                with self._lock:
-                    self.retries += 1
+                loop.failed(exc, server)
+                self._count_retry()
 
     def read(
         self, operation: Operation[T], read_preference: ServerMode = ReadPreference.PRIMARY
@@ -199,30 +266,13 @@ class Executor:
         whose first run went without them (the server takes no sessions) is never run again,
         and a retry is never sent without them.
         """
-        retry = retryable and self.retry_writes
-        session = self.sessions.checkout() if retry else None
-        fields: dict[str, Any] | None = None
+        write = RetryableWrite(self.sessions, retryable and self.retry_writes)
 
         def operation(server: ServerDescription, channel: Channel) -> T:
-            nonlocal fields
-            session_fields = None
-            if session is not None:
-                if supports_retryable_writes(server):
-                    if fields is None:
-                        fields = {"lsid": session.lsid, "txnNumber": session.next_txn_number()}
-                    session_fields = fields
-                elif fields is not None:
-                    raise RetryRefused  # this server would take the write without its session
-            db, command = build(server, session_fields)
-            if codec_options is not None:
-                reply = channel.run(db, command, codec_options)
-            else:
-                reply = channel.run(db, command)
-            return handle(reply, server)
+            db, command = build(server, write.session_fields(server))
+            return handle(channel.run(db, command, codec_options or DEFAULT_CODEC_OPTIONS), server)
 
         try:
-            # retried only once it went out with lsid + txnNumber (and it always will again)
-            return self.run(operation, retryable=lambda: retry and fields is not None)
+            return self.run(operation, retryable=write.may_retry)
         finally:
-            if session is not None:
-                self.sessions.checkin(session)
+            write.release()

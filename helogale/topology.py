@@ -166,21 +166,26 @@ class Monitor:
             if not self._stopped.is_set():
                 topology.on_check_failed(self.address, exc)
             return
-        if self._stopped.is_set():
-            return
-        if not reply.get("ok"):
-            topology.on_check_failed(self.address, PyMongoError(str(reply.get("errmsg"))))
-            return
-        topology.on_hello(self.address, reply, time.monotonic() - start)
+        if not self._stopped.is_set():
+            topology.on_reply(self.address, reply, time.monotonic() - start)
 
 
-class Topology:
-    """The client's view of the deployment, kept current by monitors; thread-safe."""
+class TopologyState:
+    """The client's view of the deployment and the rules that keep it (server types, members
+    learned and dropped, stale primaries, routers, selection), without threads or I/O.
+
+    :class:`Topology` (threads) and the asyncio client's topology (tasks) inherit it and supply
+    the monitors (``_start_monitor_locked``, ``_stop_monitor_locked``, ``_wake_monitors_locked``),
+    the lock (``_lock``: a ``threading.Condition``, or a null context on an event loop) and the
+    wake-up of waiting selections (``_notify_locked``).
+    """
+
+    _lock: Any
 
     def __init__(
         self,
         seeds: list[Address],
-        channels: ChannelPool,
+        channels: Any,
         *,
         replica_set_name: str | None = None,
         direct_connection: bool = False,
@@ -199,56 +204,72 @@ class Topology:
         self.server_selection_timeout = server_selection_timeout
         self.local_threshold = local_threshold
         self.connect_timeout = connect_timeout
-        self._cond = threading.Condition()
         self._servers: dict[Address, ServerDescription] = {a: ServerDescription(a) for a in self.seeds}
-        self._monitors: dict[Address, Monitor] = {}
         self._max_election: tuple[Any, Any] | None = None
         self._sharded = False  # a router was seen (see module docstring)
         self._deposed: list[Address] = []
-        self._retired: list[Monitor] = []
         self._opened = False
         self._closed = False
+        self._monitors: dict[Address, Any] = {}
+        self._retired: list[Any] = []  # stopped monitors, joined by close()
 
-    # --- lifecycle ------------------------------------------------------------------------
-    def open(self) -> None:
-        with self._cond:
-            if self._closed:
-                raise InvalidOperation("Cannot use MongoClient after close")
-            if self._opened:
-                return
-            self._opened = True
-            for address in self._servers:
-                self._start_monitor_locked(address)
+    # --- hooks ------------------------------------------------------------------------------
+    def _new_monitor(self, address: Address) -> Any:
+        """A started monitor of ``address`` (``request_check()``, ``stop()``)."""
+        raise NotImplementedError
 
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            monitors, self._monitors = list(self._monitors.values()), {}
-            monitors += self._retired
-            self._retired = []
-            self._cond.notify_all()
-        for monitor in monitors:
-            monitor.stop()
-        for monitor in monitors:
-            monitor.join(5.0)
+    def _notify_locked(self) -> None:
+        raise NotImplementedError
 
+    # --- monitors ---------------------------------------------------------------------------
     def _start_monitor_locked(self, address: Address) -> None:
-        if address in self._monitors or self._closed:
-            return
-        monitor = Monitor(self, address)
-        self._monitors[address] = monitor
-        monitor.start()
+        if address not in self._monitors and not self._closed:
+            self._monitors[address] = self._new_monitor(address)
 
-    def _remove_server_locked(self, address: Address) -> None:
-        self._servers.pop(address, None)
+    def _stop_monitor_locked(self, address: Address) -> None:
         monitor = self._monitors.pop(address, None)
         if monitor is not None:
             monitor.stop()
-            self._retired.append(monitor)  # joined by close()
+            self._retired.append(monitor)
+
+    def _wake_monitors_locked(self) -> None:
+        for monitor in self._monitors.values():
+            monitor.request_check()
+
+    def _take_monitors_locked(self) -> list[Any]:
+        """Every monitor, stopped, for ``close`` to join."""
+        self._closed = True
+        monitors = list(self._monitors.values()) + self._retired
+        self._monitors, self._retired = {}, []
+        self._notify_locked()
+        for monitor in monitors:
+            monitor.stop()
+        return monitors
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def _open_locked(self) -> None:
+        if self._closed:
+            raise InvalidOperation("Cannot use MongoClient after close")
+        if self._opened:
+            return
+        self._opened = True
+        for address in self._servers:
+            self._start_monitor_locked(address)
+
+    def _remove_server_locked(self, address: Address) -> None:
+        self._servers.pop(address, None)
+        self._stop_monitor_locked(address)
 
     # --- monitor callbacks -----------------------------------------------------------------
+    def on_reply(self, address: Address, reply: Mapping[str, Any], rtt: float) -> None:
+        """A monitor's ``hello`` answered (``ok: 0`` counts as a failed check)."""
+        if not reply.get("ok"):
+            self.on_check_failed(address, PyMongoError(str(reply.get("errmsg"))))
+        else:
+            self.on_hello(address, reply, rtt)
+
     def on_hello(self, address: Address, reply: Mapping[str, Any], rtt: float) -> None:
-        with self._cond:
+        with self._lock:
             old = self._servers.get(address)
             if old is None or self._closed:
                 return
@@ -256,18 +277,18 @@ class Topology:
                 rtt = RTT_ALPHA * rtt + (1 - RTT_ALPHA) * old.round_trip_time
             desc = ServerDescription.from_hello(address, reply, rtt)
             self._update_locked(desc)
-            self._cond.notify_all()
+            self._notify_locked()
             deposed, self._deposed = self._deposed, []
         for other in deposed:
             self.channels.cancel_in_flight(other)  # writes waiting on a deposed primary
 
     def on_check_failed(self, address: Address, error: BaseException) -> None:
-        with self._cond:
+        with self._lock:
             if address not in self._servers or self._closed:
                 return
             self._servers[address] = ServerDescription(address, error=str(error))
-            self._request_check_all_locked()
-            self._cond.notify_all()
+            self._wake_monitors_locked()
+            self._notify_locked()
         # requests waiting on a server that stopped answering would hang: hand them to the
         # retry policy instead
         self.channels.cancel_in_flight(address)
@@ -329,24 +350,20 @@ class Topology:
     def mark_unknown(self, address: Address, error: BaseException) -> None:
         """An operation on ``address`` failed (network / not primary): forget what it was and
         re-check every server now."""
-        with self._cond:
+        with self._lock:
             if address in self._servers:
                 self._servers[address] = ServerDescription(address, error=str(error))
-            self._request_check_all_locked()
-            self._cond.notify_all()
+            self._wake_monitors_locked()
+            self._notify_locked()
 
     def request_check_all(self) -> None:
-        with self._cond:
-            self._request_check_all_locked()
-
-    def _request_check_all_locked(self) -> None:
-        for monitor in self._monitors.values():
-            monitor.request_check()
+        with self._lock:
+            self._wake_monitors_locked()
 
     # --- selection ----------------------------------------------------------------------------
     @property
     def topology_type(self) -> str:
-        with self._cond:
+        with self._lock:
             return self._topology_type_locked()
 
     def _topology_type_locked(self) -> str:
@@ -372,34 +389,27 @@ class Topology:
             return [s for s in servers if s.server_type == MONGOS]
         return read_preference.select(servers)
 
-    def select_server(
+    def _select_locked(
         self,
-        read_preference: ServerMode = ReadPreference.PRIMARY,
-        timeout: float | None = None,
-        selector: Callable[[list[ServerDescription]], list[ServerDescription]] | None = None,
-    ) -> ServerDescription:
-        """A server for ``read_preference`` (the primary by default), waiting for one to appear."""
-        self.channels.check_process()  # before taking a lock a parent's thread may have held
-        self.open()
-        wait = self.server_selection_timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise InvalidOperation("Cannot use MongoClient after close")
-                candidates = self._candidates_locked(read_preference)
-                if selector is not None:
-                    candidates = selector(candidates)
-                if candidates:
-                    return self._within_latency(candidates)
-                self._request_check_all_locked()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ServerSelectionTimeoutError(
-                        f"No server for {read_preference.mongos_mode} within {wait:.1f}s; "
-                        f"topology: {self._summary_locked()}"
-                    )
-                self._cond.wait(min(remaining, 1.0))
+        read_preference: ServerMode,
+        selector: Callable[[list[ServerDescription]], list[ServerDescription]] | None,
+    ) -> ServerDescription | None:
+        """A suitable server now, or None (the monitors are asked to check again)."""
+        if self._closed:
+            raise InvalidOperation("Cannot use MongoClient after close")
+        candidates = self._candidates_locked(read_preference)
+        if selector is not None:
+            candidates = selector(candidates)
+        if candidates:
+            return self._within_latency(candidates)
+        self._wake_monitors_locked()
+        return None
+
+    def _no_server_locked(self, read_preference: ServerMode, wait: float) -> PyMongoError:
+        return ServerSelectionTimeoutError(
+            f"No server for {read_preference.mongos_mode} within {wait:.1f}s; "
+            f"topology: {self._summary_locked()}"
+        )
 
     def _within_latency(self, candidates: list[ServerDescription]) -> ServerDescription:
         fastest = min((s.round_trip_time or 0.0) for s in candidates)
@@ -419,23 +429,70 @@ class Topology:
     @property
     def is_sharded(self) -> bool:
         """Whether the seeds turned out to be routers (the topology type is Sharded)."""
-        with self._cond:
+        with self._lock:
             return self._sharded and not self.direct
 
     def servers(self) -> list[ServerDescription]:
-        with self._cond:
+        with self._lock:
             return list(self._servers.values())
 
     def primary(self) -> Address | None:
-        with self._cond:
+        with self._lock:
             for desc in self._servers.values():
                 if desc.server_type == RS_PRIMARY:
                     return desc.address
             return None
 
     def description(self) -> str:
-        with self._cond:
+        with self._lock:
             return self._summary_locked()
+
+
+
+
+class Topology(TopologyState):
+    """The deployment's view kept current by monitor threads; thread-safe."""
+
+    def __init__(self, seeds: list[Address], channels: ChannelPool, **options: Any) -> None:
+        super().__init__(seeds, channels, **options)
+        self._lock = threading.Condition()
+
+    def open(self) -> None:
+        with self._lock:
+            self._open_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            monitors = self._take_monitors_locked()
+        for monitor in monitors:
+            monitor.join(5.0)
+
+    def _new_monitor(self, address: Address) -> Monitor:
+        monitor = Monitor(self, address)
+        monitor.start()
+        return monitor
+
+    def _notify_locked(self) -> None:
+        self._lock.notify_all()
+
+    def select_server(
+        self,
+        read_preference: ServerMode = ReadPreference.PRIMARY,
+        timeout: float | None = None,
+        selector: Callable[[list[ServerDescription]], list[ServerDescription]] | None = None,
+    ) -> ServerDescription:
+        """A server for ``read_preference`` (the primary by default), waiting for one to appear."""
+        self.channels.check_process()  # before taking a lock a parent's thread may have held
+        self.open()
+        wait = self.server_selection_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._lock:
+            while (server := self._select_locked(read_preference, selector)) is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._no_server_locked(read_preference, wait)
+                self._lock.wait(min(remaining, 1.0))
+            return server
 
 
 def _key_less(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:

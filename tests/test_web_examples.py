@@ -163,7 +163,30 @@ def test_django_example(sharded: ShardedCluster) -> None:
         exercise(sharded, "web_django", "django", make_driver)
 
 
-@pytest.mark.parametrize("framework", ["flask", "pyramid", "django"])
+def test_fastapi_example(sharded: ShardedCluster) -> None:
+    """On the asyncio client: one TestClient (one app, its lifespan's one AsyncMongoClient)
+    serves every thread's requests on its event loop."""
+    from fastapi.testclient import TestClient
+
+    from examples.fastapi.app import create_app
+
+    with TestClient(create_app(sharded.uri, "web_fastapi")) as client:
+        def make_driver() -> Driver:
+            def get(path: str) -> tuple[int, bytes, str]:
+                r = client.get(path)
+                return r.status_code, r.content, r.headers.get("content-type", "")
+
+            def upload(name: str, data: bytes, content_type: str) -> int:
+                r = client.post("/upload", files={"image": (name, data, content_type)},
+                                follow_redirects=False)
+                return r.status_code
+
+            return Driver(get, upload)
+
+        exercise(sharded, "web_fastapi", "fastapi", make_driver)
+
+
+@pytest.mark.parametrize("framework", ["flask", "pyramid", "django", "fastapi"])
 def test_each_example_runs_with_the_one_command_of_its_readme(
         sharded: ShardedCluster, framework: str) -> None:
     """``python examples/<framework>/serve.py`` with ``$HELOGALE_URI`` set (the shared cluster):

@@ -1,0 +1,1 @@
+"""The FastAPI example (``examples/fastapi/app.py``): the web demos on the asyncio client."""
