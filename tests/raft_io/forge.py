@@ -1,14 +1,19 @@
 """An outsider's (or a misbehaving member's) Raft stream, for tests: open ``RaftTransport.Stream``
-on a member's Raft port with hand-made batches and optional credentials, and say how it ended."""
+on a member's Raft port (``kind="grpc"``) or a raw connection (``kind="tcp"``,
+``raft.tcp_transport``'s handshake) with hand-made batches and optional credentials, and say how
+it ended (as a gRPC status code for both: OK, or UNAUTHENTICATED when the member refused)."""
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Sequence
 
 import grpc
 
 from proto import raft_pb2, raft_pb2_grpc
 from raft.auth import client_metadata
+from raft.tcp_transport import _LEN, MAGIC, MAX_HANDSHAKE, _frame, _read_frame, split_address
 from raft.transport import message_to_proto
 from raft.types import Message
 
@@ -20,17 +25,50 @@ def batch(frm: int, msgs: Sequence[Message | raft_pb2.RaftMessage]) -> raft_pb2.
     return b
 
 
-def credentials(address: str, key: bytes, sender: int, receiver: int) -> list[tuple[str, str]]:
+def credentials(address: str, key: bytes, sender: int, receiver: int, kind: str = "grpc"
+                ) -> list[tuple[str, str]]:
     """A valid proof for one stream (asks the member for a nonce)."""
+    if kind == "tcp":
+        with _tcp_connect(address) as sock:
+            hello = json.loads(_read_frame(sock.makefile("rb"), MAX_HANDSHAKE))
+        return client_metadata(key, bytes.fromhex(hello["nonce"]), sender, receiver)
     with grpc.insecure_channel(address) as ch:
         reply = raft_pb2_grpc.RaftTransportStub(ch).Challenge(raft_pb2.ChallengeRequest(),
                                                               timeout=5)
     return client_metadata(key, reply.nonce, sender, receiver)
 
 
+def _tcp_connect(address: str) -> socket.socket:
+    sock = socket.create_connection(split_address(address), timeout=10)
+    sock.sendall(MAGIC)
+    return sock
+
+
+def _send_tcp(address: str, batches: Sequence[raft_pb2.RaftBatch],
+              metadata: Sequence[tuple[str, str]] | None) -> grpc.StatusCode:
+    with _tcp_connect(address) as sock:
+        f = sock.makefile("rb")
+        _read_frame(f, MAX_HANDSHAKE)  # the hello (nonce unused: metadata comes ready-made)
+        sock.sendall(_frame({"metadata": [list(kv) for kv in metadata or ()]}))
+        if not json.loads(_read_frame(f, MAX_HANDSHAKE)).get("ok"):
+            return grpc.StatusCode.UNAUTHENTICATED
+        for b in batches:
+            body = b.SerializeToString()
+            sock.sendall(_LEN.pack(len(body)) + body)
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            rest = f.read()  # the member closes: silently when it took everything
+        except OSError:
+            rest = b"refused"
+        return grpc.StatusCode.UNAUTHENTICATED if rest else grpc.StatusCode.OK
+
+
 def send(address: str, batches: Sequence[raft_pb2.RaftBatch],
-         metadata: Sequence[tuple[str, str]] | None = None) -> grpc.StatusCode:
+         metadata: Sequence[tuple[str, str]] | None = None, kind: str = "grpc"
+         ) -> grpc.StatusCode:
     """Stream ``batches`` to ``address``; OK if the member took the whole stream."""
+    if kind == "tcp":
+        return _send_tcp(address, batches, metadata)
     with grpc.insecure_channel(address) as ch:
         try:
             raft_pb2_grpc.RaftTransportStub(ch).Stream(iter(batches), metadata=metadata,
