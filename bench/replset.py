@@ -274,7 +274,8 @@ def load_client(argv: list[str]) -> int:
 
 
 def run_insert_clients(address: str, clients: int, duration: float, coll: str, w: Any,
-                       secure: dict[str, str] | None = None) -> dict[str, float]:
+                       secure: dict[str, str] | None = None,
+                       server_pids: list[int] | None = None) -> dict[str, float]:
     """``clients`` concurrent inserters spread over ceil(clients / 32) processes (the split
     bench.raft uses for etcd); throughput counts inserts finished inside the window.
     ``secure``: TLS (``ca``) and SCRAM (``user``; the password reaches the load processes in
@@ -286,7 +287,7 @@ def run_insert_clients(address: str, clients: int, duration: float, coll: str, w
               "--coll", coll, "--w", str(w), "--prefix", f"{coll}-{time.time_ns():x}-{i}",
               *extra]
              for i, k in enumerate(split_clients(clients))]
-    return run_client_processes(argvs, duration, "insert")
+    return run_client_processes(argvs, duration, "insert", server_pids)
 
 
 # ---------------------------------------------------------------------- helogale workloads
@@ -298,7 +299,9 @@ def bench_inserts(cluster: LocalCluster, duration: float,
     for w, label in ((1, "w1"), ("majority", "majority")):
         for n in clients:
             r = run_insert_clients(cluster.members[cluster.wait_for_primary()].address, n,
-                                   duration, f"{label}{n}", w)
+                                   duration, f"{label}{n}", w,
+                                   server_pids=[m.proc.pid for m in cluster.members
+                                                if m.proc is not None])
             results.append({"workload": f"insert-{label}-{n}", "system": "helogale", **r})
             _print(results[-1])
     chans, stubs = _stubs(address, BATCH_CLIENTS)
@@ -427,7 +430,8 @@ def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
 def _print(r: dict[str, Any]) -> None:
     cpu = f"  clients {r['client_cpu']:.2f} cores" if "client_cpu" in r else ""
     print(f"  {r['system']:<9} {r['workload']:<24} {r['ops_per_s']:10.0f} ops/s  "
-          f"p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms{cpu}", flush=True)
+          f"p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms{cpu}"
+          f"{raft_bench.server_cpu_text(r)}", flush=True)
 
 
 def _main_tls(root: Path, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,38 @@ def test_local_messages_are_delivered_directly(kind: str) -> None:
             Message(MessageType.HEARTBEAT, to=5, frm=1, term=1)])  # unknown peer: dropped
     assert inbox.count() == 1
     a.stop()
+
+
+@each_transport
+def test_tls_is_mutual(kind: str, tmp_path: Path) -> None:
+    """With TLS both ways messages flow; a member whose certificate another CA signed cannot
+    deliver anything."""
+    from node.security.certs import make_pki
+    from raft.tls import REQUIRE, TLSSettings
+
+    pki = make_pki(str(tmp_path / "pki"))
+    rogue = make_pki(str(tmp_path / "rogue"), ca_name="another CA")
+    tls = TLSSettings(REQUIRE, pki.server_file, pki.ca_file)
+    # the rogue trusts our CA (so it could verify us) but holds a certificate we never signed
+    rogue_tls = TLSSettings(REQUIRE, rogue.server_file, pki.ca_file)
+    inbox = Inbox()
+    b = TRANSPORTS[kind](2, "127.0.0.1:0", {}, inbox, tls=tls)
+    b.start()
+    a = TRANSPORTS[kind](1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox(), tls=tls)
+    r = TRANSPORTS[kind](3, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox(), tls=rogue_tls,
+                         min_backoff=0.02, max_backoff=0.1)
+    a.start()
+    r.start()
+    try:
+        def delivered() -> bool:
+            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=4)])
+            return inbox.count() > 0
+        wait_until(delivered, 10.0)
+        for _ in range(50):
+            r.send([Message(MessageType.HEARTBEAT, to=2, frm=3, term=4)])
+            time.sleep(0.01)
+        assert all(m.frm == 1 for m in inbox.msgs)
+    finally:
+        a.stop()
+        r.stop()
+        b.stop()
