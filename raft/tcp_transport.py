@@ -390,9 +390,21 @@ class _Receiver:
         _tune(conn)
         conn.settimeout(t.challenge_timeout)
         if t.tls is not None and t.tls.enabled:
-            conn = t.server_context().wrap_socket(conn, server_side=True)
+            plain, conn = conn, t.server_context().wrap_socket(conn, server_side=True)
             with self._lock:
+                self._conns.discard(plain)
                 self._conns.add(conn)
+            try:
+                self._serve_stream(conn, peer)
+            finally:
+                with self._lock:
+                    self._conns.discard(conn)
+                _close(conn)
+            return
+        self._serve_stream(conn, peer)
+
+    def _serve_stream(self, conn: socket.socket, peer: str) -> None:
+        t = self.t
         f = conn.makefile("rb", buffering=1 << 16)
         sender = self._handshake(conn, f, peer)
         if sender is None:
