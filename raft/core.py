@@ -185,6 +185,17 @@ class RawNode:
         """Start an election now (as if the election timeout fired)."""
         self.step(Message(MT.HUP))
 
+    def leader_unreachable(self, peer: int) -> None:
+        """The driver saw its connection from ``peer`` end (the process died, or the link was
+        cut). If ``peer`` is this follower's leader, count the election timer as if the
+        leader had been silent for a whole election timeout: this follower's lease ends now
+        and it campaigns after its random spread (0 to ``election_timeout`` ticks) instead of
+        up to twice the timeout after the last heartbeat. Nothing else changes: a heartbeat
+        restarts the timer as usual, and a member still hearing from the leader keeps refusing
+        its (pre-)votes, so a cut link alone cannot depose a healthy leader."""
+        if self.role == StateRole.FOLLOWER and peer != NONE and peer == self.leader:
+            self.election_elapsed = max(self.election_elapsed, self.election_timeout)
+
     def step(self, m: Message) -> None:
         """Feed one message received from a peer (or a local message type)."""
         if m.term == 0:

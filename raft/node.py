@@ -296,10 +296,15 @@ class RaftNode:
                            if self.fs.exists(saved) else {})
         self._addresses.update(peers)  # addresses given now win over remembered ones
         try:
-            kind = {"tcp": TcpTransport, "grpc": GrpcTransport}[self.cfg.transport]
-            self.transport: TcpTransport | GrpcTransport = kind(
-                node_id, listen or self._addresses[node_id], self._addresses, self._receive,
-                key=cluster_key, tls=tls)
+            address = listen or self._addresses[node_id]
+            self.transport: TcpTransport | GrpcTransport
+            if self.cfg.transport == "grpc":
+                self.transport = GrpcTransport(node_id, address, self._addresses, self._receive,
+                                               key=cluster_key, tls=tls)
+            else:
+                self.transport = TcpTransport(node_id, address, self._addresses, self._receive,
+                                              key=cluster_key, tls=tls,
+                                              on_peer_lost=self._peer_lost)
         except BaseException:
             self.storage.close()  # release the data directory for a retry
             raise
@@ -546,6 +551,13 @@ class RaftNode:
             self._inbox.append(("msgs", msgs))
             self._cv.notify()
 
+    def _peer_lost(self, peer: int) -> None:
+        """The transport's connection from ``peer`` ended (see RawNode.leader_unreachable)."""
+        with self._cv:
+            if not self._stopped:
+                self._inbox.append(("peer_lost", peer))
+                self._cv.notify()
+
     def _loop(self) -> None:
         try:
             self._run_loop()
@@ -651,6 +663,8 @@ class RaftNode:
                     with self._fut_lock:
                         self._reads.pop(ctx, None)
                     fut.set_exception(self._not_leader(str(exc)))
+            elif kind == "peer_lost":
+                raw.leader_unreachable(payload)
             elif kind in ("transfer", "campaign"):
                 try:
                     raw.transfer_leader(payload) if kind == "transfer" else raw.campaign()

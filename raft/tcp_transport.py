@@ -404,12 +404,27 @@ class _Receiver:
         self._serve_stream(conn, peer)
 
     def _serve_stream(self, conn: socket.socket, peer: str) -> None:
-        t = self.t
         f = conn.makefile("rb", buffering=1 << 16)
         sender = self._handshake(conn, f, peer)
         if sender is None:
             return
         conn.settimeout(None)
+        member = [sender]
+        try:
+            self._read_batches(conn, f, peer, sender, member)
+        finally:
+            lost = self.t.on_peer_lost
+            if member[0] and lost is not None and not self._closed:
+                try:
+                    lost(member[0])
+                except Exception:
+                    log.exception("raft transport: on_peer_lost failed")
+
+    def _read_batches(self, conn: socket.socket, f: Any, peer: str, sender: int,
+                      member: list[int]) -> None:
+        """Deliver batches until the connection ends; ``member[0]`` becomes the member it
+        carries (the authenticated sender, or without a key the first batch's)."""
+        t = self.t
         me = t.node_id
         parse = raft_pb2.RaftBatch.FromString
         while True:
@@ -420,6 +435,8 @@ class _Receiver:
                 self._refuse(conn, peer, "undecodable batch", tell=True)
                 return
             frm = getattr(batch, "from")
+            if not member[0]:
+                member[0] = frm
             if sender and frm != sender:
                 self._refuse(conn, peer, f"batch claims sender {frm} on a stream "
                                          f"authenticated as {sender}", tell=True)
@@ -478,8 +495,11 @@ class TcpTransport:
         key: bytes | None = None,
         challenge_timeout: float = 2.0,
         tls: TLSSettings | None = None,
+        on_peer_lost: Callable[[int], None] | None = None,
     ) -> None:
         self.node_id = node_id
+        self.on_peer_lost = on_peer_lost
+        """Told (from a reader thread) when a connection from a member ends, with its id."""
         self.key = key
         self.tls = tls
         self.challenge_timeout = challenge_timeout

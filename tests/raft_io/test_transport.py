@@ -170,3 +170,26 @@ def test_tls_is_mutual(kind: str, tmp_path: Path) -> None:
         a.stop()
         r.stop()
         b.stop()
+
+
+def test_tcp_tells_when_a_members_connection_ends() -> None:
+    """The receiving side names the member whose connection ended (the raft loop then ends
+    its lease on that leader: RawNode.leader_unreachable); its own stop tells nothing."""
+    lost: list[int] = []
+    inbox = Inbox()
+    b = TcpTransport(2, "127.0.0.1:0", {}, inbox, on_peer_lost=lost.append)
+    b.start()
+    a = TcpTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox())
+    a.start()
+    try:
+        def delivered() -> bool:
+            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=4)])
+            return inbox.count() > 0
+        wait_until(delivered, 10.0)
+        assert lost == []
+        a.stop()  # as the leader's process dying closes its connections
+        wait_until(lambda: lost == [1], 10.0)
+    finally:
+        a.stop()
+        b.stop()
+    assert lost == [1]
