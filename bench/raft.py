@@ -1,7 +1,7 @@
 """``python -m bench raft [--json PATH]``: Raft replication throughput, latency and failover.
 
 Runs a 3-member Helogale Raft cluster (``tests/raft_io/kv_member.py`` processes, WAL with fsync,
-gRPC transport on loopback) and, in the same run, two peers:
+Raft over ``raft.tcp_transport`` on loopback) and, in the same run, two peers:
 
 * **etcd** (3 members on loopback, if the ``etcd`` binary is installed: Debian ``etcd-server``,
   default settings), driven through its gRPC ``KV.Put``;
@@ -513,7 +513,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-raft-"))
     try:
-        print("helogale (3 members, WAL fsync, gRPC on loopback)"
+        print("helogale (3 members, WAL fsync, Raft over TCP on loopback)"
               + ("" if args.skip_etcd else ", interleaved with etcd (3 members on loopback)"),
               flush=True)
         with (contextlib.nullcontext(None) if args.skip_etcd

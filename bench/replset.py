@@ -481,7 +481,8 @@ def main(argv: list[str]) -> int:
     if args.tls:
         return _main_tls(root, args)
     try:
-        print("helogale replica set (3 members, Raft WAL fsync, gRPC on loopback)", flush=True)
+        print("helogale replica set (3 members, Raft WAL fsync, Raft over TCP on loopback)",
+              flush=True)
         with contextlib.ExitStack() as stack:
             etcd_address = (None if args.skip_etcd
                             else stack.enter_context(raft_bench.etcd_cluster(root)))
