@@ -664,6 +664,9 @@ class RaftNode:
                         self._reads.pop(ctx, None)
                     fut.set_exception(self._not_leader(str(exc)))
             elif kind == "peer_lost":
+                if payload == raw.leader and raw.role == StateRole.FOLLOWER:
+                    log.info("raft: the connection from leader %s closed; campaigning within "
+                             "one election timeout unless it comes back", payload)
                 raw.leader_unreachable(payload)
             elif kind in ("transfer", "campaign"):
                 try:
