@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 from collections.abc import Sequence
 
 import grpc
@@ -14,6 +15,7 @@ import grpc
 from proto import raft_pb2, raft_pb2_grpc
 from raft.auth import client_metadata
 from raft.tcp_transport import _LEN, MAGIC, MAX_HANDSHAKE, _frame, _read_frame, split_address
+from raft.tls import TLSSettings
 from raft.transport import message_to_proto
 from raft.types import Message
 
@@ -38,15 +40,29 @@ def credentials(address: str, key: bytes, sender: int, receiver: int, kind: str 
     return client_metadata(key, reply.nonce, sender, receiver)
 
 
-def _tcp_connect(address: str) -> socket.socket:
-    sock = socket.create_connection(split_address(address), timeout=10)
+def _tcp_connect(address: str, tls: TLSSettings | None = None) -> socket.socket:
+    host, port = split_address(address)
+    sock = socket.create_connection((host, port), timeout=10)
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(tls.ca_file)
+        ctx.load_cert_chain(tls.certificate_key_file)
+        sock = ctx.wrap_socket(sock, server_hostname=host)
     sock.sendall(MAGIC)
     return sock
 
 
+def hello(address: str, tls: TLSSettings | None = None) -> dict[str, object]:
+    """The first frame a member's TCP Raft port sends (its id and a nonce); raises OSError
+    when the member refuses the connection (a certificate its CA did not sign)."""
+    with _tcp_connect(address, tls) as sock:
+        return dict(json.loads(_read_frame(sock.makefile("rb"), MAX_HANDSHAKE)))
+
+
 def _send_tcp(address: str, batches: Sequence[raft_pb2.RaftBatch],
-              metadata: Sequence[tuple[str, str]] | None) -> grpc.StatusCode:
-    with _tcp_connect(address) as sock:
+              metadata: Sequence[tuple[str, str]] | None, tls: TLSSettings | None
+              ) -> grpc.StatusCode:
+    with _tcp_connect(address, tls) as sock:
         f = sock.makefile("rb")
         _read_frame(f, MAX_HANDSHAKE)  # the hello (nonce unused: metadata comes ready-made)
         sock.sendall(_frame({"metadata": [list(kv) for kv in metadata or ()]}))
@@ -64,11 +80,11 @@ def _send_tcp(address: str, batches: Sequence[raft_pb2.RaftBatch],
 
 
 def send(address: str, batches: Sequence[raft_pb2.RaftBatch],
-         metadata: Sequence[tuple[str, str]] | None = None, kind: str = "grpc"
-         ) -> grpc.StatusCode:
+         metadata: Sequence[tuple[str, str]] | None = None, kind: str = "grpc",
+         tls: TLSSettings | None = None) -> grpc.StatusCode:
     """Stream ``batches`` to ``address``; OK if the member took the whole stream."""
     if kind == "tcp":
-        return _send_tcp(address, batches, metadata)
+        return _send_tcp(address, batches, metadata, tls)
     with grpc.insecure_channel(address) as ch:
         try:
             raft_pb2_grpc.RaftTransportStub(ch).Stream(iter(batches), metadata=metadata,
