@@ -68,10 +68,13 @@ def _send_tcp(address: str, batches: Sequence[raft_pb2.RaftBatch],
         sock.sendall(_frame({"metadata": [list(kv) for kv in metadata or ()]}))
         if not json.loads(_read_frame(f, MAX_HANDSHAKE)).get("ok"):
             return grpc.StatusCode.UNAUTHENTICATED
-        for b in batches:
-            body = b.SerializeToString()
-            sock.sendall(_LEN.pack(len(body)) + body)
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            for b in batches:
+                body = b.SerializeToString()
+                sock.sendall(_LEN.pack(len(body)) + body)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the member refused a batch and closed while we were still sending
+            return grpc.StatusCode.UNAUTHENTICATED
         try:
             rest = f.read()  # the member closes: silently when it took everything
         except OSError:
