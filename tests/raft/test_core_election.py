@@ -226,3 +226,17 @@ def test_leader_unreachable_for_another_peer_changes_nothing() -> None:
     c.nodes[2].leader_unreachable(3)
     c.tick(2, n=9)
     assert c.leader() == 1 and c.nodes[2].leader == 1
+
+
+def test_colliding_pre_candidates_with_equal_logs_do_not_split_the_vote() -> None:
+    """The leader dies and both followers start pre-votes at the same moment: the lower id
+    wins the pre-vote tie, so one real election (one term) elects it."""
+    c = Cluster()
+    c.elect(1)
+    term = c.nodes[2].term
+    c.isolate(1)
+    for n in (2, 3):  # both become pre-candidates before either hears the other
+        c.nodes[n].campaign()
+    c.stabilize()
+    assert c.nodes[2].role == StateRole.LEADER and c.nodes[2].term == term + 1
+    assert c.nodes[3].leader == 2 and c.nodes[3].term == term + 1
