@@ -45,10 +45,6 @@ def exit_after_failure(app: Any) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
-    # Many threads hand work to each other (stream readers, the raft loop, the persist thread,
-    # the transport's readers): give the GIL to a woken thread within 0.5 ms rather than the
-    # default 5 ms, or every hand-off can wait for a busy thread's whole time slice.
-    sys.setswitchinterval(0.0005)
     setup_logging(config.log_level, member=config.member_id, replset=config.replset)
     log = logging.getLogger("helogale.node")
     from node.server.app import NodeApp
