@@ -17,6 +17,9 @@ durable record; ``python -m bench replset`` measures that path), and montydb is 
 LMDB setting. ``--fsync`` makes both fsync every commit (each insert batch). mongomock keeps
 everything in memory either way.
 
+With several sizes, ``--docs 10000,100000,1000000 [--plot PATH]`` measures instead how
+Helogale's own per-operation cost grows with the collection (:mod:`bench.engine_scale`).
+
 Neither peer implements ``$near``; for them the near workload runs what a user would write
 instead: a bounding-box query on ``loc.0``/``loc.1`` plus a client-side distance filter and sort
 (marked ``*`` in the table, ``"emulated": true`` in the JSON).
@@ -379,8 +382,15 @@ def format_table(results: list[Measurement]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench engine", description=__doc__)
-    parser.add_argument("--docs", type=int, default=100_000, help="documents (default 100000)")
+    parser.add_argument(
+        "--docs", default="100000",
+        help="documents (default 100000); several, comma-separated (10000,100000,1000000): "
+        "measure how Helogale's per-operation cost scales with them (bench/engine_scale.py)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--plot", metavar="PATH", help="with several --docs: plot cost per op against size (PNG)"
+    )
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS)
     )
@@ -391,10 +401,21 @@ def main(argv: list[str] | None = None) -> int:
         "--fsync", action="store_true", help="both LMDB systems fsync every commit (batch)"
     )
     args = parser.parse_args(argv)
+    try:
+        sizes = [int(v.replace("_", "")) for v in args.docs.split(",") if v]
+    except ValueError:
+        parser.error("--docs takes a number or comma-separated numbers")
+    if not sizes or min(sizes) < 1:
+        parser.error("--docs must be positive")
+    if len(sizes) > 1 or args.plot:
+        from bench import engine_scale
+
+        return engine_scale.main(sizes, args.json, args.plot)
+    args.docs = sizes[0]
     systems = tuple(s for s in args.systems.split(",") if s)
     unknown = [s for s in systems if s not in FACTORIES]
-    if unknown or args.docs < 1:
-        parser.error(f"unknown systems {unknown}" if unknown else "--docs must be positive")
+    if unknown:
+        parser.error(f"unknown systems {unknown}")
     sync = "fsync every commit" if args.fsync else "no fsync per commit, as in a node"
     print(
         f"engine benchmark: {args.docs} documents, systems {', '.join(systems)}; LMDB: {sync}",

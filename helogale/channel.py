@@ -16,6 +16,7 @@ this layer does not look inside replies (``ok: 0`` is the caller's business).
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import threading
 import time
@@ -31,6 +32,7 @@ from helogale.errors import (
     AutoReconnect,
     DocumentTooLarge,
     InvalidDocument,
+    InvalidOperation,
     NetworkTimeout,
     ProtocolError,
 )
@@ -390,7 +392,10 @@ class Channel:
 
 
 class ChannelPool:
-    """Channels by address, created on first use; one per server for the whole client."""
+    """Channels by address, created on first use; one per server for the whole client, and
+    for the process that made it: in a forked child every use raises InvalidOperation (the
+    channels, their streams and the monitors' threads are the parent's, and a lock another
+    thread held at the fork stays held in the child)."""
 
     def __init__(self, timeout: float | None = None,
                  credentials: Credentials | None = None, tls: ClientTLS | None = None) -> None:
@@ -400,8 +405,26 @@ class ChannelPool:
         self._channels: dict[Address, Channel] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self.pid = os.getpid()
+        """The process the channels belong to."""
+
+    @property
+    def forked(self) -> bool:
+        """Whether this is a child forked after the pool was made (its channels are not ours)."""
+        return os.getpid() != self.pid
+
+    def check_process(self) -> None:
+        """Raise InvalidOperation in a process forked after the client was made."""
+        if os.getpid() != self.pid:
+            raise InvalidOperation(
+                f"this MongoClient was created in process {self.pid} and cannot be used in "
+                f"process {os.getpid()}, forked from it: its gRPC channels and monitor threads "
+                "belong to the parent. Create the client after the fork (lazily on first use, "
+                "or in gunicorn's post_fork hook; uwsgi: lazy-apps = true); see "
+                "docs/web-apps.md")
 
     def get(self, address: Address) -> Channel:
+        self.check_process()
         with self._lock:
             if self._closed:
                 raise AutoReconnect("the client is closed", address=address)

@@ -1,5 +1,7 @@
 """``MongoClient`` (and the classic ``Connection``): options, the topology, the executor, and
-databases. The client is thread-safe; all threads share its monitors and gRPC channels.
+databases. The client is thread-safe; all threads share its monitors and gRPC channels. It is
+not fork-safe, by design: used in a child forked after it was made it raises
+:class:`~helogale.errors.InvalidOperation` (create clients after forking; docs/web-apps.md).
 """
 
 from __future__ import annotations
@@ -287,7 +289,10 @@ class MongoClient:
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the monitors (their threads are joined) and close every channel."""
+        """Stop the monitors (their threads are joined) and close every channel. In a process
+        forked after the client was made it does nothing: all of that is the parent's."""
+        if self._channels.forked:
+            return
         self._topology.close()
         self._channels.close()
 

@@ -495,6 +495,7 @@ class Collection:
         """Run an aggregation pipeline; returns a streaming :class:`CommandCursor`."""
         if not isinstance(pipeline, list):
             raise TypeError("pipeline must be a list")
+        batch_size = kwargs.pop("batchSize", batch_size)  # pymongo's spelling: a cursor option
         cursor_opts: dict[str, Any] = {"batchSize": batch_size} if batch_size else {}
         command: dict[str, Any] = {"aggregate": self._name, "pipeline": pipeline, "cursor": cursor_opts}
         command.update(kwargs)

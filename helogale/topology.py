@@ -379,6 +379,7 @@ class Topology:
         selector: Callable[[list[ServerDescription]], list[ServerDescription]] | None = None,
     ) -> ServerDescription:
         """A server for ``read_preference`` (the primary by default), waiting for one to appear."""
+        self.channels.check_process()  # before taking a lock a parent's thread may have held
         self.open()
         wait = self.server_selection_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait

@@ -15,6 +15,8 @@ from typing import Any
 
 from bson.binary import Binary
 from bson.int64 import Int64
+from bson.regex import Regex
+from bson.timestamp import Timestamp
 
 COLL = "conf"
 DOCS: list[dict[str, Any]] = [
@@ -57,6 +59,36 @@ def find(flt: dict[str, Any], **more: Any) -> dict[str, Any]:
     return {"find": COLL, "filter": flt, **more}
 
 
+def insert(_id: Any, **more: Any) -> dict[str, Any]:
+    return {"insert": COLL, "documents": [{"_id": _id}], **more}
+
+
+def wc(**spec: Any) -> dict[str, Any]:
+    """An insert of a fresh document with ``writeConcern: spec``."""
+    global _NEXT_ID
+    _NEXT_ID += 1
+    return insert(f"wc{_NEXT_ID}", writeConcern=spec)
+
+
+_NEXT_ID = 0
+
+
+def fam(**more: Any) -> dict[str, Any]:
+    return {"findAndModify": COLL, **more}
+
+
+def get_more(**more: Any) -> dict[str, Any]:
+    return {"getMore": Int64(4242), "collection": COLL, **more}
+
+
+def inserted(r: dict[str, Any]) -> bool:
+    return r.get("n") == 1
+
+
+VCOLL = "conf_valid"
+"""A collection with a validator (``x`` must be an int), for ``bypassDocumentValidation``."""
+
+
 CASES: list[Case] = [
     # --- bitwise query operators ---------------------------------------------------------------
     Case("bitsAllSet positions", find({"a": {"$bitsAllSet": [1, 5]}}),
@@ -72,13 +104,13 @@ CASES: list[Case] = [
     Case("bits mask negative", find({"a": {"$bitsAllSet": -1}}), ERR(9)),
     Case("bits position negative", find({"a": {"$bitsAllSet": [-1]}}), ERR(2)),
     # --- find validation -----------------------------------------------------------------------
-    Case("sort order 'asc'", find({}, sort={"a": "asc"}), ERR(15975)),
-    Case("sort order true", find({}, sort={"a": True}), ERR(15975)),
+    Case("sort order 'asc'", find({}, sort={"a": "asc"}), ERR(15974)),
+    Case("sort order true", find({}, sort={"a": True}), ERR(15974)),
     Case("negative batchSize", find({}, batchSize=-1), ERR(51024)),
     Case("collection name not a string", {"find": 5}, ERR(73)),
     Case("empty collection name", {"find": ""}, ERR(73)),
     Case("$elemMatch: null projection", find({}, projection={"tags": {"$elemMatch": None}}),
-         ERR(2)),
+         ERR(31274)),
     Case("hint naming no index", find({}, hint="nope_1"), ERR(2)),
     Case("unknown query operator", find({"a": {"$bogus": 1}}), ERR(2)),
     Case("comment is accepted", find({"_id": 1}, comment="why"), lambda r: ids(r) == [1]),
@@ -126,6 +158,266 @@ CASES: list[Case] = [
          {"insert": COLL, "documents": [{"_id": 11}], "autocommit": False,
           "startTransaction": True, "txnNumber": Int64(1)}, ERR(20)),
     Case("...and nothing was written", find({"_id": 11}), lambda r: ids(r) == []),
+    # --- writeConcern (MongoDB's WriteConcernIdl) -----------------------------------------------
+    Case("w: null is the default", wc(w=None), inserted),
+    Case("w: a double is truncated", wc(w=1.5), inserted),
+    Case("w: majority", wc(w="majority"), inserted),
+    Case("w: 0 is unacknowledged", wc(w=0), lambda r: r["ok"] == 1.0),
+    Case("w over 50", wc(w=51), ERR(9)),
+    Case("w negative", wc(w=-1), ERR(9)),
+    Case("w NaN", wc(w=float("nan")), ERR(9)),
+    Case("w an array", wc(w=[1]), ERR(9)),
+    Case("w empty tags", wc(w={}), ERR(9)),
+    Case("w tag not a number", wc(w={"dc": "east"}), ERR(9)),
+    Case("w an unknown mode", wc(w="nosuchmode"), ERR(79)),
+    Case("j a number", wc(j=1), inserted),
+    Case("j null", wc(j=None), inserted),
+    Case("j a string", wc(j="yes"), ERR(14)),
+    Case("fsync a string", wc(fsync="yes"), ERR(14)),
+    Case("j and fsync together", wc(j=True, fsync=True), ERR(9)),
+    Case("fsync alone", wc(fsync=True), inserted),
+    Case("wtimeout not a number is ignored", wc(wtimeout="soon"), inserted),
+    Case("wtimeout a double", wc(wtimeout=60000.5), inserted),
+    Case("wtimeout over 32 bits", wc(wtimeout=2**40), ERR(9)),
+    Case("writeConcern unknown field", wc(bogus=1), ERR(40415)),
+    Case("writeConcern legacy fields ignored", wc(getLastError=1, wOpTime=5), inserted),
+    Case("writeConcern {} is the default", wc(), inserted),
+    Case("writeConcern not an object", insert("wcx", writeConcern=5), ERR(14)),
+    Case("find takes no writeConcern", find({}, writeConcern={"w": 1}), ERR(72)),
+    Case("count takes no writeConcern", {"count": COLL, "writeConcern": {"w": 1}}, ERR(72)),
+    # --- readConcern (MongoDB's ReadConcernArgs) ------------------------------------------------
+    Case("readConcern local", find({"_id": 1}, readConcern={"level": "local"}),
+         lambda r: ids(r) == [1]),
+    Case("readConcern majority", find({"_id": 1}, readConcern={"level": "majority"}),
+         lambda r: ids(r) == [1]),
+    Case("readConcern available", find({"_id": 1}, readConcern={"level": "available"}),
+         lambda r: ids(r) == [1]),
+    Case("readConcern snapshot on find (MongoDB 5.0+)",
+         find({"_id": 1}, readConcern={"level": "snapshot"}), lambda r: ids(r) == [1]),
+    Case("readConcern snapshot on distinct",
+         {"distinct": COLL, "key": "s", "query": {"_id": 1}, "readConcern": {"level": "snapshot"}},
+         lambda r: r["values"] == ["b"]),
+    Case("readConcern snapshot on count", {"count": COLL, "readConcern": {"level": "snapshot"}},
+         ERR(72)),
+    Case("readConcern empty", find({"_id": 1}, readConcern={}), lambda r: ids(r) == [1]),
+    Case("readConcern unknown level", find({}, readConcern={"level": "strong"}), ERR(9)),
+    Case("readConcern level not a string", find({}, readConcern={"level": 1}), ERR(14)),
+    Case("readConcern unknown option", find({}, readConcern={"bogus": 1}), ERR(72)),
+    Case("readConcern not an object", find({}, readConcern="majority"), ERR(9)),
+    Case("readConcern afterClusterTime not a timestamp",
+         find({}, readConcern={"afterClusterTime": 5}), ERR(14)),
+    Case("readConcern atClusterTime without snapshot",
+         find({}, readConcern={"level": "local", "atClusterTime": Timestamp(1, 1)}), ERR(72)),
+    # --- getMore fields (GetMoreCommandRequest: strict) ----------------------------------------
+    Case("getMore term not a number", get_more(term="x"), ERR(14)),
+    Case("getMore lastKnownCommittedOpTime not an object",
+         get_more(lastKnownCommittedOpTime=5), ERR(14)),
+    Case("getMore unknown field", get_more(bogus=1), ERR(40415)),
+    Case("getMore negative batchSize", get_more(batchSize=-1), ERR(2)),
+    Case("getMore batchSize not a number", get_more(batchSize="x"), ERR(14)),
+    Case("getMore maxTimeMS not a number", get_more(maxTimeMS="x"), ERR(2)),
+    Case("getMore empty collection", get_more(collection=""), ERR(73)),
+    Case("getMore known fields reach the cursor lookup",
+         get_more(term=Int64(1), batchSize=2.5, comment={"any": "value"},
+                  lastKnownCommittedOpTime={"ts": Timestamp(1, 1), "t": Int64(1)}), ERR(43)),
+    # --- find options ----------------------------------------------------------------------------
+    Case("find negative limit", find({}, limit=-2), ERR(51024)),
+    Case("find negative skip", find({}, skip=-1), ERR(51024)),
+    Case("find limit a double is truncated", find({}, limit=1.5, sort={"_id": 1}),
+         lambda r: ids(r) == [1]),
+    Case("find singleBatch with batchSize", find({}, batchSize=1, singleBatch=True,
+                                                 sort={"_id": 1}),
+         lambda r: ids(r) == [1] and r["cursor"]["id"] == 0),
+    Case("find limit not a number", find({}, limit="2"), ERR(14)),
+    Case("find awaitData without tailable", find({}, awaitData=True), ERR(9)),
+    Case("sort order 0", find({}, sort={"a": 0}), ERR(15975)),
+    Case("sort order 2", find({}, sort={"a": 2}), ERR(15975)),
+    Case("sort order -1.0", find({"_id": {"$lte": 2}}, sort={"_id": -1.0}),
+         lambda r: [d["_id"] for d in r["cursor"]["firstBatch"]] == [2, 1]),
+    Case("sort order null", find({}, sort={"a": None}), ERR(15974)),
+    Case("aggregate $sort order 'desc'",
+         {"aggregate": COLL, "pipeline": [{"$sort": {"a": "desc"}}], "cursor": {}}, ERR(15974)),
+    # --- projections -----------------------------------------------------------------------------
+    Case("$elemMatch: a number", find({}, projection={"tags": {"$elemMatch": 5}}), ERR(31274)),
+    Case("$slice a string", find({}, projection={"tags": {"$slice": "x"}}), ERR(28667)),
+    Case("$slice one-element array", find({}, projection={"tags": {"$slice": [1]}}),
+         ERR(28667)),
+    Case("$slice limit 0", find({}, projection={"tags": {"$slice": [1, 0]}}), ERR(28724)),
+    Case("$slice [skip, limit]", find({"_id": 1}, projection={"tags": {"$slice": [1, 1]}}),
+         lambda r: r["cursor"]["firstBatch"] == [{"_id": 1, "a": 54, "tags": ["y"], "s": "b"}]),
+    Case("inclusion then exclusion", find({}, projection={"a": 1, "tags": 0}), ERR(31254)),
+    Case("exclusion then inclusion", find({}, projection={"a": 0, "tags": 1}), ERR(31253)),
+    Case("_id: 0 with inclusion", find({"_id": 2}, projection={"_id": 0, "s": 1}),
+         lambda r: r["cursor"]["firstBatch"] == [{"s": "a"}]),
+    Case("$slice in an exclusion projection", find({"_id": 1},
+                                                   projection={"a": 0, "tags": {"$slice": 1}}),
+         lambda r: r["cursor"]["firstBatch"][0]["tags"] == ["x"]
+         and "a" not in r["cursor"]["firstBatch"][0]),
+    # --- unknown fields (MongoDB's strict parsers) ------------------------------------------------
+    Case("find unknown field", find({}, bogus=1), ERR(40415)),
+    Case("count unknown field", {"count": COLL, "bogus": 1}, ERR(40415)),
+    Case("distinct unknown field", {"distinct": COLL, "key": "a", "bogus": 1}, ERR(40415)),
+    Case("findAndModify unknown field", fam(query={"_id": 1}, remove=True, bogus=1),
+         ERR(40415)),
+    Case("aggregate unknown field", {"aggregate": COLL, "pipeline": [], "cursor": {},
+                                     "bogus": 1}, ERR(40415)),
+    Case("insert unknown field", insert("uf", bogus=1), ERR(40415)),
+    Case("update unknown field", {"update": COLL, "updates": [{"q": {}, "u": {}}], "bogus": 1},
+         ERR(40415)),
+    Case("delete unknown field", {"delete": COLL, "deletes": [{"q": {}, "limit": 1}],
+                                  "bogus": 1}, ERR(40415)),
+    Case("delete statement unknown field",
+         {"delete": COLL, "deletes": [{"q": {"_id": "nope"}, "limit": 1, "bogus": 1}]},
+         ERR(40415)),
+    Case("sort $natural 2", find({}, sort={"$natural": 2}), ERR(2)),
+    Case("hint $natural 2", find({}, hint={"$natural": 2}), ERR(2)),
+    Case("...nothing was written", find({"_id": "uf"}), lambda r: ids(r) == []),
+    Case("find with every driver field", find({"_id": 1}, projection={"a": 1}, sort={"_id": 1},
+                                              hint={"_id": 1}, skip=0, limit=1, batchSize=1,
+                                              singleBatch=True, comment="c", maxTimeMS=1000,
+                                              noCursorTimeout=False, allowPartialResults=False,
+                                              returnKey=False, showRecordId=False,
+                                              allowDiskUse=False, collation={"locale": "simple"},
+                                              let={"x": 1}, apiVersion="1"),
+         lambda r: ids(r) == [1]),
+    # --- collection names ------------------------------------------------------------------------
+    Case("collection name with $", {"find": "a$b"}, ERR(73)),
+    Case("collection name with a null byte", {"find": "a\x00b"}, ERR(73)),
+    Case("collection name starting with a dot", {"find": ".a"}, ERR(73)),
+    Case("reading system.foo is allowed", {"find": "system.foo"},
+         lambda r: r["cursor"]["firstBatch"] == []),
+    Case("writing system.foo", {"insert": "system.foo", "documents": [{}]}, ERR(73)),
+    Case("updating system.foo", {"update": "system.foo", "updates": [{"q": {}, "u": {}}]},
+         ERR(73)),
+    Case("namespace over 255 bytes", {"insert": "x" * 260, "documents": [{}]}, ERR(73)),
+    # --- comment: any BSON value, on every command -----------------------------------------------
+    Case("comment on count", {"count": COLL, "query": {"_id": 1}, "comment": 5},
+         lambda r: r["n"] == 1),
+    Case("comment on distinct", {"distinct": COLL, "key": "s", "query": {"_id": 2},
+                                 "comment": ["a", 1]}, lambda r: r["values"] == ["a"]),
+    Case("comment on aggregate", {"aggregate": COLL, "pipeline": [{"$match": {"_id": 1}}],
+                                  "cursor": {}, "comment": {"k": 1}}, lambda r: ids(r) == [1]),
+    Case("comment on insert", insert("cm1", comment="x"), inserted),
+    Case("comment on update", {"update": COLL, "updates": [{"q": {"_id": "cm1"},
+                                                            "u": {"$set": {"c": 1}}}],
+                               "comment": "x"}, lambda r: r["nModified"] == 1),
+    Case("comment on delete", {"delete": COLL, "deletes": [{"q": {"_id": "cm1"}, "limit": 1}],
+                               "comment": "x"}, lambda r: r["n"] == 1),
+    Case("comment on findAndModify", fam(query={"_id": 1}, update={"$set": {"c": 1}},
+                                         comment="x"), lambda r: r["value"]["_id"] == 1),
+    Case("comment on killCursors", {"killCursors": COLL, "cursors": [], "comment": "x"},
+         lambda r: r["cursorsKilled"] == []),
+    # --- findAndModify options -------------------------------------------------------------------
+    Case("findAndModify remove with new", fam(query={}, remove=True, new=True), ERR(9)),
+    Case("findAndModify remove with upsert", fam(query={}, remove=True, upsert=True), ERR(9)),
+    Case("findAndModify remove with an update", fam(query={}, remove=True,
+                                                    update={"$set": {"a": 1}}), ERR(9)),
+    Case("findAndModify neither update nor remove", fam(query={}), ERR(9)),
+    Case("findAndModify update not a document", fam(query={}, update=5), ERR(14)),
+    Case("findAndModify sort 'asc'", fam(query={}, sort={"a": "asc"},
+                                         update={"$set": {"z": 1}}), ERR(15974)),
+    # --- findAndModify with a pipeline update ----------------------------------------------------
+    Case("findAndModify pipeline $set", fam(query={"_id": 2}, new=True, update=[
+        {"$set": {"p": {"$add": ["$a", 1]}}}, {"$unset": "tags"}]),
+         lambda r: r["value"]["p"] == 22 and "tags" not in r["value"]),
+    Case("findAndModify pipeline returns the old document", fam(query={"_id": 2}, update=[
+        {"$replaceWith": {"$mergeObjects": ["$$ROOT", {"q": "$s"}]}}]),
+         lambda r: "q" not in r["value"] and r["value"]["p"] == 22),
+    Case("...and changed it", find({"_id": 2, "q": "a"}), lambda r: ids(r) == [2]),
+    Case("findAndModify pipeline upsert", fam(query={"_id": "pu"}, upsert=True, new=True,
+                                              update=[{"$set": {"made": True}}]),
+         lambda r: r["value"] == {"_id": "pu", "made": True}),
+    Case("findAndModify pipeline $project", fam(query={"_id": "pu"}, new=True,
+                                                update=[{"$project": {"made": 0}}]),
+         lambda r: r["value"] == {"_id": "pu"}),
+    Case("findAndModify pipeline stage not allowed",
+         fam(query={"_id": 2}, update=[{"$match": {"a": 1}}]), ERR(72)),
+    Case("findAndModify pipeline $group not allowed",
+         fam(query={"_id": 2}, update=[{"$group": {"_id": None}}]), ERR(72)),
+    Case("findAndModify pipeline stage not a document", fam(query={"_id": 2}, update=[5]),
+         ERR(14)),
+    Case("findAndModify pipeline with arrayFilters",
+         fam(query={"_id": 2}, update=[{"$set": {"a": 1}}], arrayFilters=[{"x": 1}]), ERR(72)),
+    Case("findAndModify pipeline changing _id",
+         fam(query={"_id": 2}, update=[{"$set": {"_id": 99}}]), ERR(66)),
+    # --- bypassDocumentValidation ----------------------------------------------------------------
+    Case("create a validated collection",
+         {"create": VCOLL, "validator": {"x": {"$type": "int"}}}, lambda r: True),
+    Case("insert failing validation", {"insert": VCOLL, "documents": [{"_id": 1, "x": "s"}]},
+         ERR(121)),
+    Case("insert bypassing validation", {"insert": VCOLL, "documents": [{"_id": 1, "x": "s"}],
+                                         "bypassDocumentValidation": True}, inserted),
+    Case("findAndModify failing validation",
+         {"findAndModify": VCOLL, "query": {"_id": 2}, "upsert": True,
+          "update": {"$set": {"x": "s"}}}, ERR(121)),
+    Case("findAndModify bypassing validation",
+         {"findAndModify": VCOLL, "query": {"_id": 2}, "upsert": True, "new": True,
+          "update": {"$set": {"x": "s"}}, "bypassDocumentValidation": True},
+         lambda r: r["value"] == {"_id": 2, "x": "s"}),
+    Case("findAndModify pipeline bypassing validation",
+         {"findAndModify": VCOLL, "query": {"_id": 2}, "new": True,
+          "update": [{"$set": {"x": "t"}}], "bypassDocumentValidation": True},
+         lambda r: r["value"] == {"_id": 2, "x": "t"}),
+    Case("bulkWrite failing validation",
+         {"bulkWrite": 1, "nsInfo": [{"ns": f"app.{VCOLL}"}],
+          "ops": [{"insert": 0, "document": {"_id": 3, "x": "s"}}]},
+         lambda r: r["nErrors"] == 1 and r["cursor"]["firstBatch"][0]["code"] == 121,
+         db="admin"),
+    Case("bulkWrite bypassing validation",
+         {"bulkWrite": 1, "nsInfo": [{"ns": f"app.{VCOLL}"}], "bypassDocumentValidation": True,
+          "ops": [{"insert": 0, "document": {"_id": 3, "x": "s"}},
+                  {"update": 0, "filter": {"_id": 3}, "updateMods": {"$set": {"x": "u"}}}]},
+         lambda r: (r["nErrors"], r["nInserted"], r["nModified"]) == (0, 1, 1), db="admin"),
+    Case("...all written", {"count": VCOLL, "query": {"x": {"$type": "string"}}},
+         lambda r: r["n"] == 3),
+    # --- $regex: PCRE2's behaviours on RE2 (linear time) ----------------------------------------
+    Case("regex documents", {"insert": COLL, "documents": [
+        {"_id": "r1", "rx": "héllo"}, {"_id": "r2", "rx": "HELLO"}, {"_id": "r3", "rx": "٣٤"},
+        {"_id": "r4", "rx": "Straße"}, {"_id": "r5", "rx": "line1\nline2"},
+        {"_id": "r6", "rx": "ÉCOLE"}, {"_id": "r7", "rx": "a" * 5000 + "!"}]},
+         lambda r: r["n"] == 7),
+    Case("\\w is ASCII without (*UCP)", find({"rx": {"$regex": "^\\w+$"}}),
+         lambda r: ids(r) == ["r2"]),
+    Case("(*UCP) makes \\w Unicode", find({"rx": {"$regex": "(*UCP)^\\w+$"}}),
+         lambda r: ids(r) == ["r1", "r2", "r3", "r4", "r6"]),
+    Case("(*UCP) makes \\d Unicode", find({"rx": {"$regex": "(*UCP)^\\d+$"}}),
+         lambda r: ids(r) == ["r3"]),
+    Case("\\p{Lu}", find({"rx": {"$regex": "^\\p{Lu}+$"}}), lambda r: ids(r) == ["r2", "r6"]),
+    Case("\\p{L} over non-Latin letters", find({"rx": {"$regex": "^\\p{L}+$"}}),
+         lambda r: ids(r) == ["r1", "r2", "r4", "r6"]),
+    Case("option i folds non-ASCII", find({"rx": {"$regex": "école", "$options": "i"}}),
+         lambda r: ids(r) == ["r6"]),
+    Case("option i folds simply (ß is not ss)",
+         find({"rx": {"$regex": "strasse", "$options": "i"}}), lambda r: ids(r) == []),
+    Case("option m", find({"rx": {"$regex": "^line2", "$options": "m"}}),
+         lambda r: ids(r) == ["r5"]),
+    Case("without m, ^ is the start", find({"rx": {"$regex": "^line2"}}),
+         lambda r: ids(r) == []),
+    Case("option s", find({"rx": {"$regex": "line1.line2", "$options": "s"}}),
+         lambda r: ids(r) == ["r5"]),
+    Case("without s, . stops at a newline", find({"rx": {"$regex": "line1.line2"}}),
+         lambda r: ids(r) == []),
+    Case("option x", find({"rx": {"$regex": "h é l  # a comment", "$options": "xi"}}),
+         lambda r: ids(r) == ["r1"]),
+    Case("option u is accepted", find({"rx": {"$regex": "^h", "$options": "u"}}),
+         lambda r: ids(r) == ["r1"]),
+    Case("a regex value with flags", find({"rx": Regex("^hÉ", "i")}),
+         lambda r: ids(r) == ["r1"]),
+    Case("no pattern freezes a member", find({"rx": {"$regex": "^(a+)+$"}}),
+         lambda r: ids(r) == []),
+    Case("an unknown option", find({"rx": {"$regex": "a", "$options": "z"}}), ERR(51108)),
+    Case("options in both", find({"rx": {"$regex": Regex("a", "i"), "$options": "m"}}),
+         ERR(51075)),
+    Case("an invalid pattern", find({"rx": {"$regex": "("}}), ERR(51091)),
+    Case("a backreference (RE2 cannot run it)", find({"rx": {"$regex": "(a)\\1"}}),
+         ERR(51091)),
+    Case("an unknown property", find({"rx": {"$regex": "\\p{Bogus}"}}), ERR(51091)),
+    Case("a newline convention verb", find({"rx": {"$regex": "(*CR)a"}}), ERR(51091)),
+    Case("an invalid pattern in an update",
+         {"update": COLL, "updates": [{"q": {"rx": {"$regex": "["}}, "u": {"$set": {"z": 1}}}]},
+         ERR(51091)),
+    Case("count with (*UCP)", {"count": COLL, "query": {"rx": {"$regex": "(*UCP)^\\w+$"}}},
+         lambda r: r["n"] == 5),
     # --- bulkWrite (MongoDB 8) ------------------------------------------------------------------
     Case("bulkWrite", {"bulkWrite": 1, "nsInfo": [{"ns": f"app.{COLL}"}, {"ns": "app.other"}],
                        "ops": [{"insert": 1, "document": {"_id": 1}},
@@ -143,6 +435,50 @@ CASES: list[Case] = [
     Case("bulkWrite no ops", {"bulkWrite": 1, "nsInfo": [{"ns": "app.x"}], "ops": []},
          ERR(16), db="admin"),
 ]
+
+
+@dataclass(frozen=True)
+class GetMoreCase:
+    """A ``getMore`` on a live cursor: ``find`` over ``COLL`` sorted by ``_id`` with
+    ``batchSize: 1`` opens it, then ``getMore`` runs with ``fields`` added."""
+
+    name: str
+    fields: dict[str, Any]
+    expect: Expect
+
+
+def next_ids(reply: dict[str, Any]) -> list[Any]:
+    return [d["_id"] for d in reply["cursor"]["nextBatch"]]
+
+
+OPEN_CURSOR: dict[str, Any] = {"find": COLL, "filter": {"_id": {"$in": [1, 2, 3, 4]}},
+                               "sort": {"_id": 1}, "batchSize": 1}
+GETMORE_CASES: list[GetMoreCase] = [
+    GetMoreCase("batchSize a double is truncated", {"batchSize": 2.7},
+                lambda r: next_ids(r) == [2, 3]),
+    GetMoreCase("batchSize 0 is the default", {"batchSize": 0},
+                lambda r: next_ids(r) == [2, 3, 4] and r["cursor"]["id"] == 0),
+    GetMoreCase("batchSize an Int64", {"batchSize": Int64(1)}, lambda r: next_ids(r) == [2]),
+    GetMoreCase("term, lastKnownCommittedOpTime and comment accepted",
+                {"term": Int64(1), "comment": {"why": 1},
+                 "lastKnownCommittedOpTime": {"ts": Timestamp(1, 1), "t": Int64(1)}},
+                lambda r: next_ids(r) == [2, 3, 4]),
+    GetMoreCase("another collection's cursor", {"collection": "other"}, ERR(13)),
+    GetMoreCase("maxTimeMS on a non-awaitData cursor", {"maxTimeMS": 100}, ERR(2)),
+    GetMoreCase("a negative batchSize", {"batchSize": -1}, ERR(2)),
+]
+
+
+def run_get_more_cases(run: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Every :data:`GETMORE_CASES` case on a cursor of its own (``run`` runs a command in
+    ``app``, on a node or through a router); each cursor is killed afterwards."""
+    for case in GETMORE_CASES:
+        opened = run(OPEN_CURSOR)
+        assert [d["_id"] for d in opened["cursor"]["firstBatch"]] == [1], opened
+        cid = opened["cursor"]["id"]
+        reply = run({"getMore": Int64(cid), "collection": COLL, **case.fields})
+        check(Case(case.name, {}, case.expect), reply)
+        run({"killCursors": COLL, "cursors": [Int64(cid)]})
 
 
 def check(case: Case, reply: dict[str, Any]) -> None:

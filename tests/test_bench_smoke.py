@@ -89,3 +89,29 @@ def test_regex_bench_json_shape(tmp_path: Path) -> None:
     assert all(r["re2_ms"] > 0 and r["re_ms"] > 0 for r in data["engine"])
     longest = max(data["pathological"], key=lambda r: r["a_count"])
     assert longest["a_count"] == 100_000 and longest["re_ms"] is None
+
+
+def test_engine_scaling_json_and_plot(tmp_path: Path) -> None:
+    out, png = tmp_path / "scale.json", tmp_path / "scale.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "engine", "--docs", "300,900", "--json", str(out),
+         "--plot", str(png)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "near_k10" in proc.stdout and "x smallest" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["sizes"] == [300, 900] and [ld["docs"] for ld in data["loads"]] == [300, 900]
+    from bench.engine_scale import WORKLOADS as SCALE_WORKLOADS
+
+    assert {(r["workload"], r["docs"]) for r in data["results"]} == {
+        (w, n) for w in SCALE_WORKLOADS for n in (300, 900)
+    }
+    for row in data["results"]:
+        assert row["cpu_us_per_op"] > 0 and row["p50_us"] > 0
+    near_k10 = [r for r in data["results"] if r["workload"] == "near_k10"]
+    assert all(r["results_per_op"] <= 10 for r in near_k10)
+    assert png.stat().st_size > 0

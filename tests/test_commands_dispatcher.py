@@ -82,6 +82,11 @@ def test_write_concern_parsing() -> None:
     wc = parse_write_concern({"writeConcern": {"w": "majority", "wtimeout": 500, "j": True}}, 3)
     assert wc == WriteConcern("majority", 500, True)
     assert parse_write_concern({"writeConcern": {"w": 0}}, 3).acknowledged is False
+    # w 0 and 1 ignore wtimeout, as MongoDB does (the write itself is the wait)
+    for w in (0, 1):
+        wc = parse_write_concern({"writeConcern": {"w": w, "wtimeout": 1}}, 3)
+        assert wc.wtimeout_ms == 0 and wc.settles_on_apply
+    assert parse_write_concern({"writeConcern": {"wtimeout": 1}}, 3).wtimeout_ms == 0
     with pytest.raises(MongoError) as err:
         parse_write_concern({"writeConcern": {"w": 4}}, 3)
     assert err.value.code == 100

@@ -57,8 +57,10 @@ def test_find_projection_skip_limit_single_batch(run: Any) -> None:
                  "sort": {"_id": -1}, "skip": 2, "limit": 3})
     assert reply["cursor"]["firstBatch"] == [{"_id": 223}, {"_id": 213}, {"_id": 203}]
     assert reply["cursor"]["id"] == 0
-    reply = run({"find": "nums", "limit": -5})
+    reply = run({"find": "nums", "limit": 5, "singleBatch": True})
     assert len(reply["cursor"]["firstBatch"]) == 5 and reply["cursor"]["id"] == 0
+    # MongoDB's find command refuses a negative limit (the shell's -n means singleBatch)
+    assert run({"find": "nums", "limit": -5})["code"] == 51024
 
 
 def test_bad_query_is_an_error_reply(run: Any) -> None:

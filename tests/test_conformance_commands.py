@@ -9,7 +9,7 @@ import pytest
 
 from node.commands.context import RequestContext
 from node.server.standalone import standalone_dispatcher
-from tests.conformance_commands import CASES, COLL, DOCS, check
+from tests.conformance_commands import CASES, COLL, DOCS, check, run_get_more_cases
 from tests.sharded_helpers import ok
 
 
@@ -19,6 +19,7 @@ def test_node_answers_as_mongodb() -> None:
     assert dispatcher.run("app", {"insert": COLL, "documents": DOCS}, ctx)["ok"] == 1.0
     for case in CASES:
         check(case, dispatcher.run(case.db, case.command, ctx))
+    run_get_more_cases(lambda cmd: dispatcher.run("app", cmd, ctx))
 
 
 @pytest.mark.cluster
@@ -35,3 +36,4 @@ def test_router_answers_as_the_node(sharded: Any) -> None:
     ok(sharded.router_command(0, {"insert": COLL, "documents": DOCS}, db="app"))
     for case in CASES:
         check(case, sharded.router_command(0, case.command, db=case.db))
+    run_get_more_cases(lambda cmd: sharded.router_command(0, cmd, db="app"))

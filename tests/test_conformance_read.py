@@ -77,8 +77,8 @@ def test_slice_combines_with_inclusion_or_exclusion() -> None:
 
 
 def test_slice_limit_must_be_positive() -> None:
-    assert projection_error({"a": {"$slice": [1, 0]}}).code == 2
-    assert projection_error({"a": {"$slice": [1, -1]}}).code == 2
+    assert projection_error({"a": {"$slice": [1, 0]}}).code == 28724
+    assert projection_error({"a": {"$slice": [1, -1]}}).code == 28724
 
 
 def test_elem_match_projection() -> None:

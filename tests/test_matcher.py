@@ -341,7 +341,7 @@ def test_regex_operator_with_options() -> None:
 def test_regex_errors() -> None:
     bad({"a": {"$options": "i"}}, "$options needs a $regex")
     bad({"a": {"$regex": 5}}, "$regex has to be a string")
-    bad({"a": {"$regex": "a", "$options": "q"}}, "invalid flag in regex options: q")
+    bad({"a": {"$regex": "a", "$options": "q"}}, "invalid flag in regex options: q", 51108)
     with pytest.raises(MongoError) as info:
         Matcher({"a": {"$regex": "("}})
     assert info.value.code == 51091

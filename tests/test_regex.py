@@ -107,7 +107,7 @@ def test_a_pattern_over_the_memory_budget_is_refused_the_same_way_every_time() -
 def test_bad_options_and_nul() -> None:
     with pytest.raises(MongoError) as flag:
         compile_regex("a", "q")
-    assert flag.value.code == 2 and flag.value.errmsg == "invalid flag in regex options: q"
+    assert flag.value.code == 51108 and flag.value.errmsg == "invalid flag in regex options: q"
     with pytest.raises(MongoError) as nul:
         compile_regex("a\0b", "")
     assert nul.value.code == 51109
@@ -142,3 +142,27 @@ def test_literal_and_prefix_shortcuts_agree_with_re2(pattern: str, text: str, op
         return
     via_re2 = compile_regex(f"(?:{pattern})", options)
     assert shortcut.search(text) == via_re2.search(text)
+
+
+def test_ucp_makes_d_w_s_unicode() -> None:
+    assert not m(r"^\w+$", "héllo") and m(r"(*UCP)^\w+$", "héllo")
+    assert not m(r"\d", "٣") and m(r"(*UCP)\d", "٣") and m(r"(*UCP)[\d]", "٣")
+    assert not m(r"\s", "\u3000") and m(r"(*UCP)\s", "\u3000")
+    assert m(r"(*UCP)\W", "!") and not m(r"(*UCP)\W", "é")
+    assert m(r"(*UTF)(*UCP)\w", "é") and m(r"(*NO_START_OPT)a", "a")
+    assert "(*CR)" in refused(r"(*CR)a")
+    assert "not supported with (*UCP)" in refused(r"(*UCP)[\W]")
+
+
+def test_pcre2_classes_and_properties() -> None:
+    assert m(r"\h", "\u00a0") and m(r"\v", "\u2028") and m(r"\s", "\x0b")
+    assert m(r"[\h]", "\t") and not m(r"\H", "\u00a0")
+    assert m(r"\p{L}+", "日本") and m(r"\p{lu}", "É") and not m(r"\p{lu}", "é")
+    assert m(r"\p{greek}", "λ") and m(r"\p{L&}", "a") and m(r"\P{Xan}", "!")
+    assert m(r"[\p{Xwd}]", "_") and m(r"\p{^L}", "1")
+    assert "unknown property" in refused(r"\p{Bogus}")
+
+
+def test_case_folding_is_unicode_and_simple() -> None:
+    assert m("é", "É", "i") and m("σ", "Σ", "i") and m("ς", "Σ", "i") and m("k", "\u212a", "i")
+    assert not m("straße", "STRASSE", "i")  # simple folding only, as PCRE2

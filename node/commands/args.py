@@ -172,6 +172,23 @@ def check_collection_name(name: str) -> None:
         raise MongoError(73, f"Invalid collection name: {name}")
 
 
+MAX_NS_BYTES = 255
+WRITABLE_SYSTEM = frozenset({"system.js", "system.profile"})
+WRITABLE_ADMIN_SYSTEM = frozenset({"system.users", "system.roles", "system.version"})
+
+
+def check_writable_namespace(db: str, coll: str) -> None:
+    """InvalidNamespace (73) for a write MongoDB refuses before touching anything: a namespace
+    longer than 255 bytes, or a ``system.`` collection clients may not write."""
+    ns = f"{db}.{coll}"
+    if len(ns.encode()) > MAX_NS_BYTES:
+        raise MongoError(73, f"Fully qualified namespace is too long. Namespace: {ns} "
+                         f"Max: {MAX_NS_BYTES}", code_name="InvalidNamespace")
+    if coll.startswith("system.") and coll not in WRITABLE_SYSTEM and not (
+            db == "admin" and coll in WRITABLE_ADMIN_SYSTEM):
+        raise MongoError(73, f"cannot write to '{ns}'", code_name="InvalidNamespace")
+
+
 def check_db_name(name: str) -> None:
     """InvalidNamespace (73) for database names MongoDB refuses."""
     if not name or len(name) >= 64 or any(c in name for c in '/\\. "$\x00*<>:|?'):

@@ -38,6 +38,7 @@ from bson.errors import BSONError
 from node.commands.args import check_db_name
 from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
+from node.commands.generic_args import check_generic_args
 from node.commands.member import Member
 from node.commands.pending import PendingReply
 from node.commands.tailing import TailWaits
@@ -179,6 +180,7 @@ class Dispatcher:
         if "autocommit" in command or "startTransaction" in command:
             raise MongoError(20, "multi-document transactions are not supported "
                              "(autocommit/startTransaction)", code_name="IllegalOperation")
+        check_generic_args(name, command)
         routing = getattr(self.services, "routing", None)
         if routing is not None:
             routing.check_command(db, command)

@@ -14,9 +14,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from node.commands.args import bson_type_name, int64_value, is_number
 from node.commands.context import RequestContext
-from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError
+from node.commands.generic_args import parse_write_concern_fields
+from node.engine.errors import MongoError
 
 UNSATISFIABLE_WRITE_CONCERN = 100
 WRITE_CONCERN_FAILED = 64
@@ -56,41 +56,25 @@ def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int 
                         ) -> WriteConcern:
     """The command's ``writeConcern`` (default ``{w: 1}``), checked against the set's size;
     ``max_time_ms`` is the command's (already parsed) ``maxTimeMS``."""
-    spec = cmd.get("writeConcern")
-    if spec is None:
-        return WriteConcern(max_time_ms=max_time_ms)
-    if not isinstance(spec, Mapping):
-        raise MongoError(
-            14, f"BSON field 'writeConcern' is the wrong type '{bson_type_name(spec)}', "
-            "expected type 'object'"
-        )
-    w: int | str = 1
-    raw_w = spec.get("w", 1)
-    if isinstance(raw_w, str):
-        if raw_w != "majority":
-            raise MongoError(79, f"No write concern mode named '{raw_w}' found in replica set "
-                             "configuration", code_name="UnknownReplWriteConcern")
-        w = raw_w
-    elif is_number(raw_w):
-        w = int64_value(raw_w, "writeConcern.w")
-        if w < 0:
-            raise MongoError(FAILED_TO_PARSE, "w has to be a non-negative number and not "
-                             "greater than 50; found: " + str(raw_w))
+    fields = parse_write_concern_fields(cmd.get("writeConcern"))
+    if fields is None or fields.w is None:
+        w: int | str = 1
+    elif isinstance(fields.w, dict):
+        raise MongoError(UNSATISFIABLE_WRITE_CONCERN, "Not enough nodes match write concern "
+                         f"tags {fields.w}: members carry no tags",
+                         code_name="UnsatisfiableWriteConcern")
     else:
-        raise MongoError(FAILED_TO_PARSE, "w has to be a string or a number; found: "
-                         + bson_type_name(raw_w))
-    wtimeout = spec.get("wtimeout", 0)
-    if not is_number(wtimeout):
-        raise MongoError(BAD_VALUE, "wtimeout must be a number")
-    wtimeout = int64_value(wtimeout, "writeConcern.wtimeout")
-    j = spec.get("j")
-    if j is not None and not isinstance(j, bool):
-        if not is_number(j):
-            raise MongoError(BAD_VALUE, "j must be numeric or a boolean value")
-        j = bool(j)
-    fsync = spec.get("fsync")
-    if fsync:
-        j = True
+        w = fields.w
+    if isinstance(w, str) and w != "majority":
+        raise MongoError(79, f"No write concern mode named '{w}' found in replica set "
+                         "configuration", code_name="UnknownReplWriteConcern")
+    wtimeout = fields.wtimeout_ms if fields is not None else 0
+    if isinstance(w, int) and w <= 1:
+        # MongoDB ignores wtimeout for w 0 and 1: the write itself is the whole wait. Here w: 1
+        # still waits for the entry to commit and apply, and a wtimeout passing first would
+        # answer n: 0 with a writeConcernError for a write that then applies.
+        wtimeout = 0
+    j = fields.j if fields is not None else None
     if isinstance(w, int) and w > set_size:
         raise MongoError(
             UNSATISFIABLE_WRITE_CONCERN,

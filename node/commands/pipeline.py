@@ -36,6 +36,7 @@ from node.engine.sorting import (
     MAX_BLOCKING_SORT_BYTES,
     QUERY_EXCEEDED_MEMORY_LIMIT,
     Sort,
+    sort_direction,
     sort_documents_bounded,
 )
 from node.engine.values import MISSING, SortKey, compare, hash_key, number_value
@@ -547,10 +548,7 @@ def parse_sort_stage(arg: Any) -> Sort:
             if dict(v) != {"$meta": "textScore"} and dict(v) != {"$meta": "randVal"}:
                 raise _err(17312, "$meta is the only expression supported by $sort right now")
             raise _err(17311, "$sort by $meta is not supported")
-        if not is_number(v) or number_value(v) not in (1, -1):
-            raise _err(15975, "$sort key ordering must be 1 (for ascending) or -1 (for "
-                       "descending)")
-        del k
+        sort_direction(str(k), v)
     return Sort(arg)
 
 

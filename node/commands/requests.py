@@ -22,6 +22,7 @@ from typing import Any
 
 from node.commands.args import (
     bson_type_name,
+    check_writable_namespace,
     collection_name,
     get_bool,
     get_doc,
@@ -32,7 +33,14 @@ from node.commands.args import (
     int64_value,
     is_number,
 )
-from node.engine.errors import BAD_VALUE, FAILED_TO_PARSE, MongoError, type_mismatch
+from node.commands.generic_args import GENERIC_FIELDS
+from node.engine.errors import (
+    BAD_VALUE,
+    FAILED_TO_PARSE,
+    INVALID_NAMESPACE,
+    MongoError,
+    type_mismatch,
+)
 
 MAX_WRITE_BATCH = 100_000
 INVALID_LENGTH = 16
@@ -59,6 +67,47 @@ def parse_max_time_ms(cmd: Mapping[str, Any], field_name: str = "maxTimeMS") -> 
     return int(value)
 
 
+def check_fields(cmd: Mapping[str, Any], name: str, allowed: frozenset[str]) -> None:
+    """MongoDB's strict IDL parsers: a field that is neither the command's (``allowed``) nor a
+    generic argument is Location40415. ``$``-prefixed fields are internal (MongoDB's
+    ``$_...``, the router's) and pass."""
+    for key in cmd:
+        if key not in allowed and key not in GENERIC_FIELDS and not key.startswith("$"):
+            raise MongoError(40415, f"BSON field '{name}.{key}' is an unknown field.",
+                             code_name="Location40415")
+
+
+# --- one table of fields per command (MongoDB 8's IDL) -----------------------------------------
+FIND_FIELDS = frozenset({
+    "find", "filter", "projection", "sort", "hint", "skip", "limit", "batchSize", "singleBatch",
+    "max", "min", "returnKey", "showRecordId", "tailable", "oplogReplay", "noCursorTimeout",
+    "awaitData", "allowPartialResults", "collation", "allowDiskUse", "let", "readOnce",
+    "allowSpeculativeMajorityRead", "term", "includeQueryStatsMetrics", "rawData", "explain",
+})
+COUNT_FIELDS = frozenset({"count", "query", "limit", "skip", "hint", "collation", "fields",
+                          "mirrored", "sampleId", "rawData", "encryptionInformation"})
+DISTINCT_FIELDS = frozenset({"distinct", "key", "query", "collation", "hint", "mirrored",
+                             "sampleId", "rawData"})
+FIND_AND_MODIFY_FIELDS = frozenset({
+    "findAndModify", "findandmodify", "query", "sort", "remove", "update", "new", "fields",
+    "upsert", "bypassDocumentValidation", "collation", "arrayFilters", "hint", "let",
+    "rawData", "sampleId", "encryptionInformation",
+})
+
+AGGREGATE_FIELDS = frozenset({
+    "aggregate", "pipeline", "explain", "allowDiskUse", "cursor", "hint", "needsMerge",
+    "fromMongos", "fromRouter", "bypassDocumentValidation", "collation", "let",
+    "isMapReduceCommand", "exchange", "runtimeConstants", "collectionUUID",
+    "encryptionInformation", "includeQueryStatsMetrics", "rawData", "querySettings",
+    "passthroughToShard", "isClusterQueryWithoutShardKeyCmd", "requestReshardingResumeToken",
+})
+_WRITE_COMMON = ("ordered", "bypassDocumentValidation", "let", "collectionUUID",
+                 "encryptionInformation", "isTimeseriesNamespace", "rawData")
+INSERT_FIELDS = frozenset({"insert", "documents", *_WRITE_COMMON})
+UPDATE_FIELDS_CMD = frozenset({"update", "updates", *_WRITE_COMMON})
+DELETE_FIELDS = frozenset({"delete", "deletes", *_WRITE_COMMON})
+
+
 def _sort_spec(sort: Mapping[str, Any] | None) -> list[tuple[str, Any]] | None:
     return list(sort.items()) if sort else None
 
@@ -75,7 +124,7 @@ class FindRequest:
     projection: Mapping[str, Any] | None = None
     skip: int = 0
     limit: int = 0
-    """0: no limit (a negative ``limit`` becomes its absolute value with ``single_batch``)."""
+    """0: no limit (a negative ``limit`` is refused, 51024, as MongoDB's find command does)."""
     batch_size: int | None = None
     single_batch: bool = False
     hint: Any = None
@@ -90,17 +139,34 @@ class FindRequest:
         return f"{self.db}.{self.coll}"
 
 
+def check_tailable_options(cmd: Mapping[str, Any], sort: Mapping[str, Any] | None,
+                           single_batch: bool) -> None:
+    """MongoDB's rules for ``tailable``/``awaitData`` that need no data (its
+    ``tailableModeFromBools`` and ``validateFindCommandRequest``)."""
+    tailable = get_bool(cmd, "find", "tailable")
+    if get_bool(cmd, "find", "awaitData") and not tailable:
+        raise MongoError(FAILED_TO_PARSE,
+                         "Cannot set 'awaitData' without also setting 'tailable'")
+    if not tailable:
+        return
+    if sort and list(sort.items()) != [("$natural", 1)]:
+        raise MongoError(BAD_VALUE,
+                         "cannot use tailable option with a sort other than {$natural: 1}")
+    if single_batch:
+        raise MongoError(BAD_VALUE, "cannot use tailable option with the 'singleBatch' option")
+
+
 def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     coll = collection_name(cmd, "find")
+    check_fields(cmd, "find", FIND_FIELDS)
     filt = get_doc(cmd, "find", "filter", {})
     sort = get_doc(cmd, "find", "sort", None)
     projection = get_doc(cmd, "find", "projection", None)
     skip = get_nonneg_int(cmd, "find", "skip", 0)
-    limit = get_int(cmd, "find", "limit", 0)
+    limit = get_nonneg_int(cmd, "find", "limit", 0)
     batch_size = get_nonneg_int(cmd, "find", "batchSize", None)
     single_batch = get_bool(cmd, "find", "singleBatch")
-    if limit < 0:
-        limit, single_batch = -limit, True
+    check_tailable_options(cmd, sort, single_batch)
     return FindRequest(db, coll, filt, _sort_spec(sort), projection, skip, limit, batch_size,
                        single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd,
                        get_bool(cmd, "find", "$_requestSortKey"))
@@ -120,6 +186,7 @@ class CountRequest:
 
 def parse_count(db: str, cmd: Mapping[str, Any]) -> CountRequest:
     coll = collection_name(cmd, "count")
+    check_fields(cmd, "count", COUNT_FIELDS)
     query = get_doc(cmd, "count", "query", {})
     skip = get_nonneg_int(cmd, "count", "skip", 0)
     limit = abs(get_int(cmd, "count", "limit", 0))
@@ -139,6 +206,7 @@ class DistinctRequest:
 
 def parse_distinct(db: str, cmd: Mapping[str, Any]) -> DistinctRequest:
     coll = collection_name(cmd, "distinct")
+    check_fields(cmd, "distinct", DISTINCT_FIELDS)
     key = get_str(cmd, "distinct", "key")
     query = get_doc(cmd, "distinct", "query", {})
     return DistinctRequest(db, coll, key, query, parse_max_time_ms(cmd), cmd)
@@ -171,6 +239,7 @@ def parse_aggregate(db: str, cmd: Mapping[str, Any], *, allow_internal: bool = F
         coll = "$cmd.aggregate"
     else:
         coll = collection_name(cmd, "aggregate")
+    check_fields(cmd, "aggregate", AGGREGATE_FIELDS)
     pipeline = get_list(cmd, "aggregate", "pipeline")
     explain = get_bool(cmd, "aggregate", "explain")
     cursor_opts = get_doc(cmd, "aggregate", "cursor", None)
@@ -203,14 +272,33 @@ class GetMoreRequest:
         return f"{self.db}.{self.coll}"
 
 
+GET_MORE_FIELDS = frozenset({"getMore", "collection", "batchSize", "maxTimeMS", "term",
+                             "lastKnownCommittedOpTime"})
+
+
 def parse_get_more(db: str, cmd: Mapping[str, Any]) -> GetMoreRequest:
+    """``getMore`` as MongoDB 8's ``GetMoreCommandRequest`` (a strict IDL command) reads it:
+    unknown fields 40415; ``batchSize``, ``maxTimeMS`` and ``term`` numbers (a double is
+    truncated), a negative ``batchSize`` BadValue (0 or absent: the cursor's default);
+    ``lastKnownCommittedOpTime`` an object; the collection a valid name."""
     cursor_id = cmd.get("getMore")
     if not is_number(cursor_id):
         raise type_mismatch("BSON field 'getMore.getMore' is the wrong type "
                             f"'{bson_type_name(cursor_id)}', expected type 'long'")
+    check_fields(cmd, "getMore", GET_MORE_FIELDS)
     coll = get_str(cmd, "getMore", "collection")
-    batch_size = get_nonneg_int(cmd, "getMore", "batchSize", None) or None
-    return GetMoreRequest(db, coll, int64_value(cursor_id, "getMore.getMore"), batch_size, parse_max_time_ms(cmd), cmd)
+    if not coll:
+        raise MongoError(INVALID_NAMESPACE, "Collection names cannot be empty")
+    if coll.startswith(".") or "\x00" in coll:
+        raise MongoError(INVALID_NAMESPACE, f"Invalid collection name for getMore: {coll!r}")
+    batch_size = get_int(cmd, "getMore", "batchSize", None)
+    if batch_size is not None and batch_size < 0:
+        raise MongoError(BAD_VALUE, "Batch size for getMore must be positive, but received: "
+                         f"{batch_size}")
+    get_int(cmd, "getMore", "term", None)
+    get_doc(cmd, "getMore", "lastKnownCommittedOpTime", None)
+    return GetMoreRequest(db, coll, int64_value(cursor_id, "getMore.getMore"),
+                          batch_size or None, parse_max_time_ms(cmd), cmd)
 
 
 @dataclass(frozen=True)
@@ -280,6 +368,8 @@ class InsertRequest:
 
 def parse_insert(db: str, cmd: Mapping[str, Any]) -> InsertRequest:
     coll = collection_name(cmd, "insert")
+    check_fields(cmd, "insert", INSERT_FIELDS)
+    check_writable_namespace(db, coll)
     docs = get_list(cmd, "insert", "documents")
     ordered = get_bool(cmd, "insert", "ordered", True)
     check_batch(docs)
@@ -408,6 +498,8 @@ class UpdateRequest:
 
 def parse_update(db: str, cmd: Mapping[str, Any]) -> UpdateRequest:
     coll = collection_name(cmd, "update")
+    check_fields(cmd, "update", UPDATE_FIELDS_CMD)
+    check_writable_namespace(db, coll)
     updates = get_list(cmd, "update", "updates")
     check_batch(updates)
     ordered = get_bool(cmd, "update", "ordered", True)
@@ -430,10 +522,17 @@ class DeleteStatement:
         return out
 
 
+DELETE_STATEMENT_FIELDS = frozenset({"q", "limit", "hint", "collation", "sampleId"})
+
+
 def parse_delete_statement(i: int, st: Any) -> DeleteStatement:
     if not isinstance(st, Mapping):
         raise type_mismatch(f"BSON field 'delete.deletes.{i}' is the wrong type "
                             f"'{bson_type_name(st)}', expected type 'object'")
+    for key in st:
+        if key not in DELETE_STATEMENT_FIELDS:
+            raise MongoError(40415, f"BSON field 'delete.deletes.{key}' is an unknown field.",
+                             code_name="Location40415")
     q = get_doc(st, "delete.deletes", "q")
     if "limit" not in st:
         raise MongoError(40414, "BSON field 'delete.deletes.limit' is missing but a required "
@@ -458,6 +557,8 @@ class DeleteRequest:
 
 def parse_delete(db: str, cmd: Mapping[str, Any]) -> DeleteRequest:
     coll = collection_name(cmd, "delete")
+    check_fields(cmd, "delete", DELETE_FIELDS)
+    check_writable_namespace(db, coll)
     deletes = get_list(cmd, "delete", "deletes")
     check_batch(deletes)
     ordered = get_bool(cmd, "delete", "ordered", True)
@@ -465,6 +566,12 @@ def parse_delete(db: str, cmd: Mapping[str, Any]) -> DeleteRequest:
     return DeleteRequest(db, coll, statements, ordered,
                          parse_stmt_ids(cmd, "delete", len(statements)),
                          parse_max_time_ms(cmd), cmd)
+
+
+def _update_doc(update: Any) -> Any:
+    if update is None:
+        return None
+    return [dict(s) for s in update] if isinstance(update, list) else dict(update)
 
 
 @dataclass(frozen=True)
@@ -477,7 +584,8 @@ class FindAndModifyRequest:
     remove: bool
     new: bool
     upsert: bool
-    update: Mapping[str, Any] | None
+    update: Mapping[str, Any] | list[Mapping[str, Any]] | None
+    """A modifier or replacement document, or a pipeline-style update (a list of stages)."""
     array_filters: list[dict[str, Any]] | None = None
     stmt_id: int | None = None
     max_time_ms: int = 0
@@ -490,7 +598,7 @@ class FindAndModifyRequest:
             "query": dict(self.query), "sort": dict(self.sort),
             "fields": dict(self.fields) if self.fields is not None else None,
             "remove": self.remove, "new": self.new, "upsert": self.upsert,
-            "update": dict(self.update) if self.update is not None else None,
+            "update": _update_doc(self.update),
         }
         if self.array_filters is not None:
             out["arrayFilters"] = self.array_filters
@@ -502,6 +610,8 @@ class FindAndModifyRequest:
 def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyRequest:
     name = next(iter(cmd))
     coll = collection_name(cmd, name)
+    check_fields(cmd, name, FIND_AND_MODIFY_FIELDS)
+    check_writable_namespace(db, coll)
     query = get_doc(cmd, name, "query", {})
     sort = get_doc(cmd, name, "sort", {})
     fields = get_doc(cmd, name, "fields", None)
@@ -524,13 +634,17 @@ def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyReque
         if upd is None:
             raise MongoError(FAILED_TO_PARSE, "Either an update or remove=true must be "
                              "specified")
-        if isinstance(upd, list):
-            raise MongoError(BAD_VALUE, "aggregation pipeline updates are not supported")
-        if not isinstance(upd, Mapping):
+        if isinstance(upd, list):  # a pipeline-style update (stages checked as update's)
+            for i, stage in enumerate(upd):
+                if not isinstance(stage, Mapping):
+                    raise type_mismatch(f"BSON field '{name}.update.{i}' is the wrong type "
+                                        f"'{bson_type_name(stage)}', expected type 'object'")
+        elif not isinstance(upd, Mapping):
             raise type_mismatch("BSON field 'findAndModify.update' is the wrong type "
                                 f"'{bson_type_name(upd)}', expected type 'object'")
     ids = parse_stmt_ids(cmd, name, 1)
     return FindAndModifyRequest(db, coll, query, sort, fields, remove, new, upsert,
-                                upd if isinstance(upd, Mapping) else None, array_filters,
+                                upd if isinstance(upd, Mapping | list) else None,
+                                array_filters,
                                 ids[0] if ids else None, parse_max_time_ms(cmd), cmd,
                                 parse_hint(cmd, name))

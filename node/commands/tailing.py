@@ -42,7 +42,6 @@ from node.engine.collection import _projector, decode_doc
 from node.engine.errors import (
     BAD_VALUE,
     CAPPED_POSITION_LOST,
-    FAILED_TO_PARSE,
     QUERY_PLAN_KILLED,
     MongoError,
 )
@@ -124,24 +123,8 @@ def reply(ns: str, batch: list[dict[str, Any]], cursor_id: int, last: int, first
                        "postBatchResumeToken": resume_token(last)}}
 
 
-def check_find(req: FindRequest) -> None:
-    """The option rules of a tailable ``find`` that need no data."""
-    raw = req.raw
-    if raw.get("awaitData") and not raw.get("tailable"):
-        raise MongoError(FAILED_TO_PARSE,
-                         "Cannot set 'awaitData' without also setting 'tailable'")
-    if not raw.get("tailable"):
-        return
-    if req.sort and list(req.sort) != [("$natural", 1)]:
-        raise MongoError(BAD_VALUE,
-                         "cannot use tailable option with a sort other than {$natural: 1}")
-    if req.single_batch:
-        raise MongoError(BAD_VALUE, "cannot use tailable option with the 'singleBatch' option")
-
-
 def find(node: NodeServices, req: FindRequest, ctx: RequestContext) -> dict[str, Any]:
     """A tailable ``find`` (or one resuming with ``$_resumeAfter``): first batch and cursor."""
-    check_find(req)
     engine = node.engine
     collection = engine.collection(req.db, req.coll)
     if not collection.is_capped():

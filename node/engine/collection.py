@@ -1029,7 +1029,7 @@ class Collection:
         query: Mapping[str, Any] | None = None,
         *,
         sort: SortSpec | None = None,
-        update: Mapping[str, Any] | None = None,
+        update: Mapping[str, Any] | list[Any] | None = None,
         remove: bool = False,
         new: bool = False,
         fields: Mapping[str, Any] | None = None,

@@ -140,6 +140,26 @@ def box_distance(p: Point, box: Box) -> float:
     return math.hypot(dx, dy)
 
 
+def sphere_box_bound(p: Point, box: Box) -> float:
+    """A lower bound of the great-circle distance (radians) from ``p`` to any point of the
+    longitude/latitude ``box`` (degrees); 0 for a box or ``p`` beyond the poles.
+
+    Two bounds, the larger kept: the latitude gap (no path is shorter than its change of
+    latitude), and, when ``p``'s longitude is outside the box's, the distance to the nearer
+    edge meridian's whole great circle (the nearest point of such a box lies on an edge
+    meridian: along any parallel, distance grows with the longitude gap)."""
+    x1, y1, x2, y2 = box
+    lng, lat = p
+    if y1 < -90.0 or y2 > 90.0 or not -90.0 <= lat <= 90.0:
+        return 0.0
+    lat_gap = max(y1 - lat, 0.0, lat - y2)
+    if x2 - x1 >= 360.0 or (lng - x1) % 360.0 <= x2 - x1:
+        return math.radians(lat_gap)
+    cos_lat = math.cos(math.radians(lat))
+    cross = min(abs(cos_lat * math.sin(math.radians(lng - e))) for e in (x1, x2))
+    return max(math.radians(lat_gap), math.asin(min(1.0, cross)))
+
+
 def sphere_cap_boxes(center: Point, radius: float) -> list[Box]:
     """Longitude/latitude boxes (degrees) covering the spherical cap of ``radius`` radians."""
     if radius >= math.pi:
@@ -185,6 +205,28 @@ def interleave(x: int, y: int) -> int:
         | t[y & 0xFFFF]
         | (t[(y >> 16) & 0xFFFF] << 32)
     )
+
+
+def _compact16(v: int) -> int:
+    """The even bits of a 16-bit number, packed into 8 bits (inverse of spreading)."""
+    v &= 0x5555
+    v = (v | (v >> 1)) & 0x3333
+    v = (v | (v >> 2)) & 0x0F0F
+    return (v | (v >> 4)) & 0x00FF
+
+
+_COMPACT16 = [_compact16(v) | (_compact16(v >> 1) << 8) for v in range(1 << 16)]
+"""For 16 interleaved bits: the 8 y bits (even positions) in the low byte, x bits above."""
+
+
+def deinterleave(key: int) -> tuple[int, int]:
+    """The (x, y) cell numbers of a Morton code: the inverse of :func:`interleave`."""
+    t = _COMPACT16
+    p0, p1 = t[key & 0xFFFF], t[(key >> 16) & 0xFFFF]
+    p2, p3 = t[(key >> 32) & 0xFFFF], t[(key >> 48) & 0xFFFF]
+    y = (p0 & 0xFF) | (p1 & 0xFF) << 8 | (p2 & 0xFF) << 16 | (p3 & 0xFF) << 24
+    x = p0 >> 8 | (p1 >> 8) << 8 | (p2 >> 8) << 16 | (p3 >> 8) << 24
+    return x, y
 
 
 def _fmt(v: float) -> str:
@@ -294,6 +336,16 @@ class GeoBounds:
             self.min + (cx + 1) * size,
             self.min + (cy + 1) * size,
         )
+
+    def cell_range(self, cx: int, cy: int, shift: int) -> KeyRange:
+        """The inclusive key range of cell (cx, cy) at ``shift`` bits coarser than full."""
+        k = interleave(cx, cy)
+        width = 2 * shift
+        return k << width, ((k + 1) << width) - 1
+
+    def slack(self) -> float:
+        """How far float rounding may put a point outside the box of its own cell."""
+        return (self.max - self.min) * 1e-9
 
     def cover(
         self,

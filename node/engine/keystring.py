@@ -172,6 +172,20 @@ def prefix_successor(prefix: bytes) -> bytes | None:
     return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
+
+def decode_uint(data: bytes) -> int:
+    """The non-negative integer whose :func:`encode_key` (ascending) starts ``data``.
+
+    The inverse of ``encode_key(n)`` for ints ``n >= 0`` (a 2d index's cell numbers), reading
+    only the leading value, so an index entry (key, then record key) can be passed whole."""
+    if data[1] == _N_ZERO:
+        return 0
+    if data[0] != T_NUMBER or data[1] != _N_POS:
+        raise KeyEncodingError("not the encoding of a non-negative integer")
+    end = data.index(0, 4)
+    digits = data[4:end]
+    return int(digits) * 10 ** (int.from_bytes(data[2:4], "big") - _EXP_BIAS - len(digits))
+
 # --- the encoder ---------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from node.engine.errors import MongoError
+from node.engine.errors import INVALID_OPTIONS, MongoError
 
 ALLOWED = ("$addFields", "$set", "$project", "$unset", "$replaceRoot", "$replaceWith")
 
@@ -26,7 +26,7 @@ class PipelineUpdate:
         self.stages = parse_stages(stages)
         for name, _ in self.stages:
             if name not in ALLOWED:
-                raise MongoError(ErrorCodes_InvalidOptions, f"{name} is not allowed to be used "
+                raise MongoError(INVALID_OPTIONS, f"{name} is not allowed to be used "
                                  "within an update", code_name="InvalidOptions")
         self.constants = dict(constants or {})
         compile_pipeline(self.stages, PipelineContext(variables=self.constants))
@@ -52,5 +52,3 @@ class PipelineUpdate:
         from node.engine.updater import upsert_seed
         return self.apply(upsert_seed(query), is_insert=True, now=now)
 
-
-ErrorCodes_InvalidOptions = 72

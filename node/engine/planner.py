@@ -44,7 +44,9 @@ from node.engine.geo import (
     GeoQuery,
     compile_geo,
     is_geo_operator_dict,
+    points_of,
 )
+from node.engine.geo_near import nearest
 from node.engine.keystring import encode_key, invert, is_descending, prefix_successor
 from node.engine.matcher import Matcher
 from node.engine.paths import path_values
@@ -802,66 +804,59 @@ class GeoNear(Plan):
         self.query = query
         self.matcher = matcher
         self.filter = filt
-        self.want = 0  # set by the executor: how many nearest results are needed
         self.radii: list[float] = []
 
-    def _ranges(self, radius: float | None) -> list[Range]:
-        cells = self.query.covering(self.bounds, radius)
-        if cells is None:
-            return [(b"", None)]
-        return [(encode_key(lo), prefix_successor(encode_key(hi))) for lo, hi in cells]
-
-    def _full_radius(self) -> float:
-        if self.query.spherical:
-            return math.pi
-        return (self.bounds.max - self.bounds.min) * math.sqrt(2) * 2
-
     def run(self, txn: Any, view: CollectionView, stats: Stats) -> Iterator[Row]:
-        """Matches ordered by distance (ties by record key)."""
+        """Matches ordered by distance (ties by record key), lazily, by a best-first search of
+        the index's cells (:mod:`node.engine.geo_near`): the caller's limit decides how far it
+        goes (execute's default for ``$near`` is 100)."""
         seen: set[bytes] = set()
-        found: list[tuple[float, bytes, bytes, dict[str, Any], int | None]] = []
-        full = self._full_radius()
-        if self.query.max_distance is not None:
-            radius = self.query.max_distance
-            final = True
-        else:
-            span = math.pi if self.query.spherical else self.bounds.max - self.bounds.min
-            radius = span / 4096
-            final = False
-        while True:
-            self.radii.append(radius)
-            for start, end in self._ranges(radius):
-                for key, value in txn.scan(self.index.table, start, end):
-                    stats.keys_examined += 1
-                    if not stats.keys_examined & interrupt.MASK:
-                        interrupt.check()
-                    rk = self.index.locate(key, value)
-                    if rk in seen or (view.owned is not None and not view.owned(rk)):
-                        continue
-                    seen.add(rk)
-                    raw = txn.get(view.docs_table, rk)
-                    if raw is None:
-                        continue
-                    stats.docs_examined += 1
-                    doc = view.decode(raw)
-                    matched, pos = self.matcher.match_position(doc)
-                    if not matched:
-                        continue
-                    dist = min(
-                        (d for v in path_values(doc, self.path)
-                         if (d := self.query.distance(v)) is not None),
-                        default=math.inf,
-                    )
-                    found.append((dist, rk, raw, doc, pos))
-            if final or radius >= full:
-                break
-            if sum(1 for d, *_ in found if d <= radius) >= self.want:
-                break
-            radius = min(radius * 2, full)
-            final = radius >= full
-        found.sort(key=lambda item: (item[0], item[1]))
-        for _, rk, raw, doc, pos in found:
-            yield rk, raw, doc, pos
+        table, locate, docs, owned = self.index.table, self.index.locate, view.docs_table, view.owned
+        match, query, path = self.matcher.match_position, self.query, self.path
+
+        def scan(start: bytes, end: bytes | None, cap: int | None) -> list[tuple[bytes, bytes]]:
+            entries = list(itertools.islice(txn.scan(table, start, end), cap))
+            before = stats.keys_examined
+            stats.keys_examined += len(entries)
+            if (before ^ stats.keys_examined) & ~interrupt.MASK:
+                interrupt.check()
+            return entries
+
+        near_only = set(self.filter) == {path} and "." not in path
+        lo_d = -math.inf if query.min_distance is None else query.min_distance
+        hi_d = math.inf if query.max_distance is None else query.max_distance
+        point_distance = query.point_distance
+
+        def visit(key: bytes, value: bytes) -> tuple[float, bytes, Row] | None:
+            rk = locate(key, value)
+            if rk in seen or (owned is not None and not owned(rk)):
+                return None
+            seen.add(rk)
+            raw = txn.get(docs, rk)
+            if raw is None:
+                return None
+            stats.docs_examined += 1
+            doc = view.decode(raw)
+            if near_only:  # the filter is the $near alone: one pass over the locations
+                dist, matched, pos = math.inf, False, None
+                for p in points_of(doc.get(path)):
+                    d = point_distance(p)
+                    dist = min(dist, d)
+                    matched = matched or lo_d <= d <= hi_d
+            else:
+                matched, pos = match(doc)
+                dist = min(
+                    (d for v in path_values(doc, path) if (d := query.distance(v)) is not None),
+                    default=math.inf,
+                )
+            if not matched:
+                return None
+            return dist, rk, (rk, raw, doc, pos)
+
+        assert query.center is not None
+        rows = nearest(self.bounds, query.center, query.max_distance, scan, visit, self.radii,
+                       spherical=query.spherical)
+        yield from rows
 
     def describe(self) -> dict[str, Any]:
         near: dict[str, Any] = {
@@ -1218,7 +1213,6 @@ def pipeline(
     if isinstance(plan, GeoNear):
         if not limit:
             limit = DEFAULT_NEAR_LIMIT
-        plan.want = skip + limit
         rows: Iterable[Row] = plan.run(txn, view, stats)
         if sort:
             rows = itertools.islice(rows, skip + limit)

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from node.engine.errors import bad_value, location
+from node.engine.errors import MongoError, bad_value, location
 from node.engine.matcher import Matcher
-from node.engine.values import is_nan, is_number, number_value
+from node.engine.values import is_nan, is_number, number_value, type_name
 
 INCLUDE = "include"
 EXCLUDE = "exclude"
@@ -61,27 +61,58 @@ _Leaf = str | _Slice | _Positional
 _Tree = dict[str, Any]  # name -> _Leaf | _Tree
 
 
-def _as_int(value: Any, what: str) -> int:
-    if not is_number(value) or is_nan(value):
-        raise bad_value(f"$slice only supports numbers and [skip, limit] arrays ({what})")
+def _as_int(value: Any) -> int:
+    """MongoDB's ``numberInt``: NaN is 0, infinities saturate."""
+    if is_nan(value):
+        return 0
     n = number_value(value)
     if n in (float("inf"), float("-inf")):
         return 2**31 - 1 if n > 0 else -(2**31)
-    return int(n)
+    return max(-(2**31), min(2**31 - 1, int(n)))
+
+
+def _slice_syntax_error(arg: Any, find_error: str) -> MongoError:
+    """What MongoDB 8 answers for a ``$slice`` that is not find() syntax: it then reads it as the
+    aggregation ``$slice`` expression, and fails as that does (28667: wrong argument count;
+    28724: a first argument that can never be an array)."""
+    args = list(arg) if isinstance(arg, list | tuple) else [arg]
+    if len(args) < 2 or len(args) > 3:
+        return location(28667, f"Invalid $slice syntax. The given syntax {{ $slice: {arg!r} }} "
+                        f"did not match the find() syntax because :: {find_error} :: The "
+                        "given syntax did not match the expression $slice syntax. :: caused by "
+                        ":: Expression $slice takes at least 2 arguments, and at most 3, but "
+                        f"{len(args)} were passed in.")
+    first = args[0]
+    if isinstance(first, str) and first.startswith("$"):
+        return bad_value("aggregation expressions in find projections ($slice on "
+                         f"{first!r}) are not supported")
+    if first is None:
+        return bad_value("$slice of null in a find projection is not supported")
+    return location(28724, "First argument to $slice must be an array, but is of type: "
+                    f"{type_name(first)}")
 
 
 def _parse_slice(arg: Any) -> _Slice:
     if is_number(arg):
-        return _Slice(None, _as_int(arg, "count"))
+        return _Slice(None, _as_int(arg))
     if isinstance(arg, list | tuple):
         if len(arg) != 2:
-            raise bad_value("$slice array wrong size")
-        skip = _as_int(arg[0], "skip")
-        limit = _as_int(arg[1], "limit")
+            raise _slice_syntax_error(arg, "Location31272: $slice array argument should be of "
+                                      "form [skip, limit]")
+        if not is_number(arg[0]):
+            raise _slice_syntax_error(arg, "Location31257: $slice expects the skip argument "
+                                      f"to be a number, got {type_name(arg[0])}")
+        if not is_number(arg[1]):
+            raise _slice_syntax_error(arg, "Location31258: $slice expects the limit argument "
+                                      f"to be a number, got {type_name(arg[1])}")
+        skip = _as_int(arg[0])
+        limit = _as_int(arg[1])
         if limit <= 0:
-            raise bad_value("$slice limit must be positive")
+            raise _slice_syntax_error(arg, f"Location31259: $slice limit must be positive, "
+                                      f"got {limit}")
         return _Slice(skip, limit)
-    raise bad_value("$slice only supports numbers and [skip, limit] arrays")
+    raise _slice_syntax_error(arg, "Location31273: $slice only supports numbers and [skip, "
+                              "limit] arrays")
 
 
 def _truthy(path: str, value: Any) -> bool:
@@ -181,7 +212,8 @@ class Projection:
                     if len(parts) > 1:
                         raise location(31275, "Cannot use $elemMatch projection on a nested field.")
                     if not isinstance(arg, Mapping):
-                        raise bad_value("elemMatch: Invalid argument, object required.")
+                        raise location(31274, "elemMatch: Invalid argument, object "
+                                       f"required, but got {type_name(arg)}")
                     mode = self._set_mode(mode, INCLUDE, path)
                     self._reserve(parts)
                     self._elem_matches.append((path, Matcher({path: {"$elemMatch": arg}})))

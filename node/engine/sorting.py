@@ -81,12 +81,28 @@ class _Descending:
         return hash(self.key)
 
 
-def _direction(path: str, value: Any) -> int:
+def _shell_value(value: Any) -> str:
+    """``value`` as MongoDB's messages print it (``"asc"``, ``true``, ``null``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def sort_direction(path: str, value: Any) -> int:
+    """A sort key's order as MongoDB checks it: a number equal to 1 or -1; any other number is
+    Location15975, anything that is not a number (``"asc"``, ``true``) Location15974."""
     if isinstance(value, Mapping):
         if "$meta" in value:
             raise bad_value(f"$meta sort by {value['$meta']!r} is not supported")
         raise location(17312, f"bad sort specification: {path}")
-    if is_number(value) and not is_nan(value):
+    if not is_number(value):
+        raise location(15974, f"Illegal key in $sort specification: {path}: "
+                       f"{_shell_value(value)}")
+    if not is_nan(value):
         n = number_value(value)
         if n == 1:
             return 1
@@ -130,7 +146,7 @@ def parse_sort(spec: SortSpec | None) -> list[tuple[str, int]]:
         if isinstance(pair, str):
             path, direction = pair, 1
         elif isinstance(pair, list | tuple) and len(pair) == 2:
-            path, direction = pair[0], _direction(str(pair[0]), pair[1])
+            path, direction = pair[0], sort_direction(str(pair[0]), pair[1])
         else:
             raise bad_value("sort must be an object or a list of (key, direction) pairs")
         path = _check_path(path)
