@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replset": "bench.replset",  # 3-member replica set inserts and failover vs etcd
     "regex": "bench.regex",  # $regex on RE2 vs Python re, in the engine and pathological
     "sharded": "bench.sharded",  # the router's overhead: replica set vs router to 1 and 2 shards
+    "trace": "bench.trace",  # one write's hops across threads and processes (raft/trace.py)
 }
 
 

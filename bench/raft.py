@@ -1,7 +1,7 @@
 """``python -m bench raft [--json PATH]``: Raft replication throughput, latency and failover.
 
 Runs a 3-member Helogale Raft cluster (``tests/raft_io/kv_member.py`` processes, WAL with fsync,
-gRPC transport on loopback) and, in the same run, two peers:
+Raft over ``raft.tcp_transport`` on loopback) and, in the same run, two peers:
 
 * **etcd** (3 members on loopback, if the ``etcd`` binary is installed: Debian ``etcd-server``,
   default settings), driven through its gRPC ``KV.Put``;
@@ -111,7 +111,21 @@ def _line(system: str, n: int, r: dict[str, float]) -> None:
     errs = f"  ({r['errors']:.0f} failed: leader changes)" if r.get("errors") else ""
     cpu = f"  clients {r['client_cpu']:.2f} cores" if "client_cpu" in r else ""
     print(f"  {system:<14} proposers-{n:<4} {r['ops_per_s']:9.0f} ops/s  p50 {r['p50_ms']:7.2f} ms"
-          f"  p99 {r['p99_ms']:7.2f} ms{cpu}{errs}", flush=True)
+          f"  p99 {r['p99_ms']:7.2f} ms{cpu}{server_cpu_text(r)}{errs}", flush=True)
+
+
+def server_cpu_text(r: dict[str, float]) -> str:
+    """The servers' CPU inside the window, in cores and in CPU-ms per acknowledged write (the
+    steadier figure on a shared machine), plus the 1-minute load average."""
+    if "server_cpu" not in r or not r["ops_per_s"]:
+        return ""
+    return (f"  servers {r['server_cpu']:.2f} cores = "
+            f"{r['server_cpu'] * 1000 / r['ops_per_s']:.2f} CPU-ms/write"
+            f"  load {os.getloadavg()[0]:.1f}")
+
+
+ETCD_PIDS: list[int] = []
+"""The running etcd members' pids (their CPU is sampled like Helogale's)."""
 
 
 # ---------------------------------------------------------------------- client processes
@@ -233,7 +247,8 @@ def load_client(argv: list[str]) -> int:
 
 
 def run_clients(kind: str, members: dict[int, str], leader: int, proposers: int,
-                duration: float, prefix: str) -> dict[str, float]:
+                duration: float, prefix: str, server_pids: list[int] | None = None
+                ) -> dict[str, float]:
     """Drive ``proposers`` concurrent proposers from ceil(proposers / 32) client processes
     aimed at ``members[leader]`` (helogale clients follow NotWritablePrimary hints to another
     member) and merge their latencies: throughput counts requests finished in the window."""
@@ -241,7 +256,7 @@ def run_clients(kind: str, members: dict[int, str], leader: int, proposers: int,
     argvs = [["bench.raft", "load-client", "--kind", kind, "--members", spec,
               "--leader", str(leader), "--proposers", str(k), "--prefix", f"{prefix}-{i}"]
              for i, k in enumerate(split_clients(proposers))]
-    return run_client_processes(argvs, duration, kind)
+    return run_client_processes(argvs, duration, kind, server_pids)
 
 
 # ---------------------------------------------------------------------- helogale
@@ -263,7 +278,8 @@ def bench_helogale(root: Path, duration: float, kills: int, etcd_address: str | 
         for n in PROPOSERS:
             for kind in ("helogale", "helogale-unary"):
                 lead = c.wait_leader()
-                r = run_clients(kind, c.client_addr, lead, n, duration, f"{kind}-{n}")
+                r = run_clients(kind, c.client_addr, lead, n, duration, f"{kind}-{n}",
+                                [p.pid for p in c.procs.values()])
                 results.append({"workload": f"proposers-{n}", "system": kind, **r})
                 _line(kind, n, r)
             if etcd_address is not None:
@@ -328,7 +344,7 @@ def _free_port() -> int:
 
 
 def _etcd_row(address: str, n: int, duration: float) -> dict[str, Any]:
-    r = run_clients("etcd", {0: address}, 0, n, duration, f"p{n}")
+    r = run_clients("etcd", {0: address}, 0, n, duration, f"p{n}", list(ETCD_PIDS))
     _line("etcd", n, r)
     return {"workload": f"proposers-{n}", "system": "etcd", **r}
 
@@ -370,6 +386,7 @@ def etcd_cluster(root: Path) -> Iterator[str | None]:
         ], stdout=log, stderr=log))
         log.close()
     try:
+        ETCD_PIDS[:] = [p.pid for p in procs]
         yield _etcd_leader(client)
     finally:
         for p in procs:
@@ -496,7 +513,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-raft-"))
     try:
-        print("helogale (3 members, WAL fsync, gRPC on loopback)"
+        print("helogale (3 members, WAL fsync, Raft over TCP on loopback)"
               + ("" if args.skip_etcd else ", interleaved with etcd (3 members on loopback)"),
               flush=True)
         with (contextlib.nullcontext(None) if args.skip_etcd

@@ -15,8 +15,11 @@ Workloads, each for ``--duration`` seconds after a 0.5 s warm-up, against the pr
   wait until it caught up (each kill hits a healthy set).
 
 In the same run, a 3-member etcd on loopback (Debian ``etcd-server``, default settings) takes
-puts of the same size at the same concurrency, reported as ``insert-majority-N`` for system
-``etcd`` (every etcd put is majority-committed and applied before its reply).
+puts of the same size at the same concurrency right after each ``insert-majority-N`` (both
+clusters stay up, so load from elsewhere on a shared machine drifts over both alike), reported
+as ``insert-majority-N`` for system ``etcd`` (every etcd put is majority-committed and applied
+before its reply); etcd idles during the other phases. Each line also shows the servers' CPU
+per acknowledged write (steadier than throughput on a shared machine) and the load average.
 
 How each system is driven: ceil(N / 32) separate client processes, each an asyncio event loop
 (``grpc.aio``) running its share of the N clients, all aimed at the primary / leader:
@@ -274,7 +277,8 @@ def load_client(argv: list[str]) -> int:
 
 
 def run_insert_clients(address: str, clients: int, duration: float, coll: str, w: Any,
-                       secure: dict[str, str] | None = None) -> dict[str, float]:
+                       secure: dict[str, str] | None = None,
+                       server_pids: list[int] | None = None) -> dict[str, float]:
     """``clients`` concurrent inserters spread over ceil(clients / 32) processes (the split
     bench.raft uses for etcd); throughput counts inserts finished inside the window.
     ``secure``: TLS (``ca``) and SCRAM (``user``; the password reaches the load processes in
@@ -286,21 +290,30 @@ def run_insert_clients(address: str, clients: int, duration: float, coll: str, w
               "--coll", coll, "--w", str(w), "--prefix", f"{coll}-{time.time_ns():x}-{i}",
               *extra]
              for i, k in enumerate(split_clients(clients))]
-    return run_client_processes(argvs, duration, "insert")
+    return run_client_processes(argvs, duration, "insert", server_pids)
 
 
 # ---------------------------------------------------------------------- helogale workloads
 def bench_inserts(cluster: LocalCluster, duration: float,
-                  clients: tuple[int, ...] = CLIENTS) -> list[dict[str, Any]]:
+                  clients: tuple[int, ...] = CLIENTS, etcd_address: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """The insert workloads; with ``etcd_address`` (a running etcd leader) etcd's puts run
+    right after each ``insert-majority-N``, so load from elsewhere on a shared machine drifts
+    over both alike."""
     results: list[dict[str, Any]] = []
     p = cluster.wait_for_primary()
     address = cluster.members[p].address
     for w, label in ((1, "w1"), ("majority", "majority")):
         for n in clients:
             r = run_insert_clients(cluster.members[cluster.wait_for_primary()].address, n,
-                                   duration, f"{label}{n}", w)
+                                   duration, f"{label}{n}", w,
+                                   server_pids=[m.proc.pid for m in cluster.members
+                                                if m.proc is not None])
             results.append({"workload": f"insert-{label}-{n}", "system": "helogale", **r})
             _print(results[-1])
+            if label == "majority" and etcd_address is not None:
+                row = raft_bench._etcd_row(etcd_address, n, duration)
+                results.append({**row, "workload": f"insert-majority-{n}"})
     chans, stubs = _stubs(address, BATCH_CLIENTS)
     try:
         def make_batch(worker: int) -> Callable[[int], None]:
@@ -427,7 +440,8 @@ def bench_etcd(root: Path, duration: float) -> list[dict[str, Any]]:
 def _print(r: dict[str, Any]) -> None:
     cpu = f"  clients {r['client_cpu']:.2f} cores" if "client_cpu" in r else ""
     print(f"  {r['system']:<9} {r['workload']:<24} {r['ops_per_s']:10.0f} ops/s  "
-          f"p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms{cpu}", flush=True)
+          f"p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms{cpu}"
+          f"{raft_bench.server_cpu_text(r)}", flush=True)
 
 
 def _main_tls(root: Path, args: argparse.Namespace) -> int:
@@ -467,14 +481,16 @@ def main(argv: list[str]) -> int:
     if args.tls:
         return _main_tls(root, args)
     try:
-        print("helogale replica set (3 members, Raft WAL fsync, gRPC on loopback)", flush=True)
-        with LocalCluster(3, data_dir=str(root / "helogale"), log_level="WARNING") as cluster:
-            results = bench_inserts(cluster, args.duration)
+        print("helogale replica set (3 members, Raft WAL fsync, Raft over TCP on loopback)",
+              flush=True)
+        with contextlib.ExitStack() as stack:
+            etcd_address = (None if args.skip_etcd
+                            else stack.enter_context(raft_bench.etcd_cluster(root)))
+            cluster = stack.enter_context(LocalCluster(3, data_dir=str(root / "helogale"),
+                                                       log_level="WARNING"))
+            results = bench_inserts(cluster, args.duration, etcd_address=etcd_address)
             failover = bench_failover(cluster, args.kills) if args.kills else {
                 "p50_s": None, "p99_s": None, "n": 0}
-        if not args.skip_etcd:
-            print("etcd (3 members on loopback)", flush=True)
-            results += bench_etcd(root, args.duration)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if failover["n"]:

@@ -13,7 +13,9 @@ Public API
 
     - inputs: ``tick()``, ``step(msg)``, ``campaign()``, ``propose(data) -> index``,
       ``propose_batch([data, ...]) -> last index``, ``propose_conf_change(cc) -> index``,
-      ``transfer_leader(to)``, ``read_index(context)`` (proposals raise ``ProposalDropped``
+      ``transfer_leader(to)``, ``read_index(context)``, ``leader_unreachable(peer)`` (the
+      driver saw its connection from the leader end: the election timer counts as expired,
+      so the follower campaigns within one timeout) (proposals raise ``ProposalDropped``
       when this node cannot accept them: not leader, transfer in progress, pending change);
     - outputs: ``has_ready()``, ``ready() -> Ready``, ``advance(ready)``;
     - observation: ``status() -> Status`` (role, term, vote, leader, commit, applied,
@@ -40,14 +42,18 @@ Public API
 ``raft.auth``
     ``load_keyfile(path) -> bytes`` (MongoDB's keyFile rules; ``KeyFileError``),
     ``write_keyfile(path)``, ``Verifier`` / ``client_metadata`` (the HMAC challenge proof a
-    stream presents); ``GrpcTransport(..., key=)`` and ``RaftNode(..., cluster_key=)`` use it.
+    stream presents); ``TcpTransport(..., key=)``, ``GrpcTransport(..., key=)`` and
+    ``RaftNode(..., cluster_key=)`` use it.
 ``raft.validate``
     ``check_message(msg) -> reason | None``: what a received message must look like.
 
 Internals: ``raft.log`` (durable log view + unstable tail), ``raft.progress`` (per-follower
 flow control), ``raft.quorum`` (majority/joint arithmetic), ``raft.read_only`` (ReadIndex).
-The durable WAL, gRPC transport and threaded driver build on these (``raft.wal``,
-``raft.transport``, ``raft.node``).
+The durable WAL, the transports and threaded driver build on these (``raft.wal``,
+``raft.tcp_transport`` (the default: the raft loop writes into peers' sockets itself),
+``raft.transport`` (gRPC streams, ``RaftNodeConfig(transport="grpc")``), ``raft.node``);
+``raft.trace`` marks one write's hops across threads and processes when
+``HELOGALE_RAFT_TRACE`` is set (``python -m bench trace``).
 
 Compaction: after ``advance``, when the applied index has moved far enough, the application
 snapshots its state machine and calls ``storage.create_snapshot(applied, node.conf, data)``

@@ -185,6 +185,17 @@ class RawNode:
         """Start an election now (as if the election timeout fired)."""
         self.step(Message(MT.HUP))
 
+    def leader_unreachable(self, peer: int) -> None:
+        """The driver saw its connection from ``peer`` end (the process died, or the link was
+        cut). If ``peer`` is this follower's leader, count the election timer as if the
+        leader had been silent for a whole election timeout: this follower's lease ends now
+        and it campaigns after its random spread (0 to ``election_timeout`` ticks) instead of
+        up to twice the timeout after the last heartbeat. Nothing else changes: a heartbeat
+        restarts the timer as usual, and a member still hearing from the leader keeps refusing
+        its (pre-)votes, so a cut link alone cannot depose a healthy leader."""
+        if self.role == StateRole.FOLLOWER and peer != NONE and peer == self.leader:
+            self.election_elapsed = max(self.election_elapsed, self.election_timeout)
+
     def step(self, m: Message) -> None:
         """Feed one message received from a peer (or a local message type)."""
         if m.term == 0:
@@ -529,6 +540,8 @@ class RawNode:
                     or (self.vote == NONE and self.leader == NONE)
                     or (m.type == MT.PRE_VOTE and m.term > self.term))
         resp = MT.VOTE_RESP if m.type == MT.VOTE else MT.PRE_VOTE_RESP
+        if can_vote and self._pre_vote_tie_lost(m):
+            can_vote = False
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             self._send(Message(resp, to=m.frm, term=m.term))
             if m.type == MT.VOTE:
@@ -536,6 +549,17 @@ class RawNode:
                 self.vote = m.frm
         else:
             self._send(Message(resp, to=m.frm, term=self.term, reject=True))
+
+    def _pre_vote_tie_lost(self, m: Message) -> bool:
+        """Two pre-candidates of the same election with equally up-to-date logs (both
+        followers noticed the dead leader at about the same moment): the lower id goes first.
+        Granting each other's pre-votes would send both into the real election, where each
+        keeps its own vote and neither wins until a second, random timeout. A pre-vote decides
+        nothing (no term or vote changes), so this refusal only affects who campaigns."""
+        return (m.type == MT.PRE_VOTE and self.role == StateRole.PRE_CANDIDATE
+                and self.term > 0  # a refusal carries our term; term 0 never goes on the wire
+                and m.term == self.term + 1 and m.frm > self.id
+                and m.index == self.log.last_index() and m.log_term == self.log.last_term())
 
     def _step_candidate(self, m: Message) -> None:
         my_resp = MT.PRE_VOTE_RESP if self.role == StateRole.PRE_CANDIDATE else MT.VOTE_RESP

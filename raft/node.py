@@ -49,9 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raft import confchange
+from raft import confchange, trace
 from raft.core import Config, RawNode, Status
 from raft.fsio import FileSystem, write_atomic
+from raft.tcp_transport import TcpTransport
 from raft.transport import GrpcTransport
 from raft.types import (
     NONE,
@@ -156,6 +157,10 @@ class RaftNodeConfig:
     fsync: bool = True
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
+    transport: str = "tcp"
+    """``tcp`` (``raft.tcp_transport``: the raft loop writes into the socket itself) or
+    ``grpc`` (``raft.transport``: one gRPC stream per peer, more thread hand-offs). Members
+    of one cluster must all use the same one."""
 
 
 @dataclass(frozen=True)
@@ -291,9 +296,15 @@ class RaftNode:
                            if self.fs.exists(saved) else {})
         self._addresses.update(peers)  # addresses given now win over remembered ones
         try:
-            self.transport = GrpcTransport(node_id, listen or self._addresses[node_id],
-                                           self._addresses, self._receive, key=cluster_key,
-                                           tls=tls)
+            address = listen or self._addresses[node_id]
+            self.transport: TcpTransport | GrpcTransport
+            if self.cfg.transport == "grpc":
+                self.transport = GrpcTransport(node_id, address, self._addresses, self._receive,
+                                               key=cluster_key, tls=tls)
+            else:
+                self.transport = TcpTransport(node_id, address, self._addresses, self._receive,
+                                              key=cluster_key, tls=tls,
+                                              on_peer_lost=self._peer_lost)
         except BaseException:
             self.storage.close()  # release the data directory for a retry
             raise
@@ -407,6 +418,8 @@ class RaftNode:
         obs = self.observer
         fut.add_done_callback(lambda f: obs.on_proposal(time.monotonic() - started,
                                                         f.exception() is None))
+        if trace.ENABLED:
+            fut.trace_at = time.monotonic_ns()  # type: ignore[attr-defined]
         self._post("propose", (data, fut))
         return fut
 
@@ -419,6 +432,8 @@ class RaftNode:
             obs = self.observer
             futs[-1].add_done_callback(lambda f: obs.on_proposal(time.monotonic() - started,
                                                                  f.exception() is None))
+            if trace.ENABLED:
+                futs[-1].trace_at = time.monotonic_ns()  # type: ignore[attr-defined]
             self._post("propose_many", (list(zip(datas, futs)), futs))
         return futs
 
@@ -536,6 +551,13 @@ class RaftNode:
             self._inbox.append(("msgs", msgs))
             self._cv.notify()
 
+    def _peer_lost(self, peer: int) -> None:
+        """The transport's connection from ``peer`` ended (see RawNode.leader_unreachable)."""
+        with self._cv:
+            if not self._stopped:
+                self._inbox.append(("peer_lost", peer))
+                self._cv.notify()
+
     def _loop(self) -> None:
         try:
             self._run_loop()
@@ -572,6 +594,8 @@ class RaftNode:
             self._publish()
             while raw.has_ready() and self._inflight < self.cfg.max_inflight_readies:
                 rd = raw.ready()
+                if trace.ENABLED:
+                    self._trace_ready(rd)
                 if rd.messages:
                     self._count_snapshots(rd.messages)
                     self.transport.send(rd.messages)
@@ -579,6 +603,13 @@ class RaftNode:
                 with self._persist_cv:
                     self._persist_q.append(rd)
                     self._persist_cv.notify()
+
+    def _trace_ready(self, rd: Ready) -> None:
+        if rd.entries:
+            trace.mark(self.id, "ready.entries", rd.entries[-1].index)
+        if rd.committed_entries:
+            trace.mark(self.id, "ready.commit", rd.committed_entries[-1].index)
+        trace.mark_messages(self.id, "send", rd.messages)
 
     def _refuse_requests(self, events: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         """After a fatal error: fail the requests among ``events``, keep the rest (peers'
@@ -602,6 +633,8 @@ class RaftNode:
                 self._propose_batch(batch)
                 batch = []
             if kind == "msgs":
+                if trace.ENABLED:
+                    trace.mark_messages(self.id, "step", payload)
                 for m in payload:
                     try:
                         raw.step(m)
@@ -630,6 +663,11 @@ class RaftNode:
                     with self._fut_lock:
                         self._reads.pop(ctx, None)
                     fut.set_exception(self._not_leader(str(exc)))
+            elif kind == "peer_lost":
+                if payload == raw.leader and raw.role == StateRole.FOLLOWER:
+                    log.info("raft: the connection from leader %s closed; campaigning within "
+                             "one election timeout unless it comes back", payload)
+                raw.leader_unreachable(payload)
             elif kind in ("transfer", "campaign"):
                 try:
                     raw.transfer_leader(payload) if kind == "transfer" else raw.campaign()
@@ -662,6 +700,11 @@ class RaftNode:
                 fut.set_exception(err)
             return
         first = last - len(batch) + 1
+        if trace.ENABLED:
+            at = getattr(batch[-1][1], "trace_at", None)
+            if at is not None:
+                trace.mark(self.id, "propose", last, at)
+            trace.mark(self.id, "loop", last)
         self._track([(first + i, fut) for i, (_, fut) in enumerate(batch)], raw.term)
 
     def _track(self, futs: list[tuple[int, Future[int]]], term: int) -> None:
@@ -734,11 +777,15 @@ class RaftNode:
             wal.flush()
             self.observer.on_fsync(time.monotonic() - started)
         appended = [rd.entries for rd in rds if rd.entries]
+        if trace.ENABLED and appended:
+            trace.mark(self.id, "fsynced", appended[-1][-1].index)
         if appended:
             self.observer.on_append(appended[0][0].index, appended[-1][-1].index,
                                     appended[-1][-1].term, self._view.role == StateRole.LEADER)
         for rd in rds:
             if rd.persisted_messages:
+                if trace.ENABLED:
+                    trace.mark_messages(self.id, "send", rd.persisted_messages)
                 self.transport.send(rd.persisted_messages)
             if rd.snapshot is not None and not rd.snapshot.empty:
                 self._install_snapshot(rd)
@@ -811,6 +858,8 @@ class RaftNode:
             if not fut.done():
                 fut.set_exception(ProposalDropped("entry was overwritten by a new leader"))
         self._set_applied(last)
+        if trace.ENABLED:
+            trace.mark(self.id, "applied", last)
 
     def _apply_conf_change(self, e: Entry) -> None:
         try:  # the core skips the same entries (RawNode._apply_conf_entry)

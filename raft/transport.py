@@ -32,6 +32,7 @@ from concurrent import futures
 import grpc
 
 from proto import raft_pb2, raft_pb2_grpc
+from raft import trace
 from raft.auth import AuthError, Verifier, client_metadata
 from raft.tls import TLSSettings, add_port
 from raft.tls import channel as tls_channel
@@ -205,6 +206,8 @@ class _Servicer(raft_pb2_grpc.RaftTransportServicer):
                 msgs.append(m)
             if not msgs:
                 continue
+            if trace.ENABLED:
+                trace.mark_messages(me, "recv", msgs)
             try:
                 self._deliver(msgs)
             except Exception:  # a bad batch must not kill the stream
@@ -256,6 +259,8 @@ class _PeerSender:
                 self.queue.clear()
             batch = raft_pb2.RaftBatch(messages=[message_to_proto(m) for m in msgs])
             setattr(batch, "from", frm)
+            if trace.ENABLED:
+                trace.mark_messages(frm, "wire", msgs)
             self.sent_batches += 1
             self.sent_messages += len(msgs)
             yield batch

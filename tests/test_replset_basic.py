@@ -205,7 +205,7 @@ def test_forged_raft_streams_are_refused_and_the_set_keeps_working(cluster: Loca
                                                                     ) -> None:
     """Before cluster keys, anyone reaching a Raft port could acknowledge entries for the
     followers: with both followers stopped, a forged APPEND_RESP made the leader commit (and
-    acknowledge) a write only it held. Now such streams end UNAUTHENTICATED."""
+    acknowledge) a write only it held. Now such streams are refused (``forge`` reports it as UNAUTHENTICATED)."""
     c = cluster
     assert stat.S_IMODE(os.stat(c.keyfile).st_mode) == 0o600
     p = first = c.wait_for_primary()
@@ -227,12 +227,13 @@ def test_forged_raft_streams_are_refused_and_the_set_keeps_working(cluster: Loca
             fid = c.members[i].member_id
             ack = Message(MessageType.APPEND_RESP, to=lead.member_id, frm=fid,
                           term=before["term"], index=last)
-            assert forge.send(lead.raft_address, [forge.batch(fid, [ack])]) \
+            assert forge.send(lead.raft_address, [forge.batch(fid, [ack])], kind="tcp") \
                 == grpc.StatusCode.UNAUTHENTICATED
         wrong_key = forge.credentials(lead.raft_address, b"bm90LXRoZS1rZXk=",
-                                      c.members[followers[0]].member_id, lead.member_id)
+                                      c.members[followers[0]].member_id, lead.member_id,
+                                      kind="tcp")
         assert forge.send(lead.raft_address, [forge.batch(
-            c.members[followers[0]].member_id, [])], wrong_key) \
+            c.members[followers[0]].member_id, [])], wrong_key, kind="tcp") \
             == grpc.StatusCode.UNAUTHENTICATED
         try:  # nobody else holds it: it must not be acknowledged (the leader may step down)
             early = pending.result(timeout=1.0)
@@ -255,7 +256,7 @@ def test_forged_raft_streams_are_refused_and_the_set_keeps_working(cluster: Loca
               Message(MessageType.SNAPSHOT, to=f.member_id, frm=lead.member_id, term=term,
                       index=meta.index, log_term=term, snapshot=Snapshot(meta, b"junk"),
                       done=True)):
-        assert forge.send(f.raft_address, [forge.batch(lead.member_id, [m])]) \
+        assert forge.send(f.raft_address, [forge.batch(lead.member_id, [m])], kind="tcp") \
             == grpc.StatusCode.UNAUTHENTICATED
     reply = write_primary(c, {"insert": "auth", "documents": [{"_id": "after"}],
                               "writeConcern": {"w": 3, "wtimeout": 20000}})

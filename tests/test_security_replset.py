@@ -20,8 +20,9 @@ import helogale
 import helogale.errors
 from node.local_cluster import LocalCluster, wait_until
 from node.security.certs import PKI, make_pki
-from proto import helogale_pb2, helogale_pb2_grpc, raft_pb2, raft_pb2_grpc
+from proto import helogale_pb2, helogale_pb2_grpc
 from raft.tls import REQUIRE, TLSSettings
+from tests.raft_io import forge
 
 ROOT_PWD = "root-Pa55word"
 ANN_PWD = "ann-Pa55word"
@@ -183,17 +184,12 @@ def test_tls_refusals(cluster: LocalCluster, pki: PKI, tmp_path: object) -> None
     with grpc.insecure_channel(member.address) as ch:
         code = _grpc_refused(lambda: helogale_pb2_grpc.CommandStub(ch).Run(hello, timeout=3))
     assert code == grpc.StatusCode.UNAVAILABLE
-    # the Raft port: mutual TLS, then the key file
-    def raft(cert: str) -> raft_pb2_grpc.RaftTransportStub:
-        creds = TLSSettings(REQUIRE, cert, pki.ca_file).grpc_channel_credentials()
-        return raft_pb2_grpc.RaftTransportStub(grpc.secure_channel(member.raft_address, creds))
-    challenge = raft_pb2.ChallengeRequest()
-    assert _grpc_refused(lambda: raft(rogue.client_file).Challenge(challenge, timeout=3)) == \
-        grpc.StatusCode.UNAVAILABLE  # a certificate the cluster's CA did not sign
-    assert raft(pki.client_file).Challenge(challenge, timeout=10).node_id == member.member_id
-    batch = raft_pb2.RaftBatch()
-    setattr(batch, "from", 2)
-    code = _grpc_refused(lambda: raft(pki.client_file).Stream(iter([batch]), timeout=10))
+    # the Raft port (raft.tcp_transport): mutual TLS, then the key file
+    with pytest.raises(OSError):  # a certificate the cluster's CA did not sign
+        forge.hello(member.raft_address, TLSSettings(REQUIRE, rogue.client_file, pki.ca_file))
+    ours = TLSSettings(REQUIRE, pki.client_file, pki.ca_file)
+    assert forge.hello(member.raft_address, ours)["node_id"] == member.member_id
+    code = forge.send(member.raft_address, [forge.batch(2, [])], kind="tcp", tls=ours)
     assert code == grpc.StatusCode.UNAUTHENTICATED  # a certificate, but not the key
     text = logs(cluster)[before:]
     assert "plain-text client on a TLS port" in text

@@ -191,3 +191,52 @@ def test_a_member_that_answered_in_the_last_check_quorum_window_stays_active() -
     assert leader.role == StateRole.LEADER
     progress = leader.status().progress
     assert progress[2].recent_active and not progress[3].recent_active
+
+
+def test_leader_unreachable_ends_the_lease_and_campaigns_within_one_timeout() -> None:
+    """Told that the leader's connection ended, the followers campaign within one election
+    timeout (9 ticks here, where their timers alone would wait 10 to 19)."""
+    c = Cluster()
+    c.elect(1)
+    term = c.nodes[1].term
+    c.isolate(1)
+    for n in (2, 3):
+        c.nodes[n].leader_unreachable(1)
+    c.tick(2, n=9)
+    c.tick(3, n=9)
+    assert c.leader() in (2, 3) and c.nodes[c.leader()].term > term
+
+
+def test_leader_unreachable_alone_does_not_depose_a_leader_others_hear() -> None:
+    """Only the link 1 -> 2 is cut: node 2 campaigns early, node 3 is still in its lease and
+    refuses, so the leader and the term stay."""
+    c = Cluster()
+    c.elect(1)
+    term = c.nodes[1].term
+    c.cut.add((1, 2))
+    c.nodes[2].leader_unreachable(1)
+    c.tick(n=30)
+    assert c.leader() == 1 and c.nodes[1].term == term
+    assert c.nodes[3].leader == 1
+
+
+def test_leader_unreachable_for_another_peer_changes_nothing() -> None:
+    c = Cluster()
+    c.elect(1)
+    c.nodes[2].leader_unreachable(3)
+    c.tick(2, n=9)
+    assert c.leader() == 1 and c.nodes[2].leader == 1
+
+
+def test_colliding_pre_candidates_with_equal_logs_do_not_split_the_vote() -> None:
+    """The leader dies and both followers start pre-votes at the same moment: the lower id
+    wins the pre-vote tie, so one real election (one term) elects it."""
+    c = Cluster()
+    c.elect(1)
+    term = c.nodes[2].term
+    c.isolate(1)
+    for n in (2, 3):  # both become pre-candidates before either hears the other
+        c.nodes[n].campaign()
+    c.stabilize()
+    assert c.nodes[2].role == StateRole.LEADER and c.nodes[2].term == term + 1
+    assert c.nodes[3].leader == 2 and c.nodes[3].term == term + 1

@@ -39,6 +39,7 @@ import bson
 import grpc
 
 from proto import helogale_pb2, helogale_pb2_grpc
+from raft import trace
 from raft.auth import load_keyfile
 from raft.node import NotLeader, RaftNode, RaftNodeConfig, Snapshotter
 from raft.types import Entry, RaftError, StateRole
@@ -129,6 +130,8 @@ class LoopProposer:
                 continue
             exc = cfut.exception()
             if exc is None:
+                if trace.ENABLED:
+                    trace.mark(self.node.id, "reply", cfut.result())
                 afut.set_result(cfut.result())
             else:
                 afut.set_exception(exc)

@@ -1,12 +1,17 @@
-"""GrpcTransport: message conversion, batching over one stream, down peers, reconnection."""
+"""GrpcTransport and TcpTransport: message conversion, batching over one stream, down peers,
+reconnection."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from node.local_cluster import wait_until
+from raft.tcp_transport import TcpTransport
 from raft.transport import GrpcTransport, message_from_proto, message_to_proto
 from raft.types import (
     ConfState,
@@ -17,6 +22,9 @@ from raft.types import (
     Snapshot,
     SnapshotMeta,
 )
+
+TRANSPORTS = {"grpc": GrpcTransport, "tcp": TcpTransport}
+each_transport = pytest.mark.parametrize("kind", sorted(TRANSPORTS))
 
 
 def free_port() -> int:
@@ -57,14 +65,16 @@ def test_message_roundtrip_all_fields() -> None:
         MessageType.HEARTBEAT, to=3, frm=1, term=7, commit=5, entries=[])
 
 
-def test_messages_flow_in_batches() -> None:
+@each_transport
+def test_messages_flow_in_batches(kind: str) -> None:
     inbox = Inbox()
-    b = GrpcTransport(2, "127.0.0.1:0", {}, inbox)
+    b = TRANSPORTS[kind](2, "127.0.0.1:0", {}, inbox)
     b.start()
     n = 5000
     # A queue that holds the whole burst: on a loaded machine the sender thread may not run
     # until every message is queued, and overflow (dropping, tested below) is not the point.
-    a = GrpcTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox(), max_queue=2 * n)
+    bound = {"max_queue": 2 * n} if kind == "grpc" else {}
+    a = TRANSPORTS[kind](1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox(), **bound)
     a.start()
     try:
         wait_until(lambda: a.connected(2), 10.0)
@@ -81,10 +91,11 @@ def test_messages_flow_in_batches() -> None:
         b.stop()
 
 
-def test_down_peer_costs_nothing_and_reconnects() -> None:
+@each_transport
+def test_down_peer_costs_nothing_and_reconnects(kind: str) -> None:
     inbox = Inbox()
     port = free_port()
-    a = GrpcTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{port}"}, Inbox(), min_backoff=0.02,
+    a = TRANSPORTS[kind](1, "127.0.0.1:0", {2: f"127.0.0.1:{port}"}, Inbox(), min_backoff=0.02,
                       max_backoff=0.1)
     a.start()
     try:
@@ -99,14 +110,14 @@ def test_down_peer_costs_nothing_and_reconnects() -> None:
             a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=term)])
             return any(m.term == term for m in inbox.msgs)
 
-        b = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)
+        b = TRANSPORTS[kind](2, f"127.0.0.1:{port}", {}, inbox)
         b.start()
         try:
             wait_until(lambda: delivered(2), 10.0)
             assert all(m.term == 2 for m in inbox.msgs)  # none of the dropped term-1 ones
         finally:
             b.stop()
-        b2 = GrpcTransport(2, f"127.0.0.1:{port}", {}, inbox)  # the peer restarts
+        b2 = TRANSPORTS[kind](2, f"127.0.0.1:{port}", {}, inbox)  # the peer restarts
         b2.start()
         try:
             wait_until(lambda: delivered(3), 10.0)
@@ -116,10 +127,69 @@ def test_down_peer_costs_nothing_and_reconnects() -> None:
         a.stop()
 
 
-def test_local_messages_are_delivered_directly() -> None:
+@each_transport
+def test_local_messages_are_delivered_directly(kind: str) -> None:
     inbox = Inbox()
-    a = GrpcTransport(1, "127.0.0.1:0", {}, inbox)
+    a = TRANSPORTS[kind](1, "127.0.0.1:0", {}, inbox)
     a.send([Message(MessageType.HEARTBEAT, to=1, frm=1, term=1),
             Message(MessageType.HEARTBEAT, to=5, frm=1, term=1)])  # unknown peer: dropped
     assert inbox.count() == 1
     a.stop()
+
+
+@each_transport
+def test_tls_is_mutual(kind: str, tmp_path: Path) -> None:
+    """With TLS both ways messages flow; a member whose certificate another CA signed cannot
+    deliver anything."""
+    from node.security.certs import make_pki
+    from raft.tls import REQUIRE, TLSSettings
+
+    pki = make_pki(str(tmp_path / "pki"))
+    rogue = make_pki(str(tmp_path / "rogue"), ca_name="another CA")
+    tls = TLSSettings(REQUIRE, pki.server_file, pki.ca_file)
+    # the rogue trusts our CA (so it could verify us) but holds a certificate we never signed
+    rogue_tls = TLSSettings(REQUIRE, rogue.server_file, pki.ca_file)
+    inbox = Inbox()
+    b = TRANSPORTS[kind](2, "127.0.0.1:0", {}, inbox, tls=tls)
+    b.start()
+    a = TRANSPORTS[kind](1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox(), tls=tls)
+    r = TRANSPORTS[kind](3, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox(), tls=rogue_tls,
+                         min_backoff=0.02, max_backoff=0.1)
+    a.start()
+    r.start()
+    try:
+        def delivered() -> bool:
+            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=4)])
+            return inbox.count() > 0
+        wait_until(delivered, 10.0)
+        for _ in range(50):
+            r.send([Message(MessageType.HEARTBEAT, to=2, frm=3, term=4)])
+            time.sleep(0.01)
+        assert all(m.frm == 1 for m in inbox.msgs)
+    finally:
+        a.stop()
+        r.stop()
+        b.stop()
+
+
+def test_tcp_tells_when_a_members_connection_ends() -> None:
+    """The receiving side names the member whose connection ended (the raft loop then ends
+    its lease on that leader: RawNode.leader_unreachable); its own stop tells nothing."""
+    lost: list[int] = []
+    inbox = Inbox()
+    b = TcpTransport(2, "127.0.0.1:0", {}, inbox, on_peer_lost=lost.append)
+    b.start()
+    a = TcpTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{b.port}"}, Inbox())
+    a.start()
+    try:
+        def delivered() -> bool:
+            a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=4)])
+            return inbox.count() > 0
+        wait_until(delivered, 10.0)
+        assert lost == []
+        a.stop()  # as the leader's process dying closes its connections
+        wait_until(lambda: lost == [1], 10.0)
+    finally:
+        a.stop()
+        b.stop()
+    assert lost == [1]

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from proto import raft_pb2
+from raft.tcp_transport import TcpTransport
 from raft.transport import GrpcTransport
 from raft.types import Entry, Message, MessageType
 from tests.raft_io import forge
@@ -21,16 +22,25 @@ OTHER_KEY = b"YW5vdGhlci1rZXktdHdv"
 MT = MessageType
 
 
+TRANSPORTS = {"grpc": GrpcTransport, "tcp": TcpTransport}
+Transport = GrpcTransport | TcpTransport
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def member() -> Iterator[tuple[GrpcTransport, Inbox]]:
+def member(kind: str) -> Iterator[tuple[Transport, Inbox]]:
     inbox = Inbox()
-    t = GrpcTransport(2, "127.0.0.1:0", {}, inbox, key=KEY)
+    t = TRANSPORTS[kind](2, "127.0.0.1:0", {}, inbox, key=KEY)
     t.start()
     yield t, inbox
     t.stop()
 
 
-def _addr(t: GrpcTransport) -> str:
+def _addr(t: Transport) -> str:
     return f"127.0.0.1:{t.port}"
 
 
@@ -43,10 +53,10 @@ def _heartbeat(frm: int = 1, to: int = 2, term: int = 3) -> Message:
 
 
 def test_unauthenticated_stream_is_refused_and_delivers_nothing(
-        member: tuple[GrpcTransport, Inbox], caplog: pytest.LogCaptureFixture) -> None:
+        kind: str, member: tuple[Transport, Inbox], caplog: pytest.LogCaptureFixture) -> None:
     t, inbox = member
     with caplog.at_level(logging.WARNING, logger="raft.transport"):
-        code = forge.send(_addr(t), [forge.batch(1, [_append_resp()])])
+        code = forge.send(_addr(t), [forge.batch(1, [_append_resp()])], kind=kind)
     assert code == grpc.StatusCode.UNAUTHENTICATED
     assert inbox.count() == 0
     assert t.receive_stats()["refused"] == 1
@@ -55,13 +65,13 @@ def test_unauthenticated_stream_is_refused_and_delivers_nothing(
     assert KEY.decode() not in caplog.text
 
 
-def test_wrong_key_is_refused(member: tuple[GrpcTransport, Inbox]) -> None:
+def test_wrong_key_is_refused(kind: str, member: tuple[Transport, Inbox]) -> None:
     t, inbox = member
     code = forge.send(_addr(t), [forge.batch(1, [_heartbeat()])],
-                      forge.credentials(_addr(t), OTHER_KEY, 1, 2))
+                      forge.credentials(_addr(t), OTHER_KEY, 1, 2, kind=kind), kind=kind)
     assert code == grpc.StatusCode.UNAUTHENTICATED
     # a whole transport with the wrong key: its streams are refused, it counts and says so
-    a = GrpcTransport(1, "127.0.0.1:0", {2: _addr(t)}, Inbox(), key=OTHER_KEY,
+    a = TRANSPORTS[kind](1, "127.0.0.1:0", {2: _addr(t)}, Inbox(), key=OTHER_KEY,
                       min_backoff=0.02, max_backoff=0.1)
     a.start()
     try:
@@ -73,15 +83,15 @@ def test_wrong_key_is_refused(member: tuple[GrpcTransport, Inbox]) -> None:
     assert inbox.count() == 0
 
 
-def test_right_key_delivers(member: tuple[GrpcTransport, Inbox]) -> None:
+def test_right_key_delivers(kind: str, member: tuple[Transport, Inbox]) -> None:
     t, inbox = member
     code = forge.send(_addr(t), [forge.batch(1, [_heartbeat(), _append_resp()])],
-                      forge.credentials(_addr(t), KEY, 1, 2))
+                      forge.credentials(_addr(t), KEY, 1, 2, kind=kind), kind=kind)
     assert code == grpc.StatusCode.OK
     assert [m.type for m in inbox.msgs] == [MT.HEARTBEAT, MT.APPEND_RESP]
     # and the transport itself, both ways
     back = Inbox()
-    a = GrpcTransport(1, "127.0.0.1:0", {2: _addr(t)}, back, key=KEY)
+    a = TRANSPORTS[kind](1, "127.0.0.1:0", {2: _addr(t)}, back, key=KEY)
     a.start()
     t.add_peer(1, f"127.0.0.1:{a.port}")
     try:
@@ -95,7 +105,7 @@ def test_right_key_delivers(member: tuple[GrpcTransport, Inbox]) -> None:
         a.stop()
 
 
-def test_spoofed_sender_is_refused(member: tuple[GrpcTransport, Inbox]) -> None:
+def test_spoofed_sender_is_refused(kind: str, member: tuple[Transport, Inbox]) -> None:
     """Member 1 holds the key, but may only speak as member 1, to member 2."""
     t, inbox = member
     addr = _addr(t)
@@ -106,30 +116,30 @@ def test_spoofed_sender_is_refused(member: tuple[GrpcTransport, Inbox]) -> None:
         forge.batch(1, [_heartbeat(), _append_resp(frm=3)]),  # one bad message: none delivered
     ]
     for b in cases:
-        assert forge.send(addr, [b], forge.credentials(addr, KEY, 1, 2)) \
+        assert forge.send(addr, [b], forge.credentials(addr, KEY, 1, 2, kind=kind), kind=kind) \
             == grpc.StatusCode.UNAUTHENTICATED
     assert inbox.count() == 0
     # credentials made for member 3 (or claiming to be member 2 itself) do not open member 2
     assert forge.send(addr, [forge.batch(1, [_heartbeat()])],
-                      forge.credentials(addr, KEY, 1, 3)) == grpc.StatusCode.UNAUTHENTICATED
+                      forge.credentials(addr, KEY, 1, 3, kind=kind), kind=kind) == grpc.StatusCode.UNAUTHENTICATED
     assert forge.send(addr, [forge.batch(2, [_heartbeat(frm=2)])],
-                      forge.credentials(addr, KEY, 2, 2)) == grpc.StatusCode.UNAUTHENTICATED
+                      forge.credentials(addr, KEY, 2, 2, kind=kind), kind=kind) == grpc.StatusCode.UNAUTHENTICATED
     assert inbox.count() == 0
 
 
-def test_replayed_proof_is_refused(member: tuple[GrpcTransport, Inbox]) -> None:
+def test_replayed_proof_is_refused(kind: str, member: tuple[Transport, Inbox]) -> None:
     t, inbox = member
     addr = _addr(t)
-    md = forge.credentials(addr, KEY, 1, 2)
-    assert forge.send(addr, [forge.batch(1, [_heartbeat()])], md) == grpc.StatusCode.OK
+    md = forge.credentials(addr, KEY, 1, 2, kind=kind)
+    assert forge.send(addr, [forge.batch(1, [_heartbeat()])], md, kind=kind) == grpc.StatusCode.OK
     assert inbox.count() == 1
-    assert forge.send(addr, [forge.batch(1, [_append_resp()])], md) \
+    assert forge.send(addr, [forge.batch(1, [_append_resp()])], md, kind=kind) \
         == grpc.StatusCode.UNAUTHENTICATED
     assert inbox.count() == 1
 
 
 def test_authenticated_but_malformed_messages_are_dropped(
-        member: tuple[GrpcTransport, Inbox]) -> None:
+        kind: str, member: tuple[Transport, Inbox]) -> None:
     t, inbox = member
     addr = _addr(t)
     gapped = Message(MT.APPEND, to=2, frm=1, term=3, index=4, log_term=3,
@@ -140,25 +150,25 @@ def test_authenticated_but_malformed_messages_are_dropped(
     setattr(unknown, "from", 1)
     good = _heartbeat()
     code = forge.send(addr, [forge.batch(1, [gapped, local_only, term_zero, unknown, good])],
-                      forge.credentials(addr, KEY, 1, 2))
+                      forge.credentials(addr, KEY, 1, 2, kind=kind), kind=kind)
     assert code == grpc.StatusCode.OK
     assert [m.type for m in inbox.msgs] == [MT.HEARTBEAT]
     assert t.receive_stats()["invalid"] == 4
 
 
-def test_without_a_key_the_port_is_open_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+def test_without_a_key_the_port_is_open_and_says_so(kind: str, caplog: pytest.LogCaptureFixture) -> None:
     inbox = Inbox()
-    t = GrpcTransport(2, "127.0.0.1:0", {}, inbox)
+    t = TRANSPORTS[kind](2, "127.0.0.1:0", {}, inbox)
     with caplog.at_level(logging.WARNING, logger="raft.transport"):
         t.start()
     try:
         assert "without a cluster key" in caplog.text
-        assert forge.send(_addr(t), [forge.batch(1, [_heartbeat()])]) == grpc.StatusCode.OK
+        assert forge.send(_addr(t), [forge.batch(1, [_heartbeat()])], kind=kind) == grpc.StatusCode.OK
         assert inbox.count() == 1
         # still: a stream may not claim another sender than its batches say, nor a local type
-        assert forge.send(_addr(t), [forge.batch(1, [_heartbeat(frm=3)])]) \
+        assert forge.send(_addr(t), [forge.batch(1, [_heartbeat(frm=3)])], kind=kind) \
             == grpc.StatusCode.UNAUTHENTICATED
-        assert forge.send(_addr(t), [forge.batch(1, [Message(MT.HUP, to=2, frm=1, term=1)])]) \
+        assert forge.send(_addr(t), [forge.batch(1, [Message(MT.HUP, to=2, frm=1, term=1)])], kind=kind) \
             == grpc.StatusCode.OK
         assert inbox.count() == 1
     finally:

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proto import raft_pb2
+from raft.tcp_transport import TcpTransport
 from raft.transport import GrpcTransport, message_from_proto
 from raft.types import NUMBER_LIMIT, Message, MessageType
 from raft.validate import check_message
@@ -69,22 +70,27 @@ def _claims_ok(b: raft_pb2.RaftBatch) -> bool:
         getattr(pm, "from") == PEER and pm.to == ME for pm in b.messages)
 
 
-@pytest.fixture(scope="module")
-def member() -> Iterator[tuple[GrpcTransport, Inbox]]:
+Transport = GrpcTransport | TcpTransport
+
+
+@pytest.fixture(scope="module", params=["grpc", "tcp"])
+def member(request: pytest.FixtureRequest) -> Iterator[tuple[Transport, Inbox, str]]:
     inbox = Inbox()
-    t = GrpcTransport(ME, "127.0.0.1:0", {}, inbox, key=KEY)
+    kind = str(request.param)
+    t = (GrpcTransport if kind == "grpc" else TcpTransport)(ME, "127.0.0.1:0", {}, inbox,
+                                                             key=KEY)
     t.start()
     try:
-        yield t, inbox
+        yield t, inbox, kind
     finally:
         t.stop()
 
 
 @fuzz_settings(30)
 @given(batches=st.lists(raft_batches(), min_size=1, max_size=3))
-def test_exactly_the_valid_messages_are_delivered(member: tuple[GrpcTransport, Inbox],
+def test_exactly_the_valid_messages_are_delivered(member: tuple[Transport, Inbox, str],
                                                   batches: list[raft_pb2.RaftBatch]) -> None:
-    t, inbox = member
+    t, inbox, kind = member
     with inbox.lock:
         inbox.msgs.clear()
     expected: list[Message] = []
@@ -95,26 +101,26 @@ def test_exactly_the_valid_messages_are_delivered(member: tuple[GrpcTransport, I
             break
         expected += [m for m in map(_deliverable, b.messages) if m is not None]
     addr = f"127.0.0.1:{t.port}"
-    code = forge.send(addr, batches, forge.credentials(addr, KEY, PEER, ME))
+    code = forge.send(addr, batches, forge.credentials(addr, KEY, PEER, ME, kind), kind)
     assert code == want
     with inbox.lock:
         assert inbox.msgs == expected
 
 
-def test_transport_serves_after_the_fuzz(member: tuple[GrpcTransport, Inbox]) -> None:
-    t, inbox = member
+def test_transport_serves_after_the_fuzz(member: tuple[Transport, Inbox, str]) -> None:
+    t, inbox, kind = member
     with inbox.lock:
         inbox.msgs.clear()
     addr = f"127.0.0.1:{t.port}"
     hb = Message(MessageType.HEARTBEAT, to=ME, frm=PEER, term=3, commit=1)
     assert forge.send(addr, [forge.batch(PEER, [hb])],
-                      forge.credentials(addr, KEY, PEER, ME)) == grpc.StatusCode.OK
+                      forge.credentials(addr, KEY, PEER, ME, kind), kind) == grpc.StatusCode.OK
     assert [m.type for m in inbox.msgs] == [MessageType.HEARTBEAT]
 
 
 @pytest.mark.slow
 @fuzz_settings(300)
 @given(batches=st.lists(raft_batches(), min_size=1, max_size=3))
-def test_transport_long(member: tuple[GrpcTransport, Inbox],
+def test_transport_long(member: tuple[Transport, Inbox, str],
                         batches: list[raft_pb2.RaftBatch]) -> None:
     test_exactly_the_valid_messages_are_delivered.hypothesis.inner_test(member, batches)

@@ -1,0 +1,624 @@
+"""Raft peer transport over plain TCP (or TLS) connections: the default between members.
+
+Owns ``TcpTransport``, with the same interface and the same guarantees as
+``raft.transport.GrpcTransport`` but fewer thread hand-offs per message: over gRPC an append
+crossed four threads between two raft loops (the sender's request-iterator thread, gRPC's
+completion queue, the server's stream thread, the receiving loop); here the raft loop writes
+the encoded batch into the socket itself and ONE reader thread per inbound connection decodes
+and delivers it. On loopback a one-way message costs about 0.1 ms instead of about 0.6 ms.
+
+Wire format, per connection (the dialling member sends, the listening member receives)::
+
+    dialler  -> listener   MAGIC (8 bytes)
+    listener -> dialler    frame {"node_id": id, "nonce": hex}   (nonce "" without a key)
+    dialler  -> listener   frame {"metadata": [[name, value], ...]}  (raft.auth proof)
+    listener -> dialler    frame {"ok": true} | {"ok": false, "error": why}  (then closes)
+    dialler  -> listener   frame RaftBatch, frame RaftBatch, ...
+
+A frame is a 4-byte big-endian length and that many bytes; the handshake frames are JSON,
+batches are ``proto/raft.proto``'s ``RaftBatch`` (the same encoding and checks as the gRPC
+transport: ``message_from_proto``, then ``raft.validate.check_message``).
+
+Sending never blocks the caller: ``send`` encodes one batch per peer and, when nothing is
+queued for the peer, writes it straight into the (non-blocking) socket; what the kernel does
+not take at once goes to the peer's writer thread, which also (re)connects with exponential
+backoff. While a peer is not connected its messages are dropped on the spot (Raft
+retransmits); a peer whose queue passes ``max_queue_bytes`` drops new batches. With TLS every
+write goes through the writer thread (an SSL socket cannot take partial non-blocking writes
+safely from two threads).
+
+Authentication (``key=``): the listener hands out a single-use nonce and accepts the
+connection only with a valid ``raft.auth`` proof binding both member ids; afterwards a batch or
+message claiming another sender or another receiver closes the connection before any of it is
+delivered (one rate-limited warning). TLS (``tls=``) is mutual, as on the gRPC port: a member
+whose certificate the cluster CA did not sign cannot connect. Without a key the port is open to
+anyone who can reach it (a warning says so at start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from proto import raft_pb2
+from raft import trace
+from raft.auth import AuthError, Verifier, client_metadata
+from raft.tls import TLSSettings
+from raft.transport import _Throttled, message_from_proto, message_to_proto
+from raft.types import Message
+from raft.validate import check_message
+
+__all__ = ["TcpTransport", "encode_batch", "split_address"]
+
+log = logging.getLogger("raft.transport")
+
+MAGIC = b"HGRAFT\x00\x01"
+_LEN = struct.Struct(">I")
+MAX_FRAME = 256 << 20
+"""Largest frame accepted (a snapshot chunk is far smaller)."""
+MAX_HANDSHAKE = 64 << 10
+_KEEPALIVE = (("TCP_KEEPIDLE", 2), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 2),
+              ("TCP_USER_TIMEOUT", 5000))
+"""A silent peer is noticed within seconds, as gRPC's keepalive did (idle: probes after 2 s;
+unacknowledged data: 5 s)."""
+WRITE_TIMEOUT = 10.0
+"""A peer that takes no bytes for this long is treated as gone (the connection is redone)."""
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) -> (host, port)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def encode_batch(frm: int, msgs: Iterable[Message]) -> bytes:
+    """One frame holding ``msgs`` as a ``RaftBatch`` from ``frm``."""
+    batch = raft_pb2.RaftBatch(messages=[message_to_proto(m) for m in msgs])
+    setattr(batch, "from", frm)
+    body = batch.SerializeToString()
+    return _LEN.pack(len(body)) + body
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE:
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def _read_exact(f: Any, n: int) -> bytes:
+    data = f.read(n)
+    if data is None or len(data) != n:
+        raise ConnectionError("connection closed")
+    return bytes(data)
+
+
+def _read_frame(f: Any, limit: int) -> bytes:
+    (n,) = _LEN.unpack(_read_exact(f, 4))
+    if n > limit:
+        raise ConnectionError(f"frame of {n} bytes (limit {limit})")
+    return _read_exact(f, n)
+
+
+def _frame(obj: Any) -> bytes:
+    body = json.dumps(obj).encode()
+    return _LEN.pack(len(body)) + body
+
+
+class _Refused(Exception):
+    """The peer refused our connection (authentication); the message says why."""
+
+
+# ---------------------------------------------------------------------- sending side
+class _Link:
+    """One peer: a connection, a queue of encoded frames, a writer thread that (re)connects
+    and drains the queue when the fast path (a direct non-blocking write) cannot."""
+
+    def __init__(self, t: TcpTransport, peer_id: int, address: str) -> None:
+        self.t = t
+        self.peer_id = peer_id
+        self.address = address
+        self.cond = threading.Condition()
+        self.pending: deque[tuple[bytes, int]] = deque()
+        self.pending_bytes = 0
+        self.sock: socket.socket | None = None
+        self.direct = False
+        """Plain TCP: callers may write into the socket themselves."""
+        self.writing = False
+        self.broken = False
+        self.connected = False
+        self.closed = False
+        self.dropped = 0
+        self.refused = 0
+        self.sent_batches = 0
+        self.sent_messages = 0
+        self.thread = threading.Thread(
+            target=self._run, name=f"raft-send-{t.node_id}->{peer_id}", daemon=True)
+
+    # called from the raft loop / persist thread: never blocks on the network
+    def send(self, frame: bytes, count: int) -> None:
+        with self.cond:
+            if not self.connected or self.closed or self.broken:
+                self.dropped += count
+                return
+            self.sent_batches += 1
+            self.sent_messages += count
+            if self.direct and not self.writing and not self.pending:
+                sock = self.sock
+                assert sock is not None
+                try:
+                    n = sock.send(frame)
+                except BlockingIOError:
+                    n = 0
+                except OSError:
+                    self.broken = True
+                    self.dropped += count
+                    self.cond.notify_all()
+                    return
+                if n == len(frame):
+                    return
+                frame = frame[n:]
+            if self.pending_bytes + len(frame) > self.t.max_queue_bytes and self.pending:
+                self.dropped += count
+                return
+            self.pending.append((frame, count))
+            self.pending_bytes += len(frame)
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        backoff = self.t.min_backoff
+        while not self.closed:
+            started = time.monotonic()
+            sock = None
+            try:
+                sock = self._connect()
+                with self.cond:
+                    if self.closed:
+                        break
+                    self.sock, self.direct = sock, not isinstance(sock, ssl.SSLSocket)
+                    self.broken = False
+                    self.connected = True
+                self._drain(sock)
+            except _Refused as exc:
+                self.refused += 1
+                self.t._refusals.warn("raft transport: member %s at %s refused our stream: %s",
+                                      self.peer_id, self.address, exc)
+            except (OSError, ValueError, ConnectionError) as exc:
+                if not self.closed:
+                    log.debug("raft connection to %s ended: %s", self.peer_id, exc)
+            finally:
+                with self.cond:
+                    self.connected = False
+                    self.sock = None
+                    self.dropped += sum(c for _, c in self.pending)
+                    self.pending.clear()
+                    self.pending_bytes = 0
+                    self.writing = False
+                if sock is not None:
+                    _close(sock)
+            if time.monotonic() - started > 1.0:
+                backoff = self.t.min_backoff
+            if self._sleep(backoff):
+                break
+            backoff = min(backoff * 2, self.t.max_backoff)
+
+    def _connect(self) -> socket.socket:
+        t = self.t
+        host, port = split_address(self.address)
+        sock = socket.create_connection((host, port), timeout=t.challenge_timeout)
+        try:
+            _tune(sock)
+            if t.tls is not None and t.tls.enabled:
+                sock = t.client_context().wrap_socket(sock, server_hostname=host)
+            sock.sendall(MAGIC)
+            f = sock.makefile("rb")
+            hello = json.loads(_read_frame(f, MAX_HANDSHAKE))
+            nonce = bytes.fromhex(hello.get("nonce", ""))
+            md: list[tuple[str, str]] = []
+            if t.key is not None and nonce:
+                md = client_metadata(t.key, nonce, t.node_id, self.peer_id)
+            sock.sendall(_frame({"metadata": md, "from": t.node_id, "to": self.peer_id}))
+            verdict = json.loads(_read_frame(f, MAX_HANDSHAKE))
+            f.close()
+            if not verdict.get("ok"):
+                raise _Refused(str(verdict.get("error", "refused")))
+            if isinstance(sock, ssl.SSLSocket):
+                sock.settimeout(WRITE_TIMEOUT)
+            else:
+                sock.setblocking(False)
+            return sock
+        except BaseException:
+            _close(sock)
+            raise
+
+    def _drain(self, sock: socket.socket) -> None:
+        """Write what callers queued until the connection breaks or the link closes."""
+        while True:
+            with self.cond:
+                while not self.pending and not self.closed and not self.broken:
+                    self.cond.wait()
+                if self.closed or self.broken:
+                    return
+                frames = [f for f, _ in self.pending]
+                self.pending.clear()
+                self.pending_bytes = 0
+                self.writing = True
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            if isinstance(sock, ssl.SSLSocket):
+                sock.sendall(data)
+            else:
+                _write_all(sock, data)
+            with self.cond:
+                self.writing = False
+
+    def _sleep(self, seconds: float) -> bool:
+        with self.cond:
+            self.cond.wait_for(lambda: self.closed, timeout=seconds)
+            return self.closed
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.pending.clear()
+            self.pending_bytes = 0
+            sock = self.sock
+            self.cond.notify_all()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _write_all(sock: socket.socket, data: bytes) -> None:
+    """All of ``data`` into a non-blocking socket, waiting at most WRITE_TIMEOUT per stall."""
+    view = memoryview(data)
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    while view:
+        try:
+            n = sock.send(view)
+        except BlockingIOError:
+            n = 0
+        if n:
+            view = view[n:]
+            continue
+        if not poller.poll(WRITE_TIMEOUT * 1000):
+            raise TimeoutError("peer takes no bytes")
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+# ---------------------------------------------------------------------- receiving side
+class _Receiver:
+    """The listening socket: one thread accepting, one thread per inbound connection."""
+
+    def __init__(self, t: TcpTransport, deliver: Callable[[list[Message]], None],
+                 verifier: Verifier | None) -> None:
+        self.t = t
+        self._deliver = deliver
+        self._verifier = verifier
+        self._refusals = _Throttled()
+        self._invalid = _Throttled()
+        self.refused = 0
+        """Connections refused (authentication, or a sender/receiver mismatch)."""
+        self.invalid = 0
+        """Messages dropped by validation."""
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._closed = False
+        host, port = split_address(t.listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+            self.sock.listen(64)
+        except OSError as exc:
+            self.sock.close()
+            raise OSError(f"raft transport cannot listen on {t.listen}: {exc}") from None
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True,
+                                       name=f"raft-accept-{t.node_id}")
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._closed:
+                    _close(conn)
+                    return
+                self._conns.add(conn)
+            threading.Thread(target=self._serve, args=(conn, f"{peer[0]}:{peer[1]}"),
+                             daemon=True, name=f"raft-recv-{self.t.node_id}").start()
+
+    def _refuse(self, conn: socket.socket, peer: str, why: str, tell: bool) -> None:
+        self.refused += 1
+        self._refusals.warn("raft transport: refused a stream from %s: %s", peer, why)
+        if tell:
+            with contextlib.suppress(OSError):
+                conn.sendall(_frame({"ok": False, "error": why}))
+
+    def _serve(self, conn: socket.socket, peer: str) -> None:
+        try:
+            self._serve_conn(conn, peer)
+        except (OSError, ValueError, ConnectionError) as exc:
+            log.debug("raft connection from %s ended: %s", peer, exc)
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            _close(conn)
+
+    def _handshake(self, conn: socket.socket, f: Any, peer: str) -> int | None:
+        """The authenticated sender (0: no key), or None once refused."""
+        if _read_exact(f, len(MAGIC)) != MAGIC:
+            self._refuse(conn, peer, "not a Helogale Raft connection", tell=False)
+            return None
+        nonce = self._verifier.challenge() if self._verifier is not None else b""
+        conn.sendall(_frame({"node_id": self.t.node_id, "nonce": nonce.hex()}))
+        creds = json.loads(_read_frame(f, MAX_HANDSHAKE))
+        sender = 0
+        if self._verifier is not None:
+            try:
+                md = [(str(k), str(v)) for k, v in creds.get("metadata", [])]
+                sender = self._verifier.verify(md)
+            except (AuthError, TypeError, ValueError) as exc:
+                self._refuse(conn, peer, str(exc), tell=True)
+                return None
+        conn.sendall(_frame({"ok": True}))
+        return sender
+
+    def _serve_conn(self, conn: socket.socket, peer: str) -> None:
+        t = self.t
+        _tune(conn)
+        conn.settimeout(t.challenge_timeout)
+        if t.tls is not None and t.tls.enabled:
+            plain, conn = conn, t.server_context().wrap_socket(conn, server_side=True)
+            with self._lock:
+                self._conns.discard(plain)
+                self._conns.add(conn)
+            try:
+                self._serve_stream(conn, peer)
+            finally:
+                with self._lock:
+                    self._conns.discard(conn)
+                _close(conn)
+            return
+        self._serve_stream(conn, peer)
+
+    def _serve_stream(self, conn: socket.socket, peer: str) -> None:
+        f = conn.makefile("rb", buffering=1 << 16)
+        sender = self._handshake(conn, f, peer)
+        if sender is None:
+            return
+        conn.settimeout(None)
+        member = [sender]
+        try:
+            self._read_batches(conn, f, peer, sender, member)
+        finally:
+            lost = self.t.on_peer_lost
+            if member[0] and lost is not None and not self._closed:
+                try:
+                    lost(member[0])
+                except Exception:
+                    log.exception("raft transport: on_peer_lost failed")
+
+    def _read_batches(self, conn: socket.socket, f: Any, peer: str, sender: int,
+                      member: list[int]) -> None:
+        """Deliver batches until the connection ends; ``member[0]`` becomes the member it
+        carries (the authenticated sender, or without a key the first batch's)."""
+        t = self.t
+        me = t.node_id
+        parse = raft_pb2.RaftBatch.FromString
+        while True:
+            body = _read_frame(f, MAX_FRAME)
+            try:
+                batch = parse(body)
+            except DecodeError:
+                self._refuse(conn, peer, "undecodable batch", tell=True)
+                return
+            frm = getattr(batch, "from")
+            if not member[0]:
+                member[0] = frm
+            if sender and frm != sender:
+                self._refuse(conn, peer, f"batch claims sender {frm} on a stream "
+                                         f"authenticated as {sender}", tell=True)
+                return
+            msgs: list[Message] = []
+            for pm in batch.messages:
+                if getattr(pm, "from") != frm or pm.to != me:
+                    self._refuse(conn, peer, f"message from {getattr(pm, 'from')} to {pm.to} "
+                                             f"on a stream from {frm} to {me}", tell=True)
+                    return
+                try:
+                    m = message_from_proto(pm)
+                except ValueError as exc:
+                    why: str | None = str(exc)
+                else:
+                    why = check_message(m)
+                if why is not None:
+                    self.invalid += 1
+                    self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
+                    continue
+                msgs.append(m)
+            if not msgs:
+                continue
+            if trace.ENABLED:
+                trace.mark_messages(me, "recv", msgs)
+            try:
+                self._deliver(msgs)
+            except Exception:  # a bad batch must not kill the connection
+                log.exception("raft transport: delivering a batch failed")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns = list(self._conns)
+            self._conns.clear()
+        for s in [self.sock, *conns]:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            _close(s)
+
+
+class TcpTransport:
+    """Sends raft messages to peers and hands received ones to ``on_messages`` (called from
+    the connections' reader threads; it should only enqueue). See the module docstring."""
+
+    def __init__(
+        self,
+        node_id: int,
+        listen: str,
+        peers: dict[int, str],
+        on_messages: Callable[[list[Message]], None],
+        *,
+        max_queue_bytes: int = 64 << 20,
+        min_backoff: float = 0.05,
+        max_backoff: float = 1.0,
+        key: bytes | None = None,
+        challenge_timeout: float = 2.0,
+        tls: TLSSettings | None = None,
+        on_peer_lost: Callable[[int], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.on_peer_lost = on_peer_lost
+        """Told (from a reader thread) when a connection from a member ends, with its id."""
+        self.key = key
+        self.tls = tls
+        self.challenge_timeout = challenge_timeout
+        self.listen = listen
+        self.max_queue_bytes = max_queue_bytes
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self._on_messages = on_messages
+        self._refusals = _Throttled()
+        self._lock = threading.Lock()
+        self._links: dict[int, _Link] = {}
+        self._client_ctx: ssl.SSLContext | None = None
+        self._server_ctx: ssl.SSLContext | None = None
+        if tls is not None and tls.enabled:  # load the files now: a bad one fails at start
+            self.client_context()
+            self.server_context()
+        self._receiver = _Receiver(self, on_messages,
+                                   Verifier(key, node_id) if key is not None else None)
+        self.port = self._receiver.port
+        self._initial_peers = dict(peers)
+
+    # ------------------------------------------------------------------ TLS
+    def client_context(self) -> ssl.SSLContext:
+        if self._client_ctx is None:
+            assert self.tls is not None
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_verify_locations(self.tls.ca_file)
+            ctx.load_cert_chain(self.tls.certificate_key_file)
+            self._client_ctx = ctx
+        return self._client_ctx
+
+    def server_context(self) -> ssl.SSLContext:
+        if self._server_ctx is None:
+            assert self.tls is not None
+            ctx = self.tls.server_ssl_context()
+            ctx.verify_mode = ssl.CERT_REQUIRED  # mutual, as the gRPC Raft port
+            self._server_ctx = ctx
+        return self._server_ctx
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self.key is None:
+            log.warning("raft transport on %s runs without a cluster key: anyone who can reach "
+                        "this port can speak Raft to member %s (set --keyfile)", self.listen,
+                        self.node_id)
+        self._receiver.thread.start()
+        for pid, addr in self._initial_peers.items():
+            self.add_peer(pid, addr)
+
+    def add_peer(self, peer_id: int, address: str) -> None:
+        if peer_id == self.node_id:
+            return
+        with self._lock:
+            old = self._links.get(peer_id)
+            if old is not None and old.address == address:
+                return
+            link = _Link(self, peer_id, address)
+            self._links[peer_id] = link
+        if old is not None:
+            old.close()
+        link.thread.start()
+
+    def remove_peer(self, peer_id: int) -> None:
+        with self._lock:
+            link = self._links.pop(peer_id, None)
+        if link is not None:
+            link.close()
+
+    def peers(self) -> dict[int, str]:
+        with self._lock:
+            return {pid: s.address for pid, s in self._links.items()}
+
+    def connected(self, peer_id: int) -> bool:
+        with self._lock:
+            s = self._links.get(peer_id)
+        return s is not None and s.connected
+
+    def send(self, msgs: Iterable[Message]) -> None:
+        """Queue messages for their peers (one encoded batch per peer); never blocks.
+        Unknown or down peers: dropped."""
+        by_peer: dict[int, list[Message]] = {}
+        for m in msgs:
+            by_peer.setdefault(m.to, []).append(m)
+        for pid, ms in by_peer.items():
+            if pid == self.node_id:
+                self._on_messages(ms)
+                continue
+            with self._lock:
+                link = self._links.get(pid)
+            if link is None:
+                continue
+            if not link.connected:
+                with link.cond:
+                    link.dropped += len(ms)
+                continue
+            if trace.ENABLED:
+                trace.mark_messages(self.node_id, "wire", ms)
+            link.send(encode_batch(self.node_id, ms), len(ms))
+
+    def stats(self) -> dict[int, dict[str, int | bool]]:
+        """Per peer: connection up, messages dropped, batches and messages sent, and
+        connections the peer refused (authentication)."""
+        with self._lock:
+            links = dict(self._links)
+        return {pid: {"connected": s.connected, "dropped": s.dropped, "batches": s.sent_batches,
+                      "sent": s.sent_messages, "refused": s.refused}
+                for pid, s in links.items()}
+
+    def receive_stats(self) -> dict[str, int]:
+        """Connections this member refused and received messages it dropped as malformed."""
+        return {"refused": self._receiver.refused, "invalid": self._receiver.invalid}
+
+    def stop(self, grace: float = 0.2) -> None:
+        with self._lock:
+            links = list(self._links.values())
+            self._links.clear()
+        for s in links:
+            s.close()
+        self._receiver.close()
+        for s in links:
+            s.thread.join(timeout=2.0)
