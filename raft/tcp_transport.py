@@ -139,6 +139,28 @@ def _read_frame(f: Any, limit: int, progress: Callable[[], None] | None = None) 
     return b"".join(parts)
 
 
+def _recv_frame(sock: socket.socket, deadline: float) -> bytes:
+    """One handshake frame, read straight from ``sock`` (no file object to keep it open),
+    all of it by ``deadline`` however slowly the bytes come."""
+    buf = bytearray()
+    need = 4
+    while len(buf) < need:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("handshake took too long")
+        sock.settimeout(left)
+        chunk = sock.recv(need - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+        if need == 4 and len(buf) == 4:
+            (n,) = _LEN.unpack(buf)
+            if n > MAX_HANDSHAKE:
+                raise ConnectionError(f"handshake frame of {n} bytes")
+            need += n
+    return bytes(buf[4:])
+
+
 def _frame(obj: Any) -> bytes:
     body = json.dumps(obj).encode()
     return _LEN.pack(len(body)) + body
@@ -251,14 +273,14 @@ class _Link:
     def _connect(self) -> socket.socket:
         t = self.t
         host, port = split_address(self.address)
+        deadline = time.monotonic() + t.challenge_timeout
         sock = socket.create_connection((host, port), timeout=t.challenge_timeout)
         try:
             _tune(sock)
             if t.tls is not None and t.tls.enabled:
                 sock = t.client_context().wrap_socket(sock, server_hostname=host)
             sock.sendall(MAGIC)
-            f = sock.makefile("rb")
-            hello = json.loads(_read_frame(f, MAX_HANDSHAKE))
+            hello = json.loads(_recv_frame(sock, deadline))
             if not isinstance(hello, dict) or not isinstance(hello.get("nonce", ""), str):
                 raise _Refused("not a Helogale Raft port (malformed greeting)")
             if hello.get("node_id", self.peer_id) != self.peer_id:
@@ -269,8 +291,7 @@ class _Link:
             if t.key is not None and nonce:
                 md = client_metadata(t.key, nonce, t.node_id, self.peer_id)
             sock.sendall(_frame({"metadata": md, "from": t.node_id, "to": self.peer_id}))
-            verdict = json.loads(_read_frame(f, MAX_HANDSHAKE))
-            f.close()
+            verdict = json.loads(_recv_frame(sock, deadline))
             if not isinstance(verdict, dict):
                 raise _Refused("not a Helogale Raft port (malformed verdict)")
             if verdict.get("ok") is not True:
@@ -581,8 +602,11 @@ class _Receiver:
         self._serve_stream(ib)
 
     def _serve_stream(self, ib: _Inbound) -> None:
+        with ib.sock.makefile("rb", buffering=1 << 16) as f:  # closed first: then the socket
+            self._serve_file(ib, f)
+
+    def _serve_file(self, ib: _Inbound, f: Any) -> None:
         conn = ib.sock
-        f = conn.makefile("rb", buffering=1 << 16)
         sender = self._handshake(ib, f)
         if sender is None:
             return
