@@ -23,12 +23,24 @@ Sending never blocks the caller: ``send`` encodes one batch per peer and, when n
 queued for the peer, writes it straight into the (non-blocking) socket; what the kernel does
 not take at once goes to the peer's writer thread, which also (re)connects with exponential
 backoff. While a peer is not connected its messages are dropped on the spot (Raft
-retransmits); a peer whose queue passes ``max_queue_bytes`` drops new batches. With TLS every
+retransmits); a peer whose queue (with what the writer holds) passes ``max_queue_bytes``
+drops new batches; one that takes no bytes for ``WRITE_TIMEOUT`` is redialled. With TLS every
 write goes through the writer thread (an SSL socket cannot take partial non-blocking writes
-safely from two threads).
+safely from two threads). Whatever a listener at a peer's address answers, the writer thread
+lives on and redials; one that names another member id is refused.
 
-Authentication (``key=``): the listener hands out a single-use nonce and accepts the
-connection only with a valid ``raft.auth`` proof binding both member ids; afterwards a batch or
+Limits on the listening side, so no peer, member or not, can hang the member or grow it without
+bound (docs/cluster-auth.md, "Limits of the Raft port"): the whole handshake, TLS included,
+must end within ``challenge_timeout``; at most ``max_handshakes`` connections are in their
+handshake at once (a newcomer ends the oldest) and ``max_connections`` are open at all (past
+it a newcomer is closed on arrival); a frame's body is read a ``READ_CHUNK`` at a time, so a
+length field allocates nothing, and a connection that stops mid-frame for ``frame_stall`` is
+closed. The accept thread enforces the deadlines and survives ``accept`` failures (out of
+descriptors). ``receive_stats()["shed"]`` counts the connections closed for these limits.
+
+Authentication (``key=``): the listener hands out a single-use nonce, good only on the
+connection it was sent on, and accepts the connection only with a valid ``raft.auth`` proof
+binding both member ids; afterwards a batch or
 message claiming another sender or another receiver closes the connection before any of it is
 delivered (one rate-limited warning). TLS (``tls=``) is mutual, as on the gRPC port: a member
 whose certificate the cluster CA did not sign cannot connect. Without a key the port is open to

@@ -278,6 +278,48 @@ def test_a_proof_is_good_only_on_the_connection_that_was_challenged(
     assert inbox.count() == 0
 
 
+def test_garbage_after_the_handshake_and_a_close_storm_leave_nothing_behind(
+        member: tuple[TcpTransport, Inbox]) -> None:
+    """Bytes that are no batch after a valid handshake end that connection (nothing
+    delivered); a member that connects, authenticates and hangs up, hundreds of times, leaves
+    no thread or connection behind; the member then serves its real peer."""
+    t, inbox = member
+    t.challenge_timeout = 10.0
+
+    def authenticated() -> socket.socket:
+        s = _open(t)
+        f, hello = _greet(s)
+        s.sendall(_frame({"metadata": client_metadata(KEY, bytes.fromhex(hello["nonce"]), 1,
+                                                     2)}))
+        assert json.loads(_read_frame(f, MAX_HANDSHAKE)) == {"ok": True}
+        f.close()
+        return s
+
+    s = authenticated()
+    s.sendall(_LEN.pack(6) + b"\xff" * 6)  # not a protobuf
+    verdict = json.loads(_read_frame(s.makefile("rb"), MAX_HANDSHAKE))
+    assert verdict == {"ok": False, "error": "undecodable batch"}
+    assert _closed_by_peer(s, 10)
+    s.close()
+    refused = t.receive_stats()["refused"]
+    assert refused == 1
+    for _ in range(200):
+        authenticated().close()
+    wait_until(lambda: not t._receiver._conns and _recv_threads(2) == 0, 20,
+               "every connection of the storm to be gone")
+    a = TcpTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{t.port}"}, Inbox(), key=KEY)
+    a.start()
+    try:
+        def delivered() -> bool:
+            a.send([_heartbeat(term=8)])
+            return any(m.term == 8 for m in inbox.msgs)
+        wait_until(delivered, 20, "the real member's heartbeat")
+    finally:
+        a.stop()
+    assert all(m.term == 8 for m in inbox.msgs)
+    assert t.receive_stats()["refused"] == refused
+
+
 # ---------------------------------------------------------------------- sending side
 class _FakePeer:
     """A listener at a peer's address that answers each connection with ``reply(conn)``."""
