@@ -610,7 +610,7 @@ class Collection(CollectionBase):
         op = self._aggregate_op(pipeline, batch_size, **kwargs)
         reply, address = self.read_command(op.command, op.read_preference)
         return CommandCursor(self._database.client, self._database.name, reply["cursor"], address,
-                             self._codec_options, batch_size)
+                             self._codec_options, op.command["cursor"].get("batchSize", 0))
 
     def map_reduce(self, map: Any, reduce: Any, out: Any, full_response: bool = False,
                    **kwargs: Any) -> Any:

@@ -536,6 +536,35 @@ def test_aggregate_streams(client: helogale.MongoClient) -> None:
     assert len(list(many)) == 60
 
 
+def test_aggregate_batch_size_spellings_reach_every_get_more(
+        scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
+    """``batch_size=`` and pymongo's ``batchSize=`` both size the first batch (the cursor
+    option) and every getMore after it."""
+    server, client = scripted
+    docs = [{"_id": i} for i in range(8)]
+    for kwargs in ({"batch_size": 3}, {"batchSize": 3}):
+        state: dict[str, Any] = {}
+
+        def answer(db: str, cmd: dict[str, Any], state: dict[str, Any] = state) -> dict[str, Any]:
+            if "aggregate" in cmd:
+                size = cmd["cursor"].get("batchSize", 101)
+                state["rest"] = docs[size:]
+                return {"ok": 1.0, "cursor": {"firstBatch": docs[:size], "id": Int64(9),
+                                              "ns": f"{db}.c"}}
+            size = cmd.get("batchSize", 101)
+            batch, state["rest"] = state["rest"][:size], state["rest"][size:]
+            return {"ok": 1.0, "cursor": {"nextBatch": batch,
+                                          "id": Int64(9 if state["rest"] else 0),
+                                          "ns": f"{db}.c"}}
+
+        server.default = answer
+        server.received.clear()
+        assert list(client.db.c.aggregate([], **kwargs)) == docs
+        sizes = [cmd["cursor"].get("batchSize") if "aggregate" in cmd else cmd.get("batchSize")
+                 for _, cmd in server.received if "aggregate" in cmd or "getMore" in cmd]
+        assert sizes == [3, 3, 3], (kwargs, sizes)
+
+
 def test_read_concern_travels_with_reads_only(scripted: tuple[ScriptedServer, helogale.MongoClient]) -> None:
     server, client = scripted
     _cursor_server(server, [{"_id": 1}])

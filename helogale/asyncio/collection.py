@@ -145,7 +145,8 @@ class AsyncCollection(CollectionBase):
         op = self._aggregate_op(pipeline, batch_size, **kwargs)
         reply, address = await self.read_command(op.command, op.read_preference)
         return AsyncCommandCursor(self._database.client, self._database.name, reply["cursor"],
-                                  address, self._codec_options, batch_size)
+                                  address, self._codec_options,
+                                  op.command["cursor"].get("batchSize", 0))
 
     # --- indexes and the collection -------------------------------------------------------------
     async def create_indexes(self, indexes: list[IndexModel]) -> list[str]:
