@@ -43,7 +43,8 @@ class TcpCredentials(list[tuple[str, str]]):
 
 def credentials(address: str, key: bytes, sender: int, receiver: int, kind: str = "grpc"
                 ) -> list[tuple[str, str]]:
-    """A valid proof for one stream (asks the member for a nonce)."""
+    """A valid proof for one stream (over gRPC asks the member for a nonce now; over TCP the
+    proof is made on the connection that first uses it: ``TcpCredentials``)."""
     if kind == "tcp":
         return TcpCredentials(key, sender, receiver)
     with grpc.insecure_channel(address) as ch:
