@@ -441,6 +441,8 @@ class _Receiver:
         self._conns: set[_Inbound] = set()
         self._handshaking: dict[_Inbound, None] = {}
         """Connections in their handshake, oldest first."""
+        self._streams: dict[int, int] = {}
+        """Open streams per member they carry."""
         self._closed = False
         host, port = split_address(t.listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -547,6 +549,20 @@ class _Receiver:
             _close(conn)
             self._shed("%s: cannot start a thread: %s", peer, exc)
 
+    def _joined(self, member: int) -> None:
+        with self._lock:
+            self._streams[member] = self._streams.get(member, 0) + 1
+
+    def _left(self, member: int) -> bool:
+        """One stream of ``member`` ended; True if it was its last."""
+        with self._lock:
+            n = self._streams.get(member, 1) - 1
+            if n > 0:
+                self._streams[member] = n
+                return False
+            self._streams.pop(member, None)
+            return True
+
     def _forget(self, ib: _Inbound) -> None:
         with self._lock:
             self._conns.discard(ib)
@@ -624,11 +640,15 @@ class _Receiver:
             return
         conn.settimeout(None)
         member = [sender]
+        if sender:
+            self._joined(sender)
         try:
             self._read_batches(ib, f, sender, member)
         finally:
             lost = self.t.on_peer_lost
-            if member[0] and lost is not None and not self._closed:
+            # only the member's LAST stream ending says it is gone: an old connection found
+            # dead after the member redialled must not end a healthy leader's lease
+            if member[0] and self._left(member[0]) and lost is not None and not self._closed:
                 try:
                     lost(member[0])
                 except Exception:
@@ -653,6 +673,7 @@ class _Receiver:
             frm = getattr(batch, "from")
             if not member[0]:
                 member[0] = frm
+                self._joined(frm)
             if sender and frm != sender:
                 self._refuse(conn, peer, f"batch claims sender {frm} on a stream "
                                          f"authenticated as {sender}", tell=True)

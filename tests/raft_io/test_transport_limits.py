@@ -30,6 +30,7 @@ from raft.tcp_transport import (
     _read_frame,
 )
 from raft.types import Entry, EntryType, Message, MessageType
+from tests.raft_io import forge
 from tests.raft_io.kv_cluster import wait_until
 from tests.raft_io.test_transport import Inbox
 
@@ -514,3 +515,35 @@ def test_a_slow_loris_inside_the_tls_handshake_is_ended_too(tmp_path: Path) -> N
         sock.close()
         t.stop()
     assert closed  # by the deadline, or by the per-read timeout if this machine stalled
+
+
+def test_only_a_members_last_stream_ending_says_it_is_gone() -> None:
+    """A member that redialled while its old connection was not yet found dead has two
+    streams; the old one ending must not tell the raft loop the member is gone (that ends a
+    healthy leader's lease at this follower: ``RawNode.leader_unreachable``)."""
+    lost: list[int] = []
+    inbox = Inbox()
+    t = TcpTransport(2, "127.0.0.1:0", {}, inbox, key=KEY, on_peer_lost=lost.append)
+    t.start()
+
+    def stream(term: int) -> socket.socket:
+        s = _open(t)
+        f, hello = _greet(s)
+        s.sendall(_frame({"metadata": client_metadata(KEY, bytes.fromhex(hello["nonce"]), 1,
+                                                     2)}))
+        assert json.loads(_read_frame(f, MAX_HANDSHAKE)) == {"ok": True}
+        f.close()
+        body = forge.batch(1, [_heartbeat(term=term)]).SerializeToString()
+        s.sendall(_LEN.pack(len(body)) + body)
+        wait_until(lambda: any(m.term == term for m in inbox.msgs), 10, "the heartbeat")
+        return s
+
+    try:
+        old, new = stream(3), stream(4)
+        old.close()
+        wait_until(lambda: len(t._receiver._conns) == 1, 10, "the old stream to end")
+        assert lost == []
+        new.close()
+        wait_until(lambda: lost == [1], 10, "the member's last stream to end")
+    finally:
+        t.stop()
