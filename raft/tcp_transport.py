@@ -23,12 +23,24 @@ Sending never blocks the caller: ``send`` encodes one batch per peer and, when n
 queued for the peer, writes it straight into the (non-blocking) socket; what the kernel does
 not take at once goes to the peer's writer thread, which also (re)connects with exponential
 backoff. While a peer is not connected its messages are dropped on the spot (Raft
-retransmits); a peer whose queue passes ``max_queue_bytes`` drops new batches. With TLS every
+retransmits); a peer whose queue (with what the writer holds) passes ``max_queue_bytes``
+drops new batches; one that takes no bytes for ``WRITE_TIMEOUT`` is redialled. With TLS every
 write goes through the writer thread (an SSL socket cannot take partial non-blocking writes
-safely from two threads).
+safely from two threads). Whatever a listener at a peer's address answers, the writer thread
+lives on and redials; one that names another member id is refused.
 
-Authentication (``key=``): the listener hands out a single-use nonce and accepts the
-connection only with a valid ``raft.auth`` proof binding both member ids; afterwards a batch or
+Limits on the listening side, so no peer, member or not, can hang the member or grow it without
+bound (docs/cluster-auth.md, "Limits of the Raft port"): the whole handshake, TLS included,
+must end within ``challenge_timeout``; at most ``max_handshakes`` connections are in their
+handshake at once (a newcomer ends the oldest) and ``max_connections`` are open at all (past
+it a newcomer is closed on arrival); a frame's body is read a ``READ_CHUNK`` at a time, so a
+length field allocates nothing, and a connection that stops mid-frame for ``frame_stall`` is
+closed. The accept thread enforces the deadlines and survives ``accept`` failures (out of
+descriptors). ``receive_stats()["shed"]`` counts the connections closed for these limits.
+
+Authentication (``key=``): the listener hands out a single-use nonce, good only on the
+connection it was sent on, and accepts the connection only with a valid ``raft.auth`` proof
+binding both member ids; afterwards a batch or
 message claiming another sender or another receiver closes the connection before any of it is
 delivered (one rate-limited warning). TLS (``tls=``) is mutual, as on the gRPC port: a member
 whose certificate the cluster CA did not sign cannot connect. Without a key the port is open to
@@ -54,7 +66,7 @@ from google.protobuf.message import DecodeError
 
 from proto import raft_pb2
 from raft import trace
-from raft.auth import AuthError, Verifier, client_metadata
+from raft.auth import MD_SERVER_NONCE, AuthError, Verifier, client_metadata
 from raft.tls import TLSSettings
 from raft.transport import _Throttled, message_from_proto, message_to_proto
 from raft.types import Message
@@ -75,6 +87,17 @@ _KEEPALIVE = (("TCP_KEEPIDLE", 2), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 2),
 unacknowledged data: 5 s)."""
 WRITE_TIMEOUT = 10.0
 """A peer that takes no bytes for this long is treated as gone (the connection is redone)."""
+READ_CHUNK = 1 << 20
+"""A frame body is read at most this much at a time (a length field allocates nothing)."""
+FRAME_STALL = 30.0
+"""An inbound connection that started a frame and delivers no ``READ_CHUNK`` of it (or its
+end) for this long is closed."""
+MAX_HANDSHAKES = 64
+"""Inbound connections that may be in their handshake at once; a newcomer past it ends the
+oldest one (so a flood of silent connections cannot lock the real members out)."""
+MAX_CONNECTIONS = 256
+"""Inbound connections held at once (handshaking or streaming); past it a newcomer is closed
+on arrival."""
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -106,11 +129,48 @@ def _read_exact(f: Any, n: int) -> bytes:
     return bytes(data)
 
 
-def _read_frame(f: Any, limit: int) -> bytes:
+def _read_frame(f: Any, limit: int, progress: Callable[[], None] | None = None) -> bytes:
+    """One frame's body. A large body is read in ``READ_CHUNK`` pieces, so memory grows with
+    the bytes that actually arrive, never with what the length field claims; ``progress`` is
+    called after the header and after each piece (the receiver's stall watch)."""
     (n,) = _LEN.unpack(_read_exact(f, 4))
     if n > limit:
         raise ConnectionError(f"frame of {n} bytes (limit {limit})")
-    return _read_exact(f, n)
+    if progress is not None:
+        progress()
+    if n <= READ_CHUNK:
+        return _read_exact(f, n)
+    parts: list[bytes] = []
+    left = n
+    while left:
+        part = _read_exact(f, min(left, READ_CHUNK))
+        parts.append(part)
+        left -= len(part)
+        if progress is not None:
+            progress()
+    return b"".join(parts)
+
+
+def _recv_frame(sock: socket.socket, deadline: float) -> bytes:
+    """One handshake frame, read straight from ``sock`` (no file object to keep it open),
+    all of it by ``deadline`` however slowly the bytes come."""
+    buf = bytearray()
+    need = 4
+    while len(buf) < need:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("handshake took too long")
+        sock.settimeout(left)
+        chunk = sock.recv(need - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+        if need == 4 and len(buf) == 4:
+            (n,) = _LEN.unpack(buf)
+            if n > MAX_HANDSHAKE:
+                raise ConnectionError(f"handshake frame of {n} bytes")
+            need += n
+    return bytes(buf[4:])
 
 
 def _frame(obj: Any) -> bytes:
@@ -134,6 +194,8 @@ class _Link:
         self.cond = threading.Condition()
         self.pending: deque[tuple[bytes, int]] = deque()
         self.pending_bytes = 0
+        self.inflight_bytes = 0
+        """Taken from ``pending`` by the writer thread and not yet written."""
         self.sock: socket.socket | None = None
         self.direct = False
         """Plain TCP: callers may write into the socket themselves."""
@@ -171,7 +233,8 @@ class _Link:
                 if n == len(frame):
                     return
                 frame = frame[n:]
-            if self.pending_bytes + len(frame) > self.t.max_queue_bytes and self.pending:
+            held = self.pending_bytes + self.inflight_bytes
+            if held and held + len(frame) > self.t.max_queue_bytes:
                 self.dropped += count
                 return
             self.pending.append((frame, count))
@@ -199,6 +262,9 @@ class _Link:
             except (OSError, ValueError, ConnectionError) as exc:
                 if not self.closed:
                     log.debug("raft connection to %s ended: %s", self.peer_id, exc)
+            except Exception as exc:  # whatever the far end says, this thread must live on
+                self.t._refusals.warn("raft transport: connection to member %s at %s failed: "
+                                      "%r", self.peer_id, self.address, exc)
             finally:
                 with self.cond:
                     self.connected = False
@@ -206,6 +272,7 @@ class _Link:
                     self.dropped += sum(c for _, c in self.pending)
                     self.pending.clear()
                     self.pending_bytes = 0
+                    self.inflight_bytes = 0
                     self.writing = False
                 if sock is not None:
                     _close(sock)
@@ -218,22 +285,28 @@ class _Link:
     def _connect(self) -> socket.socket:
         t = self.t
         host, port = split_address(self.address)
+        deadline = time.monotonic() + t.challenge_timeout
         sock = socket.create_connection((host, port), timeout=t.challenge_timeout)
         try:
             _tune(sock)
             if t.tls is not None and t.tls.enabled:
                 sock = t.client_context().wrap_socket(sock, server_hostname=host)
             sock.sendall(MAGIC)
-            f = sock.makefile("rb")
-            hello = json.loads(_read_frame(f, MAX_HANDSHAKE))
+            hello = json.loads(_recv_frame(sock, deadline))
+            if not isinstance(hello, dict) or not isinstance(hello.get("nonce", ""), str):
+                raise _Refused("not a Helogale Raft port (malformed greeting)")
+            if hello.get("node_id", self.peer_id) != self.peer_id:
+                raise _Refused(f"the member at this address is {hello.get('node_id')!r}, "
+                               f"not {self.peer_id}")
             nonce = bytes.fromhex(hello.get("nonce", ""))
             md: list[tuple[str, str]] = []
             if t.key is not None and nonce:
                 md = client_metadata(t.key, nonce, t.node_id, self.peer_id)
             sock.sendall(_frame({"metadata": md, "from": t.node_id, "to": self.peer_id}))
-            verdict = json.loads(_read_frame(f, MAX_HANDSHAKE))
-            f.close()
-            if not verdict.get("ok"):
+            verdict = json.loads(_recv_frame(sock, deadline))
+            if not isinstance(verdict, dict):
+                raise _Refused("not a Helogale Raft port (malformed verdict)")
+            if verdict.get("ok") is not True:
                 raise _Refused(str(verdict.get("error", "refused")))
             if isinstance(sock, ssl.SSLSocket):
                 sock.settimeout(WRITE_TIMEOUT)
@@ -254,15 +327,31 @@ class _Link:
                     return
                 frames = [f for f, _ in self.pending]
                 self.pending.clear()
-                self.pending_bytes = 0
+                self.inflight_bytes, self.pending_bytes = self.pending_bytes, 0
                 self.writing = True
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
-            if isinstance(sock, ssl.SSLSocket):
-                sock.sendall(data)
-            else:
-                _write_all(sock, data)
+            # small frames go out in one write; big ones one by one, each released once
+            # written, so the bytes held never pass what the queue limit allowed
+            while frames:
+                if len(frames) > 1 and len(frames[0]) < READ_CHUNK:
+                    n = 1
+                    size = len(frames[0])
+                    while n < len(frames) and size + len(frames[n]) <= READ_CHUNK:
+                        size += len(frames[n])
+                        n += 1
+                    data = b"".join(frames[:n])
+                else:
+                    n, data = 1, frames[0]
+                del frames[:n]
+                if isinstance(sock, ssl.SSLSocket):
+                    sock.sendall(data)
+                else:
+                    _write_all(sock, data)
+                with self.cond:
+                    self.inflight_bytes -= len(data)
+                del data
             with self.cond:
                 self.writing = False
+                self.inflight_bytes = 0
 
     def _sleep(self, seconds: float) -> bool:
         with self.cond:
@@ -304,8 +393,34 @@ def _close(sock: socket.socket) -> None:
 
 
 # ---------------------------------------------------------------------- receiving side
+class _Inbound:
+    """One accepted connection as the accept loop watches it."""
+
+    __slots__ = ("deadline", "frame_at", "peer", "sock")
+
+    def __init__(self, sock: socket.socket, peer: str, deadline: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.deadline = deadline
+        """The handshake (TLS included) must be over by then."""
+        self.frame_at = 0.0
+        """While a frame is being read: when it last made progress (0 between frames)."""
+
+    def progress(self) -> None:
+        self.frame_at = time.monotonic()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """Wake whichever thread is blocked reading ``sock`` (an SSL socket's too: the plain
+    ``shutdown`` leaves its SSL object to the reading thread)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class _Receiver:
-    """The listening socket: one thread accepting, one thread per inbound connection."""
+    """The listening socket: one thread accepting (and ending handshakes past their deadline,
+    the oldest handshake past ``max_handshakes``, and streams stalled mid-frame), one thread
+    per inbound connection, at most ``max_connections`` of them."""
 
     def __init__(self, t: TcpTransport, deliver: Callable[[list[Message]], None],
                  verifier: Verifier | None) -> None:
@@ -314,12 +429,20 @@ class _Receiver:
         self._verifier = verifier
         self._refusals = _Throttled()
         self._invalid = _Throttled()
+        self._shed_log = _Throttled()
         self.refused = 0
         """Connections refused (authentication, or a sender/receiver mismatch)."""
         self.invalid = 0
         """Messages dropped by validation."""
+        self.shed = 0
+        """Connections closed for the limits: handshake too slow or crowded out, too many
+        connections, stalled mid-frame."""
         self._lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
+        self._conns: set[_Inbound] = set()
+        self._handshaking: dict[_Inbound, None] = {}
+        """Connections in their handshake, oldest first."""
+        self._streams: dict[int, int] = {}
+        """Open streams per member they carry."""
         self._closed = False
         host, port = split_address(t.listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -327,27 +450,123 @@ class _Receiver:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.sock.bind((host, port))
-            self.sock.listen(64)
+            self.sock.listen(128)
         except OSError as exc:
             self.sock.close()
             raise OSError(f"raft transport cannot listen on {t.listen}: {exc}") from None
+        self.sock.setblocking(False)  # accept after poll: a connection reset meanwhile
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._accept, daemon=True,
                                        name=f"raft-accept-{t.node_id}")
 
+    def _shed(self, why: str, *args: object) -> None:
+        self.shed += 1
+        self._shed_log.warn("raft transport: closed an inbound connection: " + why, *args)
+
+    def _watch(self) -> int:
+        """End handshakes past their deadline and streams stalled mid-frame; the poll timeout
+        (ms) until the next check is due (-1: none)."""
+        now = time.monotonic()
+        ended: list[_Inbound] = []
+        wait = -1.0
+        with self._lock:
+            for ib in self._handshaking:  # oldest first: deadlines ascend
+                if ib.deadline > now:
+                    wait = ib.deadline - now
+                    break
+                ended.append(ib)
+            for ib in ended:
+                del self._handshaking[ib]
+            stall = self.t.frame_stall
+            streams = len(self._conns) > len(self._handshaking)
+            for ib in self._conns:
+                if ib.frame_at and now - ib.frame_at > stall:
+                    ib.frame_at = 0.0
+                    ended.append(ib)
+        for ib in ended:
+            self._shed("%s did not finish its handshake or a frame in time", ib.peer)
+            _shutdown(ib.sock)
+        if streams:
+            check = min(5.0, self.t.frame_stall / 2)
+            wait = check if wait < 0 else min(wait, check)
+        return -1 if wait < 0 else int(wait * 1000) + 1
+
     def _accept(self) -> None:
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
         while True:
+            timeout = self._watch()
             try:
-                conn, peer = self.sock.accept()
-            except OSError:
+                ready = poller.poll(timeout)
+            except InterruptedError:
+                continue
+            if self._closed:
                 return
-            with self._lock:
+            if not ready:
+                continue
+            try:
+                conn, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as exc:  # out of descriptors or memory: wait, never stop listening
                 if self._closed:
-                    _close(conn)
                     return
-                self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn, f"{peer[0]}:{peer[1]}"),
-                             daemon=True, name=f"raft-recv-{self.t.node_id}").start()
+                self._shed("accept failed: %s", exc)
+                time.sleep(0.1)
+                continue
+            self._admit(conn, f"{addr[0]}:{addr[1]}")
+
+    def _admit(self, conn: socket.socket, peer: str) -> None:
+        t = self.t
+        evicted = None
+        with self._lock:
+            if self._closed:
+                _close(conn)
+                return
+            if len(self._conns) >= t.max_connections:
+                full = True
+            else:
+                full = False
+                if len(self._handshaking) >= t.max_handshakes:
+                    evicted = next(iter(self._handshaking))
+                    del self._handshaking[evicted]
+                ib = _Inbound(conn, peer, time.monotonic() + t.challenge_timeout)
+                self._conns.add(ib)
+                self._handshaking[ib] = None
+        if full:
+            self._shed("%s: %d connections already open", peer, t.max_connections)
+            _close(conn)
+            return
+        if evicted is not None:
+            self._shed("%s crowded out by newer ones (%d handshakes at once)", evicted.peer,
+                       t.max_handshakes)
+            _shutdown(evicted.sock)
+        try:
+            threading.Thread(target=self._serve, args=(ib,), daemon=True,
+                             name=f"raft-recv-{t.node_id}").start()
+        except RuntimeError as exc:  # no thread to be had: refuse this one, keep accepting
+            self._forget(ib)
+            _close(conn)
+            self._shed("%s: cannot start a thread: %s", peer, exc)
+
+    def _joined(self, member: int) -> None:
+        with self._lock:
+            self._streams[member] = self._streams.get(member, 0) + 1
+
+    def _left(self, member: int) -> bool:
+        """One stream of ``member`` ended; True if it was its last."""
+        with self._lock:
+            n = self._streams.get(member, 1) - 1
+            if n > 0:
+                self._streams[member] = n
+                return False
+            self._streams.pop(member, None)
+            return True
+
+    def _forget(self, ib: _Inbound) -> None:
+        with self._lock:
+            self._conns.discard(ib)
+            self._handshaking.pop(ib, None)
 
     def _refuse(self, conn: socket.socket, peer: str, why: str, tell: bool) -> None:
         self.refused += 1
@@ -356,18 +575,21 @@ class _Receiver:
             with contextlib.suppress(OSError):
                 conn.sendall(_frame({"ok": False, "error": why}))
 
-    def _serve(self, conn: socket.socket, peer: str) -> None:
+    def _serve(self, ib: _Inbound) -> None:
         try:
-            self._serve_conn(conn, peer)
+            self._serve_conn(ib)
         except (OSError, ValueError, ConnectionError) as exc:
-            log.debug("raft connection from %s ended: %s", peer, exc)
+            log.debug("raft connection from %s ended: %s", ib.peer, exc)
+        except Exception as exc:  # hostile bytes must not print a traceback per connection
+            self._refuse(ib.sock, ib.peer, f"malformed stream ({type(exc).__name__})",
+                         tell=False)
         finally:
-            with self._lock:
-                self._conns.discard(conn)
-            _close(conn)
+            self._forget(ib)
+            _close(ib.sock)
 
-    def _handshake(self, conn: socket.socket, f: Any, peer: str) -> int | None:
+    def _handshake(self, ib: _Inbound, f: Any) -> int | None:
         """The authenticated sender (0: no key), or None once refused."""
+        conn, peer = ib.sock, ib.peer
         if _read_exact(f, len(MAGIC)) != MAGIC:
             self._refuse(conn, peer, "not a Helogale Raft connection", tell=False)
             return None
@@ -377,58 +599,72 @@ class _Receiver:
         sender = 0
         if self._verifier is not None:
             try:
+                if not isinstance(creds, dict):
+                    raise AuthError("malformed credentials")
                 md = [(str(k), str(v)) for k, v in creds.get("metadata", [])]
+                # the proof must answer the nonce of THIS connection: one captured on its way
+                # to another connection is worthless here
+                if dict(md).get(MD_SERVER_NONCE, nonce.hex()) != nonce.hex():
+                    raise AuthError("credentials answer another connection's challenge")
                 sender = self._verifier.verify(md)
             except (AuthError, TypeError, ValueError) as exc:
                 self._refuse(conn, peer, str(exc), tell=True)
                 return None
+        with self._lock:  # past its deadline or crowded out meanwhile: not admitted
+            if ib not in self._handshaking:
+                return None
+            del self._handshaking[ib]
         conn.sendall(_frame({"ok": True}))
         return sender
 
-    def _serve_conn(self, conn: socket.socket, peer: str) -> None:
+    def _serve_conn(self, ib: _Inbound) -> None:
         t = self.t
+        conn = ib.sock
         _tune(conn)
         conn.settimeout(t.challenge_timeout)
         if t.tls is not None and t.tls.enabled:
-            plain, conn = conn, t.server_context().wrap_socket(conn, server_side=True)
-            with self._lock:
-                self._conns.discard(plain)
-                self._conns.add(conn)
-            try:
-                self._serve_stream(conn, peer)
-            finally:
-                with self._lock:
-                    self._conns.discard(conn)
-                _close(conn)
-            return
-        self._serve_stream(conn, peer)
+            with self._lock:  # no I/O here; the watcher must never see the detached socket
+                ib.sock = t.server_context().wrap_socket(conn, server_side=True,
+                                                         do_handshake_on_connect=False)
+            ib.sock.do_handshake()
+        self._serve_stream(ib)
 
-    def _serve_stream(self, conn: socket.socket, peer: str) -> None:
-        f = conn.makefile("rb", buffering=1 << 16)
-        sender = self._handshake(conn, f, peer)
+    def _serve_stream(self, ib: _Inbound) -> None:
+        with ib.sock.makefile("rb", buffering=1 << 16) as f:  # closed first: then the socket
+            self._serve_file(ib, f)
+
+    def _serve_file(self, ib: _Inbound, f: Any) -> None:
+        conn = ib.sock
+        sender = self._handshake(ib, f)
         if sender is None:
             return
         conn.settimeout(None)
         member = [sender]
+        if sender:
+            self._joined(sender)
         try:
-            self._read_batches(conn, f, peer, sender, member)
+            self._read_batches(ib, f, sender, member)
         finally:
             lost = self.t.on_peer_lost
-            if member[0] and lost is not None and not self._closed:
+            # only the member's LAST stream ending says it is gone: an old connection found
+            # dead after the member redialled must not end a healthy leader's lease
+            if member[0] and self._left(member[0]) and lost is not None and not self._closed:
                 try:
                     lost(member[0])
                 except Exception:
                     log.exception("raft transport: on_peer_lost failed")
 
-    def _read_batches(self, conn: socket.socket, f: Any, peer: str, sender: int,
-                      member: list[int]) -> None:
+    def _read_batches(self, ib: _Inbound, f: Any, sender: int, member: list[int]) -> None:
         """Deliver batches until the connection ends; ``member[0]`` becomes the member it
         carries (the authenticated sender, or without a key the first batch's)."""
+        conn, peer = ib.sock, ib.peer
         t = self.t
         me = t.node_id
         parse = raft_pb2.RaftBatch.FromString
+        progress = ib.progress
         while True:
-            body = _read_frame(f, MAX_FRAME)
+            body = _read_frame(f, MAX_FRAME, progress)
+            ib.frame_at = 0.0
             try:
                 batch = parse(body)
             except DecodeError:
@@ -437,6 +673,7 @@ class _Receiver:
             frm = getattr(batch, "from")
             if not member[0]:
                 member[0] = frm
+                self._joined(frm)
             if sender and frm != sender:
                 self._refuse(conn, peer, f"batch claims sender {frm} on a stream "
                                          f"authenticated as {sender}", tell=True)
@@ -471,11 +708,13 @@ class _Receiver:
         with self._lock:
             self._closed = True
             conns = list(self._conns)
-            self._conns.clear()
-        for s in [self.sock, *conns]:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            _close(s)
+            self._handshaking.clear()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept thread's poll
+        _close(self.sock)
+        for ib in conns:
+            _shutdown(ib.sock)
+            _close(ib.sock)
 
 
 class TcpTransport:
@@ -496,8 +735,14 @@ class TcpTransport:
         challenge_timeout: float = 2.0,
         tls: TLSSettings | None = None,
         on_peer_lost: Callable[[int], None] | None = None,
+        max_handshakes: int = MAX_HANDSHAKES,
+        max_connections: int = MAX_CONNECTIONS,
+        frame_stall: float = FRAME_STALL,
     ) -> None:
         self.node_id = node_id
+        self.max_handshakes = max_handshakes
+        self.max_connections = max_connections
+        self.frame_stall = frame_stall
         self.on_peer_lost = on_peer_lost
         """Told (from a reader thread) when a connection from a member ends, with its id."""
         self.key = key
@@ -606,12 +851,16 @@ class TcpTransport:
         with self._lock:
             links = dict(self._links)
         return {pid: {"connected": s.connected, "dropped": s.dropped, "batches": s.sent_batches,
-                      "sent": s.sent_messages, "refused": s.refused}
+                      "sent": s.sent_messages, "refused": s.refused,
+                      "queued_bytes": s.pending_bytes + s.inflight_bytes}
                 for pid, s in links.items()}
 
     def receive_stats(self) -> dict[str, int]:
-        """Connections this member refused and received messages it dropped as malformed."""
-        return {"refused": self._receiver.refused, "invalid": self._receiver.invalid}
+        """Connections this member refused (authentication), received messages it dropped as
+        malformed, and connections it closed for the limits (``shed``: handshake too slow or
+        crowded out, too many connections, stalled mid-frame)."""
+        r = self._receiver
+        return {"refused": r.refused, "invalid": r.invalid, "shed": r.shed}
 
     def stop(self, grace: float = 0.2) -> None:
         with self._lock:

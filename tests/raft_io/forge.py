@@ -27,13 +27,26 @@ def batch(frm: int, msgs: Sequence[Message | raft_pb2.RaftMessage]) -> raft_pb2.
     return b
 
 
+class TcpCredentials(list[tuple[str, str]]):
+    """A proof for a raw TCP stream. The member's nonce is good only on the connection it was
+    sent on, so the proof is made there, by the first ``send`` that uses these credentials;
+    used again, they replay that proof (as an eavesdropper would)."""
+
+    def __init__(self, key: bytes, sender: int, receiver: int) -> None:
+        super().__init__()
+        self.key, self.sender, self.receiver = key, sender, receiver
+
+    def answer(self, nonce: bytes) -> None:
+        if not self:
+            self.extend(client_metadata(self.key, nonce, self.sender, self.receiver))
+
+
 def credentials(address: str, key: bytes, sender: int, receiver: int, kind: str = "grpc"
                 ) -> list[tuple[str, str]]:
-    """A valid proof for one stream (asks the member for a nonce)."""
+    """A valid proof for one stream (over gRPC asks the member for a nonce now; over TCP the
+    proof is made on the connection that first uses it: ``TcpCredentials``)."""
     if kind == "tcp":
-        with _tcp_connect(address) as sock:
-            hello = json.loads(_read_frame(sock.makefile("rb"), MAX_HANDSHAKE))
-        return client_metadata(key, bytes.fromhex(hello["nonce"]), sender, receiver)
+        return TcpCredentials(key, sender, receiver)
     with grpc.insecure_channel(address) as ch:
         reply = raft_pb2_grpc.RaftTransportStub(ch).Challenge(raft_pb2.ChallengeRequest(),
                                                               timeout=5)
@@ -64,7 +77,9 @@ def _send_tcp(address: str, batches: Sequence[raft_pb2.RaftBatch],
               ) -> grpc.StatusCode:
     with _tcp_connect(address, tls) as sock:
         f = sock.makefile("rb")
-        _read_frame(f, MAX_HANDSHAKE)  # the hello (nonce unused: metadata comes ready-made)
+        hello = json.loads(_read_frame(f, MAX_HANDSHAKE))
+        if isinstance(metadata, TcpCredentials):
+            metadata.answer(bytes.fromhex(hello["nonce"]))
         sock.sendall(_frame({"metadata": [list(kv) for kv in metadata or ()]}))
         if not json.loads(_read_frame(f, MAX_HANDSHAKE)).get("ok"):
             return grpc.StatusCode.UNAUTHENTICATED
