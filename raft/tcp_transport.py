@@ -67,6 +67,7 @@ from google.protobuf.message import DecodeError
 from proto import raft_pb2
 from raft import trace
 from raft.auth import MD_SERVER_NONCE, AuthError, Verifier, client_metadata
+from raft.peer_links import PeerLinks
 from raft.tls import TLSSettings
 from raft.transport import _Throttled, message_from_proto, message_to_proto
 from raft.types import Message
@@ -717,7 +718,7 @@ class _Receiver:
             _close(ib.sock)
 
 
-class TcpTransport:
+class TcpTransport(PeerLinks[_Link]):
     """Sends raft messages to peers and hands received ones to ``on_messages`` (called from
     the connections' reader threads; it should only enqueue). See the module docstring."""
 
@@ -752,10 +753,8 @@ class TcpTransport:
         self.max_queue_bytes = max_queue_bytes
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
-        self._on_messages = on_messages
+        self._init_links(peers, on_messages)
         self._refusals = _Throttled()
-        self._lock = threading.Lock()
-        self._links: dict[int, _Link] = {}
         self._client_ctx: ssl.SSLContext | None = None
         self._server_ctx: ssl.SSLContext | None = None
         if tls is not None and tls.enabled:  # load the files now: a bad one fails at start
@@ -764,7 +763,6 @@ class TcpTransport:
         self._receiver = _Receiver(self, on_messages,
                                    Verifier(key, node_id) if key is not None else None)
         self.port = self._receiver.port
-        self._initial_peers = dict(peers)
 
     # ------------------------------------------------------------------ TLS
     def client_context(self) -> ssl.SSLContext:
@@ -787,56 +785,16 @@ class TcpTransport:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        if self.key is None:
-            log.warning("raft transport on %s runs without a cluster key: anyone who can reach "
-                        "this port can speak Raft to member %s (set --keyfile)", self.listen,
-                        self.node_id)
         self._receiver.thread.start()
-        for pid, addr in self._initial_peers.items():
-            self.add_peer(pid, addr)
+        self._start_links()
 
-    def add_peer(self, peer_id: int, address: str) -> None:
-        if peer_id == self.node_id:
-            return
-        with self._lock:
-            old = self._links.get(peer_id)
-            if old is not None and old.address == address:
-                return
-            link = _Link(self, peer_id, address)
-            self._links[peer_id] = link
-        if old is not None:
-            old.close()
-        link.thread.start()
-
-    def remove_peer(self, peer_id: int) -> None:
-        with self._lock:
-            link = self._links.pop(peer_id, None)
-        if link is not None:
-            link.close()
-
-    def peers(self) -> dict[int, str]:
-        with self._lock:
-            return {pid: s.address for pid, s in self._links.items()}
-
-    def connected(self, peer_id: int) -> bool:
-        with self._lock:
-            s = self._links.get(peer_id)
-        return s is not None and s.connected
+    def _new_link(self, peer_id: int, address: str) -> _Link:
+        return _Link(self, peer_id, address)
 
     def send(self, msgs: Iterable[Message]) -> None:
         """Queue messages for their peers (one encoded batch per peer); never blocks.
         Unknown or down peers: dropped."""
-        by_peer: dict[int, list[Message]] = {}
-        for m in msgs:
-            by_peer.setdefault(m.to, []).append(m)
-        for pid, ms in by_peer.items():
-            if pid == self.node_id:
-                self._on_messages(ms)
-                continue
-            with self._lock:
-                link = self._links.get(pid)
-            if link is None:
-                continue
+        for link, ms in self._links_for(msgs):
             if not link.connected:
                 with link.cond:
                     link.dropped += len(ms)
@@ -848,8 +806,7 @@ class TcpTransport:
     def stats(self) -> dict[int, dict[str, int | bool]]:
         """Per peer: connection up, messages dropped, batches and messages sent, and
         connections the peer refused (authentication)."""
-        with self._lock:
-            links = dict(self._links)
+        links = self._link_table()
         return {pid: {"connected": s.connected, "dropped": s.dropped, "batches": s.sent_batches,
                       "sent": s.sent_messages, "refused": s.refused,
                       "queued_bytes": s.pending_bytes + s.inflight_bytes}
@@ -863,11 +820,7 @@ class TcpTransport:
         return {"refused": r.refused, "invalid": r.invalid, "shed": r.shed}
 
     def stop(self, grace: float = 0.2) -> None:
-        with self._lock:
-            links = list(self._links.values())
-            self._links.clear()
-        for s in links:
-            s.close()
+        links = self._close_links()
         self._receiver.close()
         for s in links:
             s.thread.join(timeout=2.0)

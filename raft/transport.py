@@ -34,6 +34,7 @@ import grpc
 from proto import raft_pb2, raft_pb2_grpc
 from raft import trace
 from raft.auth import AuthError, Verifier, client_metadata
+from raft.peer_links import PeerLinks
 from raft.tls import TLSSettings, add_port
 from raft.tls import channel as tls_channel
 from raft.types import (
@@ -330,7 +331,7 @@ class _PeerSender:
             ch.close()  # ends a live stream at once
 
 
-class GrpcTransport:
+class GrpcTransport(PeerLinks[_PeerSender]):
     """Sends raft messages to peers and hands received ones to ``on_messages``.
 
     ``on_messages(msgs)`` is called from gRPC server threads; it should only enqueue. With
@@ -363,9 +364,7 @@ class GrpcTransport:
         self.max_queue = max_queue
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
-        self._on_messages = on_messages
-        self._lock = threading.Lock()
-        self._peers: dict[int, _PeerSender] = {}
+        self._init_links(peers, on_messages)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=server_threads,
                                        thread_name_prefix=f"raft-recv-{node_id}"),
@@ -377,66 +376,25 @@ class GrpcTransport:
         self.port = add_port(self._server, listen, tls, mutual=True)
         if self.port == 0:
             raise OSError(f"raft transport cannot listen on {listen}")
-        self._initial_peers = dict(peers)
         self._started = False
 
     def start(self) -> None:
-        if self.key is None:
-            log.warning("raft transport on %s runs without a cluster key: anyone who can reach "
-                        "this port can speak Raft to member %s (set --keyfile)", self.listen,
-                        self.node_id)
         self._server.start()
         self._started = True
-        for pid, addr in self._initial_peers.items():
-            self.add_peer(pid, addr)
+        self._start_links()
 
-    def add_peer(self, peer_id: int, address: str) -> None:
-        if peer_id == self.node_id:
-            return
-        with self._lock:
-            old = self._peers.get(peer_id)
-            if old is not None and old.address == address:
-                return
-            sender = _PeerSender(self, peer_id, address)
-            self._peers[peer_id] = sender
-        if old is not None:
-            old.close()
-        sender.thread.start()
-
-    def remove_peer(self, peer_id: int) -> None:
-        with self._lock:
-            sender = self._peers.pop(peer_id, None)
-        if sender is not None:
-            sender.close()
-
-    def peers(self) -> dict[int, str]:
-        with self._lock:
-            return {pid: s.address for pid, s in self._peers.items()}
-
-    def connected(self, peer_id: int) -> bool:
-        with self._lock:
-            s = self._peers.get(peer_id)
-        return s is not None and s.connected
+    def _new_link(self, peer_id: int, address: str) -> _PeerSender:
+        return _PeerSender(self, peer_id, address)
 
     def send(self, msgs: Iterable[Message]) -> None:
         """Queue messages for their peers; never blocks. Unknown or down peers: dropped."""
-        by_peer: dict[int, list[Message]] = {}
-        for m in msgs:
-            by_peer.setdefault(m.to, []).append(m)
-        for pid, ms in by_peer.items():
-            if pid == self.node_id:
-                self._on_messages(ms)
-                continue
-            with self._lock:
-                s = self._peers.get(pid)
-            if s is not None:
-                s.enqueue(ms)
+        for sender, ms in self._links_for(msgs):
+            sender.enqueue(ms)
 
     def stats(self) -> dict[int, dict[str, int | bool]]:
         """Per peer: stream up, messages dropped, batches and messages handed to gRPC, and
         streams the peer refused (authentication)."""
-        with self._lock:
-            peers = dict(self._peers)
+        peers = self._link_table()
         return {pid: {"connected": s.connected, "dropped": s.dropped, "batches": s.sent_batches,
                       "sent": s.sent_messages, "refused": s.refused}
                 for pid, s in peers.items()}
@@ -446,11 +404,7 @@ class GrpcTransport:
         return {"refused": self._servicer.refused, "invalid": self._servicer.invalid}
 
     def stop(self, grace: float = 0.2) -> None:
-        with self._lock:
-            senders = list(self._peers.values())
-            self._peers.clear()
-        for s in senders:
-            s.close()
+        senders = self._close_links()
         self._server.stop(grace).wait()
         for s in senders:
             s.thread.join(timeout=2.0)
