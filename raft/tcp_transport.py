@@ -69,9 +69,8 @@ from raft import trace
 from raft.auth import MD_SERVER_NONCE, AuthError, Verifier, client_metadata
 from raft.peer_links import PeerLinks
 from raft.tls import TLSSettings
-from raft.transport import _Throttled, message_from_proto, message_to_proto
+from raft.transport import ForgedBatch, _Throttled, decode_batch, message_to_proto
 from raft.types import Message
-from raft.validate import check_message
 
 __all__ = ["TcpTransport", "encode_batch", "split_address"]
 
@@ -679,23 +678,14 @@ class _Receiver:
                 self._refuse(conn, peer, f"batch claims sender {frm} on a stream "
                                          f"authenticated as {sender}", tell=True)
                 return
-            msgs: list[Message] = []
-            for pm in batch.messages:
-                if getattr(pm, "from") != frm or pm.to != me:
-                    self._refuse(conn, peer, f"message from {getattr(pm, 'from')} to {pm.to} "
-                                             f"on a stream from {frm} to {me}", tell=True)
-                    return
-                try:
-                    m = message_from_proto(pm)
-                except ValueError as exc:
-                    why: str | None = str(exc)
-                else:
-                    why = check_message(m)
-                if why is not None:
-                    self.invalid += 1
-                    self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
-                    continue
-                msgs.append(m)
+            try:
+                msgs, dropped = decode_batch(batch, frm, me)
+            except ForgedBatch as exc:
+                self._refuse(conn, peer, str(exc), tell=True)
+                return
+            for why in dropped:
+                self.invalid += 1
+                self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
             if not msgs:
                 continue
             if trace.ENABLED:

@@ -130,6 +130,34 @@ def message_from_proto(pm: raft_pb2.RaftMessage) -> Message:
     )
 
 
+class ForgedBatch(Exception):
+    """A received batch whose messages claim another sender or receiver than its stream."""
+
+
+def decode_batch(batch: raft_pb2.RaftBatch, frm: int, me: int) -> tuple[list[Message], list[str]]:
+    """What both transports do with a batch received from member ``frm``: its messages that
+    decode and pass :func:`raft.validate.check_message`, and why each other one was dropped.
+    Raises :class:`ForgedBatch` when a message names another sender or receiver (the stream
+    is then refused as a whole)."""
+    msgs: list[Message] = []
+    dropped: list[str] = []
+    for pm in batch.messages:
+        if getattr(pm, "from") != frm or pm.to != me:
+            raise ForgedBatch(f"message from {getattr(pm, 'from')} to {pm.to} on a stream "
+                              f"from {frm} to {me}")
+        try:
+            m = message_from_proto(pm)
+        except ValueError as exc:
+            dropped.append(str(exc))
+            continue
+        why = check_message(m)
+        if why is not None:
+            dropped.append(why)
+            continue
+        msgs.append(m)
+    return msgs, dropped
+
+
 class _Throttled:
     """Logs a warning at most once per ``every`` seconds, counting the ones it held back."""
 
@@ -183,28 +211,19 @@ class _Servicer(raft_pb2_grpc.RaftTransportServicer):
             try:
                 sender = self._verifier.verify(context.invocation_metadata())
             except AuthError as exc:
-                self._refuse(context, str(exc))
+                self._refuse(context, str(exc))  # raises: the stream ends here
         for batch in request_iterator:
             frm = getattr(batch, "from")
             if sender and frm != sender:
                 self._refuse(context, f"batch claims sender {frm} on a stream authenticated "
                                       f"as {sender}")
-            msgs: list[Message] = []
-            for pm in batch.messages:
-                if getattr(pm, "from") != frm or pm.to != me:
-                    self._refuse(context, f"message from {getattr(pm, 'from')} to {pm.to} on "
-                                          f"a stream from {frm} to {me}")
-                try:
-                    m = message_from_proto(pm)
-                except ValueError as exc:
-                    why: str | None = str(exc)
-                else:
-                    why = check_message(m)
-                if why is not None:
-                    self.invalid += 1
-                    self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
-                    continue
-                msgs.append(m)
+            try:
+                msgs, dropped = decode_batch(batch, frm, me)
+            except ForgedBatch as exc:
+                self._refuse(context, str(exc))  # raises: the stream ends here
+            for why in dropped:
+                self.invalid += 1
+                self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
             if not msgs:
                 continue
             if trace.ENABLED:
