@@ -69,7 +69,7 @@ from raft import trace
 from raft.auth import MD_SERVER_NONCE, AuthError, Verifier, client_metadata
 from raft.peer_links import PeerLinks
 from raft.tls import TLSSettings
-from raft.transport import ForgedBatch, _Throttled, decode_batch, message_to_proto
+from raft.transport import BatchIntake, _Throttled, message_to_proto
 from raft.types import Message
 
 __all__ = ["TcpTransport", "encode_batch", "split_address"]
@@ -417,23 +417,16 @@ def _shutdown(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _Receiver:
+class _Receiver(BatchIntake):
     """The listening socket: one thread accepting (and ending handshakes past their deadline,
     the oldest handshake past ``max_handshakes``, and streams stalled mid-frame), one thread
     per inbound connection, at most ``max_connections`` of them."""
 
     def __init__(self, t: TcpTransport, deliver: Callable[[list[Message]], None],
                  verifier: Verifier | None) -> None:
+        super().__init__(t.node_id, deliver, verifier)
         self.t = t
-        self._deliver = deliver
-        self._verifier = verifier
-        self._refusals = _Throttled()
-        self._invalid = _Throttled()
         self._shed_log = _Throttled()
-        self.refused = 0
-        """Connections refused (authentication, or a sender/receiver mismatch)."""
-        self.invalid = 0
-        """Messages dropped by validation."""
         self.shed = 0
         """Connections closed for the limits: handshake too slow or crowded out, too many
         connections, stalled mid-frame."""
@@ -658,8 +651,6 @@ class _Receiver:
         """Deliver batches until the connection ends; ``member[0]`` becomes the member it
         carries (the authenticated sender, or without a key the first batch's)."""
         conn, peer = ib.sock, ib.peer
-        t = self.t
-        me = t.node_id
         parse = raft_pb2.RaftBatch.FromString
         progress = ib.progress
         while True:
@@ -674,26 +665,10 @@ class _Receiver:
             if not member[0]:
                 member[0] = frm
                 self._joined(frm)
-            if sender and frm != sender:
-                self._refuse(conn, peer, f"batch claims sender {frm} on a stream "
-                                         f"authenticated as {sender}", tell=True)
+            why = self._take_batch(batch, sender)
+            if why is not None:
+                self._refuse(conn, peer, why, tell=True)
                 return
-            try:
-                msgs, dropped = decode_batch(batch, frm, me)
-            except ForgedBatch as exc:
-                self._refuse(conn, peer, str(exc), tell=True)
-                return
-            for why in dropped:
-                self.invalid += 1
-                self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
-            if not msgs:
-                continue
-            if trace.ENABLED:
-                trace.mark_messages(me, "recv", msgs)
-            try:
-                self._deliver(msgs)
-            except Exception:  # a bad batch must not kill the connection
-                log.exception("raft transport: delivering a batch failed")
 
     def close(self) -> None:
         with self._lock:

@@ -181,7 +181,10 @@ class _Throttled:
 
 
 # ---------------------------------------------------------------------- receiving side
-class _Servicer(raft_pb2_grpc.RaftTransportServicer):
+class BatchIntake:
+    """The receiving half both transports share: what is done with one received batch, and
+    the counts and throttled warnings of what was refused or dropped."""
+
     def __init__(self, node_id: int, deliver: Callable[[list[Message]], None],
                  verifier: Verifier | None) -> None:
         self._node_id = node_id
@@ -194,6 +197,31 @@ class _Servicer(raft_pb2_grpc.RaftTransportServicer):
         self.invalid = 0
         """Messages dropped by validation."""
 
+    def _take_batch(self, batch: raft_pb2.RaftBatch, sender: int) -> str | None:
+        """Deliver the valid messages of ``batch``, received on a stream authenticated as
+        member ``sender`` (0: no cluster key); the reason to refuse the whole stream instead."""
+        frm = getattr(batch, "from")
+        if sender and frm != sender:
+            return f"batch claims sender {frm} on a stream authenticated as {sender}"
+        try:
+            msgs, dropped = decode_batch(batch, frm, self._node_id)
+        except ForgedBatch as exc:
+            return str(exc)
+        for why in dropped:
+            self.invalid += 1
+            self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
+        if msgs:
+            if trace.ENABLED:
+                trace.mark_messages(self._node_id, "recv", msgs)
+            try:
+                self._deliver(msgs)
+            except Exception:  # a bad batch must not end the stream
+                log.exception("raft transport: delivering a batch failed")
+        return None
+
+
+class _Servicer(BatchIntake, raft_pb2_grpc.RaftTransportServicer):
+
     def Challenge(self, request: raft_pb2.ChallengeRequest, context: grpc.ServicerContext
                   ) -> raft_pb2.ChallengeReply:
         nonce = self._verifier.challenge() if self._verifier is not None else b""
@@ -205,7 +233,6 @@ class _Servicer(raft_pb2_grpc.RaftTransportServicer):
         context.abort(grpc.StatusCode.UNAUTHENTICATED, why)  # raises: the stream ends here
 
     def Stream(self, request_iterator: Iterator[raft_pb2.RaftBatch], context: grpc.ServicerContext) -> raft_pb2.RaftAck:
-        me = self._node_id
         sender = 0
         if self._verifier is not None:
             try:
@@ -213,25 +240,9 @@ class _Servicer(raft_pb2_grpc.RaftTransportServicer):
             except AuthError as exc:
                 self._refuse(context, str(exc))  # raises: the stream ends here
         for batch in request_iterator:
-            frm = getattr(batch, "from")
-            if sender and frm != sender:
-                self._refuse(context, f"batch claims sender {frm} on a stream authenticated "
-                                      f"as {sender}")
-            try:
-                msgs, dropped = decode_batch(batch, frm, me)
-            except ForgedBatch as exc:
-                self._refuse(context, str(exc))  # raises: the stream ends here
-            for why in dropped:
-                self.invalid += 1
-                self._invalid.warn("raft transport: dropped a message from %s: %s", frm, why)
-            if not msgs:
-                continue
-            if trace.ENABLED:
-                trace.mark_messages(me, "recv", msgs)
-            try:
-                self._deliver(msgs)
-            except Exception:  # a bad batch must not kill the stream
-                log.exception("raft transport: delivering a batch failed")
+            why = self._take_batch(batch, sender)
+            if why is not None:
+                self._refuse(context, why)  # raises: the stream ends here
         return raft_pb2.RaftAck()
 
 
