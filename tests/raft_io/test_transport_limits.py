@@ -56,6 +56,18 @@ def _closed_by_peer(sock: socket.socket, wait: float) -> bool:
         return True
 
 
+def _trickle_until_closed(sock: socket.socket, data: bytes) -> bool:
+    """Send ``data`` a byte every 0.1 s; True once the other end closed the connection."""
+    for i in range(len(data)):
+        try:
+            sock.send(data[i:i + 1])
+        except OSError:
+            return True
+        if _closed_by_peer(sock, 0.1):
+            return True
+    return False
+
+
 def _open(t: TcpTransport) -> socket.socket:
     return socket.create_connection(("127.0.0.1", t.port), timeout=10)
 
@@ -86,17 +98,8 @@ def test_a_slow_loris_handshake_is_ended_at_its_deadline(
     t, _ = member
     sock = _open(t)
     trickle = MAGIC + _LEN.pack(MAX_HANDSHAKE - 1) + b"{" * 200
-    closed = False
-    try:
-        for i in range(len(trickle)):  # 0.1 s a byte: about 21 s in all, 0.5 s allowed
-            try:
-                sock.send(trickle[i:i + 1])
-            except OSError:
-                closed = True
-                break
-            if _closed_by_peer(sock, 0.1):
-                closed = True
-                break
+    try:  # 0.1 s a byte: about 21 s in all, 0.5 s allowed
+        closed = _trickle_until_closed(sock, trickle)
     finally:
         sock.close()
     assert closed  # by the deadline, or by the per-read timeout if this machine stalled
@@ -499,18 +502,9 @@ def test_a_slow_loris_inside_the_tls_handshake_is_ended_too(tmp_path: Path) -> N
                      tls=TLSSettings(REQUIRE, pki.server_file, pki.ca_file))
     t.start()
     sock = _open(t)
-    closed = False
     try:
         record = b"\x16\x03\x01\x40\x00" + b"\x01" * 400  # a 16 KiB handshake record, slowly
-        for i in range(len(record)):
-            try:
-                sock.send(record[i:i + 1])
-            except OSError:
-                closed = True
-                break
-            if _closed_by_peer(sock, 0.1):
-                closed = True
-                break
+        closed = _trickle_until_closed(sock, record)
     finally:
         sock.close()
         t.stop()
