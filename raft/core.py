@@ -463,6 +463,21 @@ class RawNode:
         if self._promotable() and self.election_elapsed >= self.randomized_election_timeout:
             self.election_elapsed = 0
             self.step(Message(MT.HUP))
+        elif (self.role == StateRole.PRE_CANDIDATE
+              and self.election_elapsed % self.heartbeat_timeout == 0):
+            self._resend_pre_votes()
+
+    def _resend_pre_votes(self) -> None:
+        """A pre-candidate asks again, every heartbeat interval, the voters that have not
+        answered: one may have dropped the request unanswered while it still counted the old
+        leader alive (its lease, e.g. it had not yet noticed the leader's connection end), and
+        waiting a whole random election timeout to ask again would leave the set without a
+        leader that long. A pre-vote changes no term or vote, so asking twice is harmless."""
+        li, lt = self.log.last_index(), self.log.last_term()
+        for nid in sorted(self.conf.voters | self.conf.voters_outgoing):
+            if nid != self.id and nid not in self.votes:
+                self.msgs.append(Message(MT.PRE_VOTE, to=nid, frm=self.id, term=self.term + 1,
+                                         index=li, log_term=lt))
 
     def _tick_heartbeat(self) -> None:
         self.heartbeat_elapsed += 1

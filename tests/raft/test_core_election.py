@@ -240,3 +240,36 @@ def test_colliding_pre_candidates_with_equal_logs_do_not_split_the_vote() -> Non
     c.stabilize()
     assert c.nodes[2].role == StateRole.LEADER and c.nodes[2].term == term + 1
     assert c.nodes[3].leader == 2 and c.nodes[3].term == term + 1
+
+
+def test_pre_candidate_resends_a_pre_vote_the_voter_dropped_in_its_lease() -> None:
+    """The leader dies; node 2 notices first and asks for pre-votes while node 3 still counts
+    the leader alive (in its lease: the request is dropped unanswered). Once node 3 notices
+    too, node 2's next heartbeat-interval retry wins, instead of waiting a whole random
+    election timeout (10 to 19 ticks here) to ask again."""
+    c = Cluster()
+    c.elect(1)
+    term = c.nodes[1].term
+    c.isolate(1)
+    c.nodes[2].campaign()
+    c.stabilize()
+    assert c.nodes[2].role == StateRole.PRE_CANDIDATE and c.nodes[3].leader == 1
+    c.nodes[3].leader_unreachable(1)
+    c.tick(2, n=2)
+    assert c.leader() == 2 and c.nodes[2].term == term + 1
+
+
+def test_pre_candidate_resends_only_to_voters_that_did_not_answer() -> None:
+    """Node 3 answered node 2's pre-vote (granted); the dead leader 1 and nodes 4 and 5 (in
+    their lease) did not: the retry asks only those three."""
+    c = Cluster(ids=(1, 2, 3, 4, 5))
+    c.elect(1)
+    c.isolate(1)
+    c.nodes[3].leader_unreachable(1)
+    c.nodes[2].campaign()
+    c.stabilize()
+    assert c.nodes[2].role == StateRole.PRE_CANDIDATE
+    before = len(c.sent_of(MessageType.PRE_VOTE))
+    c.tick(2, n=1)
+    resent = [m for m in c.sent_of(MessageType.PRE_VOTE)[before:] if m.frm == 2]
+    assert sorted(m.to for m in resent) == [1, 4, 5]
