@@ -25,8 +25,14 @@ class PendingReply:
     """The dispatcher's running operation (counted when the reply settles)."""
 
     def add_done_callback(self, fn: Callable[[PendingReply], None]) -> None:
-        """Call ``fn(self)`` once the future is done (at once if it already is)."""
-        self.future.add_done_callback(lambda _f: fn(self))
+        """Call ``fn`` with this reply once the future is done (at once if it already is).
+
+        The callback holds this reply's fields, not the reply itself: the future keeps its
+        callbacks after running them, so ``future -> callback -> reply -> future`` would be a
+        reference cycle per write, left for the garbage collector (about 30 objects per write
+        on a primary, several percent of its CPU in collections)."""
+        finish, op = self.finish, self.op
+        self.future.add_done_callback(lambda f: fn(PendingReply(f, finish, op)))
 
     def settle(self) -> dict[str, Any]:
         """The reply, waiting for it if needed."""
