@@ -189,7 +189,10 @@ def check_writable_namespace(db: str, coll: str) -> None:
         raise MongoError(73, f"cannot write to '{ns}'", code_name="InvalidNamespace")
 
 
+_BAD_DB_NAME_CHARS = frozenset('/\\. "$\x00*<>:|?')
+
+
 def check_db_name(name: str) -> None:
     """InvalidNamespace (73) for database names MongoDB refuses."""
-    if not name or len(name) >= 64 or any(c in name for c in '/\\. "$\x00*<>:|?'):
+    if not name or len(name) >= 64 or not _BAD_DB_NAME_CHARS.isdisjoint(name):
         raise MongoError(73, f"Invalid database name: '{name}'")

@@ -24,7 +24,6 @@ log); a deferred write is counted when its reply settles.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -158,7 +157,7 @@ class Dispatcher:
         finally:
             ops_current.leave(token)
         if isinstance(reply, PendingReply):
-            return dataclasses.replace(reply, op=(op, name))
+            return PendingReply(reply.future, reply.finish, (op, name))
         reply.setdefault("ok", 1.0)
         self.ops.end(op, name, reply)
         return reply

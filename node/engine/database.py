@@ -44,7 +44,7 @@ def check_db_name(db: str) -> None:
     """MongoDB's database-name rules (code 73 InvalidNamespace)."""
     if not isinstance(db, str) or not db:
         raise invalid_namespace("Invalid database name: ''")
-    if any(c in _BAD_DB_CHARS for c in db):
+    if not _BAD_DB_CHARS.isdisjoint(db):
         raise invalid_namespace(f"Invalid database name: '{db}'")
     if len(db.encode()) >= MAX_DB_NAME_BYTES:
         raise invalid_namespace(f"db name is too long: '{db}'")

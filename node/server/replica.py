@@ -167,7 +167,7 @@ class Replica:
             return list(self._members)
 
     def _member(self, member_id: int) -> MemberSpec | None:
-        for m in self.members():
+        for m in self._members:  # replaced whole, never changed in place: no copy needed
             if m.id == member_id:
                 return m
         return None
