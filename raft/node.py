@@ -642,9 +642,10 @@ class RaftNode:
                         log.debug("raft step %s: %s", m.type.name, exc)
             elif kind == "propose":
                 batch.append(payload)
-            elif kind == "advance":
-                raw.advance(payload)
-                self._inflight -= 1
+            elif kind == "advance":  # the Readys one persist pass handled, in order
+                for rd in payload:
+                    raw.advance(rd)
+                self._inflight -= len(payload)
             elif kind == "conf":
                 cc, fut = payload
                 try:
@@ -782,25 +783,36 @@ class RaftNode:
         if appended:
             self.observer.on_append(appended[0][0].index, appended[-1][-1].index,
                                     appended[-1][-1].term, self._view.role == StateRole.LEADER)
+        # The committed entries of consecutive Readys apply together (one call of the state
+        # machine: one store transaction, one wake-up of their writers), in log order; a
+        # snapshot to install first applies what came before it.
+        committed: list[Entry] = []
         for rd in rds:
             if rd.persisted_messages:
                 if trace.ENABLED:
                     trace.mark_messages(self.id, "send", rd.persisted_messages)
                 self.transport.send(rd.persisted_messages)
             if rd.snapshot is not None and not rd.snapshot.empty:
+                self._apply_committed(committed)
                 self._install_snapshot(rd)
-            if rd.committed_entries:
-                self._apply(rd.committed_entries)
-                self._count_bytes(rd.committed_entries)
+            committed.extend(rd.committed_entries)
             if rd.read_states:
                 with self._fut_lock:
                     for rs in rd.read_states:
                         fut = self._reads.pop(rs.context, None)
                         if fut is not None:
                             self._ready_reads.append((rs.index, fut))
-            self._resolve_reads()
-            self._maybe_snapshot()
-            self._post("advance", rd)
+        self._apply_committed(committed)
+        self._resolve_reads()
+        self._maybe_snapshot()
+        self._post("advance", rds)
+
+    def _apply_committed(self, entries: list[Entry]) -> None:
+        """Apply ``entries`` (then empty the list)."""
+        if entries:
+            self._apply(entries)
+            self._count_bytes(entries)
+            entries.clear()
 
     def _install_snapshot(self, rd: Ready) -> None:
         snap = rd.snapshot
