@@ -189,12 +189,18 @@ class RawNode:
         """The driver saw its connection from ``peer`` end (the process died, or the link was
         cut). If ``peer`` is this follower's leader, count the election timer as if the
         leader had been silent for a whole election timeout: this follower's lease ends now
-        and it campaigns after its random spread (0 to ``election_timeout`` ticks) instead of
-        up to twice the timeout after the last heartbeat. Nothing else changes: a heartbeat
-        restarts the timer as usual, and a member still hearing from the leader keeps refusing
-        its (pre-)votes, so a cut link alone cannot depose a healthy leader."""
+        and it campaigns after half its random spread (0 to ``election_timeout / 2`` ticks)
+        instead of up to twice the timeout after the last heartbeat. Half: two followers
+        that noticed together and campaign close together still elect one (equal logs: the
+        lower id goes first, see ``_pre_vote_tie_lost``; unequal: the less up-to-date one is
+        refused and the other campaigns on its own timer; a pre-vote dropped meanwhile is asked
+        again, ``_resend_pre_votes``). Nothing else changes: a heartbeat restarts the timer as
+        usual, and a member still hearing from the leader keeps refusing its (pre-)votes, so a
+        cut link alone cannot depose a healthy leader."""
         if self.role == StateRole.FOLLOWER and peer != NONE and peer == self.leader:
-            self.election_elapsed = max(self.election_elapsed, self.election_timeout)
+            spread = self.randomized_election_timeout - self.election_timeout
+            self.election_elapsed = max(self.election_elapsed,
+                                        self.election_timeout + (spread + 1) // 2)
 
     def step(self, m: Message) -> None:
         """Feed one message received from a peer (or a local message type)."""

@@ -207,6 +207,23 @@ def test_leader_unreachable_ends_the_lease_and_campaigns_within_one_timeout() ->
     assert c.leader() in (2, 3) and c.nodes[c.leader()].term > term
 
 
+def test_leader_unreachable_campaigns_within_half_an_election_timeout() -> None:
+    """After the leader's connection ended, each follower waits at most half of its random
+    spread (0 to 4 ticks here, where the election timeout is 10), so a set whose leader died
+    has a new one after 5 ticks, whatever the spreads drawn."""
+    for seed in range(20):
+        c = Cluster(seed=seed)
+        c.elect(1)
+        term = c.nodes[1].term
+        c.isolate(1)
+        for n in (2, 3):
+            c.nodes[n].leader_unreachable(1)
+        for _ in range(5):
+            c.tick(2)
+            c.tick(3)
+        assert c.leader() in (2, 3) and c.nodes[c.leader()].term > term, seed
+
+
 def test_leader_unreachable_alone_does_not_depose_a_leader_others_hear() -> None:
     """Only the link 1 -> 2 is cut: node 2 campaigns early, node 3 is still in its lease and
     refuses, so the leader and the term stay."""
