@@ -36,6 +36,7 @@ from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 
 from node.commands.args import check_db_name
+from node.commands.catalog_requests import check_command_fields
 from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.generic_args import check_generic_args
@@ -181,6 +182,7 @@ class Dispatcher:
             raise MongoError(20, "multi-document transactions are not supported "
                              "(autocommit/startTransaction)", code_name="IllegalOperation")
         check_generic_args(name, command)
+        check_command_fields(name, command)
         routing = getattr(self.services, "routing", None)
         if routing is not None:
             routing.check_command(db, command)

@@ -16,9 +16,12 @@ command (``raw``) for transports and the router, which forward fields they do no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from bson.decimal128 import Decimal128
 
 from node.commands.args import (
     bson_type_name,
@@ -67,7 +70,7 @@ def parse_max_time_ms(cmd: Mapping[str, Any], field_name: str = "maxTimeMS") -> 
     return int(value)
 
 
-def check_fields(cmd: Mapping[str, Any], name: str, allowed: frozenset[str]) -> None:
+def check_fields(cmd: Mapping[str, Any], name: str, allowed: Collection[str]) -> None:
     """MongoDB's strict IDL parsers: a field that is neither the command's (``allowed``) nor a
     generic argument is Location40415. ``$``-prefixed fields are internal (MongoDB's
     ``$_...``, the router's) and pass."""
@@ -75,6 +78,58 @@ def check_fields(cmd: Mapping[str, Any], name: str, allowed: frozenset[str]) -> 
         if key not in allowed and key not in GENERIC_FIELDS and not key.startswith("$"):
             raise MongoError(40415, f"BSON field '{name}.{key}' is an unknown field.",
                              code_name="Location40415")
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A field's BSON types as MongoDB's IDL declares them: ``accepts`` tells a value of them,
+    ``expected`` is the end of MongoDB's TypeMismatch message (``type 'object'``, ``types
+    '[bool, long, int, decimal, double]'``) and ``noun`` the index-spec wording (``a
+    string``)."""
+
+    accepts: Callable[[Any], bool]
+    expected: str
+    noun: str
+
+
+def _is_numeric(value: Any) -> bool:
+    return is_number(value) or isinstance(value, Decimal128)
+
+
+SAFE_BOOL = FieldType(lambda v: isinstance(v, bool) or _is_numeric(v),
+                      "types '[bool, long, int, decimal, double]'", "a bool")
+"""IDL ``safeBool``: a bool or any number."""
+BOOL = FieldType(lambda v: isinstance(v, bool), "type 'bool'", "a bool")
+SAFE_INT = FieldType(_is_numeric, "types '[long, int, decimal, double]'", "a number")
+"""IDL ``safeInt``/``safeInt64``/``safeDouble``: any number."""
+OBJECT = FieldType(lambda v: isinstance(v, Mapping), "type 'object'", "an object")
+STRING = FieldType(lambda v: isinstance(v, str), "type 'string'", "a string")
+ARRAY = FieldType(lambda v: isinstance(v, list), "type 'array'", "an array")
+UUID_TYPE = FieldType(lambda v: isinstance(v, bytes | uuid.UUID), "type 'binData'", "a UUID")
+ANY: FieldType | None = None
+"""A field any BSON value may fill (or whose handler checks it)."""
+
+
+def either(*types: FieldType) -> FieldType:
+    """An IDL ``variant``: any of ``types``."""
+    names = ", ".join(t.expected.split("'")[1].strip("[]") for t in types)
+    return FieldType(lambda v: any(t.accepts(v) for t in types), f"types '[{names}]'",
+                     " or ".join(t.noun for t in types))
+
+
+FieldTable = Mapping[str, FieldType | None]
+"""A command's fields (its own name included) and their types (None: any value)."""
+
+
+def check_typed_fields(cmd: Mapping[str, Any], name: str, table: FieldTable) -> None:
+    """:func:`check_fields`, then each known field's type (TypeMismatch 14, MongoDB's IDL
+    message); null is taken as absent, as the handlers take it."""
+    check_fields(cmd, name, table)
+    for key, value in cmd.items():
+        ftype = table.get(key)
+        if ftype is not None and value is not None and not ftype.accepts(value):
+            raise type_mismatch(f"BSON field '{name}.{key}' is the wrong type "
+                                f"'{bson_type_name(value)}', expected {ftype.expected}")
 
 
 # --- one table of fields per command (MongoDB 8's IDL) -----------------------------------------

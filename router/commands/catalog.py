@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Int64
 
-from node.commands.args import collection_name, get_list, get_str
+from node.commands.args import collection_name, get_str
+from node.commands.catalog_requests import parse_index_specs
 from node.commands.context import RequestContext
 from node.engine.errors import MongoError
 from router.catalog import CONFIG_DBS, Route
@@ -134,14 +135,13 @@ def list_collections(svc: RouterServices, db: str, cmd: Mapping[str, Any],
 def create_indexes(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                    ) -> dict[str, Any]:
     coll = collection_name(cmd, "createIndexes")
-    specs = get_list(cmd, "createIndexes", "indexes")
+    specs = parse_index_specs(cmd)  # refused here before any shard is reached
 
     def attempt(route: Route) -> dict[str, Any]:
         if route.table is not None:
             for spec in specs:
-                key = spec.get("key") if isinstance(spec, Mapping) else None
-                if isinstance(spec, Mapping) and spec.get("unique") and isinstance(key, Mapping) \
-                        and next(iter(key), None) != "_id":
+                key = spec["key"]
+                if spec.get("unique") and next(iter(key), None) != "_id":
                     raise MongoError(CANNOT_CREATE_INDEX, f"cannot create unique index over "
                                      f"{dict(key)} with shard key pattern {{ _id: 1 }}",
                                      code_name="CannotCreateIndex")
