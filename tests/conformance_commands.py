@@ -89,6 +89,135 @@ VCOLL = "conf_valid"
 """A collection with a validator (``x`` must be an int), for ``bypassDocumentValidation``."""
 
 
+def index(name: str, key: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A ``createIndexes`` of one index on ``CCOLL``."""
+    return {"createIndexes": CCOLL, "indexes": [{"key": key, "name": name, **options}]}
+
+
+def index_names(reply: dict[str, Any]) -> list[str]:
+    return sorted(d["name"] for d in reply["cursor"]["firstBatch"])
+
+
+def created(before: int, after: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda r: (r["numIndexesBefore"], r["numIndexesAfter"]) == (before, after)
+
+
+CCOLL = "cat_a"
+CATALOG_CASES: list[Case] = [
+    # create
+    Case("create with options MongoDB accepts",
+         {"create": CCOLL, "collation": {"locale": "simple"}, "storageEngine": {},
+          "indexOptionDefaults": {}, "changeStreamPreAndPostImages": {"enabled": False},
+          "capped": False, "comment": "c", "writeConcern": {"w": 1}}, lambda r: True),
+    Case("create unknown field", {"create": "cat_b", "bogus": 1}, ERR(40415)),
+    Case("create capped not a bool", {"create": "cat_b", "capped": "yes"}, ERR(14)),
+    Case("create size not a number", {"create": "cat_b", "capped": True, "size": "big"},
+         ERR(14)),
+    Case("create validator not an object", {"create": "cat_b", "validator": 5}, ERR(14)),
+    Case("create validationLevel not a string", {"create": "cat_b", "validationLevel": 1},
+         ERR(14)),
+    Case("...nothing was created", {"listCollections": 1, "filter": {"name": "cat_b"}},
+         lambda r: r["cursor"]["firstBatch"] == []),
+    # createIndexes and its index specs (validateIndexSpec)
+    Case("createIndexes with options MongoDB accepts",
+         index("k_1", {"k": 1}, background=True, hidden=False, v=2, dropDups=True,
+               collation={"locale": "simple"}, storageEngine={}, ns=f"app.{CCOLL}"),
+         created(1, 2)),
+    Case("createIndexes 2d with min, max and bits",
+         index("loc_2d", {"loc": "2d"}, min=-90, max=90.0, bits=20), created(2, 3)),
+    Case("createIndexes a partial index", {**index("p_1", {"p": 1}, partialFilterExpression={
+        "p": {"$exists": True}}), "comment": "c"}, created(3, 4)),
+    Case("createIndexes ignoreUnknownIndexOptions",
+         {**index("q_1", {"q": 1}, bogus=1), "ignoreUnknownIndexOptions": True},
+         created(4, 5)),
+    Case("index option unknown", index("r_1", {"r": 1}, bogus=1), ERR(197)),
+    Case("index option unknown among known ones", index("r_1", {"r": 1}, unique=True, bg=1),
+         ERR(197)),
+    Case("index name not a string", index(5, {"r": 1}), ERR(14)),  # type: ignore[arg-type]
+    Case("index key not an object", {"createIndexes": CCOLL, "indexes": [
+        {"key": "r", "name": "r_1"}]}, ERR(14)),
+    Case("index unique not a bool", index("r_1", {"r": 1}, unique="yes"), ERR(14)),
+    Case("index sparse a number", index("s_1", {"s": 1}, sparse=0), created(5, 6)),
+    Case("index hidden a number", index("r_1", {"r": 1}, hidden=1), ERR(14)),
+    Case("index bits not a number", index("r_2d", {"r": "2d"}, bits="x"), ERR(14)),
+    Case("index without a name", {"createIndexes": CCOLL, "indexes": [{"key": {"r": 1}}]},
+         ERR(9)),
+    Case("index without a key", {"createIndexes": CCOLL, "indexes": [{"name": "r_1"}]}, ERR(9)),
+    Case("index weights on a non-text index", index("r_1", {"r": 1}, weights={"r": 1}),
+         ERR(67)),
+    Case("index collation empty", index("r_1", {"r": 1}, collation={}), ERR(2)),
+    Case("index spec not an object", {"createIndexes": CCOLL, "indexes": [5]}, ERR(14)),
+    Case("createIndexes unknown field", {**index("r_1", {"r": 1}), "bogus": 1}, ERR(40415)),
+    Case("createIndexes indexes not an array", {"createIndexes": CCOLL, "indexes": {}},
+         ERR(14)),
+    Case("createIndexes no indexes", {"createIndexes": CCOLL, "indexes": []}, ERR(2)),
+    # listIndexes
+    Case("listIndexes with fields MongoDB accepts",
+         {"listIndexes": CCOLL, "cursor": {"batchSize": 10}, "comment": "c",
+          "includeBuildUUIDs": False},
+         lambda r: index_names(r) == ["_id_", "k_1", "loc_2d", "p_1", "q_1", "s_1"]),
+    Case("listIndexes unknown field", {"listIndexes": CCOLL, "bogus": 1}, ERR(40415)),
+    Case("listIndexes cursor not an object", {"listIndexes": CCOLL, "cursor": 5}, ERR(14)),
+    # dropIndexes
+    Case("dropIndexes with a comment", {"dropIndexes": CCOLL, "index": "p_1", "comment": "c"},
+         lambda r: r["nIndexesWas"] == 6),
+    Case("dropIndexes unknown field", {"dropIndexes": CCOLL, "index": "q_1", "bogus": 1},
+         ERR(40415)),
+    Case("dropIndexes index a number", {"dropIndexes": CCOLL, "index": 5}, ERR(14)),
+    # listCollections
+    Case("listCollections with fields MongoDB accepts",
+         {"listCollections": 1, "filter": {"name": CCOLL}, "nameOnly": True,
+          "authorizedCollections": True, "cursor": {}, "comment": "c"},
+         lambda r: r["cursor"]["firstBatch"] == [{"name": CCOLL, "type": "collection"}]),
+    Case("listCollections nameOnly a number", {"listCollections": 1, "nameOnly": 1}, ERR(14)),
+    Case("listCollections filter not an object", {"listCollections": 1, "filter": 5}, ERR(14)),
+    Case("listCollections unknown field", {"listCollections": 1, "bogus": 1}, ERR(40415)),
+    # listDatabases
+    Case("listDatabases with fields MongoDB accepts",
+         {"listDatabases": 1, "nameOnly": 1, "filter": {"name": "app"},
+          "authorizedDatabases": False, "comment": "c"},
+         lambda r: r["databases"] == [{"name": "app"}], db="admin"),
+    Case("listDatabases authorizedDatabases a number",
+         {"listDatabases": 1, "authorizedDatabases": 1}, ERR(14), db="admin"),
+    Case("listDatabases unknown field", {"listDatabases": 1, "bogus": 1}, ERR(40415),
+         db="admin"),
+    # collMod
+    Case("collMod with fields MongoDB accepts",
+         {"collMod": CCOLL, "validator": {}, "validationLevel": "off",
+          "changeStreamPreAndPostImages": {"enabled": False}, "comment": "c"}, lambda r: True),
+    Case("collMod unknown field", {"collMod": CCOLL, "bogus": 1}, ERR(40415)),
+    Case("collMod capped is create's field", {"collMod": CCOLL, "capped": True}, ERR(40415)),
+    Case("collMod validator not an object", {"collMod": CCOLL, "validator": 5}, ERR(14)),
+    Case("collMod validationAction not a string", {"collMod": CCOLL, "validationAction": 1},
+         ERR(14)),
+    # renameCollection
+    Case("a collection to rename", {"create": "cat_r"}, lambda r: True),
+    Case("renameCollection unknown field",
+         {"renameCollection": "app.cat_r", "to": "app.cat_r2", "bogus": 1}, ERR(40415),
+         db="admin"),
+    Case("renameCollection dropTarget a number",
+         {"renameCollection": "app.cat_r", "to": "app.cat_r2", "dropTarget": 1}, ERR(14),
+         db="admin"),
+    Case("renameCollection to not a string",
+         {"renameCollection": "app.cat_r", "to": 5}, ERR(14), db="admin"),
+    Case("renameCollection with fields MongoDB accepts",
+         {"renameCollection": "app.cat_r", "to": "app.cat_r2", "dropTarget": False,
+          "stayTemp": False, "comment": "c", "writeConcern": {"w": 1}}, lambda r: True,
+         db="admin"),
+    # drop
+    Case("drop unknown field", {"drop": "cat_r2", "bogus": 1}, ERR(40415)),
+    Case("drop with fields MongoDB accepts",
+         {"drop": "cat_r2", "comment": "c", "writeConcern": {"w": 1}}, lambda r: True),
+    # dropDatabase
+    Case("a database to drop", {"create": "x"}, lambda r: True, db="catdrop"),
+    Case("dropDatabase unknown field", {"dropDatabase": 1, "bogus": 1}, ERR(40415),
+         db="catdrop"),
+    Case("dropDatabase with fields MongoDB accepts",
+         {"dropDatabase": 1, "comment": "c", "writeConcern": {"w": 1}},
+         lambda r: r.get("dropped") == "catdrop", db="catdrop"),
+]
+
+
 CASES: list[Case] = [
     # --- bitwise query operators ---------------------------------------------------------------
     Case("bitsAllSet positions", find({"a": {"$bitsAllSet": [1, 5]}}),
@@ -434,6 +563,8 @@ CASES: list[Case] = [
          ERR(2), db="admin"),
     Case("bulkWrite no ops", {"bulkWrite": 1, "nsInfo": [{"ns": "app.x"}], "ops": []},
          ERR(16), db="admin"),
+    # --- catalog and admin commands: MongoDB 8's strict IDL parsers --------------------------------
+    *CATALOG_CASES,
 ]
 
 
