@@ -140,6 +140,7 @@ CATALOG_CASES: list[Case] = [
     Case("index sparse a number", index("s_1", {"s": 1}, sparse=0), created(5, 6)),
     Case("index hidden a number", index("r_1", {"r": 1}, hidden=1), ERR(14)),
     Case("index bits not a number", index("r_2d", {"r": "2d"}, bits="x"), ERR(14)),
+    Case("index key empty", index("r_1", {}), ERR(67)),
     Case("index without a name", {"createIndexes": CCOLL, "indexes": [{"key": {"r": 1}}]},
          ERR(9)),
     Case("index without a key", {"createIndexes": CCOLL, "indexes": [{"name": "r_1"}]}, ERR(9)),

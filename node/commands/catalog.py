@@ -97,6 +97,15 @@ def db_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
             "dataSize": sum(b for _, b in sizes)}
 
 
+CREATE_UNSUPPORTED = ("viewOn", "pipeline", "timeseries", "clusteredIndex", "encryptedFields")
+"""``create`` options MongoDB accepts that Helogale refuses (115): views, time series,
+clustered collections and Queryable Encryption."""
+COLL_MOD_UNSUPPORTED = ("index", "viewOn", "pipeline", "expireAfterSeconds", "timeseries",
+                        "timeseriesBucketsMayHaveMixedSchemaData", "cappedSize", "cappedMax",
+                        "dryRun")
+"""``collMod`` options MongoDB accepts that Helogale refuses (115)."""
+
+
 def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "create")
@@ -112,15 +121,6 @@ def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCont
     if options:
         entry["options"] = options
     return submit(node, cmd, entry, ctx)
-
-
-CREATE_UNSUPPORTED = ("viewOn", "pipeline", "timeseries", "clusteredIndex", "encryptedFields")
-"""``create`` options MongoDB accepts that Helogale refuses (115): views, time series,
-clustered collections and Queryable Encryption."""
-COLL_MOD_UNSUPPORTED = ("index", "viewOn", "pipeline", "expireAfterSeconds", "timeseries",
-                        "timeseriesBucketsMayHaveMixedSchemaData", "cappedSize", "cappedMax",
-                        "dryRun")
-"""``collMod`` options MongoDB accepts that Helogale refuses (115)."""
 
 
 def apply_create(engine: Any, txn: Any, entry: dict[str, Any]) -> dict[str, Any]:

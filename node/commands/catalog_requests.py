@@ -185,6 +185,9 @@ def _check_index_field(key: str, value: Any) -> None:
 
 def _check_index_options(spec: Mapping[str, Any]) -> None:
     """The rules between options MongoDB checks, and the options Helogale cannot ignore."""
+    if not spec["key"]:
+        raise MongoError(CANNOT_CREATE_INDEX, "Index keys cannot be empty.",
+                         code_name="CannotCreateIndex")
     version = spec.get("v")
     if version is not None and version not in (1, 2):
         raise MongoError(CANNOT_CREATE_INDEX, f"Invalid index specification "
