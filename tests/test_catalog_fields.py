@@ -132,3 +132,14 @@ def test_the_commands_helogales_own_senders_send(run: Any) -> None:
                )["ok"] == 1.0
     assert run({"renameCollection": "app.cs", "to": "app.cs2", "dropTarget": False,
                 "shardVersion": [Timestamp(0, 0), Int64(0)]}, db="admin")["ok"] == 1.0
+
+
+def test_shard_collection_checks_types_but_not_unknown_fields() -> None:
+    """mongos' ``ShardCollection`` is ``strict: false``: unknown fields pass, known ones are
+    typed (``unique`` a bool only)."""
+    ns = {"shardCollection": "app.c", "key": {"_id": 1}}
+    check_command_fields("shardCollection", {**ns, "presplitWindowSecs": 5, "bogus": 1})
+    for wrong in ({"unique": 1}, {"key": 5}, {"numInitialChunks": "4"}):
+        with pytest.raises(MongoError) as refused:
+            check_command_fields("shardCollection", {**ns, **wrong})
+        assert refused.value.code == 14

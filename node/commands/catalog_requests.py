@@ -14,8 +14,8 @@ collections, a unique partial index ...).
 :func:`parse_index_specs` checks ``createIndexes``' ``indexes`` as MongoDB's
 ``validateIndexSpec`` does (an unknown option InvalidIndexSpecificationOption 197, wrong types
 14, ``key``/``name`` missing 9) and returns the specs as the engine builds them, the ignored
-options removed. The router's sharding commands (``shardCollection``, ``split``,
-``moveChunk`` ...) are not strict in MongoDB either, so they are not in the table.
+options removed. The router's sharding commands are not strict in MongoDB:
+:data:`TYPED_ONLY_FIELDS` checks the types of ``shardCollection``'s known fields only.
 """
 
 from __future__ import annotations
@@ -95,6 +95,14 @@ COMMAND_FIELDS: dict[str, FieldTable] = {
                          "collectionUUID": UUID_TYPE},
 }
 """MongoDB 8's fields of each strict catalog command (src/mongo/db/*.idl)."""
+TYPED_ONLY_FIELDS: dict[str, FieldTable] = {
+    "shardCollection": {"shardCollection": STRING, "key": OBJECT, "unique": BOOL,
+                        "numInitialChunks": SAFE_INT, "presplitHashedZones": BOOL,
+                        "collation": OBJECT, "timeseries": OBJECT,
+                        "implicitlyCreateIndex": BOOL, "enforceUniquenessCheck": BOOL},
+}
+"""Commands MongoDB parses with ``strict: false`` (mongos' ``ShardCollection``): their known
+fields' types are checked, unknown fields ignored."""
 
 
 def check_command_fields(name: str, cmd: Mapping[str, Any]) -> None:
@@ -103,6 +111,8 @@ def check_command_fields(name: str, cmd: Mapping[str, Any]) -> None:
     table = COMMAND_FIELDS.get(name)
     if table is not None:
         check_typed_fields(cmd, name, table)
+    elif name in TYPED_ONLY_FIELDS:
+        check_typed_fields(cmd, name, TYPED_ONLY_FIELDS[name], strict=False)
 
 
 def refuse_unsupported(cmd: Mapping[str, Any], name: str, fields: tuple[str, ...]) -> None:

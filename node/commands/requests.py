@@ -121,10 +121,13 @@ FieldTable = Mapping[str, FieldType | None]
 """A command's fields (its own name included) and their types (None: any value)."""
 
 
-def check_typed_fields(cmd: Mapping[str, Any], name: str, table: FieldTable) -> None:
-    """:func:`check_fields`, then each known field's type (TypeMismatch 14, MongoDB's IDL
-    message); null is taken as absent, as the handlers take it."""
-    check_fields(cmd, name, table)
+def check_typed_fields(cmd: Mapping[str, Any], name: str, table: FieldTable, *,
+                       strict: bool = True) -> None:
+    """:func:`check_fields` (unless not ``strict``: an IDL ``strict: false`` command), then
+    each known field's type (TypeMismatch 14, MongoDB's IDL message); a null is not checked
+    (the handlers take it as absent)."""
+    if strict:
+        check_fields(cmd, name, table)
     for key, value in cmd.items():
         ftype = table.get(key)
         if ftype is not None and value is not None and not ftype.accepts(value):
