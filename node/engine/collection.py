@@ -394,13 +394,15 @@ def _unwind(values: Iterable[Any]) -> Iterator[Any]:
             yield v
 
 
-def _projector(projection: Mapping[str, Any] | None) -> Any:
-    """A callable ``(doc, position) -> doc`` for a projection spec, or None for no projection."""
+def _projector(projection: Mapping[str, Any] | None,
+               now: datetime.datetime | None = None) -> Any:
+    """A callable ``(doc, position) -> doc`` for a projection spec, or None for no projection
+    (``now``: its ``$$NOW``, by default the time it is compiled)."""
     if not projection:
         return None
     from node.engine.projection import Projection
 
-    compiled = Projection(projection)
+    compiled = Projection(projection, now=now)
     return compiled.apply
 
 
@@ -1061,7 +1063,7 @@ class Collection:
             raise failed_to_parse("Cannot specify arrayFilters and remove=true")
         compiled = Update(update, array_filters) if update is not None else None
         compiled_sort = Sort(sort)
-        project = _projector(fields)
+        project = _projector(fields, now)
         flt = query or {}
         Matcher(flt)
 
