@@ -41,6 +41,7 @@ from node.engine.errors import (
     MongoError,
     type_mismatch,
 )
+from node.engine.projection import Projection
 
 MAX_WRITE_BATCH = 100_000
 INVALID_LENGTH = 16
@@ -642,6 +643,8 @@ def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyReque
         elif not isinstance(upd, Mapping):
             raise type_mismatch("BSON field 'findAndModify.update' is the wrong type "
                                 f"'{bson_type_name(upd)}', expected type 'object'")
+    if fields:  # checked here too, so a router refuses it even when nothing matches
+        Projection(fields)
     ids = parse_stmt_ids(cmd, name, 1)
     return FindAndModifyRequest(db, coll, query, sort, fields, remove, new, upsert,
                                 upd if isinstance(upd, Mapping | list) else None,

@@ -1,6 +1,8 @@
 """The projection language: which fields of a document a read returns, and what it computes.
 
-Follows MongoDB 8's projection parser (find policy: the find-only operators allowed):
+Follows MongoDB 8's projection parser, for ``find`` (and ``findAndModify``'s ``fields``) and,
+with ``aggregate=True``, for the ``$project`` stage (no find-only operators: ``$slice`` is the
+aggregation one, ``$elemMatch`` and ``.$`` are refused, an empty projection too):
 
 * inclusion (``{a: 1, "b.c": 1}``) keeps only the named paths, in document order; exclusion
   (``{a: 0}``) removes them; the two cannot be mixed except for ``_id``, which is returned unless
@@ -170,6 +172,7 @@ class Projection:
     """A compiled projection specification."""
 
     __slots__ = (
+        "_aggregate",
         "_has_elem_match",
         "_has_slice",
         "_id_excluded",
@@ -185,13 +188,16 @@ class Projection:
 
     def __init__(self, spec: ProjectionSpec | None, *,
                  variables: Mapping[str, Any] | None = None,
-                 now: datetime.datetime | None = None) -> None:
+                 now: datetime.datetime | None = None, aggregate: bool = False) -> None:
         if spec is None:
             spec = {}
         if isinstance(spec, list | tuple):
             spec = {str(name): 1 for name in spec}
         if not isinstance(spec, Mapping):
             raise bad_value("projection must be an object")
+        if aggregate and not spec:
+            raise location(51272, "projection specification must have at least one field")
+        self._aggregate = aggregate
         self.spec: Mapping[str, Any] = spec
         self._variables = dict(variables or {})
         self._scope = Scope(list(self._variables), now=now or _query_now())
@@ -227,6 +233,8 @@ class Projection:
 
     def _element(self, name: str, value: Any, parent: _Tree) -> None:
         positional = name.endswith(".$")
+        if positional and self._aggregate:
+            raise location(31324, "Cannot use positional projection in aggregation projection")
         if ".$." in name:
             raise location(
                 31394,
@@ -302,7 +310,12 @@ class Projection:
 
     def _find_operator(self, name: str, op: str, arg: Any, parent: _Tree) -> bool:
         """``{name: {op: arg}}`` as a find-only operator or an expression; False if neither."""
-        if op == "$slice":
+        if self._aggregate and op == "$elemMatch":
+            raise MongoError(168, "Cannot use $elemMatch in this context",
+                             code_name="InvalidPipelineOperator")
+        if self._aggregate and op in ("$slice", "$meta"):
+            self._expression(name, {op: arg}, parent)
+        elif op == "$slice":
             self._slice(name, arg, parent)
         elif op == "$elemMatch":
             self._elem_match(name, arg, parent)
