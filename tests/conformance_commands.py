@@ -351,6 +351,11 @@ CASES: list[Case] = [
                                              fields={"a": 0, "b": "$x"}), ERR(31310)),
     Case("findAndModify fields refused, nothing matched", fam(
         query={"_id": "nomatch"}, remove=True, fields={"a": 0, "b": "$x"}), ERR(31310)),
+    Case("projection refused on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "projection": {"a": 0, "b": "$x"}}, ERR(31310)),
+    Case("computed projection on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "projection": {"b": "$x"}},
+         lambda r: r["cursor"]["firstBatch"] == []),
     Case("$project: $elemMatch is find-only", {"aggregate": COLL, "pipeline": [{"$project": {
         "instock": {"$elemMatch": {"qty": 5}}}}], "cursor": {}}, ERR(168)),
     Case("$project: positional is find-only", {"aggregate": COLL, "pipeline": [{"$project": {
