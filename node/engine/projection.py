@@ -178,7 +178,8 @@ class Projection:
         "_id_excluded",
         "_id_included",
         "_mode",
-        "_scope",
+        "_now",
+        "_scope_",
         "_tree",
         "_variables",
         "inclusion",
@@ -200,7 +201,8 @@ class Projection:
         self._aggregate = aggregate
         self.spec: Mapping[str, Any] = spec
         self._variables = dict(variables or {})
-        self._scope = Scope(list(self._variables), now=now or _query_now())
+        self._now = now
+        self._scope_: Scope | None = None
         self._tree = _Tree()
         self._mode: str | None = None
         self._has_slice = self._has_elem_match = False
@@ -220,6 +222,13 @@ class Projection:
         if not self.inclusion and self._id_included:
             del self._tree["_id"]  # {_id: 1} in an exclusion: legal, and changes nothing
         _seal(self._tree)
+
+    @property
+    def _scope(self) -> Scope:
+        """The expressions' scope, made when the first one is compiled."""
+        if self._scope_ is None:
+            self._scope_ = Scope(list(self._variables), now=self._now or _query_now())
+        return self._scope_
 
     def _projection_type(self) -> str:
         """MongoDB's type of a projection without inclusions or exclusions of other fields."""
