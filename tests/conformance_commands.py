@@ -351,6 +351,20 @@ CASES: list[Case] = [
                                              fields={"a": 0, "b": "$x"}), ERR(31310)),
     Case("findAndModify fields refused, nothing matched", fam(
         query={"_id": "nomatch"}, remove=True, fields={"a": 0, "b": "$x"}), ERR(31310)),
+    Case("let in the projection", find({"_id": "p1"}, let={"k": {"$add": [1, 1]}},
+                                       projection={"_id": 0,
+                                                   "x": {"$multiply": ["$size.h", "$$k"]}}),
+         first_is({"x": 28})),
+    Case("let in $expr and the projection over both shards",
+         find({"$expr": {"$gte": ["$_id", "$$low"]}, "_id": {"$in": [1, 2, 3, 4]}},
+              let={"low": 2}, sort={"_id": 1}, projection={"low": "$$low"}),
+         lambda r: r["cursor"]["firstBatch"] == [{"_id": i, "low": 2} for i in (2, 3, 4)]),
+    Case("let variable not defined", find({"_id": "p1"}, let={"k": 1},
+                                          projection={"x": "$$other"}), ERR(17276)),
+    Case("let not a document", find({"_id": "p1"}, let=5), ERR(14)),
+    Case("let in a projection on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "let": {"k": 1}, "projection": {"x": "$$k"}},
+         lambda r: r["cursor"]["firstBatch"] == []),
     Case("projection refused on a collection that does not exist", {
         "find": "conf_none", "filter": {}, "projection": {"a": 0, "b": "$x"}}, ERR(31310)),
     Case("computed projection on a collection that does not exist", {

@@ -134,6 +134,8 @@ class FindRequest:
     return_sort_key: bool = False
     """Internal (a router merging shards' sorted results): each result carries its sort key
     as memcomparable bytes in ``$sortKey``."""
+    let: Mapping[str, Any] = field(default_factory=dict)
+    """The ``let`` variables (expressions of constants) for ``$expr`` and the projection."""
 
     @property
     def ns(self) -> str:
@@ -170,7 +172,8 @@ def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     check_tailable_options(cmd, sort, single_batch)
     return FindRequest(db, coll, filt, _sort_spec(sort), projection, skip, limit, batch_size,
                        single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd,
-                       get_bool(cmd, "find", "$_requestSortKey"))
+                       get_bool(cmd, "find", "$_requestSortKey"),
+                       get_doc(cmd, "find", "let", {}) or {})
 
 
 @dataclass(frozen=True)

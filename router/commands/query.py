@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from node.commands import requests
 from node.commands.context import RequestContext
-from node.commands.query import cursor_reply, open_cursor
+from node.commands.query import cursor_reply, let_values, open_cursor
 from node.engine.errors import MongoError
 from node.engine.projection import Projection
 from node.engine.sorting import Sort
@@ -138,7 +138,7 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
 
     def missing() -> dict[str, Any]:
         if req.projection:  # refused as a shard would refuse it
-            Projection(req.projection)
+            Projection(req.projection, variables=let_values(req.let))
         return cursor_reply(req.ns, [], 0, True)
 
     return svc.shards.routed(db, req.coll, attempt, missing=missing)
