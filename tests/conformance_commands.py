@@ -275,6 +275,10 @@ CASES: list[Case] = [
          and "a" not in r["cursor"]["firstBatch"][0]),
     # --- computed projections (aggregation expressions in find, MongoDB 4.4+) ---------------------
     Case("insert the projection document", {"insert": COLL, "documents": [PDOC]}, inserted),
+    Case("an empty projection returns the whole document", pfind({}), first_is(PDOC)),
+    Case("a dotted path and a nested document merge", pfind({"size.h": 1, "size": {"w": 1},
+                                                             "_id": 0}),
+         first_is({"size": {"h": 14, "w": 21}})),
     Case("$concat", pfind({"full": {"$concat": ["$item", "-", "$size.uom"]}}),
          first_is({"_id": "p1", "full": "journal-cm"})),
     Case("a field path", pfind({"h": "$size.h", "_id": 0}), first_is({"h": 14})),
