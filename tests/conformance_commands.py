@@ -9,6 +9,7 @@ checks the reply and returns True.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,25 @@ def get_more(**more: Any) -> dict[str, Any]:
 
 def inserted(r: dict[str, Any]) -> bool:
     return r.get("n") == 1
+
+
+PDOC: dict[str, Any] = {"_id": "p1", "item": "journal", "qty": 5,
+                        "size": {"h": 14, "w": 21, "uom": "cm"},
+                        "instock": [{"wh": "A", "qty": 5}, {"wh": "C", "qty": 15}],
+                        "grades": [80, 85, 90]}
+"""The document the projection cases read (inserted by the first of them)."""
+
+
+def pfind(projection: dict[str, Any]) -> dict[str, Any]:
+    return find({"_id": "p1"}, projection=projection)
+
+
+def first_is(expected: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """The reply's only document is ``expected``, fields in the same order."""
+    def check(reply: dict[str, Any]) -> bool:
+        batch = reply["cursor"]["firstBatch"]
+        return len(batch) == 1 and list(batch[0].items()) == list(expected.items())
+    return check
 
 
 VCOLL = "conf_valid"
@@ -383,6 +403,113 @@ CASES: list[Case] = [
                                                    projection={"a": 0, "tags": {"$slice": 1}}),
          lambda r: r["cursor"]["firstBatch"][0]["tags"] == ["x"]
          and "a" not in r["cursor"]["firstBatch"][0]),
+    # --- computed projections (aggregation expressions in find, MongoDB 4.4+) ---------------------
+    Case("insert the projection document", {"insert": COLL, "documents": [PDOC]}, inserted),
+    Case("an empty projection returns the whole document", pfind({}), first_is(PDOC)),
+    Case("a dotted path and a nested document merge", pfind({"size.h": 1, "size": {"w": 1},
+                                                             "_id": 0}),
+         first_is({"size": {"h": 14, "w": 21}})),
+    Case("$concat", pfind({"full": {"$concat": ["$item", "-", "$size.uom"]}}),
+         first_is({"_id": "p1", "full": "journal-cm"})),
+    Case("a field path", pfind({"h": "$size.h", "_id": 0}), first_is({"h": 14})),
+    Case("$literal, a string, null, an array", pfind({"one": {"$literal": 1}, "t": "text",
+                                                       "z": None, "w": [1, "$qty"], "_id": 0}),
+         first_is({"one": 1, "t": "text", "z": None, "w": [1, 5]})),
+    Case("included fields first, then computed", pfind({"qty": {"$add": ["$qty", 1]}, "item": 1}),
+         first_is({"_id": "p1", "item": "journal", "qty": 6})),
+    Case("a computed _id", pfind({"_id": {"$toUpper": "$item"}, "qty": 1}),
+         first_is({"qty": 5, "_id": "JOURNAL"})),
+    Case("nested projection document", pfind({"size": {"h": 1, "area": {
+        "$multiply": ["$size.h", "$size.w"]}}}),
+         first_is({"_id": "p1", "size": {"h": 14, "area": 294}})),
+    Case("computed under an array", pfind({"instock.qty": 1, "instock.n": {"$literal": 1},
+                                           "_id": 0}),
+         first_is({"instock": [{"qty": 5, "n": 1}, {"qty": 15, "n": 1}]})),
+    Case("$$ROOT", pfind({"_id": 0, "r": "$$ROOT.item"}), first_is({"r": "journal"})),
+    Case("$$NOW", pfind({"_id": 0, "t": "$$NOW"}),
+         lambda r: isinstance(r["cursor"]["firstBatch"][0]["t"], datetime.datetime)),
+    Case("a missing value adds nothing", pfind({"x": "$nope", "y": "$$REMOVE"}),
+         first_is({"_id": "p1"})),
+    Case("$slice on a path is the aggregation $slice", pfind({"grades": {"$slice": [
+        "$grades", 1, 1]}, "last": {"$slice": ["$grades", -1]}}),
+         first_is({"_id": "p1", "grades": [85], "last": [90]})),
+    Case("$slice [x, 0] with nothing to project", find({"_id": "nope"}, projection={
+        "tags": {"$slice": [1, 0]}}), lambda r: r["cursor"]["firstBatch"] == []),
+    Case("$slice [path, 0]", pfind({"g": {"$slice": ["$grades", 0]}}),
+         first_is({"_id": "p1", "g": []})),
+    Case("positional with a computed field", find({"_id": "p1", "grades": {"$gte": 85}},
+                                                  projection={"grades.$": 1,
+                                                              "n": {"$strLenCP": "$item"}}),
+         first_is({"_id": "p1", "grades": [85], "n": 7})),
+    Case("$elemMatch with a computed field", pfind({
+        "instock": {"$elemMatch": {"qty": {"$gt": 10}}}, "_id": 0, "i": "$item"}),
+         first_is({"instock": [{"wh": "C", "qty": 15}], "i": "journal"})),  # spec order
+    Case("sorted over both shards, the sort key projected away",
+         find({"_id": {"$in": [1, 2, 3, 4]}}, sort={"s": -1},
+              projection={"up": {"$toUpper": "$s"}}),
+         lambda r: r["cursor"]["firstBatch"] == [{"_id": 4, "up": "D"}, {"_id": 3, "up": "C"},
+                                                 {"_id": 1, "up": "B"}, {"_id": 2, "up": "A"}]),
+    Case("...with _id: 0, skip and limit", find({"_id": {"$in": [1, 2, 3, 4]}}, sort={"s": 1},
+                                               skip=1, limit=2,
+                                               projection={"_id": 0, "up": {"$toUpper": "$s"}}),
+         lambda r: r["cursor"]["firstBatch"] == [{"up": "B"}, {"up": "C"}]),
+    Case("computed field in an exclusion", pfind({"item": 0, "x": "$qty"}), ERR(31310)),
+    Case("expression in an exclusion", pfind({"item": 0, "x": {"$concat": ["$item"]}}),
+         ERR(31252)),
+    Case("exclusion after a computed field", pfind({"x": "$qty", "item": 0}), ERR(31254)),
+    Case("path collision under an included field", pfind({"size": 1, "size.h": 1}), ERR(31249)),
+    Case("path collision with a longer path", pfind({"size.h": 1, "size": 1}), ERR(31250)),
+    Case("empty sub-projection", pfind({"size": {}}), ERR(51270)),
+    Case("unknown expression", pfind({"x": {"$bogus": 1}}), ERR(31325)),
+    Case("unknown operator inside an expression", pfind({"x": {"$add": [1, {"$bogus": 1}]}}),
+         ERR(168)),
+    Case("expression evaluation error", pfind({"x": {"$add": ["$item", 1]}}), ERR(16554)),
+    Case("undefined variable", pfind({"x": "$$nope"}), ERR(17276)),
+    Case("'$' alone", pfind({"x": "$"}), ERR(16872)),
+    Case("$-prefixed field name", pfind({"$x": 1}), ERR(16410)),
+    Case("empty field name", pfind({"": 1}), ERR(40352)),
+    Case("empty path component", pfind({"a..b": 1}), ERR(15998)),
+    Case("positional with a literal", pfind({"grades.$": "x"}), ERR(31308)),
+    Case("positional with an expression", pfind({"grades.$": {"$slice": 1}}), ERR(31271)),
+    Case("positional in the middle of a path", pfind({"instock.$.qty": 1}), ERR(31394)),
+    Case("positional then $elemMatch", pfind({"grades.$": 1, "instock": {"$elemMatch": {
+        "qty": 5}}}), ERR(31255)),
+    Case("$elemMatch then positional", pfind({"instock": {"$elemMatch": {"qty": 5}},
+                                              "grades.$": 1}), ERR(31256)),
+    Case("positional the query did not match", pfind({"grades.$": 1}), ERR(51246)),
+    Case("findAndModify fields computed", fam(query={"_id": "p1"}, update={"$inc": {"qty": 1}},
+                                              new=True, fields={"_id": 0, "q": "$qty",
+                                                                "item": 1}),
+         lambda r: r["value"] == {"item": "journal", "q": 6}),
+    Case("findAndModify fields refused", fam(query={"_id": "p1"}, update={"$set": {"z": 1}},
+                                             fields={"a": 0, "b": "$x"}), ERR(31310)),
+    Case("findAndModify fields refused, nothing matched", fam(
+        query={"_id": "nomatch"}, remove=True, fields={"a": 0, "b": "$x"}), ERR(31310)),
+    Case("let in the projection", find({"_id": "p1"}, let={"k": {"$add": [1, 1]}},
+                                       projection={"_id": 0,
+                                                   "x": {"$multiply": ["$size.h", "$$k"]}}),
+         first_is({"x": 28})),
+    Case("let in $expr and the projection over both shards",
+         find({"$expr": {"$gte": ["$_id", "$$low"]}, "_id": {"$in": [1, 2, 3, 4]}},
+              let={"low": 2}, sort={"_id": 1}, projection={"low": "$$low"}),
+         lambda r: r["cursor"]["firstBatch"] == [{"_id": i, "low": 2} for i in (2, 3, 4)]),
+    Case("let variable not defined", find({"_id": "p1"}, let={"k": 1},
+                                          projection={"x": "$$other"}), ERR(17276)),
+    Case("let not a document", find({"_id": "p1"}, let=5), ERR(14)),
+    Case("let in a projection on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "let": {"k": 1}, "projection": {"x": "$$k"}},
+         lambda r: r["cursor"]["firstBatch"] == []),
+    Case("projection refused on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "projection": {"a": 0, "b": "$x"}}, ERR(31310)),
+    Case("computed projection on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "projection": {"b": "$x"}},
+         lambda r: r["cursor"]["firstBatch"] == []),
+    Case("$project: $elemMatch is find-only", {"aggregate": COLL, "pipeline": [{"$project": {
+        "instock": {"$elemMatch": {"qty": 5}}}}], "cursor": {}}, ERR(168)),
+    Case("$project: positional is find-only", {"aggregate": COLL, "pipeline": [{"$project": {
+        "grades.$": 1}}], "cursor": {}}, ERR(31324)),
+    Case("$project: empty", {"aggregate": COLL, "pipeline": [{"$project": {}}], "cursor": {}},
+         ERR(51272)),
     # --- unknown fields (MongoDB's strict parsers) ------------------------------------------------
     Case("find unknown field", find({}, bogus=1), ERR(40415)),
     Case("count unknown field", {"count": COLL, "bogus": 1}, ERR(40415)),

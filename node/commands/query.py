@@ -62,7 +62,8 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
         docs = engine_ops.find(node.engine, db, req.coll, req.filter,
                                projection=req.projection, sort=req.sort, skip=req.skip,
                                limit=req.limit, hint=req.hint,
-                               return_sort_key=req.return_sort_key)
+                               return_sort_key=req.return_sort_key,
+                               variables=let_values(req.let) if req.let else None)
     failpoints.hit("waitInFindBeforeMakingBatch", req.ns)  # tests: killOp of a running read
     batch_size = req.batch_size
     if req.single_batch and batch_size is None:

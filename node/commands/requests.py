@@ -44,6 +44,7 @@ from node.engine.errors import (
     MongoError,
     type_mismatch,
 )
+from node.engine.projection import Projection
 
 MAX_WRITE_BATCH = 100_000
 INVALID_LENGTH = 16
@@ -191,6 +192,8 @@ class FindRequest:
     return_sort_key: bool = False
     """Internal (a router merging shards' sorted results): each result carries its sort key
     as memcomparable bytes in ``$sortKey``."""
+    let: Mapping[str, Any] = field(default_factory=dict)
+    """The ``let`` variables (expressions of constants) for ``$expr`` and the projection."""
 
     @property
     def ns(self) -> str:
@@ -227,7 +230,8 @@ def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     check_tailable_options(cmd, sort, single_batch)
     return FindRequest(db, coll, filt, _sort_spec(sort), projection, skip, limit, batch_size,
                        single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd,
-                       get_bool(cmd, "find", "$_requestSortKey"))
+                       get_bool(cmd, "find", "$_requestSortKey"),
+                       get_doc(cmd, "find", "let", {}) or {})
 
 
 @dataclass(frozen=True)
@@ -700,6 +704,8 @@ def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyReque
         elif not isinstance(upd, Mapping):
             raise type_mismatch("BSON field 'findAndModify.update' is the wrong type "
                                 f"'{bson_type_name(upd)}', expected type 'object'")
+    if fields:  # checked here too, so a router refuses it even when nothing matches
+        Projection(fields)
     ids = parse_stmt_ids(cmd, name, 1)
     return FindAndModifyRequest(db, coll, query, sort, fields, remove, new, upsert,
                                 upd if isinstance(upd, Mapping | list) else None,

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from node.commands import requests
 from node.commands.context import RequestContext
-from node.commands.query import cursor_reply, open_cursor
+from node.commands.query import cursor_reply, let_values, open_cursor
 from node.engine.errors import MongoError
+from node.engine.projection import Projection
 from node.engine.sorting import Sort
 from router import merge, tailing
 from router.catalog import CONFIG_DBS, Route
@@ -135,8 +136,12 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
         return open_cursor(svc, req.ns, docs, batch_size,  # type: ignore[arg-type]
                            req.single_batch, ctx=ctx)
 
-    return svc.shards.routed(db, req.coll, attempt,
-                             missing=lambda: cursor_reply(req.ns, [], 0, True))
+    def missing() -> dict[str, Any]:
+        if req.projection:  # refused as a shard would refuse it
+            Projection(req.projection, variables=let_values(req.let))
+        return cursor_reply(req.ns, [], 0, True)
+
+    return svc.shards.routed(db, req.coll, attempt, missing=missing)
 
 
 def _config_cursor(svc: RouterServices, db: str, cmd: Mapping[str, Any], ns: str,
