@@ -9,7 +9,7 @@ single in-process member used by tests and embedded use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -130,6 +130,28 @@ class Member(Protocol):
         return, or fails with the MongoError it would raise (for a write concern that settles
         on apply, in the thread that applies the entry). Raises at once what fails before
         proposing (not primary)."""
+        ...
+
+    def cluster_time(self) -> Any:
+        """The cluster time (a bson Timestamp) of the last entry applied here."""
+        ...
+
+    def applied_index(self) -> int:
+        """The last log index applied here."""
+        ...
+
+    def log_index(self) -> int:
+        """The highest log index this member knows exists (applied or not)."""
+        ...
+
+    def follower_grace_s(self) -> float:
+        """How long a cluster time beyond :meth:`log_index` may take to arrive here (0 when
+        this member holds every committed entry: a primary, a standalone member)."""
+        ...
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``pred()`` holds (re-checked as entries arrive and apply) or the
+        timeout; whether it holds."""
         ...
 
     def hello(self, ctx: RequestContext) -> dict[str, Any]:
