@@ -9,7 +9,9 @@ already majority-committed; ``w = N`` then waits until N voters hold the entry d
 
 Reads: on the primary by default; ``readConcern: linearizable`` first confirms leadership with
 a ReadIndex round and waits until that index is applied; secondaries serve reads whose read
-preference allows it (they may lag: ``hello.lastWrite`` and ``replSetGetStatus`` say by how much).
+preference allows it (they may lag: ``hello.lastWrite`` and ``replSetGetStatus`` say by how much;
+``afterClusterTime`` waits until they have applied what a causal session wrote: the member's
+cluster-time side is here, the waiting in ``node.commands.read_concern``).
 
 Priorities: a background monitor on the leader hands leadership (Raft leadership transfer) to
 a caught-up member of higher priority; a leader with priority 0, or one that was asked to step
