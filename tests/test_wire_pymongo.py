@@ -440,6 +440,25 @@ def test_causal_session_reads_its_write_on_a_secondary(cluster: LocalCluster,
                 cluster.command(i, {"configureFailPoint": "rsSyncApplyStop", "mode": "off"})
         assert on_secondary.find_one({"_id": 1}, session=session) == {"_id": 1}
         assert session.operation_time >= written
+        # the session's writes carry afterClusterTime too (pymongo adds it): accepted
+        assert coll.update_one({"_id": 1}, {"$set": {"x": 1}}, session=session).modified_count
+        assert on_secondary.find_one({"_id": 1}, session=session) == {"_id": 1, "x": 1}
+
+
+def test_snapshot_session_reads_one_point_in_time(client: MongoClient[Any]) -> None:
+    """pymongo's snapshot session: its first read's atClusterTime is sent with the next
+    reads, which see the same state despite writes in between (the member keeps that
+    snapshot for a while)."""
+    coll = client[DB].snapshot_session
+    coll.insert_many([{"_id": i} for i in range(5)])
+    with client.start_session(snapshot=True) as session:
+        assert [d["_id"] for d in coll.find({}, session=session)] == list(range(5))
+        coll.insert_one({"_id": 5})
+        assert coll.count_documents({}) == 6
+        assert [d["_id"] for d in coll.find({}, session=session)] == list(range(5))
+        assert coll.distinct("_id", session=session) == list(range(5))
+        cursor = coll.find({}, session=session, batch_size=2)
+        assert [d["_id"] for d in cursor] == list(range(5))
 
 
 def test_readme_example_runs(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
