@@ -430,7 +430,13 @@ class Replica:
                    self.config.election_timeout_ms / 1000)
 
     def wait_for(self, pred: Callable[[], bool], timeout: float) -> bool:
-        return self.raft.wait_for(lambda _view: pred(), timeout)
+        """Raises InterruptedDueToReplStateChange once this member stopped or failed (nothing
+        will apply any more)."""
+        if self.raft.wait_for(lambda _view: pred(), timeout):
+            return True
+        if self._stop.is_set() or self.failure is not None:
+            raise _interrupted("operation interrupted: this member stopped applying entries")
+        return False
 
     # --- topology ------------------------------------------------------------------------------
     def _op_time(self) -> dict[str, Any]:
