@@ -36,7 +36,7 @@ ROLE_ALREADY_EXISTS = 51002
 
 def _name(cmd: Mapping[str, Any], field: str) -> str:
     name = cmd.get(field)
-    if not isinstance(name, str):
+    if type(name) is not str:  # not bson's Code, a str subclass
         raise type_mismatch(f"\"{field}\" must be a string (the role's name)")
     if not name:
         raise MongoError(BAD_VALUE, "Role name must be non-empty")
@@ -59,7 +59,7 @@ def _resource(raw: Any, db: str) -> dict[str, Any]:
         raise MongoError(BAD_VALUE, "a privilege needs a resource document")
     if set(raw) == {"cluster"} and raw["cluster"] is True:
         resource: dict[str, Any] = {"cluster": True}
-    elif set(raw) == {"db", "collection"} and all(isinstance(raw[k], str) for k in raw):
+    elif set(raw) == {"db", "collection"} and all(type(raw[k]) is str for k in raw):
         resource = {"db": raw["db"], "collection": raw["collection"]}
         if resource["collection"].startswith("$") or "\x00" in resource["collection"]:
             raise MongoError(BAD_VALUE, f"invalid collection name in a privilege's resource: "
@@ -87,7 +87,7 @@ def _privileges(value: Any, db: str, field: str = "privileges") -> list[dict[str
         if not isinstance(actions, list) or not actions:
             raise MongoError(BAD_VALUE, "a privilege needs a non-empty array of actions")
         for action in actions:
-            if action not in R.MONGODB_ACTIONS:
+            if type(action) is not str or action not in R.MONGODB_ACTIONS:
                 raise MongoError(BAD_VALUE, f"Unrecognized action privilege string: {action}")
         key = tuple(sorted(resource.items()))
         resources[key] = resource
@@ -294,10 +294,10 @@ def roles_info(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Request
         if isinstance(arg, list) and not arg:
             raise MongoError(BAD_VALUE, "rolesInfo needs at least one role")
         for item in items:
-            if isinstance(item, str):
+            if type(item) is str:
                 wanted.append((item, db))
-            elif isinstance(item, Mapping) and isinstance(item.get("role"), str) \
-                    and isinstance(item.get("db"), str):
+            elif isinstance(item, Mapping) and type(item.get("role")) is str \
+                    and type(item.get("db")) is str:
                 wanted.append((item["role"], item["db"]))
             else:
                 raise MongoError(BAD_VALUE, "rolesInfo takes 1, a role name, {role, db} or an "

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Binary
 
+from helogale.auth import saslprep
 from node.commands import crud
 from node.commands.args import is_number
 from node.commands.context import RequestContext
@@ -68,10 +69,10 @@ def role_list(value: Any, db: str, exists: Callable[[str, str], bool],
         raise type_mismatch(f"\"{field}\" field must be an array")
     out: list[dict[str, str]] = []
     for r in value:
-        if isinstance(r, str):
+        if type(r) is str:  # exactly: bson's Code is a str subclass
             role = {"role": r, "db": db}
-        elif isinstance(r, Mapping) and isinstance(r.get("role"), str) \
-                and isinstance(r.get("db"), str):
+        elif isinstance(r, Mapping) and type(r.get("role")) is str \
+                and type(r.get("db")) is str:
             role = {"role": r["role"], "db": r["db"]}
         else:
             raise MongoError(BAD_VALUE, "a role must be a name or {role: <name>, db: <db>}")
@@ -102,6 +103,10 @@ def _password(cmd: Mapping[str, Any]) -> str:
         raise MongoError(BAD_VALUE, "pwd must be a non-empty string")
     if cmd.get("digestPassword") is False:
         raise MongoError(BAD_VALUE, "digestPassword: false is not supported (SCRAM-SHA-256)")
+    try:  # a password SCRAM cannot prepare (control characters, ...) is the client's error
+        saslprep(pwd)
+    except ValueError as exc:
+        raise MongoError(BAD_VALUE, f"Error preparing password: {exc}") from None
     mechs = cmd.get("mechanisms")
     if mechs is not None and (not isinstance(mechs, list)
                               or any(m != MECHANISM for m in mechs)):
