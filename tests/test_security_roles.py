@@ -151,3 +151,15 @@ def test_roles_change_only_through_role_commands(d: Dispatcher) -> None:
     assert _code(d.run("app", {"createRole": "mine", "roles": [], "privileges": []},
                        reader)) == 13
     assert _code(d.run("admin", {"find": "system.roles"}, reader)) == 13
+
+
+def test_user_and_role_commands_refuse_unknown_fields(d: Dispatcher) -> None:
+    """Their field tables (node/commands/catalog_requests.py): 40415 and 14 as MongoDB's IDL."""
+    root = make_root(d)
+    assert _code(d.run("app", {"createRole": "r", "roles": [], "privileges": [],
+                               "bogus": 1}, root)) == 40415
+    assert _code(d.run("app", {"createUser": "u", "pwd": "pw", "roles": [],
+                               "bogus": 1}, root)) == 40415
+    assert _code(d.run("app", {"createUser": "u", "pwd": "pw", "roles": {}}, root)) == 14
+    assert _code(d.run("app", {"rolesInfo": 1, "showPrivileges": "asUserFragment",
+                               "comment": "x"}, root)) is None

@@ -94,7 +94,33 @@ COMMAND_FIELDS: dict[str, FieldTable] = {
                          "dropTarget": either(BOOL, UUID_TYPE), "stayTemp": BOOL,
                          "collectionUUID": UUID_TYPE},
 }
-"""MongoDB 8's fields of each strict catalog command (src/mongo/db/*.idl)."""
+_USER_FIELDS: FieldTable = {
+    "pwd": ANY, "customData": OBJECT, "roles": ARRAY, "digestPassword": BOOL,
+    "authenticationRestrictions": ARRAY, "mechanisms": ARRAY,
+}
+_ROLE_FIELDS: FieldTable = {"privileges": ARRAY, "roles": ARRAY,
+                            "authenticationRestrictions": ARRAY}
+COMMAND_FIELDS.update({
+    "createUser": {"createUser": ANY, **_USER_FIELDS},
+    "updateUser": {"updateUser": ANY, **_USER_FIELDS},
+    "dropUser": {"dropUser": ANY},
+    "grantRolesToUser": {"grantRolesToUser": ANY, "roles": ARRAY},
+    "revokeRolesFromUser": {"revokeRolesFromUser": ANY, "roles": ARRAY},
+    "usersInfo": {"usersInfo": ANY, "showCredentials": SAFE_BOOL, "showCustomData": SAFE_BOOL,
+                  "showPrivileges": SAFE_BOOL, "showAuthenticationRestrictions": SAFE_BOOL,
+                  "filter": OBJECT},
+    "createRole": {"createRole": ANY, **_ROLE_FIELDS},
+    "updateRole": {"updateRole": ANY, **_ROLE_FIELDS},
+    "dropRole": {"dropRole": ANY},
+    "dropAllRolesFromDatabase": {"dropAllRolesFromDatabase": ANY},
+    "grantRolesToRole": {"grantRolesToRole": ANY, "roles": ARRAY},
+    "revokeRolesFromRole": {"revokeRolesFromRole": ANY, "roles": ARRAY},
+    "grantPrivilegesToRole": {"grantPrivilegesToRole": ANY, "privileges": ARRAY},
+    "revokePrivilegesFromRole": {"revokePrivilegesFromRole": ANY, "privileges": ARRAY},
+    "rolesInfo": {"rolesInfo": ANY, "showPrivileges": either(SAFE_BOOL, STRING),
+                  "showBuiltinRoles": SAFE_BOOL, "showAuthenticationRestrictions": SAFE_BOOL},
+})
+"""MongoDB 8's fields of each strict catalog, user and role command (src/mongo/db/*.idl)."""
 TYPED_ONLY_FIELDS: dict[str, FieldTable] = {
     "shardCollection": {"shardCollection": STRING, "key": OBJECT, "unique": BOOL,
                         "numInitialChunks": SAFE_INT, "presplitHashedZones": BOOL,
