@@ -114,6 +114,8 @@ class RemoteSet:
             if read_preference.mode != ReadPreference.PRIMARY.mode:
                 document["$readPreference"] = read_preference.document
             reply = channel.run(db, document, self.client.codec_options, timeout=timeout)
+            if isinstance(reply, dict):  # that set's own clock: meaningless to our caller
+                reply.pop("operationTime", None)
             answered.append(server.address)
             code = reply.get("code") if not reply.get("ok") else None
             if code in NOT_PRIMARY_CODES and (retry == "safe" or (retry == "refused"
