@@ -15,7 +15,7 @@ Public API
       ``propose_batch([data, ...]) -> last index``, ``propose_conf_change(cc) -> index``,
       ``transfer_leader(to)``, ``read_index(context)``, ``leader_unreachable(peer)`` (the
       driver saw its connection from the leader end: the election timer counts as expired,
-      so the follower campaigns within one timeout) (proposals raise ``ProposalDropped``
+      so the follower campaigns within half its random spread) (proposals raise ``ProposalDropped``
       when this node cannot accept them: not leader, transfer in progress, pending change);
     - outputs: ``has_ready()``, ``ready() -> Ready``, ``advance(ready)``;
     - observation: ``status() -> Status`` (role, term, vote, leader, commit, applied,

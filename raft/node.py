@@ -10,7 +10,8 @@ Threads
   pipelined, up to ``max_inflight_readies``).
 * **persist/apply**: takes every queued Ready, writes them all and fsyncs ONCE (group commit
   across Readies), sends the ``persisted_messages`` (append/vote acknowledgements), installs a
-  received snapshot, applies committed entries through ``apply(entries)``, resolves proposal
+  received snapshot, applies the committed entries of all those Readies through ONE
+  ``apply(entries)`` call (split only around a snapshot install), resolves proposal
   and read futures, takes application snapshots, compacts the log, and finally asks the loop to
   ``advance`` each Ready in order.
 
