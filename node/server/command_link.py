@@ -398,6 +398,14 @@ class CommandLinks:
                 old.close()
             return link
 
+    def abandon(self, address: str) -> None:
+        """Close the link to ``address``: its waiting callers get AutoReconnect (the member
+        was found unreachable or deposed); the next call opens a new one."""
+        with self._lock:
+            link = self._links.pop(address, None)
+        if link is not None:
+            link.close()
+
     def close(self) -> None:
         with self._lock:
             links, self._links = list(self._links.values()), {}

@@ -114,6 +114,14 @@ class RemoteSet:
         self._socket_timeout = socket_timeout_ms / 1000
         self._link_addresses: dict[Address, str] = {}
         """Each member's command link address, from its last ``hello``."""
+        self.client.executor.topology.channels.on_cancel.append(self._abandon_link)
+
+    def _abandon_link(self, server: Address) -> None:
+        """The topology gave up on ``server`` (unreachable, or deposed): requests waiting on
+        its link get AutoReconnect now, as those on its gRPC channel do."""
+        links, address = _links(), self._link_addresses.get(server)
+        if links is not None and address is not None:
+            links.abandon(address)
 
     def _link_address(self, server: ServerDescription) -> str | None:
         """Where ``server``'s command link listens (its ``hello`` says; a wildcard host is
