@@ -47,6 +47,7 @@ import bson
 
 from helogale.errors import AutoReconnect, NetworkTimeout
 from node.commands.context import GRPC, RequestContext
+from node.ops.counters import COUNTERS
 from node.server.grpc_service import command_name
 from raft.auth import COMMAND_SENDER, DOMAIN_COMMAND, client_metadata
 from raft.tcp_transport import (
@@ -103,7 +104,6 @@ class CommandLinkServer:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="link-cmd")
         self._ids = itertools.count(1)
         self.open_links = 0
-        self.served = 0
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -134,8 +134,7 @@ class CommandLinkServer:
             inbound.frame_at = 0.0
             request_id, db, command = decode_request(body)
             done = writer.answer(request_id)
-            with self._lock:
-                self.served += 1
+            COUNTERS.inc("command_link_commands")
             if dispatcher.runs_inline(command_name(command)):
                 # proposed here, answered by the thread that applies it
                 dispatcher.run_bson_async(db, command, ctx, done)
