@@ -509,10 +509,15 @@ class RaftNode:
 
     def copies(self, index: int) -> int:
         """Leader only: voters (this one included) holding ``index`` durably; 0 otherwise."""
+        return len(self.holders(index))
+
+    def holders(self, index: int) -> frozenset[int]:
+        """Leader only: the ids of the voters (this one included) holding ``index`` durably;
+        none otherwise."""
         v = self._view
         if v.role != StateRole.LEADER:
-            return 0
-        return sum(1 for m in v.match.values() if m >= index)
+            return frozenset()
+        return frozenset(nid for nid, m in v.match.items() if m >= index)
 
     def wait_for_match(self, index: int, n: int, timeout: float) -> bool:
         """Leader only: wait until ``n`` voters (this one included) hold ``index`` durably —

@@ -132,7 +132,7 @@ def find(svc: RouterServices, db: str, req: requests.FindRequest, cmd: Mapping[s
         out = dict(reply["cursor"])
         out.setdefault("ns", req.ns)
         if tail.cursor_id:
-            out["id"] = Int64(svc.cursors.open_tail(req.ns, tail, ctx.connection_id))
+            out["id"] = Int64(svc.cursors.open_tail(req.ns, tail, ctx.connection_id, ctx.auth))
         return {"cursor": out}
 
     return svc.shards.routed(db, req.coll, attempt,

@@ -16,6 +16,7 @@ from typing import Any
 import bson
 import grpc
 import pytest
+from pymongo import MongoClient
 
 from node.local_cluster import LocalCluster, free_ports, wait_until
 from proto import helogale_pb2, helogale_pb2_grpc
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster(3) as c:
+    with LocalCluster(3, wire=True) as c:
         yield c
 
 
@@ -295,3 +296,60 @@ def test_reconfig_refuses_bad_or_unreachable_configs_and_changes_nothing(
     assert c.command(p, {"replSetGetConfig": 1})["config"] == before
     assert sorted(c.command(p, {"hello": 1})["hosts"]) == hosts
     assert len(c.command(p, {"replSetGetStatus": 1})["members"]) == 3
+
+
+def test_tagged_write_concerns_wait_for_the_tags_they_name(cluster: LocalCluster) -> None:
+    """Member tags and ``getLastErrorModes``: ``w: "twoDCs"`` waits until the members holding
+    the write cover two ``dc`` values. With the only ``west`` member paused, ``w: 2`` is still
+    met (two ``east`` members) but ``w: "twoDCs"`` times out with a writeConcernError, and the
+    write stays applied."""
+    c = cluster
+    p = c.wait_for_primary()
+    east2, west = [i for i in range(3) if i != p]
+    dcs = {p: "east", east2: "east", west: "west"}
+    version = int(c.command(p, {"replSetGetConfig": 1})["config"]["version"])
+    cfg = {"_id": "rs0", "version": version + 1,
+           "members": [{**c.member_doc(i), "tags": {"dc": dcs[i]}} for i in range(3)],
+           "settings": {"getLastErrorModes": {"twoDCs": {"dc": 2}}}}
+    assert c.command(p, {"replSetReconfig": cfg}, timeout=30)["ok"] == 1.0
+    stored = c.command(p, {"replSetGetConfig": 1})["config"]
+    assert stored["settings"] == {"getLastErrorModes": {"twoDCs": {"dc": 2}}}
+    assert sorted(m["tags"]["dc"] for m in stored["members"]) == ["east", "east", "west"]
+    for i in range(3):  # hello shows each member's tags: drivers' tag-set read preferences
+        wait_until(lambda i=i: c.command(i, {"hello": 1}).get("tags") == {"dc": dcs[i]}, 30,
+                   f"member {i}'s tags in hello")
+
+    def insert(doc_id: int, w: Any) -> dict[str, Any]:
+        return c.command(p, {"insert": "tagged", "documents": [{"_id": doc_id}],
+                             "writeConcern": {"w": w, "wtimeout": 1500}}, db="app", timeout=30)
+
+    ok = insert(1, "twoDCs")
+    assert ok["ok"] == 1.0 and ok["n"] == 1 and "writeConcernError" not in ok
+    assert insert(2, {"dc": 3})["code"] == 100  # only two dc values exist
+    assert insert(3, "threeDCs")["code"] == 79
+    tagged_read = MongoClient(c.wire_uri, serverSelectionTimeoutMS=20000,
+                              readPreference="secondary", readPreferenceTags="dc:west")
+    try:  # pymongo's tag-set read preference picks the west member by its hello tags
+        served: list[str] = []
+
+        def read_on_west() -> bool:  # west holds _id 1 durably, may not have applied it yet
+            cursor = tagged_read.app.tagged.find({"_id": 1})
+            found = list(cursor)
+            served.append(f"{cursor.address[0]}:{cursor.address[1]}")
+            return found == [{"_id": 1}]
+
+        wait_until(read_on_west, 30, "the west member to serve the tagged read")
+        assert set(served) == {c.members[west].wire_address}
+    finally:
+        tagged_read.close()
+    c.pause(west)
+    try:
+        assert "writeConcernError" not in insert(4, 2)  # the two east members hold it
+        short = insert(5, "twoDCs")
+        assert short["n"] == 1 and short["writeConcernError"]["code"] == 64
+        assert short["writeConcernError"]["errInfo"]["writeConcern"]["w"] == "twoDCs"
+        found = c.command(p, {"find": "tagged", "filter": {"_id": 5}}, db="app")
+        assert found["cursor"]["firstBatch"] == [{"_id": 5}]  # never undone
+    finally:
+        c.resume(west)
+    assert "writeConcernError" not in insert(6, {"dc": 2})

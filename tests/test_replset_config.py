@@ -43,6 +43,13 @@ def test_a_good_config_is_normalised() -> None:
     assert new.specs[0].raft_address == "[::1]:9001" and new.specs[0].wire_host == "db1.example:27017"
     assert new.docs[1] == {"_id": 2, "host": "127.0.0.1:7004", "priority": 0.0}
     assert all(type(d["_id"]) is int and type(d["priority"]) is float for d in new.docs)
+    assert new.settings == {}
+    tagged = parse_reconfig(_cfg(_member(1, tags={"dc": "e"}), _member(2, tags={"dc": "w"}),
+                                 settings={"getLastErrorModes": {"two": {"dc": 2.0}},
+                                           "heartbeatTimeoutSecs": 10}),
+                            replset="rs0", current_version=2)
+    assert tagged.docs[1]["tags"] == {"dc": "w"}
+    assert tagged.settings == {"getLastErrorModes": {"two": {"dc": 2}}}
     # no version: the next one
     assert parse_reconfig({"_id": "rs0", "members": [_member(1)]}, replset="rs0",
                           current_version=7).version == 8
@@ -76,6 +83,11 @@ def test_a_good_config_is_normalised() -> None:
     (_cfg(_member(1), _member(2, host="127.0.0.1:7002")), 93, "same host field"),
     (_cfg(_member(1, raftHost="h:1"), _member(2, raftHost="h:1")), 93, "same raftHost field"),
     (_cfg(_member(1, priority="high")), 14, "priority' is the wrong type 'string'"),
+    (_cfg(_member(1, tags={"dc": 1})), 93, "tags field dc in members.0 must be a string"),
+    (_cfg(settings=[]), 14, "'replSetReconfig.settings' is the wrong type 'array'"),
+    (_cfg(settings={"chainingAllowed": True, "votes": 1}), 93, "Unexpected field votes"),
+    (_cfg(_member(1, tags={"dc": "e"}), settings={"getLastErrorModes": {"m": {"rack": 1}}}),
+     93, "No replica set tag with key \"rack\""),
     (_cfg(_member(1, priority=True)), 14, "wrong type 'bool'"),
     (_cfg(_member(1, priority=-1)), 93, "between 0 and 1000"),
     (_cfg(_member(1, priority=1001)), 93, "between 0 and 1000"),

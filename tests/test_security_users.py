@@ -307,3 +307,28 @@ def test_out_and_merge_need_write_actions_where_they_write(d: Dispatcher) -> Non
                  "cursor": {}}
     assert d.run("app", elsewhere, writer)["code"] == 13
     assert d.services.engine.collection("other", "x").count({}) == 0
+
+
+def test_a_cursor_belongs_to_the_user_who_opened_it(d: Dispatcher) -> None:
+    """Another user who learns a cursor id can neither read on from it nor kill it (13), as
+    MongoDB refuses; its owner still can, and so can a second session of the same user."""
+    root = make_root(d)
+    assert d.run("admin", {"createUser": "other", "pwd": PASSWORD,
+                           "roles": [{"role": "readWrite", "db": "app"}]}, root)["ok"] == 1.0
+    d.run("app", {"insert": "c", "documents": [{"_id": i} for i in range(5)]}, root)
+    opened = d.run("app", {"find": "c", "batchSize": 1}, root)["cursor"]
+    cid = opened["id"]
+    other = ctx()
+    assert login(d, other, "other", PASSWORD, "admin")["ok"] == 1.0
+    for cmd in ({"getMore": cid, "collection": "c"}, {"killCursors": "c", "cursors": [cid]}):
+        refused = d.run("app", cmd, other)
+        assert refused["code"] == 13 and "not created by the authenticated user" in refused[
+            "errmsg"], refused
+    second = make_root_session(d)  # the same user on another connection: still the owner
+    more = d.run("app", {"getMore": cid, "collection": "c", "batchSize": 1}, second)["cursor"]
+    assert more["nextBatch"] == [{"_id": 1}]
+    killed = d.run("app", {"killCursors": "c", "cursors": [cid]}, root)
+    assert killed["cursorsKilled"] == [cid]
+    # ids are random, not a counter a neighbour can step through
+    ids = {d.run("app", {"find": "c", "batchSize": 1}, root)["cursor"]["id"] for _ in range(4)}
+    assert len(ids) == 4 and max(ids) - min(ids) > 1_000_000

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from node.commands.member import WriteConcern
+from node.commands.write_modes import tag_rule
 from node.engine.errors import MongoError
 from node.server.write_wait import WriteConcernWaits
 
@@ -30,8 +31,8 @@ class FakeRaft:
             self.leader = False
             self.cv.notify_all()
 
-    def copies(self, index: int) -> int:
-        return self.held
+    def holders(self, index: int) -> frozenset[int]:
+        return frozenset(range(1, self.held + 1))
 
     def wait_for(self, pred: Callable[[], bool], timeout: float) -> bool:
         with self.cv:
@@ -54,7 +55,7 @@ def raft() -> FakeRaft:
 
 @pytest.fixture
 def waits(raft: FakeRaft) -> Iterator[WriteConcernWaits]:
-    w = WriteConcernWaits(raft.copies, raft.wait_for, raft.wake, leading=raft.leading)
+    w = WriteConcernWaits(raft.holders, raft.wait_for, raft.wake, leading=raft.leading)
     yield w
     w.stop()
 
@@ -122,7 +123,7 @@ def test_many_waiting_writes_hold_no_thread_each(raft: FakeRaft,
 
 
 def test_stop_ends_the_watcher(raft: FakeRaft) -> None:
-    w = WriteConcernWaits(raft.copies, raft.wait_for, raft.wake, leading=raft.leading)
+    w = WriteConcernWaits(raft.holders, raft.wait_for, raft.wake, leading=raft.leading)
     w.add(WriteConcern(w=3), time.monotonic())
     w.stop()
     assert not w._thread.is_alive()
@@ -171,3 +172,21 @@ def test_w3_wait_ends_when_leadership_is_lost(raft: FakeRaft, waits: WriteConcer
     late = waits.add(WriteConcern(w=3), time.monotonic())  # applied after the step-down
     waits.applied(late, {"n": 1}, 10)
     assert late.out.result(5)[1]["code"] == 189
+
+
+def test_a_tagged_write_waits_for_holders_that_cover_its_tags(
+        raft: FakeRaft, waits: WriteConcernWaits) -> None:
+    """Holders 1 and 2 are both ``east``: a two-dc rule waits until member 3 (``west``)
+    holds the entry too, not merely until two members do."""
+    config = {"members": [{"_id": 1, "tags": {"dc": "east"}}, {"_id": 2, "tags": {"dc": "east"}},
+                          {"_id": 3, "tags": {"dc": "west"}}]}
+    wc = WriteConcern(w={"dc": 2}, rule=tag_rule({"dc": 2}, config))
+    wait = waits.add(wc, time.monotonic())
+    two = waits.add(WriteConcern(w=2), time.monotonic())
+    raft.set_held(2)
+    waits.applied(wait, {"n": 1}, 7)
+    waits.applied(two, {"n": 1}, 7)
+    assert two.out.result(timeout=5) == ({"n": 1}, None)  # the watcher saw 2 holders...
+    assert not wait.out.done()  # ...and left the two-dc write waiting
+    raft.set_held(3)
+    assert wait.out.result(timeout=5) == ({"n": 1}, None)

@@ -41,7 +41,7 @@ def list_collections(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: R
     cursor = cmd.get("cursor") if isinstance(cmd.get("cursor"), Mapping) else {}
     batch = cursor.get("batchSize")
     return open_cursor(node, f"{db}.$cmd.listCollections", iter(infos),
-                       int(batch) if isinstance(batch, int) else None)
+                       int(batch) if isinstance(batch, int) else None, ctx=ctx)
 
 
 def list_databases(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext

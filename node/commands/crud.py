@@ -46,7 +46,8 @@ def submit(node: NodeServices, cmd: Mapping[str, Any], entry: dict[str, Any],
     With ``ctx.deferred_replies`` nothing waits here: the reply is a :class:`PendingReply`
     that completes when the entry has applied (and the write concern is satisfied)."""
     node.member.require_writable()
-    wc = parse_write_concern(cmd, node.member.set_size(), max_time_ms)
+    wc = parse_write_concern(cmd, node.member.set_size(), max_time_ms,
+                             config=node.member.repl_set_get_config)
     lsid = cmd.get("lsid")
     txn_number = cmd.get("txnNumber")
     if txn_number is not None:
@@ -118,7 +119,8 @@ def answer_now(node: NodeServices, cmd: Mapping[str, Any], reply: dict[str, Any]
     """The reply of a write with nothing left to apply (all of it refused): nothing is
     proposed, but a secondary still answers NotWritablePrimary and ``w: 0`` only ``ok``."""
     node.member.require_writable()
-    if not parse_write_concern(cmd, node.member.set_size()).acknowledged:
+    if not parse_write_concern(cmd, node.member.set_size(),
+                               config=node.member.repl_set_get_config).acknowledged:
         return {"ok": 1.0}
     return reply
 

@@ -17,13 +17,17 @@ and no code for it; 146 is its code for a server resource limit that a retry wil
 (drivers do not retry it), and the message names the cap. Refusing the newcomer rather than
 closing someone's least-recently-used cursor keeps one client's leak from killing another
 client's live cursors; leaked cursors still go after ``idle_timeout_s``.
+
+A cursor belongs to the users that were authenticated on the connection that opened it (with
+``--auth``): ``getMore`` and ``killCursors`` from a connection authenticated as none of them
+are refused with Unauthorized (13), as MongoDB refuses them. Cursor ids are random 63-bit
+numbers, so an id seen in one place says nothing about the next.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import random
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +66,23 @@ class _Cursor:
     tail: Any = None
     """A tailable cursor's position (``node.commands.tailing.Tail``); it holds no snapshot
     and its ``source`` is empty: each batch is read afresh."""
+    owners: frozenset[tuple[str, str]] | None = None
+    """The ``(user, db)`` authenticated where it was opened; None: anyone may use it (no
+    ``--auth``, an in-process caller)."""
+
+
+def cursor_owners(auth: Any) -> frozenset[tuple[str, str]] | None:
+    """The owners a cursor opened under ``auth`` (a ``RequestContext.auth``) gets."""
+    return None if auth is None else frozenset(auth.users)
+
+
+def _check_owner(cursor: _Cursor, auth: Any) -> None:
+    """Unauthorized (13) unless ``auth`` holds one of the cursor's owners (or either side
+    carries no authentication: no ``--auth``, or a cursor nobody owned)."""
+    if auth is None or not cursor.owners or cursor.owners & set(auth.users):
+        return
+    raise MongoError(13, f"cursor id {cursor.cursor_id} was not created by the authenticated "
+                     "user", code_name="Unauthorized")
 
 
 def _close(source: Iterator[Any]) -> None:
@@ -126,7 +147,6 @@ class CursorRegistry:
         self._lock = threading.Lock()
         self._cursors: dict[int, _Cursor] = {}
         self._per_connection: dict[int, int] = {}
-        self._ids = itertools.count(random.SystemRandom().randrange(1, 1 << 40))
         self._last_refusal_log = -_REFUSAL_LOG_EVERY_S
 
     def __len__(self) -> int:
@@ -135,12 +155,13 @@ class CursorRegistry:
 
     def first_batch(
         self, ns: str, source: Iterator[dict[str, Any]], batch_size: int | None,
-        budget: TimeBudget = UNLIMITED, connection_id: int = 0,
+        budget: TimeBudget = UNLIMITED, connection_id: int = 0, auth: Any = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Take the first batch; register the rest (returns cursor id, 0 when exhausted).
         ``budget`` bounds the running time of this batch and every later one. Raises
         ExceededMemoryLimit (146), closing ``source``, when a cursor would have to stay open
-        past a cap (``connection_id``'s or the node's)."""
+        past a cap (``connection_id``'s or the node's). ``auth`` (the request's
+        ``RequestContext.auth``) names the cursor's owners."""
         self.reap()
         limit = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
         pending: list[dict[str, Any]] = []
@@ -153,20 +174,22 @@ class CursorRegistry:
         if not more:
             _close(source)
             return batch, 0
-        cursor_id = next(self._ids)
-        cursor = _Cursor(cursor_id, ns, source, self._clock(), connection_id, peeked=pending,
-                         budget=budget)
+        cursor = _Cursor(0, ns, source, self._clock(), connection_id, peeked=pending,
+                         budget=budget, owners=cursor_owners(auth))
         refusal = self._register(cursor)
         if refusal is not None:
             _close(source)
             raise refusal
-        return batch, cursor_id
+        return batch, cursor.cursor_id
 
     def _register(self, cursor: _Cursor) -> MongoError | None:
-        """Keep ``cursor`` open, or (past a cap) count and log the refusal and return it."""
+        """Keep ``cursor`` open under a new random id, or (past a cap) count and log the
+        refusal and return it."""
         with self._lock:
             refusal = self._refusal(cursor.connection_id)
             if refusal is None:
+                while not cursor.cursor_id or cursor.cursor_id in self._cursors:
+                    cursor.cursor_id = secrets.randbits(63)
                 self._cursors[cursor.cursor_id] = cursor
                 self._per_connection[cursor.connection_id] = (
                     self._per_connection.get(cursor.connection_id, 0) + 1)
@@ -198,20 +221,21 @@ class CursorRegistry:
             log.warning("cursor refused", extra={"fields": {
                 "errmsg": error.errmsg, "open": len(self), "refused": self.refused}})
 
-    def open_tail(self, ns: str, tail: Any, connection_id: int = 0) -> int:
+    def open_tail(self, ns: str, tail: Any, connection_id: int = 0, auth: Any = None) -> int:
         """Register a tailable cursor (``tail`` keeps its place); returns its id. Raises
         ExceededMemoryLimit (146) past a cap, as :meth:`first_batch` does."""
         self.reap()
-        cursor_id = next(self._ids)
-        cursor = _Cursor(cursor_id, ns, iter(()), self._clock(), connection_id, tail=tail)
+        cursor = _Cursor(0, ns, iter(()), self._clock(), connection_id, tail=tail,
+                         owners=cursor_owners(auth))
         refusal = self._register(cursor)
         if refusal is not None:
             raise refusal
-        return cursor_id
+        return cursor.cursor_id
 
-    def lookup(self, cursor_id: int, ns: str) -> _Cursor:
-        """The open cursor ``cursor_id`` of ``ns`` (touched: not idle); CursorNotFound (43)
-        or Unauthorized (13) for another namespace's."""
+    def lookup(self, cursor_id: int, ns: str, auth: Any = None) -> _Cursor:
+        """The open cursor ``cursor_id`` of ``ns`` (touched: not idle); CursorNotFound (43),
+        or Unauthorized (13) for another namespace's or another user's (``auth``: the
+        request's ``RequestContext.auth``)."""
         self.reap()
         with self._lock:
             cursor = self._cursors.get(cursor_id)
@@ -222,6 +246,7 @@ class CursorRegistry:
                 13, f"Requested getMore on namespace '{ns}', but cursor belongs to a "
                 f"different namespace {cursor.ns}", code_name="Unauthorized"
             )
+        _check_owner(cursor, auth)
         cursor.last_used = self._clock()
         return cursor
 
@@ -230,10 +255,10 @@ class CursorRegistry:
         return self._drop(cursor_id)
 
     def get_more(
-        self, cursor_id: int, ns: str, batch_size: int | None
+        self, cursor_id: int, ns: str, batch_size: int | None, auth: Any = None
     ) -> tuple[list[dict[str, Any]], int]:
         """The next batch of an open cursor and its id (0 once exhausted and closed)."""
-        cursor = self.lookup(cursor_id, ns)
+        cursor = self.lookup(cursor_id, ns, auth)
         with cursor.lock:
             cursor.last_used = self._clock()
             try:
@@ -247,8 +272,14 @@ class CursorRegistry:
             return batch, 0
         return batch, cursor_id
 
-    def kill(self, cursor_ids: list[int]) -> tuple[list[int], list[int]]:
-        """Close cursors; returns (killed, not found)."""
+    def kill(self, cursor_ids: list[int], auth: Any = None) -> tuple[list[int], list[int]]:
+        """Close cursors; returns (killed, not found). Unauthorized (13), closing none, when
+        one of them belongs to users ``auth`` is not authenticated as."""
+        with self._lock:
+            mine = [self._cursors.get(cid) for cid in cursor_ids]
+        for cursor in mine:
+            if cursor is not None:
+                _check_owner(cursor, auth)
         killed: list[int] = []
         not_found: list[int] = []
         for cid in cursor_ids:

@@ -83,7 +83,7 @@ def list_indexes(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reque
     cursor = cmd.get("cursor") if isinstance(cmd.get("cursor"), Mapping) else {}
     batch = cursor.get("batchSize")
     return open_cursor(node, f"{db}.{coll}", iter(specs),
-                       int(batch) if isinstance(batch, int) else None)
+                       int(batch) if isinstance(batch, int) else None, ctx=ctx)
 
 
 APPLIERS = {"createIndexes": apply_create_indexes, "dropIndexes": apply_drop_indexes}

@@ -9,13 +9,14 @@ single in-process member used by tests and embedded use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.commands.context import RequestContext
 from node.commands.generic_args import parse_write_concern_fields
+from node.commands.write_modes import TagRule, tag_rule
 from node.engine.errors import MongoError
 
 UNSATISFIABLE_WRITE_CONCERN = 100
@@ -24,15 +25,17 @@ WRITE_CONCERN_FAILED = 64
 
 @dataclass(frozen=True)
 class WriteConcern:
-    """``w`` (int or ``"majority"``), ``wtimeout`` in ms (0: wait forever), ``j``, and the
+    """``w`` (int, ``"majority"``, a mode name or a tag set; ``rule`` is the resolved tag
+    requirement of the last two), ``wtimeout`` in ms (0: wait forever), ``j``, and the
     command's ``maxTimeMS``, which bounds the same wait: when it passes first, a write not yet
     applied fails with MaxTimeMSExpired (50), one applied but short of ``w`` copies gets a
     writeConcernError with that code. Neither undoes the write."""
 
-    w: int | str = 1
+    w: int | str | dict[str, int] = 1
     wtimeout_ms: int = 0
     j: bool | None = None
     max_time_ms: int = 0
+    rule: TagRule | None = None
 
     @property
     def acknowledged(self) -> bool:
@@ -42,7 +45,7 @@ class WriteConcern:
     def settles_on_apply(self) -> bool:
         """Satisfied once the entry has applied here (w 0, 1 or majority; no wtimeout), with
         no further wait."""
-        return (not self.wtimeout_ms and not self.max_time_ms
+        return (not self.wtimeout_ms and not self.max_time_ms and self.rule is None
                 and not (isinstance(self.w, int) and self.w > 1))
 
     def to_doc(self) -> dict[str, Any]:
@@ -52,22 +55,17 @@ class WriteConcern:
         return doc
 
 
-def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int = 0
-                        ) -> WriteConcern:
+def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int = 0,
+                        config: Callable[[], Mapping[str, Any]] | None = None) -> WriteConcern:
     """The command's ``writeConcern`` (default ``{w: 1}``), checked against the set's size;
-    ``max_time_ms`` is the command's (already parsed) ``maxTimeMS``."""
+    ``max_time_ms`` is the command's (already parsed) ``maxTimeMS``; ``config`` gives the
+    replica-set configuration a mode name or tag set is resolved against (only read for
+    those; none, or one that raises, names no modes and tags no member)."""
     fields = parse_write_concern_fields(cmd.get("writeConcern"))
-    if fields is None or fields.w is None:
-        w: int | str = 1
-    elif isinstance(fields.w, dict):
-        raise MongoError(UNSATISFIABLE_WRITE_CONCERN, "Not enough nodes match write concern "
-                         f"tags {fields.w}: members carry no tags",
-                         code_name="UnsatisfiableWriteConcern")
-    else:
-        w = fields.w
-    if isinstance(w, str) and w != "majority":
-        raise MongoError(79, f"No write concern mode named '{w}' found in replica set "
-                         "configuration", code_name="UnknownReplWriteConcern")
+    w: int | str | dict[str, int] = 1 if fields is None or fields.w is None else fields.w
+    rule = None
+    if isinstance(w, dict) or (isinstance(w, str) and w != "majority"):
+        rule = tag_rule(w, _config_or_empty(config))
     wtimeout = fields.wtimeout_ms if fields is not None else 0
     if isinstance(w, int) and w <= 1:
         # MongoDB ignores wtimeout for w 0 and 1: the write itself is the whole wait. Here w: 1
@@ -82,7 +80,17 @@ def parse_write_concern(cmd: Mapping[str, Any], set_size: int, max_time_ms: int 
             f"set's {set_size} member(s)",
             code_name="UnsatisfiableWriteConcern",
         )
-    return WriteConcern(w=w, wtimeout_ms=max(0, wtimeout), j=j, max_time_ms=max_time_ms)
+    return WriteConcern(w=w, wtimeout_ms=max(0, wtimeout), j=j, max_time_ms=max_time_ms,
+                        rule=rule)
+
+
+def _config_or_empty(config: Callable[[], Mapping[str, Any]] | None) -> Mapping[str, Any]:
+    if config is None:
+        return {}
+    try:
+        return config()
+    except MongoError:  # not a replica set: no modes, no tags
+        return {}
 
 
 def write_concern_error(errmsg: str, wc: WriteConcern, *, max_time: bool = False

@@ -45,7 +45,8 @@ def open_cursor(node: NodeServices, ns: str, docs: Iterator[dict[str, Any]],
             batch, _ = take_batch(docs, batch_size, [])
         return cursor_reply(ns, batch, 0, True)
     batch, cid = node.cursors.first_batch(ns, docs, batch_size, budget,
-                                          ctx.connection_id if ctx is not None else 0)
+                                          ctx.connection_id if ctx is not None else 0,
+                                          ctx.auth if ctx is not None else None)
     return cursor_reply(ns, batch, cid, True)
 
 
@@ -72,7 +73,7 @@ def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContex
 def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
              ) -> dict[str, Any] | PendingReply:
     req = requests.parse_get_more(db, cmd)
-    cursor = node.cursors.lookup(req.cursor_id, req.ns)
+    cursor = node.cursors.lookup(req.cursor_id, req.ns, ctx.auth)
     if cursor.tail is not None:
         own = getattr(cursor.tail, "get_more", None)  # the router's pass-through cursor
         if own is not None:
@@ -81,14 +82,14 @@ def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
     if req.max_time_ms:
         raise MongoError(BAD_VALUE, "cannot set maxTimeMS on getMore command for a "
                          "non-awaitData cursor")
-    batch, cid = node.cursors.get_more(req.cursor_id, req.ns, req.batch_size)
+    batch, cid = node.cursors.get_more(req.cursor_id, req.ns, req.batch_size, ctx.auth)
     return cursor_reply(req.ns, batch, cid, False)
 
 
 def kill_cursors(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                  ) -> dict[str, Any]:
     req = requests.parse_kill_cursors(db, cmd)
-    killed, missing = node.cursors.kill(req.cursor_ids)
+    killed, missing = node.cursors.kill(req.cursor_ids, ctx.auth)
     return {
         "cursorsKilled": [Int64(c) for c in killed],
         "cursorsNotFound": [Int64(c) for c in missing],

@@ -142,7 +142,7 @@ def find(node: NodeServices, req: FindRequest, ctx: RequestContext) -> dict[str,
     if not req.raw.get("tailable"):  # a plain resumed natural-order read
         rest = read_batch(engine, tail, 0)
         return reply(req.ns, batch + rest, 0, tail.last, True)
-    cursor_id = node.cursors.open_tail(req.ns, tail, ctx.connection_id)
+    cursor_id = node.cursors.open_tail(req.ns, tail, ctx.connection_id, ctx.auth)
     return reply(req.ns, batch, cursor_id, tail.last, True)
 
 

@@ -297,6 +297,10 @@ def _in_test(values: list[Any], op: str) -> Callable[[Any], bool]:
     keys = set()
     regexes: list[Callable[[Any], bool]] = []
     for v in values:
+        t = type(v)
+        if t is int or t is str or t is float:  # the common case, without the checks below
+            keys.add(hash_key(v))
+            continue
         if isinstance(v, Mapping) and v and _is_operator_dict(v):
             raise bad_value(f"cannot nest $ under {op}")
         if _is_regex(v):

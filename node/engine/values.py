@@ -342,6 +342,11 @@ def hash_key(v: Any) -> Hashable:
 
     Used for set semantics over BSON values (``distinct``, ``$addToSet``, ``$in`` lookups).
     """
+    t = type(v)  # the common exact types first: what the general path gives them
+    if t is int or (t is float and v == v):
+        return (RANK_NUMBER, v)
+    if t is str:
+        return (RANK_STRING, v)
     rank = canonical_rank(v)
     if rank == RANK_NUMBER:
         if is_nan(v):

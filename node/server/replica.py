@@ -41,6 +41,7 @@ from bson import Int64, ObjectId, Timestamp
 
 from node.commands.context import WIRE, RequestContext
 from node.commands.member import WriteConcern
+from node.commands.write_modes import member_tags
 from node.engine.errors import (
     NOT_PRIMARY_NO_SECONDARY_OK,
     NOT_WRITABLE_PRIMARY,
@@ -126,7 +127,7 @@ class Replica:
         self._monitor = threading.Thread(target=self._monitor_loop, name="replica-monitor",
                                          daemon=True)
         self._wc_waits = WriteConcernWaits(
-            self.raft.copies, lambda pred, t: self.raft.wait_for(lambda _v: pred(), t),
+            self.raft.holders, lambda pred, t: self.raft.wait_for(lambda _v: pred(), t),
             self.raft.wake_waiters, leading=self.raft.is_leader)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -438,6 +439,9 @@ class Replica:
                                            self.config.advertised)
         if me is not None and me.priority <= 0:
             reply["passive"] = True
+        tags = member_tags(self.config_doc()).get(self.id)
+        if tags:  # drivers select by these for tag-set read preferences
+            reply["tags"] = tags
         if primary:
             reply["electionId"] = ObjectId(b"\x7f\xff\xff\xff"
                                            + self.raft.view.term.to_bytes(8, "big"))
@@ -607,7 +611,10 @@ class Replica:
         check_quorum([dialed[s.id] for s in new.specs], self.id, self._probe_member)
         old_voters = set(self.raft.view.voters)
         new_ids = {s.id for s in new.specs}
-        new_cfg = {"_id": self.config.replset, "version": new.version, "members": new.docs}
+        new_cfg: dict[str, Any] = {"_id": self.config.replset, "version": new.version,
+                                   "members": new.docs}
+        if new.settings:
+            new_cfg["settings"] = new.settings
         self._propose_and_wait({"op": "replSetConfig", "config": new_cfg,
                                 "now": _dt.datetime.now(_dt.UTC)})
         by_id = {s.id: s for s in new.specs}

@@ -1,7 +1,8 @@
 """Checks of a ``replSetReconfig`` document before anything is proposed, with MongoDB's codes.
 
 Owns :func:`parse_reconfig` (every field: types, member ids, ``HOST:PORT`` addresses, priorities,
-no unknown member fields, nothing shared between members, at least one electable member) and
+tags, no unknown member fields, nothing shared between members, at least one electable member,
+``settings`` with its write modes) and
 :func:`check_quorum` (a majority of the new configuration's voters must answer right now, as
 MongoDB's quorum check demands), plus :func:`tcp_probe`, the quick connect used for members this
 one has no recent Raft contact with. A refused configuration raises ``MongoError`` and changes
@@ -19,6 +20,7 @@ from typing import Any
 
 from bson import Int64
 
+from node.commands.write_modes import parse_member_tags, parse_modes
 from node.engine.errors import MongoError
 from node.server.config import MemberSpec
 
@@ -27,7 +29,12 @@ NODE_NOT_FOUND = 74
 INVALID_REPLICA_SET_CONFIG = 93
 NEW_CONFIG_INCOMPATIBLE = 103
 
-MEMBER_FIELDS = ("_id", "host", "wireHost", "raftHost", "priority")
+MEMBER_FIELDS = ("_id", "host", "wireHost", "raftHost", "priority", "tags")
+SETTINGS_FIELDS = ("getLastErrorModes", "chainingAllowed", "heartbeatIntervalMillis",
+                   "heartbeatTimeoutSecs", "electionTimeoutMillis", "catchUpTimeoutMillis",
+                   "catchUpTakeoverDelayMillis", "getLastErrorDefaults", "replicaSetId")
+"""MongoDB's ``settings`` fields; only ``getLastErrorModes`` is used here, the others are
+accepted (Raft's own timers govern elections and heartbeats)."""
 MAX_PRIORITY = 1000
 _HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})")
 
@@ -97,6 +104,8 @@ class NewConfig:
     specs: list[MemberSpec]
     docs: list[dict[str, Any]]
     """The members as stored in the configuration entry (priority filled in)."""
+    settings: dict[str, Any]
+    """``settings`` as stored: the write modes (``getLastErrorModes``), when any."""
 
 
 def parse_reconfig(config: Mapping[str, Any], *, replset: str, current_version: int
@@ -153,6 +162,8 @@ def parse_reconfig(config: Mapping[str, Any], *, replset: str, current_version: 
             doc["wireHost"] = wire
         if raft is not None:
             doc["raftHost"] = raft
+        if "tags" in member:
+            doc["tags"] = parse_member_tags(where, member["tags"])
         docs.append(doc)
         specs.append(MemberSpec(mid, host, wire, float(priority), raft))
     for field in ("_id", "host", "wireHost", "raftHost"):
@@ -169,7 +180,23 @@ def parse_reconfig(config: Mapping[str, Any], *, replset: str, current_version: 
     if not any(s.priority > 0 for s in specs):
         raise _invalid("Replica set configuration must have at least one member with "
                        "priority > 0 (no member could become primary)")
-    return NewConfig(version, specs, docs)
+    return NewConfig(version, specs, docs, _parse_settings(config.get("settings"), docs))
+
+
+def _parse_settings(raw: Any, docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``settings``: an object of MongoDB's fields (93 for others); its write modes checked
+    against the members' tags."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise _wrong_type("replSetReconfig.settings", raw, "object")
+    for key in raw:
+        if key not in SETTINGS_FIELDS:
+            raise _invalid(f"Unexpected field {key} in replica set settings")
+    if "getLastErrorModes" not in raw:
+        return {}
+    tags = {int(d["_id"]): d.get("tags") or {} for d in docs}
+    return {"getLastErrorModes": parse_modes(raw["getLastErrorModes"], tags)}
 
 
 def tcp_probe(address: str, timeout: float) -> str | None:

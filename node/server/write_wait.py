@@ -1,13 +1,14 @@
 """Write-concern waits with no thread per write.
 
 A write is answered once its Raft entry has applied here (the reply is what applying it
-returned) and, for ``w: N > 1``, N voting members hold the entry durably. ``wtimeout`` bounds
+returned) and, for ``w: N > 1``, N voting members hold the entry durably (for a mode name or tag
+set, the members holding it cover the tag counts it asks, ``node.commands.write_modes``). ``wtimeout`` bounds
 the whole wait: when it passes first, the reply carries a writeConcernError (code 64) and the
 write is never undone. The command's ``maxTimeMS`` bounds it too: a write not applied by then
 fails with MaxTimeMSExpired (50), an applied one short of its copies gets a writeConcernError
 with code 50. :class:`WriteConcernWaits` holds every write still waiting: the apply
 thread hands it each entry's outcome, and one watcher thread does what needs the clock or the
-replication progress (deadlines, ``w > 1``), woken by either. A write applied here but still
+replication progress (deadlines, ``w > 1``, tags), woken by either. A write applied here but still
 short of ``w`` copies when this member stops being leader is answered at once with MongoDB's
 PrimarySteppedDown writeConcernError (code 189, retryable): only a leader counts copies, so
 it would otherwise wait for its wtimeout, or forever.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import Any
 
@@ -55,27 +56,34 @@ class _Wait:
         self.done = False
 
     @property
-    def needs_copies(self) -> int:
-        """Voters that must hold the entry (0: applied here is enough)."""
+    def needs_copies(self) -> bool:
+        """Whether members other than this one must hold the entry (not: applied here is
+        enough)."""
         w = self.wc.w
-        return w if isinstance(w, int) and w > 1 else 0
+        return self.wc.rule is not None or (isinstance(w, int) and w > 1)
+
+    def copies_held(self, holders: Collection[int]) -> bool:
+        """Whether the members ``holders`` (ids holding the entry durably) satisfy ``w``."""
+        if self.wc.rule is not None:
+            return self.wc.rule.met_by(holders)
+        return len(holders) >= int(self.wc.w)  # type: ignore[arg-type]
 
 
 class WriteConcernWaits:
-    """Completes waiting writes. ``copies(index)`` counts the voters holding ``index`` (0 when
-    this member is not leader); ``wait_progress(pred, timeout)`` blocks until the replication
+    """Completes waiting writes. ``holders(index)`` names the voters holding ``index`` durably
+    (none when this member is not leader); ``wait_progress(pred, timeout)`` blocks until the replication
     state may have changed and ``pred()`` holds, or the timeout; ``wake()`` interrupts it;
     ``leading()`` says whether this member is still the leader that counts copies."""
 
     def __init__(
         self,
-        copies: Callable[[int], int],
+        holders: Callable[[int], Collection[int]],
         wait_progress: Callable[[Callable[[], bool], float], bool],
         wake: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
         leading: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._copies = copies
+        self._holders = holders
         self._leading = leading
         self._wait_progress = wait_progress
         self._wake = wake
@@ -147,7 +155,7 @@ class WriteConcernWaits:
     def _outcome(self, wait: _Wait, now: float) -> Outcome | MongoError | None:
         """The reply (or error) now due for ``wait``, or None while it must go on waiting."""
         if wait.result is not None and wait.needs_copies:
-            if self._copies(wait.index) >= wait.needs_copies:
+            if wait.copies_held(self._holders(wait.index)):
                 return wait.result, None
             if not self._leading():
                 return wait.result, stepped_down_error(wait.wc)
@@ -203,4 +211,4 @@ class WriteConcernWaits:
             waits = [w for w in self._waits if w.result is not None and w.needs_copies]
         if waits and not self._leading():
             return True
-        return any(self._copies(w.index) >= w.needs_copies for w in waits)
+        return any(w.copies_held(self._holders(w.index)) for w in waits)
