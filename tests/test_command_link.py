@@ -92,6 +92,22 @@ def test_commands_run_as_the_internal_identity(member: tuple[TcpTransport, FakeD
         link.close()
 
 
+def test_without_auth_commands_run_unauthenticated() -> None:
+    """As a gRPC caller's would on a member without --auth (a cursor opened over a link stays
+    usable over gRPC, should the link fall back)."""
+    t = TcpTransport(2, "127.0.0.1:0", {}, Inbox(), key=KEY)
+    server = CommandLinkServer(FakeDispatcher(), internal=False)
+    t.command_server = server
+    t.start()
+    link = CommandLink(_addr(t), KEY)
+    try:
+        assert _run(link, {"ping": 1})["users"] == []
+    finally:
+        link.close()
+        t.stop()
+        server.close()
+
+
 def test_deferred_replies_reach_their_callers_out_of_order(
         member: tuple[TcpTransport, FakeDispatcher]) -> None:
     t, dispatcher = member

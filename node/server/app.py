@@ -164,7 +164,7 @@ class NodeApp:
         set_link_key(self._key)
         if not hasattr(transport, "command_server"):  # the gRPC Raft transport: none
             return None
-        server = CommandLinkServer(self.dispatcher)
+        server = CommandLinkServer(self.dispatcher, internal=self.config.auth)
         transport.command_server = server
         return server
 

@@ -12,9 +12,10 @@ Opening a link (``raft.tcp_transport``): the dialler sends ``COMMAND_MAGIC``, th
 answers with its id and a nonce, the dialler proves it holds the cluster key
 (``raft.auth``, domain ``DOMAIN_COMMAND``: a Raft proof is worthless here and the reverse),
 the member says ok. The link exists only between processes holding the same key file; the
-Raft port's limits (connections, handshakes, deadlines, stalled frames) apply to it. A link
-runs every command as the cluster's internal identity (``__system``), which the key proves,
-just as the gRPC path authenticates with SCRAM and the key as password. With TLS the
+Raft port's limits (connections, handshakes, deadlines, stalled frames) apply to it. On a
+member with ``--auth`` a link runs every command as the cluster's internal identity
+(``__system``), which the key proves, just as the gRPC path authenticates with SCRAM and the
+key as password; without ``--auth`` as an unauthenticated connection, as over gRPC. With TLS the
 callers use gRPC (``RemoteSet``); links are plain TCP only.
 
 Frames (4-byte big-endian length, then the body)::
@@ -99,8 +100,14 @@ class CommandLinkServer:
     """Serves the command links a member's Raft port accepted (``serve`` runs one link in the
     connection's reader thread until it ends)."""
 
-    def __init__(self, dispatcher: Any, workers: int = WORKERS) -> None:
+    def __init__(self, dispatcher: Any, workers: int = WORKERS, *, internal: bool = True
+                 ) -> None:
+        """``internal``: a link's commands run as the internal user (the member runs with
+        ``--auth``, where a gRPC caller with the key authenticates as it); otherwise as an
+        unauthenticated connection, as a gRPC caller's would (a cursor one opened is then
+        usable from the other)."""
         self._dispatcher = dispatcher
+        self._internal = internal
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="link-cmd")
         self._ids = itertools.count(1)
         self.open_links = 0
@@ -114,7 +121,8 @@ class CommandLinkServer:
         from node.security.authz import INTERNAL_USER, AuthSession
 
         session = AuthSession()
-        session.authenticated(*INTERNAL_USER)  # the key proved the cluster's identity
+        if self._internal:
+            session.authenticated(*INTERNAL_USER)  # the key proved the cluster's identity
         ctx = RequestContext(transport=GRPC, connection_id=-next(self._ids), peer=inbound.peer,
                              deferred_replies=True, auth=session)
         writer = _ReplyWriter(inbound.sock)
