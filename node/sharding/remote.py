@@ -27,7 +27,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from helogale.channel import Address, Channel, decode_reply, encode_command
+from helogale.channel import Address, Channel, decode_reply, encode_command, format_address
 from helogale.client import MongoClient
 from helogale.errors import NotPrimaryError
 from helogale.read_preferences import ReadPreference, ServerMode
@@ -74,6 +74,15 @@ def set_link_key(key: bytes | None) -> None:
 
 def _links() -> CommandLinks | None:
     return _LINKS if _INTERNAL_TLS is None else None
+
+
+def link_address(advertised: str, reached_at: Address) -> str:
+    """Where to dial a member's command link: the address its ``hello`` gave, with a wildcard
+    host (a member listening on every interface) replaced by the host we reach it at."""
+    host, _, port = advertised.rpartition(":")
+    if host.strip("[]") in ("", "0.0.0.0", "::"):
+        return format_address((reached_at[0], int(port)))
+    return advertised
 
 
 def parse_connection_string(text: str) -> tuple[str | None, list[str]]:
@@ -132,11 +141,9 @@ class RemoteSet:
         if not isinstance(advertised, str):
             self._link_addresses.pop(server.address, None)
             return None
-        host, _, port = advertised.rpartition(":")
-        if host.strip("[]") in ("", "0.0.0.0", "::"):
-            advertised = f"{server.address[0]}:{port}"
-        self._link_addresses[server.address] = advertised
-        return advertised
+        address = self._link_addresses[server.address] = link_address(advertised,
+                                                                        server.address)
+        return address
 
     def _send(self, server: ServerDescription, channel: Channel, db: str,
               document: Mapping[str, Any], timeout: float | None) -> dict[str, Any]:
