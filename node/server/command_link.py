@@ -372,7 +372,7 @@ class CommandLinks:
     RETRY_S = 5.0
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        self.key = key
         self._links: dict[str, CommandLink] = {}
         self._failed: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -393,7 +393,7 @@ class CommandLinks:
                 if link is not None and link.dead is None:
                     return link
             try:
-                link = CommandLink(address, self._key)
+                link = CommandLink(address, self.key)
             except (OSError, ValueError, ConnectionError) as exc:
                 log.info("no command link to %s (gRPC meanwhile): %s", address, exc)
                 with self._lock:

@@ -67,6 +67,8 @@ def set_link_key(key: bytes | None) -> None:
     """Run commands over command links, proving ``key`` (the cluster key file), from now on;
     None: gRPC only. Links stay off while internal TLS is on (they are plain TCP)."""
     global _LINKS
+    if (_LINKS.key if _LINKS is not None else None) == key:
+        return  # (several apps in one process, as in tests: keep the links they share)
     old, _LINKS = _LINKS, (CommandLinks(key) if key is not None else None)
     if old is not None:
         old.close()
