@@ -13,6 +13,7 @@ from node.commands.cursors import CursorRegistry
 from node.sharding.remote import RemoteSet
 from router.catalog import CatalogCache
 from router.shards import Shards
+from router.snapshots import RouterSnapshots
 
 TRANSPORT_FIELDS = frozenset({"$db", "$clusterTime", "$readPreference", "shardVersion",
                               "$secondaryOk", "$queryOptions"})
@@ -35,6 +36,8 @@ class RouterServices:
     """``--auth``: users read from the config servers (``node.security.authz.RemoteUsers``)."""
     authz: Any = None
     """``--auth``: the authorization check every command passes first."""
+    snapshots: RouterSnapshots = field(default_factory=RouterSnapshots)
+    """``readConcern: snapshot`` tokens this router issued (``router.snapshots``)."""
 
 
 def read_preference(cmd: Mapping[str, Any]) -> ServerMode:
@@ -50,5 +53,12 @@ def read_preference(cmd: Mapping[str, Any]) -> ServerMode:
 
 
 def forwardable(cmd: Mapping[str, Any], *drop: str) -> dict[str, Any]:
-    """``cmd`` without transport fields (and ``drop``), ready to send to a shard."""
-    return {k: v for k, v in cmd.items() if k not in TRANSPORT_FIELDS and k not in drop}
+    """``cmd`` without transport fields (and ``drop``), ready to send to a shard. A
+    ``readConcern`` loses ``afterClusterTime``/``atClusterTime``: each shard counts its own
+    cluster time (``router.snapshots`` sets a snapshot's per shard)."""
+    out = {k: v for k, v in cmd.items() if k not in TRANSPORT_FIELDS and k not in drop}
+    rc = out.get("readConcern")
+    if isinstance(rc, Mapping) and ("afterClusterTime" in rc or "atClusterTime" in rc):
+        out["readConcern"] = {k: v for k, v in rc.items()
+                              if k not in ("afterClusterTime", "atClusterTime")}
+    return out

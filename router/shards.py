@@ -26,6 +26,7 @@ from node.ops.counters import COUNTERS
 from node.sharding.chunks import UNSHARDED, ChunkVersion
 from node.sharding.remote import Retry
 from router.catalog import CatalogCache, Route
+from router.snapshots import for_shard
 
 log = logging.getLogger("helogale.router")
 
@@ -152,8 +153,9 @@ class Shards:
 
 
 def versioned(cmd: Mapping[str, Any], route: Route, shard: str) -> dict[str, Any]:
-    """``cmd`` with the ``shardVersion`` it is routed by."""
-    return {**cmd, "shardVersion": shard_version(route, shard).to_doc()}
+    """``cmd`` with the ``shardVersion`` it is routed by (and, in a snapshot read, the
+    ``readConcern`` of that shard: ``router.snapshots``)."""
+    return {**for_shard(cmd, shard), "shardVersion": shard_version(route, shard).to_doc()}
 
 
 def check_stale(ns: str, replies: Sequence[Mapping[str, Any]]) -> None:

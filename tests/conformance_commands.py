@@ -9,6 +9,7 @@ checks the reply and returns True.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -85,8 +86,157 @@ def inserted(r: dict[str, Any]) -> bool:
     return r.get("n") == 1
 
 
+PDOC: dict[str, Any] = {"_id": "p1", "item": "journal", "qty": 5,
+                        "size": {"h": 14, "w": 21, "uom": "cm"},
+                        "instock": [{"wh": "A", "qty": 5}, {"wh": "C", "qty": 15}],
+                        "grades": [80, 85, 90]}
+"""The document the projection cases read (inserted by the first of them)."""
+
+
+def pfind(projection: dict[str, Any]) -> dict[str, Any]:
+    return find({"_id": "p1"}, projection=projection)
+
+
+def first_is(expected: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """The reply's only document is ``expected``, fields in the same order."""
+    def check(reply: dict[str, Any]) -> bool:
+        batch = reply["cursor"]["firstBatch"]
+        return len(batch) == 1 and list(batch[0].items()) == list(expected.items())
+    return check
+
+
 VCOLL = "conf_valid"
 """A collection with a validator (``x`` must be an int), for ``bypassDocumentValidation``."""
+
+
+def index(name: str, key: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A ``createIndexes`` of one index on ``CCOLL``."""
+    return {"createIndexes": CCOLL, "indexes": [{"key": key, "name": name, **options}]}
+
+
+def index_names(reply: dict[str, Any]) -> list[str]:
+    return sorted(d["name"] for d in reply["cursor"]["firstBatch"])
+
+
+def created(before: int, after: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda r: (r["numIndexesBefore"], r["numIndexesAfter"]) == (before, after)
+
+
+CCOLL = "cat_a"
+CATALOG_CASES: list[Case] = [
+    # create
+    Case("create with options MongoDB accepts",
+         {"create": CCOLL, "collation": {"locale": "simple"}, "storageEngine": {},
+          "indexOptionDefaults": {}, "changeStreamPreAndPostImages": {"enabled": False},
+          "capped": False, "comment": "c", "writeConcern": {"w": 1}}, lambda r: True),
+    Case("create unknown field", {"create": "cat_b", "bogus": 1}, ERR(40415)),
+    Case("create capped not a bool", {"create": "cat_b", "capped": "yes"}, ERR(14)),
+    Case("create size not a number", {"create": "cat_b", "capped": True, "size": "big"},
+         ERR(14)),
+    Case("create validator not an object", {"create": "cat_b", "validator": 5}, ERR(14)),
+    Case("create validationLevel not a string", {"create": "cat_b", "validationLevel": 1},
+         ERR(14)),
+    Case("...nothing was created", {"listCollections": 1, "filter": {"name": "cat_b"}},
+         lambda r: r["cursor"]["firstBatch"] == []),
+    # createIndexes and its index specs (validateIndexSpec)
+    Case("createIndexes with options MongoDB accepts",
+         index("k_1", {"k": 1}, background=True, hidden=False, v=2, dropDups=True,
+               collation={"locale": "simple"}, storageEngine={}, ns=f"app.{CCOLL}"),
+         created(1, 2)),
+    Case("createIndexes 2d with min, max and bits",
+         index("loc_2d", {"loc": "2d"}, min=-90, max=90.0, bits=20), created(2, 3)),
+    Case("createIndexes a partial index", {**index("p_1", {"p": 1}, partialFilterExpression={
+        "p": {"$exists": True}}), "comment": "c"}, created(3, 4)),
+    Case("createIndexes ignoreUnknownIndexOptions",
+         {**index("q_1", {"q": 1}, bogus=1), "ignoreUnknownIndexOptions": True},
+         created(4, 5)),
+    Case("index option unknown", index("r_1", {"r": 1}, bogus=1), ERR(197)),
+    Case("index option unknown among known ones", index("r_1", {"r": 1}, unique=True, bg=1),
+         ERR(197)),
+    Case("index name not a string", index(5, {"r": 1}), ERR(14)),  # type: ignore[arg-type]
+    Case("index key not an object", {"createIndexes": CCOLL, "indexes": [
+        {"key": "r", "name": "r_1"}]}, ERR(14)),
+    Case("index unique not a bool", index("r_1", {"r": 1}, unique="yes"), ERR(14)),
+    Case("index sparse a number", index("s_1", {"s": 1}, sparse=0), created(5, 6)),
+    Case("index hidden a number", index("r_1", {"r": 1}, hidden=1), ERR(14)),
+    Case("index bits not a number", index("r_2d", {"r": "2d"}, bits="x"), ERR(14)),
+    Case("index key empty", index("r_1", {}), ERR(67)),
+    Case("index without a name", {"createIndexes": CCOLL, "indexes": [{"key": {"r": 1}}]},
+         ERR(9)),
+    Case("index without a key", {"createIndexes": CCOLL, "indexes": [{"name": "r_1"}]}, ERR(9)),
+    Case("index weights on a non-text index", index("r_1", {"r": 1}, weights={"r": 1}),
+         ERR(67)),
+    Case("index collation empty", index("r_1", {"r": 1}, collation={}), ERR(2)),
+    Case("index spec not an object", {"createIndexes": CCOLL, "indexes": [5]}, ERR(14)),
+    Case("createIndexes unknown field", {**index("r_1", {"r": 1}), "bogus": 1}, ERR(40415)),
+    Case("createIndexes indexes not an array", {"createIndexes": CCOLL, "indexes": {}},
+         ERR(14)),
+    Case("createIndexes no indexes", {"createIndexes": CCOLL, "indexes": []}, ERR(2)),
+    # listIndexes
+    Case("listIndexes with fields MongoDB accepts",
+         {"listIndexes": CCOLL, "cursor": {"batchSize": 10}, "comment": "c",
+          "includeBuildUUIDs": False},
+         lambda r: index_names(r) == ["_id_", "k_1", "loc_2d", "p_1", "q_1", "s_1"]),
+    Case("listIndexes unknown field", {"listIndexes": CCOLL, "bogus": 1}, ERR(40415)),
+    Case("listIndexes cursor not an object", {"listIndexes": CCOLL, "cursor": 5}, ERR(14)),
+    # dropIndexes
+    Case("dropIndexes with a comment", {"dropIndexes": CCOLL, "index": "p_1", "comment": "c"},
+         lambda r: r["nIndexesWas"] == 6),
+    Case("dropIndexes unknown field", {"dropIndexes": CCOLL, "index": "q_1", "bogus": 1},
+         ERR(40415)),
+    Case("dropIndexes index a number", {"dropIndexes": CCOLL, "index": 5}, ERR(14)),
+    # listCollections
+    Case("listCollections with fields MongoDB accepts",
+         {"listCollections": 1, "filter": {"name": CCOLL}, "nameOnly": True,
+          "authorizedCollections": True, "cursor": {}, "comment": "c"},
+         lambda r: r["cursor"]["firstBatch"] == [{"name": CCOLL, "type": "collection"}]),
+    Case("listCollections nameOnly a number", {"listCollections": 1, "nameOnly": 1}, ERR(14)),
+    Case("listCollections filter not an object", {"listCollections": 1, "filter": 5}, ERR(14)),
+    Case("listCollections unknown field", {"listCollections": 1, "bogus": 1}, ERR(40415)),
+    # listDatabases
+    Case("listDatabases with fields MongoDB accepts",
+         {"listDatabases": 1, "nameOnly": 1, "filter": {"name": "app"},
+          "authorizedDatabases": False, "comment": "c"},
+         lambda r: r["databases"] == [{"name": "app"}], db="admin"),
+    Case("listDatabases authorizedDatabases a number",
+         {"listDatabases": 1, "authorizedDatabases": 1}, ERR(14), db="admin"),
+    Case("listDatabases unknown field", {"listDatabases": 1, "bogus": 1}, ERR(40415),
+         db="admin"),
+    # collMod
+    Case("collMod with fields MongoDB accepts",
+         {"collMod": CCOLL, "validator": {}, "validationLevel": "off",
+          "changeStreamPreAndPostImages": {"enabled": False}, "comment": "c"}, lambda r: True),
+    Case("collMod unknown field", {"collMod": CCOLL, "bogus": 1}, ERR(40415)),
+    Case("collMod capped is create's field", {"collMod": CCOLL, "capped": True}, ERR(40415)),
+    Case("collMod validator not an object", {"collMod": CCOLL, "validator": 5}, ERR(14)),
+    Case("collMod validationAction not a string", {"collMod": CCOLL, "validationAction": 1},
+         ERR(14)),
+    # renameCollection
+    Case("a collection to rename", {"create": "cat_r"}, lambda r: True),
+    Case("renameCollection unknown field",
+         {"renameCollection": "app.cat_r", "to": "app.cat_r2", "bogus": 1}, ERR(40415),
+         db="admin"),
+    Case("renameCollection dropTarget a number",
+         {"renameCollection": "app.cat_r", "to": "app.cat_r2", "dropTarget": 1}, ERR(14),
+         db="admin"),
+    Case("renameCollection to not a string",
+         {"renameCollection": "app.cat_r", "to": 5}, ERR(14), db="admin"),
+    Case("renameCollection with fields MongoDB accepts",
+         {"renameCollection": "app.cat_r", "to": "app.cat_r2", "dropTarget": False,
+          "stayTemp": False, "comment": "c", "writeConcern": {"w": 1}}, lambda r: True,
+         db="admin"),
+    # drop
+    Case("drop unknown field", {"drop": "cat_r2", "bogus": 1}, ERR(40415)),
+    Case("drop with fields MongoDB accepts",
+         {"drop": "cat_r2", "comment": "c", "writeConcern": {"w": 1}}, lambda r: True),
+    # dropDatabase
+    Case("a database to drop", {"create": "x"}, lambda r: True, db="catdrop"),
+    Case("dropDatabase unknown field", {"dropDatabase": 1, "bogus": 1}, ERR(40415),
+         db="catdrop"),
+    Case("dropDatabase with fields MongoDB accepts",
+         {"dropDatabase": 1, "comment": "c", "writeConcern": {"w": 1}},
+         lambda r: r.get("dropped") == "catdrop", db="catdrop"),
+]
 
 
 CASES: list[Case] = [
@@ -253,6 +403,113 @@ CASES: list[Case] = [
                                                    projection={"a": 0, "tags": {"$slice": 1}}),
          lambda r: r["cursor"]["firstBatch"][0]["tags"] == ["x"]
          and "a" not in r["cursor"]["firstBatch"][0]),
+    # --- computed projections (aggregation expressions in find, MongoDB 4.4+) ---------------------
+    Case("insert the projection document", {"insert": COLL, "documents": [PDOC]}, inserted),
+    Case("an empty projection returns the whole document", pfind({}), first_is(PDOC)),
+    Case("a dotted path and a nested document merge", pfind({"size.h": 1, "size": {"w": 1},
+                                                             "_id": 0}),
+         first_is({"size": {"h": 14, "w": 21}})),
+    Case("$concat", pfind({"full": {"$concat": ["$item", "-", "$size.uom"]}}),
+         first_is({"_id": "p1", "full": "journal-cm"})),
+    Case("a field path", pfind({"h": "$size.h", "_id": 0}), first_is({"h": 14})),
+    Case("$literal, a string, null, an array", pfind({"one": {"$literal": 1}, "t": "text",
+                                                       "z": None, "w": [1, "$qty"], "_id": 0}),
+         first_is({"one": 1, "t": "text", "z": None, "w": [1, 5]})),
+    Case("included fields first, then computed", pfind({"qty": {"$add": ["$qty", 1]}, "item": 1}),
+         first_is({"_id": "p1", "item": "journal", "qty": 6})),
+    Case("a computed _id", pfind({"_id": {"$toUpper": "$item"}, "qty": 1}),
+         first_is({"qty": 5, "_id": "JOURNAL"})),
+    Case("nested projection document", pfind({"size": {"h": 1, "area": {
+        "$multiply": ["$size.h", "$size.w"]}}}),
+         first_is({"_id": "p1", "size": {"h": 14, "area": 294}})),
+    Case("computed under an array", pfind({"instock.qty": 1, "instock.n": {"$literal": 1},
+                                           "_id": 0}),
+         first_is({"instock": [{"qty": 5, "n": 1}, {"qty": 15, "n": 1}]})),
+    Case("$$ROOT", pfind({"_id": 0, "r": "$$ROOT.item"}), first_is({"r": "journal"})),
+    Case("$$NOW", pfind({"_id": 0, "t": "$$NOW"}),
+         lambda r: isinstance(r["cursor"]["firstBatch"][0]["t"], datetime.datetime)),
+    Case("a missing value adds nothing", pfind({"x": "$nope", "y": "$$REMOVE"}),
+         first_is({"_id": "p1"})),
+    Case("$slice on a path is the aggregation $slice", pfind({"grades": {"$slice": [
+        "$grades", 1, 1]}, "last": {"$slice": ["$grades", -1]}}),
+         first_is({"_id": "p1", "grades": [85], "last": [90]})),
+    Case("$slice [x, 0] with nothing to project", find({"_id": "nope"}, projection={
+        "tags": {"$slice": [1, 0]}}), lambda r: r["cursor"]["firstBatch"] == []),
+    Case("$slice [path, 0]", pfind({"g": {"$slice": ["$grades", 0]}}),
+         first_is({"_id": "p1", "g": []})),
+    Case("positional with a computed field", find({"_id": "p1", "grades": {"$gte": 85}},
+                                                  projection={"grades.$": 1,
+                                                              "n": {"$strLenCP": "$item"}}),
+         first_is({"_id": "p1", "grades": [85], "n": 7})),
+    Case("$elemMatch with a computed field", pfind({
+        "instock": {"$elemMatch": {"qty": {"$gt": 10}}}, "_id": 0, "i": "$item"}),
+         first_is({"instock": [{"wh": "C", "qty": 15}], "i": "journal"})),  # spec order
+    Case("sorted over both shards, the sort key projected away",
+         find({"_id": {"$in": [1, 2, 3, 4]}}, sort={"s": -1},
+              projection={"up": {"$toUpper": "$s"}}),
+         lambda r: r["cursor"]["firstBatch"] == [{"_id": 4, "up": "D"}, {"_id": 3, "up": "C"},
+                                                 {"_id": 1, "up": "B"}, {"_id": 2, "up": "A"}]),
+    Case("...with _id: 0, skip and limit", find({"_id": {"$in": [1, 2, 3, 4]}}, sort={"s": 1},
+                                               skip=1, limit=2,
+                                               projection={"_id": 0, "up": {"$toUpper": "$s"}}),
+         lambda r: r["cursor"]["firstBatch"] == [{"up": "B"}, {"up": "C"}]),
+    Case("computed field in an exclusion", pfind({"item": 0, "x": "$qty"}), ERR(31310)),
+    Case("expression in an exclusion", pfind({"item": 0, "x": {"$concat": ["$item"]}}),
+         ERR(31252)),
+    Case("exclusion after a computed field", pfind({"x": "$qty", "item": 0}), ERR(31254)),
+    Case("path collision under an included field", pfind({"size": 1, "size.h": 1}), ERR(31249)),
+    Case("path collision with a longer path", pfind({"size.h": 1, "size": 1}), ERR(31250)),
+    Case("empty sub-projection", pfind({"size": {}}), ERR(51270)),
+    Case("unknown expression", pfind({"x": {"$bogus": 1}}), ERR(31325)),
+    Case("unknown operator inside an expression", pfind({"x": {"$add": [1, {"$bogus": 1}]}}),
+         ERR(168)),
+    Case("expression evaluation error", pfind({"x": {"$add": ["$item", 1]}}), ERR(16554)),
+    Case("undefined variable", pfind({"x": "$$nope"}), ERR(17276)),
+    Case("'$' alone", pfind({"x": "$"}), ERR(16872)),
+    Case("$-prefixed field name", pfind({"$x": 1}), ERR(16410)),
+    Case("empty field name", pfind({"": 1}), ERR(40352)),
+    Case("empty path component", pfind({"a..b": 1}), ERR(15998)),
+    Case("positional with a literal", pfind({"grades.$": "x"}), ERR(31308)),
+    Case("positional with an expression", pfind({"grades.$": {"$slice": 1}}), ERR(31271)),
+    Case("positional in the middle of a path", pfind({"instock.$.qty": 1}), ERR(31394)),
+    Case("positional then $elemMatch", pfind({"grades.$": 1, "instock": {"$elemMatch": {
+        "qty": 5}}}), ERR(31255)),
+    Case("$elemMatch then positional", pfind({"instock": {"$elemMatch": {"qty": 5}},
+                                              "grades.$": 1}), ERR(31256)),
+    Case("positional the query did not match", pfind({"grades.$": 1}), ERR(51246)),
+    Case("findAndModify fields computed", fam(query={"_id": "p1"}, update={"$inc": {"qty": 1}},
+                                              new=True, fields={"_id": 0, "q": "$qty",
+                                                                "item": 1}),
+         lambda r: r["value"] == {"item": "journal", "q": 6}),
+    Case("findAndModify fields refused", fam(query={"_id": "p1"}, update={"$set": {"z": 1}},
+                                             fields={"a": 0, "b": "$x"}), ERR(31310)),
+    Case("findAndModify fields refused, nothing matched", fam(
+        query={"_id": "nomatch"}, remove=True, fields={"a": 0, "b": "$x"}), ERR(31310)),
+    Case("let in the projection", find({"_id": "p1"}, let={"k": {"$add": [1, 1]}},
+                                       projection={"_id": 0,
+                                                   "x": {"$multiply": ["$size.h", "$$k"]}}),
+         first_is({"x": 28})),
+    Case("let in $expr and the projection over both shards",
+         find({"$expr": {"$gte": ["$_id", "$$low"]}, "_id": {"$in": [1, 2, 3, 4]}},
+              let={"low": 2}, sort={"_id": 1}, projection={"low": "$$low"}),
+         lambda r: r["cursor"]["firstBatch"] == [{"_id": i, "low": 2} for i in (2, 3, 4)]),
+    Case("let variable not defined", find({"_id": "p1"}, let={"k": 1},
+                                          projection={"x": "$$other"}), ERR(17276)),
+    Case("let not a document", find({"_id": "p1"}, let=5), ERR(14)),
+    Case("let in a projection on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "let": {"k": 1}, "projection": {"x": "$$k"}},
+         lambda r: r["cursor"]["firstBatch"] == []),
+    Case("projection refused on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "projection": {"a": 0, "b": "$x"}}, ERR(31310)),
+    Case("computed projection on a collection that does not exist", {
+        "find": "conf_none", "filter": {}, "projection": {"b": "$x"}},
+         lambda r: r["cursor"]["firstBatch"] == []),
+    Case("$project: $elemMatch is find-only", {"aggregate": COLL, "pipeline": [{"$project": {
+        "instock": {"$elemMatch": {"qty": 5}}}}], "cursor": {}}, ERR(168)),
+    Case("$project: positional is find-only", {"aggregate": COLL, "pipeline": [{"$project": {
+        "grades.$": 1}}], "cursor": {}}, ERR(31324)),
+    Case("$project: empty", {"aggregate": COLL, "pipeline": [{"$project": {}}], "cursor": {}},
+         ERR(51272)),
     # --- unknown fields (MongoDB's strict parsers) ------------------------------------------------
     Case("find unknown field", find({}, bogus=1), ERR(40415)),
     Case("count unknown field", {"count": COLL, "bogus": 1}, ERR(40415)),
@@ -434,6 +691,8 @@ CASES: list[Case] = [
          ERR(2), db="admin"),
     Case("bulkWrite no ops", {"bulkWrite": 1, "nsInfo": [{"ns": "app.x"}], "ops": []},
          ERR(16), db="admin"),
+    # --- catalog and admin commands: MongoDB 8's strict IDL parsers --------------------------------
+    *CATALOG_CASES,
 ]
 
 

@@ -28,7 +28,7 @@ from node.commands.context import RequestContext
 from node.commands.dispatcher import Dispatcher
 from node.commands.table import NODE_COMMANDS
 from node.server.standalone import standalone_dispatcher
-from node.server.statemachine import APPLIED_KEY, META
+from node.server.statemachine import APPLIED_KEY, CLOCK_KEY, META
 from tests.fuzz_commands import COLL, FUZZ_DB, OTHER, READ_ONLY, SCHEMAS, commands
 from tests.fuzzing import PATHOLOGICAL_REGEXES, fuzz_settings, nested
 
@@ -51,13 +51,14 @@ def seeded() -> Dispatcher:
 
 
 def stored(d: Dispatcher) -> dict[str, list[tuple[bytes, bytes]]]:
-    """Everything stored, table by table (empty tables and the applied index left out)."""
+    """Everything stored, table by table (empty tables, the applied index and cluster time
+    left out)."""
     store = d.services.member.sm.store
     out = {}
     with store.read() as txn:
         for table in txn.tables():
             rows = [(bytes(k), bytes(v)) for k, v in txn.scan(table)
-                    if not (table == META and bytes(k) == APPLIED_KEY)]
+                    if not (table == META and bytes(k) in (APPLIED_KEY, CLOCK_KEY))]
             if rows:
                 out[table] = rows
     return out

@@ -142,7 +142,8 @@ def test_inclusion_exclusion(projection: dict[str, Any], expected: dict[str, Any
     [
         ({"a": 1, "b": 0}, 31254),
         ({"b.c": 1, "b.d": 0}, 31254),
-        ({"b": 1, "b.c": 1}, 31250),
+        ({"b": 1, "b.c": 1}, 31249),  # a leaf on the path: "remaining portion c"
+        ({"b.c": 1, "b": 1}, 31250),
         ({"$b": 1}, 16410),
         ({"b.": 1}, 15998),
     ],

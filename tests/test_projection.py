@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -115,14 +116,32 @@ def test_slice() -> None:
 
 
 def test_slice_errors() -> None:
-    # MongoDB 8 reads a $slice that is not find() syntax as the aggregation expression, and
-    # answers as that fails: 28667 (argument count), 28724 (first argument not an array)
+    # MongoDB 8 reads a $slice that is not find() syntax as the aggregation expression: its
+    # parse errors come at once (28667: argument count) ...
     bad({"a": {"$slice": "1"}}, 28667)
     bad({"a": {"$slice": [1]}}, 28667)
     bad({"a": {"$slice": [1, 2, 3, 4]}}, 28667)
-    bad({"a": {"$slice": [1, 0]}}, 28724)
-    bad({"a": {"$slice": [1, -1]}}, 28724)
-    bad({"a": {"$slice": [1, "x"]}}, 28724)
+    bad({"a": 0, "b": {"$slice": ["$a", 1]}}, 31252)
+    # ... its evaluation errors only once a document is projected (28724: not an array)
+    for arg in ([1, 0], [1, -1], [1, "x"], [5, 1, 2]):
+        spec = Projection({"a": {"$slice": arg}})
+        assert spec.inclusion
+        with pytest.raises(MongoError) as info:
+            spec.apply({"_id": 1, "a": [1, 2]})
+        assert info.value.code == 28724
+
+
+def test_slice_falls_back_to_the_aggregation_slice() -> None:
+    doc = {"_id": 1, "a": [1, 2, 3, 4], "b": [5, 6], "n": 2}
+    # the aggregation $slice: a computed field (so an inclusion projection)
+    assert project(doc, {"x": {"$slice": ["$a", 0]}}) == {"_id": 1, "x": []}
+    assert project(doc, {"x": {"$slice": ["$a", "$n"]}}) == {"_id": 1, "x": [1, 2]}
+    assert project(doc, {"x": {"$slice": ["$a", 1, 2]}}) == {"_id": 1, "x": [2, 3]}
+    assert project(doc, {"a": {"$slice": [None, 0]}}) == {"_id": 1, "a": None}
+    assert project(doc, {"b": {"$slice": [[7, 8, 9], -1]}}) == {"_id": 1, "b": [9]}
+    # find's $slice with {_id: 1} is an inclusion of _id and the slice; without, an exclusion
+    assert project(doc, {"_id": 1, "a": {"$slice": 1}}) == {"_id": 1, "a": [1]}
+    assert project(doc, {"a": {"$slice": 1}}) == {"_id": 1, "a": [1], "b": [5, 6], "n": 2}
 
 
 def test_elem_match_projection() -> None:
@@ -193,6 +212,85 @@ def test_positional_projection_errors() -> None:
     bad({"a.$": 0}, 31395)
     bad({"x": 0, "a.$": 1}, 31253)
     bad({"a.$": 1, "b": {"$elemMatch": {"c": 1}}}, 31255)
+    bad({"b": {"$elemMatch": {"c": 1}}, "a.$": 1}, 31256)
+    bad({"a.$": {"$slice": 1}}, 31271)
+    bad({"a.$": {"b": 1}}, 31271)
+    bad({"a.$": "x"}, 31308)
+    bad({"a.$": None}, 31308)
+
+
+def test_computed_fields() -> None:
+    # aggregation expressions (MongoDB 4.4+): a computed field makes an inclusion projection
+    assert project(INVENTORY, {"full": {"$concat": ["$item", "-", "$status"]}}) == {
+        "_id": 1, "full": "journal-A"}
+    out = project(INVENTORY, {"full": {"$concat": ["$item", "$status"]}, "item": 1})
+    assert list(out.items()) == [("_id", 1), ("item", "journal"), ("full", "journalA")]
+    assert project(INVENTORY, {"h": "$size.h", "_id": 0}) == {"h": 14}
+    assert project(INVENTORY, {"x": {"$literal": 1}, "y": "text", "z": None, "w": [1, "$status"]}
+                   ) == {"_id": 1, "x": 1, "y": "text", "z": None, "w": [1, "A"]}
+    assert project(INVENTORY, {"r": "$$ROOT.item", "c": "$$CURRENT.status"}) == {
+        "_id": 1, "r": "journal", "c": "A"}
+    assert project(INVENTORY, {"_id": 0, "d": "$$ROOT"}) == {"d": INVENTORY}
+    assert project(INVENTORY, {"x": {"$literal": {"$a": 1}}})["x"] == {"$a": 1}
+    # a computed _id comes after the included fields
+    assert list(project(INVENTORY, {"_id": "$item", "status": 1}).items()) == [
+        ("status", "A"), ("_id", "journal")]
+    # an expression that evaluates to missing adds nothing; $$REMOVE removes
+    assert project(INVENTORY, {"x": "$nope", "item": "$$REMOVE"}) == {"_id": 1}
+    assert Projection({"x": "$$v"}, variables={"v": 3}).apply({"_id": 1}) == {"_id": 1, "x": 3}
+
+
+def test_computed_fields_in_nested_documents_and_arrays() -> None:
+    # nested projection documents: included fields in document order, computed ones after
+    out = project(INVENTORY, {"size": {"area": {"$multiply": ["$size.h", "$size.w"]}, "h": 1}})
+    assert list(out["size"].items()) == [("h", 14), ("area", 294)]
+    assert project(INVENTORY, {"size.uom": 1, "size.u": {"$toUpper": "$size.uom"}}) == {
+        "_id": 1, "size": {"uom": "cm", "u": "CM"}}
+    # under an array, in each element; a scalar element becomes the computed fields
+    assert project(INVENTORY, {"instock.qty": 1, "instock.n": {"$literal": 1}})["instock"] == [
+        {"qty": 5, "n": 1}, {"qty": 15, "n": 1}]
+    assert project({"_id": 1, "a": [1, {"c": 2}, [3]]}, {"a.b": {"$literal": 1}}) == {
+        "_id": 1, "a": [{"b": 1}, {"b": 1}, [{"b": 1}]]}
+    # over a missing or scalar field: a new document of the computed fields
+    assert project({"_id": 1, "a": 5}, {"a.b": {"$literal": 1}}) == {"_id": 1, "a": {"b": 1}}
+    assert project({"_id": 1}, {"a.b": "$nope"}) == {"_id": 1, "a": {}}
+    # a dotted path and a nested document of the same prefix merge
+    assert project(INVENTORY, {"size.h": 1, "size": {"w": 1}}) == {
+        "_id": 1, "size": {"h": 14, "w": 21}}
+
+
+def test_now_is_one_value_per_projection() -> None:
+    spec = Projection({"t": "$$NOW"})
+    first = spec.apply({"_id": 1})["t"]
+    assert isinstance(first, datetime.datetime)
+    assert spec.apply({"_id": 2})["t"] == first
+    fixed = datetime.datetime(2020, 1, 2, tzinfo=datetime.UTC)
+    assert Projection({"t": "$$NOW"}, now=fixed).apply({"_id": 1}) == {"_id": 1, "t": fixed}
+
+
+def test_computed_fields_with_find_operators() -> None:
+    school = {"_id": 1, "zip": "63109", "students": [{"n": "john", "s": 102}, {"n": "j", "s": 9}]}
+    out = project(school, {"z": {"$toInt": "$zip"}, "students": {"$elemMatch": {"s": 9}}})
+    assert list(out.items()) == [("_id", 1), ("z", 63109), ("students", [{"n": "j", "s": 9}])]
+    doc = {"_id": 7, "grades": [80, 85, 90], "name": "x"}
+    _, pos = Matcher({"grades": {"$gte": 85}}).match_position(doc)
+    assert project(doc, {"grades.$": 1, "up": {"$toUpper": "$name"}}, pos) == {
+        "_id": 7, "grades": [85], "up": "X"}
+    assert project(doc, {"grades": {"$slice": -1}, "_id": 0, "n": "$name"}) == {
+        "grades": [90], "n": "x"}
+
+
+def test_computed_field_errors() -> None:
+    bad({"a": 0, "b": "$x"}, 31310)
+    bad({"a": 0, "b": "lit"}, 31310)
+    bad({"a": 0, "b": {"$concat": ["$x"]}}, 31252)
+    bad({"b": "$x", "a": 0}, 31254)
+    bad({"b": {"c": "$x"}, "a": 0}, 31254)
+    bad({"x": "$"}, 16872)
+    bad({"x": "$$nope"}, 17276)
+    bad({"x": {"$add": [1, {"$foo": 1}]}}, 168)
+    bad({"x": {"$concat": ["$a"], "$b": 1}}, 16410)  # two fields: a sub-projection
+    bad({"x": "$a..b"}, 15998)
 
 
 def test_mixing_inclusion_and_exclusion() -> None:
@@ -208,16 +306,23 @@ def test_mixing_inclusion_and_exclusion() -> None:
 
 
 def test_path_collisions_and_bad_paths() -> None:
-    bad({"a": 1, "a.b": 1}, 31250, "Path collision at a.b remaining portion b")
+    bad({"a": 1, "a.b": 1}, 31249, "Path collision at a.b remaining portion b")
+    bad({"a": "$x", "a.b.c": 1}, 31249, "Path collision at a.b.c remaining portion b.c")
     bad({"a.b": 1, "a": 1}, 31250, "Path collision at a")
-    bad({"a": {"$elemMatch": {"x": 1}}, "a.b": 1}, 31250)
+    bad({"a": {"$elemMatch": {"x": 1}}, "a.b": 1}, 31249)
+    bad({"a.b": 1, "a": {"$elemMatch": {"x": 1}}}, 31250)
     bad({"": 1}, 40352)
     bad({"a..b": 1}, 15998)
     bad({"$a": 1}, 16410)
-    bad({"a": "yes"}, 2)
-    bad({"a": None}, 2)
+    bad({"a": {"b": 1}, "a.b": 1}, 31250, "Path collision at a.b")
+    bad({"a.b": 1, "a": {"b": {"$literal": 1}}}, 31250, "Path collision at b")
+    bad({"a": {}}, 51270)
+    bad({"a": {"b": {}}}, 51270)
     bad({"a": {"$meta": "textScore"}}, 2)
-    bad({"a": {"$foo": 1}}, 2)
+    bad({"a": {"$foo": 1}}, 31325, "Unknown expression $foo")
+    bad({"a": {"$concat": ["x"], "b": 1}}, 16410)
+    bad({"a.$b": 1}, 16410)
+    bad({"a": {"": 1}}, 40352)
     bad(5, 2)
 
 

@@ -69,6 +69,28 @@ def test_router_users_roles_and_refusals(cluster: ShardedCluster) -> None:
     assert created and created[0]["by"] == ["root@admin"]
 
 
+def test_router_custom_roles(cluster: ShardedCluster) -> None:
+    """A custom role made through the router lives on the config set; the router resolves it
+    (collection-level privileges) when it checks the user's commands."""
+    with client(cluster, "root:root-pw@") as root:
+        root.app.orders.insert_one({"_id": 1})
+        root.app.secrets.insert_one({"_id": 1})
+        root.app.command("createRole", "ordersReader", roles=[], privileges=[
+            {"resource": {"db": "app", "collection": "orders"}, "actions": ["find"]}])
+        root.app.command("createUser", "olga", pwd="olga-pw", roles=["ordersReader"])
+        info = root.app.command("rolesInfo", "ordersReader", showPrivileges=True)["roles"]
+        assert info[0]["privileges"][0]["resource"] == {"db": "app", "collection": "orders"}
+        with client(cluster, "olga:olga-pw@", source="app") as olga:
+            assert olga.app.orders.find_one() == {"_id": 1}
+            with pytest.raises(OperationFailure) as err:
+                olga.app.secrets.find_one()
+            assert err.value.code == 13
+            root.app.command("dropRole", "ordersReader")  # through this router: at once
+            with pytest.raises(OperationFailure) as err:
+                olga.app.orders.find_one()
+            assert err.value.code == 13
+
+
 def test_helogale_up_auth_tls_prints_uris_that_work(tmp_path: object) -> None:
     """``helogale up --auth --tls``: the printed URIs work as they are (both clients); without
     credentials, or in plain text, the cluster refuses."""

@@ -332,3 +332,13 @@ def test_a_cursor_belongs_to_the_user_who_opened_it(d: Dispatcher) -> None:
     # ids are random, not a counter a neighbour can step through
     ids = {d.run("app", {"find": "c", "batchSize": 1}, root)["cursor"]["id"] for _ in range(4)}
     assert len(ids) == 4 and max(ids) - min(ids) > 1_000_000
+
+
+def test_a_password_scram_cannot_prepare_is_bad_value(d: Dispatcher) -> None:
+    """SASLprep refuses control characters: BadValue (2), not an internal error (the fuzzer's
+    find), and the message does not carry the password."""
+    root = make_root(d)
+    for cmd in ({"createUser": "u", "pwd": "bad\x1fpw", "roles": []},
+                {"updateUser": "root", "pwd": "bad\x1fpw"}):
+        reply = d.run("admin", cmd, root)
+        assert reply["code"] == 2 and "bad\x1fpw" not in reply["errmsg"], reply

@@ -225,3 +225,46 @@ def test_router_writes_reach_the_shard_over_its_command_link(sharded: ShardedClu
     ok(r(sharded, {"insert": "linked", "documents": [{"_id": k} for k in range(3)]}))
     owner = next(k for k in range(len(sharded.shards)) if ids_on(sharded, k, "linked"))
     assert link_commands(owner) > before[owner]
+
+
+def test_snapshot_reads_through_the_router_re_read_each_shard_at_its_token(
+        sharded: ShardedCluster) -> None:
+    """Each shard pins its own snapshot; the router's atClusterTime names those snapshots,
+    so a read at it sees every shard as the first read did (router.snapshots)."""
+    ns = f"{DB}.snap"
+    ok(r(sharded, {"shardCollection": ns, "key": {"_id": 1}}, db="admin"))
+    ok(r(sharded, {"insert": "snap", "documents": [{"_id": i} for i in range(40)]}))
+    ok(r(sharded, {"split": ns, "middle": {"_id": 20}}, db="admin"))
+    _, high = chunks(sharded, ns)
+    target = "shard2" if high["shard"] == "shard1" else "shard1"
+    ok(r(sharded, {"moveChunk": ns, "find": {"_id": 30}, "to": target,
+                   "_waitForDelete": True}, db="admin"))
+    snapshot = {"level": "snapshot"}
+    first = ok(r(sharded, {"find": "snap", "sort": {"_id": 1}, "batchSize": 5,
+                           "readConcern": snapshot}))
+    token = first["cursor"]["atClusterTime"]
+    assert isinstance(token, Timestamp) and "operationTime" not in first
+    ok(r(sharded, {"insert": "snap", "documents": [{"_id": 10.5}, {"_id": 30.5}]}))
+    rest = ok(r(sharded, {"getMore": first["cursor"]["id"], "collection": "snap"}))
+    seen = first["cursor"]["firstBatch"] + rest["cursor"]["nextBatch"]
+    assert [d["_id"] for d in seen] == list(range(40))
+    again = ok(r(sharded, {"find": "snap", "sort": {"_id": 1},
+                           "readConcern": {**snapshot, "atClusterTime": token}}))
+    assert [d["_id"] for d in again["cursor"]["firstBatch"]] == list(range(40))
+    assert again["cursor"]["atClusterTime"] == token
+    values = ok(r(sharded, {"distinct": "snap", "key": "_id",
+                            "readConcern": {**snapshot, "atClusterTime": token}}))
+    assert sorted(values["values"]) == list(range(40)) and values["atClusterTime"] == token
+    latest = ok(r(sharded, {"find": "snap", "readConcern": snapshot}))
+    assert len(latest["cursor"]["firstBatch"]) == 42
+    unknown = r(sharded, {"find": "snap", "readConcern": {**snapshot, "atClusterTime":
+                                                          Timestamp(token.time, 0)}})
+    assert unknown["code"] == 239 and unknown["codeName"] == "SnapshotTooOld"
+    # another router did not issue the token
+    elsewhere = r(sharded, {"find": "snap", "readConcern": {**snapshot,
+                                                            "atClusterTime": token}}, i=1)
+    assert elsewhere["code"] == 239
+    # shards' cluster times are not the router's: afterClusterTime is not forwarded to them
+    after = ok(r(sharded, {"find": "snap", "readConcern": {"afterClusterTime":
+                                                           Timestamp(2**31, 2**31)}}))
+    assert len(after["cursor"]["firstBatch"]) == 42

@@ -378,6 +378,7 @@ def gen_projection(rng: random.Random, filt: Mapping[str, Any]) -> dict[str, Any
         None, None, None, {"a": 1, "b": 1}, {"a": 1, "_id": 0}, {"arr": 0, "items": 0},
         {"c.x": 1, "u": 1}, {"arr": {"$slice": 2}}, {"arr": {"$slice": [1, 2]}, "u": 1},
         {"items": {"$elemMatch": {"k": "a"}}, "a": 1}, {"_id": 0}, {"tags": {"$slice": -1}},
+        {"ta": {"$type": "$a"}, "u": 1}, {"x": "$c.x", "_id": 0, "u": 1},
     ]
     # ".$" is defined only when the query's one array condition is on the projected array
     if list(filt) == ["arr"] and not isinstance(filt["arr"], Mapping):

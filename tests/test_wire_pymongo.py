@@ -40,6 +40,7 @@ from pymongo.database import Database
 from pymongo.errors import (
     BulkWriteError,
     DuplicateKeyError,
+    ExecutionTimeout,
     NotPrimaryError,
     OperationFailure,
     PyMongoError,
@@ -92,7 +93,7 @@ class Recorder(CommandListener):
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster(members=3, wire=True) as c:
+    with LocalCluster(members=3, wire=True, extra_args=["--enable-test-commands"]) as c:
         yield c
 
 
@@ -408,6 +409,56 @@ def test_write_concern_majority(db: Database[Any]) -> None:
     unack = db.get_collection("wc", write_concern=WriteConcern(w=0))
     assert not unack.insert_one({"_id": "fire-and-forget"}).acknowledged
     wait_until(lambda: db.wc.find_one({"_id": "fire-and-forget"}), 10, "the w=0 write")
+
+
+def test_causal_session_reads_its_write_on_a_secondary(cluster: LocalCluster,
+                                                      client: MongoClient[Any],
+                                                      recorder: Recorder) -> None:
+    """Read-your-writes on a secondary: the session's read carries the write's operationTime
+    as afterClusterTime, and a secondary that has not applied the write yet waits for it
+    (here held back by a fail point) instead of answering without it."""
+    coll = client[DB].causal
+    primary = cluster.wait_for_primary()
+    secondaries = [i for i in range(len(cluster.members)) if i != primary]
+    hold = {"ns": f"{DB}.causal", "timeoutMS": 60_000}
+    on_secondary = coll.with_options(read_preference=ReadPreference.SECONDARY)
+    with client.start_session(causal_consistency=True) as session:
+        for i in secondaries:  # they receive (and acknowledge) entries, but do not apply
+            cluster.command(i, {"configureFailPoint": "rsSyncApplyStop", "mode": "alwaysOn",
+                                "data": hold})
+        try:
+            coll.insert_one({"_id": 1}, session=session)  # w: 1
+            written = session.operation_time
+            assert written is not None
+            recorder.clear()
+            with pytest.raises(ExecutionTimeout):  # it waited for the write, in vain
+                on_secondary.find_one({"_id": 1}, session=session, max_time_ms=300)
+            finds = [c for name, c in recorder.commands if name == "find"]
+            assert finds[-1]["readConcern"] == {"afterClusterTime": written}
+        finally:
+            for i in secondaries:
+                cluster.command(i, {"configureFailPoint": "rsSyncApplyStop", "mode": "off"})
+        assert on_secondary.find_one({"_id": 1}, session=session) == {"_id": 1}
+        assert session.operation_time >= written
+        # the session's writes carry afterClusterTime too (pymongo adds it): accepted
+        assert coll.update_one({"_id": 1}, {"$set": {"x": 1}}, session=session).modified_count
+        assert on_secondary.find_one({"_id": 1}, session=session) == {"_id": 1, "x": 1}
+
+
+def test_snapshot_session_reads_one_point_in_time(client: MongoClient[Any]) -> None:
+    """pymongo's snapshot session: its first read's atClusterTime is sent with the next
+    reads, which see the same state despite writes in between (the member keeps that
+    snapshot for a while)."""
+    coll = client[DB].snapshot_session
+    coll.insert_many([{"_id": i} for i in range(5)])
+    with client.start_session(snapshot=True) as session:
+        assert [d["_id"] for d in coll.find({}, session=session)] == list(range(5))
+        coll.insert_one({"_id": 5})
+        assert coll.count_documents({}) == 6
+        assert [d["_id"] for d in coll.find({}, session=session)] == list(range(5))
+        assert coll.distinct("_id", session=session) == list(range(5))
+        cursor = coll.find({}, session=session, batch_size=2)
+        assert [d["_id"] for d in cursor] == list(range(5))
 
 
 def test_readme_example_runs(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,11 +10,17 @@ from bson import Int64
 
 from node.commands import engine_ops
 from node.commands.args import collection_name, get_bool, get_doc
+from node.commands.catalog_requests import refuse_unsupported
 from node.commands.context import RequestContext
 from node.commands.crud import submit
 from node.commands.pending import PendingReply
 from node.engine import capped
-from node.engine.errors import MongoError, illegal_operation, namespace_not_found
+from node.engine.errors import (
+    INVALID_OPTIONS,
+    MongoError,
+    illegal_operation,
+    namespace_not_found,
+)
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -91,13 +97,22 @@ def db_stats(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
             "dataSize": sum(b for _, b in sizes)}
 
 
+CREATE_UNSUPPORTED = ("viewOn", "pipeline", "timeseries", "clusteredIndex", "encryptedFields")
+"""``create`` options MongoDB accepts that Helogale refuses (115): views, time series,
+clustered collections and Queryable Encryption."""
+COLL_MOD_UNSUPPORTED = ("index", "viewOn", "pipeline", "expireAfterSeconds", "timeseries",
+                        "timeseriesBucketsMayHaveMixedSchemaData", "cappedSize", "cappedMax",
+                        "dryRun")
+"""``collMod`` options MongoDB accepts that Helogale refuses (115)."""
+
+
 def create(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
            ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "create")
-    for unsupported in ("viewOn", "timeseries", "clusteredIndex"):
-        if cmd.get(unsupported):
-            raise MongoError(115, f"create option '{unsupported}' is not supported",
-                             code_name="CommandNotSupported")
+    refuse_unsupported(cmd, "create", CREATE_UNSUPPORTED)
+    if cmd.get("expireAfterSeconds") is not None:
+        raise MongoError(INVALID_OPTIONS, "'expireAfterSeconds' requires clustering to be "
+                         "enabled", code_name="InvalidOptions")
     from node.engine.validation import check_options
     options = capped.parse_options({k: cmd[k] for k in ("capped", "size", "max") if k in cmd})
     options = options if options.get("capped") else {}
@@ -147,14 +162,12 @@ def apply_convert_to_capped(engine: Any, txn: Any, entry: dict[str, Any]) -> dic
 def coll_mod(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
              ) -> dict[str, Any] | PendingReply:
     """``collMod``: change a collection's validation options (``validator``,
-    ``validationLevel``, ``validationAction``); other options are refused."""
-    from node.engine.validation import OPTION_NAMES, check_options
+    ``validationLevel``, ``validationAction``); the fields are checked by the dispatcher
+    (:data:`~node.commands.catalog_requests.COLL_MOD_FIELDS`), the options Helogale does not
+    implement are refused (115) and the rest (``changeStreamPreAndPostImages`` ...) ignored."""
+    from node.engine.validation import check_options
     coll = collection_name(cmd, "collMod")
-    for k in cmd:
-        if k not in ("collMod", *OPTION_NAMES, "writeConcern", "lsid", "$db", "shardVersion",
-                     "$clusterTime", "$readPreference", "comment", "maxTimeMS",
-                     "$_createIfMissing"):
-            raise MongoError(72, f"unknown option to collMod: {k}", code_name="InvalidOptions")
+    refuse_unsupported(cmd, "collMod", COLL_MOD_UNSUPPORTED)
     return submit(node, cmd, {"op": "collMod", "db": db, "coll": coll,
                               "options": check_options(cmd),
                               "create": bool(cmd.get("$_createIfMissing"))}, ctx)

@@ -55,6 +55,15 @@ class TimeBudget:
         if used >= self.limit_s:
             raise max_time_expired()
 
+    def remaining_s(self) -> float:
+        """Running time left (infinite when unlimited); negative once spent."""
+        if self.unlimited:
+            return float("inf")
+        used = self._used
+        if self._started is not None:
+            used += self._clock() - self._started
+        return self.limit_s - used
+
     @contextmanager
     def running(self) -> Iterator[None]:
         """Count the body's time against the budget; the engine's scans check it."""

@@ -36,11 +36,13 @@ from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 
 from node.commands.args import check_db_name
+from node.commands.catalog_requests import check_command_fields
 from node.commands.context import RequestContext
 from node.commands.cursors import CursorRegistry
 from node.commands.generic_args import check_generic_args
 from node.commands.member import Member
 from node.commands.pending import PendingReply
+from node.commands.read_concern import Snapshots
 from node.commands.tailing import TailWaits
 from node.engine.errors import MongoError, command_not_found
 from node.engine.limits import bson_too_deep, bson_too_deep_error
@@ -77,6 +79,11 @@ class NodeServices:
     """Where awaitData getMores on capped collections wait (``node.commands.tailing``)."""
     ops: Any = None
     """The dispatcher's :class:`~node.ops.hook.OpsHook` (set by :class:`Dispatcher`)."""
+    snapshots: Snapshots = field(default_factory=Snapshots)
+    """``readConcern: snapshot`` reads and the snapshots kept for ``atClusterTime``."""
+    cluster_time: Callable[[], Any] | None = None
+    """A replica-set member's cluster time (``operationTime`` of replies to commands carrying
+    a session); None on a standalone member and a router, as MongoDB's return none."""
 
 
 class RoutingCheck(Protocol):
@@ -160,8 +167,18 @@ class Dispatcher:
         if isinstance(reply, PendingReply):
             return dataclasses.replace(reply, op=(op, name))
         reply.setdefault("ok", 1.0)
+        self._stamp(reply, command)
         self.ops.end(op, name, reply)
         return reply
+
+    def _stamp(self, reply: dict[str, Any], command: Any) -> None:
+        """``operationTime`` on a replica-set member's reply to a command with a session
+        (every command a driver sends): the cluster time after it ran, which a causally
+        consistent session sends back as ``afterClusterTime``. A handler may have set it
+        (a snapshot read: its snapshot's time)."""
+        clock = getattr(self.services, "cluster_time", None)
+        if clock is not None and isinstance(command, Mapping) and "lsid" in command:
+            reply.setdefault("operationTime", clock())
 
     def _start(self, db: str, name: str, command: Mapping[str, Any], ctx: RequestContext
                ) -> dict[str, Any] | PendingReply:
@@ -181,6 +198,7 @@ class Dispatcher:
             raise MongoError(20, "multi-document transactions are not supported "
                              "(autocommit/startTransaction)", code_name="IllegalOperation")
         check_generic_args(name, command)
+        check_command_fields(name, command)
         routing = getattr(self.services, "routing", None)
         if routing is not None:
             routing.check_command(db, command)
@@ -193,6 +211,7 @@ class Dispatcher:
         except Exception as exc:
             reply = _error_reply(exc, command)
         reply.setdefault("ok", 1.0)
+        self._stamp(reply, command)
         if pending.op is not None:
             op, name = pending.op
             self.ops.end(op, name, reply)

@@ -131,16 +131,17 @@ def drop_indexes(engine: Engine, txn: Any, db: str, coll: str, which: Any) -> in
 
 def find(engine: Engine, db: str, coll: str, filt: Mapping[str, Any], *,
          projection: Mapping[str, Any] | None, sort: list[tuple[str, Any]] | None, skip: int,
-         limit: int, hint: Any = None, return_sort_key: bool = False
-         ) -> Iterator[dict[str, Any]]:
+         limit: int, hint: Any = None, return_sort_key: bool = False,
+         variables: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     collection = engine.collection(db, coll)
     direction = natural_direction(sort, hint)
     if direction is not None or (not sort and hint is None and collection.is_capped()):
         it: Iterator[dict[str, Any]] = (doc for _, doc in collection.find_natural(
-            filt, projection, reverse=direction == -1, skip=skip, limit=limit))
+            filt, projection, reverse=direction == -1, skip=skip, limit=limit,
+            variables=variables))
     else:
         it = collection.find(filt, projection, sort=sort or None, skip=skip, limit=limit,
-                             hint=hint, return_sort_key=return_sort_key)
+                             hint=hint, return_sort_key=return_sort_key, variables=variables)
     # start the generator now so query errors surface before the reply is built
     first = next(it, None)
     if first is None:

@@ -51,6 +51,8 @@ READ_CONCERN_LEVELS: dict[str, frozenset[str]] = {
     "aggregate": READ_LEVELS,
     "distinct": READ_LEVELS,
     "count": _READS,
+    "getMore": READ_LEVELS,  # the cursor's own read concern applies (drivers' snapshot
+    "killCursors": READ_LEVELS,  # sessions send theirs with every command): ignored
     "listIndexes": frozenset({"local"}),
     "listCollections": frozenset({"local"}),
 }

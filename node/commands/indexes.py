@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from node.commands import engine_ops
-from node.commands.args import bson_type_name, collection_name, get_list
+from node.commands.args import bson_type_name, collection_name
+from node.commands.catalog_requests import parse_index_specs
 from node.commands.context import RequestContext
 from node.commands.crud import submit
 from node.commands.pending import PendingReply
-from node.engine.errors import BAD_VALUE, MongoError, type_mismatch
+from node.engine.errors import MongoError, type_mismatch
 from node.ops.progress import Progress
 
 if TYPE_CHECKING:
@@ -21,18 +22,7 @@ if TYPE_CHECKING:
 def create_indexes(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                    ) -> dict[str, Any] | PendingReply:
     coll = collection_name(cmd, "createIndexes")
-    specs = get_list(cmd, "createIndexes", "indexes")
-    if not specs:
-        raise MongoError(BAD_VALUE, "Must specify at least one index to create")
-    for spec in specs:
-        if not isinstance(spec, Mapping):
-            raise type_mismatch("BSON field 'createIndexes.indexes' element is the wrong "
-                                f"type '{bson_type_name(spec)}', expected type 'object'")
-        if not isinstance(spec.get("key"), Mapping) or not spec.get("key"):
-            raise MongoError(BAD_VALUE, "The 'key' field must be a non-empty object")
-        if "name" in spec and not isinstance(spec["name"], str):
-            raise type_mismatch("The 'name' field must be a string")
-    entry = {"op": "createIndexes", "db": db, "coll": coll, "indexes": [dict(s) for s in specs]}
+    entry = {"op": "createIndexes", "db": db, "coll": coll, "indexes": parse_index_specs(cmd)}
     return submit(node, cmd, entry, ctx)
 
 

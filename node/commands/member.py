@@ -140,6 +140,28 @@ class Member(Protocol):
         proposing (not primary)."""
         ...
 
+    def cluster_time(self) -> Any:
+        """The cluster time (a bson Timestamp) of the last entry applied here."""
+        ...
+
+    def applied_index(self) -> int:
+        """The last log index applied here."""
+        ...
+
+    def log_index(self) -> int:
+        """The highest log index this member knows exists (applied or not)."""
+        ...
+
+    def follower_grace_s(self) -> float:
+        """How long a cluster time beyond :meth:`log_index` may take to arrive here (0 when
+        this member holds every committed entry: a primary, a standalone member)."""
+        ...
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``pred()`` holds (re-checked as entries arrive and apply) or the
+        timeout; whether it holds."""
+        ...
+
     def hello(self, ctx: RequestContext) -> dict[str, Any]:
         """Topology fields of ``hello`` for a client on ``ctx.transport``."""
         ...

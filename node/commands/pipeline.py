@@ -32,6 +32,7 @@ from node.engine.accumulators import ACCUMULATORS, AccSpec, value_size
 from node.engine.errors import MongoError
 from node.engine.expressions import Scope, Vars, compile_expression, nullish, truthy
 from node.engine.matcher import Matcher
+from node.engine.projection import Projection
 from node.engine.sorting import (
     MAX_BLOCKING_SORT_BYTES,
     QUERY_EXCEEDED_MEMORY_LIMIT,
@@ -173,119 +174,16 @@ def _match(arg: Any, ctx: PipelineContext, stages: Any, i: int) -> Stage:
 # --- $project / $addFields / $unset ----------------------------------------------------------
 
 
-def _is_bool_spec(v: Any) -> bool:
-    return isinstance(v, bool) or (is_number(v) and not isinstance(v, bool))
-
-
-def _project_tree(spec: Mapping[str, Any], ctx: PipelineContext, top: bool
-                  ) -> tuple[dict[str, Any], str | None]:
-    """``{field: True | False | compiled fn | subtree}`` and the mode (include/exclude)."""
-    tree: dict[str, Any] = {}
-    mode: str | None = None
-    for path, v in spec.items():
-        if not isinstance(path, str) or not path:
-            raise _err(40352, "FieldPath cannot be constructed with empty string")
-        if path.startswith("$"):
-            raise _err(16410, f"FieldPath field names may not start with '$'. Given: {path}")
-        parts = path.split(".")
-        node = tree
-        for p in parts[:-1]:
-            child = node.get(p)
-            if not isinstance(child, dict):
-                if child is not None:
-                    raise _err(31250, f"Invalid $project :: caused by :: Path collision at "
-                               f"{path}")
-                child = node[p] = {}
-            node = child
-        leaf = parts[-1]
-        if leaf in node:
-            raise _err(31250, f"Invalid $project :: caused by :: Path collision at {path}")
-        if _is_bool_spec(v):
-            include = bool(number_value(v)) if not isinstance(v, bool) else v
-            if not (top and path == "_id"):
-                want = "include" if include else "exclude"
-                if mode is not None and mode != want:
-                    raise _err(31253 if want == "include" else 31254,
-                               f"Invalid $project :: caused by :: Cannot do {want} in "
-                               f"{'exclusion' if want == 'include' else 'inclusion'} projection")
-                mode = want
-            node[leaf] = include
-        elif isinstance(v, Mapping) and v and not next(iter(v)).startswith("$"):
-            sub, sub_mode = _project_tree(v, ctx, False)
-            if sub_mode is not None:
-                if mode is not None and mode != sub_mode and sub_mode != "computed":
-                    raise _err(31254, "Invalid $project :: caused by :: Cannot do exclusion in "
-                               "inclusion projection")
-                mode = mode or sub_mode
-            node[leaf] = sub
-        else:
-            if mode == "exclude":
-                raise _err(31252, "Invalid $project :: caused by :: Cannot use expression other "
-                           "than $meta in exclusion projection")
-            node[leaf] = ctx.expr(v)
-            mode = mode or "include"
-    return tree, mode
-
-
-def _apply_include(doc: Any, tree: dict[str, Any], root: Any, top: bool) -> Any:
-    if isinstance(doc, list):
-        return [_apply_include(e, tree, root, top) for e in doc
-                if isinstance(e, Mapping | list)]
-    if not isinstance(doc, Mapping):
-        return MISSING
-    out: dict[str, Any] = {}
-    if top and tree.get("_id", True) is True and "_id" in doc:
-        out["_id"] = doc["_id"]
-    for k, v in doc.items():
-        t = tree.get(k)
-        if t is True and k not in out:
-            out[k] = v
-        elif isinstance(t, dict):
-            sub = _apply_include(v, t, root, False)
-            if sub is not MISSING:
-                out[k] = sub
-    for k, t in tree.items():
-        if callable(t):
-            value = t(root)
-            if value is not MISSING:
-                out[k] = value
-            else:
-                out.pop(k, None)
-        elif isinstance(t, dict) and _has_computed(t) and k not in out:
-            sub = _apply_include({}, t, root, False)
-            if sub:
-                out[k] = sub
-    return out
-
-
-def _has_computed(tree: dict[str, Any]) -> bool:
-    return any(callable(t) or (isinstance(t, dict) and _has_computed(t)) for t in tree.values())
-
-
-def _apply_exclude(doc: Any, tree: dict[str, Any]) -> Any:
-    if isinstance(doc, list):
-        return [_apply_exclude(e, tree) for e in doc]
-    if not isinstance(doc, Mapping):
-        return doc
-    out = {}
-    for k, v in doc.items():
-        t = tree.get(k, True)
-        if t is False:
-            continue
-        out[k] = _apply_exclude(v, t) if isinstance(t, dict) else v
-    return out
-
-
 def _project(arg: Any, ctx: PipelineContext, stages: Any, i: int) -> Stage:
+    """``$project`` (and ``$unset``): the find projection's code, with the aggregation policy."""
     if not isinstance(arg, Mapping):
         raise _err(15969, "$project specification must be an object")
-    if not arg:
-        raise _err(51272, "Invalid $project :: caused by :: projection specification must have "
-                   "at least one field")
-    tree, mode = _project_tree(arg, ctx, True)
-    if mode == "exclude" or (mode is None and tree.get("_id") is False):
-        return lambda docs: (_apply_exclude(d, tree) for d in docs)
-    return lambda docs: (_apply_include(d, tree, d, True) for d in docs)
+    try:
+        projection = Projection(arg, variables=ctx.variables, now=ctx.now, aggregate=True)
+    except MongoError as exc:
+        raise MongoError(exc.code, f"Invalid $project :: caused by :: {exc.errmsg}",
+                         code_name=exc.code_name) from exc
+    return lambda docs: (projection.apply(d) for d in docs)
 
 
 def set_path(doc: dict[str, Any], parts: list[str], value: Any) -> None:

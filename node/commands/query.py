@@ -4,13 +4,16 @@ write, :mod:`node.commands.agg_writes`).
 
 Reads never go through the log: the member first checks that this node may serve the read
 (primary, or read preference allowing a secondary; ``readConcern: linearizable`` waits for a
-ReadIndex), then the engine answers from its current state. Results come back as MongoDB's
-cursor replies (``cursor.firstBatch``/``nextBatch``, ``id``, ``ns``).
+ReadIndex), waits for the read concern's cluster time if it names one, then the engine answers
+from its current state (:mod:`node.commands.read_concern`; ``snapshot``: from one pinned
+snapshot, for every batch). Results come back as MongoDB's cursor replies
+(``cursor.firstBatch``/``nextBatch``, ``id``, ``ns``, and ``atClusterTime`` for a snapshot).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from bson import Int64
@@ -21,6 +24,7 @@ from node.commands.context import RequestContext
 from node.commands.cursors import take_batch
 from node.commands.deadline import UNLIMITED, TimeBudget
 from node.commands.pending import PendingReply
+from node.commands.read_concern import Pin, PinnedSource, ReadConcern, wait_for_read_concern
 from node.engine.errors import BAD_VALUE, MongoError
 
 if TYPE_CHECKING:
@@ -41,8 +45,13 @@ def open_cursor(node: NodeServices, ns: str, docs: Iterator[dict[str, Any]],
     command's ``maxTimeMS``, for its later batches; counted against the cursor caps of
     ``ctx``'s connection)."""
     if single_batch:
-        with budget.running():
-            batch, _ = take_batch(docs, batch_size, [])
+        try:
+            with budget.running():
+                batch, _ = take_batch(docs, batch_size, [])
+        finally:
+            close = getattr(docs, "close", None)
+            if callable(close):
+                close()
         return cursor_reply(ns, batch, 0, True)
     batch, cid = node.cursors.first_batch(ns, docs, batch_size, budget,
                                           ctx.connection_id if ctx is not None else 0,
@@ -50,24 +59,57 @@ def open_cursor(node: NodeServices, ns: str, docs: Iterator[dict[str, Any]],
     return cursor_reply(ns, batch, cid, True)
 
 
+def _open_pin(node: NodeServices, rc: ReadConcern) -> Pin | None:
+    """The snapshot a ``readConcern: snapshot`` read runs in (None for other levels)."""
+    return node.snapshots.open(node.engine.store, rc.at) if rc.snapshot else None
+
+
+def _in(pin: Pin | None) -> AbstractContextManager[None]:
+    return pin.active() if pin is not None else nullcontext()
+
+
+def _source(pin: Pin | None, docs: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The cursor's documents; a snapshot's keep reading its snapshot (and let it go when
+    the cursor closes)."""
+    return PinnedSource(pin, docs) if pin is not None else docs
+
+
+def _snapshot_reply(reply: dict[str, Any], pin: Pin | None) -> dict[str, Any]:
+    """``atClusterTime`` (in the cursor document when there is one) and ``operationTime``:
+    the snapshot's cluster time."""
+    if pin is not None:
+        reply.get("cursor", reply)["atClusterTime"] = pin.time
+        reply["operationTime"] = pin.time
+    return reply
+
+
 def find(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
          ) -> dict[str, Any]:
     req = requests.parse_find(db, cmd)
     node.member.check_readable(cmd, ctx)
-    if cmd.get("tailable") or cmd.get("awaitData") or "$_resumeAfter" in cmd:
-        with TimeBudget(req.max_time_ms).running():
-            return tailing.find(node, req, ctx)
     budget = TimeBudget(req.max_time_ms)
-    with budget.running():
-        docs = engine_ops.find(node.engine, db, req.coll, req.filter,
-                               projection=req.projection, sort=req.sort, skip=req.skip,
-                               limit=req.limit, hint=req.hint,
-                               return_sort_key=req.return_sort_key)
+    rc = wait_for_read_concern(node, cmd, budget)
+    if cmd.get("tailable") or cmd.get("awaitData") or "$_resumeAfter" in cmd:
+        with budget.running():
+            return tailing.find(node, req, ctx)
+    pin = _open_pin(node, rc)
+    try:
+        with budget.running(), _in(pin):
+            docs = engine_ops.find(node.engine, db, req.coll, req.filter,
+                                   projection=req.projection, sort=req.sort, skip=req.skip,
+                                   limit=req.limit, hint=req.hint,
+                                   return_sort_key=req.return_sort_key,
+                                   variables=let_values(req.let) if req.let else None)
+    except BaseException:
+        if pin is not None:
+            pin.release()
+        raise
     failpoints.hit("waitInFindBeforeMakingBatch", req.ns)  # tests: killOp of a running read
     batch_size = req.batch_size
     if req.single_batch and batch_size is None:
         batch_size = req.limit or None
-    return open_cursor(node, req.ns, iter(docs), batch_size, req.single_batch, budget, ctx)
+    return _snapshot_reply(open_cursor(node, req.ns, _source(pin, iter(docs)), batch_size,
+                                       req.single_batch, budget, ctx), pin)
 
 
 def get_more(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
@@ -102,7 +144,9 @@ def count(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
           ) -> dict[str, Any]:
     req = requests.parse_count(db, cmd)
     node.member.check_readable(cmd, ctx)
-    with TimeBudget(req.max_time_ms).running():
+    budget = TimeBudget(req.max_time_ms)
+    wait_for_read_concern(node, cmd, budget)
+    with budget.running():
         n = engine_ops.count(node.engine, db, req.coll, req.query, skip=req.skip,
                              limit=req.limit, hint=req.hint)
     return {"n": n}
@@ -112,8 +156,15 @@ def distinct(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestCo
              ) -> dict[str, Any]:
     req = requests.parse_distinct(db, cmd)
     node.member.check_readable(cmd, ctx)
-    with TimeBudget(req.max_time_ms).running():
-        return {"values": engine_ops.distinct(node.engine, db, req.coll, req.key, req.query)}
+    budget = TimeBudget(req.max_time_ms)
+    pin = _open_pin(node, wait_for_read_concern(node, cmd, budget))
+    try:
+        with budget.running(), _in(pin):
+            values = engine_ops.distinct(node.engine, db, req.coll, req.key, req.query)
+    finally:
+        if pin is not None:
+            pin.release()
+    return _snapshot_reply({"values": values}, pin)
 
 
 # --- aggregate -------------------------------------------------------------------------------
@@ -139,15 +190,23 @@ def aggregate(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
         return aggregate_write(node, db, cmd, req, ctx)
     node.member.check_readable(cmd, ctx)
     budget = TimeBudget(req.max_time_ms)
+    pin = _open_pin(node, wait_for_read_concern(node, cmd, budget))
     explain: list[dict[str, Any]] | None = [] if req.explain else None
-    with budget.running():
-        docs = engine_ops.aggregate(node.engine, db, req.coll, req.stages,
-                                    allow_disk_use=req.allow_disk_use,
-                                    variables=let_values(req.let), explain=explain)
+    try:
+        with budget.running(), _in(pin):
+            docs = engine_ops.aggregate(node.engine, db, req.coll, req.stages,
+                                        allow_disk_use=req.allow_disk_use,
+                                        variables=let_values(req.let), explain=explain)
+    except BaseException:
+        if pin is not None:
+            pin.release()
+        raise
     if explain is not None:
+        if pin is not None:
+            pin.release()
         return {"explainVersion": "1", "stages": explain, "serverInfo": {"host": "helogale"}}
-    return open_cursor(node, f"{db}.{req.coll}", iter(docs), req.batch_size, budget=budget,
-                       ctx=ctx)
+    return _snapshot_reply(open_cursor(node, f"{db}.{req.coll}", _source(pin, iter(docs)),
+                                       req.batch_size, budget=budget, ctx=ctx), pin)
 
 
 def map_reduce(node: Any, db: str, cmd: Mapping[str, Any], ctx: RequestContext

@@ -16,9 +16,12 @@ command (``raw``) for transports and the router, which forward fields they do no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from bson.decimal128 import Decimal128
 
 from node.commands.args import (
     bson_type_name,
@@ -41,6 +44,7 @@ from node.engine.errors import (
     MongoError,
     type_mismatch,
 )
+from node.engine.projection import Projection
 
 MAX_WRITE_BATCH = 100_000
 INVALID_LENGTH = 16
@@ -67,7 +71,7 @@ def parse_max_time_ms(cmd: Mapping[str, Any], field_name: str = "maxTimeMS") -> 
     return int(value)
 
 
-def check_fields(cmd: Mapping[str, Any], name: str, allowed: frozenset[str]) -> None:
+def check_fields(cmd: Mapping[str, Any], name: str, allowed: Collection[str]) -> None:
     """MongoDB's strict IDL parsers: a field that is neither the command's (``allowed``) nor a
     generic argument is Location40415. ``$``-prefixed fields are internal (MongoDB's
     ``$_...``, the router's) and pass."""
@@ -75,6 +79,61 @@ def check_fields(cmd: Mapping[str, Any], name: str, allowed: frozenset[str]) -> 
         if key not in allowed and key not in GENERIC_FIELDS and not key.startswith("$"):
             raise MongoError(40415, f"BSON field '{name}.{key}' is an unknown field.",
                              code_name="Location40415")
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A field's BSON types as MongoDB's IDL declares them: ``accepts`` tells a value of them,
+    ``expected`` is the end of MongoDB's TypeMismatch message (``type 'object'``, ``types
+    '[bool, long, int, decimal, double]'``) and ``noun`` the index-spec wording (``a
+    string``)."""
+
+    accepts: Callable[[Any], bool]
+    expected: str
+    noun: str
+
+
+def _is_numeric(value: Any) -> bool:
+    return is_number(value) or isinstance(value, Decimal128)
+
+
+SAFE_BOOL = FieldType(lambda v: isinstance(v, bool) or _is_numeric(v),
+                      "types '[bool, long, int, decimal, double]'", "a bool")
+"""IDL ``safeBool``: a bool or any number."""
+BOOL = FieldType(lambda v: isinstance(v, bool), "type 'bool'", "a bool")
+SAFE_INT = FieldType(_is_numeric, "types '[long, int, decimal, double]'", "a number")
+"""IDL ``safeInt``/``safeInt64``/``safeDouble``: any number."""
+OBJECT = FieldType(lambda v: isinstance(v, Mapping), "type 'object'", "an object")
+STRING = FieldType(lambda v: isinstance(v, str), "type 'string'", "a string")
+ARRAY = FieldType(lambda v: isinstance(v, list), "type 'array'", "an array")
+UUID_TYPE = FieldType(lambda v: isinstance(v, bytes | uuid.UUID), "type 'binData'", "a UUID")
+ANY: FieldType | None = None
+"""A field any BSON value may fill (or whose handler checks it)."""
+
+
+def either(*types: FieldType) -> FieldType:
+    """An IDL ``variant``: any of ``types``."""
+    names = ", ".join(t.expected.split("'")[1].strip("[]") for t in types)
+    return FieldType(lambda v: any(t.accepts(v) for t in types), f"types '[{names}]'",
+                     " or ".join(t.noun for t in types))
+
+
+FieldTable = Mapping[str, FieldType | None]
+"""A command's fields (its own name included) and their types (None: any value)."""
+
+
+def check_typed_fields(cmd: Mapping[str, Any], name: str, table: FieldTable, *,
+                       strict: bool = True) -> None:
+    """:func:`check_fields` (unless not ``strict``: an IDL ``strict: false`` command), then
+    each known field's type (TypeMismatch 14, MongoDB's IDL message); a null is not checked
+    (the handlers take it as absent)."""
+    if strict:
+        check_fields(cmd, name, table)
+    for key, value in cmd.items():
+        ftype = table.get(key)
+        if ftype is not None and value is not None and not ftype.accepts(value):
+            raise type_mismatch(f"BSON field '{name}.{key}' is the wrong type "
+                                f"'{bson_type_name(value)}', expected {ftype.expected}")
 
 
 # --- one table of fields per command (MongoDB 8's IDL) -----------------------------------------
@@ -133,6 +192,8 @@ class FindRequest:
     return_sort_key: bool = False
     """Internal (a router merging shards' sorted results): each result carries its sort key
     as memcomparable bytes in ``$sortKey``."""
+    let: Mapping[str, Any] = field(default_factory=dict)
+    """The ``let`` variables (expressions of constants) for ``$expr`` and the projection."""
 
     @property
     def ns(self) -> str:
@@ -169,7 +230,8 @@ def parse_find(db: str, cmd: Mapping[str, Any]) -> FindRequest:
     check_tailable_options(cmd, sort, single_batch)
     return FindRequest(db, coll, filt, _sort_spec(sort), projection, skip, limit, batch_size,
                        single_batch, cmd.get("hint"), parse_max_time_ms(cmd), cmd,
-                       get_bool(cmd, "find", "$_requestSortKey"))
+                       get_bool(cmd, "find", "$_requestSortKey"),
+                       get_doc(cmd, "find", "let", {}) or {})
 
 
 @dataclass(frozen=True)
@@ -642,6 +704,8 @@ def parse_find_and_modify(db: str, cmd: Mapping[str, Any]) -> FindAndModifyReque
         elif not isinstance(upd, Mapping):
             raise type_mismatch("BSON field 'findAndModify.update' is the wrong type "
                                 f"'{bson_type_name(upd)}', expected type 'object'")
+    if fields:  # checked here too, so a router refuses it even when nothing matches
+        Projection(fields)
     ids = parse_stmt_ids(cmd, name, 1)
     return FindAndModifyRequest(db, coll, query, sort, fields, remove, new, upsert,
                                 upd if isinstance(upd, Mapping | list) else None,

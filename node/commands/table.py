@@ -21,7 +21,7 @@ from node.commands import (
     sessions,
 )
 from node.commands.dispatcher import Command
-from node.security import users
+from node.security import role_commands, users
 from node.security.roles import AUTHENTICATED, INTERNAL, OPEN
 from node.sharding import commands as sharding
 
@@ -153,6 +153,23 @@ NODE_COMMANDS: dict[str, Command] = {
                                 action="grantRole"),
     "revokeRolesFromUser": Command(users.revoke_roles, help="take roles from a user",
                                    action="revokeRole"),
+    "createRole": Command(role_commands.create_role, help="add a custom role",
+                          action="createRole"),
+    "updateRole": Command(role_commands.update_role, help="replace a role's privileges or roles",
+                          action=("grantRole", "revokeRole")),
+    "dropRole": Command(role_commands.drop_role, help="remove a custom role", action="dropRole"),
+    "dropAllRolesFromDatabase": Command(role_commands.drop_all_roles,
+                                        help="remove a database's custom roles",
+                                        action="dropRole"),
+    "grantRolesToRole": Command(role_commands.grant_roles_to_role,
+                                help="make a role inherit roles", action="grantRole"),
+    "revokeRolesFromRole": Command(role_commands.revoke_roles_from_role,
+                                   help="stop a role inheriting roles", action="revokeRole"),
+    "grantPrivilegesToRole": Command(role_commands.grant_privileges_to_role,
+                                     help="give a role privileges", action="grantRole"),
+    "revokePrivilegesFromRole": Command(role_commands.revoke_privileges_from_role,
+                                        help="take privileges from a role", action="revokeRole"),
+    "rolesInfo": Command(role_commands.roles_info, help="describe roles", action="viewRole"),
     "saslStart": Command(users.sasl_start, help="begin a SCRAM-SHA-256 exchange", action=OPEN),
     "saslContinue": Command(users.sasl_continue, help="continue a SCRAM exchange",
                             action=OPEN),

@@ -132,7 +132,11 @@ def find(node: NodeServices, req: FindRequest, ctx: RequestContext) -> dict[str,
                          f"non capped collection {req.ns}")
     token = req.raw.get("$_resumeAfter")
     after = _resume_position(token) if token is not None else None
-    tail = Tail(req.db, req.coll, Matcher(req.filter), _projector(req.projection), after,
+    from node.commands.query import let_values  # query imports this module
+
+    variables = let_values(req.let) if req.let else None
+    tail = Tail(req.db, req.coll, Matcher(req.filter, variables=variables),
+                _projector(req.projection, variables=variables), after,
                 bool(req.raw.get("awaitData")))
     limit = req.batch_size if req.batch_size is not None else FIRST_BATCH
     batch = read_batch(engine, tail, limit)

@@ -394,13 +394,16 @@ def _unwind(values: Iterable[Any]) -> Iterator[Any]:
             yield v
 
 
-def _projector(projection: Mapping[str, Any] | None) -> Any:
-    """A callable ``(doc, position) -> doc`` for a projection spec, or None for no projection."""
+def _projector(projection: Mapping[str, Any] | None,
+               now: datetime.datetime | None = None,
+               variables: Mapping[str, Any] | None = None) -> Any:
+    """A callable ``(doc, position) -> doc`` for a projection spec, or None for no projection
+    (``now``: its ``$$NOW``, by default the time it is compiled; ``variables``: a ``let``)."""
     if not projection:
         return None
     from node.engine.projection import Projection
 
-    compiled = Projection(projection)
+    compiled = Projection(projection, now=now, variables=variables)
     return compiled.apply
 
 
@@ -535,7 +538,7 @@ class Collection:
     ) -> Iterator[tuple[bytes, dict[str, Any], int | None]]:
         """Matching records; in ``sort`` order when given (a planner sorts for itself).
         ``matcher``: ``filter`` already compiled by the caller (compiling a large ``$in``
-        costs per value)."""
+        costs per value; a ``let``'s variables are compiled in)."""
         flt = filter or {}
         sort = sort if sort else None
         spec = QuerySpec(
@@ -568,10 +571,12 @@ class Collection:
         hint: Any = None,
         txn: ReadTxn | None = None,
         return_sort_key: bool = False,
+        variables: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[bytes, dict[str, Any]]]:
         """``(record_key, projected doc)`` of the matches, streamed (with
         ``return_sort_key`` and a sort, each document carries ``$sortKey``: its sort key as
-        memcomparable bytes, for a router merging shards' results).
+        memcomparable bytes, for a router merging shards' results). ``variables``: a ``let``'s,
+        for ``$expr`` in the filter and expressions in the projection.
 
         ``limit`` 0 means no limit (a negative limit counts as its absolute value). Without a
         sort the order is ``_id`` order and ``after_key`` resumes strictly after a record key
@@ -582,10 +587,10 @@ class Collection:
         if after_key is not None and compiled_sort:
             raise ValueError("after_key resumption needs _id order (no sort)")
         skip, limit = _check_skip_limit(skip, limit)
-        project = _projector(projection)
+        project = _projector(projection, variables=variables)
         # compile (and so validate) before the generator starts
         flt = filter or {}
-        matcher = Matcher(flt)
+        matcher = Matcher(flt, variables=variables)
         sort_key = _result_sort_key(compiled_sort, matcher) if return_sort_key else None
 
         def generate(reader: ReadTxn) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -632,19 +637,20 @@ class Collection:
         limit: int = 0,
         after: int = 0,
         txn: ReadTxn | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(natural position, projected doc)`` of a capped collection's matches in insertion
         order (``reverse``: newest first), strictly after position ``after``. On a collection
         that is not capped, natural order is ``_id`` order and positions are 0."""
         skip, limit = _check_skip_limit(skip, limit)
-        project = _projector(projection)
-        matcher = Matcher(filter or {})
+        project = _projector(projection, variables=variables)
+        matcher = Matcher(filter or {}, variables=variables)
 
         def generate(reader: ReadTxn) -> Iterator[tuple[int, dict[str, Any]]]:
             if self.engine.capped_state(reader, self.ns) is None:
                 sort = [("_id", -1)] if reverse else None
                 for _, doc in self.find_records(filter, projection, sort=sort, skip=skip,
-                                                limit=limit, txn=reader):
+                                                limit=limit, txn=reader, variables=variables):
                     yield 0, doc
                 return
             produced = skipped = 0
@@ -685,11 +691,12 @@ class Collection:
         hint: Any = None,
         txn: ReadTxn | None = None,
         return_sort_key: bool = False,
+        variables: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The matching documents (projected), as an iterator; see :meth:`find_records`."""
         records = self.find_records(
             filter, projection, sort=sort, skip=skip, limit=limit, hint=hint, txn=txn,
-            return_sort_key=return_sort_key,
+            return_sort_key=return_sort_key, variables=variables,
         )
         return (doc for _, doc in records)
 
@@ -1063,7 +1070,7 @@ class Collection:
             raise failed_to_parse("Cannot specify arrayFilters and remove=true")
         compiled = Update(update, array_filters) if update is not None else None
         compiled_sort = Sort(sort)
-        project = _projector(fields)
+        project = _projector(fields, now)
         flt = query or {}
         Matcher(flt)
 

@@ -88,15 +88,15 @@ def register(*names: str) -> Callable[[Compiler], Compiler]:
 
 def args_list(name: str, arg: Any, lo: int, hi: int | None) -> list[Any]:
     """An operator's arguments: an array, or one non-array value as a one-element list;
-    checked against ``lo..hi`` (``hi`` None: unbounded) with MongoDB's 16020 message."""
+    checked against ``lo..hi`` (``hi`` None: unbounded) with MongoDB's codes: 28667 for a
+    range (``lo < hi``), 16020 otherwise."""
     args = list(arg) if isinstance(arg, list) else [arg]
     if len(args) < lo or (hi is not None and len(args) > hi):
-        if lo == hi:
-            want = f"{lo} argument" + ("s" if lo != 1 else "")
-        elif hi is None:
-            want = f"at least {lo} argument" + ("s" if lo != 1 else "")
-        else:
-            want = f"between {lo} and {hi} arguments"
+        if hi is not None and lo < hi:  # MongoDB's ranged arity
+            raise MongoError(28667, f"Expression {name} takes at least {lo} argument"
+                             f"{'s' if lo != 1 else ''}, and at most {hi}, but {len(args)} "
+                             "were passed in.", code_name="Location28667")
+        want = f"{'' if lo == hi else 'at least '}{lo} argument{'s' if lo != 1 else ''}"
         raise MongoError(16020, f"Expression {name} takes {want}. {len(args)} were passed in.",
                          code_name="Location16020")
     return args
@@ -148,6 +148,12 @@ def _load_families() -> None:
         expr_string,
         expr_type,
     )
+
+
+def is_expression_name(name: str) -> bool:
+    """True when ``name`` is an operator of the expression language (``"$concat"``)."""
+    _load_families()
+    return name in OPERATORS
 
 
 def _field_path(path: str) -> Fn:

@@ -44,6 +44,7 @@ from node.engine.errors import (
     CANNOT_CREATE_INDEX,
     INDEX_KEY_SPECS_CONFLICT,
     INDEX_OPTIONS_CONFLICT,
+    INVALID_INDEX_SPECIFICATION_OPTION,
     MongoError,
     duplicate_key,
     index_not_found,
@@ -67,7 +68,6 @@ MAX_INDEX_KEY_BYTES = 500
 store's 4-byte table id); the same on every store, so behaviour does not depend on it."""
 
 CANNOT_INDEX_PARALLEL_ARRAYS = 171
-INVALID_INDEX_SPECIFICATION_OPTION = 197
 KEY_TOO_LONG = 17280
 GEO_TYPE = "2d"
 

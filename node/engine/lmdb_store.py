@@ -44,6 +44,8 @@ from typing import Any
 
 import lmdb
 
+from node.engine.storage import pinned_read
+
 _NEXT_ID_KEY = b"\xff\xffnext"
 _ID_LEN = 4
 _strip_table_id = itemgetter(slice(_ID_LEN, None))
@@ -325,8 +327,13 @@ class LMDBStore:
 
     @contextmanager
     def read(self) -> Iterator[_LmdbReadTxn]:
-        """A snapshot of the committed state; never blocks and is never blocked by the writer."""
+        """A snapshot of the committed state; never blocks and is never blocked by the writer
+        (the pinned one, inside :func:`node.engine.storage.pinned`)."""
         self._check_open()
+        borrowed = pinned_read(self)
+        if borrowed is not None:
+            yield borrowed
+            return
         txn = self._env.begin(write=False, buffers=False)
         try:
             yield _LmdbReadTxn(self, txn)

@@ -25,6 +25,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from node.engine.storage import pinned_read
+
 _Versions = list[tuple[int, bytes | None]]
 
 
@@ -238,8 +240,13 @@ class MemoryStore:
     # -- KVStore --------------------------------------------------------------------------------
     @contextmanager
     def read(self) -> Iterator[_ReadTxn]:
-        """A snapshot of the committed state; stays stable while it is open."""
+        """A snapshot of the committed state; stays stable while it is open (the pinned one,
+        inside :func:`node.engine.storage.pinned`)."""
         self._check_open()
+        borrowed = pinned_read(self)
+        if borrowed is not None:
+            yield borrowed
+            return
         with self._readers_lock:
             version = self._committed
             self._readers[version] += 1

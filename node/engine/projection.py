@@ -1,30 +1,48 @@
-"""The projection language: which fields of a document a read returns.
+"""The projection language: which fields of a document a read returns, and what it computes.
 
-Follows MongoDB's ``find`` projection (4.4 semantics, without aggregation expressions):
+Follows MongoDB 8's projection parser, for ``find`` (and ``findAndModify``'s ``fields``) and,
+with ``aggregate=True``, for the ``$project`` stage (no find-only operators: ``$slice`` is the
+aggregation one, ``$elemMatch`` and ``.$`` are refused, an empty projection too):
 
 * inclusion (``{a: 1, "b.c": 1}``) keeps only the named paths, in document order; exclusion
   (``{a: 0}``) removes them; the two cannot be mixed except for ``_id``, which is returned unless
   ``_id: 0``. Dotted paths reach into embedded documents and into arrays of documents; nested
   projection documents (``{a: {b: 1}}``) mean the same as dotted paths.
+* any other value is an aggregation expression (:mod:`node.engine.expressions`) evaluated on the
+  whole document: ``{x: "$y"}``, ``{x: {$concat: [...]}}``, ``{x: {$literal: 1}}``, ``{x: "s"}``,
+  ``$$ROOT``, ``$$NOW`` (one value per projection). A computed field makes the projection an
+  inclusion; it replaces an included field in place and is otherwise added after the included
+  fields, in specification order; under an array it is set in each element.
 * ``{field: {$slice: n}}`` / ``{$slice: [skip, limit]}`` returns part of an array (and by itself
-  does not make the projection an inclusion).
+  does not make the projection an inclusion); any other ``$slice`` argument is read as the
+  aggregation ``$slice`` (a computed field), as MongoDB does.
 * ``{field: {$elemMatch: query}}`` returns the first matching element as a one-element array
-  (top-level fields only; the field comes after the other included fields).
+  (top-level fields only; computed like an expression, so after the included fields).
 * ``{"path.$": 1}`` returns the element of the array at ``path`` that the *query* matched, using
   :meth:`Matcher.match_position`.
 
-Malformed projections raise MongoError with MongoDB's codes and messages. ``Projection(spec)``
+Malformed projections raise MongoError with MongoDB's codes and messages when compiled;
+expressions fail (28724 and the like) only when a document is projected. ``Projection(spec)``
 compiles once; ``apply(doc, position)`` returns a new document (values not copied deeply).
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from node.engine.errors import MongoError, bad_value, location
+from node.engine.expressions import (
+    ENTRY_NOW,
+    Fn,
+    Scope,
+    Vars,
+    compile_expression,
+    is_expression_name,
+)
 from node.engine.matcher import Matcher
-from node.engine.values import is_nan, is_number, number_value, type_name
+from node.engine.values import MISSING, is_nan, is_number, number_value, type_name
 
 INCLUDE = "include"
 EXCLUDE = "exclude"
@@ -57,8 +75,34 @@ class _Positional:
         self.path = path
 
 
-_Leaf = str | _Slice | _Positional
-_Tree = dict[str, Any]  # name -> _Leaf | _Tree
+class _Computed:
+    """A field whose value is computed from the whole document (an expression, ``$elemMatch``)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Fn) -> None:
+        self.fn = fn
+
+
+class _Tree(dict[str, Any]):
+    """One level of a projection: name -> leaf (INCLUDE, EXCLUDE, _Slice, _Positional,
+    _Computed) or sub-tree. ``computed`` (set by :func:`_seal`): the names, in specification
+    order, that are computed or hold computed fields below."""
+
+    __slots__ = ("computed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.computed: list[str] = []
+
+
+def _seal(tree: _Tree) -> bool:
+    """Fill in ``computed`` through the tree; True when ``tree`` computes anything."""
+    tree.computed = []
+    for name, node in tree.items():
+        if isinstance(node, _Computed) or (isinstance(node, _Tree) and _seal(node)):
+            tree.computed.append(name)
+    return bool(tree.computed)
 
 
 def _as_int(value: Any) -> int:
@@ -71,223 +115,322 @@ def _as_int(value: Any) -> int:
     return max(-(2**31), min(2**31 - 1, int(n)))
 
 
-def _slice_syntax_error(arg: Any, find_error: str) -> MongoError:
-    """What MongoDB 8 answers for a ``$slice`` that is not find() syntax: it then reads it as the
-    aggregation ``$slice`` expression, and fails as that does (28667: wrong argument count;
-    28724: a first argument that can never be an array)."""
-    args = list(arg) if isinstance(arg, list | tuple) else [arg]
-    if len(args) < 2 or len(args) > 3:
-        return location(28667, f"Invalid $slice syntax. The given syntax {{ $slice: {arg!r} }} "
-                        f"did not match the find() syntax because :: {find_error} :: The "
-                        "given syntax did not match the expression $slice syntax. :: caused by "
-                        ":: Expression $slice takes at least 2 arguments, and at most 3, but "
-                        f"{len(args)} were passed in.")
-    first = args[0]
-    if isinstance(first, str) and first.startswith("$"):
-        return bad_value("aggregation expressions in find projections ($slice on "
-                         f"{first!r}) are not supported")
-    if first is None:
-        return bad_value("$slice of null in a find projection is not supported")
-    return location(28724, "First argument to $slice must be an array, but is of type: "
-                    f"{type_name(first)}")
-
-
 def _parse_slice(arg: Any) -> _Slice:
+    """The find() ``$slice`` (MongoDB then tries the aggregation ``$slice`` if this fails)."""
     if is_number(arg):
         return _Slice(None, _as_int(arg))
-    if isinstance(arg, list | tuple):
-        if len(arg) != 2:
-            raise _slice_syntax_error(arg, "Location31272: $slice array argument should be of "
-                                      "form [skip, limit]")
-        if not is_number(arg[0]):
-            raise _slice_syntax_error(arg, "Location31257: $slice expects the skip argument "
-                                      f"to be a number, got {type_name(arg[0])}")
-        if not is_number(arg[1]):
-            raise _slice_syntax_error(arg, "Location31258: $slice expects the limit argument "
-                                      f"to be a number, got {type_name(arg[1])}")
-        skip = _as_int(arg[0])
-        limit = _as_int(arg[1])
-        if limit <= 0:
-            raise _slice_syntax_error(arg, f"Location31259: $slice limit must be positive, "
-                                      f"got {limit}")
-        return _Slice(skip, limit)
-    raise _slice_syntax_error(arg, "Location31273: $slice only supports numbers and [skip, "
-                              "limit] arrays")
+    if not isinstance(arg, list | tuple):
+        raise location(31273, "$slice only supports numbers and [skip, limit] arrays")
+    if len(arg) != 2:
+        raise location(31272, "$slice array argument should be of form [skip, limit]")
+    if not is_number(arg[0]):
+        raise location(31257, "$slice expects the skip argument to be a number, got "
+                       f"{type_name(arg[0])}")
+    if not is_number(arg[1]):
+        raise location(31258, "$slice expects the limit argument to be a number, got "
+                       f"{type_name(arg[1])}")
+    limit = _as_int(arg[1])
+    if limit <= 0:
+        raise location(31259, f"$slice limit must be positive, got {limit}")
+    return _Slice(_as_int(arg[0]), limit)
 
 
-def _truthy(path: str, value: Any) -> bool:
+def _is_flag(value: Any) -> bool:
+    """Booleans and numbers include or exclude; anything else is an expression."""
+    return isinstance(value, bool) or is_number(value)
+
+
+def _truthy(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if is_number(value):
-        return bool(number_value(value)) or is_nan(value)
-    raise bad_value(f"Unsupported projection option: {path}: {value!r}")
-
-
-def _flatten(spec: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for name, value in spec.items():
-        if not isinstance(name, str):
-            raise bad_value(f"projection field names must be strings, got {name!r}")
-        path = f"{prefix}{name}"
-        if isinstance(value, Mapping) and value and not str(next(iter(value))).startswith("$"):
-            out.extend(_flatten(value, path + "."))
-        elif isinstance(value, Mapping) and not value:
-            raise bad_value(
-                f"An empty sub-projection is not a valid value. Found empty object at path {path}"
-            )
-        else:
-            out.append((path, value))
-    return out
+    return bool(number_value(value)) or is_nan(value)
 
 
 def _check_path(path: str) -> list[str]:
+    """MongoDB's FieldPath rules for a projection path."""
     if path == "":
         raise location(40352, "FieldPath cannot be constructed with empty string")
     parts = path.split(".")
-    for i, part in enumerate(parts):
+    for part in parts:
         if part == "":
             raise location(15998, "FieldPath field names may not be empty strings.")
-        if part == "$" and i != len(parts) - 1:
-            raise location(
-                31394,
-                "As of 4.4, it's illegal to specify positional operator in the middle of a path."
-                "Positional projection may only be used at the end, for example: a.b.$.",
-            )
-        if part.startswith("$") and part != "$":
-            raise location(16410, "FieldPath field names may not start with '$'.")
-    if parts[0] == "$":
-        raise location(16410, "FieldPath field names may not start with '$'.")
+        if part.startswith("$"):
+            raise location(16410, f"FieldPath field names may not start with '$'. Given: {path}")
     return parts
+
+
+def _query_now() -> datetime.datetime:
+    """``$$NOW`` of one projection: the log entry's time when applying one, else now (ms)."""
+    now = ENTRY_NOW.get()
+    if now is not None:
+        return now
+    now = datetime.datetime.now(datetime.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class Projection:
     """A compiled projection specification."""
 
     __slots__ = (
-        "_elem_matches",
+        "_aggregate",
+        "_has_elem_match",
+        "_has_slice",
+        "_id_excluded",
+        "_id_included",
+        "_mode",
+        "_now",
+        "_scope_",
         "_tree",
+        "_variables",
         "inclusion",
         "needs_position",
         "spec",
     )
 
-    def __init__(self, spec: ProjectionSpec | None) -> None:
+    def __init__(self, spec: ProjectionSpec | None, *,
+                 variables: Mapping[str, Any] | None = None,
+                 now: datetime.datetime | None = None, aggregate: bool = False) -> None:
         if spec is None:
             spec = {}
         if isinstance(spec, list | tuple):
             spec = {str(name): 1 for name in spec}
         if not isinstance(spec, Mapping):
             raise bad_value("projection must be an object")
+        if aggregate and not spec:
+            raise location(51272, "projection specification must have at least one field")
+        self._aggregate = aggregate
         self.spec: Mapping[str, Any] = spec
-        self._tree: _Tree = {}
-        self._elem_matches: list[tuple[str, Matcher]] = []
+        self._variables = dict(variables or {})
+        self._now = now
+        self._scope_: Scope | None = None
+        self._tree = _Tree()
+        self._mode: str | None = None
+        self._has_slice = self._has_elem_match = False
+        self._id_included = self._id_excluded = False
         self.needs_position = False
         """True when the projection has a positional ``.$`` (call ``Matcher.match_position``)."""
-        mode: str | None = None
-        id_value: bool | None = None
-        for path, value in _flatten(spec):
-            parts = _check_path(path)
-            if path == "_id" and not isinstance(value, Mapping):
-                id_value = _truthy(path, value)
-                continue
-            kind: str
-            leaf: _Leaf
-            if parts[-1] == "$":
-                if self.needs_position:
-                    raise location(
-                        31276, "Cannot specify more than one positional projection per query."
-                    )
-                if isinstance(value, Mapping) or not _truthy(path, value):
-                    raise location(31395, "positional projection cannot be used with exclusion")
-                self.needs_position = True
-                parts = parts[:-1]
-                kind, leaf = INCLUDE, _Positional(".".join(parts))
-            elif isinstance(value, Mapping):
-                op, arg = next(iter(value.items()))
-                if len(value) != 1:
-                    raise bad_value(f"Unsupported projection option: {path}: {dict(value)!r}")
-                if op == "$slice":
-                    kind, leaf = "slice", _parse_slice(arg)
-                elif op == "$elemMatch":
-                    if len(parts) > 1:
-                        raise location(31275, "Cannot use $elemMatch projection on a nested field.")
-                    if not isinstance(arg, Mapping):
-                        raise location(31274, "elemMatch: Invalid argument, object "
-                                       f"required, but got {type_name(arg)}")
-                    mode = self._set_mode(mode, INCLUDE, path)
-                    self._reserve(parts)
-                    self._elem_matches.append((path, Matcher({path: {"$elemMatch": arg}})))
-                    continue
-                elif op == "$meta":
-                    raise bad_value(f"$meta projection ({arg!r}) is not supported")
-                else:
-                    raise bad_value(f"Unsupported projection option: {path}: {dict(value)!r}")
-            else:
-                kind = INCLUDE if _truthy(path, value) else EXCLUDE
-                leaf = kind
-            if kind != "slice":
-                mode = self._set_mode(mode, kind, path)
-            self._insert(parts, leaf)
-        if self.needs_position and self._elem_matches:
-            raise location(31255, "Cannot specify positional operator and $elemMatch.")
-        if mode is None:
-            # only _id and/or $slice: an exclusion projection, unless it is exactly {_id: 1}
-            mode = INCLUDE if id_value is True and not self._tree else EXCLUDE
-        self.inclusion = mode == INCLUDE
+        id_specified = False
+        for name, value in spec.items():
+            if not isinstance(name, str):
+                raise bad_value(f"projection field names must be strings, got {name!r}")
+            id_specified |= name == "_id" or name.startswith("_id.")
+            self._element(name, value, self._tree)
+        self.inclusion = self._projection_type() == INCLUDE
         """True for an inclusion projection (only named fields returned)."""
-        if "_id" not in self._tree:
-            if self.inclusion and id_value is not False:
-                self._tree["_id"] = INCLUDE
-            elif not self.inclusion and id_value is False:
-                self._tree["_id"] = EXCLUDE
+        if not id_specified and self.inclusion:
+            self._tree["_id"] = INCLUDE
+        if not self.inclusion and self._id_included:
+            del self._tree["_id"]  # {_id: 1} in an exclusion: legal, and changes nothing
+        _seal(self._tree)
+
+    @property
+    def _scope(self) -> Scope:
+        """The expressions' scope, made when the first one is compiled."""
+        if self._scope_ is None:
+            self._scope_ = Scope(list(self._variables), now=self._now or _query_now())
+        return self._scope_
+
+    def _projection_type(self) -> str:
+        """MongoDB's type of a projection without inclusions or exclusions of other fields."""
+        if self._mode is not None:
+            return self._mode
+        if self._has_slice:
+            return INCLUDE if self._id_included else EXCLUDE
+        return INCLUDE if self._has_elem_match or self._id_included else EXCLUDE
+
+    # --- parsing ---------------------------------------------------------------------------------
+
+    def _element(self, name: str, value: Any, parent: _Tree) -> None:
+        positional = name.endswith(".$")
+        if positional and self._aggregate:
+            raise location(31324, "Cannot use positional projection in aggregation projection")
+        if ".$." in name:
+            raise location(
+                31394,
+                "As of 4.4, it's illegal to specify positional operator in the middle of a path."
+                "Positional projection may only be used at the end, for example: a.b.$. If the "
+                "query previously used a form like a.b.$.d, remove the parts following the '$' "
+                "and the results will be equivalent.",
+            )
+        if isinstance(value, Mapping):
+            if positional:
+                raise location(31271, "positional projection cannot be used with an expression "
+                               "or sub object")
+            self._sub_object(name, value, parent)
+        elif _is_flag(value):
+            if _truthy(value):
+                self._inclusion(name, parent, positional)
+            elif positional:
+                raise location(31395, "positional projection cannot be used with exclusion")
+            else:
+                self._exclusion(name, parent)
+        elif positional:
+            raise location(31308, "positional projection cannot be used with a literal")
+        else:
+            self._literal(name, value, parent)
+
+    def _inclusion(self, name: str, parent: _Tree, positional: bool) -> None:
+        top_id = name == "_id" and parent is self._tree
+        if not positional:
+            self._add(parent, name, INCLUDE)
+            self._id_included |= top_id
+        else:
+            if self.needs_position:
+                raise location(31276, "Cannot specify more than one positional projection per "
+                               "query.")
+            if self._has_elem_match:
+                raise location(31256, "Cannot specify positional operator and $elemMatch.")
+            path = name[:-2]
+            self._add(parent, path, _Positional(path))
+            self.needs_position = True
+        if not top_id:
+            self._set_mode(INCLUDE, name)
+
+    def _exclusion(self, name: str, parent: _Tree) -> None:
+        self._add(parent, name, EXCLUDE)
+        if name == "_id" and parent is self._tree:
+            self._id_excluded = True
+        else:
+            self._set_mode(EXCLUDE, name)
+
+    def _literal(self, name: str, value: Any, parent: _Tree) -> None:
+        """``{x: "$y"}``, ``{x: "text"}``, ``{x: [..]}``, ``{x: null}``: an expression."""
+        fn = compile_expression(value, self._scope)
+        self._add(parent, name, _Computed(fn))
+        if self._mode == EXCLUDE:
+            raise location(31310, f"Cannot use an expression {name}: {value!r} in an exclusion "
+                           "projection")
+        self._mode = INCLUDE
+
+    def _sub_object(self, name: str, obj: Mapping[str, Any], parent: _Tree) -> None:
+        if not obj:
+            raise location(51270, "An empty sub-projection is not a valid value. Found empty "
+                           "object at path")
+        first = next(iter(obj))
+        if len(obj) == 1 and isinstance(first, str) and first.startswith("$"):
+            if self._find_operator(name, first, obj[first], parent):
+                return
+            raise location(31325, f"Unknown expression {first}")
+        node = self._inner_node(parent, name)
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise bad_value(f"projection field names must be strings, got {key!r}")
+            self._element(key, value, node)
+
+    def _find_operator(self, name: str, op: str, arg: Any, parent: _Tree) -> bool:
+        """``{name: {op: arg}}`` as a find-only operator or an expression; False if neither."""
+        if self._aggregate and op == "$elemMatch":
+            raise MongoError(168, "Cannot use $elemMatch in this context",
+                             code_name="InvalidPipelineOperator")
+        if self._aggregate and op in ("$slice", "$meta"):
+            self._expression(name, {op: arg}, parent)
+        elif op == "$slice":
+            self._slice(name, arg, parent)
+        elif op == "$elemMatch":
+            self._elem_match(name, arg, parent)
+        elif op == "$meta":
+            raise bad_value(f"$meta projection ({arg!r}) is not supported")
+        elif is_expression_name(op):
+            self._expression(name, {op: arg}, parent)
+        else:
+            return False
+        return True
+
+    def _expression(self, name: str, expr: Mapping[str, Any], parent: _Tree) -> None:
+        if self._mode == EXCLUDE:
+            raise location(31252, "Cannot use expression other than $meta in exclusion "
+                           "projection")
+        self._mode = INCLUDE
+        self._add(parent, name, _Computed(compile_expression(expr, self._scope)))
+
+    def _slice(self, name: str, arg: Any, parent: _Tree) -> None:
+        try:
+            self._add(parent, name, _parse_slice(arg))
+            self._has_slice = True
+            return
+        except MongoError as exc:
+            find_error = exc
+        try:
+            self._expression(name, {"$slice": arg}, parent)
+        except MongoError as exc:
+            raise MongoError(
+                exc.code,
+                f"Invalid $slice syntax. The given syntax {{ $slice: {arg!r} }} did not match "
+                f"the find() syntax because :: {find_error.code_name}: {find_error.errmsg} :: "
+                "The given syntax did not match the expression $slice syntax. :: caused by :: "
+                f"{exc.errmsg}",
+                code_name=exc.code_name,
+            ) from exc
+
+    def _elem_match(self, name: str, arg: Any, parent: _Tree) -> None:
+        if not isinstance(arg, Mapping):
+            raise location(31274, "elemMatch: Invalid argument, object required, but got "
+                           f"{type_name(arg)}")
+        if self.needs_position:
+            raise location(31255, "Cannot specify positional operator and $elemMatch.")
+        if "." in name or parent is not self._tree:
+            raise location(31275, "Cannot use $elemMatch projection on a nested field.")
+        matcher = Matcher({name: {"$elemMatch": arg}})
+
+        def first_match(v: Vars) -> Any:
+            value = v.values["ROOT"].get(name, MISSING)
+            if isinstance(value, list | tuple):
+                matched, pos = matcher.match_position({name: value})
+                if matched and pos is not None:
+                    return [value[pos]]
+            return MISSING
+
+        self._set_mode(INCLUDE, name)
+        self._add(parent, name, _Computed(first_match))
+        self._has_elem_match = True
+
+    def _set_mode(self, kind: str, path: str) -> None:
+        if self._mode is not None and self._mode != kind:
+            if kind == EXCLUDE:
+                raise location(31254, f"Cannot do exclusion on field {path} in inclusion "
+                               "projection")
+            raise location(31253, f"Cannot do inclusion on field {path} in exclusion projection")
+        self._mode = kind
 
     @staticmethod
-    def _set_mode(mode: str | None, kind: str, path: str) -> str:
-        if mode is None or mode == kind:
-            return kind
-        if kind == EXCLUDE:
-            raise location(31254, f"Cannot do exclusion on field {path} in inclusion projection")
-        raise location(31253, f"Cannot do inclusion on field {path} in exclusion projection")
-
-    def _reserve(self, parts: list[str]) -> None:
-        """Claim a top-level field for ``$elemMatch`` (it collides like any other path)."""
-        name = parts[0]
-        if name in self._tree or any(n == name for n, _ in self._elem_matches):
-            raise location(31250, f"Path collision at {name}")
-
-    def _insert(self, parts: list[str], leaf: _Leaf) -> None:
-        if any(n == parts[0] for n, _ in self._elem_matches):
-            raise location(31250, f"Path collision at {'.'.join(parts)}")
-        node = self._tree
-        for i, part in enumerate(parts[:-1]):
+    def _add(parent: _Tree, name: str, leaf: Any) -> None:
+        """Put ``leaf`` at the dotted ``name`` under ``parent`` (31249/31250 on a collision)."""
+        parts = _check_path(name)
+        node = parent
+        for part in parts[:-1]:
             child = node.get(part)
             if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                full = ".".join(parts)
-                rest = ".".join(parts[i + 1 :])
-                raise location(31250, f"Path collision at {full} remaining portion {rest}")
+                child = node[part] = _Tree()
+            elif not isinstance(child, _Tree):
+                raise location(31249, f"Path collision at {name} remaining portion "
+                               f"{'.'.join(parts[1:])}")
             node = child
         if parts[-1] in node:
-            raise location(31250, f"Path collision at {'.'.join(parts)}")
+            raise location(31250, f"Path collision at {name}")
         node[parts[-1]] = leaf
+
+    def _inner_node(self, parent: _Tree, name: str) -> _Tree:
+        """The sub-tree at ``name`` for a nested projection document (made if new)."""
+        node: Any = parent
+        for part in _check_path(name):
+            node = node.get(part)
+            if not isinstance(node, _Tree):
+                node = _Tree()
+                self._add(parent, name, node)
+                return node
+        return node  # type: ignore[no-any-return]
 
     # --- application ----------------------------------------------------------------------------
 
     def apply(self, doc: Mapping[str, Any], position: int | None = None) -> dict[str, Any]:
         """The projected document; ``position`` is the query's matched array index (for ``.$``)."""
-        if not self._tree and not self._elem_matches:
+        tree = self._tree
+        if not tree:
             return dict(doc)
         if self.inclusion:
-            out = _include_doc(doc, self._tree, position)
-            for name, matcher in self._elem_matches:
-                value = doc.get(name)
-                if isinstance(value, list | tuple):
-                    matched, pos = matcher.match_position({name: value})
-                    if matched and pos is not None:
-                        out[name] = [value[pos]]
-            return out
-        return _exclude_doc(doc, self._tree)
+            variables = Vars(doc, self._variables) if tree.computed else None
+            return _include_doc(doc, tree, position, variables)
+        return _exclude_doc(doc, tree)
 
 
 _APPLIED = -1
@@ -311,7 +454,7 @@ def _has_positional(tree: _Tree) -> bool:
     )
 
 
-def _leaf_value(leaf: _Leaf, value: Any, position: int | None) -> Any:
+def _leaf_value(leaf: Any, value: Any, position: int | None) -> Any:
     if isinstance(leaf, _Slice):
         return leaf.apply(value)
     if isinstance(leaf, _Positional):
@@ -321,33 +464,55 @@ def _leaf_value(leaf: _Leaf, value: Any, position: int | None) -> Any:
     return value
 
 
-def _include_doc(doc: Mapping[str, Any], tree: _Tree, position: int | None) -> dict[str, Any]:
+def _include_doc(doc: Mapping[str, Any], tree: _Tree, position: int | None,
+                 variables: Vars | None) -> dict[str, Any]:
+    """The included fields of ``doc`` (document order), then the computed ones."""
     out: dict[str, Any] = {}
     for name, value in doc.items():
         node = tree.get(name)
-        if node is None:
+        if node is None or node is EXCLUDE or isinstance(node, _Computed):
             continue
-        if not isinstance(node, dict):
+        if not isinstance(node, _Tree):
             out[name] = _leaf_value(node, value, position)
-        elif isinstance(value, Mapping):
-            out[name] = _include_doc(value, node, position)
-        elif isinstance(value, list | tuple):
-            if position != _APPLIED and _has_positional(node):
-                # '.$' selects from the first array on its path, whatever lies below
-                element = _positional_element(value, position)
-                out[name] = _include_array([element], node, _APPLIED)
+            continue
+        sub = _include_value(value, node, position, variables)
+        if sub is not MISSING:
+            out[name] = sub
+    for name in tree.computed:
+        node = tree[name]
+        if isinstance(node, _Computed):
+            computed = node.fn(variables)  # type: ignore[arg-type]
+            if computed is MISSING:
+                out.pop(name, None)
             else:
-                out[name] = _include_array(value, node, position)
+                out[name] = computed
+        elif name not in out:  # nothing there (or not a document): only its computed fields
+            out[name] = _include_doc({}, node, position, variables)
     return out
 
 
-def _include_array(array: Sequence[Any], tree: _Tree, position: int | None) -> list[Any]:
+def _include_value(value: Any, tree: _Tree, position: int | None, variables: Vars | None
+                   ) -> Any:
+    if isinstance(value, Mapping):
+        return _include_doc(value, tree, position, variables)
+    if isinstance(value, list | tuple):
+        if position != _APPLIED and _has_positional(tree):
+            # '.$' selects from the first array on its path, whatever lies below
+            element = _positional_element(value, position)
+            return _include_array([element], tree, _APPLIED, variables)
+        return _include_array(value, tree, position, variables)
+    return MISSING
+
+
+def _include_array(array: Sequence[Any], tree: _Tree, position: int | None,
+                   variables: Vars | None) -> list[Any]:
+    """Each element projected; scalars are dropped, or replaced by the computed fields."""
     out: list[Any] = []
     for element in array:
-        if isinstance(element, Mapping):
-            out.append(_include_doc(element, tree, position))
-        elif isinstance(element, list | tuple):
-            out.append(_include_array(element, tree, position))
+        if isinstance(element, Mapping | list | tuple):
+            out.append(_include_value(element, tree, position, variables))
+        elif tree.computed:
+            out.append(_include_doc({}, tree, position, variables))
     return out
 
 

@@ -9,13 +9,19 @@ values, ordered by unsigned byte comparison. All access happens inside a transac
 
 The engine (collections, indexes, catalog) is written only against these protocols, so the
 in-memory store (tests, demos) and the durable LMDB store are interchangeable.
+
+Pinned reads (``readConcern: snapshot``): inside :func:`pinned`, every ``store.read()`` of that
+store in the current context gives the one pinned snapshot (borrowed: leaving the ``with``
+does not end it), so a whole command and its cursor's later batches (``$lookup``, catalog
+lookups included) read one point in time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from typing import Protocol
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 
 class ReadTxn(Protocol):
@@ -77,3 +83,24 @@ def put_rows(txn: WriteTxn, table: str, rows: list[tuple[bytes, bytes]]) -> None
     put = txn.put
     for key, value in rows:
         put(table, key, value)
+
+
+_PINNED: ContextVar[tuple[Any, Any] | None] = ContextVar("helogale_pinned_read", default=None)
+
+
+def pinned_read(store: Any) -> Any:
+    """The read transaction pinned for ``store`` in this context (see :func:`pinned`), or
+    None: a store's ``read()`` yields it instead of opening a new snapshot."""
+    pin = _PINNED.get()
+    return pin[1] if pin is not None and pin[0] is store else None
+
+
+@contextmanager
+def pinned(store: Any, txn: Any) -> Iterator[None]:
+    """Make ``txn`` (an open read transaction of ``store``) the snapshot every
+    ``store.read()`` in this context returns, for the body; the caller ends ``txn``."""
+    token = _PINNED.set((store, txn))
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)

@@ -34,6 +34,8 @@ log = logging.getLogger("helogale.security")
 USERS_DB = "admin"
 USERS_COLL = "system.users"
 USERS_NS = f"{USERS_DB}.{USERS_COLL}"
+ROLES_COLL = "system.roles"
+ROLES_NS = f"{USERS_DB}.{ROLES_COLL}"
 MAX_CONVERSATIONS = 8
 
 
@@ -142,6 +144,18 @@ def find_user(engine: Any, user: str, db: str) -> dict[str, Any] | None:
     return None
 
 
+def find_role(engine: Any, role: str, db: str) -> dict[str, Any] | None:
+    """A custom role's document (``admin.system.roles``, ``_id: "<db>.<role>"``): one point
+    read by record key."""
+    from node.engine.keystring import encode_key
+
+    coll = engine.collection(USERS_DB, ROLES_COLL)
+    with engine.store.read() as txn:
+        for _, doc in coll.records(txn, [encode_key(user_id(role, db))]):
+            return dict(doc) if doc is not None else None
+    return None
+
+
 def any_user(engine: Any) -> bool:
     return engine.collection(USERS_DB, USERS_COLL).find_one({}) is not None
 
@@ -193,6 +207,9 @@ class LocalUsers:
             return self._internal.doc()
         return find_user(self.engine, user, db)
 
+    def find_role(self, role: str, db: str) -> dict[str, Any] | None:
+        return find_role(self.engine, role, db)
+
     def any_user(self) -> bool:
         return any_user(self.engine)
 
@@ -206,11 +223,11 @@ class RemoteUsers:
         self.config = config
         self.ttl_s = ttl_s
         self._internal = _InternalUser(key)
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[float, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
 
-    def _query(self, flt: dict[str, Any]) -> dict[str, Any] | None:
-        reply = self.config.command(USERS_DB, {"find": USERS_COLL, "filter": flt, "limit": 1})
+    def _query(self, flt: dict[str, Any], coll: str = USERS_COLL) -> dict[str, Any] | None:
+        reply = self.config.command(USERS_DB, {"find": coll, "filter": flt, "limit": 1})
         if not reply.get("ok"):
             raise MongoError(int(reply.get("code", 1)), "cannot read users from the config "
                              f"servers: {reply.get('errmsg')}")
@@ -220,16 +237,23 @@ class RemoteUsers:
     def find(self, user: str, db: str) -> dict[str, Any] | None:
         if (user, db) == INTERNAL_USER:
             return self._internal.doc()
+        return self._kept(USERS_COLL, user, db)
+
+    def find_role(self, role: str, db: str) -> dict[str, Any] | None:
+        return self._kept(ROLES_COLL, role, db)
+
+    def _kept(self, coll: str, name: str, db: str) -> dict[str, Any] | None:
+        """A user's or role's document, read again once older than ``ttl_s``."""
         now = time.monotonic()
         with self._lock:
-            hit = self._cache.get((user, db))
+            hit = self._cache.get((coll, name, db))
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        doc = self._query({"_id": user_id(user, db)})
+        doc = self._query({"_id": user_id(name, db)}, coll)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[(user, db)] = (now, doc)
+            self._cache[(coll, name, db)] = (now, doc)
         return doc
 
     def any_user(self) -> bool:
@@ -274,6 +298,10 @@ class Authorizer:
                 out.extend(r for r in doc.get("roles", []) if isinstance(r, Mapping))
         return out
 
+    def privileges(self, session: AuthSession) -> dict[str, set[str]]:
+        """What the session's users may do now, custom roles resolved."""
+        return R.privileges(self.user_roles(session), getattr(self.users, "find_role", None))
+
     def check(self, name: str, spec: Any, db: str, command: Mapping[str, Any],
               session: AuthSession | None, peer: str = "") -> None:
         """Raise Unauthorized (13) unless ``session`` may run ``command`` on ``db``."""
@@ -289,10 +317,12 @@ class Authorizer:
             raise unauthorized(f"Command {name} requires authentication")
         if action == R.AUTHENTICATED:
             return
-        privs = R.privileges(self.user_roles(session))
+        privs = self.privileges(session)
         actions = (action,) if isinstance(action, str) else tuple(action or (R.INTERNAL,))
+        coll = command.get("collection" if name == "getMore" else name)
+        coll = coll if isinstance(coll, str) and coll else None
         for act, where in self._targets(name, actions, db, command):
-            if not R.allowed(privs, act, where):
+            if not R.allowed(privs, act, where, coll if where == db else None):
                 self._refuse(name, db, peer, session, act)
                 raise unauthorized(f"not authorized on {db} to execute command "
                                    f"{{ {name}: {_short(command.get(name))} }}")
@@ -301,8 +331,8 @@ class Authorizer:
     def _targets(name: str, actions: tuple[str, ...], db: str, command: Mapping[str, Any]
                  ) -> list[tuple[str, str]]:
         """(action, database) pairs to check: the command's database, both of a rename's,
-        and nothing less than the internal identity for writing ``admin.system.users``
-        directly (users change only through the user commands)."""
+        and nothing less than the internal identity for writing ``admin.system.users`` or
+        ``admin.system.roles`` directly (they change only through their commands)."""
         targets = [(a, db) for a in actions]
         if name == "renameCollection":
             dbs = {str(v).partition(".")[0] for v in (command.get(name), command.get("to"))}
@@ -312,10 +342,10 @@ class Authorizer:
         if name == "aggregate":
             targets += _aggregate_write_targets(db, command)
         coll = command.get(name)
-        if db == USERS_DB and coll == USERS_COLL and actions != ("find",):
-            targets.append((R.INTERNAL, db))
-        elif db == USERS_DB and coll == USERS_COLL:
-            targets.append(("viewUser", db))
+        if db == USERS_DB and coll in (USERS_COLL, ROLES_COLL) and actions != ("find",):
+            targets.append((R.INTERNAL, db))  # users and roles change only by their commands
+        elif db == USERS_DB and coll in (USERS_COLL, ROLES_COLL):
+            targets.append(("viewUser" if coll == USERS_COLL else "viewRole", db))
         return targets
 
     @staticmethod
@@ -351,7 +381,7 @@ def _bulk_write_targets(command: Mapping[str, Any]) -> list[tuple[str, str]]:
             continue
         db = ns.partition(".")[0]
         out.add((action, db))
-        if ns == USERS_NS:
+        if ns in (USERS_NS, ROLES_NS):
             out.add((R.INTERNAL, db))
     return sorted(out)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Binary
 
+from helogale.auth import saslprep
 from node.commands import crud
 from node.commands.args import is_number
 from node.commands.context import RequestContext
@@ -44,6 +45,7 @@ from node.security.authz import (
     USERS_NS,
     AuthSession,
     acting_users,
+    find_role,
     find_user,
     user_id,
 )
@@ -59,24 +61,33 @@ _FAKE_SEED = secrets.token_bytes(32)
 
 
 # ---------------------------------------------------------------------- helpers
-def _roles(value: Any, db: str, field: str = "roles") -> list[dict[str, str]]:
+def role_list(value: Any, db: str, exists: Callable[[str, str], bool],
+              field: str = "roles") -> list[dict[str, str]]:
+    """A roles array (names on ``db`` or ``{role, db}``), each role existing (RoleNotFound,
+    31), duplicates dropped."""
     if not isinstance(value, list):
         raise type_mismatch(f"\"{field}\" field must be an array")
     out: list[dict[str, str]] = []
     for r in value:
-        if isinstance(r, str):
+        if type(r) is str:  # exactly: bson's Code is a str subclass
             role = {"role": r, "db": db}
-        elif isinstance(r, Mapping) and isinstance(r.get("role"), str) \
-                and isinstance(r.get("db"), str):
+        elif isinstance(r, Mapping) and type(r.get("role")) is str \
+                and type(r.get("db")) is str:
             role = {"role": r["role"], "db": r["db"]}
         else:
             raise MongoError(BAD_VALUE, "a role must be a name or {role: <name>, db: <db>}")
-        if not R.role_exists(role["role"], role["db"]):
+        if not exists(role["role"], role["db"]):
             raise MongoError(ROLE_NOT_FOUND, f"Could not find role: {role['role']}@{role['db']}",
                              code_name="RoleNotFound")
         if role not in out:
             out.append(role)
     return out
+
+
+def _roles(node: NodeServices, value: Any, db: str) -> list[dict[str, str]]:
+    """A user's roles: built-in ones, or custom roles this member holds."""
+    return role_list(value, db, lambda role, rdb: R.role_exists(role, rdb)
+                     or find_role(node.engine, role, rdb) is not None)
 
 
 def _name(cmd: Mapping[str, Any], field: str) -> str:
@@ -92,6 +103,10 @@ def _password(cmd: Mapping[str, Any]) -> str:
         raise MongoError(BAD_VALUE, "pwd must be a non-empty string")
     if cmd.get("digestPassword") is False:
         raise MongoError(BAD_VALUE, "digestPassword: false is not supported (SCRAM-SHA-256)")
+    try:  # a password SCRAM cannot prepare (control characters, ...) is the client's error
+        saslprep(pwd)
+    except ValueError as exc:
+        raise MongoError(BAD_VALUE, f"Error preparing password: {exc}") from None
     mechs = cmd.get("mechanisms")
     if mechs is not None and (not isinstance(mechs, list)
                               or any(m != MECHANISM for m in mechs)):
@@ -99,11 +114,11 @@ def _password(cmd: Mapping[str, Any]) -> str:
     return pwd
 
 
-def _submit(node: NodeServices, cmd: Mapping[str, Any], ops: list[dict[str, Any]],
-            pre: list[dict[str, Any]], ctx: RequestContext, user: str, db: str
-            ) -> dict[str, Any]:
+def submit_ops(node: NodeServices, cmd: Mapping[str, Any], ops: list[dict[str, Any]],
+               pre: list[dict[str, Any]], ctx: RequestContext, failed: MongoError
+               ) -> dict[str, Any]:
     """Replicate the ops as one ``applyOps`` entry (waiting here, whatever the transport);
-    a failed precondition becomes the user error it stands for. The reply's extra fields
+    a failed precondition raises ``failed``. The reply's extra fields
     (``writeConcernError``)."""
     entry = {"op": "applyOps", "ops": ops, "preCondition": pre}
     reply = crud.submit(node, cmd, entry, dataclasses.replace(ctx, deferred_replies=False))
@@ -111,17 +126,25 @@ def _submit(node: NodeServices, cmd: Mapping[str, Any], ops: list[dict[str, Any]
     if reply.get("ok", 1.0) == 0.0:
         if reply.get("code") != BAD_VALUE:
             raise MongoError(int(reply.get("code", 1)), str(reply.get("errmsg", "")))
-        if any(p["res"] is None for p in pre):
-            raise MongoError(USER_ALREADY_EXISTS, f'User "{user}@{db}" already exists')
-        raise _not_found(user, db)
+        raise failed
     return {k: v for k, v in reply.items() if k == "writeConcernError"}
+
+
+def _submit(node: NodeServices, cmd: Mapping[str, Any], ops: list[dict[str, Any]],
+            pre: list[dict[str, Any]], ctx: RequestContext, user: str, db: str
+            ) -> dict[str, Any]:
+    """:func:`submit_ops` on a user: a failed precondition is UserAlreadyExists for a
+    creation, UserNotFound otherwise."""
+    failed = (MongoError(USER_ALREADY_EXISTS, f'User "{user}@{db}" already exists')
+              if any(p["res"] is None for p in pre) else _not_found(user, db))
+    return submit_ops(node, cmd, ops, pre, ctx, failed)
 
 
 def _names(roles: list[dict[str, str]]) -> list[str]:
     return [f"{r['role']}@{r['db']}" for r in roles]
 
 
-def _audit(what: str, ctx: RequestContext, user: str, db: str, **fields: Any) -> None:
+def audit(what: str, ctx: RequestContext, user: str, db: str, **fields: Any) -> None:
     """One log line per user change: which user, from where, and for whom (the users the
     command acts for: a router's ``$audit``, or the session's)."""
     log.info(what, extra={"fields": {"user": f"{user}@{db}", "peer": ctx.peer,
@@ -144,7 +167,7 @@ def create_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reques
     if db in ("local", "$external"):
         raise MongoError(BAD_VALUE, f"cannot create users in the {db} database")
     pwd = _password(cmd)
-    roles = _roles(cmd.get("roles"), db)
+    roles = _roles(node, cmd.get("roles"), db)
     doc: dict[str, Any] = {
         "_id": user_id(name, db), "userId": Binary.from_uuid(uuid.uuid4()),
         "user": name, "db": db,
@@ -156,7 +179,7 @@ def create_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reques
     uid = doc["_id"]
     extra = _submit(node, cmd, [{"op": "i", "ns": USERS_NS, "o": doc}],
             [{"ns": USERS_NS, "q": {"_id": uid}, "res": None}], ctx, name, db)
-    _audit("user created", ctx, name, db, roles=_names(roles))
+    audit("user created", ctx, name, db, roles=_names(roles))
     return extra
 
 
@@ -167,7 +190,7 @@ def update_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reques
     if "pwd" in cmd:
         changes[f"credentials.{MECHANISM}"] = make_credentials(_password(cmd))
     if "roles" in cmd:
-        changes["roles"] = _roles(cmd["roles"], db)
+        changes["roles"] = _roles(node, cmd["roles"], db)
     if "customData" in cmd:
         if not isinstance(cmd["customData"], Mapping):
             raise type_mismatch("customData must be an object")
@@ -178,7 +201,7 @@ def update_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Reques
     extra = _submit(node, cmd, [{"op": "u", "ns": USERS_NS, "o2": {"_id": uid},
                                  "o": {"$set": changes},
                          "b": False}], [_exists(uid)], ctx, name, db)
-    _audit("user updated", ctx, name, db, fields=sorted(k.split(".")[0] for k in changes))
+    audit("user updated", ctx, name, db, fields=sorted(k.split(".")[0] for k in changes))
     return extra
 
 
@@ -188,7 +211,7 @@ def drop_user(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
     uid = user_id(name, db)
     extra = _submit(node, cmd, [{"op": "d", "ns": USERS_NS, "o": {"_id": uid}}], [_exists(uid)],
             ctx, name, db)
-    _audit("user dropped", ctx, name, db)
+    audit("user dropped", ctx, name, db)
     return extra
 
 
@@ -209,12 +232,12 @@ def _change_roles(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
                   update: Callable[[list[dict[str, str]]], dict[str, Any]]) -> dict[str, Any]:
     """Grant or revoke roles: one update of the user's document, if the user exists."""
     name = _name(cmd, name_field)
-    roles = _roles(cmd.get("roles"), db)
+    roles = _roles(node, cmd.get("roles"), db)
     uid = user_id(name, db)
     extra = _submit(node, cmd, [{"op": "u", "ns": USERS_NS, "o2": {"_id": uid},
                                  "o": update(roles), "b": False}],
                     [_exists(uid)], ctx, name, db)
-    _audit(what, ctx, name, db, roles=_names(roles))
+    audit(what, ctx, name, db, roles=_names(roles))
     return extra
 
 
@@ -351,9 +374,9 @@ def connection_status(node: NodeServices, db: str, cmd: Mapping[str, Any],
         "authenticatedUserRoles": [{"role": r["role"], "db": r["db"]} for r in roles],
     }
     if cmd.get("showPrivileges"):
+        privs = authz.privileges(session) if authz is not None and session is not None else {}
         info["authenticatedUserPrivileges"] = [
-            {"resource": res, "actions": sorted(acts)}
-            for res, acts in sorted(R.privileges(roles).items())]
+            {"resource": res, "actions": sorted(acts)} for res, acts in sorted(privs.items())]
     return {"authInfo": info}
 
 

@@ -26,6 +26,7 @@ from node.commands.cursors import REAP_INTERVAL_S, CursorRegistry
 from node.commands.dispatcher import Dispatcher, NodeServices
 from node.commands.engine_ops import open_engine
 from node.commands.member import WriteConcern
+from node.commands.read_concern import HISTORY_MAX
 from node.commands.table import NODE_COMMANDS
 from node.engine.errors import MongoError
 from node.server.config import NodeConfig
@@ -54,7 +55,7 @@ def reader_slots(config: NodeConfig) -> int:
     a read may nest), the snapshot being sent and internal reads. So ``hello``, ``ping``,
     writes and replication never find the reader table full because of cursors."""
     threads = 2 * config.grpc_workers + STREAM_WORKERS + config.wire_max_connections
-    return config.max_cursors + 2 * threads + 64
+    return config.max_cursors + 2 * threads + 64 + HISTORY_MAX
 
 
 def open_store(data_dir: str | None, *, sync: bool = False, map_size: int | None = None,
@@ -123,6 +124,9 @@ class NodeApp:
         services = NodeServices(self.engine, self.member, self.cursors,
                                 session_timeout_minutes=config.session_timeout_minutes,
                                 test_commands=config.enable_test_commands)
+        if not standalone:
+            services.cluster_time = self.member.cluster_time
+        self.snapshots = services.snapshots
         services.tail_waits.attach(self.engine, self.sm)
         self.sharding = self._sharding_role(services)
         self._security(services)
@@ -143,7 +147,7 @@ class NodeApp:
         self.wire: Any = None
         self.metrics: Any = None
         self._stopped = threading.Event()
-        self._reaper = Periodic("cursor-reaper", self.cursors.reap, REAP_INTERVAL_S, log)
+        self._reaper = Periodic("cursor-reaper", self._reap, REAP_INTERVAL_S, log)
         self.ttl = TTLMonitor(self.engine, self.dispatcher.run, self._writable,
                               interval_s=config.ttl_monitor_secs)
         self.session_reaper = SessionReaper(
@@ -231,6 +235,11 @@ class NodeApp:
         finally:
             if self._on_fatal is not None:
                 self._on_fatal()
+
+    def _reap(self) -> None:
+        """Close idle cursors and let go of snapshots kept past their time."""
+        self.cursors.reap()
+        self.snapshots.expire()
 
     def _writable(self) -> bool:
         try:
@@ -329,6 +338,7 @@ class NodeApp:
         if stop is not None:
             stop()
         self.cursors.close_all()
+        self.snapshots.close()
         self.dispatcher.services.tail_waits.close()
         if self.store_guard is not None:
             self.store_guard.close(self.store)  # synced and marked clean

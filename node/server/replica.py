@@ -9,7 +9,9 @@ already majority-committed; ``w = N`` then waits until N voters hold the entry d
 
 Reads: on the primary by default; ``readConcern: linearizable`` first confirms leadership with
 a ReadIndex round and waits until that index is applied; secondaries serve reads whose read
-preference allows it (they may lag: ``hello.lastWrite`` and ``replSetGetStatus`` say by how much).
+preference allows it (they may lag: ``hello.lastWrite`` and ``replSetGetStatus`` say by how much;
+``afterClusterTime`` waits until they have applied what a causal session wrote: the member's
+cluster-time side is here, the waiting in ``node.commands.read_concern``).
 
 Priorities: a background monitor on the leader hands leadership (Raft leadership transfer) to
 a caught-up member of higher priority; a leader with priority 0, or one that was asked to step
@@ -39,6 +41,7 @@ from typing import Any
 
 from bson import Int64, ObjectId, Timestamp
 
+from node import failpoints
 from node.commands.context import WIRE, RequestContext
 from node.commands.member import WriteConcern
 from node.commands.write_modes import member_tags
@@ -73,6 +76,7 @@ NOOP_INTERVAL_S = 10.0
 INTERRUPTED_REPL_STATE_CHANGE = 11602
 EXCEEDED_TIME_LIMIT = 262
 PROBE_TIMEOUT_S = 1.0
+FOLLOWER_GRACE_MIN_S = 2.0
 TICK_S = 0.025
 _U64 = struct.Struct(">Q")
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -190,6 +194,9 @@ class Replica:
         items: list[tuple[int, dict[str, Any] | None]] = []
         for e in entries:
             items.append((e.index, decode_entry(e.data) if e.data else None))
+        for _, entry in items:  # tests: hold a member's applying back (MongoDB's name)
+            if entry is not None and "coll" in entry:
+                failpoints.hit("rsSyncApplyStop", f"{entry.get('db')}.{entry['coll']}")
         replies = self.sm.apply_batch(items)
         for _, entry in items:
             if entry is None:
@@ -408,10 +415,34 @@ class Replica:
             raise MongoError(NOT_PRIMARY_NO_SECONDARY_OK, "not primary and secondaryOk=false",
                              code_name="NotPrimaryNoSecondaryOk")
 
+    # --- cluster time (read concerns: node.commands.read_concern) -----------------------------
+    def cluster_time(self) -> Timestamp:
+        return self.sm.cluster_time
+
+    def log_index(self) -> int:
+        view = self.raft.view
+        return max(view.last_index, view.commit, self.applied_index())
+
+    def follower_grace_s(self) -> float:
+        """A primary holds every committed entry; a secondary may not have received one yet
+        (it learns of new entries within a heartbeat or two)."""
+        if self.is_primary():
+            return 0.0
+        return max(FOLLOWER_GRACE_MIN_S, 4 * self.config.heartbeat_ms / 1000,
+                   self.config.election_timeout_ms / 1000)
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float) -> bool:
+        """Raises InterruptedDueToReplStateChange once this member stopped or failed (nothing
+        will apply any more)."""
+        if self.raft.wait_for(lambda _view: pred(), timeout):
+            return True
+        if self._stop.is_set() or self.failure is not None:
+            raise _interrupted("operation interrupted: this member stopped applying entries")
+        return False
+
     # --- topology ------------------------------------------------------------------------------
     def _op_time(self) -> dict[str, Any]:
-        return {"ts": Timestamp(int(self._last_write.timestamp()), self.sm.applied_index
-                                & 0xFFFFFFFF), "t": Int64(self.raft.view.term)}
+        return {"ts": self.sm.cluster_time, "t": Int64(self.raft.view.term)}
 
     def hello(self, ctx: RequestContext) -> dict[str, Any]:
         wire = ctx.transport == WIRE

@@ -8,9 +8,11 @@ log index, so replies come from exactly the code path a replicated member uses.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
+
+from bson import Timestamp
 
 from node.commands.context import RequestContext
 from node.commands.member import WriteConcern
@@ -48,6 +50,21 @@ class StandaloneMember:
         out: Future[tuple[dict[str, Any], dict[str, Any] | None]] = Future()
         out.set_result(self.submit(entry, wc))
         return out
+
+    def cluster_time(self) -> Timestamp:
+        return self.sm.cluster_time
+
+    def applied_index(self) -> int:
+        return self.sm.applied_index
+
+    def log_index(self) -> int:
+        return self.sm.applied_index  # every write applies at once
+
+    def follower_grace_s(self) -> float:
+        return 0.0
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float) -> bool:
+        return pred()  # nothing arrives later: what is not applied never will be
 
     def hello(self, ctx: RequestContext) -> dict[str, Any]:
         return {"isWritablePrimary": True, "me": self.address}

@@ -21,6 +21,12 @@ replica-set configuration (``hello`` reports it on every call) is also kept in m
 published when its entry's transaction commits, so answering ``hello`` never needs a store
 reader slot.
 
+Cluster time: beside the index, the same transaction records the seconds of the newest entry
+``now`` applied so far (never going back). ``Timestamp(seconds, index)`` is this member's
+cluster time (``operationTime``, ``atClusterTime``): it orders exactly as log indexes do, is the
+same on every member for the same index, and any snapshot of the store says its own
+(:func:`read_cluster_time`).
+
 Sharding hook: a ``guard`` (ownership filter / routing-version check per collection) is asked
 before every applier runs; None today.
 """
@@ -35,7 +41,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import bson
-from bson import Int64
+from bson import Int64, Timestamp
 from bson.codec_options import CodecOptions
 
 from node.engine.errors import MongoError
@@ -47,6 +53,7 @@ META = "rs_meta"
 SESSIONS = "rs_sessions"
 APPLIED_KEY = b"applied"
 CONFIG_KEY = b"config"
+CLOCK_KEY = b"clock"
 TRANSACTION_TOO_OLD = 225
 INCOMPATIBLE_RETRY = 40606
 """MongoDB's code for a retried write that does not match the write its transaction number
@@ -55,6 +62,7 @@ INCOMPLETE_TRANSACTION_HISTORY = 217
 MAX_SESSION_COLLS = 64
 CODEC = CodecOptions(document_class=dict, tz_aware=True)
 _U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
 
 Applier = Callable[[Any, Any, dict[str, Any]], dict[str, Any]]
 """``applier(engine, write_txn, entry) -> reply``; must be deterministic."""
@@ -90,6 +98,28 @@ def encode_entry(entry: Mapping[str, Any]) -> bytes:
 
 def decode_entry(data: bytes) -> dict[str, Any]:
     return bson.decode(data, codec_options=CODEC)
+
+
+def read_cluster_time(txn: Any) -> Timestamp:
+    """The cluster time of the state ``txn`` sees: ``Timestamp(seconds, applied index)``."""
+    raw = txn.get(META, APPLIED_KEY)
+    secs = txn.get(META, CLOCK_KEY)
+    index = _U64.unpack(raw)[0] if raw else 0
+    return Timestamp(_U32.unpack(secs)[0] if secs else 0, index & 0xFFFFFFFF)
+
+
+def _entry_secs(secs: int, entries: Any) -> int:
+    """``secs`` advanced to the newest ``now`` of ``entries`` (never back)."""
+    for entry in entries:
+        now = entry.get("now") if entry is not None else None
+        if isinstance(now, _dt.datetime):
+            secs = max(secs, min(int(now.timestamp()), 0xFFFFFFFF))
+    return secs
+
+
+def _put_position(txn: Any, index: int, secs: int) -> None:
+    txn.put(META, APPLIED_KEY, _U64.pack(index))
+    txn.put(META, CLOCK_KEY, _U32.pack(secs))
 
 
 def session_key(lsid: Any) -> bytes:
@@ -241,6 +271,7 @@ class StateMachine:
         self._begin = begin or store.write
         self._lock = threading.Lock()
         self._applied = self._read_applied()
+        self._time = self._read_time()
         self._config = self._read_config()
         self._staged_config: dict[str, Any] | None = None
         self.on_apply: list[Callable[[int, dict[str, Any]], None]] = []
@@ -250,6 +281,7 @@ class StateMachine:
         """Re-read positions after the store was replaced (snapshot installed)."""
         with self._lock:
             self._applied = self._read_applied()
+            self._time = self._read_time()
             self._config = self._read_config()
             reload = getattr(self.engine, "reload", None)
             if callable(reload):
@@ -260,9 +292,23 @@ class StateMachine:
             raw = txn.get(META, APPLIED_KEY)
         return _U64.unpack(raw)[0] if raw else 0
 
+    def _read_time(self) -> Timestamp:
+        with self.store.read() as txn:
+            return read_cluster_time(txn)
+
     @property
     def applied_index(self) -> int:
         return self._applied
+
+    @property
+    def cluster_time(self) -> Timestamp:
+        """This member's cluster time: ``Timestamp(seconds, index)`` of the last applied entry
+        (see the module docstring)."""
+        return self._time
+
+    def _advance(self, index: int, secs: int) -> None:
+        self._applied = index
+        self._time = Timestamp(secs, index & 0xFFFFFFFF)
 
     def replset_config(self) -> dict[str, Any] | None:
         """The applied replica-set configuration (from memory; do not modify it)."""
@@ -301,9 +347,10 @@ class StateMachine:
         with self._lock:
             if index <= self._applied:
                 return
+            secs = self._time.time
             with self._begin() as txn:
-                txn.put(META, APPLIED_KEY, _U64.pack(index))
-            self._applied = index
+                _put_position(txn, index, secs)
+            self._advance(index, secs)
 
     def apply(self, index: int, data: bytes | Mapping[str, Any]) -> dict[str, Any]:
         """Apply the entry at ``index`` (skipped if already applied); returns its reply."""
@@ -311,20 +358,21 @@ class StateMachine:
         with self._lock:
             if index and index <= self._applied:
                 return {"ok": 1.0, "alreadyApplied": True}
+            secs = _entry_secs(self._time.time, [entry])
             try:
-                reply = self._apply_in_txn(index, entry)
+                reply = self._apply_in_txn(index, entry, secs)
             except MongoError as exc:
                 reply = exc.to_reply()
-                self._record_index_only(index)
+                self._record_index_only(index, secs)
             except Exception as exc:
                 if is_environmental(exc):
                     raise  # this member's disk/store, not the entry: never record it
                 # deterministic on every member; never wedge the log
                 log.exception("applying entry %d (%s) failed", index, entry.get("op"))
                 reply = MongoError(1, f"internal error applying entry: {exc}").to_reply()
-                self._record_index_only(index)
+                self._record_index_only(index, secs)
             if index:
-                self._applied = index
+                self._advance(index, secs)
         for callback in self.on_apply:
             callback(index, reply)
         return reply
@@ -341,11 +389,12 @@ class StateMachine:
                 return [None] * len(items)
             replies: dict[int, Any] = {}
             self._staged_config = None
+            secs = _entry_secs(self._time.time, (e for _, e in todo))
             try:
                 with self._begin() as txn:
                     self._apply_runs(txn, todo, replies)
-                    txn.put(META, APPLIED_KEY, _U64.pack(todo[-1][0]))
-                self._applied = todo[-1][0]
+                    _put_position(txn, todo[-1][0], secs)
+                self._advance(todo[-1][0], secs)
                 self._publish_config()
             except Exception as exc:
                 self._staged_config = None
@@ -405,17 +454,17 @@ class StateMachine:
         op = entry.get("op")
         return self.groupers.get(op) if isinstance(op, str) else None
 
-    def _record_index_only(self, index: int) -> None:
+    def _record_index_only(self, index: int, secs: int) -> None:
         if index:
             with self._begin() as txn:
-                txn.put(META, APPLIED_KEY, _U64.pack(index))
+                _put_position(txn, index, secs)
 
-    def _apply_in_txn(self, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+    def _apply_in_txn(self, index: int, entry: dict[str, Any], secs: int) -> dict[str, Any]:
         self._staged_config = None
         with self._begin() as txn:
             reply = self._apply_entry(txn, index, entry)
             if index:
-                txn.put(META, APPLIED_KEY, _U64.pack(index))
+                _put_position(txn, index, secs)
         self._publish_config()
         return reply
 

@@ -185,6 +185,8 @@ class RemoteSet:
             if read_preference.mode != ReadPreference.PRIMARY.mode:
                 document["$readPreference"] = read_preference.document
             reply = self._send(server, channel, db, document, timeout)
+            if isinstance(reply, dict):  # that set's own clock: meaningless to our caller
+                reply.pop("operationTime", None)
             answered.append(server.address)
             code = reply.get("code") if not reply.get("ok") else None
             if code in NOT_PRIMARY_CODES and (retry == "safe" or (retry == "refused"

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from bson import Int64
 
-from node.commands.args import collection_name, get_list, get_str
+from node.commands.args import collection_name, get_bool, get_doc, get_str
+from node.commands.catalog_requests import parse_index_specs
 from node.commands.context import RequestContext
+from node.commands.engine_ops import filter_docs
 from node.engine.errors import MongoError
 from router.catalog import CONFIG_DBS, Route
 from router.cursors import raise_for
@@ -134,14 +136,13 @@ def list_collections(svc: RouterServices, db: str, cmd: Mapping[str, Any],
 def create_indexes(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
                    ) -> dict[str, Any]:
     coll = collection_name(cmd, "createIndexes")
-    specs = get_list(cmd, "createIndexes", "indexes")
+    specs = parse_index_specs(cmd)  # refused here before any shard is reached
 
     def attempt(route: Route) -> dict[str, Any]:
         if route.table is not None:
             for spec in specs:
-                key = spec.get("key") if isinstance(spec, Mapping) else None
-                if isinstance(spec, Mapping) and spec.get("unique") and isinstance(key, Mapping) \
-                        and next(iter(key), None) != "_id":
+                key = spec["key"]
+                if spec.get("unique") and next(iter(key), None) != "_id":
                     raise MongoError(CANNOT_CREATE_INDEX, f"cannot create unique index over "
                                      f"{dict(key)} with shard key pattern {{ _id: 1 }}",
                                      code_name="CannotCreateIndex")
@@ -211,9 +212,12 @@ def list_databases(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Re
     for d in config.get("databases", []) if config.get("ok") == 1.0 else []:
         if d["name"] in CONFIG_DBS:
             sizes[d["name"]] = sizes.get(d["name"], 0) + int(d.get("sizeOnDisk", 0))
-    name_only = bool(cmd.get("nameOnly"))
+    name_only = get_bool(cmd, "listDatabases", "nameOnly")
     dbs = [{"name": n} if name_only else {"name": n, "sizeOnDisk": Int64(s), "empty": s == 0}
            for n, s in sorted(sizes.items())]
+    filt = get_doc(cmd, "listDatabases", "filter", {})
+    if filt:  # as a node filters: over the documents it answers
+        dbs = filter_docs(dbs, filt)
     out: dict[str, Any] = {"databases": dbs}
     if not name_only:
         out["totalSize"] = Int64(sum(sizes.values()))

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from node.commands import requests
 from node.commands.context import RequestContext
-from node.commands.query import cursor_reply, open_cursor
+from node.commands.query import cursor_reply, let_values, open_cursor
 from node.engine.errors import MongoError
+from node.engine.projection import Projection
 from node.engine.sorting import Sort
-from router import merge, tailing
+from router import merge, snapshots, tailing
 from router.catalog import CONFIG_DBS, Route
 from router.cursors import RouterCursor, ShardStream, raise_for, shard_runner
 from router.services import forwardable, read_preference
@@ -97,6 +99,7 @@ def _open_streams(svc: RouterServices, route: Route, db: str, shards: Sequence[s
                                         versioned(c, route, shard), read_preference=pref)
                  for shard, c in zip(shards, cmds, strict=True)]
         answered = [f.result() for f in calls]
+    snapshots.record(list(shards), [reply for reply, _ in answered])
     streams = [ShardStream(shard, shard_runner(svc.shards, shard, pref), db, reply, address)
                for shard, (reply, address) in zip(shards, answered, strict=True)
                if reply.get("ok") == 1.0]
@@ -109,6 +112,20 @@ def _open_streams(svc: RouterServices, route: Route, db: str, shards: Sequence[s
     return streams
 
 
+def _snapshot(svc: RouterServices, cmd: Mapping[str, Any]
+              ) -> tuple[snapshots.RouterSnapshot | None, AbstractContextManager[None]]:
+    """A snapshot read's token (``router.snapshots``) and the context it reads in."""
+    snap = svc.snapshots.begin(cmd)
+    return snap, (snap.active() if snap is not None else nullcontext())
+
+
+def _with_token(reply: dict[str, Any], snap: snapshots.RouterSnapshot | None
+                ) -> dict[str, Any]:
+    if snap is not None:
+        reply.get("cursor", reply)["atClusterTime"] = snap.time
+    return reply
+
+
 def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestContext
          ) -> dict[str, Any]:
     req = requests.parse_find(db, cmd)
@@ -116,6 +133,7 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
         return _config_cursor(svc, db, cmd, req.ns, req.batch_size, ctx)
     if tailing.is_tailing(cmd):
         return tailing.find(svc, db, req, cmd, ctx)
+    snap, reading = _snapshot(svc, cmd)
 
     def attempt(route: Route) -> dict[str, Any]:
         shards = targets(route, req.filter)
@@ -135,8 +153,13 @@ def find(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestConte
         return open_cursor(svc, req.ns, docs, batch_size,  # type: ignore[arg-type]
                            req.single_batch, ctx=ctx)
 
-    return svc.shards.routed(db, req.coll, attempt,
-                             missing=lambda: cursor_reply(req.ns, [], 0, True))
+    def missing() -> dict[str, Any]:
+        if req.projection:  # refused as a shard would refuse it
+            Projection(req.projection, variables=let_values(req.let))
+        return cursor_reply(req.ns, [], 0, True)
+
+    with reading:
+        return _with_token(svc.shards.routed(db, req.coll, attempt, missing=missing), snap)
 
 
 def _config_cursor(svc: RouterServices, db: str, cmd: Mapping[str, Any], ns: str,
@@ -166,6 +189,7 @@ def _scatter(svc: RouterServices, route: Route, db: str, shards: list[str],
     check_stale(route.ns, replies)
     for reply in replies:
         raise_for(reply, "shard")
+    snapshots.record(shards, replies)
     return replies
 
 
@@ -196,7 +220,10 @@ def distinct(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: RequestC
         replies = _scatter(svc, route, db, targets(route, req.query), cmd, forwardable(cmd))
         return {"values": merge.merge_distinct(r["values"] for r in replies)}
 
-    return svc.shards.routed(db, req.coll, attempt, missing=lambda: {"values": []})
+    snap, reading = _snapshot(svc, cmd)
+    with reading:
+        return _with_token(svc.shards.routed(db, req.coll, attempt,
+                                             missing=lambda: {"values": []}), snap)
 
 
 # --- aggregate -------------------------------------------------------------------------------
@@ -292,7 +319,8 @@ def routed_docs(svc: RouterServices, db: str, coll: str, stages: list[tuple[str,
     split = split_pipeline(stages)
     ctx = PipelineContext(db=db, coll=coll, variables=dict(variables),
                           allow_disk_use=bool(cmd.get("allowDiskUse")))
-    ctx.read = lambda c, p, vs: _read_through(svc, db, c, p, cmd, vs)
+    snap = snapshots.current()  # a $lookup in a later batch reads under the same token
+    ctx.read = lambda c, p, vs: _read_through(svc, db, c, p, cmd, vs, snap)
     ctx.write = lambda name, spec, docs: _write_through(svc, db, name, spec, docs, cmd)
     from node.commands.pipeline import parse_stages
     check = ctx.sub(geo_near=lambda arg: iter(()), stats=lambda name, arg: iter(()))
@@ -348,8 +376,8 @@ def routed_docs(svc: RouterServices, db: str, coll: str, stages: list[tuple[str,
 
 
 def _read_through(svc: RouterServices, db: str, coll: str, pipeline: list[dict[str, Any]],
-                  cmd: Mapping[str, Any], variables: Mapping[str, Any]
-                  ) -> Iterator[dict[str, Any]]:
+                  cmd: Mapping[str, Any], variables: Mapping[str, Any],
+                  snap: snapshots.RouterSnapshot | None = None) -> Iterator[dict[str, Any]]:
     from node.commands.pipeline import parse_stages
 
     stages = parse_stages(pipeline)
@@ -357,8 +385,9 @@ def _read_through(svc: RouterServices, db: str, coll: str, pipeline: list[dict[s
         from node.commands.pipeline import PipelineContext, run_pipeline
         return run_pipeline(iter(()), stages, ctx=PipelineContext(
             db=db, coll=coll, variables=dict(variables)))
-    return iter(list(routed_docs(svc, db, coll, stages, forwardable(cmd, "pipeline", "let"),
-                                 variables)))
+    with snap.active() if snap is not None else nullcontext():
+        return iter(list(routed_docs(svc, db, coll, stages,
+                                     forwardable(cmd, "pipeline", "let"), variables)))
 
 
 def _write_through(svc: RouterServices, db: str, name: str, spec: Mapping[str, Any],
@@ -429,12 +458,15 @@ def aggregate(svc: RouterServices, db: str, cmd: Mapping[str, Any], ctx: Request
             pass
         out = explain[0] if explain else {"splitPipeline": None, "shards": {}}
         return {"explainVersion": "1", **out}
-    docs = routed_docs(svc, db, req.coll, req.stages, cmd, variables)
-    if req.stages and req.stages[-1][0] in ("$out", "$merge"):
-        for _ in docs:
-            pass
-        return cursor_reply(ns, [], 0, True)
-    return open_cursor(svc, ns, docs, req.batch_size, ctx=ctx)  # type: ignore[arg-type]
+    snap, reading = _snapshot(svc, cmd)
+    with reading:
+        docs = routed_docs(svc, db, req.coll, req.stages, cmd, variables)
+        if req.stages and req.stages[-1][0] in ("$out", "$merge"):
+            for _ in docs:
+                pass
+            return cursor_reply(ns, [], 0, True)
+        return _with_token(open_cursor(svc, ns, docs, req.batch_size,  # type: ignore[arg-type]
+                                       ctx=ctx), snap)
 
 
 def _leading_match(stages: list[tuple[str, Any]]) -> Mapping[str, Any] | None:
