@@ -89,6 +89,7 @@ COMMAND_FIELDS: dict[str, FieldTable] = {
     "listDatabases": {"listDatabases": ANY, "nameOnly": SAFE_BOOL, "authorizedDatabases": BOOL,
                       "filter": OBJECT},
     "drop": {"drop": ANY, "collectionUUID": UUID_TYPE},
+    "convertToCapped": {"convertToCapped": ANY, "size": SAFE_INT, "max": SAFE_INT},  # max: ours
     "dropDatabase": {"dropDatabase": SAFE_INT},
     "renameCollection": {"renameCollection": STRING, "to": STRING,
                          "dropTarget": either(BOOL, UUID_TYPE), "stayTemp": BOOL,
