@@ -248,3 +248,39 @@ def test_a_failed_dial_falls_back_for_a_while() -> None:
         links.close()
         t.stop()
         server.close()
+
+
+def test_remote_set_runs_over_the_link_and_drops_it_with_the_member() -> None:
+    """``RemoteSet`` sends over the link the member's ``hello`` names (gRPC sees nothing), and
+    when its topology gives up on the member, a write waiting on the link is released."""
+    from node.sharding.remote import RemoteSet, set_link_key
+    from tests.client_scripted_server import ScriptedServer
+
+    t, dispatcher, server = _member(KEY)
+    scripted = ScriptedServer("rs0")
+    scripted.hello_reply["internalCommandLink"] = _addr(t)
+    set_link_key(KEY)
+    remote = RemoteSet(f"rs0/{scripted.host}", server_selection_timeout_ms=3000)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            remote.command("db", {"insert": "c", "documents": [{}]}, retry="never")
+        except AutoReconnect as exc:
+            errors.append(exc)
+
+    try:
+        assert remote.command("admin", {"ping": 1})["users"] == [["__system", "local"]]
+        assert scripted.commands("ping") == []
+        writer = threading.Thread(target=write)
+        writer.start()
+        dispatcher.wait_held(1)
+        remote.client.executor.topology.channels.cancel_in_flight(scripted.address)
+        writer.join(10)
+        assert not writer.is_alive() and len(errors) == 1
+    finally:
+        set_link_key(None)
+        remote.close()
+        scripted.stop()
+        t.stop()
+        server.close()
