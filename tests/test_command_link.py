@@ -174,9 +174,9 @@ def test_a_member_without_key_or_server_takes_no_links(key: bytes | None, serve:
         server.close()
 
 
-def test_waiting_callers_fail_when_the_member_goes_away() -> None:
-    t, dispatcher, server = _member(KEY)
-    link = CommandLink(_addr(t), KEY)
+def _insert_in_thread(link: CommandLink) -> tuple[threading.Thread, list[BaseException]]:
+    """An insert over ``link`` on a thread of its own; the AutoReconnect it ends with, if any,
+    lands in the list."""
     errors: list[BaseException] = []
 
     def insert() -> None:
@@ -187,6 +187,13 @@ def test_waiting_callers_fail_when_the_member_goes_away() -> None:
 
     caller = threading.Thread(target=insert)
     caller.start()
+    return caller, errors
+
+
+def test_waiting_callers_fail_when_the_member_goes_away() -> None:
+    t, dispatcher, server = _member(KEY)
+    link = CommandLink(_addr(t), KEY)
+    caller, errors = _insert_in_thread(link)
     try:
         dispatcher.wait_held(1)
         t.stop()
@@ -206,16 +213,7 @@ def test_abandon_releases_callers_and_the_next_call_redials(
     links = CommandLinks(KEY)
     first = links.get(_addr(t))
     assert first is not None
-    errors: list[BaseException] = []
-
-    def insert() -> None:
-        try:
-            _run(first, {"insert": "c", "documents": [{}]})
-        except AutoReconnect as exc:
-            errors.append(exc)
-
-    caller = threading.Thread(target=insert)
-    caller.start()
+    caller, errors = _insert_in_thread(first)
     try:
         dispatcher.wait_held(1)
         links.abandon(_addr(t))
