@@ -37,6 +37,12 @@ Each row also has ``cpu_ms_per_op``: the CPU time of every process of the system
 config servers, router; sampled at the window's edges) and of its clients, over the operations
 finished in the window. On a shared machine it moves less than throughput and latency do.
 
+On ``router-1-shard`` the run then measures the router's cost on that one cluster
+(:func:`paired`, ``--paired-rounds``): 1-client and N-client insert windows straight to the
+shard's primary and through the router, alternating, with the router process's own CPU per
+write. Two systems started one after the other see different neighbours; one cluster measured
+both ways in turn does not, so this ratio is the steadier one.
+
 On the sharded systems (config servers with ``--balancer-interval-secs 1``; the balancer
 stopped but for its own parts) the run then measures the ObjectId hot spot and, with two
 shards, the balancer's convergence from one shard to balanced (:mod:`bench.hotspot`;
@@ -49,7 +55,9 @@ latency and CPU per operation over the replica set's for the same workload;
 ``targets`` the router-overhead aims (``router-1-shard`` >= 0.8x the replica set's throughput
 at the most clients, <= 1.5x its p50 latency at one client); ``placement`` how many documents
 each shard of ``router-2-shards`` holds; ``machine`` the CPU count and load averages;
-``hotspot`` and ``convergence`` the rows and figures of :mod:`bench.hotspot`.
+``hotspot`` and ``convergence`` the rows and figures of :mod:`bench.hotspot`; ``paired``
+the paired rounds (each side's p50 per round, ``p50_x`` the median per-round ratio,
+``router_cpu_ms_per_op``).
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -94,6 +103,7 @@ SPLIT_AT = 0  # the middle of the signed 64-bit _id space
 BALANCER_INTERVAL_S = 1  # balancer rounds in the sharded systems (stopped but for its parts)
 HOT_DURATION = 10.0
 QUICK_HOT_DURATION = 3.0
+PAIRED_ROUNDS = 4
 CONVERGE_MIB = 16.0
 QUICK_CONVERGE_MIB = 5.0
 
@@ -292,8 +302,8 @@ def placement(cluster: ShardedCluster) -> dict[str, dict[str, int]]:
 
 def bench_system(name: str, root: Path, members: int, duration: float,
                  clients: tuple[int, ...], sorted_clients: tuple[int, ...], docs: int,
-                 hot_duration: float = 0.0, converge_mib: float = 0.0
-                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                 hot_duration: float = 0.0, converge_mib: float = 0.0,
+                 paired_rounds: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One system's rows; ``extra`` has its ``placement`` and, for the sharded systems with
     ``hot_duration``, its ``hotspot`` rows and (two shards, ``converge_mib``) its
     ``convergence`` (:mod:`bench.hotspot`)."""
@@ -319,6 +329,8 @@ def bench_system(name: str, root: Path, members: int, duration: float,
                 _print(row)
         if isinstance(cluster, ShardedCluster):
             extra["placement"] = placement(cluster)
+            if paired_rounds > 0 and len(cluster.shards) == 1:
+                extra["paired"] = paired(cluster, uri, paired_rounds, duration, clients, docs)
             if hot_duration > 0:
                 pids = server_pids(cluster)
 
@@ -334,6 +346,50 @@ def bench_system(name: str, root: Path, members: int, duration: float,
                 print("  " + hotspot.format_convergence(extra["convergence"]), flush=True)
     extra["loadavg_after"] = list(os.getloadavg())
     return results, extra
+
+
+def paired(cluster: ShardedCluster, uri: str, rounds: int, duration: float,
+           clients: tuple[int, ...], docs: int) -> list[dict[str, Any]]:
+    """The router's cost on ONE cluster: ``rounds`` pairs of ``insert-majority-N`` windows,
+    straight to the shard's primary (collection ``paired``) and through the router (the
+    sharded ``inserts``), in alternating order. Both see the same processes and the same
+    neighbours, so the per-round ratio moves far less than the ratio of two systems started
+    one after the other. Per N: each side's p50 per round, the median of the per-round
+    ratios, and the router process's CPU per write (its own ``/proc`` time, nothing else)."""
+    router_pid = [r.proc.pid for r in cluster.routers if r.proc is not None]
+    shard_uri = cluster.shards[0].uri
+    out = []
+    for n in clients:
+        direct: list[float] = []
+        routed: list[float] = []
+        router_cpu: list[float] = []
+        for k in range(rounds):
+            for side in (("direct", "router") if k % 2 == 0 else ("router", "direct")):
+                if side == "direct":
+                    r = run_clients(shard_uri, "insert", n, duration, docs, coll="paired")
+                    direct.append(r["p50_ms"])
+                    continue
+                r = run_clients(uri, "insert", n, duration, docs, router_pid)
+                routed.append(r["p50_ms"])
+                if r["ops_per_s"] and "server_cpu" in r:
+                    router_cpu.append(r["server_cpu"] * 1000 / r["ops_per_s"])
+        ratios = [b / a for a, b in zip(direct, routed, strict=True) if a]
+        row = {"workload": f"insert-majority-{n}", "direct_p50_ms": direct,
+               "router_p50_ms": routed, "p50_x": statistics.median(ratios) if ratios else None,
+               "round_p50_x": ratios,
+               "router_cpu_ms_per_op": statistics.median(router_cpu) if router_cpu else None}
+        print("  " + format_paired(row), flush=True)
+        out.append(row)
+    return out
+
+
+def format_paired(row: dict[str, Any]) -> str:
+    cpu = row["router_cpu_ms_per_op"]
+    return (f"paired {row['workload']}: router/direct p50 {_x(row['p50_x'])} (rounds "
+            + " ".join(f"{x:.2f}" for x in row["round_p50_x"])
+            + f"; direct {statistics.median(row['direct_p50_ms']):.2f} ms, router "
+            f"{statistics.median(row['router_p50_ms']):.2f} ms); router CPU "
+            + ("-" if cpu is None else f"{cpu:.2f} ms/write"))
 
 
 # ---------------------------------------------------------------------- report
@@ -442,6 +498,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--converge-mib", type=float,
                     help=f"MiB loaded on one shard for the balancer's convergence "
                     f"({CONVERGE_MIB:g}, --quick {QUICK_CONVERGE_MIB:g}; 0 skips it)")
+    ap.add_argument("--paired-rounds", type=int, default=PAIRED_ROUNDS,
+                    help="router-1-shard: rounds of inserts straight to the shard and through "
+                    f"the router, alternating, on the same cluster ({PAIRED_ROUNDS}; 0 skips)")
     ap.add_argument("--systems", default=",".join(SYSTEMS),
                     help="comma-separated subset of " + ",".join(SYSTEMS))
     args = ap.parse_args(argv)
@@ -464,18 +523,21 @@ def main(argv: list[str]) -> int:
     results: list[dict[str, Any]] = []
     placed: dict[str, Any] = {}
     hot_rows: list[dict[str, Any]] = []
+    paired_rows: list[dict[str, Any]] = []
     converged: dict[str, Any] | None = None
     root = Path(tempfile.mkdtemp(prefix="bench-sharded-"))
     try:
         for name in systems:
             print(f"{name} ({args.members} members per set, gRPC on loopback)", flush=True)
             rows, extra = bench_system(name, root, args.members, duration, clients,
-                                       SORTED_CLIENTS, docs, hot_duration, converge_mib)
+                                       SORTED_CLIENTS, docs, hot_duration, converge_mib,
+                                       args.paired_rounds)
             results += rows
             machine["loadavg_after"][name] = extra["loadavg_after"]
             if "placement" in extra:
                 placed[name] = extra["placement"]
             hot_rows += extra.get("hotspot", [])
+            paired_rows += extra.get("paired", [])
             converged = extra.get("convergence", converged)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -489,6 +551,8 @@ def main(argv: list[str]) -> int:
         print(hotspot.format_hotspot(hotspot.with_ratios(hot_rows)))
     if converged is not None:
         print(hotspot.format_convergence(converged))
+    for row in paired_rows:
+        print(format_paired(row))
     ratio_rows = ratios(results)
     aims = targets(ratio_rows, clients)
     for t in aims:
@@ -507,5 +571,6 @@ def main(argv: list[str]) -> int:
                 "workload", "system", "ops_per_s", "p50_ms", "p99_ms", "cpu_ms_per_op",
                 "errors", "x", "per_shard", "share", "timeline", "balancer") if k in r}
                 for r in hot_rows],
-            "hotspot_duration_s": hot_duration, "convergence": converged}, indent=2))
+            "hotspot_duration_s": hot_duration, "convergence": converged,
+            "paired": paired_rows}, indent=2))
     return 0

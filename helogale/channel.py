@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import bson
@@ -484,6 +484,9 @@ class ChannelPool(ProcessBound):
         self._lock = threading.Lock()
         self._closed = False
         self.pid = os.getpid()
+        self.on_cancel: list[Callable[[Address], None]] = []
+        """Told the address whose requests :meth:`cancel_in_flight` abandons (requests a
+        caller sends some other way, ``node.sharding.remote``'s command links)."""
 
     def get(self, address: Address) -> Channel:
         self.check_process()
@@ -498,6 +501,8 @@ class ChannelPool(ProcessBound):
 
     def cancel_in_flight(self, address: Address) -> bool:
         """Abandon the requests in flight to ``address`` (see :meth:`Channel.abandon`)."""
+        for listener in self.on_cancel:
+            listener(address)
         with self._lock:
             channel = self._channels.pop(address, None)
         if channel is None:

@@ -134,9 +134,10 @@ class ShardedCluster:
                 members, data_dir=os.path.join(self.data_dir, f"shard{k + 1}"),
                 replset=f"shard{k + 1}", base_port=base, extra_args=["--shardsvr", *extra],
                 **common))
-        if auth:  # one key for every set: they authenticate to each other with it
-            for cluster in self.sets:
-                cluster.keyfile = self.keyfile
+        # one key for every set and the routers: they authenticate to each other with it
+        # (--auth) and open command links with it (node.server.command_link)
+        for cluster in self.sets:
+            cluster.keyfile = self.keyfile
         if base_port is None:
             ports = free_ports(routers * 3)
             grpc_ports, wire_ports = ports[:routers], ports[routers:2 * routers]
@@ -234,8 +235,9 @@ class ShardedCluster:
             argv += ["--wire-port", str(r.wire_port)]
         if r.metrics_port:
             argv += ["--metrics-port", str(r.metrics_port)]
+        argv += ["--keyfile", self.keyfile]
         if self.auth:
-            argv += ["--auth", "--keyfile", self.keyfile]
+            argv += ["--auth"]
         if self.tls is not None:
             argv += ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", self.tls.server_file,
                      "--tlsCAFile", self.tls.ca_file]

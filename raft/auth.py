@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = [
-    "DOMAIN_RAFT", "AuthError", "KeyFileError", "Verifier", "client_metadata", "generate_key",
-    "load_keyfile", "parse_key", "proof", "write_keyfile",
+    "COMMAND_SENDER", "DOMAIN_COMMAND", "DOMAIN_RAFT", "AuthError", "KeyFileError", "Verifier",
+    "client_metadata", "generate_key", "load_keyfile", "parse_key", "proof", "write_keyfile",
 ]
 
 KEY_MIN_CHARS = 6
@@ -46,6 +46,12 @@ NONCE_BYTES = 32
 DOMAIN_RAFT = b"helogale/raft-stream/v1"
 """Domain tag of Raft peer streams; other links (routers) use their own tag, so a proof made
 for one kind of link is never accepted by another."""
+DOMAIN_COMMAND = b"helogale/command-link/v1"
+"""Domain tag of internal command links (a router or another set's member running commands on
+a member over its Raft port: ``node.server.command_link``)."""
+COMMAND_SENDER = 1 << 62
+"""The sender id a command link's proof names: not a member id (the link carries commands,
+never Raft messages, and its proofs are made in their own domain)."""
 
 MD_SENDER = "x-helogale-sender"
 MD_RECEIVER = "x-helogale-receiver"

@@ -15,6 +15,13 @@ Wire format, per connection (the dialling member sends, the listening member rec
     listener -> dialler    frame {"ok": true} | {"ok": false, "error": why}  (then closes)
     dialler  -> listener   frame RaftBatch, frame RaftBatch, ...
 
+A connection opening with ``COMMAND_MAGIC`` instead is an internal command link (a router, or
+a member of another set, running commands here: ``node.server.command_link``): the same
+handshake with a proof in its own domain (``raft.auth.DOMAIN_COMMAND``), then the link's own
+frames, served by ``command_server``. It is refused unless this member has the key and a
+command server: the Raft port never runs commands for anyone who cannot prove the key, and
+the link shares the port's limits below.
+
 A frame is a 4-byte big-endian length and that many bytes; the handshake frames are JSON,
 batches are ``proto/raft.proto``'s ``RaftBatch`` (the same encoding and checks as the gRPC
 transport: ``message_from_proto``, then ``raft.validate.check_message``).
@@ -66,7 +73,7 @@ from google.protobuf.message import DecodeError
 
 from proto import raft_pb2
 from raft import trace
-from raft.auth import MD_SERVER_NONCE, AuthError, Verifier, client_metadata
+from raft.auth import DOMAIN_COMMAND, MD_SERVER_NONCE, AuthError, Verifier, client_metadata
 from raft.peer_links import PeerLinks
 from raft.tls import TLSSettings
 from raft.transport import BatchIntake, _Throttled, message_to_proto
@@ -77,6 +84,8 @@ __all__ = ["TcpTransport", "encode_batch", "split_address"]
 log = logging.getLogger("raft.transport")
 
 MAGIC = b"HGRAFT\x00\x01"
+COMMAND_MAGIC = b"HGCMD\x00\x00\x01"
+"""Opens an internal command link instead of a Raft stream (see the module docstring)."""
 _LEN = struct.Struct(">I")
 MAX_FRAME = 256 << 20
 """Largest frame accepted (a snapshot chunk is far smaller)."""
@@ -426,6 +435,8 @@ class _Receiver(BatchIntake):
                  verifier: Verifier | None) -> None:
         super().__init__(t.node_id, deliver, verifier)
         self.t = t
+        self._command_verifier = (Verifier(t.key, t.node_id, domain=DOMAIN_COMMAND)
+                                  if t.key is not None else None)
         self._shed_log = _Throttled()
         self.shed = 0
         """Connections closed for the limits: handshake too slow or crowded out, too many
@@ -580,17 +591,26 @@ class _Receiver(BatchIntake):
             self._forget(ib)
             _close(ib.sock)
 
-    def _handshake(self, ib: _Inbound, f: Any) -> int | None:
-        """The authenticated sender (0: no key), or None once refused."""
+    def _handshake(self, ib: _Inbound, f: Any) -> tuple[int, bool] | None:
+        """The authenticated sender (0: no key) and whether the connection is a command link,
+        or None once refused."""
         conn, peer = ib.sock, ib.peer
-        if _read_exact(f, len(MAGIC)) != MAGIC:
+        magic = _read_exact(f, len(MAGIC))
+        command = magic == COMMAND_MAGIC
+        verifier = self._verifier
+        if command:
+            verifier = self._command_verifier
+            if verifier is None or self.t.command_server is None:
+                self._refuse(conn, peer, "this member takes no command links", tell=True)
+                return None
+        elif magic != MAGIC:
             self._refuse(conn, peer, "not a Helogale Raft connection", tell=False)
             return None
-        nonce = self._verifier.challenge() if self._verifier is not None else b""
+        nonce = verifier.challenge() if verifier is not None else b""
         conn.sendall(_frame({"node_id": self.t.node_id, "nonce": nonce.hex()}))
         creds = json.loads(_read_frame(f, MAX_HANDSHAKE))
         sender = 0
-        if self._verifier is not None:
+        if verifier is not None:
             try:
                 if not isinstance(creds, dict):
                     raise AuthError("malformed credentials")
@@ -599,7 +619,7 @@ class _Receiver(BatchIntake):
                 # to another connection is worthless here
                 if dict(md).get(MD_SERVER_NONCE, nonce.hex()) != nonce.hex():
                     raise AuthError("credentials answer another connection's challenge")
-                sender = self._verifier.verify(md)
+                sender = verifier.verify(md)
             except (AuthError, TypeError, ValueError) as exc:
                 self._refuse(conn, peer, str(exc), tell=True)
                 return None
@@ -608,7 +628,7 @@ class _Receiver(BatchIntake):
                 return None
             del self._handshaking[ib]
         conn.sendall(_frame({"ok": True}))
-        return sender
+        return sender, command
 
     def _serve_conn(self, ib: _Inbound) -> None:
         t = self.t
@@ -628,10 +648,14 @@ class _Receiver(BatchIntake):
 
     def _serve_file(self, ib: _Inbound, f: Any) -> None:
         conn = ib.sock
-        sender = self._handshake(ib, f)
-        if sender is None:
+        opened = self._handshake(ib, f)
+        if opened is None:
             return
+        sender, command = opened
         conn.settimeout(None)
+        if command:
+            self.t.command_server.serve(ib, f)
+            return
         member = [sender]
         if sender:
             self._joined(sender)
@@ -711,6 +735,9 @@ class TcpTransport(PeerLinks[_Link]):
         self.frame_stall = frame_stall
         self.on_peer_lost = on_peer_lost
         """Told (from a reader thread) when a connection from a member ends, with its id."""
+        self.command_server: Any = None
+        """Serves the command links this port accepts (``node.server.command_link``); None:
+        they are refused."""
         self.key = key
         self.tls = tls
         self.challenge_timeout = challenge_timeout

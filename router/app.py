@@ -15,7 +15,7 @@ from node.commands.dispatcher import Dispatcher
 from node.security.authz import Authorizer, RemoteUsers
 from node.server.grpc_service import add_command_service, make_server
 from node.server.periodic import Periodic
-from node.sharding.remote import RemoteSets, set_internal_key, set_internal_tls
+from node.sharding.remote import RemoteSets, set_internal_key, set_internal_tls, set_link_key
 from raft.auth import load_keyfile
 from raft.tls import REQUIRE, add_port
 from router.catalog import CatalogCache
@@ -41,6 +41,7 @@ class RouterApp:
         tls = config.tls if config.tls.enabled else None
         if tls is not None:
             set_internal_tls(tls)
+        set_link_key(key)  # command links to the members (not with TLS: see remote.py)
         self.remotes = RemoteSets()
         self.config_set = self.remotes.get(config.configdb)
         self.catalog = CatalogCache(self.config_set, self.remotes)

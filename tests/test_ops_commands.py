@@ -135,3 +135,21 @@ def test_coll_stats_and_db_stats_report_sizes(disp: Any) -> None:
     db = disp.run("t", {"dbStats": 1}, CTX)
     assert (db["objects"], db["dataSize"]) == (2000, size)
     assert disp.run("t", {"collStats": "missing"}, CTX)["size"] == 0
+
+
+def test_made_up_names_and_namespaces_keep_the_statistics_bounded(
+        disp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unknown command names count as one ``<UNKNOWN>`` row, ``top`` keeps a bounded number of
+    namespaces and never one with a NUL (it could not be answered: the fuzzer's find)."""
+    from node.ops import stats
+
+    monkeypatch.setattr(stats, "MAX_TOP_NAMESPACES", 50)
+    for i in range(300):
+        assert disp.run("t", {f"noSuchCommand{i}": 1}, CTX)["code"] == 59
+        disp.run("t", {"find": f"coll{i}"}, CTX)
+    assert disp.run("t", {"find": "\x00"}, CTX)["ok"] == 0.0
+    names = {name for name, _ in disp.ops.stats.outcomes}
+    assert "<UNKNOWN>" in names and not any(n.startswith("noSuchCommand") for n in names)
+    top = disp.run("admin", {"top": 1}, CTX)
+    assert top["ok"] == 1.0
+    assert len(top["totals"]) <= 51 and not any("\x00" in ns for ns in top["totals"])

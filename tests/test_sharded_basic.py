@@ -209,6 +209,24 @@ def test_coll_stats_sees_migrations_another_router_made(sharded: ShardedCluster)
     assert {s: v["count"] for s, v in after["shards"].items()} == {owner: 5, other: 5}
 
 
+def test_router_writes_reach_the_shard_over_its_command_link(sharded: ShardedCluster) -> None:
+    """The shared cluster's processes hold one key file, so the router runs its shard commands
+    over the members' command links (node.server.command_link), not gRPC."""
+
+    def link_commands(k: int) -> int:
+        shard = sharded.shards[k]
+        status = ok(shard.command(shard.wait_for_primary(), {"serverStatus": 1}))
+        return int(status["metrics"]["commandLinks"]["commands"])
+
+    for shard in sharded.shards:
+        assert ok(shard.command(shard.wait_for_primary(), {"hello": 1}))["internalCommandLink"]
+    ok(r(sharded, {"create": "linked"}))
+    before = [link_commands(k) for k in range(len(sharded.shards))]
+    ok(r(sharded, {"insert": "linked", "documents": [{"_id": k} for k in range(3)]}))
+    owner = next(k for k in range(len(sharded.shards)) if ids_on(sharded, k, "linked"))
+    assert link_commands(owner) > before[owner]
+
+
 def test_snapshot_reads_through_the_router_re_read_each_shard_at_its_token(
         sharded: ShardedCluster) -> None:
     """Each shard pins its own snapshot; the router's atClusterTime names those snapshots,

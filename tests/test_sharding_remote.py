@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from helogale.errors import AutoReconnect
-from node.sharding.remote import RemoteSet
+from node.sharding.remote import RemoteSet, link_address
 from tests.client_scripted_server import UNAVAILABLE, ScriptedServer
 
 NOT_PRIMARY = {"ok": 0.0, "code": 10107, "codeName": "NotWritablePrimary", "errmsg": "not primary"}
@@ -60,3 +60,9 @@ def test_never_is_not_resent(server: ScriptedServer, remote: RemoteSet) -> None:
     reply = remote.command("db", {"insert": "c", "documents": [{"_id": 1}]}, retry="never")
     assert reply["code"] == 10107
     assert len(server.commands("insert")) == 1
+
+
+def test_a_wildcard_link_host_is_the_host_the_member_was_reached_at() -> None:
+    assert link_address("0.0.0.0:9001", ("10.0.0.5", 9000)) == "10.0.0.5:9001"
+    assert link_address("[::]:9001", ("::1", 9000)) == "[::1]:9001"
+    assert link_address("10.0.0.7:9001", ("10.0.0.5", 9000)) == "10.0.0.7:9001"

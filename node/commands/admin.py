@@ -23,6 +23,7 @@ from node.commands.context import RequestContext
 from node.commands.operations import common_sections
 from node.commands.sessions import session_count
 from node.engine.errors import MongoError
+from node.ops.counters import COUNTERS
 
 if TYPE_CHECKING:
     from node.commands.dispatcher import NodeServices
@@ -137,7 +138,8 @@ def server_status(node: NodeServices, db: str, cmd: Mapping[str, Any], ctx: Requ
         "repl": repl,
         "metrics": {"cursor": {"open": {"total": Int64(len(node.cursors))},
                                "refused": Int64(node.cursors.refused)},
-                    "commands": commands},
+                    "commands": commands,
+                    "commandLinks": {"commands": Int64(COUNTERS.get("command_link_commands"))}},
         # sessions holding a retryable-write record (pruned after the session timeout)
         "logicalSessionRecordCache": {"activeSessionsCount": session_count(node.engine.store)},
     }

@@ -54,6 +54,9 @@ CODEC = CodecOptions(document_class=dict, tz_aware=True)
 INVALID_BSON = 22
 
 
+UNKNOWN_COMMAND = "<UNKNOWN>"
+"""The name statistics count every command the table does not know under."""
+
 @dataclass
 class NodeServices:
     """What a node's handlers reach: the engine (reads), the member (writes, topology),
@@ -155,7 +158,10 @@ class Dispatcher:
             return _error_reply(MongoError(9, "Command document is empty or not a document",
                                            code_name="FailedToParse"), command)
         name = next(iter(command))
-        op = self.ops.begin(db if isinstance(db, str) else "", name, command, ctx)
+        # counted by name: one row for every unknown name (as MongoDB's <UNKNOWN>), so a
+        # client making names up cannot grow the statistics (or metric labels) without bound
+        counted = name if name in self.commands else UNKNOWN_COMMAND
+        op = self.ops.begin(db if isinstance(db, str) else "", counted, command, ctx)
         token = ops_current.enter(op)
         try:
             reply = self._start(db, name, command, ctx)
@@ -164,10 +170,10 @@ class Dispatcher:
         finally:
             ops_current.leave(token)
         if isinstance(reply, PendingReply):
-            return PendingReply(reply.future, reply.finish, (op, name))
+            return PendingReply(reply.future, reply.finish, (op, counted))
         reply.setdefault("ok", 1.0)
         self._stamp(reply, command)
-        self.ops.end(op, name, reply)
+        self.ops.end(op, counted, reply)
         return reply
 
     def _stamp(self, reply: dict[str, Any], command: Any) -> None:

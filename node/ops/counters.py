@@ -23,6 +23,7 @@ HELP = {
     "router_stale_config_retries": "StaleConfig answers retried after a refresh",
     "router_routing_refreshes": "routing metadata refreshes",
     "snapshots_sent_bytes": "state snapshot bytes sent to lagging members",
+    "command_link_commands": "commands run for routers and other sets over command links",
 }
 
 

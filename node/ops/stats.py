@@ -28,6 +28,12 @@ _TOP_FIELD = {"find": "queries", "getMore": "getmore", "insert": "insert", "upda
               "delete": "remove"}
 
 
+MAX_TOP_NAMESPACES = 10_000
+"""Namespaces ``top`` keeps rows for: commands name any namespace they like (refused ones
+and reads of missing collections included), so the table is bounded; past it, new namespaces
+are not counted."""
+
+
 class Histogram:
     """Cumulative-on-export bucket counts plus sum and count."""
 
@@ -84,10 +90,10 @@ class CommandStats:
             lat = self.op_latencies[cls]
             lat[0] += micros
             lat[1] += 1
-            if ns:
-                row = self.top.get(ns)
-                if row is None:
-                    row = self.top[ns] = {}
+            row = self.top.get(ns) if ns else None
+            if row is None and ns and "\x00" not in ns and len(self.top) < MAX_TOP_NAMESPACES:
+                row = self.top[ns] = {}  # (a NUL cannot be a BSON key: top could not answer)
+            if row is not None:
                 for field in ("total", "readLock" if cls == "reads" else "writeLock"
                               if cls == "writes" else "commands", _TOP_FIELD.get(name)):
                     if field is None:

@@ -135,6 +135,7 @@ class NodeApp:
 
             set_internal_tls(config.tls)
         self.dispatcher = Dispatcher(services, NODE_COMMANDS, slow_ms=config.slowms)
+        self.command_links = self._command_links()
         if config.grpc_workers <= UNARY_RESERVE:
             raise ValueError(f"grpc_workers must be more than {UNARY_RESERVE}")
         self.grpc = make_server(config.grpc_workers)
@@ -154,13 +155,30 @@ class NodeApp:
             self._writable, timeout_minutes=config.session_timeout_minutes,
             interval_s=config.session_refresh_secs)
 
+    def _command_links(self) -> Any:
+        """Serve internal command links on the Raft port (``node.server.command_link``): only
+        with the key file (callers prove it) and without TLS (links are plain TCP); and call
+        other sets (config servers, shards) over theirs."""
+        from node.server.command_link import CommandLinkServer
+        from node.sharding.remote import set_link_key
+
+        transport = getattr(getattr(self.member, "raft", None), "transport", None)
+        if self._key is None or self.config.tls.enabled:
+            return None
+        set_link_key(self._key)
+        if not hasattr(transport, "command_server"):  # the gRPC Raft transport: none
+            return None
+        server = CommandLinkServer(self.dispatcher, internal=self.config.auth)
+        transport.command_server = server
+        return server
+
     def _security(self, services: NodeServices) -> None:
         """Users from this member's store (and the internal user, with the key file);
         ``--auth``: the authorization check, and the internal identity on calls to other sets
         (config servers, shards)."""
         from node.security.authz import Authorizer, LocalUsers
 
-        key = load_keyfile(self.config.keyfile) if self.config.keyfile else None
+        key = self._key = load_keyfile(self.config.keyfile) if self.config.keyfile else None
         services.users = LocalUsers(self.engine, key)
         if self.config.auth:
             services.authz = Authorizer(services.users)
@@ -314,6 +332,8 @@ class NodeApp:
             self.wire.stop()
         self.grpc.stop(0.5).wait()
         self.command_service.close()
+        if self.command_links is not None:
+            self.command_links.close()
         stop = getattr(self.member, "stop", None)
         if stop is not None:
             stop()

@@ -53,6 +53,7 @@ from node.engine.errors import (
 from node.engine.snapshot import dump_snapshot, load_snapshot, looks_intact
 from node.ops.progress import Progress
 from node.ops.raft_metrics import RaftMetrics
+from node.server.command_link import LINK_FIELD
 from node.server.config import MemberSpec, NodeConfig
 from node.server.replset_config import check_quorum, parse_reconfig, tcp_probe
 from node.server.statemachine import StateMachine, decode_entry, encode_entry
@@ -478,6 +479,8 @@ class Replica:
         if not in_config:
             reply["info"] = "Does not have a valid replica set config"
             reply["isreplicaset"] = True
+        if not wire and getattr(self.raft.transport, "command_server", None) is not None:
+            reply[LINK_FIELD] = self.config.raft_listen_address
         op = self._op_time()
         reply["lastWrite"] = {"opTime": op, "lastWriteDate": self._last_write,
                               "majorityOpTime": op, "majorityWriteDate": self._last_write}

@@ -13,6 +13,12 @@ command again on the new primary when that is safe:
   before running it (NotWritablePrimary, NotPrimaryNoSecondaryOk), never after an error that
   leaves the outcome unknown;
 * ``retry="never"``.
+
+Commands go over a member's command link (``node.server.command_link``: plain TCP on its Raft
+port, about 1 ms cheaper per round trip than gRPC here) when this process holds the cluster key
+(:func:`set_link_key`), the member's ``hello`` names a link address (``LINK_FIELD``) and TLS
+is off; otherwise, or while a member's link cannot be opened, over gRPC as before. Either way
+the same retry policy runs: a broken link is a network error like a broken stream.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from helogale.channel import Address, Channel
+from helogale.channel import Address, Channel, decode_reply, encode_command, format_address
 from helogale.client import MongoClient
 from helogale.errors import NotPrimaryError
 from helogale.read_preferences import ReadPreference, ServerMode
 from helogale.topology import ServerDescription
 from node.security.authz import AUDIT_FIELD, acting_users
+from node.server.command_link import LINK_FIELD, CommandLinks
 
 Retry = Literal["safe", "refused", "never"]
 REFUSED_CODES = frozenset({10107, 13435})
@@ -51,6 +58,33 @@ def set_internal_tls(tls: Any) -> None:
     process's certificate."""
     global _INTERNAL_TLS
     _INTERNAL_TLS = tls
+
+
+_LINKS: CommandLinks | None = None
+
+
+def set_link_key(key: bytes | None) -> None:
+    """Run commands over command links, proving ``key`` (the cluster key file), from now on;
+    None: gRPC only. Links stay off while internal TLS is on (they are plain TCP)."""
+    global _LINKS
+    if (_LINKS.key if _LINKS is not None else None) == key:
+        return  # (several apps in one process, as in tests: keep the links they share)
+    old, _LINKS = _LINKS, (CommandLinks(key) if key is not None else None)
+    if old is not None:
+        old.close()
+
+
+def _links() -> CommandLinks | None:
+    return _LINKS if _INTERNAL_TLS is None else None
+
+
+def link_address(advertised: str, reached_at: Address) -> str:
+    """Where to dial a member's command link: the address its ``hello`` gave, with a wildcard
+    host (a member listening on every interface) replaced by the host we reach it at."""
+    host, _, port = advertised.rpartition(":")
+    if host.strip("[]") in ("", "0.0.0.0", "::"):
+        return format_address((reached_at[0], int(port)))
+    return advertised
 
 
 def parse_connection_string(text: str) -> tuple[str | None, list[str]]:
@@ -88,6 +122,43 @@ class RemoteSet:
             options.update(username="__system", password=_INTERNAL_KEY.decode("ascii"),
                            authSource="local")
         self.client = MongoClient(self.hosts, **options)
+        self._socket_timeout = socket_timeout_ms / 1000
+        self._link_addresses: dict[Address, str] = {}
+        """Each member's command link address, from its last ``hello``."""
+        self.client.executor.topology.channels.on_cancel.append(self._abandon_link)
+
+    def _abandon_link(self, server: Address) -> None:
+        """The topology gave up on ``server`` (unreachable, or deposed): requests waiting on
+        its link get AutoReconnect now, as those on its gRPC channel do."""
+        links, address = _links(), self._link_addresses.get(server)
+        if links is not None and address is not None:
+            links.abandon(address)
+
+    def _link_address(self, server: ServerDescription) -> str | None:
+        """Where ``server``'s command link listens (its ``hello`` says; a wildcard host is
+        the host we reach it at), or None without one."""
+        if server.hello is None:  # a pinned server: what its last hello said
+            return self._link_addresses.get(server.address)
+        advertised = server.hello.get(LINK_FIELD)
+        if not isinstance(advertised, str):
+            self._link_addresses.pop(server.address, None)
+            return None
+        address = self._link_addresses[server.address] = link_address(advertised,
+                                                                        server.address)
+        return address
+
+    def _send(self, server: ServerDescription, channel: Channel, db: str,
+              document: Mapping[str, Any], timeout: float | None) -> dict[str, Any]:
+        """``document`` to ``server``: over its command link when there is one, else gRPC."""
+        links = _links()
+        address = self._link_address(server) if links is not None else None
+        link = links.get(address) if links is not None and address is not None else None
+        if link is None:
+            return channel.run(db, document, self.client.codec_options, timeout=timeout)
+        codec = self.client.codec_options
+        raw = link.run(db, encode_command(document, codec),
+                       timeout if timeout is not None else self._socket_timeout)
+        return decode_reply(raw, codec, server.address)
 
     def command(self, db: str, cmd: Mapping[str, Any], *, retry: Retry = "safe",
                 read_preference: ServerMode = ReadPreference.PRIMARY,
@@ -113,7 +184,7 @@ class RemoteSet:
                 document[AUDIT_FIELD] = {"users": list(acting)}
             if read_preference.mode != ReadPreference.PRIMARY.mode:
                 document["$readPreference"] = read_preference.document
-            reply = channel.run(db, document, self.client.codec_options, timeout=timeout)
+            reply = self._send(server, channel, db, document, timeout)
             if isinstance(reply, dict):  # that set's own clock: meaningless to our caller
                 reply.pop("operationTime", None)
             answered.append(server.address)
