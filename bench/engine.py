@@ -189,19 +189,22 @@ FACTORIES: dict[str, Callable[[bool], Target]] = {
 # --- workload data ------------------------------------------------------------------------------
 
 
+def make_doc(i: int, rng: random.Random) -> dict[str, Any]:
+    """Document ``i``: indexed ``k``, unindexed ``grp``, a name and a 2d location (drawn from
+    ``rng``, so a sequence of calls with one generator is reproducible)."""
+    return {
+        "_id": i,
+        "k": i,
+        "grp": rng.randrange(1000),
+        "name": f"user{i}",
+        "loc": [rng.uniform(-180, 179.999), rng.uniform(-90, 89.999)],
+    }
+
+
 def make_docs(n: int, seed: int = 42) -> list[dict[str, Any]]:
-    """N small documents: indexed ``k``, unindexed ``grp``, a name and a 2d location."""
+    """N small documents (:func:`make_doc`)."""
     rng = random.Random(seed)
-    return [
-        {
-            "_id": i,
-            "k": i,
-            "grp": rng.randrange(1000),
-            "name": f"user{i}",
-            "loc": [rng.uniform(-180, 179.999), rng.uniform(-90, 89.999)],
-        }
-        for i in range(n)
-    ]
+    return [make_doc(i, rng) for i in range(n)]
 
 
 @dataclass

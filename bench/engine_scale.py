@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bench.engine import make_doc
+
 LOAD_BATCH = 10_000
 NEAR_DISTANCE = 2.0
 WORKLOADS = ("find_one_id", "find_one_k", "near_k10", "near_all")
@@ -42,16 +44,7 @@ def iter_batches(n: int, seed: int = 42) -> Iterator[list[dict[str, Any]]]:
     """The documents of ``bench.engine.make_docs(n, seed)``, generated a batch at a time."""
     rng = random.Random(seed)
     for lo in range(0, n, LOAD_BATCH):
-        yield [
-            {
-                "_id": i,
-                "k": i,
-                "grp": rng.randrange(1000),
-                "name": f"user{i}",
-                "loc": [rng.uniform(-180, 179.999), rng.uniform(-90, 89.999)],
-            }
-            for i in range(lo, min(n, lo + LOAD_BATCH))
-        ]
+        yield [make_doc(i, rng) for i in range(lo, min(n, lo + LOAD_BATCH))]
 
 
 class Loaded:

@@ -16,17 +16,17 @@ pytestmark = pytest.mark.bench
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench ARGS`` from the repository root; it must succeed."""
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def test_engine_bench_json_shape(tmp_path: Path) -> None:
     out = tmp_path / "engine.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "engine", "--docs", "400", "--budget", "0.05",
-         "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _bench("engine", "--docs", "400", "--budget", "0.05", "--json", str(out))
     assert "x montydb" in proc.stdout and "x mongomock" in proc.stdout
     data = json.loads(out.read_text())
     assert set(data) == {"results"}
@@ -78,12 +78,7 @@ def test_engine_bench_lmdb_durability_setting_reaches_both_lmdb_systems(fsync: b
 
 def test_regex_bench_json_shape(tmp_path: Path) -> None:
     out = tmp_path / "regex.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "regex", "--docs", "300", "--repeat", "1",
-         "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+    _bench("regex", "--docs", "300", "--repeat", "1", "--json", str(out))
     data = json.loads(out.read_text())
     assert set(data) == {"engine", "match", "pathological"}
     assert all(r["re2_ms"] > 0 and r["re_ms"] > 0 for r in data["engine"])
@@ -93,15 +88,7 @@ def test_regex_bench_json_shape(tmp_path: Path) -> None:
 
 def test_engine_scaling_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "scale.json", tmp_path / "scale.png"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "engine", "--docs", "300,900", "--json", str(out),
-         "--plot", str(png)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _bench("engine", "--docs", "300,900", "--json", str(out), "--plot", str(png))
     assert "near_k10" in proc.stdout and "x smallest" in proc.stdout
     data = json.loads(out.read_text())
     assert data["sizes"] == [300, 900] and [ld["docs"] for ld in data["loads"]] == [300, 900]

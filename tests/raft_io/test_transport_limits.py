@@ -90,6 +90,14 @@ def member() -> Iterator[tuple[TcpTransport, Inbox]]:
 
 
 # ---------------------------------------------------------------------- receiving side
+
+def _wait_delivered(a: TcpTransport, inbox: Inbox, term: int, what: str) -> None:
+    """Send heartbeats of ``term`` from ``a`` until one reaches ``inbox``."""
+    def delivered() -> bool:
+        a.send([_heartbeat(term=term)])
+        return any(m.term == term for m in inbox.msgs)
+    wait_until(delivered, 20, what)
+
 def test_a_slow_loris_handshake_is_ended_at_its_deadline(
         member: tuple[TcpTransport, Inbox]) -> None:
     """One byte at a time, each well inside the socket timeout: the handshake as a whole
@@ -134,10 +142,7 @@ def test_a_silent_connection_flood_is_capped_and_members_still_get_in(
                          min_backoff=0.02, max_backoff=0.1)
         a.start()
         try:
-            def delivered() -> bool:
-                a.send([_heartbeat(term=7)])
-                return any(m.term == 7 for m in inbox.msgs)
-            wait_until(delivered, 20, "a real member's heartbeat through the flood")
+            _wait_delivered(a, inbox, 7, "a real member's heartbeat through the flood")
         finally:
             stop.set()
             flooder.join()
@@ -314,10 +319,7 @@ def test_garbage_after_the_handshake_and_a_close_storm_leave_nothing_behind(
     a = TcpTransport(1, "127.0.0.1:0", {2: f"127.0.0.1:{t.port}"}, Inbox(), key=KEY)
     a.start()
     try:
-        def delivered() -> bool:
-            a.send([_heartbeat(term=8)])
-            return any(m.term == 8 for m in inbox.msgs)
-        wait_until(delivered, 20, "the real member's heartbeat")
+        _wait_delivered(a, inbox, 8, "the real member's heartbeat")
     finally:
         a.stop()
     assert all(m.term == 8 for m in inbox.msgs)
